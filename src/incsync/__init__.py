@@ -1,0 +1,83 @@
+"""incsync: keep a host application's transactions in step with the business systems it connects.
+
+The public API is re-exported here; everything else is an implementation detail.
+"""
+
+from incsync.connectors.base import BaseConnector
+from incsync.cursor import Cursor, Window
+from incsync.engine import SyncEngine, SyncPolicy
+from incsync.errors import (
+    AuthError,
+    BadRecordError,
+    BadResponseError,
+    ConfigurationError,
+    GenerationChangedError,
+    IncsyncError,
+    LeaseLostError,
+    NaiveDatetimeError,
+    PermanentSourceError,
+    RateLimitedError,
+    SourceError,
+    StateConflictError,
+    StoreError,
+    TransientSourceError,
+)
+from incsync.protocols import (
+    AtomicPageStore,
+    Clock,
+    Connector,
+    ProgressCallback,
+    StateStore,
+    TransactionSink,
+)
+from incsync.records import ApplyResult, Page, Record, RejectedRecord, Transaction
+from incsync.results import CycleProgress, CycleResult, Outcome
+from incsync.state import Checkpoint, ErrorInfo, Lease, Phase, SkipReason, SourceState
+from incsync.stores import InMemoryStore, SQLiteStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ApplyResult",
+    "AtomicPageStore",
+    "AuthError",
+    "BadRecordError",
+    "BadResponseError",
+    "BaseConnector",
+    "Checkpoint",
+    "Clock",
+    "ConfigurationError",
+    "Connector",
+    "Cursor",
+    "CycleProgress",
+    "CycleResult",
+    "ErrorInfo",
+    "GenerationChangedError",
+    "InMemoryStore",
+    "IncsyncError",
+    "Lease",
+    "LeaseLostError",
+    "NaiveDatetimeError",
+    "Outcome",
+    "Page",
+    "PermanentSourceError",
+    "Phase",
+    "ProgressCallback",
+    "RateLimitedError",
+    "Record",
+    "RejectedRecord",
+    "SQLiteStore",
+    "SkipReason",
+    "SourceError",
+    "SourceState",
+    "StateConflictError",
+    "StateStore",
+    "StoreError",
+    "SyncEngine",
+    "SyncPolicy",
+    "Transaction",
+    "TransactionSink",
+    "TransientSourceError",
+    "Window",
+    "__version__",
+]

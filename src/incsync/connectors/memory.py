@@ -1,0 +1,207 @@
+"""A source held in memory and the connector that reads it: for demos, tests and simulations.
+
+:class:`InMemorySource` behaves like an API with an "updated since" filter and keyset paging:
+records are raw JSON-like mappings with an ISO timestamp, reads see the source as it is at the
+moment each page is fetched (so changes made while a cycle pages through it show up or not, as
+they would at a real vendor), and a record may appear at any time with an old timestamp, as one
+committed late does.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from incsync.connectors.base import BaseConnector, RawPage
+from incsync.cursor import Window
+from incsync.errors import ConfigurationError
+from incsync.timestamps import ensure_utc, parse_timestamp
+
+__all__ = ["InMemoryConnector", "InMemorySource", "iso_timestamp"]
+
+Key = tuple[datetime, str]
+
+
+def iso_timestamp(value: datetime) -> str:
+    """Format an aware datetime the way most APIs do: UTC, milliseconds, ``Z``."""
+    return ensure_utc(value).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class InMemorySource:
+    """A thread-safe collection of raw records, readable in (updated_at, id) order.
+
+    Args:
+        id_field: Key of the id in each raw record.
+        updated_at_field: Key of the ISO last-update time in each raw record.
+        deleted_field: Key of the deletion flag set by :meth:`delete`.
+    """
+
+    def __init__(
+        self,
+        *,
+        id_field: str = "id",
+        updated_at_field: str = "updated_at",
+        deleted_field: str = "deleted",
+    ) -> None:
+        self.id_field = id_field
+        self.updated_at_field = updated_at_field
+        self.deleted_field = deleted_field
+        self._lock = threading.Lock()
+        self._records: dict[str, dict[str, Any]] = {}
+        self._keys: dict[str, Key] = {}
+        self._order: list[Key] = []  # sorted; lets a page be found by bisection
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._records)
+
+    def put(self, raw: Mapping[str, Any]) -> None:
+        """Create or replace a record (its timestamp may be in the past, like a late commit)."""
+        record = dict(raw)
+        record_id = str(record[self.id_field])
+        key = (parse_timestamp(record[self.updated_at_field], self.updated_at_field), record_id)
+        with self._lock:
+            old = self._keys.get(record_id)
+            if old is not None:
+                del self._order[bisect.bisect_left(self._order, old)]
+            bisect.insort(self._order, key)
+            self._keys[record_id] = key
+            self._records[record_id] = record
+
+    def update(self, record_id: str, at: datetime, **changes: Any) -> None:
+        """Change fields of an existing record and stamp it as updated ``at``."""
+        with self._lock:
+            record = dict(self._records[record_id])
+        record.update(changes)
+        record[self.updated_at_field] = iso_timestamp(at)
+        self.put(record)
+
+    def delete(self, record_id: str, at: datetime) -> None:
+        """Mark a record deleted at ``at`` (sources report deletions as updates)."""
+        self.update(record_id, at, **{self.deleted_field: True})
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Return a copy of every record by id: the ground truth a sink must end up equal to."""
+        with self._lock:
+            return {record_id: dict(raw) for record_id, raw in self._records.items()}
+
+    def ids(self) -> list[str]:
+        """Return every record id."""
+        with self._lock:
+            return list(self._records)
+
+    def page(self, start: datetime | None, after: Key | None, limit: int) -> list[dict[str, Any]]:
+        """Return up to ``limit`` records with ``updated_at >= start`` and key after ``after``."""
+        with self._lock:
+            position = 0
+            if start is not None:
+                position = bisect.bisect_left(self._order, (start, ""))
+            if after is not None:
+                position = max(position, bisect.bisect_right(self._order, after))
+            keys = self._order[position : position + limit]
+            return [dict(self._records[record_id]) for _, record_id in keys]
+
+    def matching(self, start: datetime | None) -> list[dict[str, Any]]:
+        """Return every record with ``updated_at >= start`` (all of them for ``None``)."""
+        with self._lock:
+            position = 0 if start is None else bisect.bisect_left(self._order, (start, ""))
+            return [dict(self._records[record_id]) for _, record_id in self._order[position:]]
+
+
+class InMemoryConnector(BaseConnector):
+    """Reads an :class:`InMemorySource` page by page.
+
+    Ordered, it pages by keyset on (updated_at, id), fetching each page from the source as it is at
+    that moment. Unordered, it takes the matching records at the start of the read, shuffles them
+    (like an API with no useful sort), and pages through that list.
+
+    Args:
+        source: The source to read.
+        page_size: Records per page.
+        ordered: Whether to return records in (updated_at, id) order.
+        lookback: How far before the cursor each incremental read starts.
+        before_page: Called with the page number (from 0) before each page is fetched, and once
+            more before the read ends; tests use it to change the source mid-read or to fail.
+        page_delay: Seconds to sleep before each page, to stand in for network time.
+        secret: A credential value to declare in :meth:`secrets` (for redaction tests).
+        seed: Seeds the shuffle of an unordered read.
+    """
+
+    vendor = "memory"
+
+    def __init__(
+        self,
+        source: InMemorySource,
+        *,
+        page_size: int = 100,
+        ordered: bool = True,
+        lookback: timedelta = timedelta(0),
+        before_page: Callable[[int], None] | None = None,
+        page_delay: float = 0.0,
+        secret: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        if page_size < 1:
+            raise ConfigurationError(f"page_size must be at least 1, got {page_size}")
+        self.source = source
+        self.id_field = source.id_field
+        self.updated_at_field = source.updated_at_field
+        self.page_size = page_size
+        self.ordered = ordered
+        self.lookback = lookback
+        self.before_page = before_page
+        self.page_delay = page_delay
+        self._secret = secret
+        self._random = random.Random(seed)
+
+    def is_deleted(self, raw: Mapping[str, Any]) -> bool:
+        """Return whether the source marked ``raw`` deleted."""
+        return bool(raw.get(self.source.deleted_field, False))
+
+    def estimated_total(self, window: Window) -> int | None:
+        """Return how many records match the window right now."""
+        return len(self.source.matching(window.start))
+
+    def secrets(self) -> list[str]:
+        """Return the declared credential, if any."""
+        return [self._secret] if self._secret else []
+
+    def _before(self, number: int) -> None:
+        if self.page_delay:
+            time.sleep(self.page_delay)
+        if self.before_page is not None:
+            self.before_page(number)
+
+    def fetch(self, window: Window) -> Iterator[RawPage]:
+        """Yield the window's records page by page."""
+        return self._fetch_ordered(window) if self.ordered else self._fetch_unordered(window)
+
+    def _fetch_ordered(self, window: Window) -> Iterator[RawPage]:
+        after: Key | None = None
+        number = 0
+        while True:
+            self._before(number)
+            page = self.source.page(window.start, after, self.page_size)
+            if not page:
+                return
+            yield page
+            number += 1
+            last = page[-1]
+            after = (
+                parse_timestamp(last[self.source.updated_at_field]),
+                str(last[self.source.id_field]),
+            )
+
+    def _fetch_unordered(self, window: Window) -> Iterator[RawPage]:
+        matching = self.source.matching(window.start)
+        self._random.shuffle(matching)
+        pages = range(0, len(matching), self.page_size)
+        for number, offset in enumerate(pages):
+            self._before(number)
+            yield matching[offset : offset + self.page_size]
+        self._before(len(pages))

@@ -1,0 +1,397 @@
+"""The sync engine: one incremental cycle for one source, plus Reset, Cancel and Resume.
+
+The whole algorithm is :meth:`SyncEngine.run_cycle`:
+
+1. Take the source's lease (skip if another worker holds it, or if the source is cancelled,
+   stopped or asked us to wait).
+2. Ask the connector for the window after the cursor, minus its lookback.
+3. For each page: write it to the sink (which drops what was already applied), keep the records set
+   aside as malformed, and checkpoint. For ordered sources the checkpoint moves the cursor to the
+   page's highest (updated_at, id), never past the cycle's start minus the safety lag; unordered
+   sources move it only once the cycle completes. Where the store is the sink, the page and its
+   checkpoint are one transaction.
+4. On success record the last sync; on failure count it, keep the redacted error, and stop the
+   source after too many in a row.
+
+Every decision is a pure function in :mod:`incsync.cursor` or :mod:`incsync.state`; this module only
+sequences the I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+import attrs
+
+from incsync.cursor import Cursor, advance, horizon, page_high_water, window_after
+from incsync.errors import (
+    AuthError,
+    ConfigurationError,
+    GenerationChangedError,
+    LeaseLostError,
+    RateLimitedError,
+)
+from incsync.protocols import (
+    AtomicPageStore,
+    Clock,
+    Connector,
+    ProgressCallback,
+    StateStore,
+    TransactionSink,
+)
+from incsync.records import ApplyResult, Record, RejectedRecord
+from incsync.redaction import redact
+from incsync.results import CycleProgress, CycleResult, Outcome
+from incsync.state import Checkpoint, ErrorInfo, Lease, Phase, SkipReason, SourceState, skip_reason
+from incsync.timestamps import ensure_utc, utc_now
+
+__all__ = ["SyncEngine", "SyncPolicy"]
+
+logger = logging.getLogger("incsync")
+
+_SKIPPED = {
+    SkipReason.RUNNING_ELSEWHERE: Outcome.SKIPPED_RUNNING,
+    SkipReason.CANCELLED: Outcome.SKIPPED_CANCELLED,
+    SkipReason.STOPPED: Outcome.SKIPPED_STOPPED,
+    SkipReason.WAITING: Outcome.SKIPPED_WAITING,
+}
+
+
+def _positive(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, timedelta):
+        if value <= timedelta(0):
+            raise ConfigurationError(f"{attribute.name} must be positive, got {value}")
+    elif not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{attribute.name} must be an integer >= 1, got {value!r}")
+
+
+def _not_negative(_instance: object, attribute: attrs.Attribute[Any], value: timedelta) -> None:
+    if value < timedelta(0):
+        raise ConfigurationError(f"{attribute.name} must not be negative, got {value}")
+
+
+@attrs.frozen
+class SyncPolicy:
+    """How cautious the engine is; the defaults suit hourly cycles against business APIs.
+
+    Args:
+        lease_ttl: How long a lease lasts without a checkpoint. A worker that dies mid-cycle blocks
+            its source for at most this long. Every checkpoint extends it, so it must exceed the
+            time to fetch and write one page.
+        safety_lag: The cursor never moves past the cycle's start minus this, so records that
+            become visible late at the source (search index lag, long transactions, clock skew)
+            are read again by the next cycle.
+        max_consecutive_failures: Failed cycles in a row after which the source is stopped (at
+            hourly cycles, the default stops a source after five hours of errors).
+        max_auth_failures: The same, for failures that waiting cannot heal (credentials rejected).
+    """
+
+    lease_ttl: timedelta = attrs.field(default=timedelta(minutes=10), validator=_positive)
+    safety_lag: timedelta = attrs.field(default=timedelta(minutes=5), validator=_not_negative)
+    max_consecutive_failures: int = attrs.field(default=5, validator=_positive)
+    max_auth_failures: int = attrs.field(default=2, validator=_positive)
+
+
+@attrs.define
+class _Tally:
+    """Counters of the running cycle (mutable on purpose: one per cycle, never shared)."""
+
+    pages: int = 0
+    fetched: int = 0
+    applied: int = 0
+    already_applied: int = 0
+    rejected: int = 0
+    total: int | None = None
+
+
+class SyncEngine:
+    """Runs incremental cycles for sources over a state store and a transaction sink.
+
+    One engine may serve many sources and threads; concurrency per source is settled by the
+    store's leases, so any number of engines in any number of processes may share one store.
+
+    Args:
+        store: Where source states live.
+        sink: Where records are applied. Omit it when ``store`` is also the sink (the built-in
+            stores are); a page and its checkpoint are then written in one transaction.
+        policy: Leases, safety lag and failure thresholds.
+        clock: Returns the current aware time; injectable for tests.
+        holder: A name for this worker in leases; defaults to host, process and thread.
+
+    Raises:
+        ConfigurationError: No sink was given and the store is not one.
+    """
+
+    def __init__(
+        self,
+        store: StateStore,
+        sink: TransactionSink | None = None,
+        *,
+        policy: SyncPolicy | None = None,
+        clock: Clock = utc_now,
+        holder: str | None = None,
+    ) -> None:
+        sink_is_store = sink is None or sink is cast("object", store)
+        if sink is None:
+            if not isinstance(store, TransactionSink):
+                raise ConfigurationError(
+                    f"{type(store).__name__} is not a TransactionSink; pass sink=... as well"
+                )
+            sink = store
+        self.store = store
+        self.sink = sink
+        self.policy = policy or SyncPolicy()
+        self._clock = clock
+        self._holder = holder
+        self._atomic: AtomicPageStore | None = (
+            store if sink_is_store and isinstance(store, AtomicPageStore) else None
+        )
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def state(self, source_key: str) -> SourceState:
+        """Return the source's current state."""
+        return self.store.load(source_key)
+
+    def states(self) -> Sequence[SourceState]:
+        """Return the state of every known source, ordered by key."""
+        return self.store.list_states()
+
+    def rejected(self, source_key: str) -> Sequence[RejectedRecord]:
+        """Return the records set aside for the source, with their reasons."""
+        return self.store.list_rejected(source_key)
+
+    def reset(self, source_key: str) -> SourceState:
+        """Make the next cycle re-read and re-apply every record; deletes no transaction.
+
+        A cycle running now has its later checkpoints refused and stops.
+        """
+        logger.info("source %s reset: the next cycle re-reads everything", source_key)
+        return self.store.reset(source_key)
+
+    def cancel(self, source_key: str) -> SourceState:
+        """Stop syncing the source until it is resumed or reset; deletes no transaction.
+
+        A cycle running now stops after its current page is durable.
+        """
+        logger.info("source %s cancelled", source_key)
+        return self.store.cancel(source_key)
+
+    def resume(self, source_key: str) -> SourceState:
+        """Let a cancelled or stopped source run again."""
+        logger.info("source %s resumed", source_key)
+        return self.store.resume(source_key)
+
+    # -- the cycle ---------------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        return ensure_utc(self._clock(), "clock()")
+
+    def _lease_holder(self) -> str:
+        if self._holder is not None:
+            return self._holder
+        return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+    def run_cycle(
+        self,
+        source_key: str,
+        connector: Connector,
+        *,
+        on_progress: ProgressCallback | None = None,
+    ) -> CycleResult:
+        """Run one incremental cycle of ``source_key`` through ``connector``.
+
+        Source failures never raise: they are recorded in the source's state and reported in the
+        result. Only a failing store raises, because then nothing can be recorded.
+
+        Args:
+            source_key: The host's name for the source.
+            connector: Reads the source.
+            on_progress: Called after every durable page.
+
+        Returns:
+            What the cycle did.
+
+        Raises:
+            StoreError: The state store or sink failed while recording the outcome.
+        """
+        started = self._now()
+        clock_start = time.perf_counter()
+        lease = self.store.acquire_lease(
+            source_key, self._lease_holder(), started, self.policy.lease_ttl
+        )
+        if lease is None:
+            reason = skip_reason(self.store.load(source_key), started)
+            outcome = _SKIPPED[reason or SkipReason.RUNNING_ELSEWHERE]
+            logger.info("source %s: cycle %s", source_key, outcome.value)
+            return CycleResult(source_key=source_key, outcome=outcome, started_at=started)
+
+        state = self.store.load(source_key)
+        tally = _Tally()
+
+        def result(outcome: Outcome, cursor: Cursor | None, error: Exception | None) -> CycleResult:
+            message = None if error is None else redact(str(error), connector.secrets())
+            return CycleResult(
+                source_key=source_key,
+                outcome=outcome,
+                fetched=tally.fetched,
+                applied=tally.applied,
+                already_applied=tally.already_applied,
+                rejected=tally.rejected,
+                pages=tally.pages,
+                cursor_before=state.cursor,
+                cursor_after=cursor,
+                started_at=started,
+                duration=timedelta(seconds=time.perf_counter() - clock_start),
+                error=message,
+                error_class=None if error is None else type(error).__name__,
+            )
+
+        try:
+            outcome, cursor = self._read_and_apply(
+                state, connector, lease, started, tally, on_progress, clock_start
+            )
+        except GenerationChangedError as error:
+            self.store.release_lease(source_key, lease)
+            logger.info("source %s: cycle stopped by a reset", source_key)
+            return result(Outcome.INTERRUPTED_RESET, self.store.load(source_key).cursor, error)
+        except LeaseLostError as error:
+            # Another worker holds the source now; its outcome is the one to record.
+            logger.warning("source %s: %s", source_key, error)
+            return result(Outcome.FAILED, self.store.load(source_key).cursor, error)
+        except Exception as error:  # noqa: BLE001 - any failure of a source must be recorded, not raised
+            failed = self._record_failure(state, lease, connector, error)
+            return result(Outcome.FAILED, failed.cursor, error)
+        finished = result(outcome, cursor, None)
+        logger.info(
+            "source %s: cycle %s, %d fetched, %d applied, %d already applied, %d set aside, "
+            "%d pages in %.3fs",
+            source_key,
+            outcome.value,
+            finished.fetched,
+            finished.applied,
+            finished.already_applied,
+            finished.rejected,
+            finished.pages,
+            finished.duration.total_seconds(),
+        )
+        return finished
+
+    def _read_and_apply(
+        self,
+        state: SourceState,
+        connector: Connector,
+        lease: Lease,
+        started: datetime,
+        tally: _Tally,
+        on_progress: ProgressCallback | None,
+        clock_start: float,
+    ) -> tuple[Outcome, Cursor | None]:
+        key, generation = state.key, state.generation
+        limit = horizon(started, self.policy.safety_lag)
+        ordered = connector.ordered
+        cursor = state.cursor
+        unordered_high: Cursor | None = None
+        for page in connector.read(window_after(cursor, connector.lookback)):
+            high, newest = page_high_water(page.records)
+            if ordered:
+                cursor = advance(cursor, high, limit)
+            elif high is not None and (unordered_high is None or high > unordered_high):
+                unordered_high = high
+            applied, current = self._commit(
+                key,
+                page.records,
+                lease,
+                generation,
+                Checkpoint(cursor=cursor, last_change=newest, rejected=page.rejected),
+            )
+            tally.pages += 1
+            tally.fetched += len(page.records) + len(page.rejected)
+            tally.applied += applied.applied
+            tally.already_applied += len(page.records) - applied.applied - len(applied.rejected)
+            tally.rejected += len(page.rejected) + len(applied.rejected)
+            tally.total = page.total
+            if on_progress is not None:
+                self._report(on_progress, key, tally, clock_start)
+            if current.phase is Phase.CANCELLED:
+                self.store.release_lease(key, lease)
+                logger.info("source %s: cycle stopped by a cancel after a durable page", key)
+                return Outcome.INTERRUPTED_CANCEL, current.cursor
+        final = advance(cursor, unordered_high, limit)
+        done = self.store.complete_cycle(
+            key, lease, generation, Checkpoint(cursor=final), self._now(), tally.rejected
+        )
+        return Outcome.COMPLETED, done.cursor
+
+    def _commit(
+        self,
+        key: str,
+        records: Sequence[Record],
+        lease: Lease,
+        generation: int,
+        checkpoint: Checkpoint,
+    ) -> tuple[ApplyResult, SourceState]:
+        now, ttl = self._now(), self.policy.lease_ttl
+        if self._atomic is not None:
+            return self._atomic.commit_page(key, records, lease, generation, checkpoint, now, ttl)
+        applied = self.sink.apply(key, records, generation) if records else ApplyResult(0)
+        if applied.rejected:
+            checkpoint = attrs.evolve(
+                checkpoint, rejected=[*checkpoint.rejected, *applied.rejected]
+            )
+        return applied, self.store.save_checkpoint(key, lease, generation, checkpoint, now, ttl)
+
+    @staticmethod
+    def _report(on_progress: ProgressCallback, key: str, tally: _Tally, clock_start: float) -> None:
+        progress = CycleProgress(
+            source_key=key,
+            pages=tally.pages,
+            fetched=tally.fetched,
+            applied=tally.applied,
+            elapsed=timedelta(seconds=time.perf_counter() - clock_start),
+            total=tally.total,
+        )
+        try:
+            on_progress(progress)
+        except Exception:  # a broken progress display must not fail a sync
+            logger.exception("source %s: progress callback failed", key)
+
+    def _record_failure(
+        self, state: SourceState, lease: Lease, connector: Connector, error: Exception
+    ) -> SourceState:
+        now = self._now()
+        retryable = bool(getattr(error, "retryable", True)) and not isinstance(error, AuthError)
+        info = ErrorInfo(
+            error_class=type(error).__name__,
+            message=redact(str(error), connector.secrets()),
+            at=now,
+            retryable=retryable,
+        )
+        stop_after = (
+            self.policy.max_auth_failures
+            if isinstance(error, AuthError)
+            else self.policy.max_consecutive_failures
+        )
+        retry_at = error.retry_at if isinstance(error, RateLimitedError) else None
+        logger.warning("source %s: cycle failed: %s: %s", state.key, info.error_class, info.message)
+        try:
+            failed = self.store.fail_cycle(
+                state.key, lease, state.generation, info, stop_after, retry_at
+            )
+        except LeaseLostError:
+            return self.store.load(state.key)
+        if failed.phase is Phase.STOPPED:
+            logger.error(
+                "source %s stopped after %d failed cycles; resume or reset it once the cause "
+                "is fixed",
+                state.key,
+                failed.consecutive_failures,
+            )
+        return failed

@@ -1,0 +1,166 @@
+"""The one exception tree every incsync error belongs to.
+
+Retryability is visible in the class, so a host (or the engine) can decide what to do from the
+type alone::
+
+    IncsyncError
+    ├── ConfigurationError            a value given to incsync is wrong (also a ValueError)
+    │   └── NaiveDatetimeError        a datetime without a timezone was given
+    ├── SourceError                   reading the source failed; the cycle fails
+    │   ├── TransientSourceError      may heal by itself: the next cycle retries (retryable)
+    │   │   └── RateLimitedError      the source asked us to wait; ``retry_at`` says until when
+    │   ├── AuthError                 credentials rejected; waiting cannot heal it
+    │   ├── BadResponseError          the source answered with something we cannot read
+    │   └── PermanentSourceError      the source refused the request; repeating it fails again
+    ├── BadRecordError                one record is malformed; it is set aside and the cycle goes on
+    ├── StateConflictError            the state store refused a write made on stale grounds
+    │   ├── LeaseLostError            another worker holds the source's lease now
+    │   └── GenerationChangedError    the source was reset while this cycle ran
+    └── StoreError                    the state store or transaction sink itself failed
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+__all__ = [
+    "AuthError",
+    "BadRecordError",
+    "BadResponseError",
+    "ConfigurationError",
+    "GenerationChangedError",
+    "IncsyncError",
+    "LeaseLostError",
+    "NaiveDatetimeError",
+    "PermanentSourceError",
+    "RateLimitedError",
+    "SourceError",
+    "StateConflictError",
+    "StoreError",
+    "TransientSourceError",
+]
+
+
+class IncsyncError(Exception):
+    """Root of every error incsync raises on purpose."""
+
+    #: Whether running the same operation again later may succeed.
+    retryable: bool = False
+
+
+class ConfigurationError(IncsyncError, ValueError):
+    """A value handed to incsync is invalid; the message names it and says what is expected."""
+
+
+class NaiveDatetimeError(ConfigurationError):
+    """A datetime without timezone reached incsync, where only aware times are accepted.
+
+    Attributes:
+        field: What the datetime was meant to be (for example ``"now"`` or ``"updated_at"``).
+    """
+
+    def __init__(self, field: str) -> None:
+        super().__init__(
+            f"{field} is a naive datetime; pass a timezone-aware one, "
+            f"for example datetime.now(timezone.utc) or dt.replace(tzinfo=timezone.utc)"
+        )
+        self.field = field
+
+
+class SourceError(IncsyncError):
+    """Reading from a source failed, so the cycle fails and the cursor stays where it was.
+
+    Attributes:
+        vendor: The kind of source (``"quickbooks"``, ``"sample"``…), when known.
+        status_code: The HTTP status of the failing response, when there was one.
+    """
+
+    def __init__(
+        self, message: str, *, vendor: str | None = None, status_code: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.vendor = vendor
+        self.status_code = status_code
+
+
+class TransientSourceError(SourceError):
+    """A failure that may heal by itself (network trouble, 5xx, throttling)."""
+
+    retryable = True
+
+
+class RateLimitedError(TransientSourceError):
+    """The source asked us to slow down.
+
+    Attributes:
+        retry_at: The earliest time the source may be asked again, when it said so.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_at: datetime | None = None,
+        vendor: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message, vendor=vendor, status_code=status_code)
+        self.retry_at = retry_at
+
+
+class AuthError(SourceError):
+    """The source rejected the credentials and a new token could not be obtained.
+
+    Waiting does not heal this, so the engine stops such a source after fewer failures.
+    """
+
+
+class BadResponseError(SourceError):
+    """The source answered with a body incsync cannot interpret."""
+
+    retryable = True
+
+
+class PermanentSourceError(SourceError):
+    """The source refused the request in a way that repeating it will not change."""
+
+
+class BadRecordError(IncsyncError):
+    """One record from a source is malformed; it is set aside with this reason.
+
+    Attributes:
+        record_id: The record's id at the source, when it could be read.
+        reason: Why the record was set aside, in words a person can act on.
+    """
+
+    def __init__(self, reason: str, *, record_id: str | None = None) -> None:
+        where = f"record {record_id!r}" if record_id is not None else "record without an id"
+        super().__init__(f"{where}: {reason}")
+        self.record_id = record_id
+        self.reason = reason
+
+
+class StateConflictError(IncsyncError):
+    """The state store refused a write because the writer's view is out of date.
+
+    Attributes:
+        source_key: The source whose state was to be written.
+    """
+
+    def __init__(self, message: str, *, source_key: str) -> None:
+        super().__init__(message)
+        self.source_key = source_key
+
+
+class LeaseLostError(StateConflictError):
+    """The caller no longer holds the source's lease (it expired and another worker took it)."""
+
+
+class GenerationChangedError(StateConflictError):
+    """The source was reset after the caller loaded it; its work belongs to the old generation."""
+
+
+class StoreError(IncsyncError):
+    """The state store or the transaction sink failed (disk, database, schema)."""
+
+    retryable = True

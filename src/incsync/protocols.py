@@ -1,0 +1,219 @@
+"""The contracts a host plugs in: where records come from, where state and transactions go.
+
+A host implements (or picks a built-in implementation of) three roles:
+
+* :class:`Connector` reads pages of records from a source;
+* :class:`StateStore` keeps each source's :class:`~incsync.state.SourceState` with leases and
+  compare-and-set checkpoints;
+* :class:`TransactionSink` applies records to the host's transactions, idempotently.
+
+A store that also is the sink and can write a page's rows and its checkpoint in one transaction
+implements :class:`AtomicPageStore`; the engine then uses that single transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Protocol, runtime_checkable
+
+from incsync.cursor import Window
+from incsync.records import ApplyResult, Page, Record, RejectedRecord
+from incsync.results import CycleProgress
+from incsync.state import Checkpoint, ErrorInfo, Lease, SourceState
+
+__all__ = [
+    "AtomicPageStore",
+    "Clock",
+    "Connector",
+    "ProgressCallback",
+    "StateStore",
+    "TransactionSink",
+]
+
+Clock = Callable[[], datetime]
+"""Returns the current time as an aware datetime; injectable so tests control time."""
+
+ProgressCallback = Callable[[CycleProgress], None]
+"""Called after every durable page of a running cycle."""
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """Reads records from one source.
+
+    Subclass :class:`incsync.connectors.BaseConnector` rather than implementing this from scratch.
+    """
+
+    @property
+    def ordered(self) -> bool:
+        """Whether pages come in ascending (updated_at, id) order across the whole read.
+
+        Ordered sources are checkpointed after every page; the cursor of an unordered one moves
+        only when a cycle completes.
+        """
+        ...
+
+    @property
+    def lookback(self) -> timedelta:
+        """How far before the cursor to read again, for records that become visible late."""
+        ...
+
+    def read(self, window: Window) -> Iterable[Page]:
+        """Yield pages holding every record with ``updated_at`` at or after ``window.start``.
+
+        Raises:
+            SourceError: Reading failed; the cycle fails and the cursor stays.
+        """
+        ...
+
+    def secrets(self) -> Sequence[str]:
+        """Return credential values that must never appear in logs, errors or state."""
+        ...
+
+
+@runtime_checkable
+class TransactionSink(Protocol):
+    """Applies records to the host's transactions.
+
+    Implementations must be idempotent, keyed by (source key, record id): a record is written only
+    when its ``updated_at`` is newer than the stored one, or equal but stored under an older
+    generation (so a reset re-applies every record exactly once). An older version never replaces a
+    newer one. Deleted records are stored as tombstones, never removed.
+    """
+
+    def apply(self, source_key: str, records: Sequence[Record], generation: int) -> ApplyResult:
+        """Write ``records``; report how many were written and which could not be stored.
+
+        Records that were neither written nor rejected were already applied.
+
+        Raises:
+            StoreError: The write failed; nothing of the page may be assumed durable.
+        """
+        ...
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    """Keeps every source's state; every write is a compare-and-set against the stored state.
+
+    Times are passed in by the caller (the engine's clock), so that leases expire by the same clock
+    in every worker that shares the store.
+    """
+
+    def load(self, source_key: str) -> SourceState:
+        """Return the source's state (a new one if the store has never seen it)."""
+        ...
+
+    def list_states(self) -> Sequence[SourceState]:
+        """Return the state of every source the store knows, ordered by key."""
+        ...
+
+    def acquire_lease(
+        self, source_key: str, holder: str, now: datetime, ttl: timedelta
+    ) -> Lease | None:
+        """Take the source's lease for a new cycle, or return ``None`` if it may not run now.
+
+        See :func:`incsync.state.acquire`.
+        """
+        ...
+
+    def renew_lease(self, source_key: str, lease: Lease, now: datetime, ttl: timedelta) -> Lease:
+        """Extend the caller's lease.
+
+        Raises:
+            LeaseLostError: The caller no longer holds it.
+        """
+        ...
+
+    def release_lease(self, source_key: str, lease: Lease) -> None:
+        """Give the lease up; a no-op when the caller no longer holds it."""
+        ...
+
+    def save_checkpoint(
+        self,
+        source_key: str,
+        lease: Lease,
+        generation: int,
+        checkpoint: Checkpoint,
+        now: datetime,
+        ttl: timedelta,
+    ) -> SourceState:
+        """Remember a durable page's progress and its set-aside records.
+
+        Returns:
+            The stored state after the write (its phase tells a cycle it was cancelled).
+
+        Raises:
+            LeaseLostError: The caller no longer holds the lease.
+            GenerationChangedError: The source was reset since ``generation``.
+        """
+        ...
+
+    def complete_cycle(
+        self,
+        source_key: str,
+        lease: Lease,
+        generation: int,
+        checkpoint: Checkpoint,
+        now: datetime,
+        rejected_in_cycle: int,
+    ) -> SourceState:
+        """Record a completed cycle (see :func:`incsync.state.complete`)."""
+        ...
+
+    def fail_cycle(
+        self,
+        source_key: str,
+        lease: Lease,
+        generation: int,
+        error: ErrorInfo,
+        stop_after: int,
+        retry_at: datetime | None,
+    ) -> SourceState:
+        """Record a failed cycle (see :func:`incsync.state.fail`)."""
+        ...
+
+    def reset(self, source_key: str) -> SourceState:
+        """Force a full re-sync (see :func:`incsync.state.reset`)."""
+        ...
+
+    def cancel(self, source_key: str) -> SourceState:
+        """Stop syncing the source (see :func:`incsync.state.cancel`)."""
+        ...
+
+    def resume(self, source_key: str) -> SourceState:
+        """Let a cancelled or stopped source run again (see :func:`incsync.state.resume`)."""
+        ...
+
+    def list_rejected(self, source_key: str) -> Sequence[RejectedRecord]:
+        """Return the records set aside for the source, oldest first."""
+        ...
+
+
+@runtime_checkable
+class AtomicPageStore(StateStore, TransactionSink, Protocol):
+    """A store that is also the sink and commits a page with its checkpoint in one transaction."""
+
+    def commit_page(
+        self,
+        source_key: str,
+        records: Sequence[Record],
+        lease: Lease,
+        generation: int,
+        checkpoint: Checkpoint,
+        now: datetime,
+        ttl: timedelta,
+    ) -> tuple[ApplyResult, SourceState]:
+        """Apply ``records`` and save ``checkpoint`` atomically: both happen or neither does.
+
+        Records the sink rejects are kept with the checkpoint's own rejected records.
+
+        Returns:
+            What the sink did with the page, and the stored state after the checkpoint.
+
+        Raises:
+            LeaseLostError: The caller no longer holds the lease (nothing is written).
+            GenerationChangedError: The source was reset (nothing is written).
+        """
+        ...

@@ -1,0 +1,185 @@
+"""Records as they come from a source, pages of them, and the ones set aside as malformed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from incsync.errors import BadRecordError, NaiveDatetimeError
+from incsync.timestamps import ensure_utc, parse_timestamp
+
+__all__ = [
+    "ApplyResult",
+    "Page",
+    "Record",
+    "RejectedRecord",
+    "Transaction",
+    "record_from_raw",
+    "supersedes",
+]
+
+_RAW_EXCERPT_CHARS = 2_000
+
+
+def _utc_updated_at(value: datetime) -> datetime:
+    return ensure_utc(value, "updated_at")
+
+
+def _non_empty_id(_instance: object, _attribute: object, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise BadRecordError(f"id must be a non-empty string, got {value!r}")
+
+
+@attrs.frozen(slots=True)
+class Record:
+    """One record read from a source: the unit incsync applies to the host's transactions.
+
+    Args:
+        id: The record's id at the source; unique within the source.
+        updated_at: When the record was last created or updated at the source (aware; kept in UTC).
+        payload: The source's own representation of the record, kept as it came.
+        deleted: Whether this is a deletion or void. Deleted records become tombstones downstream,
+            never hard deletes.
+    """
+
+    id: str = attrs.field(validator=_non_empty_id)
+    updated_at: datetime = attrs.field(converter=_utc_updated_at)
+    payload: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+    deleted: bool = False
+
+    @property
+    def key(self) -> tuple[datetime, str]:
+        """The record's position in (updated_at, id) order, the order cursors follow."""
+        return (self.updated_at, self.id)
+
+
+@attrs.frozen(slots=True)
+class RejectedRecord:
+    """A record that was set aside instead of applied, with the reason a person can act on.
+
+    Args:
+        record_id: The id at the source, when it could be read.
+        reason: Why it was set aside.
+        raw: A bounded excerpt of what the source sent, for diagnosis.
+        seen_at: When a store recorded it (set by the store).
+    """
+
+    record_id: str | None
+    reason: str
+    raw: str = ""
+    seen_at: datetime | None = None
+
+    @classmethod
+    def from_error(cls, error: BadRecordError, raw: object) -> RejectedRecord:
+        """Build the rejection for ``raw`` from the error that refused it."""
+        excerpt = repr(raw)
+        if len(excerpt) > _RAW_EXCERPT_CHARS:
+            excerpt = excerpt[:_RAW_EXCERPT_CHARS] + "…"
+        return cls(record_id=error.record_id, reason=error.reason, raw=excerpt)
+
+
+@attrs.frozen(slots=True)
+class Page:
+    """One page of a source's answer: the records to apply and those set aside.
+
+    Args:
+        records: Well-formed records, in the connector's order.
+        rejected: Records that could not be turned into :class:`Record`.
+        total: How many records the whole read will return, when the source says so (for ETA).
+    """
+
+    records: Sequence[Record] = ()
+    rejected: Sequence[RejectedRecord] = ()
+    total: int | None = None
+
+
+@attrs.frozen(slots=True)
+class ApplyResult:
+    """What a sink did with a page.
+
+    Args:
+        applied: Records written as new or newer versions.
+        rejected: Records the sink could not store (for example a payload that is not JSON), set
+            aside with their reason instead of failing the page.
+    """
+
+    applied: int
+    rejected: Sequence[RejectedRecord] = ()
+
+
+@attrs.frozen(slots=True)
+class Transaction:
+    """A record as a sink holds it: the latest version applied, or a tombstone.
+
+    Args:
+        source_key: The source it came from.
+        record: The latest version applied.
+        generation: The source generation it was applied under.
+    """
+
+    source_key: str
+    record: Record
+    generation: int
+
+
+def supersedes(
+    updated_at: datetime, generation: int, stored_updated_at: datetime, stored_generation: int
+) -> bool:
+    """Return whether an incoming version replaces the stored one in a sink.
+
+    Newer versions always do; the same version does once per generation (so a reset re-applies every
+    record exactly once); older versions never do.
+    """
+    if updated_at != stored_updated_at:
+        return updated_at > stored_updated_at
+    return generation > stored_generation
+
+
+def record_from_raw(
+    raw: Mapping[str, Any],
+    *,
+    id_field: str = "id",
+    updated_at_field: str = "updated_at",
+    deleted: bool = False,
+) -> Record:
+    """Build a :class:`Record` from a source's mapping, or explain why it cannot be one.
+
+    Integer ids are accepted and turned into text; timestamps are parsed with
+    :func:`incsync.timestamps.parse_timestamp`.
+
+    Args:
+        raw: The record as the source sent it; kept as the payload.
+        id_field: Key of the id in ``raw``.
+        updated_at_field: Key of the last-update time in ``raw``.
+        deleted: Whether the source marks this record as deleted or voided.
+
+    Returns:
+        The record.
+
+    Raises:
+        BadRecordError: No usable id, or a missing, naive or unreadable timestamp, or ``raw`` is
+            not a mapping.
+    """
+    if not isinstance(raw, Mapping):
+        raise BadRecordError(f"expected a JSON object, got {type(raw).__name__}")
+    raw_id = raw.get(id_field)
+    if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)) or raw_id == "":
+        raise BadRecordError(
+            f"field {id_field!r} must be a non-empty string or integer, got {raw_id!r}"
+        )
+    record_id = raw_id if isinstance(raw_id, str) else str(raw_id)
+    raw_updated_at = raw.get(updated_at_field)
+    if raw_updated_at is None:
+        raise BadRecordError(f"field {updated_at_field!r} is missing", record_id=record_id)
+    try:
+        updated_at = parse_timestamp(raw_updated_at, updated_at_field)
+    except NaiveDatetimeError:
+        raise BadRecordError(
+            f"field {updated_at_field!r} has no timezone: {raw_updated_at!r}", record_id=record_id
+        ) from None
+    except ValueError as error:
+        raise BadRecordError(str(error), record_id=record_id) from None
+    return Record(id=record_id, updated_at=updated_at, payload=raw, deleted=deleted)

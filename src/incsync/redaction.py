@@ -1,0 +1,61 @@
+"""Keeping secrets out of logs, error messages and the state store.
+
+Every error message the engine stores or logs passes through :func:`redact`: first the exact
+credential values the connector declares, then the shapes secrets take in URLs, headers and JSON
+bodies, so a token leaks neither when a connector forgot to declare it nor when a vendor echoes it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+__all__ = ["MASK", "redact"]
+
+MASK = "***"
+_MAX_MESSAGE_CHARS = 1_000
+# Secrets shorter than this are too likely to match ordinary text to be masked verbatim.
+_MIN_SECRET_CHARS = 4
+
+_SECRET_NAMES = (
+    r"access[_-]?token|refresh[_-]?token|id[_-]?token|client[_-]?secret|api[_-]?key|apikey|"
+    r"api[_-]?token|password|passwd|secret|token|authorization|x-api-key"
+)
+_PATTERNS = (
+    # Authorization: Bearer abc / Basic abc / Token abc
+    re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{6,}"),
+    # name=value in query strings and form bodies, name: value in headers
+    re.compile(rf"(?i)\b({_SECRET_NAMES})(\s*[=:]\s*)(?![\"'])[^\s&,;\"']+"),
+    # "name": "value" in JSON
+    re.compile(rf"(?i)([\"']({_SECRET_NAMES})[\"']\s*:\s*[\"'])[^\"']*"),
+    # scheme://user:password@host
+    re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/\s@]+:)[^@/\s]+(@)"),
+)
+
+
+def _mask_pattern(text: str) -> str:
+    bearer, pair, json_pair, url = _PATTERNS
+    text = bearer.sub(lambda m: f"{m.group(1)} {MASK}", text)
+    text = pair.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+    text = json_pair.sub(lambda m: f"{m.group(1)}{MASK}", text)
+    return url.sub(lambda m: f"{m.group(1)}{MASK}{m.group(2)}", text)
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Return ``text`` with credential values masked and its length bounded.
+
+    Args:
+        text: A message that may contain secrets (an exception's text, a response excerpt).
+        secrets: Exact values to mask wherever they appear (tokens, keys, passwords).
+
+    Returns:
+        The text with every secret replaced by ``***``, cut to 1,000 characters.
+    """
+    for secret in sorted(
+        (s for s in secrets if len(s) >= _MIN_SECRET_CHARS), key=len, reverse=True
+    ):
+        text = text.replace(secret, MASK)
+    text = _mask_pattern(text)
+    if len(text) > _MAX_MESSAGE_CHARS:
+        text = text[:_MAX_MESSAGE_CHARS] + "…"
+    return text

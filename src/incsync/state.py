@@ -1,0 +1,398 @@
+"""The state of a source and every change to it, as pure functions over frozen values.
+
+Stores are thin shells around these functions: inside one transaction they load the stored
+:class:`SourceState`, call a transition, and write the result. Keeping the rules here means every
+store (in-memory, SQLite, a host's own) enforces exactly the same leases, fencing and
+compare-and-set checks.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+
+import attrs
+
+from incsync.cursor import Cursor
+from incsync.errors import GenerationChangedError, LeaseLostError
+from incsync.records import RejectedRecord
+from incsync.timestamps import ensure_utc
+
+__all__ = [
+    "Checkpoint",
+    "ErrorInfo",
+    "Lease",
+    "Phase",
+    "SkipReason",
+    "SourceState",
+    "acquire",
+    "cancel",
+    "complete",
+    "fail",
+    "new_state",
+    "release",
+    "renew",
+    "reset",
+    "resume",
+    "save_checkpoint",
+    "skip_reason",
+]
+
+
+class Phase(enum.Enum):
+    """Where a source is in its life."""
+
+    NEW = "new"
+    """Connected, no cycle has completed yet."""
+    ACTIVE = "active"
+    """Syncing incrementally."""
+    RESETTING = "resetting"
+    """Reset by the host; the next full cycle re-reads everything."""
+    CANCELLED = "cancelled"
+    """Stopped by the host; no cycle runs until it is resumed or reset."""
+    STOPPED = "stopped"
+    """Stopped after repeated errors; no cycle runs until the host resumes or resets it."""
+
+
+class SkipReason(enum.Enum):
+    """Why a cycle did not start."""
+
+    RUNNING_ELSEWHERE = "running_elsewhere"
+    CANCELLED = "cancelled"
+    STOPPED = "stopped"
+    WAITING = "waiting"
+    """The source asked us to wait (rate limit or quota) and that time has not come."""
+
+
+# A released lease keeps its token (so fencing survives) and expires at the epoch.
+_RELEASED_AT = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _optional_utc(value: datetime | None, field: str) -> datetime | None:
+    return None if value is None else ensure_utc(value, field)
+
+
+def _lease_expiry(value: datetime) -> datetime:
+    return ensure_utc(value, "lease expires_at")
+
+
+def _error_time(value: datetime) -> datetime:
+    return ensure_utc(value, "error at")
+
+
+def _last_change(value: datetime | None) -> datetime | None:
+    return _optional_utc(value, "last_change")
+
+
+def _last_sync(value: datetime | None) -> datetime | None:
+    return _optional_utc(value, "last_sync")
+
+
+def _last_attempt(value: datetime | None) -> datetime | None:
+    return _optional_utc(value, "last_attempt")
+
+
+def _not_before(value: datetime | None) -> datetime | None:
+    return _optional_utc(value, "not_before")
+
+
+@attrs.frozen(slots=True)
+class Lease:
+    """The right of one worker to run a source's cycle, until it expires.
+
+    Args:
+        holder: Who holds it (for diagnosis; identity is checked by ``token``).
+        expires_at: When another worker may take it over.
+        token: A fencing token, larger for every acquisition of this source; a store refuses writes
+            from any other token.
+    """
+
+    holder: str
+    expires_at: datetime = attrs.field(converter=_lease_expiry)
+    token: int
+
+
+@attrs.frozen(slots=True)
+class ErrorInfo:
+    """What the last failed cycle died of, safe to store and show (secrets already redacted).
+
+    Args:
+        error_class: The exception's class name.
+        message: The redacted message.
+        at: When the failure happened.
+        retryable: Whether waiting may heal it.
+    """
+
+    error_class: str
+    message: str
+    at: datetime = attrs.field(converter=_error_time)
+    retryable: bool = True
+
+
+@attrs.frozen(slots=True)
+class SourceState:
+    """Everything incsync remembers about one source.
+
+    Args:
+        key: The host's name for the source (for example ``"acme/quickbooks"``).
+        phase: Where the source is in its life.
+        generation: Bumped by every reset; writes from an older generation are refused.
+        cursor: The (updated_at, id) of the last applied record, ``None`` before the first.
+        last_change: The newest creation/update ever seen at the source.
+        last_sync: When the last cycle completed.
+        last_attempt: When the last cycle started.
+        consecutive_failures: Failed cycles since the last completed one.
+        last_error: The last failure, if the source has failed since it last completed a cycle.
+        lease: The current (possibly expired) lease, if any.
+        not_before: The source asked not to be called again before this time.
+        last_cycle_rejected: How many records the last completed cycle set aside as malformed.
+    """
+
+    key: str
+    phase: Phase = Phase.NEW
+    generation: int = 0
+    cursor: Cursor | None = None
+    last_change: datetime | None = attrs.field(default=None, converter=_last_change)
+    last_sync: datetime | None = attrs.field(default=None, converter=_last_sync)
+    last_attempt: datetime | None = attrs.field(default=None, converter=_last_attempt)
+    consecutive_failures: int = 0
+    last_error: ErrorInfo | None = None
+    lease: Lease | None = None
+    not_before: datetime | None = attrs.field(default=None, converter=_not_before)
+    last_cycle_rejected: int = 0
+
+
+@attrs.frozen(slots=True)
+class Checkpoint:
+    """What a cycle asks the store to remember after a page is durable.
+
+    Args:
+        cursor: The cursor the durable pages allow (see :func:`incsync.cursor.advance`).
+        last_change: The newest ``updated_at`` seen so far in this cycle.
+        rejected: Records of this page set aside as malformed, to keep where the host can list them.
+    """
+
+    cursor: Cursor | None
+    last_change: datetime | None = None
+    rejected: Sequence[RejectedRecord] = ()
+
+
+def new_state(key: str) -> SourceState:
+    """Return the state of a source incsync has never seen."""
+    return SourceState(key=key)
+
+
+def skip_reason(state: SourceState, now: datetime) -> SkipReason | None:
+    """Return why a cycle may not start on ``state`` at ``now``, or ``None`` if it may."""
+    if state.phase is Phase.CANCELLED:
+        return SkipReason.CANCELLED
+    if state.phase is Phase.STOPPED:
+        return SkipReason.STOPPED
+    if state.lease is not None and state.lease.expires_at > now:
+        return SkipReason.RUNNING_ELSEWHERE
+    if state.not_before is not None and state.not_before > now:
+        return SkipReason.WAITING
+    return None
+
+
+def acquire(
+    state: SourceState, holder: str, now: datetime, ttl: timedelta
+) -> tuple[SourceState, Lease | None]:
+    """Take the lease for a new cycle, if the source may run now.
+
+    A lease left behind by a crashed worker is taken over once it has expired; every acquisition
+    gets a larger fencing token, so the crashed worker's late writes are refused.
+
+    Returns:
+        The new state and the lease, or the unchanged state and ``None`` when the cycle must skip
+        (:func:`skip_reason` says why).
+    """
+    if skip_reason(state, now) is not None:
+        return state, None
+    previous = state.lease.token if state.lease is not None else 0
+    lease = Lease(holder=holder, expires_at=now + ttl, token=previous + 1)
+    return attrs.evolve(state, lease=lease, last_attempt=now), lease
+
+
+def _check_holder(state: SourceState, lease: Lease) -> None:
+    if state.lease is None or state.lease.token != lease.token:
+        raise LeaseLostError(
+            f"source {state.key!r}: lease {lease.token} held by {lease.holder!r} was taken over; "
+            "this worker's results are discarded and the new holder carries on",
+            source_key=state.key,
+        )
+
+
+def _check_generation(state: SourceState, generation: int) -> None:
+    if state.generation != generation:
+        raise GenerationChangedError(
+            f"source {state.key!r} was reset during this cycle (generation {generation} -> "
+            f"{state.generation}); the next cycle re-reads everything",
+            source_key=state.key,
+        )
+
+
+def renew(state: SourceState, lease: Lease, now: datetime, ttl: timedelta) -> SourceState:
+    """Extend the caller's lease.
+
+    Raises:
+        LeaseLostError: The caller no longer holds the lease.
+    """
+    _check_holder(state, lease)
+    return attrs.evolve(state, lease=attrs.evolve(lease, expires_at=now + ttl))
+
+
+def release(state: SourceState, lease: Lease) -> SourceState:
+    """Give the lease up; a no-op when the caller no longer holds it."""
+    if state.lease is None or state.lease.token != lease.token:
+        return state
+    return attrs.evolve(state, lease=attrs.evolve(lease, expires_at=_RELEASED_AT))
+
+
+def _newest(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
+
+
+def _forward(current: Cursor | None, proposed: Cursor | None) -> Cursor | None:
+    if proposed is None:
+        return current
+    if current is None:
+        return proposed
+    return max(current, proposed)
+
+
+def save_checkpoint(
+    state: SourceState,
+    lease: Lease,
+    generation: int,
+    checkpoint: Checkpoint,
+    now: datetime,
+    ttl: timedelta,
+) -> SourceState:
+    """Remember a durable page's progress, compare-and-set on lease and generation.
+
+    The cursor only moves forward and the lease is extended, so a cycle that keeps checkpointing
+    keeps its lease. A cancel that arrived meanwhile is preserved (the returned phase says so).
+
+    Raises:
+        LeaseLostError: Another worker took the lease over.
+        GenerationChangedError: The source was reset after the cycle started.
+    """
+    _check_holder(state, lease)
+    _check_generation(state, generation)
+    return attrs.evolve(
+        state,
+        cursor=_forward(state.cursor, checkpoint.cursor),
+        last_change=_newest(state.last_change, checkpoint.last_change),
+        lease=attrs.evolve(lease, expires_at=now + ttl),
+    )
+
+
+def complete(
+    state: SourceState,
+    lease: Lease,
+    generation: int,
+    checkpoint: Checkpoint,
+    now: datetime,
+    rejected_in_cycle: int,
+) -> SourceState:
+    """Record a completed cycle: last sync is now, failures are forgotten, the lease is released.
+
+    A source that was new or resetting becomes active; a cancel that arrived meanwhile stays.
+
+    Raises:
+        LeaseLostError: Another worker took the lease over.
+        GenerationChangedError: The source was reset after the cycle started.
+    """
+    _check_holder(state, lease)
+    _check_generation(state, generation)
+    phase = Phase.ACTIVE if state.phase in (Phase.NEW, Phase.RESETTING) else state.phase
+    finished = attrs.evolve(
+        state,
+        phase=phase,
+        cursor=_forward(state.cursor, checkpoint.cursor),
+        last_change=_newest(state.last_change, checkpoint.last_change),
+        last_sync=now,
+        consecutive_failures=0,
+        last_error=None,
+        not_before=None,
+        last_cycle_rejected=rejected_in_cycle,
+    )
+    return release(finished, lease)
+
+
+def fail(
+    state: SourceState,
+    lease: Lease,
+    generation: int,
+    error: ErrorInfo,
+    stop_after: int,
+    retry_at: datetime | None = None,
+) -> SourceState:
+    """Record a failed cycle; stop the source once ``stop_after`` consecutive cycles failed.
+
+    A failure of a cycle whose source was reset meanwhile belongs to the old generation: only the
+    lease is released, the fresh generation's counters stay clean.
+
+    Raises:
+        LeaseLostError: Another worker took the lease over (its own outcome will be recorded).
+    """
+    _check_holder(state, lease)
+    if state.generation != generation:
+        return release(state, lease)
+    failures = state.consecutive_failures + 1
+    phase = state.phase
+    if failures >= stop_after and phase is not Phase.CANCELLED:
+        phase = Phase.STOPPED
+    failed = attrs.evolve(
+        state,
+        phase=phase,
+        consecutive_failures=failures,
+        last_error=error,
+        not_before=_newest(state.not_before, retry_at),
+    )
+    return release(failed, lease)
+
+
+def reset(state: SourceState) -> SourceState:
+    """Force the next cycle to re-read and re-apply every record; nothing is deleted.
+
+    The generation is bumped, so a cycle running now has its later checkpoints refused and stops.
+    """
+    return attrs.evolve(
+        state,
+        phase=Phase.RESETTING,
+        generation=state.generation + 1,
+        cursor=None,
+        consecutive_failures=0,
+        last_error=None,
+        not_before=None,
+        last_cycle_rejected=0,
+    )
+
+
+def cancel(state: SourceState) -> SourceState:
+    """Stop syncing the source until it is resumed or reset; nothing is deleted."""
+    return attrs.evolve(state, phase=Phase.CANCELLED)
+
+
+def resume(state: SourceState) -> SourceState:
+    """Let a cancelled or stopped source run again, with a fresh failure count.
+
+    It goes back to being new when it never completed a cycle, to resetting when a reset cleared
+    its cursor and no cycle has moved it since, and to active otherwise.
+    """
+    if state.phase not in (Phase.CANCELLED, Phase.STOPPED):
+        return state
+    if state.last_sync is None:
+        phase = Phase.NEW
+    elif state.cursor is None:
+        phase = Phase.RESETTING
+    else:
+        phase = Phase.ACTIVE
+    return attrs.evolve(state, phase=phase, consecutive_failures=0, not_before=None)

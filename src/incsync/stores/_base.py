@@ -1,0 +1,136 @@
+"""The state-store methods every built-in store shares, written once over one primitive.
+
+A concrete store only provides :meth:`StateStoreBase._update`: run a pure transition from
+:mod:`incsync.state` on the stored state inside one transaction, write the result, and keep the
+rejected records given with it. Everything else (leases, checkpoints, reset, cancel) is here.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from incsync import state as transitions
+from incsync.records import RejectedRecord
+from incsync.state import Checkpoint, ErrorInfo, Lease, SourceState
+
+__all__ = ["StateStoreBase", "rejection_fingerprint"]
+
+Transition = Callable[[SourceState], SourceState]
+
+
+def rejection_fingerprint(rejected: RejectedRecord) -> str:
+    """Return what identifies a set-aside record, so reading it again updates, not repeats, it."""
+    if rejected.record_id is not None:
+        return "id:" + rejected.record_id
+    return "raw:" + rejected.raw
+
+
+class StateStoreBase(abc.ABC):
+    """Implements :class:`~incsync.protocols.StateStore` over one atomic read-modify-write."""
+
+    @abc.abstractmethod
+    def _update(
+        self,
+        source_key: str,
+        change: Transition,
+        rejected: Sequence[RejectedRecord] = (),
+        now: datetime | None = None,
+    ) -> SourceState:
+        """Atomically replace the stored state by ``change(stored)`` and keep ``rejected``.
+
+        If ``change`` raises, nothing is written and the error propagates.
+        """
+
+    @abc.abstractmethod
+    def load(self, source_key: str) -> SourceState:
+        """Return the source's state (a new one if the store has never seen it)."""
+
+    def acquire_lease(
+        self, source_key: str, holder: str, now: datetime, ttl: timedelta
+    ) -> Lease | None:
+        """Take the source's lease for a new cycle, or return ``None`` if it may not run now."""
+        granted: list[Lease] = []
+
+        def take(current: SourceState) -> SourceState:
+            updated, lease = transitions.acquire(current, holder, now, ttl)
+            if lease is not None:
+                granted.append(lease)
+            return updated
+
+        self._update(source_key, take)
+        return granted[0] if granted else None
+
+    def renew_lease(self, source_key: str, lease: Lease, now: datetime, ttl: timedelta) -> Lease:
+        """Extend the caller's lease; raises ``LeaseLostError`` if it was taken over."""
+        updated = self._update(source_key, lambda s: transitions.renew(s, lease, now, ttl))
+        assert updated.lease is not None  # renew() always leaves the caller's lease in place
+        return updated.lease
+
+    def release_lease(self, source_key: str, lease: Lease) -> None:
+        """Give the lease up; a no-op when the caller no longer holds it."""
+        self._update(source_key, lambda s: transitions.release(s, lease))
+
+    def save_checkpoint(
+        self,
+        source_key: str,
+        lease: Lease,
+        generation: int,
+        checkpoint: Checkpoint,
+        now: datetime,
+        ttl: timedelta,
+    ) -> SourceState:
+        """Remember a durable page's progress and its set-aside records (compare-and-set)."""
+        return self._update(
+            source_key,
+            lambda s: transitions.save_checkpoint(s, lease, generation, checkpoint, now, ttl),
+            checkpoint.rejected,
+            now,
+        )
+
+    def complete_cycle(
+        self,
+        source_key: str,
+        lease: Lease,
+        generation: int,
+        checkpoint: Checkpoint,
+        now: datetime,
+        rejected_in_cycle: int,
+    ) -> SourceState:
+        """Record a completed cycle (see :func:`incsync.state.complete`)."""
+        return self._update(
+            source_key,
+            lambda s: transitions.complete(
+                s, lease, generation, checkpoint, now, rejected_in_cycle
+            ),
+            checkpoint.rejected,
+            now,
+        )
+
+    def fail_cycle(
+        self,
+        source_key: str,
+        lease: Lease,
+        generation: int,
+        error: ErrorInfo,
+        stop_after: int,
+        retry_at: datetime | None,
+    ) -> SourceState:
+        """Record a failed cycle (see :func:`incsync.state.fail`)."""
+        return self._update(
+            source_key,
+            lambda s: transitions.fail(s, lease, generation, error, stop_after, retry_at),
+        )
+
+    def reset(self, source_key: str) -> SourceState:
+        """Force a full re-sync (see :func:`incsync.state.reset`)."""
+        return self._update(source_key, transitions.reset)
+
+    def cancel(self, source_key: str) -> SourceState:
+        """Stop syncing the source (see :func:`incsync.state.cancel`)."""
+        return self._update(source_key, transitions.cancel)
+
+    def resume(self, source_key: str) -> SourceState:
+        """Let a cancelled or stopped source run again (see :func:`incsync.state.resume`)."""
+        return self._update(source_key, transitions.resume)

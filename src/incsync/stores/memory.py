@@ -1,0 +1,120 @@
+"""A thread-safe in-memory state store and transaction sink, for tests and short-lived hosts."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import attrs
+
+from incsync.records import ApplyResult, Record, RejectedRecord, Transaction, supersedes
+from incsync.state import Checkpoint, Lease, SourceState, new_state
+from incsync.state import save_checkpoint as checkpoint_transition
+from incsync.stores._base import StateStoreBase, Transition, rejection_fingerprint
+
+__all__ = ["InMemoryStore"]
+
+
+class InMemoryStore(StateStoreBase):
+    """Keeps states and transactions in dictionaries, behind one lock.
+
+    It is both a :class:`~incsync.protocols.StateStore` and a
+    :class:`~incsync.protocols.TransactionSink`, and commits a page with its checkpoint atomically,
+    exactly like the SQLite store, so tests written against it hold for the real one.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._states: dict[str, SourceState] = {}
+        self._transactions: dict[str, dict[str, Transaction]] = {}
+        self._rejected: dict[str, dict[str, RejectedRecord]] = {}
+
+    # -- state store -------------------------------------------------------------------------
+
+    def load(self, source_key: str) -> SourceState:
+        """Return the source's state (a new one if the store has never seen it)."""
+        with self._lock:
+            return self._states.get(source_key) or new_state(source_key)
+
+    def list_states(self) -> Sequence[SourceState]:
+        """Return the state of every source the store knows, ordered by key."""
+        with self._lock:
+            return [self._states[key] for key in sorted(self._states)]
+
+    def list_rejected(self, source_key: str) -> Sequence[RejectedRecord]:
+        """Return the records set aside for the source, oldest first."""
+        with self._lock:
+            return list(self._rejected.get(source_key, {}).values())
+
+    def _update(
+        self,
+        source_key: str,
+        change: Transition,
+        rejected: Sequence[RejectedRecord] = (),
+        now: datetime | None = None,
+    ) -> SourceState:
+        with self._lock:
+            updated = change(self.load(source_key))
+            self._states[source_key] = updated
+            self._keep_rejected(source_key, rejected, now)
+            return updated
+
+    def _keep_rejected(
+        self, source_key: str, rejected: Sequence[RejectedRecord], now: datetime | None
+    ) -> None:
+        if not rejected:
+            return
+        kept = self._rejected.setdefault(source_key, {})
+        for item in rejected:
+            fingerprint = rejection_fingerprint(item)
+            kept.pop(fingerprint, None)  # re-insert so the dict stays ordered by last sighting
+            kept[fingerprint] = attrs.evolve(item, seen_at=now)
+
+    # -- transaction sink --------------------------------------------------------------------
+
+    def apply(self, source_key: str, records: Sequence[Record], generation: int) -> ApplyResult:
+        """Write the records that supersede what is stored; return how many were written."""
+        with self._lock:
+            return ApplyResult(applied=self._apply(source_key, records, generation))
+
+    def _apply(self, source_key: str, records: Sequence[Record], generation: int) -> int:
+        stored = self._transactions.setdefault(source_key, {})
+        applied = 0
+        for record in records:
+            previous = stored.get(record.id)
+            if previous is None or supersedes(
+                record.updated_at,
+                generation,
+                previous.record.updated_at,
+                previous.generation,
+            ):
+                stored[record.id] = Transaction(source_key, record, generation)
+                applied += 1
+        return applied
+
+    def commit_page(
+        self,
+        source_key: str,
+        records: Sequence[Record],
+        lease: Lease,
+        generation: int,
+        checkpoint: Checkpoint,
+        now: datetime,
+        ttl: timedelta,
+    ) -> tuple[ApplyResult, SourceState]:
+        """Apply ``records`` and save ``checkpoint`` atomically: both happen or neither does."""
+        with self._lock:
+            # The checkpoint is checked first, so a refused one writes no rows either.
+            updated = checkpoint_transition(
+                self.load(source_key), lease, generation, checkpoint, now, ttl
+            )
+            applied = self._apply(source_key, records, generation)
+            self._states[source_key] = updated
+            self._keep_rejected(source_key, checkpoint.rejected, now)
+            return ApplyResult(applied=applied), updated
+
+    def transactions(self, source_key: str) -> dict[str, Transaction]:
+        """Return a copy of the source's transactions, by record id."""
+        with self._lock:
+            return dict(self._transactions.get(source_key, {}))

@@ -1,0 +1,472 @@
+"""The embedded default: state, transactions and set-aside records in one SQLite file.
+
+WAL mode lets readers (a status page) run beside the writer; ``BEGIN IMMEDIATE`` makes every
+read-modify-write of a source's state take the write lock first, so several processes on one file
+see each other's leases and never interleave a compare-and-set. A page's rows and its checkpoint
+commit in one transaction, so a crash leaves either both or neither.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from incsync.cursor import Cursor
+from incsync.errors import BadRecordError, ConfigurationError, StoreError
+from incsync.records import ApplyResult, Record, RejectedRecord, Transaction
+from incsync.state import Checkpoint, ErrorInfo, Lease, Phase, SourceState, new_state
+from incsync.state import save_checkpoint as checkpoint_transition
+from incsync.stores._base import StateStoreBase, Transition, rejection_fingerprint
+from incsync.timestamps import from_micros, to_micros
+
+__all__ = ["SQLiteStore"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS incsync_meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS incsync_sources (
+    source_key TEXT PRIMARY KEY,
+    phase TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    cursor_updated_at_us INTEGER,
+    cursor_record_id TEXT,
+    last_change_us INTEGER,
+    last_sync_us INTEGER,
+    last_attempt_us INTEGER,
+    consecutive_failures INTEGER NOT NULL,
+    error_class TEXT,
+    error_message TEXT,
+    error_at_us INTEGER,
+    error_retryable INTEGER,
+    lease_holder TEXT,
+    lease_expires_us INTEGER,
+    lease_token INTEGER,
+    not_before_us INTEGER,
+    last_cycle_rejected INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS incsync_transactions (
+    source_key TEXT NOT NULL,
+    record_id TEXT NOT NULL,
+    updated_at_us INTEGER NOT NULL,
+    deleted INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    PRIMARY KEY (source_key, record_id)
+);
+CREATE TABLE IF NOT EXISTS incsync_rejected (
+    source_key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    record_id TEXT,
+    reason TEXT NOT NULL,
+    raw TEXT NOT NULL,
+    seen_at_us INTEGER,
+    PRIMARY KEY (source_key, fingerprint)
+);
+"""
+
+# One statement decides idempotency: a row is written only when it supersedes the stored one
+# (incsync.records.supersedes), so replaying a page changes nothing.
+_UPSERT = """
+INSERT INTO incsync_transactions
+    (source_key, record_id, updated_at_us, deleted, payload, generation)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (source_key, record_id) DO UPDATE SET
+    updated_at_us = excluded.updated_at_us,
+    deleted = excluded.deleted,
+    payload = excluded.payload,
+    generation = excluded.generation
+WHERE excluded.updated_at_us > incsync_transactions.updated_at_us
+   OR (excluded.updated_at_us = incsync_transactions.updated_at_us
+       AND excluded.generation > incsync_transactions.generation)
+"""
+
+_STATE_COLUMNS = (
+    "source_key, phase, generation, cursor_updated_at_us, cursor_record_id, last_change_us, "
+    "last_sync_us, last_attempt_us, consecutive_failures, error_class, error_message, "
+    "error_at_us, error_retryable, lease_holder, lease_expires_us, lease_token, not_before_us, "
+    "last_cycle_rejected"
+)
+_SAVE_STATE = (
+    f"INSERT OR REPLACE INTO incsync_sources ({_STATE_COLUMNS}) "
+    f"VALUES ({', '.join('?' * len(_STATE_COLUMNS.split(',')))})"
+)
+_SAVE_REJECTED = """
+INSERT OR REPLACE INTO incsync_rejected
+    (source_key, fingerprint, record_id, reason, raw, seen_at_us)
+VALUES (?, ?, ?, ?, ?, ?)
+"""
+
+
+def _json_default(value: object) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+_encode_payload = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, default=_json_default
+).encode
+
+
+def _micros(value: datetime | None) -> int | None:
+    return None if value is None else to_micros(value)
+
+
+def _time(micros: int | None) -> datetime | None:
+    return None if micros is None else from_micros(micros)
+
+
+def _state_row(state: SourceState) -> tuple[object, ...]:
+    error, lease, cursor = state.last_error, state.lease, state.cursor
+    return (
+        state.key,
+        state.phase.value,
+        state.generation,
+        None if cursor is None else to_micros(cursor.updated_at),
+        None if cursor is None else cursor.record_id,
+        _micros(state.last_change),
+        _micros(state.last_sync),
+        _micros(state.last_attempt),
+        state.consecutive_failures,
+        None if error is None else error.error_class,
+        None if error is None else error.message,
+        None if error is None else to_micros(error.at),
+        None if error is None else int(error.retryable),
+        None if lease is None else lease.holder,
+        None if lease is None else to_micros(lease.expires_at),
+        None if lease is None else lease.token,
+        _micros(state.not_before),
+        state.last_cycle_rejected,
+    )
+
+
+def _state_from_row(row: sqlite3.Row) -> SourceState:
+    return SourceState(
+        key=row["source_key"],
+        phase=Phase(row["phase"]),
+        generation=row["generation"],
+        cursor=None
+        if row["cursor_updated_at_us"] is None
+        else Cursor(from_micros(row["cursor_updated_at_us"]), row["cursor_record_id"]),
+        last_change=_time(row["last_change_us"]),
+        last_sync=_time(row["last_sync_us"]),
+        last_attempt=_time(row["last_attempt_us"]),
+        consecutive_failures=row["consecutive_failures"],
+        last_error=None
+        if row["error_class"] is None
+        else ErrorInfo(
+            error_class=row["error_class"],
+            message=row["error_message"],
+            at=from_micros(row["error_at_us"]),
+            retryable=bool(row["error_retryable"]),
+        ),
+        lease=None
+        if row["lease_token"] is None
+        else Lease(
+            holder=row["lease_holder"],
+            expires_at=from_micros(row["lease_expires_us"]),
+            token=row["lease_token"],
+        ),
+        not_before=_time(row["not_before_us"]),
+        last_cycle_rejected=row["last_cycle_rejected"],
+    )
+
+
+class SQLiteStore(StateStoreBase):
+    """State store and transaction sink in one SQLite database file.
+
+    Safe for many threads (one connection each) and many processes on the same file. Create one
+    per process; the schema is created on first use.
+
+    Args:
+        path: The database file; created if missing. ``":memory:"`` is refused because each
+            thread would see its own empty database.
+        busy_timeout: How long a writer waits for another process's write lock.
+        synchronous: SQLite's ``synchronous`` setting. ``"NORMAL"`` (the default) survives any
+            process crash; after a power loss the last commits may roll back, but a page and its
+            checkpoint always roll back together. Use ``"FULL"`` to survive power loss too.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: timedelta = timedelta(seconds=30),
+        synchronous: str = "NORMAL",
+    ) -> None:
+        if str(path) == ":memory:":
+            raise ConfigurationError(
+                "SQLiteStore needs a file path; use incsync.testing.InMemoryStore for memory"
+            )
+        if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ConfigurationError(
+                f"synchronous={synchronous!r}; expected one of OFF, NORMAL, FULL, EXTRA"
+            )
+        self.path = Path(path)
+        self._busy_timeout = busy_timeout
+        self._synchronous = synchronous.upper()
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._create_schema()
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            try:
+                connection = sqlite3.connect(
+                    self.path,
+                    timeout=self._busy_timeout.total_seconds(),
+                    isolation_level=None,  # transactions are begun explicitly below
+                    check_same_thread=False,
+                )
+                connection.row_factory = sqlite3.Row
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute(f"PRAGMA synchronous={self._synchronous}")
+            except sqlite3.Error as error:
+                raise StoreError(f"cannot open SQLite database {self.path}: {error}") from error
+            self._local.connection = connection
+            with self._connections_lock:
+                self._connections.append(connection)
+        return connection
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        connection = self._connection()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot lock SQLite database {self.path}: {error}") from error
+        try:
+            yield connection
+        except sqlite3.Error as error:
+            connection.execute("ROLLBACK")
+            raise StoreError(f"SQLite database {self.path} failed: {error}") from error
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        try:
+            connection.execute("COMMIT")
+        except sqlite3.Error as error:
+            connection.execute("ROLLBACK")
+            raise StoreError(f"cannot commit to SQLite database {self.path}: {error}") from error
+
+    def _create_schema(self) -> None:
+        with self._write() as connection:
+            # executescript() would commit the transaction; run the statements one by one in it.
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+            row = connection.execute(
+                "SELECT value FROM incsync_meta WHERE name = 'schema_version'"
+            ).fetchone()
+            if row is None:
+                connection.execute(
+                    "INSERT INTO incsync_meta (name, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+            elif int(row["value"]) > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} uses incsync schema {row['value']}, newer than this version's "
+                    f"{SCHEMA_VERSION}; upgrade incsync"
+                )
+
+    def close(self) -> None:
+        """Close every connection this store opened (in all threads)."""
+        with self._connections_lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- state store -------------------------------------------------------------------------
+
+    @staticmethod
+    def _read_state(connection: sqlite3.Connection, source_key: str) -> SourceState:
+        row = connection.execute(
+            f"SELECT {_STATE_COLUMNS} FROM incsync_sources WHERE source_key = ?", (source_key,)
+        ).fetchone()
+        return new_state(source_key) if row is None else _state_from_row(row)
+
+    def load(self, source_key: str) -> SourceState:
+        """Return the source's state (a new one if the store has never seen it)."""
+        return self._read_state(self._connection(), source_key)
+
+    def list_states(self) -> Sequence[SourceState]:
+        """Return the state of every source the store knows, ordered by key."""
+        rows = self._connection().execute(
+            f"SELECT {_STATE_COLUMNS} FROM incsync_sources ORDER BY source_key"
+        )
+        return [_state_from_row(row) for row in rows]
+
+    def list_rejected(self, source_key: str) -> Sequence[RejectedRecord]:
+        """Return the records set aside for the source, oldest sighting first."""
+        rows = self._connection().execute(
+            "SELECT record_id, reason, raw, seen_at_us FROM incsync_rejected "
+            "WHERE source_key = ? ORDER BY seen_at_us, fingerprint",
+            (source_key,),
+        )
+        return [
+            RejectedRecord(
+                record_id=row["record_id"],
+                reason=row["reason"],
+                raw=row["raw"],
+                seen_at=_time(row["seen_at_us"]),
+            )
+            for row in rows
+        ]
+
+    def _update(
+        self,
+        source_key: str,
+        change: Transition,
+        rejected: Sequence[RejectedRecord] = (),
+        now: datetime | None = None,
+    ) -> SourceState:
+        with self._write() as connection:
+            updated = change(self._read_state(connection, source_key))
+            connection.execute(_SAVE_STATE, _state_row(updated))
+            self._keep_rejected(connection, source_key, rejected, now)
+            return updated
+
+    @staticmethod
+    def _keep_rejected(
+        connection: sqlite3.Connection,
+        source_key: str,
+        rejected: Sequence[RejectedRecord],
+        now: datetime | None,
+    ) -> None:
+        if rejected:
+            connection.executemany(
+                _SAVE_REJECTED,
+                [
+                    (
+                        source_key,
+                        rejection_fingerprint(item),
+                        item.record_id,
+                        item.reason,
+                        item.raw,
+                        _micros(now),
+                    )
+                    for item in rejected
+                ],
+            )
+
+    # -- transaction sink --------------------------------------------------------------------
+
+    @staticmethod
+    def _rows(
+        source_key: str, records: Sequence[Record], generation: int
+    ) -> tuple[list[tuple[object, ...]], list[RejectedRecord]]:
+        rows: list[tuple[object, ...]] = []
+        rejected: list[RejectedRecord] = []
+        encode = _encode_payload
+        for record in records:
+            try:
+                payload = encode(record.payload)
+            except (TypeError, ValueError) as error:
+                reason = f"payload cannot be stored as JSON: {error}"
+                rejected.append(
+                    RejectedRecord.from_error(BadRecordError(reason, record_id=record.id), record)
+                )
+                continue
+            rows.append(
+                (
+                    source_key,
+                    record.id,
+                    to_micros(record.updated_at),
+                    record.deleted,
+                    payload,
+                    generation,
+                )
+            )
+        return rows, rejected
+
+    @classmethod
+    def _write_rows(
+        cls,
+        connection: sqlite3.Connection,
+        source_key: str,
+        records: Sequence[Record],
+        generation: int,
+    ) -> ApplyResult:
+        rows, rejected = cls._rows(source_key, records, generation)
+        before = connection.total_changes
+        connection.executemany(_UPSERT, rows)
+        return ApplyResult(applied=connection.total_changes - before, rejected=rejected)
+
+    def apply(self, source_key: str, records: Sequence[Record], generation: int) -> ApplyResult:
+        """Write the records that supersede what is stored, in one transaction."""
+        with self._write() as connection:
+            return self._write_rows(connection, source_key, records, generation)
+
+    def commit_page(
+        self,
+        source_key: str,
+        records: Sequence[Record],
+        lease: Lease,
+        generation: int,
+        checkpoint: Checkpoint,
+        now: datetime,
+        ttl: timedelta,
+    ) -> tuple[ApplyResult, SourceState]:
+        """Apply ``records`` and save ``checkpoint`` in one SQLite transaction."""
+        with self._write() as connection:
+            updated = checkpoint_transition(
+                self._read_state(connection, source_key), lease, generation, checkpoint, now, ttl
+            )
+            result = self._write_rows(connection, source_key, records, generation)
+            connection.execute(_SAVE_STATE, _state_row(updated))
+            self._keep_rejected(
+                connection, source_key, [*checkpoint.rejected, *result.rejected], now
+            )
+            return result, updated
+
+    def transactions(self, source_key: str) -> Iterator[Transaction]:
+        """Yield the source's transactions in record-id order, streaming from the database."""
+        rows = self._connection().execute(
+            "SELECT record_id, updated_at_us, deleted, payload, generation "
+            "FROM incsync_transactions WHERE source_key = ? ORDER BY record_id",
+            (source_key,),
+        )
+        for row in rows:
+            record = Record(
+                id=row["record_id"],
+                updated_at=from_micros(row["updated_at_us"]),
+                payload=json.loads(row["payload"]),
+                deleted=bool(row["deleted"]),
+            )
+            yield Transaction(source_key, record, row["generation"])
+
+    def count_transactions(self, source_key: str) -> int:
+        """Return how many transactions the source has (tombstones included)."""
+        row = (
+            self._connection()
+            .execute(
+                "SELECT COUNT(*) FROM incsync_transactions WHERE source_key = ?", (source_key,)
+            )
+            .fetchone()
+        )
+        return int(row[0])
