@@ -76,10 +76,11 @@ class Connector(Protocol):
 class TransactionSink(Protocol):
     """Applies records to the host's transactions.
 
-    Implementations must be idempotent, keyed by (source key, record id): a record is written only
-    when its ``updated_at`` is newer than the stored one, or equal but stored under an older
-    generation (so a reset re-applies every record exactly once). An older version never replaces a
-    newer one. Deleted records are stored as tombstones, never removed.
+    Implementations must be idempotent, keyed by (source key, record id), and follow
+    :func:`incsync.records.supersedes`: a newer ``updated_at`` is written, an older one never
+    replaces a newer one, and at an equal ``updated_at`` the record is written only if its content
+    differs or it was stored under an older generation (so a reset re-applies every record exactly
+    once). Deleted records are stored as tombstones, never removed.
     """
 
     def apply(self, source_key: str, records: Sequence[Record], generation: int) -> ApplyResult:

@@ -125,17 +125,20 @@ class Transaction:
     generation: int
 
 
-def supersedes(
-    updated_at: datetime, generation: int, stored_updated_at: datetime, stored_generation: int
-) -> bool:
+def supersedes(incoming: Record, generation: int, stored: Record, stored_generation: int) -> bool:
     """Return whether an incoming version replaces the stored one in a sink.
 
-    Newer versions always do; the same version does once per generation (so a reset re-applies every
-    record exactly once); older versions never do.
+    Newer versions always do and older ones never do. At an equal ``updated_at`` the incoming one
+    replaces the stored one when its content differs (second-precision sources stamp two updates
+    in one second alike, and the later read is the later state) or once per generation (so a
+    reset re-applies every record exactly once). Reading the same version again changes nothing.
     """
-    if updated_at != stored_updated_at:
-        return updated_at > stored_updated_at
-    return generation > stored_generation
+    if incoming.updated_at != stored.updated_at:
+        return incoming.updated_at > stored.updated_at
+    if generation != stored_generation:
+        # A worker of an older generation (its source was reset meanwhile) never overwrites.
+        return generation > stored_generation
+    return incoming.deleted != stored.deleted or incoming.payload != stored.payload
 
 
 def record_from_raw(

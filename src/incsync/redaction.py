@@ -21,13 +21,19 @@ _SECRET_NAMES = (
     r"access[_-]?token|refresh[_-]?token|id[_-]?token|client[_-]?secret|api[_-]?key|apikey|"
     r"api[_-]?token|password|passwd|secret|token|authorization|x-api-key"
 )
+# A secret's name may carry a prefix: oauth_token, DB_PASSWORD, stripe_api_key.
+_NAME = rf"(?:[A-Za-z0-9]+[_-])*(?:{_SECRET_NAMES})"
 _PATTERNS = (
-    # Authorization: Bearer abc / Basic abc / Token abc
-    re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{6,}"),
-    # name=value in query strings and form bodies, name: value in headers
-    re.compile(rf"(?i)\b({_SECRET_NAMES})(\s*[=:]\s*)(?![\"'])[^\s&,;\"']+"),
+    # Authorization: Bearer abc / Basic abc / Token abc; the last two only when what follows
+    # looks encoded (has a digit or "="), so "Basic plan" and "token provided" stay readable.
+    re.compile(
+        r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{6,}"
+        r"|\b(basic|token)\s+(?=[A-Za-z0-9._~+/=-]*[0-9=])[A-Za-z0-9._~+/=-]{8,}"
+    ),
+    # name=value in query strings, forms and reprs (value quoted or not), name: value in headers
+    re.compile(rf"(?i)(?<![A-Za-z0-9])({_NAME})(\s*[=:]\s*)([\"']?)[^\s&,;\"']+"),
     # "name": "value" in JSON
-    re.compile(rf"(?i)([\"']({_SECRET_NAMES})[\"']\s*:\s*[\"'])[^\"']*"),
+    re.compile(rf"(?i)([\"']{_NAME}[\"']\s*:\s*[\"'])[^\"']*"),
     # scheme://user:password@host
     re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/\s@]+:)[^@/\s]+(@)"),
 )
@@ -35,8 +41,8 @@ _PATTERNS = (
 
 def _mask_pattern(text: str) -> str:
     bearer, pair, json_pair, url = _PATTERNS
-    text = bearer.sub(lambda m: f"{m.group(1)} {MASK}", text)
-    text = pair.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+    text = bearer.sub(lambda m: f"{m.group(1) or m.group(2)} {MASK}", text)
+    text = pair.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}{MASK}", text)
     text = json_pair.sub(lambda m: f"{m.group(1)}{MASK}", text)
     return url.sub(lambda m: f"{m.group(1)}{MASK}{m.group(2)}", text)
 

@@ -147,6 +147,8 @@ class SourceState:
         lease: The current (possibly expired) lease, if any.
         not_before: The source asked not to be called again before this time.
         last_cycle_rejected: How many records the last completed cycle set aside as malformed.
+        reset_pending: A reset was asked for and no cycle has completed since; a cancelled or
+            stopped source goes back to resetting when resumed.
     """
 
     key: str
@@ -161,6 +163,7 @@ class SourceState:
     lease: Lease | None = None
     not_before: datetime | None = attrs.field(default=None, converter=_not_before)
     last_cycle_rejected: int = 0
+    reset_pending: bool = False
 
 
 @attrs.frozen(slots=True)
@@ -216,7 +219,8 @@ def acquire(
 
 
 def _check_holder(state: SourceState, lease: Lease) -> None:
-    if state.lease is None or state.lease.token != lease.token:
+    held = state.lease
+    if held is None or held.token != lease.token or held.expires_at == _RELEASED_AT:
         raise LeaseLostError(
             f"source {state.key!r}: lease {lease.token} held by {lease.holder!r} was taken over; "
             "this worker's results are discarded and the new holder carries on",
@@ -322,6 +326,7 @@ def complete(
         last_error=None,
         not_before=None,
         last_cycle_rejected=rejected_in_cycle,
+        reset_pending=False,
     )
     return release(finished, lease)
 
@@ -373,6 +378,7 @@ def reset(state: SourceState) -> SourceState:
         last_error=None,
         not_before=None,
         last_cycle_rejected=0,
+        reset_pending=True,
     )
 
 
@@ -384,15 +390,15 @@ def cancel(state: SourceState) -> SourceState:
 def resume(state: SourceState) -> SourceState:
     """Let a cancelled or stopped source run again, with a fresh failure count.
 
-    It goes back to being new when it never completed a cycle, to resetting when a reset cleared
-    its cursor and no cycle has moved it since, and to active otherwise.
+    It goes back to resetting when a reset has not completed yet, to being new when it never
+    completed a cycle, and to active otherwise.
     """
     if state.phase not in (Phase.CANCELLED, Phase.STOPPED):
         return state
-    if state.last_sync is None:
-        phase = Phase.NEW
-    elif state.cursor is None:
+    if state.reset_pending:
         phase = Phase.RESETTING
+    elif state.last_sync is None:
+        phase = Phase.NEW
     else:
         phase = Phase.ACTIVE
     return attrs.evolve(state, phase=phase, consecutive_failures=0, not_before=None)

@@ -67,7 +67,7 @@ def parse_timestamp(value: object, field: str = "timestamp") -> datetime:
         ValueError: The value is not a timestamp incsync can read.
     """
     if isinstance(value, datetime):
-        return ensure_utc(value, field)
+        return _in_range_utc(value, field)
     if not isinstance(value, str):
         raise ValueError(  # noqa: TRY004 - callers treat every unreadable timestamp alike
             f"{field} must be a timestamp string or datetime, not {type(value).__name__}"
@@ -80,7 +80,15 @@ def parse_timestamp(value: object, field: str = "timestamp") -> datetime:
             parsed = _dateutil_parser.isoparse(text)
         except (ValueError, OverflowError):
             raise ValueError(f"{field} {value!r} is not an ISO 8601 timestamp") from None
-    return ensure_utc(parsed, field)
+    return _in_range_utc(parsed, field)
+
+
+def _in_range_utc(value: datetime, field: str) -> datetime:
+    # Vendors write "never" as year 1 or 9999 in a local zone; in UTC that leaves datetime's range.
+    try:
+        return ensure_utc(value, field)
+    except OverflowError:
+        raise ValueError(f"{field} {value.isoformat()} is out of range once moved to UTC") from None
 
 
 def _iso_for_310(text: str) -> str:

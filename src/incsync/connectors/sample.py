@@ -62,18 +62,18 @@ def generate_invoices(
     """
     end = ensure_utc(end, "end")
     rng = random.Random(seed)
-    step = span / max(count, 1)
-    moment = end - span
+    moment = end
     remaining_in_burst = 0
     for number in range(1, count + 1):
         if remaining_in_burst:
             remaining_in_burst -= 1
         else:
-            moment += step * (burst_size if burst_every and number % burst_every == 0 else 1)
+            # From the start each time, so rounding to milliseconds never accumulates.
+            moment = end - span * (count - number) / count
             moment = moment.replace(microsecond=(moment.microsecond // 1000) * 1000)
             if burst_every and number % burst_every == 0:
                 remaining_in_burst = burst_size - 1
-        yield invoice(number, min(moment, end), rng)
+        yield invoice(number, moment, rng)
 
 
 def sample_source(count: int, *, end: datetime, seed: int = 0) -> InMemorySource:

@@ -47,6 +47,14 @@ class StateStoreBase(abc.ABC):
     def load(self, source_key: str) -> SourceState:
         """Return the source's state (a new one if the store has never seen it)."""
 
+    @abc.abstractmethod
+    def list_states(self) -> Sequence[SourceState]:
+        """Return the state of every source the store knows, ordered by key."""
+
+    @abc.abstractmethod
+    def list_rejected(self, source_key: str) -> Sequence[RejectedRecord]:
+        """Return the records set aside for the source, oldest first."""
+
     def acquire_lease(
         self, source_key: str, holder: str, now: datetime, ttl: timedelta
     ) -> Lease | None:

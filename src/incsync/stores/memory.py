@@ -84,10 +84,7 @@ class InMemoryStore(StateStoreBase):
         for record in records:
             previous = stored.get(record.id)
             if previous is None or supersedes(
-                record.updated_at,
-                generation,
-                previous.record.updated_at,
-                previous.generation,
+                record, generation, previous.record, previous.generation
             ):
                 stored[record.id] = Transaction(source_key, record, generation)
                 applied += 1

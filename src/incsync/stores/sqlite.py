@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS incsync_sources (
     lease_expires_us INTEGER,
     lease_token INTEGER,
     not_before_us INTEGER,
-    last_cycle_rejected INTEGER NOT NULL
+    last_cycle_rejected INTEGER NOT NULL,
+    reset_pending INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS incsync_transactions (
     source_key TEXT NOT NULL,
@@ -89,14 +90,17 @@ ON CONFLICT (source_key, record_id) DO UPDATE SET
     generation = excluded.generation
 WHERE excluded.updated_at_us > incsync_transactions.updated_at_us
    OR (excluded.updated_at_us = incsync_transactions.updated_at_us
-       AND excluded.generation > incsync_transactions.generation)
+       AND (excluded.generation > incsync_transactions.generation
+            OR (excluded.generation = incsync_transactions.generation
+                AND (excluded.deleted != incsync_transactions.deleted
+                     OR excluded.payload != incsync_transactions.payload))))
 """
 
 _STATE_COLUMNS = (
     "source_key, phase, generation, cursor_updated_at_us, cursor_record_id, last_change_us, "
     "last_sync_us, last_attempt_us, consecutive_failures, error_class, error_message, "
     "error_at_us, error_retryable, lease_holder, lease_expires_us, lease_token, not_before_us, "
-    "last_cycle_rejected"
+    "last_cycle_rejected, reset_pending"
 )
 _SAVE_STATE = (
     f"INSERT OR REPLACE INTO incsync_sources ({_STATE_COLUMNS}) "
@@ -151,6 +155,7 @@ def _state_row(state: SourceState) -> tuple[object, ...]:
         None if lease is None else lease.token,
         _micros(state.not_before),
         state.last_cycle_rejected,
+        state.reset_pending,
     )
 
 
@@ -183,6 +188,7 @@ def _state_from_row(row: sqlite3.Row) -> SourceState:
         ),
         not_before=_time(row["not_before_us"]),
         last_cycle_rejected=row["last_cycle_rejected"],
+        reset_pending=bool(row["reset_pending"]),
     )
 
 
