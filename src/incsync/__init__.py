@@ -22,6 +22,7 @@ from incsync.errors import (
     StoreError,
     TransientSourceError,
 )
+from incsync.humanize import TimeText, exact_time, relative_time, time_text
 from incsync.protocols import (
     AtomicPageStore,
     Clock,
@@ -33,6 +34,17 @@ from incsync.protocols import (
 from incsync.records import ApplyResult, Page, Record, RejectedRecord, Transaction
 from incsync.results import CycleProgress, CycleResult, Outcome
 from incsync.state import Checkpoint, ErrorInfo, Lease, Phase, SkipReason, SourceState
+from incsync.status import (
+    SourceStatus,
+    StatusColor,
+    StatusIcon,
+    StatusNote,
+    StatusPolicy,
+    StatusReason,
+    classify_status,
+    status_of,
+    statuses_of,
+)
 from incsync.stores import InMemoryStore, SQLiteStore
 
 __version__ = "0.1.0"
@@ -70,14 +82,27 @@ __all__ = [
     "SkipReason",
     "SourceError",
     "SourceState",
+    "SourceStatus",
     "StateConflictError",
     "StateStore",
+    "StatusColor",
+    "StatusIcon",
+    "StatusNote",
+    "StatusPolicy",
+    "StatusReason",
     "StoreError",
     "SyncEngine",
     "SyncPolicy",
+    "TimeText",
     "Transaction",
     "TransactionSink",
     "TransientSourceError",
     "Window",
     "__version__",
+    "classify_status",
+    "exact_time",
+    "relative_time",
+    "status_of",
+    "statuses_of",
+    "time_text",
 ]

@@ -1,0 +1,166 @@
+"""Properties of the classifier: total, deterministic, and every output complete."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from incsync.humanize import exact_time, relative_time
+from incsync.state import ErrorInfo, Phase
+from incsync.status import REASONS, StatusPolicy, StatusReason, classify_status
+from tests.strategies import aware_datetimes
+
+UTC = timezone.utc
+_ZONES = [
+    "UTC",
+    "America/New_York",
+    "Europe/Berlin",
+    "Asia/Kolkata",
+    "Australia/Lord_Howe",
+    "Pacific/Chatham",
+    "America/St_Johns",
+    "Asia/Dubai",
+]
+
+# Offsets from now that straddle every threshold: seconds, hours, days, months and years, both
+# ways, plus the exact boundaries themselves.
+_BOUNDARIES = [
+    timedelta(0),
+    timedelta(seconds=59.999),
+    timedelta(seconds=60),
+    timedelta(minutes=5),
+    timedelta(minutes=119, seconds=59),
+    timedelta(hours=2),
+    timedelta(hours=3),
+    timedelta(days=7),
+    timedelta(days=30),
+    timedelta(days=365),
+]
+_OFFSETS = st.one_of(
+    st.sampled_from(_BOUNDARIES + [-b for b in _BOUNDARIES]),
+    st.timedeltas(min_value=-timedelta(days=3), max_value=timedelta(days=800)),
+)
+
+
+@st.composite
+def _around(draw: st.DrawFn, now: datetime) -> datetime | None:
+    """An aware time near ``now`` in any fixed offset, or ``None``."""
+    if draw(st.booleans()) and draw(st.booleans()):
+        return None
+    offset = draw(_OFFSETS)
+    try:
+        when = now - offset
+    except OverflowError:
+        return now
+    zone = draw(st.sampled_from([UTC, timezone(timedelta(hours=-7)), timezone(timedelta(hours=9))]))
+    try:
+        return when.astimezone(zone)
+    except OverflowError:
+        return when
+
+
+_ERRORS = st.builds(
+    ErrorInfo,
+    error_class=st.sampled_from(["TransientSourceError", "AuthError", "BadResponseError"]),
+    message=st.text(max_size=300),
+    at=aware_datetimes(),
+    retryable=st.booleans(),
+)
+
+_POLICIES = st.builds(
+    StatusPolicy,
+    expected_interval=st.timedeltas(min_value=timedelta(seconds=1), max_value=timedelta(hours=6)),
+    recent_sync=st.timedeltas(min_value=timedelta(hours=6), max_value=timedelta(days=2)),
+    recent_change=st.timedeltas(min_value=timedelta(minutes=1), max_value=timedelta(days=90)),
+    max_consecutive_failures=st.integers(min_value=1, max_value=10),
+    max_auth_failures=st.integers(min_value=1, max_value=10),
+    future_tolerance=st.timedeltas(min_value=timedelta(0), max_value=timedelta(hours=1)),
+)
+
+
+@st.composite
+def _arguments(draw: st.DrawFn) -> dict[str, Any]:
+    now = draw(st.one_of(aware_datetimes(), st.just(datetime(2026, 11, 13, 9, 41, 7, tzinfo=UTC))))
+    zone: str | tzinfo = draw(st.sampled_from(_ZONES))
+    return {
+        "now": now,
+        "last_change": draw(st.one_of(_around(now), aware_datetimes())),
+        "last_sync": draw(_around(now)),
+        "error_count": draw(st.integers(min_value=0, max_value=12)),
+        "phase": draw(st.one_of(st.none(), st.sampled_from(Phase))),
+        "last_error": draw(st.one_of(st.none(), _ERRORS)),
+        "not_before": draw(st.one_of(st.none(), _around(now))),
+        "rejected": draw(st.integers(min_value=0, max_value=10_000)),
+        "policy": draw(_POLICIES),
+        "zone": draw(st.sampled_from([zone, ZoneInfo("Europe/London")])),
+    }
+
+
+@settings(max_examples=300)
+@given(_arguments())
+def test_the_classifier_is_total_and_every_output_is_complete(arguments: dict[str, Any]) -> None:
+    """For any valid input it returns a status with label, icon and hover naming exact times."""
+    status = classify_status(**arguments)
+    assert status.label
+    assert status.icon.value
+    assert status.hover
+    assert status.hover.endswith(".")
+    color, icon, label = REASONS[status.reason]
+    assert (status.color, status.icon) == (color, icon)
+    assert status.label.startswith(label)
+    zone = arguments["zone"]
+    for field in ("last_sync", "last_change"):
+        value = arguments[field]
+        text = getattr(status, field)
+        if value is None:
+            assert text is None
+        else:
+            assert text is not None
+            assert text.exact == exact_time(value, zone)
+            assert text.exact in status.hover
+            assert text.relative == relative_time(
+                value,
+                arguments["now"],
+                zone=zone,
+                future_tolerance=arguments["policy"].future_tolerance,
+            )
+
+
+@given(_arguments())
+def test_the_classifier_is_deterministic(arguments: dict[str, Any]) -> None:
+    """The same input always gives the same status."""
+    assert classify_status(**arguments) == classify_status(**arguments)
+
+
+@given(_arguments())
+def test_healthy_colours_only_for_running_sources_synced_recently(
+    arguments: dict[str, Any],
+) -> None:
+    """Green or orange only when a cycle completed within recent_sync and nothing stopped it."""
+    status = classify_status(**arguments)
+    if status.reason in (StatusReason.RECENT_CHANGES, StatusReason.NO_RECENT_CHANGES):
+        last_sync = arguments["last_sync"]
+        assert last_sync is not None
+        assert arguments["now"] - last_sync <= arguments["policy"].recent_sync
+        assert arguments["phase"] in (None, Phase.ACTIVE)
+
+
+@given(_arguments())
+def test_failures_at_or_over_the_threshold_are_never_healthy(arguments: dict[str, Any]) -> None:
+    """At the engine's stop threshold a source is red, or grey if the host cancelled it.
+
+    The threshold is max_auth_failures when the last error was an AuthError, as in the engine.
+    """
+    policy: StatusPolicy = arguments["policy"]
+    error: ErrorInfo | None = arguments["last_error"]
+    auth = error is not None and error.error_class == "AuthError"
+    threshold = policy.max_auth_failures if auth else policy.max_consecutive_failures
+    status = classify_status(**arguments)
+    if arguments["error_count"] >= threshold:
+        assert status.reason in (StatusReason.STOPPED, StatusReason.CANCELLED)
+    elif arguments["phase"] is not Phase.STOPPED:
+        assert status.reason is not StatusReason.STOPPED
