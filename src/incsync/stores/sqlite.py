@@ -121,8 +121,10 @@ def _json_default(value: object) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+# ASCII output escapes every non-ASCII character, lone surrogates from "\ud800" escapes included,
+# so any payload a JSON decoder produced can be stored as text.
 _encode_payload = json.JSONEncoder(
-    separators=(",", ":"), ensure_ascii=False, default=_json_default
+    separators=(",", ":"), default=_json_default
 ).encode
 
 

@@ -1,0 +1,309 @@
+"""Contract tests every built-in store passes: states, leases, sinks, set-aside records."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from incsync import (
+    Checkpoint,
+    ConfigurationError,
+    Cursor,
+    ErrorInfo,
+    GenerationChangedError,
+    Lease,
+    LeaseLostError,
+    Phase,
+    Record,
+    RejectedRecord,
+    SourceState,
+    SQLiteStore,
+    StoreError,
+    Transaction,
+)
+from incsync.testing import InMemoryStore
+from tests.strategies import cursors, record_ids, records, utc_datetimes
+
+NOW = datetime(2026, 11, 13, 9, 0, tzinfo=timezone.utc)
+TTL = timedelta(minutes=10)
+KEY = "acme/quickbooks"
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[InMemoryStore | SQLiteStore]:
+    if request.param == "memory":
+        yield InMemoryStore()
+    else:
+        with SQLiteStore(tmp_path / "store.db") as sqlite:
+            yield sqlite
+
+
+def _transactions(store: InMemoryStore | SQLiteStore, key: str = KEY) -> dict[str, Transaction]:
+    if isinstance(store, SQLiteStore):
+        return {t.record.id: t for t in store.transactions(key)}
+    return store.transactions(key)
+
+
+def _record(record_id: str, second: int, **payload: object) -> Record:
+    return Record(record_id, NOW + timedelta(seconds=second), {"id": record_id, **payload})
+
+
+def test_an_unknown_source_has_a_new_state(store: InMemoryStore | SQLiteStore) -> None:
+    """Loading a source the store never saw gives a fresh state and stores nothing."""
+    assert store.load(KEY) == SourceState(key=KEY)
+    assert store.list_states() == []
+
+
+def test_states_are_listed_by_key(store: InMemoryStore | SQLiteStore) -> None:
+    """list_states returns every known source, ordered by key."""
+    for key in ("b", "c", "a"):
+        store.cancel(key)
+    assert [state.key for state in store.list_states()] == ["a", "b", "c"]
+
+
+def test_only_one_lease_is_granted_until_it_expires(store: InMemoryStore | SQLiteStore) -> None:
+    """A live lease refuses a second holder; an expired one is taken over with a larger token."""
+    first = store.acquire_lease(KEY, "one", NOW, TTL)
+    assert first is not None
+    assert store.acquire_lease(KEY, "two", NOW + TTL - timedelta(microseconds=1), TTL) is None
+    second = store.acquire_lease(KEY, "two", NOW + TTL, TTL)
+    assert second is not None
+    assert second.token > first.token
+    with pytest.raises(LeaseLostError):
+        store.renew_lease(KEY, first, NOW + TTL, TTL)
+
+
+def test_a_released_lease_cannot_be_used_again(store: InMemoryStore | SQLiteStore) -> None:
+    """After release, the old lease neither renews nor checkpoints, and a new one can be taken."""
+    lease = store.acquire_lease(KEY, "one", NOW, TTL)
+    assert lease is not None
+    store.release_lease(KEY, lease)
+    with pytest.raises(LeaseLostError):
+        store.renew_lease(KEY, lease, NOW, TTL)
+    with pytest.raises(LeaseLostError):
+        store.save_checkpoint(KEY, lease, 0, Checkpoint(cursor=None), NOW, TTL)
+    assert store.acquire_lease(KEY, "two", NOW, TTL) is not None
+
+
+def test_a_refused_checkpoint_writes_no_rows(store: InMemoryStore | SQLiteStore) -> None:
+    """commit_page is all or nothing: after a reset, the page and its checkpoint are refused."""
+    lease = store.acquire_lease(KEY, "one", NOW, TTL)
+    assert lease is not None
+    store.reset(KEY)
+    checkpoint = Checkpoint(
+        cursor=Cursor(NOW, "a"),
+        rejected=[RejectedRecord(record_id="x", reason="bad")],
+    )
+    with pytest.raises(GenerationChangedError):
+        store.commit_page(KEY, [_record("a", 0)], lease, 0, checkpoint, NOW, TTL)
+    assert _transactions(store) == {}
+    assert store.list_rejected(KEY) == []
+    assert store.load(KEY).cursor is None
+
+
+def test_an_accepted_page_and_checkpoint_land_together(store: InMemoryStore | SQLiteStore) -> None:
+    """commit_page applies the rows, moves the cursor, keeps the rejects and extends the lease."""
+    lease = store.acquire_lease(KEY, "one", NOW, TTL)
+    assert lease is not None
+    later = NOW + timedelta(minutes=5)
+    checkpoint = Checkpoint(
+        cursor=Cursor(NOW, "b"),
+        last_change=NOW + timedelta(seconds=1),
+        rejected=[RejectedRecord(record_id=None, reason="no id", raw="{}")],
+    )
+    result, state = store.commit_page(
+        KEY, [_record("a", 0), _record("b", 1)], lease, 0, checkpoint, later, TTL
+    )
+    assert result.applied == 2
+    assert state.cursor == Cursor(NOW, "b")
+    assert state.last_change == NOW + timedelta(seconds=1)
+    assert state.lease is not None
+    assert state.lease.expires_at == later + TTL
+    assert store.load(KEY) == state
+    [rejected] = store.list_rejected(KEY)
+    assert (rejected.record_id, rejected.reason, rejected.seen_at) == (None, "no id", later)
+
+
+def test_sink_keeps_the_newest_version_and_counts_what_it_wrote(
+    store: InMemoryStore | SQLiteStore,
+) -> None:
+    """Older versions never replace newer ones; re-reading the same version writes nothing."""
+    assert store.apply(KEY, [_record("a", 5, v=1)], 0).applied == 1
+    assert store.apply(KEY, [_record("a", 3, v=0)], 0).applied == 0
+    assert store.apply(KEY, [_record("a", 5, v=1)], 0).applied == 0
+    assert store.apply(KEY, [_record("a", 5, v=2)], 0).applied == 1  # same second, new content
+    assert store.apply(KEY, [_record("a", 5, v=2)], 1).applied == 1  # a reset re-applies once
+    assert store.apply(KEY, [_record("a", 5, v=3)], 0).applied == 0  # a stale generation
+    stored = _transactions(store)["a"]
+    assert (stored.record.payload["v"], stored.generation) == (2, 1)
+
+
+def test_sources_do_not_share_transactions(store: InMemoryStore | SQLiteStore) -> None:
+    """The same record id under two sources is two transactions."""
+    store.apply("one", [_record("a", 0)], 0)
+    store.apply("two", [_record("a", 0)], 0)
+    assert list(_transactions(store, "one")) == ["a"]
+    assert list(_transactions(store, "two")) == ["a"]
+
+
+def test_a_rejected_record_is_kept_once_per_identity(store: InMemoryStore | SQLiteStore) -> None:
+    """Seeing the same bad record again updates its entry (reason, time) instead of adding one."""
+    lease = store.acquire_lease(KEY, "one", NOW, TTL)
+    assert lease is not None
+    for minute, reason in ((1, "first reason"), (2, "second reason")):
+        checkpoint = Checkpoint(
+            cursor=None, rejected=[RejectedRecord(record_id="x", reason=reason)]
+        )
+        store.save_checkpoint(KEY, lease, 0, checkpoint, NOW + timedelta(minutes=minute), TTL)
+    [entry] = store.list_rejected(KEY)
+    assert (entry.reason, entry.seen_at) == ("second reason", NOW + timedelta(minutes=2))
+
+
+def test_commands_move_phases_and_never_touch_transactions(
+    store: InMemoryStore | SQLiteStore,
+) -> None:
+    """reset, cancel and resume change only the state; every transaction stays."""
+    store.apply(KEY, [_record("a", 0)], 0)
+    assert store.reset(KEY).phase is Phase.RESETTING
+    assert store.cancel(KEY).phase is Phase.CANCELLED
+    assert store.resume(KEY).phase is Phase.RESETTING  # the reset has not completed yet
+    assert list(_transactions(store)) == ["a"]
+
+
+ERRORS = st.builds(
+    ErrorInfo,
+    error_class=st.sampled_from(["AuthError", "TransientSourceError"]),
+    message=st.text(max_size=40),
+    at=utc_datetimes(),
+    retryable=st.booleans(),
+)
+LEASES = st.builds(
+    Lease,
+    holder=st.text(max_size=20),
+    expires_at=utc_datetimes(),
+    token=st.integers(min_value=1, max_value=2**62),
+)
+STATES = st.builds(
+    SourceState,
+    key=st.just(KEY),
+    phase=st.sampled_from(Phase),
+    generation=st.integers(min_value=0, max_value=2**62),
+    cursor=st.none() | cursors(utc_datetimes()),
+    last_change=st.none() | utc_datetimes(),
+    last_sync=st.none() | utc_datetimes(),
+    last_attempt=st.none() | utc_datetimes(),
+    consecutive_failures=st.integers(min_value=0, max_value=1000),
+    last_error=st.none() | ERRORS,
+    lease=st.none() | LEASES,
+    not_before=st.none() | utc_datetimes(),
+    last_cycle_rejected=st.integers(min_value=0, max_value=10**6),
+    reset_pending=st.booleans(),
+)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(state=STATES)
+def test_sqlite_round_trips_every_state(tmp_path: Path, state: SourceState) -> None:
+    """Whatever a state holds, SQLite gives back an equal one (times to the microsecond)."""
+    with SQLiteStore(tmp_path / "round-trip.db") as store:
+        store._update(KEY, lambda _stored: state)
+        assert store.load(KEY) == state
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pages=st.lists(st.lists(records(ids=st.sampled_from("abcde")), max_size=6), max_size=6))
+def test_both_sinks_agree_and_replaying_pages_changes_nothing(
+    tmp_path: Path, pages: list[list[Record]]
+) -> None:
+    """The in-memory and SQLite sinks end equal, and applying every page again writes nothing."""
+    memory = InMemoryStore()
+    path = tmp_path / "agree.db"
+    path.unlink(missing_ok=True)
+    with SQLiteStore(path) as sqlite:
+        for page in pages:
+            assert memory.apply(KEY, page, 0).applied == sqlite.apply(KEY, page, 0).applied
+        assert {k: v.record for k, v in _transactions(memory).items()} == {
+            k: v.record for k, v in _transactions(sqlite).items()
+        }
+        replayed = {k: v.record.key for k, v in _transactions(sqlite).items()}
+        for page in pages:
+            sqlite.apply(KEY, page, 0)
+            memory.apply(KEY, page, 0)
+        assert {k: v.record.key for k, v in _transactions(sqlite).items()} == replayed
+        assert {k: v.record.key for k, v in _transactions(memory).items()} == replayed
+
+
+@given(record_id=record_ids())
+def test_record_ids_of_any_shape_are_stored(record_id: str) -> None:
+    """Record ids are opaque text to the in-memory sink."""
+    store = InMemoryStore()
+    store.apply(KEY, [_record(record_id, 0)], 0)
+    assert list(store.transactions(KEY)) == [record_id]
+
+
+def test_sqlite_sets_aside_payloads_it_cannot_store(tmp_path: Path) -> None:
+    """A payload that is not JSON is set aside with its reason; dates and decimals are stored."""
+    with SQLiteStore(tmp_path / "payloads.db") as store:
+        good = Record("ok", NOW, {"when": NOW, "amount": Decimal("1.10"), "bad": "\ud800"})
+        bad = Record("bad", NOW, {"blob": object()})
+        result = store.apply(KEY, [good, bad], 0)
+        assert result.applied == 1
+        [rejected] = result.rejected
+        assert rejected.record_id == "bad"
+        assert "JSON" in rejected.reason
+        [stored] = store.transactions(KEY)
+        assert stored.record.payload == {
+            "when": NOW.isoformat(),
+            "amount": "1.10",
+            "bad": "\ud800",
+        }
+
+
+def test_sqlite_refuses_memory_and_unknown_settings(tmp_path: Path) -> None:
+    """ ":memory:" and an unknown synchronous level are configuration errors that say why."""
+    with pytest.raises(ConfigurationError, match="InMemoryStore"):
+        SQLiteStore(":memory:")
+    with pytest.raises(ConfigurationError, match="synchronous"):
+        SQLiteStore(tmp_path / "x.db", synchronous="SOMETIMES")
+
+
+def test_sqlite_refuses_a_database_from_a_newer_version(tmp_path: Path) -> None:
+    """A file whose schema is newer than this incsync is refused with advice to upgrade."""
+    path = tmp_path / "newer.db"
+    SQLiteStore(path).close()
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE incsync_meta SET value = '99' WHERE name = 'schema_version'")
+    connection.close()
+    with pytest.raises(StoreError, match="upgrade incsync"):
+        SQLiteStore(path)
+
+
+def test_sqlite_store_is_shared_by_threads(tmp_path: Path) -> None:
+    """Each thread gets its own connection to the same file, and sees the others' writes."""
+    with SQLiteStore(tmp_path / "threads.db") as store:
+
+        def write(number: int) -> None:
+            store.apply(KEY, [_record(f"r{number}", number)], 0)
+
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert store.count_transactions(KEY) == 8
+
+
+def test_a_broken_database_file_is_a_store_error(tmp_path: Path) -> None:
+    """A file that is not an SQLite database gives a StoreError naming the file."""
+    path = tmp_path / "garbage.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match=r"garbage\.db"):
+        SQLiteStore(path)
