@@ -3,6 +3,8 @@
 The public API is re-exported here; everything else is an implementation detail.
 """
 
+import logging
+
 from incsync.connectors.base import BaseConnector
 from incsync.cursor import Cursor, Window
 from incsync.engine import SyncEngine, SyncPolicy
@@ -48,6 +50,9 @@ from incsync.status import (
 from incsync.stores import InMemoryStore, SQLiteStore
 
 __version__ = "0.1.0"
+
+# A library logs but leaves output to the application: without logging configured, say nothing.
+logging.getLogger("incsync").addHandler(logging.NullHandler())
 
 __all__ = [
     "ApplyResult",
