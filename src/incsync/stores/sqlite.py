@@ -123,9 +123,7 @@ def _json_default(value: object) -> Any:
 
 # ASCII output escapes every non-ASCII character, lone surrogates from "\ud800" escapes included,
 # so any payload a JSON decoder produced can be stored as text.
-_encode_payload = json.JSONEncoder(
-    separators=(",", ":"), default=_json_default
-).encode
+_encode_payload = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
 
 
 def _micros(value: datetime | None) -> int | None:
