@@ -222,6 +222,7 @@ def test_auth_failures_stop_the_source_sooner(store: InMemoryStore | SQLiteStore
     assert state.phase is Phase.STOPPED
     assert state.last_error is not None
     assert state.last_error.retryable is False
+    assert state.last_error.auth is True
 
 
 def test_a_rate_limited_source_is_skipped_until_it_may_be_called_again(

@@ -54,7 +54,9 @@ class Window:
 
     Args:
         start: Inclusive lower bound on ``updated_at``; ``None`` means a full read.
-        cursor: The checkpoint the window was derived from, for connectors that page by keyset.
+        cursor: The checkpoint the window was derived from, for information (logging, or a source
+            that needs a starting point). A connector must not skip records by its id: the
+            window is every record at or after ``start``.
     """
 
     start: datetime | None = None

@@ -209,7 +209,8 @@ class SyncEngine:
         """Run one incremental cycle of ``source_key`` through ``connector``.
 
         Source failures never raise: they are recorded in the source's state and reported in the
-        result. Only a failing store raises, because then nothing can be recorded.
+        result. A store that fails while a page is written fails the cycle the same way; only a
+        store that cannot record the outcome at all raises.
 
         Args:
             source_key: The host's name for the source.
@@ -373,6 +374,7 @@ class SyncEngine:
             message=redact(str(error), connector.secrets()),
             at=now,
             retryable=retryable,
+            auth=isinstance(error, AuthError),
         )
         stop_after = (
             self.policy.max_auth_failures

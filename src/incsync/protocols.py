@@ -47,10 +47,11 @@ class Connector(Protocol):
 
     @property
     def ordered(self) -> bool:
-        """Whether pages come in ascending (updated_at, id) order across the whole read.
+        """Whether ``updated_at`` never decreases from one page to the next across the whole read.
 
-        Ordered sources are checkpointed after every page; the cursor of an unordered one moves
-        only when a cycle completes.
+        Within one timestamp the ids may come in any order: the next window starts at a timestamp,
+        never between ids. Ordered sources are checkpointed after every page; the cursor of an
+        unordered one moves only when a cycle completes.
         """
         ...
 

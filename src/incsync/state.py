@@ -122,12 +122,15 @@ class ErrorInfo:
         message: The redacted message.
         at: When the failure happened.
         retryable: Whether waiting may heal it.
+        auth: Whether the source rejected the credentials (an ``AuthError``); such sources stop
+            after fewer failures.
     """
 
     error_class: str
     message: str
     at: datetime = attrs.field(converter=_error_time)
     retryable: bool = True
+    auth: bool = False
 
 
 @attrs.frozen(slots=True)

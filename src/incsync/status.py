@@ -283,8 +283,7 @@ def _every(interval: timedelta) -> str:
 
 
 def _is_auth(error: ErrorInfo | None) -> bool:
-    # ErrorInfo keeps only the class name; the engine stores AuthError's under exactly this one.
-    return error is not None and error.error_class == "AuthError"
+    return error is not None and error.auth
 
 
 def _decide(

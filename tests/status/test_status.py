@@ -34,7 +34,13 @@ US = timedelta(microseconds=1)
 TRANSIENT = ErrorInfo(
     "TransientSourceError", "connection reset by peer", NOW - timedelta(minutes=5)
 )
-AUTH = ErrorInfo("AuthError", "401: token expired", NOW - timedelta(minutes=5), retryable=False)
+AUTH = ErrorInfo(
+    "TokenRevokedError",
+    "401: token expired",
+    NOW - timedelta(minutes=5),
+    retryable=False,
+    auth=True,
+)
 
 
 def classify(**overrides: Any) -> SourceStatus:

@@ -69,6 +69,7 @@ _ERRORS = st.builds(
     message=st.text(max_size=300),
     at=aware_datetimes(),
     retryable=st.booleans(),
+    auth=st.booleans(),
 )
 
 _POLICIES = st.builds(
@@ -157,7 +158,7 @@ def test_failures_at_or_over_the_threshold_are_never_healthy(arguments: dict[str
     """
     policy: StatusPolicy = arguments["policy"]
     error: ErrorInfo | None = arguments["last_error"]
-    auth = error is not None and error.error_class == "AuthError"
+    auth = error is not None and error.auth
     threshold = policy.max_auth_failures if auth else policy.max_consecutive_failures
     status = classify_status(**arguments)
     if arguments["error_count"] >= threshold:

@@ -167,6 +167,18 @@ def test_a_rejected_record_is_kept_once_per_identity(store: InMemoryStore | SQLi
     assert (entry.reason, entry.seen_at) == ("second reason", NOW + timedelta(minutes=2))
 
 
+def test_reset_forgets_set_aside_records(store: InMemoryStore | SQLiteStore) -> None:
+    """A reset clears the set-aside list; the full read that follows lists what is still bad."""
+    checkpoint = Checkpoint(cursor=None, rejected=[RejectedRecord(record_id="x", reason="bad")])
+    for key in (KEY, "other"):
+        lease = store.acquire_lease(key, "one", NOW, TTL)
+        assert lease is not None
+        store.save_checkpoint(key, lease, 0, checkpoint, NOW, TTL)
+    store.reset(KEY)
+    assert store.list_rejected(KEY) == []
+    assert [item.record_id for item in store.list_rejected("other")] == ["x"]
+
+
 def test_commands_move_phases_and_never_touch_transactions(
     store: InMemoryStore | SQLiteStore,
 ) -> None:
@@ -184,6 +196,7 @@ ERRORS = st.builds(
     message=st.text(max_size=40),
     at=utc_datetimes(),
     retryable=st.booleans(),
+    auth=st.booleans(),
 )
 LEASES = st.builds(
     Lease,

@@ -15,9 +15,10 @@ from incsync import state as transitions
 from incsync.records import RejectedRecord
 from incsync.state import Checkpoint, ErrorInfo, Lease, SourceState
 
-__all__ = ["StateStoreBase", "rejection_fingerprint"]
+__all__ = ["StateStoreBase", "Transition", "rejection_fingerprint"]
 
 Transition = Callable[[SourceState], SourceState]
+"""A pure change of a source's state, as :mod:`incsync.state` defines them."""
 
 
 def rejection_fingerprint(rejected: RejectedRecord) -> str:
@@ -37,10 +38,12 @@ class StateStoreBase(abc.ABC):
         change: Transition,
         rejected: Sequence[RejectedRecord] = (),
         now: datetime | None = None,
+        forget_rejected: bool = False,
     ) -> SourceState:
         """Atomically replace the stored state by ``change(stored)`` and keep ``rejected``.
 
-        If ``change`` raises, nothing is written and the error propagates.
+        With ``forget_rejected``, the source's set-aside records are dropped first (in the same
+        transaction). If ``change`` raises, nothing is written and the error propagates.
         """
 
     @abc.abstractmethod
@@ -132,8 +135,11 @@ class StateStoreBase(abc.ABC):
         )
 
     def reset(self, source_key: str) -> SourceState:
-        """Force a full re-sync (see :func:`incsync.state.reset`)."""
-        return self._update(source_key, transitions.reset)
+        """Force a full re-sync (see :func:`incsync.state.reset`).
+
+        The set-aside records are forgotten too: the full read sets aside again those still bad.
+        """
+        return self._update(source_key, transitions.reset, forget_rejected=True)
 
     def cancel(self, source_key: str) -> SourceState:
         """Stop syncing the source (see :func:`incsync.state.cancel`)."""

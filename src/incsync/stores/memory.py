@@ -53,10 +53,13 @@ class InMemoryStore(StateStoreBase):
         change: Transition,
         rejected: Sequence[RejectedRecord] = (),
         now: datetime | None = None,
+        forget_rejected: bool = False,
     ) -> SourceState:
         with self._lock:
             updated = change(self.load(source_key))
             self._states[source_key] = updated
+            if forget_rejected:
+                self._rejected.pop(source_key, None)
             self._keep_rejected(source_key, rejected, now)
             return updated
 

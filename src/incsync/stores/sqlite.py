@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
@@ -50,6 +51,7 @@ CREATE TABLE IF NOT EXISTS incsync_sources (
     error_message TEXT,
     error_at_us INTEGER,
     error_retryable INTEGER,
+    error_auth INTEGER,
     lease_holder TEXT,
     lease_expires_us INTEGER,
     lease_token INTEGER,
@@ -99,8 +101,8 @@ WHERE excluded.updated_at_us > incsync_transactions.updated_at_us
 _STATE_COLUMNS = (
     "source_key, phase, generation, cursor_updated_at_us, cursor_record_id, last_change_us, "
     "last_sync_us, last_attempt_us, consecutive_failures, error_class, error_message, "
-    "error_at_us, error_retryable, lease_holder, lease_expires_us, lease_token, not_before_us, "
-    "last_cycle_rejected, reset_pending"
+    "error_at_us, error_retryable, error_auth, lease_holder, lease_expires_us, lease_token, "
+    "not_before_us, last_cycle_rejected, reset_pending"
 )
 _SAVE_STATE = (
     f"INSERT OR REPLACE INTO incsync_sources ({_STATE_COLUMNS}) "
@@ -150,6 +152,7 @@ def _state_row(state: SourceState) -> tuple[object, ...]:
         None if error is None else error.message,
         None if error is None else to_micros(error.at),
         None if error is None else int(error.retryable),
+        None if error is None else int(error.auth),
         None if lease is None else lease.holder,
         None if lease is None else to_micros(lease.expires_at),
         None if lease is None else lease.token,
@@ -178,6 +181,7 @@ def _state_from_row(row: sqlite3.Row) -> SourceState:
             message=row["error_message"],
             at=from_micros(row["error_at_us"]),
             retryable=bool(row["error_retryable"]),
+            auth=bool(row["error_auth"]),
         ),
         lease=None
         if row["lease_token"] is None
@@ -190,6 +194,12 @@ def _state_from_row(row: sqlite3.Row) -> SourceState:
         last_cycle_rejected=row["last_cycle_rejected"],
         reset_pending=bool(row["reset_pending"]),
     )
+
+
+def _close_all(connections: list[sqlite3.Connection]) -> None:
+    for connection in connections:
+        connection.close()
+    connections.clear()
 
 
 class SQLiteStore(StateStoreBase):
@@ -228,6 +238,8 @@ class SQLiteStore(StateStoreBase):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
+        # A store dropped without close() still closes its connections when collected.
+        self._finalizer = weakref.finalize(self, _close_all, self._connections)
         self._create_schema()
 
     # -- connections -------------------------------------------------------------------------
@@ -296,9 +308,7 @@ class SQLiteStore(StateStoreBase):
     def close(self) -> None:
         """Close every connection this store opened (in all threads)."""
         with self._connections_lock:
-            for connection in self._connections:
-                connection.close()
-            self._connections.clear()
+            _close_all(self._connections)
         self._local = threading.local()
 
     def __enter__(self) -> SQLiteStore:
@@ -350,10 +360,15 @@ class SQLiteStore(StateStoreBase):
         change: Transition,
         rejected: Sequence[RejectedRecord] = (),
         now: datetime | None = None,
+        forget_rejected: bool = False,
     ) -> SourceState:
         with self._write() as connection:
             updated = change(self._read_state(connection, source_key))
             connection.execute(_SAVE_STATE, _state_row(updated))
+            if forget_rejected:
+                connection.execute(
+                    "DELETE FROM incsync_rejected WHERE source_key = ?", (source_key,)
+                )
             self._keep_rejected(connection, source_key, rejected, now)
             return updated
 
