@@ -260,3 +260,23 @@ def test_record_from_raw_round_trips_generated_raw_records(raw: dict[str, Any]) 
     assert record.id == str(raw["id"])
     assert record.updated_at == datetime.fromisoformat(raw["updated_at"])
     assert record.payload == raw
+
+
+def test_the_fast_path_builds_the_same_record_as_the_checked_one() -> None:
+    """A plain dict with a text id and a UTC ISO time gives a Record equal to Record(...)."""
+    raw = {"id": "INV-1", "updated_at": "2026-11-13T09:41:07.123Z", "amount": "1.00"}
+    fast = record_from_raw(raw, deleted=True)
+    checked = Record(
+        id="INV-1",
+        updated_at=datetime(2026, 11, 13, 9, 41, 7, 123000, tzinfo=timezone.utc),
+        payload=raw,
+        deleted=True,
+    )
+    assert fast == checked
+    assert [field.name for field in attrs.fields(Record)] == [
+        "id",
+        "updated_at",
+        "payload",
+        "deleted",
+    ]
+    assert hash(fast.key) == hash(checked.key)

@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 from incsync.errors import BadRecordError, NaiveDatetimeError
-from incsync.timestamps import ensure_utc, parse_timestamp
+from incsync.timestamps import UTC, ensure_utc, parse_timestamp
 
 __all__ = [
     "ApplyResult",
@@ -22,6 +22,10 @@ __all__ = [
 ]
 
 _RAW_EXCERPT_CHARS = 2_000
+
+_fromisoformat = datetime.fromisoformat
+_new_object = object.__new__
+_set_field = object.__setattr__
 
 
 def _utc_updated_at(value: datetime) -> datetime:
@@ -166,7 +170,19 @@ def record_from_raw(
         BadRecordError: No usable id, or a missing, naive or unreadable timestamp, or ``raw`` is
             not a mapping.
     """
-    if not isinstance(raw, Mapping):
+    if type(raw) is dict:
+        # The common case, once per record of every sync: a text id and an ISO time in UTC that
+        # fromisoformat reads. The values are checked here, so the Record is built without
+        # running its validator and converter again; anything else takes the path below.
+        fast_id, text = raw.get(id_field), raw.get(updated_at_field)
+        if type(fast_id) is str and fast_id and type(text) is str:
+            try:
+                parsed: datetime | None = _fromisoformat(text)
+            except ValueError:
+                parsed = None
+            if parsed is not None and parsed.tzinfo is UTC:
+                return _checked_record(fast_id, parsed, raw, deleted)
+    elif not isinstance(raw, Mapping):
         raise BadRecordError(f"expected a JSON object, got {type(raw).__name__}")
     raw_id = raw.get(id_field)
     if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)) or raw_id == "":
@@ -186,3 +202,15 @@ def record_from_raw(
     except ValueError as error:
         raise BadRecordError(str(error), record_id=record_id) from None
     return Record(id=record_id, updated_at=updated_at, payload=raw, deleted=deleted)
+
+
+def _checked_record(
+    record_id: str, updated_at: datetime, payload: Mapping[str, Any], deleted: bool
+) -> Record:
+    """Build a Record from a non-empty id and a UTC time already checked, without re-checking."""
+    record: Record = _new_object(Record)
+    _set_field(record, "id", record_id)
+    _set_field(record, "updated_at", updated_at)
+    _set_field(record, "payload", payload)
+    _set_field(record, "deleted", deleted)
+    return record

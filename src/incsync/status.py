@@ -56,6 +56,7 @@ from typing import Any
 
 import attrs
 
+from incsync.engine import SyncPolicy
 from incsync.errors import ConfigurationError
 from incsync.humanize import (
     DEFAULT_FUTURE_TOLERANCE,
@@ -211,7 +212,7 @@ class StatusPolicy:
             )
 
     @classmethod
-    def matching(cls, sync_policy: Any, **changes: Any) -> StatusPolicy:
+    def matching(cls, sync_policy: SyncPolicy, **changes: Any) -> StatusPolicy:
         """Return a status policy whose stop threshold is the engine's.
 
         Args:

@@ -62,7 +62,7 @@ class BaseConnector(abc.ABC):
         Raises:
             BadRecordError: ``raw`` is malformed.
         """
-        if not isinstance(raw, Mapping):
+        if type(raw) is not dict and not isinstance(raw, Mapping):
             raise BadRecordError(f"expected a JSON object, got {type(raw).__name__}")
         return record_from_raw(
             raw,
