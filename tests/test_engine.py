@@ -28,6 +28,7 @@ from incsync.connectors import BaseConnector, InMemoryConnector, InMemorySource
 from incsync.connectors.base import RawPage
 from incsync.connectors.memory import iso_timestamp
 from incsync.testing import InMemoryStore, ManualClock
+from tests.helpers import Store, transactions_by_id
 
 NOW = datetime(2026, 11, 13, 9, 41, 7, tzinfo=timezone.utc)
 KEY = "acme/invoices"
@@ -42,19 +43,8 @@ def _source(count: int, *, newest: datetime = NOW - timedelta(hours=1)) -> InMem
     return source
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[InMemoryStore | SQLiteStore]:
-    if request.param == "memory":
-        yield InMemoryStore()
-    else:
-        with SQLiteStore(tmp_path / "engine.db") as sqlite:
-            yield sqlite
-
-
-def _sink_ids(store: InMemoryStore | SQLiteStore) -> list[str]:
-    if isinstance(store, SQLiteStore):
-        return [t.record.id for t in store.transactions(KEY)]
-    return sorted(store.transactions(KEY))
+def _sink_ids(store: Store) -> list[str]:
+    return [transaction.record.id for transaction in store.transactions(KEY)]
 
 
 class Failing(BaseConnector):
@@ -75,7 +65,7 @@ class Failing(BaseConnector):
 
 
 def test_first_cycle_reads_everything_and_a_second_reads_nothing_new(
-    store: InMemoryStore | SQLiteStore,
+    store: Store,
 ) -> None:
     """A full first cycle applies every record; an unchanged source then applies nothing."""
     clock = ManualClock(NOW)
@@ -104,7 +94,7 @@ def test_first_cycle_reads_everything_and_a_second_reads_nothing_new(
     assert _sink_ids(store) == [f"r{n:04d}" for n in range(250)]
 
 
-def test_cursor_stops_at_the_safety_horizon(store: InMemoryStore | SQLiteStore) -> None:
+def test_cursor_stops_at_the_safety_horizon(store: Store) -> None:
     """Records newer than (start - safety lag) are applied, but the cursor waits before them."""
     engine = SyncEngine(store, policy=POLICY, clock=ManualClock(NOW))
     source = _source(10, newest=NOW - timedelta(seconds=30))
@@ -117,7 +107,7 @@ def test_cursor_stops_at_the_safety_horizon(store: InMemoryStore | SQLiteStore) 
 
 
 def test_unordered_source_moves_the_cursor_only_at_completion(
-    store: InMemoryStore | SQLiteStore,
+    store: Store,
 ) -> None:
     """An unordered connector's cursor stays put while pages are written, then jumps at the end."""
     engine = SyncEngine(store, policy=POLICY, clock=ManualClock(NOW))
@@ -135,7 +125,7 @@ def test_unordered_source_moves_the_cursor_only_at_completion(
 
 
 def test_bad_records_are_set_aside_with_reasons_and_the_cycle_completes(
-    store: InMemoryStore | SQLiteStore,
+    store: Store,
 ) -> None:
     """Malformed records are listed with their reason; the good ones around them are applied."""
     source = _source(5)
@@ -166,7 +156,7 @@ def test_bad_records_are_set_aside_with_reasons_and_the_cycle_completes(
 
 
 def test_a_failing_source_keeps_the_cursor_and_stops_after_repeated_failures(
-    store: InMemoryStore | SQLiteStore,
+    store: Store,
 ) -> None:
     """Failures are counted with the redacted error; the source stops at the threshold."""
     clock = ManualClock(NOW)
@@ -199,7 +189,7 @@ def test_a_failing_source_keeps_the_cursor_and_stops_after_repeated_failures(
 
 
 def test_pages_before_a_failure_stay_applied_and_checkpointed(
-    store: InMemoryStore | SQLiteStore,
+    store: Store,
 ) -> None:
     """A read that fails mid-way keeps the durable pages; the next cycle resumes after them."""
     engine = SyncEngine(store, policy=POLICY, clock=ManualClock(NOW))
@@ -210,7 +200,7 @@ def test_pages_before_a_failure_stay_applied_and_checkpointed(
     assert engine.state(KEY).cursor == Cursor(datetime(2026, 11, 1, tzinfo=timezone.utc), "a")
 
 
-def test_auth_failures_stop_the_source_sooner(store: InMemoryStore | SQLiteStore) -> None:
+def test_auth_failures_stop_the_source_sooner(store: Store) -> None:
     """Rejected credentials cannot heal by waiting: the source stops after max_auth_failures."""
     engine = SyncEngine(store, policy=SyncPolicy(max_auth_failures=2), clock=ManualClock(NOW))
     connector = Failing(AuthError("refresh token revoked", vendor="quickbooks", status_code=400))
@@ -226,7 +216,7 @@ def test_auth_failures_stop_the_source_sooner(store: InMemoryStore | SQLiteStore
 
 
 def test_a_rate_limited_source_is_skipped_until_it_may_be_called_again(
-    store: InMemoryStore | SQLiteStore,
+    store: Store,
 ) -> None:
     """A daily quota fails the cycle at once and later cycles skip until retry_at."""
     clock = ManualClock(NOW)
@@ -246,7 +236,7 @@ def test_a_rate_limited_source_is_skipped_until_it_may_be_called_again(
 
 
 def test_a_lease_left_by_a_dead_worker_blocks_until_it_expires(
-    store: InMemoryStore | SQLiteStore,
+    store: Store,
 ) -> None:
     """A second cycle is skipped while a lease is live, and takes over once it has expired."""
     clock = ManualClock(NOW)
@@ -265,7 +255,7 @@ def test_a_lease_left_by_a_dead_worker_blocks_until_it_expires(
 
 
 def test_reset_re_applies_every_record_without_deleting_any(
-    store: InMemoryStore | SQLiteStore,
+    store: Store,
 ) -> None:
     """After a reset the next cycle is full, re-applies everything once, and deletes nothing."""
     clock = ManualClock(NOW)
@@ -287,7 +277,7 @@ def test_reset_re_applies_every_record_without_deleting_any(
     assert engine.run_cycle(KEY, connector).applied == 0
 
 
-def test_cancel_skips_cycles_and_keeps_transactions(store: InMemoryStore | SQLiteStore) -> None:
+def test_cancel_skips_cycles_and_keeps_transactions(store: Store) -> None:
     """A cancelled source is skipped, its transactions stay, and resume brings it back."""
     engine = SyncEngine(store, policy=POLICY, clock=ManualClock(NOW))
     connector = InMemoryConnector(_source(10))
@@ -301,7 +291,7 @@ def test_cancel_skips_cycles_and_keeps_transactions(store: InMemoryStore | SQLit
 
 
 def test_tombstones_mark_deleted_records_and_never_remove_them(
-    store: InMemoryStore | SQLiteStore,
+    store: Store,
 ) -> None:
     """A deleted record stays in the sink as a tombstone."""
     clock = ManualClock(NOW)
@@ -315,17 +305,13 @@ def test_tombstones_mark_deleted_records_and_never_remove_them(
     result = engine.run_cycle(KEY, connector)
 
     assert result.applied == 1
-    transactions = (
-        {t.record.id: t for t in store.transactions(KEY)}
-        if isinstance(store, SQLiteStore)
-        else store.transactions(KEY)
-    )
+    transactions = transactions_by_id(store, KEY)
     assert len(transactions) == 3
     assert transactions["r0001"].record.deleted is True
     assert transactions["r0000"].record.deleted is False
 
 
-def test_progress_is_reported_after_every_page(store: InMemoryStore | SQLiteStore) -> None:
+def test_progress_is_reported_after_every_page(store: Store) -> None:
     """The progress callback sees growing counts, the page number and the announced total."""
     engine = SyncEngine(store, policy=POLICY, clock=ManualClock(NOW))
     seen: list[CycleProgress] = []
@@ -340,7 +326,7 @@ def test_progress_is_reported_after_every_page(store: InMemoryStore | SQLiteStor
 
 
 def test_a_broken_progress_callback_does_not_fail_the_cycle(
-    store: InMemoryStore | SQLiteStore, caplog: pytest.LogCaptureFixture
+    store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An exception in the host's progress display is logged and the sync goes on."""
     engine = SyncEngine(store, policy=POLICY, clock=ManualClock(NOW))

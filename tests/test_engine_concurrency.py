@@ -12,11 +12,8 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from typing import TypeAlias
 
 import pytest
 
@@ -24,18 +21,14 @@ from incsync import (
     Cursor,
     CycleProgress,
     CycleResult,
-    InMemoryStore,
     Outcome,
     Phase,
-    SQLiteStore,
     SyncEngine,
-    Transaction,
 )
 from incsync.connectors.memory import InMemoryConnector, InMemorySource
 from incsync.connectors.sample import invoice, sample_source
 from incsync.timestamps import parse_timestamp, utc_now
-
-Store: TypeAlias = InMemoryStore | SQLiteStore
+from tests.helpers import Store, transactions_by_id
 
 END = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
 KEY = "acme/invoices"
@@ -45,26 +38,11 @@ PAGES = COUNT // PAGE
 WAIT = 10.0  # seconds any cross-thread handshake may take before the test gives up
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "memory":
-        yield InMemoryStore()
-    else:
-        with SQLiteStore(tmp_path / "incsync.db") as sqlite_store:
-            yield sqlite_store
-
-
-def stored(store: Store, key: str) -> dict[str, Transaction]:
-    """Return the sink's transactions for ``key`` by record id, whichever store it is."""
-    if isinstance(store, SQLiteStore):
-        return {transaction.record.id: transaction for transaction in store.transactions(key)}
-    return store.transactions(key)
+stored = transactions_by_id
 
 
 def stored_count(store: Store, key: str) -> int:
-    if isinstance(store, SQLiteStore):
-        return store.count_transactions(key)
-    return len(store.transactions(key))
+    return store.count_transactions(key)
 
 
 def keys_in_order(source: InMemorySource) -> list[Cursor]:

@@ -41,6 +41,7 @@ from incsync import (
 from incsync.connectors import InMemoryConnector, InMemorySource
 from incsync.connectors.memory import iso_timestamp
 from incsync.testing import InMemoryStore, ManualClock
+from tests.helpers import Store, transactions_by_id
 
 START = datetime(2026, 3, 29, 0, 59, 0, tzinfo=timezone.utc)
 LOOKBACK = timedelta(seconds=60)
@@ -92,7 +93,7 @@ class FaultPlan:
 class FaultyStore:
     """Wraps a store (and sink) and strikes the fault plan around checkpoints and writes."""
 
-    def __init__(self, inner: InMemoryStore | SQLiteStore, plan: FaultPlan) -> None:
+    def __init__(self, inner: Store, plan: FaultPlan) -> None:
         self.inner = inner
         self.plan = plan
 
@@ -200,7 +201,7 @@ class SyncMachine(RuleBasedStateMachine):
         self.next_id = 1
         self.tmp: str | None = None
         self.sqlite: SQLiteStore | None = None
-        self.sink_store: InMemoryStore | SQLiteStore
+        self.sink_store: Store
         if self.store_kind == "split":
             state_store = InMemoryStore()
             self.sink_store = InMemoryStore()
@@ -214,7 +215,7 @@ class SyncMachine(RuleBasedStateMachine):
             if self.store_kind == "sqlite":
                 self.tmp = tempfile.mkdtemp(prefix="incsync-model-")
                 self.sqlite = SQLiteStore(Path(self.tmp) / "model.db")
-                inner: InMemoryStore | SQLiteStore = self.sqlite
+                inner: Store = self.sqlite
             else:
                 inner = InMemoryStore()
             self.sink_store = inner
@@ -407,9 +408,7 @@ class SyncMachine(RuleBasedStateMachine):
     # -- what must always hold ---------------------------------------------------------------
 
     def _sink(self) -> dict[str, Transaction]:
-        if isinstance(self.sink_store, SQLiteStore):
-            return {t.record.id: t for t in self.sink_store.transactions(KEY)}
-        return self.sink_store.transactions(KEY)
+        return transactions_by_id(self.sink_store, KEY)
 
     @invariant()
     def cursor_moves_forward_except_on_reset(self) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -30,6 +29,7 @@ from incsync import (
     Transaction,
 )
 from incsync.testing import InMemoryStore
+from tests.helpers import Store, transactions_by_id
 from tests.strategies import cursors, record_ids, records, utc_datetimes
 
 NOW = datetime(2026, 11, 13, 9, 0, tzinfo=timezone.utc)
@@ -37,39 +37,28 @@ TTL = timedelta(minutes=10)
 KEY = "acme/quickbooks"
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[InMemoryStore | SQLiteStore]:
-    if request.param == "memory":
-        yield InMemoryStore()
-    else:
-        with SQLiteStore(tmp_path / "store.db") as sqlite:
-            yield sqlite
-
-
-def _transactions(store: InMemoryStore | SQLiteStore, key: str = KEY) -> dict[str, Transaction]:
-    if isinstance(store, SQLiteStore):
-        return {t.record.id: t for t in store.transactions(key)}
-    return store.transactions(key)
+def _transactions(store: Store, key: str = KEY) -> dict[str, Transaction]:
+    return transactions_by_id(store, key)
 
 
 def _record(record_id: str, second: int, **payload: object) -> Record:
     return Record(record_id, NOW + timedelta(seconds=second), {"id": record_id, **payload})
 
 
-def test_an_unknown_source_has_a_new_state(store: InMemoryStore | SQLiteStore) -> None:
+def test_an_unknown_source_has_a_new_state(store: Store) -> None:
     """Loading a source the store never saw gives a fresh state and stores nothing."""
     assert store.load(KEY) == SourceState(key=KEY)
     assert store.list_states() == []
 
 
-def test_states_are_listed_by_key(store: InMemoryStore | SQLiteStore) -> None:
+def test_states_are_listed_by_key(store: Store) -> None:
     """list_states returns every known source, ordered by key."""
     for key in ("b", "c", "a"):
         store.cancel(key)
     assert [state.key for state in store.list_states()] == ["a", "b", "c"]
 
 
-def test_only_one_lease_is_granted_until_it_expires(store: InMemoryStore | SQLiteStore) -> None:
+def test_only_one_lease_is_granted_until_it_expires(store: Store) -> None:
     """A live lease refuses a second holder; an expired one is taken over with a larger token."""
     first = store.acquire_lease(KEY, "one", NOW, TTL)
     assert first is not None
@@ -81,7 +70,7 @@ def test_only_one_lease_is_granted_until_it_expires(store: InMemoryStore | SQLit
         store.renew_lease(KEY, first, NOW + TTL, TTL)
 
 
-def test_a_released_lease_cannot_be_used_again(store: InMemoryStore | SQLiteStore) -> None:
+def test_a_released_lease_cannot_be_used_again(store: Store) -> None:
     """After release, the old lease neither renews nor checkpoints, and a new one can be taken."""
     lease = store.acquire_lease(KEY, "one", NOW, TTL)
     assert lease is not None
@@ -93,7 +82,7 @@ def test_a_released_lease_cannot_be_used_again(store: InMemoryStore | SQLiteStor
     assert store.acquire_lease(KEY, "two", NOW, TTL) is not None
 
 
-def test_a_refused_checkpoint_writes_no_rows(store: InMemoryStore | SQLiteStore) -> None:
+def test_a_refused_checkpoint_writes_no_rows(store: Store) -> None:
     """commit_page is all or nothing: after a reset, the page and its checkpoint are refused."""
     lease = store.acquire_lease(KEY, "one", NOW, TTL)
     assert lease is not None
@@ -109,7 +98,7 @@ def test_a_refused_checkpoint_writes_no_rows(store: InMemoryStore | SQLiteStore)
     assert store.load(KEY).cursor is None
 
 
-def test_an_accepted_page_and_checkpoint_land_together(store: InMemoryStore | SQLiteStore) -> None:
+def test_an_accepted_page_and_checkpoint_land_together(store: Store) -> None:
     """commit_page applies the rows, moves the cursor, keeps the rejects and extends the lease."""
     lease = store.acquire_lease(KEY, "one", NOW, TTL)
     assert lease is not None
@@ -133,7 +122,7 @@ def test_an_accepted_page_and_checkpoint_land_together(store: InMemoryStore | SQ
 
 
 def test_sink_keeps_the_newest_version_and_counts_what_it_wrote(
-    store: InMemoryStore | SQLiteStore,
+    store: Store,
 ) -> None:
     """Older versions never replace newer ones; re-reading the same version writes nothing."""
     assert store.apply(KEY, [_record("a", 5, v=1)], 0).applied == 1
@@ -146,7 +135,7 @@ def test_sink_keeps_the_newest_version_and_counts_what_it_wrote(
     assert (stored.record.payload["v"], stored.generation) == (2, 1)
 
 
-def test_sources_do_not_share_transactions(store: InMemoryStore | SQLiteStore) -> None:
+def test_sources_do_not_share_transactions(store: Store) -> None:
     """The same record id under two sources is two transactions."""
     store.apply("one", [_record("a", 0)], 0)
     store.apply("two", [_record("a", 0)], 0)
@@ -154,7 +143,7 @@ def test_sources_do_not_share_transactions(store: InMemoryStore | SQLiteStore) -
     assert list(_transactions(store, "two")) == ["a"]
 
 
-def test_a_rejected_record_is_kept_once_per_identity(store: InMemoryStore | SQLiteStore) -> None:
+def test_a_rejected_record_is_kept_once_per_identity(store: Store) -> None:
     """Seeing the same bad record again updates its entry (reason, time) instead of adding one."""
     lease = store.acquire_lease(KEY, "one", NOW, TTL)
     assert lease is not None
@@ -167,7 +156,7 @@ def test_a_rejected_record_is_kept_once_per_identity(store: InMemoryStore | SQLi
     assert (entry.reason, entry.seen_at) == ("second reason", NOW + timedelta(minutes=2))
 
 
-def test_reset_forgets_set_aside_records(store: InMemoryStore | SQLiteStore) -> None:
+def test_reset_forgets_set_aside_records(store: Store) -> None:
     """A reset clears the set-aside list; the full read that follows lists what is still bad."""
     checkpoint = Checkpoint(cursor=None, rejected=[RejectedRecord(record_id="x", reason="bad")])
     for key in (KEY, "other"):
@@ -180,7 +169,7 @@ def test_reset_forgets_set_aside_records(store: InMemoryStore | SQLiteStore) -> 
 
 
 def test_commands_move_phases_and_never_touch_transactions(
-    store: InMemoryStore | SQLiteStore,
+    store: Store,
 ) -> None:
     """reset, cancel and resume change only the state; every transaction stays."""
     store.apply(KEY, [_record("a", 0)], 0)
@@ -259,7 +248,7 @@ def test_record_ids_of_any_shape_are_stored(record_id: str) -> None:
     """Record ids are opaque text to the in-memory sink."""
     store = InMemoryStore()
     store.apply(KEY, [_record(record_id, 0)], 0)
-    assert list(store.transactions(KEY)) == [record_id]
+    assert [t.record.id for t in store.transactions(KEY)] == [record_id]
 
 
 def test_sqlite_sets_aside_payloads_it_cannot_store(tmp_path: Path) -> None:

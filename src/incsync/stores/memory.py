@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 
 import attrs
@@ -114,7 +114,14 @@ class InMemoryStore(StateStoreBase):
             self._keep_rejected(source_key, checkpoint.rejected, now)
             return ApplyResult(applied=applied), updated
 
-    def transactions(self, source_key: str) -> dict[str, Transaction]:
-        """Return a copy of the source's transactions, by record id."""
+    def transactions(self, source_key: str) -> Iterator[Transaction]:
+        """Yield the source's transactions in record-id order (a snapshot taken at the call)."""
         with self._lock:
-            return dict(self._transactions.get(source_key, {}))
+            stored = self._transactions.get(source_key, {})
+            snapshot = [stored[record_id] for record_id in sorted(stored)]
+        return iter(snapshot)
+
+    def count_transactions(self, source_key: str) -> int:
+        """Return how many transactions the source has (tombstones included)."""
+        with self._lock:
+            return len(self._transactions.get(source_key, {}))
