@@ -1,0 +1,10 @@
+"""Fake vendor APIs for tests: in-process, through ``httpx.MockTransport`` or over loopback HTTP.
+
+Each fake follows the vendor's documented behaviour (filters, ordering, paging, caps, throttling,
+error bodies, token expiry), so a connector that passes against it has met the real API's rules,
+not a kinder version of them.
+"""
+
+from incsync.testing.fakes._server import FakeVendor, RecordedRequest
+
+__all__ = ["FakeVendor", "RecordedRequest"]

@@ -1,0 +1,135 @@
+"""What every fake vendor shares: a request handler served in-process or on a loopback port."""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import attrs
+import httpx
+
+__all__ = ["FakeVendor", "RecordedRequest"]
+
+Fault = Callable[[httpx.Request], "httpx.Response | None"]
+"""Looks at a request and answers it instead of the fake (a throttle, an outage), or passes."""
+
+# Headers that carry credentials: recorded as present, never by value.
+_SECRET_HEADERS = frozenset({"authorization", "x-api-key", "cookie"})
+
+
+@attrs.frozen
+class RecordedRequest:
+    """A request a fake received, for tests to assert on (credentials masked).
+
+    Args:
+        method: The HTTP method.
+        url: The full URL, query included.
+        headers: The headers, with credential values replaced by ``"***"``.
+        status: The status the fake answered with.
+    """
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    status: int
+
+
+class FakeVendor(abc.ABC):
+    """An in-process fake of one vendor's API.
+
+    A subclass implements :meth:`handle`. Tests reach it through :meth:`transport` (no socket) or
+    :meth:`serve` (a real HTTP server on 127.0.0.1), queue faults with :meth:`add_fault`, and read
+    :attr:`requests` afterwards. Requests are handled one at a time, as one consistent backend.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._faults: list[Fault] = []
+        self.requests: list[RecordedRequest] = []
+
+    @abc.abstractmethod
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        """Answer ``request`` as the vendor would."""
+
+    def add_fault(self, fault: Fault) -> None:
+        """Let ``fault`` answer requests before the fake does, until it returns ``None`` again.
+
+        Faults are asked in the order they were added; the first that answers wins.
+        """
+        with self._lock:
+            self._faults.append(fault)
+
+    def clear_faults(self) -> None:
+        """Remove every fault."""
+        with self._lock:
+            self._faults.clear()
+
+    def dispatch(self, request: httpx.Request) -> httpx.Response:
+        """Answer ``request``: the first fault that answers, else :meth:`handle`; and record it."""
+        with self._lock:
+            response = None
+            for fault in self._faults:
+                response = fault(request)
+                if response is not None:
+                    break
+            if response is None:
+                response = self.handle(request)
+            headers = {
+                name: "***" if name.lower() in _SECRET_HEADERS else value
+                for name, value in request.headers.items()
+            }
+            self.requests.append(
+                RecordedRequest(request.method, str(request.url), headers, response.status_code)
+            )
+            return response
+
+    def transport(self) -> httpx.MockTransport:
+        """Return an httpx transport that answers from this fake without any socket."""
+        return httpx.MockTransport(self.dispatch)
+
+    @contextmanager
+    def serve(self) -> Iterator[str]:
+        """Serve this fake over HTTP on a free loopback port; yield its base URL."""
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                request = httpx.Request(
+                    self.command,
+                    f"http://127.0.0.1:{port}{self.path}",
+                    headers=list(self.headers.items()),
+                    content=body,
+                )
+                response = fake.dispatch(request)
+                content = response.read()
+                self.send_response(response.status_code)
+                for name, value in response.headers.items():
+                    if name.lower() not in {"content-length", "transfer-encoding", "connection"}:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer  # noqa: N815
+
+            def log_message(self, format: str, *args: object) -> None:
+                """Stay quiet: tests read :attr:`FakeVendor.requests` instead."""
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        port: int = server.server_address[1]
+        thread = threading.Thread(target=server.serve_forever, name="fake-vendor", daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join()
