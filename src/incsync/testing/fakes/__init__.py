@@ -6,5 +6,15 @@ not a kinder version of them.
 """
 
 from incsync.testing.fakes._server import FakeVendor, RecordedRequest
+from incsync.testing.fakes.hubspot import FakeHubSpot, HubSpotLimits
+from incsync.testing.fakes.quickbooks import FakeQuickBooks, QuickBooksTokens, ThrottleFormat
 
-__all__ = ["FakeVendor", "RecordedRequest"]
+__all__ = [
+    "FakeHubSpot",
+    "FakeQuickBooks",
+    "FakeVendor",
+    "HubSpotLimits",
+    "QuickBooksTokens",
+    "RecordedRequest",
+    "ThrottleFormat",
+]

@@ -125,7 +125,12 @@ class FakeVendor(abc.ABC):
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
         port: int = server.server_address[1]
-        thread = threading.Thread(target=server.serve_forever, name="fake-vendor", daemon=True)
+        thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-vendor",
+            daemon=True,
+        )
         thread.start()
         try:
             yield f"http://127.0.0.1:{port}"
