@@ -8,10 +8,12 @@ not a kinder version of them.
 from incsync.testing.fakes._server import FakeVendor, RecordedRequest
 from incsync.testing.fakes.hubspot import FakeHubSpot, HubSpotLimits
 from incsync.testing.fakes.quickbooks import FakeQuickBooks, QuickBooksTokens, ThrottleFormat
+from incsync.testing.fakes.salesforce import FakeSalesforce
 
 __all__ = [
     "FakeHubSpot",
     "FakeQuickBooks",
+    "FakeSalesforce",
     "FakeVendor",
     "HubSpotLimits",
     "QuickBooksTokens",
