@@ -108,6 +108,15 @@ def test_source_errors_carry_vendor_and_status() -> None:
     assert (bare.vendor, bare.status_code) == (None, None)
 
 
+def test_source_errors_carry_an_excerpt_of_the_response() -> None:
+    """SourceError and RateLimitedError keep what the vendor said (None when nothing was said)."""
+    error = BadResponseError("not JSON", vendor="xero", status_code=200, excerpt="<html>")
+    assert error.excerpt == "<html>"
+    limited = RateLimitedError("429", excerpt='{"policyName":"DAILY"}')
+    assert limited.excerpt == '{"policyName":"DAILY"}'
+    assert SourceError("x").excerpt is None
+
+
 def test_rate_limited_error_carries_retry_at() -> None:
     """RateLimitedError keeps retry_at as well as vendor and status, and is transient."""
     at = datetime(2024, 3, 1, 12, 5, tzinfo=timezone.utc)

@@ -73,14 +73,22 @@ class SourceError(IncsyncError):
     Attributes:
         vendor: The kind of source (``"quickbooks"``, ``"sample"``…), when known.
         status_code: The HTTP status of the failing response, when there was one.
+        excerpt: The start of the failing response's body with secrets masked, when there was
+            one: what the vendor said, for a person diagnosing the failure.
     """
 
     def __init__(
-        self, message: str, *, vendor: str | None = None, status_code: int | None = None
+        self,
+        message: str,
+        *,
+        vendor: str | None = None,
+        status_code: int | None = None,
+        excerpt: str | None = None,
     ) -> None:
         super().__init__(message)
         self.vendor = vendor
         self.status_code = status_code
+        self.excerpt = excerpt
 
 
 class TransientSourceError(SourceError):
@@ -103,8 +111,9 @@ class RateLimitedError(TransientSourceError):
         retry_at: datetime | None = None,
         vendor: str | None = None,
         status_code: int | None = None,
+        excerpt: str | None = None,
     ) -> None:
-        super().__init__(message, vendor=vendor, status_code=status_code)
+        super().__init__(message, vendor=vendor, status_code=status_code, excerpt=excerpt)
         self.retry_at = retry_at
 
 

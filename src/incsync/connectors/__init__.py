@@ -1,14 +1,51 @@
-"""Connectors: the base class custom connectors subclass and the built-in ones."""
+"""Connectors: the base classes custom connectors subclass, the HTTP toolkit, the built-in ones.
 
+The toolkit for vendor APIs lives in submodules:
+
+* :mod:`~incsync.connectors.http`: the HTTP base class, and the one place httpx errors are
+  translated;
+* :mod:`~incsync.connectors.auth`: credential flows (API key, bearer token, OAuth2 refresh);
+* :mod:`~incsync.connectors.retry`: backoff, ``Retry-After`` and the retry loop;
+* :mod:`~incsync.connectors.throttle`: each vendor's throttle signals;
+* :mod:`~incsync.connectors.paging`: paging styles and window splitting for capped searches.
+"""
+
+from incsync.connectors.auth import ApiKey, Auth, BearerToken, OAuth2Refresh, TokenSet
 from incsync.connectors.base import BaseConnector, RawPage
+from incsync.connectors.http import HttpConnector
 from incsync.connectors.memory import InMemoryConnector, InMemorySource
+from incsync.connectors.paging import (
+    KeysetPosition,
+    TimeSpan,
+    WindowQueue,
+    cursor_pages,
+    keyset_pages,
+    offset_pages,
+    split_window,
+)
+from incsync.connectors.retry import RetryPolicy, Throttle
 from incsync.connectors.sample import generate_invoices, sample_source
 
 __all__ = [
+    "ApiKey",
+    "Auth",
     "BaseConnector",
+    "BearerToken",
+    "HttpConnector",
     "InMemoryConnector",
     "InMemorySource",
+    "KeysetPosition",
+    "OAuth2Refresh",
     "RawPage",
+    "RetryPolicy",
+    "Throttle",
+    "TimeSpan",
+    "TokenSet",
+    "WindowQueue",
+    "cursor_pages",
     "generate_invoices",
+    "keyset_pages",
+    "offset_pages",
     "sample_source",
+    "split_window",
 ]

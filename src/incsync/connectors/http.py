@@ -1,0 +1,327 @@
+"""The base of connectors that read an HTTP API: one client, auth, retries, one error boundary.
+
+:class:`HttpConnector` owns one ``httpx.Client`` (keep-alive connections, explicit timeouts on
+every request, a cap on response size, the host's own transport when given) and a credential flow
+from :mod:`incsync.connectors.auth`. :meth:`HttpConnector.request` makes one logical request:
+
+1. each attempt sends the request through the auth flow and reads the body within the size cap;
+2. the answer is judged: 2xx (and 304) is returned; a throttle the vendor signals
+   (:meth:`HttpConnector.throttle_signal`) is a :class:`~incsync.errors.RateLimitedError`, retried
+   after the wait the vendor asked for unless it is a daily quota; other statuses map to
+   incsync's error tree (:func:`~incsync.connectors.translate.error_for_status`);
+3. transport failures are translated by :mod:`incsync.connectors.translate`, the one place where
+   httpx's exceptions become incsync's; transient ones are retried by
+   :mod:`incsync.connectors.retry`.
+
+Every error carries the vendor, the status and a short body excerpt, with the credentials of the
+auth flow masked. Nothing from httpx or tenacity reaches the caller, not even as ``__context__``.
+"""
+
+from __future__ import annotations
+
+import json as _json
+import random as _random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+import httpx
+
+from incsync.connectors._body import body_excerpt, read_capped
+from incsync.connectors.auth import Auth
+from incsync.connectors.base import BaseConnector
+from incsync.connectors.retry import Failure, RetryPolicy, Sleep, Throttle, call_with_retries
+from incsync.connectors.throttle import default_throttle
+from incsync.connectors.translate import (
+    HTTPX_ERRORS,
+    error_for_status,
+    request_of,
+    translate_httpx_error,
+    without_query,
+)
+from incsync.errors import (
+    BadResponseError,
+    ConfigurationError,
+    RateLimitedError,
+    SourceError,
+    TransientSourceError,
+)
+from incsync.redaction import redact
+from incsync.timestamps import utc_now
+
+__all__ = ["DEFAULT_LIMITS", "DEFAULT_MAX_RESPONSE_BYTES", "DEFAULT_TIMEOUT", "HttpConnector"]
+
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+"""Seconds to connect (10) and to wait for each read, write and pooled connection (30)."""
+
+DEFAULT_LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=5, keepalive_expiry=30)
+"""Connections one connector keeps: few, since one source is read by one cycle at a time."""
+
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+"""The largest response body a connector reads (decoded): far above any vendor's largest page."""
+
+# Headers that describe the body as it came over the wire, not the decoded copy kept of it.
+_WIRE_BODY_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
+
+
+class HttpConnector(BaseConnector):
+    """A connector that reads a vendor's HTTP API; subclasses implement :meth:`fetch` with it.
+
+    Args:
+        base_url: The API's root; request paths are relative to it.
+        auth: The credential flow (none for open APIs).
+        headers: Headers sent with every request.
+        timeout: Connect, read, write and pool timeouts, applied to every request (refreshes
+            included).
+        limits: How many connections the default transport keeps (a given transport keeps its
+            own).
+        max_response_bytes: The largest body read; a larger one fails with BadResponseError.
+        retry: Attempts and waiting for failed requests.
+        transport: An httpx transport to send requests through (a host's instrumented one, or
+            ``httpx.MockTransport`` in tests); the default one otherwise.
+        sleep: Waits between attempts; injectable so tests never wait.
+        clock: Returns the current time (aware), for ``retry_at``.
+        random: Picks the jitter of each wait.
+
+    Class attributes:
+        quota_retry_after: When a daily quota is used up and the vendor does not say until when,
+            the source is tried again after this long.
+    """
+
+    vendor: ClassVar[str] = "http"
+    quota_retry_after: ClassVar[timedelta] = timedelta(hours=1)
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: Auth | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Sleep = time.sleep,
+        clock: Callable[[], datetime] = utc_now,
+        random: Callable[[], float] = _random.random,
+    ) -> None:
+        if max_response_bytes < 1:
+            raise ConfigurationError(
+                f"max_response_bytes must be at least 1, got {max_response_bytes}"
+            )
+        self.auth = auth
+        self.retry = RetryPolicy() if retry is None else retry
+        self.max_response_bytes = max_response_bytes
+        self._timeout = timeout
+        self._sleep = sleep
+        self._clock = clock
+        self._random = random
+        self._client = httpx.Client(
+            base_url=base_url,
+            auth=auth,
+            headers={"User-Agent": "incsync", **(headers or {})},
+            timeout=timeout,
+            limits=limits,
+            transport=transport,
+            # A redirect is an answer to judge, not to follow with our credentials.
+            follow_redirects=False,
+        )
+
+    def __enter__(self) -> HttpConnector:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the client and its connections."""
+        self._client.close()
+
+    def secrets(self) -> Sequence[str]:
+        """Return the credential values of the auth flow, to be masked in every message."""
+        return () if self.auth is None else tuple(self.auth.secrets())
+
+    def throttle_signal(self, response: httpx.Response) -> Throttle | None:
+        """Return the throttle ``response`` signals, or ``None`` when it is no throttle.
+
+        Override with the vendor's function from :mod:`incsync.connectors.throttle`. Called for
+        every non-success response, body read; must not raise.
+        """
+        return default_throttle(response)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: object = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send a request with auth and retries; return the answer with its body read.
+
+        Connectors only read, so every request is retried, POST searches included.
+
+        Args:
+            method: The HTTP method.
+            url: A path appended to ``base_url``'s path (``/items`` under ``…/v3`` is
+                ``…/v3/items``), or an absolute URL: a vendor's next-page link that repeats the
+                API's path (Salesforce's ``nextRecordsUrl``) must be made absolute first.
+            params: Query parameters.
+            json: A JSON body.
+            headers: Headers for this request only.
+
+        Returns:
+            The 2xx or 304 response; its body is read (``.content``, ``.json()`` work).
+
+        Raises:
+            RateLimitedError: The vendor throttled and waiting within the cycle did not help, or
+                a daily quota is used up (``retry_at`` says when to try again).
+            TransientSourceError: A network failure, timeout or 5xx outlasted the retries.
+            AuthError: The credentials were rejected, also after a token refresh.
+            BadResponseError: The body is larger than ``max_response_bytes`` or undecodable.
+            PermanentSourceError: The vendor refused the request.
+        """
+        return call_with_retries(
+            lambda: self._attempt(method, url, params, json, headers),
+            self.retry,
+            sleep=self._sleep,
+            random=self._random,
+        )
+
+    def get_json(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """GET ``url`` and return its JSON body; see :meth:`request`.
+
+        Raises:
+            BadResponseError: The body is not JSON.
+            SourceError: As :meth:`request`.
+        """
+        return self.request_json("GET", url, params=params, headers=headers)
+
+    def request_json(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: object = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Send a request (a POST search, say) and return its JSON body; see :meth:`request`.
+
+        Raises:
+            BadResponseError: The body is not JSON.
+            SourceError: As :meth:`request`.
+        """
+        merged = {"Accept": "application/json", **(headers or {})}
+        response = self.request(method, url, params=params, json=json, headers=merged)
+        return self.decode_json(response)
+
+    def decode_json(self, response: httpx.Response) -> Any:
+        """Return the JSON of a response read by :meth:`request`.
+
+        Raises:
+            BadResponseError: The body is not JSON (an HTML error page from a proxy, a cut body).
+        """
+        try:
+            return _json.loads(response.content)
+        except (ValueError, RecursionError) as error:
+            problem = type(error).__name__
+        # Raised outside the handler, so the decoder's exception does not ride along as context.
+        request = request_of(response)
+        where = "" if request is None else f" to {request.method} {without_query(request.url)}"
+        raise BadResponseError(
+            f"{self.vendor}: the answer{where} is not JSON ({problem}); the source or a proxy "
+            f"in between sent something else",
+            vendor=self.vendor,
+            status_code=response.status_code,
+            excerpt=body_excerpt(response.content, self.secrets()) or None,
+        )
+
+    def _attempt(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, Any] | None,
+        json: object,
+        headers: Mapping[str, str] | None,
+    ) -> httpx.Response | Failure:
+        secrets = self.secrets()
+        error: SourceError | None = None
+        try:
+            request = self._client.build_request(
+                method, url, params=params, json=json, headers=headers, timeout=self._timeout
+            )
+            response = self._client.send(request, stream=True)
+            try:
+                body = read_capped(response, self.max_response_bytes, secrets)
+            finally:
+                response.close()
+        except SourceError as raised:  # from the auth flow or the size cap
+            error = raised
+        except HTTPX_ERRORS as raised:
+            error = translate_httpx_error(raised, vendor=self.vendor, secrets=secrets)
+        # Raised and judged outside the handlers, so no httpx exception rides along as context.
+        if error is not None:
+            if error.vendor is None:
+                error.vendor = self.vendor
+            return Failure(error, retry=isinstance(error, TransientSourceError))
+        answer = httpx.Response(
+            response.status_code,
+            headers=[
+                (name, value)
+                for name, value in response.headers.multi_items()
+                if name.lower() not in _WIRE_BODY_HEADERS
+            ],
+            content=body,
+            request=request,
+            extensions={
+                key: value
+                for key, value in response.extensions.items()
+                if key in ("http_version", "reason_phrase")
+            },
+        )
+        return self._judge(answer, secrets)
+
+    def _judge(self, response: httpx.Response, secrets: Sequence[str]) -> httpx.Response | Failure:
+        status = response.status_code
+        if 200 <= status < 300 or status == 304:
+            return response
+        throttle = self.throttle_signal(response)
+        if throttle is None:
+            error = error_for_status(response, vendor=self.vendor, secrets=secrets)
+            return Failure(error, retry=isinstance(error, TransientSourceError))
+        now = self._clock()
+        wait = throttle.wait_seconds(now)
+        excerpt = body_excerpt(response.content, secrets) or None
+        if throttle.quota:
+            retry_at = now + (self.quota_retry_after if wait is None else timedelta(seconds=wait))
+            message = (
+                f"{self.vendor}: {throttle.reason}: the quota is used up; the source is tried "
+                f"again after {retry_at.isoformat(timespec='seconds')}"
+            )
+            limited = RateLimitedError(
+                redact(message, secrets),
+                retry_at=retry_at,
+                vendor=self.vendor,
+                status_code=status,
+                excerpt=excerpt,
+            )
+            return Failure(limited, retry=False)
+        advice = "retrying after a wait" if wait is None else f"asked to wait {wait:.0f} s"
+        limited = RateLimitedError(
+            redact(f"{self.vendor}: {throttle.reason}: {advice}", secrets),
+            retry_at=None if wait is None else now + timedelta(seconds=wait),
+            vendor=self.vendor,
+            status_code=status,
+            excerpt=excerpt,
+        )
+        return Failure(limited, retry=True, wait_at_least=wait or 0.0)
