@@ -226,6 +226,7 @@ def test_a_rate_limited_source_is_skipped_until_it_may_be_called_again(
     failed = engine.run_cycle(KEY, Failing(RateLimitedError("daily quota", retry_at=retry_at)))
     assert failed.outcome is Outcome.FAILED
     assert engine.state(KEY).not_before == retry_at
+    assert engine.state(KEY).consecutive_failures == 0  # waiting is not failing
 
     clock.advance(timedelta(hours=1))
     source = _source(3)

@@ -524,9 +524,10 @@ def test_resume_goes_back_to_resetting_after_a_reset() -> None:
 def test_resume_goes_back_to_active_with_a_fresh_failure_count() -> None:
     """A stopped source that had completed cycles resumes ACTIVE, with failures and wait cleared."""
     state = _completed()
-    for attempt in range(STOP_AFTER):
-        state, lease = _running(state, now=_at(10 + attempt))
-        retry_at = _at(60) if attempt == STOP_AFTER - 1 else None
+    for attempt in range(STOP_AFTER + 1):
+        # The first failure is a rate limit until minute 60; the others come after it.
+        state, lease = _running(state, now=_at(10 if attempt == 0 else 60 + attempt))
+        retry_at = _at(60) if attempt == 0 else None
         state = fail(state, lease, 0, _error(), STOP_AFTER, retry_at=retry_at)
     assert (state.phase, state.not_before) == (Phase.STOPPED, _at(60))
     resumed = resume(state)
@@ -608,3 +609,15 @@ def test_checkpoint_carries_rejections() -> None:
     rejected = (RejectedRecord(record_id="9", reason="no timestamp"),)
     assert Checkpoint(C1, rejected=rejected).rejected == rejected
     assert tuple(Checkpoint(C1).rejected) == ()
+
+
+def test_a_source_that_asked_us_to_wait_is_not_counted_as_failing() -> None:
+    """A failure with retry_at records the error and the wait, but never stops the source."""
+    state = _completed()
+    for attempt in range(STOP_AFTER * 2):
+        state, lease = _running(state, now=_at(10 + 2 * attempt))
+        state = fail(state, lease, 0, _error(), STOP_AFTER, retry_at=_at(11 + 2 * attempt))
+    assert state.phase is Phase.ACTIVE
+    assert state.consecutive_failures == 0
+    assert state.last_error == _error()
+    assert state.not_before == _at(11 + 2 * (STOP_AFTER * 2 - 1))

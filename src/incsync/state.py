@@ -344,8 +344,10 @@ def fail(
 ) -> SourceState:
     """Record a failed cycle; stop the source once ``stop_after`` consecutive cycles failed.
 
-    A failure of a cycle whose source was reset meanwhile belongs to the old generation: only the
-    lease is released, the fresh generation's counters stay clean.
+    A source that said when it may be called again (``retry_at``, a quota or rate limit) is
+    waiting, not broken: the error and the time are recorded, but the failure does not count
+    towards stopping it. A failure of a cycle whose source was reset meanwhile belongs to the old
+    generation: only the lease is released, the fresh generation's counters stay clean.
 
     Raises:
         LeaseLostError: Another worker took the lease over (its own outcome will be recorded).
@@ -353,7 +355,7 @@ def fail(
     _check_holder(state, lease)
     if state.generation != generation:
         return release(state, lease)
-    failures = state.consecutive_failures + 1
+    failures = state.consecutive_failures + (0 if retry_at is not None else 1)
     phase = state.phase
     if failures >= stop_after and phase is not Phase.CANCELLED:
         phase = Phase.STOPPED
