@@ -24,6 +24,7 @@ from incsync.connectors.paging import (
     split_window,
 )
 from incsync.connectors.retry import RetryPolicy, Throttle
+from incsync.connectors.salesforce import SalesforceConnector
 from incsync.connectors.sample import generate_invoices, sample_source
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "OAuth2Refresh",
     "RawPage",
     "RetryPolicy",
+    "SalesforceConnector",
     "Throttle",
     "TimeSpan",
     "TokenSet",

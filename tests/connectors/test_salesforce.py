@@ -1,0 +1,663 @@
+"""Tests for incsync.connectors.salesforce against FakeSalesforce, over loopback HTTP or in process.
+
+Every scenario ends with the sink compared exactly to the fake org's ground truth: each record
+present once, at its latest version, deleted rows as tombstones, nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from incsync import Outcome, SQLiteStore, SyncEngine
+from incsync.connectors import RetryPolicy, TokenSet
+from incsync.connectors.salesforce import SalesforceConnector
+from incsync.cursor import Window
+from incsync.errors import (
+    BadResponseError,
+    ConfigurationError,
+    PermanentSourceError,
+    TransientSourceError,
+)
+from incsync.testing import InMemoryStore
+from incsync.testing.fakes.salesforce import FakeSalesforce, FieldValue
+from tests.helpers import Store
+
+UTC = timezone.utc
+T0 = datetime(2024, 6, 3, 9, 0, tzinfo=UTC)  # the fake's clock starts here
+KEY = "acme/salesforce"
+CLIENT_ID = "fake-consumer-key"
+CLIENT_SECRET = "cs_SENTINEL_4f1e9a0b"
+REFRESH_TOKEN = "5Aep861-rt_SENTINEL_77d2c"
+FAST = RetryPolicy(max_attempts=3, base_delay=0.0, max_delay=0.0, jitter=0.0)
+
+
+def no_sleep(_seconds: float) -> None:
+    """Waits nothing, so retries cost no time."""
+
+
+def make_fake(**options: Any) -> FakeSalesforce:
+    return FakeSalesforce(client_secret=CLIENT_SECRET, refresh_token=REFRESH_TOKEN, **options)
+
+
+def connect(
+    fake: FakeSalesforce,
+    base_url: str | None = None,
+    *,
+    refresh_token: str | None = None,
+    **options: Any,
+) -> SalesforceConnector:
+    """A connector for ``fake``: on its loopback server, or in process without ``base_url``."""
+    transport = None if base_url is not None else fake.transport()
+    options.setdefault("retry", FAST)
+    return SalesforceConnector(
+        CLIENT_ID,
+        CLIENT_SECRET,
+        refresh_token or fake.refresh_token,
+        login_url=base_url or "https://login.example.com",
+        transport=transport,
+        sleep=no_sleep,
+        clock=fake.clock,
+        **options,
+    )
+
+
+def engine_for(fake: FakeSalesforce, store: Store) -> SyncEngine:
+    return SyncEngine(store, clock=fake.clock)
+
+
+def wire(value: FieldValue) -> object:
+    """A field value as Salesforce writes it in JSON."""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+Version = tuple[datetime, bool, dict[str, object]]
+
+
+def assert_sink_matches(
+    store: Store,
+    fake: FakeSalesforce,
+    connector: SalesforceConnector,
+    *,
+    missing: frozenset[str] = frozenset(),
+) -> None:
+    """The sink holds exactly the org's records (tombstones too with queryAll), latest versions."""
+    fields = connector.fields
+    expected: dict[str, Version] = {}
+    for row in fake.records(connector.sobject, include_deleted=connector.include_deleted):
+        if row["Id"] in missing:
+            continue
+        stamp = row["SystemModstamp"]
+        assert isinstance(stamp, datetime)
+        expected[str(row["Id"])] = (
+            stamp,
+            bool(row["IsDeleted"]),
+            {field: wire(row[field]) for field in fields},
+        )
+    actual: dict[str, Version] = {}
+    for transaction in store.transactions(KEY):
+        record = transaction.record
+        assert record.id not in actual, f"{record.id} stored twice"
+        actual[record.id] = (
+            record.updated_at,
+            record.deleted,
+            {field: record.payload[field] for field in fields},
+        )
+    assert actual.keys() == expected.keys()
+    assert actual == expected
+    assert store.count_transactions(KEY) == len(expected)
+
+
+def spread(count: int, start: datetime, *, per_second: int = 7) -> list[dict[str, FieldValue]]:
+    """Opportunities stamped ``per_second`` to a second from ``start`` on."""
+    return [
+        {
+            "Name": f"Deal {i}",
+            "StageName": "Prospecting",
+            "Amount": float(i),
+            "CloseDate": date(2024, 12, 31),
+            "SystemModstamp": start + timedelta(seconds=i // per_second),
+        }
+        for i in range(count)
+    ]
+
+
+def once_on(fake: FakeSalesforce, nth: int, action: Callable[[], None]) -> None:
+    """Run ``action`` just before the fake answers its ``nth`` query request (1 = first page)."""
+    seen = [0]
+
+    def fault(request: httpx.Request) -> httpx.Response | None:
+        if "/query" in request.url.path:
+            seen[0] += 1
+            if seen[0] == nth:
+                action()
+        return None
+
+    fake.add_fault(fault)
+
+
+def query_requests(fake: FakeSalesforce) -> list[str]:
+    return [r.url for r in fake.requests if "/services/data/" in r.url]
+
+
+# -- full sync ------------------------------------------------------------------------------------
+
+
+def test_full_sync_of_25000_records_with_ties_across_pages() -> None:
+    """25,000 records, 5,000 sharing one SystemModstamp over three pages, land once each."""
+    fake = make_fake()
+    tied = T0 - timedelta(days=2)
+    rows = spread(5_000, tied, per_second=5_000) + spread(20_000, tied + timedelta(seconds=1))
+    fake.bulk_load("Opportunity", rows)
+    fake.advance(timedelta(hours=1))
+    store = InMemoryStore()
+    with fake.serve() as base_url, connect(fake, base_url, batch_size=2_000) as connector:
+        result = engine_for(fake, store).run_cycle(KEY, connector)
+    assert result.outcome is Outcome.COMPLETED, result.error
+    assert (result.fetched, result.applied, result.pages) == (25_000, 25_000, 13)
+    assert len(query_requests(fake)) == 13  # one query, twelve locator pages, no re-query
+    assert_sink_matches(store, fake, connector)
+    cursor = store.load(KEY).cursor
+    assert cursor is not None
+    assert cursor.updated_at == tied + timedelta(seconds=1 + 19_999 // 7)  # the newest stamp
+
+
+def test_query_is_keyset_soql_with_an_unquoted_millisecond_literal() -> None:
+    """The query selects Id and SystemModstamp, filters >= an unquoted UTC literal, orders both."""
+    fake = make_fake()
+    with connect(fake, fields=["Name", "Id", "name"], sobject="Lead") as connector:
+        start = datetime(2024, 6, 1, 8, 30, 15, 123_999, tzinfo=UTC)
+        assert connector.soql(start) == (
+            "SELECT Id, SystemModstamp, Name, name FROM Lead "
+            "WHERE SystemModstamp >= 2024-06-01T08:30:15.123Z ORDER BY SystemModstamp, Id"
+        )
+        assert connector.soql(None) == (
+            "SELECT Id, SystemModstamp, Name, name FROM Lead ORDER BY SystemModstamp, Id"
+        )
+
+
+def test_instance_url_from_the_token_answer_is_the_api_root() -> None:
+    """API calls and nextRecordsUrl go to instance_url (absolute, the path never doubled)."""
+    fake = make_fake(instance_url="https://na1.example.my.salesforce.com")
+    fake.bulk_load("Opportunity", spread(450, T0 - timedelta(days=1)))
+    store = InMemoryStore()
+    with connect(fake, batch_size=200) as connector:
+        result = engine_for(fake, store).run_cycle(KEY, connector)
+        assert connector.instance_url == "https://na1.example.my.salesforce.com"
+    assert result.outcome is Outcome.COMPLETED, result.error
+    urls = query_requests(fake)
+    assert len(urls) == 3
+    assert all(
+        url.startswith("https://na1.example.my.salesforce.com/services/data/v59.0/query")
+        for url in urls
+    )
+    assert all(url.count("/services/data/") == 1 for url in urls)
+    assert fake.requests[0].url == "https://login.example.com/services/oauth2/token"
+    assert_sink_matches(store, fake, connector)
+
+
+# -- incremental cycles ---------------------------------------------------------------------------
+
+
+def test_incremental_cycles_with_updates_deletes_touches_and_bursts() -> None:
+    """Updates, deletes (queryAll tombstones), touches and one-second bursts arrive next cycle."""
+    fake = make_fake()
+    ids = fake.bulk_load("Opportunity", spread(1_000, T0 - timedelta(days=1)))
+    fake.advance(timedelta(hours=1))
+    store = InMemoryStore()
+    engine = engine_for(fake, store)
+    with (
+        fake.serve() as base_url,
+        connect(fake, base_url, batch_size=200, include_deleted=True) as connector,
+    ):
+        first = engine.run_cycle(KEY, connector)
+        assert first.outcome is Outcome.COMPLETED, first.error
+        assert_sink_matches(store, fake, connector)
+
+        fake.advance(timedelta(hours=1))
+        burst = fake.clock()
+        for record_id in ids[100:550]:  # 450 changes in one second: more than two pages
+            fake.update_record("Opportunity", record_id, {"StageName": "Closed Won"}, at=burst)
+        for record_id in ids[:20]:
+            fake.delete_record("Opportunity", record_id, at=burst)
+        for record_id in ids[900:930]:
+            fake.touch_record("Opportunity", record_id, at=burst + timedelta(seconds=1))
+        born_and_gone = fake.add_record("Opportunity", {"Name": "Brief"}, at=burst)
+        fake.delete_record("Opportunity", born_and_gone, at=burst + timedelta(seconds=2))
+        fake.bulk_load("Opportunity", spread(50, burst + timedelta(seconds=3)))
+        fake.advance(timedelta(hours=1))
+        second = engine.run_cycle(KEY, connector)
+        assert second.outcome is Outcome.COMPLETED, second.error
+        assert_sink_matches(store, fake, connector)
+        tombstones = [t.record.id for t in store.transactions(KEY) if t.record.deleted]
+        assert sorted(tombstones) == sorted([*ids[:20], born_and_gone])
+        cursor = store.load(KEY).cursor
+        assert cursor is not None
+        assert cursor.updated_at == burst + timedelta(seconds=3 + 49 // 7)  # the newest stamp
+
+        fake.advance(timedelta(hours=1))
+        quiet = engine.run_cycle(KEY, connector)
+    assert quiet.outcome is Outcome.COMPLETED
+    assert quiet.applied == 0
+    assert_sink_matches(store, fake, connector)
+
+
+def test_without_include_deleted_query_skips_the_recycle_bin() -> None:
+    """With query (not queryAll) deleted rows are not read and IsDeleted is not selected."""
+    fake = make_fake()
+    ids = fake.bulk_load("Opportunity", spread(30, T0 - timedelta(days=1)))
+    fake.delete_record("Opportunity", ids[0], at=T0 - timedelta(hours=1))
+    store = InMemoryStore()
+    with connect(fake) as connector:
+        result = engine_for(fake, store).run_cycle(KEY, connector)
+    assert result.outcome is Outcome.COMPLETED, result.error
+    assert "IsDeleted" not in connector.fields
+    assert all("/query?" in url for url in query_requests(fake))
+    assert_sink_matches(store, fake, connector)
+
+
+def test_changes_while_a_sync_pages_arrive_next_cycle() -> None:
+    """A read sees its query's snapshot; what changed meanwhile comes next cycle, nothing lost."""
+    fake = make_fake()
+    ids = fake.bulk_load("Opportunity", spread(1_000, T0 - timedelta(days=1)))
+    fake.advance(timedelta(hours=1))
+    added: list[str] = []
+
+    def meddle() -> None:
+        fake.update_record("Opportunity", ids[0], {"Name": "Read already"})
+        fake.update_record("Opportunity", ids[-1], {"Name": "Not read yet"})
+        fake.delete_record("Opportunity", ids[-2])
+        added.extend(fake.bulk_load("Opportunity", [{"Name": "New mid-read"}]))
+
+    once_on(fake, 3, meddle)
+    store = InMemoryStore()
+    engine = engine_for(fake, store)
+    with (
+        fake.serve() as base_url,
+        connect(fake, base_url, batch_size=200, include_deleted=True) as connector,
+    ):
+        first = engine.run_cycle(KEY, connector)
+        assert first.outcome is Outcome.COMPLETED, first.error
+        assert first.fetched == 1_000
+        stored = {t.record.id: t.record for t in store.transactions(KEY)}
+        assert stored[ids[-1]].payload["Name"] == "Deal 999"  # the snapshot's version
+        assert added[0] not in stored
+        fake.advance(timedelta(hours=1))
+        second = engine.run_cycle(KEY, connector)
+    assert second.outcome is Outcome.COMPLETED, second.error
+    assert_sink_matches(store, fake, connector)
+
+
+# -- throttling, sessions, bad records, outages ---------------------------------------------------
+
+
+def test_request_limit_exceeded_fails_at_once_then_recovers() -> None:
+    """403 REQUEST_LIMIT_EXCEEDED fails the cycle without retries, sets not_before, then heals."""
+    fake = make_fake()
+    fake.bulk_load("Opportunity", spread(300, T0 - timedelta(days=1)))
+    fake.set_api_usage(5_000, 5_000)
+    store = InMemoryStore()
+    engine = engine_for(fake, store)
+    with fake.serve() as base_url, connect(fake, base_url) as connector:
+        failed = engine.run_cycle(KEY, connector)
+        assert failed.outcome is Outcome.FAILED
+        assert failed.error_class == "RateLimitedError"
+        assert "REQUEST_LIMIT_EXCEEDED" in (failed.error or "")
+        state = store.load(KEY)
+        assert state.not_before == fake.clock() + timedelta(hours=1)
+        assert state.cursor is None
+        assert [r.status for r in fake.requests].count(403) == 1  # a quota is not retried
+        assert engine.run_cycle(KEY, connector).outcome is Outcome.SKIPPED_WAITING
+        fake.set_api_usage(0)
+        fake.advance(timedelta(hours=1, minutes=1))
+        recovered = engine.run_cycle(KEY, connector)
+    assert recovered.outcome is Outcome.COMPLETED, recovered.error
+    assert_sink_matches(store, fake, connector)
+
+
+def test_concurrent_request_limit_is_retried_within_the_cycle() -> None:
+    """The ConcurrentRequests flavour of REQUEST_LIMIT_EXCEEDED is a burst: waited out."""
+    fake = make_fake()
+    fake.bulk_load("Opportunity", spread(10, T0 - timedelta(days=1)))
+    fake.reject_concurrent_requests(1)
+    store = InMemoryStore()
+    with connect(fake) as connector:
+        result = engine_for(fake, store).run_cycle(KEY, connector)
+    assert result.outcome is Outcome.COMPLETED, result.error
+    assert [r.status for r in fake.requests].count(403) == 1
+    assert_sink_matches(store, fake, connector)
+
+
+def test_session_expiry_mid_sync_refreshes_and_rotation_reaches_the_host() -> None:
+    """An expired session mid-read is refreshed, the read goes on; rotated tokens reach the host."""
+    fake = make_fake(rotate_refresh_tokens=True)
+    ids = fake.bulk_load("Opportunity", spread(1_000, T0 - timedelta(days=1)))
+    fake.advance(timedelta(hours=1))
+    once_on(fake, 3, fake.expire_access_tokens)
+    stored: list[TokenSet] = []
+    store = InMemoryStore()
+    engine = engine_for(fake, store)
+    with fake.serve() as base_url:
+        with connect(fake, base_url, batch_size=200, on_refresh=stored.append) as connector:
+            result = engine.run_cycle(KEY, connector)
+        assert result.outcome is Outcome.COMPLETED, result.error
+        assert result.fetched == 1_000
+        assert [r.status for r in fake.requests].count(401) == 1
+        assert len(stored) == 2
+        assert all(tokens.rotated for tokens in stored)
+        assert stored[-1].refresh_token == fake.refresh_token != REFRESH_TOKEN
+        assert_sink_matches(store, fake, connector)
+        # The next run starts from the stored (rotated) refresh token; the first one is dead.
+        fake.update_record("Opportunity", ids[0], {"Amount": 1.5})
+        fake.advance(timedelta(hours=1))
+        with connect(fake, base_url, refresh_token=stored[-1].refresh_token) as later:
+            again = engine.run_cycle(KEY, later)
+    assert again.outcome is Outcome.COMPLETED, again.error
+    assert_sink_matches(store, fake, later)
+
+
+def test_a_malformed_record_is_set_aside_and_the_cycle_completes() -> None:
+    """A record with an unreadable SystemModstamp is rejected; the others land; a touch heals it."""
+    fake = make_fake()
+    ids = fake.bulk_load("Opportunity", spread(50, T0 - timedelta(days=1)))
+    fake.advance(timedelta(hours=1))
+    bad = ids[7]
+    done: list[bool] = []
+
+    def corrupt(request: httpx.Request) -> httpx.Response | None:
+        if "/query" not in request.url.path or done:
+            return None
+        done.append(True)
+        body = json.loads(fake.handle(request).read())
+        for raw in body["records"]:
+            if raw["Id"] == bad:
+                raw["SystemModstamp"] = "last Tuesday"
+        return httpx.Response(200, json=body)
+
+    fake.add_fault(corrupt)
+    store = InMemoryStore()
+    engine = engine_for(fake, store)
+    with connect(fake) as connector:
+        first = engine.run_cycle(KEY, connector)
+        assert first.outcome is Outcome.COMPLETED, first.error
+        assert (first.applied, first.rejected) == (49, 1)
+        [rejected] = engine.rejected(KEY)
+        assert rejected.record_id == bad
+        assert "SystemModstamp" in rejected.reason
+        assert_sink_matches(store, fake, connector, missing=frozenset({bad}))
+        fake.touch_record("Opportunity", bad)
+        fake.advance(timedelta(hours=1))
+        healed = engine.run_cycle(KEY, connector)
+    assert healed.outcome is Outcome.COMPLETED, healed.error
+    assert_sink_matches(store, fake, connector)
+
+
+def test_a_5xx_storm_fails_the_cycle_and_the_next_cycle_recovers() -> None:
+    """SERVER_UNAVAILABLE on every attempt fails the cycle, cursor kept; the next one catches up."""
+    fake = make_fake()
+    ids = fake.bulk_load("Opportunity", spread(400, T0 - timedelta(days=1)))
+    fake.advance(timedelta(hours=1))
+    store = InMemoryStore()
+    engine = engine_for(fake, store)
+    with fake.serve() as base_url, connect(fake, base_url, batch_size=200) as connector:
+        assert engine.run_cycle(KEY, connector).outcome is Outcome.COMPLETED
+        cursor = store.load(KEY).cursor
+        for record_id in ids[:250]:
+            fake.update_record("Opportunity", record_id, {"Amount": 2.0})
+        fake.advance(timedelta(hours=1))
+        fake.fail_queries(FAST.max_attempts, error="SERVER_UNAVAILABLE")
+        failed = engine.run_cycle(KEY, connector)
+        assert failed.outcome is Outcome.FAILED
+        assert failed.error_class == "TransientSourceError"
+        assert "gave up after 3 attempts" in (failed.error or "")
+        assert store.load(KEY).cursor == cursor
+        assert store.load(KEY).consecutive_failures == 1
+        assert [r.status for r in fake.requests].count(503) == 3
+        fake.advance(timedelta(hours=1))
+        recovered = engine.run_cycle(KEY, connector)
+    assert recovered.outcome is Outcome.COMPLETED, recovered.error
+    assert recovered.applied == 250
+    assert_sink_matches(store, fake, connector)
+
+
+# -- query locators -------------------------------------------------------------------------------
+
+
+def test_an_expired_query_locator_mid_read_is_requeried_without_loss_or_duplicates() -> None:
+    """INVALID_QUERY_LOCATOR mid-read: re-query from the last SystemModstamp, skip ids seen."""
+    fake = make_fake()
+    tied = T0 - timedelta(days=1)
+    rows = spread(100, tied - timedelta(hours=1)) + spread(600, tied, per_second=600)
+    rows += spread(300, tied + timedelta(seconds=1))
+    fake.bulk_load("Opportunity", rows)
+    fake.advance(timedelta(hours=1))
+    once_on(fake, 3, fake.expire_query_locators)  # mid-way through the 600 tied records
+    with fake.serve() as base_url, connect(fake, base_url, batch_size=200) as connector:
+        pages = list(connector.read(Window()))
+    records = [record for page in pages for record in page.records]
+    assert len(records) == 1_000
+    assert sorted(record.id for record in records) == sorted(
+        str(row["Id"]) for row in fake.records("Opportunity")
+    )
+    stamps = [record.updated_at for record in records]
+    assert stamps == sorted(stamps)
+    statuses = [r.status for r in fake.requests if "/services/data/" in r.url]
+    assert statuses.count(400) == 1
+    requery = [url for url in query_requests(fake) if "/query?" in url][1]
+    assert "2024-06-02T09%3A00%3A00.000Z" in requery
+
+
+def test_an_expired_query_locator_in_an_engine_cycle_leaves_the_sink_complete() -> None:
+    """The same expiry inside a cycle: the sink matches the org exactly."""
+    fake = make_fake()
+    fake.bulk_load("Opportunity", spread(900, T0 - timedelta(days=1), per_second=300))
+    fake.advance(timedelta(hours=1))
+    once_on(fake, 2, fake.expire_query_locators)
+    store = InMemoryStore()
+    with fake.serve() as base_url, connect(fake, base_url, batch_size=200) as connector:
+        result = engine_for(fake, store).run_cycle(KEY, connector)
+    assert result.outcome is Outcome.COMPLETED, result.error
+    assert result.fetched == 900
+    assert_sink_matches(store, fake, connector)
+
+
+def test_locators_that_keep_expiring_fail_the_cycle_instead_of_looping() -> None:
+    """When every locator dies before it is used, the read gives up as a transient failure."""
+    fake = make_fake()
+    fake.bulk_load("Opportunity", spread(600, T0 - timedelta(days=1), per_second=600))
+
+    def expire(request: httpx.Request) -> httpx.Response | None:
+        if "/query/" in request.url.path:
+            fake.expire_query_locators()
+        return None
+
+    fake.add_fault(expire)
+    with connect(fake, batch_size=200) as connector, pytest.raises(TransientSourceError) as caught:
+        list(connector.read(Window()))
+    assert "kept expiring" in str(caught.value)
+
+
+# -- secrets and configuration --------------------------------------------------------------------
+
+
+def test_credentials_never_reach_logs_errors_state_or_the_database(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Client secret, refresh and access tokens appear in no log, error, state or SQLite file."""
+    caplog.set_level(logging.DEBUG)
+    fake = make_fake(rotate_refresh_tokens=True)
+    fake.bulk_load("Opportunity", spread(500, T0 - timedelta(days=1)))
+    fake.advance(timedelta(hours=1))
+    once_on(fake, 2, fake.expire_access_tokens)
+    refreshed: list[TokenSet] = []
+
+    def echo(request: httpx.Request) -> httpx.Response | None:
+        # A misbehaving proxy that echoes the credentials into an error body.
+        if "/query" in request.url.path:
+            said = f"boom {request.headers.get('authorization')} {CLIENT_SECRET}"
+            return httpx.Response(500, json=[{"message": said, "errorCode": "UNKNOWN"}])
+        return None
+
+    texts: list[str] = []
+    with SQLiteStore(tmp_path / "incsync.db") as store, fake.serve() as base_url:
+        engine = engine_for(fake, store)
+        with connect(fake, base_url, batch_size=200, on_refresh=refreshed.append) as connector:
+            first = engine.run_cycle(KEY, connector)
+            fake.add_fault(echo)
+            fake.advance(timedelta(hours=1))
+            second = engine.run_cycle(KEY, connector)
+            with pytest.raises(TransientSourceError) as raised:
+                list(connector.read(Window()))
+            fake.clear_faults()
+            fake.revoke_refresh_tokens()
+            fake.expire_access_tokens()
+            fake.advance(timedelta(hours=1))
+            third = engine.run_cycle(KEY, connector)
+            texts += [repr(connector), repr(connector.auth), str(raised.value)]
+            texts.append(str(raised.value.excerpt))
+        texts += [repr(engine.state(KEY)), repr(first), repr(second), repr(third)]
+    assert first.outcome is Outcome.COMPLETED, first.error
+    assert second.outcome is Outcome.FAILED
+    assert "boom" in (second.error or "")
+    assert third.outcome is Outcome.FAILED
+    assert third.error_class == "AuthError"
+    sentinels = {CLIENT_SECRET, REFRESH_TOKEN}
+    sentinels |= {t.access_token for t in refreshed} | {t.refresh_token for t in refreshed}
+    assert len(sentinels) >= 6
+    texts.append(caplog.text)
+    files = b"".join(path.read_bytes() for path in tmp_path.iterdir() if path.is_file())
+    for secret in sentinels:
+        assert all(secret not in text for text in texts), secret
+        assert secret.encode() not in files
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"sobject": "Opportunity; DELETE"},
+        {"sobject": "Merchandise__c"},
+        {"fields": ["Name", "Amount FROM Account"]},
+        {"api_version": "v59"},
+        {"batch_size": 100},
+        {"batch_size": 2_001},
+        {"access_token": "00D!token"},
+    ],
+)
+def test_bad_configuration_is_refused(options: dict[str, Any]) -> None:
+    """Names that are not API names, a missing field list, bad versions and sizes are refused."""
+    with pytest.raises(ConfigurationError):
+        SalesforceConnector(CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, **options)
+
+
+def test_a_custom_sobject_with_a_field_list_is_read() -> None:
+    """Any SObject with a field list can be synced, not only Opportunity."""
+    fake = make_fake()
+    fake.define_sobject("Merchandise__c", {"Name": "string", "Price__c": "double"})
+    fake.bulk_load(
+        "Merchandise__c",
+        [{"Name": f"Item {i}", "Price__c": i / 4} for i in range(40)],
+        at=T0 - timedelta(days=1),
+    )
+    store = InMemoryStore()
+    with connect(fake, sobject="Merchandise__c", fields=["Name", "Price__c"]) as connector:
+        result = engine_for(fake, store).run_cycle(KEY, connector)
+    assert result.outcome is Outcome.COMPLETED, result.error
+    assert_sink_matches(store, fake, connector)
+
+
+# -- answers Salesforce should not give -----------------------------------------------------------
+
+
+def scripted(*pages: object) -> SalesforceConnector:
+    """A connector whose token endpoint answers and whose query pages are ``pages`` in turn."""
+    answers = list(pages)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/services/oauth2/token":
+            token = {"access_token": "00D!scripted", "instance_url": "https://na9.example.com"}
+            return httpx.Response(200, json=token)
+        return httpx.Response(200, json=answers.pop(0))
+
+    return SalesforceConnector(
+        CLIENT_ID,
+        CLIENT_SECRET,
+        REFRESH_TOKEN,
+        transport=httpx.MockTransport(handle),
+        retry=FAST,
+        sleep=no_sleep,
+    )
+
+
+GOOD = {"Id": "0065e0000000001AAA", "SystemModstamp": "2024-06-03T09:00:00.000+0000"}
+
+
+def test_rows_without_a_usable_key_are_set_aside() -> None:
+    """A row that is no object, or lacks SystemModstamp, is rejected; the good row is kept."""
+    page = {"done": True, "totalSize": 3, "records": [GOOD, "junk", {"Id": "0065e0000000002AAA"}]}
+    with scripted(page) as connector:
+        [read] = list(connector.read(Window()))
+    assert [record.id for record in read.records] == [GOOD["Id"]]
+    assert [rejected.record_id for rejected in read.rejected] == [None, "0065e0000000002AAA"]
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        {"done": False, "records": [GOOD]},
+        {"done": False, "records": [GOOD], "nextRecordsUrl": "https://evil.example.com/x"},
+        {"records": [GOOD]},
+        [GOOD],
+    ],
+)
+def test_a_page_that_cannot_be_followed_is_a_bad_response(page: object) -> None:
+    """No usable nextRecordsUrl, or no records/done, fails the read with BadResponseError."""
+    with scripted(page) as connector, pytest.raises(BadResponseError):
+        list(connector.read(Window()))
+
+
+def test_an_instance_url_that_is_no_http_url_is_refused() -> None:
+    """A token answer naming a non-http instance_url fails the cycle; nothing is sent there."""
+    fake = make_fake(instance_url="ftp://files.example.com")
+    store = InMemoryStore()
+    with connect(fake) as connector:
+        result = engine_for(fake, store).run_cycle(KEY, connector)
+    assert result.outcome is Outcome.FAILED
+    assert result.error_class == "BadResponseError"
+    assert not query_requests(fake)
+
+
+def test_other_query_errors_mid_read_are_not_requeried() -> None:
+    """A 400 other than INVALID_QUERY_LOCATOR (QUERY_TIMEOUT) mid-read fails the read."""
+    fake = make_fake()
+    fake.bulk_load("Opportunity", spread(500, T0 - timedelta(days=1)))
+    once_on(fake, 2, lambda: fake.fail_queries(1, error="QUERY_TIMEOUT"))
+    with connect(fake, batch_size=200) as connector, pytest.raises(PermanentSourceError):
+        list(connector.read(Window()))
+    assert len(query_requests(fake)) == 2
+
+
+def test_a_given_instance_url_and_access_token_skip_the_first_refresh() -> None:
+    """With instance_url and a live access_token the first request needs no token refresh."""
+    fake = make_fake()
+    fake.bulk_load("Opportunity", spread(5, T0 - timedelta(days=1)))
+    store = InMemoryStore()
+    with connect(
+        fake,
+        instance_url="https://org.example.com",
+        access_token=fake.issue_access_token(),
+    ) as connector:
+        result = engine_for(fake, store).run_cycle(KEY, connector)
+    assert result.outcome is Outcome.COMPLETED, result.error
+    assert all(r.url.startswith("https://org.example.com/services/data/") for r in fake.requests)
+    assert_sink_matches(store, fake, connector)
