@@ -23,6 +23,7 @@ from incsync.connectors.paging import (
     offset_pages,
     split_window,
 )
+from incsync.connectors.quickbooks import QuickBooksConnector, quickbooks_auth
 from incsync.connectors.retry import RetryPolicy, Throttle
 from incsync.connectors.salesforce import SalesforceConnector
 from incsync.connectors.sample import generate_invoices, sample_source
@@ -37,6 +38,7 @@ __all__ = [
     "InMemorySource",
     "KeysetPosition",
     "OAuth2Refresh",
+    "QuickBooksConnector",
     "RawPage",
     "RetryPolicy",
     "SalesforceConnector",
@@ -48,6 +50,7 @@ __all__ = [
     "generate_invoices",
     "keyset_pages",
     "offset_pages",
+    "quickbooks_auth",
     "sample_source",
     "split_window",
 ]
