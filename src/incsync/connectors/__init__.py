@@ -13,6 +13,7 @@ The toolkit for vendor APIs lives in submodules:
 from incsync.connectors.auth import ApiKey, Auth, BearerToken, OAuth2Refresh, TokenSet
 from incsync.connectors.base import BaseConnector, RawPage
 from incsync.connectors.http import HttpConnector
+from incsync.connectors.hubspot import HubSpotConnector
 from incsync.connectors.memory import InMemoryConnector, InMemorySource
 from incsync.connectors.paging import (
     KeysetPosition,
@@ -34,6 +35,7 @@ __all__ = [
     "BaseConnector",
     "BearerToken",
     "HttpConnector",
+    "HubSpotConnector",
     "InMemoryConnector",
     "InMemorySource",
     "KeysetPosition",
