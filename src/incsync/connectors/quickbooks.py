@@ -273,7 +273,7 @@ class QuickBooksConnector(HttpConnector):
             if last != since:
                 since = last
                 second_done = False
-                read_at_since = {_id_of(row) for row in rows if _updated_at(row) == last}
+                read_at_since = _ids_at_end(rows, last)
 
     def _read_one_second(self, moment: datetime, read: set[str | None]) -> Iterator[RawPage]:
         condition = f"MetaData.LastUpdatedTime = '{_literal(moment)}'"
@@ -419,6 +419,22 @@ def _last_time(rows: Sequence[Mapping[str, Any]]) -> datetime | None:
         if moment is not None:
             return moment
     return None
+
+
+def _ids_at_end(rows: Sequence[Mapping[str, Any]], moment: datetime) -> set[str | None]:
+    """Return the ids of the trailing rows stamped ``moment``; rows come in time order.
+
+    Scanning back from the end parses only that last second's rows, not the whole page again.
+    """
+    ids: set[str | None] = set()
+    for row in reversed(rows):
+        stamped = _updated_at(row)
+        if stamped is None:
+            continue  # an unreadable row says nothing about where the second starts
+        if stamped != moment:
+            break
+        ids.add(_id_of(row))
+    return ids
 
 
 def _id_of(row: object) -> str | None:

@@ -97,6 +97,9 @@ class FakeVendor(abc.ABC):
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes; with Nagle's algorithm on, loopback
+            # answers then wait ~40 ms for a delayed acknowledgement each.
+            disable_nagle_algorithm = True
 
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
