@@ -30,6 +30,8 @@ test: lint typecheck unit
 bench: $(STAMP)
 	$(BIN)/python -m bench.core
 	$(BIN)/python -m bench.status
+	$(BIN)/python -m bench.connectors
+	$(BIN)/python -m bench.timestamps
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage build dist

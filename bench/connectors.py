@@ -1,0 +1,444 @@
+"""Benchmark of the built-in HTTP connectors against a bare httpx loop over the same pages.
+
+Run ``python -m bench.connectors`` from the project root; ``--quick`` loads 10x fewer records.
+Figures are printed and written to ``bench/connectors-results.json``
+(``bench/connectors-results-quick.json`` for ``--quick``).
+
+For each vendor (QuickBooks, Salesforce, HubSpot) the testing fake is loaded with records at
+distinct timestamps and served over real loopback HTTP (``fake.serve()``). Then:
+
+1. An untimed capture run of ``connector.read(Window())`` records every request the connector
+   sent (method, URL, body, content headers) through an observing fault on the fake; the fault is
+   removed before anything is timed.
+2. The connector side times ``list(connector.read(Window()))`` and counts the records of its
+   pages: the whole read (requests, auth, retries bookkeeping, size cap, JSON, record building,
+   keyset checks).
+3. The bare side is one ``httpx.Client`` that sends the same requests in the same order and does
+   only ``response.json()`` and counts the rows. QuickBooks and HubSpot requests are replayed
+   exactly as captured (HubSpot's search bodies included). Salesforce pages are reached through
+   per-query locators, so the bare loop sends the captured first request and then follows each
+   page's ``nextRecordsUrl``, as any client must; the page count is checked to match.
+
+Bare and connector runs alternate, ``ROUNDS`` rounds each, after one warm-up of each; the best
+time of each side is reported, and the ratio is connector records/s over bare records/s (both
+rated on the same distinct record count). The fake server's own work (parsing the query,
+filtering, sorting and rendering each page in Python) is inside both timings, since both sides
+fetch the same pages from the same server. It dilutes the difference: the more of each request
+is server time, the closer the ratio is to 1 than the connector's own overhead alone would make it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from incsync.connectors.auth import BearerToken
+from incsync.connectors.http import HttpConnector
+from incsync.connectors.hubspot import HubSpotConnector
+from incsync.connectors.quickbooks import QuickBooksConnector, quickbooks_auth
+from incsync.connectors.salesforce import SalesforceConnector
+from incsync.cursor import Window
+from incsync.testing import ManualClock
+from incsync.testing.fakes import FakeQuickBooks, FakeVendor
+from incsync.testing.fakes.hubspot import FakeHubSpot, HubSpotLimits
+from incsync.testing.fakes.salesforce import FakeSalesforce
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "connectors-results.json"
+QUICK_RESULTS = HERE / "connectors-results-quick.json"
+
+UTC = timezone.utc
+FULL_RECORDS = 20_000
+QUICK_RECORDS = 2_000
+ROUNDS = 3  # each round runs the bare loop, then the connector
+TARGET_RATIO = 0.8
+BUSY_LOAD = 0.5  # a 1-minute load average above this at the start is reported as a busy machine
+# Request headers that shape the answer; the bare loop sends them as the connector did.
+_KEPT_HEADERS = ("accept", "content-type", "sforce-query-options")
+SERVER_NOTE = (
+    "Both sides fetch the same pages from the same in-process fake server over loopback HTTP; "
+    "the fake's own work (query parsing, filtering, sorting, rendering) is inside both timings."
+)
+
+
+def no_sleep(_seconds: float) -> None:
+    """Never wait: nothing is throttled in this benchmark, and a retry should not hide in a wait."""
+
+
+# -- capture and replay ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One request as the connector sent it (credentials are not kept; the bare loop has them)."""
+
+    method: str
+    url: str
+    content: bytes
+    headers: dict[str, str]
+
+
+@contextmanager
+def capturing(fake: FakeVendor) -> Iterator[list[Sent]]:
+    """Record the requests ``fake`` receives while the block runs, through an observing fault."""
+    sent: list[Sent] = []
+
+    def observe(request: httpx.Request) -> httpx.Response | None:
+        headers = {k: v for k, v in request.headers.items() if k.lower() in _KEPT_HEADERS}
+        sent.append(Sent(request.method, str(request.url), request.content, headers))
+        return None
+
+    fake.add_fault(observe)
+    try:
+        yield sent
+    finally:
+        fake.clear_faults()
+
+
+def replay(
+    client: httpx.Client, sent: list[Sent], rows: Callable[[Any], list[Any]]
+) -> tuple[int, int]:
+    """Send every request of ``sent`` in order; return (rows received, requests sent)."""
+    count = 0
+    for request in sent:
+        response = client.request(
+            request.method, request.url, content=request.content or None, headers=request.headers
+        )
+        if response.status_code != 200:
+            raise RuntimeError(
+                f"bare loop: {request.method} {request.url} -> {response.status_code}"
+            )
+        count += len(rows(response.json()))
+    return count, len(sent)
+
+
+# -- vendors ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Vendor:
+    """One vendor's fake, connector and bare loop, all live while ``stack`` is open."""
+
+    name: str
+    connector: HttpConnector
+    bare: Callable[[httpx.Client], tuple[int, int]]
+    bare_headers: dict[str, str]
+    requests: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def quickbooks(stack: ExitStack, count: int) -> Vendor:
+    entity = "Invoice"
+    fake = FakeQuickBooks(
+        clock=ManualClock(datetime(2024, 6, 3, 16, 0, tzinfo=UTC)),
+        client_secret="bench-secret",
+        requests_per_minute=10**9,
+    )
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    fake.bulk_load(
+        entity,
+        [start + timedelta(seconds=i) for i in range(count)],
+        fields=lambda n: {
+            "DocNumber": str(n),
+            "TotalAmt": float(n % 997),
+            "CustomerRef": {"value": str(n % 50)},
+        },
+    )
+    base_url = stack.enter_context(fake.serve())
+    tokens = fake.grant_tokens()
+    auth = quickbooks_auth(
+        fake.client_id,
+        fake.client_secret,
+        tokens.refresh_token,
+        token_url=f"{base_url}/oauth2/v1/tokens/bearer",
+        access_token=tokens.access_token,
+        expires_at=tokens.access_token_expires_at,
+        clock=fake.clock,
+    )
+    connector = stack.enter_context(
+        QuickBooksConnector(
+            fake.realm_id, entity, auth=auth, base_url=base_url, sleep=no_sleep, clock=fake.clock
+        )
+    )
+    sent = capture(fake, connector, count, "/query")
+
+    def bare(client: httpx.Client) -> tuple[int, int]:
+        return replay(client, sent, lambda body: body["QueryResponse"].get(entity, []))
+
+    return Vendor("quickbooks", connector, bare, {"Authorization": f"Bearer {tokens.access_token}"})
+
+
+def salesforce(stack: ExitStack, count: int) -> Vendor:
+    fake = FakeSalesforce(api_limit=10**9, max_open_locators=1_000)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    fake.bulk_load(
+        "Opportunity",
+        (
+            {
+                "Name": f"Deal {i}",
+                "StageName": "Prospecting",
+                "Amount": float(i % 997),
+                "CloseDate": date(2024, 12, 31),
+                "SystemModstamp": start + timedelta(seconds=i),
+            }
+            for i in range(count)
+        ),
+    )
+    base_url = stack.enter_context(fake.serve())
+    token = fake.issue_access_token()
+    connector = stack.enter_context(
+        SalesforceConnector(
+            "fake-consumer-key",
+            "fake-consumer-secret",
+            fake.refresh_token,
+            login_url=base_url,
+            instance_url=base_url,
+            access_token=token,
+            sleep=no_sleep,
+            clock=fake.clock,
+        )
+    )
+    sent = capture(fake, connector, count, "/services/data/")
+    first = sent[0]
+
+    def bare(client: httpx.Client) -> tuple[int, int]:
+        # Pages after the first sit behind the query's own locator: follow nextRecordsUrl.
+        response = client.request(first.method, first.url, headers=first.headers)
+        requests, rows = 1, 0
+        while True:
+            if response.status_code != 200:
+                raise RuntimeError(f"bare loop: salesforce answered {response.status_code}")
+            body = response.json()
+            rows += len(body["records"])
+            if body["done"]:
+                return rows, requests
+            response = client.get(base_url + body["nextRecordsUrl"], headers=first.headers)
+            requests += 1
+
+    vendor = Vendor("salesforce", connector, bare, {"Authorization": f"Bearer {token}"})
+    vendor.notes.append("bare loop follows nextRecordsUrl (per-query locators) after request 1")
+    return vendor
+
+
+def hubspot(stack: ExitStack, count: int) -> Vendor:
+    fake = FakeHubSpot(
+        index_lag=timedelta(0),
+        limits=HubSpotLimits(search_per_second=None, per_ten_seconds=None, daily=None),
+    )
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    fake.load(
+        "deals",
+        [start + timedelta(seconds=i) for i in range(count)],
+        {"dealname": "bench", "amount": "10"},
+    )
+    base_url = stack.enter_context(fake.serve())
+    connector = stack.enter_context(
+        HubSpotConnector(
+            base_url,
+            auth=BearerToken(fake.private_app_token),
+            sleep=no_sleep,
+            clock=fake.clock,
+        )
+    )
+    sent = capture(fake, connector, count, "/crm/v3/")
+
+    def bare(client: httpx.Client) -> tuple[int, int]:
+        return replay(client, sent, lambda body: body["results"])
+
+    vendor = Vendor(
+        "hubspot", connector, bare, {"Authorization": f"Bearer {fake.private_app_token}"}
+    )
+    vendor.notes.append(
+        "each search page after the first repeats the previous page's last row (the "
+        "connector's offset check); the bare loop receives those rows too"
+    )
+    return vendor
+
+
+def capture(fake: FakeVendor, connector: HttpConnector, count: int, api: str) -> list[Sent]:
+    """Run the connector's full read once, untimed; return its API requests, checked."""
+    with capturing(fake) as sent:
+        got = sum(len(page.records) for page in connector.read(Window()))
+    if got != count:
+        raise RuntimeError(f"{connector.vendor}: the capture read returned {got} of {count}")
+    api_requests = [request for request in sent if api in request.url]
+    if len(api_requests) != len(sent):
+        raise RuntimeError(f"{connector.vendor}: unexpected requests during the read: {sent}")
+    return api_requests
+
+
+VENDORS: dict[str, Callable[[ExitStack, int], Vendor]] = {
+    "quickbooks": quickbooks,
+    "salesforce": salesforce,
+    "hubspot": hubspot,
+}
+
+
+# -- timing ----------------------------------------------------------------------------------
+
+
+def time_connector(connector: HttpConnector) -> tuple[float, int]:
+    began = time.perf_counter()
+    pages = list(connector.read(Window()))
+    records = sum(len(page.records) for page in pages)
+    return time.perf_counter() - began, records
+
+
+def time_bare(vendor: Vendor, client: httpx.Client) -> tuple[float, int, int]:
+    began = time.perf_counter()
+    rows, requests = vendor.bare(client)
+    return time.perf_counter() - began, rows, requests
+
+
+def measure(name: str, count: int) -> dict[str, Any]:
+    with ExitStack() as stack:
+        setup_began = time.perf_counter()
+        vendor = VENDORS[name](stack, count)
+        setup = time.perf_counter() - setup_began
+        client = stack.enter_context(
+            httpx.Client(headers={"User-Agent": "bench", **vendor.bare_headers}, timeout=30.0)
+        )
+        # Warm-up: connections, tokens, the fake's caches, once each side.
+        _, bare_rows, bare_requests = time_bare(vendor, client)
+        time_connector(vendor.connector)
+        bare_times: list[float] = []
+        connector_times: list[float] = []
+        for _ in range(ROUNDS):
+            seconds, rows, requests = time_bare(vendor, client)
+            if (rows, requests) != (bare_rows, bare_requests):
+                raise RuntimeError(f"{name}: the bare loop fetched different pages between runs")
+            bare_times.append(seconds)
+            seconds, records = time_connector(vendor.connector)
+            if records != count:
+                raise RuntimeError(f"{name}: the connector read {records} records of {count}")
+            connector_times.append(seconds)
+    best_bare, best_connector = min(bare_times), min(connector_times)
+    return {
+        "vendor": name,
+        "records": count,
+        "requests": bare_requests,
+        "bare_rows_received": bare_rows,
+        "setup_seconds": round(setup, 3),
+        "bare_seconds": [round(t, 4) for t in bare_times],
+        "connector_seconds": [round(t, 4) for t in connector_times],
+        "bare_records_per_s": round(count / best_bare),
+        "connector_records_per_s": round(count / best_connector),
+        "ratio": round(best_bare / best_connector, 3),
+        "meets_target": best_bare / best_connector >= TARGET_RATIO,
+        "notes": vendor.notes,
+    }
+
+
+# -- machine and report ----------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return platform.processor() or "unknown"
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("model name", "Model", "Hardware", "cpu model"):
+            return value.strip()
+    return platform.processor() or "unknown"
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "httpx": httpx.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    header = (
+        f"{'vendor':<11} {'records':>8} {'requests':>8} {'bare rec/s':>11} "
+        f"{'connector rec/s':>16} {'ratio':>6}  target >= {TARGET_RATIO}"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        verdict = "ok" if row["meets_target"] else "BELOW"
+        print(
+            f"{row['vendor']:<11} {row['records']:>8,} {row['requests']:>8} "
+            f"{row['bare_records_per_s']:>11,} {row['connector_records_per_s']:>16,} "
+            f"{row['ratio']:>6.3f}  {verdict}"
+        )
+    for row in rows:
+        bare = ", ".join(f"{t:.3f}" for t in row["bare_seconds"])
+        conn = ", ".join(f"{t:.3f}" for t in row["connector_seconds"])
+        print(f"  {row['vendor']}: bare s [{bare}]  connector s [{conn}]")
+        for note in row["notes"]:
+            print(f"    note: {note}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10x fewer records (smoke run)")
+    parser.add_argument(
+        "--vendor", action="append", choices=sorted(VENDORS), help="only these vendors"
+    )
+    args = parser.parse_args(argv)
+    count = QUICK_RECORDS if args.quick else FULL_RECORDS
+    names = args.vendor or list(VENDORS)
+    info = machine()
+    load_before = load_average()
+    print(f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}")
+    print(f"load average at start: {load_before}")
+    if load_before and load_before[0] > BUSY_LOAD:
+        print(f"  (busy machine: 1-minute load above {BUSY_LOAD}; figures may be noisy)")
+    print(f"best of {ROUNDS} alternating rounds per side, after one warm-up each")
+    print(f"note: {SERVER_NOTE}")
+    print()
+    began = time.perf_counter()
+    rows = [measure(name, count) for name in names]
+    total = time.perf_counter() - began
+    load_after = load_average()
+    print_table(rows)
+    print()
+    print(f"load average at end: {load_after}; total {total:.1f} s")
+    results = {
+        "benchmark": "connectors",
+        "quick": args.quick,
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": info,
+        "load_average_start": load_before,
+        "load_average_end": load_after,
+        "rounds": ROUNDS,
+        "target_ratio": TARGET_RATIO,
+        "ratio_definition": "connector records/s over bare httpx loop records/s (best runs)",
+        "server_note": SERVER_NOTE,
+        "total_seconds": round(total, 1),
+        "vendors": rows,
+    }
+    path = QUICK_RESULTS if args.quick else RESULTS
+    path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"written to {path.relative_to(HERE.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
