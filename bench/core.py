@@ -37,6 +37,7 @@ from typing import Any
 
 from incsync import BaseConnector, CycleResult, Outcome, SQLiteStore, SyncEngine, SyncPolicy, Window
 from incsync.connectors import RawPage, generate_invoices
+from incsync.stores.sqlite import _SCHEMA, _UPSERT, _encode_payload
 from incsync.timestamps import parse_timestamp
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,18 +114,10 @@ class TailConnector(BaseConnector):
 
 # -- the bare loop ---------------------------------------------------------------------------
 
+# The store's own transactions table, upsert statement and payload encoding, so the bare loop
+# writes exactly what the engine writes and cannot drift from it.
 _BARE_SCHEMA = (
-    """
-    CREATE TABLE transactions (
-        source_key TEXT NOT NULL,
-        record_id TEXT NOT NULL,
-        updated_at_us INTEGER NOT NULL,
-        deleted INTEGER NOT NULL,
-        payload TEXT NOT NULL,
-        generation INTEGER NOT NULL,
-        PRIMARY KEY (source_key, record_id)
-    )
-    """,
+    next(statement for statement in _SCHEMA.split(";") if "incsync_transactions (" in statement),
     """
     CREATE TABLE sources (
         source_key TEXT PRIMARY KEY,
@@ -133,22 +126,6 @@ _BARE_SCHEMA = (
     )
     """,
 )
-# The same table, upsert and payload encoding as SQLiteStore; keep them in step with it.
-_BARE_UPSERT = """
-INSERT INTO transactions (source_key, record_id, updated_at_us, deleted, payload, generation)
-VALUES (?, ?, ?, ?, ?, ?)
-ON CONFLICT (source_key, record_id) DO UPDATE SET
-    updated_at_us = excluded.updated_at_us,
-    deleted = excluded.deleted,
-    payload = excluded.payload,
-    generation = excluded.generation
-WHERE excluded.updated_at_us > transactions.updated_at_us
-   OR (excluded.updated_at_us = transactions.updated_at_us
-       AND (excluded.generation > transactions.generation
-            OR (excluded.generation = transactions.generation
-                AND (excluded.deleted != transactions.deleted
-                     OR excluded.payload != transactions.payload))))
-"""
 _BARE_STATE = (
     "UPDATE sources SET cursor_updated_at_us = ?, cursor_record_id = ? WHERE source_key = ?"
 )
@@ -170,7 +147,7 @@ def open_bare(path: Path) -> sqlite3.Connection:
 def bare_sync(connection: sqlite3.Connection, pages: Iterable[Sequence[Invoice]]) -> int:
     """Write every page the least an engine must; return how many records were written."""
     parse = datetime.fromisoformat  # reads the trailing "Z" on Python 3.11+
-    encode = json.JSONEncoder(separators=(",", ":")).encode  # compact ASCII, as the store
+    encode = _encode_payload
     epoch, microsecond, key = _EPOCH, _MICROSECOND, SOURCE_KEY
     written = 0
     for page in pages:
@@ -180,7 +157,7 @@ def bare_sync(connection: sqlite3.Connection, pages: Iterable[Sequence[Invoice]]
         ]
         connection.execute("BEGIN IMMEDIATE")
         before = connection.total_changes
-        connection.executemany(_BARE_UPSERT, rows)
+        connection.executemany(_UPSERT, rows)
         last = rows[-1]
         connection.execute(_BARE_STATE, (last[2], last[1], key))
         connection.execute("COMMIT")
