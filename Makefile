@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck docs unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +22,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The documentation site, in strict mode: a broken link, nav entry or docstring fails the build.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet
+
 unit: $(STAMP)
 	$(BIN)/pytest --cov --cov-report=term
 
-test: lint typecheck unit
+test: lint typecheck docs unit
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.core
@@ -34,4 +38,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.timestamps
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage build dist
+	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache .coverage build dist

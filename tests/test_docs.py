@@ -1,6 +1,6 @@
 """Tests that run the documentation's Python examples, so what the docs show stays true.
 
-Every fenced code block marked ``python`` in README.md and docs/*.md runs: each file's blocks in
+Every fenced code block marked ``python`` in README.md and docs/**/*.md runs: each file's blocks in
 order, in one shared namespace per file, in a fresh temporary working directory (so a file such as
 ``incsync.db`` lands there). A block opts out only with ``<!-- not-run: reason -->`` on the line
 right before its fence; blocks in other languages (``sh``, ``jinja``, ``html``, ``sql``…) are
@@ -22,7 +22,7 @@ import pytest
 from incsync.stores import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 GUIDES = ("concepts.md", "connectors.md", "status.md")
 
 PYTHON_LANGUAGES = frozenset({"python", "python3", "py"})
