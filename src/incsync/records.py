@@ -19,6 +19,7 @@ __all__ = [
     "Transaction",
     "record_from_raw",
     "supersedes",
+    "trusted_record",
 ]
 
 _RAW_EXCERPT_CHARS = 2_000
@@ -181,7 +182,7 @@ def record_from_raw(
             except ValueError:
                 parsed = None
             if parsed is not None and parsed.tzinfo is UTC:
-                return _checked_record(fast_id, parsed, raw, deleted)
+                return trusted_record(fast_id, parsed, raw, deleted)
     elif not isinstance(raw, Mapping):
         raise BadRecordError(f"expected a JSON object, got {type(raw).__name__}")
     raw_id = raw.get(id_field)
@@ -204,10 +205,25 @@ def record_from_raw(
     return Record(id=record_id, updated_at=updated_at, payload=raw, deleted=deleted)
 
 
-def _checked_record(
-    record_id: str, updated_at: datetime, payload: Mapping[str, Any], deleted: bool
+def trusted_record(
+    record_id: str, updated_at: datetime, payload: Mapping[str, Any], deleted: bool = False
 ) -> Record:
-    """Build a Record from a non-empty id and a UTC time already checked, without re-checking."""
+    """Build a :class:`Record` from values the caller has already checked, skipping validation.
+
+    A connector's per-record hot path may use it once it has made sure that ``record_id`` is a
+    non-empty string and ``updated_at`` an aware datetime whose ``tzinfo`` is
+    :data:`incsync.timestamps.UTC`; anything else would build a record the engine cannot compare.
+    When in doubt, build ``Record(...)``, which checks.
+
+    Args:
+        record_id: The record's id, non-empty.
+        updated_at: When the record last changed, aware UTC.
+        payload: The raw mapping from the source.
+        deleted: Whether the record is a tombstone.
+
+    Returns:
+        The record, built without validators.
+    """
     record: Record = _new_object(Record)
     _set_field(record, "id", record_id)
     _set_field(record, "updated_at", updated_at)
