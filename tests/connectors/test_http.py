@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import ssl
 from collections.abc import Iterator
 
 import httpx
@@ -73,6 +74,18 @@ def test_the_connection_is_kept_alive_across_requests() -> None:
             assert connector.get_json("/hello") == {"hello": "world"}
         # httpcore's pool is the only witness of how many connections were opened.
         assert len(transport._pool.connections) == 1
+
+
+def test_connectors_share_one_tls_context_so_building_one_is_cheap() -> None:
+    """Every connector's default transport verifies TLS with one shared, already loaded context."""
+    with Plain("https://a.example.com") as first, Plain("https://b.example.com") as second:
+        contexts = [
+            connector._client._transport._pool._ssl_context  # type: ignore[attr-defined]
+            for connector in (first, second)
+        ]
+    assert contexts[0] is contexts[1]
+    assert contexts[0].verify_mode is ssl.CERT_REQUIRED
+    assert contexts[0].check_hostname
 
 
 def test_close_and_the_context_manager_close_the_client() -> None:

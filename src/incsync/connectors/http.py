@@ -19,8 +19,10 @@ auth flow masked. Nothing from httpx or tenacity reaches the caller, not even as
 
 from __future__ import annotations
 
+import functools
 import json as _json
 import random as _random
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -63,6 +65,13 @@ DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 
 # Headers that describe the body as it came over the wire, not the decoded copy kept of it.
 _WIRE_BODY_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
+
+
+@functools.cache
+def _shared_ssl_context() -> ssl.SSLContext:
+    # Loading the CA bundle costs tens of milliseconds of CPU: a scheduler that builds a connector
+    # per cycle would spend more on that than on the cycle. One context serves every client.
+    return httpx.create_ssl_context()
 
 
 class HttpConnector(BaseConnector):
@@ -125,6 +134,7 @@ class HttpConnector(BaseConnector):
             timeout=timeout,
             limits=limits,
             transport=transport,
+            verify=_shared_ssl_context(),
             # A redirect is an answer to judge, not to follow with our credentials.
             follow_redirects=False,
         )

@@ -17,7 +17,7 @@ Fault = Callable[[httpx.Request], "httpx.Response | None"]
 """Looks at a request and answers it instead of the fake (a throttle, an outage), or passes."""
 
 # Headers that carry credentials: recorded as present, never by value.
-_SECRET_HEADERS = frozenset({"authorization", "x-api-key", "cookie"})
+_SECRET_HEADERS = frozenset({"authorization", "x-api-key", "x-api-token", "cookie"})
 
 
 @attrs.frozen
