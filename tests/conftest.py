@@ -10,8 +10,10 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from incsync import SQLiteStore
+from incsync.stores.postgres import PostgresStore
 from incsync.testing import InMemoryStore
 from tests.helpers import Store
+from tests.stores.postgres_server import fresh_schema, migrated_store, require_server
 
 # Two cores shared with a browser, subprocesses and SQLite make wall-clock limits flaky: correctness
 # here never depends on how fast an example runs. In CI the examples are derived from each test's
@@ -26,11 +28,33 @@ settings.register_profile(
 settings.load_profile("incsync")
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture
+def postgres_conninfo() -> str:
+    """The test server's connection string (the test skips, or fails under CI, without one)."""
+    return require_server()
+
+
+@pytest.fixture
+def postgres_schema(postgres_conninfo: str) -> Iterator[str]:
+    """A schema of its own for the test, dropped at teardown."""
+    with fresh_schema() as schema:
+        yield schema
+
+
+@pytest.fixture
+def postgres_store(postgres_schema: str) -> Iterator[PostgresStore]:
+    """A migrated PostgresStore on the test's own schema."""
+    with migrated_store(postgres_schema) as store:
+        yield store
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """Each built-in store in turn: what holds for one must hold for the other."""
+    """Each built-in store in turn: what holds for one must hold for the others."""
     if request.param == "memory":
         yield InMemoryStore()
-    else:
+    elif request.param == "sqlite":
         with SQLiteStore(tmp_path / "incsync.db") as sqlite:
             yield sqlite
+    else:
+        yield request.getfixturevalue("postgres_store")

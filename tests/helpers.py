@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from incsync import SQLiteStore, Transaction
+from incsync.stores.postgres import PostgresStore
 from incsync.testing import InMemoryStore
 
 __all__ = ["Store", "transactions_by_id"]
 
-Store = InMemoryStore | SQLiteStore
+Store = InMemoryStore | SQLiteStore | PostgresStore
 """A built-in store: state store, transaction sink and atomic page committer in one."""
 
 

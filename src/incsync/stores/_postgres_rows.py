@@ -1,0 +1,180 @@
+"""Rows of the PostgreSQL store: states, transactions and text, to and from what PostgreSQL holds.
+
+Pure functions, kept apart from the store's I/O so they can be read and tested alone, and so the
+benchmark's bare loop encodes payloads exactly as the store does. No driver is needed here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from operator import itemgetter
+from typing import Any
+
+from incsync.cursor import Cursor
+from incsync.errors import BadRecordError
+from incsync.records import Record, RejectedRecord
+from incsync.state import ErrorInfo, Lease, Phase, SourceState
+from incsync.stores.sqlite import _json_default
+
+__all__ = [
+    "encode_payload",
+    "escaped",
+    "payload_problem",
+    "state_from_row",
+    "state_params",
+    "storable",
+    "transaction_rows",
+]
+
+# PostgreSQL cannot hold NaN in jsonb, nor NUL or lone surrogates in any text: such payloads are
+# set aside (with this encoder's ValueError, or the check below) instead of failing the page.
+encode_payload = json.JSONEncoder(
+    separators=(",", ":"), default=_json_default, allow_nan=False
+).encode
+
+
+def storable(text: str) -> bool:
+    """Return whether PostgreSQL can hold ``text`` as it is (no NUL, valid UTF-8)."""
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def escaped(text: str) -> str:
+    """Return ``text`` with what PostgreSQL cannot hold written as backslash escapes."""
+    if storable(text):
+        return text
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def payload_problem(encoded: str) -> str | None:
+    """Return why a JSON payload cannot be stored as jsonb, or ``None`` if it can."""
+    # The encoding is ASCII with escapes; only these two escapes can be refused, so the full
+    # walk below runs only for the rare payload that holds one of them.
+    if "\\u0000" not in encoded and "\\ud" not in encoded:
+        return None
+    pending: list[Any] = [json.loads(encoded)]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, str) and not storable(value):
+            return "payload holds a NUL character or a lone surrogate, which PostgreSQL refuses"
+    return None
+
+
+# -- states and transactions -----------------------------------------------------------------
+
+
+def state_params(state: SourceState) -> dict[str, object]:
+    """Return the named parameters that write ``state`` into its row (see ``STATE_COLUMNS``)."""
+    error, lease, cursor = state.last_error, state.lease, state.cursor
+    return {
+        "source_key": state.key,
+        "phase": state.phase.value,
+        "generation": state.generation,
+        "cursor_updated_at": None if cursor is None else cursor.updated_at,
+        "cursor_record_id": None if cursor is None else escaped(cursor.record_id),
+        "last_change": state.last_change,
+        "last_sync": state.last_sync,
+        "last_attempt": state.last_attempt,
+        "consecutive_failures": state.consecutive_failures,
+        "error_class": None if error is None else escaped(error.error_class),
+        "error_message": None if error is None else escaped(error.message),
+        "error_at": None if error is None else error.at,
+        "error_retryable": None if error is None else error.retryable,
+        "error_auth": None if error is None else error.auth,
+        "lease_holder": None if lease is None else escaped(lease.holder),
+        "lease_expires_at": None if lease is None else lease.expires_at,
+        "lease_token": None if lease is None else lease.token,
+        "not_before": state.not_before,
+        "last_cycle_rejected": state.last_cycle_rejected,
+        "reset_pending": state.reset_pending,
+    }
+
+
+def state_from_row(row: Sequence[Any]) -> SourceState:
+    """Return the state a row of ``STATE_COLUMNS`` holds."""
+    (
+        key,
+        phase,
+        generation,
+        cursor_updated_at,
+        cursor_record_id,
+        last_change,
+        last_sync,
+        last_attempt,
+        consecutive_failures,
+        error_class,
+        error_message,
+        error_at,
+        error_retryable,
+        error_auth,
+        lease_holder,
+        lease_expires_at,
+        lease_token,
+        not_before,
+        last_cycle_rejected,
+        reset_pending,
+    ) = row
+    return SourceState(
+        key=key,
+        phase=Phase(phase),
+        generation=generation,
+        cursor=None if cursor_updated_at is None else Cursor(cursor_updated_at, cursor_record_id),
+        last_change=last_change,
+        last_sync=last_sync,
+        last_attempt=last_attempt,
+        consecutive_failures=consecutive_failures,
+        last_error=None
+        if error_class is None
+        else ErrorInfo(error_class, error_message, error_at, error_retryable, error_auth),
+        lease=None
+        if lease_token is None
+        else Lease(holder=lease_holder or "", expires_at=lease_expires_at, token=lease_token),
+        not_before=not_before,
+        last_cycle_rejected=last_cycle_rejected,
+        reset_pending=reset_pending,
+    )
+
+
+def transaction_rows(
+    source_key: str, records: Sequence[Record], generation: int
+) -> tuple[list[tuple[object, ...]], list[RejectedRecord]]:
+    """Return the upsert rows of ``records``, sorted by id, and the records that cannot be rows.
+
+    Sorting makes every writer lock a source's rows in the same order, so two workers writing
+    overlapping pages wait for each other instead of deadlocking. The sort is stable: two
+    versions of one record in a page are still written in the page's order.
+    """
+    rows: list[tuple[object, ...]] = []
+    rejected: list[RejectedRecord] = []
+    encode = encode_payload
+    for record in records:
+        reason: str | None
+        if not storable(record.id):
+            reason = "id holds a NUL character or a lone surrogate, which PostgreSQL refuses"
+        else:
+            try:
+                payload = encode(record.payload)
+            except (TypeError, ValueError) as error:
+                reason = f"payload cannot be stored as JSON: {error}"
+            else:
+                reason = payload_problem(payload)
+        if reason is not None:
+            refusal = BadRecordError(reason, record_id=escaped(record.id))
+            rejected.append(RejectedRecord.from_error(refusal, record))
+            continue
+        rows.append((source_key, record.id, record.updated_at, record.deleted, payload, generation))
+    rows.sort(key=itemgetter(1))
+    return rows, rejected

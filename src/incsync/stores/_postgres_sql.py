@@ -1,0 +1,252 @@
+"""The SQL of the PostgreSQL store: its schema migrations and the statements it runs.
+
+Kept apart from :mod:`incsync.stores.postgres` so the statements can be read (and reviewed) as
+SQL, and so the benchmark's bare loop runs exactly the store's upsert. Every statement names its
+tables through ``{schema}``, filled in by :func:`render` with a validated, quoted identifier.
+
+Text keys are ``COLLATE "C"``: PostgreSQL then orders them by code point, as Python does, so
+``list_states`` and ``transactions`` come back in the same order from every store.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from incsync.errors import ConfigurationError
+
+__all__ = [
+    "ACQUIRE_LEASE",
+    "COUNT_TRANSACTIONS",
+    "CREATE_SCHEMA",
+    "CREATE_VERSION_TABLE",
+    "DELETE_REJECTED",
+    "ENSURE_SOURCE",
+    "LIST_REJECTED",
+    "LIST_STATES",
+    "LOCK_STATE",
+    "MIGRATE_LOCK",
+    "MIGRATIONS",
+    "READ_STATE",
+    "READ_TRANSACTIONS",
+    "RECORDED_VERSION",
+    "RECORD_VERSION",
+    "SAVE_REJECTED",
+    "SCHEMA_EXISTS",
+    "SCHEMA_VERSION",
+    "STATE_COLUMNS",
+    "UPSERT_TRANSACTION",
+    "WRITE_STATE",
+    "quoted_schema",
+    "render",
+]
+
+SCHEMA_VERSION = 1
+"""The schema version this incsync writes; :meth:`PostgresStore.migrate` brings a database to it."""
+
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def quoted_schema(schema: str) -> str:
+    """Return ``schema`` as a quoted SQL identifier, refusing names that would need escaping.
+
+    Raises:
+        ConfigurationError: ``schema`` is not lower-case letters, digits and underscores.
+    """
+    if not _IDENTIFIER.fullmatch(schema):
+        raise ConfigurationError(
+            f"schema={schema!r}; use 1 to 63 lower-case letters, digits and underscores, "
+            "starting with a letter or underscore"
+        )
+    return f'"{schema}"'
+
+
+@lru_cache(maxsize=256)
+def render(template: str, schema: str) -> str:
+    """Return ``template`` with ``{schema}`` replaced by the quoted schema name."""
+    return template.replace("{schema}", quoted_schema(schema))
+
+
+# -- migrations ------------------------------------------------------------------------------
+
+# Taken (per schema) before anything else, so two workers migrating at once run one after the
+# other: the second finds the work done.
+MIGRATE_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
+SCHEMA_EXISTS = "SELECT 1 FROM pg_namespace WHERE nspname = %s"
+CREATE_SCHEMA = "CREATE SCHEMA IF NOT EXISTS {schema}"
+CREATE_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS {schema}.schema_version (
+    version integer PRIMARY KEY,
+    migrated_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+RECORDED_VERSION = "SELECT coalesce(max(version), 0) FROM {schema}.schema_version"
+RECORD_VERSION = "INSERT INTO {schema}.schema_version (version) VALUES (%s)"
+
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (
+        1,
+        (
+            """
+            CREATE TABLE {schema}.sources (
+                source_key text COLLATE "C" PRIMARY KEY,
+                phase text NOT NULL DEFAULT 'new'
+                    CHECK (phase IN ('new', 'active', 'resetting', 'cancelled', 'stopped')),
+                generation bigint NOT NULL DEFAULT 0,
+                cursor_updated_at timestamptz,
+                cursor_record_id text COLLATE "C",
+                last_change timestamptz,
+                last_sync timestamptz,
+                last_attempt timestamptz,
+                consecutive_failures integer NOT NULL DEFAULT 0,
+                error_class text,
+                error_message text,
+                error_at timestamptz,
+                error_retryable boolean,
+                error_auth boolean,
+                lease_holder text,
+                lease_expires_at timestamptz,
+                lease_token bigint,
+                not_before timestamptz,
+                last_cycle_rejected bigint NOT NULL DEFAULT 0,
+                reset_pending boolean NOT NULL DEFAULT false,
+                CHECK ((lease_token IS NULL) = (lease_expires_at IS NULL)),
+                CHECK ((cursor_updated_at IS NULL) = (cursor_record_id IS NULL))
+            )
+            """,
+            """
+            CREATE TABLE {schema}.transactions (
+                source_key text COLLATE "C" NOT NULL,
+                record_id text COLLATE "C" NOT NULL,
+                updated_at timestamptz NOT NULL,
+                deleted boolean NOT NULL,
+                payload jsonb NOT NULL,
+                generation bigint NOT NULL,
+                PRIMARY KEY (source_key, record_id)
+            )
+            """,
+            # ``sighting`` grows with every write, so the list comes back in order of last
+            # sighting, as the in-memory store keeps it.
+            """
+            CREATE TABLE {schema}.rejected (
+                source_key text COLLATE "C" NOT NULL,
+                fingerprint text COLLATE "C" NOT NULL,
+                record_id text,
+                reason text NOT NULL,
+                raw text NOT NULL,
+                seen_at timestamptz,
+                sighting bigserial NOT NULL,
+                PRIMARY KEY (source_key, fingerprint)
+            )
+            """,
+        ),
+    ),
+)
+
+# -- state -----------------------------------------------------------------------------------
+
+STATE_COLUMNS = (
+    "source_key",
+    "phase",
+    "generation",
+    "cursor_updated_at",
+    "cursor_record_id",
+    "last_change",
+    "last_sync",
+    "last_attempt",
+    "consecutive_failures",
+    "error_class",
+    "error_message",
+    "error_at",
+    "error_retryable",
+    "error_auth",
+    "lease_holder",
+    "lease_expires_at",
+    "lease_token",
+    "not_before",
+    "last_cycle_rejected",
+    "reset_pending",
+)
+_SELECT_STATE = f"SELECT {', '.join(STATE_COLUMNS)} FROM {{schema}}.sources"
+
+READ_STATE = _SELECT_STATE + " WHERE source_key = %s"
+LOCK_STATE = READ_STATE + " FOR UPDATE"
+LIST_STATES = _SELECT_STATE + " ORDER BY source_key"
+
+# The column defaults are a new source's state (incsync.state.new_state).
+ENSURE_SOURCE = (
+    "INSERT INTO {schema}.sources (source_key) VALUES (%s) ON CONFLICT (source_key) DO NOTHING"
+)
+
+# A compare-and-set: the row is written only while it still holds the lease token and generation
+# the transition was decided on, so no write is ever made under another worker's lease.
+WRITE_STATE = (
+    "UPDATE {schema}.sources SET "
+    + ", ".join(f"{column} = %({column})s" for column in STATE_COLUMNS[1:])
+    + " WHERE source_key = %(source_key)s"
+    " AND lease_token IS NOT DISTINCT FROM %(expected_token)s"
+    " AND generation = %(expected_generation)s"
+)
+
+# The lease is granted by the database in one statement, only when incsync.state.skip_reason
+# would allow a cycle: not cancelled or stopped, no live lease, not asked to wait. Every grant
+# takes the next fencing token.
+ACQUIRE_LEASE = """
+INSERT INTO {schema}.sources AS stored
+    (source_key, lease_holder, lease_expires_at, lease_token, last_attempt)
+VALUES (%(source_key)s, %(holder)s, %(expires_at)s, 1, %(now)s)
+ON CONFLICT (source_key) DO UPDATE SET
+    lease_holder = excluded.lease_holder,
+    lease_expires_at = excluded.lease_expires_at,
+    lease_token = coalesce(stored.lease_token, 0) + 1,
+    last_attempt = excluded.last_attempt
+WHERE stored.phase NOT IN ('cancelled', 'stopped')
+  AND (stored.lease_expires_at IS NULL OR stored.lease_expires_at <= excluded.last_attempt)
+  AND (stored.not_before IS NULL OR stored.not_before <= excluded.last_attempt)
+RETURNING stored.lease_token
+"""
+
+# -- set-aside records -----------------------------------------------------------------------
+
+SAVE_REJECTED = """
+INSERT INTO {schema}.rejected AS kept
+    (source_key, fingerprint, record_id, reason, raw, seen_at)
+VALUES (%s, %s, %s, %s, %s, %s)
+ON CONFLICT (source_key, fingerprint) DO UPDATE SET
+    record_id = excluded.record_id,
+    reason = excluded.reason,
+    raw = excluded.raw,
+    seen_at = excluded.seen_at,
+    sighting = excluded.sighting
+"""
+DELETE_REJECTED = "DELETE FROM {schema}.rejected WHERE source_key = %s"
+LIST_REJECTED = """
+SELECT record_id, reason, raw, seen_at FROM {schema}.rejected
+WHERE source_key = %s ORDER BY seen_at NULLS FIRST, sighting
+"""
+
+# -- transactions ----------------------------------------------------------------------------
+
+# One statement decides idempotency, as incsync.records.supersedes does: a newer version is
+# written, an older never; at an equal time a newer generation is written once, and within a
+# generation only a changed content. Many workers upserting at once cannot undo each other.
+UPSERT_TRANSACTION = """
+INSERT INTO {schema}.transactions AS stored
+    (source_key, record_id, updated_at, deleted, payload, generation)
+VALUES (%s, %s, %s, %s, %s::jsonb, %s)
+ON CONFLICT (source_key, record_id) DO UPDATE SET
+    updated_at = excluded.updated_at,
+    deleted = excluded.deleted,
+    payload = excluded.payload,
+    generation = excluded.generation
+WHERE excluded.updated_at > stored.updated_at
+   OR (excluded.updated_at = stored.updated_at
+       AND (excluded.generation > stored.generation
+            OR (excluded.generation = stored.generation
+                AND (excluded.deleted <> stored.deleted OR excluded.payload <> stored.payload))))
+"""
+READ_TRANSACTIONS = """
+SELECT record_id, updated_at, deleted, payload, generation FROM {schema}.transactions
+WHERE source_key = %s AND record_id > %s ORDER BY record_id LIMIT %s
+"""
+COUNT_TRANSACTIONS = "SELECT count(*) FROM {schema}.transactions WHERE source_key = %s"

@@ -1,0 +1,447 @@
+"""State store and transaction sink in PostgreSQL, for many workers on many machines.
+
+Needs the optional extra (``pip install 'incsync[postgres]'``: psycopg 3 and its pool); importing
+this module works without it, creating a store does not.
+
+The database itself enforces the rules that keep concurrent workers apart:
+
+* a lease is granted by one conditional ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` that only
+  succeeds when no live lease exists, and every grant takes the next fencing token;
+* every other state write locks the source's row, runs the pure transition from
+  :mod:`incsync.state` on it (which refuses a stale lease or generation), and writes the result
+  with an ``UPDATE`` conditioned on the lease token and generation it read, so no write is ever
+  made under another worker's lease;
+* a transaction is upserted by one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` that encodes
+  :func:`incsync.records.supersedes`, so replaying a page, or two workers writing the same
+  records, changes nothing twice;
+* a page's rows, its checkpoint and its set-aside records commit in one transaction.
+
+Each call runs in its own short transaction on a connection from a pool.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from incsync.errors import ConfigurationError, LeaseLostError, StoreError
+from incsync.records import ApplyResult, Record, RejectedRecord, Transaction
+from incsync.redaction import redact
+from incsync.state import Checkpoint, Lease, SourceState, new_state
+from incsync.state import save_checkpoint as checkpoint_transition
+from incsync.stores import _postgres_sql as sql
+from incsync.stores._base import StateStoreBase, Transition, rejection_fingerprint
+from incsync.stores._postgres_rows import escaped, state_from_row, state_params, transaction_rows
+from incsync.timestamps import ensure_utc
+
+try:
+    import psycopg
+    import psycopg.conninfo
+    import psycopg.errors
+    import psycopg_pool
+
+    _MISSING_DRIVER: str | None = None
+except ImportError as missing:  # the optional extra is not installed
+    _MISSING_DRIVER = str(missing)
+
+if TYPE_CHECKING:
+    StoreCursor = psycopg.Cursor[tuple[Any, ...]]
+
+__all__ = ["SCHEMA_VERSION", "PostgresStore"]
+
+SCHEMA_VERSION = sql.SCHEMA_VERSION
+
+_TRANSACTIONS_BATCH = 1_000  # rows fetched per round trip while streaming transactions
+
+
+def _require_driver() -> None:
+    if _MISSING_DRIVER is not None:
+        raise ConfigurationError(
+            f"PostgresStore needs psycopg 3 and psycopg_pool ({_MISSING_DRIVER}); "
+            "install them with: pip install 'incsync[postgres]'"
+        )
+
+
+def _configure_session(statement_timeout: timedelta, connection: psycopg.Connection[Any]) -> None:
+    """Set up every new pooled connection: a bound on each statement, and UTC times."""
+    milliseconds = max(1, int(statement_timeout.total_seconds() * 1000))
+    connection.execute(
+        "SELECT set_config('statement_timeout', %s, false), set_config('TimeZone', 'UTC', false)",
+        (f"{milliseconds}ms",),
+    )
+    connection.commit()
+
+
+class PostgresStore(StateStoreBase):
+    """State store and transaction sink in a PostgreSQL schema, shared by any number of workers.
+
+    Create the tables once with :meth:`migrate` (safe to call on every start, from every worker
+    at once); until then every other call raises ``StoreError``. Create one store per process and
+    share it between threads; close it (or use it as a context manager) to close its pool.
+
+    Text PostgreSQL cannot hold (NUL characters, lone surrogates) never fails a write: a record
+    whose id or payload holds it is set aside with its reason, and in error messages and
+    set-aside excerpts it is stored backslash-escaped.
+
+    Args:
+        conninfo: A libpq connection string or URL (``"host=db dbname=app user=sync"``), or an
+            open ``psycopg_pool.ConnectionPool`` the host owns and closes itself. Every call runs
+            in an explicit transaction whatever the pool's autocommit setting; a host's pool
+            should give its sessions a ``statement_timeout``, as the store's own pool does.
+        schema: The PostgreSQL schema holding incsync's tables: lower-case letters, digits and
+            underscores.
+        min_size: Connections the store's own pool keeps open.
+        max_size: The most connections the store's own pool opens (one per concurrent call).
+        statement_timeout: How long one statement (lock waits included) may run on the store's
+            own pool before it fails with ``StoreError`` instead of hanging a worker.
+        pool_timeout: How long a call waits for a free (or new) connection of the store's own
+            pool.
+
+    Raises:
+        ConfigurationError: psycopg is not installed, or an argument is invalid.
+    """
+
+    def __init__(
+        self,
+        conninfo: str | psycopg_pool.ConnectionPool[Any],
+        *,
+        schema: str = "incsync",
+        min_size: int = 1,
+        max_size: int = 4,
+        statement_timeout: timedelta = timedelta(seconds=30),
+        pool_timeout: timedelta = timedelta(seconds=30),
+    ) -> None:
+        _require_driver()
+        sql.quoted_schema(schema)  # refuse a bad name now, not at the first call
+        if not 0 <= min_size <= max_size or max_size < 1:
+            raise ConfigurationError(
+                f"min_size={min_size}, max_size={max_size}; need 0 <= min_size <= max_size, "
+                "max_size >= 1"
+            )
+        if statement_timeout <= timedelta(0) or pool_timeout <= timedelta(0):
+            raise ConfigurationError("statement_timeout and pool_timeout must be positive")
+        self.schema = schema
+        self._schema_ready = False
+        self._secrets: list[str] = []
+        if isinstance(conninfo, str):
+            try:
+                password = psycopg.conninfo.conninfo_to_dict(conninfo).get("password")
+            except psycopg.ProgrammingError as error:
+                raise ConfigurationError(
+                    "conninfo is not a valid libpq connection string or URL"
+                ) from error
+            if password:
+                self._secrets.append(str(password))
+            self._pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
+                conninfo,
+                min_size=min_size,
+                max_size=max_size,
+                kwargs={"autocommit": False},
+                configure=partial(_configure_session, statement_timeout),
+                timeout=pool_timeout.total_seconds(),
+                name=f"incsync-{schema}",
+                open=True,
+            )
+            # A store dropped without close() still closes the pool it opened.
+            self._finalizer: weakref.finalize[Any, Any] | None = weakref.finalize(
+                self, self._pool.close
+            )
+        else:
+            self._pool = conninfo
+            self._finalizer = None
+
+    def close(self) -> None:
+        """Close the store's own pool; a pool the host passed in is left open for its owner."""
+        if self._finalizer is not None:
+            self._finalizer()
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- connections and errors --------------------------------------------------------------
+
+    def _sql(self, template: str) -> str:
+        return sql.render(template, self.schema)
+
+    @contextmanager
+    def _translated(self, doing: str) -> Iterator[None]:
+        """Turn driver errors into ``StoreError`` saying what failed; one boundary for all."""
+        try:
+            yield
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName) as error:
+            raise StoreError(
+                f"PostgreSQL schema {self.schema!r} has no incsync tables (while trying to "
+                f"{doing}); create them with PostgresStore.migrate()"
+            ) from error
+        except psycopg.Error as error:
+            detail = redact(str(error).strip().splitlines()[0] if str(error) else "", self._secrets)
+            code = f" [{error.sqlstate}]" if error.sqlstate else ""
+            raise StoreError(
+                f"PostgreSQL store (schema {self.schema!r}) could not {doing}: "
+                f"{type(error).__name__}{code}: {detail}"
+            ) from error
+        except UnicodeEncodeError as error:
+            raise StoreError(
+                f"PostgreSQL store (schema {self.schema!r}) could not {doing}: a text value "
+                "holds a lone surrogate, which PostgreSQL cannot store"
+            ) from error
+
+    @contextmanager
+    def _transaction(self, doing: str, *, migrating: bool = False) -> Iterator[StoreCursor]:
+        """Run the block in one database transaction: committed at its end, rolled back on error."""
+        with (
+            self._translated(doing),
+            self._pool.connection() as connection,
+            connection.transaction(),
+            connection.cursor() as cursor,
+        ):
+            if not migrating and not self._schema_ready:
+                self._check_schema(cursor)
+            yield cursor
+
+    def _check_schema(self, cursor: StoreCursor) -> None:
+        cursor.execute(self._sql(sql.RECORDED_VERSION))
+        row = cursor.fetchone()
+        version = 0 if row is None else int(row[0])
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"PostgreSQL schema {self.schema!r} is at incsync schema version {version}, newer "
+                f"than this version's {SCHEMA_VERSION}; upgrade incsync"
+            )
+        if version < SCHEMA_VERSION:
+            raise StoreError(
+                f"PostgreSQL schema {self.schema!r} is at incsync schema version {version}; "
+                f"run PostgresStore.migrate() to bring it to {SCHEMA_VERSION}"
+            )
+        self._schema_ready = True
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        """Create or upgrade incsync's tables in the store's schema; idempotent.
+
+        Workers may all call it at start-up: an advisory lock makes concurrent calls run one
+        after the other, and each step is recorded in the ``schema_version`` table.
+
+        Returns:
+            The schema version the database is now at.
+
+        Raises:
+            StoreError: The database already holds a newer schema (upgrade incsync), or
+                PostgreSQL refused (for example the user may not create the schema).
+        """
+        with self._transaction(f"migrate schema {self.schema!r}", migrating=True) as cursor:
+            cursor.execute(sql.MIGRATE_LOCK, (f"incsync.migrate.{self.schema}",))
+            # A schema made beforehand by an administrator needs no CREATE right on the database.
+            cursor.execute(sql.SCHEMA_EXISTS, (self.schema,))
+            if cursor.fetchone() is None:
+                cursor.execute(self._sql(sql.CREATE_SCHEMA))
+            cursor.execute(self._sql(sql.CREATE_VERSION_TABLE))
+            cursor.execute(self._sql(sql.RECORDED_VERSION))
+            row = cursor.fetchone()
+            current = 0 if row is None else int(row[0])
+            if current > SCHEMA_VERSION:
+                raise StoreError(
+                    f"PostgreSQL schema {self.schema!r} is at incsync schema version {current}, "
+                    f"newer than this version's {SCHEMA_VERSION}; upgrade incsync instead of "
+                    "migrating"
+                )
+            for version, statements in sql.MIGRATIONS:
+                if version > current:
+                    for statement in statements:
+                        cursor.execute(self._sql(statement))
+                    cursor.execute(self._sql(sql.RECORD_VERSION), (version,))
+        self._schema_ready = True
+        return SCHEMA_VERSION
+
+    # -- state store -------------------------------------------------------------------------
+
+    def load(self, source_key: str) -> SourceState:
+        """Return the source's state (a new one if the store has never seen it)."""
+        with self._transaction(f"load the state of {source_key!r}") as cursor:
+            cursor.execute(self._sql(sql.READ_STATE), (source_key,))
+            row = cursor.fetchone()
+        return new_state(source_key) if row is None else state_from_row(row)
+
+    def list_states(self) -> Sequence[SourceState]:
+        """Return the state of every source the store knows, ordered by key."""
+        with self._transaction("list the sources' states") as cursor:
+            cursor.execute(self._sql(sql.LIST_STATES))
+            rows = cursor.fetchall()
+        return [state_from_row(row) for row in rows]
+
+    def list_rejected(self, source_key: str) -> Sequence[RejectedRecord]:
+        """Return the records set aside for the source, oldest sighting first."""
+        with self._transaction(f"list the set-aside records of {source_key!r}") as cursor:
+            cursor.execute(self._sql(sql.LIST_REJECTED), (source_key,))
+            rows = cursor.fetchall()
+        return [
+            RejectedRecord(record_id=record_id, reason=reason, raw=raw, seen_at=seen_at)
+            for record_id, reason, raw, seen_at in rows
+        ]
+
+    def acquire_lease(
+        self, source_key: str, holder: str, now: datetime, ttl: timedelta
+    ) -> Lease | None:
+        """Take the source's lease in one conditional statement, or return ``None``.
+
+        The database grants it only when :func:`incsync.state.skip_reason` would let a cycle
+        start at ``now``, and gives it the next fencing token.
+        """
+        now = ensure_utc(now, "now")
+        lease = Lease(holder=holder, expires_at=now + ttl, token=0)
+        with self._transaction(f"acquire the lease of {source_key!r}") as cursor:
+            cursor.execute(
+                self._sql(sql.ACQUIRE_LEASE),
+                {
+                    "source_key": source_key,
+                    "holder": escaped(holder),
+                    "expires_at": lease.expires_at,
+                    "now": now,
+                },
+            )
+            row = cursor.fetchone()
+        return None if row is None else Lease(lease.holder, lease.expires_at, int(row[0]))
+
+    def _locked_state(self, cursor: StoreCursor, source_key: str, *, create: bool) -> SourceState:
+        """Read the source's state and lock its row until the transaction ends."""
+        cursor.execute(self._sql(sql.LOCK_STATE), (source_key,))
+        row = cursor.fetchone()
+        if row is None and create:
+            # Lock a new source's row too, so two first writes (two resets) run one after the
+            # other instead of both starting from a fresh state.
+            cursor.execute(self._sql(sql.ENSURE_SOURCE), (source_key,))
+            cursor.execute(self._sql(sql.LOCK_STATE), (source_key,))
+            row = cursor.fetchone()
+        return new_state(source_key) if row is None else state_from_row(row)
+
+    def _write_state(self, cursor: StoreCursor, stored: SourceState, updated: SourceState) -> None:
+        """Write ``updated`` only while the row holds the lease token and generation read."""
+        if updated == stored:
+            return
+        params = state_params(updated)
+        params["expected_token"] = None if stored.lease is None else stored.lease.token
+        params["expected_generation"] = stored.generation
+        cursor.execute(self._sql(sql.WRITE_STATE), params)
+        if cursor.rowcount != 1:
+            raise LeaseLostError(
+                f"source {stored.key!r}: its lease or generation changed during the write; "
+                "this worker's results are discarded and the new holder carries on",
+                source_key=stored.key,
+            )
+
+    def _keep_rejected(
+        self,
+        cursor: StoreCursor,
+        source_key: str,
+        rejected: Sequence[RejectedRecord],
+        now: datetime | None,
+    ) -> None:
+        if rejected:
+            cursor.executemany(
+                self._sql(sql.SAVE_REJECTED),
+                [
+                    (
+                        source_key,
+                        escaped(rejection_fingerprint(item)),
+                        None if item.record_id is None else escaped(item.record_id),
+                        escaped(item.reason),
+                        escaped(item.raw),
+                        now,
+                    )
+                    for item in rejected
+                ],
+            )
+
+    def _update(
+        self,
+        source_key: str,
+        change: Transition,
+        rejected: Sequence[RejectedRecord] = (),
+        now: datetime | None = None,
+        forget_rejected: bool = False,
+    ) -> SourceState:
+        with self._transaction(f"update the state of {source_key!r}") as cursor:
+            stored = self._locked_state(cursor, source_key, create=True)
+            updated = change(stored)
+            self._write_state(cursor, stored, updated)
+            if forget_rejected:
+                cursor.execute(self._sql(sql.DELETE_REJECTED), (source_key,))
+            self._keep_rejected(cursor, source_key, rejected, now)
+        return updated
+
+    # -- transaction sink --------------------------------------------------------------------
+
+    def _upsert(self, cursor: StoreCursor, rows: list[tuple[object, ...]]) -> int:
+        if not rows:
+            return 0
+        cursor.executemany(self._sql(sql.UPSERT_TRANSACTION), rows)
+        # executemany adds up the rows each statement wrote; a row the WHERE kept is not one.
+        return cursor.rowcount
+
+    def apply(self, source_key: str, records: Sequence[Record], generation: int) -> ApplyResult:
+        """Write the records that supersede what is stored, in one transaction."""
+        rows, rejected = transaction_rows(source_key, records, generation)
+        with self._transaction(f"apply records of {source_key!r}") as cursor:
+            applied = self._upsert(cursor, rows)
+        return ApplyResult(applied=applied, rejected=rejected)
+
+    def commit_page(
+        self,
+        source_key: str,
+        records: Sequence[Record],
+        lease: Lease,
+        generation: int,
+        checkpoint: Checkpoint,
+        now: datetime,
+        ttl: timedelta,
+    ) -> tuple[ApplyResult, SourceState]:
+        """Apply ``records`` and save ``checkpoint`` in one PostgreSQL transaction.
+
+        The checkpoint is decided first, on the locked state row, so a refused one writes no
+        rows; records the sink cannot store are kept with the checkpoint's set-aside records.
+        """
+        rows, refused = transaction_rows(source_key, records, generation)
+        with self._transaction(f"commit a page of {source_key!r}") as cursor:
+            stored = self._locked_state(cursor, source_key, create=False)
+            updated = checkpoint_transition(stored, lease, generation, checkpoint, now, ttl)
+            applied = self._upsert(cursor, rows)
+            self._write_state(cursor, stored, updated)
+            self._keep_rejected(cursor, source_key, [*checkpoint.rejected, *refused], now)
+        return ApplyResult(applied=applied, rejected=refused), updated
+
+    def transactions(self, source_key: str) -> Iterator[Transaction]:
+        """Yield the source's transactions in record-id order, fetched in batches.
+
+        Each batch is its own short transaction, so no connection is held between batches;
+        records written meanwhile may or may not be seen.
+        """
+        after = ""  # ids are never empty, so every id sorts after this
+        while True:
+            with self._transaction(f"read the transactions of {source_key!r}") as cursor:
+                cursor.execute(
+                    self._sql(sql.READ_TRANSACTIONS), (source_key, after, _TRANSACTIONS_BATCH)
+                )
+                rows = cursor.fetchall()
+            for record_id, updated_at, deleted, payload, generation in rows:
+                record = Record(
+                    id=record_id, updated_at=updated_at, payload=payload, deleted=deleted
+                )
+                yield Transaction(source_key, record, generation)
+            if len(rows) < _TRANSACTIONS_BATCH:
+                return
+            after = rows[-1][0]
+
+    def count_transactions(self, source_key: str) -> int:
+        """Return how many transactions the source has (tombstones included)."""
+        with self._transaction(f"count the transactions of {source_key!r}") as cursor:
+            cursor.execute(self._sql(sql.COUNT_TRANSACTIONS), (source_key,))
+            row = cursor.fetchone()
+        return 0 if row is None else int(row[0])
