@@ -1,0 +1,1 @@
+"""Tests that run incsync with real worker processes, brokers and databases."""
