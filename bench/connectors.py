@@ -4,7 +4,8 @@ Run ``python -m bench.connectors`` from the project root; ``--quick`` loads 10x 
 Figures are printed and written to ``bench/connectors-results.json``
 (``bench/connectors-results-quick.json`` for ``--quick``).
 
-For each vendor (QuickBooks, Salesforce, HubSpot) the testing fake is loaded with records at
+For each vendor (QuickBooks, Salesforce, HubSpot here; Xero, Stripe, Pipedrive and the REST
+connector in ``bench/vendor_*.py``) the testing fake is loaded with records at
 distinct timestamps and served over real loopback HTTP (``fake.serve()``). Then:
 
 1. An untimed capture run of ``connector.read(Window())`` records every request the connector
@@ -288,11 +289,27 @@ def capture(fake: FakeVendor, connector: HttpConnector, count: int, api: str) ->
     return api_requests
 
 
-VENDORS: dict[str, Callable[[ExitStack, int], Vendor]] = {
-    "quickbooks": quickbooks,
-    "salesforce": salesforce,
-    "hubspot": hubspot,
-}
+VendorSetup = Callable[[ExitStack, int], Vendor]
+
+
+def vendors() -> dict[str, VendorSetup]:
+    """Every vendor's set-up, by name, in the order they run."""
+    # The other vendors' set-ups live in their own modules and import this one's helpers, so they
+    # are imported here, once this module is complete.
+    from bench.vendor_pipedrive import pipedrive
+    from bench.vendor_rest import rest
+    from bench.vendor_stripe import stripe
+    from bench.vendor_xero import xero
+
+    return {
+        "quickbooks": quickbooks,
+        "salesforce": salesforce,
+        "hubspot": hubspot,
+        "xero": xero,
+        "stripe": stripe,
+        "pipedrive": pipedrive,
+        "rest": rest,
+    }
 
 
 # -- timing ----------------------------------------------------------------------------------
@@ -316,7 +333,7 @@ def time_bare(vendor: Vendor, client: httpx.Client) -> tuple[float, float, int, 
 def measure(name: str, count: int) -> dict[str, Any]:
     with ExitStack() as stack:
         setup_began = time.perf_counter()
-        vendor = VENDORS[name](stack, count)
+        vendor = vendors()[name](stack, count)
         setup = time.perf_counter() - setup_began
         client = stack.enter_context(
             httpx.Client(headers={"User-Agent": "bench", **vendor.bare_headers}, timeout=30.0)
@@ -422,11 +439,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10x fewer records (smoke run)")
     parser.add_argument(
-        "--vendor", action="append", choices=sorted(VENDORS), help="only these vendors"
+        "--vendor", action="append", choices=sorted(vendors()), help="only these vendors"
     )
     args = parser.parse_args(argv)
     count = QUICK_RECORDS if args.quick else FULL_RECORDS
-    names = args.vendor or list(VENDORS)
+    names = args.vendor or list(vendors())
     info = machine()
     load_before = load_average()
     print(f"machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}")

@@ -19,10 +19,12 @@ from incsync import (
     Phase,
     RateLimitedError,
     SQLiteStore,
+    StatusColor,
     SyncEngine,
     SyncPolicy,
     TransientSourceError,
     Window,
+    status_of,
 )
 from incsync.connectors import BaseConnector, InMemoryConnector, InMemorySource
 from incsync.connectors.base import RawPage
@@ -234,6 +236,42 @@ def test_a_rate_limited_source_is_skipped_until_it_may_be_called_again(
     clock.set(retry_at)
     assert engine.run_cycle(KEY, InMemoryConnector(source)).outcome is Outcome.COMPLETED
     assert engine.state(KEY).not_before is None
+
+
+def test_a_source_that_needs_a_full_resync_is_reset_not_counted_as_failing(
+    store: Store,
+) -> None:
+    """``resync_required`` resets the source with the reason kept; the next cycle re-reads all."""
+    clock = ManualClock(NOW)
+    engine = SyncEngine(store, policy=POLICY, clock=clock)
+    source = _source(12)
+    engine.run_cycle(KEY, InMemoryConnector(source, page_size=5))
+    before = engine.state(KEY)
+
+    clock.advance(timedelta(days=31))
+    expired = TransientSourceError(
+        "events older than 30 days are gone (key sk_live_SENTINEL_9c1f)",
+        vendor="stripe",
+        resync_required=True,
+    )
+    result = engine.run_cycle(KEY, Failing(expired))
+
+    assert result.outcome is Outcome.INTERRUPTED_RESET
+    state = engine.state(KEY)
+    assert (state.phase, state.generation, state.cursor) == (
+        Phase.RESETTING,
+        before.generation + 1,
+        None,
+    )
+    assert state.consecutive_failures == 0
+    assert state.last_error is not None
+    assert "30 days" in state.last_error.message
+    assert "SENTINEL" not in state.last_error.message
+    assert status_of(state, now=clock()).color is StatusColor.GREY
+
+    reread = engine.run_cycle(KEY, InMemoryConnector(source, page_size=5))
+    assert (reread.outcome, reread.applied) == (Outcome.COMPLETED, 12)
+    assert engine.state(KEY).last_error is None
 
 
 def test_a_lease_left_by_a_dead_worker_blocks_until_it_expires(

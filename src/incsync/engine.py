@@ -11,7 +11,9 @@ The whole algorithm is :meth:`SyncEngine.run_cycle`:
    sources move it only once the cycle completes. Where the store is the sink, the page and its
    checkpoint are one transaction.
 4. On success record the last sync; on failure count it, keep the redacted error, and stop the
-   source after too many in a row.
+   source after too many in a row. A source that says it cannot be read incrementally any more
+   (``SourceError.resync_required``: its change log expired) is reset instead, with the reason
+   kept as its last error, so the next cycle re-reads everything.
 
 Every decision is a pure function in :mod:`incsync.cursor` or :mod:`incsync.state`; this module only
 sequences the I/O.
@@ -37,6 +39,7 @@ from incsync.errors import (
     GenerationChangedError,
     LeaseLostError,
     RateLimitedError,
+    SourceError,
 )
 from incsync.protocols import (
     AtomicPageStore,
@@ -268,6 +271,9 @@ class SyncEngine:
             logger.warning("source %s: %s", source_key, error)
             return result(Outcome.FAILED, self.store.load(source_key).cursor, error)
         except Exception as error:  # noqa: BLE001 - any failure of a source must be recorded, not raised
+            if isinstance(error, SourceError) and error.resync_required:
+                reset = self._reset_for_resync(state, lease, connector, error)
+                return result(Outcome.INTERRUPTED_RESET, reset.cursor, error)
             failed = self._record_failure(state, lease, connector, error)
             return result(Outcome.FAILED, failed.cursor, error)
         finished = result(outcome, cursor, None)
@@ -363,6 +369,31 @@ class SyncEngine:
             on_progress(progress)
         except Exception:  # a broken progress display must not fail a sync
             logger.exception("source %s: progress callback failed", key)
+
+    def _reset_for_resync(
+        self, state: SourceState, lease: Lease, connector: Connector, error: SourceError
+    ) -> SourceState:
+        """Reset a source whose changes can no longer be read from its cursor; keep the reason.
+
+        The reason is recorded as the last error of the new generation, with ``retry_at`` now: the
+        source is not broken and may run again at once, and the failure does not count towards
+        stopping it. The host sees the source resetting, and why, until the re-read completes.
+        """
+        now = self._now()
+        message = redact(str(error), connector.secrets())
+        logger.warning(
+            "source %s: %s; the source is reset and the next cycle re-reads everything",
+            state.key,
+            message,
+        )
+        reset = self.store.reset(state.key)
+        info = ErrorInfo(error_class=type(error).__name__, message=message, at=now, retryable=True)
+        try:
+            return self.store.fail_cycle(
+                state.key, lease, reset.generation, info, self.policy.max_consecutive_failures, now
+            )
+        except LeaseLostError:
+            return self.store.load(state.key)
 
     def _record_failure(
         self, state: SourceState, lease: Lease, connector: Connector, error: Exception

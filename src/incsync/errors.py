@@ -75,6 +75,9 @@ class SourceError(IncsyncError):
         status_code: The HTTP status of the failing response, when there was one.
         excerpt: The start of the failing response's body with secrets masked, when there was
             one: what the vendor said, for a person diagnosing the failure.
+        resync_required: The source cannot be read incrementally from the cursor any more (its
+            change log no longer reaches back that far); the engine resets the source, so the
+            next cycle re-reads everything.
     """
 
     def __init__(
@@ -84,11 +87,13 @@ class SourceError(IncsyncError):
         vendor: str | None = None,
         status_code: int | None = None,
         excerpt: str | None = None,
+        resync_required: bool = False,
     ) -> None:
         super().__init__(message)
         self.vendor = vendor
         self.status_code = status_code
         self.excerpt = excerpt
+        self.resync_required = resync_required
 
 
 class TransientSourceError(SourceError):

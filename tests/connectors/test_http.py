@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import ssl
 from collections.abc import Iterator
 
@@ -86,6 +87,23 @@ def test_connectors_share_one_tls_context_so_building_one_is_cheap() -> None:
     assert contexts[0] is contexts[1]
     assert contexts[0].verify_mode is ssl.CERT_REQUIRED
     assert contexts[0].check_hostname
+
+
+@pytest.mark.parametrize("key", ["qk_SENTINEL_5e1d", "qk/SENTINEL+5e1d=="])
+def test_a_key_sent_in_the_query_never_reaches_httpx_log_lines(
+    key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """httpx logs every request URL at INFO; a query-parameter key is masked there, even encoded."""
+    caplog.set_level(logging.DEBUG)
+    with (
+        Hello().serve() as base_url,
+        Plain(base_url, auth=ApiKey(key, query_param="key")) as connector,
+    ):
+        assert connector.get_json("/hello", params={"page": 2}) == {"hello": "world"}
+    request_lines = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    assert request_lines, "httpx logged no request line, so this test would prove nothing"
+    assert all("page=2" in line and "key=***" in line for line in request_lines)
+    assert "SENTINEL" not in caplog.text
 
 
 def test_close_and_the_context_manager_close_the_client() -> None:

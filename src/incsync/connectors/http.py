@@ -21,14 +21,18 @@ from __future__ import annotations
 
 import functools
 import json as _json
+import logging
 import random as _random
 import ssl
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
+from urllib.parse import quote, quote_plus
 
 import httpx
+from typing_extensions import Self
 
 from incsync.connectors._body import body_excerpt, read_capped
 from incsync.connectors.auth import Auth
@@ -65,6 +69,33 @@ DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 
 # Headers that describe the body as it came over the wire, not the decoded copy kept of it.
 _WIRE_BODY_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
+
+
+_LIVE_CONNECTORS: weakref.WeakSet[HttpConnector] = weakref.WeakSet()
+
+
+class _MaskSecretsInHttpxLogs(logging.Filter):
+    """Masks credentials in httpx's own log lines, which carry each request's full URL.
+
+    httpx logs ``HTTP Request: GET <url> ...`` at INFO, after the auth flow ran, so a key sent as
+    a query parameter (``ApiKey(query_param=...)``) would be in it. The line is redacted with the
+    credentials of every live connector, raw and URL-encoded, and the shapes secrets take.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = [secret for connector in list(_LIVE_CONNECTORS) for secret in connector.secrets()]
+        secrets += [encode(secret) for secret in secrets for encode in (quote, quote_plus)]
+        message = record.getMessage()
+        masked = redact(message, secrets)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True
+
+
+@functools.cache
+def _mask_secrets_in_httpx_logs() -> None:
+    # Once per process, and only when a connector exists: importing incsync changes no logging.
+    logging.getLogger("httpx").addFilter(_MaskSecretsInHttpxLogs())
 
 
 @functools.cache
@@ -138,8 +169,10 @@ class HttpConnector(BaseConnector):
             # A redirect is an answer to judge, not to follow with our credentials.
             follow_redirects=False,
         )
+        _mask_secrets_in_httpx_logs()
+        _LIVE_CONNECTORS.add(self)
 
-    def __enter__(self) -> HttpConnector:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -1,0 +1,406 @@
+"""The Pipedrive connector: deals through API v2's list, in update order, deleted ones included.
+
+One query reads every deal changed at or after the window's start::
+
+    GET /api/v2/deals?sort_by=update_time&sort_direction=asc&limit=500
+        &status=open,won,lost,deleted&updated_since=2024-05-06T11:55:00Z
+
+and its pages are followed by ``additional_data.next_cursor`` until it is null.
+
+* **Deletes.** Without ``status``, Pipedrive lists every deal *but* the deleted ones; a deleted
+  deal is only listed when ``deleted`` is asked for, and only for 30 days after its deletion. So
+  the connector asks for all four statuses in one comma-separated list: deletions arrive in the
+  same ``update_time`` order as every other change (deleting a deal stamps a new
+  ``update_time``), and become tombstones (``is_deleted``). A deal deleted *and* forgotten
+  between two cycles more than 30 days apart is never seen; run cycles more often than that.
+* **Moving data.** The cursor is a keyset position, the last deal's ``(update_time, id)``, not an
+  offset: a deal updated while the read pages moves behind it and is read again later in the same
+  read; nothing that stays in the set is skipped. Pages therefore come in ascending
+  ``(update_time, id)`` order, which the connector checks on every page (a page that goes back in
+  time fails the read, so the engine's cursor never passes an unread deal), and the engine
+  checkpoints after each page.
+* **Seconds.** ``update_time`` has whole-second precision and ``updated_since`` is inclusive and
+  refuses fractions, so the window's start is rounded *down* to the second: the deals that share
+  the cursor's second are read again, and the sink drops those it already holds.
+* **Credentials.** An ``api_token`` goes in the ``x-api-token`` header by default. With
+  ``token_in_query=True`` it goes in the ``api_token`` query parameter instead, added by the
+  transport on the way to the wire, so no URL that httpx logs or that an error message quotes
+  ever carries it. OAuth goes through :func:`pipedrive_oauth` (use the ``api_domain`` of the
+  token answer as ``base_url``).
+* **Throttling.** A 429 is a burst unless ``x-daily-requests-left`` is 0 (the daily token budget
+  is used up); the wait is ``x-ratelimit-reset`` seconds. Under suspected abuse the CDN in front
+  of Pipedrive answers with an HTML 403 page instead of JSON: that is a throttle too, retried
+  with backoff, and reported as such when it persists, never as a JSON error.
+
+Timestamps are read in both of Pipedrive's forms: v2's RFC 3339 (``2023-02-22T08:27:54Z``) and
+v1's zone-less UTC (``2023-02-22 08:27:54``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random as _random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+import httpx
+
+from incsync.connectors.auth import ApiKey, Auth, OAuth2Refresh, TokenSet
+from incsync.connectors.base import RawPage
+from incsync.connectors.http import DEFAULT_LIMITS, DEFAULT_TIMEOUT, HttpConnector
+from incsync.connectors.paging import cursor_pages
+from incsync.connectors.retry import RetryPolicy, Sleep, Throttle
+from incsync.connectors.throttle import default_throttle
+from incsync.cursor import Window
+from incsync.errors import BadRecordError, BadResponseError, ConfigurationError
+from incsync.records import Page, Record, trusted_record
+from incsync.timestamps import UTC, parse_timestamp, utc_now
+
+__all__ = [
+    "DELETED_RETENTION",
+    "MAX_PAGE_SIZE",
+    "PIPEDRIVE_API",
+    "PIPEDRIVE_TOKEN_URL",
+    "PipedriveConnector",
+    "pipedrive_oauth",
+    "pipedrive_throttle",
+]
+
+PIPEDRIVE_API = "https://api.pipedrive.com"
+"""The API root for ``api_token`` requests (OAuth requests go to the company's ``api_domain``)."""
+
+PIPEDRIVE_TOKEN_URL = "https://oauth.pipedrive.com/oauth/token"
+"""Pipedrive's OAuth2 token endpoint."""
+
+MAX_PAGE_SIZE = 500
+"""The largest ``limit`` Pipedrive accepts."""
+
+DELETED_RETENTION = timedelta(days=30)
+"""How long Pipedrive still lists a deleted deal (with ``status=deleted``)."""
+
+_DEALS = "/api/v2/deals"
+_EVERY_STATUS = "open,won,lost,deleted"
+_TOKEN_PARAM = "api_token"
+_fromisoformat = datetime.fromisoformat
+
+logger = logging.getLogger("incsync.connectors")
+
+
+def pipedrive_oauth(
+    client_id: str,
+    client_secret: str,
+    refresh_token: str,
+    *,
+    token_url: str = PIPEDRIVE_TOKEN_URL,
+    access_token: str | None = None,
+    expires_at: datetime | None = None,
+    on_refresh: Callable[[TokenSet], None] | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> OAuth2Refresh:
+    """Return the OAuth2 flow Pipedrive needs: refresh grant, the app in HTTP Basic.
+
+    Args:
+        client_id: The app's client id.
+        client_secret: The app's client secret.
+        refresh_token: The refresh token the host stored.
+        token_url: The token endpoint (Pipedrive's by default).
+        access_token: A still-valid access token, when the host has one.
+        expires_at: When ``access_token`` expires (aware).
+        on_refresh: Called with the new tokens after every refresh; store the refresh token.
+        clock: Returns the current time (aware).
+
+    Raises:
+        ConfigurationError: A value is empty, or ``expires_at`` is naive.
+    """
+    return OAuth2Refresh(
+        token_url,
+        client_id,
+        client_secret,
+        refresh_token,
+        access_token=access_token,
+        expires_at=expires_at,
+        on_refresh=on_refresh,
+        client_auth="basic",
+        clock=clock,
+    )
+
+
+def pipedrive_throttle(response: httpx.Response) -> Throttle | None:
+    """Pipedrive's throttles: 429s, and the CDN's HTML 403 page under suspected abuse.
+
+    A 429 with ``x-daily-requests-left: 0`` is the daily token budget (a quota); any other 429
+    is the two-second burst limit, to be waited out for ``x-ratelimit-reset`` seconds. A 403 whose
+    body is HTML comes from the CDN, not from Pipedrive's API (which answers in JSON): it clears
+    when the client slows down, so it is a burst without a stated wait.
+    """
+    status = response.status_code
+    if status == 429:
+        wait = response.headers.get("x-ratelimit-reset") or response.headers.get("retry-after")
+        if response.headers.get("x-daily-requests-left", "").strip() == "0":
+            return Throttle.from_header("Pipedrive daily request budget", None, quota=True)
+        return Throttle.from_header("Pipedrive rate limit (HTTP 429)", wait)
+    if status == 403 and _is_html(response):
+        return Throttle.from_header(
+            "Pipedrive's CDN refused the request with an HTML 403 page (abuse protection; "
+            "lower the request rate)",
+            response.headers.get("retry-after"),
+        )
+    return default_throttle(response)
+
+
+def _is_html(response: httpx.Response) -> bool:
+    if "html" in response.headers.get("content-type", "").lower():
+        return True
+    return response.content.lstrip()[:1] == b"<"
+
+
+class _TokenInQuery(httpx.BaseTransport):
+    """Adds the api_token to the query below httpx, so no logged or quoted URL carries it."""
+
+    def __init__(self, inner: httpx.BaseTransport, token: str) -> None:
+        self._inner = inner
+        self._token = token
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send a copy of ``request`` with the token in its query."""
+        wire = httpx.Request(
+            request.method,
+            request.url.copy_merge_params({_TOKEN_PARAM: self._token}),
+            headers=request.headers,
+            stream=request.stream,
+            extensions=request.extensions,
+        )
+        return self._inner.handle_request(wire)
+
+    def close(self) -> None:
+        """Close the inner transport."""
+        self._inner.close()
+
+
+class PipedriveConnector(HttpConnector):
+    """Reads a Pipedrive company's deals incrementally, deleted deals as tombstones.
+
+    Records: ``id`` is the deal id (as text), ``updated_at`` its ``update_time``, the payload the
+    deal as Pipedrive sent it; a deal with ``is_deleted`` (or status ``deleted``) is a tombstone.
+    Pages come in ascending ``(update_time, id)`` order (:attr:`ordered`). See the module
+    docstring for how deletes, moving data and whole seconds are handled.
+
+    Args:
+        base_url: The API root: :data:`PIPEDRIVE_API` for an ``api_token``, the company's
+            ``api_domain`` for OAuth, a test double's URL in tests.
+        api_token: The company's API token; give this or ``auth``.
+        token_in_query: Send the ``api_token`` as a query parameter instead of the
+            ``x-api-token`` header (for proxies that strip unknown headers).
+        auth: Another credential flow, usually :func:`pipedrive_oauth`.
+        page_size: Deals per page, 1 to 500.
+        include_deleted: Also list deleted deals (as tombstones). Without them a deleted deal
+            stays in the sink as it was last seen.
+        lookback: How far before the cursor each read starts again.
+        headers: Headers sent with every request.
+        timeout: Timeouts applied to every request.
+        retry: Attempts and waiting for failed requests.
+        transport: An httpx transport to send requests through.
+        sleep: Waits between attempts; injectable so tests never wait.
+        clock: Returns the current time (aware).
+        random: Picks the jitter of each wait.
+
+    Raises:
+        ConfigurationError: Not exactly one of ``api_token`` and ``auth`` given, an empty token,
+            ``token_in_query`` without a token, ``page_size`` out of range, or a negative
+            ``lookback``.
+    """
+
+    vendor: ClassVar[str] = "pipedrive"
+    ordered = True
+    id_field = "id"
+    updated_at_field = "update_time"
+
+    def __init__(
+        self,
+        base_url: str = PIPEDRIVE_API,
+        *,
+        api_token: str | None = None,
+        token_in_query: bool = False,
+        auth: Auth | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+        include_deleted: bool = True,
+        lookback: timedelta | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Sleep = time.sleep,
+        clock: Callable[[], datetime] = utc_now,
+        random: Callable[[], float] = _random.random,
+    ) -> None:
+        if (api_token is None) == (auth is None):
+            raise ConfigurationError("PipedriveConnector needs exactly one of api_token= or auth=")
+        if api_token is not None and not api_token.strip():
+            raise ConfigurationError("api_token must be a non-empty string")
+        if token_in_query and api_token is None:
+            raise ConfigurationError("token_in_query=True needs api_token=")
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ConfigurationError(
+                f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}"
+            )
+        if lookback is not None:
+            if lookback < timedelta(0):
+                raise ConfigurationError(f"lookback must not be negative, got {lookback}")
+            self.lookback = lookback
+        self._query_token: tuple[str, ...] = ()
+        if api_token is not None and token_in_query:
+            self._query_token = (api_token,)
+            transport = _TokenInQuery(
+                transport or httpx.HTTPTransport(limits=DEFAULT_LIMITS), api_token
+            )
+        elif api_token is not None:
+            auth = ApiKey(api_token, header="x-api-token")
+        super().__init__(
+            base_url,
+            auth=auth,
+            headers=headers,
+            timeout=timeout,
+            retry=retry,
+            transport=transport,
+            sleep=sleep,
+            clock=clock,
+            random=random,
+        )
+        self.page_size = page_size
+        self.include_deleted = include_deleted
+
+    def __repr__(self) -> str:
+        return f"PipedriveConnector(base_url={str(self._client.base_url)!r})"
+
+    def secrets(self) -> Sequence[str]:
+        """Return the credential values to mask: the auth flow's and a query api_token."""
+        return (*super().secrets(), *self._query_token)
+
+    def throttle_signal(self, response: httpx.Response) -> Throttle | None:
+        """Pipedrive's 429s and the CDN's HTML 403 (see :func:`pipedrive_throttle`)."""
+        return pipedrive_throttle(response)
+
+    # -- records -------------------------------------------------------------------------------
+
+    def is_deleted(self, raw: Mapping[str, Any]) -> bool:
+        """Return whether ``raw`` is a deleted deal (v2 ``is_deleted``, v1 ``deleted``)."""
+        return (
+            raw.get("is_deleted") is True
+            or raw.get("deleted") is True
+            or raw.get("status") == "deleted"
+        )
+
+    def to_record(self, raw: Mapping[str, Any]) -> Record:
+        """Build the record: id the deal id as text, ``updated_at`` its ``update_time``.
+
+        Raises:
+            BadRecordError: ``raw`` is not an object, or has no positive integer id or no
+                readable ``update_time``.
+        """
+        if type(raw) is dict:
+            # The common case in few steps, as this runs once per deal: v2's "…Z" times.
+            deal_id, stamp = raw.get("id"), raw.get("update_time")
+            if type(deal_id) is int and deal_id > 0 and type(stamp) is str:
+                try:
+                    moment: datetime | None = _fromisoformat(stamp)
+                except ValueError:
+                    moment = None
+                if moment is not None and moment.tzinfo is UTC:
+                    # Checked just above: a positive id (so non-empty text) and an aware UTC
+                    # time, so Record's validators have nothing left to check.
+                    return trusted_record(str(deal_id), moment, raw, self.is_deleted(raw))
+        elif not isinstance(raw, Mapping):
+            raise BadRecordError(f"expected a JSON object, got {type(raw).__name__}")
+        deal_id = raw.get("id")
+        if type(deal_id) is not int or deal_id < 1:
+            raise BadRecordError(f"field 'id' must be a positive integer, got {deal_id!r}")
+        record_id = str(deal_id)
+        stamp = raw.get("update_time")
+        try:
+            updated_at = parse_timestamp(stamp, "update_time", assume_utc=True)
+        except ValueError:
+            raise BadRecordError(
+                f"field 'update_time' must be an RFC 3339 or 'YYYY-MM-DD HH:MM:SS' (UTC) "
+                f"timestamp, got {stamp!r}",
+                record_id=record_id,
+            ) from None
+        return Record(record_id, updated_at, raw, self.is_deleted(raw))
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def read(self, window: Window) -> Iterator[Page]:
+        """Yield the pages of :meth:`fetch` as records, checking their (update_time, id) order.
+
+        Raises:
+            BadResponseError: A deal comes before one of an earlier page (or its own page) in
+                (update_time, id) order: the read stops so the cursor cannot pass a deal not
+                read yet.
+            SourceError: As :meth:`fetch`.
+        """
+        last: Record | None = None
+        for page in super().read(window):
+            for record in page.records:
+                # Compared by time first: the ids (text) are turned back into numbers only for
+                # deals in the same second, which keeps this per-deal check cheap.
+                if last is not None and record.updated_at <= last.updated_at:
+                    if record.updated_at < last.updated_at or int(record.id) <= int(last.id):
+                        raise BadResponseError(
+                            f"pipedrive: deal {record.id} (update_time "
+                            f"{record.updated_at.isoformat()}) came after deal {last.id} "
+                            f"({last.updated_at.isoformat()}), out of (update_time, id) order; "
+                            f"the read stops so the cursor cannot pass a deal not read yet",
+                            vendor=self.vendor,
+                        )
+                last = record
+            yield page
+
+    def fetch(self, window: Window) -> Iterator[RawPage]:
+        """Yield every deal updated at or after ``window.start``, page by page.
+
+        Raises:
+            BadResponseError: A page is not Pipedrive's JSON envelope, or repeats a cursor.
+            SourceError: Pipedrive could not be read.
+        """
+        params: dict[str, Any] = {
+            "sort_by": "update_time",
+            "sort_direction": "asc",
+            "limit": self.page_size,
+        }
+        if self.include_deleted:
+            params["status"] = _EVERY_STATUS
+        if window.start is not None:
+            # Inclusive and whole seconds only: rounding down reads the start's second whole.
+            params["updated_since"] = f"{window.start:%Y-%m-%dT%H:%M:%S}Z"
+            if self.include_deleted and self._clock() - window.start > DELETED_RETENTION:
+                logger.warning(
+                    "pipedrive: reading changes since %s, more than %d days ago: deals deleted "
+                    "before %s are no longer listed and stay in the sink as last seen; reset "
+                    "the source to re-read every deal",
+                    window.start.isoformat(timespec="seconds"),
+                    DELETED_RETENTION.days,
+                    (self._clock() - DELETED_RETENTION).isoformat(timespec="seconds"),
+                )
+
+        def page(cursor: str | None) -> tuple[list[Any], str | None]:
+            return self._page(params if cursor is None else {**params, "cursor": cursor})
+
+        return cursor_pages(page)
+
+    def _page(self, params: Mapping[str, Any]) -> tuple[list[Any], str | None]:
+        answer = self.get_json(_DEALS, params=params)
+        data = answer.get("data") if isinstance(answer, dict) else None
+        if (
+            not isinstance(answer, dict)
+            or answer.get("success") is not True
+            or not (data is None or isinstance(data, list))
+        ):
+            raise BadResponseError(
+                "pipedrive: the deal list answer is not {success: true, data: [...]}; the API "
+                "changed or a proxy answered instead",
+                vendor=self.vendor,
+            )
+        extra = answer.get("additional_data")
+        cursor = extra.get("next_cursor") if isinstance(extra, dict) else None
+        return data or [], cursor if isinstance(cursor, str) else None
