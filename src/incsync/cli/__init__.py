@@ -1,0 +1,117 @@
+"""The ``incsync`` command: sync the sources of a TOML config file and manage their state.
+
+``incsync run`` runs the due cycles (once, or until stopped), ``incsync status`` shows
+every source's status as a table, JSON or an HTML page, and ``reset``, ``cancel``, ``resume`` and
+``rejected`` act on one source. The reference, with the config file's format and the exit codes,
+is docs/cli.md; :func:`main` is also callable from Python with a list of arguments.
+
+Exit codes: 0 success; 1 a cycle failed or the store could not be used; 2 a usage or config
+error; 130 interrupted by Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from incsync.cli._commands import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    change_command,
+    rejected_command,
+    status_command,
+)
+from incsync.cli._config import Config, ConfigFileError, load_config
+from incsync.cli._parser import build_parser
+from incsync.cli._run import run_command
+from incsync.cli._secrets import secret_values
+from incsync.errors import ConfigurationError, IncsyncError
+from incsync.redaction import redact
+
+__all__ = ["main"]
+
+
+class _RedactingFilter(logging.Filter):
+    """Masks the config's secret values in every log line, whatever logged it."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        super().__init__()
+        # Kept, not copied: tokens renewed during the run are added to the same list.
+        self._secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage(), self._secrets), None
+        return True
+
+
+@contextmanager
+def _logging_to_stderr(verbose: bool, secrets: Sequence[str]) -> Iterator[None]:
+    """Send incsync's log to stderr, masked, for the command's duration; then undo it."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_RedactingFilter(secrets))
+    logger = logging.getLogger("incsync")
+    level = logger.level
+    logger.addHandler(handler)
+    # Results are printed on stdout already; the log adds the engine's detail on request.
+    logger.setLevel(logging.INFO if verbose else logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _dispatch(args: argparse.Namespace, config: Config, secrets: list[str]) -> int:
+    if args.command == "run":
+        return run_command(args, config, (sys.stdout, sys.stderr), secrets)
+    if args.command == "status":
+        return status_command(args, config, sys.stdout)
+    if args.command == "rejected":
+        return rejected_command(args, config, sys.stdout)
+    return change_command(args, config, sys.stdout)
+
+
+def _error(message: str) -> None:
+    sys.stderr.write(f"incsync: error: {message}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``incsync`` command line.
+
+    Args:
+        argv: The arguments after the program name; ``sys.argv[1:]`` when omitted.
+
+    Returns:
+        The exit code: 0 success, 1 a cycle failed or the store failed, 2 a usage or config
+        error, 130 interrupted by Ctrl-C.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exiting:  # --help, --version and usage errors end here
+        return exiting.code if isinstance(exiting.code, int) else EXIT_USAGE
+    secrets: list[str] = []
+    try:
+        config = load_config(args.config)
+        secrets = secret_values(config)
+        with _logging_to_stderr(args.verbose, secrets):
+            return _dispatch(args, config, secrets)
+    except ConfigFileError as error:
+        # Masked already where it could hold a secret; masking again would garble it, since
+        # the redaction patterns read "sources.x.token: secrets are…" as a token's value.
+        _error(str(error))
+        return EXIT_USAGE
+    except ConfigurationError as error:
+        _error(redact(str(error), secrets))
+        return EXIT_USAGE
+    except IncsyncError as error:
+        _error(f"{type(error).__name__}: {redact(str(error), secrets)}")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        sys.stderr.write("incsync: interrupted\n")
+        return EXIT_INTERRUPTED

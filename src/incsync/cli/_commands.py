@@ -1,0 +1,176 @@
+"""The commands that read or change stored state: status, reset, cancel, resume, rejected.
+
+None of them calls a source, so none needs a source's credentials: they open the store named in
+the config file and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import IO, Protocol
+
+from incsync.cli._config import Config, ConfigFileError
+from incsync.cli._output import rejected_json, rejected_text, status_html, status_json, status_text
+from incsync.cli._secrets import env_value
+from incsync.engine import SyncEngine, SyncPolicy
+from incsync.errors import ConfigurationError
+from incsync.protocols import StateStore, TransactionSink
+from incsync.state import SourceState
+from incsync.status import StatusPolicy, status_of
+from incsync.stores.sqlite import SQLiteStore
+from incsync.timestamps import utc_now
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "Store",
+    "change_command",
+    "open_store",
+    "rejected_command",
+    "status_command",
+]
+
+EXIT_OK = 0
+"""Everything asked for was done."""
+EXIT_FAILED = 1
+"""A cycle failed, or the store could not be used."""
+EXIT_USAGE = 2
+"""The command line or the config file is wrong."""
+EXIT_INTERRUPTED = 130
+"""Stopped by Ctrl-C (SIGINT), by the shells' convention of 128 + the signal's number."""
+
+
+class Store(StateStore, TransactionSink, Protocol):
+    """A state store that is also the transaction sink, and can be closed."""
+
+    def close(self) -> None:
+        """Release the store's connections."""
+
+
+def _postgres(config: Config, environ: Mapping[str, str]) -> Store:
+    # Imported on use: only a postgres config needs it, and psycopg behind it.
+    from incsync.stores.postgres import PostgresStore
+
+    conninfo_env = config.store.conninfo_env or ""
+    conninfo = env_value(config.path, "store.conninfo_env", conninfo_env, environ)
+    store = PostgresStore(conninfo, schema=config.store.schema)
+    try:
+        # Idempotent and safe from every worker at once, so every command may bring the schema
+        # up to date rather than fail on a first run.
+        store.migrate()
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+@contextmanager
+def open_store(config: Config, environ: Mapping[str, str] = os.environ) -> Iterator[Store]:
+    """Open the store the config names, and close it afterwards.
+
+    Args:
+        config: The config.
+        environ: Where the PostgreSQL connection string is read.
+
+    Yields:
+        The store, which is also the transaction sink.
+
+    Raises:
+        ConfigFileError: The store's environment variable is not set, or its kind is unavailable.
+        StoreError: The store cannot be opened.
+    """
+    if config.store.kind == "postgres":
+        store = _postgres(config, environ)
+    else:
+        if config.store.path is None:
+            raise ConfigFileError(config.path, "store.path", "missing; give the SQLite file's path")
+        store = SQLiteStore(config.store.path)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _wants_colour(stream: IO[str]) -> bool:
+    # https://no-color.org: any non-empty NO_COLOR turns colour off.
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+def _states(config: Config, store: Store) -> list[SourceState]:
+    """Return the configured sources' states in file order, then other stored ones by key."""
+    stored = {state.key: state for state in store.list_states()}
+    configured = [stored.get(source.key) or store.load(source.key) for source in config.sources]
+    names = {source.key for source in config.sources}
+    return configured + [state for key, state in sorted(stored.items()) if key not in names]
+
+
+def status_command(args: argparse.Namespace, config: Config, out: IO[str]) -> int:
+    """Print or write the status of every source; see ``incsync status --help``.
+
+    Raises:
+        ConfigurationError: ``--zone`` is not an IANA time zone.
+    """
+    now = utc_now()
+    policy = StatusPolicy.matching(SyncPolicy())
+    with open_store(config) as store:
+        states = _states(config, store)
+    try:
+        rows = [
+            (state, status_of(state, now=now, policy=policy, zone=args.zone)) for state in states
+        ]
+    except ConfigurationError as error:
+        raise ConfigurationError(f"--zone: {error}") from None
+    if args.json:
+        out.write(status_json(rows, now=now))
+    elif args.html is not None:
+        args.html.write_text(status_html(rows, now=now, title="Automated Import"), encoding="utf-8")
+        out.write(f"{args.html}: status page of {len(rows)} sources written\n")
+    else:
+        out.write(status_text(rows, ansi=_wants_colour(out)))
+    return EXIT_OK
+
+
+def _known_key(config: Config, store: Store, key: str) -> None:
+    if config.source(key) is None and key not in {state.key for state in store.list_states()}:
+        known = ", ".join(source.key for source in config.sources)
+        raise ConfigFileError(config.path, "sources", f"no source {key!r}; the sources are {known}")
+
+
+_DONE = {
+    "reset": "reset: the next cycle re-reads and re-applies every record; no transaction deleted",
+    "cancel": "cancelled: no cycle runs until it is resumed or reset; no transaction deleted",
+    "resume": "resumed: the next cycle runs as usual",
+}
+
+
+def change_command(args: argparse.Namespace, config: Config, out: IO[str]) -> int:
+    """Reset, cancel or resume one source (``args.command`` says which).
+
+    Raises:
+        ConfigFileError: The key names no source of the file or the store.
+    """
+    with open_store(config) as store:
+        _known_key(config, store, args.key)
+        engine = SyncEngine(store)
+        change = {"reset": engine.reset, "cancel": engine.cancel, "resume": engine.resume}
+        state = change[args.command](args.key)
+    out.write(f"{args.key}: {_DONE[args.command]} (phase {state.phase.value})\n")
+    return EXIT_OK
+
+
+def rejected_command(args: argparse.Namespace, config: Config, out: IO[str]) -> int:
+    """List the records set aside for one source, with reasons.
+
+    Raises:
+        ConfigFileError: The key names no source of the file or the store.
+    """
+    with open_store(config) as store:
+        _known_key(config, store, args.key)
+        records = store.list_rejected(args.key)
+    out.write(rejected_json(args.key, records) if args.json else rejected_text(args.key, records))
+    return EXIT_OK

@@ -1,0 +1,183 @@
+"""What the commands print: cycle results, the status table, its JSON form, set-aside records.
+
+Every function here is pure (values in, text out), so the formats are tested without a terminal.
+The JSON document of ``incsync status --json`` is a stable interface for scripts; its schema is
+:data:`STATUS_SCHEMA` and changes only with a new schema name.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from incsync.humanize import TimeText, time_text
+from incsync.records import RejectedRecord
+from incsync.redaction import redact
+from incsync.results import CycleResult
+from incsync.state import SourceState
+from incsync.status import SourceStatus
+from incsync.views import render_html_page, render_text_table
+
+__all__ = [
+    "STATUS_SCHEMA",
+    "rejected_json",
+    "rejected_text",
+    "result_text",
+    "status_html",
+    "status_json",
+    "status_text",
+]
+
+STATUS_SCHEMA = "incsync.status/1"
+"""The name and version of the ``status --json`` document's schema."""
+
+StatusRow = tuple[SourceState, SourceStatus]
+
+# Record ids, reasons and excerpts come from sources; control characters would drive a terminal.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _printable(text: str) -> str:
+    return _CONTROL.sub("?", text)
+
+
+def result_text(result: CycleResult, secrets: Sequence[str] = ()) -> str:
+    """Return the lines reporting one cycle's result.
+
+    Args:
+        result: What the cycle did.
+        secrets: Values to mask should they appear in the error (they should not).
+
+    Returns:
+        One line, and a second with the error for failed cycles.
+    """
+    line = (
+        f"{result.source_key}: {result.outcome.value}: {result.fetched:,} fetched, "
+        f"{result.applied:,} applied, {result.already_applied:,} already applied, "
+        f"{result.rejected:,} set aside, {result.pages:,} pages in "
+        f"{result.duration.total_seconds():.2f}s"
+    )
+    if result.error is not None:
+        line += f"\n  error: {result.error_class}: {redact(result.error, secrets)}"
+    return line
+
+
+def _with_exact(value: TimeText | None) -> TimeText | None:
+    if value is None:
+        return None
+    return attrs.evolve(value, relative=f"{value.relative} ({value.exact})")
+
+
+def status_text(rows: Iterable[StatusRow], *, ansi: bool) -> str:
+    """Return the status table: colour, label, last change and last sync, and reason.
+
+    Times read relative, with the exact time in parentheses.
+
+    Args:
+        rows: Each source's state and status, in the order to show.
+        ansi: Colour the status with ANSI escapes (for a terminal).
+    """
+    table = [
+        (
+            state.key,
+            attrs.evolve(
+                status,
+                last_change=_with_exact(status.last_change),
+                last_sync=_with_exact(status.last_sync),
+            ),
+        )
+        for state, status in rows
+    ]
+    return render_text_table(table, ansi=ansi)
+
+
+def status_html(rows: Iterable[StatusRow], *, now: datetime, title: str) -> str:
+    """Return the standalone HTML status page (see :func:`incsync.views.render_html_page`)."""
+    return render_html_page(
+        [(state.key, status) for state, status in rows],
+        title=title,
+        generated=time_text(now, now=now),
+    )
+
+
+def _time(value: TimeText | None) -> dict[str, str] | None:
+    if value is None:
+        return None
+    return {"iso": value.iso, "exact": value.exact, "relative": value.relative}
+
+
+def _source_json(state: SourceState, status: SourceStatus) -> dict[str, Any]:
+    error = state.last_error
+    return {
+        "key": state.key,
+        "color": status.color.value,
+        "reason": status.reason.value,
+        "label": status.label,
+        "icon": status.icon.value,
+        "notes": [note.value for note in status.notes],
+        "hover": status.hover,
+        "last_change": _time(status.last_change),
+        "last_sync": _time(status.last_sync),
+        "phase": state.phase.value,
+        "consecutive_failures": state.consecutive_failures,
+        "last_error": None
+        if error is None
+        else {
+            "class": error.error_class,
+            "message": error.message,
+            "at": error.at.isoformat(),
+            "retryable": error.retryable,
+        },
+        "last_cycle_rejected": state.last_cycle_rejected,
+    }
+
+
+def status_json(rows: Iterable[StatusRow], *, now: datetime) -> str:
+    """Return the ``status --json`` document (schema :data:`STATUS_SCHEMA`, see docs/cli.md).
+
+    Args:
+        rows: Each source's state and status, in the order to show.
+        now: The time the statuses were computed for.
+    """
+    document = {
+        "schema": STATUS_SCHEMA,
+        "generated_at": now.isoformat(),
+        "sources": [_source_json(state, status) for state, status in rows],
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def rejected_text(key: str, records: Sequence[RejectedRecord]) -> str:
+    """Return the records set aside for a source, one block per record, newest last."""
+    if not records:
+        return f"{_printable(key)}: no records set aside\n"
+    lines = [f"{_printable(key)}: {len(records):,} records set aside"]
+    for record in records:
+        seen = "" if record.seen_at is None else f" (seen {record.seen_at.isoformat()})"
+        record_id = _printable(record.record_id or "(no id)")
+        lines.append(f"- {record_id}{seen}: {_printable(record.reason)}")
+        if record.raw:
+            lines.append(f"    {_printable(record.raw)}")
+    return "\n".join(lines) + "\n"
+
+
+def rejected_json(key: str, records: Sequence[RejectedRecord]) -> str:
+    """Return the records set aside for a source as a JSON document."""
+    document = {
+        "key": key,
+        "rejected": [
+            {
+                "record_id": record.record_id,
+                "reason": record.reason,
+                "raw": record.raw,
+                "seen_at": None if record.seen_at is None else record.seen_at.isoformat(),
+            }
+            for record in records
+        ],
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,175 @@
+"""``incsync run``: the due cycles of the configured sources, once or on a tick, stopped cleanly.
+
+Which sources are due is :mod:`incsync.scheduling`'s decision (each source's ``interval`` and
+``account`` in the file; ``[run]`` sets the defaults, the workers and the per-account limit);
+:mod:`._scheduler` runs them. Every connector is built before the first cycle, so a missing
+environment variable or a refused setting stops the command before anything runs. QuickBooks, Xero
+and Salesforce sources read and save their rotating tokens in the token file (:mod:`._tokens`).
+
+SIGINT (Ctrl-C) and SIGTERM ask the run to stop: the running cycles finish (their pages are
+durable and their outcomes recorded), no further cycle starts, and the command exits 130 after
+SIGINT (the shells' convention) and after SIGTERM as if it had ended by itself: 0, or 1 for
+``--once`` when a cycle failed (service managers expect 0 from a service they asked to stop). A
+second Ctrl-C stops at once; the sources' leases then expire on their own (ten minutes), after
+which any worker may run them again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from datetime import timedelta
+from types import FrameType
+from typing import IO
+
+from incsync.cli._commands import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, open_store
+from incsync.cli._config import Config, ConfigFileError, SourceConfig
+from incsync.cli._progress import progress_board
+from incsync.cli._scheduler import Schedule, run_scheduled
+from incsync.cli._secrets import build_connector
+from incsync.cli._tokens import TokenFile
+from incsync.engine import SyncEngine
+from incsync.errors import ConfigurationError
+from incsync.protocols import Connector
+from incsync.scheduling import SourcePlan
+
+__all__ = ["StopRequest", "run_command"]
+
+
+class StopRequest:
+    """Remembers that a stop was asked for, and by which signal; a handler for both signals."""
+
+    def __init__(self, err: IO[str]) -> None:
+        self._event = threading.Event()
+        self._err = err
+        self.signal: int | None = None
+
+    def __call__(self, signum: int, _frame: FrameType | None) -> None:
+        """Ask the run to stop once its running cycles end; a second Ctrl-C stops at once."""
+        if self._event.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signum
+        self._event.set()
+        self._err.write(
+            # A new line first: a status line may be drawn on a terminal. No lock is taken here:
+            # the handler runs on the main thread, which may hold the display's lock already.
+            f"\nincsync: {signal.Signals(signum).name} received: stopping once the running "
+            "cycles end (press Ctrl-C again to stop at once)\n"
+        )
+        self._err.flush()
+
+    @property
+    def requested(self) -> bool:
+        """Whether a stop was asked for."""
+        return self._event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; return early (``True``) when a stop is asked for."""
+        return self._event.wait(max(seconds, 0.0))
+
+
+@contextmanager
+def _handling_signals(stop: StopRequest) -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        # Signals reach the main thread only; an embedding host keeps its own handlers.
+        yield
+        return
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _selected(config: Config, keys: Sequence[str] | None) -> list[SourceConfig]:
+    if not keys:
+        return list(config.sources)
+    chosen = []
+    for key in keys:
+        source = config.source(key)
+        if source is None:
+            known = ", ".join(source.key for source in config.sources)
+            raise ConfigFileError(
+                config.path, "sources", f"no source {key!r}; the sources are {known}"
+            )
+        chosen.append(source)
+    return chosen
+
+
+def _plans(config: Config, sources: Sequence[SourceConfig]) -> tuple[SourcePlan, ...]:
+    try:
+        return tuple(SourcePlan(s.key, s.interval, account_key=s.account) for s in sources)
+    except ConfigurationError as error:
+        raise ConfigFileError(config.path, "sources", str(error)) from None
+
+
+def run_command(
+    args: argparse.Namespace,
+    config: Config,
+    streams: tuple[IO[str], IO[str]],
+    secrets: list[str],
+    environ: Mapping[str, str] = os.environ,
+) -> int:
+    """Run cycles as ``incsync run`` was asked; see the module docstring for stopping.
+
+    Args:
+        args: The parsed command line (``every``, ``run_all``, ``sources``,
+            ``progress_interval``).
+        config: The validated config.
+        streams: Standard output (results) and standard error (progress, notices).
+        secrets: Values to mask in anything printed; the tokens saved during the run are added.
+        environ: Where secrets are read.
+
+    Returns:
+        The exit code.
+
+    Raises:
+        ConfigFileError: A source is unknown, a secret's variable is unset, or a setting refused.
+        StoreError: The store cannot be opened.
+    """
+    sources = _selected(config, args.sources)
+    stop = StopRequest(streams[1])
+    every: timedelta | None = args.every
+    schedule = Schedule(
+        plans=_plans(config, sources),
+        workers=config.run.workers,
+        per_account_limit=config.run.per_account_limit,
+        every=every,
+        run_all=args.run_all,
+    )
+    tokens = TokenFile(config.tokens, on_save=secrets.append)
+    side_by_side = min(schedule.workers, len(sources)) > 1
+    board = progress_board(
+        streams[0], streams[1], interval=args.progress_interval, side_by_side=side_by_side
+    )
+    with ExitStack() as stack:
+        connectors: dict[str, Connector] = {}
+        for source in sources:
+            connector = build_connector(config, source, environ, tokens)
+            close = getattr(connector, "close", None)
+            if callable(close):
+                stack.callback(close)
+            connectors[source.key] = connector
+        store = stack.enter_context(open_store(config, environ))
+        stack.callback(board.close)
+        stack.enter_context(_handling_signals(stop))
+        failed = run_scheduled(
+            SyncEngine(store),
+            schedule,
+            connectors,
+            board,
+            stopping=lambda: stop.requested,
+            sleep=stop.wait,
+            secrets=secrets,
+        )
+    if stop.signal == signal.SIGINT:
+        return EXIT_INTERRUPTED
+    if every is not None:
+        # Only a signal ends --every; its failed cycles are retried and shown by the status.
+        return EXIT_OK
+    return EXIT_FAILED if failed else EXIT_OK

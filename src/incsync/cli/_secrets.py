@@ -1,0 +1,113 @@
+"""A source's secrets, from the environment and the token file, and the connector built with them.
+
+The second step of reading a config file (:mod:`._config` is the first): only ``incsync run``
+needs it, so the other commands work without any source's credentials. No message repeats a
+secret: environment values are never shown, and what a connector says about its settings is
+masked.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+
+from incsync.cli._config import Config, ConfigFileError, SourceConfig, dotted
+from incsync.cli._connectors import SAVED_TOKENS, SavedTokens
+from incsync.cli._tokens import TokenFile
+from incsync.errors import ConfigurationError
+from incsync.protocols import Connector
+from incsync.redaction import redact
+
+__all__ = ["build_connector", "env_value", "secret_values"]
+
+
+def _looks_like_a_secret(name: str) -> bool:
+    # Variable names are words (HUBSPOT_TOKEN); a long run mixing case and digits is more likely
+    # a credential pasted where its variable's name belonged, and must not be printed back.
+    mixed = any(c.islower() for c in name) and any(c.isdigit() for c in name)
+    return len(name) >= 24 and mixed
+
+
+def env_value(path: Path, key: str, variable: str, environ: Mapping[str, str]) -> str:
+    """Return a variable's value from ``environ``.
+
+    Raises:
+        ConfigFileError: The variable is not set, or empty. The message names it, unless the
+            name looks like a credential pasted in its place.
+    """
+    value = environ.get(variable, "")
+    if not value:
+        state = "is empty" if variable in environ else "is not set"
+        if _looks_like_a_secret(variable):
+            raise ConfigFileError(
+                path,
+                key,
+                f"the environment variable named here {state}; the name is not shown because "
+                "it looks like a secret: write the variable's name, not the secret",
+            )
+        raise ConfigFileError(path, key, f"environment variable {variable} {state}")
+    return value
+
+
+def secret_values(config: Config, environ: Mapping[str, str] = os.environ) -> list[str]:
+    """Return every secret value the config's environment variables hold, for redaction."""
+    names = [secret.variable for source in config.sources for secret in source.secrets]
+    if config.store.conninfo_env is not None:
+        names.append(config.store.conninfo_env)
+    values = [environ[name] for name in names if environ.get(name)]
+    if any(source.connector_type.saves_tokens for source in config.sources):
+        values.extend(TokenFile(config.tokens).values())
+    return values
+
+
+def build_connector(
+    config: Config,
+    source: SourceConfig,
+    environ: Mapping[str, str] = os.environ,
+    tokens: TokenFile | None = None,
+) -> Connector:
+    """Read the source's secrets and build its connector.
+
+    Args:
+        config: The config the source belongs to.
+        source: The source.
+        environ: Where secrets are read.
+        tokens: The token file, for a type whose vendor rotates refresh tokens: its entry for
+            the source, when there is one, replaces the refresh token's variable (which then
+            need not be set), and every refresh is saved back to it. ``None``: tokens are
+            neither read from nor saved to a file.
+
+    Returns:
+        The connector.
+
+    Raises:
+        ConfigFileError: A named variable is not set, the token file cannot be read, or the
+            connector refused a setting.
+    """
+    settings = dict(source.settings)
+    if tokens is not None and source.connector_type.saves_tokens:
+        try:
+            stored = tokens.load(source.key)
+        except ConfigurationError as error:
+            raise ConfigFileError(config.path, "tokens", str(error)) from None
+        saved = SavedTokens(on_refresh=functools.partial(tokens.save, source.key))
+        if stored is not None:
+            settings["refresh_token"] = stored.refresh_token
+            saved = attrs.evolve(
+                saved, access_token=stored.access_token, expires_at=stored.expires_at
+            )
+        settings[SAVED_TOKENS] = saved
+    for secret in source.secrets:
+        if secret.name == "refresh_token" and "refresh_token" in settings:
+            continue  # taken from the token file, which is newer than the initial grant
+        at = f"{dotted('sources', source.key)}.{secret.key}"
+        settings[secret.name] = env_value(config.path, at, secret.variable, environ)
+    try:
+        return source.connector_type.build(settings)
+    except ConfigurationError as error:
+        message = redact(str(error), secret_values(config, environ))
+        raise ConfigFileError(config.path, dotted("sources", source.key), message) from None

@@ -1,0 +1,58 @@
+"""The printed formats, as pure functions: progress lines, results, set-aside records."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime, timedelta
+
+from incsync.cli._output import rejected_text, result_text
+from incsync.cli._progress import progress_display, progress_text
+from incsync.records import RejectedRecord
+from incsync.results import CycleProgress, CycleResult, Outcome
+from incsync.timestamps import UTC
+
+
+def test_progress_names_pages_records_rate_and_eta_when_the_total_is_known() -> None:
+    """With a total the line shows it and the time left; without one, neither."""
+    known = CycleProgress("acme", 12, 6_000, 6_000, timedelta(seconds=4), total=9_006_000)
+    assert progress_text(known) == (
+        "acme: page 12, 6,000/9,006,000 records, 1,500 records/s, ETA 1:40:00"
+    )
+    unknown = CycleProgress("acme", 1, 200, 200, timedelta(seconds=2))
+    assert progress_text(unknown) == "acme: page 1, 200 records, 100 records/s"
+
+
+def test_log_lines_are_spaced_by_the_interval() -> None:
+    """Off a terminal the first page is logged, then at most one line per interval."""
+    stream = io.StringIO()
+    display = progress_display(stream, "acme", interval=3600)
+    for pages in range(1, 6):
+        display.update(CycleProgress("acme", pages, pages, pages, timedelta(seconds=1)))
+    display.close()
+    assert stream.getvalue() == "acme: page 1, 1 records, 1 records/s\n"
+
+
+def test_a_failed_result_shows_the_error_with_secrets_masked() -> None:
+    """The error line masks the given secret values, wherever they appear."""
+    result = CycleResult(
+        source_key="acme",
+        outcome=Outcome.FAILED,
+        error="HTTP 401 with key sk_live_abcdef123456",
+        error_class="AuthError",
+    )
+    text = result_text(result, ["sk_live_abcdef123456"])
+    assert text.splitlines() == [
+        "acme: failed: 0 fetched, 0 applied, 0 already applied, 0 set aside, 0 pages in 0.00s",
+        "  error: AuthError: HTTP 401 with key ***",
+    ]
+
+
+def test_set_aside_records_cannot_drive_the_terminal() -> None:
+    """Ids, reasons and excerpts come from the source: control characters are replaced."""
+    seen = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+    records = [RejectedRecord("A\x1b[2J", "bad\ntime", raw="{'x': '\x07'}", seen_at=seen)]
+    assert rejected_text("acme", records) == (
+        "acme: 1 records set aside\n"
+        "- A?[2J (seen 2026-11-01T12:00:00+00:00): bad?time\n"
+        "    {'x': '?'}\n"
+    )
