@@ -1,186 +1,239 @@
-"""A real sync on the embedded default, end to end: ``python -m incsync.demo`` (``make demo``).
+"""``make demo``: the real connectors sync fake QuickBooks and HubSpot servers into a SQLite file.
 
-Three sample sources are synced into one SQLite file: a full cycle with progress, changes at the
-source and an incremental cycle, a reset, a cancel and a resume, a source whose API keeps failing
-until it is stopped, and one with no recent changes. It prints every step's result and ends with the
-status table, and writes the standalone HTML status page.
+``python -m incsync.demo [--output DIR] [--quick | --scale FACTOR]`` starts the fakes of
+:mod:`incsync.testing.fakes` on loopback ports with a company's history (20,000 invoices, 20,000
+deals, bursts that share one second or one millisecond), then syncs them over real HTTP with
+:class:`~incsync.connectors.quickbooks.QuickBooksConnector` (OAuth2 against the fake's token
+endpoint) and :class:`~incsync.connectors.hubspot.HubSpotConnector` (a private-app token):
+full syncs with progress; changes at the sources and incremental cycles that pick up exactly
+those; an API that answers 500 to everything until its source turns red; a reset (grey) and a
+full re-sync (green); a cancel; a company with no change for weeks (orange); and the status table
+and HTML status page.
+
+Every step checks what it shows (outcomes, counts, the sink against each fake's ground truth,
+colours) and the run ends by checking that no credential reached the database or the log. The
+first failed check stops the demo with exit status 1, so ``make demo`` fails when the product is
+broken. Time is a clock the demo moves, shared by the fakes, the connectors and the engine, and
+statuses are computed with it; nothing leaves the loopback interface.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import math
 import random
 import sys
+import time
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, closing, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from incsync.connectors import BaseConnector, InMemoryConnector, InMemorySource, sample_source
-from incsync.connectors.base import RawPage
-from incsync.connectors.memory import iso_timestamp
-from incsync.connectors.sample import invoice
-from incsync.cursor import Window
-from incsync.engine import SyncEngine
-from incsync.errors import TransientSourceError
-from incsync.humanize import time_text
-from incsync.results import CycleProgress, CycleResult
-from incsync.state import SourceState
-from incsync.status import StatusPolicy, status_of, statuses_of
+import attrs
+
+from incsync._demo._checks import leaks
+from incsync._demo._console import CheckFailedError, Console
+from incsync._demo._steps import ACME_HUBSPOT, ACME_QUICKBOOKS, GLOBEX_QUICKBOOKS, Steps
+from incsync._demo._world import Credentials, Scale, connect, load_fakes
 from incsync.stores.sqlite import SQLiteStore
+from incsync.testing import ManualClock
 from incsync.timestamps import utc_now
-from incsync.views import render_html_page, render_text_table
 
-__all__ = ["main"]
+__all__ = [
+    "ACME_HUBSPOT",
+    "ACME_QUICKBOOKS",
+    "GLOBEX_QUICKBOOKS",
+    "QUICK_SCALE",
+    "DemoOutput",
+    "main",
+    "run",
+]
 
-ACME = "acme/invoices"
-GLOBEX = "globex/invoices"
-INITECH = "initech/invoices"
+QUICK_SCALE = 0.05
+"""The share of the default data ``--quick`` makes (1,000 invoices and deals): a few seconds."""
+
+# The demo's clock starts this long before the present, so that it ends near it.
+_HEAD_START = timedelta(hours=5)
 
 
-class _UnreachableSource(BaseConnector):
-    """Stands for an API that answers every request with a 503."""
+@attrs.frozen
+class DemoOutput:
+    """The files a demo run leaves behind.
 
-    ordered = True
-    vendor = "demo"
+    Args:
+        database: The SQLite file: states, transactions and set-aside records.
+        page: The standalone HTML status page.
+        log: What incsync logged during the run, stamped with the demo's clock.
+    """
 
-    def fetch(self, window: Window) -> Iterator[RawPage]:
-        raise TransientSourceError(
-            "HTTP 503 Service Unavailable from https://api.initech.example/v1/invoices",
-            vendor=self.vendor,
-            status_code=503,
+    database: Path
+    page: Path
+    log: Path
+
+    @classmethod
+    def under(cls, directory: Path) -> DemoOutput:
+        """Return the files' places in ``directory``."""
+        return cls(
+            directory / "incsync-demo.db",
+            directory / "status.html",
+            directory / "incsync-demo.log",
         )
 
-
-def _say(text: str = "") -> None:
-    print(text, flush=True)
-
-
-def _progress(progress: CycleProgress) -> None:
-    total = f"/{progress.total:,}" if progress.total is not None else ""
-    eta = f", ETA {progress.eta.total_seconds():.1f}s" if progress.eta is not None else ""
-    line = (
-        f"    page {progress.pages:>3}: {progress.fetched:,}{total} records, "
-        f"{progress.rate:,.0f} records/s{eta}"
-    )
-    if sys.stdout.isatty():
-        print("\r" + line, end="", flush=True)
-    elif progress.pages % 10 == 0 or progress.total == progress.fetched:
-        _say(line)
+    def files(self) -> list[Path]:
+        """Return every file of the run, SQLite's side files included."""
+        sides = [self.database.with_name(self.database.name + end) for end in ("-wal", "-shm")]
+        return [self.database, *sides, self.page, self.log]
 
 
-def _report(result: CycleResult) -> None:
-    if sys.stdout.isatty() and result.pages:
-        print()
-    line = (
-        f"  -> {result.outcome.value}: {result.fetched:,} fetched, {result.applied:,} applied, "
-        f"{result.already_applied:,} already applied, {result.rejected} set aside, "
-        f"{result.pages} pages in {result.duration.total_seconds():.2f}s"
-    )
-    if result.error:
-        line += f"\n     error: {result.error_class}: {result.error}"
-    _say(line)
+class _DemoClockFormatter(logging.Formatter):
+    """Stamps log lines with the demo's clock, so they match the times the steps print."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        self._clock = clock
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's name
+        """Return the demo clock's time, to the second."""
+        return f"{self._clock():%Y-%m-%d %H:%M:%S}"
 
 
-def _show_state(state: SourceState, now: datetime, policy: StatusPolicy) -> None:
-    status = status_of(state, now=now, policy=policy)
-    cursor = state.cursor
-    where = "none" if cursor is None else f"({cursor.updated_at.isoformat()}, {cursor.record_id!r})"
-    _say(
-        f"  state: phase={state.phase.value} generation={state.generation} cursor={where} "
-        f"failures={state.consecutive_failures} -> {status.color.value} ({status.label})"
-    )
+@contextmanager
+def _logging_to(path: Path, clock: ManualClock) -> Iterator[None]:
+    """Send incsync's log to ``path`` while the demo runs, so the terminal shows only the steps."""
+    logger = logging.getLogger("incsync")
+    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    handler.setFormatter(_DemoClockFormatter(clock))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        handler.close()
 
 
-def _change_source(source: InMemorySource, rng: random.Random, now: datetime) -> str:
-    ids = sorted(source.ids())
-    updated = rng.sample(ids, 25)
-    for record_id in updated:
-        source.update(record_id, now, amount=f"{rng.randint(100, 99_999)}.00")
-    voided = rng.sample(sorted(set(ids) - set(updated)), 5)
-    for record_id in voided:
-        source.delete(record_id, now)
-    # A bulk import: forty new invoices stamped in the same second.
-    burst = now.replace(microsecond=0)
-    for number in range(len(ids) + 1, len(ids) + 41):
-        source.put({**invoice(number, burst, rng), "updated_at": iso_timestamp(burst)})
-    return "25 invoices updated, 5 voided, 40 created in the same second"
+def _start_of_demo() -> datetime:
+    hour = utc_now().replace(minute=0, second=0, microsecond=0)
+    return hour - _HEAD_START
 
 
-def run(directory: Path, *, count: int = 5_000, seed: int = 7) -> Path:
-    """Run the demo into ``directory`` and return the path of the HTML status page."""
+def run(
+    directory: Path,
+    *,
+    scale: Scale | None = None,
+    console: Console | None = None,
+    seed: int = 7,
+    start: datetime | None = None,
+) -> DemoOutput:
+    """Run the demo, writing its database, status page and log into ``directory``.
+
+    Args:
+        directory: Where the files go (created if missing; an earlier run's files are replaced).
+        scale: How much data the fakes hold; the default scale when omitted.
+        console: Where the steps are told; standard output when omitted.
+        seed: Seeds the data and the order of ties, so a run can be repeated.
+        start: The demo clock's first reading (aware); a few hours before now when omitted.
+
+    Returns:
+        The files written.
+
+    Raises:
+        CheckFailedError: A check failed: the product did not do what the step shows.
+    """
+    scale = scale or Scale()
+    console = console or Console()
+    output = DemoOutput.under(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    database = directory / "incsync-demo.db"
-    for leftover in directory.glob("incsync-demo.db*"):
-        leftover.unlink()
-    now = utc_now()
+    for leftover in output.files():
+        leftover.unlink(missing_ok=True)
+    began = time.perf_counter()
+    clock = ManualClock(start or _start_of_demo())
     rng = random.Random(seed)
-    store = SQLiteStore(database)
-    engine = SyncEngine(store)
-    policy = StatusPolicy.matching(engine.policy)
-
-    acme = sample_source(count, end=now - timedelta(days=2), seed=seed)
-    acme_connector = InMemoryConnector(acme, page_size=250)
-    globex = sample_source(count // 5, end=now - timedelta(days=40), seed=seed + 1)
-
-    def step(title: str, key: str, connector: BaseConnector | None = None) -> None:
-        _say(f"\n== {title}")
-        if connector is not None:
-            _report(engine.run_cycle(key, connector, on_progress=_progress))
-        _show_state(engine.state(key), utc_now(), policy)
-
-    _say(f"Syncing sample sources into {database}")
-    step(f"1. Full sync of {ACME} ({count:,} invoices)", ACME, acme_connector)
-    step("2. Nothing changed: an incremental cycle applies nothing", ACME, acme_connector)
-    _say(f"\n   At the source: {_change_source(acme, rng, utc_now())}")
-    step("3. Incremental cycle picks up exactly those changes", ACME, acme_connector)
-
-    engine.reset(ACME)
-    step("4. Reset: the source turns grey until a full cycle completes", ACME)
-    step("5. The next cycle re-reads and re-applies every invoice", ACME, acme_connector)
-
-    engine.cancel(ACME)
-    step("6. Cancel: cycles are skipped, no transaction is deleted", ACME, acme_connector)
-    _say(f"  transactions kept: {store.count_transactions(ACME):,}")
-    engine.resume(ACME)
-    step("7. Resume: the source syncs again", ACME, acme_connector)
-
-    step(
-        f"8. {GLOBEX}: nothing changed there for 40 days (orange)",
-        GLOBEX,
-        InMemoryConnector(globex, page_size=250),
+    credentials = Credentials()
+    console.say("incsync demo: real connectors, fake vendor servers on loopback, a SQLite file")
+    with ExitStack() as stack:
+        stack.enter_context(_logging_to(output.log, clock))
+        fakes = load_fakes(clock, scale, rng)
+        urls = [
+            stack.enter_context(fake.serve())
+            for fake in (fakes.quickbooks, fakes.hubspot, fakes.globex)
+        ]
+        store = stack.enter_context(SQLiteStore(output.database))
+        connectors = connect(
+            fakes, urls, clock=clock, credentials=credentials, scale=scale, rng=rng
+        )
+        stack.enter_context(closing(connectors))
+        steps = Steps(console, scale, clock, store, fakes, connectors, credentials, rng)
+        steps.servers(urls)
+        steps.full_sync_quickbooks()
+        steps.full_sync_hubspot()
+        steps.incremental()
+        steps.outage()
+        steps.reset()
+        steps.cancel()
+        steps.quiet_source()
+        steps.status_table(output.page)
+    # The store is closed now, so everything it wrote is in the files searched.
+    leaking = leaks(output.files(), credentials.seen)
+    steps.check(
+        not leaking,
+        f"none of the {len(credentials.seen)} credentials used is in the database, page or log",
+        failure=", ".join(leaking),
     )
-    _say(f"\n== 9. {INITECH}: its API fails every cycle until the source is stopped (red)")
-    for _ in range(engine.policy.max_consecutive_failures):
-        _report(engine.run_cycle(INITECH, _UnreachableSource()))
-    _show_state(engine.state(INITECH), utc_now(), policy)
-
-    rejected = engine.rejected(ACME)
-    _say(f"\nRecords set aside for {ACME}: {len(rejected)}")
-
-    moment = utc_now()
-    rows = statuses_of(engine.states(), now=moment, policy=policy)
-    _say("\n== Status\n")
-    _say(render_text_table(rows, ansi=sys.stdout.isatty()))
-    page = directory / "status.html"
-    page.write_text(
-        render_html_page(rows, title="Automated Import", generated=time_text(moment, now=moment)),
-        encoding="utf-8",
-    )
-    store.close()
-    _say(f"Database:    {database}")
-    _say(f"Status page: {page}")
-    return page
+    console.say()
+    console.item("database", str(output.database))
+    console.item("page", str(output.page))
+    console.item("log", str(output.log))
+    console.say()
+    seconds = time.perf_counter() - began
+    console.say(f"All {steps.checks} checks passed in {seconds:.1f} s.")
+    return output
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the demo from the command line."""
-    parser = argparse.ArgumentParser(prog="python -m incsync.demo", description=__doc__)
-    parser.add_argument(
-        "--dir", type=Path, default=Path("demo-output"), help="where to write the database and page"
+    """Run the demo from the command line; return 0, or 1 when a check failed.
+
+    Args:
+        argv: The arguments (``sys.argv[1:]`` when omitted).
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m incsync.demo",
+        description="Sync fake QuickBooks and HubSpot servers into SQLite with the real "
+        "connectors, step by step, checking every step.",
     )
-    parser.add_argument("--count", type=int, default=5_000, help="invoices in the main source")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path("demo-output"),
+        metavar="DIR",
+        help="where to write the database, status page and log (default: demo-output)",
+    )
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a small run ({QUICK_SCALE:g} of the default data), for tests",
+    )
+    size.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        metavar="FACTOR",
+        help="multiply the default data (20,000 invoices and 20,000 deals) by FACTOR",
+    )
+    parser.add_argument("--seed", type=int, default=7, help="seeds the generated data")
     arguments = parser.parse_args(argv)
-    run(arguments.dir, count=arguments.count)
+    if not (math.isfinite(arguments.scale) and arguments.scale > 0):
+        parser.error("--scale must be a positive number")
+    scale = Scale.of(QUICK_SCALE if arguments.quick else arguments.scale)
+    try:
+        run(arguments.output, scale=scale, seed=arguments.seed)
+    except CheckFailedError as error:
+        print(f"\nThe demo stopped: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
