@@ -36,6 +36,9 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.status
 	$(BIN)/python -m bench.connectors
 	$(BIN)/python -m bench.timestamps
+	$(BIN)/python -m bench.vendor_files
+	$(BIN)/python -m bench.postgres
+	$(BIN)/python -m bench.round
 
 clean:
 	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache .coverage build dist

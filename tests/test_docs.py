@@ -4,7 +4,10 @@ Every fenced code block marked ``python`` in README.md and docs/**/*.md runs: ea
 order, in one shared namespace per file, in a fresh temporary working directory (so a file such as
 ``incsync.db`` lands there). A block opts out only with ``<!-- not-run: reason -->`` on the line
 right before its fence; blocks in other languages (``sh``, ``jinja``, ``html``, ``sql``…) are
-never run.
+never run. A page whose examples need the PostgreSQL server says so with ``<!-- needs: postgres
+-->`` on a line of its own: its examples then get the test server's connection string in
+``INCSYNC_POSTGRES``, and without a server the page is skipped (failed under CI), like every test
+that needs a service.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import attrs
 import pytest
 
 from incsync.stores import SQLiteStore
+from tests.stores.postgres_server import require_server
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -28,6 +32,8 @@ GUIDES = ("concepts.md", "connectors.md", "status.md")
 PYTHON_LANGUAGES = frozenset({"python", "python3", "py"})
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`]*)$")
 _NOT_RUN = re.compile(r"^\s*<!--\s*not-run\b(?P<rest>.*?)-->\s*$")
+_NEEDS = re.compile(r"^\s*<!--\s*needs:\s*(?P<services>[\w ,]+?)\s*-->\s*$", re.MULTILINE)
+SERVICES = frozenset({"postgres"})
 
 
 @attrs.frozen
@@ -157,6 +163,23 @@ def run_blocks(blocks: Sequence[CodeBlock], module_name: str) -> types.ModuleTyp
     return module
 
 
+def services_needed(text: str) -> set[str]:
+    """Return the services a page declares with ``<!-- needs: ... -->``.
+
+    Raises:
+        ValueError: A declared service is not one the tests know how to provide.
+    """
+    needed = {
+        name.strip()
+        for match in _NEEDS.finditer(text)
+        for name in match.group("services").split(",")
+    }
+    unknown = needed - SERVICES
+    if unknown:
+        raise ValueError(f"unknown service in a needs marker: {sorted(unknown)}")
+    return needed
+
+
 def _document_id(path: Path) -> str:
     return path.relative_to(ROOT).as_posix()
 
@@ -173,6 +196,8 @@ def test_python_blocks_of_the_document_run(
 ) -> None:
     """Every python block of the document runs, in order, in one namespace, in a fresh directory."""
     runnable = [block for block in python_blocks(document) if block.not_run is None]
+    if "postgres" in services_needed(document.read_text(encoding="utf-8")):
+        monkeypatch.setenv("INCSYNC_POSTGRES", require_server())
     monkeypatch.chdir(tmp_path)
     run_blocks(runnable, "incsync_docs_" + re.sub(r"\W", "_", document.stem))
 
@@ -235,6 +260,14 @@ def test_malformed_markers_and_fences_are_errors(text: str, message: str) -> Non
     """A marker without a reason or away from a python fence, or an unclosed fence, fails loudly."""
     with pytest.raises(ValueError, match=message):
         code_blocks(text, Path("doc.md"))
+
+
+def test_a_needs_marker_names_known_services_only() -> None:
+    """``<!-- needs: postgres -->`` is read; a service the tests cannot provide is an error."""
+    assert services_needed("intro\n<!-- needs: postgres -->\n") == {"postgres"}
+    assert services_needed("no marker here\n") == set()
+    with pytest.raises(ValueError, match="unknown service"):
+        services_needed("<!-- needs: postgres, oracle -->\n")
 
 
 def test_blocks_share_one_namespace_and_skip_the_ones_marked_not_run() -> None:

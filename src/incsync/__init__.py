@@ -35,6 +35,7 @@ from incsync.protocols import (
 )
 from incsync.records import ApplyResult, Page, Record, RejectedRecord, Transaction
 from incsync.results import CycleProgress, CycleResult, Outcome
+from incsync.scheduling import DueSource, SourcePlan, due_sources, run_due
 from incsync.state import Checkpoint, ErrorInfo, Lease, Phase, SkipReason, SourceState
 from incsync.status import (
     SourceStatus,
@@ -68,6 +69,7 @@ __all__ = [
     "Cursor",
     "CycleProgress",
     "CycleResult",
+    "DueSource",
     "ErrorInfo",
     "GenerationChangedError",
     "InMemoryStore",
@@ -86,6 +88,7 @@ __all__ = [
     "SQLiteStore",
     "SkipReason",
     "SourceError",
+    "SourcePlan",
     "SourceState",
     "SourceStatus",
     "StateConflictError",
@@ -105,8 +108,10 @@ __all__ = [
     "Window",
     "__version__",
     "classify_status",
+    "due_sources",
     "exact_time",
     "relative_time",
+    "run_due",
     "status_of",
     "statuses_of",
     "time_text",
