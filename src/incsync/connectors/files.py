@@ -44,7 +44,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Collection, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, cast
@@ -91,6 +91,7 @@ def _count_and_escape(error: UnicodeError) -> tuple[str, int]:
 
 codecs.register_error("incsync-files-escape", _count_and_escape)
 _RAW_EXCERPT = 500
+_fromisoformat = datetime.fromisoformat
 
 
 def _decoded(handle: BinaryIO, offset: int) -> io.TextIOWrapper:
@@ -336,7 +337,7 @@ class FileConnector:
                     f"{', '.join(map(repr, missing))}; fix the file or the connector's columns",
                     vendor=self.vendor,
                 )
-        width, join, to_record = len(header), "".join, self._to_record
+        width, join, to_record = len(header), "".join, self._record_builder()
         while True:
             line = base + reader.line_num + 1
             try:
@@ -368,7 +369,7 @@ class FileConnector:
         self, file: Path, text: Iterable[str], first_line: int, since: datetime | None
     ) -> Generator[Record | RejectedRecord, None, tuple[None, int]]:
         """Yield a JSON Lines file's rows; return no header and the number of lines read."""
-        count, clean, to_record = 0, _undecodable_seen[0], self._to_record
+        count, clean, to_record = 0, _undecodable_seen[0], self._record_builder()
         for count, line_text in enumerate(text, start=1):
             line = first_line + count - 1
             if not line_text.strip():
@@ -394,6 +395,41 @@ class FileConnector:
             if since is None or record.updated_at >= since:
                 yield record
         return None, count
+
+    def _record_builder(self) -> Callable[[Mapping[str, Any]], Record]:
+        """Return the function that turns a row into a record, for one file's rows.
+
+        It runs once per row, so the common case (a text id, an ISO time in UTC, a text or
+        absent tombstone marker) is built with the settings held as locals and without
+        re-checking what was just checked; any other row takes :meth:`_to_record`, which
+        converts it or explains the refusal.
+        """
+        checked = self._to_record
+        if not self._iso:
+            return checked
+        id_column, updated_at_column = self.id_column, self.updated_at_column
+        tombstone_column, tombstone_values = self.tombstone_column, self.tombstone_values
+
+        def build(raw: Mapping[str, Any]) -> Record:
+            record_id, text = raw.get(id_column), raw.get(updated_at_column)
+            if type(record_id) is not str or not record_id or type(text) is not str:
+                return checked(raw)
+            try:
+                moment = _fromisoformat(text)
+            except ValueError:
+                return checked(raw)
+            if moment.tzinfo is not UTC:
+                return checked(raw)
+            if tombstone_column is None:
+                return trusted_record(record_id, moment, raw)
+            marker = raw.get(tombstone_column)
+            if type(marker) is str:  # every CSV value
+                return trusted_record(record_id, moment, raw, marker in tombstone_values)
+            if marker is None:
+                return trusted_record(record_id, moment, raw)
+            return checked(raw)
+
+        return build
 
     def _to_record(self, raw: Mapping[str, Any]) -> Record:
         deleted = False

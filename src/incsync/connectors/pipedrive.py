@@ -344,15 +344,18 @@ class PipedriveConnector(HttpConnector):
             for record in page.records:
                 # Compared by time first: the ids (text) are turned back into numbers only for
                 # deals in the same second, which keeps this per-deal check cheap.
-                if last is not None and record.updated_at <= last.updated_at:
-                    if record.updated_at < last.updated_at or int(record.id) <= int(last.id):
-                        raise BadResponseError(
-                            f"pipedrive: deal {record.id} (update_time "
-                            f"{record.updated_at.isoformat()}) came after deal {last.id} "
-                            f"({last.updated_at.isoformat()}), out of (update_time, id) order; "
-                            f"the read stops so the cursor cannot pass a deal not read yet",
-                            vendor=self.vendor,
-                        )
+                if (
+                    last is not None
+                    and record.updated_at <= last.updated_at
+                    and (record.updated_at < last.updated_at or int(record.id) <= int(last.id))
+                ):
+                    raise BadResponseError(
+                        f"pipedrive: deal {record.id} (update_time "
+                        f"{record.updated_at.isoformat()}) came after deal {last.id} "
+                        f"({last.updated_at.isoformat()}), out of (update_time, id) order; "
+                        f"the read stops so the cursor cannot pass a deal not read yet",
+                        vendor=self.vendor,
+                    )
                 last = record
             yield page
 
