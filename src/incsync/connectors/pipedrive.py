@@ -23,10 +23,9 @@ and its pages are followed by ``additional_data.next_cursor`` until it is null.
   refuses fractions, so the window's start is rounded *down* to the second: the deals that share
   the cursor's second are read again, and the sink drops those it already holds.
 * **Credentials.** An ``api_token`` goes in the ``x-api-token`` header by default. With
-  ``token_in_query=True`` it goes in the ``api_token`` query parameter instead, added by the
-  transport on the way to the wire, so no URL that httpx logs or that an error message quotes
-  ever carries it. OAuth goes through :func:`pipedrive_oauth` (use the ``api_domain`` of the
-  token answer as ``base_url``).
+  ``token_in_query=True`` it goes in the ``api_token`` query parameter instead; the toolkit masks
+  it in httpx's request log lines and in every message incsync writes. OAuth goes through
+  :func:`pipedrive_oauth` (use the ``api_domain`` of the token answer as ``base_url``).
 * **Throttling.** A 429 is a burst unless ``x-daily-requests-left`` is 0 (the daily token budget
   is used up); the wait is ``x-ratelimit-reset`` seconds. Under suspected abuse the CDN in front
   of Pipedrive answers with an HTML 403 page instead of JSON: that is a throttle too, retried
@@ -41,7 +40,7 @@ from __future__ import annotations
 import logging
 import random as _random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -49,7 +48,7 @@ import httpx
 
 from incsync.connectors.auth import ApiKey, Auth, OAuth2Refresh, TokenSet
 from incsync.connectors.base import RawPage
-from incsync.connectors.http import DEFAULT_LIMITS, DEFAULT_TIMEOUT, HttpConnector
+from incsync.connectors.http import DEFAULT_TIMEOUT, HttpConnector
 from incsync.connectors.paging import cursor_pages
 from incsync.connectors.retry import RetryPolicy, Sleep, Throttle
 from incsync.connectors.throttle import default_throttle
@@ -156,29 +155,6 @@ def _is_html(response: httpx.Response) -> bool:
     return response.content.lstrip()[:1] == b"<"
 
 
-class _TokenInQuery(httpx.BaseTransport):
-    """Adds the api_token to the query below httpx, so no logged or quoted URL carries it."""
-
-    def __init__(self, inner: httpx.BaseTransport, token: str) -> None:
-        self._inner = inner
-        self._token = token
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        """Send a copy of ``request`` with the token in its query."""
-        wire = httpx.Request(
-            request.method,
-            request.url.copy_merge_params({_TOKEN_PARAM: self._token}),
-            headers=request.headers,
-            stream=request.stream,
-            extensions=request.extensions,
-        )
-        return self._inner.handle_request(wire)
-
-    def close(self) -> None:
-        """Close the inner transport."""
-        self._inner.close()
-
-
 class PipedriveConnector(HttpConnector):
     """Reads a Pipedrive company's deals incrementally, deleted deals as tombstones.
 
@@ -249,14 +225,14 @@ class PipedriveConnector(HttpConnector):
             if lookback < timedelta(0):
                 raise ConfigurationError(f"lookback must not be negative, got {lookback}")
             self.lookback = lookback
-        self._query_token: tuple[str, ...] = ()
-        if api_token is not None and token_in_query:
-            self._query_token = (api_token,)
-            transport = _TokenInQuery(
-                transport or httpx.HTTPTransport(limits=DEFAULT_LIMITS), api_token
+        if api_token is not None:
+            # In the query, the toolkit masks the token in httpx's request log lines and in
+            # every message incsync writes; only the wire (and Pipedrive's logs) carry it.
+            auth = (
+                ApiKey(api_token, query_param=_TOKEN_PARAM)
+                if token_in_query
+                else ApiKey(api_token, header="x-api-token")
             )
-        elif api_token is not None:
-            auth = ApiKey(api_token, header="x-api-token")
         super().__init__(
             base_url,
             auth=auth,
@@ -273,10 +249,6 @@ class PipedriveConnector(HttpConnector):
 
     def __repr__(self) -> str:
         return f"PipedriveConnector(base_url={str(self._client.base_url)!r})"
-
-    def secrets(self) -> Sequence[str]:
-        """Return the credential values to mask: the auth flow's and a query api_token."""
-        return (*super().secrets(), *self._query_token)
 
     def throttle_signal(self, response: httpx.Response) -> Throttle | None:
         """Pipedrive's 429s and the CDN's HTML 403 (see :func:`pipedrive_throttle`)."""
