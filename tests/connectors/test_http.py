@@ -58,6 +58,43 @@ def test_requests_go_to_the_base_url_with_headers_and_explicit_timeouts() -> Non
     assert get.extensions["timeout"] == post.extensions["timeout"] == expected
 
 
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://api.example.com/v3",
+        "https://api.example.com/v3/",
+        "https://api.example.com",
+        "http://127.0.0.1:8080/a b/ü",
+        "https://api.example.com/v3?tenant=1",
+    ],
+)
+@pytest.mark.parametrize(
+    ("url", "params"),
+    [
+        ("/items", None),
+        ("items", {}),
+        ("/items", {"limit": 2, "after": "2024-01-01T00:00:00+00:00"}),
+        ("/items/a b", {"q": "name = 'Ünïcode & co'", "flag": True, "none": None}),
+        ("/items", {"types[]": ["invoice.updated", "invoice.voided"], "n": 1.5}),
+        ("/items?sort=id", {"limit": 2, "sort": "updated"}),
+        ("", {"x": "y"}),
+        ("https://other.example.com/next/page", {"cursor": "c/+="}),
+        ("HTTPS://other.example.com/NEXT", None),
+    ],
+)
+def test_the_url_sent_is_the_one_httpx_would_build(
+    base_url: str, url: str, params: dict[str, object] | None
+) -> None:
+    """The connector joins base_url, path and params itself, exactly as httpx would join them."""
+    script = Script(httpx.Response(200, json={}))
+    connector = Plain(base_url, transport=script.transport())
+    with connector:
+        connector.get_json(url, params=params)
+    with httpx.Client(base_url=base_url) as client:
+        expected = client.build_request("GET", url, params=params).url
+    assert script.requests[0].url == expected
+
+
 def test_default_timeouts_are_explicit() -> None:
     """Without a timeout argument every request still carries the documented defaults."""
     script = Script()

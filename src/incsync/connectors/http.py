@@ -74,6 +74,10 @@ _WIRE_BODY_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
 _LIVE_CONNECTORS: weakref.WeakSet[HttpConnector] = weakref.WeakSet()
 
 
+def _is_absolute(url: str) -> bool:
+    return url[:8].lower().startswith(("http://", "https://"))
+
+
 class _MaskSecretsInHttpxLogs(logging.Filter):
     """Masks credentials in httpx's own log lines, which carry each request's full URL.
 
@@ -169,6 +173,13 @@ class HttpConnector(BaseConnector):
             # A redirect is an answer to judge, not to follow with our credentials.
             follow_redirects=False,
         )
+        # What a relative path is appended to, as httpx appends it (None: let httpx join them).
+        joined_base = self._client.base_url
+        self._base_url: str | None = (
+            None
+            if joined_base.query or joined_base.fragment
+            else str(joined_base).removesuffix("/") + "/"
+        )
         _mask_secrets_in_httpx_logs()
         _LIVE_CONNECTORS.add(self)
 
@@ -227,8 +238,9 @@ class HttpConnector(BaseConnector):
             BadResponseError: The body is larger than ``max_response_bytes`` or undecodable.
             PermanentSourceError: The vendor refused the request.
         """
+        target, params = self._target(url, params)
         return call_with_retries(
-            lambda: self._attempt(method, url, params, json, headers),
+            lambda: self._attempt(method, target, params, json, headers),
             self.retry,
             sleep=self._sleep,
             random=self._random,
@@ -288,6 +300,29 @@ class HttpConnector(BaseConnector):
             status_code=response.status_code,
             excerpt=body_excerpt(response.content, self.secrets()) or None,
         )
+
+    def _target(
+        self, url: str, params: Mapping[str, Any] | None
+    ) -> tuple[str, Mapping[str, Any] | None]:
+        """Return the absolute URL to send, query included, and any params left for httpx to merge.
+
+        Given a relative path and params, httpx parses the path, then the path joined to
+        ``base_url``, then the URL with the params merged: three parses per request, a fifth of
+        a request's CPU on loopback. Joined and encoded here (as httpx would join and encode
+        them), the URL is parsed once. A URL that already has a query keeps httpx's own rules for
+        merging params into it.
+        """
+        if "?" in url or "#" in url:
+            return url, params
+        if _is_absolute(url):
+            absolute = url
+        elif self._base_url is not None:
+            absolute = self._base_url + url.lstrip("/")
+        else:
+            return url, params
+        if params:
+            absolute += "?" + str(httpx.QueryParams(params))
+        return absolute, None
 
     def _attempt(
         self,
