@@ -41,12 +41,13 @@ no such dilution, which is why it is the stricter of the two.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -54,6 +55,7 @@ from typing import Any
 
 import httpx
 
+from bench._served import SERVERS, Sent, Serve, Served
 from incsync.connectors.auth import BearerToken
 from incsync.connectors.http import HttpConnector
 from incsync.connectors.hubspot import HubSpotConnector
@@ -61,7 +63,7 @@ from incsync.connectors.quickbooks import QuickBooksConnector, quickbooks_auth
 from incsync.connectors.salesforce import SalesforceConnector
 from incsync.cursor import Window
 from incsync.testing import ManualClock
-from incsync.testing.fakes import FakeQuickBooks, FakeVendor
+from incsync.testing.fakes import FakeQuickBooks
 from incsync.testing.fakes.hubspot import FakeHubSpot, HubSpotLimits
 from incsync.testing.fakes.salesforce import FakeSalesforce
 
@@ -75,12 +77,16 @@ QUICK_RECORDS = 2_000
 ROUNDS = 7  # best of 7: single runs on a shared 2-core machine vary by up to 50%
 TARGET_RATIO = 0.8
 BUSY_LOAD = 0.5  # a 1-minute load average above this at the start is reported as a busy machine
-# Request headers that shape the answer; the bare loop sends them as the connector did.
-_KEPT_HEADERS = ("accept", "content-type", "sforce-query-options")
 SERVER_NOTE = (
     "Both sides fetch the same pages from the same in-process fake server over loopback HTTP; "
     "the fake's own work (query parsing, filtering, sorting, rendering) is inside both timings."
 )
+
+
+SERVER_PLACES = {
+    "process": "a child process (its own GIL and heap, as a remote vendor)",
+    "thread": "a thread of this process (sharing the client's GIL and heap)",
+}
 
 
 def no_sleep(_seconds: float) -> None:
@@ -88,33 +94,6 @@ def no_sleep(_seconds: float) -> None:
 
 
 # -- capture and replay ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Sent:
-    """One request as the connector sent it (credentials are not kept; the bare loop has them)."""
-
-    method: str
-    url: str
-    content: bytes
-    headers: dict[str, str]
-
-
-@contextmanager
-def capturing(fake: FakeVendor) -> Iterator[list[Sent]]:
-    """Record the requests ``fake`` receives while the block runs, through an observing fault."""
-    sent: list[Sent] = []
-
-    def observe(request: httpx.Request) -> httpx.Response | None:
-        headers = {k: v for k, v in request.headers.items() if k.lower() in _KEPT_HEADERS}
-        sent.append(Sent(request.method, str(request.url), request.content, headers))
-        return None
-
-    fake.add_fault(observe)
-    try:
-        yield sent
-    finally:
-        fake.clear_faults()
 
 
 def replay(
@@ -149,7 +128,7 @@ class Vendor:
     notes: list[str] = field(default_factory=list)
 
 
-def quickbooks(stack: ExitStack, count: int) -> Vendor:
+def quickbooks(stack: ExitStack, count: int, serve: Serve) -> Vendor:
     entity = "Invoice"
     fake = FakeQuickBooks(
         clock=ManualClock(datetime(2024, 6, 3, 16, 0, tzinfo=UTC)),
@@ -166,8 +145,9 @@ def quickbooks(stack: ExitStack, count: int) -> Vendor:
             "CustomerRef": {"value": str(n % 50)},
         },
     )
-    base_url = stack.enter_context(fake.serve())
     tokens = fake.grant_tokens()
+    served = stack.enter_context(serve(fake))
+    base_url = served.base_url
     auth = quickbooks_auth(
         fake.client_id,
         fake.client_secret,
@@ -182,7 +162,7 @@ def quickbooks(stack: ExitStack, count: int) -> Vendor:
             fake.realm_id, entity, auth=auth, base_url=base_url, sleep=no_sleep, clock=fake.clock
         )
     )
-    sent = capture(fake, connector, count, "/query")
+    sent = capture(served, connector, count, "/query")
 
     def bare(client: httpx.Client) -> tuple[int, int]:
         return replay(client, sent, lambda body: body["QueryResponse"].get(entity, []))
@@ -190,7 +170,7 @@ def quickbooks(stack: ExitStack, count: int) -> Vendor:
     return Vendor("quickbooks", connector, bare, {"Authorization": f"Bearer {tokens.access_token}"})
 
 
-def salesforce(stack: ExitStack, count: int) -> Vendor:
+def salesforce(stack: ExitStack, count: int, serve: Serve) -> Vendor:
     fake = FakeSalesforce(api_limit=10**9, max_open_locators=1_000)
     start = datetime(2024, 1, 1, tzinfo=UTC)
     fake.bulk_load(
@@ -206,8 +186,9 @@ def salesforce(stack: ExitStack, count: int) -> Vendor:
             for i in range(count)
         ),
     )
-    base_url = stack.enter_context(fake.serve())
     token = fake.issue_access_token()
+    served = stack.enter_context(serve(fake))
+    base_url = served.base_url
     connector = stack.enter_context(
         SalesforceConnector(
             "fake-consumer-key",
@@ -220,7 +201,7 @@ def salesforce(stack: ExitStack, count: int) -> Vendor:
             clock=fake.clock,
         )
     )
-    sent = capture(fake, connector, count, "/services/data/")
+    sent = capture(served, connector, count, "/services/data/")
     first = sent[0]
 
     def bare(client: httpx.Client) -> tuple[int, int]:
@@ -242,7 +223,7 @@ def salesforce(stack: ExitStack, count: int) -> Vendor:
     return vendor
 
 
-def hubspot(stack: ExitStack, count: int) -> Vendor:
+def hubspot(stack: ExitStack, count: int, serve: Serve) -> Vendor:
     fake = FakeHubSpot(
         index_lag=timedelta(0),
         limits=HubSpotLimits(search_per_second=None, per_ten_seconds=None, daily=None),
@@ -253,7 +234,8 @@ def hubspot(stack: ExitStack, count: int) -> Vendor:
         [start + timedelta(seconds=i) for i in range(count)],
         {"dealname": "bench", "amount": "10"},
     )
-    base_url = stack.enter_context(fake.serve())
+    served = stack.enter_context(serve(fake))
+    base_url = served.base_url
     connector = stack.enter_context(
         HubSpotConnector(
             base_url,
@@ -262,7 +244,7 @@ def hubspot(stack: ExitStack, count: int) -> Vendor:
             clock=fake.clock,
         )
     )
-    sent = capture(fake, connector, count, "/crm/v3/")
+    sent = capture(served, connector, count, "/crm/v3/")
 
     def bare(client: httpx.Client) -> tuple[int, int]:
         return replay(client, sent, lambda body: body["results"])
@@ -277,10 +259,13 @@ def hubspot(stack: ExitStack, count: int) -> Vendor:
     return vendor
 
 
-def capture(fake: FakeVendor, connector: HttpConnector, count: int, api: str) -> list[Sent]:
+def capture(served: Served, connector: HttpConnector, count: int, api: str) -> list[Sent]:
     """Run the connector's full read once, untimed; return its API requests, checked."""
-    with capturing(fake) as sent:
+    served.record()
+    try:
         got = sum(len(page.records) for page in connector.read(Window()))
+    finally:
+        sent = served.recorded()
     if got != count:
         raise RuntimeError(f"{connector.vendor}: the capture read returned {got} of {count}")
     api_requests = [request for request in sent if api in request.url]
@@ -289,7 +274,7 @@ def capture(fake: FakeVendor, connector: HttpConnector, count: int, api: str) ->
     return api_requests
 
 
-VendorSetup = Callable[[ExitStack, int], Vendor]
+VendorSetup = Callable[[ExitStack, int, Serve], Vendor]
 
 
 def vendors() -> dict[str, VendorSetup]:
@@ -333,11 +318,12 @@ def time_bare(vendor: Vendor, client: httpx.Client) -> tuple[float, float, int, 
     return time.perf_counter() - began, time.thread_time() - began_cpu, rows, requests
 
 
-def measure(name: str, count: int) -> dict[str, Any]:
+def measure(name: str, count: int, server: str) -> dict[str, Any]:
     with ExitStack() as stack:
         setup_began = time.perf_counter()
-        vendor = vendors()[name](stack, count)
+        vendor = vendors()[name](stack, count, SERVERS[server])
         setup = time.perf_counter() - setup_began
+        gc.collect()  # whatever set-up left behind (a thread-served fake's cycles) goes now
         client = stack.enter_context(
             httpx.Client(headers={"User-Agent": "bench", **vendor.bare_headers}, timeout=30.0)
         )
@@ -444,6 +430,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--vendor", action="append", choices=sorted(vendors()), help="only these vendors"
     )
+    parser.add_argument(
+        "--server",
+        choices=sorted(SERVERS),
+        default="process",
+        help="serve the fakes from a child process (default, as a remote vendor) or a thread of "
+        "this process (sharing the client's GIL and heap)",
+    )
     args = parser.parse_args(argv)
     count = QUICK_RECORDS if args.quick else FULL_RECORDS
     names = args.vendor or list(vendors())
@@ -454,10 +447,11 @@ def main(argv: list[str] | None = None) -> int:
     if load_before and load_before[0] > BUSY_LOAD:
         print(f"  (busy machine: 1-minute load above {BUSY_LOAD}; figures may be noisy)")
     print(f"best of {ROUNDS} alternating rounds per side, after one warm-up each")
+    print(f"fake vendors served from: {SERVER_PLACES[args.server]}")
     print(f"note: {SERVER_NOTE}")
     print()
     began = time.perf_counter()
-    rows = [measure(name, count) for name in names]
+    rows = [measure(name, count, args.server) for name in names]
     total = time.perf_counter() - began
     load_after = load_average()
     print_table(rows)
@@ -466,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {
         "benchmark": "connectors",
         "quick": args.quick,
+        "server": args.server,
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": info,
         "load_average_start": load_before,

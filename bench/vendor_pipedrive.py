@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 
+from bench._served import Serve
 from bench.connectors import Vendor, capture, no_sleep, replay
 from incsync.connectors.pipedrive import PipedriveConnector
 from incsync.testing.fakes.pipedrive import FakePipedrive, PipedriveLimits
@@ -21,12 +22,13 @@ __all__ = ["pipedrive"]
 UTC = timezone.utc
 
 
-def pipedrive(stack: ExitStack, count: int) -> Vendor:
+def pipedrive(stack: ExitStack, count: int, serve: Serve) -> Vendor:
     """Load ``count`` deals into a served fake; return its connector and bare loop.
 
     Args:
         stack: Keeps the server and the connector open until the benchmark is done.
         count: How many deals to load.
+        serve: Serves the fake (from a child process or a thread).
 
     Returns:
         The vendor entry: the connector, the bare replay of its requests, the bare loop's header.
@@ -35,11 +37,12 @@ def pipedrive(stack: ExitStack, count: int) -> Vendor:
     start = datetime(2024, 1, 1, tzinfo=UTC)
     fake.load([start + timedelta(seconds=i) for i in range(count)], {"title": "bench", "value": 10})
     fake.clock.set(start + timedelta(seconds=count, days=1))
-    base_url = stack.enter_context(fake.serve())
+    served = stack.enter_context(serve(fake))
+    base_url = served.base_url
     connector = stack.enter_context(
         PipedriveConnector(base_url, api_token=fake.api_token, sleep=no_sleep, clock=fake.clock)
     )
-    sent = capture(fake, connector, count, "/api/v2/deals")
+    sent = capture(served, connector, count, "/api/v2/deals")
 
     def bare(client: httpx.Client) -> tuple[int, int]:
         return replay(client, sent, lambda body: body["data"])

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 
+from bench._served import Serve
 from bench.connectors import Vendor, capture, no_sleep, replay
 from incsync.connectors._rest_config import RestConfig
 from incsync.connectors.rest import RestConnector
@@ -25,12 +26,13 @@ PAGE_SIZE = 500
 _SECRET = "BENCH_GENERIC_TOKEN"
 
 
-def rest(stack: ExitStack, count: int) -> Vendor:
+def rest(stack: ExitStack, count: int, serve: Serve) -> Vendor:
     """Return the REST connector and its bare loop over ``count`` records, live in ``stack``."""
     fake = FakeGenericRest(paging="cursor", max_page_size=PAGE_SIZE)
     fake.load(count, datetime(2024, 1, 1, tzinfo=timezone.utc))
     fake.clock.set(datetime(2024, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=count + 3600))
-    base_url = stack.enter_context(fake.serve())
+    served = stack.enter_context(serve(fake))
+    base_url = served.base_url
     config = RestConfig.from_mapping(
         {
             "base_url": base_url,
@@ -46,7 +48,7 @@ def rest(stack: ExitStack, count: int) -> Vendor:
     connector = stack.enter_context(
         RestConnector(config, secrets={_SECRET: fake.token}, sleep=no_sleep, clock=fake.clock)
     )
-    sent = capture(fake, connector, count, ITEMS_PATH)
+    sent = capture(served, connector, count, ITEMS_PATH)
 
     def bare(client: httpx.Client) -> tuple[int, int]:
         return replay(client, sent, lambda body: body["data"]["items"])

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 
+from bench._served import Serve
 from bench.connectors import Vendor, capture, no_sleep, replay
 from incsync.connectors.stripe import StripeConnector
 from incsync.testing import ManualClock
@@ -22,12 +23,13 @@ from incsync.testing.fakes.stripe import FakeStripe
 __all__ = ["stripe"]
 
 
-def stripe(stack: ExitStack, count: int) -> Vendor:
+def stripe(stack: ExitStack, count: int, serve: Serve) -> Vendor:
     """Return the Stripe vendor: ``count`` invoices in the fake, live while ``stack`` is open.
 
     Args:
         stack: Keeps the fake's server and the connector open; closing it stops both.
         count: How many invoices to load.
+        serve: Serves the fake (from a child process or a thread).
 
     Returns:
         The connector and the bare loop over the same requests.
@@ -35,11 +37,12 @@ def stripe(stack: ExitStack, count: int) -> Vendor:
     fake = FakeStripe(clock=ManualClock(datetime(2024, 6, 1, 12, tzinfo=timezone.utc)))
     start = fake.clock() - timedelta(days=90)
     fake.load("invoices", [start + timedelta(seconds=i) for i in range(count)])
-    base_url = stack.enter_context(fake.serve())
+    served = stack.enter_context(serve(fake))
+    base_url = served.base_url
     connector = stack.enter_context(
         StripeConnector(base_url, secret_key=fake.secret_key, sleep=no_sleep, clock=fake.clock)
     )
-    sent = capture(fake, connector, count, "/v1/")
+    sent = capture(served, connector, count, "/v1/")
 
     def bare(client: httpx.Client) -> tuple[int, int]:
         return replay(client, sent, lambda body: body["data"])

@@ -2,18 +2,18 @@
 
 Same method as :mod:`bench.connectors`: an untimed capture run records the connector's requests,
 and the bare loop replays them in order. Xero's filter travels in the ``If-Modified-Since``
-header, which the shared capture does not keep, so a second observer records it for each request
-and the replayed requests carry it (with ``Xero-tenant-id`` in the bare client's headers).
+header, which the recording keeps; the replayed requests carry it (with ``Xero-tenant-id`` in the
+bare client's headers).
 """
 
 from __future__ import annotations
 
 from contextlib import ExitStack
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import httpx
 
+from bench._served import Serve
 from bench.connectors import Vendor, capture, no_sleep, replay
 from incsync.connectors.xero import XeroConnector, xero_auth
 from incsync.testing import ManualClock
@@ -24,12 +24,13 @@ __all__ = ["xero"]
 UTC = timezone.utc
 
 
-def xero(stack: ExitStack, count: int) -> Vendor:
+def xero(stack: ExitStack, count: int, serve: Serve) -> Vendor:
     """Load ``count`` invoices a second apart into a served FakeXero; return the bench vendor.
 
     Args:
         stack: Keeps the server and the connector open while the benchmark runs.
         count: How many invoices to load.
+        serve: Serves the fake (from a child process or a thread).
 
     Returns:
         The connector and the bare loop replaying its requests.
@@ -43,8 +44,9 @@ def xero(stack: ExitStack, count: int) -> Vendor:
         (start + timedelta(seconds=n) for n in range(count)),
         fields=lambda n: {"InvoiceNumber": f"INV-{n:06d}", "Total": float(n % 997)},
     )
-    base_url = stack.enter_context(fake.serve())
     tokens = fake.grant_tokens()
+    served = stack.enter_context(serve(fake))
+    base_url = served.base_url
     auth = xero_auth(
         fake.client_id,
         fake.client_secret,
@@ -63,21 +65,8 @@ def xero(stack: ExitStack, count: int) -> Vendor:
             clock=fake.clock,
         )
     )
-    since: list[str | None] = []
-
-    def observe(request: httpx.Request) -> None:
-        since.append(request.headers.get("if-modified-since"))
-
-    fake.add_fault(observe)  # capture() clears every fault when it is done
-    sent = capture(fake, connector, count, "/api.xro/2.0/")
-    if len(since) != len(sent):
-        raise RuntimeError("xero: the If-Modified-Since observer missed requests")
-    sent = [
-        request
-        if value is None
-        else replace(request, headers={**request.headers, "If-Modified-Since": value})
-        for request, value in zip(sent, since, strict=True)
-    ]
+    # The recorder keeps If-Modified-Since, so the replayed requests carry Xero's filter.
+    sent = capture(served, connector, count, "/api.xro/2.0/")
 
     def bare(client: httpx.Client) -> tuple[int, int]:
         return replay(client, sent, lambda body: body["Invoices"])
