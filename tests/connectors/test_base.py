@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
@@ -193,3 +195,35 @@ def test_a_timestamp_outside_the_datetime_range_is_set_aside() -> None:
     (page,) = connector.read(Window())
     assert [record.id for record in page.records] == ["a"]
     assert [rejected.record_id for rejected in page.rejected] == ["b"]
+
+
+def test_page_of_builds_one_page_for_connectors_that_override_read() -> None:
+    """page_of turns one raw page into records, malformed rows set aside with their reasons."""
+    connector = VoidingConnector([])
+    page = connector.page_of(
+        [
+            {"InvoiceID": "a", "UpdatedDateUTC": STAMP, "Status": "VOIDED"},
+            {"InvoiceID": "b"},
+        ],
+        total=7,
+    )
+    assert [(record.id, record.deleted) for record in page.records] == [("a", True)]
+    assert [rejected.record_id for rejected in page.rejected] == ["b"]
+    assert page.total == 7
+
+
+def test_read_holds_no_page_while_the_next_is_fetched() -> None:
+    """Once the consumer lets a page go, nothing in read() keeps it alive during the next fetch."""
+    first_gone_during_fetch: list[bool] = []
+
+    class Watching(ListConnector):
+        def fetch(self, window: Window) -> Iterable[RawPage]:
+            yield [_good("a")]
+            gc.collect()
+            first_gone_during_fetch.append(first() is None)
+            yield [_good("b", 1)]
+
+    reader = Watching([]).read(Window())
+    first = weakref.ref(next(reader))
+    next(reader)
+    assert first_gone_during_fetch == [True]

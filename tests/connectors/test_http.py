@@ -7,6 +7,7 @@ import json
 import logging
 import ssl
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -83,7 +84,7 @@ def test_requests_go_to_the_base_url_with_headers_and_explicit_timeouts() -> Non
     ],
 )
 def test_the_url_sent_is_the_one_httpx_would_build(
-    base_url: str, url: str, params: dict[str, object] | None
+    base_url: str, url: str, params: dict[str, Any] | None
 ) -> None:
     """The connector joins base_url, path and params itself, exactly as httpx would join them."""
     script = Script(httpx.Response(200, json={}))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -579,7 +579,9 @@ def test_a_custom_sobject_with_a_field_list_is_read() -> None:
 # -- answers Salesforce should not give -----------------------------------------------------------
 
 
-def scripted(*pages: object) -> SalesforceConnector:
+def scripted(
+    *pages: object, kind: type[SalesforceConnector] = SalesforceConnector
+) -> SalesforceConnector:
     """A connector whose token endpoint answers and whose query pages are ``pages`` in turn."""
     answers = list(pages)
 
@@ -589,7 +591,7 @@ def scripted(*pages: object) -> SalesforceConnector:
             return httpx.Response(200, json=token)
         return httpx.Response(200, json=answers.pop(0))
 
-    return SalesforceConnector(
+    return kind(
         CLIENT_ID,
         CLIENT_SECRET,
         REFRESH_TOKEN,
@@ -661,3 +663,31 @@ def test_a_given_instance_url_and_access_token_skip_the_first_refresh() -> None:
     assert result.outcome is Outcome.COMPLETED, result.error
     assert all(r.url.startswith("https://org.example.com/services/data/") for r in fake.requests)
     assert_sink_matches(store, fake, connector)
+
+
+def test_a_subclass_rule_for_deletes_applies_to_records_built_while_paging() -> None:
+    """Records are built as pages are keyed; a subclass's is_deleted still decides tombstones."""
+
+    class ClosedIsGone(SalesforceConnector):
+        def is_deleted(self, raw: Mapping[str, Any]) -> bool:
+            return raw.get("StageName") == "Closed Lost"
+
+    lost = {**GOOD, "Id": "0065e0000000002AAA", "StageName": "Closed Lost"}
+    page = {"done": True, "totalSize": 2, "records": [GOOD, lost]}
+    with scripted(page, kind=ClosedIsGone) as connector:
+        [read] = list(connector.read(Window()))
+    assert [(record.id, record.deleted) for record in read.records] == [
+        (GOOD["Id"], False),
+        (lost["Id"], True),
+    ]
+
+
+def test_a_record_built_while_paging_goes_only_to_the_row_it_came_from() -> None:
+    """to_record of an equal copy of a paged row builds the copy's own record."""
+    page = {"done": True, "totalSize": 1, "records": [dict(GOOD)]}
+    with scripted(page) as connector:
+        [read] = list(connector.read(Window()))
+        paged = read.records[0].payload
+        copy = dict(GOOD)
+        assert connector.to_record(paged) is read.records[0]
+        assert connector.to_record(copy).payload is copy

@@ -350,6 +350,24 @@ def test_token_expiry_mid_sync_refreshes_and_hands_over_the_rotated_token(
     assert_matches(store, fake)
 
 
+def test_a_subclass_rule_for_deletes_applies_to_records_built_while_paging(
+    fake: FakeXero,
+) -> None:
+    """Records are built as pages are keyed; a subclass's is_deleted still decides tombstones."""
+
+    class DraftsAreGone(XeroConnector):
+        def is_deleted(self, raw: Mapping[str, Any]) -> bool:
+            return raw.get("Reference") == "draft"
+
+    ids = fake.bulk_load(
+        (T0 + timedelta(seconds=n) for n in range(150)),
+        fields=lambda n: {"Reference": "draft" if n % 3 == 0 else "final"},
+    )
+    with connect(fake, kind=DraftsAreGone) as source:
+        records = {r.id: r for page in source.read(Window()) for r in page.records}
+    assert {key for key, record in records.items() if record.deleted} == set(ids[::3])
+
+
 def test_a_malformed_invoice_is_set_aside_and_the_cycle_completes(fake: FakeXero) -> None:
     """An invoice with an unreadable UpdatedDateUTC is set aside once; the rest are applied."""
     ids = fake.bulk_load(T0 + timedelta(seconds=n) for n in range(700))

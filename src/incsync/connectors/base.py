@@ -74,17 +74,30 @@ class BaseConnector(abc.ABC):
     def read(self, window: Window) -> Iterator[Page]:
         """Yield the pages of :meth:`fetch` as records, with malformed ones set aside."""
         total = self.estimated_total(window)
-        to_record = self.to_record
         for raw_page in self.fetch(window):
-            records: list[Record] = []
-            rejected: list[RejectedRecord] = []
-            for raw in raw_page:
-                # One bad record must not stop the page; try costs nothing on 3.11+.
-                try:
-                    records.append(to_record(raw))
-                except BadRecordError as error:  # noqa: PERF203
-                    rejected.append(RejectedRecord.from_error(error, raw))
-            yield Page(records=records, rejected=rejected, total=total)
+            page = self.page_of(raw_page, total)
+            # Hold no page while fetch reads the next one: the consumer decides how long it lives.
+            del raw_page
+            yield page
+            del page
+
+    def page_of(self, raw_page: RawPage, total: int | None = None) -> Page:
+        """Build the :class:`~incsync.records.Page` of one raw page, malformed records set aside.
+
+        Args:
+            raw_page: Records exactly as the source returned them.
+            total: How many records the whole read is expected to hold, when known.
+        """
+        to_record = self.to_record
+        records: list[Record] = []
+        rejected: list[RejectedRecord] = []
+        for raw in raw_page:
+            # One bad record must not stop the page; try costs nothing on 3.11+.
+            try:
+                records.append(to_record(raw))
+            except BadRecordError as error:  # noqa: PERF203
+                rejected.append(RejectedRecord.from_error(error, raw))
+        return Page(records=records, rejected=rejected, total=total)
 
     def secrets(self) -> Sequence[str]:
         """Return credential values to mask in every message (none by default)."""

@@ -182,7 +182,7 @@ class HubSpotConnector(HttpConnector):
         Raises:
             BadRecordError: ``raw`` has no usable id, properties or timestamp.
         """
-        if type(raw) is dict and raw.get("archived") is not True:
+        if type(raw) is dict and not self.is_deleted(raw):
             # The common case (a live object) in as few steps as possible: it runs per record.
             record_id, properties = raw.get("id"), raw.get("properties")
             if type(record_id) is str and record_id and type(properties) is dict:

@@ -134,7 +134,7 @@ class RestConnector(HttpConnector):
 
     def is_deleted(self, raw: Mapping[str, Any]) -> bool:
         """Return whether ``raw`` matches the configured tombstone rule."""
-        tombstone = self.config.tombstone
+        tombstone = self._tombstone
         return tombstone is not None and tombstone.matches(raw)
 
     def to_record(self, raw: Mapping[str, Any]) -> Record:
@@ -146,8 +146,7 @@ class RestConnector(HttpConnector):
         if type(raw) is not dict and not isinstance(raw, Mapping):
             raise BadRecordError(f"expected a JSON object, got {type(raw).__name__}")
         records = self.config.records
-        tombstone = self._tombstone
-        deleted = tombstone is not None and tombstone.matches(raw)
+        deleted = self.is_deleted(raw)
         if self._simple_fields:
             return record_from_raw(
                 raw,

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from incsync.connectors._built import BuiltRecords
 from incsync.connectors.auth import AuthFlow, OAuth2Refresh, TokenSet
 from incsync.connectors.base import RawPage
 from incsync.connectors.http import HttpConnector
@@ -37,6 +38,7 @@ from incsync.errors import (
     PermanentSourceError,
     TransientSourceError,
 )
+from incsync.records import Record, trusted_record
 from incsync.timestamps import UTC, parse_timestamp, utc_now
 
 __all__ = ["DEFAULT_OPPORTUNITY_FIELDS", "SalesforceConnector"]
@@ -163,6 +165,43 @@ def _key(raw: object) -> tuple[datetime, str] | None:
         return None
 
 
+_Keyed = tuple["tuple[datetime, str] | None", Any]
+
+
+def _unread(keyed: Sequence[_Keyed], position: KeysetPosition | None) -> list[_Keyed]:
+    """Return the rows after ``position`` (and every malformed one), in their order.
+
+    Rows come in (SystemModstamp, Id) order, so rows read before lead the page: the scan stops
+    at the first new row. (Were the order ever broken, a row read before that came later would be
+    passed on again: the same version, which the sink leaves as it is.)
+    """
+    if position is None:
+        return list(keyed)
+    first_new = next(
+        (at for at, (key, _) in enumerate(keyed) if key is not None and position.is_new(key)),
+        len(keyed),
+    )
+    lead = [(key, raw) for key, raw in keyed[:first_new] if key is None]
+    return [*lead, *keyed[first_new:]]
+
+
+def _last_keys(keyed: Sequence[_Keyed]) -> list[tuple[datetime, str]]:
+    """Return the keys of the trailing rows sharing the page's last readable SystemModstamp.
+
+    Only they can move the keyset position on (rows come in order); scanning back from the end
+    spares reading every key of the page again. (Were the order broken, the position would be
+    set lower than it could be, which reads more next time, never less.)
+    """
+    keys: list[tuple[datetime, str]] = []
+    for key, _ in reversed(keyed):
+        if key is None:
+            continue
+        if keys and key[0] != keys[0][0]:
+            break
+        keys.append(key)
+    return keys
+
+
 class SalesforceConnector(HttpConnector):
     """Reads one Salesforce SObject, oldest ``SystemModstamp`` first, through the REST API.
 
@@ -240,6 +279,7 @@ class SalesforceConnector(HttpConnector):
         extra = [field for field in dict.fromkeys(fields) if field.lower() not in system]
         self.fields = ("Id", "SystemModstamp", *(["IsDeleted"] if include_deleted else []), *extra)
         self.batch_size = batch_size
+        self._built = BuiltRecords()
         self._api = f"/services/data/v{api_version}/{'queryAll' if include_deleted else 'query'}"
         self._oauth = _SalesforceOAuth(
             login_url.rstrip("/") + "/services/oauth2/token",
@@ -276,6 +316,15 @@ class SalesforceConnector(HttpConnector):
         """Return whether ``raw`` is in the recycle bin (only ``queryAll`` returns such rows)."""
         return raw.get("IsDeleted") is True
 
+    def to_record(self, raw: Mapping[str, Any]) -> Record:
+        """Build the record of one row; a row read by :meth:`fetch` was built as it was paged.
+
+        Raises:
+            BadRecordError: No ``Id``, or no readable ``SystemModstamp``.
+        """
+        built = self._built.take(raw)
+        return built if built is not None else super().to_record(raw)
+
     def soql(self, start: datetime | None) -> str:
         """Return the query for every record with ``SystemModstamp >= start`` (all if ``None``)."""
         where = "" if start is None else f" WHERE SystemModstamp >= {_soql_time(start)}"
@@ -294,17 +343,11 @@ class SalesforceConnector(HttpConnector):
         fruitless = 0
         body = self._first_page(window.start)
         while True:
-            keyed = [(_key(raw), raw) for raw in body["records"]]
             # Malformed rows (no key) go on, to be set aside by read(); the rest only when new.
-            fresh = [
-                (key, raw)
-                for key, raw in keyed
-                if position is None or key is None or position.is_new(key)
-            ]
+            fresh = _unread(self._keyed(body["records"]), position)
             if fresh:
                 fruitless = 0
-                keys = [key for key, _ in fresh if key is not None]
-                position = KeysetPosition.after(position, keys)
+                position = KeysetPosition.after(position, _last_keys(fresh))
                 yield [raw for _, raw in fresh]
             if body["done"]:
                 return
@@ -326,6 +369,18 @@ class SalesforceConnector(HttpConnector):
                 # SOQL has no (SystemModstamp, Id) > (t, id)) and drop the ids already read at t.
                 restart = window.start if position is None else position.updated_at
                 body = self._first_page(restart)
+
+    def _keyed(self, rows: Sequence[Any]) -> list[_Keyed]:
+        """Pair every row with its key; build the record of each readable row from that parse."""
+        built = self._built.new_page()
+        is_deleted = self.is_deleted
+        keyed: list[_Keyed] = []
+        for raw in rows:
+            key = _key(raw)
+            if key is not None:
+                built[id(raw)] = trusted_record(key[1], key[0], raw, is_deleted(raw))
+            keyed.append((key, raw))
+        return keyed
 
     def _first_page(self, start: datetime | None) -> dict[str, Any]:
         response = self.request(

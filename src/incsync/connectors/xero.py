@@ -36,6 +36,7 @@ from typing import Any, ClassVar, TypeGuard
 
 import httpx
 
+from incsync.connectors._built import BuiltRecords
 from incsync.connectors.auth import Auth, OAuth2Refresh, TokenSet
 from incsync.connectors.base import RawPage
 from incsync.connectors.http import DEFAULT_TIMEOUT, HttpConnector
@@ -88,6 +89,7 @@ _Keyed = tuple[Any, tuple[str, int] | None]
 
 # Xero's own form of a .NET JSON date, /Date(1541176290160+0000)/, as decoded from JSON.
 _PLAIN_DATE = re.compile(r"/Date\(([0-9]{1,15})\+0000\)/")
+_plain_date = _PLAIN_DATE.fullmatch
 _TOMBSTONES = frozenset({"DELETED", "VOIDED"})
 _MAX_PASSES = 3  # passes over one crowded second before the cycle gives up for now
 _UTC = timezone.utc
@@ -213,6 +215,7 @@ class XeroConnector(HttpConnector):
         self.endpoint = endpoint
         self.id_field = id_field
         self.tombstone_statuses = frozenset(tombstone_statuses)
+        self._built = BuiltRecords()
 
     def throttle_signal(self, response: httpx.Response) -> Throttle | None:
         """Xero's 429: ``X-Rate-Limit-Problem: day`` is a quota, anything else a burst."""
@@ -230,13 +233,16 @@ class XeroConnector(HttpConnector):
         Raises:
             BadRecordError: No id, or no readable ``UpdatedDateUTC``.
         """
+        built = self._built.take(raw)
+        if built is not None:
+            return built
         if type(raw) is dict:
             # The common case in few steps, as this runs once per row: a text id and Xero's own
             # /Date(ms+0000)/ form, read as parse_dotnet_date reads it but without its general
             # pattern, and the record built without re-checking what was just checked.
             record_id, value = raw.get(self.id_field), raw.get("UpdatedDateUTC")
             if type(record_id) is str and record_id and type(value) is str:
-                plain = _PLAIN_DATE.fullmatch(value)
+                plain = _plain_date(value)
                 if plain is not None:
                     millis = int(plain.group(1))
                     if millis < _EXACT_MILLIS:
@@ -403,12 +409,41 @@ class XeroConnector(HttpConnector):
         return fresh
 
     def _keyed(self, rows: Sequence[Any]) -> list[_Keyed]:
-        """Pair every row with its key, read once per page."""
-        key = self._key
-        return [(row, key(row)) for row in rows]
+        """Pair every row with its key, read once per page.
+
+        A row in the common form (a text id, the plain ``/Date(ms+0000)/``) gets its record
+        built here, from the same parse, for :meth:`to_record` to hand out: paging needs each
+        row's time anyway, and parsing it twice was a fifth of the read's own CPU.
+        """
+        built = self._built.new_page()
+        keyed: list[_Keyed] = []
+        id_field, is_deleted = self.id_field, self.is_deleted
+        for row in rows:
+            if type(row) is dict:
+                record_id, value = row.get(id_field), row.get("UpdatedDateUTC")
+                if type(record_id) is str and record_id and type(value) is str:
+                    plain = _plain_date(value)
+                    if plain is not None:
+                        millis = int(plain.group(1))
+                        if millis < _EXACT_MILLIS:
+                            updated_at = _fromtimestamp(millis / 1000, _UTC)
+                            built[id(row)] = trusted_record(
+                                record_id, updated_at, row, is_deleted(row)
+                            )
+                            keyed.append((row, (record_id, millis)))
+                            continue
+            keyed.append((row, self._key(row)))
+        return keyed
 
     def _key(self, row: object) -> tuple[str, int] | None:
         """Return a row's (id, UpdatedDateUTC in epoch ms); ``None`` when either is unreadable."""
+        if type(row) is dict:
+            # The common case first, as this runs once per row: a text id and the plain form.
+            record_id, value = row.get(self.id_field), row.get("UpdatedDateUTC")
+            if type(record_id) is str and record_id and type(value) is str:
+                plain = _plain_date(value)
+                if plain is not None:
+                    return record_id, int(plain.group(1))
         if not _is_mapping(row):
             return None
         record_id = row.get(self.id_field)
