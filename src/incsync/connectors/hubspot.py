@@ -40,6 +40,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from incsync.connectors._built import BuiltRecords
 from incsync.connectors.auth import Auth
 from incsync.connectors.base import RawPage
 from incsync.connectors.http import DEFAULT_TIMEOUT, HttpConnector
@@ -165,6 +166,7 @@ class HubSpotConnector(HttpConnector):
         self.modified_property = modified_property
         self.properties = None if properties is None else list(properties)
         self.include_archived = include_archived
+        self._built = BuiltRecords()
 
     def throttle_signal(self, response: httpx.Response) -> Throttle | None:
         """HubSpot's 429s: ``DAILY`` is a quota; ``TEN_SECONDLY_ROLLING``/``SECONDLY`` bursts."""
@@ -182,18 +184,12 @@ class HubSpotConnector(HttpConnector):
         Raises:
             BadRecordError: ``raw`` has no usable id, properties or timestamp.
         """
-        if type(raw) is dict and not self.is_deleted(raw):
-            # The common case (a live object) in as few steps as possible: it runs per record.
-            record_id, properties = raw.get("id"), raw.get("properties")
-            if type(record_id) is str and record_id and type(properties) is dict:
-                text = properties.get(self.modified_property)
-                if type(text) is str:
-                    try:
-                        moment = _fromisoformat(text)
-                    except ValueError:
-                        moment = None
-                    if moment is not None and moment.utcoffset() is not None:
-                        return trusted_record(record_id, moment.astimezone(UTC), raw)
+        built = self._built.take(raw)
+        if built is not None:
+            return built
+        live = self._live(raw)
+        if live is not None:
+            return trusted_record(live[0], live[1], raw)
         if not isinstance(raw, Mapping):
             raise BadRecordError(f"expected a JSON object, got {type(raw).__name__}")
         deleted = self.is_deleted(raw)
@@ -240,8 +236,15 @@ class HubSpotConnector(HttpConnector):
                 last_full = full
                 fresh: list[Mapping[str, Any]] = []
                 stamps: set[int] = set()
+                built = self._built.new_page()
                 for raw in results:
-                    object_id, stamp = self._key(raw)
+                    live = self._live(raw)
+                    if live is None:
+                        object_id, stamp = self._key(raw)
+                    else:
+                        # The record comes from the parse paging needs anyway (see to_record).
+                        object_id, stamp = live[0], _epoch_ms(live[1])
+                        built[id(raw)] = trusted_record(live[0], live[1], raw)
                     if object_id is None or stamp is None:
                         marker = repr(raw) if object_id is None else object_id
                         if marker not in set_aside:  # to_record sets it aside with the reason
@@ -342,6 +345,28 @@ class HubSpotConnector(HttpConnector):
             after += SEARCH_PAGE_SIZE - len(overlap)
             if after + SEARCH_PAGE_SIZE > SEARCH_RESULT_CAP:
                 return
+
+    def _live(self, raw: object) -> tuple[str, datetime] | None:
+        """Return a live object's id and modified time (UTC) in the common form, else ``None``.
+
+        The common form, once per object of every read: a plain dict with a numeric text id and
+        ISO text that fromisoformat reads with its zone. Anything else (archived objects, other
+        shapes, unreadable values) is left to the checked paths, which explain a refusal.
+        """
+        if type(raw) is not dict or self.is_deleted(raw):
+            return None
+        object_id, properties = raw.get("id"), raw.get("properties")
+        if type(object_id) is not str or not object_id.isdigit() or type(properties) is not dict:
+            return None
+        text = properties.get(self.modified_property)
+        if type(text) is not str:
+            return None
+        try:
+            moment = _fromisoformat(text)
+        except ValueError:
+            return None
+        # fromisoformat gives a fixed offset or none: tzinfo alone says it is aware.
+        return None if moment.tzinfo is None else (object_id, moment.astimezone(UTC))
 
     def _key(self, raw: object) -> tuple[str | None, int | None]:
         """Return a search result's numeric id and modified millisecond, ``None`` if unreadable."""
