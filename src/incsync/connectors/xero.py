@@ -417,23 +417,32 @@ class XeroConnector(HttpConnector):
         """
         built = self._built.new_page()
         keyed: list[_Keyed] = []
-        id_field, is_deleted = self.id_field, self.is_deleted
+        append, key_of = keyed.append, self._key
+        id_field, deleted_of = self.id_field, self._deleted_of()
+        plain_date, fromtimestamp, utc = _plain_date, _fromtimestamp, _UTC
         for row in rows:
             if type(row) is dict:
                 record_id, value = row.get(id_field), row.get("UpdatedDateUTC")
                 if type(record_id) is str and record_id and type(value) is str:
-                    plain = _plain_date(value)
+                    plain = plain_date(value)
                     if plain is not None:
-                        millis = int(plain.group(1))
+                        millis = int(plain[1])
                         if millis < _EXACT_MILLIS:
-                            updated_at = _fromtimestamp(millis / 1000, _UTC)
+                            updated_at = fromtimestamp(millis / 1000, utc)
                             built[id(row)] = trusted_record(
-                                record_id, updated_at, row, is_deleted(row)
+                                record_id, updated_at, row, deleted_of(row)
                             )
-                            keyed.append((row, (record_id, millis)))
+                            append((row, (record_id, millis)))
                             continue
-            keyed.append((row, self._key(row)))
+            append((row, key_of(row)))
         return keyed
+
+    def _deleted_of(self) -> Callable[[Mapping[str, Any]], bool]:
+        """Return the tombstone test: the configured statuses, or a subclass's own is_deleted."""
+        if type(self).is_deleted is not XeroConnector.is_deleted:
+            return self.is_deleted
+        # Bound once per page rather than looked up per row.
+        return _status_in(self.tombstone_statuses)
 
     def _key(self, row: object) -> tuple[str, int] | None:
         """Return a row's (id, UpdatedDateUTC in epoch ms); ``None`` when either is unreadable."""
@@ -493,6 +502,13 @@ class XeroConnector(HttpConnector):
                 f"a crowded second for changes",
                 vendor=self.vendor,
             ) from None
+
+
+def _status_in(statuses: frozenset[str]) -> Callable[[Mapping[str, Any]], bool]:
+    def status_in(raw: Mapping[str, Any]) -> bool:
+        return raw.get("Status") in statuses
+
+    return status_in
 
 
 def _is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
