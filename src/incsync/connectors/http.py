@@ -34,7 +34,7 @@ from urllib.parse import quote, quote_plus
 import httpx
 from typing_extensions import Self
 
-from incsync.connectors._body import body_excerpt, read_capped
+from incsync.connectors._body import body_excerpt, declares_plain_body_within, read_capped
 from incsync.connectors.auth import Auth
 from incsync.connectors.base import BaseConnector
 from incsync.connectors.retry import Failure, RetryPolicy, Sleep, Throttle, call_with_retries
@@ -334,13 +334,20 @@ class HttpConnector(BaseConnector):
     ) -> httpx.Response | Failure:
         secrets = self.secrets()
         error: SourceError | None = None
+        answer: httpx.Response | None = None
         try:
             request = self._client.build_request(
                 method, url, params=params, json=json, headers=headers, timeout=self._timeout
             )
             response = self._client.send(request, stream=True)
             try:
-                body = read_capped(response, self.max_response_bytes, secrets)
+                if declares_plain_body_within(response, self.max_response_bytes):
+                    # The wire cannot carry more than the declared length, and nothing expands
+                    # it: read it as it is, and keep the response instead of rebuilding one.
+                    response.read()
+                    answer = response
+                else:
+                    body = read_capped(response, self.max_response_bytes, secrets)
             finally:
                 response.close()
         except SourceError as raised:  # from the auth flow or the size cap
@@ -352,6 +359,8 @@ class HttpConnector(BaseConnector):
             if error.vendor is None:
                 error.vendor = self.vendor
             return Failure(error, retry=isinstance(error, TransientSourceError))
+        if answer is not None:
+            return self._judge(answer, secrets)
         answer = httpx.Response(
             response.status_code,
             headers=[
