@@ -6,8 +6,10 @@ present once, at its latest version, deleted rows as tombstones, nothing else.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
+import weakref
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -689,5 +691,39 @@ def test_a_record_built_while_paging_goes_only_to_the_row_it_came_from() -> None
         [read] = list(connector.read(Window()))
         paged = read.records[0].payload
         copy = dict(GOOD)
-        assert connector.to_record(paged) is read.records[0]
+        assert connector.to_record(paged) == read.records[0]
         assert connector.to_record(copy).payload is copy
+
+
+def test_no_page_is_held_while_the_next_is_fetched() -> None:
+    """Records built while paging are handed out once: nothing keeps a read page alive."""
+    second = {**GOOD, "Id": "0065e0000000002AAA", "SystemModstamp": "2024-06-03T09:00:01.000+0000"}
+    pages = [
+        {
+            "done": False,
+            "totalSize": 2,
+            "nextRecordsUrl": "/services/data/v62.0/query/01g-1",
+            "records": [dict(GOOD)],
+        },
+        {"done": True, "totalSize": 2, "records": [second]},
+    ]
+    first_record: list[weakref.ref[object]] = []
+    alive_at_second_request: list[bool] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/services/oauth2/token":
+            token = {"access_token": "00D!scripted", "instance_url": "https://na9.example.com"}
+            return httpx.Response(200, json=token)
+        if first_record:
+            gc.collect()
+            alive_at_second_request.append(first_record[0]() is not None)
+        return httpx.Response(200, json=pages.pop(0))
+
+    connector = SalesforceConnector(
+        CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, transport=httpx.MockTransport(handle), retry=FAST
+    )
+    with connector:
+        reader = connector.read(Window())
+        first_record.append(weakref.ref(next(reader).records[0]))
+        assert [record.id for record in next(reader).records] == [second["Id"]]
+    assert alive_at_second_request == [False]

@@ -28,6 +28,10 @@ class BuiltRecords:
         return self._by_row
 
     def take(self, raw: object) -> Record | None:
-        """Return the record built from ``raw`` itself, or ``None``."""
-        record = self._by_row.get(id(raw))
+        """Return the record built from ``raw`` itself, or ``None``; it is handed out once.
+
+        Handing each record out once leaves nothing of a page here after it has been built, so
+        this holds no page while the next one is fetched.
+        """
+        record = self._by_row.pop(id(raw), None)
         return record if record is not None and record.payload is raw else None

