@@ -56,7 +56,7 @@ def _good(record_id: Any, seconds: int = 0) -> dict[str, Any]:
 def test_base_connector_is_abstract() -> None:
     """BaseConnector cannot be used without implementing fetch."""
     with pytest.raises(TypeError, match="fetch"):
-        BaseConnector()  # type: ignore[abstract]
+        BaseConnector()
 
 
 def test_defaults_of_a_connector() -> None:

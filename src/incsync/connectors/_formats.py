@@ -1,4 +1,4 @@
-"""Where a value sits in a JSON document, and how a source writes a time: parsed from config.
+"""How a source writes a time, parsed from configuration (and where values sit, re-exported).
 
 Shared by the configurable connectors (:mod:`incsync.connectors.rest` reads answers with both,
 :mod:`incsync.connectors.files` reads its updated-at column with :class:`TimestampFormat`).
@@ -6,15 +6,13 @@ Shared by the configurable connectors (:mod:`incsync.connectors.rest` reads answ
 
 from __future__ import annotations
 
-import functools
-import re
-from collections.abc import Callable
 from datetime import datetime
 from typing import Literal
 
 import attrs
 
 from incsync.errors import ConfigurationError
+from incsync.fields import DottedPath
 from incsync.timestamps import (
     UTC,
     parse_epoch_millis,
@@ -25,97 +23,12 @@ from incsync.timestamps import (
 
 __all__ = ["DottedPath", "TimestampFormat", "config_error"]
 
-_PATH_PART = re.compile(r"[^.\s]+")
 _SAMPLE_MOMENT = datetime(2024, 2, 29, 13, 45, 59, tzinfo=UTC)
 
 
 def config_error(key: str, message: str) -> ConfigurationError:
     """Return the error for a bad setting, named by its full dotted key."""
     return ConfigurationError(f"{key}: {message}")
-
-
-def _walk(parts: tuple[str, ...], document: object) -> object:
-    """Return the value at ``parts`` in any document, or :data:`None` where it is absent."""
-    # Anything that is not an object with the key (a list, a string, a number, no such key)
-    # ends the walk alike.
-    try:
-        for part in parts:
-            document = document[part]  # type: ignore[index]
-    except (KeyError, TypeError, IndexError):
-        return None
-    return document
-
-
-def _getter(parts: tuple[str, ...]) -> Callable[[object], object]:
-    """Compile ``parts`` into a function that reads them, fastest for plain JSON objects.
-
-    A getter runs once per record and path, so the common shapes (one or two keys into plain
-    dicts, as ``json`` gives) are read with ``dict.get`` and no loop; any other document takes
-    :func:`_walk`, which gives the same answer for every shape.
-    """
-    if not parts:
-        return lambda document: document
-    if len(parts) == 1:
-        (key,) = parts
-
-        def get_one(document: object) -> object:
-            if type(document) is dict:
-                return document.get(key)
-            return _walk(parts, document)
-
-        return get_one
-    if len(parts) == 2:
-        outer, inner = parts
-
-        def get_two(document: object) -> object:
-            if type(document) is dict:
-                holder = document.get(outer)
-                if type(holder) is dict:
-                    return holder.get(inner)
-                if holder is None:
-                    return None
-            return _walk(parts, document)
-
-        return get_two
-    return functools.partial(_walk, parts)
-
-
-@attrs.frozen
-class DottedPath:
-    """Where a value sits in a JSON document: ``data.items`` is ``body["data"]["items"]``.
-
-    Args:
-        parts: The keys from the outside in; empty for the document itself.
-
-    Attributes:
-        get: Returns the value at this path in a document, or :data:`None` where it is absent.
-            Compiled once from ``parts``, since it runs once per record and path.
-    """
-
-    parts: tuple[str, ...]
-    get: Callable[[object], object] = attrs.field(init=False, repr=False, eq=False)
-
-    @get.default
-    def _compile(self) -> Callable[[object], object]:
-        return _getter(self.parts)
-
-    @classmethod
-    def parse(cls, value: object, key: str, *, example: str = "meta.updated_at") -> DottedPath:
-        """Read a dotted path from configuration (``""`` is the document itself).
-
-        Raises:
-            ConfigurationError: ``value`` is not a dotted path; the message names ``key``.
-        """
-        if value == "":
-            return cls(())
-        if not isinstance(value, str) or not all(
-            _PATH_PART.fullmatch(part) for part in value.split(".")
-        ):
-            raise config_error(key, f'expected a dotted path like "{example}", got {value!r}')
-        return cls(tuple(value.split(".")))
-
-    def __str__(self) -> str:
-        return ".".join(self.parts) or "(the whole document)"
 
 
 @attrs.frozen

@@ -3,31 +3,29 @@
 Everything the connector reads is an *observation*: a snapshot of one object and the time it
 stands for. An event is one already (``created``, ``type``, ``data.object``); an object from a
 full list is wrapped into the same shape by :func:`listed_page`, stamped with the list's start.
-:func:`observation_record` turns either into a :class:`~incsync.records.Record`.
+:data:`OBSERVATION_FORMAT` turns either into a :class:`~incsync.records.Record`.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 import httpx
 
 from incsync.connectors.retry import Throttle
 from incsync.connectors.throttle import default_throttle
-from incsync.errors import BadRecordError
-from incsync.records import Record, trusted_record
-from incsync.timestamps import UTC, parse_epoch_seconds
+from incsync.records import RecordFormat, text_id
+from incsync.timestamps import parse_epoch_seconds
 
 __all__ = [
     "EVENT_TYPES",
     "LIST_PAGE_SIZE",
+    "OBSERVATION_FORMAT",
     "RESOURCES",
+    "is_tombstone",
     "listed_page",
-    "observation_record",
     "stripe_throttle",
 ]
 
@@ -71,16 +69,10 @@ EVENT_TYPES: Mapping[str, Sequence[str]] = {
 
 _LISTED = "listed"  # the pseudo event type of an object read from a list
 
-# Epoch seconds that datetime.fromtimestamp reads exactly (as parse_epoch_seconds' own fast case).
-_EXACT_SECONDS = 2**33
-
-
-@functools.lru_cache(maxsize=1024)
-def _stamp(created: int) -> datetime:
-    # Every object of a full list carries the list's one stamp, and events come in bursts of a
-    # few seconds: a small cache turns the per-record conversion into a lookup. Datetimes are
-    # immutable, so records may share one.
-    return datetime.fromtimestamp(created, UTC)
+OBSERVATION_FORMAT = RecordFormat(
+    "data.object.id", "created", parse_epoch_seconds, text_id, payload_field="data.object"
+)
+"""An observation's record: the object's id, the observation's time, the object as payload."""
 
 
 def listed_page(objects: Sequence[Any], stamp: int) -> list[dict[str, Any]]:
@@ -88,60 +80,21 @@ def listed_page(objects: Sequence[Any], stamp: int) -> list[dict[str, Any]]:
     return [{"type": _LISTED, "created": stamp, "data": {"object": raw}} for raw in objects]
 
 
-def observation_record(observation: Mapping[str, Any]) -> Record:
-    """Build the record of an observation: id and payload from ``data.object``, time ``created``.
+def is_tombstone(observation: Mapping[str, Any]) -> bool:
+    """Return whether an observation is a deletion or void.
 
     ``*.deleted`` events, objects marked ``deleted`` and voided invoices are tombstones.
-
-    Raises:
-        BadRecordError: The observation or its object is not a JSON object, the object has no
-            string id, or ``created`` is not epoch seconds.
     """
-    # Exact type checks first: this runs once per record, and JSON gives plain dicts and ints.
-    data = observation.get("data") if type(observation) is dict else None
-    obj = data.get("object") if type(data) is dict else None
-    if type(obj) is not dict:
-        return _checked_observation(observation)
-    object_id, created = obj.get("id"), observation.get("created")
-    if (
-        type(object_id) is not str
-        or not object_id
-        or type(created) is not int
-        or not 0 <= created < _EXACT_SECONDS
-    ):
-        return _checked_observation(observation)
     event_type = observation.get("type")
-    deleted = (
-        (type(event_type) is str and event_type.endswith(".deleted"))
-        or obj.get("deleted") is True
-        or (obj.get("status") == "void" and obj.get("object") == "invoice")
-    )
-    # The id is a non-empty str and the stamp aware UTC, as Record's checks would demand.
-    return trusted_record(object_id, _stamp(created), obj, deleted)
-
-
-def _checked_observation(observation: object) -> Record:
-    """The slow path of :func:`observation_record`: any shape, checked step by step."""
-    if not isinstance(observation, Mapping):
-        raise BadRecordError(f"expected a JSON object, got {type(observation).__name__}")
     data = observation.get("data")
     obj = data.get("object") if isinstance(data, Mapping) else None
     if not isinstance(obj, Mapping):
-        raise BadRecordError("the event has no object in data.object")
-    object_id = obj.get("id")
-    if not isinstance(object_id, str) or not object_id:
-        raise BadRecordError(f"field 'id' must be a non-empty string, got {object_id!r}")
-    try:
-        updated_at = parse_epoch_seconds(observation.get("created"), "created")
-    except ValueError as error:
-        raise BadRecordError(str(error), record_id=object_id) from None
-    event_type = observation.get("type")
-    deleted = (
+        return False
+    return (
         (isinstance(event_type, str) and event_type.endswith(".deleted"))
         or obj.get("deleted") is True
         or (obj.get("object") == "invoice" and obj.get("status") == "void")
     )
-    return Record(id=object_id, updated_at=updated_at, payload=obj, deleted=deleted)
 
 
 def stripe_throttle(response: httpx.Response) -> Throttle | None:

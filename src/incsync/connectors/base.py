@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import abc
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
+from functools import cached_property
 from typing import Any, ClassVar
 
 from incsync.cursor import Window
-from incsync.errors import BadRecordError
-from incsync.records import Page, Record, RejectedRecord, record_from_raw
+from incsync.records import Page, Record, RecordFormat, page_of
 
 __all__ = ["BaseConnector", "RawPage"]
 
@@ -17,21 +16,28 @@ RawPage = Sequence[Mapping[str, Any]]
 """One page of records exactly as the source returned them."""
 
 
-class BaseConnector(abc.ABC):
+class BaseConnector:
     """Turns a source's raw pages into :class:`~incsync.records.Page` objects.
 
-    A subclass implements :meth:`fetch` (the source's own paging) and, where the source differs
-    from the defaults, sets :attr:`id_field` / :attr:`updated_at_field` or overrides
-    :meth:`is_deleted` or :meth:`to_record`. Malformed records never stop a read: they are set aside
-    with the reason and the rest of the page goes on.
+    A subclass implements :meth:`fetch` (the source's own paging, yielding raw rows) and, where the
+    source differs from the defaults, sets :attr:`id_field` / :attr:`updated_at_field`, overrides
+    :attr:`record_format` (another time parser or id rule) or :meth:`is_deleted`. Every row becomes
+    a record through :meth:`to_record`, and a row that cannot (for any reason) is set aside with
+    the reason while the rest of the page goes on. A connector that must see each row's record
+    while it pages (the keyset connectors of :mod:`incsync.connectors.keyset`) overrides
+    :meth:`read` instead of :meth:`fetch`.
 
     Class attributes:
-        ordered: Set to ``True`` when :meth:`fetch` returns records in ascending (updated_at, id)
+        ordered: Set to ``True`` when :meth:`fetch` returns records in ascending updated_at
             order across the whole read; the engine then checkpoints after every page.
         lookback: How far before the cursor each incremental read starts again.
-        id_field: Key of the record id in a raw record.
-        updated_at_field: Key of the last-update time in a raw record.
+        id_field: Dotted path of the record id in a raw record.
+        updated_at_field: Dotted path of the last-update time in a raw record.
         vendor: A short name for the kind of source, used in errors and logs.
+
+    Raises:
+        TypeError: On construction, when the class implements neither :meth:`fetch` nor
+            :meth:`read`.
     """
 
     ordered: bool = False
@@ -40,36 +46,47 @@ class BaseConnector(abc.ABC):
     updated_at_field: str = "updated_at"
     vendor: ClassVar[str] = "custom"
 
-    @abc.abstractmethod
+    def __new__(cls, *_args: Any, **_kwargs: Any) -> BaseConnector:  # noqa: D102 - see the class
+        if cls.fetch is BaseConnector.fetch and cls.read is BaseConnector.read:
+            raise TypeError(
+                f"{cls.__name__} must implement fetch(window) (raw pages) or read(window) "
+                "(pages of records)"
+            )
+        return super().__new__(cls)
+
     def fetch(self, window: Window) -> Iterable[RawPage]:
         """Yield raw pages holding every record updated at or after ``window.start``.
 
         Raises:
             SourceError: The source could not be read.
         """
+        raise NotImplementedError  # refused at construction; see __new__
 
     def estimated_total(self, window: Window) -> int | None:
         """Return how many records :meth:`fetch` will yield, when the source can tell cheaply."""
         return None
+
+    @cached_property
+    def record_format(self) -> RecordFormat:
+        """Where rows keep their id and time, and how the time is read.
+
+        By default :attr:`id_field` and :attr:`updated_at_field`, ids as text or integers and
+        times in ISO 8601 with a zone. Override it to read another time encoding with one of
+        :mod:`incsync.timestamps`' parsers, or to accept other ids.
+        """
+        return RecordFormat(self.id_field, self.updated_at_field)
 
     def is_deleted(self, raw: Mapping[str, Any]) -> bool:
         """Return whether ``raw`` is a deletion or void (it becomes a tombstone)."""
         return False
 
     def to_record(self, raw: Mapping[str, Any]) -> Record:
-        """Build the record for ``raw``.
+        """Build the record for ``raw`` through :attr:`record_format`.
 
         Raises:
             BadRecordError: ``raw`` is malformed.
         """
-        if type(raw) is not dict and not isinstance(raw, Mapping):
-            raise BadRecordError(f"expected a JSON object, got {type(raw).__name__}")
-        return record_from_raw(
-            raw,
-            id_field=self.id_field,
-            updated_at_field=self.updated_at_field,
-            deleted=self.is_deleted(raw),
-        )
+        return self.record_format.record(raw, self.is_deleted)
 
     def read(self, window: Window) -> Iterator[Page]:
         """Yield the pages of :meth:`fetch` as records, with malformed ones set aside."""
@@ -88,16 +105,7 @@ class BaseConnector(abc.ABC):
             raw_page: Records exactly as the source returned them.
             total: How many records the whole read is expected to hold, when known.
         """
-        to_record = self.to_record
-        records: list[Record] = []
-        rejected: list[RejectedRecord] = []
-        for raw in raw_page:
-            # One bad record must not stop the page; try costs nothing on 3.11+.
-            try:
-                records.append(to_record(raw))
-            except BadRecordError as error:  # noqa: PERF203
-                rejected.append(RejectedRecord.from_error(error, raw))
-        return Page(records=records, rejected=rejected, total=total)
+        return page_of(raw_page, self.to_record, total)
 
     def secrets(self) -> Sequence[str]:
         """Return credential values to mask in every message (none by default)."""

@@ -44,10 +44,12 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Generator, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, cast
+
+import attrs
 
 from incsync.connectors._file_marks import (
     MTIME_GRANULARITY,
@@ -60,15 +62,15 @@ from incsync.connectors._file_marks import (
     save_marks,
 )
 from incsync.connectors._formats import TimestampFormat
+from incsync.connectors.base import BaseConnector
 from incsync.cursor import Window
 from incsync.errors import (
-    BadRecordError,
     ConfigurationError,
     PermanentSourceError,
     TransientSourceError,
 )
-from incsync.records import Page, Record, RejectedRecord, record_from_raw, trusted_record
-from incsync.timestamps import UTC
+from incsync.fields import DottedPath
+from incsync.records import Page, Record, RecordFormat, RejectedRecord, outcome_of
 
 __all__ = ["MTIME_GRANULARITY", "FileConnector", "FileFormat", "FileMark", "Plan", "plan_read"]
 
@@ -117,7 +119,7 @@ def _complete_end(handle: BinaryIO, start: int, end: int) -> int:
     return start
 
 
-class FileConnector:
+class FileConnector(BaseConnector):
     """Reads CSV or JSON Lines files incrementally (see the module docstring).
 
     Implements :class:`~incsync.protocols.Connector`. Records are unordered across files, so the
@@ -186,7 +188,12 @@ class FileConnector:
         self.timestamp_format = TimestampFormat.from_spec(
             timestamp_format, "timestamp_format", assume_utc=assume_utc
         )
-        self._iso = self.timestamp_format == TimestampFormat("iso8601", assume_utc=False)
+        # Column names are keys as they stand (a header may hold dots), not dotted paths.
+        self.record_format = RecordFormat(
+            DottedPath((id_column,)),
+            DottedPath((updated_at_column,)),
+            self.timestamp_format.parse,
+        )
         self.tombstone_column = tombstone_column
         self.tombstone_values = frozenset(tombstone_values)
         self.delimiter = delimiter
@@ -337,7 +344,7 @@ class FileConnector:
                     f"{', '.join(map(repr, missing))}; fix the file or the connector's columns",
                     vendor=self.vendor,
                 )
-        width, join, to_record = len(header), "".join, self._record_builder()
+        width, join, to_record = len(header), "".join, self.to_record
         while True:
             line = base + reader.line_num + 1
             try:
@@ -356,20 +363,17 @@ class FileConnector:
             if _undecodable_seen[0] != clean and _UNDECODABLE.search(join(row)):
                 yield _reject(file, line, "invalid utf-8", None, raw)
                 continue
-            # One bad row must not stop the file; try costs nothing on 3.11+.
-            try:
-                record = to_record(raw)
-            except BadRecordError as error:
-                yield _reject(file, line, error.reason, error.record_id, raw)
-                continue
-            if since is None or record.updated_at >= since:
-                yield record
+            outcome = outcome_of(to_record, raw)
+            if isinstance(outcome, RejectedRecord):
+                yield _located(outcome, file, line)
+            elif since is None or outcome.updated_at >= since:
+                yield outcome
 
     def _json_rows(
         self, file: Path, text: Iterable[str], first_line: int, since: datetime | None
     ) -> Generator[Record | RejectedRecord, None, tuple[None, int]]:
         """Yield a JSON Lines file's rows; return no header and the number of lines read."""
-        count, clean, to_record = 0, _undecodable_seen[0], self._record_builder()
+        count, clean, to_record = 0, _undecodable_seen[0], self.to_record
         for count, line_text in enumerate(text, start=1):
             line = first_line + count - 1
             if not line_text.strip():
@@ -386,84 +390,23 @@ class FileConnector:
                 reason = f"expected a JSON object, got {type(raw).__name__}"
                 yield _reject(file, line, reason, None, line_text)
                 continue
-            # One bad row must not stop the file; try costs nothing on 3.11+.
-            try:
-                record = to_record(raw)
-            except BadRecordError as error:
-                yield _reject(file, line, error.reason, error.record_id, raw)
-                continue
-            if since is None or record.updated_at >= since:
-                yield record
+            outcome = outcome_of(to_record, raw)
+            if isinstance(outcome, RejectedRecord):
+                yield _located(outcome, file, line)
+            elif since is None or outcome.updated_at >= since:
+                yield outcome
         return None, count
 
-    def _record_builder(self) -> Callable[[Mapping[str, Any]], Record]:
-        """Return the function that turns a row into a record, for one file's rows.
-
-        It runs once per row, so the common case (a text id, an ISO time in UTC, a text or
-        absent tombstone marker) is built with the settings held as locals and without
-        re-checking what was just checked; any other row takes :meth:`_to_record`, which
-        converts it or explains the refusal.
-        """
-        checked = self._to_record
-        if not self._iso:
-            return checked
-        id_column, updated_at_column = self.id_column, self.updated_at_column
-        tombstone_column, tombstone_values = self.tombstone_column, self.tombstone_values
-
-        def build(raw: Mapping[str, Any]) -> Record:
-            record_id, text = raw.get(id_column), raw.get(updated_at_column)
-            if type(record_id) is not str or not record_id or type(text) is not str:
-                return checked(raw)
-            try:
-                moment = _fromisoformat(text)
-            except ValueError:
-                return checked(raw)
-            if moment.tzinfo is not UTC:
-                return checked(raw)
-            if tombstone_column is None:
-                return trusted_record(record_id, moment, raw)
-            marker = raw.get(tombstone_column)
-            if type(marker) is str:  # every CSV value
-                return trusted_record(record_id, moment, raw, marker in tombstone_values)
-            if marker is None:
-                return trusted_record(record_id, moment, raw)
-            return checked(raw)
-
-        return build
-
-    def _to_record(self, raw: Mapping[str, Any]) -> Record:
-        deleted = False
-        if self.tombstone_column is not None:
-            marker = raw.get(self.tombstone_column)
-            if type(marker) is str:  # every CSV value, most JSON markers
-                deleted = marker in self.tombstone_values
-            elif marker is not None:
-                text = ("true" if marker else "false") if isinstance(marker, bool) else str(marker)
-                deleted = text in self.tombstone_values
-        if self._iso:
-            # The toolkit's builder: its fast path reads ISO times in UTC without re-checking.
-            return record_from_raw(
-                raw,
-                id_field=self.id_column,
-                updated_at_field=self.updated_at_column,
-                deleted=deleted,
-            )
-        raw_id = raw.get(self.id_column)
-        if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)) or raw_id == "":
-            raise BadRecordError(
-                f"field {self.id_column!r} must be a non-empty string or integer, got {raw_id!r}"
-            )
-        record_id = str(raw_id)
-        value = raw.get(self.updated_at_column)
-        if value is None or value == "":
-            raise BadRecordError(f"field {self.updated_at_column!r} is empty", record_id=record_id)
-        try:
-            updated_at = self.timestamp_format.parse(value, self.updated_at_column)
-        except ValueError as error:
-            raise BadRecordError(str(error), record_id=record_id) from None
-        if updated_at.tzinfo is UTC:  # as every parser gives: the checked fast route
-            return trusted_record(record_id, updated_at, raw, deleted)
-        return Record(id=record_id, updated_at=updated_at, payload=raw, deleted=deleted)
+    def is_deleted(self, raw: Mapping[str, Any]) -> bool:
+        """Return whether the row's tombstone column holds one of the tombstone values."""
+        if self.tombstone_column is None:
+            return False
+        marker = raw.get(self.tombstone_column)
+        if marker is None:
+            return False
+        if isinstance(marker, bool):  # JSON's true/false, compared as CSV spells them
+            marker = "true" if marker else "false"
+        return str(marker) in self.tombstone_values
 
     # -- memory of completed reads -------------------------------------------------------------
 
@@ -472,6 +415,10 @@ class FileConnector:
             self._marks.update(marks)
             if self.manifest_path is not None:
                 save_marks(self.manifest_path, self._marks)
+
+
+def _located(rejected: RejectedRecord, file: Path, line: int) -> RejectedRecord:
+    return attrs.evolve(rejected, reason=f"{file.name} line {line}: {rejected.reason}")
 
 
 def _reject(

@@ -40,7 +40,6 @@ from typing import Any, ClassVar
 
 import httpx
 
-from incsync.connectors._built import BuiltRecords
 from incsync.connectors.auth import Auth
 from incsync.connectors.base import RawPage
 from incsync.connectors.http import DEFAULT_TIMEOUT, HttpConnector
@@ -48,9 +47,9 @@ from incsync.connectors.paging import cursor_pages
 from incsync.connectors.retry import RetryPolicy, Sleep, Throttle
 from incsync.connectors.throttle import hubspot_throttle
 from incsync.cursor import Window
-from incsync.errors import BadRecordError, BadResponseError, ConfigurationError
-from incsync.records import Record, record_from_raw, trusted_record
-from incsync.timestamps import UTC, parse_timestamp, to_micros, utc_now
+from incsync.errors import BadResponseError, ConfigurationError
+from incsync.records import Record, RecordFormat, digits_id
+from incsync.timestamps import parse_timestamp, to_micros, utc_now
 
 __all__ = ["HUBSPOT_API", "HUBSPOT_TOKEN_URL", "HubSpotConnector"]
 
@@ -166,7 +165,11 @@ class HubSpotConnector(HttpConnector):
         self.modified_property = modified_property
         self.properties = None if properties is None else list(properties)
         self.include_archived = include_archived
-        self._built = BuiltRecords()
+        # Object ids are numbers written as text: reading a crowded millisecond pages by id.
+        self.record_format = RecordFormat(
+            "id", f"properties.{modified_property}", parse_timestamp, digits_id
+        )
+        self._archived_format = RecordFormat("id", "archivedAt", parse_timestamp, digits_id)
 
     def throttle_signal(self, response: httpx.Response) -> Throttle | None:
         """HubSpot's 429s: ``DAILY`` is a quota; ``TEN_SECONDLY_ROLLING``/``SECONDLY`` bursts."""
@@ -182,29 +185,12 @@ class HubSpotConnector(HttpConnector):
         """Build the record: id ``id``, ``updated_at`` the modified property (or ``archivedAt``).
 
         Raises:
-            BadRecordError: ``raw`` has no usable id, properties or timestamp.
+            BadRecordError: ``raw`` has no usable id or timestamp.
         """
-        built = self._built.take(raw)
-        if built is not None:
-            return built
-        live = self._live(raw)
-        if live is not None:
-            return trusted_record(live[0], live[1], raw)
-        if not isinstance(raw, Mapping):
-            raise BadRecordError(f"expected a JSON object, got {type(raw).__name__}")
-        deleted = self.is_deleted(raw)
-        holder: object = raw if deleted else raw.get("properties")
-        field = "archivedAt" if deleted else self.modified_property
-        if not isinstance(holder, Mapping):
-            raw_id = raw.get("id")
-            raise BadRecordError(
-                "field 'properties' is missing or not an object",
-                record_id=raw_id if isinstance(raw_id, str) else None,
-            )
-        parsed = record_from_raw(
-            {"id": raw.get("id"), field: holder.get(field)}, updated_at_field=field
-        )
-        return Record(id=parsed.id, updated_at=parsed.updated_at, payload=raw, deleted=deleted)
+        row: object = raw  # any JSON value reaches here; the format refuses non-objects
+        archived = isinstance(row, Mapping) and self.is_deleted(row)
+        record_format = self._archived_format if archived else self.record_format
+        return record_format.record(raw, self.is_deleted)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -236,15 +222,8 @@ class HubSpotConnector(HttpConnector):
                 last_full = full
                 fresh: list[Mapping[str, Any]] = []
                 stamps: set[int] = set()
-                built = self._built.new_page()
                 for raw in results:
-                    live = self._live(raw)
-                    if live is None:
-                        object_id, stamp = self._key(raw)
-                    else:
-                        # The record comes from the parse paging needs anyway (see to_record).
-                        object_id, stamp = live[0], _epoch_ms(live[1])
-                        built[id(raw)] = trusted_record(live[0], live[1], raw)
+                    object_id, stamp = self._key(raw)
                     if object_id is None or stamp is None:
                         marker = repr(raw) if object_id is None else object_id
                         if marker not in set_aside:  # to_record sets it aside with the reason
@@ -345,28 +324,6 @@ class HubSpotConnector(HttpConnector):
             after += SEARCH_PAGE_SIZE - len(overlap)
             if after + SEARCH_PAGE_SIZE > SEARCH_RESULT_CAP:
                 return
-
-    def _live(self, raw: object) -> tuple[str, datetime] | None:
-        """Return a live object's id and modified time (UTC) in the common form, else ``None``.
-
-        The common form, once per object of every read: a plain dict with a numeric text id and
-        ISO text that fromisoformat reads with its zone. Anything else (archived objects, other
-        shapes, unreadable values) is left to the checked paths, which explain a refusal.
-        """
-        if type(raw) is not dict or self.is_deleted(raw):
-            return None
-        object_id, properties = raw.get("id"), raw.get("properties")
-        if type(object_id) is not str or not object_id.isdigit() or type(properties) is not dict:
-            return None
-        text = properties.get(self.modified_property)
-        if type(text) is not str:
-            return None
-        try:
-            moment = _fromisoformat(text)
-        except ValueError:
-            return None
-        # fromisoformat gives a fixed offset or none: tzinfo alone says it is aware.
-        return None if moment.tzinfo is None else (object_id, moment.astimezone(UTC))
 
     def _key(self, raw: object) -> tuple[str | None, int | None]:
         """Return a search result's numeric id and modified millisecond, ``None`` if unreadable."""

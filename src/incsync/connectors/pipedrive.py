@@ -37,6 +37,7 @@ v1's zone-less UTC (``2023-02-22 08:27:54``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import random as _random
 import time
@@ -53,9 +54,9 @@ from incsync.connectors.paging import cursor_pages
 from incsync.connectors.retry import RetryPolicy, Sleep, Throttle
 from incsync.connectors.throttle import default_throttle
 from incsync.cursor import Window
-from incsync.errors import BadRecordError, BadResponseError, ConfigurationError
-from incsync.records import Page, Record, trusted_record
-from incsync.timestamps import UTC, parse_timestamp, utc_now
+from incsync.errors import BadResponseError, ConfigurationError
+from incsync.records import Page, Record, RecordFormat, positive_integer_id
+from incsync.timestamps import parse_timestamp, utc_now
 
 __all__ = [
     "DELETED_RETENTION",
@@ -82,7 +83,6 @@ DELETED_RETENTION = timedelta(days=30)
 _DEALS = "/api/v2/deals"
 _EVERY_STATUS = "open,won,lost,deleted"
 _TOKEN_PARAM = "api_token"
-_fromisoformat = datetime.fromisoformat
 
 logger = logging.getLogger("incsync.connectors")
 
@@ -264,41 +264,14 @@ class PipedriveConnector(HttpConnector):
             or raw.get("status") == "deleted"
         )
 
-    def to_record(self, raw: Mapping[str, Any]) -> Record:
-        """Build the record: id the deal id as text, ``updated_at`` its ``update_time``.
-
-        Raises:
-            BadRecordError: ``raw`` is not an object, or has no positive integer id or no
-                readable ``update_time``.
-        """
-        if type(raw) is dict:
-            # The common case in few steps, as this runs once per deal: v2's "…Z" times.
-            deal_id, stamp = raw.get("id"), raw.get("update_time")
-            if type(deal_id) is int and deal_id > 0 and type(stamp) is str:
-                try:
-                    moment: datetime | None = _fromisoformat(stamp)
-                except ValueError:
-                    moment = None
-                if moment is not None and moment.tzinfo is UTC:
-                    # Checked just above: a positive id (so non-empty text) and an aware UTC
-                    # time, so Record's validators have nothing left to check.
-                    return trusted_record(str(deal_id), moment, raw, self.is_deleted(raw))
-        elif not isinstance(raw, Mapping):
-            raise BadRecordError(f"expected a JSON object, got {type(raw).__name__}")
-        deal_id = raw.get("id")
-        if type(deal_id) is not int or deal_id < 1:
-            raise BadRecordError(f"field 'id' must be a positive integer, got {deal_id!r}")
-        record_id = str(deal_id)
-        stamp = raw.get("update_time")
-        try:
-            updated_at = parse_timestamp(stamp, "update_time", assume_utc=True)
-        except ValueError:
-            raise BadRecordError(
-                f"field 'update_time' must be an RFC 3339 or 'YYYY-MM-DD HH:MM:SS' (UTC) "
-                f"timestamp, got {stamp!r}",
-                record_id=record_id,
-            ) from None
-        return Record(record_id, updated_at, raw, self.is_deleted(raw))
+    # Deal ids are positive integers; v2 writes update_time in RFC 3339, v1 as
+    # "YYYY-MM-DD HH:MM:SS", documented as UTC.
+    record_format = RecordFormat(
+        "id",
+        "update_time",
+        functools.partial(parse_timestamp, assume_utc=True),
+        positive_integer_id,
+    )
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -47,8 +47,8 @@ from incsync.connectors.http import DEFAULT_TIMEOUT, HttpConnector
 from incsync.connectors.retry import RetryPolicy, Sleep, Throttle
 from incsync.connectors.throttle import quickbooks_throttle
 from incsync.cursor import Window
-from incsync.errors import BadRecordError, BadResponseError, ConfigurationError
-from incsync.records import Record, trusted_record
+from incsync.errors import BadResponseError, ConfigurationError
+from incsync.records import RecordFormat, text_id
 from incsync.timestamps import parse_timestamp, utc_now
 
 __all__ = [
@@ -204,39 +204,7 @@ class QuickBooksConnector(HttpConnector):
         """Return whether ``raw`` is a deleted entity from CDC (voided ones are not deletes)."""
         return raw.get("status") == "Deleted"
 
-    def to_record(self, raw: Mapping[str, Any]) -> Record:
-        """Build the record of one entity.
-
-        Raises:
-            BadRecordError: No ``Id``, or no readable ``MetaData.LastUpdatedTime`` with an offset.
-        """
-        if type(raw) is dict:
-            # The common case in as few steps as possible: this runs once per record.
-            record_id, meta = raw.get("Id"), raw.get("MetaData")
-            if type(record_id) is str and record_id and type(meta) is dict:
-                text = meta.get("LastUpdatedTime")
-                if type(text) is str:
-                    try:
-                        moment = _fromisoformat(text)
-                    except ValueError:
-                        moment = None
-                    # fromisoformat gives a fixed offset or none: tzinfo alone says it is aware.
-                    if moment is not None and moment.tzinfo is not None:
-                        deleted = self.is_deleted(raw)
-                        return trusted_record(record_id, moment.astimezone(_UTC), raw, deleted)
-        elif not _is_mapping(raw):
-            raise BadRecordError(f"expected a JSON object, got {type(raw).__name__}")
-        record_id = raw.get("Id")
-        if not isinstance(record_id, str) or not record_id:
-            raise BadRecordError(f"the {self.entity} has no Id (got {record_id!r})")
-        updated_at = _updated_at(raw)
-        if updated_at is None:
-            raise BadRecordError(
-                f"{self.entity} {record_id} has no readable MetaData.LastUpdatedTime "
-                f"(got {_raw_updated(raw)!r}); fix it in QuickBooks or ignore this record",
-                record_id=record_id,
-            )
-        return Record(record_id, updated_at, raw, deleted=self.is_deleted(raw))
+    record_format = RecordFormat("Id", "MetaData.LastUpdatedTime", parse_timestamp, text_id)
 
     def fetch(self, window: Window) -> Iterator[RawPage]:
         """Yield pages of every entity updated at or after ``window.start``, oldest first.

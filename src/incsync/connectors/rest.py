@@ -44,11 +44,10 @@ from incsync.cursor import Window
 from incsync.errors import (
     BadRecordError,
     BadResponseError,
-    NaiveDatetimeError,
     TransientSourceError,
 )
-from incsync.records import Page, Record, trusted_record
-from incsync.timestamps import UTC, utc_now
+from incsync.records import Page, RecordFormat, text_or_integer_id
+from incsync.timestamps import utc_now
 
 __all__ = ["MAX_BURST_PASSES", "RestConnector"]
 
@@ -113,16 +112,10 @@ class RestConnector(HttpConnector):
         self.ordered = config.ordered
         self.lookback = config.lookback
         records = config.records
-        self._updated_at_name = str(records.updated_at)
-        # Read once per record: held here rather than looked up through the config each time.
-        self._tombstone = config.tombstone
-        self._id_of = records.id.get
-        self._updated_at_of = records.updated_at.get
-        # ISO times without an assumed zone: fromisoformat's UTC answers need no further step.
-        self._iso_updated_at = (
-            records.updated_at_format.kind == "iso8601" and not records.updated_at_format.assume_utc
+        self.record_format = RecordFormat(
+            records.id, records.updated_at, records.updated_at_format.parse, text_or_integer_id
         )
-        self._common_record = self._common_record_builder()
+        self._tombstone = config.tombstone
 
     # -- records -------------------------------------------------------------------------------
 
@@ -130,80 +123,6 @@ class RestConnector(HttpConnector):
         """Return whether ``raw`` matches the configured tombstone rule."""
         tombstone = self._tombstone
         return tombstone is not None and tombstone.matches(raw)
-
-    def to_record(self, raw: Mapping[str, Any]) -> Record:
-        """Build the record from the configured id and update-time paths.
-
-        Raises:
-            BadRecordError: ``raw`` is not an object, or its id or time is missing or unreadable.
-        """
-        common = self._common_record(raw)
-        if common is not None:
-            return common
-        if type(raw) is not dict and not isinstance(raw, Mapping):
-            raise BadRecordError(f"expected a JSON object, got {type(raw).__name__}")
-        records = self.config.records
-        deleted = self.is_deleted(raw)
-        raw_id = self._id_of(raw)
-        if type(raw_id) is str and raw_id:
-            record_id = raw_id
-        elif isinstance(raw_id, int) and not isinstance(raw_id, bool):
-            record_id = str(raw_id)
-        else:
-            raise BadRecordError(
-                f"field {str(records.id)!r} must be a non-empty string or integer, got {raw_id!r}"
-            )
-        value = self._updated_at_of(raw)
-        field = self._updated_at_name
-        if value is None:
-            raise BadRecordError(f"field {field!r} is missing", record_id=record_id)
-        try:
-            updated_at = records.updated_at_format.parse(value, field)
-        except NaiveDatetimeError:
-            raise BadRecordError(
-                f"field {field!r} has no timezone: {value!r}", record_id=record_id
-            ) from None
-        except ValueError as error:
-            raise BadRecordError(str(error), record_id=record_id) from None
-        if updated_at.tzinfo is UTC:  # as every parser gives: the checked fast route
-            return trusted_record(record_id, updated_at, raw, deleted)
-        return Record(id=record_id, updated_at=updated_at, payload=raw, deleted=deleted)
-
-    def _common_record_builder(self) -> Callable[[object], Record | None]:
-        """Return a function that builds the record of a row in the common form, else ``None``.
-
-        The common form, once per row of every read: a plain dict whose id is non-empty text or
-        an integer and whose time is ISO text in UTC that fromisoformat reads. Everything the
-        function needs is bound once here, not looked up through the configuration per row.
-        Anything else is left to :meth:`to_record`'s checked path, which explains a refusal.
-        """
-        if not self._iso_updated_at:
-            return _no_record
-        id_of, updated_at_of = self._id_of, self._updated_at_of
-        deleted_of: Callable[[Any], bool] = self.is_deleted
-        if type(self).is_deleted is RestConnector.is_deleted:
-            # Not overridden: the configured rule is asked directly, one call less per row.
-            deleted_of = _never if self._tombstone is None else self._tombstone.matches
-
-        def common_record(raw: object) -> Record | None:
-            if type(raw) is not dict:
-                return None
-            record_id, text = id_of(raw), updated_at_of(raw)
-            if type(record_id) is int:  # bools are not ints here: type() is exact
-                record_id = str(record_id)
-            elif type(record_id) is not str or not record_id:
-                return None
-            if type(text) is not str:
-                return None
-            try:
-                moment = _fromisoformat(text)
-            except ValueError:
-                return None
-            if moment.tzinfo is not UTC:
-                return None
-            return trusted_record(record_id, moment, raw, deleted_of(raw))
-
-        return common_record
 
     def read(self, window: Window) -> Iterator[Page]:
         """Yield the pages of :meth:`fetch`; for an ordered source, check that they are.
@@ -423,11 +342,3 @@ class RestConnector(HttpConnector):
             f"were read {MAX_BURST_PASSES} times; the next cycle reads them again",
             vendor=self.vendor,
         )
-
-
-def _no_record(_raw: object) -> None:
-    return None
-
-
-def _never(_raw: object) -> bool:
-    return False

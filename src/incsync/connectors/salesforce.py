@@ -24,7 +24,6 @@ from typing import Any, ClassVar
 
 import httpx
 
-from incsync.connectors._built import BuiltRecords
 from incsync.connectors.auth import AuthFlow, OAuth2Refresh, TokenSet
 from incsync.connectors.base import RawPage
 from incsync.connectors.http import HttpConnector
@@ -38,7 +37,7 @@ from incsync.errors import (
     PermanentSourceError,
     TransientSourceError,
 )
-from incsync.records import Record, trusted_record
+from incsync.records import RecordFormat, text_id
 from incsync.timestamps import UTC, parse_timestamp, utc_now
 
 __all__ = ["DEFAULT_OPPORTUNITY_FIELDS", "SalesforceConnector"]
@@ -279,7 +278,6 @@ class SalesforceConnector(HttpConnector):
         extra = [field for field in dict.fromkeys(fields) if field.lower() not in system]
         self.fields = ("Id", "SystemModstamp", *(["IsDeleted"] if include_deleted else []), *extra)
         self.batch_size = batch_size
-        self._built = BuiltRecords()
         self._api = f"/services/data/v{api_version}/{'queryAll' if include_deleted else 'query'}"
         self._oauth = _SalesforceOAuth(
             login_url.rstrip("/") + "/services/oauth2/token",
@@ -316,14 +314,7 @@ class SalesforceConnector(HttpConnector):
         """Return whether ``raw`` is in the recycle bin (only ``queryAll`` returns such rows)."""
         return raw.get("IsDeleted") is True
 
-    def to_record(self, raw: Mapping[str, Any]) -> Record:
-        """Build the record of one row; a row read by :meth:`fetch` was built as it was paged.
-
-        Raises:
-            BadRecordError: No ``Id``, or no readable ``SystemModstamp``.
-        """
-        built = self._built.take(raw)
-        return built if built is not None else super().to_record(raw)
+    record_format = RecordFormat("Id", "SystemModstamp", parse_timestamp, text_id)
 
     def soql(self, start: datetime | None) -> str:
         """Return the query for every record with ``SystemModstamp >= start`` (all if ``None``)."""
@@ -372,15 +363,7 @@ class SalesforceConnector(HttpConnector):
 
     def _keyed(self, rows: Sequence[Any]) -> list[_Keyed]:
         """Pair every row with its key; build the record of each readable row from that parse."""
-        built = self._built.new_page()
-        is_deleted = self.is_deleted
-        keyed: list[_Keyed] = []
-        for raw in rows:
-            key = _key(raw)
-            if key is not None:
-                built[id(raw)] = trusted_record(key[1], key[0], raw, is_deleted(raw))
-            keyed.append((key, raw))
-        return keyed
+        return [(_key(raw), raw) for raw in rows]
 
     def _first_page(self, start: datetime | None) -> dict[str, Any]:
         response = self.request(

@@ -53,9 +53,10 @@ import httpx
 from incsync.connectors._stripe import (
     EVENT_TYPES,
     LIST_PAGE_SIZE,
+    OBSERVATION_FORMAT,
     RESOURCES,
+    is_tombstone,
     listed_page,
-    observation_record,
     stripe_throttle,
 )
 from incsync.connectors.auth import BearerToken
@@ -64,7 +65,6 @@ from incsync.connectors.http import DEFAULT_TIMEOUT, HttpConnector
 from incsync.connectors.retry import Failure, RetryPolicy, Sleep, Throttle
 from incsync.cursor import Window
 from incsync.errors import BadResponseError, ConfigurationError, PermanentSourceError
-from incsync.records import Record
 from incsync.timestamps import UTC, utc_now
 
 __all__ = ["EVENT_RETENTION", "STRIPE_API", "StripeConnector"]
@@ -185,13 +185,11 @@ class StripeConnector(HttpConnector):
 
     # -- records ---------------------------------------------------------------------------------
 
-    def to_record(self, raw: Mapping[str, Any]) -> Record:
-        """Build the record of an observation: an event, or a listed object with its stamp.
+    record_format = OBSERVATION_FORMAT
 
-        Raises:
-            BadRecordError: The object has no usable id or the stamp is unreadable.
-        """
-        return observation_record(raw)
+    def is_deleted(self, raw: Mapping[str, Any]) -> bool:
+        """Return whether an observation is a deletion or void (see :func:`is_tombstone`)."""
+        return is_tombstone(raw)
 
     # -- reading ---------------------------------------------------------------------------------
 

@@ -36,7 +36,6 @@ from typing import Any, ClassVar, TypeGuard
 
 import httpx
 
-from incsync.connectors._built import BuiltRecords
 from incsync.connectors.auth import Auth, OAuth2Refresh, TokenSet
 from incsync.connectors.base import RawPage
 from incsync.connectors.http import DEFAULT_TIMEOUT, HttpConnector
@@ -44,12 +43,11 @@ from incsync.connectors.retry import RetryPolicy, Sleep, Throttle
 from incsync.connectors.throttle import xero_throttle
 from incsync.cursor import Window
 from incsync.errors import (
-    BadRecordError,
     BadResponseError,
     ConfigurationError,
     TransientSourceError,
 )
-from incsync.records import Record, trusted_record
+from incsync.records import RecordFormat, text_id
 from incsync.timestamps import parse_dotnet_date, to_micros, utc_now
 
 __all__ = [
@@ -215,7 +213,7 @@ class XeroConnector(HttpConnector):
         self.endpoint = endpoint
         self.id_field = id_field
         self.tombstone_statuses = frozenset(tombstone_statuses)
-        self._built = BuiltRecords()
+        self.record_format = RecordFormat(id_field, "UpdatedDateUTC", parse_dotnet_date, text_id)
 
     def throttle_signal(self, response: httpx.Response) -> Throttle | None:
         """Xero's 429: ``X-Rate-Limit-Problem: day`` is a quota, anything else a burst."""
@@ -226,29 +224,6 @@ class XeroConnector(HttpConnector):
     def is_deleted(self, raw: Mapping[str, Any]) -> bool:
         """Return whether ``raw`` is deleted or voided (``Status`` in the tombstone statuses)."""
         return raw.get("Status") in self.tombstone_statuses
-
-    def to_record(self, raw: Mapping[str, Any]) -> Record:
-        """Build the record of one document.
-
-        Raises:
-            BadRecordError: No id, or no readable ``UpdatedDateUTC``.
-        """
-        built = self._built.take(raw)
-        if built is not None:
-            # Rows read by fetch in the common form were built as they were keyed (_keyed).
-            return built
-        if not isinstance(raw, Mapping):
-            raise BadRecordError(f"expected a JSON object, got {type(raw).__name__}")
-        record_id = raw.get(self.id_field)
-        if not isinstance(record_id, str) or not record_id:
-            raise BadRecordError(f"the document has no {self.id_field} (got {record_id!r})")
-        try:
-            updated_at = parse_dotnet_date(raw.get("UpdatedDateUTC"), "UpdatedDateUTC")
-        except ValueError as error:
-            reason = f"{error}; fix the document in Xero or ignore this record"
-        else:
-            return Record(record_id, updated_at, raw, deleted=self.is_deleted(raw))
-        raise BadRecordError(reason, record_id=record_id)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -398,42 +373,8 @@ class XeroConnector(HttpConnector):
         return fresh
 
     def _keyed(self, rows: Sequence[Any]) -> list[_Keyed]:
-        """Pair every row with its key, read once per page.
-
-        A row in the common form (a text id, the plain ``/Date(ms+0000)/``, read as
-        parse_dotnet_date reads it but without its general pattern) gets its record built here,
-        from the same parse, for :meth:`to_record` to hand out: paging needs each row's time
-        anyway, and parsing it a second time cost about 0.4 µs a row. Other rows take the
-        checked paths of :meth:`_key` and :meth:`to_record`.
-        """
-        built = self._built.new_page()
-        keyed: list[_Keyed] = []
-        append, key_of = keyed.append, self._key
-        id_field, deleted_of = self.id_field, self._deleted_of()
-        plain_date, fromtimestamp, utc = _plain_date, _fromtimestamp, _UTC
-        for row in rows:
-            if type(row) is dict:
-                record_id, value = row.get(id_field), row.get("UpdatedDateUTC")
-                if type(record_id) is str and record_id and type(value) is str:
-                    plain = plain_date(value)
-                    if plain is not None:
-                        millis = int(plain[1])
-                        if millis < _EXACT_MILLIS:
-                            updated_at = fromtimestamp(millis / 1000, utc)
-                            built[id(row)] = trusted_record(
-                                record_id, updated_at, row, deleted_of(row)
-                            )
-                            append((row, (record_id, millis)))
-                            continue
-            append((row, key_of(row)))
-        return keyed
-
-    def _deleted_of(self) -> Callable[[Mapping[str, Any]], bool]:
-        """Return the tombstone test: the configured statuses, or a subclass's own is_deleted."""
-        if type(self).is_deleted is not XeroConnector.is_deleted:
-            return self.is_deleted
-        # Bound once per page rather than looked up per row.
-        return _status_in(self.tombstone_statuses)
+        """Pair every row with its key."""
+        return [(row, self._key(row)) for row in rows]
 
     def _key(self, row: object) -> tuple[str, int] | None:
         """Return a row's (id, UpdatedDateUTC in epoch ms); ``None`` when either is unreadable."""
