@@ -11,7 +11,9 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
+from incsync import Outcome, SyncEngine
 from incsync.connectors import ApiKey, Auth, BearerToken, OAuth2Refresh, RetryPolicy, TokenSet
+from incsync.connectors.quickbooks import QuickBooksConnector, quickbooks_auth
 from incsync.errors import (
     AuthError,
     BadResponseError,
@@ -19,7 +21,9 @@ from incsync.errors import (
     NaiveDatetimeError,
     TransientSourceError,
 )
-from incsync.testing import ManualClock
+from incsync.state import Phase
+from incsync.testing import InMemoryStore, ManualClock
+from incsync.testing.fakes import FakeQuickBooks
 from tests.connectors.fakeapi import CLIENT_ID, CLIENT_SECRET, ItemsConnector, OAuthApi
 
 NOW = datetime(2026, 11, 13, 9, 0, tzinfo=timezone.utc)
@@ -270,7 +274,10 @@ def test_a_token_endpoint_that_keeps_failing_ends_transient() -> None:
     ("answer", "error"),
     [
         (httpx.Response(200, json={"token_type": "bearer"}), AuthError),
-        (httpx.Response(200, text="<html>login</html>"), AuthError),
+        (httpx.Response(200, json={"error": "bad_verification_code"}), AuthError),
+        (httpx.Response(200, text="<html>login</html>"), BadResponseError),
+        (httpx.Response(200, text='{"access_token": "at_'), BadResponseError),
+        (httpx.Response(200, json=["at_x"]), BadResponseError),
         (
             httpx.Response(200, json={"access_token": "at_x", "expires_in": "soon"}),
             BadResponseError,
@@ -281,7 +288,7 @@ def test_a_token_endpoint_that_keeps_failing_ends_transient() -> None:
 def test_an_unusable_token_answer_is_refused(
     answer: httpx.Response, error: type[Exception]
 ) -> None:
-    """A token answer without an access_token, or with an unreadable expiry, fails clearly."""
+    """A JSON answer without an access_token is a refusal; a damaged body is a bad response."""
     api = OAuthApi()
     api.expire_access_tokens()
     api.refresh_answer = answer
@@ -478,3 +485,57 @@ def test_a_token_without_expires_in_is_used_until_refused() -> None:
         c.get_json("/api/items")
     assert received[0].expires_at is None
     assert api.refreshes == 1
+
+
+# -- a damaged token answer over a real connection -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"access_token": "at_cut', b"<html><body>Service starting</body></html>", b""],
+)
+def test_a_damaged_token_answer_is_a_bad_response_that_never_stops_the_source(
+    body: bytes,
+) -> None:
+    """A 200 token answer that is cut or not JSON (a proxy's page) fails the cycle as a bad
+    response, not as an auth failure: three such cycles leave the source active, and once the
+    endpoint answers properly the next cycle reads everything."""
+    fake = FakeQuickBooks(clock=ManualClock(NOW), requests_per_minute=100_000)
+    fake.bulk_load("Invoice", [NOW - timedelta(days=2), NOW - timedelta(days=1)])
+    tokens = fake.grant_tokens()
+    damaged = [True]
+
+    def cut_token_answer(request: httpx.Request) -> httpx.Response | None:
+        if damaged and request.url.path.endswith("/tokens/bearer"):
+            return httpx.Response(200, content=body, headers={"Content-Type": "application/json"})
+        return None
+
+    fake.add_fault(cut_token_answer)
+    store = InMemoryStore()
+    engine = SyncEngine(store, clock=fake.clock)
+    with fake.serve() as base_url:
+        auth = quickbooks_auth(
+            fake.client_id,
+            fake.client_secret,
+            tokens.refresh_token,
+            token_url=f"{base_url}/oauth2/v1/tokens/bearer",
+            clock=fake.clock,
+        )
+        connector = QuickBooksConnector(
+            fake.realm_id, "Invoice", auth=auth, base_url=base_url, sleep=lambda _: None
+        )
+        with connector:
+            results = []
+            for _ in range(3):
+                results.append(engine.run_cycle("qbo/invoices", connector))
+                fake.advance(timedelta(hours=1))
+            state = engine.state("qbo/invoices")
+            assert [r.outcome for r in results] == [Outcome.FAILED] * 3
+            assert [r.error_class for r in results] == ["BadResponseError"] * 3
+            assert state.phase is not Phase.STOPPED
+            assert state.last_error is not None
+            assert not state.last_error.auth
+            assert "re-authorise" not in state.last_error.message
+            damaged.clear()
+            healed = engine.run_cycle("qbo/invoices", connector)
+    assert (healed.outcome, healed.applied) == (Outcome.COMPLETED, 2)

@@ -276,16 +276,25 @@ class OAuth2Refresh(Auth):
             )
         payload = _json_object(body)
         if not 200 <= status < 300:
-            reason = payload.get("error") if payload else None
-            raise AuthError(
-                f"the OAuth2 token refresh was refused (HTTP {status}"
-                f"{f', {reason}' if isinstance(reason, str) else ''}); re-authorise the "
-                f"connection to get a new refresh token",
+            raise _refused(status, payload, excerpt)
+        if payload is None:
+            # RFC 6749 answers a grant with a JSON object. A 200 whose body is cut, empty or not a
+            # JSON object is what proxies, gateways and maintenance pages send while the vendor
+            # is unreachable: the refresh token was never judged, so this is a bad response that
+            # the next cycle retries, never a rejected credential that stops the source.
+            raise BadResponseError(
+                "the OAuth2 token endpoint answered 200 with a body that is not a JSON object "
+                "(cut off, or a page from a proxy in between); the next cycle tries again",
                 status_code=status,
                 excerpt=excerpt,
             )
-        access_token = payload.get("access_token") if payload else None
-        if payload is None or not isinstance(access_token, str) or not access_token:
+        access_token = payload.get("access_token")
+        if not isinstance(access_token, str) or not access_token:
+            # A whole JSON object without a token is an answer, not damage: some endpoints
+            # refuse with a 200 and an "error" field (GitHub, Slack), and one that sends neither
+            # is not a token endpoint (a wrong token_url). Asking again cannot change either.
+            if isinstance(payload.get("error"), str):
+                raise _refused(status, payload, excerpt)
             raise AuthError(
                 "the OAuth2 token endpoint answered without an access_token; check token_url",
                 status_code=status,
@@ -319,6 +328,17 @@ class OAuth2Refresh(Auth):
                 status_code=status,
                 excerpt=excerpt,
             ) from None
+
+
+def _refused(status: int, payload: Mapping[str, Any] | None, excerpt: str) -> AuthError:
+    reason = payload.get("error") if payload else None
+    return AuthError(
+        f"the OAuth2 token refresh was refused (HTTP {status}"
+        f"{f', {reason}' if isinstance(reason, str) else ''}); re-authorise the "
+        f"connection to get a new refresh token",
+        status_code=status,
+        excerpt=excerpt,
+    )
 
 
 def _read_token_body(response: httpx.Response, secrets: Sequence[str]) -> bytes:
