@@ -10,6 +10,10 @@ all meet an expired token cause one refresh, not several racing with one refresh
 that rotates refresh tokens would reject all but the first). Every refresh hands the new
 :class:`TokenSet` to the host's ``on_refresh`` callback: when the vendor rotated the refresh token,
 the old one stops working, so the host must store the new one.
+
+Vendors differ only in where their token endpoint is and how the app identifies itself there:
+each built-in connector's module holds that as an :class:`OAuthVendor`, whose
+:meth:`~OAuthVendor.refresh` builds the flow.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from incsync.connectors._body import body_excerpt, refuse_declared_oversize
 from incsync.errors import AuthError, BadResponseError, ConfigurationError, TransientSourceError
 from incsync.timestamps import ensure_utc, utc_now
 
-__all__ = ["ApiKey", "Auth", "BearerToken", "OAuth2Refresh", "TokenSet"]
+__all__ = ["ApiKey", "Auth", "BearerToken", "OAuth2Refresh", "OAuthVendor", "TokenSet"]
 
 _TOKEN_RESPONSE_LIMIT = 1024 * 1024
 # Earlier tokens are kept as secrets for a while: a vendor may echo one in a later error body.
@@ -328,6 +332,63 @@ class OAuth2Refresh(Auth):
                 status_code=status,
                 excerpt=excerpt,
             ) from None
+
+
+@attrs.frozen
+class OAuthVendor:
+    """What one vendor's OAuth2 refresh needs: its token endpoint and how the app identifies itself.
+
+    Args:
+        token_url: The vendor's token endpoint.
+        client_auth: ``"basic"`` (client id and secret in HTTP Basic) or ``"body"`` (as form
+            fields); see :class:`OAuth2Refresh`.
+    """
+
+    token_url: str
+    client_auth: Literal["body", "basic"] = "body"
+
+    def refresh(
+        self,
+        client_id: str,
+        client_secret: str,
+        refresh_token: str,
+        *,
+        token_url: str | None = None,
+        access_token: str | None = None,
+        expires_at: datetime | None = None,
+        on_refresh: Callable[[TokenSet], None] | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> OAuth2Refresh:
+        """Return the refresh flow of one connection to this vendor.
+
+        A vendor that rotates refresh tokens makes the old one stop working after a refresh: the
+        host must store the new one, which ``on_refresh`` receives.
+
+        Args:
+            client_id: The app's client id.
+            client_secret: The app's client secret.
+            refresh_token: The refresh token the host stored.
+            token_url: Another token endpoint (a sandbox's, a test double's); the vendor's
+                otherwise.
+            access_token: A still-valid access token, when the host has one.
+            expires_at: When ``access_token`` expires (aware).
+            on_refresh: Called with the new tokens after every refresh; store the refresh token.
+            clock: Returns the current time (aware).
+
+        Raises:
+            ConfigurationError: A value is empty, or ``expires_at`` is naive.
+        """
+        return OAuth2Refresh(
+            self.token_url if token_url is None else token_url,
+            client_id,
+            client_secret,
+            refresh_token,
+            access_token=access_token,
+            expires_at=expires_at,
+            on_refresh=on_refresh,
+            client_auth=self.client_auth,
+            clock=clock,
+        )
 
 
 def _refused(status: int, payload: Mapping[str, Any] | None, excerpt: str) -> AuthError:

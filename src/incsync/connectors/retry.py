@@ -208,8 +208,8 @@ def call_with_retries(
 
     Raises:
         SourceError: The last failure's error: it was final, the attempts ran out, or the next wait
-            would end past ``policy.max_total_wait``. When more than one attempt was made its message
-            says how many, and how long was spent waiting.
+            would end past ``policy.max_total_wait``. When more than one attempt was made, its
+            message says how many, and how long was spent waiting.
     """
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_result(_is_retryable),
