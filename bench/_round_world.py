@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import httpx
 
 from incsync.connectors.auth import BearerToken
-from incsync.connectors.http import HttpConnector
+from incsync.connectors.http import HttpConnector, HttpOptions
 from incsync.connectors.hubspot import HubSpotConnector
 from incsync.connectors.quickbooks import QuickBooksConnector, quickbooks_auth
 from incsync.records import Transaction
@@ -179,9 +179,7 @@ class HubSpotWorld:
             base_url,
             auth=BearerToken(self._fake(n).private_app_token),
             include_archived=True,
-            transport=transport,
-            sleep=no_sleep,
-            clock=self.clock,
+            options=HttpOptions(transport=transport, sleep=no_sleep, clock=self.clock),
         )
 
     def mismatches(self, n: int, held: Sequence[Transaction]) -> list[str]:
@@ -277,9 +275,7 @@ class QuickBooksWorld:
             auth=auth,
             base_url=base_url,
             include_deletes=True,
-            transport=transport,
-            sleep=no_sleep,
-            clock=self.clock,
+            options=HttpOptions(transport=transport, sleep=no_sleep, clock=self.clock),
         )
 
     def mismatches(self, n: int, held: Sequence[Transaction]) -> list[str]:

@@ -64,7 +64,7 @@ import httpx
 
 from bench._served import SERVERS, Sent, Serve, Served
 from incsync.connectors.auth import BearerToken
-from incsync.connectors.http import HttpConnector
+from incsync.connectors.http import HttpConnector, HttpOptions
 from incsync.connectors.hubspot import HubSpotConnector
 from incsync.connectors.quickbooks import QuickBooksConnector, quickbooks_auth
 from incsync.connectors.salesforce import SalesforceConnector
@@ -166,7 +166,11 @@ def quickbooks(stack: ExitStack, count: int, serve: Serve) -> Vendor:
     )
     connector = stack.enter_context(
         QuickBooksConnector(
-            fake.realm_id, entity, auth=auth, base_url=base_url, sleep=no_sleep, clock=fake.clock
+            fake.realm_id,
+            entity,
+            auth=auth,
+            base_url=base_url,
+            options=HttpOptions(sleep=no_sleep, clock=fake.clock),
         )
     )
     sent = capture(served, connector, count, "/query")
@@ -204,8 +208,7 @@ def salesforce(stack: ExitStack, count: int, serve: Serve) -> Vendor:
             login_url=base_url,
             instance_url=base_url,
             access_token=token,
-            sleep=no_sleep,
-            clock=fake.clock,
+            options=HttpOptions(sleep=no_sleep, clock=fake.clock),
         )
     )
     sent = capture(served, connector, count, "/services/data/")
@@ -247,8 +250,7 @@ def hubspot(stack: ExitStack, count: int, serve: Serve) -> Vendor:
         HubSpotConnector(
             base_url,
             auth=BearerToken(fake.private_app_token),
-            sleep=no_sleep,
-            clock=fake.clock,
+            options=HttpOptions(sleep=no_sleep, clock=fake.clock),
         )
     )
     sent = capture(served, connector, count, "/crm/v3/")

@@ -14,6 +14,7 @@ import httpx
 
 from bench._served import Serve
 from bench.connectors import Vendor, capture, no_sleep, replay
+from incsync.connectors.http import HttpOptions
 from incsync.connectors.pipedrive import PipedriveConnector
 from incsync.testing.fakes.pipedrive import FakePipedrive, PipedriveLimits
 
@@ -40,7 +41,11 @@ def pipedrive(stack: ExitStack, count: int, serve: Serve) -> Vendor:
     served = stack.enter_context(serve(fake))
     base_url = served.base_url
     connector = stack.enter_context(
-        PipedriveConnector(base_url, api_token=fake.api_token, sleep=no_sleep, clock=fake.clock)
+        PipedriveConnector(
+            base_url,
+            api_token=fake.api_token,
+            options=HttpOptions(sleep=no_sleep, clock=fake.clock),
+        )
     )
     sent = capture(served, connector, count, "/api/v2/deals")
 

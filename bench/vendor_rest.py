@@ -17,6 +17,7 @@ import httpx
 from bench._served import Serve
 from bench.connectors import Vendor, capture, no_sleep, replay
 from incsync.connectors._rest_config import RestConfig
+from incsync.connectors.http import HttpOptions
 from incsync.connectors.rest import RestConnector
 from incsync.testing.fakes.generic_rest import ITEMS_PATH, FakeGenericRest
 
@@ -46,7 +47,11 @@ def rest(stack: ExitStack, count: int, serve: Serve) -> Vendor:
         }
     )
     connector = stack.enter_context(
-        RestConnector(config, secrets={_SECRET: fake.token}, sleep=no_sleep, clock=fake.clock)
+        RestConnector(
+            config,
+            secrets={_SECRET: fake.token},
+            options=HttpOptions(sleep=no_sleep, clock=fake.clock),
+        )
     )
     sent = capture(served, connector, count, ITEMS_PATH)
 

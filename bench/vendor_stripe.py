@@ -16,6 +16,7 @@ import httpx
 
 from bench._served import Serve
 from bench.connectors import Vendor, capture, no_sleep, replay
+from incsync.connectors.http import HttpOptions
 from incsync.connectors.stripe import StripeConnector
 from incsync.testing import ManualClock
 from incsync.testing.fakes.stripe import FakeStripe
@@ -40,7 +41,11 @@ def stripe(stack: ExitStack, count: int, serve: Serve) -> Vendor:
     served = stack.enter_context(serve(fake))
     base_url = served.base_url
     connector = stack.enter_context(
-        StripeConnector(base_url, secret_key=fake.secret_key, sleep=no_sleep, clock=fake.clock)
+        StripeConnector(
+            base_url,
+            secret_key=fake.secret_key,
+            options=HttpOptions(sleep=no_sleep, clock=fake.clock),
+        )
     )
     sent = capture(served, connector, count, "/v1/")
 

@@ -15,6 +15,7 @@ import httpx
 
 from bench._served import Serve
 from bench.connectors import Vendor, capture, no_sleep, replay
+from incsync.connectors.http import HttpOptions
 from incsync.connectors.xero import XeroConnector, xero_auth
 from incsync.testing import ManualClock
 from incsync.testing.fakes.xero import FakeXero, XeroLimits
@@ -61,8 +62,7 @@ def xero(stack: ExitStack, count: int, serve: Serve) -> Vendor:
             fake.tenant_id,
             auth=auth,
             base_url=f"{base_url}/api.xro/2.0",
-            sleep=no_sleep,
-            clock=fake.clock,
+            options=HttpOptions(sleep=no_sleep, clock=fake.clock),
         )
     )
     # The recorder keeps If-Modified-Since, so the replayed requests carry Xero's filter.

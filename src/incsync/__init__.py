@@ -7,7 +7,7 @@ import logging
 
 from incsync.connectors.base import BaseConnector
 from incsync.cursor import Cursor, Window
-from incsync.engine import SyncEngine, SyncPolicy
+from incsync.engine import SyncEngine
 from incsync.errors import (
     AuthError,
     BadRecordError,
@@ -25,6 +25,7 @@ from incsync.errors import (
     TransientSourceError,
 )
 from incsync.humanize import TimeText, exact_time, relative_time, time_text
+from incsync.policy import SyncPolicy
 from incsync.protocols import (
     AtomicPageStore,
     Clock,

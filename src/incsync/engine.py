@@ -15,8 +15,9 @@ The whole algorithm is :meth:`SyncEngine.run_cycle`:
    (``SourceError.resync_required``: its change log expired) is reset instead, with the reason
    kept as its last error, so the next cycle re-reads everything.
 
-Every decision is a pure function in :mod:`incsync.cursor` or :mod:`incsync.state`; this module only
-sequences the I/O.
+Every decision is a pure function in :mod:`incsync.cursor`, :mod:`incsync.state` or
+:mod:`incsync.policy` (what a failure means: :func:`~incsync.policy.decide_failure`); this module
+only sequences the I/O. :class:`~incsync.policy.SyncPolicy` is re-exported here.
 """
 
 from __future__ import annotations
@@ -28,19 +29,13 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import cast
 
 import attrs
 
 from incsync.cursor import Cursor, advance, horizon, page_high_water, window_after
-from incsync.errors import (
-    AuthError,
-    ConfigurationError,
-    GenerationChangedError,
-    LeaseLostError,
-    RateLimitedError,
-    SourceError,
-)
+from incsync.errors import ConfigurationError, GenerationChangedError, LeaseLostError
+from incsync.policy import FailureDecision, SyncPolicy, decide_failure
 from incsync.protocols import (
     AtomicPageStore,
     Clock,
@@ -52,7 +47,7 @@ from incsync.protocols import (
 from incsync.records import ApplyResult, Record, RejectedRecord
 from incsync.redaction import redact
 from incsync.results import CycleProgress, CycleResult, Outcome
-from incsync.state import Checkpoint, ErrorInfo, Lease, Phase, SkipReason, SourceState, skip_reason
+from incsync.state import Checkpoint, Lease, Phase, SkipReason, SourceState, skip_reason
 from incsync.timestamps import ensure_utc, utc_now
 
 __all__ = ["SyncEngine", "SyncPolicy"]
@@ -65,41 +60,6 @@ _SKIPPED = {
     SkipReason.STOPPED: Outcome.SKIPPED_STOPPED,
     SkipReason.WAITING: Outcome.SKIPPED_WAITING,
 }
-
-
-def _positive(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if isinstance(value, timedelta):
-        if value <= timedelta(0):
-            raise ConfigurationError(f"{attribute.name} must be positive, got {value}")
-    elif not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{attribute.name} must be an integer >= 1, got {value!r}")
-
-
-def _not_negative(_instance: object, attribute: attrs.Attribute[Any], value: timedelta) -> None:
-    if value < timedelta(0):
-        raise ConfigurationError(f"{attribute.name} must not be negative, got {value}")
-
-
-@attrs.frozen
-class SyncPolicy:
-    """How cautious the engine is; the defaults suit hourly cycles against business APIs.
-
-    Args:
-        lease_ttl: How long a lease lasts without a checkpoint. A worker that dies mid-cycle blocks
-            its source for at most this long. Every checkpoint extends it, so it must exceed the
-            time to fetch and write one page.
-        safety_lag: The cursor never moves past the cycle's start minus this, so records that
-            become visible late at the source (search index lag, long transactions, clock skew)
-            are read again by the next cycle.
-        max_consecutive_failures: Failed cycles in a row after which the source is stopped (at
-            hourly cycles, the default stops a source after five hours of errors).
-        max_auth_failures: The same, for failures that waiting cannot heal (credentials rejected).
-    """
-
-    lease_ttl: timedelta = attrs.field(default=timedelta(minutes=10), validator=_positive)
-    safety_lag: timedelta = attrs.field(default=timedelta(minutes=5), validator=_not_negative)
-    max_consecutive_failures: int = attrs.field(default=5, validator=_positive)
-    max_auth_failures: int = attrs.field(default=2, validator=_positive)
 
 
 @attrs.define
@@ -271,10 +231,11 @@ class SyncEngine:
             logger.warning("source %s: %s", source_key, error)
             return result(Outcome.FAILED, self.store.load(source_key).cursor, error)
         except Exception as error:  # noqa: BLE001 - any failure of a source must be recorded, not raised
-            if isinstance(error, SourceError) and error.resync_required:
-                reset = self._reset_for_resync(state, lease, connector, error)
+            decision = decide_failure(error, self.policy, self._now(), connector.secrets())
+            if decision.reset:
+                reset = self._reset_for_resync(state, lease, decision)
                 return result(Outcome.INTERRUPTED_RESET, reset.cursor, error)
-            failed = self._record_failure(state, lease, connector, error)
+            failed = self._record_failure(state, lease, decision)
             return result(Outcome.FAILED, failed.cursor, error)
         finished = result(outcome, cursor, None)
         logger.info(
@@ -371,7 +332,7 @@ class SyncEngine:
             logger.exception("source %s: progress callback failed", key)
 
     def _reset_for_resync(
-        self, state: SourceState, lease: Lease, connector: Connector, error: SourceError
+        self, state: SourceState, lease: Lease, decision: FailureDecision
     ) -> SourceState:
         """Reset a source whose changes can no longer be read from its cursor; keep the reason.
 
@@ -379,44 +340,32 @@ class SyncEngine:
         source is not broken and may run again at once, and the failure does not count towards
         stopping it. The host sees the source resetting, and why, until the re-read completes.
         """
-        now = self._now()
-        message = redact(str(error), connector.secrets())
         logger.warning(
             "source %s: %s; the source is reset and the next cycle re-reads everything",
             state.key,
-            message,
+            decision.error.message,
         )
         reset = self.store.reset(state.key)
-        info = ErrorInfo(error_class=type(error).__name__, message=message, at=now, retryable=True)
         try:
             return self.store.fail_cycle(
-                state.key, lease, reset.generation, info, self.policy.max_consecutive_failures, now
+                state.key,
+                lease,
+                reset.generation,
+                decision.error,
+                decision.stop_after,
+                decision.retry_at,
             )
         except LeaseLostError:
             return self.store.load(state.key)
 
     def _record_failure(
-        self, state: SourceState, lease: Lease, connector: Connector, error: Exception
+        self, state: SourceState, lease: Lease, decision: FailureDecision
     ) -> SourceState:
-        now = self._now()
-        retryable = bool(getattr(error, "retryable", True)) and not isinstance(error, AuthError)
-        info = ErrorInfo(
-            error_class=type(error).__name__,
-            message=redact(str(error), connector.secrets()),
-            at=now,
-            retryable=retryable,
-            auth=isinstance(error, AuthError),
-        )
-        stop_after = (
-            self.policy.max_auth_failures
-            if isinstance(error, AuthError)
-            else self.policy.max_consecutive_failures
-        )
-        retry_at = error.retry_at if isinstance(error, RateLimitedError) else None
+        info = decision.error
         logger.warning("source %s: cycle failed: %s: %s", state.key, info.error_class, info.message)
         try:
             failed = self.store.fail_cycle(
-                state.key, lease, state.generation, info, stop_after, retry_at
+                state.key, lease, state.generation, info, decision.stop_after, decision.retry_at
             )
         except LeaseLostError:
             return self.store.load(state.key)

@@ -23,8 +23,11 @@ changed within ``recent_change`` [7 days]        green   recent_changes     chec
 otherwise (changed earlier, or never)            orange  no_recent_changes  minus
 ===============================================  ======  =================  =========
 
-(*) ``max_consecutive_failures`` [5] cycles, or ``max_auth_failures`` [2] when the last error was
-an ``AuthError``: the thresholds at which the engine stops a source.
+(*) The engine decides when a source stops, and the status trusts it. With a ``phase`` (as
+:func:`status_of` passes the stored one), only ``Phase.STOPPED`` is stopped, whatever the count.
+Without one (facts only), ``max_consecutive_failures`` [5] failed cycles in a row are, or
+``max_auth_failures`` [2] when the last error was an ``AuthError``: the engine's default
+thresholds, or a given engine's through :meth:`StatusPolicy.matching`.
 
 The cases the four colours do not name, and why they are decided so:
 
@@ -33,9 +36,12 @@ The cases the four colours do not name, and why they are decided so:
   "synchronization has stopped", which is true, and the person's next step is the same: get
   someone to look. The reason, the clock icon and the hover tell it apart from errors at the
   source ("no error was recorded: the scheduler that starts cycles may not be running").
-- **Failing, below the threshold**: the colour of the last success stays, because one failed
-  hourly cycle is routine and the engine retries; the label gains ", retrying" and the hover says
-  when the last attempt failed, why (the redacted error), and when incsync retries.
+- **Failing, not stopped**: the colour of the last success stays, because one failed hourly cycle
+  is routine and the engine retries; the label gains ", retrying" and the hover says when the last
+  attempt failed, why (the redacted error), how many attempts failed in a row, and when incsync
+  retries. Only without a phase does it add after how many the source stops: the stored state
+  does not record the engine's threshold, so with a phase the hover names none ("That is 6 failed
+  attempts in a row. incsync will retry at the next cycle.").
 - **Cancelled**: grey (neutral: the host chose it, nothing is wrong) with its own reason and pause
   icon; the hover says no transactions were deleted.
 - **Records set aside** by the last cycle: the colour does not change (the rest was applied); the
@@ -56,7 +62,6 @@ from typing import Any
 
 import attrs
 
-from incsync.engine import SyncPolicy
 from incsync.errors import ConfigurationError
 from incsync.humanize import (
     DEFAULT_FUTURE_TOLERANCE,
@@ -65,6 +70,7 @@ from incsync.humanize import (
     resolve_zone,
     time_text,
 )
+from incsync.policy import SyncPolicy
 from incsync.state import ErrorInfo, Phase, SourceState
 from incsync.timestamps import ensure_utc
 
@@ -166,6 +172,8 @@ def _positive_count(_instance: object, attribute: attrs.Attribute[Any], value: o
 
 
 _POSITIVE = _duration(timedelta(microseconds=1))
+# The engine's stop thresholds are set in one place; the facts-only classifier defaults to them.
+_ENGINE_DEFAULTS = SyncPolicy()
 
 
 @attrs.frozen(slots=True)
@@ -178,10 +186,12 @@ class StatusPolicy:
             means the source is overdue (red). Must be at least ``expected_interval``.
         recent_change: A change at the source at most this old is recent (7 days, inclusive):
             green; older, or none seen, is orange.
-        max_consecutive_failures: Failed cycles in a row that mean the source has stopped (5, as
-            :class:`incsync.engine.SyncPolicy`); keep the two equal, see :meth:`matching`.
-        max_auth_failures: The same for a source whose last error was an ``AuthError`` (2, as
-            the engine's ``max_auth_failures``).
+        max_consecutive_failures: Failed cycles in a row that mean the source has stopped, when
+            no phase is given (facts only); the default is :class:`incsync.policy.SyncPolicy`'s
+            (5), and :meth:`matching` copies an engine's. With a phase (as :func:`status_of`
+            passes it), the engine's record decides and this is not used.
+        max_auth_failures: The same for a source whose last error was an ``AuthError`` (the
+            engine's default, 2).
         future_tolerance: A time at most this far ahead of ``now`` is clock skew and reads as now
             (5 minutes); further ahead, the hover points at the clocks.
         set_aside_hint: The sentence telling a person where set-aside records are listed.
@@ -194,8 +204,12 @@ class StatusPolicy:
     expected_interval: timedelta = attrs.field(default=timedelta(hours=1), validator=_POSITIVE)
     recent_sync: timedelta = attrs.field(default=timedelta(hours=3), validator=_POSITIVE)
     recent_change: timedelta = attrs.field(default=timedelta(days=7), validator=_POSITIVE)
-    max_consecutive_failures: int = attrs.field(default=5, validator=_positive_count)
-    max_auth_failures: int = attrs.field(default=2, validator=_positive_count)
+    max_consecutive_failures: int = attrs.field(
+        default=_ENGINE_DEFAULTS.max_consecutive_failures, validator=_positive_count
+    )
+    max_auth_failures: int = attrs.field(
+        default=_ENGINE_DEFAULTS.max_auth_failures, validator=_positive_count
+    )
     future_tolerance: timedelta = attrs.field(
         default=DEFAULT_FUTURE_TOLERANCE, validator=_duration(timedelta(0))
     )
@@ -213,10 +227,12 @@ class StatusPolicy:
 
     @classmethod
     def matching(cls, sync_policy: SyncPolicy, **changes: Any) -> StatusPolicy:
-        """Return a status policy whose stop threshold is the engine's.
+        """Return a status policy whose stop thresholds are the engine's.
+
+        They matter to :func:`classify_status` without a phase; with one, the phase decides.
 
         Args:
-            sync_policy: The engine's :class:`incsync.engine.SyncPolicy`.
+            sync_policy: The engine's :class:`incsync.policy.SyncPolicy`.
             **changes: Other fields to set, as for the constructor.
         """
         return cls(
@@ -227,7 +243,8 @@ class StatusPolicy:
 
 
 DEFAULT_STATUS_POLICY = StatusPolicy()
-"""The documented defaults: hourly cycles, recent sync 3 h, recent change 7 days, stop after 5."""
+"""The documented defaults: hourly cycles, recent sync 3 h, recent change 7 days, the engine's
+stop thresholds."""
 
 
 @attrs.frozen(slots=True)
@@ -283,21 +300,103 @@ def _every(interval: timedelta) -> str:
     return f"every {words[2:] if words.startswith('1 ') and words.count(' ') == 1 else words}"
 
 
+def _check_count(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(f"{name} must be an integer >= 0, got {value!r}")
+    return value
+
+
+@attrs.frozen(slots=True)
+class _Facts:
+    """The arguments of :func:`classify_status`, checked, in UTC, and with the stale ones dropped.
+
+    ``error`` is ``None`` while ``error_count`` is 0 (it belongs to a cycle followed by a
+    success), and ``waiting_until`` is ``None`` unless that time is still to come.
+    """
+
+    now: datetime
+    last_sync: datetime | None
+    last_change: datetime | None
+    waiting_until: datetime | None
+    error_count: int
+    error: ErrorInfo | None
+    phase: Phase | None
+    rejected: int
+
+
+def _facts(
+    *,
+    last_change: datetime | None,
+    last_sync: datetime | None,
+    error_count: int,
+    now: datetime,
+    phase: Phase | None,
+    last_error: ErrorInfo | None,
+    not_before: datetime | None,
+    rejected: int,
+) -> _Facts:
+    now = ensure_utc(now, "now")
+    sync_at = None if last_sync is None else ensure_utc(last_sync, "last_sync")
+    change_at = None if last_change is None else ensure_utc(last_change, "last_change")
+    wait_until = None if not_before is None else ensure_utc(not_before, "not_before")
+    error_count = _check_count(error_count, "error_count")
+    return _Facts(
+        now=now,
+        last_sync=sync_at,
+        last_change=change_at,
+        waiting_until=wait_until if wait_until is not None and wait_until > now else None,
+        error_count=error_count,
+        error=last_error if error_count else None,
+        phase=phase,
+        rejected=_check_count(rejected, "rejected"),
+    )
+
+
+@attrs.frozen(slots=True)
+class _Texts:
+    """The facts' times as text in the display zone; ``None`` where the hover has no use for one."""
+
+    last_sync: TimeText | None
+    last_change: TimeText | None
+    error_at: TimeText | None
+    waiting_until: TimeText | None
+
+
+def _texts(facts: _Facts, zone: tzinfo, tolerance: timedelta) -> _Texts:
+    def text(when: datetime | None) -> TimeText | None:
+        if when is None:
+            return None
+        return time_text(when, facts.now, zone=zone, future_tolerance=tolerance)
+
+    return _Texts(
+        last_sync=text(facts.last_sync),
+        last_change=text(facts.last_change),
+        error_at=None if facts.error is None else text(facts.error.at),
+        waiting_until=text(facts.waiting_until),
+    )
+
+
 def _is_auth(error: ErrorInfo | None) -> bool:
     return error is not None and error.auth
 
 
-def _decide(
-    phase: Phase | None,
-    now: datetime,
-    sync_at: datetime | None,
-    change_at: datetime | None,
-    failed_enough: bool,
-    policy: StatusPolicy,
-) -> StatusReason:
+def _stop_after(facts: _Facts, policy: StatusPolicy) -> int | None:
+    """Return the failures in a row that mean stopped, or ``None`` when the phase is known.
+
+    A known phase is the engine's own record: only ``Phase.STOPPED`` means stopped then, and the
+    status policy's thresholds (a copy that may differ from the engine's) are not consulted.
+    """
+    if facts.phase is not None:
+        return None
+    return policy.max_auth_failures if _is_auth(facts.error) else policy.max_consecutive_failures
+
+
+def _decide(facts: _Facts, stop_after: int | None, policy: StatusPolicy) -> StatusReason:
+    """Return the reason of the first matching row of the module's table."""
+    phase, now, sync_at, change_at = facts.phase, facts.now, facts.last_sync, facts.last_change
     if phase is Phase.CANCELLED:
         return StatusReason.CANCELLED
-    if phase is Phase.STOPPED or failed_enough:
+    if phase is Phase.STOPPED or (stop_after is not None and facts.error_count >= stop_after):
         return StatusReason.STOPPED
     if phase is Phase.RESETTING:
         return StatusReason.RESETTING
@@ -348,10 +447,24 @@ def _headline(
     return [f"Synchronization is running, but the source has not changed in the last {recent}."]
 
 
+def _count_sentence(error_count: int, stopped: bool, stop_after: int | None) -> str:
+    """Say how many attempts failed in a row, and the threshold only where one applies."""
+    attempts = f"{error_count} failed {'attempt' if error_count == 1 else 'attempts'} in a row"
+    if stopped:
+        return f"It stopped after {attempts}."
+    if stop_after is None:
+        # The engine decides when to stop, and the state does not say at how many failures.
+        return f"That is {attempts}."
+    return f"That is {attempts}; synchronization stops after {stop_after}."
+
+
 def _failure_sentences(
-    error_count: int, error: ErrorInfo | None, error_at: TimeText | None, stop_after: int | None
+    facts: _Facts, error_at: TimeText | None, stopped: bool, stop_after: int | None
 ) -> list[str]:
-    """Say when the last attempt failed and why; ``stop_after`` is ``None`` once stopped."""
+    """Say when the last attempt failed, why, how often in a row, and whether waiting helps."""
+    if not facts.error_count:
+        return []
+    error = facts.error
     if error is None or error_at is None:
         sentences = ["The last attempt failed."]
     else:
@@ -359,14 +472,7 @@ def _failure_sentences(
             f"The last attempt failed at {_at(error_at)}, with "
             f"{error.error_class}: {_short_message(error.message)}."
         ]
-    attempts = "attempt" if error_count == 1 else "attempts"
-    if stop_after is None:
-        sentences.append(f"It stopped after {error_count} failed {attempts} in a row.")
-    else:
-        sentences.append(
-            f"That is {error_count} failed {attempts} in a row; synchronization stops "
-            f"after {stop_after}."
-        )
+    sentences.append(_count_sentence(facts.error_count, stopped, stop_after))
     if _is_auth(error):
         sentences.append(
             "Waiting will not fix this: check the connection's credentials and permissions."
@@ -376,10 +482,71 @@ def _failure_sentences(
     return sentences
 
 
-def _check_count(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigurationError(f"{name} must be an integer >= 0, got {value!r}")
-    return value
+def _next_step(
+    reason: StatusReason, error_count: int, waiting: TimeText | None
+) -> tuple[list[str], list[StatusNote]]:
+    """Say what happens next: a fix and a resume, a retry, or a wait the source asked for."""
+    sentences: list[str] = []
+    notes: list[StatusNote] = []
+    # A stopped or cancelled source does not retry by itself, so only the others say they will.
+    retrying = bool(error_count) and reason not in (StatusReason.STOPPED, StatusReason.CANCELLED)
+    if reason is StatusReason.STOPPED:
+        sentences.append("Fix the cause, then resume the source.")
+    elif retrying:
+        notes.append(StatusNote.LAST_ATTEMPT_FAILED)
+        sentences.append(
+            "incsync will retry at the next cycle."
+            if waiting is None
+            else f"The source asked to wait, so incsync will retry after {waiting.exact}."
+        )
+    if waiting is not None:
+        notes.append(StatusNote.WAITING_FOR_SOURCE)
+        if not retrying:
+            sentences.append(f"The source asked not to be called before {waiting.exact}.")
+    return sentences, notes
+
+
+def _set_aside_sentences(rejected: int, policy: StatusPolicy) -> list[str]:
+    if not rejected:
+        return []
+    records, pronoun = ("1 record", "it") if rejected == 1 else (f"{rejected} records", "they")
+    return [
+        f"The last cycle set {records} aside because {pronoun} could not be read; "
+        f"everything else was applied. {policy.set_aside_hint}"
+    ]
+
+
+def _skew_sentences(facts: _Facts, texts: _Texts, tolerance: timedelta) -> list[str]:
+    """Name the suspect clock of a time beyond the tolerance: a clock to check, not skew to hide."""
+    sentences = []
+    sync_at, change_at = facts.last_sync, facts.last_change
+    if texts.last_sync is not None and sync_at is not None and sync_at - facts.now > tolerance:
+        sentences.append(
+            f"The last sync is dated {texts.last_sync.relative}: "
+            "this host's clock may have been set back."
+        )
+    if (
+        texts.last_change is not None
+        and change_at is not None
+        and change_at - facts.now > tolerance
+    ):
+        sentences.append(
+            f"The last change is dated {texts.last_change.relative}: the source's clock may be "
+            "ahead of this host's."
+        )
+    return sentences
+
+
+def _time_sentences(texts: _Texts) -> list[str]:
+    sync, change = texts.last_sync, texts.last_change
+    return [
+        f"Last completed sync: {_at(sync)}."
+        if sync is not None
+        else "No synchronization cycle has completed yet.",
+        f"Last change at the source: {_at(change)}."
+        if change is not None
+        else "No change at the source has been seen yet.",
+    ]
 
 
 def classify_status(
@@ -404,7 +571,10 @@ def classify_status(
         last_sync: When the last cycle completed, or ``None`` if none has.
         error_count: Failed cycles in a row since the last completed one.
         now: The present (aware); the clock is never read here.
-        phase: The source's phase when known; ``None`` reads as new or active, from ``last_sync``.
+        phase: The source's phase as the engine recorded it. When given, only
+            ``Phase.STOPPED`` means stopped and the policy's failure thresholds are not used;
+            ``None`` (facts only) reads as new or active, from ``last_sync``, and decides
+            stopped from ``error_count`` and the thresholds.
         last_error: What the last failed cycle died of (ignored while ``error_count`` is 0: it
             belongs to a cycle followed by a success).
         not_before: The source asked not to be called before this time.
@@ -419,89 +589,45 @@ def classify_status(
         NaiveDatetimeError: A datetime has no timezone.
         ConfigurationError: A count is negative, or ``zone`` is not a known IANA zone name.
     """
-    now = ensure_utc(now, "now")
-    sync_at = None if last_sync is None else ensure_utc(last_sync, "last_sync")
-    change_at = None if last_change is None else ensure_utc(last_change, "last_change")
-    wait_until = None if not_before is None else ensure_utc(not_before, "not_before")
-    error_count = _check_count(error_count, "error_count")
-    rejected = _check_count(rejected, "rejected")
-    tz = resolve_zone(zone)
-    tolerance = policy.future_tolerance
-
-    def text(when: datetime) -> TimeText:
-        return time_text(when, now, zone=tz, future_tolerance=tolerance)
-
-    sync = None if sync_at is None else text(sync_at)
-    change = None if change_at is None else text(change_at)
-    error = last_error if error_count else None
-    stop_after = policy.max_auth_failures if _is_auth(error) else policy.max_consecutive_failures
-    reason = _decide(phase, now, sync_at, change_at, error_count >= stop_after, policy)
+    facts = _facts(
+        last_change=last_change,
+        last_sync=last_sync,
+        error_count=error_count,
+        now=now,
+        phase=phase,
+        last_error=last_error,
+        not_before=not_before,
+        rejected=rejected,
+    )
+    texts = _texts(facts, resolve_zone(zone), policy.future_tolerance)
+    stop_after = _stop_after(facts, policy)
+    reason = _decide(facts, stop_after, policy)
     color, icon, label = REASONS[reason]
-
-    notes: list[StatusNote] = []
-    sentences = _headline(reason, policy, error_count, change is not None)
     stopped = reason is StatusReason.STOPPED
-    if error_count:
-        error_at = None if error is None else text(error.at)
-        sentences += _failure_sentences(
-            error_count, error, error_at, None if stopped else stop_after
-        )
-    waiting = None if wait_until is None or wait_until <= now else text(wait_until).exact
-    # A stopped or cancelled source does not retry by itself, so only the others say they will.
-    if stopped:
-        sentences.append("Fix the cause, then resume the source.")
-    elif error_count and reason is not StatusReason.CANCELLED:
-        notes.append(StatusNote.LAST_ATTEMPT_FAILED)
-        if waiting is None:
-            sentences.append("incsync will retry at the next cycle.")
-        else:
-            sentences.append(f"The source asked to wait, so incsync will retry after {waiting}.")
-            waiting = None
-        if color is not StatusColor.RED:
-            label = f"{label}, retrying"
-    if wait_until is not None and wait_until > now:
-        notes.append(StatusNote.WAITING_FOR_SOURCE)
-        if waiting is not None:
-            sentences.append(f"The source asked not to be called before {waiting}.")
-    if rejected:
-        records, pronoun = ("1 record", "it") if rejected == 1 else (f"{rejected} records", "they")
-        sentences.append(
-            f"The last cycle set {records} aside because {pronoun} could not be read; "
-            f"everything else was applied. {policy.set_aside_hint}"
-        )
+    next_step, notes = _next_step(reason, facts.error_count, texts.waiting_until)
+    skew = _skew_sentences(facts, texts, policy.future_tolerance)
+    if facts.rejected:
         notes.append(StatusNote.RECORDS_SET_ASIDE)
-    # Beyond the tolerance a future time is not skew to hide but a clock to check.
-    skew = []
-    if sync is not None and sync_at is not None and sync_at - now > tolerance:
-        skew.append(
-            f"The last sync is dated {sync.relative}: this host's clock may have been set back."
-        )
-    if change is not None and change_at is not None and change_at - now > tolerance:
-        skew.append(
-            f"The last change is dated {change.relative}: the source's clock may be ahead of "
-            "this host's."
-        )
     if skew:
-        sentences += skew
         notes.append(StatusNote.CLOCK_SKEW)
-    sentences.append(
-        f"Last completed sync: {_at(sync)}."
-        if sync is not None
-        else "No synchronization cycle has completed yet."
-    )
-    sentences.append(
-        f"Last change at the source: {_at(change)}."
-        if change is not None
-        else "No change at the source has been seen yet."
-    )
+    if StatusNote.LAST_ATTEMPT_FAILED in notes and color is not StatusColor.RED:
+        label = f"{label}, retrying"
+    sentences = [
+        *_headline(reason, policy, facts.error_count, facts.last_change is not None),
+        *_failure_sentences(facts, texts.error_at, stopped, stop_after),
+        *next_step,
+        *_set_aside_sentences(facts.rejected, policy),
+        *skew,
+        *_time_sentences(texts),
+    ]
     return SourceStatus(
         color=color,
         reason=reason,
         label=label,
         icon=icon,
         hover=" ".join(sentences),
-        last_change=change,
-        last_sync=sync,
+        last_change=texts.last_change,
+        last_sync=texts.last_sync,
         notes=tuple(notes),
     )
 

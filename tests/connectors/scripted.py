@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 
 import httpx
 
 from incsync.connectors import Auth, HttpConnector, RetryPolicy, Throttle
 from incsync.connectors.base import RawPage
+from incsync.connectors.http import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, HttpOptions
 from incsync.connectors.throttle import (
     hubspot_throttle,
     quickbooks_throttle,
@@ -115,22 +116,28 @@ def connect(
     *,
     cls: type[Plain] = Plain,
     auth: Auth | None = None,
+    headers: Mapping[str, str] | None = None,
     retry: RetryPolicy = EXACT,
     slept: list[float] | None = None,
     clock: ManualClock | None = None,
-    **options: object,
+    timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
 ) -> Plain:
     """Build a connector answering from ``script``; its sleeps go to ``slept``, never waiting."""
     waits: list[float] = [] if slept is None else slept
     return cls(
         "https://api.example.com/v3",
         auth=auth,
-        retry=retry,
-        transport=script.transport(),
-        sleep=waits.append,
-        clock=clock or ManualClock(NOW),
-        random=lambda: 0.0,
-        **options,  # type: ignore[arg-type]
+        headers=headers,
+        options=HttpOptions(
+            retry=retry,
+            transport=script.transport(),
+            sleep=waits.append,
+            clock=clock or ManualClock(NOW),
+            random=lambda: 0.0,
+            timeout=timeout,
+            max_response_bytes=max_response_bytes,
+        ),
     )
 
 

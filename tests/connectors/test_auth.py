@@ -7,11 +7,19 @@ import json
 import threading
 from collections.abc import Callable, Generator, Iterator
 from datetime import datetime, timedelta, timezone
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
 
+from incsync import Outcome, SyncEngine
 from incsync.connectors import ApiKey, Auth, BearerToken, OAuth2Refresh, RetryPolicy, TokenSet
+from incsync.connectors.http import DEFAULT_TIMEOUT, HttpOptions
+from incsync.connectors.hubspot import HUBSPOT_OAUTH
+from incsync.connectors.pipedrive import pipedrive_oauth
+from incsync.connectors.quickbooks import QuickBooksConnector, quickbooks_auth
+from incsync.connectors.salesforce import SalesforceConnector
+from incsync.connectors.xero import xero_auth
 from incsync.errors import (
     AuthError,
     BadResponseError,
@@ -19,7 +27,9 @@ from incsync.errors import (
     NaiveDatetimeError,
     TransientSourceError,
 )
-from incsync.testing import ManualClock
+from incsync.state import Phase
+from incsync.testing import InMemoryStore, ManualClock
+from incsync.testing.fakes import FakeQuickBooks
 from tests.connectors.fakeapi import CLIENT_ID, CLIENT_SECRET, ItemsConnector, OAuthApi
 
 NOW = datetime(2026, 11, 13, 9, 0, tzinfo=timezone.utc)
@@ -50,16 +60,14 @@ def _oauth(
     )
 
 
-def _connector(api: OAuthApi, auth: Auth | None, **options: object) -> ItemsConnector:
+def _connector(
+    api: OAuthApi, auth: Auth | None, *, timeout: httpx.Timeout = DEFAULT_TIMEOUT
+) -> ItemsConnector:
     slept: list[float] = []
-    return ItemsConnector(
-        "http://fake",
-        auth=auth,
-        transport=api.transport(),
-        retry=NO_WAIT,
-        sleep=slept.append,
-        **options,  # type: ignore[arg-type]
+    options = HttpOptions(
+        transport=api.transport(), retry=NO_WAIT, sleep=slept.append, timeout=timeout
     )
+    return ItemsConnector("http://fake", auth=auth, options=options)
 
 
 def _calls(api: OAuthApi) -> list[tuple[str, str, int]]:
@@ -270,7 +278,10 @@ def test_a_token_endpoint_that_keeps_failing_ends_transient() -> None:
     ("answer", "error"),
     [
         (httpx.Response(200, json={"token_type": "bearer"}), AuthError),
-        (httpx.Response(200, text="<html>login</html>"), AuthError),
+        (httpx.Response(200, json={"error": "bad_verification_code"}), AuthError),
+        (httpx.Response(200, text="<html>login</html>"), BadResponseError),
+        (httpx.Response(200, text='{"access_token": "at_'), BadResponseError),
+        (httpx.Response(200, json=["at_x"]), BadResponseError),
         (
             httpx.Response(200, json={"access_token": "at_x", "expires_in": "soon"}),
             BadResponseError,
@@ -281,7 +292,7 @@ def test_a_token_endpoint_that_keeps_failing_ends_transient() -> None:
 def test_an_unusable_token_answer_is_refused(
     answer: httpx.Response, error: type[Exception]
 ) -> None:
-    """A token answer without an access_token, or with an unreadable expiry, fails clearly."""
+    """A JSON answer without an access_token is a refusal; a damaged body is a bad response."""
     api = OAuthApi()
     api.expire_access_tokens()
     api.refresh_answer = answer
@@ -375,7 +386,9 @@ def test_concurrent_requests_meeting_an_expired_token_refresh_once() -> None:
     results: list[object] = []
     with api.serve() as base_url:
         auth = _oauth(api, received=received, token_url=f"{base_url}/oauth/token")
-        connector = ItemsConnector(base_url, auth=auth, retry=NO_WAIT, sleep=lambda _: None)
+        connector = ItemsConnector(
+            base_url, auth=auth, options=HttpOptions(retry=NO_WAIT, sleep=lambda _: None)
+        )
         api.expire_access_tokens()
         start = threading.Barrier(8)
 
@@ -478,3 +491,125 @@ def test_a_token_without_expires_in_is_used_until_refused() -> None:
         c.get_json("/api/items")
     assert received[0].expires_at is None
     assert api.refreshes == 1
+
+
+# -- a damaged token answer over a real connection -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"access_token": "at_cut', b"<html><body>Service starting</body></html>", b""],
+)
+def test_a_damaged_token_answer_is_a_bad_response_that_never_stops_the_source(
+    body: bytes,
+) -> None:
+    """A 200 token answer that is cut or not JSON (a proxy's page) fails the cycle as a bad
+    response, not as an auth failure: three such cycles leave the source active, and once the
+    endpoint answers properly the next cycle reads everything."""
+    fake = FakeQuickBooks(clock=ManualClock(NOW), requests_per_minute=100_000)
+    fake.bulk_load("Invoice", [NOW - timedelta(days=2), NOW - timedelta(days=1)])
+    tokens = fake.grant_tokens()
+    damaged = [True]
+
+    def cut_token_answer(request: httpx.Request) -> httpx.Response | None:
+        if damaged and request.url.path.endswith("/tokens/bearer"):
+            return httpx.Response(200, content=body, headers={"Content-Type": "application/json"})
+        return None
+
+    fake.add_fault(cut_token_answer)
+    store = InMemoryStore()
+    engine = SyncEngine(store, clock=fake.clock)
+    with fake.serve() as base_url:
+        auth = quickbooks_auth(
+            fake.client_id,
+            fake.client_secret,
+            tokens.refresh_token,
+            token_url=f"{base_url}/oauth2/v1/tokens/bearer",
+            clock=fake.clock,
+        )
+        connector = QuickBooksConnector(
+            fake.realm_id,
+            "Invoice",
+            auth=auth,
+            base_url=base_url,
+            options=HttpOptions(sleep=lambda _: None),
+        )
+        with connector:
+            results = []
+            for _ in range(3):
+                results.append(engine.run_cycle("qbo/invoices", connector))
+                fake.advance(timedelta(hours=1))
+            state = engine.state("qbo/invoices")
+            assert [r.outcome for r in results] == [Outcome.FAILED] * 3
+            assert [r.error_class for r in results] == ["BadResponseError"] * 3
+            assert state.phase is not Phase.STOPPED
+            assert state.last_error is not None
+            assert not state.last_error.auth
+            assert "re-authorise" not in state.last_error.message
+            damaged.clear()
+            healed = engine.run_cycle("qbo/invoices", connector)
+    assert (healed.outcome, healed.applied) == (Outcome.COMPLETED, 2)
+
+
+# -- each vendor's OAuth constants -----------------------------------------------------------------
+
+
+def _salesforce_auth() -> Auth:
+    with SalesforceConnector(CLIENT_ID, CLIENT_SECRET, "rt_SENTINEL_1") as connector:
+        assert connector.auth is not None
+        return connector.auth
+
+
+@pytest.mark.parametrize(
+    ("build", "token_url", "client_auth"),
+    [
+        (
+            lambda: quickbooks_auth(CLIENT_ID, CLIENT_SECRET, "rt_SENTINEL_1"),
+            "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer",
+            "basic",
+        ),
+        (
+            lambda: xero_auth(CLIENT_ID, CLIENT_SECRET, "rt_SENTINEL_1"),
+            "https://identity.xero.com/connect/token",
+            "basic",
+        ),
+        (
+            lambda: pipedrive_oauth(CLIENT_ID, CLIENT_SECRET, "rt_SENTINEL_1"),
+            "https://oauth.pipedrive.com/oauth/token",
+            "basic",
+        ),
+        (
+            lambda: HUBSPOT_OAUTH.refresh(CLIENT_ID, CLIENT_SECRET, "rt_SENTINEL_1"),
+            "https://api.hubapi.com/oauth/v1/token",
+            "body",
+        ),
+        (_salesforce_auth, "https://login.salesforce.com/services/oauth2/token", "body"),
+    ],
+    ids=["quickbooks", "xero", "pipedrive", "hubspot", "salesforce"],
+)
+def test_each_vendor_refreshes_at_its_endpoint_with_its_client_authentication(
+    build: Callable[[], Auth], token_url: str, client_auth: str
+) -> None:
+    """Each vendor's flow posts the refresh grant to the vendor's token endpoint, with the app's
+    credentials in HTTP Basic or in the form, as that vendor requires."""
+    sent: list[httpx.Request] = []
+
+    def vendor(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        if request.method == "POST":
+            return httpx.Response(200, json={"access_token": "at_SENTINEL_2", "expires_in": 3600})
+        return httpx.Response(200, json={})
+
+    with httpx.Client(transport=httpx.MockTransport(vendor), auth=build()) as client:
+        assert client.get("https://api.example.com/v1/items").status_code == 200
+    refresh, call = sent
+    form = dict(parse_qsl(refresh.content.decode()))
+    pair = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+    assert (str(refresh.url), form["grant_type"]) == (token_url, "refresh_token")
+    if client_auth == "basic":
+        assert refresh.headers["authorization"] == f"Basic {pair}"
+        assert "client_secret" not in form
+    else:
+        assert "authorization" not in refresh.headers
+        assert (form["client_id"], form["client_secret"]) == (CLIENT_ID, CLIENT_SECRET)
+    assert call.headers["authorization"] == "Bearer at_SENTINEL_2"

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from incsync.connectors import ApiKey, Auth, BearerToken
-from incsync.connectors.http import DEFAULT_TIMEOUT
+from incsync.connectors.http import DEFAULT_TIMEOUT, HttpOptions
 from incsync.errors import (
     AuthError,
     BadResponseError,
@@ -86,9 +86,10 @@ def test_requests_go_to_the_base_url_with_headers_and_explicit_timeouts() -> Non
 def test_the_url_sent_is_the_one_httpx_would_build(
     base_url: str, url: str, params: dict[str, Any] | None
 ) -> None:
-    """The connector joins base_url, path and params itself, exactly as httpx would join them."""
+    """httpx builds every URL: base_url, path and params joined by its rules, absolute URLs (a
+    vendor's next-page link) kept, a query already in the path merged with the params."""
     script = Script(httpx.Response(200, json={}))
-    connector = Plain(base_url, transport=script.transport())
+    connector = Plain(base_url, options=HttpOptions(transport=script.transport()))
     with connector:
         connector.get_json(url, params=params)
     with httpx.Client(base_url=base_url) as client:
@@ -108,7 +109,10 @@ def test_the_connection_is_kept_alive_across_requests() -> None:
     """Three requests over a real socket share one pooled connection."""
     api = Hello()
     transport = httpx.HTTPTransport()
-    with api.serve() as base_url, Plain(base_url, transport=transport) as connector:
+    with (
+        api.serve() as base_url,
+        Plain(base_url, options=HttpOptions(transport=transport)) as connector,
+    ):
         for _ in range(3):
             assert connector.get_json("/hello") == {"hello": "world"}
         # httpcore's pool is the only witness of how many connections were opened.

@@ -11,6 +11,7 @@ import pytest
 
 from incsync import Outcome, SyncEngine
 from incsync.connectors import BearerToken, OAuth2Refresh, RetryPolicy
+from incsync.connectors.http import HttpOptions
 from incsync.errors import AuthError, RateLimitedError, TransientSourceError
 from incsync.testing import InMemoryStore, ManualClock
 from incsync.testing.fakes import FakeVendor
@@ -99,7 +100,9 @@ def test_a_refused_connection_over_a_real_socket_is_transient() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     slept: list[float] = []
-    connector = Plain(f"http://127.0.0.1:{port}", retry=EXACT, sleep=slept.append)
+    connector = Plain(
+        f"http://127.0.0.1:{port}", options=HttpOptions(retry=EXACT, sleep=slept.append)
+    )
     with connector, pytest.raises(TransientSourceError, match="could not connect"):
         connector.get_json("/items")
     assert len(slept) == EXACT.max_attempts - 1
@@ -118,7 +121,9 @@ def test_a_read_timeout_over_a_real_socket_is_transient() -> None:
     timeout = httpx.Timeout(0.05, connect=1.0)
     retry = RetryPolicy(max_attempts=2, jitter=0)
     with Slow().serve() as base_url:
-        connector = Plain(base_url, timeout=timeout, retry=retry, sleep=lambda _: None)
+        connector = Plain(
+            base_url, options=HttpOptions(timeout=timeout, retry=retry, sleep=lambda _: None)
+        )
         with connector, pytest.raises(TransientSourceError, match="did not answer in time"):
             connector.get_json("/items")
 
@@ -291,7 +296,9 @@ def test_a_refused_refresh_is_recorded_as_an_auth_failure() -> None:
     api.refresh_token = "rt_SENTINEL_issued_to_someone_else"
     api.expire_access_tokens()
     engine = SyncEngine(InMemoryStore(), clock=ManualClock(NOW))
-    connector = ItemsConnector("http://fake", auth=auth, transport=api.transport())
+    connector = ItemsConnector(
+        "http://fake", auth=auth, options=HttpOptions(transport=api.transport())
+    )
     result = engine.run_cycle("acme/items", connector)
     state = engine.state("acme/items")
     assert result.outcome is Outcome.FAILED
@@ -317,7 +324,9 @@ def test_a_full_cycle_over_a_real_socket_survives_an_outage() -> None:
     engine = SyncEngine(store, clock=ManualClock(NOW + timedelta(hours=1)))
     with api.serve() as base_url:
         auth = _oauth(api, base_url)
-        with ItemsConnector(base_url, auth=auth, retry=EXACT, sleep=lambda _: None) as connector:
+        with ItemsConnector(
+            base_url, auth=auth, options=HttpOptions(retry=EXACT, sleep=lambda _: None)
+        ) as connector:
             result = engine.run_cycle("acme/items", connector)
     assert result.outcome is Outcome.COMPLETED
     assert result.applied == 5

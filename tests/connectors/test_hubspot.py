@@ -15,6 +15,7 @@ import pytest
 
 from incsync import SQLiteStore, SyncEngine, SyncPolicy
 from incsync.connectors.auth import Auth, BearerToken, OAuth2Refresh
+from incsync.connectors.http import HttpOptions
 from incsync.connectors.hubspot import HubSpotConnector
 from incsync.connectors.retry import RetryPolicy
 from incsync.cursor import Window
@@ -60,10 +61,9 @@ def connector(
         base_url or "https://api.hubapi.com",
         auth=auth or BearerToken(fake.private_app_token),
         include_archived=include_archived,
-        transport=transport,
-        sleep=sleep,
-        clock=fake.clock,
-        retry=retry,
+        options=HttpOptions(
+            transport=transport, sleep=sleep, clock=fake.clock, retry=retry or RetryPolicy()
+        ),
         lookback=lookback,
     )
 
@@ -508,8 +508,7 @@ def test_contacts_use_lastmodifieddate_and_full_reads_send_no_filter(fake: FakeH
     source = HubSpotConnector(
         auth=BearerToken(fake.private_app_token),
         object_type="contacts",
-        transport=fake.transport(),
-        sleep=no_sleep,
+        options=HttpOptions(transport=fake.transport(), sleep=no_sleep),
     )
     assert source.modified_property == "lastmodifieddate"
     pages = list(source.read(Window()))

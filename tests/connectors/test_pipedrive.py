@@ -17,6 +17,7 @@ import pytest
 
 from incsync import Phase, SQLiteStore, SyncEngine, SyncPolicy
 from incsync.connectors.auth import ApiKey, Auth
+from incsync.connectors.http import HttpOptions
 from incsync.connectors.pipedrive import PipedriveConnector, pipedrive_oauth, pipedrive_throttle
 from incsync.connectors.retry import RetryPolicy
 from incsync.cursor import Window
@@ -95,10 +96,9 @@ def connector(
         token_in_query=token_in_query,
         auth=auth,
         page_size=page_size,
-        sleep=sleep,
-        retry=retry,
-        transport=transport,
-        clock=fake.clock,
+        options=HttpOptions(
+            sleep=sleep, retry=retry or RetryPolicy(), transport=transport, clock=fake.clock
+        ),
     )
     OPEN.append(made)
     return made

@@ -14,6 +14,7 @@ import pytest
 
 from incsync import SQLiteStore, SyncEngine
 from incsync.connectors.auth import TokenSet
+from incsync.connectors.http import HttpOptions
 from incsync.connectors.quickbooks import QuickBooksConnector, quickbooks_auth
 from incsync.connectors.retry import RetryPolicy
 from incsync.cursor import Window
@@ -73,10 +74,12 @@ def connect(
         base_url=root,
         page_size=page_size,
         include_deletes=include_deletes,
-        retry=retry,
-        transport=None if base_url else fake.transport(),
-        sleep=sleep,
-        clock=fake.clock,
+        options=HttpOptions(
+            retry=retry or RetryPolicy(),
+            transport=None if base_url else fake.transport(),
+            sleep=sleep,
+            clock=fake.clock,
+        ),
     )
 
 

@@ -17,6 +17,7 @@ import pytest
 from incsync import SQLiteStore, SyncEngine, SyncPolicy
 from incsync.connectors._rest_config import RestConfig
 from incsync.connectors.auth import BearerToken
+from incsync.connectors.http import HttpOptions
 from incsync.connectors.rest import RestConnector
 from incsync.connectors.retry import RetryPolicy
 from incsync.cursor import Window
@@ -82,7 +83,9 @@ def serving(
         served = attrs.evolve(config, base_url=base_url)
         secrets = {SECRET_NAME: fake.token if token is None else token}
         connector = RestConnector(
-            served, secrets=secrets, sleep=sleep, clock=fake.clock, retry=retry
+            served,
+            secrets=secrets,
+            options=HttpOptions(sleep=sleep, clock=fake.clock, retry=retry or RetryPolicy()),
         )
         with closing(connector):
             yield connector

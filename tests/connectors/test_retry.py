@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -224,6 +225,24 @@ def test_a_wait_that_would_pass_the_cap_is_not_made() -> None:
     assert slept == [1.0, 2.0, 4.0]
     assert sum(slept) <= policy.max_total_wait
     assert len(calls) == 4
+
+
+def test_the_time_cap_counts_the_first_attempt() -> None:
+    """max_total_wait bounds the whole request from its first attempt: a first attempt that took
+    0.05 s leaves 0.95 s of a 1 s cap, too little for a 0.97 s wait, so none is made."""
+
+    def slow_failure() -> str | Failure:
+        calls.append(len(calls) + 1)
+        time.sleep(0.05)
+        return _transient()
+
+    calls: list[int] = []
+    slept: list[float] = []
+    policy = RetryPolicy(max_attempts=5, base_delay=0.97, max_total_wait=1.0, jitter=0)
+    with pytest.raises(TransientSourceError) as caught:
+        call_with_retries(slow_failure, policy, sleep=slept.append)
+    assert (calls, slept) == ([1], [])
+    assert str(caught.value) == "HTTP 503"
 
 
 def test_a_long_retry_after_fails_at_once_instead_of_waiting() -> None:

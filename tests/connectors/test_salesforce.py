@@ -20,6 +20,7 @@ import pytest
 
 from incsync import Outcome, SQLiteStore, SyncEngine
 from incsync.connectors import RetryPolicy, TokenSet
+from incsync.connectors.http import HttpOptions
 from incsync.connectors.salesforce import SalesforceConnector
 from incsync.cursor import Window
 from incsync.errors import (
@@ -58,15 +59,12 @@ def connect(
 ) -> SalesforceConnector:
     """A connector for ``fake``: on its loopback server, or in process without ``base_url``."""
     transport = None if base_url is not None else fake.transport()
-    options.setdefault("retry", FAST)
     return SalesforceConnector(
         CLIENT_ID,
         CLIENT_SECRET,
         refresh_token or fake.refresh_token,
         login_url=base_url or "https://login.example.com",
-        transport=transport,
-        sleep=no_sleep,
-        clock=fake.clock,
+        options=HttpOptions(transport=transport, retry=FAST, sleep=no_sleep, clock=fake.clock),
         **options,
     )
 
@@ -597,9 +595,7 @@ def scripted(
         CLIENT_ID,
         CLIENT_SECRET,
         REFRESH_TOKEN,
-        transport=httpx.MockTransport(handle),
-        retry=FAST,
-        sleep=no_sleep,
+        options=HttpOptions(transport=httpx.MockTransport(handle), retry=FAST, sleep=no_sleep),
     )
 
 
@@ -720,7 +716,10 @@ def test_no_page_is_held_while_the_next_is_fetched() -> None:
         return httpx.Response(200, json=pages.pop(0))
 
     connector = SalesforceConnector(
-        CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, transport=httpx.MockTransport(handle), retry=FAST
+        CLIENT_ID,
+        CLIENT_SECRET,
+        REFRESH_TOKEN,
+        options=HttpOptions(transport=httpx.MockTransport(handle), retry=FAST),
     )
     with connector:
         reader = connector.read(Window())

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from incsync import SQLiteStore, SyncEngine, status_of
+from incsync.connectors.http import HttpOptions
 from incsync.connectors.retry import RetryPolicy
 from incsync.connectors.stripe import StripeConnector
 from incsync.cursor import Window
@@ -53,9 +54,7 @@ def connector(
         base_url,
         secret_key=key or fake.secret_key,
         resource=resource,
-        sleep=sleep,
-        clock=fake.clock,
-        retry=retry,
+        options=HttpOptions(sleep=sleep, clock=fake.clock, retry=retry or RetryPolicy()),
     )
 
 

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from incsync import SQLiteStore, SyncEngine
 from incsync.connectors.auth import TokenSet
+from incsync.connectors.http import HttpOptions
 from incsync.connectors.retry import RetryPolicy
 from incsync.connectors.xero import XeroConnector, xero_auth
 from incsync.cursor import Window
@@ -81,9 +82,7 @@ def connect(
             tenant_id or fake.tenant_id,
             auth=auth,
             base_url=f"{base_url}/api.xro/2.0",
-            sleep=sleep,
-            retry=retry,
-            clock=fake.clock,
+            options=HttpOptions(sleep=sleep, retry=retry or RetryPolicy(), clock=fake.clock),
         )
         with closing(connector):
             yield connector

@@ -22,6 +22,7 @@ from celery import Celery
 
 from incsync.celery import CeleryDeployment, install
 from incsync.connectors.auth import BearerToken
+from incsync.connectors.http import HttpOptions
 from incsync.connectors.hubspot import HubSpotConnector
 from incsync.engine import SyncPolicy
 from incsync.records import ApplyResult, Record, RejectedRecord
@@ -221,7 +222,7 @@ def deployment() -> CeleryDeployment:
             object_type=object_type,
             properties=["dealname", "amount"],
             include_archived=True,
-            transport=transport,
+            options=HttpOptions(transport=transport),
         )
 
     def store() -> LeaseLog:

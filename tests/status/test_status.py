@@ -8,8 +8,8 @@ from typing import Any
 import attrs
 import pytest
 
-from incsync.engine import SyncPolicy
 from incsync.errors import ConfigurationError, NaiveDatetimeError
+from incsync.policy import SyncPolicy
 from incsync.state import ErrorInfo, Phase, SourceState
 from incsync.status import (
     DEFAULT_STATUS_POLICY,
@@ -122,13 +122,24 @@ def classify(**overrides: Any) -> SourceStatus:
         ({"phase": Phase.CANCELLED}, StatusColor.GREY, StatusReason.CANCELLED),
         ({"phase": Phase.STOPPED}, StatusColor.RED, StatusReason.STOPPED),
         ({"phase": Phase.STOPPED, "error_count": 0}, StatusColor.RED, StatusReason.STOPPED),
-        # Precedence: cancel beats stop, stop beats reset, reset beats overdue.
+        # Precedence: cancel beats the failure count, reset beats overdue.
         (
             {"phase": Phase.CANCELLED, "error_count": 9},
             StatusColor.GREY,
             StatusReason.CANCELLED,
         ),
-        ({"phase": Phase.RESETTING, "error_count": 5}, StatusColor.RED, StatusReason.STOPPED),
+        # A known phase is the engine's record: only STOPPED is stopped, whatever the count.
+        ({"phase": Phase.RESETTING, "error_count": 5}, StatusColor.GREY, StatusReason.RESETTING),
+        (
+            {"phase": Phase.ACTIVE, "error_count": 50},
+            StatusColor.GREEN,
+            StatusReason.RECENT_CHANGES,
+        ),
+        (
+            {"phase": Phase.ACTIVE, "error_count": 2, "last_error": AUTH},
+            StatusColor.GREEN,
+            StatusReason.RECENT_CHANGES,
+        ),
         (
             {"phase": Phase.RESETTING, "last_sync": NOW - timedelta(days=9)},
             StatusColor.GREY,
@@ -553,3 +564,30 @@ def test_the_ends_of_the_datetime_range_do_not_break_the_classifier(zone: str) -
                 last_change=when, last_sync=when, not_before=when, error_count=1, now=now, zone=zone
             )
             assert status.hover
+
+
+def test_a_source_the_engine_still_retries_is_not_called_stopped() -> None:
+    """status_of takes "stopped" from the phase: six failures under an engine that stops at ten.
+
+    The state says ACTIVE; the status must not turn red, and its hover must not claim that
+    synchronization stops after five (the status policy's default) while it has not.
+    """
+    engine = SyncPolicy(max_consecutive_failures=10)
+    state = SourceState(
+        key="acme/quickbooks",
+        phase=Phase.ACTIVE,
+        last_change=RECENT_CHANGE,
+        last_sync=NOW - timedelta(hours=2),
+        consecutive_failures=6,
+        last_error=TRANSIENT,
+    )
+    assert engine.max_consecutive_failures > state.consecutive_failures
+
+    status = status_of(state, now=NOW)
+
+    assert (status.color, status.reason) == (StatusColor.GREEN, StatusReason.RECENT_CHANGES)
+    assert status.label == "Active, retrying"
+    assert "stopped" not in status.hover
+    assert "stops after" not in status.hover
+    assert "That is 6 failed attempts in a row." in status.hover
+    assert "incsync will retry at the next cycle." in status.hover

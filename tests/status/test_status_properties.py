@@ -151,17 +151,26 @@ def test_healthy_colours_only_for_running_sources_synced_recently(
 
 
 @given(_arguments())
-def test_failures_at_or_over_the_threshold_are_never_healthy(arguments: dict[str, Any]) -> None:
-    """At the engine's stop threshold a source is red, or grey if the host cancelled it.
+def test_without_a_phase_failures_at_or_over_the_threshold_are_never_healthy(
+    arguments: dict[str, Any],
+) -> None:
+    """Facts only: at the engine's stop threshold a source is red, below it never stopped.
 
     The threshold is max_auth_failures when the last error was an AuthError, as in the engine.
     """
+    arguments["phase"] = None
     policy: StatusPolicy = arguments["policy"]
     error: ErrorInfo | None = arguments["last_error"]
     auth = error is not None and error.auth
     threshold = policy.max_auth_failures if auth else policy.max_consecutive_failures
     status = classify_status(**arguments)
-    if arguments["error_count"] >= threshold:
-        assert status.reason in (StatusReason.STOPPED, StatusReason.CANCELLED)
-    elif arguments["phase"] is not Phase.STOPPED:
-        assert status.reason is not StatusReason.STOPPED
+    stopped = status.reason is StatusReason.STOPPED
+    assert stopped is (arguments["error_count"] >= threshold)
+
+
+@given(_arguments().filter(lambda arguments: arguments["phase"] is not None))
+def test_with_a_phase_only_the_engine_stops_a_source(arguments: dict[str, Any]) -> None:
+    """A known phase decides alone: stopped exactly when the phase is, and no threshold named."""
+    status = classify_status(**arguments)
+    assert (status.reason is StatusReason.STOPPED) is (arguments["phase"] is Phase.STOPPED)
+    assert "; synchronization stops after" not in status.hover

@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from incsync.connectors.auth import BearerToken, TokenSet
+from incsync.connectors.http import HttpOptions
 from incsync.connectors.hubspot import HubSpotConnector
 from incsync.connectors.quickbooks import QuickBooksConnector, quickbooks_auth
 from incsync.errors import ConfigurationError
@@ -314,9 +315,7 @@ def quickbooks_connector(
         base_url=base_url,
         page_size=page_size,
         include_deletes=True,
-        sleep=sleeping_on(clock),
-        clock=clock,
-        random=rng.random,
+        options=HttpOptions(sleep=sleeping_on(clock), clock=clock, random=rng.random),
     )
 
 
@@ -335,9 +334,7 @@ def hubspot_connector(
         auth=BearerToken(fake.private_app_token),
         object_type="deals",
         include_archived=True,
-        sleep=sleeping_on(clock),
-        clock=clock,
-        random=rng.random,
+        options=HttpOptions(sleep=sleeping_on(clock), clock=clock, random=rng.random),
     )
 
 

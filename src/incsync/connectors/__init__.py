@@ -18,7 +18,7 @@ from incsync.connectors._rest_config import RestConfig
 from incsync.connectors.auth import ApiKey, Auth, BearerToken, OAuth2Refresh, TokenSet
 from incsync.connectors.base import BaseConnector, RawPage
 from incsync.connectors.files import FileConnector
-from incsync.connectors.http import HttpConnector
+from incsync.connectors.http import HttpConnector, HttpOptions
 from incsync.connectors.hubspot import HubSpotConnector
 from incsync.connectors.memory import InMemoryConnector, InMemorySource
 from incsync.connectors.paging import (
@@ -46,6 +46,7 @@ __all__ = [
     "BearerToken",
     "FileConnector",
     "HttpConnector",
+    "HttpOptions",
     "HubSpotConnector",
     "InMemoryConnector",
     "InMemorySource",

@@ -12,7 +12,6 @@ from incsync.redaction import redact
 
 __all__ = [
     "body_excerpt",
-    "declares_plain_body_within",
     "read_capped",
     "refuse_declared_oversize",
 ]
@@ -41,21 +40,6 @@ def read_capped(response: httpx.Response, limit: int, secrets: Iterable[str] = (
             raise _too_large(response, limit, secrets)
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def declares_plain_body_within(response: httpx.Response, limit: int) -> bool:
-    """Return whether ``response`` declares a body of at most ``limit`` bytes that nothing expands.
-
-    Such a body can be read whole without counting: the HTTP framing stops at the declared
-    ``Content-Length``, and with no ``Content-Encoding`` the decoded body is the wire body.
-    """
-    headers = response.headers
-    declared = headers.get("content-length", "")
-    return (
-        declared.isdigit()
-        and int(declared) <= limit
-        and headers.get("content-encoding", "identity").strip().lower() == "identity"
-    )
 
 
 def refuse_declared_oversize(

@@ -10,6 +10,10 @@ all meet an expired token cause one refresh, not several racing with one refresh
 that rotates refresh tokens would reject all but the first). Every refresh hands the new
 :class:`TokenSet` to the host's ``on_refresh`` callback: when the vendor rotated the refresh token,
 the old one stops working, so the host must store the new one.
+
+Vendors differ only in where their token endpoint is and how the app identifies itself there:
+each built-in connector's module holds that as an :class:`OAuthVendor`, whose
+:meth:`~OAuthVendor.refresh` builds the flow.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from incsync.connectors._body import body_excerpt, refuse_declared_oversize
 from incsync.errors import AuthError, BadResponseError, ConfigurationError, TransientSourceError
 from incsync.timestamps import ensure_utc, utc_now
 
-__all__ = ["ApiKey", "Auth", "BearerToken", "OAuth2Refresh", "TokenSet"]
+__all__ = ["ApiKey", "Auth", "BearerToken", "OAuth2Refresh", "OAuthVendor", "TokenSet"]
 
 _TOKEN_RESPONSE_LIMIT = 1024 * 1024
 # Earlier tokens are kept as secrets for a while: a vendor may echo one in a later error body.
@@ -276,16 +280,25 @@ class OAuth2Refresh(Auth):
             )
         payload = _json_object(body)
         if not 200 <= status < 300:
-            reason = payload.get("error") if payload else None
-            raise AuthError(
-                f"the OAuth2 token refresh was refused (HTTP {status}"
-                f"{f', {reason}' if isinstance(reason, str) else ''}); re-authorise the "
-                f"connection to get a new refresh token",
+            raise _refused(status, payload, excerpt)
+        if payload is None:
+            # RFC 6749 answers a grant with a JSON object. A 200 whose body is cut, empty or not a
+            # JSON object is what proxies, gateways and maintenance pages send while the vendor
+            # is unreachable: the refresh token was never judged, so this is a bad response that
+            # the next cycle retries, never a rejected credential that stops the source.
+            raise BadResponseError(
+                "the OAuth2 token endpoint answered 200 with a body that is not a JSON object "
+                "(cut off, or a page from a proxy in between); the next cycle tries again",
                 status_code=status,
                 excerpt=excerpt,
             )
-        access_token = payload.get("access_token") if payload else None
-        if payload is None or not isinstance(access_token, str) or not access_token:
+        access_token = payload.get("access_token")
+        if not isinstance(access_token, str) or not access_token:
+            # A whole JSON object without a token is an answer, not damage: some endpoints
+            # refuse with a 200 and an "error" field (GitHub, Slack), and one that sends neither
+            # is not a token endpoint (a wrong token_url). Asking again cannot change either.
+            if isinstance(payload.get("error"), str):
+                raise _refused(status, payload, excerpt)
             raise AuthError(
                 "the OAuth2 token endpoint answered without an access_token; check token_url",
                 status_code=status,
@@ -319,6 +332,74 @@ class OAuth2Refresh(Auth):
                 status_code=status,
                 excerpt=excerpt,
             ) from None
+
+
+@attrs.frozen
+class OAuthVendor:
+    """What one vendor's OAuth2 refresh needs: its token endpoint and how the app identifies itself.
+
+    Args:
+        token_url: The vendor's token endpoint.
+        client_auth: ``"basic"`` (client id and secret in HTTP Basic) or ``"body"`` (as form
+            fields); see :class:`OAuth2Refresh`.
+    """
+
+    token_url: str
+    client_auth: Literal["body", "basic"] = "body"
+
+    def refresh(
+        self,
+        client_id: str,
+        client_secret: str,
+        refresh_token: str,
+        *,
+        token_url: str | None = None,
+        access_token: str | None = None,
+        expires_at: datetime | None = None,
+        on_refresh: Callable[[TokenSet], None] | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> OAuth2Refresh:
+        """Return the refresh flow of one connection to this vendor.
+
+        A vendor that rotates refresh tokens makes the old one stop working after a refresh: the
+        host must store the new one, which ``on_refresh`` receives.
+
+        Args:
+            client_id: The app's client id.
+            client_secret: The app's client secret.
+            refresh_token: The refresh token the host stored.
+            token_url: Another token endpoint (a sandbox's, a test double's); the vendor's
+                otherwise.
+            access_token: A still-valid access token, when the host has one.
+            expires_at: When ``access_token`` expires (aware).
+            on_refresh: Called with the new tokens after every refresh; store the refresh token.
+            clock: Returns the current time (aware).
+
+        Raises:
+            ConfigurationError: A value is empty, or ``expires_at`` is naive.
+        """
+        return OAuth2Refresh(
+            self.token_url if token_url is None else token_url,
+            client_id,
+            client_secret,
+            refresh_token,
+            access_token=access_token,
+            expires_at=expires_at,
+            on_refresh=on_refresh,
+            client_auth=self.client_auth,
+            clock=clock,
+        )
+
+
+def _refused(status: int, payload: Mapping[str, Any] | None, excerpt: str) -> AuthError:
+    reason = payload.get("error") if payload else None
+    return AuthError(
+        f"the OAuth2 token refresh was refused (HTTP {status}"
+        f"{f', {reason}' if isinstance(reason, str) else ''}); re-authorise the "
+        f"connection to get a new refresh token",
+        status_code=status,
+        excerpt=excerpt,
+    )
 
 
 def _read_token_body(response: httpx.Response, secrets: Sequence[str]) -> bytes:

@@ -31,10 +31,11 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote, quote_plus
 
+import attrs
 import httpx
 from typing_extensions import Self
 
-from incsync.connectors._body import body_excerpt, declares_plain_body_within, read_capped
+from incsync.connectors._body import body_excerpt, read_capped
 from incsync.connectors.auth import Auth
 from incsync.connectors.base import BaseConnector
 from incsync.connectors.retry import Failure, RetryPolicy, Sleep, Throttle, call_with_retries
@@ -56,7 +57,13 @@ from incsync.errors import (
 from incsync.redaction import redact
 from incsync.timestamps import utc_now
 
-__all__ = ["DEFAULT_LIMITS", "DEFAULT_MAX_RESPONSE_BYTES", "DEFAULT_TIMEOUT", "HttpConnector"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "DEFAULT_TIMEOUT",
+    "HttpConnector",
+    "HttpOptions",
+]
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 """Seconds to connect (10) and to wait for each read, write and pooled connection (30)."""
@@ -74,8 +81,48 @@ _WIRE_BODY_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
 _LIVE_CONNECTORS: weakref.WeakSet[HttpConnector] = weakref.WeakSet()
 
 
-def _is_absolute(url: str) -> bool:
-    return url[:8].lower().startswith(("http://", "https://"))
+def _positive_size(_instance: object, attribute: attrs.Attribute[int], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{attribute.name} must be at least 1, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class HttpOptions:
+    """How a connector speaks HTTP: timeouts, retries, its transport, and the hooks tests inject.
+
+    Every HTTP connector takes one such value as ``options``; the defaults suit production. A host
+    builds one (its instrumented transport, its retry policy) and hands it to all its connectors;
+    a test changes one field with :func:`attrs.evolve`.
+
+    Args:
+        timeout: Connect, read, write and pool timeouts, applied to every request (token
+            refreshes included).
+        retry: Attempts and waiting for failed requests.
+        transport: An httpx transport to send requests through (a host's instrumented one, or
+            ``httpx.MockTransport`` in tests); httpx's default one otherwise.
+        limits: How many connections the default transport keeps (a given transport keeps its
+            own).
+        max_response_bytes: The largest body read (decoded); a larger one fails with
+            :class:`~incsync.errors.BadResponseError`.
+        sleep: Waits between attempts; injectable so tests never wait.
+        clock: Returns the current time (aware): for ``retry_at``, and for the connectors that
+            compare times with now.
+        random: Picks the jitter of each wait.
+
+    Raises:
+        ConfigurationError: ``max_response_bytes`` is below 1.
+    """
+
+    timeout: httpx.Timeout = DEFAULT_TIMEOUT
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    transport: httpx.BaseTransport | None = None
+    limits: httpx.Limits = DEFAULT_LIMITS
+    max_response_bytes: int = attrs.field(
+        default=DEFAULT_MAX_RESPONSE_BYTES, validator=_positive_size
+    )
+    sleep: Sleep = time.sleep
+    clock: Callable[[], datetime] = utc_now
+    random: Callable[[], float] = _random.random
 
 
 class _MaskSecretsInHttpxLogs(logging.Filter):
@@ -115,18 +162,8 @@ class HttpConnector(BaseConnector):
     Args:
         base_url: The API's root; request paths are relative to it.
         auth: The credential flow (none for open APIs).
-        headers: Headers sent with every request.
-        timeout: Connect, read, write and pool timeouts, applied to every request (refreshes
-            included).
-        limits: How many connections the default transport keeps (a given transport keeps its
-            own).
-        max_response_bytes: The largest body read; a larger one fails with BadResponseError.
-        retry: Attempts and waiting for failed requests.
-        transport: An httpx transport to send requests through (a host's instrumented one, or
-            ``httpx.MockTransport`` in tests); the default one otherwise.
-        sleep: Waits between attempts; injectable so tests never wait.
-        clock: Returns the current time (aware), for ``retry_at``.
-        random: Picks the jitter of each wait.
+        headers: Headers sent with every request (a vendor's tenant or version header, say).
+        options: Timeouts, retries, transport and the injectable hooks; the defaults otherwise.
 
     Class attributes:
         quota_retry_after: When a daily quota is used up and the vendor does not say until when,
@@ -142,43 +179,22 @@ class HttpConnector(BaseConnector):
         *,
         auth: Auth | None = None,
         headers: Mapping[str, str] | None = None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-        limits: httpx.Limits = DEFAULT_LIMITS,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        retry: RetryPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Sleep = time.sleep,
-        clock: Callable[[], datetime] = utc_now,
-        random: Callable[[], float] = _random.random,
+        options: HttpOptions | None = None,
     ) -> None:
-        if max_response_bytes < 1:
-            raise ConfigurationError(
-                f"max_response_bytes must be at least 1, got {max_response_bytes}"
-            )
         self.auth = auth
-        self.retry = RetryPolicy() if retry is None else retry
-        self.max_response_bytes = max_response_bytes
-        self._timeout = timeout
-        self._sleep = sleep
-        self._clock = clock
-        self._random = random
+        self.options = HttpOptions() if options is None else options
+        # Read by vendor connectors that compare times with now.
+        self._clock = self.options.clock
         self._client = httpx.Client(
             base_url=base_url,
             auth=auth,
             headers={"User-Agent": "incsync", **(headers or {})},
-            timeout=timeout,
-            limits=limits,
-            transport=transport,
+            timeout=self.options.timeout,
+            limits=self.options.limits,
+            transport=self.options.transport,
             verify=_shared_ssl_context(),
             # A redirect is an answer to judge, not to follow with our credentials.
             follow_redirects=False,
-        )
-        # What a relative path is appended to, as httpx appends it (None: let httpx join them).
-        joined_base = self._client.base_url
-        self._base_url: str | None = (
-            None
-            if joined_base.query or joined_base.fragment
-            else str(joined_base).removesuffix("/") + "/"
         )
         _mask_secrets_in_httpx_logs()
         _LIVE_CONNECTORS.add(self)
@@ -238,12 +254,12 @@ class HttpConnector(BaseConnector):
             BadResponseError: The body is larger than ``max_response_bytes`` or undecodable.
             PermanentSourceError: The vendor refused the request.
         """
-        target, params = self._target(url, params)
+        options = self.options
         return call_with_retries(
-            lambda: self._attempt(method, target, params, json, headers),
-            self.retry,
-            sleep=self._sleep,
-            random=self._random,
+            lambda: self._attempt(method, url, params, json, headers),
+            options.retry,
+            sleep=options.sleep,
+            random=options.random,
         )
 
     def get_json(
@@ -301,28 +317,6 @@ class HttpConnector(BaseConnector):
             excerpt=body_excerpt(response.content, self.secrets()) or None,
         )
 
-    def _target(
-        self, url: str, params: Mapping[str, Any] | None
-    ) -> tuple[str, Mapping[str, Any] | None]:
-        """Return the absolute URL to send, query included, and any params left for httpx to merge.
-
-        Given a relative path and params, httpx parses the path, then the path joined to
-        ``base_url``, then the URL with the params merged: three parses, some 30 µs of CPU per
-        request. Joined and encoded here (as httpx would join and encode them), the URL is parsed
-        once. A URL that already has a query keeps httpx's own rules for merging params into it.
-        """
-        if "?" in url or "#" in url:
-            return url, params
-        if _is_absolute(url):
-            absolute = url
-        elif self._base_url is not None:
-            absolute = self._base_url + url.lstrip("/")
-        else:
-            return url, params
-        if params:
-            absolute += "?" + str(httpx.QueryParams(params))
-        return absolute, None
-
     def _attempt(
         self,
         method: str,
@@ -333,20 +327,14 @@ class HttpConnector(BaseConnector):
     ) -> httpx.Response | Failure:
         secrets = self.secrets()
         error: SourceError | None = None
-        answer: httpx.Response | None = None
         try:
+            # httpx joins base_url, path and params, and leaves an absolute URL as it is.
             request = self._client.build_request(
-                method, url, params=params, json=json, headers=headers, timeout=self._timeout
+                method, url, params=params, json=json, headers=headers
             )
             response = self._client.send(request, stream=True)
             try:
-                if declares_plain_body_within(response, self.max_response_bytes):
-                    # The wire cannot carry more than the declared length, and nothing expands
-                    # it: read it as it is, and keep the response instead of rebuilding one.
-                    response.read()
-                    answer = response
-                else:
-                    body = read_capped(response, self.max_response_bytes, secrets)
+                body = read_capped(response, self.options.max_response_bytes, secrets)
             finally:
                 response.close()
         except SourceError as raised:  # from the auth flow or the size cap
@@ -358,8 +346,9 @@ class HttpConnector(BaseConnector):
             if error.vendor is None:
                 error.vendor = self.vendor
             return Failure(error, retry=isinstance(error, TransientSourceError))
-        if answer is not None:
-            return self._judge(answer, secrets)
+        # The body was read within the cap as it came, so the answer is rebuilt around the
+        # decoded copy (httpx reads a body only whole, without a limit), with the request as it
+        # was sent: after the auth flow, which may have replayed or redirected it.
         answer = httpx.Response(
             response.status_code,
             headers=[
@@ -368,7 +357,7 @@ class HttpConnector(BaseConnector):
                 if name.lower() not in _WIRE_BODY_HEADERS
             ],
             content=body,
-            request=request,
+            request=response.request,
             extensions={
                 key: value
                 for key, value in response.extensions.items()
@@ -385,7 +374,7 @@ class HttpConnector(BaseConnector):
         if throttle is None:
             error = error_for_status(response, vendor=self.vendor, secrets=secrets)
             return Failure(error, retry=isinstance(error, TransientSourceError))
-        now = self._clock()
+        now = self.options.clock()
         wait = throttle.wait_seconds(now)
         excerpt = body_excerpt(response.content, secrets) or None
         if throttle.quota:

@@ -32,32 +32,33 @@ such a record is read by the next cycle.
 
 from __future__ import annotations
 
-import random as _random
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import httpx
 
-from incsync.connectors.auth import Auth
+from incsync.connectors.auth import Auth, OAuthVendor
 from incsync.connectors.base import RawPage
-from incsync.connectors.http import DEFAULT_TIMEOUT, HttpConnector
+from incsync.connectors.http import HttpConnector, HttpOptions
 from incsync.connectors.paging import cursor_pages
-from incsync.connectors.retry import RetryPolicy, Sleep, Throttle
+from incsync.connectors.retry import Throttle
 from incsync.connectors.throttle import hubspot_throttle
 from incsync.cursor import Window
 from incsync.errors import BadResponseError, ConfigurationError
 from incsync.records import Record, RecordFormat, digits_id
-from incsync.timestamps import parse_timestamp, to_micros, utc_now
+from incsync.timestamps import parse_timestamp, to_micros
 
-__all__ = ["HUBSPOT_API", "HUBSPOT_TOKEN_URL", "HubSpotConnector"]
+__all__ = ["HUBSPOT_API", "HUBSPOT_OAUTH", "HUBSPOT_TOKEN_URL", "HubSpotConnector"]
 
 HUBSPOT_API = "https://api.hubapi.com"
 """HubSpot's API root."""
 
 HUBSPOT_TOKEN_URL = f"{HUBSPOT_API}/oauth/v1/token"
-"""HubSpot's OAuth token endpoint, for :class:`~incsync.connectors.auth.OAuth2Refresh`."""
+"""HubSpot's OAuth token endpoint."""
+
+HUBSPOT_OAUTH = OAuthVendor(HUBSPOT_TOKEN_URL, client_auth="body")
+"""HubSpot's OAuth: the app as form fields; access tokens last 30 minutes."""
 
 SEARCH_PAGE_SIZE = 200
 """The largest page HubSpot's search returns."""
@@ -96,7 +97,7 @@ class HubSpotConnector(HttpConnector):
     Args:
         base_url: The API root (HubSpot's, or a test double's).
         auth: A private-app token (:class:`~incsync.connectors.auth.BearerToken`) or OAuth
-            (:class:`~incsync.connectors.auth.OAuth2Refresh` with :data:`HUBSPOT_TOKEN_URL`).
+            (``HUBSPOT_OAUTH.refresh(...)``, see :data:`HUBSPOT_OAUTH`).
         object_type: The CRM object type (``deals``, ``contacts``, ``companies``, a custom one).
         modified_property: The last-modified property; defaults to ``lastmodifieddate`` for
             contacts and ``hs_lastmodifieddate`` for every other type.
@@ -104,12 +105,8 @@ class HubSpotConnector(HttpConnector):
         include_archived: Also read archived objects, as tombstones, on every cycle.
         lookback: How far before the cursor each read starts again; covers the search index lag.
         headers: Headers sent with every request.
-        timeout: Timeouts applied to every request.
-        retry: Attempts and waiting for failed requests.
-        transport: An httpx transport to send requests through.
-        sleep: Waits between attempts; injectable so tests never wait.
-        clock: Returns the current time (aware).
-        random: Picks the jitter of each wait.
+        options: Timeouts, retries, transport and the hooks tests inject
+            (:class:`~incsync.connectors.http.HttpOptions`); the defaults otherwise.
 
     Raises:
         ConfigurationError: ``object_type`` or ``modified_property`` is empty, or ``lookback`` is
@@ -131,12 +128,7 @@ class HubSpotConnector(HttpConnector):
         include_archived: bool = False,
         lookback: timedelta | None = None,
         headers: Mapping[str, str] | None = None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-        retry: RetryPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Sleep = time.sleep,
-        clock: Callable[[], datetime] = utc_now,
-        random: Callable[[], float] = _random.random,
+        options: HttpOptions | None = None,
     ) -> None:
         if not object_type.strip("/ "):
             raise ConfigurationError("object_type must name a HubSpot object type, like 'deals'")
@@ -154,12 +146,7 @@ class HubSpotConnector(HttpConnector):
             base_url,
             auth=auth,
             headers=headers,
-            timeout=timeout,
-            retry=retry,
-            transport=transport,
-            sleep=sleep,
-            clock=clock,
-            random=random,
+            options=options,
         )
         self.object_type = object_type.strip("/ ")
         self.modified_property = modified_property

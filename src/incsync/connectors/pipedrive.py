@@ -39,29 +39,28 @@ from __future__ import annotations
 
 import functools
 import logging
-import random as _random
-import time
-from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Iterator, Mapping
+from datetime import timedelta
 from typing import Any, ClassVar
 
 import httpx
 
-from incsync.connectors.auth import ApiKey, Auth, OAuth2Refresh, TokenSet
+from incsync.connectors.auth import ApiKey, Auth, OAuthVendor
 from incsync.connectors.base import RawPage
-from incsync.connectors.http import DEFAULT_TIMEOUT, HttpConnector
+from incsync.connectors.http import HttpConnector, HttpOptions
 from incsync.connectors.paging import cursor_pages
-from incsync.connectors.retry import RetryPolicy, Sleep, Throttle
+from incsync.connectors.retry import Throttle
 from incsync.connectors.throttle import default_throttle
 from incsync.cursor import Window
 from incsync.errors import BadResponseError, ConfigurationError
 from incsync.records import Page, Record, RecordFormat, positive_integer_id
-from incsync.timestamps import parse_timestamp, utc_now
+from incsync.timestamps import parse_timestamp
 
 __all__ = [
     "DELETED_RETENTION",
     "MAX_PAGE_SIZE",
     "PIPEDRIVE_API",
+    "PIPEDRIVE_OAUTH",
     "PIPEDRIVE_TOKEN_URL",
     "PipedriveConnector",
     "pipedrive_oauth",
@@ -73,6 +72,10 @@ PIPEDRIVE_API = "https://api.pipedrive.com"
 
 PIPEDRIVE_TOKEN_URL = "https://oauth.pipedrive.com/oauth/token"
 """Pipedrive's OAuth2 token endpoint."""
+
+PIPEDRIVE_OAUTH = OAuthVendor(PIPEDRIVE_TOKEN_URL, client_auth="basic")
+"""Pipedrive's OAuth2: the app in HTTP Basic; use the token answer's ``api_domain`` as the
+connector's ``base_url``."""
 
 MAX_PAGE_SIZE = 500
 """The largest ``limit`` Pipedrive accepts."""
@@ -87,43 +90,9 @@ _TOKEN_PARAM = "api_token"
 logger = logging.getLogger("incsync.connectors")
 
 
-def pipedrive_oauth(
-    client_id: str,
-    client_secret: str,
-    refresh_token: str,
-    *,
-    token_url: str = PIPEDRIVE_TOKEN_URL,
-    access_token: str | None = None,
-    expires_at: datetime | None = None,
-    on_refresh: Callable[[TokenSet], None] | None = None,
-    clock: Callable[[], datetime] = utc_now,
-) -> OAuth2Refresh:
-    """Return the OAuth2 flow Pipedrive needs: refresh grant, the app in HTTP Basic.
-
-    Args:
-        client_id: The app's client id.
-        client_secret: The app's client secret.
-        refresh_token: The refresh token the host stored.
-        token_url: The token endpoint (Pipedrive's by default).
-        access_token: A still-valid access token, when the host has one.
-        expires_at: When ``access_token`` expires (aware).
-        on_refresh: Called with the new tokens after every refresh; store the refresh token.
-        clock: Returns the current time (aware).
-
-    Raises:
-        ConfigurationError: A value is empty, or ``expires_at`` is naive.
-    """
-    return OAuth2Refresh(
-        token_url,
-        client_id,
-        client_secret,
-        refresh_token,
-        access_token=access_token,
-        expires_at=expires_at,
-        on_refresh=on_refresh,
-        client_auth="basic",
-        clock=clock,
-    )
+pipedrive_oauth = PIPEDRIVE_OAUTH.refresh
+"""Return the OAuth2 flow of one Pipedrive connection (:meth:`OAuthVendor.refresh
+<incsync.connectors.auth.OAuthVendor.refresh>` of :data:`PIPEDRIVE_OAUTH`)."""
 
 
 def pipedrive_throttle(response: httpx.Response) -> Throttle | None:
@@ -175,12 +144,8 @@ class PipedriveConnector(HttpConnector):
             stays in the sink as it was last seen.
         lookback: How far before the cursor each read starts again.
         headers: Headers sent with every request.
-        timeout: Timeouts applied to every request.
-        retry: Attempts and waiting for failed requests.
-        transport: An httpx transport to send requests through.
-        sleep: Waits between attempts; injectable so tests never wait.
-        clock: Returns the current time (aware).
-        random: Picks the jitter of each wait.
+        options: Timeouts, retries, transport and the hooks tests inject
+            (:class:`~incsync.connectors.http.HttpOptions`); the defaults otherwise.
 
     Raises:
         ConfigurationError: Not exactly one of ``api_token`` and ``auth`` given, an empty token,
@@ -204,12 +169,7 @@ class PipedriveConnector(HttpConnector):
         include_deleted: bool = True,
         lookback: timedelta | None = None,
         headers: Mapping[str, str] | None = None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-        retry: RetryPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Sleep = time.sleep,
-        clock: Callable[[], datetime] = utc_now,
-        random: Callable[[], float] = _random.random,
+        options: HttpOptions | None = None,
     ) -> None:
         if (api_token is None) == (auth is None):
             raise ConfigurationError("PipedriveConnector needs exactly one of api_token= or auth=")
@@ -237,12 +197,7 @@ class PipedriveConnector(HttpConnector):
             base_url,
             auth=auth,
             headers=headers,
-            timeout=timeout,
-            retry=retry,
-            transport=transport,
-            sleep=sleep,
-            clock=clock,
-            random=random,
+            options=options,
         )
         self.page_size = page_size
         self.include_deleted = include_deleted

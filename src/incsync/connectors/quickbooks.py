@@ -33,25 +33,24 @@ records deleted before it are never seen by it.
 from __future__ import annotations
 
 import logging
-import random as _random
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar, TypeGuard
 
 import httpx
 
-from incsync.connectors.auth import OAuth2Refresh, TokenSet
+from incsync.connectors.auth import OAuth2Refresh, OAuthVendor
 from incsync.connectors.base import RawPage
-from incsync.connectors.http import DEFAULT_TIMEOUT, HttpConnector
-from incsync.connectors.retry import RetryPolicy, Sleep, Throttle
+from incsync.connectors.http import HttpConnector, HttpOptions
+from incsync.connectors.retry import Throttle
 from incsync.connectors.throttle import quickbooks_throttle
 from incsync.cursor import Window
 from incsync.errors import BadResponseError, ConfigurationError
 from incsync.records import RecordFormat, text_id
-from incsync.timestamps import parse_timestamp, utc_now
+from incsync.timestamps import parse_timestamp
 
 __all__ = [
+    "QUICKBOOKS_OAUTH",
     "QUICKBOOKS_PRODUCTION_URL",
     "QUICKBOOKS_SANDBOX_URL",
     "QUICKBOOKS_TOKEN_URL",
@@ -68,6 +67,9 @@ QUICKBOOKS_SANDBOX_URL = "https://sandbox-quickbooks.api.intuit.com"
 QUICKBOOKS_TOKEN_URL = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"
 """Intuit's OAuth2 token endpoint."""
 
+QUICKBOOKS_OAUTH = OAuthVendor(QUICKBOOKS_TOKEN_URL, client_auth="basic")
+"""Intuit's OAuth2: the app in HTTP Basic; every refresh rotates the refresh token (store it)."""
+
 _MAX_PAGE_SIZE = 1000
 _CDC_MAX_OBJECTS = 1000
 # CDC refuses a changedSince more than 30 days back; a margin keeps a slow request inside it.
@@ -78,46 +80,9 @@ _fromisoformat = datetime.fromisoformat
 logger = logging.getLogger("incsync.connectors")
 
 
-def quickbooks_auth(
-    client_id: str,
-    client_secret: str,
-    refresh_token: str,
-    *,
-    token_url: str = QUICKBOOKS_TOKEN_URL,
-    access_token: str | None = None,
-    expires_at: datetime | None = None,
-    on_refresh: Callable[[TokenSet], None] | None = None,
-    clock: Callable[[], datetime] = utc_now,
-) -> OAuth2Refresh:
-    """Return the OAuth2 flow QuickBooks needs: refresh grant, client credentials in HTTP Basic.
-
-    Intuit rotates the refresh token on refresh, so a host must store the new one that
-    ``on_refresh`` receives; the old one soon stops working.
-
-    Args:
-        client_id: The app's client id.
-        client_secret: The app's client secret.
-        refresh_token: The refresh token the host stored.
-        token_url: The token endpoint (Intuit's by default).
-        access_token: A still-valid access token, when the host has one.
-        expires_at: When ``access_token`` expires (aware).
-        on_refresh: Called with the new tokens after every refresh.
-        clock: Returns the current time (aware).
-
-    Raises:
-        ConfigurationError: A value is empty, or ``expires_at`` is naive.
-    """
-    return OAuth2Refresh(
-        token_url,
-        client_id,
-        client_secret,
-        refresh_token,
-        access_token=access_token,
-        expires_at=expires_at,
-        on_refresh=on_refresh,
-        client_auth="basic",
-        clock=clock,
-    )
+quickbooks_auth = QUICKBOOKS_OAUTH.refresh
+"""Return the OAuth2 flow of one QuickBooks connection (:meth:`OAuthVendor.refresh
+<incsync.connectors.auth.OAuthVendor.refresh>` of :data:`QUICKBOOKS_OAUTH`)."""
 
 
 class QuickBooksConnector(HttpConnector):
@@ -137,12 +102,8 @@ class QuickBooksConnector(HttpConnector):
         page_size: Records per page, 2 to 1,000 (QuickBooks' limit).
         include_deletes: Read deleted entities from the ``cdc`` endpoint on incremental reads
             and return them as tombstones.
-        retry: Attempts and waiting for failed requests.
-        transport: An httpx transport (``httpx.MockTransport`` in tests).
-        timeout: Timeouts applied to every request.
-        sleep: Waits between attempts; injectable so tests never wait.
-        clock: Returns the current time (aware).
-        random: Picks the jitter of each wait.
+        options: Timeouts, retries, transport and the hooks tests inject
+            (:class:`~incsync.connectors.http.HttpOptions`); the defaults otherwise.
 
     Raises:
         ConfigurationError: ``realm_id`` or ``entity`` is not a plain name, or ``page_size`` is out
@@ -164,12 +125,7 @@ class QuickBooksConnector(HttpConnector):
         minor_version: int = 75,
         page_size: int = _MAX_PAGE_SIZE,
         include_deletes: bool = False,
-        retry: RetryPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-        sleep: Sleep = time.sleep,
-        clock: Callable[[], datetime] = utc_now,
-        random: Callable[[], float] = _random.random,
+        options: HttpOptions | None = None,
     ) -> None:
         if not realm_id.isalnum():
             raise ConfigurationError(f"realm_id must be the company's number, got {realm_id!r}")
@@ -183,12 +139,7 @@ class QuickBooksConnector(HttpConnector):
         super().__init__(
             base_url,
             auth=auth,
-            retry=retry,
-            transport=transport,
-            timeout=timeout,
-            sleep=sleep,
-            clock=clock,
-            random=random,
+            options=options,
         )
         self.realm_id = realm_id
         self.entity = entity

@@ -26,9 +26,7 @@ answer, which records are deletions, the credential and the paging style. The re
 from __future__ import annotations
 
 import os
-import random as _random
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -37,9 +35,8 @@ import httpx
 from incsync.connectors._rest_config import RestConfig
 from incsync.connectors.auth import Auth
 from incsync.connectors.base import RawPage
-from incsync.connectors.http import DEFAULT_TIMEOUT, HttpConnector
+from incsync.connectors.http import HttpConnector, HttpOptions
 from incsync.connectors.paging import KeysetPosition, cursor_pages, offset_pages
-from incsync.connectors.retry import RetryPolicy, Sleep
 from incsync.cursor import Window
 from incsync.errors import (
     BadRecordError,
@@ -47,7 +44,6 @@ from incsync.errors import (
     TransientSourceError,
 )
 from incsync.records import Page, RecordFormat, text_or_integer_id
-from incsync.timestamps import utc_now
 
 __all__ = ["MAX_BURST_PASSES", "RestConnector"]
 
@@ -68,12 +64,8 @@ class RestConnector(HttpConnector):
         secrets: Where the secret named by ``config.auth.secret`` is looked up; the process
             environment by default.
         headers: Headers sent with every request.
-        timeout: Timeouts applied to every request.
-        retry: Attempts and waiting for failed requests.
-        transport: An httpx transport to send requests through.
-        sleep: Waits between attempts; injectable so tests never wait.
-        clock: Returns the current time (aware).
-        random: Picks the jitter of each wait.
+        options: Timeouts, retries, transport and the hooks tests inject
+            (:class:`~incsync.connectors.http.HttpOptions`); the defaults otherwise.
 
     Raises:
         ConfigurationError: The named secret has no value.
@@ -88,12 +80,7 @@ class RestConnector(HttpConnector):
         auth: Auth | None = None,
         secrets: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-        retry: RetryPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Sleep = time.sleep,
-        clock: Callable[[], datetime] = utc_now,
-        random: Callable[[], float] = _random.random,
+        options: HttpOptions | None = None,
     ) -> None:
         if auth is None:
             auth = config.auth.build(os.environ if secrets is None else secrets)
@@ -101,12 +88,7 @@ class RestConnector(HttpConnector):
             config.base_url,
             auth=auth,
             headers=headers,
-            timeout=timeout,
-            retry=retry,
-            transport=transport,
-            sleep=sleep,
-            clock=clock,
-            random=random,
+            options=options,
         )
         self.config = config
         self.ordered = config.ordered

@@ -9,9 +9,10 @@ tests record the delays instead of spending them. The rules:
   share (``jitter``) so that many workers throttled together do not return together;
 * a wait the source asked for (``Retry-After``) is honoured even when it is longer than the
   backoff;
-* ``max_attempts`` bounds the attempts and ``max_total_wait`` the time spent waiting: when the
-  next wait would pass it, the last failure is raised at once (a rate limit carries ``retry_at``,
-  which the engine records as the earliest time to try the source again);
+* ``max_attempts`` bounds the attempts and ``max_total_wait`` the time one request may take, its
+  attempts and waits together from the start of the first: when the next wait would end past it,
+  the last failure is raised at once (a rate limit carries ``retry_at``, which the engine records
+  as the earliest time to try the source again);
 * a failure marked final (a rejected credential, a daily quota) is raised without waiting.
 
 :class:`Throttle` is what a vendor's throttle signal means; :func:`parse_retry_after` reads the
@@ -86,9 +87,10 @@ class RetryPolicy:
         max_attempts: Attempts per request, the first included (1 disables retries).
         base_delay: The wait after the first failure; it doubles after each further one.
         max_delay: The longest backoff wait (a source's own ``Retry-After`` may ask for more).
-        max_total_wait: The most time one request may spend waiting between attempts. When the
-            next wait would pass it the request fails at once, so a long throttle fails the cycle
-            (recording when to try again) instead of holding the worker.
+        max_total_wait: The longest one request may take, its attempts and the waits between
+            them together, counted from the start of the first attempt. When the next wait would
+            end past it the request fails at once, so a long throttle or a slow source fails the
+            cycle (recording when to try again) instead of holding the worker.
         jitter: The share of each backoff wait that is random: 0 waits exactly, 1 waits anything
             from nothing up to the full delay.
 
@@ -206,32 +208,19 @@ def call_with_retries(
 
     Raises:
         SourceError: The last failure's error: it was final, the attempts ran out, or the next wait
-            would pass ``policy.max_total_wait``. When more than one attempt was made its message
-            says how many, and how long was spent waiting.
+            would end past ``policy.max_total_wait``. When more than one attempt was made, its
+            message says how many, and how long was spent waiting.
     """
-    # Nearly every request succeeds at once: make the first attempt before building tenacity's
-    # machinery, which costs some 14 µs of CPU per call, paid on every page of every read.
-    first = attempt()
-    if not isinstance(first, Failure):
-        return first
-    if not first.retry:
-        raise first.error
-    replayed = [first]
-
-    def attempt_after_first() -> T | Failure:
-        # tenacity counts the first attempt as its own and judges it as usual.
-        return replayed.pop() if replayed else attempt()
-
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_result(_is_retryable),
         wait=_Wait(policy, random),
-        stop=tenacity.stop_after_attempt(policy.max_attempts) | _WaitCap(policy.max_total_wait),
+        stop=tenacity.stop_after_attempt(policy.max_attempts) | _TimeCap(policy.max_total_wait),
         sleep=sleep,
         before_sleep=_log_retry,
         # Hand the last Failure back as a value: tenacity's RetryError never leaves this module.
         retry_error_callback=_last_result,
     )
-    outcome: T | Failure = retrying(attempt_after_first)
+    outcome: T | Failure = retrying(attempt)
     if not isinstance(outcome, Failure):
         return outcome
     error = outcome.error
@@ -275,12 +264,18 @@ class _Wait(tenacity.wait.wait_base):
         return max(backoff, asked)
 
 
-class _WaitCap(tenacity.stop.stop_base):
-    """Stops when the wait tenacity is about to make would pass the total it may spend waiting."""
+class _TimeCap(tenacity.stop.stop_base):
+    """Stops when the wait tenacity is about to make would end past the time the request may take.
+
+    tenacity's clock starts before the first attempt, so it counts every attempt and every wait
+    a real ``sleep`` makes. An injected ``sleep`` that does not wait (a test's recorder) passes no
+    time on that clock; the waits it was asked for (``idle_for``) are then the larger count.
+    """
 
     def __init__(self, max_total_wait: float) -> None:
         self._max_total_wait = max_total_wait
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
         # tenacity computes the next wait before asking whether to stop.
-        return retry_state.idle_for + retry_state.upcoming_sleep > self._max_total_wait
+        elapsed = max(retry_state.seconds_since_start or 0.0, retry_state.idle_for)
+        return elapsed + retry_state.upcoming_sleep > self._max_total_wait

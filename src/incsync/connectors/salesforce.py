@@ -17,18 +17,17 @@ where the API is called (a rotated refresh token reaches the host's ``on_refresh
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import httpx
 
-from incsync.connectors.auth import AuthFlow, OAuth2Refresh, TokenSet
+from incsync.connectors.auth import Auth, AuthFlow, OAuthVendor, TokenSet
 from incsync.connectors.base import RawPage
-from incsync.connectors.http import HttpConnector
+from incsync.connectors.http import HttpConnector, HttpOptions
 from incsync.connectors.paging import KeysetPosition
-from incsync.connectors.retry import RetryPolicy, Sleep, Throttle
+from incsync.connectors.retry import Throttle
 from incsync.connectors.throttle import salesforce_throttle
 from incsync.cursor import Window
 from incsync.errors import (
@@ -38,7 +37,7 @@ from incsync.errors import (
     TransientSourceError,
 )
 from incsync.records import RecordFormat, text_id
-from incsync.timestamps import UTC, parse_timestamp, utc_now
+from incsync.timestamps import UTC, parse_timestamp
 
 __all__ = ["DEFAULT_OPPORTUNITY_FIELDS", "SalesforceConnector"]
 
@@ -63,12 +62,21 @@ _SYSTEM_FIELDS = ("Id", "SystemModstamp", "IsDeleted")
 _MAX_FRUITLESS_REQUERIES = 3
 
 
-class _SalesforceOAuth(OAuth2Refresh):
-    """OAuth2 refresh that learns ``instance_url`` from the token answer and calls the API there."""
+_OAUTH = OAuthVendor("https://login.salesforce.com/services/oauth2/token", client_auth="body")
+# The token endpoint lives at the login host, which sandboxes and My Domains change.
+_TOKEN_PATH = httpx.URL(_OAUTH.token_url).path
+
+
+class _SalesforceOAuth(Auth):
+    """OAuth2 refresh that learns ``instance_url`` from the token answer and calls the API there.
+
+    It wraps the refresh flow every vendor uses, rather than extending it, so that flow is built
+    in one place (:meth:`OAuthVendor.refresh <incsync.connectors.auth.OAuthVendor.refresh>`).
+    """
 
     def __init__(
         self,
-        token_url: str,
+        login_url: str,
         client_id: str,
         client_secret: str,
         refresh_token: str,
@@ -80,15 +88,22 @@ class _SalesforceOAuth(OAuth2Refresh):
     ) -> None:
         self.instance_url = instance_url
         self._host_on_refresh = on_refresh
-        super().__init__(
-            token_url,
+        self._tokens = _OAUTH.refresh(
             client_id,
             client_secret,
             refresh_token,
+            token_url=login_url.rstrip("/") + _TOKEN_PATH,
             access_token=access_token,
             on_refresh=self._learn_instance,
             clock=clock,
         )
+
+    def secrets(self) -> Sequence[str]:
+        """Return the secrets of the refresh flow."""
+        return self._tokens.secrets()
+
+    def __repr__(self) -> str:
+        return repr(self._tokens)
 
     def _learn_instance(self, tokens: TokenSet) -> None:
         url = tokens.extra.get("instance_url")
@@ -99,7 +114,7 @@ class _SalesforceOAuth(OAuth2Refresh):
 
     def auth_flow(self, request: httpx.Request) -> AuthFlow:
         """Sign ``request`` as OAuth2Refresh does, sending it to the org's ``instance_url``."""
-        flow = super().auth_flow(request)
+        flow = self._tokens.auth_flow(request)
         try:
             outgoing = next(flow)
             while True:
@@ -110,7 +125,7 @@ class _SalesforceOAuth(OAuth2Refresh):
         except StopIteration:
             return
         finally:
-            # The parent flow holds its refresh lock across a yield: close it on every path.
+            # The refresh flow holds its refresh lock across a yield: close it on every path.
             flow.close()
 
 
@@ -221,10 +236,9 @@ class SalesforceConnector(HttpConnector):
         on_refresh: Called with the new tokens after every refresh: store ``refresh_token``.
         api_version: The REST API version, such as ``"59.0"``.
         batch_size: Records per page asked of Salesforce (200 to 2,000).
-        retry: Attempts and waiting for failed requests.
-        transport: An httpx transport (``httpx.MockTransport`` in tests).
-        sleep: Waits between attempts; injectable so tests never wait.
-        clock: Returns the current time (aware), for token expiry and ``retry_at``.
+        options: Timeouts, retries, transport and the hooks tests inject
+            (:class:`~incsync.connectors.http.HttpOptions`); the defaults otherwise. Its clock
+            also times the access token's expiry.
 
     Raises:
         ConfigurationError: A name, version or batch size is invalid, or no field list was given.
@@ -251,10 +265,7 @@ class SalesforceConnector(HttpConnector):
         on_refresh: Callable[[TokenSet], None] | None = None,
         api_version: str = "59.0",
         batch_size: int = 2_000,
-        retry: RetryPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Sleep = time.sleep,
-        clock: Callable[[], datetime] = utc_now,
+        options: HttpOptions | None = None,
     ) -> None:
         if not _NAME.fullmatch(sobject):
             raise ConfigurationError(f"sobject {sobject!r} is not a Salesforce API name")
@@ -272,6 +283,7 @@ class SalesforceConnector(HttpConnector):
         if access_token is not None and instance_url is None:
             raise ConfigurationError("an access_token needs the instance_url it belongs to")
         instance = None if instance_url is None else _checked_instance_url(instance_url)
+        options = HttpOptions() if options is None else options
         self.sobject = sobject
         self.include_deleted = include_deleted
         system = {name.lower() for name in _SYSTEM_FIELDS}
@@ -280,23 +292,16 @@ class SalesforceConnector(HttpConnector):
         self.batch_size = batch_size
         self._api = f"/services/data/v{api_version}/{'queryAll' if include_deleted else 'query'}"
         self._oauth = _SalesforceOAuth(
-            login_url.rstrip("/") + "/services/oauth2/token",
+            login_url,
             client_id,
             client_secret,
             refresh_token,
             instance_url=instance,
             access_token=access_token,
             on_refresh=on_refresh,
-            clock=clock,
+            clock=options.clock,
         )
-        super().__init__(
-            instance or login_url,
-            auth=self._oauth,
-            retry=retry,
-            transport=transport,
-            sleep=sleep,
-            clock=clock,
-        )
+        super().__init__(instance or login_url, auth=self._oauth, options=options)
 
     def __enter__(self) -> SalesforceConnector:
         return self

@@ -41,9 +41,7 @@ a quiet month from a lost one: it is re-read in full once (a list read; nothing 
 from __future__ import annotations
 
 import logging
-import random as _random
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -61,11 +59,11 @@ from incsync.connectors._stripe import (
 )
 from incsync.connectors.auth import BearerToken
 from incsync.connectors.base import RawPage
-from incsync.connectors.http import DEFAULT_TIMEOUT, HttpConnector
-from incsync.connectors.retry import Failure, RetryPolicy, Sleep, Throttle
+from incsync.connectors.http import HttpConnector, HttpOptions
+from incsync.connectors.retry import Failure, Throttle
 from incsync.cursor import Window
 from incsync.errors import BadResponseError, ConfigurationError, PermanentSourceError
-from incsync.timestamps import UTC, utc_now
+from incsync.timestamps import UTC
 
 __all__ = ["EVENT_RETENTION", "STRIPE_API", "StripeConnector"]
 
@@ -103,12 +101,8 @@ class StripeConnector(HttpConnector):
             stamped this much before they began, so no change made during the read is hidden.
         lookback: How far before the cursor each event read starts again.
         headers: Headers sent with every request (``Stripe-Account`` for a connected account).
-        timeout: Timeouts applied to every request.
-        retry: Attempts and waiting for failed requests.
-        transport: An httpx transport to send requests through.
-        sleep: Waits between attempts; injectable so tests never wait.
-        clock: Returns the current time (aware).
-        random: Picks the jitter of each wait.
+        options: Timeouts, retries, transport and the hooks tests inject
+            (:class:`~incsync.connectors.http.HttpOptions`); the defaults otherwise.
 
     Raises:
         ConfigurationError: The key does not look like a Stripe secret key, the resource is not
@@ -128,12 +122,7 @@ class StripeConnector(HttpConnector):
         clock_skew: timedelta = timedelta(minutes=5),
         lookback: timedelta | None = None,
         headers: Mapping[str, str] | None = None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-        retry: RetryPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Sleep = time.sleep,
-        clock: Callable[[], datetime] = utc_now,
-        random: Callable[[], float] = _random.random,
+        options: HttpOptions | None = None,
     ) -> None:
         if not secret_key.startswith(("sk_", "rk_")):
             # The value itself is never echoed: it may be a real key pasted in the wrong field.
@@ -153,12 +142,7 @@ class StripeConnector(HttpConnector):
             base_url,
             auth=BearerToken(secret_key),
             headers=headers,
-            timeout=timeout,
-            retry=retry,
-            transport=transport,
-            sleep=sleep,
-            clock=clock,
-            random=random,
+            options=options,
         )
         self.resource = resource
         self.object_name = RESOURCES[resource]

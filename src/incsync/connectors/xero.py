@@ -27,19 +27,17 @@ once and records when to try again.
 
 from __future__ import annotations
 
-import random as _random
 import re
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, ClassVar, TypeGuard
 
 import httpx
 
-from incsync.connectors.auth import Auth, OAuth2Refresh, TokenSet
+from incsync.connectors.auth import Auth, OAuthVendor
 from incsync.connectors.base import RawPage
-from incsync.connectors.http import DEFAULT_TIMEOUT, HttpConnector
-from incsync.connectors.retry import RetryPolicy, Sleep, Throttle
+from incsync.connectors.http import HttpConnector, HttpOptions
+from incsync.connectors.retry import Throttle
 from incsync.connectors.throttle import xero_throttle
 from incsync.cursor import Window
 from incsync.errors import (
@@ -48,11 +46,12 @@ from incsync.errors import (
     TransientSourceError,
 )
 from incsync.records import RecordFormat, text_id
-from incsync.timestamps import parse_dotnet_date, to_micros, utc_now
+from incsync.timestamps import parse_dotnet_date, to_micros
 
 __all__ = [
     "XERO_API",
     "XERO_ID_FIELDS",
+    "XERO_OAUTH",
     "XERO_PAGE_SIZE",
     "XERO_TOKEN_URL",
     "XeroConnector",
@@ -64,6 +63,10 @@ XERO_API = "https://api.xero.com/api.xro/2.0"
 
 XERO_TOKEN_URL = "https://identity.xero.com/connect/token"
 """Xero's OAuth2 token endpoint."""
+
+XERO_OAUTH = OAuthVendor(XERO_TOKEN_URL, client_auth="basic")
+"""Xero's OAuth2: the app in HTTP Basic; access tokens last 30 minutes and every refresh rotates
+the refresh token (store it)."""
 
 XERO_PAGE_SIZE = 100
 """Rows per ``page=N`` page; a shorter page is the last."""
@@ -96,46 +99,9 @@ _fromtimestamp = datetime.fromtimestamp
 _EXACT_MILLIS = 2**33 * 1000
 
 
-def xero_auth(
-    client_id: str,
-    client_secret: str,
-    refresh_token: str,
-    *,
-    token_url: str = XERO_TOKEN_URL,
-    access_token: str | None = None,
-    expires_at: datetime | None = None,
-    on_refresh: Callable[[TokenSet], None] | None = None,
-    clock: Callable[[], datetime] = utc_now,
-) -> OAuth2Refresh:
-    """Return the OAuth2 flow Xero needs: refresh grant, client credentials in HTTP Basic.
-
-    Access tokens last 30 minutes and every refresh rotates the refresh token, so a host must
-    store the new one that ``on_refresh`` receives; the old one stops working.
-
-    Args:
-        client_id: The app's client id.
-        client_secret: The app's client secret.
-        refresh_token: The refresh token the host stored.
-        token_url: The token endpoint (Xero's by default).
-        access_token: A still-valid access token, when the host has one.
-        expires_at: When ``access_token`` expires (aware).
-        on_refresh: Called with the new tokens after every refresh.
-        clock: Returns the current time (aware).
-
-    Raises:
-        ConfigurationError: A value is empty, or ``expires_at`` is naive.
-    """
-    return OAuth2Refresh(
-        token_url,
-        client_id,
-        client_secret,
-        refresh_token,
-        access_token=access_token,
-        expires_at=expires_at,
-        on_refresh=on_refresh,
-        client_auth="basic",
-        clock=clock,
-    )
+xero_auth = XERO_OAUTH.refresh
+"""Return the OAuth2 flow of one Xero connection (:meth:`OAuthVendor.refresh
+<incsync.connectors.auth.OAuthVendor.refresh>` of :data:`XERO_OAUTH`)."""
 
 
 class XeroConnector(HttpConnector):
@@ -156,12 +122,8 @@ class XeroConnector(HttpConnector):
         base_url: The Accounting API root (Xero's by default; the fake's URL in tests).
         tombstone_statuses: ``Status`` values that mean the document no longer counts.
         headers: Headers sent with every request.
-        retry: Attempts and waiting for failed requests.
-        transport: An httpx transport (``httpx.MockTransport`` in tests).
-        timeout: Timeouts applied to every request.
-        sleep: Waits between attempts; injectable so tests never wait.
-        clock: Returns the current time (aware).
-        random: Picks the jitter of each wait.
+        options: Timeouts, retries, transport and the hooks tests inject
+            (:class:`~incsync.connectors.http.HttpOptions`); the defaults otherwise.
 
     Raises:
         ConfigurationError: ``tenant_id`` or ``endpoint`` is empty, or ``id_field`` is missing
@@ -182,12 +144,7 @@ class XeroConnector(HttpConnector):
         base_url: str = XERO_API,
         tombstone_statuses: frozenset[str] = _TOMBSTONES,
         headers: Mapping[str, str] | None = None,
-        retry: RetryPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-        sleep: Sleep = time.sleep,
-        clock: Callable[[], datetime] = utc_now,
-        random: Callable[[], float] = _random.random,
+        options: HttpOptions | None = None,
     ) -> None:
         if not tenant_id.strip():
             raise ConfigurationError("tenant_id must be the organisation's Xero tenant id")
@@ -202,12 +159,7 @@ class XeroConnector(HttpConnector):
             base_url,
             auth=auth,
             headers={**(headers or {}), "Xero-tenant-id": tenant_id.strip()},
-            timeout=timeout,
-            retry=retry,
-            transport=transport,
-            sleep=sleep,
-            clock=clock,
-            random=random,
+            options=options,
         )
         self.tenant_id = tenant_id.strip()
         self.endpoint = endpoint
