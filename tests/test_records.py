@@ -280,3 +280,13 @@ def test_the_fast_path_builds_the_same_record_as_the_checked_one() -> None:
         "deleted",
     ]
     assert hash(fast.key) == hash(checked.key)
+
+
+def test_a_row_nested_too_deep_for_repr_is_still_set_aside_with_an_excerpt() -> None:
+    """A payload nested thousands of levels deep (json.loads makes them) gets a bounded excerpt."""
+    raw: object = []
+    for _ in range(100_000):
+        raw = [raw]
+    rejected = RejectedRecord.from_error(BadRecordError("too deep"), raw)
+    assert rejected.raw.startswith("[[[")
+    assert len(rejected.raw) <= 2_001

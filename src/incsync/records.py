@@ -41,8 +41,8 @@ __all__ = [
 
 _RAW_EXCERPT_CHARS = 2_000
 
-# Bounded at every level, so an excerpt of a huge or deeply nested row costs little and never
-# recurses past the interpreter's limit.
+# For rows whose plain repr fails (nested deeper than the interpreter's recursion limit): bounded
+# at every level, so it never recurses that far.
 _excerpt_repr = reprlib.Repr()
 _excerpt_repr.maxlevel = 8
 _excerpt_repr.maxdict = _excerpt_repr.maxlist = _excerpt_repr.maxtuple = 64
@@ -118,12 +118,19 @@ class RejectedRecord:
 def raw_excerpt(raw: object) -> str:
     """Return a bounded text excerpt of a raw row, for a person diagnosing why it was set aside."""
     try:
-        excerpt = _excerpt_repr.repr(raw)
-    except Exception:  # noqa: BLE001 - a row whose repr fails is still set aside, not raised
-        excerpt = f"<{type(raw).__name__} that cannot be shown>"
+        excerpt = repr(raw)
+    except Exception:  # noqa: BLE001 - a row nested too deep (or whose repr fails) is still shown
+        excerpt = _bounded_repr(raw)
     if len(excerpt) > _RAW_EXCERPT_CHARS:
         excerpt = excerpt[:_RAW_EXCERPT_CHARS] + "…"
     return excerpt
+
+
+def _bounded_repr(raw: object) -> str:
+    try:
+        return _excerpt_repr.repr(raw)
+    except Exception:  # noqa: BLE001 - nothing about this row can be shown, but it is set aside
+        return f"<{type(raw).__name__} that cannot be shown>"
 
 
 @attrs.frozen(slots=True)
