@@ -23,7 +23,7 @@ import attrs
 import pytest
 
 from incsync.stores import SQLiteStore
-from tests.stores.postgres_server import require_server
+from tests.stores.postgres_server import drop_schema, require_server
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -34,6 +34,7 @@ _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`]*
 _NOT_RUN = re.compile(r"^\s*<!--\s*not-run\b(?P<rest>.*?)-->\s*$")
 _NEEDS = re.compile(r"^\s*<!--\s*needs:\s*(?P<services>[\w ,]+?)\s*-->\s*$", re.MULTILINE)
 SERVICES = frozenset({"postgres"})
+DOCS_SCHEMA = "incsync"  # the schema the pages' PostgreSQL examples use
 
 
 @attrs.frozen
@@ -196,10 +197,18 @@ def test_python_blocks_of_the_document_run(
 ) -> None:
     """Every python block of the document runs, in order, in one namespace, in a fresh directory."""
     runnable = [block for block in python_blocks(document) if block.not_run is None]
-    if "postgres" in services_needed(document.read_text(encoding="utf-8")):
+    needs_postgres = "postgres" in services_needed(document.read_text(encoding="utf-8"))
+    if needs_postgres:
         monkeypatch.setenv("INCSYNC_POSTGRES", require_server())
+        # The pages use the schema a deployment would ("incsync"): each run starts it afresh,
+        # so no earlier run (of another version, with another schema) decides this one.
+        drop_schema(DOCS_SCHEMA)
     monkeypatch.chdir(tmp_path)
-    run_blocks(runnable, "incsync_docs_" + re.sub(r"\W", "_", document.stem))
+    try:
+        run_blocks(runnable, "incsync_docs_" + re.sub(r"\W", "_", document.stem))
+    finally:
+        if needs_postgres:
+            drop_schema(DOCS_SCHEMA)
 
 
 def test_the_guides_exist_and_have_examples_that_run() -> None:

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 import attrs
 
+from incsync.marks import Marks, frozen_marks
 from incsync.records import Record
 from incsync.timestamps import ensure_utc
 
@@ -57,10 +58,12 @@ class Window:
         cursor: The checkpoint the window was derived from, for information (logging, or a source
             that needs a starting point). A connector must not skip records by its id: the
             window is every record at or after ``start``.
+        marks: How far each side channel of the source has been read (see :data:`Marks`).
     """
 
     start: datetime | None = None
     cursor: Cursor | None = None
+    marks: Marks = attrs.field(factory=dict, converter=frozen_marks, hash=False)
 
     @property
     def is_full(self) -> bool:
@@ -68,11 +71,14 @@ class Window:
         return self.start is None
 
 
-def window_after(cursor: Cursor | None, lookback: timedelta) -> Window:
-    """Return the window that re-reads ``lookback`` before ``cursor`` (or everything)."""
+def window_after(cursor: Cursor | None, lookback: timedelta, marks: Marks | None = None) -> Window:
+    """Return the window that re-reads ``lookback`` before ``cursor`` (or everything).
+
+    The side channels' ``marks`` go with it as they are.
+    """
     if cursor is None:
-        return Window()
-    return Window(start=cursor.updated_at - lookback, cursor=cursor)
+        return Window(marks=marks or {})
+    return Window(start=cursor.updated_at - lookback, cursor=cursor, marks=marks or {})
 
 
 def horizon(cycle_start: datetime, safety_lag: timedelta) -> Cursor:

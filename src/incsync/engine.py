@@ -267,7 +267,7 @@ class SyncEngine:
         ordered = connector.ordered
         cursor = state.cursor
         unordered_high: Cursor | None = None
-        for page in connector.read(window_after(cursor, connector.lookback)):
+        for page in connector.read(window_after(cursor, connector.lookback, state.marks)):
             high, newest = page_high_water(page.records)
             if ordered:
                 cursor = advance(cursor, high, limit)
@@ -278,7 +278,9 @@ class SyncEngine:
                 page.records,
                 lease,
                 generation,
-                Checkpoint(cursor=cursor, last_change=newest, rejected=page.rejected),
+                Checkpoint(
+                    cursor=cursor, last_change=newest, rejected=page.rejected, marks=page.marks
+                ),
             )
             tally.pages += 1
             tally.fetched += len(page.records) + len(page.rejected)

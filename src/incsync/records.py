@@ -18,6 +18,7 @@ import attrs
 
 from incsync.errors import BadRecordError, NaiveDatetimeError
 from incsync.fields import DottedPath
+from incsync.marks import Marks, frozen_marks
 from incsync.timestamps import ensure_utc, parse_timestamp
 
 __all__ = [
@@ -141,11 +142,14 @@ class Page:
         records: Well-formed records, in the connector's order.
         rejected: Records that could not be turned into :class:`Record`.
         total: How many records the whole read will return, when the source says so (for ETA).
+        marks: How far side channels have been read once this page is durable (see
+            :mod:`incsync.marks`); checkpointed with the page.
     """
 
     records: Sequence[Record] = ()
     rejected: Sequence[RejectedRecord] = ()
     total: int | None = None
+    marks: Marks = attrs.field(factory=dict, converter=frozen_marks)
 
 
 @attrs.frozen(slots=True)

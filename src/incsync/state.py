@@ -16,6 +16,7 @@ import attrs
 
 from incsync.cursor import Cursor
 from incsync.errors import GenerationChangedError, LeaseLostError
+from incsync.marks import Marks, forward_marks, frozen_marks
 from incsync.records import RejectedRecord
 from incsync.timestamps import ensure_utc
 
@@ -152,6 +153,8 @@ class SourceState:
         last_cycle_rejected: How many records the last completed cycle set aside as malformed.
         reset_pending: A reset was asked for and no cycle has completed since; a cancelled or
             stopped source goes back to resetting when resumed.
+        marks: How far each side channel of the source has been read (see
+            :mod:`incsync.marks`); forgotten by a reset.
     """
 
     key: str
@@ -167,6 +170,7 @@ class SourceState:
     not_before: datetime | None = attrs.field(default=None, converter=_not_before)
     last_cycle_rejected: int = 0
     reset_pending: bool = False
+    marks: Marks = attrs.field(factory=dict, converter=frozen_marks, hash=False)
 
 
 @attrs.frozen(slots=True)
@@ -177,11 +181,14 @@ class Checkpoint:
         cursor: The cursor the durable pages allow (see :func:`incsync.cursor.advance`).
         last_change: The newest ``updated_at`` seen so far in this cycle.
         rejected: Records of this page set aside as malformed, to keep where the host can list them.
+        marks: How far side channels have been read once this page is durable; each mark only
+            moves forward.
     """
 
     cursor: Cursor | None
     last_change: datetime | None = None
     rejected: Sequence[RejectedRecord] = ()
+    marks: Marks = attrs.field(factory=dict, converter=frozen_marks, hash=False)
 
 
 def new_state(key: str) -> SourceState:
@@ -297,6 +304,7 @@ def save_checkpoint(
         cursor=_forward(state.cursor, checkpoint.cursor),
         last_change=_newest(state.last_change, checkpoint.last_change),
         lease=attrs.evolve(lease, expires_at=now + ttl),
+        marks=forward_marks(state.marks, checkpoint.marks),
     )
 
 
@@ -324,6 +332,7 @@ def complete(
         phase=phase,
         cursor=_forward(state.cursor, checkpoint.cursor),
         last_change=_newest(state.last_change, checkpoint.last_change),
+        marks=forward_marks(state.marks, checkpoint.marks),
         last_sync=now,
         consecutive_failures=0,
         last_error=None,
@@ -379,6 +388,7 @@ def reset(state: SourceState) -> SourceState:
         phase=Phase.RESETTING,
         generation=state.generation + 1,
         cursor=None,
+        marks={},
         consecutive_failures=0,
         last_error=None,
         not_before=None,

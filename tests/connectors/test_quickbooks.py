@@ -20,6 +20,7 @@ from incsync.connectors.retry import RetryPolicy
 from incsync.cursor import Window
 from incsync.errors import ConfigurationError
 from incsync.results import Outcome
+from incsync.state import Phase
 from incsync.testing import InMemoryStore, ManualClock
 from incsync.testing.fakes import FakeQuickBooks
 from tests.helpers import Store, transactions_by_id
@@ -53,8 +54,12 @@ def connect(
     include_deletes: bool = False,
     retry: RetryPolicy | None = None,
     sleep: Callable[[float], None] = no_sleep,
+    clock: Callable[[], datetime] | None = None,
 ) -> QuickBooksConnector:
-    """Return a connector to ``fake``: over loopback HTTP at ``base_url``, else in-process."""
+    """Return a connector to ``fake``: over loopback HTTP at ``base_url``, else in-process.
+
+    Its clock is the fake's unless ``clock`` gives the host one of its own.
+    """
     tokens = fake.grant_tokens()
     root = base_url or "https://quickbooks.test"
     auth = quickbooks_auth(
@@ -65,7 +70,7 @@ def connect(
         access_token=tokens.access_token,
         expires_at=tokens.access_token_expires_at,
         on_refresh=on_refresh,
-        clock=fake.clock,
+        clock=clock or fake.clock,
     )
     return QuickBooksConnector(
         fake.realm_id,
@@ -78,7 +83,7 @@ def connect(
             retry=retry or RetryPolicy(),
             transport=None if base_url else fake.transport(),
             sleep=sleep,
-            clock=fake.clock,
+            clock=clock or fake.clock,
         ),
     )
 
@@ -186,8 +191,12 @@ def test_incremental_cycles_pick_up_updates_voids_and_same_second_bursts() -> No
     assert (voided.deleted, voided.payload["PrivateNote"]) == (False, "Voided")
 
 
-def test_deletes_from_cdc_become_tombstones_merged_in_time_order() -> None:
-    """With include_deletes, deleted entities arrive as tombstones; pages stay in time order."""
+def test_deletes_from_cdc_become_tombstones_on_a_page_of_their_own() -> None:
+    """With include_deletes, deleted entities arrive as tombstones after the live pages.
+
+    The live pages stay in time order; the tombstones come on a last page of their own, which
+    carries the deletes channel's new mark.
+    """
     fake = make_fake()
     ids = fake.bulk_load(ENTITY, bursty_timestamps(3_000))
     store = InMemoryStore()
@@ -214,10 +223,13 @@ def test_deletes_from_cdc_become_tombstones_merged_in_time_order() -> None:
             assert result.applied == 600
             assert_sink_matches(store, fake, deleted=frozenset(deleted))
         pages = list(connector.read(Window(start=NOW)))
-    times = [[r.updated_at for r in page.records] for page in pages]
+    *live, deletes = pages
+    times = [[r.updated_at for r in page.records] for page in live]
     assert all(page == sorted(page) for page in times)
     assert all(a[-1] <= b[0] for a, b in itertools.pairwise(times))
-    assert sum(r.deleted for page in pages for r in page.records) == len(deleted)
+    assert not any(r.deleted for page in live for r in page.records)
+    assert {r.id for r in deletes.records if r.deleted} == deleted
+    assert set(deletes.marks) == {"deletes"}
     assert fake.deleted_ids(ENTITY) == deleted
 
 
@@ -260,6 +272,62 @@ def test_deletes_older_than_cdc_allows_are_skipped_with_a_warning(
         ]
     assert [(r.id, r.deleted) for r in records] == [(recent, True)]
     assert "past CDC's 30 days" in caplog.text
+
+
+def test_a_host_clock_behind_intuits_never_asks_cdc_for_more_than_30_days(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The CDC bound is kept by QuickBooks' clock (its answers' Date), not the host's.
+
+    The host runs 10 minutes behind Intuit and the entity has been quiet for 40 days, synced
+    before its deletes were read (so without a deletes mark: reads start at its cursor). Bounded
+    by the host's clock, every cycle asked CDC for changes 30 days and 5 minutes back by Intuit's
+    clock, got a 400 and failed, until the source stopped. The bound comes from the Date of
+    QuickBooks' own answers now: every cycle completes and reads the new delete; the first warns
+    that older deletes are past CDC's reach, and from then on the deletes mark keeps them near.
+    """
+    fake = make_fake()
+    quiet, doomed = fake.bulk_load(ENTITY, [NOW - timedelta(days=40), NOW - timedelta(days=40)])
+    host = ManualClock(NOW - timedelta(minutes=10))
+    store = InMemoryStore()
+    engine = SyncEngine(store, clock=host)
+    with fake.serve() as base_url:
+        with connect(fake, base_url, clock=host) as connector:
+            assert engine.run_cycle(KEY, connector).outcome is Outcome.COMPLETED
+        connector = connect(fake, base_url, include_deletes=True, clock=host)
+        fake.delete(ENTITY, doomed)
+        for cycle in range(6):
+            fake.advance(timedelta(hours=1))
+            host.advance(timedelta(hours=1))
+            caplog.clear()
+            result = engine.run_cycle(KEY, connector)
+            assert result.outcome is Outcome.COMPLETED, result.error
+            assert ("past CDC's 30 days" in caplog.text) is (cycle == 0)
+        connector.close()
+    state = engine.state(KEY)
+    assert state.phase is Phase.ACTIVE
+    assert state.marks["deletes"] > NOW
+    assert_sink_matches(store, fake, deleted=frozenset({doomed}))
+    assert quiet in transactions_by_id(store, KEY)
+
+
+def test_a_source_synced_before_deletes_had_a_mark_warns_once_then_follows_its_mark(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A state from before the deletes mark reads CDC from 30 days back once, then from its mark."""
+    fake = make_fake()
+    fake.bulk_load(ENTITY, [NOW - timedelta(days=40)])
+    store = InMemoryStore()
+    engine = engine_for(fake, store)
+    with connect(fake) as connector:
+        assert engine.run_cycle(KEY, connector).outcome is Outcome.COMPLETED
+    assert "deletes" not in engine.state(KEY).marks
+    with connect(fake, include_deletes=True) as connector:
+        for cycle in range(3):
+            fake.advance(timedelta(hours=1))
+            caplog.clear()
+            assert engine.run_cycle(KEY, connector).outcome is Outcome.COMPLETED
+            assert ("past CDC's 30 days" in caplog.text) is (cycle == 0)
 
 
 # -- records that change while a read pages -----------------------------------------------------

@@ -38,7 +38,14 @@ from typing_extensions import Self
 from incsync.connectors._body import body_excerpt, read_capped
 from incsync.connectors.auth import Auth
 from incsync.connectors.base import BaseConnector
-from incsync.connectors.retry import Failure, RetryPolicy, Sleep, Throttle, call_with_retries
+from incsync.connectors.retry import (
+    Failure,
+    RetryPolicy,
+    Sleep,
+    Throttle,
+    call_with_retries,
+    parse_http_date,
+)
 from incsync.connectors.throttle import default_throttle
 from incsync.connectors.translate import (
     HTTPX_ERRORS,
@@ -183,6 +190,8 @@ class HttpConnector(BaseConnector):
     ) -> None:
         self.auth = auth
         self.options = HttpOptions() if options is None else options
+        # The last answer's Date and when it came, by the host's clock (see source_time).
+        self._source_date: tuple[datetime, datetime] | None = None
         # Read by vendor connectors that compare times with now.
         self._clock = self.options.clock
         self._client = httpx.Client(
@@ -346,6 +355,7 @@ class HttpConnector(BaseConnector):
             if error.vendor is None:
                 error.vendor = self.vendor
             return Failure(error, retry=isinstance(error, TransientSourceError))
+        self._note_source_date(response.headers.get("date"))
         # The body was read within the cap as it came, so the answer is rebuilt around the
         # decoded copy (httpx reads a body only whole, without a limit), with the request as it
         # was sent: after the auth flow, which may have replayed or redirected it.
@@ -365,6 +375,25 @@ class HttpConnector(BaseConnector):
             },
         )
         return self._judge(answer, secrets)
+
+    def source_time(self) -> datetime:
+        """Return the time by the source's own clock, as its last answer's ``Date`` told it.
+
+        Limits a vendor states in its own time (QuickBooks' change data capture reaches back 30
+        days from *its* now) must be kept by that clock: the host's may be minutes off. The
+        ``Date`` of the last answer (to the second), plus the time since it came by the host's
+        clock; before any dated answer, the host's clock.
+        """
+        now = self.options.clock()
+        if self._source_date is None:
+            return now
+        dated, received = self._source_date
+        return dated + (now - received)
+
+    def _note_source_date(self, header: str | None) -> None:
+        dated = parse_http_date(header)
+        if dated is not None:
+            self._source_date = (dated, self.options.clock())
 
     def _judge(self, response: httpx.Response, secrets: Sequence[str]) -> httpx.Response | Failure:
         status = response.status_code

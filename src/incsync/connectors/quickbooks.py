@@ -1,55 +1,63 @@
 """A connector for QuickBooks Online's Accounting API: any entity, read by keyset over its query.
 
-QuickBooks pages its ``query`` endpoint with ``STARTPOSITION``, an offset into the result as it is
-*now*: a record updated between two pages leaves its place, every later row moves up by one, and
-the row that moved into the gap is never read. So this connector never trusts an offset across
-pages. Every page is asked again from the last time seen::
+The live entities are read by the toolkit's keyset driver (:mod:`incsync.connectors.keyset`), to
+which this module only says how to ask. QuickBooks pages its ``query`` endpoint with
+``STARTPOSITION``, an offset into the result as it is *now*: a record updated between two pages
+leaves its place and the row that moved into the gap would never be read. So no offset is followed
+across pages; every page is a fresh query from the newest second read::
 
-    SELECT * FROM Invoice WHERE MetaData.LastUpdatedTime >= '<last time>'
+    SELECT * FROM Invoice WHERE MetaData.LastUpdatedTime >= '<second>'
     ORDERBY MetaData.LastUpdatedTime, Id STARTPOSITION 1 MAXRESULTS 1000
 
-and the ids already read at exactly that second are dropped. Times have whole-second precision,
-so more records than fit on a page may share one second; only then is ``STARTPOSITION`` used, and
-only within that second (``MetaData.LastUpdatedTime = '<t>' ORDERBY Id``), where rows can only
-leave (an update moves a record to a later second, read afterwards anyway). Each such page starts
-one row early and must begin with the last id read; when it does not, rows left before it and the
-second is read again from its start, the ids already read dropped.
+Times have whole-second precision (the driver's resolution), so more records than fit on a page
+may share one second. Only such a second is read by offset, alone
+(``MetaData.LastUpdatedTime = '<t>' ORDERBY Id``), where rows can only leave (an update moves a
+record to a later second, read afterwards anyway). Each page of it starts one row early and must
+begin with the last id read; when it does not, rows left before it and the second is read again
+from its start (the driver drops what was read).
 
 Times come in the company's offset, which changes with daylight saving time; they are read as
 aware UTC. Voided transactions are ordinary records (QuickBooks keeps them with a zero total), not
 tombstones.
 
-Deleted records leave ``query`` and show only in the ``cdc`` endpoint. With
-``include_deletes=True`` an incremental read asks ``cdc`` for the changes since the window's start
-and merges the ``status: "Deleted"`` entities into its pages, in time order, as tombstones. CDC
-looks back at most 30 days: an older start reads the deletes of the last 30 days only (and says so
-in a warning). A CDC answer of 1,000 objects may have been cut, and CDC has no upper bound to
-narrow it by, so the connector looks for the earliest start whose answer is complete (halving the
-span) and keeps every delete any answer showed; deletes that only a cut answer could show may be
-missed, and a warning says between which times. A full read (no window start) reads no deletes:
-records deleted before it are never seen by it.
+Deleted records leave ``query`` and show only in the ``cdc`` endpoint, a channel with its own
+position: the ``"deletes"`` mark (:mod:`incsync.marks`), checkpointed with the page of tombstones
+that read it, so a quiet entity whose cursor stays weeks behind does not hold its deletes back.
+With ``include_deletes=True`` each read ends with that page: the ``status: "Deleted"`` entities
+CDC shows since the mark, as tombstones. CDC looks back at most 30 days *by Intuit's clock*, so the
+bound is taken from the ``Date`` of QuickBooks' own answers, never from the host's clock (minutes
+off, it made every cycle fail). A mark older than 30 days reads the deletes of the last 30 days
+only, and says so in a warning. A CDC answer of 1,000 objects may have been cut, and CDC has no
+upper bound to narrow it by, so the connector looks for the earliest start whose answer is complete
+(halving the span) and keeps every delete any answer showed; deletes that only a cut answer could
+show may be missed, and a warning says between which times. A full read reads no deletes (records
+deleted before it are not in it); it sets the mark to its own start, so the next read sees every
+delete after it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any, ClassVar, TypeGuard
+from typing import Any, ClassVar
 
+import attrs
 import httpx
 
 from incsync.connectors.auth import OAuth2Refresh, OAuthVendor
 from incsync.connectors.base import RawPage
 from incsync.connectors.http import HttpConnector, HttpOptions
+from incsync.connectors.keyset import Answer, FromTime, WholeTick, read_by_keyset
 from incsync.connectors.retry import Throttle
 from incsync.connectors.throttle import quickbooks_throttle
 from incsync.cursor import Window
 from incsync.errors import BadResponseError, ConfigurationError
-from incsync.records import RecordFormat, text_id
+from incsync.records import Page, RecordFormat, text_id
 from incsync.timestamps import parse_timestamp
 
 __all__ = [
+    "DELETES_MARK",
     "QUICKBOOKS_OAUTH",
     "QUICKBOOKS_PRODUCTION_URL",
     "QUICKBOOKS_SANDBOX_URL",
@@ -75,7 +83,13 @@ _CDC_MAX_OBJECTS = 1000
 # CDC refuses a changedSince more than 30 days back; a margin keeps a slow request inside it.
 _CDC_LOOKBACK = timedelta(days=30) - timedelta(minutes=5)
 _UTC = timezone.utc
-_fromisoformat = datetime.fromisoformat
+_SECOND = timedelta(seconds=1)
+# Deletes are read again from a little before the last read's time: a delete QuickBooks had not
+# made visible yet is not lost, and reading one twice changes nothing (the same tombstone).
+_DELETES_OVERLAP = timedelta(minutes=5)
+
+DELETES_MARK = "deletes"
+"""The name of the mark that says how far CDC's deletes have been read."""
 
 logger = logging.getLogger("incsync.connectors")
 
@@ -157,60 +171,42 @@ class QuickBooksConnector(HttpConnector):
 
     record_format = RecordFormat("Id", "MetaData.LastUpdatedTime", parse_timestamp, text_id)
 
-    def fetch(self, window: Window) -> Iterator[RawPage]:
+    def read(self, window: Window) -> Iterator[Page]:
         """Yield pages of every entity updated at or after ``window.start``, oldest first.
 
-        With ``include_deletes`` and a window start, deleted entities come as well, merged in
-        time order.
+        With ``include_deletes``, a last page holds the entities deleted since the ``"deletes"``
+        mark, as tombstones, and moves that mark.
+
+        Raises:
+            SourceError: QuickBooks could not be read, or answered out of the order asked for.
         """
-        pages = self._live_pages(window)
-        if not self.include_deletes or window.start is None:
-            yield from pages
-            return
-        deletes = self._deletes_since(window.start.replace(microsecond=0))
-        for page in pages:
-            high = _last_time(page)
-            due = [row for row in deletes if high is not None and _time_key(row) <= high]
-            if due:
-                del deletes[: len(due)]
-                yield sorted([*page, *due], key=_time_key)
-            else:
-                yield page
-        if deletes:
-            yield deletes
+        began: list[datetime] = []  # QuickBooks' time when its first answer came
 
-    def _live_pages(self, window: Window) -> Iterator[RawPage]:
-        since = None if window.start is None else window.start.replace(microsecond=0)
-        read_at_since: set[str | None] = set()
-        second_done = False
-        while True:
-            rows = self._query(self._keyset_condition(since, second_done), 1)
-            fresh = _unread(rows, since, read_at_since)
-            last = _last_time(rows)
-            if len(rows) < self.page_size:
-                if fresh:
-                    yield fresh
-                return
-            if last is None:
-                raise BadResponseError(
-                    f"quickbooks: no {self.entity} on a full page has a readable "
-                    f"MetaData.LastUpdatedTime, so the read cannot go on",
-                    vendor=self.vendor,
-                )
-            if last == since and not second_done:
-                # A whole page at one second: read that second alone, by offset within it.
-                yield from self._read_one_second(last, read_at_since)
-                second_done = True
-                continue
-            if fresh:
-                yield fresh
-            if last != since:
-                since = last
-                second_done = False
-                read_at_since = _ids_at_end(rows, last)
+        def query(step: FromTime) -> Iterator[Answer]:
+            condition = (
+                ""
+                if step.start is None
+                else f"MetaData.LastUpdatedTime >= '{_literal(step.start)}'"
+            )
+            rows = self._query(condition, 1)
+            if not began:
+                began.append(self.source_time())
+            yield Answer(rows, more=len(rows) >= self.page_size)
 
-    def _read_one_second(self, moment: datetime, read: set[str | None]) -> Iterator[RawPage]:
-        condition = f"MetaData.LastUpdatedTime = '{_literal(moment)}'"
+        yield from read_by_keyset(
+            window.start,
+            resolution=_SECOND,
+            query=query,
+            read_tick=self._read_second,
+            build=self.to_record,
+            vendor=self.vendor,
+        )
+        if self.include_deletes:
+            yield self._deletes_page(window, began[0] if began else self.source_time())
+
+    def _read_second(self, tick: WholeTick) -> Iterator[RawPage]:
+        """Yield every entity stamped within one second, by offset checked against moves."""
+        condition = f"MetaData.LastUpdatedTime = '{_literal(tick.start)}'"
         position = 1
         previous_last: str | None = None
         while True:
@@ -218,38 +214,48 @@ class QuickBooksConnector(HttpConnector):
             rows = self._query(condition, start, order="Id")
             if previous_last is not None and (not rows or _id_of(rows[0]) != previous_last):
                 # Rows before our place left the second (updated since): our offset is stale.
-                # Read the second again from its start; the ids already read are dropped.
+                # Read the second again from its start; the driver drops what was read.
                 position, previous_last = 1, None
                 continue
-            fresh = [row for row in rows if _id_of(row) not in read]
-            read.update(_id_of(row) for row in fresh)
-            if fresh:
-                yield fresh
+            yield rows
             if len(rows) < self.page_size:
                 return
             position = start + len(rows)
             previous_last = _id_of(rows[-1])
 
-    def _deletes_since(self, since: datetime) -> list[Mapping[str, Any]]:
-        """Return the deleted entities CDC shows at or after ``since``, in time order."""
-        now = self._clock().replace(microsecond=0)
+    def _deletes_page(self, window: Window, began: datetime) -> Page:
+        """Return the page of entities deleted since the ``"deletes"`` mark, moving the mark."""
+        if window.start is None:
+            # A full read holds no deleted entity; deletes from its start on come next time.
+            return Page(marks={DELETES_MARK: began - _DELETES_OVERLAP})
+        since = window.marks.get(DELETES_MARK, window.start).replace(microsecond=0)
+        now = self.source_time().replace(microsecond=0)
         start = max(since, now - _CDC_LOOKBACK)
         if start > since:
             logger.warning(
-                "quickbooks: deletes of %s before %s are past CDC's 30 days and are not read",
+                "quickbooks: deletes of %s between %s and %s are past CDC's 30 days and are not "
+                "read; reset the source to re-read every %s",
                 self.entity,
+                since.isoformat(),
                 start.isoformat(),
+                self.entity,
             )
+        rows = self._deletes_since(start, now)
+        page = self.page_of(rows)
+        return attrs.evolve(page, marks={DELETES_MARK: now - _DELETES_OVERLAP})
+
+    def _deletes_since(self, start: datetime, now: datetime) -> list[Mapping[str, Any]]:
+        """Return the deleted entities CDC shows at or after ``start``; ``now`` by its clock."""
         found: dict[str | None, Mapping[str, Any]] = {}
         objects = self._changes_since(start)
-        found.update((_id_of(row), row) for row in objects if self.is_deleted(row))
+        found.update((_id_of(row), row) for row in objects if self._deleted_row(row))
         if len(objects) >= _CDC_MAX_OBJECTS:
             # Cut, perhaps. Find the earliest start whose answer is whole, keeping every delete.
             low, high = start, now
             while high - low > timedelta(seconds=1):
                 middle = (low + (high - low) / 2).replace(microsecond=0)
                 objects = self._changes_since(middle)
-                found.update((_id_of(row), row) for row in objects if self.is_deleted(row))
+                found.update((_id_of(row), row) for row in objects if self._deleted_row(row))
                 if len(objects) >= _CDC_MAX_OBJECTS:
                     low = middle
                 else:
@@ -262,8 +268,11 @@ class QuickBooksConnector(HttpConnector):
                 start.isoformat(),
                 high.isoformat(),
             )
-        deletes = [row for row in found.values() if _time_key(row) >= since]
-        return sorted(deletes, key=lambda row: (_time_key(row), _id_of(row) or ""))
+        return list(found.values())
+
+    def _deleted_row(self, row: object) -> bool:
+        # Unreadable rows are kept too: the record path sets them aside with the reason.
+        return not isinstance(row, Mapping) or self.is_deleted(row)
 
     def _changes_since(self, start: datetime) -> list[Mapping[str, Any]]:
         body = self.get_json(
@@ -285,12 +294,6 @@ class QuickBooksConnector(HttpConnector):
             for part in parts if isinstance(parts, list) else []:
                 objects.extend(self._entities_of({"QueryResponse": part}))
         return objects
-
-    def _keyset_condition(self, since: datetime | None, second_done: bool) -> str:
-        if since is None:
-            return ""
-        operator = ">" if second_done else ">="
-        return f"MetaData.LastUpdatedTime {operator} '{_literal(since)}'"
 
     def _query(
         self, condition: str, start: int, *, order: str = "MetaData.LastUpdatedTime, Id"
@@ -328,78 +331,6 @@ def _literal(moment: datetime) -> str:
     return moment.astimezone(_UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
-    # Decoded JSON objects are dicts; the exact-type test spares the slow ABC check per record.
-    return type(value) is dict or isinstance(value, Mapping)
-
-
-def _raw_updated(raw: Mapping[str, Any]) -> object:
-    meta = raw.get("MetaData")
-    return meta.get("LastUpdatedTime") if _is_mapping(meta) else None
-
-
-def _updated_at(raw: object) -> datetime | None:
-    """Return the entity's LastUpdatedTime as aware UTC, or ``None`` when it is unreadable."""
-    if not _is_mapping(raw):
-        return None
-    try:
-        return parse_timestamp(_raw_updated(raw), "MetaData.LastUpdatedTime")
-    except (ValueError, ConfigurationError):
-        return None
-
-
-def _time_key(row: object) -> datetime:
-    return _updated_at(row) or datetime.min.replace(tzinfo=_UTC)
-
-
-def _last_time(rows: Sequence[Mapping[str, Any]]) -> datetime | None:
-    for row in reversed(rows):
-        moment = _updated_at(row)
-        if moment is not None:
-            return moment
-    return None
-
-
-def _ids_at_end(rows: Sequence[Mapping[str, Any]], moment: datetime) -> set[str | None]:
-    """Return the ids of the trailing rows stamped ``moment``; rows come in time order.
-
-    Scanning back from the end parses only that last second's rows, not the whole page again.
-    """
-    ids: set[str | None] = set()
-    for row in reversed(rows):
-        stamped = _updated_at(row)
-        if stamped is None:
-            continue  # an unreadable row says nothing about where the second starts
-        if stamped != moment:
-            break
-        ids.add(_id_of(row))
-    return ids
-
-
 def _id_of(row: object) -> str | None:
-    record_id = row.get("Id") if _is_mapping(row) else None
+    record_id = row.get("Id") if isinstance(row, Mapping) else None
     return record_id if isinstance(record_id, str) else None
-
-
-def _unread(
-    rows: Sequence[Mapping[str, Any]], since: datetime | None, read: set[str | None]
-) -> list[Mapping[str, Any]]:
-    """Return ``rows`` without those already read at the second ``since``.
-
-    Rows come in time order from ``since`` on, so rows stamped ``since`` lead the page: the scan
-    stops at the first later row instead of reading the time of every row. (Were the order ever
-    broken, a row of ``since`` after it would be passed on again: the same version, which the sink
-    leaves as it is.)
-    """
-    if since is None or not read:
-        return list(rows)
-    later = next(
-        (at for at, row in enumerate(rows) if _updated_at(row) not in (None, since)),
-        len(rows),
-    )
-    lead = [row for row in rows[:later] if not _already_read(row, since, read)]
-    return [*lead, *rows[later:]]
-
-
-def _already_read(row: object, since: datetime | None, read: set[str | None]) -> bool:
-    return since is not None and _id_of(row) in read and _updated_at(row) == since

@@ -44,6 +44,7 @@ __all__ = [
     "Sleep",
     "Throttle",
     "call_with_retries",
+    "parse_http_date",
     "parse_retry_after",
 ]
 
@@ -164,8 +165,19 @@ def parse_retry_after(value: str | None) -> float | datetime | None:
     text = value.strip()
     if _DELAY_SECONDS.fullmatch(text):
         return min(float(text), MAX_RETRY_AFTER)
+    return parse_http_date(text)
+
+
+def parse_http_date(value: str | None) -> datetime | None:
+    """Read an HTTP date (``Date``, ``Retry-After``: ``Sun, 06 Nov 1994 08:49:37 GMT``).
+
+    Returns:
+        The aware UTC moment, or ``None`` for an absent or unreadable value.
+    """
+    if value is None:
+        return None
     try:
-        moment = parsedate_to_datetime(text)
+        moment = parsedate_to_datetime(value.strip())
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     # "-0000" means "UTC, zone not known" and comes back naive; HTTP dates are GMT anyway.

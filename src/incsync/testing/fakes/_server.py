@@ -6,6 +6,8 @@ import abc
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import attrs
@@ -54,6 +56,14 @@ class FakeVendor(abc.ABC):
     def handle(self, request: httpx.Request) -> httpx.Response:
         """Answer ``request`` as the vendor would."""
 
+    def now(self) -> datetime:
+        """Return the vendor's clock: what its answers' ``Date`` header says (real time here).
+
+        A fake with a clock of its own returns it, so a test can put the vendor's clock and the
+        host's apart, as real clocks drift.
+        """
+        return datetime.now(timezone.utc)
+
     def add_fault(self, fault: Fault) -> None:
         """Let ``fault`` answer requests before the fake does, until it returns ``None`` again.
 
@@ -77,6 +87,9 @@ class FakeVendor(abc.ABC):
                     break
             if response is None:
                 response = self.handle(request)
+            if "date" not in response.headers:
+                # Every HTTP server dates its answers (RFC 9110 6.6.1), by its own clock.
+                response.headers["Date"] = format_datetime(self.now(), usegmt=True)
             headers = {
                 name: "***" if name.lower() in _SECRET_HEADERS else value
                 for name, value in request.headers.items()
@@ -112,7 +125,10 @@ class FakeVendor(abc.ABC):
                 )
                 response = fake.dispatch(request)
                 content = response.read()
-                self.send_response(response.status_code)
+                # Not send_response(), which would add a second Date from this machine's clock.
+                self.log_request(response.status_code)
+                self.send_response_only(response.status_code)
+                self.send_header("Server", self.version_string())
                 for name, value in response.headers.items():
                     if name.lower() not in {"content-length", "transfer-encoding", "connection"}:
                         self.send_header(name, value)

@@ -592,6 +592,10 @@ class FakeQuickBooks(FakeVendor):
     def _rng(self) -> random.Random:
         return random.Random(self._seed * 1_000_003 + self._api_requests)
 
+    def now(self) -> datetime:
+        """Return the fake's clock, which dates its answers."""
+        return self._now()
+
     def _now(self) -> datetime:
         return ensure_utc(self.clock(), "clock()")
 

@@ -1,0 +1,48 @@
+"""Marks: how far each side channel of a source has been read, kept apart from the cursor.
+
+A source may have channels besides its main read, such as a log of deletions with its own
+retention (QuickBooks' change data capture). Each keeps its own position, by name, in the source's
+state; a connector receives them in its :class:`~incsync.cursor.Window` and returns new ones with
+the :class:`~incsync.records.Page` that read that far, so they are checkpointed only once that page
+is durable. A quiet main read never holds a channel back, and the reverse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from types import MappingProxyType
+
+from incsync.errors import ConfigurationError
+from incsync.timestamps import ensure_utc
+
+__all__ = ["Marks", "forward_marks", "frozen_marks"]
+
+Marks = Mapping[str, datetime]
+"""How far each side channel of a source has been read, by name (``{"deletes": t}``)."""
+
+
+def frozen_marks(value: Mapping[str, datetime]) -> Marks:
+    """Return ``value`` as a read-only mapping of names to aware UTC times, sorted by name.
+
+    Raises:
+        NaiveDatetimeError: A time is naive.
+        ConfigurationError: A name is empty.
+    """
+    checked: dict[str, datetime] = {}
+    for name in sorted(value):
+        if not name:
+            raise ConfigurationError(f"a mark needs a non-empty name, got {name!r}")
+        checked[name] = ensure_utc(value[name], f"mark {name!r}")
+    return MappingProxyType(checked)
+
+
+def forward_marks(current: Marks, proposed: Marks) -> Marks:
+    """Return ``current`` with each of ``proposed`` taken where it is later: marks never go back."""
+    if not proposed:
+        return current
+    merged = dict(current)
+    for name, moment in proposed.items():
+        if name not in merged or moment > merged[name]:
+            merged[name] = moment
+    return frozen_marks(merged)
