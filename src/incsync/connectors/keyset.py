@@ -323,13 +323,19 @@ def read_by_keyset(
             for answer in query(step):
                 kept, read = read.take(step, [outcome_of(build, raw) for raw in answer.rows])
                 more = answer.more
+                # Hold nothing of this page while the next is asked for: the consumer decides
+                # how long a page lives.
+                del answer
                 if kept:
                     yield _page(kept, total)
+                del kept
         else:
             for rows in read_tick(step):
                 kept, read = read.take(step, [outcome_of(build, raw) for raw in rows])
+                del rows
                 if kept:
                     yield _page(kept, total)
+                del kept
         read = read.finish(step, more=more)
 
 
