@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from incsync import Outcome, SQLiteStore, SyncEngine
+from incsync import CycleResult, Outcome, SQLiteStore, SyncEngine
 from incsync.connectors import RetryPolicy, TokenSet
 from incsync.connectors.http import HttpOptions
 from incsync.connectors.salesforce import SalesforceConnector
@@ -151,6 +151,16 @@ def once_on(fake: FakeSalesforce, nth: int, action: Callable[[], None]) -> None:
 
 def query_requests(fake: FakeSalesforce) -> list[str]:
     return [r.url for r in fake.requests if "/services/data/" in r.url]
+
+
+def one_cycle(
+    fake: FakeSalesforce, **options: Any
+) -> tuple[CycleResult, InMemoryStore, SalesforceConnector]:
+    """Run one engine cycle over loopback into a new in-memory store."""
+    store = InMemoryStore()
+    with fake.serve() as base_url, connect(fake, base_url, **options) as connector:
+        result = engine_for(fake, store).run_cycle(KEY, connector)
+    return result, store, connector
 
 
 def soql_sent(fake: FakeSalesforce) -> list[str]:
@@ -490,9 +500,7 @@ def test_an_expired_query_locator_in_an_engine_cycle_leaves_the_sink_complete() 
     fake.bulk_load("Opportunity", spread(900, T0 - timedelta(days=1), per_second=300))
     fake.advance(timedelta(hours=1))
     once_on(fake, 2, fake.expire_query_locators)
-    store = InMemoryStore()
-    with fake.serve() as base_url, connect(fake, base_url, batch_size=200) as connector:
-        result = engine_for(fake, store).run_cycle(KEY, connector)
+    result, store, connector = one_cycle(fake, batch_size=200)
     assert result.outcome is Outcome.COMPLETED, result.error
     assert result.fetched == 900
     assert_sink_matches(store, fake, connector)
@@ -525,9 +533,7 @@ def test_a_crowded_tick_larger_than_a_page_is_read_whole_by_id(max_batch_size: i
     fake.bulk_load("Opportunity", rows)
     fake.advance(timedelta(hours=1))
     expire_every_locator(fake)
-    store = InMemoryStore()
-    with fake.serve() as base_url, connect(fake, base_url, batch_size=200) as connector:
-        result = engine_for(fake, store).run_cycle(KEY, connector)
+    result, store, connector = one_cycle(fake, batch_size=200)
     assert result.outcome is Outcome.COMPLETED, result.error
     assert result.fetched == 2_800
     assert_sink_matches(store, fake, connector)
@@ -560,9 +566,7 @@ def test_rows_moving_forward_while_a_crowded_tick_is_read_are_read_at_their_new_
     # Requests: a query, its dead locator, the same again, then the tick by Id: the second
     # page by Id (ids[200:400]) is answered after the moves.
     once_on(fake, 6, meddle)
-    store = InMemoryStore()
-    with fake.serve() as base_url, connect(fake, base_url, batch_size=200) as connector:
-        result = engine_for(fake, store).run_cycle(KEY, connector)
+    result, store, connector = one_cycle(fake, batch_size=200)
     assert result.outcome is Outcome.COMPLETED, result.error
     assert added
     # ids[0] was read twice (before and after its move), ids[300] and ids[999] once each.
