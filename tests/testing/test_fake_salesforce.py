@@ -191,6 +191,20 @@ def test_batch_size_header_is_honoured_between_200_and_2000(org: Org) -> None:
         )
 
 
+def test_batches_may_be_smaller_than_asked_even_under_a_limit(connect: Connect) -> None:
+    """With max_batch_size, pages hold fewer rows than asked, a LIMIT answer's too (done false)."""
+    org = connect(FakeSalesforce(max_batch_size=150))
+    ids = accounts(org.fake, 500)
+    limited = org.pages("SELECT Id FROM Account ORDER BY Id LIMIT 200", batch=200)
+    assert [(p["totalSize"], len(p["records"]), p["done"]) for p in limited] == [
+        (200, 150, False),
+        (200, 50, True),
+    ]
+    assert [row["Id"] for page in limited for row in page["records"]] == ids[:200]
+    every = org.pages("SELECT Id FROM Account")
+    assert [len(page["records"]) for page in every] == [150, 150, 150, 50]
+
+
 def test_a_query_locator_pages_through_a_snapshot_while_data_changes(connect: Connect) -> None:
     """Later pages return the result as it was when the query ran: old values, old rows, no new."""
     org = connect(FakeSalesforce(batch_size=2))
@@ -796,6 +810,8 @@ def test_control_methods_refuse_what_salesforce_could_not_hold() -> None:
         fake.define_sobject("Thing__c", {"SystemModstamp": "datetime"})
     with pytest.raises(ValueError, match="batch_size"):
         FakeSalesforce(batch_size=2_001)
+    with pytest.raises(ValueError, match="max_batch_size"):
+        FakeSalesforce(max_batch_size=0)
 
 
 def test_purging_the_recycle_bin_keeps_later_deletions_and_new_fields_reach_old_rows() -> None:

@@ -1,14 +1,26 @@
-"""Salesforce: read one SObject through SOQL ``query``/``queryAll`` in ``SystemModstamp`` order.
+"""Salesforce: one SObject read through SOQL ``query``/``queryAll``, by the keyset driver.
 
-Each read runs ``SELECT Id, SystemModstamp, <fields> FROM <SObject> WHERE SystemModstamp >= T
-ORDER BY SystemModstamp, Id`` and follows ``nextRecordsUrl`` until ``done``. Salesforce answers a
-query from a snapshot held behind a query locator; a locator that expires mid-read
-(``INVALID_QUERY_LOCATOR``) is not fatal: the read asks again from the last ``SystemModstamp`` it
-saw (``>=``, since SOQL offers no row-value comparison and ``OR`` would be needed) and drops the
-ids it already yielded at exactly that time. Changes made while a read pages are not in its
-snapshot; they carry a later ``SystemModstamp`` and come with the next cycle.
+The connector is the I/O shell of :func:`~incsync.connectors.keyset.read_by_keyset`; the driver
+makes every paging decision. Its two plugs:
 
-With ``include_deleted`` the read uses ``queryAll``, and rows with ``IsDeleted: true`` become
+- **Query from T** (:class:`~incsync.connectors.keyset.FromTime`): ``SELECT Id, SystemModstamp,
+  <fields> FROM <SObject> WHERE SystemModstamp >= T ORDER BY SystemModstamp, Id``. Salesforce
+  answers from a snapshot taken when the query ran, over pages linked by ``nextRecordsUrl`` until
+  ``done``; a snapshot does not shift as rows change, so every page is followed, each an answer
+  page that is cut while ``done`` is false. The snapshot's query locator may expire mid-answer
+  (``INVALID_QUERY_LOCATOR``): the answer then ends there, cut, and the driver asks again from the
+  newest tick it read. Changes made while a snapshot pages carry a later ``SystemModstamp`` and
+  come with a later query or the next cycle.
+- **Read one tick whole** (:class:`~incsync.connectors.keyset.WholeTick`), when a cut answer
+  never got past its first tick: ``WHERE SystemModstamp = t AND Id > '<last Id read>' ORDER BY Id
+  LIMIT <batch size>``, paged by the last Id read, with no locator to expire. The Ids of each page
+  must ascend past the last one, or the read stops (:class:`~incsync.errors.BadResponseError`)
+  rather than page past a row it did not get.
+
+The filter's resolution is 1 ms, the precision of SOQL dateTime literals (Salesforce keeps
+system stamps to the second).
+
+With ``include_deleted`` both plugs use ``queryAll``, and rows with ``IsDeleted: true`` become
 tombstones. Credentials are OAuth2 with a refresh token; the token answer's ``instance_url`` is
 where the API is called (a rotated refresh token reaches the host's ``on_refresh``). A 403
 ``REQUEST_LIMIT_EXCEEDED`` for the daily allowance fails the cycle at once with ``retry_at``.
@@ -24,20 +36,14 @@ from typing import Any, ClassVar
 import httpx
 
 from incsync.connectors.auth import Auth, AuthFlow, OAuthVendor, TokenSet
-from incsync.connectors.base import RawPage
 from incsync.connectors.http import HttpConnector, HttpOptions
-from incsync.connectors.paging import KeysetPosition
+from incsync.connectors.keyset import Answer, FromTime, WholeTick, read_by_keyset
 from incsync.connectors.retry import Throttle
 from incsync.connectors.throttle import salesforce_throttle
 from incsync.cursor import Window
-from incsync.errors import (
-    BadResponseError,
-    ConfigurationError,
-    PermanentSourceError,
-    TransientSourceError,
-)
-from incsync.records import RecordFormat, text_id
-from incsync.timestamps import UTC, parse_timestamp
+from incsync.errors import BadResponseError, ConfigurationError, PermanentSourceError
+from incsync.records import Page, RecordFormat, text_id
+from incsync.timestamps import parse_timestamp
 
 __all__ = ["DEFAULT_OPPORTUNITY_FIELDS", "SalesforceConnector"]
 
@@ -55,11 +61,10 @@ DEFAULT_OPPORTUNITY_FIELDS = (
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*")
 _VERSION = re.compile(r"[0-9]{2}\.0")
-_fromisoformat = datetime.fromisoformat
+# A record Id: 15 case-sensitive characters, or 18 with a case-safe suffix naming the same record.
+_RECORD_ID = re.compile(r"[0-9A-Za-z]{15}(?:[0-9A-Za-z]{3})?")
 _SYSTEM_FIELDS = ("Id", "SystemModstamp", "IsDeleted")
-# A locator may expire again while the re-query's own pages are followed; this many re-queries
-# in a row that bring nothing new mean the source cannot be read this way now.
-_MAX_FRUITLESS_REQUERIES = 3
+_RESOLUTION = timedelta(milliseconds=1)
 
 
 _OAUTH = OAuthVendor("https://login.salesforce.com/services/oauth2/token", client_auth="body")
@@ -153,67 +158,34 @@ def _rebase(request: httpx.Request, origin: httpx.URL) -> None:
 
 def _soql_time(moment: datetime) -> str:
     """An unquoted SOQL dateTime literal, floored to Salesforce's millisecond precision."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{moment.microsecond // 1000:03d}Z"
+    return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
-def _key(raw: object) -> tuple[datetime, str] | None:
-    """A raw record's ``(SystemModstamp, Id)``, or ``None`` when it is malformed."""
-    if type(raw) is dict:
-        # The common case in as few steps as possible: this runs once per record.
-        record_id, stamp = raw.get("Id"), raw.get("SystemModstamp")
-        if type(record_id) is str and record_id and type(stamp) is str:
-            try:
-                moment = _fromisoformat(stamp)
-            except ValueError:
-                moment = None
-            if moment is not None and moment.tzinfo is UTC:
-                return moment, record_id
-    if not isinstance(raw, Mapping):
-        return None
-    record_id, stamp = raw.get("Id"), raw.get("SystemModstamp")
-    if not isinstance(record_id, str) or not record_id or stamp is None:
-        return None
-    try:
-        return parse_timestamp(stamp, "SystemModstamp"), record_id
-    except ValueError:
-        return None
+def _last_id(rows: Sequence[Any], after: str | None) -> str | None:
+    """Return the last record Id of a page read by Id, checking the Ids ascend past ``after``.
 
+    Rows without a usable Id are left to the driver (to be set aside, or kept as records) and
+    never serve as a position. Ids compare by their 15 case-sensitive characters, in ASCII
+    order: Salesforce's base-62 order, as its PK chunking boundaries show
+    (https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/async_api_headers_enable_pk_chunking.htm).
 
-_Keyed = tuple["tuple[datetime, str] | None", Any]
-
-
-def _unread(keyed: Sequence[_Keyed], position: KeysetPosition | None) -> list[_Keyed]:
-    """Return the rows after ``position`` (and every malformed one), in their order.
-
-    Rows come in (SystemModstamp, Id) order, so rows read before lead the page: the scan stops
-    at the first new row. (Were the order ever broken, a row read before that came later would be
-    passed on again: the same version, which the sink leaves as it is.)
+    Raises:
+        BadResponseError: An Id does not come after the one before it: paging from the last Id
+            could pass rows the page did not hold.
     """
-    if position is None:
-        return list(keyed)
-    first_new = next(
-        (at for at, (key, _) in enumerate(keyed) if key is not None and position.is_new(key)),
-        len(keyed),
-    )
-    lead = [(key, raw) for key, raw in keyed[:first_new] if key is None]
-    return [*lead, *keyed[first_new:]]
-
-
-def _last_keys(keyed: Sequence[_Keyed]) -> list[tuple[datetime, str]]:
-    """Return the keys of the trailing rows sharing the page's last readable SystemModstamp.
-
-    Only they can move the keyset position on (rows come in order); scanning back from the end
-    spares reading every key of the page again. (Were the order broken, the position would be
-    set lower than it could be, which reads more next time, never less.)
-    """
-    keys: list[tuple[datetime, str]] = []
-    for key, _ in reversed(keyed):
-        if key is None:
+    last = after
+    for raw in rows:
+        record_id = raw.get("Id") if isinstance(raw, Mapping) else None
+        if not isinstance(record_id, str) or not _RECORD_ID.fullmatch(record_id):
             continue
-        if keys and key[0] != keys[0][0]:
-            break
-        keys.append(key)
-    return keys
+        if last is not None and record_id[:15] <= last[:15]:
+            raise BadResponseError(
+                f"salesforce: record {record_id!r} came after {last!r} in an answer asked in Id "
+                f"order; the read stops rather than page past rows it did not get",
+                vendor="salesforce",
+            )
+        last = record_id
+    return last
 
 
 class SalesforceConnector(HttpConnector):
@@ -289,6 +261,7 @@ class SalesforceConnector(HttpConnector):
         system = {name.lower() for name in _SYSTEM_FIELDS}
         extra = [field for field in dict.fromkeys(fields) if field.lower() not in system]
         self.fields = ("Id", "SystemModstamp", *(["IsDeleted"] if include_deleted else []), *extra)
+        self._select = f"SELECT {', '.join(self.fields)} FROM {sobject}"
         self.batch_size = batch_size
         self._api = f"/services/data/v{api_version}/{'queryAll' if include_deleted else 'query'}"
         self._oauth = _SalesforceOAuth(
@@ -324,27 +297,29 @@ class SalesforceConnector(HttpConnector):
     def soql(self, start: datetime | None) -> str:
         """Return the query for every record with ``SystemModstamp >= start`` (all if ``None``)."""
         where = "" if start is None else f" WHERE SystemModstamp >= {_soql_time(start)}"
-        return (
-            f"SELECT {', '.join(self.fields)} FROM {self.sobject}{where} "
-            f"ORDER BY SystemModstamp, Id"
-        )
+        return f"{self._select}{where} ORDER BY SystemModstamp, Id"
 
-    def fetch(self, window: Window) -> Iterator[RawPage]:
-        """Yield pages of raw records with ``SystemModstamp >= window.start``, each once.
+    def read(self, window: Window) -> Iterator[Page]:
+        """Yield pages of the records with ``SystemModstamp >= window.start``, each version once.
 
         Raises:
+            BadResponseError: Salesforce did not answer in the order asked for.
             SourceError: Salesforce could not be read (throttled, refused, failing).
         """
-        position: KeysetPosition | None = None
-        fruitless = 0
-        body = self._first_page(window.start)
+        return read_by_keyset(
+            window.start,
+            resolution=_RESOLUTION,
+            query=self._query,
+            read_tick=self._read_tick,
+            build=self.to_record,
+            vendor=self.vendor,
+            total=self.estimated_total(window),
+        )
+
+    def _query(self, step: FromTime) -> Iterator[Answer]:
+        body = self._ask(self.soql(step.start))
         while True:
-            # Malformed rows (no key) go on, to be set aside by read(); the rest only when new.
-            fresh = _unread(self._keyed(body["records"]), position)
-            if fresh:
-                fruitless = 0
-                position = KeysetPosition.after(position, _last_keys(fresh))
-                yield [raw for _, raw in fresh]
+            yield Answer(body["records"], more=not body["done"])
             if body["done"]:
                 return
             try:
@@ -352,35 +327,34 @@ class SalesforceConnector(HttpConnector):
             except PermanentSourceError as error:
                 if "INVALID_QUERY_LOCATOR" not in (error.excerpt or ""):
                     raise
-                fruitless += 1
-                if fruitless > _MAX_FRUITLESS_REQUERIES:
-                    raise TransientSourceError(
-                        f"salesforce: query locators for {self.sobject} kept expiring before "
-                        f"the read could move on; the next cycle tries again",
-                        vendor=self.vendor,
-                        status_code=error.status_code,
-                        excerpt=error.excerpt,
-                    ) from None
-                # The snapshot is gone: ask again from the last SystemModstamp read (>=, since
-                # SOQL has no (SystemModstamp, Id) > (t, id)) and drop the ids already read at t.
-                restart = window.start if position is None else position.updated_at
-                body = self._first_page(restart)
+                # The snapshot is gone: the answer ends here, cut, and the driver asks again
+                # from the newest tick it read.
+                return
 
-    def _keyed(self, rows: Sequence[Any]) -> list[_Keyed]:
-        """Pair every row with its key; build the record of each readable row from that parse."""
-        return [(_key(raw), raw) for raw in rows]
+    def _read_tick(self, step: WholeTick) -> Iterator[Sequence[Any]]:
+        # The tick is one millisecond, the grain of a SOQL literal, so "=" selects it exactly.
+        where = f"WHERE SystemModstamp = {_soql_time(step.start)}"
+        after: str | None = None
+        while True:
+            since = "" if after is None else f" AND Id > '{after}'"
+            body = self._ask(f"{self._select} {where}{since} ORDER BY Id LIMIT {self.batch_size}")
+            rows = body["records"]
+            last = _last_id(rows, after)
+            yield rows
+            # Salesforce may serve fewer rows than the LIMIT in a batch (done is then false):
+            # the rest is asked by Id as well, not through a locator that could expire.
+            if body["done"] and len(rows) < self.batch_size:
+                return
+            if last == after:
+                raise BadResponseError(
+                    f"salesforce: a page of {self.sobject} read by Id held no record Id to go "
+                    f"on from, so the read stops instead of asking the same again",
+                    vendor=self.vendor,
+                )
+            after = last
 
-    def _first_page(self, start: datetime | None) -> dict[str, Any]:
-        response = self.request(
-            "GET",
-            self._api,
-            params={"q": self.soql(start)},
-            headers={
-                "Accept": "application/json",
-                "Sforce-Query-Options": f"batchSize={self.batch_size}",
-            },
-        )
-        return self._checked_body(response)
+    def _ask(self, soql: str) -> dict[str, Any]:
+        return self._get(self._api, params={"q": soql})
 
     def _next_page(self, body: Mapping[str, Any]) -> dict[str, Any]:
         link = body.get("nextRecordsUrl")
@@ -391,18 +365,14 @@ class SalesforceConnector(HttpConnector):
             )
         # The link repeats the API path, so it is made absolute, not appended to base_url.
         origin = self.instance_url or str(self._client.base_url)
-        url = httpx.URL(origin).join(link)
-        response = self.request(
-            "GET",
-            str(url),
-            headers={
-                "Accept": "application/json",
-                "Sforce-Query-Options": f"batchSize={self.batch_size}",
-            },
-        )
-        return self._checked_body(response)
+        return self._get(str(httpx.URL(origin).join(link)))
 
-    def _checked_body(self, response: httpx.Response) -> dict[str, Any]:
+    def _get(self, url: str, *, params: Mapping[str, str] | None = None) -> dict[str, Any]:
+        headers = {
+            "Accept": "application/json",
+            "Sforce-Query-Options": f"batchSize={self.batch_size}",
+        }
+        response = self.request("GET", url, params=params, headers=headers)
         body = self.decode_json(response)
         if (
             not isinstance(body, dict)

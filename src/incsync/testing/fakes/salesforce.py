@@ -3,7 +3,8 @@
 Built from Salesforce's documentation and real payloads, and no kinder than Salesforce:
 
 - ``query``/``queryAll`` answer pages of at most 2,000 records (``Sforce-Query-Options:
-  batchSize=N`` asks for 200-2,000) with a ``nextRecordsUrl`` until ``done``. A query locator is a
+  batchSize=N`` asks for 200-2,000, and Salesforce may serve fewer) with a ``nextRecordsUrl``
+  until ``done``, a ``LIMIT`` answer too when it holds more than one batch. A query locator is a
   snapshot of the result taken when the query ran; it expires after 15 minutes idle, and only the
   10 newest locators stay open (``INVALID_QUERY_LOCATOR`` after that).
 - Rows come in no useful order without ``ORDER BY``; rows tied on every ``ORDER BY`` key come in
@@ -190,6 +191,8 @@ class FakeSalesforce(FakeVendor):
         api_limit: The daily API request limit (``DailyApiRequests``).
         batch_size: Records per page when the client asks for no size (at most 2,000; smaller
             values make paging tests cheap, though Salesforce's default is 2,000).
+        max_batch_size: The most records a page holds whatever the client asked: Salesforce
+            serves smaller batches than requested when records are large or complex.
         locator_idle_timeout: How long an unused query locator lives.
         max_open_locators: How many query locators stay open; opening one more closes the oldest.
         deleted_retention: How long deleted rows stay in the recycle bin and the delete log.
@@ -213,6 +216,7 @@ class FakeSalesforce(FakeVendor):
         instance_url: str | None = None,
         api_limit: int = 5_000,
         batch_size: int = 2_000,
+        max_batch_size: int | None = None,
         locator_idle_timeout: timedelta = timedelta(minutes=15),
         max_open_locators: int = 10,
         deleted_retention: timedelta = timedelta(days=15),
@@ -224,6 +228,8 @@ class FakeSalesforce(FakeVendor):
         super().__init__()
         if not 1 <= batch_size <= 2_000:
             raise ValueError(f"batch_size must be between 1 and 2000, not {batch_size}")
+        if max_batch_size is not None and max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be at least 1, not {max_batch_size}")
         self._clock: Callable[[], datetime] = clock or ManualClock(_DEFAULT_START)
         self._client_id, self._client_secret = client_id, client_secret
         self._refresh_tokens = {refresh_token}
@@ -234,6 +240,7 @@ class FakeSalesforce(FakeVendor):
         self._sessions: dict[str, datetime] = {}
         self._api_used, self._api_limit = 0, api_limit
         self._batch_size = batch_size
+        self._max_batch_size = max_batch_size
         self._locator_idle_timeout = locator_idle_timeout
         self._max_open_locators = max_open_locators
         self._retention = deleted_retention
@@ -657,6 +664,9 @@ class FakeSalesforce(FakeVendor):
             records.append(record)
         options = _BATCH_SIZE.search(request.headers.get("Sforce-Query-Options", ""))
         batch = max(200, min(2_000, int(options[1]))) if options else self._batch_size
+        # "There is no guarantee that the requested batch size is the actual batch size":
+        # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers_queryoptions.htm
+        batch = min(batch, self._max_batch_size or batch)
         cursor = _Cursor(records, batch, self._now())
         locator = ""
         if len(records) > batch:
