@@ -121,6 +121,40 @@ def invoice_requests(fake: FakeXero) -> list[tuple[str | None, str]]:
     return found
 
 
+def rewriting(
+    fake: FakeXero, rewrite: Callable[[list[Any]], list[Any]]
+) -> Callable[[httpx.Request], httpx.Response | None]:
+    """Return a fault that passes every invoices answer's rows through ``rewrite``."""
+
+    def fault(request: httpx.Request) -> httpx.Response | None:
+        if not request.url.path.endswith("/Invoices"):
+            return None
+        response = fake.handle(request)
+        body: dict[str, Any] = json.loads(response.read())
+        if "Invoices" in body:
+            body["Invoices"] = rewrite(body["Invoices"])
+        return httpx.Response(response.status_code, json=body, headers=response.headers)
+
+    return fault
+
+
+def assert_failed(result: CycleResult, error_class: str, says: str) -> None:
+    """The cycle failed with ``error_class``, its message saying ``says``."""
+    assert result.outcome is Outcome.FAILED
+    assert result.error_class == error_class
+    assert says in (result.error or "")
+
+
+def completes_and_matches(fake: FakeXero) -> CycleResult:
+    """Run one cycle into a fresh store: it completes and the sink matches the fake."""
+    store = InMemoryStore()
+    with connect(fake) as source:
+        result = run(engine(store, fake), source)
+    assert result.outcome is Outcome.COMPLETED, result.error
+    assert_matches(store, fake)
+    return result
+
+
 def test_full_sync_of_25000_invoices_with_a_crowded_second(fake: FakeXero) -> None:
     """25,000 invoices, 1,050 of them in one second, are each applied exactly once.
 
@@ -132,10 +166,7 @@ def test_full_sync_of_25000_invoices_with_a_crowded_second(fake: FakeXero) -> No
     crowd = T0 + timedelta(hours=5)
     fake.bulk_load(crowd + timedelta(milliseconds=n % 900) for n in range(1_050))
     fake.bulk_load(crowd + timedelta(seconds=1 + n // 2) for n in range(11_950))
-    store = InMemoryStore()
-    with connect(fake) as source:
-        result = run(engine(store, fake), source)
-    assert result.outcome is Outcome.COMPLETED, result.error
+    result = completes_and_matches(fake)
     assert (result.fetched, result.applied, result.rejected) == (25_000, 25_000, 0)
     sent = invoice_requests(fake)
     crowded = [page for since, page in sent if since == "2024-01-01T05:00:00"]
@@ -143,7 +174,6 @@ def test_full_sync_of_25000_invoices_with_a_crowded_second(fake: FakeXero) -> No
     assert crowded == ["1", *(str(page) for page in range(1, 12))]
     assert ("2024-06-03T16:00:00", "1") in sent  # the check for rows moved during the pass
     assert len(sent) < 25_000 // 95 + 15
-    assert_matches(store, fake)
 
 
 def test_incremental_cycles_with_updates_voids_deletes_and_crowded_seconds(
@@ -202,11 +232,7 @@ def test_changes_while_a_sync_pages_lose_nothing(fake: FakeXero) -> None:
                 fake.delete(ids[700])
 
     fake.add_fault(meddle)
-    store = InMemoryStore()
-    with connect(fake) as source:
-        result = run(engine(store, fake), source)
-    assert result.outcome is Outcome.COMPLETED, result.error
-    assert_matches(store, fake)
+    completes_and_matches(fake)
 
 
 def moving_on_page_3_of(
@@ -239,15 +265,11 @@ def test_changes_inside_a_crowded_second_while_it_is_paged_are_caught(fake: Fake
     ids = fake.bulk_load(crowd + timedelta(milliseconds=n) for n in range(450))
     fake.bulk_load(crowd + timedelta(minutes=1, seconds=n) for n in range(50))
     fake.add_fault(moving_on_page_3_of(fake, crowd, ids[:20]))
-    store = InMemoryStore()
-    with connect(fake) as source:
-        result = run(engine(store, fake), source)
-    assert result.outcome is Outcome.COMPLETED, result.error
+    completes_and_matches(fake)
     crowded = [page for since, page in invoice_requests(fake) if since == "2024-01-01T01:00:00"]
     first_pass = crowded.index("5")  # 450 rows: pages 1 to 5
     assert crowded[first_pass - 4 : first_pass + 1] == ["1", "2", "3", "4", "5"]
     assert "1" in crowded[first_pass:]  # the pass saw rows move and read the second again
-    assert_matches(store, fake)
 
 
 class TrustingConnector(XeroConnector):
@@ -285,9 +307,7 @@ def test_a_crowded_second_that_never_settles_fails_the_cycle_then_recovers(
     sync = engine(store, fake)
     with connect(fake) as source:
         failed = run(sync, source)
-        assert failed.outcome is Outcome.FAILED
-        assert failed.error_class == "TransientSourceError"
-        assert "kept changing" in (failed.error or "")
+        assert_failed(failed, "TransientSourceError", "kept changing")
         fake.clear_faults()
         assert run(sync, source).outcome is Outcome.COMPLETED
     assert_matches(store, fake)
@@ -379,17 +399,13 @@ def test_a_malformed_invoice_is_set_aside_and_the_cycle_completes(fake: FakeXero
     ids = fake.bulk_load(T0 + timedelta(seconds=n) for n in range(700))
     broken = ids[321]
 
-    def corrupt(request: httpx.Request) -> httpx.Response | None:
-        if not request.url.path.endswith("/Invoices"):
-            return None
-        response = fake.handle(request)
-        body: dict[str, Any] = json.loads(response.read())
-        for invoice in body.get("Invoices", []):
+    def corrupt(rows: list[Any]) -> list[Any]:
+        for invoice in rows:
             if invoice["InvoiceID"] == broken:
                 invoice["UpdatedDateUTC"] = "last Tuesday"
-        return httpx.Response(response.status_code, json=body, headers=response.headers)
+        return rows
 
-    fake.add_fault(corrupt)
+    fake.add_fault(rewriting(fake, corrupt))
     store = InMemoryStore()
     sync = engine(store, fake)
     with connect(fake) as source:
@@ -441,9 +457,7 @@ def test_an_unknown_tenant_fails_the_cycle_as_an_auth_error(fake: FakeXero) -> N
     store = InMemoryStore()
     with connect(fake, tenant_id="00000000-0000-0000-0000-000000000000") as source:
         failed = run(engine(store, fake), source)
-    assert failed.outcome is Outcome.FAILED
-    assert failed.error_class == "AuthError"
-    assert "AuthorizationUnsuccessful" in (failed.error or "")
+    assert_failed(failed, "AuthError", "AuthorizationUnsuccessful")
 
 
 def test_secrets_never_reach_logs_errors_state_or_the_database(
@@ -559,9 +573,7 @@ def test_a_server_ignoring_the_page_parameter_stops_the_read_instead_of_looping(
     fake.add_fault(first_page_only)
     with connect(fake) as source:
         failed = run(engine(InMemoryStore(), fake), source)
-    assert failed.outcome is Outcome.FAILED
-    assert failed.error_class == "BadResponseError"
-    assert "page parameter was ignored" in (failed.error or "")
+    assert_failed(failed, "BadResponseError", "page parameter was ignored")
 
 
 def test_a_server_ignoring_if_modified_since_stops_the_read(fake: FakeXero) -> None:
@@ -637,17 +649,14 @@ def test_dates_without_an_offset_or_with_escaped_slashes_are_read(fake: FakeXero
     ids = fake.bulk_load(T0 + timedelta(seconds=n) for n in range(150))
     spelled = {ids[3]: "/Date({ms})/", ids[120]: "\\/Date({ms}+0000)\\/"}
 
-    def respell(request: httpx.Request) -> httpx.Response | None:
-        if not request.url.path.endswith("/Invoices"):
-            return None
-        body: dict[str, Any] = json.loads(fake.handle(request).read())
-        for invoice in body["Invoices"]:
+    def respell(rows: list[Any]) -> list[Any]:
+        for invoice in rows:
             if invoice["InvoiceID"] in spelled:
                 ms = invoice["UpdatedDateUTC"][6:-7]
                 invoice["UpdatedDateUTC"] = spelled[invoice["InvoiceID"]].format(ms=ms)
-        return httpx.Response(200, json=body)
+        return rows
 
-    fake.add_fault(respell)
+    fake.add_fault(rewriting(fake, respell))
     with connect(fake) as source:
         records = {r.id: r for page in source.read(Window()) for r in page.records}
     assert records.keys() == set(ids)
@@ -656,23 +665,6 @@ def test_dates_without_an_offset_or_with_escaped_slashes_are_read(fake: FakeXero
         assert records[invoice_id].updated_at == parse_dotnet_date(
             truth[invoice_id]["UpdatedDateUTC"]
         )
-
-
-def rewriting(
-    fake: FakeXero, rewrite: Callable[[list[Any]], list[Any]]
-) -> Callable[[httpx.Request], httpx.Response | None]:
-    """Return a fault that passes every invoices answer's rows through ``rewrite``."""
-
-    def fault(request: httpx.Request) -> httpx.Response | None:
-        if not request.url.path.endswith("/Invoices"):
-            return None
-        response = fake.handle(request)
-        body: dict[str, Any] = json.loads(response.read())
-        if "Invoices" in body:
-            body["Invoices"] = rewrite(body["Invoices"])
-        return httpx.Response(response.status_code, json=body, headers=response.headers)
-
-    return fault
 
 
 def test_hostile_rows_are_set_aside_one_by_one_and_the_cycle_completes(
@@ -757,9 +749,7 @@ def test_an_answer_out_of_the_order_asked_for_fails_the_cycle_and_keeps_unread_r
     sync = engine(store, fake)
     with connect(fake) as source:
         failed = run(sync, source)
-        assert failed.outcome is Outcome.FAILED
-        assert failed.error_class == "BadResponseError"
-        assert "order asked for" in (failed.error or "")
+        assert_failed(failed, "BadResponseError", "order asked for")
         cursor = sync.state(KEY).cursor
         assert cursor is not None  # the good pages were applied
         held = transactions_by_id(store, KEY)
@@ -784,12 +774,8 @@ def test_a_crowded_second_of_any_size_is_read_whole(fake: FakeXero, crowd: int, 
     second = T0 + timedelta(hours=1)
     fake.bulk_load(second + timedelta(milliseconds=500) for _ in range(crowd))
     fake.bulk_load(second + timedelta(seconds=1 + n) for n in range(after))
-    store = InMemoryStore()
-    with connect(fake) as source:
-        result = run(engine(store, fake), source)
-    assert result.outcome is Outcome.COMPLETED, result.error
+    result = completes_and_matches(fake)
     assert result.fetched == result.applied == 150 + crowd + after
-    assert_matches(store, fake)
     crowded = [page for since, page in invoice_requests(fake) if since == "2024-01-01T01:00:00"]
     assert crowded == ["1", *(str(page) for page in range(1, crowd // 100 + 2))]
 
@@ -797,8 +783,9 @@ def test_a_crowded_second_of_any_size_is_read_whole(fake: FakeXero, crowd: int, 
 def test_rows_moving_forward_on_every_request_of_a_read_are_all_read_in_their_last_version(
     fake: FakeXero,
 ) -> None:
-    """Before each of the first requests, rows already read, on the page being read and not
-    read yet are updated (so page offsets shift every time); one cycle reads them all."""
+    """Before each of the first requests, rows already read, the row about where the next
+    query starts and rows not read yet are updated (moved to the end, so every later row moves
+    up); one cycle reads every invoice in its last version."""
     ids = fake.bulk_load(T0 + timedelta(milliseconds=300 * n) for n in range(900))
     chooser = random.Random(12)
     calls = {"invoices": 0}
@@ -816,8 +803,4 @@ def test_rows_moving_forward_on_every_request_of_a_read_are_all_read_in_their_la
             fake.update(invoice_id, {"Reference": f"moved before request {calls['invoices']}"})
 
     fake.add_fault(meddle)
-    store = InMemoryStore()
-    with connect(fake) as source:
-        result = run(engine(store, fake), source)
-    assert result.outcome is Outcome.COMPLETED, result.error
-    assert_matches(store, fake)
+    completes_and_matches(fake)
