@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from datetime import datetime, timedelta, timezone
@@ -120,27 +121,59 @@ def invoice_requests(fake: FakeXero) -> list[tuple[str | None, str]]:
     return found
 
 
+def rewriting(
+    fake: FakeXero, rewrite: Callable[[list[Any]], list[Any]]
+) -> Callable[[httpx.Request], httpx.Response | None]:
+    """Return a fault that passes every invoices answer's rows through ``rewrite``."""
+
+    def fault(request: httpx.Request) -> httpx.Response | None:
+        if not request.url.path.endswith("/Invoices"):
+            return None
+        response = fake.handle(request)
+        body: dict[str, Any] = json.loads(response.read())
+        if "Invoices" in body:
+            body["Invoices"] = rewrite(body["Invoices"])
+        return httpx.Response(response.status_code, json=body, headers=response.headers)
+
+    return fault
+
+
+def assert_failed(result: CycleResult, error_class: str, says: str) -> None:
+    """The cycle failed with ``error_class``, its message saying ``says``."""
+    assert result.outcome is Outcome.FAILED
+    assert result.error_class == error_class
+    assert says in (result.error or "")
+
+
+def completes_and_matches(fake: FakeXero) -> CycleResult:
+    """Run one cycle into a fresh store: it completes and the sink matches the fake."""
+    store = InMemoryStore()
+    with connect(fake) as source:
+        result = run(engine(store, fake), source)
+    assert result.outcome is Outcome.COMPLETED, result.error
+    assert_matches(store, fake)
+    return result
+
+
 def test_full_sync_of_25000_invoices_with_a_crowded_second(fake: FakeXero) -> None:
     """25,000 invoices, 1,050 of them in one second, are each applied exactly once.
 
-    The crowded second is paged with page=N (and checked once); every other page is a fresh
-    page-1 query from the last second read, so no page number is trusted across seconds.
+    The query that finds the second crowded asks for page 1 only; the second is then read whole
+    with page=N, each page once (and checked once); every other request is a fresh page-1 query
+    from the last second read, so no page number is trusted across seconds.
     """
     fake.bulk_load(T0 + timedelta(seconds=n // 3) for n in range(12_000))
     crowd = T0 + timedelta(hours=5)
     fake.bulk_load(crowd + timedelta(milliseconds=n % 900) for n in range(1_050))
     fake.bulk_load(crowd + timedelta(seconds=1 + n // 2) for n in range(11_950))
-    store = InMemoryStore()
-    with connect(fake) as source:
-        result = run(engine(store, fake), source)
-    assert result.outcome is Outcome.COMPLETED, result.error
+    result = completes_and_matches(fake)
     assert (result.fetched, result.applied, result.rejected) == (25_000, 25_000, 0)
     sent = invoice_requests(fake)
     crowded = [page for since, page in sent if since == "2024-01-01T05:00:00"]
-    assert crowded == [str(page) for page in range(1, 12)]  # 1,050 rows: 11 pages, once
+    # 1,050 rows: the query that found the second crowded, then its 11 pages, once.
+    assert crowded == ["1", *(str(page) for page in range(1, 12))]
     assert ("2024-06-03T16:00:00", "1") in sent  # the check for rows moved during the pass
     assert len(sent) < 25_000 // 95 + 15
-    assert_matches(store, fake)
 
 
 def test_incremental_cycles_with_updates_voids_deletes_and_crowded_seconds(
@@ -199,11 +232,28 @@ def test_changes_while_a_sync_pages_lose_nothing(fake: FakeXero) -> None:
                 fake.delete(ids[700])
 
     fake.add_fault(meddle)
-    store = InMemoryStore()
-    with connect(fake) as source:
-        result = run(engine(store, fake), source)
-    assert result.outcome is Outcome.COMPLETED, result.error
-    assert_matches(store, fake)
+    completes_and_matches(fake)
+
+
+def moving_on_page_3_of(
+    fake: FakeXero, second: datetime, moved: list[str]
+) -> Callable[[httpx.Request], None]:
+    """Return a fault that updates ``moved`` before page 3 of ``second`` is first answered.
+
+    The rows of pages 1 and 2 were read; every later row moves up by ``len(moved)``, so as many
+    rows slide onto page 2, already read.
+    """
+    header = second.replace(tzinfo=None).isoformat()
+    done: list[bool] = []
+
+    def meddle(request: httpx.Request) -> None:
+        page = request.url.params.get("page")
+        if not done and request.headers.get("if-modified-since") == header and page == "3":
+            done.append(True)
+            for invoice_id in moved:
+                fake.update(invoice_id, {"Reference": "moved"})
+
+    return meddle
 
 
 def test_changes_inside_a_crowded_second_while_it_is_paged_are_caught(fake: FakeXero) -> None:
@@ -214,30 +264,18 @@ def test_changes_inside_a_crowded_second_while_it_is_paged_are_caught(fake: Fake
     crowd = T0 + timedelta(hours=1)
     ids = fake.bulk_load(crowd + timedelta(milliseconds=n) for n in range(450))
     fake.bulk_load(crowd + timedelta(minutes=1, seconds=n) for n in range(50))
-    calls = {"invoices": 0}
-
-    def meddle(request: httpx.Request) -> None:
-        if request.url.path.endswith("/Invoices"):
-            calls["invoices"] += 1
-            if calls["invoices"] == 4:  # page 3 of the crowded second
-                for invoice_id in ids[:20]:
-                    fake.update(invoice_id, {"Reference": "moved"})
-
-    fake.add_fault(meddle)
-    store = InMemoryStore()
-    with connect(fake) as source:
-        result = run(engine(store, fake), source)
-    assert result.outcome is Outcome.COMPLETED, result.error
+    fake.add_fault(moving_on_page_3_of(fake, crowd, ids[:20]))
+    completes_and_matches(fake)
     crowded = [page for since, page in invoice_requests(fake) if since == "2024-01-01T01:00:00"]
-    assert crowded[:5] == ["1", "2", "3", "4", "5"]
-    assert "1" in crowded[5:]  # the pass saw rows move and read the second again
-    assert_matches(store, fake)
+    first_pass = crowded.index("5")  # 450 rows: pages 1 to 5
+    assert crowded[first_pass - 4 : first_pass + 1] == ["1", "2", "3", "4", "5"]
+    assert "1" in crowded[first_pass:]  # the pass saw rows move and read the second again
 
 
 class TrustingConnector(XeroConnector):
     """The negative control: believes a crowded second never moves while it is paged."""
 
-    def _moved_since(self, began: int, seen: Mapping[str, int]) -> bool:
+    def _moved_since(self, began: datetime, met: Mapping[str, datetime]) -> bool:
         return False
 
 
@@ -245,16 +283,7 @@ def test_without_the_check_a_crowded_second_loses_rows(fake: FakeXero) -> None:
     """The negative control of the test above: trusting page=N through the pass loses rows."""
     crowd = T0 + timedelta(hours=1)
     ids = fake.bulk_load(crowd + timedelta(milliseconds=n) for n in range(450))
-    calls = {"invoices": 0}
-
-    def meddle(request: httpx.Request) -> None:
-        if request.url.path.endswith("/Invoices"):
-            calls["invoices"] += 1
-            if calls["invoices"] == 4:
-                for invoice_id in ids[:20]:
-                    fake.update(invoice_id, {"Reference": "moved"})
-
-    fake.add_fault(meddle)
+    fake.add_fault(moving_on_page_3_of(fake, crowd, ids[:20]))
     with connect(fake, kind=TrustingConnector) as source:
         read = {r.id for page in source.read(Window()) for r in page.records}
     assert len(set(ids) - read) == 20
@@ -278,9 +307,7 @@ def test_a_crowded_second_that_never_settles_fails_the_cycle_then_recovers(
     sync = engine(store, fake)
     with connect(fake) as source:
         failed = run(sync, source)
-        assert failed.outcome is Outcome.FAILED
-        assert failed.error_class == "TransientSourceError"
-        assert "kept changing" in (failed.error or "")
+        assert_failed(failed, "TransientSourceError", "kept changing")
         fake.clear_faults()
         assert run(sync, source).outcome is Outcome.COMPLETED
     assert_matches(store, fake)
@@ -352,7 +379,7 @@ def test_token_expiry_mid_sync_refreshes_and_hands_over_the_rotated_token(
 def test_a_subclass_rule_for_deletes_applies_to_records_built_while_paging(
     fake: FakeXero,
 ) -> None:
-    """Records are built as pages are keyed; a subclass's is_deleted still decides tombstones."""
+    """A subclass's is_deleted decides which records read by keyset are tombstones."""
 
     class DraftsAreGone(XeroConnector):
         def is_deleted(self, raw: Mapping[str, Any]) -> bool:
@@ -372,17 +399,13 @@ def test_a_malformed_invoice_is_set_aside_and_the_cycle_completes(fake: FakeXero
     ids = fake.bulk_load(T0 + timedelta(seconds=n) for n in range(700))
     broken = ids[321]
 
-    def corrupt(request: httpx.Request) -> httpx.Response | None:
-        if not request.url.path.endswith("/Invoices"):
-            return None
-        response = fake.handle(request)
-        body: dict[str, Any] = json.loads(response.read())
-        for invoice in body.get("Invoices", []):
+    def corrupt(rows: list[Any]) -> list[Any]:
+        for invoice in rows:
             if invoice["InvoiceID"] == broken:
                 invoice["UpdatedDateUTC"] = "last Tuesday"
-        return httpx.Response(response.status_code, json=body, headers=response.headers)
+        return rows
 
-    fake.add_fault(corrupt)
+    fake.add_fault(rewriting(fake, corrupt))
     store = InMemoryStore()
     sync = engine(store, fake)
     with connect(fake) as source:
@@ -434,9 +457,7 @@ def test_an_unknown_tenant_fails_the_cycle_as_an_auth_error(fake: FakeXero) -> N
     store = InMemoryStore()
     with connect(fake, tenant_id="00000000-0000-0000-0000-000000000000") as source:
         failed = run(engine(store, fake), source)
-    assert failed.outcome is Outcome.FAILED
-    assert failed.error_class == "AuthError"
-    assert "AuthorizationUnsuccessful" in (failed.error or "")
+    assert_failed(failed, "AuthError", "AuthorizationUnsuccessful")
 
 
 def test_secrets_never_reach_logs_errors_state_or_the_database(
@@ -552,13 +573,11 @@ def test_a_server_ignoring_the_page_parameter_stops_the_read_instead_of_looping(
     fake.add_fault(first_page_only)
     with connect(fake) as source:
         failed = run(engine(InMemoryStore(), fake), source)
-    assert failed.outcome is Outcome.FAILED
-    assert failed.error_class == "BadResponseError"
-    assert "page parameter was ignored" in (failed.error or "")
+    assert_failed(failed, "BadResponseError", "page parameter was ignored")
 
 
 def test_a_server_ignoring_if_modified_since_stops_the_read(fake: FakeXero) -> None:
-    """A full page that ends before the second asked for fails the cycle rather than loop."""
+    """Rows older than the second asked for fail the read rather than loop or go back."""
     fake.bulk_load(T0 + timedelta(seconds=n) for n in range(250))
 
     def no_filter(request: httpx.Request) -> httpx.Response | None:
@@ -568,7 +587,7 @@ def test_a_server_ignoring_if_modified_since_stops_the_read(fake: FakeXero) -> N
         return None
 
     fake.add_fault(no_filter)
-    with connect(fake) as source, pytest.raises(BadResponseError, match="was ignored"):
+    with connect(fake) as source, pytest.raises(BadResponseError, match="order asked for"):
         list(source.read(Window(start=T0 + timedelta(seconds=120))))
 
 
@@ -630,17 +649,14 @@ def test_dates_without_an_offset_or_with_escaped_slashes_are_read(fake: FakeXero
     ids = fake.bulk_load(T0 + timedelta(seconds=n) for n in range(150))
     spelled = {ids[3]: "/Date({ms})/", ids[120]: "\\/Date({ms}+0000)\\/"}
 
-    def respell(request: httpx.Request) -> httpx.Response | None:
-        if not request.url.path.endswith("/Invoices"):
-            return None
-        body: dict[str, Any] = json.loads(fake.handle(request).read())
-        for invoice in body["Invoices"]:
+    def respell(rows: list[Any]) -> list[Any]:
+        for invoice in rows:
             if invoice["InvoiceID"] in spelled:
                 ms = invoice["UpdatedDateUTC"][6:-7]
                 invoice["UpdatedDateUTC"] = spelled[invoice["InvoiceID"]].format(ms=ms)
-        return httpx.Response(200, json=body)
+        return rows
 
-    fake.add_fault(respell)
+    fake.add_fault(rewriting(fake, respell))
     with connect(fake) as source:
         records = {r.id: r for page in source.read(Window()) for r in page.records}
     assert records.keys() == set(ids)
@@ -649,3 +665,142 @@ def test_dates_without_an_offset_or_with_escaped_slashes_are_read(fake: FakeXero
         assert records[invoice_id].updated_at == parse_dotnet_date(
             truth[invoice_id]["UpdatedDateUTC"]
         )
+
+
+def test_hostile_rows_are_set_aside_one_by_one_and_the_cycle_completes(
+    fake: FakeXero, store: Store
+) -> None:
+    """Rows no record can be made of (out-of-range or malformed dates, bad ids, non-objects),
+    in a plain page and in a crowded second, are each set aside once with a reason; the good
+    rows around them, extreme offsets included, are all applied and the cycle completes."""
+    ids = fake.bulk_load(T0 + timedelta(seconds=n) for n in range(300))
+    crowd = fake.bulk_load(T0 + timedelta(hours=1, milliseconds=n % 7) for n in range(150))
+    # UpdatedDateUTC spellings that name no instant datetime can hold, or no .NET date at all.
+    bad_times = {
+        ids[10]: "/Date(253402326000000-0800)/",  # 9999-12-31T23:00:00-08:00: past year 9999
+        ids[20]: "9999-12-31T23:00:00-08:00",
+        ids[30]: "/Date(-62135614800000+0500)/",  # 0001-01-01T00:00:00+05:00: before year 1
+        ids[40]: "0001-01-01T00:00:00+05:00",
+        ids[50]: "2024-01-01T00:00:50Z",  # ISO text, not the .NET date Xero writes
+        ids[60]: "2024-01-01T00:01:00z",
+        ids[70]: "/Date(soon)/",
+        crowd[5]: "/Date(253402326000000-0800)/",
+    }
+    bad_ids: dict[str, object] = {ids[80]: True, ids[90]: 10**30, ids[100]: ""}
+    not_objects: dict[str, object] = {ids[110]: ["not", "an", "object"], ids[120]: None}
+    not_objects[crowd[60]] = "INV-00042"
+    # Good spellings of the same instant: the .NET offset only records the writer's zone.
+    offsets = {ids[11]: "+1400", ids[12]: "-1400", ids[13]: "", crowd[7]: "+1400"}
+
+    def hostile(rows: list[Any]) -> list[Any]:
+        out: list[Any] = []
+        for row in rows:
+            invoice_id = row["InvoiceID"]
+            if invoice_id in not_objects:
+                out.append(not_objects[invoice_id])
+                continue
+            if invoice_id in bad_times:
+                row["UpdatedDateUTC"] = bad_times[invoice_id]
+            if invoice_id in bad_ids:
+                row["InvoiceID"] = bad_ids[invoice_id]
+            if invoice_id in offsets:
+                ms = row["UpdatedDateUTC"][6:-7]
+                row["UpdatedDateUTC"] = f"/Date({ms}{offsets[invoice_id]})/"
+            out.append(row)
+        return out
+
+    fake.add_fault(rewriting(fake, hostile))
+    sync = engine(store, fake)
+    with connect(fake) as source:
+        result = run(sync, source)
+    assert result.outcome is Outcome.COMPLETED, result.error
+    hostile_ids = bad_times.keys() | bad_ids.keys() | not_objects.keys()
+    assert result.rejected == len(hostile_ids) == 14
+    assert result.applied == 450 - 14
+    rejected = sync.rejected(KEY)
+    assert len(rejected) == 14
+    assert all(item.reason for item in rejected)
+    assert {item.record_id for item in rejected} == set(bad_times) | {None}
+    held = transactions_by_id(store, KEY)
+    truth = fake.ground_truth()
+    assert held.keys() == truth.keys() - hostile_ids
+    for invoice_id, transaction in held.items():
+        stamp = parse_dotnet_date(truth[invoice_id]["UpdatedDateUTC"])
+        assert transaction.record.updated_at == stamp, invoice_id
+        assert transaction.record.payload["Reference"] == truth[invoice_id]["Reference"]
+
+
+def test_an_answer_out_of_the_order_asked_for_fails_the_cycle_and_keeps_unread_rows_ahead(
+    fake: FakeXero,
+) -> None:
+    """Answers sorted by InvoiceID (a proxy, a changed API) fail the cycle loudly; no row is
+    dropped: the cursor never passes a row not applied, and the next good cycle reads them."""
+    fake.bulk_load(T0 + timedelta(seconds=n) for n in range(1_000))
+    calls = {"invoices": 0}
+
+    def by_id(rows: list[Any]) -> list[Any]:
+        calls["invoices"] += 1
+        if calls["invoices"] < 4:  # three good pages first
+            return rows
+        return sorted(rows, key=lambda row: row["InvoiceID"])
+
+    fake.add_fault(rewriting(fake, by_id))
+    store = InMemoryStore()
+    sync = engine(store, fake)
+    with connect(fake) as source:
+        failed = run(sync, source)
+        assert_failed(failed, "BadResponseError", "order asked for")
+        cursor = sync.state(KEY).cursor
+        assert cursor is not None  # the good pages were applied
+        held = transactions_by_id(store, KEY)
+        unread = {
+            invoice_id: parse_dotnet_date(invoice["UpdatedDateUTC"])
+            for invoice_id, invoice in fake.ground_truth().items()
+            if invoice_id not in held
+        }
+        assert unread
+        assert min(unread.values()) >= cursor.updated_at
+        fake.clear_faults()
+        assert run(sync, source).outcome is Outcome.COMPLETED
+    assert_matches(store, fake)
+
+
+@pytest.mark.parametrize("crowd", [100, 200, 301])
+@pytest.mark.parametrize("after", [0, 3])
+def test_a_crowded_second_of_any_size_is_read_whole(fake: FakeXero, crowd: int, after: int) -> None:
+    """A second holding a page or more of invoices, all in one millisecond (ties in any order),
+    is read whole, each invoice once, whether rows follow it or it ends the data."""
+    fake.bulk_load(T0 + timedelta(seconds=n) for n in range(150))
+    second = T0 + timedelta(hours=1)
+    fake.bulk_load(second + timedelta(milliseconds=500) for _ in range(crowd))
+    fake.bulk_load(second + timedelta(seconds=1 + n) for n in range(after))
+    result = completes_and_matches(fake)
+    assert result.fetched == result.applied == 150 + crowd + after
+    crowded = [page for since, page in invoice_requests(fake) if since == "2024-01-01T01:00:00"]
+    assert crowded == ["1", *(str(page) for page in range(1, crowd // 100 + 2))]
+
+
+def test_rows_moving_forward_on_every_request_of_a_read_are_all_read_in_their_last_version(
+    fake: FakeXero,
+) -> None:
+    """Before each of the first requests, rows already read, the row about where the next
+    query starts and rows not read yet are updated (moved to the end, so every later row moves
+    up); one cycle reads every invoice in its last version."""
+    ids = fake.bulk_load(T0 + timedelta(milliseconds=300 * n) for n in range(900))
+    chooser = random.Random(12)
+    calls = {"invoices": 0}
+
+    def meddle(request: httpx.Request) -> None:
+        if not request.url.path.endswith("/Invoices"):
+            return
+        calls["invoices"] += 1
+        if calls["invoices"] > 8:
+            return
+        fake.clock.advance(timedelta(milliseconds=7))
+        reached = min(len(ids) - 1, 97 * calls["invoices"])
+        chosen = chooser.sample(ids[:reached], 3) + chooser.sample(ids[reached:], 3)
+        for invoice_id in [*chosen, ids[reached]]:
+            fake.update(invoice_id, {"Reference": f"moved before request {calls['invoices']}"})
+
+    fake.add_fault(meddle)
+    completes_and_matches(fake)
