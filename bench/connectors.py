@@ -262,8 +262,8 @@ def hubspot(stack: ExitStack, count: int, serve: Serve) -> Vendor:
         "hubspot", connector, bare, {"Authorization": f"Bearer {fake.private_app_token}"}
     )
     vendor.notes.append(
-        "each search page after the first repeats the previous page's last row (the "
-        "connector's offset check); the bare loop receives those rows too"
+        "each search after the first asks again from the previous answer's newest millisecond, "
+        "so it repeats that millisecond's row; the bare loop receives those rows too"
     )
     return vendor
 

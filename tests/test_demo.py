@@ -25,6 +25,7 @@ from incsync._demo._console import Console, progress_line, result_line
 from incsync._demo._world import Scale
 from incsync.connectors.base import RawPage
 from incsync.connectors.hubspot import HubSpotConnector
+from incsync.connectors.keyset import WholeTick
 from incsync.demo import (
     ACME_HUBSPOT,
     ACME_QUICKBOOKS,
@@ -167,12 +168,10 @@ def test_a_connector_that_loses_records_fails_the_demo_with_status_1(
 ) -> None:
     """A HubSpot connector that drops a millisecond's burst fails a check: exit 1, said why."""
 
-    def lose_the_burst(
-        self: HubSpotConnector, stamp: int, already: frozenset[str]
-    ) -> Iterator[RawPage]:
+    def lose_the_burst(self: HubSpotConnector, step: WholeTick) -> Iterator[RawPage]:
         return iter(())
 
-    monkeypatch.setattr(HubSpotConnector, "_one_millisecond_pages", lose_the_burst)
+    monkeypatch.setattr(HubSpotConnector, "_read_tick", lose_the_burst)
     failed = run_demo(tmp_path, "--quick")
     assert failed.code == 1
     assert "FAILED: all 1,000 deals applied (950 applied)" in failed.out

@@ -6,7 +6,7 @@ import json
 import logging
 from collections.abc import Callable
 from contextlib import ExitStack, closing
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,10 @@ from incsync.connectors.hubspot import HubSpotConnector
 from incsync.connectors.retry import RetryPolicy
 from incsync.cursor import Window
 from incsync.results import CycleResult, Outcome
-from incsync.testing import InMemoryStore
+from incsync.testing import InMemoryStore, ManualClock
+from incsync.testing.fakes import FakeVendor
 from incsync.testing.fakes.hubspot import FakeHubSpot, HubSpotLimits
-from incsync.timestamps import UTC
+from incsync.timestamps import UTC, parse_timestamp, to_micros
 from tests.helpers import Store, transactions_by_id
 
 KEY = "hubspot-deals"
@@ -198,10 +199,11 @@ def test_incremental_cycles_with_updates_archives_and_same_ms_bursts(
 
 
 def test_changes_while_a_sync_pages_lose_nothing(fake: FakeHubSpot) -> None:
-    """Records updated or archived between pages shift HubSpot's offsets; keyset paging misses none.
+    """Records updated or archived between pages would shift HubSpot's offsets; none is missed.
 
     After the second search page, deals not read yet are updated (they move to the end of the
     order), read ones are updated, and read ones are archived (everything after them moves up).
+    No search follows an offset: each asks again from the newest millisecond read.
     """
     ids = load_deals(fake, 1_200)
     fake.clock.set(T0 + timedelta(hours=1))
@@ -224,8 +226,8 @@ def test_changes_while_a_sync_pages_lose_nothing(fake: FakeHubSpot) -> None:
     with fake.serve() as base_url, closing(connector(fake, base_url, transport=spy)) as source:
         result = run(engine(store, fake), source)
     assert result.outcome is Outcome.COMPLETED, result.error
-    fresh_queries = [body for body in spy.bodies if "after" not in body]
-    assert len(fresh_queries) >= 2  # the shift was seen and the search asked again by key
+    assert len(spy.bodies) >= 1_200 // 200
+    assert not any("after" in body for body in spy.bodies)  # an offset would have shifted
     assert_matches(store, fake)
 
 
@@ -527,3 +529,259 @@ def test_pages_come_in_ascending_updated_at_order(fake: FakeHubSpot) -> None:
     stamps = [r.updated_at for page in source.read(Window(start=T0)) for r in page.records]
     assert stamps == sorted(stamps)
     assert len(stamps) == 1_150
+
+
+# -- answers HubSpot should not send -------------------------------------------------------------
+
+RECORDED = Path(__file__).parent / "recorded" / "hubspot"
+
+
+class RecordedSearch(FakeVendor):
+    """HubSpot's search over fixed rows (real recorded answers), in id order whatever is asked.
+
+    As a caching proxy, a cache or an API change may answer: the filters and ``limit`` are
+    applied, the sort rule is not, until :attr:`sorted_as_asked` is set.
+
+    Args:
+        rows: The objects, exactly as HubSpot sent them.
+        modified_property: The last-modified property of their type.
+    """
+
+    def __init__(self, rows: list[dict[str, Any]], modified_property: str) -> None:
+        super().__init__()
+        self.rows = rows
+        self.modified_property = modified_property
+        self.sorted_as_asked = False
+
+    def _value(self, row: dict[str, Any], name: str) -> int:
+        if name == "hs_object_id":
+            return int(row["id"])
+        return to_micros(parse_timestamp(row["properties"][name])) // 1000
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        """Answer a search from :attr:`rows`; the archived list is empty."""
+        if not request.url.path.endswith("/search"):
+            return httpx.Response(200, json={"results": []})
+        body = json.loads(request.content)
+        hits = list(self.rows)
+        for group in body["filterGroups"]:
+            for item in group["filters"]:
+                name, target = item["propertyName"], int(item["value"])
+                compare = {"GTE": int.__ge__, "GT": int.__gt__, "EQ": int.__eq__}[item["operator"]]
+                hits = [row for row in hits if compare(self._value(row, name), target)]
+        sort = body["sorts"][0]["propertyName"] if self.sorted_as_asked else "hs_object_id"
+        hits.sort(key=lambda row: self._value(row, sort))
+        after, limit = int(body.get("after", 0)), body["limit"]
+        answer: dict[str, Any] = {"total": len(hits), "results": hits[after : after + limit]}
+        if after + limit < len(hits):
+            answer["paging"] = {"next": {"after": str(after + limit)}}
+        return httpx.Response(200, json=answer)
+
+
+@pytest.mark.parametrize(
+    ("recording", "object_type", "count"),
+    [
+        ("nango_deals_list.json", "deals", 21),
+        ("nango_contacts_list.json", "contacts", 26),
+        ("nango_companies_search.json", "companies", 55),
+    ],
+)
+def test_real_answers_out_of_the_order_asked_for_fail_the_cycle_and_lose_no_row(
+    recording: str,
+    object_type: str,
+    count: int,
+    store: Store,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Real recorded objects served in id order, not by modified time: the cycle fails loudly.
+
+    Nothing is applied and the cursor does not move, so no row is passed for good: once the
+    answers come in the order asked for, the next cycle reads every object.
+    """
+    rows = json.loads((RECORDED / recording).read_text(encoding="utf-8"))["results"]
+    assert len(rows) == count
+    modified = "lastmodifieddate" if object_type == "contacts" else "hs_lastmodifieddate"
+    vendor = RecordedSearch(rows, modified)
+    clock = ManualClock(datetime(2026, 3, 13, tzinfo=UTC))
+    sync = SyncEngine(store, clock=clock)
+    with (
+        vendor.serve() as base_url,
+        HubSpotConnector(
+            base_url,
+            auth=BearerToken("pat-na1-recorded"),
+            object_type=object_type,
+            options=HttpOptions(sleep=no_sleep, clock=clock),
+        ) as source,
+    ):
+        failed = sync.run_cycle(KEY, source)
+        assert failed.outcome is Outcome.FAILED
+        assert failed.error_class == "BadResponseError"
+        assert failed.error is not None
+        assert "order asked for" in failed.error
+        assert (failed.applied, failed.rejected) == (0, 0)
+        assert sync.state(KEY).cursor is None
+        assert "cycle failed: BadResponseError" in caplog.text
+        assert transactions_by_id(store, KEY) == {}
+
+        vendor.sorted_as_asked = True
+        healed = sync.run_cycle(KEY, source)
+    assert healed.outcome is Outcome.COMPLETED, healed.error
+    held = transactions_by_id(store, KEY)
+    assert held.keys() == {row["id"] for row in rows}
+    for row in rows:
+        assert held[row["id"]].record.payload == row
+
+
+def respelled(stamp: str, number: int) -> str:
+    """The same instant as ``stamp`` written another way (offsets up to ±14 h, z, +0000)."""
+    at = datetime.fromisoformat(stamp)
+    offsets = (timedelta(hours=14), timedelta(hours=-14), timedelta(hours=5, minutes=45))
+    if number % 5 < len(offsets):
+        zone = timezone(offsets[number % 5])
+        return at.astimezone(zone).isoformat(timespec="milliseconds")
+    return stamp.removesuffix("Z") + ("z" if number % 5 == 3 else "+0000")
+
+
+MODIFIED = "hs_lastmodifieddate"
+GOOD_TIME = "2024-09-01T00:00:00.000Z"
+HOSTILE: list[object] = [
+    {"id": "11", "properties": {MODIFIED: "9999-12-31T23:00:00-08:00"}},
+    {"id": "12", "properties": {MODIFIED: "0001-01-01T00:00:00+05:00"}},
+    {"id": "13", "properties": {MODIFIED: "2024-09-01T25:61:00Z"}},
+    {"id": "14", "properties": {MODIFIED: "2024-09-01T00:00:00"}},  # no zone
+    {"id": "15"},  # no properties
+    {"id": True, "properties": {MODIFIED: GOOD_TIME}},
+    {"id": 10**40, "properties": {MODIFIED: GOOD_TIME}},
+    {"id": "", "properties": {MODIFIED: GOOD_TIME}},
+    ["not", "an", "object"],
+    "a row that is text",
+    None,
+]
+"""Rows no record can be made of: each must be set aside with its reason."""
+
+
+def hostile_answers(fake: FakeHubSpot) -> Callable[[httpx.Request], httpx.Response | None]:
+    """A fault answering each search by time as the fake does, with hostile rows mixed in.
+
+    The good rows' times are rewritten as other spellings of the same instant.
+    """
+
+    def answer(request: httpx.Request) -> httpx.Response | None:
+        if not request.url.path.endswith("/search"):
+            return None
+        if json.loads(request.content)["sorts"][0]["propertyName"] != MODIFIED:
+            return None
+        response = fake.handle(request)
+        body = json.loads(response.read())
+        results = body["results"]
+        for number, row in enumerate(results):
+            row["properties"][MODIFIED] = respelled(row["properties"][MODIFIED], number)
+        for number, row in enumerate(HOSTILE):
+            results.insert(min(len(results), 1 + 3 * number), row)
+        return httpx.Response(response.status_code, json=body)
+
+    return answer
+
+
+def test_hostile_rows_are_set_aside_and_every_good_row_applied(
+    fake: FakeHubSpot, store: Store
+) -> None:
+    """Far-future and far-past dates, malformed times, bad ids and non-objects among good rows.
+
+    Each hostile row is set aside once with its reason, though every search answer carries it;
+    every good row, its time spelt with offsets up to ±14 h, ``z`` or ``+0000``, is applied at
+    the instant it names; the cycle completes.
+    """
+    load_deals(fake, 450)
+    fake.clock.set(T0 + timedelta(hours=1))
+    fake.add_fault(hostile_answers(fake))
+    sync = engine(store, fake)
+    with fake.serve() as base_url, closing(connector(fake, base_url)) as source:
+        result = run(sync, source)
+    assert result.outcome is Outcome.COMPLETED, result.error
+    assert (result.applied, result.rejected) == (450, len(HOSTILE))
+    rejected = sync.rejected(KEY)
+    assert sorted(r.record_id for r in rejected if r.record_id is not None) == [
+        "11",
+        "12",
+        "13",
+        "14",
+        "15",
+    ]
+    assert len(rejected) == len(HOSTILE)
+    assert all(r.reason for r in rejected)
+    far = {r.record_id: r.reason for r in rejected}
+    assert "out of range" in far["11"]
+    assert "out of range" in far["12"]
+    held = transactions_by_id(store, KEY)
+    truth = fake.ground_truth("deals")
+    assert held.keys() == truth.keys()
+    for object_id, transaction in held.items():
+        assert transaction.record.updated_at == parse_timestamp(truth[object_id][MODIFIED])
+
+
+def test_a_crowded_millisecond_changing_while_it_is_read_by_id_loses_nothing(
+    fake: FakeHubSpot,
+) -> None:
+    """650 deals in one millisecond, more than a search page, read by id while they change.
+
+    Between the pages of that millisecond, deals already read and deals not read yet are
+    updated (they leave the millisecond for a later one) and one is archived: every deal ends
+    in the sink at its latest version, archived ones as tombstones.
+    """
+    load_deals(fake, 300)
+    burst = fake.load("deals", [T0 + timedelta(hours=1)] * 650, {"dealname": "burst"})
+    load_deals(fake, 300, T0 + timedelta(hours=2))
+    fake.clock.set(T0 + timedelta(days=1))
+    spy = Spy(httpx.HTTPTransport())
+
+    def meddle(request: httpx.Request) -> None:
+        if spy.sorted_by("hs_object_id") == 2 and request.url.path.endswith("/search"):
+            by_id = sorted(burst, key=int)
+            for object_id in by_id[10:20] + by_id[600:610]:
+                fake.update("deals", object_id, {"amount": "42"})
+            fake.archive("deals", by_id[300])
+
+    fake.add_fault(meddle)
+    store = InMemoryStore()
+    with fake.serve() as base_url, closing(connector(fake, base_url, transport=spy)) as source:
+        result = run(engine(store, fake), source)
+    assert result.outcome is Outcome.COMPLETED, result.error
+    assert spy.sorted_by("hs_object_id") >= 650 // 200
+    assert_matches(store, fake)
+
+
+def test_a_millisecond_read_out_of_id_order_fails_loudly_and_loses_nothing(
+    fake: FakeHubSpot,
+) -> None:
+    """A crowded millisecond answered out of id order cannot be paged by id: the cycle fails.
+
+    The next cycle, answered in order, reads every deal: the failed one passed none for good.
+    """
+    fake.load("deals", [T0] * 450, {"dealname": "burst"})
+    load_deals(fake, 50, T0 + timedelta(seconds=1))
+    fake.clock.set(T0 + timedelta(hours=1))
+
+    def reversed_by_id(request: httpx.Request) -> httpx.Response | None:
+        if not request.url.path.endswith("/search"):
+            return None
+        if json.loads(request.content)["sorts"][0]["propertyName"] != "hs_object_id":
+            return None
+        response = fake.handle(request)
+        body = json.loads(response.read())
+        body["results"].reverse()
+        return httpx.Response(response.status_code, json=body)
+
+    fake.add_fault(reversed_by_id)
+    store = InMemoryStore()
+    sync = engine(store, fake)
+    with fake.serve() as base_url, closing(connector(fake, base_url)) as source:
+        failed = run(sync, source)
+        assert failed.outcome is Outcome.FAILED
+        assert failed.error_class == "BadResponseError"
+        assert failed.error is not None
+        assert "id order" in failed.error
+        fake.clear_faults()
+        healed = run(sync, source)
+    assert healed.outcome is Outcome.COMPLETED, healed.error
+    assert_matches(store, fake)

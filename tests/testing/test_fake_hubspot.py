@@ -323,6 +323,23 @@ def test_search_sees_writes_after_the_index_lag_and_get_sees_them_at_once(
     assert fresh["properties"]["dealname"] == "v2"
 
 
+def test_every_search_sees_the_index_as_it_is_now_whatever_its_filters(
+    fake: FakeHubSpot, client: httpx.Client
+) -> None:
+    """Searches that differ only in their filters each see every write indexed by then:
+    updates, archives and writes that reach the index while the clock moves."""
+    fake.index_lag = timedelta(seconds=5)
+    first, second, third = fake.load("deals", [T0, T0 + MS, T0 + 2 * MS])
+    assert ids(search(client, rule("GTE", epoch_ms(T0)))) == [first, second, third]
+
+    fake.update("deals", first, modified_at=T0 + timedelta(minutes=1))
+    fake.archive("deals", second)
+    assert ids(search(client, rule("GTE", epoch_ms(T0 + MS)))) == [third]  # lag: first is old
+    fake.clock.advance(timedelta(seconds=5))
+    assert ids(search(client, rule("GT", epoch_ms(T0)))) == [third, first]
+    assert ids(search(client, rule("LT", epoch_ms(T0 + timedelta(hours=1))))) == [third, first]
+
+
 def test_archived_objects_leave_search_and_are_listed_with_an_opaque_cursor(
     fake: FakeHubSpot, client: httpx.Client
 ) -> None:

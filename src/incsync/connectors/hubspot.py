@@ -1,28 +1,32 @@
 """The HubSpot CRM v3 connector: deals (or any object type) through the search API, by keyset.
 
-HubSpot's search has three hard edges, and this module is shaped by them:
+HubSpot plugs into the one keyset driver (:func:`~incsync.connectors.keyset.read_by_keyset`),
+which makes every paging decision; this module only sends the requests:
 
-* **Offsets shift.** ``after`` is an offset into the result set as it is *now*: when a record
-  earlier in the set changes between two pages, every later one moves and one is skipped for good.
-  So an offset is never trusted blindly: each page after the first is asked for from the offset of
-  the last record read, and must start with that record. When it does not, the set moved, and the
-  search is asked again from the last ``hs_lastmodifieddate`` read (``GTE``), dropping the ids
-  already read at exactly that millisecond (keyset paging). While nothing moves, pages come from
-  one query, which HubSpot (and the fake) evaluate once.
-* **10,000 results per query.** Paging past result 10,000 is a 400. Before an offset would reach
-  the cap the search is asked again from the last millisecond read, the same keyset step, so no
-  request ever meets the cap and no time window needs to be split (the toolkit's
-  :class:`~incsync.connectors.paging.WindowQueue` serves sources that cannot filter from a key).
-* **One sort rule, no tie-break.** Records that share a millisecond come in an arbitrary order, so
-  a millisecond holding more than a page cannot be paged by timestamp. When a full page holds one
-  millisecond only, that millisecond is read by id instead (``modified EQ T`` and
-  ``hs_object_id GT last id``, sorted by ``hs_object_id``, with the same checked offsets), then
-  the search goes on strictly after ``T``. Any number of records sharing one millisecond is read
-  once each, and the read always ends.
+* **Query from a time** (:class:`~incsync.connectors.keyset.FromTime`): one search filtered
+  ``modified GTE start`` (epoch milliseconds; no filter for a full read), sorted ascending by the
+  modified property (``hs_lastmodifieddate``, ``lastmodifieddate`` for contacts), 200 objects,
+  no ``after``. Its answer is cut when HubSpot announces a next page or the page is full; the
+  driver then asks again from the newest millisecond read. ``after`` is never followed: it is an
+  offset into the result as it is *now*, so an object changed between two pages would shift
+  every later one and one would be skipped for good; and no offset ever nears the 400 HubSpot
+  answers past result 10,000 of one search.
+* **Resolution**: one millisecond, the finest the modified property holds. Objects sharing one
+  come in any order (a search has one sort rule and no tie-break).
+* **Read one millisecond whole** (:class:`~incsync.connectors.keyset.WholeTick`, when more
+  objects share a millisecond than one page holds): ``modified EQ T`` and ``hs_object_id GT`` the
+  last id read, sorted by ``hs_object_id``, paging by the last id read (numeric order). An object
+  changed meanwhile leaves that millisecond and is read later at its new time. The ids must
+  ascend, as asked: paging by the last id would skip any object an answer out of id order held
+  back, so such an answer stops the read with :class:`~incsync.errors.BadResponseError`.
+
+The driver checks that every answer comes in the order asked for (an answer sorted otherwise, as
+a proxy or an API change may send, fails the cycle loudly instead of losing rows), drops what a
+re-query repeats, and sets aside, with its reason, every row that cannot be a record.
 
 Search never shows archived (deleted) objects. With ``include_archived=True`` they are read after
 the search, every cycle, from ``GET /crm/v3/objects/{type}?archived=true`` (they cannot be filtered
-by time) and become tombstones stamped with ``archivedAt``.
+by time; cursor paging) and become tombstones stamped with ``archivedAt``.
 
 The search index lags writes by seconds, so a record written just before a cycle may be missing
 from it. The engine's safety lag keeps the cursor behind the cycle's start, and the connector's
@@ -32,21 +36,21 @@ such a record is read by the next cycle.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import httpx
 
 from incsync.connectors.auth import Auth, OAuthVendor
-from incsync.connectors.base import RawPage
 from incsync.connectors.http import HttpConnector, HttpOptions
+from incsync.connectors.keyset import Answer, FromTime, WholeTick, read_by_keyset
 from incsync.connectors.paging import cursor_pages
 from incsync.connectors.retry import Throttle
 from incsync.connectors.throttle import hubspot_throttle
 from incsync.cursor import Window
 from incsync.errors import BadResponseError, ConfigurationError
-from incsync.records import Record, RecordFormat, digits_id
+from incsync.records import Page, Record, RecordFormat, digits_id
 from incsync.timestamps import parse_timestamp, to_micros
 
 __all__ = ["HUBSPOT_API", "HUBSPOT_OAUTH", "HUBSPOT_TOKEN_URL", "HubSpotConnector"]
@@ -63,19 +67,29 @@ HUBSPOT_OAUTH = OAuthVendor(HUBSPOT_TOKEN_URL, client_auth="body")
 SEARCH_PAGE_SIZE = 200
 """The largest page HubSpot's search returns."""
 
-SEARCH_RESULT_CAP = 10_000
-"""No search page may reach past this many results (a 400), however many match."""
+SEARCH_RESOLUTION = timedelta(milliseconds=1)
+"""The finest step of the modified property, which search filters on."""
 
 ARCHIVED_PAGE_SIZE = 100
 """The largest page HubSpot's object list returns."""
 
 _ID_PROPERTY = "hs_object_id"
-_fromisoformat = datetime.fromisoformat
 
 
-def _raw_id(raw: object) -> str | None:
-    object_id = raw.get("id") if isinstance(raw, Mapping) else None
-    return object_id if isinstance(object_id, str) else None
+def _numeric_id(raw: object) -> int | None:
+    """Return a row's id as the number search sorts it by, ``None`` when it has none."""
+    try:
+        return int(digits_id(raw.get("id") if isinstance(raw, Mapping) else None))
+    except ValueError:
+        return None
+
+
+def _next_after(answer: object) -> str | None:
+    """Return the ``paging.next.after`` an answer announces, ``None`` on the last page."""
+    paging = answer.get("paging") if isinstance(answer, dict) else None
+    following = paging.get("next") if isinstance(paging, dict) else None
+    token = following.get("after") if isinstance(following, dict) else None
+    return token if isinstance(token, str) and token else None
 
 
 def _epoch_ms(moment: datetime) -> int:
@@ -181,170 +195,93 @@ class HubSpotConnector(HttpConnector):
 
     # -- reading -------------------------------------------------------------------------------
 
-    def fetch(self, window: Window) -> Iterable[RawPage]:
+    def read(self, window: Window) -> Iterator[Page]:
         """Yield every object modified at or after ``window.start``, then archived ones if asked.
 
         Raises:
+            BadResponseError: HubSpot did not answer in the order asked for.
             SourceError: HubSpot could not be read.
         """
-        yield from self._search_pages(None if window.start is None else _epoch_ms(window.start))
+        yield from read_by_keyset(
+            window.start,
+            resolution=SEARCH_RESOLUTION,
+            query=self._query,
+            read_tick=self._read_tick,
+            build=self.to_record,
+            vendor=self.vendor,
+        )
         if self.include_archived:
-            yield from cursor_pages(self._archived_page)
+            for raw_page in cursor_pages(self._archived_page):
+                yield self.page_of(raw_page)
 
-    def _search_pages(self, start_ms: int | None) -> Iterator[RawPage]:
-        """Page the search; after a shift or the cap, re-query from the last millisecond read."""
-        position = start_ms  # the latest millisecond read (or the window's start)
-        seen: set[str] = set()  # ids already read at exactly ``position``
-        strictly_after = False  # true once ``position`` was read whole, by id
-        set_aside: set[str] = set()  # malformed records already passed on, to reject once
-        while True:
-            filters = []
-            if position is not None:
-                operator = "GT" if strictly_after else "GTE"
-                filters.append(self._filter(self.modified_property, operator, position))
-            last_full, fresh_in_query = False, 0
-            for results, full in self._query_pages(
-                filters, self.modified_property, lambda raw: self._key(raw)[1]
-            ):
-                last_full = full
-                fresh: list[Mapping[str, Any]] = []
-                stamps: set[int] = set()
-                for raw in results:
-                    object_id, stamp = self._key(raw)
-                    if object_id is None or stamp is None:
-                        marker = repr(raw) if object_id is None else object_id
-                        if marker not in set_aside:  # to_record sets it aside with the reason
-                            set_aside.add(marker)
-                            fresh.append(raw)
-                        continue
-                    stamps.add(stamp)
-                    if position is not None and (
-                        stamp < position or (stamp == position and object_id in seen)
-                    ):
-                        continue
-                    fresh.append(raw)
-                    if position is None or stamp > position:
-                        position, seen, strictly_after = stamp, {object_id}, False
-                    else:
-                        seen.add(object_id)
-                fresh_in_query += len(fresh)
-                if fresh:
-                    yield fresh
-                if full and len(stamps) == 1 and position in stamps:
-                    # A full page of one millisecond: more may share it than a query can reach,
-                    # and the search has no tie-break to page them by. Read it by id.
-                    assert position is not None  # it is in stamps
-                    yield from self._one_millisecond_pages(position, frozenset(seen))
-                    seen, strictly_after, fresh_in_query = set(), True, 1
-                    break
-            if not last_full:
-                return
-            if not fresh_in_query:
-                raise BadResponseError(
-                    f"hubspot: a full search from {position} brought no record not read "
-                    f"before; the search stopped instead of looping",
-                    vendor=self.vendor,
-                )
+    def _query(self, step: FromTime) -> Iterator[Answer]:
+        """Send one search for the objects modified at or after ``step.start``, oldest first."""
+        filters = []
+        if step.start is not None:
+            filters.append(self._filter(self.modified_property, "GTE", _epoch_ms(step.start)))
+        results, more = self._search(filters, self.modified_property)
+        yield Answer(results, more)
 
-    def _one_millisecond_pages(self, stamp: int, already: frozenset[str]) -> Iterator[RawPage]:
-        """Read every object modified at exactly ``stamp``, by ascending id."""
+    def _read_tick(self, step: WholeTick) -> Iterator[list[Any]]:
+        """Yield every object modified in the millisecond ``step.start``, by ascending id.
+
+        Raises:
+            BadResponseError: The ids did not ascend, or a cut page held none to go on from.
+        """
+        millisecond = self._filter(self.modified_property, "EQ", _epoch_ms(step.start))
         last_id: int | None = None
         while True:
-            filters = [self._filter(self.modified_property, "EQ", stamp)]
+            filters = [millisecond]
             if last_id is not None:
                 filters.append(self._filter(_ID_PROPERTY, "GT", last_id))
-            before, last_full = last_id, False
-            for results, full in self._query_pages(filters, _ID_PROPERTY, _raw_id):
-                last_full = full
-                fresh = []
-                for raw in results:
-                    object_id = self._key(raw)[0]
-                    if object_id is not None:
-                        last_id = (
-                            int(object_id) if last_id is None else max(last_id, int(object_id))
-                        )
-                    if object_id not in already:
-                        fresh.append(raw)
-                if fresh:
-                    yield fresh
-            if not last_full:
+            results, more = self._search(filters, _ID_PROPERTY)
+            after = self._last_id(results, last_id, step.start)
+            yield results
+            if not more:
                 return
-            if last_id == before:
+            if after == last_id:
                 raise BadResponseError(
-                    f"hubspot: paging the objects modified at {stamp} by id did not move past "
-                    f"id {last_id}; the search stopped instead of looping",
+                    f"hubspot: a cut page of the objects modified at {step.start.isoformat()} "
+                    f"held no id after {last_id}, so the read stops instead of asking the same "
+                    f"again",
                     vendor=self.vendor,
                 )
+            last_id = after
 
-    def _query_pages(
-        self, filters: list[dict[str, str]], sort: str, group: Callable[[Any], object]
-    ) -> Iterator[tuple[list[Any], bool]]:
-        """Yield one query's pages, and whether each was full, while its offsets hold.
-
-        Each page after the first is asked for from the offset of the first record of the
-        previous page's last sort value (``group``), so it must start with exactly those records:
-        when it does not, the result set moved under the offsets (a record before them changed,
-        or ties were reordered) and the run stops, as it does before an offset past the 10,000
-        cap. The caller then re-queries from the last key it read. Records that sort alike may
-        come in any order, so checking only the last record would miss a reordered tie; checking
-        the whole tie group does not. The repeated records are left out of the pages.
-        """
-        after, overlap = 0, frozenset[str]()
-        while True:
-            results = self._search(filters, sort, after)
-            full = len(results) >= SEARCH_PAGE_SIZE
-            if overlap:
-                if {_raw_id(raw) for raw in results[: len(overlap)]} != overlap:
-                    return
-                results = results[len(overlap) :]
-            yield results, full
-            if not full or not results:
-                return
-            last = group(results[-1])
-            tail = 0
-            while tail < len(results) and group(results[-1 - tail]) == last:
-                tail += 1
-            ids = {_raw_id(raw) for raw in results[-tail:]}
-            if None in ids or tail >= SEARCH_PAGE_SIZE - 1:
-                return  # no stable point to check the next page against: re-query
-            overlap = frozenset(object_id for object_id in ids if object_id is not None)
-            after += SEARCH_PAGE_SIZE - len(overlap)
-            if after + SEARCH_PAGE_SIZE > SEARCH_RESULT_CAP:
-                return
-
-    def _key(self, raw: object) -> tuple[str | None, int | None]:
-        """Return a search result's numeric id and modified millisecond, ``None`` if unreadable."""
-        if not isinstance(raw, Mapping):
-            return None, None
-        object_id = raw.get("id")
-        if not isinstance(object_id, str) or not object_id.isdigit():
-            return None, None
-        properties = raw.get("properties")
-        value = properties.get(self.modified_property) if isinstance(properties, Mapping) else None
-        if not isinstance(value, str):
-            return object_id, None
-        try:
-            return object_id, _epoch_ms(parse_timestamp(value, self.modified_property))
-        except ValueError:
-            return object_id, None
+    def _last_id(self, results: list[Any], after: int | None, tick: datetime) -> int | None:
+        """Return the last numeric id of a page sorted by id, checking that the ids ascend."""
+        last = after
+        for raw in results:
+            object_id = _numeric_id(raw)
+            if object_id is None:
+                continue  # no id to page by: the record path sets the row aside
+            if last is not None and object_id <= last:
+                raise BadResponseError(
+                    f"hubspot: object {object_id} came after object {last} in a read of the "
+                    f"objects modified at {tick.isoformat()}, asked for in id order; paging by "
+                    f"the last id would skip objects, so the read stops",
+                    vendor=self.vendor,
+                )
+            last = object_id
+        return last
 
     @staticmethod
-    def _filter(name: str, operator: str, value: int | str) -> dict[str, str]:
+    def _filter(name: str, operator: str, value: int) -> dict[str, str]:
         return {"propertyName": name, "operator": operator, "value": str(value)}
 
-    def _search(self, filters: list[dict[str, str]], sort: str, after: int) -> list[Any]:
-        """Return one page of a search sorted ascending by ``sort``, from offset ``after``."""
+    def _search(self, filters: list[dict[str, str]], sort: str) -> tuple[list[Any], bool]:
+        """Return one search page sorted ascending by ``sort``, and whether it was cut."""
         body: dict[str, Any] = {
             "filterGroups": [{"filters": filters}] if filters else [],
             "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
             "limit": SEARCH_PAGE_SIZE,
         }
-        if after:
-            body["after"] = str(after)
         if self.properties is not None:
             body["properties"] = self.properties
         answer = self.request_json("POST", f"/crm/v3/objects/{self.object_type}/search", json=body)
-        return self._results(answer, "search")
+        results = self._results(answer, "search")
+        announced = _next_after(answer) is not None
+        return results, announced or len(results) >= SEARCH_PAGE_SIZE
 
     def _archived_page(self, after: str | None) -> tuple[list[Any], str | None]:
         params: dict[str, Any] = {"archived": "true", "limit": ARCHIVED_PAGE_SIZE}
@@ -354,10 +291,7 @@ class HubSpotConnector(HttpConnector):
             params["properties"] = ",".join(self.properties)
         answer = self.get_json(f"/crm/v3/objects/{self.object_type}", params=params)
         results = self._results(answer, "archived list")
-        paging = answer.get("paging")
-        following = paging.get("next") if isinstance(paging, dict) else None
-        token = following.get("after") if isinstance(following, dict) else None
-        return results, token if isinstance(token, str) else None
+        return results, _next_after(answer)
 
     def _results(self, answer: object, what: str) -> list[Any]:
         results = answer.get("results") if isinstance(answer, dict) else None

@@ -59,7 +59,16 @@ _DEFAULT_PROPERTIES = {
     "contacts": ("email", "firstname", "lastname"),
     "companies": ("domain", "name"),
 }
-_OPERATORS = frozenset({"EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN"})
+# What each operator accepts of a comparison's sign (-1, 0, 1); BETWEEN compares twice.
+_OUTCOMES = {
+    "EQ": frozenset({0}),
+    "NEQ": frozenset({-1, 1}),
+    "LT": frozenset({-1}),
+    "LTE": frozenset({-1, 0}),
+    "GT": frozenset({1}),
+    "GTE": frozenset({0, 1}),
+}
+_OPERATORS = frozenset({*_OUTCOMES, "BETWEEN"})
 _NO_CREDENTIALS = (
     "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can"
     " find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview"
@@ -148,8 +157,7 @@ class _Filter:
         low = _compare(raw, self.low)
         if self.operator == "BETWEEN":  # inclusive at both ends
             return low >= 0 and _compare(raw, self.high) <= 0
-        outcomes = {"EQ": low == 0, "NEQ": low != 0, "LT": low < 0, "LTE": low <= 0, "GT": low > 0}
-        return outcomes.get(self.operator, low >= 0)  # GTE
+        return low in _OUTCOMES[self.operator]
 
 
 class _RequestError(Exception):
@@ -268,6 +276,7 @@ class FakeHubSpot(FakeVendor):
         self._next_id = 90
         self._settled_ms = _ALWAYS  # from then on every version written so far is searchable
         self._cache: dict[tuple[str, str, int | None], list[_Hit]] = {}
+        self._orders: dict[tuple[str, str, bool, int | None], list[_Hit]] = {}
         self._day, self._day_count = -1, 0
         self._recent: deque[int] = deque()
         self._recent_searches: deque[int] = deque()
@@ -577,16 +586,34 @@ class FakeHubSpot(FakeVendor):
     ) -> list[_Hit]:
         """Evaluate a search on the index as it is now (cached until data or index change)."""
         now_ms = self._now_ms()
-        cache_key = (object_type, key, None if now_ms >= self._settled_ms else now_ms)
+        moment = None if now_ms >= self._settled_ms else now_ms
+        cache_key = (object_type, key, moment)
         if cache_key in self._cache:
             return self._cache[cache_key]
+        # Filtering keeps the order of what it filters, so the sorted index serves every filter.
+        hits = [
+            (obj, version)
+            for obj, version in self._sorted(object_type, sort, now_ms, moment)
+            if not groups or any(all(f.passes(obj.raw(version, f.name)) for f in g) for g in groups)
+        ]
+        self._cache = {cache_key: hits}  # one query at a time: what paging through one needs
+        return hits
+
+    def _sorted(
+        self, object_type: str, sort: tuple[str, bool], now_ms: int, moment: int | None
+    ) -> list[_Hit]:
+        """Every object search sees now, in the order of ``sort``, ties in their drawn order.
+
+        Kept until data or the index change (or, while writes are still being indexed, until the
+        clock moves): searches that differ only in their filters share it.
+        """
+        key = (object_type, sort[0], sort[1], moment)
+        if key in self._orders:
+            return self._orders[key]
         hits: list[_Hit] = []
         for obj in self._objects.get(object_type, {}).values():
             version = obj.indexed(now_ms) if obj.archived_ms is None else None
-            if version is not None and (
-                not groups
-                or any(all(f.passes(obj.raw(version, f.name)) for f in g) for g in groups)
-            ):
+            if version is not None:
                 hits.append((obj, version))
         name, descending = sort
         hits.sort(key=lambda hit: hit[1].tie)  # ties keep this arbitrary order: sorts are stable
@@ -594,7 +621,9 @@ class FakeHubSpot(FakeVendor):
         present = [(key, hit) for key, hit in keyed if key is not None]
         present.sort(key=lambda entry: entry[0], reverse=descending)
         ordered = [hit for _, hit in present] + [hit for key, hit in keyed if key is None]
-        self._cache = {cache_key: ordered}  # one query at a time: what paging through one needs
+        if any(kept[3] != moment for kept in self._orders):
+            self._orders.clear()
+        self._orders[key] = ordered
         return ordered
 
     def _list(self, request: httpx.Request, object_type: str) -> httpx.Response:
@@ -642,6 +671,7 @@ class FakeHubSpot(FakeVendor):
     def _touched(self, indexed_ms: int) -> None:
         self._settled_ms = max(self._settled_ms, indexed_ms)
         self._cache.clear()
+        self._orders.clear()
 
     def _live(self, object_type: str, object_id: str) -> _Object:
         found = self._objects.get(object_type, {}).get(object_id)
