@@ -118,6 +118,18 @@ def run(sync: SyncEngine, connector: RestConnector) -> CycleResult:
     return sync.run_cycle(KEY, connector)
 
 
+def completes_while(
+    fake: FakeGenericRest, paging: Paging, meddle: Callable[[httpx.Request], None]
+) -> None:
+    """One full cycle, ``meddle`` called before each request is answered, reads everything."""
+    fake.add_fault(meddle)
+    store = InMemoryStore()
+    with serving(fake, config_for(paging)) as connector:
+        result = run(engine(store, fake), connector)
+    assert result.outcome is Outcome.COMPLETED, result.error
+    assert_matches(store, fake)
+
+
 def later(fake: FakeGenericRest, minutes: int = 10) -> None:
     """Move the fake's clock on."""
     fake.clock.advance(timedelta(minutes=minutes))
@@ -198,12 +210,7 @@ def test_changes_while_a_sync_pages_lose_nothing(paging: Paging) -> None:
             for item_id in ids[100:110]:
                 fake.update(item_id, {"amount": 77})
 
-    fake.add_fault(meddle)
-    store = InMemoryStore()
-    with serving(fake, config_for(paging)) as connector:
-        result = run(engine(store, fake), connector)
-    assert result.outcome is Outcome.COMPLETED, result.error
-    assert_matches(store, fake)
+    completes_while(fake, paging, meddle)
 
 
 @pytest.mark.parametrize("paging", ["offset", "page"])
@@ -225,12 +232,7 @@ def test_a_burst_paged_by_offset_survives_items_leaving_it(paging: Paging) -> No
             for item_id in ids[calls["n"] * 5 : calls["n"] * 5 + 5]:
                 fake.update(item_id, {"amount": 5})
 
-    fake.add_fault(meddle)
-    store = InMemoryStore()
-    with serving(fake, config_for(paging)) as connector:
-        result = run(engine(store, fake), connector)
-    assert result.outcome is Outcome.COMPLETED, result.error
-    assert_matches(store, fake)
+    completes_while(fake, paging, meddle)
 
 
 @pytest.mark.parametrize("timestamp_format", ["epoch_seconds", "epoch_ms"])
@@ -674,12 +676,7 @@ def test_rows_moving_forward_at_every_request_are_all_read(paging: Paging) -> No
             fake.update(ids[calls["n"] * 7], {"amount": calls["n"]})
             fake.update(ids[899 - calls["n"] * 11], {"amount": calls["n"]})
 
-    fake.add_fault(meddle)
-    store = InMemoryStore()
-    with serving(fake, config_for(paging)) as connector:
-        result = run(engine(store, fake), connector)
-    assert result.outcome is Outcome.COMPLETED, result.error
-    assert_matches(store, fake)
+    completes_while(fake, paging, meddle)
 
 
 def test_an_api_ignoring_the_offset_inside_a_crowded_tick_stops_the_read() -> None:
