@@ -18,7 +18,7 @@ from incsync import SQLiteStore, SyncEngine, SyncPolicy
 from incsync.connectors._rest_config import RestConfig
 from incsync.connectors.auth import BearerToken
 from incsync.connectors.http import HttpOptions
-from incsync.connectors.rest import RestConnector
+from incsync.connectors.rest import MAX_BURST_PASSES, RestConnector
 from incsync.connectors.retry import RetryPolicy
 from incsync.cursor import Window
 from incsync.errors import AuthError, BadResponseError
@@ -45,8 +45,12 @@ def config_for(
     timestamp_format: Format = "iso8601",
     ordered: bool = True,
     auth: dict[str, Any] | None = None,
+    filter_format: str | None = None,
 ) -> RestConfig:
-    """The configuration that reads the fake with ``paging``, as a user would write it."""
+    """The configuration that reads the fake with ``paging``, as a user would write it.
+
+    ``filter_format`` writes the filter another way than the records' ``timestamp_format``.
+    """
     paging_table: dict[str, Any] = {"style": paging, "size": size}
     if paging == "cursor":
         paging_table["cursor_path"] = "meta.next_cursor"
@@ -60,8 +64,13 @@ def config_for(
             "path": "/v1/items",
             "ordered": ordered,
             "params": {"include_deleted": True},
-            "filter": {"param": "updated_since", "format": timestamp_format},
-            "records": {"path": "data.items", "id": "id", "updated_at": "meta.updated_at"},
+            "filter": {"param": "updated_since", "format": filter_format or timestamp_format},
+            "records": {
+                "path": "data.items",
+                "id": "id",
+                "updated_at": "meta.updated_at",
+                "updated_at_format": timestamp_format,
+            },
             "tombstone": {"field": "status", "values": ["deleted"]},
             "auth": auth or {"kind": "bearer", "secret": SECRET_NAME},
             "paging": paging_table,
@@ -107,6 +116,18 @@ def assert_matches(store: Store, fake: FakeGenericRest) -> None:
 def run(sync: SyncEngine, connector: RestConnector) -> CycleResult:
     """Run one cycle and return its result."""
     return sync.run_cycle(KEY, connector)
+
+
+def completes_while(
+    fake: FakeGenericRest, paging: Paging, meddle: Callable[[httpx.Request], None]
+) -> None:
+    """One full cycle, ``meddle`` called before each request is answered, reads everything."""
+    fake.add_fault(meddle)
+    store = InMemoryStore()
+    with serving(fake, config_for(paging)) as connector:
+        result = run(engine(store, fake), connector)
+    assert result.outcome is Outcome.COMPLETED, result.error
+    assert_matches(store, fake)
 
 
 def later(fake: FakeGenericRest, minutes: int = 10) -> None:
@@ -189,12 +210,7 @@ def test_changes_while_a_sync_pages_lose_nothing(paging: Paging) -> None:
             for item_id in ids[100:110]:
                 fake.update(item_id, {"amount": 77})
 
-    fake.add_fault(meddle)
-    store = InMemoryStore()
-    with serving(fake, config_for(paging)) as connector:
-        result = run(engine(store, fake), connector)
-    assert result.outcome is Outcome.COMPLETED, result.error
-    assert_matches(store, fake)
+    completes_while(fake, paging, meddle)
 
 
 @pytest.mark.parametrize("paging", ["offset", "page"])
@@ -216,12 +232,7 @@ def test_a_burst_paged_by_offset_survives_items_leaving_it(paging: Paging) -> No
             for item_id in ids[calls["n"] * 5 : calls["n"] * 5 + 5]:
                 fake.update(item_id, {"amount": 5})
 
-    fake.add_fault(meddle)
-    store = InMemoryStore()
-    with serving(fake, config_for(paging)) as connector:
-        result = run(engine(store, fake), connector)
-    assert result.outcome is Outcome.COMPLETED, result.error
-    assert_matches(store, fake)
+    completes_while(fake, paging, meddle)
 
 
 @pytest.mark.parametrize("timestamp_format", ["epoch_seconds", "epoch_ms"])
@@ -468,3 +479,214 @@ def test_ordered_true_over_an_unsorted_api_fails_loudly() -> None:
     assert result.outcome is Outcome.FAILED
     assert result.error_class == "BadResponseError"
     assert "set ordered = false" in str(result.error)
+
+
+# Rows whose times are spelled every way ISO 8601 allows, at the moment each means: applied.
+GOOD_SPELLINGS: dict[str, tuple[object, str, datetime]] = {
+    "lower-z": ("lower-z", "2024-05-01T00:00:41z", T0 + timedelta(seconds=41)),
+    "plus-0000": ("plus-0000", "2024-05-01T00:00:42+0000", T0 + timedelta(seconds=42)),
+    "east-14h": ("east-14h", "2024-05-01T14:00:43+14:00", T0 + timedelta(seconds=43)),
+    "west-14h": ("west-14h", "2024-04-30T10:00:44-14:00", T0 + timedelta(seconds=44)),
+    str(2**70): (2**70, "2024-05-01T00:00:45Z", T0 + timedelta(seconds=45)),
+}
+# Rows that cannot become records, each with what its reason names, between the good ones.
+HOSTILE: list[tuple[object, str]] = [
+    ({"id": "far-future", "meta": {"updated_at": "9999-12-31T23:00:00-08:00"}}, "out of range"),
+    ({"id": "far-past", "meta": {"updated_at": "0001-01-01T00:00:00+05:00"}}, "out of range"),
+    ({"id": "bad-time", "meta": {"updated_at": "2024-13-45T99:00:00Z"}}, "meta.updated_at"),
+    ({"id": True, "meta": {"updated_at": "2024-05-01T00:00:41Z"}}, "id"),
+    ({"id": "", "meta": {"updated_at": "2024-05-01T00:00:42Z"}}, "id"),
+    ({"id": 1e300, "meta": {"updated_at": "2024-05-01T00:00:43Z"}}, "id"),
+    (["not", "an", "object"], "object"),
+    ("just text", "object"),
+    (None, "object"),
+]
+
+
+@pytest.mark.parametrize("paging", STYLES)
+def test_hostile_rows_are_set_aside_and_every_good_row_applied(
+    paging: Paging, store: Store
+) -> None:
+    """Far-off dates, bad times and ids, and non-objects in one answer are each set aside once.
+
+    Every good row lands, whichever way its time is spelled (``z``, ``+0000``, ±14 h offsets, a
+    huge integer id kept as its digits), and the cycle completes; a page boundary inside the
+    hostile rows' second makes re-queries return them again, yet each is reported once.
+    """
+    fake = FakeGenericRest(paging=paging)
+    fake.load(40, T0)
+    for index, (row_id, written, moment) in enumerate(GOOD_SPELLINGS.values()):
+        fake.add_malformed({"id": row_id, "meta": {"updated_at": written}, "n": index}, moment)
+    for raw, _ in HOSTILE:
+        fake.add_malformed(raw, T0 + timedelta(seconds=42))
+    fake.load(20, T0 + timedelta(seconds=50))
+    fake.clock.set(T0 + timedelta(hours=1))
+    sync = engine(store, fake)
+    with serving(fake, config_for(paging, size=20)) as connector:
+        result = run(sync, connector)
+    assert result.outcome is Outcome.COMPLETED, result.error
+    assert result.rejected == len(HOSTILE)
+    assert result.applied == 60 + len(GOOD_SPELLINGS)
+    rejected = sync.rejected(KEY)
+    assert len(rejected) == len(HOSTILE)
+    by_excerpt = {entry.raw: entry.reason for entry in rejected}
+    for raw, named in HOSTILE:
+        assert named in by_excerpt[repr(raw)], (raw, by_excerpt[repr(raw)])
+    held = transactions_by_id(store, KEY)
+    for row_id, (_, _, moment) in GOOD_SPELLINGS.items():
+        assert held[row_id].record.updated_at == moment
+    live = {key: t.record.payload for key, t in held.items() if key not in GOOD_SPELLINGS}
+    assert live == fake.ground_truth()
+
+
+@pytest.mark.parametrize("paging", ["offset", "page"])
+def test_an_ordered_offset_source_answering_by_id_fails_loudly_and_loses_nothing(
+    paging: Paging,
+) -> None:
+    """ordered = true over an API sorted by id: the cycle fails with BadResponseError.
+
+    The first page is in time order by chance and is checkpointed; the re-query from its newest
+    time meets the row updated since (first by id, newest by time) and stops. The cursor stays
+    before every row not read, and the error says what to do; doing it reads everything.
+    """
+    fake = FakeGenericRest(paging=paging, sort="id")
+    ids = fake.load(300, T0)
+    fake.clock.set(T0 + timedelta(hours=1))
+    fake.update(ids[150], {"amount": 1})
+    store = InMemoryStore()
+    sync = engine(store, fake)
+    with serving(fake, config_for(paging)) as connector:
+        result = run(sync, connector)
+        with pytest.raises(BadResponseError) as raised:
+            list(connector.read(Window()))
+    assert result.outcome is Outcome.FAILED
+    assert result.error_class == "BadResponseError"
+    assert "set ordered = false and reset the source" in str(result.error)
+    assert "order asked for" in str(result.error)
+    assert raised.value.vendor == "rest"
+    assert isinstance(raised.value.__cause__, BadResponseError)
+    cursor = sync.state(KEY).cursor
+    assert cursor is not None
+    assert cursor.updated_at < T0 + timedelta(seconds=100)  # ids[100:] are not read yet
+    assert len(transactions_by_id(store, KEY)) <= 100
+
+    sync.reset(KEY)
+    with serving(fake, config_for(paging, ordered=False)) as connector:
+        healed = run(sync, connector)
+    assert healed.outcome is Outcome.COMPLETED, healed.error
+    assert_matches(store, fake)
+
+
+def test_an_error_of_the_api_is_not_blamed_on_the_order() -> None:
+    """A bad answer (no list where the records should be) keeps its own message, no advice."""
+    fake = FakeGenericRest(paging="offset")
+    fake.load(5, T0)
+    fake.add_fault(lambda _request: httpx.Response(200, json={"data": {"items": {}}}))
+    config = config_for("offset")
+    with serving(fake, config) as connector, pytest.raises(BadResponseError) as raised:
+        list(connector.read(Window()))
+    assert "check records.path" in str(raised.value)
+    assert "ordered" not in str(raised.value)
+
+
+@pytest.mark.parametrize("paging", ["offset", "page"])
+def test_a_tick_crowded_beyond_a_page_is_read_whole_by_offset(paging: Paging) -> None:
+    """350 items in one second over 100-item pages are each read once, then the read goes on.
+
+    Only inside that second are pages followed by offset (the filter cannot say "equal"); every
+    other request asks from offset 0 (the first page).
+    """
+    fake = FakeGenericRest(paging=paging)
+    fake.load(30, T0 - timedelta(minutes=1))
+    fake.load(350, T0, step=timedelta(0))
+    fake.load(130, T0 + timedelta(seconds=1))
+    fake.clock.set(T0 + timedelta(hours=1))
+    store = InMemoryStore()
+    with serving(fake, config_for(paging)) as connector:
+        result = run(engine(store, fake), connector)
+    assert result.outcome is Outcome.COMPLETED, result.error
+    assert result.fetched == 30 + 350 + 130
+    assert_matches(store, fake)
+    deep = [
+        request.url
+        for request in fake.requests
+        if "offset=0" not in request.url and "page=1" not in request.url
+    ]
+    assert deep
+    assert all("updated_since=2024-05-01T00%3A00%3A00Z" in url for url in deep)
+
+
+def test_a_tick_that_keeps_changing_while_read_fails_transiently_then_heals() -> None:
+    """Rows updated within their tick at every request: each pass finds a new version.
+
+    The filter (``%Y-%m-%dT%H:%M:%SZ``) says whole seconds while the API keeps milliseconds, so an
+    update can stay inside the crowded second. After five passes that each found a version not
+    read, the cycle fails with TransientSourceError (the cursor stays inside the tick); once the
+    changes stop, the next cycle reads the tick whole.
+    """
+    fake = FakeGenericRest(paging="offset", precision=timedelta(milliseconds=1))
+    ids = fake.load(250, T0, step=timedelta(milliseconds=1))
+    fake.clock.set(T0 + timedelta(hours=1))
+    calls = {"n": 0}
+
+    def meddle(_request: httpx.Request) -> None:
+        calls["n"] += 1
+        moment = T0 + timedelta(milliseconds=500 + calls["n"])
+        fake.update(ids[calls["n"] % len(ids)], {"amount": 7}, moment)
+
+    fake.add_fault(meddle)
+    config = config_for("offset", filter_format="%Y-%m-%dT%H:%M:%SZ")
+    store = InMemoryStore()
+    sync = engine(store, fake)
+    with serving(fake, config) as connector:
+        failed = run(sync, connector)
+        assert failed.outcome is Outcome.FAILED
+        assert failed.error_class == "TransientSourceError"
+        assert "kept changing" in str(failed.error)
+        tick_starts = [
+            r.url for r in fake.requests if "updated_since=2024-05-01T00%3A00%3A00Z" in r.url
+        ]
+        # The query that found the tick crowded, the tick's read, and its reads again.
+        assert sum("offset=0" in url for url in tick_starts) == 2 + MAX_BURST_PASSES
+        cursor = sync.state(KEY).cursor
+        # Checkpoints inside the tick are safe: the next read starts at the tick's start.
+        assert cursor is None or cursor.updated_at < T0 + timedelta(seconds=1)
+        fake.clear_faults()
+        healed = run(sync, connector)
+    assert healed.outcome is Outcome.COMPLETED, healed.error
+    assert_matches(store, fake)
+
+
+@pytest.mark.parametrize("paging", STYLES)
+def test_rows_moving_forward_at_every_request_are_all_read(paging: Paging) -> None:
+    """From the second request to the fifteenth, one row read and one not yet read move forward.
+
+    Each moved row is read at its new time, as the newer version it is; none is skipped.
+    """
+    fake = FakeGenericRest(paging=paging)
+    ids = fake.load(900, T0)
+    fake.load(250, T0 + timedelta(seconds=450), step=timedelta(0))
+    fake.clock.set(T0 + timedelta(hours=1))
+    calls = {"n": 0}
+
+    def meddle(_request: httpx.Request) -> None:
+        calls["n"] += 1
+        if 2 <= calls["n"] <= 15:
+            fake.clock.advance(timedelta(seconds=1))
+            fake.update(ids[calls["n"] * 7], {"amount": calls["n"]})
+            fake.update(ids[899 - calls["n"] * 11], {"amount": calls["n"]})
+
+    completes_while(fake, paging, meddle)
+
+
+def test_an_api_ignoring_the_offset_inside_a_crowded_tick_stops_the_read() -> None:
+    """A misnamed offset parameter brings the same page back: the read stops, naming it."""
+    fake = FakeGenericRest(paging="offset")
+    fake.load(250, T0, step=timedelta(0))
+    config = config_for("offset")
+    config = attrs.evolve(config, paging=attrs.evolve(config.paging, offset_param="skip"))
+    with serving(fake, config) as connector, pytest.raises(BadResponseError) as raised:
+        list(connector.read(Window()))
+    assert "ignore the 'skip' parameter" in str(raised.value)
+    assert "paging.offset_param" in str(raised.value)
+    assert len(fake.requests) == 4  # the two queries, then two pages of the tick

@@ -139,6 +139,11 @@ BAD = [
     ),
     (minimal(filter={"param": "s", "format": "epoch"}), 'filter.format: expected "iso8601"'),
     (minimal(filter={"param": "s", "format": "%Q"}), "filter.format: the pattern '%Q' cannot read"),
+    (minimal(filter={"param": "s", "format": "%s"}), "filter.format: the pattern '%s' cannot read"),
+    (
+        minimal(ordered=True, filter={"param": "s", "format": "%Y-%m"}),
+        "filter.format: ordered = true reads on from the newest time read, but the pattern '%Y-%m'",
+    ),
     (
         minimal(records={"path": "data..items"}),
         'records.path: expected a dotted path like "data.items"',
@@ -301,6 +306,47 @@ def test_timestamp_formats_write_rounded_down_and_read_back(
     assert parsed.tzinfo is UTC
     assert parsed <= MOMENT
     assert MOMENT - parsed < timedelta(seconds=1)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("spec", "resolution"),
+    [
+        ("iso8601", timedelta(microseconds=1)),
+        ("epoch_ms", timedelta(milliseconds=1)),
+        ("epoch_seconds", timedelta(seconds=1)),
+        ("%Y-%m-%d %H:%M:%S", timedelta(seconds=1)),
+        ("%Y-%m-%dT%H:%M:%S%z", timedelta(seconds=1)),
+        ("%Y-%m-%dT%H:%M:%S.%fZ", timedelta(microseconds=1)),
+        ("%Y-%m-%dT%H:%M", timedelta(minutes=1)),
+        ("%d/%m/%Y %H:%M", timedelta(minutes=1)),
+        ("%Y-%m-%d %H", timedelta(hours=1)),
+        ("%Y-%m-%d", timedelta(days=1)),
+        ("%Y%j", timedelta(days=1)),
+    ],
+)
+def test_a_format_resolution_is_the_step_its_writing_rounds_down_to(
+    spec: str, resolution: timedelta
+) -> None:
+    """ISO 8601 keeps microseconds, epochs their unit, a pattern its finest field."""
+    fmt = TimestampFormat.from_spec(spec, "filter.format")
+    assert fmt.resolution == resolution
+    assert fmt.parse(fmt.render(MOMENT), "since") == MOMENT - (MOMENT - EPOCH) % resolution
+
+
+@pytest.mark.parametrize("spec", ["%Y-%m", "%Y", "%H:%M:%S", "%d %H:%M:%S"])
+def test_a_pattern_that_writes_no_day_has_no_resolution(spec: str) -> None:
+    """A month, a year or a time without its date names no tick a keyset read could go on from."""
+    fmt = TimestampFormat.from_spec(spec, "filter.format")
+    assert fmt.resolution is None
+
+
+def test_a_pattern_without_a_resolution_is_accepted_for_an_unordered_source() -> None:
+    """An unordered source only ever filters from the cursor's time, which any floor serves."""
+    config = RestConfig.from_mapping(minimal(filter={"param": "s", "format": "%Y-%m"}))
+    assert config.filter.format.resolution is None
 
 
 def test_a_pattern_that_does_not_match_is_a_value_error() -> None:

@@ -228,3 +228,17 @@ def test_malformed_items_are_served_as_given_and_left_out_of_the_truth() -> None
     with client_for(fake) as client:
         assert items(client.get(ITEMS_PATH).json()) == [{"name": "no id"}]
     assert fake.ground_truth() == {}
+
+
+def test_rows_that_are_no_objects_are_served_in_their_place_in_the_order() -> None:
+    """A list, a string or null added as malformed is served verbatim at its moment's place."""
+    fake = FakeGenericRest()
+    fake.load(2, T0, step=timedelta(seconds=10))
+    fake.add_malformed(["not", "an", "object"], T0 + timedelta(seconds=1))
+    fake.add_malformed("just text", T0 + timedelta(seconds=2))
+    fake.add_malformed(None, T0 + timedelta(seconds=3))
+    with client_for(fake) as client:
+        got: list[Any] = client.get(ITEMS_PATH).json()["data"]["items"]
+    assert got[1:4] == [["not", "an", "object"], "just text", None]
+    assert [row["name"] for row in (got[0], got[4])] == ["item 0", "item 1"]
+    assert len(fake.ground_truth()) == 2

@@ -6,7 +6,7 @@ Shared by the configurable connectors (:mod:`incsync.connectors.rest` reads answ
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 import attrs
@@ -24,6 +24,21 @@ from incsync.timestamps import (
 __all__ = ["DottedPath", "TimestampFormat", "config_error"]
 
 _SAMPLE_MOMENT = datetime(2024, 2, 29, 13, 45, 59, tzinfo=UTC)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Moments with no field at its lowest, so that a format dropping a field cannot pass for one
+# that keeps it; two, so that a pattern with a field written as fixed text cannot either.
+_PROBES = (
+    datetime(2024, 2, 29, 13, 45, 59, 123_456, tzinfo=UTC),
+    datetime(1999, 12, 31, 22, 58, 57, 987_654, tzinfo=UTC),
+)
+_STEPS = (
+    timedelta(microseconds=1),
+    timedelta(milliseconds=1),
+    timedelta(seconds=1),
+    timedelta(minutes=1),
+    timedelta(hours=1),
+    timedelta(days=1),
+)
 
 
 def config_error(key: str, message: str) -> ConfigurationError:
@@ -87,6 +102,30 @@ class TimestampFormat:
         fraction = f".{utc.microsecond:06d}" if utc.microsecond else ""
         return f"{utc:%Y-%m-%dT%H:%M:%S}{fraction}Z"
 
+    @property
+    def resolution(self) -> timedelta | None:
+        """The finest step a moment written in this format keeps: what :meth:`render` rounds to.
+
+        1 µs for ISO 8601, 1 ms for epoch milliseconds, 1 s for epoch seconds; for a pattern,
+        its finest field (``%f`` 1 µs, ``%S`` 1 s, ``%M`` 1 min, ``%H`` 1 h, ``%d`` or ``%j``
+        1 day). Found by writing moments and reading them back, so it is what the format does,
+        not what its letters suggest.
+
+        Returns:
+            The step, or ``None`` when writing a moment does not round it down to one of those
+            steps: a pattern keeping only the month or the year, or a time without its date.
+        """
+        for step in _STEPS:
+            if all(self._written_back(probe) == _floor(probe, step) for probe in _PROBES):
+                return step
+        return None
+
+    def _written_back(self, moment: datetime) -> datetime | None:
+        try:
+            return self.parse(self.render(moment), "moment")
+        except ValueError:
+            return None
+
     def parse(self, value: object, field: str) -> datetime:
         """Read a source's timestamp into an aware UTC datetime.
 
@@ -113,3 +152,7 @@ class TimestampFormat:
 
     def __str__(self) -> str:
         return self.pattern if self.kind == "strftime" and self.pattern else self.kind
+
+
+def _floor(moment: datetime, step: timedelta) -> datetime:
+    return moment - (moment - _EPOCH) % step

@@ -219,6 +219,10 @@ class RestConfig:
       (100), ``size_param`` (``limit``), ``offset_param`` (``offset``), ``page_param``
       (``page``), ``first_page`` (1), ``cursor_param`` (``cursor``), ``cursor_path``,
       ``next_link_path``.
+
+    Raises:
+        ConfigurationError: ``ordered`` is true but the filter's format has no
+            :attr:`~TimestampFormat.resolution` (a pattern writing only the month, say).
     """
 
     base_url: str
@@ -231,6 +235,16 @@ class RestConfig:
     params: tuple[tuple[str, str], ...] = ()
     ordered: bool = False
     lookback: timedelta = timedelta(0)
+
+    def __attrs_post_init__(self) -> None:
+        if self.ordered and self.filter.format.resolution is None:
+            # An ordered source is read on from the newest tick read, written in the filter.
+            raise config_error(
+                "filter.format",
+                f"ordered = true reads on from the newest time read, but the pattern "
+                f"{self.filter.format.pattern!r} cannot write a moment to the day or finer; "
+                f"write the date and time, or set ordered = false",
+            )
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> RestConfig:

@@ -2,57 +2,66 @@
 
 Everything vendor-specific is in a :class:`~incsync.connectors._rest_config.RestConfig`: where the
 API is, the filter parameter and how it writes a time, where records, ids and times sit in an
-answer, which records are deletions, the credential and the paging style. The reading rules:
+answer, which records are deletions, the credential and the paging style.
 
-* **Cursor and next-link paging** follow the source's tokens (refusing one that repeats, and a
-  next link to another host, which would receive the credential). Such tokens are usually keyset
-  positions, which stay valid while records change.
-* **Offset and page-number paging, ordered sources** (``ordered = true``: sorted ascending by the
-  update time). Offsets count into the result set as it is *now*: when a record before the offset
-  changes, it moves to the end and every later record moves back one, so the next page skips one
-  for good. So offsets are not trusted across timestamps: after each page the filter is asked
-  again from the newest time read (keyset paging), dropping the ids already read at that time.
-  Only when a whole page shares one timestamp (a burst) does the connector page by offset inside
-  it; before leaving that timestamp it reads the burst again from offset 0 until a pass brings no
-  id it had not read, which catches a record skipped by a change within the burst (a change
-  during the very last pass can still hide one: the source gives nothing to check against).
-* **Offset and page-number paging, unordered sources** page plainly: this is only safe when the
-  source's order does not move records that change (sorted by id or creation), which is what
-  ``ordered = false`` with offsets asserts. The engine moves an unordered source's cursor only when
-  a cycle completes.
-* **No paging**: one answer holds every record.
+**Ordered sources** (``ordered = true``: sorted ascending by update time) are read by the keyset
+driver, :func:`~incsync.connectors.keyset.read_by_keyset`, which checks that order on every row
+(a row older than one read before it fails the read with
+:class:`~incsync.errors.BadResponseError`: set ``ordered = false`` and reset the source). This
+module plugs in:
+
+* **The query from a time** ``S``: the filter parameter written from ``S`` in the filter's format.
+  The tick is that format's resolution (1 s for epoch seconds, 1 ms for epoch milliseconds, 1 µs
+  for ISO 8601, a pattern's finest field), so ``S``, a tick's start, is written exactly. With
+  offset or page-number paging the answer is the first page only (offset 0, or the first page
+  number), a full page meaning more: an offset counts into the result as it is *now* and shifts
+  when a record before it changes, so it is never followed across pages and the driver asks again
+  from the newest tick read. Cursor and next-link tokens are followed to the answer's end
+  (refusing one that repeats, and a next link to another host, which would receive the
+  credential): they are keyset positions, which stay valid while records change. Without paging,
+  one answer holds everything.
+* **A tick read whole**, when more records share one tick than a page holds (a bulk import): the
+  filter cannot say "equal", so the tick is paged by offset inside ``>= tick`` while its records
+  come (those of later ticks that come along are left to the driver). A change to a record of the
+  tick moves it out of its place and every later one back an offset, so a page can skip one: the
+  tick is read again from offset 0 until a pass brings no version not read, and after
+  :data:`MAX_BURST_PASSES` passes that each did the read fails with
+  :class:`~incsync.errors.TransientSourceError` (the next cycle tries again). A change during
+  the very last pass can still hide a record: the source gives nothing to check against.
+
+**Unordered sources** are read plainly, their pages built through the record path: tokens for
+cursor and next-link paging, offset after offset for offset and page-number paging (only safe when
+the source's order does not move records that change, sorted by id or creation, which is what
+``ordered = false`` with offsets asserts), one answer without paging. The engine moves an
+unordered source's cursor only when a cycle completes.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
 import httpx
 
+from incsync.connectors import keyset
 from incsync.connectors._rest_config import RestConfig
 from incsync.connectors.auth import Auth
 from incsync.connectors.base import RawPage
 from incsync.connectors.http import HttpConnector, HttpOptions
-from incsync.connectors.paging import KeysetPosition, cursor_pages, offset_pages
+from incsync.connectors.keyset import Answer, FromTime, WholeTick, read_by_keyset
+from incsync.connectors.paging import cursor_pages, offset_pages
 from incsync.cursor import Window
-from incsync.errors import (
-    BadRecordError,
-    BadResponseError,
-    TransientSourceError,
-)
-from incsync.records import Page, RecordFormat, text_or_integer_id
+from incsync.errors import BadResponseError, TransientSourceError
+from incsync.records import Page, Record, RecordFormat, outcome_of, text_or_integer_id
 
 __all__ = ["MAX_BURST_PASSES", "RestConnector"]
 
 MAX_BURST_PASSES = 5
-"""Reads of one over-full timestamp that may each find unread ids before the cycle gives up."""
+"""Reads of one crowded tick again that may each find versions not read before the read fails."""
 
-Key = tuple[datetime, str]
-
-_fromisoformat = datetime.fromisoformat
+_Version = tuple[str, datetime]
 
 
 class RestConnector(HttpConnector):
@@ -107,59 +116,143 @@ class RestConnector(HttpConnector):
         return tombstone is not None and tombstone.matches(raw)
 
     def read(self, window: Window) -> Iterator[Page]:
-        """Yield the pages of :meth:`fetch`; for an ordered source, check that they are.
+        """Yield every record updated at or after ``window.start``, malformed ones set aside.
+
+        An ordered source is read by the keyset driver (see the module docstring); an unordered
+        one page by page from :meth:`fetch`.
 
         Raises:
-            BadResponseError: ``ordered = true`` but a record is older than one read before it:
-                per-page checkpoints would then skip records. Set ``ordered = false``, and reset
-                the source, whose cursor may have passed records not read yet.
+            BadResponseError: The API's answer cannot be read, or ``ordered = true`` but a record
+                is older than one read before it: set ``ordered = false``, and reset the source,
+                whose cursor may have passed records not read yet.
+            TransientSourceError: A crowded tick kept changing while it was read.
             SourceError: The API could not be read.
         """
-        newest: datetime | None = None
-        for page in super().read(window):
-            if self.ordered:
-                for record in page.records:
-                    if newest is not None and record.updated_at < newest:
-                        raise BadResponseError(
-                            f"{self.vendor}: record {record.id!r} (updated "
-                            f"{record.updated_at.isoformat()}) came after one updated "
-                            f"{newest.isoformat()}, but the configuration says ordered = true; "
-                            f"set ordered = false and reset the source",
-                            vendor=self.vendor,
-                        )
-                    newest = record.updated_at
-            yield page
-
-    def _key(self, raw: object) -> Key | None:
-        """Return a raw record's ``(updated_at, id)``, or ``None`` when it is malformed."""
+        if not self.ordered:
+            yield from super().read(window)
+            return
+        resolution = self.config.filter.format.resolution
+        assert resolution is not None  # RestConfig refuses ordered = true without one
         try:
-            record = self.to_record(raw)  # type: ignore[arg-type]  # any JSON value is judged
-        except BadRecordError:
-            return None
-        return record.updated_at, record.id
+            yield from read_by_keyset(
+                window.start,
+                resolution=resolution,
+                query=self._query,
+                read_tick=self._read_tick,
+                build=self.to_record,
+                vendor=self.vendor,
+            )
+        except BadResponseError as error:
+            if not _raised_by_driver(error):
+                raise
+            raise BadResponseError(
+                f"{error}; the configuration says ordered = true: if the API does not return "
+                f"records sorted by update time, ascending, set ordered = false and reset the "
+                f"source",
+                vendor=error.vendor,
+                status_code=error.status_code,
+                excerpt=error.excerpt,
+            ) from error
 
     # -- reading -------------------------------------------------------------------------------
 
     def fetch(self, window: Window) -> Iterable[RawPage]:
-        """Yield every record updated at or after ``window.start`` (everything for a full read).
+        """Yield an unordered read's raw pages: every record updated at or after ``window.start``.
 
         Raises:
             SourceError: The API could not be read.
         """
         paging = self.config.paging
-        if paging.style == "none":
-            records = self._records(self._get(self.config.path, self._params(window.start)))
-            return [records] if records else []
+        if paging.style in ("offset", "page"):
+            return offset_pages(
+                lambda offset: self._page_at(window.start, offset), page_size=paging.size
+            )
+        return self._answer(window.start)
+
+    def _answer(self, since: datetime | None) -> Iterable[RawPage]:
+        """Yield the whole answer from ``since`` by the source's tokens (or in one, unpaged)."""
+        paging = self.config.paging
         if paging.style == "cursor":
-            return cursor_pages(lambda token: self._cursor_page(window.start, token))
+            return cursor_pages(lambda token: self._cursor_page(since, token))
         if paging.style == "next_link":
-            return cursor_pages(lambda link: self._linked_page(window.start, link))
-        if self.ordered:
-            return self._keyset_pages(window.start)
-        return offset_pages(
-            lambda offset: self._records(self._numbered(window.start, offset)),
-            page_size=paging.size,
+            return cursor_pages(lambda link: self._linked_page(since, link))
+        records = self._records(self._get(self.config.path, self._params(since)))
+        return [records] if records else []
+
+    # -- the keyset driver's plugs (ordered sources) ----------------------------------------------
+
+    def _query(self, step: FromTime) -> Iterator[Answer]:
+        """Ask for the records updated at or after ``step.start``, ascending (module docstring)."""
+        paging = self.config.paging
+        if paging.style in ("offset", "page"):
+            first = self._page_at(step.start, 0)
+            yield Answer(first, more=len(first) >= paging.size)
+            return
+        for rows in self._answer(step.start):
+            yield Answer(rows, more=False)
+
+    def _read_tick(self, step: WholeTick) -> Iterator[RawPage]:
+        """Yield every record of one crowded tick, read again until a pass finds nothing new.
+
+        Raises:
+            TransientSourceError: :data:`MAX_BURST_PASSES` reads again each found a version not
+                read: the tick kept changing while it was read.
+            BadResponseError: The API ignores the offset or page parameter.
+        """
+        read: set[_Version] = set()
+        for _ in range(1 + MAX_BURST_PASSES):
+            found = yield from self._tick_pass(step)
+            if found <= read:
+                return
+            read |= found
+        raise TransientSourceError(
+            f"{self.vendor}: the records updated from {step.start.isoformat()} to "
+            f"{step.end.isoformat()} kept changing while they were read {MAX_BURST_PASSES} times "
+            f"again; the next cycle reads them again",
+            vendor=self.vendor,
         )
+
+    def _tick_pass(self, step: WholeTick) -> Generator[RawPage, None, set[_Version]]:
+        """Yield the tick's pages by offset inside ``>= tick``; return the versions they held.
+
+        Raises:
+            BadResponseError: A full page held only versions read on earlier pages of the pass:
+                the API ignores the offset or page parameter, and would answer it for ever.
+        """
+        paging = self.config.paging
+        found: set[_Version] = set()
+        offset = 0
+        while True:
+            rows = self._page_at(step.start, offset)
+            yield rows
+            versions, beyond = self._versions_in(step, rows)
+            goes_on = len(rows) >= paging.size and not beyond
+            if goes_on and versions and versions <= found:
+                param = paging.page_param if paging.style == "page" else paging.offset_param
+                raise BadResponseError(
+                    f"{self.vendor}: the page at offset {offset} of the records updated from "
+                    f"{step.start.isoformat()} repeats records read on an earlier page; the API "
+                    f"seems to ignore the {param!r} parameter: check paging.{paging.style}_param",
+                    vendor=self.vendor,
+                )
+            found |= versions
+            if not goes_on:
+                return found
+            offset += paging.size
+
+    def _versions_in(self, step: WholeTick, rows: RawPage) -> tuple[set[_Version], bool]:
+        """Return the versions of ``rows`` inside the tick, and whether a later one came."""
+        versions: set[_Version] = set()
+        beyond = False
+        for raw in rows:
+            outcome = outcome_of(self.to_record, raw)
+            if not isinstance(outcome, Record):
+                continue  # set aside by the driver
+            if outcome.updated_at >= step.end:
+                beyond = True
+            elif outcome.updated_at >= step.start:
+                versions.add((outcome.id, outcome.updated_at))
+        return versions, beyond
 
     def _params(self, since: datetime | None) -> list[tuple[str, str]]:
         config = self.config
@@ -186,15 +279,15 @@ class RestConnector(HttpConnector):
             )
         return records
 
-    def _numbered(self, since: datetime | None, offset: int) -> Any:
-        """Return the answer for the page at ``offset`` (as a page number for page paging)."""
+    def _page_at(self, since: datetime | None, offset: int) -> list[Any]:
+        """Return the records at ``offset`` (sent as a page number for page paging)."""
         paging = self.config.paging
         params = self._params(since)
         if paging.style == "page":
             params.append((paging.page_param, str(paging.first_page + offset // paging.size)))
         else:
             params.append((paging.offset_param, str(offset)))
-        return self._get(self.config.path, params)
+        return self._records(self._get(self.config.path, params))
 
     def _cursor_page(self, since: datetime | None, token: str | None) -> tuple[RawPage, str | None]:
         paging = self.config.paging
@@ -237,90 +330,14 @@ class RestConnector(HttpConnector):
             )
         return str(url)
 
-    def _keyset_pages(self, since: datetime | None) -> Iterator[RawPage]:
-        """Page an ordered source by re-asking from the newest time read (module docstring)."""
-        size = self.config.paging.size
-        position: KeysetPosition | None = None
-        query_since, offset = since, 0
-        at_since: set[str] = set()  # ids read at exactly ``query_since``
-        malformed: set[str] = set()  # set aside once, however often re-queries return them
-        while True:
-            raws = self._records(self._numbered(query_since, offset))
-            fresh = self._fresh(raws, position, malformed)
-            keyed = [(self._key(raw), raw) for raw in fresh]
-            keys = [key for key, _ in keyed if key is not None]
-            position = KeysetPosition.after(position, keys)
-            at_since.update(key[1] for key in keys if key[0] == query_since)
-            newest = None if position is None else position.updated_at
-            leaving = len(raws) < size or (
-                newest is not None and (query_since is None or newest > query_since)
-            )
-            if leaving and offset:
-                # Leaving a burst read by offset: read it again for skipped records before any
-                # later record goes out, so pages stay in ascending time for the checkpoints.
-                assert query_since is not None  # offsets are only used inside a burst
-                burst = [raw for key, raw in keyed if key is None or key[0] <= query_since]
-                later = [raw for key, raw in keyed if key is not None and key[0] > query_since]
-                if burst:
-                    yield burst
-                yield from self._burst_again(query_since, at_since)
-                if later:
-                    yield later
-            elif fresh:
-                yield fresh
-            if len(raws) < size:
-                return
-            if leaving:
-                assert position is not None  # set by the full page just read
-                query_since, offset = newest, 0
-                at_since = set(position.seen_at_updated_at)
-            else:
-                offset += size  # a whole page shares one timestamp: page inside it
 
-    def _fresh(
-        self, raws: Sequence[Any], position: KeysetPosition | None, malformed: set[str]
-    ) -> list[Any]:
-        fresh = []
-        for raw in raws:
-            key = self._key(raw)
-            if key is None:
-                marker = repr(raw)
-                if marker not in malformed:  # to_record sets it aside with the reason
-                    malformed.add(marker)
-                    fresh.append(raw)
-            elif position is None or position.is_new(key):
-                fresh.append(raw)
-        return fresh
+def _raised_by_driver(error: BaseException) -> bool:
+    """Return whether the keyset driver itself raised ``error``, not a plug it called.
 
-    def _burst_again(self, stamp: datetime, seen: set[str]) -> Iterator[RawPage]:
-        """Read the records at ``stamp`` again until a pass finds no id not in ``seen``.
-
-        A change to a record inside a burst moves it out of the burst and every later record of
-        the burst back one offset, so paging the burst by offset can skip one; a pass over the
-        whole burst that finds nothing unread shows that none was skipped before it.
-        """
-        size = self.config.paging.size
-        for _ in range(MAX_BURST_PASSES):
-            found, offset = False, 0
-            while True:
-                raws = self._records(self._numbered(stamp, offset))
-                keys = [key for key in map(self._key, raws) if key is not None]
-                unread = [
-                    raw
-                    for raw, key in zip(raws, map(self._key, raws), strict=True)
-                    if key is not None and key[0] == stamp and key[1] not in seen
-                ]
-                if unread:
-                    found = True
-                    seen.update(key[1] for key in keys if key[0] == stamp)
-                    yield unread
-                if len(raws) < size or any(key[0] > stamp for key in keys):
-                    break
-                offset += size
-            if not found:
-                return
-        raise TransientSourceError(
-            f"{self.vendor}: the records updated at {stamp.isoformat()} kept changing while they "
-            f"were read {MAX_BURST_PASSES} times; the next cycle reads them again",
-            vendor=self.vendor,
-        )
+    Only the driver's own refusals (rows out of the order asked for, a cut answer with nothing
+    to go on from) break the promise of ``ordered = true``; an unreadable answer does not.
+    """
+    trace = error.__traceback__
+    while trace is not None and trace.tb_next is not None:
+        trace = trace.tb_next
+    return trace is not None and trace.tb_frame.f_globals.get("__name__") == keyset.__name__

@@ -65,7 +65,8 @@ class _Item:
     fields: dict[str, Any]
     updated_micros: int
     deleted: bool = False
-    raw: dict[str, Any] | None = None  # a malformed item, rendered exactly as given
+    malformed: bool = False
+    raw: Any = None  # a malformed item's row (any JSON value), rendered exactly as given
 
 
 class FakeGenericRest(FakeVendor):
@@ -164,10 +165,14 @@ class FakeGenericRest(FakeVendor):
             item.updated_micros = self._stamp(updated_at)
             self._ordered = None
 
-    def add_malformed(self, raw: Mapping[str, Any], updated_at: datetime | None = None) -> None:
-        """Add an item served exactly as ``raw`` (no id, a bad time…) at ``updated_at``."""
+    def add_malformed(self, raw: object, updated_at: datetime | None = None) -> None:
+        """Add a row served exactly as ``raw`` at ``updated_at``'s place in the order.
+
+        ``raw`` is any JSON value: an item without an id or with a bad time, a list, a string,
+        ``None``; the API passes on whatever its store holds.
+        """
         with self._lock:
-            item = _Item(self._new_id(), {}, self._stamp(updated_at), raw=dict(raw))
+            item = _Item(self._new_id(), {}, self._stamp(updated_at), malformed=True, raw=raw)
             self._items[item.id] = item
             self._ordered = None
 
@@ -177,7 +182,7 @@ class FakeGenericRest(FakeVendor):
             return {
                 item.id: self.render(item)
                 for item in self._items.values()
-                if item.raw is None and not item.deleted
+                if not item.malformed and not item.deleted
             }
 
     def deleted(self) -> set[str]:
@@ -197,9 +202,9 @@ class FakeGenericRest(FakeVendor):
         fraction = f".{moment.microsecond // 1000:03d}" if self.precision_micros < 1_000_000 else ""
         return f"{moment:%Y-%m-%dT%H:%M:%S}{fraction}Z"
 
-    def render(self, item: _Item) -> dict[str, Any]:
+    def render(self, item: _Item) -> Any:
         """An item as the API sends it."""
-        if item.raw is not None:
+        if item.malformed:
             return item.raw
         return {
             "id": item.id,
