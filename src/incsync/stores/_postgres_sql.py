@@ -17,6 +17,7 @@ from incsync.errors import ConfigurationError
 
 __all__ = [
     "ACQUIRE_LEASE",
+    "CONTENT_DIGEST_VERSION",
     "COUNT_TRANSACTIONS",
     "CREATE_SCHEMA",
     "CREATE_VERSION_TABLE",
@@ -34,15 +35,20 @@ __all__ = [
     "SAVE_REJECTED",
     "SCHEMA_EXISTS",
     "SCHEMA_VERSION",
+    "SET_CONTENT_DIGEST",
     "STATE_COLUMNS",
+    "UNDIGESTED_TRANSACTIONS",
     "UPSERT_TRANSACTION",
     "WRITE_STATE",
     "quoted_schema",
     "render",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema version this incsync writes; :meth:`PostgresStore.migrate` brings a database to it."""
+
+CONTENT_DIGEST_VERSION = 2
+"""The migration that adds the content digest; ``migrate`` then fills it in for existing rows."""
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -141,6 +147,20 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             """,
         ),
     ),
+    # The digest is computed in Python (incsync.content), never in SQL, so the rows written
+    # before it are filled in by PostgresStore.migrate with UNDIGESTED_TRANSACTIONS below.
+    (
+        CONTENT_DIGEST_VERSION,
+        ("ALTER TABLE {schema}.transactions ADD COLUMN content_digest bytea",),
+    ),
+)
+UNDIGESTED_TRANSACTIONS = """
+SELECT source_key, record_id, payload::text FROM {schema}.transactions
+WHERE content_digest IS NULL AND (source_key, record_id) > (%s, %s)
+ORDER BY source_key, record_id LIMIT %s
+"""
+SET_CONTENT_DIGEST = (
+    "UPDATE {schema}.transactions SET content_digest = %s WHERE source_key = %s AND record_id = %s"
 )
 
 # -- state -----------------------------------------------------------------------------------
@@ -229,21 +249,24 @@ WHERE source_key = %s ORDER BY seen_at NULLS FIRST, sighting
 
 # One statement decides idempotency, as incsync.records.supersedes does: a newer version is
 # written, an older never; at an equal time a newer generation is written once, and within a
-# generation only a changed content. Many workers upserting at once cannot undo each other.
+# generation only a changed content, compared by digest (incsync.content; a row without one,
+# left by an older incsync, differs). Many workers upserting at once cannot undo each other.
 UPSERT_TRANSACTION = """
 INSERT INTO {schema}.transactions AS stored
-    (source_key, record_id, updated_at, deleted, payload, generation)
-VALUES (%s, %s, %s, %s, %s::jsonb, %s)
+    (source_key, record_id, updated_at, deleted, payload, content_digest, generation)
+VALUES (%s, %s, %s, %s, %s::jsonb, %s, %s)
 ON CONFLICT (source_key, record_id) DO UPDATE SET
     updated_at = excluded.updated_at,
     deleted = excluded.deleted,
     payload = excluded.payload,
+    content_digest = excluded.content_digest,
     generation = excluded.generation
 WHERE excluded.updated_at > stored.updated_at
    OR (excluded.updated_at = stored.updated_at
        AND (excluded.generation > stored.generation
             OR (excluded.generation = stored.generation
-                AND (excluded.deleted <> stored.deleted OR excluded.payload <> stored.payload))))
+                AND (excluded.deleted <> stored.deleted
+                     OR excluded.content_digest IS DISTINCT FROM stored.content_digest))))
 """
 READ_TRANSACTIONS = """
 SELECT record_id, updated_at, deleted, payload, generation FROM {schema}.transactions

@@ -12,8 +12,9 @@ The database itself enforces the rules that keep concurrent workers apart:
   with an ``UPDATE`` conditioned on the lease token and generation it read, so no write is ever
   made under another worker's lease;
 * a transaction is upserted by one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` that encodes
-  :func:`incsync.records.supersedes`, so replaying a page, or two workers writing the same
-  records, changes nothing twice;
+  :func:`incsync.records.supersedes`, comparing contents by the digest
+  :func:`incsync.content.content_digest` computed for each row, so replaying a page, or two
+  workers writing the same records, changes nothing twice;
 * a page's rows, its checkpoint and its set-aside records commit in one transaction.
 
 Each call runs in its own short transaction on a connection from a pool.
@@ -34,7 +35,7 @@ from incsync.redaction import redact
 from incsync.state import Checkpoint, Lease, SourceState, new_state
 from incsync.state import save_checkpoint as checkpoint_transition
 from incsync.stores import _postgres_sql as sql
-from incsync.stores._base import StateStoreBase, Transition, rejection_fingerprint
+from incsync.stores._base import StateStoreBase, Transition, kept_digest, rejection_fingerprint
 from incsync.stores._postgres_rows import escaped, state_from_row, state_params, transaction_rows
 from incsync.timestamps import ensure_utc
 
@@ -257,9 +258,25 @@ class PostgresStore(StateStoreBase):
                 if version > current:
                     for statement in statements:
                         cursor.execute(self._sql(statement))
+                    if version == sql.CONTENT_DIGEST_VERSION:
+                        self._fill_content_digests(cursor)
                     cursor.execute(self._sql(sql.RECORD_VERSION), (version,))
         self._schema_ready = True
         return SCHEMA_VERSION
+
+    def _fill_content_digests(self, cursor: StoreCursor) -> None:
+        """Compute the digest of every row written before the store kept one, a batch at a time."""
+        after = ("", "")
+        while True:
+            cursor.execute(self._sql(sql.UNDIGESTED_TRANSACTIONS), (*after, _TRANSACTIONS_BATCH))
+            rows = cursor.fetchall()
+            if not rows:
+                return
+            cursor.executemany(
+                self._sql(sql.SET_CONTENT_DIGEST),
+                [(kept_digest(payload), key, record_id) for key, record_id, payload in rows],
+            )
+            after = (rows[-1][0], rows[-1][1])
 
     # -- state store -------------------------------------------------------------------------
 
