@@ -32,6 +32,7 @@ from incsync import (
 )
 from incsync.content import content_digest
 from incsync.records import supersedes
+from incsync.state import acquire
 from incsync.testing import InMemoryStore
 from tests.helpers import Store, transactions_by_id
 from tests.json_values import json_payloads, respelled
@@ -232,6 +233,43 @@ def test_every_store_decides_a_same_time_version_as_supersedes_does(
         kept.deleted,
         content_digest(kept.payload),
     )
+
+
+def _around_now(microseconds: int) -> datetime:
+    return NOW + timedelta(microseconds=microseconds)
+
+
+# Times on both sides of NOW and on it, where the rule's comparisons turn.
+_NEAR_NOW = st.one_of(st.sampled_from([-1, 0, 1]), st.integers(-(10**9), 10**9)).map(_around_now)
+LEASE_STATES = st.builds(
+    SourceState,
+    key=st.just(KEY),
+    phase=st.sampled_from(Phase),
+    generation=st.integers(min_value=0, max_value=3),
+    last_attempt=st.none() | _NEAR_NOW,
+    lease=st.none()
+    | st.builds(
+        Lease,
+        holder=st.sampled_from(["one", "two"]),
+        expires_at=_NEAR_NOW,
+        token=st.integers(min_value=1, max_value=2**62),
+    ),
+    not_before=st.none() | _NEAR_NOW,
+)
+
+
+@settings(max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(state=LEASE_STATES)
+def test_every_store_grants_a_lease_exactly_as_the_state_rule_does(
+    store: Store, state: SourceState
+) -> None:
+    """Whatever the phase, lease expiry, wait and token, a store grants a lease (or not), with the
+    same token and the same recorded attempt, exactly as incsync.state.acquire decides.
+    """
+    store._update(KEY, lambda _stored: state)
+    expected_state, expected_lease = acquire(state, "worker", NOW, TTL)
+    assert store.acquire_lease(KEY, "worker", NOW, TTL) == expected_lease
+    assert store.load(KEY) == expected_state
 
 
 def test_sources_do_not_share_transactions(store: Store) -> None:
