@@ -60,6 +60,10 @@ END = datetime(2025, 1, 1, tzinfo=timezone.utc)
 NOW = datetime(2025, 1, 2, tzinfo=timezone.utc)
 TTL = timedelta(minutes=10)
 
+_BARE_SOURCE = (
+    "INSERT INTO {schema}.sources (source_key, lease_holder, lease_expires_at, lease_token) "
+    "VALUES (%s, 'bench', %s, 1)"
+)
 _BARE_STATE = (
     "UPDATE {schema}.sources SET cursor_updated_at = %s, cursor_record_id = %s, "
     "last_change = %s, lease_expires_at = %s WHERE source_key = %s"
@@ -100,8 +104,7 @@ class BareWriter:
         self._update_state = sql.render(_BARE_STATE, schema)
         self._connection = psycopg.connect(CONNINFO)
         self._connection.execute("SET TimeZone = 'UTC'")
-        lease = {"source_key": BARE_KEY, "holder": "bench", "expires_at": NOW + TTL, "now": NOW}
-        self._connection.execute(sql.render(sql.ACQUIRE_LEASE, schema), lease)
+        self._connection.execute(sql.render(_BARE_SOURCE, schema), (BARE_KEY, NOW + TTL))
         self._connection.commit()
 
     def write(self, page: Sequence[Record]) -> int:

@@ -22,6 +22,7 @@ from incsync import (
     GenerationChangedError,
     Lease,
     LeaseLostError,
+    NaiveDatetimeError,
     Phase,
     Record,
     RejectedRecord,
@@ -270,6 +271,16 @@ def test_every_store_grants_a_lease_exactly_as_the_state_rule_does(
     expected_state, expected_lease = acquire(state, "worker", NOW, TTL)
     assert store.acquire_lease(KEY, "worker", NOW, TTL) == expected_lease
     assert store.load(KEY) == expected_state
+
+
+def test_a_lease_asked_for_with_a_naive_time_is_refused(store: Store) -> None:
+    """A naive "now" is refused with NaiveDatetimeError, whether or not a lease is held."""
+    naive = NOW.replace(tzinfo=None)
+    with pytest.raises(NaiveDatetimeError):
+        store.acquire_lease(KEY, "one", naive, TTL)
+    assert store.acquire_lease(KEY, "one", NOW, TTL) is not None
+    with pytest.raises(NaiveDatetimeError):
+        store.acquire_lease(KEY, "two", naive, TTL)
 
 
 def test_sources_do_not_share_transactions(store: Store) -> None:

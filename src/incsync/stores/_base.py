@@ -16,6 +16,7 @@ from incsync.content import digest_of_json
 from incsync.errors import BadRecordError
 from incsync.records import Record, RejectedRecord
 from incsync.state import Checkpoint, ErrorInfo, Lease, SourceState
+from incsync.timestamps import ensure_utc
 
 __all__ = [
     "StateStoreBase",
@@ -90,7 +91,15 @@ class StateStoreBase(abc.ABC):
     def acquire_lease(
         self, source_key: str, holder: str, now: datetime, ttl: timedelta
     ) -> Lease | None:
-        """Take the source's lease for a new cycle, or return ``None`` if it may not run now."""
+        """Take the source's lease for a new cycle, or return ``None`` if it may not run now.
+
+        The stored state is locked, :func:`incsync.state.acquire` decides, and its result is
+        written, so every store grants leases by that one rule.
+
+        Raises:
+            NaiveDatetimeError: ``now`` has no timezone.
+        """
+        now = ensure_utc(now, "now")
         granted: list[Lease] = []
 
         def take(current: SourceState) -> SourceState:

@@ -16,7 +16,6 @@ from functools import lru_cache
 from incsync.errors import ConfigurationError
 
 __all__ = [
-    "ACQUIRE_LEASE",
     "CONTENT_DIGEST_VERSION",
     "COUNT_TRANSACTIONS",
     "CREATE_SCHEMA",
@@ -207,24 +206,6 @@ WRITE_STATE = (
     " AND lease_token IS NOT DISTINCT FROM %(expected_token)s"
     " AND generation = %(expected_generation)s"
 )
-
-# The lease is granted by the database in one statement, only when incsync.state.skip_reason
-# would allow a cycle: not cancelled or stopped, no live lease, not asked to wait. Every grant
-# takes the next fencing token.
-ACQUIRE_LEASE = """
-INSERT INTO {schema}.sources AS stored
-    (source_key, lease_holder, lease_expires_at, lease_token, last_attempt)
-VALUES (%(source_key)s, %(holder)s, %(expires_at)s, 1, %(now)s)
-ON CONFLICT (source_key) DO UPDATE SET
-    lease_holder = excluded.lease_holder,
-    lease_expires_at = excluded.lease_expires_at,
-    lease_token = coalesce(stored.lease_token, 0) + 1,
-    last_attempt = excluded.last_attempt
-WHERE stored.phase NOT IN ('cancelled', 'stopped')
-  AND (stored.lease_expires_at IS NULL OR stored.lease_expires_at <= excluded.last_attempt)
-  AND (stored.not_before IS NULL OR stored.not_before <= excluded.last_attempt)
-RETURNING stored.lease_token
-"""
 
 # -- set-aside records -----------------------------------------------------------------------
 

@@ -5,12 +5,11 @@ this module works without it, creating a store does not.
 
 The database itself enforces the rules that keep concurrent workers apart:
 
-* a lease is granted by one conditional ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` that only
-  succeeds when no live lease exists, and every grant takes the next fencing token;
-* every other state write locks the source's row, runs the pure transition from
-  :mod:`incsync.state` on it (which refuses a stale lease or generation), and writes the result
-  with an ``UPDATE`` conditioned on the lease token and generation it read, so no write is ever
-  made under another worker's lease;
+* every state write, a lease grant included, locks the source's row, runs the pure transition
+  from :mod:`incsync.state` on it (which grants a lease only when no live one exists, with the
+  next fencing token, and refuses a stale lease or generation), and writes the result with an
+  ``UPDATE`` conditioned on the lease token and generation it read, so no write is ever made under
+  another worker's lease;
 * a transaction is upserted by one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` that encodes
   :func:`incsync.records.supersedes`, comparing contents by the digest
   :func:`incsync.content.content_digest` computed for each row, so replaying a page, or two
@@ -37,7 +36,6 @@ from incsync.state import save_checkpoint as checkpoint_transition
 from incsync.stores import _postgres_sql as sql
 from incsync.stores._base import StateStoreBase, Transition, kept_digest, rejection_fingerprint
 from incsync.stores._postgres_rows import escaped, state_from_row, state_params, transaction_rows
-from incsync.timestamps import ensure_utc
 
 try:
     import psycopg
@@ -303,29 +301,6 @@ class PostgresStore(StateStoreBase):
             RejectedRecord(record_id=record_id, reason=reason, raw=raw, seen_at=seen_at)
             for record_id, reason, raw, seen_at in rows
         ]
-
-    def acquire_lease(
-        self, source_key: str, holder: str, now: datetime, ttl: timedelta
-    ) -> Lease | None:
-        """Take the source's lease in one conditional statement, or return ``None``.
-
-        The database grants it only when :func:`incsync.state.skip_reason` would let a cycle
-        start at ``now``, and gives it the next fencing token.
-        """
-        now = ensure_utc(now, "now")
-        lease = Lease(holder=holder, expires_at=now + ttl, token=0)
-        with self._transaction(f"acquire the lease of {source_key!r}") as cursor:
-            cursor.execute(
-                self._sql(sql.ACQUIRE_LEASE),
-                {
-                    "source_key": source_key,
-                    "holder": escaped(holder),
-                    "expires_at": lease.expires_at,
-                    "now": now,
-                },
-            )
-            row = cursor.fetchone()
-        return None if row is None else Lease(lease.holder, lease.expires_at, int(row[0]))
 
     def _locked_state(self, cursor: StoreCursor, source_key: str, *, create: bool) -> SourceState:
         """Read the source's state and lock its row until the transaction ends."""
