@@ -5,8 +5,9 @@ down 10x for a smoke run. Figures are printed and written to ``bench/results.jso
 (``bench/results-quick.json`` for ``--quick``). docs/performance.md explains each measurement.
 
 1. Throughput: a full sync through ``SyncEngine`` into ``SQLiteStore`` against a bare loop that
-   does the least any engine must (parse the timestamp, encode the payload, one ``executemany``
-   upsert and a state-row update per page in one transaction), on the same prebuilt pages.
+   does the least any engine must (parse the timestamp, encode the payload and its content
+   digest, one ``executemany`` upsert and a state-row update per page in one transaction), on
+   the same prebuilt pages.
 2. Memory: peak RSS of a full sync whose pages are generated lazily, at two sizes, each in its own
    subprocess (``python -m bench.core --rss-run N``).
 3. No-change cycle: ``run_cycle`` on a full store when the source has nothing new, at two sizes.
@@ -37,7 +38,8 @@ from typing import Any
 
 from incsync import BaseConnector, CycleResult, Outcome, SQLiteStore, SyncEngine, SyncPolicy, Window
 from incsync.connectors import RawPage, generate_invoices
-from incsync.stores.sqlite import _SCHEMA, _UPSERT, _encode_payload
+from incsync.content import json_form
+from incsync.stores.sqlite import _SCHEMA, _UPSERT
 from incsync.timestamps import parse_timestamp
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,12 +149,12 @@ def open_bare(path: Path) -> sqlite3.Connection:
 def bare_sync(connection: sqlite3.Connection, pages: Iterable[Sequence[Invoice]]) -> int:
     """Write every page the least an engine must; return how many records were written."""
     parse = datetime.fromisoformat  # reads the trailing "Z" on Python 3.11+
-    encode = _encode_payload
+    encode = json_form  # the stored text and the content digest the upsert compares
     epoch, microsecond, key = _EPOCH, _MICROSECOND, SOURCE_KEY
     written = 0
     for page in pages:
         rows = [
-            (key, raw["id"], (parse(raw["updated_at"]) - epoch) // microsecond, 0, encode(raw), 0)
+            (key, raw["id"], (parse(raw["updated_at"]) - epoch) // microsecond, 0, *encode(raw), 0)
             for raw in page
         ]
         connection.execute("BEGIN IMMEDIATE")

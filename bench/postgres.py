@@ -11,9 +11,10 @@ Both sides write the same prebuilt pages of 1,000 records, one database transact
 * the store: ``PostgresStore.commit_page`` under a lease (it locks the source's row, checks the
   lease and generation, sets aside what PostgreSQL cannot hold, upserts the rows in id order and
   writes the state with a fenced ``UPDATE``);
-* the bare loop: on one plain psycopg connection, encode each payload with the store's encoder,
-  ``executemany`` the store's own upsert statement into the store's own table, and update the
-  source's cursor and lease expiry in its state row.
+* the bare loop: on one plain psycopg connection, encode each payload and its content digest
+  as the store does (``incsync.content.json_form``), ``executemany`` the store's own upsert
+  statement into the store's own table, and update the source's cursor and lease expiry in its
+  state row.
 
 Each side writes under a source key of its own into the same tables. After an untimed warm-up,
 they take turns in blocks of 10 pages (bare then store, store then bare, ...), so both see the
@@ -40,9 +41,9 @@ import psycopg
 from bench.core import load_average, machine, rate
 from incsync import Checkpoint, Cursor, Record
 from incsync.connectors import generate_invoices
+from incsync.content import json_form
 from incsync.records import record_from_raw
 from incsync.stores import _postgres_sql as sql
-from incsync.stores._postgres_rows import encode_payload
 from incsync.stores.postgres import PostgresStore
 
 RESULTS = Path(__file__).resolve().parent / "postgres-results.json"
@@ -59,6 +60,10 @@ END = datetime(2025, 1, 1, tzinfo=timezone.utc)
 NOW = datetime(2025, 1, 2, tzinfo=timezone.utc)
 TTL = timedelta(minutes=10)
 
+_BARE_SOURCE = (
+    "INSERT INTO {schema}.sources (source_key, lease_holder, lease_expires_at, lease_token) "
+    "VALUES (%s, 'bench', %s, 1)"
+)
 _BARE_STATE = (
     "UPDATE {schema}.sources SET cursor_updated_at = %s, cursor_record_id = %s, "
     "last_change = %s, lease_expires_at = %s WHERE source_key = %s"
@@ -99,14 +104,13 @@ class BareWriter:
         self._update_state = sql.render(_BARE_STATE, schema)
         self._connection = psycopg.connect(CONNINFO)
         self._connection.execute("SET TimeZone = 'UTC'")
-        lease = {"source_key": BARE_KEY, "holder": "bench", "expires_at": NOW + TTL, "now": NOW}
-        self._connection.execute(sql.render(sql.ACQUIRE_LEASE, schema), lease)
+        self._connection.execute(sql.render(_BARE_SOURCE, schema), (BARE_KEY, NOW + TTL))
         self._connection.commit()
 
     def write(self, page: Sequence[Record]) -> int:
         """Upsert ``page`` and move the state row's cursor in one transaction; return rows."""
-        encode, key = encode_payload, BARE_KEY
-        rows = [(key, r.id, r.updated_at, r.deleted, encode(r.payload), 0) for r in page]
+        encode, key = json_form, BARE_KEY
+        rows = [(key, r.id, r.updated_at, r.deleted, *encode(r.payload), 0) for r in page]
         with self._connection.cursor() as cursor:
             cursor.executemany(self._upsert, rows)
             written = cursor.rowcount

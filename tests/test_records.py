@@ -22,6 +22,7 @@ from incsync.records import (
     supersedes,
 )
 from incsync.timestamps import UTC
+from tests.json_values import json_payloads, respelled, same_content
 from tests.strategies import BASE_TIME, aware_datetimes, payloads, raw_records, records
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -142,6 +143,18 @@ def _version(
         pytest.param(
             _version(T0, deleted=True), 0, _version(T0), 0, True, id="same-time-now-deleted"
         ),
+        pytest.param(
+            _version(T0, {"b": 2, "a": 1}),
+            0,
+            _version(T0, {"a": 1, "b": 2}),
+            0,
+            False,
+            id="same-time-keys-reordered",
+        ),
+        pytest.param(_version(T0, {"v": 1.0}), 0, _version(T0), 0, False, id="same-time-1.0-for-1"),
+        pytest.param(
+            _version(T0, {"v": True}), 0, _version(T0), 0, True, id="same-time-true-for-1"
+        ),
     ],
 )
 def test_supersedes_table(
@@ -194,6 +207,30 @@ def test_applying_versions_in_any_order_ends_on_the_newest(
     newest = max(record.updated_at for record in read)
     assert stored.updated_at == newest
     assert stored.payload == [r for r in read if r.updated_at == newest][-1].payload
+
+
+@given(st.data(), st.booleans(), st.booleans())
+def test_at_the_same_time_and_generation_only_a_content_change_supersedes(
+    data: st.DataObject, deleted: bool, stored_deleted: bool
+) -> None:
+    """At an equal updated_at and generation, supersedes is true exactly when deleted differs or
+    the payloads differ by the documented content rule (written independently in the tests).
+    """
+    stored_payload = data.draw(json_payloads(), label="stored")
+    payload = data.draw(st.one_of(respelled(stored_payload), json_payloads()), label="incoming")
+    incoming = _version(T0, payload, deleted=deleted)
+    stored = _version(T0, stored_payload, deleted=stored_deleted)
+    changed = deleted != stored_deleted or not same_content(payload, stored_payload)
+    assert supersedes(incoming, 0, stored, 0) is changed
+
+
+def test_supersedes_cannot_compare_a_payload_without_a_json_form() -> None:
+    """Versions that must be compared by content raise BadRecordError when one has no JSON form;
+    a newer one needs no comparison.
+    """
+    with pytest.raises(BadRecordError, match="JSON"):
+        supersedes(_version(T0, {"v": float("nan")}), 0, _version(T0), 0)
+    assert supersedes(_version(T1, {"v": float("nan")}), 0, _version(T0), 0)
 
 
 # record_from_raw ----------------------------------------------------------------------------------

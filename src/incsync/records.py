@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from incsync.content import content_digest
 from incsync.errors import BadRecordError, NaiveDatetimeError
 from incsync.fields import DottedPath
 from incsync.marks import Marks, frozen_marks
@@ -188,13 +189,21 @@ def supersedes(incoming: Record, generation: int, stored: Record, stored_generat
     replaces the stored one when its content differs (second-precision sources stamp two updates
     in one second alike, and the later read is the later state) or once per generation (so a
     reset re-applies every record exactly once). Reading the same version again changes nothing.
+
+    Content differs when ``deleted`` differs or the payloads' :func:`incsync.content.content_digest`
+    do: key order and ``100`` against ``100.0`` are no change, ``true`` against ``1`` is one.
+
+    Raises:
+        BadRecordError: The two versions must be compared and a payload has no JSON form.
     """
     if incoming.updated_at != stored.updated_at:
         return incoming.updated_at > stored.updated_at
     if generation != stored_generation:
         # A worker of an older generation (its source was reset meanwhile) never overwrites.
         return generation > stored_generation
-    return incoming.deleted != stored.deleted or incoming.payload != stored.payload
+    return incoming.deleted != stored.deleted or (
+        content_digest(incoming.payload) != content_digest(stored.payload)
+    )
 
 
 IdReader = Callable[[object], str]

@@ -926,13 +926,8 @@ def test_to_record_builds_the_record_of_the_row_it_is_given() -> None:
         assert connector.to_record(copy).payload is copy
 
 
-@pytest.mark.xfail(
-    reason="read_by_keyset keeps the records of the page it yielded last while it asks for the "
-    "next page",
-    strict=True,
-)
 def test_no_page_is_held_while_the_next_is_fetched() -> None:
-    """Records built while paging are handed out once: nothing keeps a read page alive."""
+    """Nothing of a page the read yielded is kept alive while the next page is asked for."""
     second = {**GOOD, "Id": "0065e0000000002AAA", "SystemModstamp": "2024-06-03T09:00:01.000+0000"}
     pages = [
         {

@@ -31,6 +31,8 @@ from incsync import (
     SourceState,
     StoreError,
 )
+from incsync.content import content_digest
+from incsync.stores import _postgres_sql as sql
 from incsync.stores.postgres import SCHEMA_VERSION, PostgresStore
 from tests.stores.postgres_server import CONNINFO, migrated_store
 
@@ -48,6 +50,11 @@ def _record(record_id: str, second: int, **payload: object) -> Record:
 def _query(sql: str, *params: object) -> list[tuple[Any, ...]]:
     with psycopg.connect(CONNINFO) as connection:
         return connection.execute(sql, params).fetchall()
+
+
+def _versions(schema: str) -> list[int]:
+    """The schema versions recorded in ``schema``, in order: one row per migration run."""
+    return [row[0] for row in _query(f'SELECT version FROM "{schema}".schema_version ORDER BY 1')]
 
 
 def _in_threads(count: int, work: Callable[[int], T]) -> list[T]:
@@ -76,11 +83,11 @@ def _in_threads(count: int, work: Callable[[int], T]) -> list[T]:
 
 
 def test_migrate_is_idempotent(postgres_store: PostgresStore, postgres_schema: str) -> None:
-    """Migrating again changes nothing: one version row, the same tables, the data kept."""
+    """Migrating again changes nothing: one row per version, the same tables, the data kept."""
     postgres_store.apply(KEY, [_record("a", 0)], 0)
     assert postgres_store.migrate() == SCHEMA_VERSION
     assert postgres_store.migrate() == SCHEMA_VERSION
-    assert _query(f'SELECT version FROM "{postgres_schema}".schema_version') == [(SCHEMA_VERSION,)]
+    assert _versions(postgres_schema) == list(range(1, SCHEMA_VERSION + 1))
     tables = _query(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
         "ORDER BY table_name",
@@ -104,7 +111,58 @@ def test_workers_migrating_at_once_all_succeed(postgres_schema: str) -> None:
         for store in stores:
             store.close()
     assert versions == [SCHEMA_VERSION] * len(stores)
-    assert _query(f'SELECT version FROM "{postgres_schema}".schema_version') == [(SCHEMA_VERSION,)]
+    assert _versions(postgres_schema) == list(range(1, SCHEMA_VERSION + 1))
+
+
+def _schema_at_version_1(schema: str) -> None:
+    """Create ``schema`` as incsync's schema version 1 made it, before content digests."""
+    with psycopg.connect(CONNINFO) as connection:
+        connection.execute(sql.render(sql.CREATE_SCHEMA, schema))
+        connection.execute(sql.render(sql.CREATE_VERSION_TABLE, schema))
+        [(version, statements)] = [m for m in sql.MIGRATIONS if m[0] == 1]
+        for statement in statements:
+            connection.execute(sql.render(statement, schema))
+        connection.execute(sql.render(sql.RECORD_VERSION, schema), (version,))
+
+
+def test_migrate_fills_in_the_content_digest_of_rows_written_before(postgres_schema: str) -> None:
+    """Rows a version 1 schema holds get their digest from their payload when migrated: reading
+    the same content again writes nothing, a changed one is written; a row written without a
+    digest (by a worker still running the older incsync) is replaced by the next version.
+    """
+    _schema_at_version_1(postgres_schema)
+    with psycopg.connect(CONNINFO) as connection:
+        connection.cursor().executemany(
+            f'INSERT INTO "{postgres_schema}".transactions VALUES (%s, %s, %s, false, %s, 0)',
+            [
+                (KEY, f"same{number}", NOW, '{"b": 2, "a": 1.0, "n": [0.5, 1e23]}')
+                for number in range(1_100)  # more than one batch
+            ]
+            + [(KEY, "changed", NOW, '{"paid": 1}')],
+        )
+    with PostgresStore(CONNINFO, schema=postgres_schema) as store:
+        with pytest.raises(StoreError, match=r"migrate\(\)"):
+            store.load(KEY)
+        assert store.migrate() == SCHEMA_VERSION
+        assert _versions(postgres_schema) == list(range(1, SCHEMA_VERSION + 1))
+        same = {"a": 1, "b": 2, "n": [0.5, 10**23]}
+        incoming = [Record(f"same{n}", NOW, same) for n in range(1_100)]
+        assert store.apply(KEY, incoming, 0).applied == 0
+        assert store.apply(KEY, [Record("changed", NOW, {"paid": True})], 0).applied == 1
+        with psycopg.connect(CONNINFO) as connection:
+            connection.execute(
+                f'INSERT INTO "{postgres_schema}".transactions '
+                "(source_key, record_id, updated_at, deleted, payload, generation) "
+                "VALUES (%s, 'old-worker', %s, false, '{}', 0)",
+                (KEY, NOW),
+            )
+        assert store.apply(KEY, [Record("old-worker", NOW, {})], 0).applied == 1
+        assert store.apply(KEY, [Record("old-worker", NOW, {})], 0).applied == 0
+    digests = _query(
+        f'SELECT DISTINCT content_digest FROM "{postgres_schema}".transactions '
+        "WHERE record_id LIKE 'same%%'"
+    )
+    assert digests == [(content_digest(same),)]
 
 
 def test_a_store_refuses_a_schema_it_has_not_migrated(postgres_schema: str) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import threading
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +22,7 @@ from incsync import (
     GenerationChangedError,
     Lease,
     LeaseLostError,
+    NaiveDatetimeError,
     Phase,
     Record,
     RejectedRecord,
@@ -28,8 +31,12 @@ from incsync import (
     StoreError,
     Transaction,
 )
+from incsync.content import content_digest
+from incsync.records import supersedes
+from incsync.state import acquire
 from incsync.testing import InMemoryStore
 from tests.helpers import Store, transactions_by_id
+from tests.json_values import json_payloads, respelled
 from tests.strategies import cursors, record_ids, records, utc_datetimes
 
 NOW = datetime(2026, 11, 13, 9, 0, tzinfo=timezone.utc)
@@ -133,6 +140,147 @@ def test_sink_keeps_the_newest_version_and_counts_what_it_wrote(
     assert store.apply(KEY, [_record("a", 5, v=3)], 0).applied == 0  # a stale generation
     stored = _transactions(store)["a"]
     assert (stored.record.payload["v"], stored.generation) == (2, 1)
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    payload: dict[str, Any] = {}
+    for _ in range(depth):
+        payload = {"a": payload}
+    return payload
+
+
+@pytest.mark.parametrize(
+    ("stored", "incoming", "changed"),
+    [
+        pytest.param({"a": 1, "b": 2}, {"b": 2, "a": 1}, False, id="key-order"),
+        pytest.param({"x": {"a": 1, "b": 2}}, {"x": {"b": 2, "a": 1}}, False, id="nested-order"),
+        pytest.param({"a": 1}, {"a": 1.0}, False, id="1-then-1.0"),
+        pytest.param({"a": 0}, {"a": -0.0}, False, id="0-then-minus-0.0"),
+        pytest.param({"a": 10**23}, {"a": 1e23}, False, id="integer-then-exponent"),
+        pytest.param({"paid": 1}, {"paid": True}, True, id="1-then-true"),
+        pytest.param({"paid": True}, {"paid": 1}, True, id="true-then-1"),
+        pytest.param({"paid": False}, {"paid": 0}, True, id="false-then-0"),
+        pytest.param({"a": "1.10"}, {"a": Decimal("1.10")}, False, id="text-then-decimal"),
+        pytest.param({"a": NOW.isoformat()}, {"a": NOW}, False, id="text-then-datetime"),
+        pytest.param({"a": [1, 2]}, {"a": (1, 2)}, False, id="list-then-tuple"),
+        pytest.param({"a": [1, 2]}, {"a": [2, 1]}, True, id="array-order"),
+        pytest.param({"a": None}, {}, True, id="null-then-absent"),
+        pytest.param({"a": 1}, {"a": "1"}, True, id="number-then-text"),
+        pytest.param({"a": "é"}, {"a": "e\u0301"}, True, id="text-exact"),
+    ],
+)
+def test_a_version_read_again_is_written_only_when_its_content_changed(
+    store: Store, stored: dict[str, Any], incoming: dict[str, Any], changed: bool
+) -> None:
+    """At the same updated_at and generation, every store writes the version read again exactly
+    when incsync.content says its content changed: key order and 1 against 1.0 are no change,
+    true against 1 is one.
+    """
+    assert store.apply(KEY, [Record("r", NOW, stored)], 0).applied == 1
+    result = store.apply(KEY, [Record("r", NOW, incoming)], 0)
+    assert (result.applied, list(result.rejected)) == (int(changed), [])
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        pytest.param({"amount": float("nan")}, "JSON", id="nan"),
+        pytest.param({"amount": float("inf")}, "JSON", id="infinity"),
+        pytest.param({"blob": object()}, "JSON", id="object"),
+        pytest.param({"when": datetime(2026, 1, 1)}, "timezone", id="naive"),  # noqa: DTZ001
+        pytest.param(_nested(100_000), "nested too deeply", id="too-deep"),
+    ],
+)
+def test_a_payload_without_a_json_form_is_set_aside_by_every_store(
+    store: Store, payload: dict[str, Any], reason: str
+) -> None:
+    """Every store sets such a record aside with its reason and applies the rest of the page, in
+    apply and in commit_page (which keeps it with the set-aside records); nothing is raised.
+    """
+    result = store.apply(KEY, [Record("bad", NOW, payload), _record("good", 0)], 0)
+    assert result.applied == 1
+    [rejected] = result.rejected
+    assert rejected.record_id == "bad"
+    assert reason in rejected.reason
+    lease = store.acquire_lease(KEY, "one", NOW, TTL)
+    assert lease is not None
+    page = [Record("bad", NOW, payload), _record("good", 1)]
+    committed, _ = store.commit_page(KEY, page, lease, 0, Checkpoint(cursor=None), NOW, TTL)
+    assert (committed.applied, [item.record_id for item in committed.rejected]) == (1, ["bad"])
+    assert [item.record_id for item in store.list_rejected(KEY)] == ["bad"]
+    assert list(_transactions(store)) == ["good"]
+
+
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_every_store_decides_a_same_time_version_as_supersedes_does(
+    store: Store, data: st.DataObject
+) -> None:
+    """For random JSON payload pairs, often re-spellings of each other, each store writes the
+    second version at the same time and generation exactly when supersedes says so, and then holds
+    the content of the version supersedes keeps.
+    """
+    key = f"content/{secrets.token_hex(4)}"
+    first = data.draw(json_payloads(), label="stored")
+    second = data.draw(st.one_of(respelled(first), json_payloads()), label="incoming")
+    deleted = data.draw(st.booleans(), label="incoming deleted")
+    stored, incoming = Record("r", NOW, first), Record("r", NOW, second, deleted=deleted)
+    assert store.apply(key, [stored], 0).applied == 1
+    replaces = supersedes(incoming, 0, stored, 0)
+    assert store.apply(key, [incoming], 0).applied == int(replaces)
+    [held] = store.transactions(key)
+    kept = incoming if replaces else stored
+    assert (held.record.deleted, content_digest(held.record.payload)) == (
+        kept.deleted,
+        content_digest(kept.payload),
+    )
+
+
+def _around_now(microseconds: int) -> datetime:
+    return NOW + timedelta(microseconds=microseconds)
+
+
+# Times on both sides of NOW and on it, where the rule's comparisons turn.
+_NEAR_NOW = st.one_of(st.sampled_from([-1, 0, 1]), st.integers(-(10**9), 10**9)).map(_around_now)
+LEASE_STATES = st.builds(
+    SourceState,
+    key=st.just(KEY),
+    phase=st.sampled_from(Phase),
+    generation=st.integers(min_value=0, max_value=3),
+    last_attempt=st.none() | _NEAR_NOW,
+    lease=st.none()
+    | st.builds(
+        Lease,
+        holder=st.sampled_from(["one", "two"]),
+        expires_at=_NEAR_NOW,
+        token=st.integers(min_value=1, max_value=2**62),
+    ),
+    not_before=st.none() | _NEAR_NOW,
+)
+
+
+@settings(max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(state=LEASE_STATES)
+def test_every_store_grants_a_lease_exactly_as_the_state_rule_does(
+    store: Store, state: SourceState
+) -> None:
+    """Whatever the phase, lease expiry, wait and token, a store grants a lease (or not), with the
+    same token and the same recorded attempt, exactly as incsync.state.acquire decides.
+    """
+    store._update(KEY, lambda _stored: state)
+    expected_state, expected_lease = acquire(state, "worker", NOW, TTL)
+    assert store.acquire_lease(KEY, "worker", NOW, TTL) == expected_lease
+    assert store.load(KEY) == expected_state
+
+
+def test_a_lease_asked_for_with_a_naive_time_is_refused(store: Store) -> None:
+    """A naive "now" is refused with NaiveDatetimeError, whether or not a lease is held."""
+    naive = NOW.replace(tzinfo=None)
+    with pytest.raises(NaiveDatetimeError):
+        store.acquire_lease(KEY, "one", naive, TTL)
+    assert store.acquire_lease(KEY, "one", NOW, TTL) is not None
+    with pytest.raises(NaiveDatetimeError):
+        store.acquire_lease(KEY, "two", naive, TTL)
 
 
 def test_sources_do_not_share_transactions(store: Store) -> None:
@@ -309,3 +457,68 @@ def test_a_broken_database_file_is_a_store_error(tmp_path: Path) -> None:
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match=r"garbage\.db"):
         SQLiteStore(path)
+
+
+# The schema incsync wrote before content digests (schema version 1), as released.
+_SQLITE_SCHEMA_1 = """
+CREATE TABLE incsync_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO incsync_meta (name, value) VALUES ('schema_version', '1');
+CREATE TABLE incsync_sources (
+    source_key TEXT PRIMARY KEY, phase TEXT NOT NULL, generation INTEGER NOT NULL,
+    cursor_updated_at_us INTEGER, cursor_record_id TEXT, last_change_us INTEGER,
+    last_sync_us INTEGER, last_attempt_us INTEGER, consecutive_failures INTEGER NOT NULL,
+    error_class TEXT, error_message TEXT, error_at_us INTEGER, error_retryable INTEGER,
+    error_auth INTEGER, lease_holder TEXT, lease_expires_us INTEGER, lease_token INTEGER,
+    not_before_us INTEGER, last_cycle_rejected INTEGER NOT NULL, reset_pending INTEGER NOT NULL
+);
+CREATE TABLE incsync_transactions (
+    source_key TEXT NOT NULL, record_id TEXT NOT NULL, updated_at_us INTEGER NOT NULL,
+    deleted INTEGER NOT NULL, payload TEXT NOT NULL, generation INTEGER NOT NULL,
+    PRIMARY KEY (source_key, record_id)
+);
+CREATE TABLE incsync_rejected (
+    source_key TEXT NOT NULL, fingerprint TEXT NOT NULL, record_id TEXT, reason TEXT NOT NULL,
+    raw TEXT NOT NULL, seen_at_us INTEGER, PRIMARY KEY (source_key, fingerprint)
+);
+"""
+
+
+def test_sqlite_opens_a_file_written_before_content_digests(tmp_path: Path) -> None:
+    """A file of schema version 1 is upgraded on open: every row's digest is computed from its
+    payload, so reading the same content again writes nothing and a change is written; a payload
+    that version kept with NaN has no digest, and the next version at that time replaces it.
+    """
+    path = tmp_path / "version-1.db"
+    micros = int((NOW - datetime(1970, 1, 1, tzinfo=timezone.utc)).total_seconds() * 1_000_000)
+    with sqlite3.connect(path) as connection:
+        connection.executescript(_SQLITE_SCHEMA_1)
+        connection.executemany(
+            "INSERT INTO incsync_transactions VALUES (?, ?, ?, 0, ?, 0)",
+            [
+                (KEY, "same", micros, '{"b":2,"a":1.0}'),
+                (KEY, "changed", micros, '{"paid":1}'),
+                (KEY, "nan", micros, '{"amount":NaN}'),
+            ],
+        )
+    connection.close()
+    with SQLiteStore(path) as store:
+        assert store.count_transactions(KEY) == 3
+        incoming = [
+            Record("same", NOW, {"a": 1, "b": 2}),
+            Record("changed", NOW, {"paid": True}),
+            Record("nan", NOW, {"amount": 1}),
+        ]
+        assert store.apply(KEY, incoming, 0).applied == 2
+        assert store.apply(KEY, incoming, 0).applied == 0
+        held = {record_id: t.record.payload for record_id, t in _transactions(store).items()}
+        assert held == {"same": {"b": 2, "a": 1.0}, "changed": {"paid": True}, "nan": {"amount": 1}}
+    with sqlite3.connect(path) as connection:
+        [(version,)] = connection.execute(
+            "SELECT value FROM incsync_meta WHERE name = 'schema_version'"
+        )
+        digests = dict(
+            connection.execute("SELECT record_id, content_digest FROM incsync_transactions")
+        )
+    connection.close()
+    assert version == "2"
+    assert digests["same"] == content_digest({"a": 1, "b": 2})

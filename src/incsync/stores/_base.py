@@ -12,10 +12,19 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from incsync import state as transitions
-from incsync.records import RejectedRecord
+from incsync.content import digest_of_json
+from incsync.errors import BadRecordError
+from incsync.records import Record, RejectedRecord
 from incsync.state import Checkpoint, ErrorInfo, Lease, SourceState
+from incsync.timestamps import ensure_utc
 
-__all__ = ["StateStoreBase", "Transition", "rejection_fingerprint"]
+__all__ = [
+    "StateStoreBase",
+    "Transition",
+    "kept_digest",
+    "rejection_fingerprint",
+    "set_aside",
+]
 
 Transition = Callable[[SourceState], SourceState]
 """A pure change of a source's state, as :mod:`incsync.state` defines them."""
@@ -26,6 +35,27 @@ def rejection_fingerprint(rejected: RejectedRecord) -> str:
     if rejected.record_id is not None:
         return "id:" + rejected.record_id
     return "raw:" + rejected.raw
+
+
+def set_aside(record: Record, reason: str, record_id: str | None = None) -> RejectedRecord:
+    """Return the set-aside entry of a record a sink cannot keep, with ``reason``.
+
+    ``record_id`` replaces the record's id where the store must write it otherwise (escaped).
+    """
+    refusal = BadRecordError(reason, record_id=record.id if record_id is None else record_id)
+    return RejectedRecord.from_error(refusal, record)
+
+
+def kept_digest(text: str) -> bytes | None:
+    """Return the content digest of a payload a store kept as JSON text before it kept digests.
+
+    ``None`` when the text has no content digest (an older version stored NaN): the next version
+    read at the same time then replaces the row, as a changed content would.
+    """
+    try:
+        return digest_of_json(text)
+    except BadRecordError:
+        return None
 
 
 class StateStoreBase(abc.ABC):
@@ -61,7 +91,15 @@ class StateStoreBase(abc.ABC):
     def acquire_lease(
         self, source_key: str, holder: str, now: datetime, ttl: timedelta
     ) -> Lease | None:
-        """Take the source's lease for a new cycle, or return ``None`` if it may not run now."""
+        """Take the source's lease for a new cycle, or return ``None`` if it may not run now.
+
+        The stored state is locked, :func:`incsync.state.acquire` decides, and its result is
+        written, so every store grants leases by that one rule.
+
+        Raises:
+            NaiveDatetimeError: ``now`` has no timezone.
+        """
+        now = ensure_utc(now, "now")
         granted: list[Lease] = []
 
         def take(current: SourceState) -> SourceState:

@@ -11,14 +11,14 @@ from collections.abc import Sequence
 from operator import itemgetter
 from typing import Any
 
+from incsync.content import json_form
 from incsync.cursor import Cursor
 from incsync.errors import BadRecordError
 from incsync.records import Record, RejectedRecord
 from incsync.state import ErrorInfo, Lease, Phase, SourceState
-from incsync.stores.sqlite import _json_default
+from incsync.stores._base import set_aside
 
 __all__ = [
-    "encode_payload",
     "escaped",
     "payload_problem",
     "state_from_row",
@@ -26,12 +26,6 @@ __all__ = [
     "storable",
     "transaction_rows",
 ]
-
-# PostgreSQL cannot hold NaN in jsonb, nor NUL or lone surrogates in any text: such payloads are
-# set aside (with this encoder's ValueError, or the check below) instead of failing the page.
-encode_payload = json.JSONEncoder(
-    separators=(",", ":"), default=_json_default, allow_nan=False
-).encode
 
 
 def storable(text: str) -> bool:
@@ -55,7 +49,11 @@ def escaped(text: str) -> str:
 
 
 def payload_problem(encoded: str) -> str | None:
-    """Return why a JSON payload cannot be stored as jsonb, or ``None`` if it can."""
+    """Return why a JSON payload cannot be stored as jsonb, or ``None`` if it can.
+
+    PostgreSQL holds no NUL character and no lone surrogate in any text, so such payloads are set
+    aside by this store alone (every store sets aside what has no JSON form: NaN, objects).
+    """
     # The encoding is ASCII with escapes; only these two escapes can be refused, so the full
     # walk below runs only for the rare payload that holds one of them.
     if "\\u0000" not in encoded and "\\ud" not in encoded:
@@ -159,22 +157,22 @@ def transaction_rows(
     """
     rows: list[tuple[object, ...]] = []
     rejected: list[RejectedRecord] = []
-    encode = encode_payload
     for record in records:
         reason: str | None
         if not storable(record.id):
             reason = "id holds a NUL character or a lone surrogate, which PostgreSQL refuses"
         else:
             try:
-                payload = encode(record.payload)
-            except (TypeError, ValueError) as error:
-                reason = f"payload cannot be stored as JSON: {error}"
+                payload, digest = json_form(record.payload)
+            except BadRecordError as error:
+                reason = error.reason
             else:
                 reason = payload_problem(payload)
         if reason is not None:
-            refusal = BadRecordError(reason, record_id=escaped(record.id))
-            rejected.append(RejectedRecord.from_error(refusal, record))
+            rejected.append(set_aside(record, reason, escaped(record.id)))
             continue
-        rows.append((source_key, record.id, record.updated_at, record.deleted, payload, generation))
+        rows.append(
+            (source_key, record.id, record.updated_at, record.deleted, payload, digest, generation)
+        )
     rows.sort(key=itemgetter(1))
     return rows, rejected

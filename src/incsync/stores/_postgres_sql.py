@@ -16,7 +16,7 @@ from functools import lru_cache
 from incsync.errors import ConfigurationError
 
 __all__ = [
-    "ACQUIRE_LEASE",
+    "CONTENT_DIGEST_VERSION",
     "COUNT_TRANSACTIONS",
     "CREATE_SCHEMA",
     "CREATE_VERSION_TABLE",
@@ -34,15 +34,20 @@ __all__ = [
     "SAVE_REJECTED",
     "SCHEMA_EXISTS",
     "SCHEMA_VERSION",
+    "SET_CONTENT_DIGEST",
     "STATE_COLUMNS",
+    "UNDIGESTED_TRANSACTIONS",
     "UPSERT_TRANSACTION",
     "WRITE_STATE",
     "quoted_schema",
     "render",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema version this incsync writes; :meth:`PostgresStore.migrate` brings a database to it."""
+
+CONTENT_DIGEST_VERSION = 2
+"""The migration that adds the content digest; ``migrate`` then fills it in for existing rows."""
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -141,6 +146,20 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             """,
         ),
     ),
+    # The digest is computed in Python (incsync.content), never in SQL, so the rows written
+    # before it are filled in by PostgresStore.migrate with UNDIGESTED_TRANSACTIONS below.
+    (
+        CONTENT_DIGEST_VERSION,
+        ("ALTER TABLE {schema}.transactions ADD COLUMN content_digest bytea",),
+    ),
+)
+UNDIGESTED_TRANSACTIONS = """
+SELECT source_key, record_id, payload::text FROM {schema}.transactions
+WHERE content_digest IS NULL AND (source_key, record_id) > (%s, %s)
+ORDER BY source_key, record_id LIMIT %s
+"""
+SET_CONTENT_DIGEST = (
+    "UPDATE {schema}.transactions SET content_digest = %s WHERE source_key = %s AND record_id = %s"
 )
 
 # -- state -----------------------------------------------------------------------------------
@@ -188,24 +207,6 @@ WRITE_STATE = (
     " AND generation = %(expected_generation)s"
 )
 
-# The lease is granted by the database in one statement, only when incsync.state.skip_reason
-# would allow a cycle: not cancelled or stopped, no live lease, not asked to wait. Every grant
-# takes the next fencing token.
-ACQUIRE_LEASE = """
-INSERT INTO {schema}.sources AS stored
-    (source_key, lease_holder, lease_expires_at, lease_token, last_attempt)
-VALUES (%(source_key)s, %(holder)s, %(expires_at)s, 1, %(now)s)
-ON CONFLICT (source_key) DO UPDATE SET
-    lease_holder = excluded.lease_holder,
-    lease_expires_at = excluded.lease_expires_at,
-    lease_token = coalesce(stored.lease_token, 0) + 1,
-    last_attempt = excluded.last_attempt
-WHERE stored.phase NOT IN ('cancelled', 'stopped')
-  AND (stored.lease_expires_at IS NULL OR stored.lease_expires_at <= excluded.last_attempt)
-  AND (stored.not_before IS NULL OR stored.not_before <= excluded.last_attempt)
-RETURNING stored.lease_token
-"""
-
 # -- set-aside records -----------------------------------------------------------------------
 
 SAVE_REJECTED = """
@@ -229,21 +230,24 @@ WHERE source_key = %s ORDER BY seen_at NULLS FIRST, sighting
 
 # One statement decides idempotency, as incsync.records.supersedes does: a newer version is
 # written, an older never; at an equal time a newer generation is written once, and within a
-# generation only a changed content. Many workers upserting at once cannot undo each other.
+# generation only a changed content, compared by digest (incsync.content; a row without one,
+# left by an older incsync, differs). Many workers upserting at once cannot undo each other.
 UPSERT_TRANSACTION = """
 INSERT INTO {schema}.transactions AS stored
-    (source_key, record_id, updated_at, deleted, payload, generation)
-VALUES (%s, %s, %s, %s, %s::jsonb, %s)
+    (source_key, record_id, updated_at, deleted, payload, content_digest, generation)
+VALUES (%s, %s, %s, %s, %s::jsonb, %s, %s)
 ON CONFLICT (source_key, record_id) DO UPDATE SET
     updated_at = excluded.updated_at,
     deleted = excluded.deleted,
     payload = excluded.payload,
+    content_digest = excluded.content_digest,
     generation = excluded.generation
 WHERE excluded.updated_at > stored.updated_at
    OR (excluded.updated_at = stored.updated_at
        AND (excluded.generation > stored.generation
             OR (excluded.generation = stored.generation
-                AND (excluded.deleted <> stored.deleted OR excluded.payload <> stored.payload))))
+                AND (excluded.deleted <> stored.deleted
+                     OR excluded.content_digest IS DISTINCT FROM stored.content_digest))))
 """
 READ_TRANSACTIONS = """
 SELECT record_id, updated_at, deleted, payload, generation FROM {schema}.transactions

@@ -8,10 +8,12 @@ from datetime import datetime, timedelta
 
 import attrs
 
+from incsync.content import content_digest
+from incsync.errors import BadRecordError
 from incsync.records import ApplyResult, Record, RejectedRecord, Transaction, supersedes
 from incsync.state import Checkpoint, Lease, SourceState, new_state
 from incsync.state import save_checkpoint as checkpoint_transition
-from incsync.stores._base import StateStoreBase, Transition, rejection_fingerprint
+from incsync.stores._base import StateStoreBase, Transition, rejection_fingerprint, set_aside
 
 __all__ = ["InMemoryStore"]
 
@@ -77,21 +79,29 @@ class InMemoryStore(StateStoreBase):
     # -- transaction sink --------------------------------------------------------------------
 
     def apply(self, source_key: str, records: Sequence[Record], generation: int) -> ApplyResult:
-        """Write the records that supersede what is stored; return how many were written."""
+        """Write the records that supersede what is stored; set aside those without a JSON form."""
         with self._lock:
-            return ApplyResult(applied=self._apply(source_key, records, generation))
+            return self._apply(source_key, records, generation)
 
-    def _apply(self, source_key: str, records: Sequence[Record], generation: int) -> int:
+    def _apply(self, source_key: str, records: Sequence[Record], generation: int) -> ApplyResult:
         stored = self._transactions.setdefault(source_key, {})
         applied = 0
+        rejected: list[RejectedRecord] = []
         for record in records:
+            try:
+                # Checked for every record, not only those supersedes compares, as the SQL
+                # stores check it before they write.
+                content_digest(record.payload)
+            except BadRecordError as error:
+                rejected.append(set_aside(record, error.reason))
+                continue
             previous = stored.get(record.id)
             if previous is None or supersedes(
                 record, generation, previous.record, previous.generation
             ):
                 stored[record.id] = Transaction(source_key, record, generation)
                 applied += 1
-        return applied
+        return ApplyResult(applied=applied, rejected=rejected)
 
     def commit_page(
         self,
@@ -109,10 +119,10 @@ class InMemoryStore(StateStoreBase):
             updated = checkpoint_transition(
                 self.load(source_key), lease, generation, checkpoint, now, ttl
             )
-            applied = self._apply(source_key, records, generation)
+            result = self._apply(source_key, records, generation)
             self._states[source_key] = updated
-            self._keep_rejected(source_key, checkpoint.rejected, now)
-            return ApplyResult(applied=applied), updated
+            self._keep_rejected(source_key, [*checkpoint.rejected, *result.rejected], now)
+            return result, updated
 
     def transactions(self, source_key: str) -> Iterator[Transaction]:
         """Yield the source's transactions in record-id order (a snapshot taken at the call)."""

@@ -5,15 +5,15 @@ this module works without it, creating a store does not.
 
 The database itself enforces the rules that keep concurrent workers apart:
 
-* a lease is granted by one conditional ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` that only
-  succeeds when no live lease exists, and every grant takes the next fencing token;
-* every other state write locks the source's row, runs the pure transition from
-  :mod:`incsync.state` on it (which refuses a stale lease or generation), and writes the result
-  with an ``UPDATE`` conditioned on the lease token and generation it read, so no write is ever
-  made under another worker's lease;
+* every state write, a lease grant included, locks the source's row, runs the pure transition
+  from :mod:`incsync.state` on it (which grants a lease only when no live one exists, with the
+  next fencing token, and refuses a stale lease or generation), and writes the result with an
+  ``UPDATE`` conditioned on the lease token and generation it read, so no write is ever made under
+  another worker's lease;
 * a transaction is upserted by one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` that encodes
-  :func:`incsync.records.supersedes`, so replaying a page, or two workers writing the same
-  records, changes nothing twice;
+  :func:`incsync.records.supersedes`, comparing contents by the digest
+  :func:`incsync.content.content_digest` computed for each row, so replaying a page, or two
+  workers writing the same records, changes nothing twice;
 * a page's rows, its checkpoint and its set-aside records commit in one transaction.
 
 Each call runs in its own short transaction on a connection from a pool.
@@ -34,9 +34,8 @@ from incsync.redaction import redact
 from incsync.state import Checkpoint, Lease, SourceState, new_state
 from incsync.state import save_checkpoint as checkpoint_transition
 from incsync.stores import _postgres_sql as sql
-from incsync.stores._base import StateStoreBase, Transition, rejection_fingerprint
+from incsync.stores._base import StateStoreBase, Transition, kept_digest, rejection_fingerprint
 from incsync.stores._postgres_rows import escaped, state_from_row, state_params, transaction_rows
-from incsync.timestamps import ensure_utc
 
 try:
     import psycopg
@@ -257,9 +256,25 @@ class PostgresStore(StateStoreBase):
                 if version > current:
                     for statement in statements:
                         cursor.execute(self._sql(statement))
+                    if version == sql.CONTENT_DIGEST_VERSION:
+                        self._fill_content_digests(cursor)
                     cursor.execute(self._sql(sql.RECORD_VERSION), (version,))
         self._schema_ready = True
         return SCHEMA_VERSION
+
+    def _fill_content_digests(self, cursor: StoreCursor) -> None:
+        """Compute the digest of every row written before the store kept one, a batch at a time."""
+        after = ("", "")
+        while True:
+            cursor.execute(self._sql(sql.UNDIGESTED_TRANSACTIONS), (*after, _TRANSACTIONS_BATCH))
+            rows = cursor.fetchall()
+            if not rows:
+                return
+            cursor.executemany(
+                self._sql(sql.SET_CONTENT_DIGEST),
+                [(kept_digest(payload), key, record_id) for key, record_id, payload in rows],
+            )
+            after = (rows[-1][0], rows[-1][1])
 
     # -- state store -------------------------------------------------------------------------
 
@@ -286,29 +301,6 @@ class PostgresStore(StateStoreBase):
             RejectedRecord(record_id=record_id, reason=reason, raw=raw, seen_at=seen_at)
             for record_id, reason, raw, seen_at in rows
         ]
-
-    def acquire_lease(
-        self, source_key: str, holder: str, now: datetime, ttl: timedelta
-    ) -> Lease | None:
-        """Take the source's lease in one conditional statement, or return ``None``.
-
-        The database grants it only when :func:`incsync.state.skip_reason` would let a cycle
-        start at ``now``, and gives it the next fencing token.
-        """
-        now = ensure_utc(now, "now")
-        lease = Lease(holder=holder, expires_at=now + ttl, token=0)
-        with self._transaction(f"acquire the lease of {source_key!r}") as cursor:
-            cursor.execute(
-                self._sql(sql.ACQUIRE_LEASE),
-                {
-                    "source_key": source_key,
-                    "holder": escaped(holder),
-                    "expires_at": lease.expires_at,
-                    "now": now,
-                },
-            )
-            row = cursor.fetchone()
-        return None if row is None else Lease(lease.holder, lease.expires_at, int(row[0]))
 
     def _locked_state(self, cursor: StoreCursor, source_key: str, *, create: bool) -> SourceState:
         """Read the source's state and lock its row until the transaction ends."""

@@ -13,24 +13,30 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta
-from decimal import Decimal
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
+from incsync.content import json_form
 from incsync.cursor import Cursor
 from incsync.errors import BadRecordError, ConfigurationError, StoreError
 from incsync.records import ApplyResult, Record, RejectedRecord, Transaction
 from incsync.state import Checkpoint, ErrorInfo, Lease, Phase, SourceState, new_state
 from incsync.state import save_checkpoint as checkpoint_transition
-from incsync.stores._base import StateStoreBase, Transition, rejection_fingerprint
+from incsync.stores._base import (
+    StateStoreBase,
+    Transition,
+    kept_digest,
+    rejection_fingerprint,
+    set_aside,
+)
 from incsync.timestamps import from_micros, to_micros
 
 __all__ = ["SQLiteStore"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Version 2 keeps each transaction's content digest; a version 1 file is upgraded on open."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS incsync_meta (
@@ -66,6 +72,7 @@ CREATE TABLE IF NOT EXISTS incsync_transactions (
     deleted INTEGER NOT NULL,
     payload TEXT NOT NULL,
     generation INTEGER NOT NULL,
+    content_digest BLOB,
     PRIMARY KEY (source_key, record_id)
 );
 CREATE TABLE IF NOT EXISTS incsync_rejected (
@@ -80,22 +87,24 @@ CREATE TABLE IF NOT EXISTS incsync_rejected (
 """
 
 # One statement decides idempotency: a row is written only when it supersedes the stored one
-# (incsync.records.supersedes), so replaying a page changes nothing.
+# (incsync.records.supersedes), so replaying a page changes nothing. Contents are compared by
+# their digests (incsync.content); a row kept without one (see _add_content_digests) differs.
 _UPSERT = """
 INSERT INTO incsync_transactions
-    (source_key, record_id, updated_at_us, deleted, payload, generation)
-VALUES (?, ?, ?, ?, ?, ?)
+    (source_key, record_id, updated_at_us, deleted, payload, content_digest, generation)
+VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (source_key, record_id) DO UPDATE SET
     updated_at_us = excluded.updated_at_us,
     deleted = excluded.deleted,
     payload = excluded.payload,
+    content_digest = excluded.content_digest,
     generation = excluded.generation
 WHERE excluded.updated_at_us > incsync_transactions.updated_at_us
    OR (excluded.updated_at_us = incsync_transactions.updated_at_us
        AND (excluded.generation > incsync_transactions.generation
             OR (excluded.generation = incsync_transactions.generation
                 AND (excluded.deleted != incsync_transactions.deleted
-                     OR excluded.payload != incsync_transactions.payload))))
+                     OR excluded.content_digest IS NOT incsync_transactions.content_digest))))
 """
 
 _STATE_COLUMNS = (
@@ -115,17 +124,30 @@ VALUES (?, ?, ?, ?, ?, ?)
 """
 
 
-def _json_default(value: object) -> Any:
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+_BACKFILL_BATCH = 1_000  # rows read and updated at a time while upgrading a file
 
 
-# ASCII output escapes every non-ASCII character, lone surrogates from "\ud800" escapes included,
-# so any payload a JSON decoder produced can be stored as text.
-_encode_payload = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
+def _add_content_digests(connection: sqlite3.Connection) -> None:
+    """Upgrade to schema 2: a digest column, filled in from the payload every row holds."""
+    connection.execute("ALTER TABLE incsync_transactions ADD COLUMN content_digest BLOB")
+    after: tuple[str, str] = ("", "")
+    while rows := connection.execute(
+        "SELECT source_key, record_id, payload FROM incsync_transactions "
+        "WHERE (source_key, record_id) > (?, ?) ORDER BY source_key, record_id LIMIT ?",
+        (*after, _BACKFILL_BATCH),
+    ).fetchall():
+        connection.executemany(
+            "UPDATE incsync_transactions SET content_digest = ? "
+            "WHERE source_key = ? AND record_id = ?",
+            [(kept_digest(payload), key, record_id) for key, record_id, payload in rows],
+        )
+        after = (rows[-1][0], rows[-1][1])
+
+
+# Each step brings a file written by an older incsync to the schema version it names.
+_UPGRADES: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
+    (2, _add_content_digests),
+)
 
 
 def _micros(value: datetime | None) -> int | None:
@@ -294,15 +316,21 @@ class SQLiteStore(StateStoreBase):
             row = connection.execute(
                 "SELECT value FROM incsync_meta WHERE name = 'schema_version'"
             ).fetchone()
-            if row is None:
-                connection.execute(
-                    "INSERT INTO incsync_meta (name, value) VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
-            elif int(row["value"]) > SCHEMA_VERSION:
+            # Without a version the file is new, and the statements above made the current schema.
+            version = SCHEMA_VERSION if row is None else int(row["value"])
+            if version > SCHEMA_VERSION:
                 raise StoreError(
-                    f"{self.path} uses incsync schema {row['value']}, newer than this version's "
+                    f"{self.path} uses incsync schema {version}, newer than this version's "
                     f"{SCHEMA_VERSION}; upgrade incsync"
+                )
+            for upgraded_to, upgrade in _UPGRADES:
+                if version < upgraded_to:
+                    upgrade(connection)
+            if row is None or version < SCHEMA_VERSION:
+                connection.execute(
+                    "INSERT OR REPLACE INTO incsync_meta (name, value) "
+                    "VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
                 )
 
     def close(self) -> None:
@@ -403,15 +431,11 @@ class SQLiteStore(StateStoreBase):
     ) -> tuple[list[tuple[object, ...]], list[RejectedRecord]]:
         rows: list[tuple[object, ...]] = []
         rejected: list[RejectedRecord] = []
-        encode = _encode_payload
         for record in records:
             try:
-                payload = encode(record.payload)
-            except (TypeError, ValueError) as error:
-                reason = f"payload cannot be stored as JSON: {error}"
-                rejected.append(
-                    RejectedRecord.from_error(BadRecordError(reason, record_id=record.id), record)
-                )
+                payload, digest = json_form(record.payload)
+            except BadRecordError as error:
+                rejected.append(set_aside(record, error.reason))
                 continue
             rows.append(
                 (
@@ -420,6 +444,7 @@ class SQLiteStore(StateStoreBase):
                     to_micros(record.updated_at),
                     record.deleted,
                     payload,
+                    digest,
                     generation,
                 )
             )
