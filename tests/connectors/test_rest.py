@@ -564,7 +564,6 @@ def test_an_ordered_offset_source_answering_by_id_fails_loudly_and_loses_nothing
     assert "set ordered = false and reset the source" in str(result.error)
     assert "order asked for" in str(result.error)
     assert raised.value.vendor == "rest"
-    assert isinstance(raised.value.__cause__, BadResponseError)
     cursor = sync.state(KEY).cursor
     assert cursor is not None
     assert cursor.updated_at < T0 + timedelta(seconds=100)  # ids[100:] are not read yet

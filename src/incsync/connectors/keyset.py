@@ -124,6 +124,8 @@ class KeysetRead:
     Args:
         resolution: The finest step the source's time filter distinguishes.
         vendor: The source's name, for error messages.
+        advice: What to do when the source answers out of order, appended to that error's message
+            (a configured source's setting to change, say).
         start: The first query's start (a tick's start), ``None`` for everything.
         tick: The newest tick read from: every row in an earlier tick has been read.
         seen: The versions (id, exact time) read in :attr:`tick`.
@@ -135,6 +137,7 @@ class KeysetRead:
 
     resolution: timedelta = attrs.field(validator=_positive)
     vendor: str = "source"
+    advice: str = ""
     start: datetime | None = None
     tick: datetime | None = None
     seen: frozenset[_Version] = frozenset()
@@ -145,7 +148,12 @@ class KeysetRead:
 
     @classmethod
     def starting(
-        cls, start: datetime | None, resolution: timedelta, *, vendor: str = "source"
+        cls,
+        start: datetime | None,
+        resolution: timedelta,
+        *,
+        vendor: str = "source",
+        advice: str = "",
     ) -> KeysetRead:
         """Return a read of every row updated at or after ``start`` (everything for ``None``).
 
@@ -155,7 +163,7 @@ class KeysetRead:
             ConfigurationError: ``resolution`` is not positive.
             NaiveDatetimeError: ``start`` is naive.
         """
-        read = cls(resolution, vendor)
+        read = cls(resolution, vendor, advice)
         first = None if start is None else read.tick_of(ensure_utc(start, "window start"))
         return attrs.evolve(read, start=first)
 
@@ -263,7 +271,7 @@ class KeysetRead:
             f"{self.vendor}: record {record.id!r} (updated {record.updated_at.isoformat()}) came "
             f"in an answer that had already reached {low.isoformat()}: the source did not return "
             f"rows in the order asked for (by update time), so the read stops before the cursor "
-            f"can pass a row not read yet",
+            f"can pass a row not read yet{f'; {self.advice}' if self.advice else ''}",
             vendor=self.vendor,
         )
 
@@ -293,6 +301,7 @@ def read_by_keyset(
     read_tick: Callable[[WholeTick], Iterable[Sequence[Any]]],
     build: Callable[[Any], Record],
     vendor: str = "source",
+    advice: str = "",
     total: int | None = None,
 ) -> Iterator[Page]:
     """Read every row updated at or after ``start`` through a vendor's two plugs.
@@ -306,6 +315,7 @@ def read_by_keyset(
         build: Builds one row's record (the connector's ``to_record``); whatever it raises sets
             that row aside.
         vendor: The source's name, for error messages.
+        advice: What to do when the source answers out of order, added to that error's message.
         total: How many records the read is expected to hold, when known (for progress).
 
     Yields:
@@ -316,7 +326,7 @@ def read_by_keyset(
             held nothing to go on from.
         SourceError: A plug failed.
     """
-    read = KeysetRead.starting(start, resolution, vendor=vendor)
+    read = KeysetRead.starting(start, resolution, vendor=vendor, advice=advice)
     while (step := read.next_step()) is not None:
         more = False
         if isinstance(step, FromTime):

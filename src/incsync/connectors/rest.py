@@ -45,7 +45,6 @@ from typing import Any, ClassVar
 
 import httpx
 
-from incsync.connectors import keyset
 from incsync.connectors._rest_config import RestConfig
 from incsync.connectors.auth import Auth
 from incsync.connectors.base import RawPage
@@ -133,26 +132,18 @@ class RestConnector(HttpConnector):
             return
         resolution = self.config.filter.format.resolution
         assert resolution is not None  # RestConfig refuses ordered = true without one
-        try:
-            yield from read_by_keyset(
-                window.start,
-                resolution=resolution,
-                query=self._query,
-                read_tick=self._read_tick,
-                build=self.to_record,
-                vendor=self.vendor,
-            )
-        except BadResponseError as error:
-            if not _raised_by_driver(error):
-                raise
-            raise BadResponseError(
-                f"{error}; the configuration says ordered = true: if the API does not return "
-                f"records sorted by update time, ascending, set ordered = false and reset the "
-                f"source",
-                vendor=error.vendor,
-                status_code=error.status_code,
-                excerpt=error.excerpt,
-            ) from error
+        yield from read_by_keyset(
+            window.start,
+            resolution=resolution,
+            query=self._query,
+            read_tick=self._read_tick,
+            build=self.to_record,
+            vendor=self.vendor,
+            advice=(
+                "the configuration says ordered = true: if the API does not return records sorted "
+                "by update time, ascending, set ordered = false and reset the source"
+            ),
+        )
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -329,15 +320,3 @@ class RestConnector(HttpConnector):
                 vendor=self.vendor,
             )
         return str(url)
-
-
-def _raised_by_driver(error: BaseException) -> bool:
-    """Return whether the keyset driver itself raised ``error``, not a plug it called.
-
-    Only the driver's own refusals (rows out of the order asked for, a cut answer with nothing
-    to go on from) break the promise of ``ordered = true``; an unreadable answer does not.
-    """
-    trace = error.__traceback__
-    while trace is not None and trace.tb_next is not None:
-        trace = trace.tb_next
-    return trace is not None and trace.tb_frame.f_globals.get("__name__") == keyset.__name__
