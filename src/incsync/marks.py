@@ -9,14 +9,15 @@ is durable. A quiet main read never holds a channel back, and the reverse.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from types import MappingProxyType
 
 from incsync.errors import ConfigurationError
-from incsync.timestamps import ensure_utc
+from incsync.timestamps import ensure_utc, from_micros, to_micros
 
-__all__ = ["Marks", "forward_marks", "frozen_marks"]
+__all__ = ["Marks", "forward_marks", "frozen_marks", "marks_from_text", "marks_text"]
 
 Marks = Mapping[str, datetime]
 """How far each side channel of a source has been read, by name (``{"deletes": t}``)."""
@@ -46,3 +47,14 @@ def forward_marks(current: Marks, proposed: Marks) -> Marks:
         if name not in merged or moment > merged[name]:
             merged[name] = moment
     return frozen_marks(merged)
+
+
+def marks_text(marks: Marks) -> str:
+    """Return marks as the stores keep them: JSON of each name's microseconds since the epoch."""
+    return json.dumps({name: to_micros(moment) for name, moment in marks.items()}, sort_keys=True)
+
+
+def marks_from_text(text: str) -> Marks:
+    """Return the marks a store kept with :func:`marks_text`."""
+    kept = json.loads(text)
+    return frozen_marks({str(name): from_micros(int(micros)) for name, micros in kept.items()})

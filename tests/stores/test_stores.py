@@ -34,6 +34,7 @@ from incsync import (
 from incsync.content import content_digest
 from incsync.records import supersedes
 from incsync.state import acquire
+from incsync.stores.sqlite import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from incsync.testing import InMemoryStore
 from tests.helpers import Store, transactions_by_id
 from tests.json_values import json_payloads, respelled
@@ -126,6 +127,24 @@ def test_an_accepted_page_and_checkpoint_land_together(store: Store) -> None:
     assert store.load(KEY) == state
     [rejected] = store.list_rejected(KEY)
     assert (rejected.record_id, rejected.reason, rejected.seen_at) == (None, "no id", later)
+
+
+def test_marks_are_kept_moved_only_forward_and_forgotten_by_a_reset(store: Store) -> None:
+    """A page's marks are stored with its checkpoint; an older mark never moves one back."""
+    lease = store.acquire_lease(KEY, "one", NOW, TTL)
+    assert lease is not None
+    first = Checkpoint(cursor=None, marks={"deletes": NOW, "events": NOW})
+    _, state = store.commit_page(KEY, [], lease, 0, first, NOW, TTL)
+    assert dict(state.marks) == {"deletes": NOW, "events": NOW}
+    older = Checkpoint(cursor=None, marks={"deletes": NOW - timedelta(days=1)})
+    store.save_checkpoint(KEY, lease, 0, older, NOW, TTL)
+    assert dict(store.load(KEY).marks) == {"deletes": NOW, "events": NOW}
+    later = Checkpoint(cursor=None, marks={"deletes": NOW + timedelta(seconds=1)})
+    done = store.complete_cycle(KEY, lease, 0, later, NOW, 0)
+    assert done.marks["deletes"] == NOW + timedelta(seconds=1)
+    assert store.load(KEY) == done
+    assert dict(store.reset(KEY).marks) == {}
+    assert dict(store.load(KEY).marks) == {}
 
 
 def test_sink_keeps_the_newest_version_and_counts_what_it_wrote(
@@ -520,5 +539,5 @@ def test_sqlite_opens_a_file_written_before_content_digests(tmp_path: Path) -> N
             connection.execute("SELECT record_id, content_digest FROM incsync_transactions")
         )
     connection.close()
-    assert version == "2"
+    assert version == str(SQLITE_SCHEMA_VERSION)
     assert digests["same"] == content_digest({"a": 1, "b": 2})

@@ -14,6 +14,7 @@ from typing import Any
 from incsync.content import json_form
 from incsync.cursor import Cursor
 from incsync.errors import BadRecordError
+from incsync.marks import marks_from_text, marks_text
 from incsync.records import Record, RejectedRecord
 from incsync.state import ErrorInfo, Lease, Phase, SourceState
 from incsync.stores._base import set_aside
@@ -98,6 +99,7 @@ def state_params(state: SourceState) -> dict[str, object]:
         "not_before": state.not_before,
         "last_cycle_rejected": state.last_cycle_rejected,
         "reset_pending": state.reset_pending,
+        "marks": marks_text(state.marks),
     }
 
 
@@ -124,6 +126,7 @@ def state_from_row(row: Sequence[Any]) -> SourceState:
         not_before,
         last_cycle_rejected,
         reset_pending,
+        marks,
     ) = row
     return SourceState(
         key=key,
@@ -143,6 +146,7 @@ def state_from_row(row: Sequence[Any]) -> SourceState:
         not_before=not_before,
         last_cycle_rejected=last_cycle_rejected,
         reset_pending=reset_pending,
+        marks=marks_from_text(marks),
     )
 
 

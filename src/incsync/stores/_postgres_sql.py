@@ -43,7 +43,7 @@ __all__ = [
     "render",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema version this incsync writes; :meth:`PostgresStore.migrate` brings a database to it."""
 
 CONTENT_DIGEST_VERSION = 2
@@ -152,6 +152,8 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         CONTENT_DIGEST_VERSION,
         ("ALTER TABLE {schema}.transactions ADD COLUMN content_digest bytea",),
     ),
+    # Each source's marks (incsync.marks), as incsync.marks.marks_text writes them.
+    (3, ("ALTER TABLE {schema}.sources ADD COLUMN marks text NOT NULL DEFAULT '{}'",)),
 )
 UNDIGESTED_TRANSACTIONS = """
 SELECT source_key, record_id, payload::text FROM {schema}.transactions
@@ -185,6 +187,7 @@ STATE_COLUMNS = (
     "not_before",
     "last_cycle_rejected",
     "reset_pending",
+    "marks",
 )
 _SELECT_STATE = f"SELECT {', '.join(STATE_COLUMNS)} FROM {{schema}}.sources"
 

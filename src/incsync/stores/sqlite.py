@@ -21,6 +21,7 @@ from pathlib import Path
 from incsync.content import json_form
 from incsync.cursor import Cursor
 from incsync.errors import BadRecordError, ConfigurationError, StoreError
+from incsync.marks import marks_from_text, marks_text
 from incsync.records import ApplyResult, Record, RejectedRecord, Transaction
 from incsync.state import Checkpoint, ErrorInfo, Lease, Phase, SourceState, new_state
 from incsync.state import save_checkpoint as checkpoint_transition
@@ -35,8 +36,9 @@ from incsync.timestamps import from_micros, to_micros
 
 __all__ = ["SQLiteStore"]
 
-SCHEMA_VERSION = 2
-"""Version 2 keeps each transaction's content digest; a version 1 file is upgraded on open."""
+SCHEMA_VERSION = 3
+"""Version 2 keeps each transaction's content digest, version 3 each source's marks; a file of an
+older version is upgraded on open."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS incsync_meta (
@@ -63,7 +65,8 @@ CREATE TABLE IF NOT EXISTS incsync_sources (
     lease_token INTEGER,
     not_before_us INTEGER,
     last_cycle_rejected INTEGER NOT NULL,
-    reset_pending INTEGER NOT NULL
+    reset_pending INTEGER NOT NULL,
+    marks TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS incsync_transactions (
     source_key TEXT NOT NULL,
@@ -111,7 +114,7 @@ _STATE_COLUMNS = (
     "source_key, phase, generation, cursor_updated_at_us, cursor_record_id, last_change_us, "
     "last_sync_us, last_attempt_us, consecutive_failures, error_class, error_message, "
     "error_at_us, error_retryable, error_auth, lease_holder, lease_expires_us, lease_token, "
-    "not_before_us, last_cycle_rejected, reset_pending"
+    "not_before_us, last_cycle_rejected, reset_pending, marks"
 )
 _SAVE_STATE = (
     f"INSERT OR REPLACE INTO incsync_sources ({_STATE_COLUMNS}) "
@@ -144,9 +147,15 @@ def _add_content_digests(connection: sqlite3.Connection) -> None:
         after = (rows[-1][0], rows[-1][1])
 
 
+def _add_marks(connection: sqlite3.Connection) -> None:
+    """Upgrade to schema 3: each source's marks (none yet for the sources already kept)."""
+    connection.execute("ALTER TABLE incsync_sources ADD COLUMN marks TEXT NOT NULL DEFAULT '{}'")
+
+
 # Each step brings a file written by an older incsync to the schema version it names.
 _UPGRADES: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     (2, _add_content_digests),
+    (3, _add_marks),
 )
 
 
@@ -181,6 +190,7 @@ def _state_row(state: SourceState) -> tuple[object, ...]:
         _micros(state.not_before),
         state.last_cycle_rejected,
         state.reset_pending,
+        marks_text(state.marks),
     )
 
 
@@ -215,6 +225,7 @@ def _state_from_row(row: sqlite3.Row) -> SourceState:
         not_before=_time(row["not_before_us"]),
         last_cycle_rejected=row["last_cycle_rejected"],
         reset_pending=bool(row["reset_pending"]),
+        marks=marks_from_text(row["marks"]),
     )
 
 
