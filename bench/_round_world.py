@@ -24,13 +24,13 @@ import httpx
 
 from incsync.connectors.auth import BearerToken
 from incsync.connectors.http import HttpConnector, HttpOptions
-from incsync.connectors.hubspot import HubSpotConnector
-from incsync.connectors.quickbooks import QuickBooksConnector, quickbooks_auth
 from incsync.records import Transaction
 from incsync.testing import ManualClock
 from incsync.testing.fakes._server import FakeVendor
 from incsync.testing.fakes.hubspot import FakeHubSpot, HubSpotLimits
 from incsync.testing.fakes.quickbooks import FakeQuickBooks, QuickBooksTokens
+from incsync.vendors.hubspot import HubSpotConnector
+from incsync.vendors.quickbooks import QuickBooksConnector, quickbooks_auth
 
 __all__ = [
     "PREFIX",

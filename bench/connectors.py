@@ -65,14 +65,14 @@ import httpx
 from bench._served import SERVERS, Sent, Serve, Served
 from incsync.connectors.auth import BearerToken
 from incsync.connectors.http import HttpConnector, HttpOptions
-from incsync.connectors.hubspot import HubSpotConnector
-from incsync.connectors.quickbooks import QuickBooksConnector, quickbooks_auth
-from incsync.connectors.salesforce import SalesforceConnector
 from incsync.cursor import Window
 from incsync.testing import ManualClock
 from incsync.testing.fakes import FakeQuickBooks
 from incsync.testing.fakes.hubspot import FakeHubSpot, HubSpotLimits
 from incsync.testing.fakes.salesforce import FakeSalesforce
+from incsync.vendors.hubspot import HubSpotConnector
+from incsync.vendors.quickbooks import QuickBooksConnector, quickbooks_auth
+from incsync.vendors.salesforce import SalesforceConnector
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "connectors-results.json"

@@ -15,8 +15,8 @@ import httpx
 from bench._served import Serve
 from bench.connectors import Vendor, capture, no_sleep, replay
 from incsync.connectors.http import HttpOptions
-from incsync.connectors.pipedrive import PipedriveConnector
 from incsync.testing.fakes.pipedrive import FakePipedrive, PipedriveLimits
+from incsync.vendors.pipedrive import PipedriveConnector
 
 __all__ = ["pipedrive"]
 

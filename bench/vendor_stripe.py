@@ -17,9 +17,9 @@ import httpx
 from bench._served import Serve
 from bench.connectors import Vendor, capture, no_sleep, replay
 from incsync.connectors.http import HttpOptions
-from incsync.connectors.stripe import StripeConnector
 from incsync.testing import ManualClock
 from incsync.testing.fakes.stripe import FakeStripe
+from incsync.vendors.stripe import StripeConnector
 
 __all__ = ["stripe"]
 

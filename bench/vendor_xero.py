@@ -16,9 +16,9 @@ import httpx
 from bench._served import Serve
 from bench.connectors import Vendor, capture, no_sleep, replay
 from incsync.connectors.http import HttpOptions
-from incsync.connectors.xero import XeroConnector, xero_auth
 from incsync.testing import ManualClock
 from incsync.testing.fakes.xero import FakeXero, XeroLimits
+from incsync.vendors.xero import XeroConnector, xero_auth
 
 __all__ = ["xero"]
 

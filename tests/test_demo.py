@@ -24,7 +24,6 @@ from incsync._demo._checks import compare_hubspot, compare_sink, leaks
 from incsync._demo._console import Console, progress_line, result_line
 from incsync._demo._world import Scale
 from incsync.connectors.base import RawPage
-from incsync.connectors.hubspot import HubSpotConnector
 from incsync.connectors.keyset import WholeTick
 from incsync.demo import (
     ACME_HUBSPOT,
@@ -39,6 +38,7 @@ from incsync.records import Record, Transaction
 from incsync.results import CycleProgress, CycleResult, Outcome
 from incsync.status import StatusIcon
 from incsync.testing.fakes import FakeHubSpot
+from incsync.vendors.hubspot import HubSpotConnector
 from incsync.views import SYMBOLS
 
 T0 = datetime(2024, 6, 3, tzinfo=timezone.utc)

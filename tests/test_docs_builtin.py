@@ -18,11 +18,11 @@ import pytest
 
 from incsync.connectors._rest_config import RestConfig
 from incsync.connectors.files import FileConnector
-from incsync.connectors.pipedrive import PipedriveConnector
 from incsync.connectors.rest import RestConnector
-from incsync.connectors.stripe import StripeConnector
-from incsync.connectors.xero import XeroConnector
 from incsync.errors import ConfigurationError
+from incsync.vendors.pipedrive import PipedriveConnector
+from incsync.vendors.stripe import StripeConnector
+from incsync.vendors.xero import XeroConnector
 from tests.test_docs import code_blocks
 
 if sys.version_info >= (3, 11):

@@ -133,7 +133,8 @@ def test_every_public_module_has_a_docstring_and_all(name: str) -> None:
     assert module.__doc__.strip(), f"{name} has an empty docstring"
     exported = getattr(module, "__all__", None)
     assert isinstance(exported, list), f"{name} has no __all__ list"
-    assert exported, f"{name}.__all__ is empty"
+    # A package may be only a folder for its modules (incsync.integrations): it exports nothing.
+    assert exported or hasattr(module, "__path__"), f"{name}.__all__ is empty"
     assert len(exported) == len(set(exported)), f"{name}.__all__ repeats a name"
     missing = [symbol for symbol in exported if not hasattr(module, symbol)]
     assert missing == [], f"{name}.__all__ names what the module lacks: {missing}"

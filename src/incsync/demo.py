@@ -3,8 +3,8 @@
 ``python -m incsync.demo [--output DIR] [--quick | --scale FACTOR]`` starts the fakes of
 :mod:`incsync.testing.fakes` on loopback ports with a company's history (20,000 invoices, 20,000
 deals, bursts that share one second or one millisecond), then syncs them over real HTTP with
-:class:`~incsync.connectors.quickbooks.QuickBooksConnector` (OAuth2 against the fake's token
-endpoint) and :class:`~incsync.connectors.hubspot.HubSpotConnector` (a private-app token):
+:class:`~incsync.vendors.quickbooks.QuickBooksConnector` (OAuth2 against the fake's token
+endpoint) and :class:`~incsync.vendors.hubspot.HubSpotConnector` (a private-app token):
 full syncs with progress; changes at the sources and incremental cycles that pick up exactly
 those; an API that answers 500 to everything until its source turns red; a reset (grey) and a
 full re-sync (green); a cancel; a company with no change for weeks (orange); and the status table

@@ -15,7 +15,7 @@ started, how often it failed in a row, whether it is running, stopped, cancelled
 
 :func:`run_due` is the thin shell: it runs the due sources on a bounded pool of threads, never
 more than ``per_account_limit`` at once for one vendor account. That limit holds inside one
-process only; :mod:`incsync.celery` holds it across processes with a Redis semaphore.
+process only; :mod:`incsync.integrations.celery` holds it across processes with a Redis semaphore.
 """
 
 from __future__ import annotations

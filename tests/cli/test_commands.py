@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from incsync import __version__
-from incsync.cli import main
-from incsync.cli._output import STATUS_SCHEMA
 from incsync.connectors.base import BaseConnector, RawPage
 from incsync.cursor import Window
 from incsync.engine import SyncEngine
+from incsync.integrations.cli import main
+from incsync.integrations.cli._output import STATUS_SCHEMA
 from incsync.stores.sqlite import SQLiteStore
 from incsync.timestamps import utc_now
 from tests.cli.support import ROOT, write_config
@@ -209,9 +209,9 @@ def test_every_command_has_help_with_examples_and_exit_codes(
 
 
 def test_version_and_module_entry_point() -> None:
-    """``python -m incsync.cli --version`` prints the package version and exits 0."""
+    """``python -m incsync.integrations.cli --version`` prints the package version and exits 0."""
     done = subprocess.run(
-        [sys.executable, "-m", "incsync.cli", "--version"],
+        [sys.executable, "-m", "incsync.integrations.cli", "--version"],
         capture_output=True,
         text=True,
         check=False,

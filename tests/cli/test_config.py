@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from incsync.cli import main
-from incsync.cli._config import ConfigFileError, load_config
-from incsync.cli._parser import parse_interval
-from incsync.cli._secrets import build_connector
+from incsync.integrations.cli import main
+from incsync.integrations.cli._config import ConfigFileError, load_config
+from incsync.integrations.cli._parser import parse_interval
+from incsync.integrations.cli._secrets import build_connector
 from tests.cli.support import SAMPLE, write_config
 
 SECRET = "pat-na1-0c7e-SENTINEL-never-shown"

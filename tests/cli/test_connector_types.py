@@ -8,20 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from incsync.cli import main
-from incsync.cli._config import ConfigFileError, load_config
-from incsync.cli._connectors import CONNECTOR_TYPES
-from incsync.cli._secrets import build_connector
-from incsync.connectors.hubspot import HubSpotConnector
 from incsync.connectors.memory import InMemoryConnector
-from incsync.connectors.pipedrive import PipedriveConnector
-from incsync.connectors.quickbooks import QuickBooksConnector
 from incsync.connectors.rest import RestConnector
-from incsync.connectors.salesforce import SalesforceConnector
-from incsync.connectors.stripe import StripeConnector
-from incsync.connectors.xero import XeroConnector
+from incsync.integrations.cli import main
+from incsync.integrations.cli._config import ConfigFileError, load_config
+from incsync.integrations.cli._connectors import CONNECTOR_TYPES
+from incsync.integrations.cli._secrets import build_connector
 from incsync.testing.fakes.generic_rest import FakeGenericRest
 from incsync.timestamps import UTC
+from incsync.vendors.hubspot import HubSpotConnector
+from incsync.vendors.pipedrive import PipedriveConnector
+from incsync.vendors.quickbooks import QuickBooksConnector
+from incsync.vendors.salesforce import SalesforceConnector
+from incsync.vendors.stripe import StripeConnector
+from incsync.vendors.xero import XeroConnector
 from tests.cli.support import SAMPLE, incsync, write_config
 from tests.stores.postgres_server import fresh_schema, require_server
 

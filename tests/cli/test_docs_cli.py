@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from incsync.cli._config import load_config
-from incsync.cli._connectors import CONNECTOR_TYPES
-from incsync.cli._parser import EXIT_CODES
-from incsync.cli._secrets import build_connector
-from incsync.cli._tokens import TOKENS_SCHEMA
+from incsync.integrations.cli._config import load_config
+from incsync.integrations.cli._connectors import CONNECTOR_TYPES
+from incsync.integrations.cli._parser import EXIT_CODES
+from incsync.integrations.cli._secrets import build_connector
+from incsync.integrations.cli._tokens import TOKENS_SCHEMA
 from tests.cli.support import ROOT
 from tests.cli.test_commands import SOURCE_FIELDS
 from tests.test_docs import CodeBlock, code_blocks

@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 from datetime import datetime, timedelta
 
-from incsync.cli._output import rejected_text, result_text
-from incsync.cli._progress import progress_display, progress_text
+from incsync.integrations.cli._output import rejected_text, result_text
+from incsync.integrations.cli._progress import progress_display, progress_text
 from incsync.records import RejectedRecord
 from incsync.results import CycleProgress, CycleResult, Outcome
 from incsync.timestamps import UTC

@@ -15,9 +15,9 @@ from typing import IO
 
 import pytest
 
-from incsync.cli import main
-from incsync.cli._progress import progress_display
 from incsync.connectors.sample import generate_invoices
+from incsync.integrations.cli import main
+from incsync.integrations.cli._progress import progress_display
 from incsync.results import CycleProgress
 from incsync.stores.sqlite import SQLiteStore
 from incsync.testing.fakes.hubspot import FakeHubSpot, HubSpotLimits

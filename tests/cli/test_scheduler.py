@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from incsync.cli._progress import progress_board
-from incsync.cli._scheduler import Schedule, run_scheduled
 from incsync.connectors.base import BaseConnector, RawPage
 from incsync.cursor import Window
 from incsync.engine import SyncEngine
+from incsync.integrations.cli._progress import progress_board
+from incsync.integrations.cli._scheduler import Schedule, run_scheduled
 from incsync.protocols import Connector
 from incsync.results import CycleProgress
 from incsync.scheduling import SourcePlan

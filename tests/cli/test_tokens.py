@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from incsync.cli import main
-from incsync.cli._tokens import TOKENS_SCHEMA, StoredTokens, TokenFile
 from incsync.connectors.auth import TokenSet
 from incsync.errors import ConfigurationError, SourceError
+from incsync.integrations.cli import main
+from incsync.integrations.cli._tokens import TOKENS_SCHEMA, StoredTokens, TokenFile
 from incsync.stores.sqlite import SQLiteStore
 from incsync.testing.fakes.quickbooks import FakeQuickBooks
 from incsync.testing.fakes.xero import FakeXero

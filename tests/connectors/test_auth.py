@@ -15,11 +15,6 @@ import pytest
 from incsync import Outcome, SyncEngine
 from incsync.connectors import ApiKey, Auth, BearerToken, OAuth2Refresh, RetryPolicy, TokenSet
 from incsync.connectors.http import DEFAULT_TIMEOUT, HttpOptions
-from incsync.connectors.hubspot import HUBSPOT_OAUTH
-from incsync.connectors.pipedrive import pipedrive_oauth
-from incsync.connectors.quickbooks import QuickBooksConnector, quickbooks_auth
-from incsync.connectors.salesforce import SalesforceConnector
-from incsync.connectors.xero import xero_auth
 from incsync.errors import (
     AuthError,
     BadResponseError,
@@ -30,6 +25,11 @@ from incsync.errors import (
 from incsync.state import Phase
 from incsync.testing import InMemoryStore, ManualClock
 from incsync.testing.fakes import FakeQuickBooks
+from incsync.vendors.hubspot import HUBSPOT_OAUTH
+from incsync.vendors.pipedrive import pipedrive_oauth
+from incsync.vendors.quickbooks import QuickBooksConnector, quickbooks_auth
+from incsync.vendors.salesforce import SalesforceConnector
+from incsync.vendors.xero import xero_auth
 from tests.connectors.fakeapi import CLIENT_ID, CLIENT_SECRET, ItemsConnector, OAuthApi
 
 NOW = datetime(2026, 11, 13, 9, 0, tzinfo=timezone.utc)

@@ -16,7 +16,6 @@ import pytest
 from incsync import SQLiteStore, SyncEngine, SyncPolicy
 from incsync.connectors.auth import Auth, BearerToken, OAuth2Refresh
 from incsync.connectors.http import HttpOptions
-from incsync.connectors.hubspot import HubSpotConnector
 from incsync.connectors.retry import RetryPolicy
 from incsync.cursor import Window
 from incsync.results import CycleResult, Outcome
@@ -24,6 +23,7 @@ from incsync.testing import InMemoryStore, ManualClock
 from incsync.testing.fakes import FakeVendor
 from incsync.testing.fakes.hubspot import FakeHubSpot, HubSpotLimits
 from incsync.timestamps import UTC, parse_timestamp, to_micros
+from incsync.vendors.hubspot import HubSpotConnector
 from tests.helpers import Store, transactions_by_id
 
 KEY = "hubspot-deals"

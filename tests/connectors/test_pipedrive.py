@@ -18,7 +18,6 @@ import pytest
 from incsync import Phase, SQLiteStore, SyncEngine, SyncPolicy
 from incsync.connectors.auth import ApiKey, Auth
 from incsync.connectors.http import HttpOptions
-from incsync.connectors.pipedrive import PipedriveConnector, pipedrive_oauth, pipedrive_throttle
 from incsync.connectors.retry import RetryPolicy
 from incsync.cursor import Window
 from incsync.errors import (
@@ -32,6 +31,7 @@ from incsync.results import CycleResult, Outcome
 from incsync.testing import InMemoryStore
 from incsync.testing.fakes.pipedrive import FakePipedrive, PipedriveLimits
 from incsync.timestamps import UTC
+from incsync.vendors.pipedrive import PipedriveConnector, pipedrive_oauth, pipedrive_throttle
 from tests.helpers import Store, transactions_by_id
 
 KEY = "pipedrive-deals"

@@ -1,4 +1,4 @@
-"""Tests for incsync.connectors.quickbooks against the QuickBooks fake, over loopback HTTP."""
+"""Tests for incsync.vendors.quickbooks against the QuickBooks fake, over loopback HTTP."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import pytest
 from incsync import SQLiteStore, SyncEngine
 from incsync.connectors.auth import TokenSet
 from incsync.connectors.http import HttpOptions
-from incsync.connectors.quickbooks import QuickBooksConnector, quickbooks_auth
 from incsync.connectors.retry import RetryPolicy
 from incsync.cursor import Window
 from incsync.errors import ConfigurationError
@@ -23,6 +22,7 @@ from incsync.results import Outcome
 from incsync.state import Phase
 from incsync.testing import InMemoryStore, ManualClock
 from incsync.testing.fakes import FakeQuickBooks
+from incsync.vendors.quickbooks import QuickBooksConnector, quickbooks_auth
 from tests.helpers import Store, transactions_by_id
 
 UTC = timezone.utc

@@ -1,4 +1,4 @@
-"""Tests for incsync.connectors.salesforce against FakeSalesforce, over loopback HTTP or in process.
+"""Tests for incsync.vendors.salesforce against FakeSalesforce, over loopback HTTP or in process.
 
 Every scenario ends with the sink compared exactly to the fake org's ground truth: each record
 present once, at its latest version, deleted rows as tombstones, nothing else.
@@ -22,7 +22,6 @@ import pytest
 from incsync import CycleResult, Outcome, SQLiteStore, SyncEngine
 from incsync.connectors import RetryPolicy, TokenSet
 from incsync.connectors.http import HttpOptions
-from incsync.connectors.salesforce import SalesforceConnector
 from incsync.cursor import Window
 from incsync.errors import (
     BadResponseError,
@@ -33,6 +32,7 @@ from incsync.errors import (
 from incsync.testing import InMemoryStore
 from incsync.testing.fakes.salesforce import FakeSalesforce, FieldValue
 from incsync.timestamps import parse_timestamp
+from incsync.vendors.salesforce import SalesforceConnector
 from tests.helpers import Store
 
 UTC = timezone.utc

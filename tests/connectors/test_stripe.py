@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from incsync import SQLiteStore, SyncEngine, status_of
 from incsync.connectors.http import HttpOptions
 from incsync.connectors.retry import RetryPolicy
-from incsync.connectors.stripe import StripeConnector
 from incsync.cursor import Window
 from incsync.errors import ConfigurationError
 from incsync.results import CycleResult, Outcome
@@ -24,6 +23,7 @@ from incsync.state import Phase
 from incsync.testing import InMemoryStore, ManualClock
 from incsync.testing.fakes.stripe import FakeStripe
 from incsync.timestamps import UTC
+from incsync.vendors.stripe import StripeConnector
 from tests.helpers import Store, transactions_by_id
 
 KEY = "stripe-invoices"

@@ -11,18 +11,16 @@ from typing import Any
 
 import pytest
 
-from incsync.connectors import (
-    BearerToken,
+from incsync.connectors import BearerToken, RestConfig, RestConnector
+from incsync.connectors.http import HttpConnector
+from incsync.vendors import (
     HubSpotConnector,
     PipedriveConnector,
     QuickBooksConnector,
-    RestConfig,
-    RestConnector,
     SalesforceConnector,
     XeroConnector,
     quickbooks_auth,
 )
-from incsync.connectors.http import HttpConnector
 
 
 def _quickbooks(kind: type[QuickBooksConnector]) -> QuickBooksConnector:

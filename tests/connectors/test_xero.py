@@ -20,13 +20,13 @@ from incsync import SQLiteStore, SyncEngine
 from incsync.connectors.auth import TokenSet
 from incsync.connectors.http import HttpOptions
 from incsync.connectors.retry import RetryPolicy
-from incsync.connectors.xero import XeroConnector, xero_auth
 from incsync.cursor import Window
 from incsync.errors import BadResponseError, ConfigurationError
 from incsync.results import CycleResult, Outcome
 from incsync.testing import InMemoryStore
 from incsync.testing.fakes.xero import FakeXero, XeroLimits
 from incsync.timestamps import parse_dotnet_date
+from incsync.vendors.xero import XeroConnector, xero_auth
 from tests.helpers import Store, transactions_by_id
 
 UTC = timezone.utc

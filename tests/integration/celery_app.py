@@ -20,16 +20,16 @@ from typing import Any
 import httpx
 from celery import Celery
 
-from incsync.celery import CeleryDeployment, install
 from incsync.connectors.auth import BearerToken
 from incsync.connectors.http import HttpOptions
-from incsync.connectors.hubspot import HubSpotConnector
 from incsync.engine import SyncPolicy
+from incsync.integrations.celery import CeleryDeployment, install
 from incsync.records import ApplyResult, Record, RejectedRecord
 from incsync.scheduling import SourcePlan
 from incsync.state import Checkpoint, ErrorInfo, Lease, SourceState
 from incsync.stores import SQLiteStore
 from incsync.stores.postgres import PostgresStore
+from incsync.vendors.hubspot import HubSpotConnector
 
 __all__ = ["LeaseLog", "app", "deployment", "tasks"]
 

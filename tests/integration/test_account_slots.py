@@ -16,8 +16,8 @@ from typing import NoReturn
 import pytest
 import redis
 
-from incsync._account_slots import AccountSlot, AccountSlots
 from incsync.errors import ConfigurationError, StoreError
+from incsync.integrations._account_slots import AccountSlot, AccountSlots
 
 URL = "redis://127.0.0.1:6379/12"
 SECOND = timedelta(seconds=1)

@@ -342,14 +342,14 @@ def services() -> Iterator[tuple[str, str]]:
 
 
 def test_importing_incsync_never_imports_celery() -> None:
-    """Celery is an optional extra: only ``incsync.celery`` needs it."""
+    """Celery is an optional extra: only ``incsync.integrations.celery`` needs it."""
     code = "import sys, incsync, incsync.scheduling; assert 'celery' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
 def test_a_deployment_refuses_limits_below_one() -> None:
     """A per-account limit or queued ttl that would never run anything is refused up front."""
-    from incsync.celery import CeleryDeployment
+    from incsync.integrations.celery import CeleryDeployment
 
     def no_store() -> PostgresStore:
         raise AssertionError("never opened")

@@ -18,11 +18,11 @@ import attrs
 
 from incsync.connectors.auth import BearerToken, TokenSet
 from incsync.connectors.http import HttpOptions
-from incsync.connectors.hubspot import HubSpotConnector
-from incsync.connectors.quickbooks import QuickBooksConnector, quickbooks_auth
 from incsync.errors import ConfigurationError
 from incsync.testing import ManualClock
 from incsync.testing.fakes import FakeHubSpot, FakeQuickBooks
+from incsync.vendors.hubspot import HubSpotConnector
+from incsync.vendors.quickbooks import QuickBooksConnector, quickbooks_auth
 
 __all__ = [
     "INVOICE",

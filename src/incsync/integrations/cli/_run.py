@@ -26,14 +26,14 @@ from datetime import timedelta
 from types import FrameType
 from typing import IO
 
-from incsync.cli._commands import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, open_store
-from incsync.cli._config import Config, ConfigFileError, SourceConfig
-from incsync.cli._progress import progress_board
-from incsync.cli._scheduler import Schedule, run_scheduled
-from incsync.cli._secrets import build_connector
-from incsync.cli._tokens import TokenFile
 from incsync.engine import SyncEngine
 from incsync.errors import ConfigurationError
+from incsync.integrations.cli._commands import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, open_store
+from incsync.integrations.cli._config import Config, ConfigFileError, SourceConfig
+from incsync.integrations.cli._progress import progress_board
+from incsync.integrations.cli._scheduler import Schedule, run_scheduled
+from incsync.integrations.cli._secrets import build_connector
+from incsync.integrations.cli._tokens import TokenFile
 from incsync.protocols import Connector
 from incsync.scheduling import SourcePlan
 

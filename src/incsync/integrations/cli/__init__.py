@@ -17,7 +17,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from incsync.cli._commands import (
+from incsync.errors import ConfigurationError, IncsyncError
+from incsync.integrations.cli._commands import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
@@ -25,11 +26,10 @@ from incsync.cli._commands import (
     rejected_command,
     status_command,
 )
-from incsync.cli._config import Config, ConfigFileError, load_config
-from incsync.cli._parser import build_parser
-from incsync.cli._run import run_command
-from incsync.cli._secrets import secret_values
-from incsync.errors import ConfigurationError, IncsyncError
+from incsync.integrations.cli._config import Config, ConfigFileError, load_config
+from incsync.integrations.cli._parser import build_parser
+from incsync.integrations.cli._run import run_command
+from incsync.integrations.cli._secrets import secret_values
 from incsync.redaction import redact
 
 __all__ = ["main"]

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import attrs
 
-from incsync.cli._config import Config, ConfigFileError, SourceConfig, dotted
-from incsync.cli._connectors import SAVED_TOKENS, SavedTokens
-from incsync.cli._tokens import TokenFile
 from incsync.errors import ConfigurationError
+from incsync.integrations.cli._config import Config, ConfigFileError, SourceConfig, dotted
+from incsync.integrations.cli._connectors import SAVED_TOKENS, SavedTokens
+from incsync.integrations.cli._tokens import TokenFile
 from incsync.protocols import Connector
 from incsync.redaction import redact
 

@@ -19,22 +19,22 @@ import attrs
 
 from incsync.connectors._rest_config import RestConfig
 from incsync.connectors.auth import BearerToken, TokenSet
-from incsync.connectors.hubspot import HUBSPOT_API, HubSpotConnector
 from incsync.connectors.memory import InMemoryConnector
-from incsync.connectors.pipedrive import MAX_PAGE_SIZE as PIPEDRIVE_PAGE_SIZE
-from incsync.connectors.pipedrive import PIPEDRIVE_API, PipedriveConnector
-from incsync.connectors.quickbooks import (
+from incsync.connectors.rest import RestConnector
+from incsync.connectors.sample import sample_source
+from incsync.protocols import Connector
+from incsync.vendors.hubspot import HUBSPOT_API, HubSpotConnector
+from incsync.vendors.pipedrive import MAX_PAGE_SIZE as PIPEDRIVE_PAGE_SIZE
+from incsync.vendors.pipedrive import PIPEDRIVE_API, PipedriveConnector
+from incsync.vendors.quickbooks import (
     QUICKBOOKS_PRODUCTION_URL,
     QUICKBOOKS_TOKEN_URL,
     QuickBooksConnector,
     quickbooks_auth,
 )
-from incsync.connectors.rest import RestConnector
-from incsync.connectors.salesforce import SalesforceConnector
-from incsync.connectors.sample import sample_source
-from incsync.connectors.stripe import STRIPE_API, StripeConnector
-from incsync.connectors.xero import XERO_API, XERO_TOKEN_URL, XeroConnector, xero_auth
-from incsync.protocols import Connector
+from incsync.vendors.salesforce import SalesforceConnector
+from incsync.vendors.stripe import STRIPE_API, StripeConnector
+from incsync.vendors.xero import XERO_API, XERO_TOKEN_URL, XeroConnector, xero_auth
 
 __all__ = [
     "CONNECTOR_TYPES",

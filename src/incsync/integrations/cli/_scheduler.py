@@ -20,9 +20,9 @@ from datetime import datetime, timedelta
 
 import attrs
 
-from incsync.cli._output import result_text
-from incsync.cli._progress import ProgressBoard
 from incsync.engine import SyncEngine
+from incsync.integrations.cli._output import result_text
+from incsync.integrations.cli._progress import ProgressBoard
 from incsync.protocols import Connector
 from incsync.results import CycleResult, Outcome
 from incsync.scheduling import DueSource, SourcePlan, due_at, due_sources, next_to_start

@@ -48,7 +48,14 @@ from typing import Any, ClassVar
 import attrs
 import httpx
 
-from incsync.connectors._stripe import (
+from incsync.connectors.auth import BearerToken
+from incsync.connectors.base import RawPage
+from incsync.connectors.http import HttpConnector, HttpOptions
+from incsync.connectors.retry import Failure, Throttle
+from incsync.cursor import Window
+from incsync.errors import BadResponseError, ConfigurationError, PermanentSourceError
+from incsync.timestamps import UTC
+from incsync.vendors._stripe import (
     EVENT_TYPES,
     LIST_PAGE_SIZE,
     OBSERVATION_FORMAT,
@@ -57,13 +64,6 @@ from incsync.connectors._stripe import (
     listed_page,
     stripe_throttle,
 )
-from incsync.connectors.auth import BearerToken
-from incsync.connectors.base import RawPage
-from incsync.connectors.http import HttpConnector, HttpOptions
-from incsync.connectors.retry import Failure, Throttle
-from incsync.cursor import Window
-from incsync.errors import BadResponseError, ConfigurationError, PermanentSourceError
-from incsync.timestamps import UTC
 
 __all__ = ["EVENT_RETENTION", "STRIPE_API", "StripeConnector"]
 

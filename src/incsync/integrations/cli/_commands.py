@@ -12,11 +12,17 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import IO, Protocol
 
-from incsync.cli._config import Config, ConfigFileError
-from incsync.cli._output import rejected_json, rejected_text, status_html, status_json, status_text
-from incsync.cli._secrets import env_value
 from incsync.engine import SyncEngine, SyncPolicy
 from incsync.errors import ConfigurationError
+from incsync.integrations.cli._config import Config, ConfigFileError
+from incsync.integrations.cli._output import (
+    rejected_json,
+    rejected_text,
+    status_html,
+    status_json,
+    status_text,
+)
+from incsync.integrations.cli._secrets import env_value
 from incsync.protocols import StateStore, TransactionSink
 from incsync.state import SourceState
 from incsync.status import StatusPolicy, status_of

@@ -12,8 +12,9 @@ What holds where:
   decides, whatever the broker delivers twice.
 * **At most ``per_account_limit`` cycles of one vendor account run at once** across every worker
   sharing the Redis at ``redis_url``: a semaphore whose slots expire (see
-  :mod:`incsync._account_slots`), renewed after every durable page. A task that finds its
-  account full ends at once; the source stays due and the next fan-out enqueues it again.
+  :mod:`incsync.integrations._account_slots`), renewed after every durable page. A task that
+  finds its account full ends at once; the source stays due and the next fan-out enqueues it
+  again.
 * **A source is queued at most once**: the fan-out sets a mark in Redis before it enqueues, and
   the task clears it when it ends; a mark left by a killed worker expires after ``queued_ttl``.
 
@@ -39,12 +40,13 @@ try:
     import redis
 except ImportError as missing:  # pragma: no cover - depends on the installed extras
     raise ImportError(
-        "incsync.celery needs Celery and Redis; install them with: pip install 'incsync[celery]'"
+        "incsync.integrations.celery needs Celery and Redis; install them with: "
+        "pip install 'incsync[celery]'"
     ) from missing
 
-from incsync._account_slots import AccountSlot, AccountSlots
 from incsync.engine import SyncEngine, SyncPolicy
 from incsync.errors import ConfigurationError, StoreError
+from incsync.integrations._account_slots import AccountSlot, AccountSlots
 from incsync.protocols import StateStore
 from incsync.results import CycleProgress, CycleResult
 from incsync.scheduling import ConnectorFactory, SourcePlan, due_sources

@@ -2,7 +2,8 @@
 
 Reading is two steps, so that commands which never call a source (``status``, ``reset``…) work
 without its credentials: :func:`load_config` checks the whole file's shape, and
-:func:`incsync.cli._secrets.build_connector` reads a source's secrets and builds its connector.
+:func:`incsync.integrations.cli._secrets.build_connector` reads a source's secrets and builds
+its connector.
 Every problem is one :class:`ConfigFileError` naming the file, the key and what to do. No message
 repeats a secret: a secret written in the file is refused without being echoed, environment
 values are never shown, and what a connector says about its settings is masked.
@@ -20,16 +21,16 @@ from typing import Any
 
 import attrs
 
-from incsync.cli._connectors import (
+from incsync.errors import ConfigurationError
+from incsync.integrations.cli._connectors import (
     CONNECTOR_TYPES,
     KINDS,
     ConnectorType,
     Setting,
     Settings,
 )
-from incsync.cli._parser import parse_interval
-from incsync.cli._tokens import default_token_path
-from incsync.errors import ConfigurationError
+from incsync.integrations.cli._parser import parse_interval
+from incsync.integrations.cli._tokens import default_token_path
 
 if sys.version_info >= (3, 11):
     import tomllib
