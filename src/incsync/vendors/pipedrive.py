@@ -16,9 +16,9 @@ and its pages are followed by ``additional_data.next_cursor`` until it is null.
 * **Moving data.** The cursor is a keyset position, the last deal's ``(update_time, id)``, not an
   offset: a deal updated while the read pages moves behind it and is read again later in the same
   read; nothing that stays in the set is skipped. Pages therefore come in ascending
-  ``(update_time, id)`` order, which the connector checks on every page (a page that goes back in
-  time fails the read, so the engine's cursor never passes an unread deal), and the engine
-  checkpoints after each page.
+  ``update_time`` order, which the toolkit's keyset driver (:mod:`incsync.connectors.keyset`)
+  checks on every page (a page that goes back in time fails the read, so the engine's cursor
+  never passes an unread deal), and the engine checkpoints after each page.
 * **Seconds.** ``update_time`` has whole-second precision and ``updated_since`` is inclusive and
   refuses fractions, so the window's start is rounded *down* to the second: the deals that share
   the cursor's second are read again, and the sink drops those it already holds.
@@ -40,7 +40,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterator, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import httpx
@@ -48,12 +48,13 @@ import httpx
 from incsync.connectors.auth import ApiKey, Auth, OAuthVendor
 from incsync.connectors.base import RawPage
 from incsync.connectors.http import HttpConnector, HttpOptions
+from incsync.connectors.keyset import Answer, FromTime, WholeTick, read_by_keyset
 from incsync.connectors.paging import cursor_pages
 from incsync.connectors.retry import Throttle
 from incsync.connectors.throttle import default_throttle
 from incsync.cursor import Window
 from incsync.errors import BadResponseError, ConfigurationError
-from incsync.records import Page, Record, RecordFormat, positive_integer_id
+from incsync.records import Page, RecordFormat, positive_integer_id
 from incsync.timestamps import parse_timestamp
 
 __all__ = [
@@ -85,6 +86,7 @@ DELETED_RETENTION = timedelta(days=30)
 
 _DEALS = "/api/v2/deals"
 _EVERY_STATUS = "open,won,lost,deleted"
+_SECOND = timedelta(seconds=1)
 _TOKEN_PARAM = "api_token"
 
 logger = logging.getLogger("incsync.connectors")
@@ -231,41 +233,43 @@ class PipedriveConnector(HttpConnector):
     # -- reading -------------------------------------------------------------------------------
 
     def read(self, window: Window) -> Iterator[Page]:
-        """Yield the pages of :meth:`fetch` as records, checking their (update_time, id) order.
+        """Yield every deal updated at or after ``window.start``, page by page, in order.
 
         Raises:
-            BadResponseError: A deal comes before one of an earlier page (or its own page) in
-                (update_time, id) order: the read stops so the cursor cannot pass a deal not
+            BadResponseError: A page is not Pipedrive's JSON envelope, repeats a cursor, or goes
+                back in ``update_time``: the read stops so the cursor cannot pass a deal not
                 read yet.
-            SourceError: As :meth:`fetch`.
-        """
-        last: Record | None = None
-        for page in super().read(window):
-            for record in page.records:
-                # Compared by time first: the ids (text) are turned back into numbers only for
-                # deals in the same second, which keeps this per-deal check cheap.
-                if (
-                    last is not None
-                    and record.updated_at <= last.updated_at
-                    and (record.updated_at < last.updated_at or int(record.id) <= int(last.id))
-                ):
-                    raise BadResponseError(
-                        f"pipedrive: deal {record.id} (update_time "
-                        f"{record.updated_at.isoformat()}) came after deal {last.id} "
-                        f"({last.updated_at.isoformat()}), out of (update_time, id) order; "
-                        f"the read stops so the cursor cannot pass a deal not read yet",
-                        vendor=self.vendor,
-                    )
-                last = record
-            yield page
-
-    def fetch(self, window: Window) -> Iterator[RawPage]:
-        """Yield every deal updated at or after ``window.start``, page by page.
-
-        Raises:
-            BadResponseError: A page is not Pipedrive's JSON envelope, or repeats a cursor.
             SourceError: Pipedrive could not be read.
         """
+        if self.include_deleted and window.start is not None:
+            self._warn_past_retention(window.start)
+        return read_by_keyset(
+            window.start,
+            resolution=_SECOND,
+            query=self._query,
+            read_tick=self._read_second,
+            build=self.to_record,
+            vendor=self.vendor,
+        )
+
+    def _query(self, step: FromTime) -> Iterator[Answer]:
+        """Ask for the deals updated at or after ``step.start``, following the cursor to the end.
+
+        The cursor is a keyset position (the last deal's ``(update_time, id)``), which no change
+        shifts, so an answer is read whole and never cut.
+        """
+        yield from self._deals(step.start)
+
+    def _read_second(self, step: WholeTick) -> Iterator[RawPage]:
+        """Read one second whole: every deal from its start on (the driver keeps that second's).
+
+        The driver asks for this only after a cut answer, and :meth:`_query` reads every answer
+        whole, so it is there for completeness rather than use.
+        """
+        for answer in self._deals(step.start):
+            yield answer.rows
+
+    def _deals(self, start: datetime | None) -> Iterator[Answer]:
         params: dict[str, Any] = {
             "sort_by": "update_time",
             "sort_direction": "asc",
@@ -273,23 +277,27 @@ class PipedriveConnector(HttpConnector):
         }
         if self.include_deleted:
             params["status"] = _EVERY_STATUS
-        if window.start is not None:
-            # Inclusive and whole seconds only: rounding down reads the start's second whole.
-            params["updated_since"] = f"{window.start:%Y-%m-%dT%H:%M:%S}Z"
-            if self.include_deleted and self._clock() - window.start > DELETED_RETENTION:
-                logger.warning(
-                    "pipedrive: reading changes since %s, more than %d days ago: deals deleted "
-                    "before %s are no longer listed and stay in the sink as last seen; reset "
-                    "the source to re-read every deal",
-                    window.start.isoformat(timespec="seconds"),
-                    DELETED_RETENTION.days,
-                    (self._clock() - DELETED_RETENTION).isoformat(timespec="seconds"),
-                )
+        if start is not None:
+            # Inclusive and whole seconds only (the driver asks from a second's start).
+            params["updated_since"] = f"{start:%Y-%m-%dT%H:%M:%S}Z"
 
         def page(cursor: str | None) -> tuple[list[Any], str | None]:
             return self._page(params if cursor is None else {**params, "cursor": cursor})
 
-        return cursor_pages(page)
+        for rows in cursor_pages(page):
+            yield Answer(rows, more=False)
+
+    def _warn_past_retention(self, start: datetime) -> None:
+        now = self.options.clock()
+        if now - start > DELETED_RETENTION:
+            logger.warning(
+                "pipedrive: reading changes since %s, more than %d days ago: deals deleted "
+                "before %s are no longer listed and stay in the sink as last seen; reset "
+                "the source to re-read every deal",
+                start.isoformat(timespec="seconds"),
+                DELETED_RETENTION.days,
+                (now - DELETED_RETENTION).isoformat(timespec="seconds"),
+            )
 
     def _page(self, params: Mapping[str, Any]) -> tuple[list[Any], str | None]:
         answer = self.get_json(_DEALS, params=params)
