@@ -17,10 +17,11 @@ from incsync.errors import AuthError, ConfigurationError, RateLimitedError, Sour
 from incsync.redaction import redact
 from incsync.state import ErrorInfo
 
-__all__ = ["FailureDecision", "SyncPolicy", "decide_failure"]
+__all__ = ["FailureDecision", "SyncPolicy", "decide_failure", "positive_setting"]
 
 
-def _positive(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+def positive_setting(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """Refuse a duration that is not positive, or a count below 1 (an attrs validator)."""
     if isinstance(value, timedelta):
         if value <= timedelta(0):
             raise ConfigurationError(f"{attribute.name} must be positive, got {value}")
@@ -49,10 +50,10 @@ class SyncPolicy:
         max_auth_failures: The same, for failures that waiting cannot heal (credentials rejected).
     """
 
-    lease_ttl: timedelta = attrs.field(default=timedelta(minutes=10), validator=_positive)
+    lease_ttl: timedelta = attrs.field(default=timedelta(minutes=10), validator=positive_setting)
     safety_lag: timedelta = attrs.field(default=timedelta(minutes=5), validator=_not_negative)
-    max_consecutive_failures: int = attrs.field(default=5, validator=_positive)
-    max_auth_failures: int = attrs.field(default=2, validator=_positive)
+    max_consecutive_failures: int = attrs.field(default=5, validator=positive_setting)
+    max_auth_failures: int = attrs.field(default=2, validator=positive_setting)
 
 
 @attrs.frozen

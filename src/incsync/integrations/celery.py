@@ -44,9 +44,10 @@ except ImportError as missing:  # pragma: no cover - depends on the installed ex
         "pip install 'incsync[celery]'"
     ) from missing
 
-from incsync.engine import SyncEngine, SyncPolicy
-from incsync.errors import ConfigurationError, StoreError
+from incsync.engine import SyncEngine
+from incsync.errors import StoreError
 from incsync.integrations._account_slots import AccountSlot, AccountSlots
+from incsync.policy import SyncPolicy, positive_setting
 from incsync.protocols import StateStore
 from incsync.results import CycleProgress, CycleResult
 from incsync.scheduling import ConnectorFactory, SourcePlan, due_sources
@@ -71,14 +72,6 @@ since then does nothing: duplicate deliveries cost one state read, not a cycle.
 
 ENQUEUE_DUE_TASK = "incsync.enqueue_due"
 """The name of the periodic task that enqueues every due source; schedule it with Celery beat."""
-
-
-def _positive(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if isinstance(value, timedelta):
-        if value <= timedelta(0):
-            raise ConfigurationError(f"{attribute.name} must be positive, got {value}")
-    elif not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{attribute.name} must be an integer >= 1, got {value!r}")
 
 
 @attrs.frozen
@@ -106,9 +99,9 @@ class CeleryDeployment:
     plans: Callable[[], Iterable[SourcePlan]]
     connector: ConnectorFactory
     redis_url: str
-    per_account_limit: int = attrs.field(default=2, validator=_positive)
+    per_account_limit: int = attrs.field(default=2, validator=positive_setting)
     policy: SyncPolicy = attrs.field(factory=SyncPolicy)
-    queued_ttl: timedelta = attrs.field(default=timedelta(minutes=15), validator=_positive)
+    queued_ttl: timedelta = attrs.field(default=timedelta(minutes=15), validator=positive_setting)
     key_prefix: str = "incsync"
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 from incsync.connectors._rest_config import RestConfig
-from incsync.connectors.auth import BearerToken, TokenSet
+from incsync.connectors.auth import BearerToken, OAuth2Refresh, OAuthVendor, TokenSet
 from incsync.connectors.memory import InMemoryConnector
 from incsync.connectors.rest import RestConnector
 from incsync.connectors.sample import sample_source
@@ -27,14 +27,14 @@ from incsync.vendors.hubspot import HUBSPOT_API, HubSpotConnector
 from incsync.vendors.pipedrive import MAX_PAGE_SIZE as PIPEDRIVE_PAGE_SIZE
 from incsync.vendors.pipedrive import PIPEDRIVE_API, PipedriveConnector
 from incsync.vendors.quickbooks import (
+    QUICKBOOKS_OAUTH,
     QUICKBOOKS_PRODUCTION_URL,
     QUICKBOOKS_TOKEN_URL,
     QuickBooksConnector,
-    quickbooks_auth,
 )
 from incsync.vendors.salesforce import SalesforceConnector
 from incsync.vendors.stripe import STRIPE_API, StripeConnector
-from incsync.vendors.xero import XERO_API, XERO_TOKEN_URL, XeroConnector, xero_auth
+from incsync.vendors.xero import XERO_API, XERO_OAUTH, XERO_TOKEN_URL, XeroConnector
 
 __all__ = [
     "CONNECTOR_TYPES",
@@ -153,9 +153,10 @@ def _hubspot(settings: Settings) -> Connector:
     )
 
 
-def _quickbooks(settings: Settings) -> Connector:
+def _refreshing(vendor: OAuthVendor, settings: Settings) -> OAuth2Refresh:
+    """The OAuth flow of a source, resumed from the tokens the token file kept for it."""
     saved: SavedTokens = settings.get(SAVED_TOKENS) or SavedTokens()
-    auth = quickbooks_auth(
+    return vendor.refresh(
         settings["client_id"],
         settings["client_secret"],
         settings["refresh_token"],
@@ -164,10 +165,13 @@ def _quickbooks(settings: Settings) -> Connector:
         expires_at=saved.expires_at,
         on_refresh=saved.on_refresh,
     )
+
+
+def _quickbooks(settings: Settings) -> Connector:
     return QuickBooksConnector(
         settings["realm_id"],
         settings["entity"],
-        auth=auth,
+        auth=_refreshing(QUICKBOOKS_OAUTH, settings),
         base_url=settings["base_url"],
         page_size=settings["page_size"],
         include_deletes=settings["include_deletes"],
@@ -194,19 +198,9 @@ def _salesforce(settings: Settings) -> Connector:
 
 
 def _xero(settings: Settings) -> Connector:
-    saved: SavedTokens = settings.get(SAVED_TOKENS) or SavedTokens()
-    auth = xero_auth(
-        settings["client_id"],
-        settings["client_secret"],
-        settings["refresh_token"],
-        token_url=settings["token_url"],
-        access_token=saved.access_token,
-        expires_at=saved.expires_at,
-        on_refresh=saved.on_refresh,
-    )
     return XeroConnector(
         settings["tenant_id"],
-        auth=auth,
+        auth=_refreshing(XERO_OAUTH, settings),
         endpoint=settings["endpoint"],
         id_field=settings["id_field"],
         base_url=settings["base_url"],
