@@ -93,7 +93,6 @@ def _count_and_escape(error: UnicodeError) -> tuple[str, int]:
 
 codecs.register_error("incsync-files-escape", _count_and_escape)
 _RAW_EXCERPT = 500
-_fromisoformat = datetime.fromisoformat
 
 
 def _decoded(handle: BinaryIO, offset: int) -> io.TextIOWrapper:
