@@ -318,6 +318,15 @@ class RecordFormat:
         """
         if not isinstance(raw, Mapping):
             raise BadRecordError(f"expected a JSON object, got {type(raw).__name__}")
+        payload: Mapping[str, Any] = raw
+        if self.payload_field is not None:
+            inner = self.payload_field.get(raw)
+            if not isinstance(inner, Mapping):
+                raise BadRecordError(
+                    f"field {str(self.payload_field)!r} is not a JSON object, got "
+                    f"{type(inner).__name__}"
+                )
+            payload = inner
         try:
             record_id = self.read_id(self.id_field.get(raw))
         except ValueError as error:
@@ -334,14 +343,6 @@ class RecordFormat:
             ) from None
         except ValueError as error:
             raise BadRecordError(str(error), record_id=record_id) from None
-        payload: Mapping[str, Any] = raw
-        if self.payload_field is not None:
-            inner = self.payload_field.get(raw)
-            if not isinstance(inner, Mapping):
-                raise BadRecordError(
-                    f"field {str(self.payload_field)!r} is not an object", record_id=record_id
-                )
-            payload = inner
         return Record(record_id, updated_at, payload, deleted=is_deleted(raw))
 
 

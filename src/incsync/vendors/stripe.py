@@ -43,7 +43,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import attrs
 import httpx
@@ -233,14 +233,9 @@ class StripeConnector(HttpConnector):
                 yield fresh
             if not has_more or not data:
                 return
-            last_id = _id_of(data[-1])
-            if last_id is None:
-                raise BadResponseError(
-                    f"stripe: the last {self.object_name} of a page has no id to page on; "
-                    "the list stopped instead of guessing",
-                    vendor=self.vendor,
-                )
-            last_created = _created_of(data[-1])
+            last = self._last_to_page_after(data, self.object_name)
+            last_id = _id_of(last)
+            last_created = _created_of(last)
             last_second = []
             for raw in reversed(data):  # newest first: the page's last second is its tail
                 if _created_of(raw) != last_created:
@@ -271,10 +266,27 @@ class StripeConnector(HttpConnector):
                     latest.append(event)
             if latest:
                 yield latest
-            last_id = _id_of(data[-1]) if data else None
-            if not has_more or last_id is None:
+            if not has_more or not data:
                 return
-            params = {**params, "starting_after": last_id}
+            params = {**params, "starting_after": _id_of(self._last_to_page_after(data, "event"))}
+
+    def _last_to_page_after(self, data: Sequence[Any], what: str) -> Mapping[str, Any]:
+        """Return the last row of a page that has an id: where the next page starts.
+
+        A row without one (set aside by the record path) cannot be paged after; stopping there
+        would end the read early and pass the rows after it for good.
+
+        Raises:
+            BadResponseError: No row of a page that has more has an id to page after.
+        """
+        for raw in reversed(data):
+            if _id_of(raw) is not None:
+                return cast("Mapping[str, Any]", raw)
+        raise BadResponseError(
+            f"stripe: no {what} of a page with more after it has an id to page on; the read "
+            "stopped instead of guessing",
+            vendor=self.vendor,
+        )
 
     def _get_list(
         self, url: str, params: Mapping[str, Any], *, resumable: bool
