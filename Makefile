@@ -32,10 +32,15 @@ unit: $(STAMP)
 
 test: lint typecheck docs unit
 
+# Every benchmark (docs/performance.md), about 20 minutes, on an otherwise idle machine.
+# BENCH_IMPORTS="before=../other-checkout/src" adds a tree to the import-time comparison.
+BENCH_IMPORTS ?=
 bench: $(STAMP)
+	$(BIN)/python -m bench.imports src $(BENCH_IMPORTS)
 	$(BIN)/python -m bench.core
 	$(BIN)/python -m bench.status
 	$(BIN)/python -m bench.connectors
+	$(BIN)/python -m bench.connectors --latency-ms 0
 	$(BIN)/python -m bench.timestamps
 	$(BIN)/python -m bench.vendor_files
 	$(BIN)/python -m bench.postgres

@@ -1,4 +1,4 @@
-"""Where the connector benchmark's fake vendor runs: in a child process (default) or a thread.
+"""Where the connector benchmark's fake vendor runs, and how long it takes to answer.
 
 A real vendor answers from another machine: its work costs the client nothing but the wait. A
 fake served from a thread of the benchmark's own process is not like that. Its request handling
@@ -11,11 +11,18 @@ HTTP; the parent only ever talks HTTP to it, plus a pipe that switches request r
 off. :func:`serve_here` keeps the in-process thread (``--server thread``) for comparison.
 Anything that changes the fake (issuing tokens, loading records) must happen before serving: the
 child has its own copy from the moment it starts.
+
+A real vendor also takes its time: every answer comes after a network round trip and the
+vendor's own work, 100-500 ms a request. Both servers take a ``latency`` (seconds) that the
+fake waits before it answers each request, whoever sent it, so the connector and the bare loop
+wait alike. The wait is a sleep in the server, which costs the client no CPU; the fake's own
+work on the request comes on top of it.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -26,7 +33,7 @@ import httpx
 
 from incsync.testing.fakes import FakeVendor
 
-__all__ = ["SERVERS", "Sent", "Serve", "Served", "serve_apart", "serve_here"]
+__all__ = ["SERVERS", "Sent", "Serve", "Served", "serve_apart", "serve_here", "server"]
 
 # Request headers that shape the answer; the bare loop sends them as the connector did. Xero's
 # filter travels in If-Modified-Since.
@@ -59,37 +66,46 @@ class Served(Protocol):
         """Stop recording; return the requests received since :meth:`record`, in order."""
 
 
-class _Recorder:
-    """Records requests through an observing fault on the fake (which answers nothing itself)."""
+class _Front:
+    """The fake's front: waits ``latency`` seconds before every answer, and records on demand.
 
-    def __init__(self, fake: FakeVendor) -> None:
-        self._fake = fake
-        self._sent: list[Sent] = []
+    It is one observing fault on the fake, added once and never removed: it answers nothing
+    itself, so the fake answers every request after the wait.
+    """
+
+    def __init__(self, fake: FakeVendor, latency: float) -> None:
+        if latency < 0:
+            raise ValueError(f"latency must not be negative, got {latency}")
+        self._latency = latency
+        self._sent: list[Sent] | None = None
+        fake.add_fault(self._observe)
 
     def _observe(self, request: httpx.Request) -> httpx.Response | None:
-        headers = {k: v for k, v in request.headers.items() if k.lower() in _KEPT_HEADERS}
-        self._sent.append(Sent(request.method, str(request.url), request.content, headers))
+        if self._latency:
+            time.sleep(self._latency)
+        if self._sent is not None:
+            headers = {k: v for k, v in request.headers.items() if k.lower() in _KEPT_HEADERS}
+            self._sent.append(Sent(request.method, str(request.url), request.content, headers))
         return None
 
     def record(self) -> None:
         self._sent = []
-        self._fake.add_fault(self._observe)
 
     def recorded(self) -> list[Sent]:
-        self._fake.clear_faults()
-        return self._sent
+        sent, self._sent = self._sent or [], None
+        return sent
 
 
 @dataclass
 class _Here:
     base_url: str
-    recorder: _Recorder
+    front: _Front
 
     def record(self) -> None:
-        self.recorder.record()
+        self.front.record()
 
     def recorded(self) -> list[Sent]:
-        return self.recorder.recorded()
+        return self.front.recorded()
 
 
 @dataclass
@@ -108,41 +124,46 @@ class _Apart:
 
 
 @contextmanager
-def serve_here(fake: FakeVendor) -> Iterator[Served]:
-    """Serve ``fake`` from a thread of this process (the client's GIL and heap)."""
+def serve_here(fake: FakeVendor, *, latency: float = 0.0) -> Iterator[Served]:
+    """Serve ``fake`` from a thread of this process (the client's GIL and heap).
+
+    Every answer waits ``latency`` seconds first.
+    """
+    front = _Front(fake, latency)
     with fake.serve() as base_url:
-        yield _Here(base_url, _Recorder(fake))
+        yield _Here(base_url, front)
 
 
-def _child(handed_over: list[FakeVendor], pipe: Connection) -> None:
+def _child(handed_over: list[FakeVendor], latency: float, pipe: Connection) -> None:
     fake = handed_over.pop()
-    recorder = _Recorder(fake)
+    front = _Front(fake, latency)
     with fake.serve() as base_url:
         pipe.send(base_url)
         while True:
             command = pipe.recv()
             if command == "record":
-                recorder.record()
+                front.record()
                 pipe.send(None)
             elif command == "recorded":
-                pipe.send(recorder.recorded())
+                pipe.send(front.recorded())
             else:
                 return
 
 
 @contextmanager
-def serve_apart(fake: FakeVendor) -> Iterator[Served]:
+def serve_apart(fake: FakeVendor, *, latency: float = 0.0) -> Iterator[Served]:
     """Serve ``fake`` from a forked child process until the block ends.
 
     The child takes the fake with it: once it runs, this process holds no reference to the fake
-    (the caller should drop its own), so the vendor's dataset is not in the client's heap.
+    (the caller should drop its own), so the vendor's dataset is not in the client's heap. Every
+    answer waits ``latency`` seconds first.
     """
     context = multiprocessing.get_context("fork")
     ours, theirs = context.Pipe()
     handed_over = [fake]
     del fake  # the generator's frame would otherwise keep it alive for the whole run
     process = context.Process(
-        target=_child, args=(handed_over, theirs), name="fake-vendor", daemon=True
+        target=_child, args=(handed_over, latency, theirs), name="fake-vendor", daemon=True
     )
     process.start()
     handed_over.clear()
@@ -159,6 +180,20 @@ def serve_apart(fake: FakeVendor) -> Iterator[Served]:
 
 
 Serve = Callable[[FakeVendor], AbstractContextManager[Served]]
-"""Serves a fake while the returned context is open: :func:`serve_apart` or :func:`serve_here`."""
+"""Serves a fake while the returned context is open: :func:`serve_apart` or :func:`serve_here`,
+with the latency given to :func:`server`."""
 
-SERVERS: dict[str, Serve] = {"process": serve_apart, "thread": serve_here}
+_PLACES = {"process": serve_apart, "thread": serve_here}
+
+SERVERS = tuple(_PLACES)
+"""Where a fake can run: ``"process"`` (:func:`serve_apart`), ``"thread"`` (:func:`serve_here`)."""
+
+
+def server(place: str, latency: float) -> Serve:
+    """Return what serves a fake from ``place`` (see :data:`SERVERS`), ``latency`` s an answer."""
+    serve = _PLACES[place]
+
+    def serve_with_latency(fake: FakeVendor) -> AbstractContextManager[Served]:
+        return serve(fake, latency=latency)
+
+    return serve_with_latency

@@ -320,6 +320,13 @@ def measure_throughput(
         }
     figures["ratio_engine_to_bare"] = round(ratio, 3)
     figures["ratio_engine_to_bare_cpu"] = round(best_cpu["engine"] / best_cpu["bare"], 3)
+    # Each round's own ratio (its bare run, then its engine run), as a check on the best-of
+    # figure: their median and range show how much one round's figure moves on this machine.
+    per_round = [
+        bare.wall / engine.wall for bare, engine in zip(runs["bare"], runs["engine"], strict=True)
+    ]
+    figures["ratio_per_round"] = [round(r, 3) for r in per_round]
+    figures["ratio_per_round_median"] = round(statistics.median(per_round), 3)
     figures["met"] = ratio >= TARGET_RATIO
     return figures, engine_db
 
@@ -560,7 +567,9 @@ def run(quick: bool, rounds: int, output: Path) -> dict[str, Any]:
             f"  best: engine {throughput['engine']['best_records_per_s']:,} records/s, "
             f"bare {throughput['bare']['best_records_per_s']:,} records/s, "
             f"ratio {throughput['ratio_engine_to_bare']} "
-            f"(by CPU time {throughput['ratio_engine_to_bare_cpu']})"
+            f"(by CPU time {throughput['ratio_engine_to_bare_cpu']}; per round: median "
+            f"{throughput['ratio_per_round_median']}, range {min(throughput['ratio_per_round'])}-"
+            f"{max(throughput['ratio_per_round'])})"
         )
         del pages
         gc.unfreeze()

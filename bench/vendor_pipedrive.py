@@ -1,4 +1,4 @@
-"""Pipedrive's entry for the connector benchmark (``bench/connectors.py``'s ``VENDORS``).
+"""Pipedrive's entry for the connector benchmark (``bench/connectors.py``'s ``vendors()``).
 
 The fake is loaded with deals one second apart and served over loopback; the connector reads them
 with an ``api_token`` in the ``x-api-token`` header, and the bare loop replays the captured
