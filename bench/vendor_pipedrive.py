@@ -54,7 +54,7 @@ def pipedrive(stack: ExitStack, count: int, serve: Serve) -> Vendor:
 
     vendor = Vendor("pipedrive", connector, bare, {"x-api-token": fake.api_token})
     vendor.notes.append(
-        "the connector asks for every status (deleted deals included) and checks the "
-        "(update_time, id) order of every page; the bare loop only decodes the pages"
+        "the connector asks for every status (deleted deals included) and the keyset driver "
+        "checks the update-time order of every page; the bare loop only decodes the pages"
     )
     return vendor
