@@ -22,8 +22,8 @@ import abc
 import itertools
 import json
 import re
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack, closing
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, closing, contextmanager
 from datetime import date, datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
@@ -1110,14 +1110,9 @@ def test_every_built_in_connector_has_a_case() -> None:
     assert {case.suffix for case in files} == {"csv", "jsonl"}
 
 
-def test_a_stripe_events_page_ending_in_a_row_that_is_no_event_loses_no_update(
-    tmp_path: Path,
-) -> None:
-    """A row that is no object, last on an events page with more after it, is set aside and
-    every update on the following pages still reaches the sink."""
-    fake = FakeStripe(clock=ManualClock(STRIPE_T0))
-    invoices = [fake.create_invoice() for _ in range(150)]
-    fake.clock.advance(timedelta(hours=1))
+@contextmanager
+def stripe_sync(fake: FakeStripe, tmp_path: Path) -> Iterator[tuple[SQLiteStore, Any, SyncEngine]]:
+    """Yield a SQLite store, a Stripe connector to ``fake`` served on loopback, and an engine."""
     with ExitStack() as stack:
         store = stack.enter_context(SQLiteStore(tmp_path / "incsync.db"))
         base_url = stack.enter_context(fake.serve())
@@ -1128,22 +1123,38 @@ def test_a_stripe_events_page_ending_in_a_row_that_is_no_event_loses_no_update(
                 )
             )
         )
-        sync = SyncEngine(store, clock=fake.clock)
+        yield store, connector, SyncEngine(store, clock=fake.clock)
+
+
+def last_row_added(fake: FakeStripe, path: str, row: object) -> None:
+    """Append ``row`` to every answer on ``path`` that has more pages after it."""
+
+    def fault(request: httpx.Request) -> httpx.Response | None:
+        if request.url.path != path:
+            return None
+        body = json.loads(fake.handle(request).read())
+        if body["has_more"]:
+            body["data"].append(row)
+        return httpx.Response(200, json=body)
+
+    fake.add_fault(fault)
+
+
+def test_a_stripe_events_page_ending_in_a_row_that_is_no_event_loses_no_update(
+    tmp_path: Path,
+) -> None:
+    """A row that is no object, last on an events page with more after it, is set aside and
+    every update on the following pages still reaches the sink."""
+    fake = FakeStripe(clock=ManualClock(STRIPE_T0))
+    invoices = [fake.create_invoice() for _ in range(150)]
+    fake.clock.advance(timedelta(hours=1))
+    with stripe_sync(fake, tmp_path) as (store, connector, sync):
         assert sync.run_cycle(KEY, connector).outcome is Outcome.COMPLETED
         for number, invoice_id in enumerate(invoices):
             fake.clock.advance(timedelta(seconds=1))
             fake.update_invoice(invoice_id, description=f"change {number}")
         fake.clock.advance(timedelta(minutes=10))
-
-        def last_is_no_event(request: httpx.Request) -> httpx.Response | None:
-            if request.url.path != "/v1/events":
-                return None
-            body = json.loads(fake.handle(request).read())
-            if body["has_more"]:
-                body["data"].append(None)
-            return httpx.Response(200, json=body)
-
-        fake.add_fault(last_is_no_event)
+        last_row_added(fake, "/v1/events", None)
         result = sync.run_cycle(KEY, connector)
         assert result.outcome is Outcome.COMPLETED, result.error
         assert result.rejected == 1
@@ -1157,27 +1168,8 @@ def test_a_stripe_list_page_ending_in_a_row_without_an_id_is_paged_past(tmp_path
     fake = FakeStripe(clock=ManualClock(STRIPE_T0))
     invoices = [fake.create_invoice() for _ in range(250)]
     fake.clock.advance(timedelta(hours=1))
-
-    def last_has_no_id(request: httpx.Request) -> httpx.Response | None:
-        if request.url.path != "/v1/invoices":
-            return None
-        body = json.loads(fake.handle(request).read())
-        if body["has_more"]:
-            body["data"].append({"object": "invoice", "status": "draft"})
-        return httpx.Response(200, json=body)
-
-    fake.add_fault(last_has_no_id)
-    with ExitStack() as stack:
-        store = stack.enter_context(SQLiteStore(tmp_path / "incsync.db"))
-        base_url = stack.enter_context(fake.serve())
-        connector = stack.enter_context(
-            closing(
-                StripeConnector(
-                    base_url, secret_key=fake.secret_key, options=HttpOptions(clock=fake.clock)
-                )
-            )
-        )
-        sync = SyncEngine(store, clock=fake.clock)
+    last_row_added(fake, "/v1/invoices", {"object": "invoice", "status": "draft"})
+    with stripe_sync(fake, tmp_path) as (store, connector, sync):
         result = sync.run_cycle(KEY, connector)
         assert result.outcome is Outcome.COMPLETED, result.error
         assert result.rejected >= 1
