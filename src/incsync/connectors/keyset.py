@@ -22,6 +22,13 @@ are read the same way, whatever their paging looks like:
 Rows that cannot become records are passed on once per read (to be set aside), however often
 re-queries return them.
 
+Two things no client can see, and what covers them. A source that answers with the wrong *set* of
+rows, in the right order (it ignored the sort and cut a different page), shows nothing to check
+against; the order check catches such an answer as soon as two of its rows are out of order,
+which in practice is at once. A row updated into the very tick being read whole, at the head of
+the data, may be missed by that tick read; the engine keeps its cursor behind the cycle's start
+(the safety lag), so the next cycle reads it.
+
 :class:`KeysetRead` makes those decisions as a frozen value with no I/O, in the manner of
 tenacity's decision loop: :meth:`~KeysetRead.next_step` says what to ask,
 :meth:`~KeysetRead.take` absorbs one page of an answer and keeps what is new, and

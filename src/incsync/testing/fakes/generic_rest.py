@@ -213,6 +213,10 @@ class FakeGenericRest(FakeVendor):
             "meta": {"updated_at": self.render_time(item.updated_micros)},
         }
 
+    def now(self) -> datetime:
+        """Return the fake's clock, which dates its answers."""
+        return self.clock()
+
     def handle(self, request: httpx.Request) -> httpx.Response:
         """Answer ``request`` as the API would."""
         if request.method != "GET" or request.url.path != ITEMS_PATH:

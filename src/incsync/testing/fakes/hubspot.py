@@ -419,6 +419,10 @@ class FakeHubSpot(FakeVendor):
 
     # --- HTTP -----------------------------------------------------------------------------------
 
+    def now(self) -> datetime:
+        """Return the fake's clock, which dates its answers."""
+        return self.clock()
+
     def handle(self, request: httpx.Request) -> httpx.Response:
         """Answer ``request`` as HubSpot's API would."""
         try:

@@ -273,6 +273,10 @@ class FakePipedrive(FakeVendor):
 
     # --- HTTP -----------------------------------------------------------------------------------
 
+    def now(self) -> datetime:
+        """Return the fake's clock, which dates its answers."""
+        return self.clock()
+
     def handle(self, request: httpx.Request) -> httpx.Response:
         """Answer ``request`` as Pipedrive would."""
         try:

@@ -272,6 +272,10 @@ class FakeStripe(FakeVendor):
 
     # --- HTTP -----------------------------------------------------------------------------------
 
+    def now(self) -> datetime:
+        """Return the fake's clock, which dates its answers."""
+        return self.clock()
+
     def handle(self, request: httpx.Request) -> httpx.Response:
         """Answer ``request`` as Stripe's API would."""
         try:

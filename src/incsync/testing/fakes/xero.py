@@ -320,6 +320,10 @@ class FakeXero(FakeVendor):
 
     # --- HTTP -----------------------------------------------------------------------------------
 
+    def now(self) -> datetime:
+        """Return the fake's clock, which dates its answers."""
+        return self.clock()
+
     def handle(self, request: httpx.Request) -> httpx.Response:
         """Answer ``request`` as Xero would."""
         try:
