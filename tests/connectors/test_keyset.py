@@ -22,7 +22,7 @@ from incsync.connectors.keyset import (
     Answer,
     FromTime,
     KeysetRead,
-    Outcome,
+    RowOutcome,
     WholeTick,
     read_by_keyset,
 )
@@ -147,7 +147,7 @@ def test_rows_set_aside_are_passed_on_once_per_read() -> None:
     read = KeysetRead.starting(T0, SECOND)
     step = read.next_step()
     assert step is not None
-    first: list[Outcome] = [
+    first: list[RowOutcome] = [
         rejected("x"),
         record("a", T0),
         rejected(None, "{...}"),
@@ -158,7 +158,7 @@ def test_rows_set_aside_are_passed_on_once_per_read() -> None:
     read = read.finish(step, more=True)
     step = read.next_step()
     assert step == FromTime(T0 + SECOND)
-    again: list[Outcome] = [rejected("x"), rejected(None, "{...}"), record("b", T0 + SECOND)]
+    again: list[RowOutcome] = [rejected("x"), rejected(None, "{...}"), record("b", T0 + SECOND)]
     kept, _ = read.take(step, [*again, record("c", T0 + 2 * SECOND)])
     assert kept == [record("c", T0 + 2 * SECOND)]
 

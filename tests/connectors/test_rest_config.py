@@ -9,9 +9,11 @@ from typing import Any
 import attrs
 import pytest
 
-from incsync.connectors._rest_config import DottedPath, RestConfig, TimestampFormat
+from incsync.connectors._formats import TimestampFormat
+from incsync.connectors._rest_config import RestConfig
 from incsync.connectors.auth import ApiKey, BearerToken
 from incsync.errors import ConfigurationError
+from incsync.fields import DottedPath
 from incsync.timestamps import UTC
 
 if sys.version_info >= (3, 11):

@@ -1,4 +1,4 @@
-"""How a source writes a time, parsed from configuration (and where values sit, re-exported).
+"""How a source writes a time, parsed from configuration.
 
 Shared by the configurable connectors (:mod:`incsync.connectors.rest` reads answers with both,
 :mod:`incsync.connectors.files` reads its updated-at column with :class:`TimestampFormat`).
@@ -12,7 +12,6 @@ from typing import Literal
 import attrs
 
 from incsync.errors import ConfigurationError
-from incsync.fields import DottedPath
 from incsync.timestamps import (
     UTC,
     parse_epoch_millis,
@@ -21,7 +20,7 @@ from incsync.timestamps import (
     to_micros,
 )
 
-__all__ = ["DottedPath", "TimestampFormat", "config_error"]
+__all__ = ["TimestampFormat", "config_error"]
 
 _SAMPLE_MOMENT = datetime(2024, 2, 29, 13, 45, 59, tzinfo=UTC)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

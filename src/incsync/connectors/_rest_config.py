@@ -18,12 +18,12 @@ from typing import Any, Literal
 
 import attrs
 
-from incsync.connectors._formats import DottedPath, TimestampFormat, config_error
+from incsync.connectors._formats import TimestampFormat, config_error
 from incsync.connectors.auth import ApiKey, Auth, BearerToken
+from incsync.fields import DottedPath
 
 __all__ = [
     "AuthConfig",
-    "DottedPath",
     "FilterConfig",
     "PagingConfig",
     "RecordsConfig",

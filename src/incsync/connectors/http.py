@@ -192,8 +192,6 @@ class HttpConnector(BaseConnector):
         self.options = HttpOptions() if options is None else options
         # The last answer's Date and when it came, by the host's clock (see source_time).
         self._source_date: tuple[datetime, datetime] | None = None
-        # Read by vendor connectors that compare times with now.
-        self._clock = self.options.clock
         self._client = httpx.Client(
             base_url=base_url,
             auth=auth,

@@ -52,13 +52,13 @@ __all__ = [
     "Answer",
     "FromTime",
     "KeysetRead",
-    "Outcome",
+    "RowOutcome",
     "Step",
     "WholeTick",
     "read_by_keyset",
 ]
 
-Outcome = Record | RejectedRecord
+RowOutcome = Record | RejectedRecord
 """What one raw row became: its record, or the rejection saying why it could not be one."""
 
 
@@ -193,7 +193,9 @@ class KeysetRead:
             return None if following is None else FromTime(following)
         return FromTime(self.tick)
 
-    def take(self, step: Step, outcomes: Sequence[Outcome]) -> tuple[list[Outcome], KeysetRead]:
+    def take(
+        self, step: Step, outcomes: Sequence[RowOutcome]
+    ) -> tuple[list[RowOutcome], KeysetRead]:
         """Absorb one page of the answer to ``step``; return the outcomes not passed on before.
 
         Args:
@@ -209,7 +211,7 @@ class KeysetRead:
                 :class:`FromTime`) older than a row before it: the source did not answer in
                 the order asked for.
         """
-        kept: list[Outcome] = []
+        kept: list[RowOutcome] = []
         tick, seen = self.tick, set(self.seen)
         set_aside = set(self.set_aside)
         floor = step.start  # an answer never goes below what was asked
@@ -356,7 +358,7 @@ def read_by_keyset(
         read = read.finish(step, more=more)
 
 
-def _page(outcomes: Sequence[Outcome], total: int | None) -> Page:
+def _page(outcomes: Sequence[RowOutcome], total: int | None) -> Page:
     records = [outcome for outcome in outcomes if isinstance(outcome, Record)]
     rejected = [outcome for outcome in outcomes if isinstance(outcome, RejectedRecord)]
     return Page(records=records, rejected=rejected, total=total)

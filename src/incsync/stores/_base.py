@@ -22,19 +22,11 @@ __all__ = [
     "StateStoreBase",
     "Transition",
     "kept_digest",
-    "rejection_fingerprint",
     "set_aside",
 ]
 
 Transition = Callable[[SourceState], SourceState]
 """A pure change of a source's state, as :mod:`incsync.state` defines them."""
-
-
-def rejection_fingerprint(rejected: RejectedRecord) -> str:
-    """Return what identifies a set-aside record, so reading it again updates, not repeats, it."""
-    if rejected.record_id is not None:
-        return "id:" + rejected.record_id
-    return "raw:" + rejected.raw
 
 
 def set_aside(record: Record, reason: str, record_id: str | None = None) -> RejectedRecord:

@@ -13,7 +13,7 @@ from incsync.errors import BadRecordError
 from incsync.records import ApplyResult, Record, RejectedRecord, Transaction, supersedes
 from incsync.state import Checkpoint, Lease, SourceState, new_state
 from incsync.state import save_checkpoint as checkpoint_transition
-from incsync.stores._base import StateStoreBase, Transition, rejection_fingerprint, set_aside
+from incsync.stores._base import StateStoreBase, Transition, set_aside
 
 __all__ = ["InMemoryStore"]
 
@@ -72,7 +72,7 @@ class InMemoryStore(StateStoreBase):
             return
         kept = self._rejected.setdefault(source_key, {})
         for item in rejected:
-            fingerprint = rejection_fingerprint(item)
+            fingerprint = item.fingerprint
             kept.pop(fingerprint, None)  # re-insert so the dict stays ordered by last sighting
             kept[fingerprint] = attrs.evolve(item, seen_at=now)
 

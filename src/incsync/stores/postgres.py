@@ -34,7 +34,7 @@ from incsync.redaction import redact
 from incsync.state import Checkpoint, Lease, SourceState, new_state
 from incsync.state import save_checkpoint as checkpoint_transition
 from incsync.stores import _postgres_sql as sql
-from incsync.stores._base import StateStoreBase, Transition, kept_digest, rejection_fingerprint
+from incsync.stores._base import StateStoreBase, Transition, kept_digest
 from incsync.stores._postgres_rows import escaped, state_from_row, state_params, transaction_rows
 
 try:
@@ -342,7 +342,7 @@ class PostgresStore(StateStoreBase):
                 [
                     (
                         source_key,
-                        escaped(rejection_fingerprint(item)),
+                        escaped(item.fingerprint),
                         None if item.record_id is None else escaped(item.record_id),
                         escaped(item.reason),
                         escaped(item.raw),

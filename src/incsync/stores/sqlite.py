@@ -29,7 +29,6 @@ from incsync.stores._base import (
     StateStoreBase,
     Transition,
     kept_digest,
-    rejection_fingerprint,
     set_aside,
 )
 from incsync.timestamps import from_micros, to_micros
@@ -424,7 +423,7 @@ class SQLiteStore(StateStoreBase):
                 [
                     (
                         source_key,
-                        rejection_fingerprint(item),
+                        item.fingerprint,
                         item.record_id,
                         item.reason,
                         item.raw,

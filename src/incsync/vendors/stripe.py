@@ -188,7 +188,7 @@ class StripeConnector(HttpConnector):
         if window.start is None:
             yield from self._full_read()
             return
-        age = self._clock() - window.start
+        age = self.options.clock() - window.start
         if age > EVENT_RETENTION - _RETENTION_MARGIN:
             raise PermanentSourceError(
                 f"stripe: the events to read start at {window.start.isoformat()}, "
@@ -201,7 +201,7 @@ class StripeConnector(HttpConnector):
         yield from self._event_pages(_epoch(window.start))
 
     def _full_read(self) -> Iterator[RawPage]:
-        began = self._clock()
+        began = self.options.clock()
         stamp = _epoch(began - self.clock_skew)
         logger.info(
             "stripe: full read of %s, stamped %s", self.resource, datetime.fromtimestamp(stamp, UTC)
