@@ -193,9 +193,13 @@ class TimedStore:
         """Timed :meth:`PostgresStore.list_rejected`."""
         return self._timed("list_rejected", lambda: self.store.list_rejected(source_key))
 
-    def apply(self, source_key: str, records: Sequence[Record], generation: int) -> ApplyResult:
+    def apply(
+        self, source_key: str, records: Sequence[Record], generation: int, token: int
+    ) -> ApplyResult:
         """Timed :meth:`PostgresStore.apply`."""
-        return self._timed("apply", lambda: self.store.apply(source_key, records, generation))
+        return self._timed(
+            "apply", lambda: self.store.apply(source_key, records, generation, token)
+        )
 
     def commit_page(
         self,

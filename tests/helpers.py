@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from incsync import SQLiteStore, Transaction
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from incsync import ApplyResult, Record, SQLiteStore, Transaction
+from incsync.protocols import TransactionSink
 from incsync.stores.postgres import PostgresStore
 from incsync.testing import InMemoryStore
 
-__all__ = ["Store", "transactions_by_id"]
+__all__ = ["StallingSink", "StallingStore", "Store", "transactions_by_id"]
 
 Store = InMemoryStore | SQLiteStore | PostgresStore
 """A built-in store: state store, transaction sink and atomic page committer in one."""
@@ -15,3 +19,52 @@ Store = InMemoryStore | SQLiteStore | PostgresStore
 def transactions_by_id(store: Store, source_key: str) -> dict[str, Transaction]:
     """Return the source's transactions keyed by record id."""
     return {transaction.record.id: transaction for transaction in store.transactions(source_key)}
+
+
+class StallingSink:
+    """A sink whose writer stalls before writing a page: ``meanwhile(page)`` runs, then the write.
+
+    It stalls once, on the first page ``stalls_on`` accepts (any page by default), so a test can
+    let the world move on (another worker's whole cycle) between a read and its late write.
+    """
+
+    def __init__(
+        self,
+        inner: TransactionSink,
+        meanwhile: Callable[[Sequence[Record]], None],
+        stalls_on: Callable[[Sequence[Record]], bool] = lambda page: True,
+    ) -> None:
+        self.inner = inner
+        self._meanwhile: Callable[[Sequence[Record]], None] | None = meanwhile
+        self._stalls_on = stalls_on
+
+    def apply(
+        self, source_key: str, records: Sequence[Record], generation: int, token: int
+    ) -> ApplyResult:
+        self._stall(records)
+        return self.inner.apply(source_key, records, generation, token)
+
+    def _stall(self, records: Sequence[Record]) -> None:
+        if self._meanwhile is not None and self._stalls_on(records):
+            meanwhile, self._meanwhile = self._meanwhile, None
+            meanwhile(records)
+
+
+class StallingStore(StallingSink):
+    """A built-in store, its own sink, whose writer stalls inside a page commit."""
+
+    def __init__(
+        self,
+        inner: Store,
+        meanwhile: Callable[[Sequence[Record]], None],
+        stalls_on: Callable[[Sequence[Record]], bool] = lambda page: True,
+    ) -> None:
+        super().__init__(inner, meanwhile, stalls_on)
+        self.store = inner
+
+    def commit_page(self, source_key: str, records: Sequence[Record], *args: Any) -> Any:
+        self._stall(records)
+        return self.store.commit_page(source_key, records, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)

@@ -20,6 +20,7 @@ from incsync.errors import (
     PermanentSourceError,
     RateLimitedError,
     SourceError,
+    StaleWriteError,
     StateConflictError,
     StoreError,
     TransientSourceError,
@@ -40,6 +41,7 @@ RETRYABLE: dict[type[IncsyncError], bool] = {
     BadRecordError: False,
     StateConflictError: False,
     LeaseLostError: False,
+    StaleWriteError: False,
     GenerationChangedError: False,
     StoreError: True,
 }

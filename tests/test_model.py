@@ -3,8 +3,11 @@
 A Hypothesis state machine mutates a source (creates, updates, deletes, bursts sharing one
 timestamp across page boundaries, records that appear late inside the lookback) and interleaves
 cycles, resets, cancels/resumes, failures and crashes at every step of a cycle (inside a page,
-after the sink write and before the checkpoint, inside the checkpoint). After every step it checks
-what must always hold; at the end, one clean cycle must leave the sink exactly equal to the source.
+after the sink write and before the checkpoint, inside the checkpoint), and a second worker that
+stalls past its lease between reading a page and writing it. After every step it checks what must
+always hold; at the end, one clean cycle must leave the sink exactly equal to the source. It runs
+with the store as its own sink (in memory, SQLite) and with a separate sink (in memory, and two
+SQLite files).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import tempfile
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -41,7 +44,7 @@ from incsync import (
 from incsync.connectors import InMemoryConnector, InMemorySource
 from incsync.connectors.memory import iso_timestamp
 from incsync.testing import InMemoryStore, ManualClock
-from tests.helpers import Store, transactions_by_id
+from tests.helpers import StallingSink, StallingStore, Store, transactions_by_id
 
 START = datetime(2026, 3, 29, 0, 59, 0, tzinfo=timezone.utc)
 LOOKBACK = timedelta(seconds=60)
@@ -150,8 +153,10 @@ class FaultyStore:
 class FaultyAtomicStore(FaultyStore):
     """A faulty store that is also the sink and commits pages atomically."""
 
-    def apply(self, source_key: str, records: Sequence[Record], generation: int) -> ApplyResult:
-        return self.inner.apply(source_key, records, generation)
+    def apply(
+        self, source_key: str, records: Sequence[Record], generation: int, token: int
+    ) -> ApplyResult:
+        return self.inner.apply(source_key, records, generation, token)
 
     def commit_page(
         self,
@@ -174,12 +179,14 @@ class FaultyAtomicStore(FaultyStore):
 class FaultySink:
     """A separate sink that can die right after a page is written."""
 
-    def __init__(self, inner: InMemoryStore, plan: FaultPlan) -> None:
+    def __init__(self, inner: Store, plan: FaultPlan) -> None:
         self.inner = inner
         self.plan = plan
 
-    def apply(self, source_key: str, records: Sequence[Record], generation: int) -> ApplyResult:
-        result = self.inner.apply(source_key, records, generation)
+    def apply(
+        self, source_key: str, records: Sequence[Record], generation: int, token: int
+    ) -> ApplyResult:
+        result = self.inner.apply(source_key, records, generation, token)
         self.plan.passing("after_sink_write")
         return result
 
@@ -200,27 +207,22 @@ class SyncMachine(RuleBasedStateMachine):
         self.source = InMemorySource()
         self.next_id = 1
         self.tmp: str | None = None
-        self.sqlite: SQLiteStore | None = None
+        self.sqlite: list[SQLiteStore] = []
         self.sink_store: Store
-        if self.store_kind == "split":
-            state_store = InMemoryStore()
-            self.sink_store = InMemoryStore()
+        self.state_store: Store
+        if self.store_kind in ("split", "sqlite_split"):
+            self.state_store = self._store("state.db")
+            self.sink_store = self._store("sink.db")
             self.engine = SyncEngine(
-                FaultyStore(state_store, self.plan),
+                FaultyStore(self.state_store, self.plan),
                 FaultySink(self.sink_store, self.plan),
                 policy=POLICY,
                 clock=self.clock,
             )
         else:
-            if self.store_kind == "sqlite":
-                self.tmp = tempfile.mkdtemp(prefix="incsync-model-")
-                self.sqlite = SQLiteStore(Path(self.tmp) / "model.db")
-                inner: Store = self.sqlite
-            else:
-                inner = InMemoryStore()
-            self.sink_store = inner
+            self.state_store = self.sink_store = self._store("model.db")
             self.engine = SyncEngine(
-                FaultyAtomicStore(inner, self.plan),
+                FaultyAtomicStore(self.state_store, self.plan),
                 policy=POLICY,
                 clock=self.clock,
             )
@@ -236,6 +238,14 @@ class SyncMachine(RuleBasedStateMachine):
         self.previous_last_change: datetime | None = None
         self.reset_since_check = False
         self.seen_versions: dict[str, datetime] = {}
+
+    def _store(self, name: str) -> Store:
+        if not self.store_kind.startswith("sqlite"):
+            return InMemoryStore()
+        if self.tmp is None:
+            self.tmp = tempfile.mkdtemp(prefix="incsync-model-")
+        self.sqlite.append(SQLiteStore(Path(self.tmp) / name))
+        return self.sqlite[-1]
 
     # -- the simulated source ------------------------------------------------------------------
 
@@ -385,6 +395,60 @@ class SyncMachine(RuleBasedStateMachine):
         assert result.outcome is (expected_skip or Outcome.COMPLETED), result
 
     @rule()
+    def stalled_worker_writes_late(self) -> None:
+        """Another worker stalls past its lease between reading a page and writing it.
+
+        Meanwhile the source rewrites that page's records of the current second (same stamp, new
+        content), a record arrives later, and this worker runs a whole cycle past them. The stalled
+        page, written last, must change nothing: no later window reads those records again.
+        """
+        if self._expected_skip() is not None:
+            return
+        second = self._now_seconds()
+        self._create(second)  # a record of this second, so some page can stall on one
+        rewritten: dict[str, dict[str, Any]] = {}
+        successor: list[CycleResult] = []
+
+        def this_second(page: Sequence[Record]) -> bool:
+            return any(record.updated_at == second for record in page)
+
+        def meanwhile(page: Sequence[Record]) -> None:
+            for record in page:
+                if record.updated_at == second:
+                    self.source.update(record.id, second, value=-self.next_id)
+                    rewritten[record.id] = self.source.snapshot()[record.id]
+            self.clock.advance(POLICY.lease_ttl + timedelta(seconds=1))
+            self._create(self._now_seconds())
+            successor.append(self.engine.run_cycle(KEY, self.connector))
+
+        if self.store_kind in ("split", "sqlite_split"):
+            stalled = SyncEngine(
+                self.state_store,
+                StallingSink(self.sink_store, meanwhile, this_second),
+                policy=POLICY,
+                clock=self.clock,
+                holder="stalled",
+            )
+        else:
+            stalled = SyncEngine(
+                cast("Store", StallingStore(self.sink_store, meanwhile, this_second)),
+                policy=POLICY,
+                clock=self.clock,
+                holder="stalled",
+            )
+        late = stalled.run_cycle(KEY, self.connector)
+        if not successor:  # no page held a record of that second (a reset emptied the window)
+            assert late.outcome is Outcome.COMPLETED, late
+            return
+        assert successor[0].outcome is Outcome.COMPLETED, successor[0]
+        assert late.outcome is Outcome.FAILED, late
+        sink = self._sink()
+        for record_id, raw in rewritten.items():
+            assert sink[record_id].record.payload == raw, (
+                "a stalled worker's page replaced newer data"
+            )
+
+    @rule()
     def wait_out_lease(self) -> None:
         """Enough time passes for a dead worker's lease to expire."""
         self.clock.advance(POLICY.lease_ttl + timedelta(seconds=1))
@@ -471,8 +535,8 @@ class SyncMachine(RuleBasedStateMachine):
                 # after a reset has completed, every record was re-applied in its generation
                 assert {t.generation for t in sink.values()} <= set(range(state.generation + 1))
         finally:
-            if self.sqlite is not None:
-                self.sqlite.close()
+            for sqlite in self.sqlite:
+                sqlite.close()
             if self.tmp is not None:
                 shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -509,6 +573,16 @@ class UnorderedSplitSink(SyncMachine):
     store_kind = "split"
 
 
+class OrderedSQLiteSplit(SyncMachine):
+    ordered = True
+    store_kind = "sqlite_split"
+
+
+class UnorderedSQLiteSplit(SyncMachine):
+    ordered = False
+    store_kind = "sqlite_split"
+
+
 class OrderedSQLite(SyncMachine):
     ordered = True
     store_kind = "sqlite"
@@ -526,6 +600,8 @@ class UnorderedSQLite(SyncMachine):
         (UnorderedInMemory, 40),
         (OrderedSplitSink, 60),
         (UnorderedSplitSink, 40),
+        (OrderedSQLiteSplit, 20),
+        (UnorderedSQLiteSplit, 15),
         (OrderedSQLite, 25),
         (UnorderedSQLite, 15),
     ],

@@ -47,6 +47,7 @@ EXPORTED = [
     "SourcePlan",
     "SourceState",
     "SourceStatus",
+    "StaleWriteError",
     "StateConflictError",
     "StateStore",
     "StatusColor",

@@ -226,11 +226,10 @@ class SyncEngine:
             self.store.release_lease(source_key, lease)
             logger.info("source %s: cycle stopped by a reset", source_key)
             return result(Outcome.INTERRUPTED_RESET, self.store.load(source_key).cursor, error)
-        except LeaseLostError as error:
-            # Another worker holds the source now; its outcome is the one to record.
-            logger.warning("source %s: %s", source_key, error)
-            return result(Outcome.FAILED, self.store.load(source_key).cursor, error)
         except Exception as error:  # noqa: BLE001 - any failure of a source must be recorded, not raised
+            # A lost lease lands here too: recording it is refused (the new holder's outcome is
+            # the one that counts) unless this worker still holds the lease, which happens only
+            # when a sink's fence refuses its token for good (StaleWriteError), and must show.
             decision = decide_failure(error, self.policy, self._now(), connector.secrets())
             if decision.reset:
                 reset = self._reset_for_resync(state, lease, decision)
@@ -311,7 +310,9 @@ class SyncEngine:
         now, ttl = self._now(), self.policy.lease_ttl
         if self._atomic is not None:
             return self._atomic.commit_page(key, records, lease, generation, checkpoint, now, ttl)
-        applied = self.sink.apply(key, records, generation) if records else ApplyResult(0)
+        applied = (
+            self.sink.apply(key, records, generation, lease.token) if records else ApplyResult(0)
+        )
         if applied.rejected:
             checkpoint = attrs.evolve(
                 checkpoint, rejected=[*checkpoint.rejected, *applied.rejected]

@@ -15,6 +15,7 @@ type alone::
     ├── BadRecordError                one record is malformed; it is set aside and the cycle goes on
     ├── StateConflictError            the state store refused a write made on stale grounds
     │   ├── LeaseLostError            another worker holds the source's lease now
+    │   │   └── StaleWriteError       the sink holds writes of a newer lease; this one's are refused
     │   └── GenerationChangedError    the source was reset while this cycle ran
     └── StoreError                    the state store or transaction sink itself failed
 """
@@ -35,6 +36,7 @@ __all__ = [
     "PermanentSourceError",
     "RateLimitedError",
     "SourceError",
+    "StaleWriteError",
     "StateConflictError",
     "StoreError",
     "TransientSourceError",
@@ -168,6 +170,24 @@ class StateConflictError(IncsyncError):
 
 class LeaseLostError(StateConflictError):
     """The caller no longer holds the source's lease (it expired and another worker took it)."""
+
+
+class StaleWriteError(LeaseLostError):
+    """A sink refused a page: a worker with a newer lease has already written for the source.
+
+    Sinks keep the highest fencing token that wrote each source's transactions (see
+    :func:`incsync.state.admit_writer`), so a worker that stalled past its lease cannot overwrite
+    what its successor wrote.
+
+    Attributes:
+        token: The refused worker's fencing token.
+        highest: The highest token the sink has accepted for the source.
+    """
+
+    def __init__(self, message: str, *, source_key: str, token: int, highest: int) -> None:
+        super().__init__(message, source_key=source_key)
+        self.token = token
+        self.highest = highest
 
 
 class GenerationChangedError(StateConflictError):

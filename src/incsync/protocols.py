@@ -82,14 +82,22 @@ class TransactionSink(Protocol):
     replaces a newer one, and at an equal ``updated_at`` the record is written only if its content
     differs or it was stored under an older generation (so a reset re-applies every record exactly
     once). Deleted records are stored as tombstones, never removed.
+
+    A sink is fenced: it keeps, per source, the highest lease token that has written, and refuses a
+    page from a lower one (:func:`incsync.state.admit_writer` decides), in the same transaction as
+    the page's rows. Without the fence, a worker that stalled past its lease could overwrite what
+    the worker that took over wrote, after that worker's cursor moved past it.
     """
 
-    def apply(self, source_key: str, records: Sequence[Record], generation: int) -> ApplyResult:
-        """Write ``records``; report how many were written and which could not be stored.
+    def apply(
+        self, source_key: str, records: Sequence[Record], generation: int, token: int
+    ) -> ApplyResult:
+        """Write ``records`` for the lease ``token``; say how many were written and which not.
 
         Records that were neither written nor rejected were already applied.
 
         Raises:
+            StaleWriteError: A newer lease has written for the source; nothing was written.
             StoreError: The write failed; nothing of the page may be assumed durable.
         """
         ...

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 import attrs
 
 from incsync.cursor import Cursor
-from incsync.errors import GenerationChangedError, LeaseLostError
+from incsync.errors import GenerationChangedError, LeaseLostError, StaleWriteError
 from incsync.marks import Marks, forward_marks, frozen_marks
 from incsync.records import RejectedRecord
 from incsync.timestamps import ensure_utc
@@ -28,6 +28,7 @@ __all__ = [
     "SkipReason",
     "SourceState",
     "acquire",
+    "admit_writer",
     "cancel",
     "complete",
     "fail",
@@ -262,6 +263,40 @@ def release(state: SourceState, lease: Lease) -> SourceState:
     if state.lease is None or state.lease.token != lease.token:
         return state
     return attrs.evolve(state, lease=attrs.evolve(lease, expires_at=_RELEASED_AT))
+
+
+def admit_writer(source_key: str, highest: int | None, token: int) -> int:
+    """Decide whether a sink may write a page of ``source_key`` from the lease ``token``.
+
+    A sink that is not the state store cannot see the lease, so it keeps its own fence: the highest
+    token that has written each source. A worker that stalled past its lease (a long pause between
+    reading a page and writing it) carries a lower token than the worker that took over; letting it
+    write could replace what its successor wrote at the same ``updated_at`` for good, since the
+    successor's cursor has moved past those records. The fence only moves up, in the same
+    transaction as the page's rows.
+
+    Args:
+        source_key: The source being written.
+        highest: The highest token the sink has accepted for the source, ``None`` if none yet.
+        token: The writing worker's lease token.
+
+    Returns:
+        The fence to keep after the write.
+
+    Raises:
+        StaleWriteError: A newer lease has already written; nothing of the page may be written.
+    """
+    if highest is None or token >= highest:
+        return token
+    raise StaleWriteError(
+        f"source {source_key!r}: the sink already holds writes of lease {highest}, newer than "
+        f"this worker's lease {token}; this worker's page is refused and the newer holder "
+        "carries on. If this repeats on every cycle, the state store was replaced or restored "
+        "while the sink kept its data: see 'Leases and fencing tokens' in the documentation",
+        source_key=source_key,
+        token=token,
+        highest=highest,
+    )
 
 
 def _newest(a: datetime | None, b: datetime | None) -> datetime | None:

@@ -150,8 +150,10 @@ class LeaseLog:
         self._end(source_key, lease, "release")
         self.inner.release_lease(source_key, lease)
 
-    def apply(self, source_key: str, records: Sequence[Record], generation: int) -> ApplyResult:
-        return self.inner.apply(source_key, records, generation)
+    def apply(
+        self, source_key: str, records: Sequence[Record], generation: int, token: int
+    ) -> ApplyResult:
+        return self.inner.apply(source_key, records, generation, token)
 
     def load(self, source_key: str) -> SourceState:
         return self.inner.load(source_key)

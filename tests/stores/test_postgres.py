@@ -84,7 +84,7 @@ def _in_threads(count: int, work: Callable[[int], T]) -> list[T]:
 
 def test_migrate_is_idempotent(postgres_store: PostgresStore, postgres_schema: str) -> None:
     """Migrating again changes nothing: one row per version, the same tables, the data kept."""
-    postgres_store.apply(KEY, [_record("a", 0)], 0)
+    postgres_store.apply(KEY, [_record("a", 0)], 0, 1)
     assert postgres_store.migrate() == SCHEMA_VERSION
     assert postgres_store.migrate() == SCHEMA_VERSION
     assert _versions(postgres_schema) == list(range(1, SCHEMA_VERSION + 1))
@@ -93,7 +93,13 @@ def test_migrate_is_idempotent(postgres_store: PostgresStore, postgres_schema: s
         "ORDER BY table_name",
         postgres_schema,
     )
-    assert tables == [("rejected",), ("schema_version",), ("sources",), ("transactions",)]
+    assert tables == [
+        ("rejected",),
+        ("schema_version",),
+        ("sink_fences",),
+        ("sources",),
+        ("transactions",),
+    ]
     assert postgres_store.count_transactions(KEY) == 1
 
 
@@ -147,8 +153,8 @@ def test_migrate_fills_in_the_content_digest_of_rows_written_before(postgres_sch
         assert _versions(postgres_schema) == list(range(1, SCHEMA_VERSION + 1))
         same = {"a": 1, "b": 2, "n": [0.5, 10**23]}
         incoming = [Record(f"same{n}", NOW, same) for n in range(1_100)]
-        assert store.apply(KEY, incoming, 0).applied == 0
-        assert store.apply(KEY, [Record("changed", NOW, {"paid": True})], 0).applied == 1
+        assert store.apply(KEY, incoming, 0, 1).applied == 0
+        assert store.apply(KEY, [Record("changed", NOW, {"paid": True})], 0, 1).applied == 1
         with psycopg.connect(CONNINFO) as connection:
             connection.execute(
                 f'INSERT INTO "{postgres_schema}".transactions '
@@ -156,8 +162,8 @@ def test_migrate_fills_in_the_content_digest_of_rows_written_before(postgres_sch
                 "VALUES (%s, 'old-worker', %s, false, '{}', 0)",
                 (KEY, NOW),
             )
-        assert store.apply(KEY, [Record("old-worker", NOW, {})], 0).applied == 1
-        assert store.apply(KEY, [Record("old-worker", NOW, {})], 0).applied == 0
+        assert store.apply(KEY, [Record("old-worker", NOW, {})], 0, 1).applied == 1
+        assert store.apply(KEY, [Record("old-worker", NOW, {})], 0, 1).applied == 0
     digests = _query(
         f'SELECT DISTINCT content_digest FROM "{postgres_schema}".transactions '
         "WHERE record_id LIKE 'same%%'"
@@ -435,7 +441,7 @@ def test_replaying_a_page_writes_no_row_version(
     again, _ = store.commit_page(KEY, page, lease, 0, checkpoint, NOW, TTL)
     assert (first.applied, again.applied) == (300, 0)
     assert _query(versions) == written
-    assert store.apply(KEY, page, 0).applied == 0
+    assert store.apply(KEY, page, 0, 1).applied == 0
 
 
 def test_workers_writing_the_same_records_in_any_order_never_deadlock(
@@ -454,7 +460,7 @@ def test_workers_writing_the_same_records_in_any_order_never_deadlock(
                 ]
                 if worker % 2:
                     page.reverse()
-                written += store.apply(KEY, page, 0).applied
+                written += store.apply(KEY, page, 0, 1).applied
             return written
 
         written = _in_threads(4, write)

@@ -77,7 +77,7 @@ def test_transactions_stream_in_code_point_order_across_batches(
 ) -> None:
     """More records than one batch come back once each, in the order Python sorts their ids."""
     ids = [f"{prefix}{number}" for number in range(1_250) for prefix in ("a", "B", "é")][:2_600]
-    postgres_store.apply(KEY, [_record(record_id, 0) for record_id in ids], 0)
+    postgres_store.apply(KEY, [_record(record_id, 0) for record_id in ids], 0, 1)
     streamed = [t.record.id for t in postgres_store.transactions(KEY)]
     assert streamed == sorted(ids)
 
@@ -118,13 +118,13 @@ def test_postgres_and_memory_sinks_agree(
     memory = InMemoryStore()
     steps = list(zip(pages, generations[: len(pages)], strict=True))
     for page, generation in steps * 2:
-        assert postgres_store.apply(key, page, generation).applied == (
-            memory.apply(key, page, generation).applied
+        assert postgres_store.apply(key, page, generation, 1).applied == (
+            memory.apply(key, page, generation, 1).applied
         )
     held = [(t.record, t.generation) for t in postgres_store.transactions(key)]
     assert held == [(t.record, t.generation) for t in memory.transactions(key)]
     for record, generation in held:
-        assert postgres_store.apply(key, [record], generation).applied == 0
+        assert postgres_store.apply(key, [record], generation, 1).applied == 0
 
 
 _STATES = st.builds(
@@ -207,7 +207,7 @@ def test_sync_engine_cycles_keep_postgres_equal_to_the_source(
 def test_fresh_schema_helper_drops_its_schema() -> None:
     """The fixture's schema is gone once the test is over, so runs leave nothing behind."""
     with fresh_schema() as schema, migrated_store(schema) as store:
-        store.apply(KEY, [_record("a", 0)], 0)
+        store.apply(KEY, [_record("a", 0)], 0, 1)
     with psycopg.connect(CONNINFO) as connection:
         found = connection.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
         assert found.fetchall() == []

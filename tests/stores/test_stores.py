@@ -151,12 +151,12 @@ def test_sink_keeps_the_newest_version_and_counts_what_it_wrote(
     store: Store,
 ) -> None:
     """Older versions never replace newer ones; re-reading the same version writes nothing."""
-    assert store.apply(KEY, [_record("a", 5, v=1)], 0).applied == 1
-    assert store.apply(KEY, [_record("a", 3, v=0)], 0).applied == 0
-    assert store.apply(KEY, [_record("a", 5, v=1)], 0).applied == 0
-    assert store.apply(KEY, [_record("a", 5, v=2)], 0).applied == 1  # same second, new content
-    assert store.apply(KEY, [_record("a", 5, v=2)], 1).applied == 1  # a reset re-applies once
-    assert store.apply(KEY, [_record("a", 5, v=3)], 0).applied == 0  # a stale generation
+    assert store.apply(KEY, [_record("a", 5, v=1)], 0, 1).applied == 1
+    assert store.apply(KEY, [_record("a", 3, v=0)], 0, 1).applied == 0
+    assert store.apply(KEY, [_record("a", 5, v=1)], 0, 1).applied == 0
+    assert store.apply(KEY, [_record("a", 5, v=2)], 0, 1).applied == 1  # same second, new content
+    assert store.apply(KEY, [_record("a", 5, v=2)], 1, 1).applied == 1  # a reset re-applies once
+    assert store.apply(KEY, [_record("a", 5, v=3)], 0, 1).applied == 0  # a stale generation
     stored = _transactions(store)["a"]
     assert (stored.record.payload["v"], stored.generation) == (2, 1)
 
@@ -195,8 +195,8 @@ def test_a_version_read_again_is_written_only_when_its_content_changed(
     when incsync.content says its content changed: key order and 1 against 1.0 are no change,
     true against 1 is one.
     """
-    assert store.apply(KEY, [Record("r", NOW, stored)], 0).applied == 1
-    result = store.apply(KEY, [Record("r", NOW, incoming)], 0)
+    assert store.apply(KEY, [Record("r", NOW, stored)], 0, 1).applied == 1
+    result = store.apply(KEY, [Record("r", NOW, incoming)], 0, 1)
     assert (result.applied, list(result.rejected)) == (int(changed), [])
 
 
@@ -216,7 +216,7 @@ def test_a_payload_without_a_json_form_is_set_aside_by_every_store(
     """Every store sets such a record aside with its reason and applies the rest of the page, in
     apply and in commit_page (which keeps it with the set-aside records); nothing is raised.
     """
-    result = store.apply(KEY, [Record("bad", NOW, payload), _record("good", 0)], 0)
+    result = store.apply(KEY, [Record("bad", NOW, payload), _record("good", 0)], 0, 1)
     assert result.applied == 1
     [rejected] = result.rejected
     assert rejected.record_id == "bad"
@@ -244,9 +244,9 @@ def test_every_store_decides_a_same_time_version_as_supersedes_does(
     second = data.draw(st.one_of(respelled(first), json_payloads()), label="incoming")
     deleted = data.draw(st.booleans(), label="incoming deleted")
     stored, incoming = Record("r", NOW, first), Record("r", NOW, second, deleted=deleted)
-    assert store.apply(key, [stored], 0).applied == 1
+    assert store.apply(key, [stored], 0, 1).applied == 1
     replaces = supersedes(incoming, 0, stored, 0)
-    assert store.apply(key, [incoming], 0).applied == int(replaces)
+    assert store.apply(key, [incoming], 0, 1).applied == int(replaces)
     [held] = store.transactions(key)
     kept = incoming if replaces else stored
     assert (held.record.deleted, content_digest(held.record.payload)) == (
@@ -304,8 +304,8 @@ def test_a_lease_asked_for_with_a_naive_time_is_refused(store: Store) -> None:
 
 def test_sources_do_not_share_transactions(store: Store) -> None:
     """The same record id under two sources is two transactions."""
-    store.apply("one", [_record("a", 0)], 0)
-    store.apply("two", [_record("a", 0)], 0)
+    store.apply("one", [_record("a", 0)], 0, 1)
+    store.apply("two", [_record("a", 0)], 0, 1)
     assert list(_transactions(store, "one")) == ["a"]
     assert list(_transactions(store, "two")) == ["a"]
 
@@ -339,7 +339,7 @@ def test_commands_move_phases_and_never_touch_transactions(
     store: Store,
 ) -> None:
     """reset, cancel and resume change only the state; every transaction stays."""
-    store.apply(KEY, [_record("a", 0)], 0)
+    store.apply(KEY, [_record("a", 0)], 0, 1)
     assert store.reset(KEY).phase is Phase.RESETTING
     assert store.cancel(KEY).phase is Phase.CANCELLED
     assert store.resume(KEY).phase is Phase.RESETTING  # the reset has not completed yet
@@ -398,14 +398,14 @@ def test_both_sinks_agree_and_replaying_pages_changes_nothing(
     path.unlink(missing_ok=True)
     with SQLiteStore(path) as sqlite:
         for page in pages:
-            assert memory.apply(KEY, page, 0).applied == sqlite.apply(KEY, page, 0).applied
+            assert memory.apply(KEY, page, 0, 1).applied == sqlite.apply(KEY, page, 0, 1).applied
         assert {k: v.record for k, v in _transactions(memory).items()} == {
             k: v.record for k, v in _transactions(sqlite).items()
         }
         replayed = {k: v.record.key for k, v in _transactions(sqlite).items()}
         for page in pages:
-            sqlite.apply(KEY, page, 0)
-            memory.apply(KEY, page, 0)
+            sqlite.apply(KEY, page, 0, 1)
+            memory.apply(KEY, page, 0, 1)
         assert {k: v.record.key for k, v in _transactions(sqlite).items()} == replayed
         assert {k: v.record.key for k, v in _transactions(memory).items()} == replayed
 
@@ -414,7 +414,7 @@ def test_both_sinks_agree_and_replaying_pages_changes_nothing(
 def test_record_ids_of_any_shape_are_stored(record_id: str) -> None:
     """Record ids are opaque text to the in-memory sink."""
     store = InMemoryStore()
-    store.apply(KEY, [_record(record_id, 0)], 0)
+    store.apply(KEY, [_record(record_id, 0)], 0, 1)
     assert [t.record.id for t in store.transactions(KEY)] == [record_id]
 
 
@@ -423,7 +423,7 @@ def test_sqlite_sets_aside_payloads_it_cannot_store(tmp_path: Path) -> None:
     with SQLiteStore(tmp_path / "payloads.db") as store:
         good = Record("ok", NOW, {"when": NOW, "amount": Decimal("1.10"), "bad": "\ud800"})
         bad = Record("bad", NOW, {"blob": object()})
-        result = store.apply(KEY, [good, bad], 0)
+        result = store.apply(KEY, [good, bad], 0, 1)
         assert result.applied == 1
         [rejected] = result.rejected
         assert rejected.record_id == "bad"
@@ -460,7 +460,7 @@ def test_sqlite_store_is_shared_by_threads(tmp_path: Path) -> None:
     with SQLiteStore(tmp_path / "threads.db") as store:
 
         def write(number: int) -> None:
-            store.apply(KEY, [_record(f"r{number}", number)], 0)
+            store.apply(KEY, [_record(f"r{number}", number)], 0, 1)
 
         threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
         for thread in threads:
@@ -527,8 +527,8 @@ def test_sqlite_opens_a_file_written_before_content_digests(tmp_path: Path) -> N
             Record("changed", NOW, {"paid": True}),
             Record("nan", NOW, {"amount": 1}),
         ]
-        assert store.apply(KEY, incoming, 0).applied == 2
-        assert store.apply(KEY, incoming, 0).applied == 0
+        assert store.apply(KEY, incoming, 0, 1).applied == 2
+        assert store.apply(KEY, incoming, 0, 1).applied == 0
         held = {record_id: t.record.payload for record_id, t in _transactions(store).items()}
         assert held == {"same": {"b": 2, "a": 1.0}, "changed": {"paid": True}, "nan": {"amount": 1}}
     with sqlite3.connect(path) as connection:

@@ -27,6 +27,7 @@ __all__ = [
     "LOCK_STATE",
     "MIGRATE_LOCK",
     "MIGRATIONS",
+    "RAISE_SINK_FENCE",
     "READ_STATE",
     "READ_TRANSACTIONS",
     "RECORDED_VERSION",
@@ -43,7 +44,7 @@ __all__ = [
     "render",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The schema version this incsync writes; :meth:`PostgresStore.migrate` brings a database to it."""
 
 CONTENT_DIGEST_VERSION = 2
@@ -154,6 +155,18 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     ),
     # Each source's marks (incsync.marks), as incsync.marks.marks_text writes them.
     (3, ("ALTER TABLE {schema}.sources ADD COLUMN marks text NOT NULL DEFAULT '{}'",)),
+    # The highest lease token that wrote each source's transactions (incsync.state.admit_writer).
+    (
+        4,
+        (
+            """
+            CREATE TABLE {schema}.sink_fences (
+                source_key text COLLATE "C" PRIMARY KEY,
+                token bigint NOT NULL
+            )
+            """,
+        ),
+    ),
 )
 UNDIGESTED_TRANSACTIONS = """
 SELECT source_key, record_id, payload::text FROM {schema}.transactions
@@ -251,6 +264,14 @@ WHERE excluded.updated_at > stored.updated_at
             OR (excluded.generation = stored.generation
                 AND (excluded.deleted <> stored.deleted
                      OR excluded.content_digest IS DISTINCT FROM stored.content_digest))))
+"""
+# Raises the source's fence to the writer's token if that is higher, and returns the fence, with
+# the row locked until the page commits: concurrent writers of one source pass one at a time, and
+# incsync.state.admit_writer decides on the returned value whether this one may write at all.
+RAISE_SINK_FENCE = """
+INSERT INTO {schema}.sink_fences AS fence (source_key, token) VALUES (%s, %s)
+ON CONFLICT (source_key) DO UPDATE SET token = greatest(fence.token, excluded.token)
+RETURNING token
 """
 READ_TRANSACTIONS = """
 SELECT record_id, updated_at, deleted, payload, generation FROM {schema}.transactions

@@ -11,7 +11,7 @@ import attrs
 from incsync.content import content_digest
 from incsync.errors import BadRecordError
 from incsync.records import ApplyResult, Record, RejectedRecord, Transaction, supersedes
-from incsync.state import Checkpoint, Lease, SourceState, new_state
+from incsync.state import Checkpoint, Lease, SourceState, admit_writer, new_state
 from incsync.state import save_checkpoint as checkpoint_transition
 from incsync.stores._base import StateStoreBase, Transition, set_aside
 
@@ -31,6 +31,7 @@ class InMemoryStore(StateStoreBase):
         self._states: dict[str, SourceState] = {}
         self._transactions: dict[str, dict[str, Transaction]] = {}
         self._rejected: dict[str, dict[str, RejectedRecord]] = {}
+        self._fences: dict[str, int] = {}  # the highest lease token that wrote each source
 
     # -- state store -------------------------------------------------------------------------
 
@@ -78,10 +79,19 @@ class InMemoryStore(StateStoreBase):
 
     # -- transaction sink --------------------------------------------------------------------
 
-    def apply(self, source_key: str, records: Sequence[Record], generation: int) -> ApplyResult:
-        """Write the records that supersede what is stored; set aside those without a JSON form."""
+    def apply(
+        self, source_key: str, records: Sequence[Record], generation: int, token: int
+    ) -> ApplyResult:
+        """Write the records that supersede what is stored; set aside those without a JSON form.
+
+        Raises:
+            StaleWriteError: A newer lease has written for the source (nothing is written).
+        """
         with self._lock:
-            return self._apply(source_key, records, generation)
+            fence = admit_writer(source_key, self._fences.get(source_key), token)
+            result = self._apply(source_key, records, generation)
+            self._fences[source_key] = fence
+            return result
 
     def _apply(self, source_key: str, records: Sequence[Record], generation: int) -> ApplyResult:
         stored = self._transactions.setdefault(source_key, {})

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from incsync.errors import ConfigurationError, LeaseLostError, StoreError
 from incsync.records import ApplyResult, Record, RejectedRecord, Transaction
 from incsync.redaction import redact
-from incsync.state import Checkpoint, Lease, SourceState, new_state
+from incsync.state import Checkpoint, Lease, SourceState, admit_writer, new_state
 from incsync.state import save_checkpoint as checkpoint_transition
 from incsync.stores import _postgres_sql as sql
 from incsync.stores._base import StateStoreBase, Transition, kept_digest
@@ -378,10 +378,20 @@ class PostgresStore(StateStoreBase):
         # executemany adds up the rows each statement wrote; a row the WHERE kept is not one.
         return cursor.rowcount
 
-    def apply(self, source_key: str, records: Sequence[Record], generation: int) -> ApplyResult:
-        """Write the records that supersede what is stored, in one transaction."""
+    def apply(
+        self, source_key: str, records: Sequence[Record], generation: int, token: int
+    ) -> ApplyResult:
+        """Write the records that supersede what is stored, in one transaction.
+
+        Raises:
+            StaleWriteError: A newer lease has written for the source (nothing is written).
+        """
         rows, rejected = transaction_rows(source_key, records, generation)
         with self._transaction(f"apply records of {source_key!r}") as cursor:
+            cursor.execute(self._sql(sql.RAISE_SINK_FENCE), (source_key, token))
+            fenced = cursor.fetchone()
+            assert fenced is not None  # an upsert with RETURNING always returns its row
+            admit_writer(source_key, fenced[0], token)
             applied = self._upsert(cursor, rows)
         return ApplyResult(applied=applied, rejected=rejected)
 

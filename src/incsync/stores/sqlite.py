@@ -23,7 +23,15 @@ from incsync.cursor import Cursor
 from incsync.errors import BadRecordError, ConfigurationError, StoreError
 from incsync.marks import marks_from_text, marks_text
 from incsync.records import ApplyResult, Record, RejectedRecord, Transaction
-from incsync.state import Checkpoint, ErrorInfo, Lease, Phase, SourceState, new_state
+from incsync.state import (
+    Checkpoint,
+    ErrorInfo,
+    Lease,
+    Phase,
+    SourceState,
+    admit_writer,
+    new_state,
+)
 from incsync.state import save_checkpoint as checkpoint_transition
 from incsync.stores._base import (
     StateStoreBase,
@@ -35,9 +43,9 @@ from incsync.timestamps import from_micros, to_micros
 
 __all__ = ["SQLiteStore"]
 
-SCHEMA_VERSION = 3
-"""Version 2 keeps each transaction's content digest, version 3 each source's marks; a file of an
-older version is upgraded on open."""
+SCHEMA_VERSION = 4
+"""Version 2 keeps each transaction's content digest, version 3 each source's marks, version 4 the
+sink's fence per source; a file of an older version is upgraded on open."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS incsync_meta (
@@ -76,6 +84,10 @@ CREATE TABLE IF NOT EXISTS incsync_transactions (
     generation INTEGER NOT NULL,
     content_digest BLOB,
     PRIMARY KEY (source_key, record_id)
+);
+CREATE TABLE IF NOT EXISTS incsync_sink_fences (
+    source_key TEXT PRIMARY KEY,
+    token INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS incsync_rejected (
     source_key TEXT NOT NULL,
@@ -151,7 +163,9 @@ def _add_marks(connection: sqlite3.Connection) -> None:
     connection.execute("ALTER TABLE incsync_sources ADD COLUMN marks TEXT NOT NULL DEFAULT '{}'")
 
 
-# Each step brings a file written by an older incsync to the schema version it names.
+# Each step brings a file written by an older incsync to the schema version it names. A version
+# that only adds a table (4: the sink's fences) needs no step: the schema's statements, run on
+# every open, create it.
 _UPGRADES: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     (2, _add_content_digests),
     (3, _add_marks),
@@ -473,9 +487,23 @@ class SQLiteStore(StateStoreBase):
         connection.executemany(_UPSERT, rows)
         return ApplyResult(applied=connection.total_changes - before, rejected=rejected)
 
-    def apply(self, source_key: str, records: Sequence[Record], generation: int) -> ApplyResult:
-        """Write the records that supersede what is stored, in one transaction."""
+    def apply(
+        self, source_key: str, records: Sequence[Record], generation: int, token: int
+    ) -> ApplyResult:
+        """Write the records that supersede what is stored, in one transaction.
+
+        Raises:
+            StaleWriteError: A newer lease has written for the source (nothing is written).
+        """
         with self._write() as connection:
+            row = connection.execute(
+                "SELECT token FROM incsync_sink_fences WHERE source_key = ?", (source_key,)
+            ).fetchone()
+            fence = admit_writer(source_key, None if row is None else row["token"], token)
+            connection.execute(
+                "INSERT OR REPLACE INTO incsync_sink_fences (source_key, token) VALUES (?, ?)",
+                (source_key, fence),
+            )
             return self._write_rows(connection, source_key, records, generation)
 
     def commit_page(
