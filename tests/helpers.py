@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import inspect
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from incsync import ApplyResult, Record, SQLiteStore, Transaction
@@ -10,7 +13,7 @@ from incsync.protocols import TransactionSink
 from incsync.stores.postgres import PostgresStore
 from incsync.testing import InMemoryStore
 
-__all__ = ["StallingSink", "StallingStore", "Store", "transactions_by_id"]
+__all__ = ["StallingSink", "StallingStore", "Store", "recursion_limit", "transactions_by_id"]
 
 Store = InMemoryStore | SQLiteStore | PostgresStore
 """A built-in store: state store, transaction sink and atomic page committer in one."""
@@ -68,3 +71,16 @@ class StallingStore(StallingSink):
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
+
+
+@contextmanager
+def recursion_limit(*, frames_left: int) -> Iterator[None]:
+    """Leave the block only ``frames_left`` frames of recursion, so code that recurses once per
+    level of a deep value fails inside it.
+    """
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack(0)) + frames_left)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(before)

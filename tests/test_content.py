@@ -12,11 +12,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from incsync.content import canonical_text, content_digest, digest_of_json, json_form
+from incsync.content import (
+    MAX_PAYLOAD_DEPTH,
+    canonical_text,
+    content_digest,
+    digest_of_json,
+    escaped_text,
+    json_form,
+    text_problem,
+)
 from incsync.errors import BadRecordError
+from tests.helpers import recursion_limit
 from tests.json_values import json_payloads, respelled, same_content
 
 WHEN = datetime(2026, 11, 13, 9, 0, tzinfo=timezone.utc)
+NOT_A_NUMBER = "payload holds NaN or an infinity, which JSON cannot represent"
+TOO_DEEP = f"payload is nested too deeply (deeper than {MAX_PAYLOAD_DEPTH} levels)"
 
 
 @pytest.mark.parametrize(
@@ -77,8 +88,11 @@ def test_the_canonical_text_sorts_keys_and_writes_whole_numbers_as_integers() ->
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [
-        pytest.param({"a": float("nan")}, "no JSON form", id="nan"),
-        pytest.param({"a": [float("-inf")]}, "no JSON form", id="infinity"),
+        pytest.param({"a": float("nan")}, NOT_A_NUMBER, id="nan"),
+        pytest.param({"a": [float("-inf")]}, NOT_A_NUMBER, id="infinity"),
+        pytest.param({"a": (1, {"b": float("inf")})}, NOT_A_NUMBER, id="nested-infinity"),
+        pytest.param({"a": "\ud800"}, "payload holds a lone surrogate", id="lone-surrogate"),
+        pytest.param({"\udfff": 1}, "payload holds a lone surrogate", id="lone-surrogate-key"),
         pytest.param({"a": object()}, "object values have no JSON form", id="object"),
         pytest.param({"a": {1, 2}}, "set values have no JSON form", id="set"),
         pytest.param({"a": b"x"}, "bytes values have no JSON form", id="bytes"),
@@ -93,21 +107,95 @@ def test_a_payload_without_a_json_form_is_a_bad_record(payload: Any, reason: str
             function(payload)
 
 
-def _nested(depth: int) -> dict[str, Any]:
+def _nested(levels: int) -> dict[str, Any]:
+    """A payload of exactly ``levels`` levels: ``{}`` is one, ``{"a": {}}`` two."""
     payload: dict[str, Any] = {}
-    for _ in range(depth):
+    for _ in range(levels - 1):
         payload = {"a": payload}
     return payload
 
 
-def test_a_payload_too_deep_or_holding_itself_is_a_bad_record() -> None:
-    """A payload nested deeper than Python can write, or holding itself, is refused, not raised."""
-    with pytest.raises(BadRecordError, match="nested too deeply"):
-        content_digest(_nested(100_000))
-    looped: dict[str, Any] = {}
-    looped["self"] = looped
-    with pytest.raises(BadRecordError, match="no JSON form"):
+def test_a_payload_as_deep_as_the_limit_has_a_json_form() -> None:
+    """MAX_PAYLOAD_DEPTH levels of objects and arrays are kept; the payload is the first level."""
+    text, _ = json_form(_nested(MAX_PAYLOAD_DEPTH))
+    assert text.count("{") == MAX_PAYLOAD_DEPTH
+    array = json.loads("[" * (MAX_PAYLOAD_DEPTH - 1) + "]" * (MAX_PAYLOAD_DEPTH - 1))
+    assert canonical_text({"a": array}).count("[") == MAX_PAYLOAD_DEPTH - 1
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(_nested(MAX_PAYLOAD_DEPTH + 1), id="one-level-too-deep"),
+        pytest.param({"a": json.loads("[" * 900 + "]" * 900)}, id="as-deep-as-json-loads-reads"),
+        pytest.param(_nested(100_000), id="deeper-than-python-can-write"),
+    ],
+)
+def test_a_payload_too_deep_is_refused_before_anything_recurses(payload: Any) -> None:
+    """The depth is found without recursion, so the reason is the same however little stack the
+    caller has left, and nothing recurses into the payload to find it.
+    """
+    for function in (json_form, canonical_text, content_digest):
+        with recursion_limit(frames_left=40), pytest.raises(BadRecordError) as caught:
+            function(payload)
+        assert caught.value.reason == TOO_DEEP
+
+
+def test_a_payload_holding_itself_is_a_bad_record() -> None:
+    """A payload that holds itself has no JSON form (it would be infinitely deep)."""
+    looped: dict[str, Any] = {"list": []}
+    looped["list"].append(looped)
+    with pytest.raises(BadRecordError, match="payload holds itself, so it has no JSON form"):
         content_digest(looped)
+    shared = [1, 2]
+    assert json_form({"a": shared, "b": shared})[0] == '{"a":[1,2],"b":[1,2]}'
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        pytest.param("plain", None, id="ascii"),
+        pytest.param("Zoë 東京 🧾", None, id="any-script"),
+        pytest.param("\\ud800", None, id="an-escape-written-out"),
+        pytest.param("a\x00b", None, id="nul"),
+        pytest.param("A\ud800", "a lone surrogate", id="high-surrogate"),
+        pytest.param("\udc00\ud800", "a lone surrogate", id="pair-in-the-wrong-order"),
+    ],
+)
+def test_text_every_store_keeps(text: str, problem: str | None) -> None:
+    """Text is kept unless it holds a lone surrogate (no UTF-8 form); NUL only where refused."""
+    found = text_problem(text)
+    assert (found or "")[: len(problem or "")] == (problem or "")
+    assert (found is None) is (problem is None)
+    assert (escaped_text(text) == text) is (problem is None)
+    assert escaped_text(text).encode("utf-8")
+
+
+def test_nul_is_refused_where_the_store_asks() -> None:
+    """PostgreSQL's stores ask for NUL to be refused too, by the same functions."""
+    nul = text_problem("a\x00b", nul_allowed=False)
+    assert nul is not None
+    assert nul.startswith("a NUL character")
+    assert escaped_text("a\x00\ud800", nul_allowed=False) == "a\\x00\\ud800"
+    with pytest.raises(BadRecordError, match="payload holds a NUL character"):
+        json_form({"note": "a\x00b"}, nul_allowed=False)
+    assert json_form({"note": "a\x00b"})[0] == '{"note":"a\\u0000b"}'
+    assert json_form({"note": "a\\u0000b"}, nul_allowed=False)[0] == '{"note":"a\\\\u0000b"}'
+
+
+def test_a_payload_whose_reading_fails_is_a_bad_record() -> None:
+    """Any exception while reading a payload (a lazy mapping over a broken source) is a reason."""
+
+    class Broken(dict[str, Any]):
+        def values(self) -> Any:
+            raise RuntimeError("connection reset")
+
+        def items(self) -> Any:
+            raise RuntimeError("connection reset")
+
+    with pytest.raises(BadRecordError) as caught:
+        json_form({"a": Broken(x=1)})
+    assert caught.value.reason == "payload could not be read (RuntimeError: connection reset)"
 
 
 def test_nan_and_infinity_in_stored_text_have_no_digest() -> None:

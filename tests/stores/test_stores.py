@@ -421,7 +421,7 @@ def test_record_ids_of_any_shape_are_stored(record_id: str) -> None:
 def test_sqlite_sets_aside_payloads_it_cannot_store(tmp_path: Path) -> None:
     """A payload that is not JSON is set aside with its reason; dates and decimals are stored."""
     with SQLiteStore(tmp_path / "payloads.db") as store:
-        good = Record("ok", NOW, {"when": NOW, "amount": Decimal("1.10"), "bad": "\ud800"})
+        good = Record("ok", NOW, {"when": NOW, "amount": Decimal("1.10"), "name": "Zoë 🧾"})
         bad = Record("bad", NOW, {"blob": object()})
         result = store.apply(KEY, [good, bad], 0, 1)
         assert result.applied == 1
@@ -432,7 +432,7 @@ def test_sqlite_sets_aside_payloads_it_cannot_store(tmp_path: Path) -> None:
         assert stored.record.payload == {
             "when": NOW.isoformat(),
             "amount": "1.10",
-            "bad": "\ud800",
+            "name": "Zoë 🧾",
         }
 
 
