@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -22,6 +23,7 @@ from incsync.records import (
     supersedes,
 )
 from incsync.timestamps import UTC
+from tests.helpers import recursion_limit
 from tests.json_values import json_payloads, respelled, same_content
 from tests.strategies import BASE_TIME, aware_datetimes, payloads, raw_records, records
 
@@ -52,6 +54,43 @@ def test_record_refuses_an_id_that_is_not_non_empty_text(bad_id: Any) -> None:
     """Record ids must be non-empty strings; the error shows the offending value."""
     with pytest.raises(BadRecordError, match="id must be a non-empty string"):
         Record(id=bad_id, updated_at=T0)
+
+
+@pytest.mark.parametrize(
+    "updated_at",
+    [
+        pytest.param("2024-01-01T00:00:00Z", id="text"),
+        pytest.param(5, id="number"),
+        pytest.param(None, id="none"),
+        pytest.param(T0.date(), id="date"),
+    ],
+)
+def test_record_refuses_an_updated_at_that_is_not_a_datetime(updated_at: Any) -> None:
+    """Anything but a datetime is refused with BadRecordError naming the field and the value."""
+    with pytest.raises(BadRecordError, match="updated_at must be a timezone-aware datetime"):
+        Record(id="1", updated_at=updated_at)
+
+
+@pytest.mark.parametrize(
+    "updated_at",
+    [
+        pytest.param(datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5))), id="max"),
+        pytest.param(datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5))), id="min"),
+    ],
+)
+def test_record_refuses_an_updated_at_with_no_utc_datetime(updated_at: datetime) -> None:
+    """An instant outside the years 1 to 9999 in UTC is refused, not an OverflowError."""
+    with pytest.raises(BadRecordError, match="outside the range"):
+        Record(id="1", updated_at=updated_at)
+
+
+@pytest.mark.parametrize("bad_id", ["A\ud800", "\udfff", "\udc00\ud800"])
+def test_record_refuses_an_id_holding_a_lone_surrogate(bad_id: str) -> None:
+    """Broken UTF-16 in an id is no text any store can keep: refused, the id shown escaped."""
+    with pytest.raises(BadRecordError, match="id holds a lone surrogate") as caught:
+        Record(id=bad_id, updated_at=T0)
+    assert caught.value.record_id == bad_id.encode("utf-8", "backslashreplace").decode()
+    assert Record(id="🧾\\ud800", updated_at=T0).id == "🧾\\ud800"  # a pair, and plain text
 
 
 def test_record_defaults_and_key() -> None:
@@ -98,6 +137,20 @@ def test_rejected_record_from_error_bounds_the_raw_excerpt() -> None:
     assert len(rejected.raw) == 2_001
     assert rejected.raw.endswith("…")
     assert rejected.raw[:-1] == repr(raw)[:2_000]
+
+
+def test_rejected_record_keeps_broken_text_escaped() -> None:
+    """An id or reason with a lone surrogate (a row's id read before its time was refused) is kept
+    with the surrogate written as an escape, so every store can keep the entry.
+    """
+    rejected = RejectedRecord.from_error(
+        BadRecordError("cannot read 'x\ud800'", record_id="B\udfff"), {"id": "B\udfff"}
+    )
+    assert rejected.record_id == "B\\udfff"
+    assert rejected.reason == "cannot read 'x\\ud800'"
+    assert rejected.fingerprint == "id:B\\udfff"
+    assert rejected.raw == repr({"id": "B\udfff"})
+    assert RejectedRecord("Zoë 🧾", "ok").record_id == "Zoë 🧾"
 
 
 def test_rejected_record_from_error_keeps_short_excerpts_whole() -> None:
@@ -317,6 +370,15 @@ def test_the_fast_path_builds_the_same_record_as_the_checked_one() -> None:
         "deleted",
     ]
     assert hash(fast.key) == hash(checked.key)
+
+
+def test_a_row_as_deep_as_json_loads_reads_gets_a_bounded_excerpt() -> None:
+    """A row nested 900 levels deep (as json.loads gives) is shown bounded, never recursed into."""
+    raw = json.loads('{"id": "x", "tree": ' + "[" * 900 + "]" * 900 + "}")
+    with recursion_limit(frames_left=200):
+        rejected = RejectedRecord.from_error(BadRecordError("too deep"), raw)
+    assert rejected.raw.startswith("{'id': 'x', 'tree': [[[")
+    assert len(rejected.raw) <= 2_001
 
 
 def test_a_row_nested_too_deep_for_repr_is_still_set_aside_with_an_excerpt() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from incsync.content import content_digest
+from incsync.content import content_digest, escaped_text, shape_problem, text_problem
 from incsync.errors import BadRecordError, NaiveDatetimeError
 from incsync.fields import DottedPath
 from incsync.marks import Marks, frozen_marks
@@ -43,8 +43,7 @@ __all__ = [
 
 _RAW_EXCERPT_CHARS = 2_000
 
-# For rows whose plain repr fails (nested deeper than the interpreter's recursion limit): bounded
-# at every level, so it never recurses that far.
+# For rows a plain repr would recurse too deep into, or whose repr fails: bounded at every level.
 _excerpt_repr = reprlib.Repr()
 _excerpt_repr.maxlevel = 8
 _excerpt_repr.maxdict = _excerpt_repr.maxlist = _excerpt_repr.maxtuple = 64
@@ -53,12 +52,28 @@ _excerpt_repr.maxlong = 400
 
 
 def _utc_updated_at(value: datetime) -> datetime:
-    return ensure_utc(value, "updated_at")
+    if not isinstance(value, datetime):
+        raise BadRecordError(
+            f"updated_at must be a timezone-aware datetime, got {type(value).__name__} {value!r}"
+        )
+    try:
+        return ensure_utc(value, "updated_at")
+    except OverflowError:
+        raise BadRecordError(
+            f"updated_at {value.isoformat()} is outside the range of datetimes in UTC"
+        ) from None
 
 
 def _non_empty_id(_instance: object, _attribute: object, value: Any) -> None:
     if not isinstance(value, str) or not value:
         raise BadRecordError(f"id must be a non-empty string, got {value!r}")
+    # Checked here, not by each store: an id is also a cursor, written with every checkpoint.
+    if problem := text_problem(value):
+        raise BadRecordError(f"id holds {problem}", record_id=escaped_text(value))
+
+
+def _escaped(value: str | None) -> str | None:
+    return None if value is None else escaped_text(value)
 
 
 @attrs.frozen(slots=True)
@@ -95,8 +110,10 @@ class RejectedRecord:
         seen_at: When a store recorded it (set by the store).
     """
 
-    record_id: str | None
-    reason: str
+    # A rejected row's id and the reason quoting it may be text no store keeps (a lone surrogate):
+    # kept escaped, so every store can record why the row was set aside.
+    record_id: str | None = attrs.field(converter=_escaped)
+    reason: str = attrs.field(converter=escaped_text)
     raw: str = ""
     seen_at: datetime | None = None
 
@@ -118,10 +135,15 @@ class RejectedRecord:
 
 
 def raw_excerpt(raw: object) -> str:
-    """Return a bounded text excerpt of a raw row, for a person diagnosing why it was set aside."""
+    """Return a bounded text excerpt of a raw row, for a person diagnosing why it was set aside.
+
+    A row that is not a sound JSON tree (nested too deeply, holding itself; see
+    :func:`incsync.content.shape_problem`) is shown a few levels deep, so no ``repr`` recurses
+    into it.
+    """
     try:
-        excerpt = repr(raw)
-    except Exception:  # noqa: BLE001 - a row nested too deep (or whose repr fails) is still shown
+        excerpt = repr(raw) if shape_problem(raw) is None else _bounded_repr(raw)
+    except Exception:  # noqa: BLE001 - a row whose repr fails is still set aside, and shown
         excerpt = _bounded_repr(raw)
     if len(excerpt) > _RAW_EXCERPT_CHARS:
         excerpt = excerpt[:_RAW_EXCERPT_CHARS] + "…"
