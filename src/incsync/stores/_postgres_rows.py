@@ -6,12 +6,11 @@ benchmark's bare loop encodes payloads exactly as the store does. No driver is n
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from operator import itemgetter
 from typing import Any
 
-from incsync.content import json_form
+from incsync.content import escaped_text, json_form, text_problem
 from incsync.cursor import Cursor
 from incsync.errors import BadRecordError
 from incsync.marks import marks_from_text, marks_text
@@ -21,55 +20,15 @@ from incsync.stores._base import set_aside
 
 __all__ = [
     "escaped",
-    "payload_problem",
     "state_from_row",
     "state_params",
-    "storable",
     "transaction_rows",
 ]
 
 
-def storable(text: str) -> bool:
-    """Return whether PostgreSQL can hold ``text`` as it is (no NUL, valid UTF-8)."""
-    if "\x00" in text:
-        return False
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def escaped(text: str) -> str:
-    """Return ``text`` with what PostgreSQL cannot hold written as backslash escapes."""
-    if storable(text):
-        return text
-    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def payload_problem(encoded: str) -> str | None:
-    """Return why a JSON payload cannot be stored as jsonb, or ``None`` if it can.
-
-    PostgreSQL holds no NUL character and no lone surrogate in any text, so such payloads are set
-    aside by this store alone (every store sets aside what has no JSON form: NaN, objects).
-    """
-    # The encoding is ASCII with escapes; only these two escapes can be refused, so the full
-    # walk below runs only for the rare payload that holds one of them.
-    if "\\u0000" not in encoded and "\\ud" not in encoded:
-        return None
-    pending: list[Any] = [json.loads(encoded)]
-    while pending:
-        value = pending.pop()
-        if isinstance(value, dict):
-            pending.extend(value.keys())
-            pending.extend(value.values())
-        elif isinstance(value, list):
-            pending.extend(value)
-        elif isinstance(value, str) and not storable(value):
-            return "payload holds a NUL character or a lone surrogate, which PostgreSQL refuses"
-    return None
+    """Return ``text`` with what PostgreSQL cannot hold (NUL, lone surrogates) escaped."""
+    return escaped_text(text, nul_allowed=False)
 
 
 # -- states and transactions -----------------------------------------------------------------
@@ -162,16 +121,15 @@ def transaction_rows(
     rows: list[tuple[object, ...]] = []
     rejected: list[RejectedRecord] = []
     for record in records:
-        reason: str | None
-        if not storable(record.id):
-            reason = "id holds a NUL character or a lone surrogate, which PostgreSQL refuses"
+        # Text no store keeps never reaches a record's id; PostgreSQL refuses NUL characters too.
+        reason = text_problem(record.id, nul_allowed=False)
+        if reason is not None:
+            reason = f"id holds {reason}"
         else:
             try:
-                payload, digest = json_form(record.payload)
+                payload, digest = json_form(record.payload, nul_allowed=False)
             except BadRecordError as error:
                 reason = error.reason
-            else:
-                reason = payload_problem(payload)
         if reason is not None:
             rejected.append(set_aside(record, reason, escaped(record.id)))
             continue

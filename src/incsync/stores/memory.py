@@ -84,17 +84,27 @@ class InMemoryStore(StateStoreBase):
     ) -> ApplyResult:
         """Write the records that supersede what is stored; set aside those without a JSON form.
 
+        The page is written whole or not at all, as in one SQL transaction.
+
         Raises:
             StaleWriteError: A newer lease has written for the source (nothing is written).
         """
         with self._lock:
             fence = admit_writer(source_key, self._fences.get(source_key), token)
-            result = self._apply(source_key, records, generation)
+            staged, result = self._staged(source_key, records, generation)
+            self._transactions.setdefault(source_key, {}).update(staged)
             self._fences[source_key] = fence
             return result
 
-    def _apply(self, source_key: str, records: Sequence[Record], generation: int) -> ApplyResult:
-        stored = self._transactions.setdefault(source_key, {})
+    def _staged(
+        self, source_key: str, records: Sequence[Record], generation: int
+    ) -> tuple[dict[str, Transaction], ApplyResult]:
+        """Return the transactions the records write, and the result, without changing the store.
+
+        Whatever raises on the way (an interrupt mid-page) leaves the store as it was.
+        """
+        stored = self._transactions.get(source_key, {})
+        staged: dict[str, Transaction] = {}
         applied = 0
         rejected: list[RejectedRecord] = []
         for record in records:
@@ -105,13 +115,13 @@ class InMemoryStore(StateStoreBase):
             except BadRecordError as error:
                 rejected.append(set_aside(record, error.reason))
                 continue
-            previous = stored.get(record.id)
+            previous = staged.get(record.id) or stored.get(record.id)
             if previous is None or supersedes(
                 record, generation, previous.record, previous.generation
             ):
-                stored[record.id] = Transaction(source_key, record, generation)
+                staged[record.id] = Transaction(source_key, record, generation)
                 applied += 1
-        return ApplyResult(applied=applied, rejected=rejected)
+        return staged, ApplyResult(applied=applied, rejected=rejected)
 
     def commit_page(
         self,
@@ -129,7 +139,9 @@ class InMemoryStore(StateStoreBase):
             updated = checkpoint_transition(
                 self.load(source_key), lease, generation, checkpoint, now, ttl
             )
-            result = self._apply(source_key, records, generation)
+            staged, result = self._staged(source_key, records, generation)
+            # Nothing is changed before here: rows, checkpoint and set-aside records appear at once.
+            self._transactions.setdefault(source_key, {}).update(staged)
             self._states[source_key] = updated
             self._keep_rejected(source_key, [*checkpoint.rejected, *result.rejected], now)
             return result, updated

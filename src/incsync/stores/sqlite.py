@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from incsync.content import json_form
+from incsync.content import escaped_text, json_form
 from incsync.cursor import Cursor
 from incsync.errors import BadRecordError, ConfigurationError, StoreError
 from incsync.marks import marks_from_text, marks_text
@@ -181,23 +181,24 @@ def _time(micros: int | None) -> datetime | None:
 
 
 def _state_row(state: SourceState) -> tuple[object, ...]:
+    # Text SQLite cannot encode (a lone surrogate in a vendor's error message) is kept escaped.
     error, lease, cursor = state.last_error, state.lease, state.cursor
     return (
         state.key,
         state.phase.value,
         state.generation,
         None if cursor is None else to_micros(cursor.updated_at),
-        None if cursor is None else cursor.record_id,
+        None if cursor is None else escaped_text(cursor.record_id),
         _micros(state.last_change),
         _micros(state.last_sync),
         _micros(state.last_attempt),
         state.consecutive_failures,
-        None if error is None else error.error_class,
-        None if error is None else error.message,
+        None if error is None else escaped_text(error.error_class),
+        None if error is None else escaped_text(error.message),
         None if error is None else to_micros(error.at),
         None if error is None else int(error.retryable),
         None if error is None else int(error.auth),
-        None if lease is None else lease.holder,
+        None if lease is None else escaped_text(lease.holder),
         None if lease is None else to_micros(lease.expires_at),
         None if lease is None else lease.token,
         _micros(state.not_before),
