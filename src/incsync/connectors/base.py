@@ -34,6 +34,10 @@ class BaseConnector:
         id_field: Dotted path of the record id in a raw record.
         updated_at_field: Dotted path of the last-update time in a raw record.
         vendor: A short name for the kind of source, used in errors and logs.
+        delete_retention: How long the source keeps a delete readable through its delete channel
+            (``None``: for ever, or the source has no delete channel). When a source was not
+            read for longer, the engine re-reads it whole and tombstones what the read did not
+            see (see :func:`incsync.policy.deletes_expired`).
 
     Raises:
         TypeError: On construction, when the class implements neither :meth:`fetch` nor
@@ -45,6 +49,7 @@ class BaseConnector:
     id_field: str = "id"
     updated_at_field: str = "updated_at"
     vendor: ClassVar[str] = "custom"
+    delete_retention: timedelta | None = None
 
     def __new__(cls, *_args: Any, **_kwargs: Any) -> BaseConnector:  # noqa: D102 - see the class
         if cls.fetch is BaseConnector.fetch and cls.read is BaseConnector.read:
@@ -61,6 +66,18 @@ class BaseConnector:
             SourceError: The source could not be read.
         """
         raise NotImplementedError  # refused at construction; see __new__
+
+    def count_live(self) -> int | None:
+        """Return how many live (not deleted) records the source holds now, in this connector's
+        scope, when the source can tell cheaply (one request); ``None`` when it cannot.
+
+        The engine compares it with the host's live transactions on a schedule; a drift is shown
+        in the status and can start a re-read.
+
+        Raises:
+            SourceError: The source could not be asked.
+        """
+        return None
 
     def estimated_total(self, window: Window) -> int | None:
         """Return how many records :meth:`fetch` will yield, when the source can tell cheaply."""
