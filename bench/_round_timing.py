@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -200,6 +200,10 @@ class TimedStore:
         return self._timed(
             "apply", lambda: self.store.apply(source_key, records, generation, token)
         )
+
+    def sweep(self, source_key: str, generation: int, token: int, spared: Collection[str]) -> int:
+        """Timed :meth:`PostgresStore.sweep`."""
+        return self._timed("sweep", lambda: self.store.sweep(source_key, generation, token, spared))
 
     def commit_page(
         self,

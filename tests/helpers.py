@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -46,6 +46,9 @@ class StallingSink:
     ) -> ApplyResult:
         self._stall(records)
         return self.inner.apply(source_key, records, generation, token)
+
+    def sweep(self, source_key: str, generation: int, token: int, spared: Collection[str]) -> int:
+        return self.inner.sweep(source_key, generation, token, spared)
 
     def _stall(self, records: Sequence[Record]) -> None:
         if self._meanwhile is not None and self._stalls_on(records):

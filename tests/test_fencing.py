@@ -10,7 +10,7 @@ write let through, the sink would keep v1 for good, since no later cycle reads `
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import cast
@@ -33,7 +33,7 @@ from incsync import (
 from incsync.connectors import InMemoryConnector, InMemorySource
 from incsync.connectors.memory import iso_timestamp
 from incsync.protocols import StateStore, TransactionSink
-from incsync.records import supersedes
+from incsync.records import is_swept, supersedes, swept
 from incsync.state import admit_writer
 from incsync.stores.postgres import PostgresStore
 from incsync.testing import InMemoryStore, ManualClock
@@ -66,6 +66,17 @@ class HostSink:
                     self.rows[record.id] = Transaction(source_key, record, generation)
                     applied += 1
             return ApplyResult(applied)
+
+    def sweep(self, source_key: str, generation: int, token: int, spared: Collection[str]) -> int:
+        with self._lock:
+            self.fences[source_key] = admit_writer(source_key, self.fences.get(source_key), token)
+            gone = {
+                record_id: swept(transaction, generation)
+                for record_id, transaction in self.rows.items()
+                if is_swept(transaction, generation, spared)
+            }
+            self.rows.update(gone)
+            return len(gone)
 
 
 Meanwhile = Callable[[Sequence[Record]], None]

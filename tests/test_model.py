@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, cast
@@ -158,6 +158,9 @@ class FaultyAtomicStore(FaultyStore):
     ) -> ApplyResult:
         return self.inner.apply(source_key, records, generation, token)
 
+    def sweep(self, source_key: str, generation: int, token: int, spared: Collection[str]) -> int:
+        return self.inner.sweep(source_key, generation, token, spared)
+
     def commit_page(
         self,
         source_key: str,
@@ -189,6 +192,9 @@ class FaultySink:
         result = self.inner.apply(source_key, records, generation, token)
         self.plan.passing("after_sink_write")
         return result
+
+    def sweep(self, source_key: str, generation: int, token: int, spared: Collection[str]) -> int:
+        return self.inner.sweep(source_key, generation, token, spared)
 
 
 KEY = "acme/invoices"

@@ -34,8 +34,9 @@ from typing import cast
 import attrs
 
 from incsync.cursor import Cursor, advance, horizon, page_high_water, window_after
-from incsync.errors import ConfigurationError, GenerationChangedError, LeaseLostError
-from incsync.policy import FailureDecision, SyncPolicy, decide_failure
+from incsync.errors import ConfigurationError, GenerationChangedError, LeaseLostError, SourceError
+from incsync.humanize import duration_text
+from incsync.policy import FailureDecision, SyncPolicy, decide_failure, deletes_expired
 from incsync.protocols import (
     AtomicPageStore,
     Clock,
@@ -71,6 +72,7 @@ class _Tally:
     applied: int = 0
     already_applied: int = 0
     rejected: int = 0
+    swept: int = 0
     total: int | None = None
 
 
@@ -209,6 +211,7 @@ class SyncEngine:
                 applied=tally.applied,
                 already_applied=tally.already_applied,
                 rejected=tally.rejected,
+                swept=tally.swept,
                 pages=tally.pages,
                 cursor_before=state.cursor,
                 cursor_after=cursor,
@@ -239,13 +242,14 @@ class SyncEngine:
         finished = result(outcome, cursor, None)
         logger.info(
             "source %s: cycle %s, %d fetched, %d applied, %d already applied, %d set aside, "
-            "%d pages in %.3fs",
+            "%d swept, %d pages in %.3fs",
             source_key,
             outcome.value,
             finished.fetched,
             finished.applied,
             finished.already_applied,
             finished.rejected,
+            finished.swept,
             finished.pages,
             finished.duration.total_seconds(),
         )
@@ -262,6 +266,14 @@ class SyncEngine:
         clock_start: float,
     ) -> tuple[Outcome, Cursor | None]:
         key, generation = state.key, state.generation
+        retention = connector.delete_retention
+        if retention is not None and deletes_expired(state, retention, started):
+            raise SourceError(
+                f"the source keeps deletes for {duration_text(retention)} and was "
+                f"last read completely at {state.last_sync:%Y-%m-%d %H:%M} UTC: deletes since may "
+                "be gone, so it is re-read whole and what is no longer there becomes a tombstone",
+                resync_required=True,
+            )
         limit = horizon(started, self.policy.safety_lag)
         ordered = connector.ordered
         cursor = state.cursor
@@ -294,6 +306,10 @@ class SyncEngine:
                 logger.info("source %s: cycle stopped by a cancel after a durable page", key)
                 return Outcome.INTERRUPTED_CANCEL, current.cursor
         final = advance(cursor, unordered_high, limit)
+        if state.reset_pending:
+            # The whole source was read under this generation: what it did not see is gone.
+            spared = {r.record_id for r in self.store.list_rejected(key) if r.record_id is not None}
+            tally.swept = self.sink.sweep(key, generation, lease.token, spared)
         done = self.store.complete_cycle(
             key, lease, generation, Checkpoint(cursor=final), self._now(), tally.rejected
         )

@@ -15,9 +15,15 @@ import attrs
 
 from incsync.errors import AuthError, ConfigurationError, RateLimitedError, SourceError
 from incsync.redaction import redact
-from incsync.state import ErrorInfo
+from incsync.state import ErrorInfo, SourceState
 
-__all__ = ["FailureDecision", "SyncPolicy", "decide_failure", "positive_setting"]
+__all__ = [
+    "FailureDecision",
+    "SyncPolicy",
+    "decide_failure",
+    "deletes_expired",
+    "positive_setting",
+]
 
 
 def positive_setting(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -117,3 +123,18 @@ def decide_failure(
     stop_after = policy.max_auth_failures if auth else policy.max_consecutive_failures
     retry_at = error.retry_at if isinstance(error, RateLimitedError) else None
     return FailureDecision(error=info, stop_after=stop_after, retry_at=retry_at)
+
+
+def deletes_expired(state: SourceState, retention: timedelta | None, now: datetime) -> bool:
+    """Return whether deletes may have passed out of the source's reach since it was last read.
+
+    A source keeps a delete readable through its delete channel for ``retention`` (a connector's
+    ``delete_retention``). A completed cycle read the deletes up to its start, so when the last
+    one completed longer ago than that (the source was cancelled, stopped, failing, or not
+    scheduled), deletes in between may be gone: the source must be re-read whole, and what that
+    read does not see swept. A source that never completed a cycle, holds no cursor (its next read
+    is whole) or is already resetting has nothing to re-read.
+    """
+    if retention is None or state.reset_pending or state.cursor is None:
+        return False
+    return state.last_sync is not None and now - state.last_sync > retention

@@ -13,7 +13,7 @@ implements :class:`AtomicPageStore`; the engine then uses that single transactio
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
@@ -60,6 +60,15 @@ class Connector(Protocol):
         """How far before the cursor to read again, for records that become visible late."""
         ...
 
+    @property
+    def delete_retention(self) -> timedelta | None:
+        """How long the source keeps a delete readable (``None``: for ever, or no delete channel).
+
+        A source not read completely for longer is re-read whole, and what that read does not see
+        becomes a tombstone (see :func:`incsync.policy.deletes_expired`).
+        """
+        ...
+
     def read(self, window: Window) -> Iterable[Page]:
         """Yield pages holding every record with ``updated_at`` at or after ``window.start``.
 
@@ -99,6 +108,24 @@ class TransactionSink(Protocol):
         Raises:
             StaleWriteError: A newer lease has written for the source; nothing was written.
             StoreError: The write failed; nothing of the page may be assumed durable.
+        """
+        ...
+
+    def sweep(self, source_key: str, generation: int, token: int, spared: Collection[str]) -> int:
+        """Tombstone what a completed full re-read under ``generation`` did not see.
+
+        Every live transaction of the source still under an older generation, but those whose id
+        is in ``spared`` (set aside by the read), becomes a tombstone under ``generation`` with
+        :data:`incsync.records.SWEPT` as its reason (:func:`incsync.records.is_swept` and
+        :func:`incsync.records.swept` decide). Nothing is removed. In SQL: one ``UPDATE`` by
+        generation, in one transaction with the same fence as :meth:`apply`.
+
+        Returns:
+            How many transactions became tombstones.
+
+        Raises:
+            StaleWriteError: A newer lease has written for the source; nothing was changed.
+            StoreError: The write failed.
         """
         ...
 

@@ -10,7 +10,7 @@ building one row's record sets that row aside with the reason, so one odd row ne
 from __future__ import annotations
 
 import reprlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from incsync.marks import Marks, frozen_marks
 from incsync.timestamps import ensure_utc, parse_timestamp
 
 __all__ = [
+    "SWEPT",
     "ApplyResult",
     "IdReader",
     "Page",
@@ -32,11 +33,13 @@ __all__ = [
     "TimeParser",
     "Transaction",
     "digits_id",
+    "is_swept",
     "outcome_of",
     "page_of",
     "positive_integer_id",
     "record_from_raw",
     "supersedes",
+    "swept",
     "text_id",
     "text_or_integer_id",
 ]
@@ -196,12 +199,49 @@ class Transaction:
     Args:
         source_key: The source it came from.
         record: The latest version applied.
-        generation: The source generation it was applied under.
+        generation: The source generation it was applied (or swept) under.
+        deleted_reason: Why incsync made the record a tombstone itself (:data:`SWEPT`, after a
+            full re-read that did not see it); ``None`` when the record is as the source sent it.
     """
 
     source_key: str
     record: Record
     generation: int
+    deleted_reason: str | None = None
+
+
+SWEPT = "not at the source after a full re-read"
+"""The reason a sweep gives the transactions a completed full re-read did not see."""
+
+
+def is_swept(transaction: Transaction, generation: int, spared: Collection[str]) -> bool:
+    """Return whether the sweep after a full re-read under ``generation`` tombstones it.
+
+    A full re-read applies every record it sees under its own generation (see :func:`supersedes`),
+    so a live transaction still under an older one was not seen: the source no longer holds it (it
+    was deleted while its delete could not be read, or its delete was never published). Records
+    the read set aside as malformed (``spared``, by id) are at the source and are left as they are;
+    tombstones stay as the source made them.
+    """
+    return (
+        not transaction.record.deleted
+        and transaction.generation < generation
+        and transaction.record.id not in spared
+    )
+
+
+def swept(transaction: Transaction, generation: int) -> Transaction:
+    """Return ``transaction`` as the sweep under ``generation`` leaves it: a tombstone saying why.
+
+    Its time and payload stay, so the record coming back at the source (at that time or later)
+    replaces the tombstone as any changed content does.
+    """
+    return attrs.evolve(
+        transaction,
+        record=attrs.evolve(transaction.record, deleted=True),
+        generation=generation,
+        deleted_reason=SWEPT,
+    )
 
 
 def supersedes(incoming: Record, generation: int, stored: Record, stored_generation: int) -> bool:

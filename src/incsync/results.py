@@ -84,6 +84,8 @@ class CycleResult:
         applied: Records written to the sink as new or newer versions.
         already_applied: Well-formed records the sink already held at that version (dropped).
         rejected: Records set aside as malformed.
+        swept: Transactions the cycle made tombstones because its full re-read did not see them
+            (see :data:`incsync.records.SWEPT`).
         pages: Pages read.
         cursor_before: The cursor when the cycle started.
         cursor_after: The cursor when it ended.
@@ -99,6 +101,7 @@ class CycleResult:
     applied: int = 0
     already_applied: int = 0
     rejected: int = 0
+    swept: int = 0
     pages: int = 0
     cursor_before: Cursor | None = None
     cursor_after: Cursor | None = None

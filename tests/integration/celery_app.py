@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -154,6 +154,9 @@ class LeaseLog:
         self, source_key: str, records: Sequence[Record], generation: int, token: int
     ) -> ApplyResult:
         return self.inner.apply(source_key, records, generation, token)
+
+    def sweep(self, source_key: str, generation: int, token: int, spared: Collection[str]) -> int:
+        return self.inner.sweep(source_key, generation, token, spared)
 
     def load(self, source_key: str) -> SourceState:
         return self.inner.load(source_key)

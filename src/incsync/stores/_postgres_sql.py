@@ -37,6 +37,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SET_CONTENT_DIGEST",
     "STATE_COLUMNS",
+    "SWEEP_TRANSACTIONS",
     "UNDIGESTED_TRANSACTIONS",
     "UPSERT_TRANSACTION",
     "WRITE_STATE",
@@ -44,7 +45,7 @@ __all__ = [
     "render",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """The schema version this incsync writes; :meth:`PostgresStore.migrate` brings a database to it."""
 
 CONTENT_DIGEST_VERSION = 2
@@ -167,6 +168,8 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             """,
         ),
     ),
+    # Why a transaction was swept (incsync.records.SWEPT); NULL for a record as the source sent it.
+    (5, ("ALTER TABLE {schema}.transactions ADD COLUMN deleted_reason text",)),
 )
 UNDIGESTED_TRANSACTIONS = """
 SELECT source_key, record_id, payload::text FROM {schema}.transactions
@@ -257,7 +260,8 @@ ON CONFLICT (source_key, record_id) DO UPDATE SET
     deleted = excluded.deleted,
     payload = excluded.payload,
     content_digest = excluded.content_digest,
-    generation = excluded.generation
+    generation = excluded.generation,
+    deleted_reason = NULL
 WHERE excluded.updated_at > stored.updated_at
    OR (excluded.updated_at = stored.updated_at
        AND (excluded.generation > stored.generation
@@ -273,8 +277,15 @@ INSERT INTO {schema}.sink_fences AS fence (source_key, token) VALUES (%s, %s)
 ON CONFLICT (source_key) DO UPDATE SET token = greatest(fence.token, excluded.token)
 RETURNING token
 """
+# The sweep after a full re-read (incsync.records.is_swept and swept, as one set operation):
+# live rows still under an older generation, but the ids the read set aside.
+SWEEP_TRANSACTIONS = """
+UPDATE {schema}.transactions SET deleted = true, generation = %s, deleted_reason = %s
+WHERE source_key = %s AND generation < %s AND NOT deleted AND record_id <> ALL(%s)
+"""
 READ_TRANSACTIONS = """
-SELECT record_id, updated_at, deleted, payload, generation FROM {schema}.transactions
+SELECT record_id, updated_at, deleted, payload, generation, deleted_reason
+FROM {schema}.transactions
 WHERE source_key = %s AND record_id > %s ORDER BY record_id LIMIT %s
 """
 COUNT_TRANSACTIONS = "SELECT count(*) FROM {schema}.transactions WHERE source_key = %s"

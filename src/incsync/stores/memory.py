@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime, timedelta
 
 import attrs
 
 from incsync.content import content_digest
 from incsync.errors import BadRecordError
-from incsync.records import ApplyResult, Record, RejectedRecord, Transaction, supersedes
+from incsync.records import (
+    ApplyResult,
+    Record,
+    RejectedRecord,
+    Transaction,
+    is_swept,
+    supersedes,
+    swept,
+)
 from incsync.state import Checkpoint, Lease, SourceState, admit_writer, new_state
 from incsync.state import save_checkpoint as checkpoint_transition
 from incsync.stores._base import StateStoreBase, Transition, set_aside
@@ -95,6 +103,24 @@ class InMemoryStore(StateStoreBase):
             self._transactions.setdefault(source_key, {}).update(staged)
             self._fences[source_key] = fence
             return result
+
+    def sweep(self, source_key: str, generation: int, token: int, spared: Collection[str]) -> int:
+        """Tombstone the live transactions a full re-read under ``generation`` did not see.
+
+        Raises:
+            StaleWriteError: A newer lease has written for the source (nothing is changed).
+        """
+        with self._lock:
+            fence = admit_writer(source_key, self._fences.get(source_key), token)
+            stored = self._transactions.get(source_key, {})
+            gone = {
+                record_id: swept(transaction, generation)
+                for record_id, transaction in stored.items()
+                if is_swept(transaction, generation, spared)
+            }
+            stored.update(gone)
+            self._fences[source_key] = fence
+            return len(gone)
 
     def _staged(
         self, source_key: str, records: Sequence[Record], generation: int

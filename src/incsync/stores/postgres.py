@@ -22,14 +22,14 @@ Each call runs in its own short transaction on a connection from a pool.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from incsync.errors import ConfigurationError, LeaseLostError, StoreError
-from incsync.records import ApplyResult, Record, RejectedRecord, Transaction
+from incsync.records import SWEPT, ApplyResult, Record, RejectedRecord, Transaction
 from incsync.redaction import redact
 from incsync.state import Checkpoint, Lease, SourceState, admit_writer, new_state
 from incsync.state import save_checkpoint as checkpoint_transition
@@ -388,12 +388,32 @@ class PostgresStore(StateStoreBase):
         """
         rows, rejected = transaction_rows(source_key, records, generation)
         with self._transaction(f"apply records of {source_key!r}") as cursor:
-            cursor.execute(self._sql(sql.RAISE_SINK_FENCE), (source_key, token))
-            fenced = cursor.fetchone()
-            assert fenced is not None  # an upsert with RETURNING always returns its row
-            admit_writer(source_key, fenced[0], token)
+            self._raise_fence(cursor, source_key, token)
             applied = self._upsert(cursor, rows)
         return ApplyResult(applied=applied, rejected=rejected)
+
+    def sweep(self, source_key: str, generation: int, token: int, spared: Collection[str]) -> int:
+        """Tombstone the live transactions a full re-read under ``generation`` did not see.
+
+        One ``UPDATE`` over the source's rows, in one transaction with the fence.
+
+        Raises:
+            StaleWriteError: A newer lease has written for the source (nothing is changed).
+        """
+        with self._transaction(f"sweep the transactions of {source_key!r}") as cursor:
+            self._raise_fence(cursor, source_key, token)
+            cursor.execute(
+                self._sql(sql.SWEEP_TRANSACTIONS),
+                (generation, SWEPT, source_key, generation, sorted(spared)),
+            )
+            return cursor.rowcount
+
+    def _raise_fence(self, cursor: StoreCursor, source_key: str, token: int) -> None:
+        """Admit a writer with ``token`` (incsync.state.admit_writer), the fence row locked."""
+        cursor.execute(self._sql(sql.RAISE_SINK_FENCE), (source_key, token))
+        fenced = cursor.fetchone()
+        assert fenced is not None  # an upsert with RETURNING always returns its row
+        admit_writer(source_key, fenced[0], token)
 
     def commit_page(
         self,
@@ -432,11 +452,11 @@ class PostgresStore(StateStoreBase):
                     self._sql(sql.READ_TRANSACTIONS), (source_key, after, _TRANSACTIONS_BATCH)
                 )
                 rows = cursor.fetchall()
-            for record_id, updated_at, deleted, payload, generation in rows:
+            for record_id, updated_at, deleted, payload, generation, reason in rows:
                 record = Record(
                     id=record_id, updated_at=updated_at, payload=payload, deleted=deleted
                 )
-                yield Transaction(source_key, record, generation)
+                yield Transaction(source_key, record, generation, reason)
             if len(rows) < _TRANSACTIONS_BATCH:
                 return
             after = rows[-1][0]

@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,7 +22,7 @@ from incsync.content import escaped_text, json_form
 from incsync.cursor import Cursor
 from incsync.errors import BadRecordError, ConfigurationError, StoreError
 from incsync.marks import marks_from_text, marks_text
-from incsync.records import ApplyResult, Record, RejectedRecord, Transaction
+from incsync.records import SWEPT, ApplyResult, Record, RejectedRecord, Transaction
 from incsync.state import (
     Checkpoint,
     ErrorInfo,
@@ -43,9 +43,10 @@ from incsync.timestamps import from_micros, to_micros
 
 __all__ = ["SQLiteStore"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Version 2 keeps each transaction's content digest, version 3 each source's marks, version 4 the
-sink's fence per source; a file of an older version is upgraded on open."""
+sink's fence per source, version 5 why a transaction was swept; a file of an older version is
+upgraded on open."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS incsync_meta (
@@ -83,6 +84,7 @@ CREATE TABLE IF NOT EXISTS incsync_transactions (
     payload TEXT NOT NULL,
     generation INTEGER NOT NULL,
     content_digest BLOB,
+    deleted_reason TEXT,
     PRIMARY KEY (source_key, record_id)
 );
 CREATE TABLE IF NOT EXISTS incsync_sink_fences (
@@ -112,13 +114,22 @@ ON CONFLICT (source_key, record_id) DO UPDATE SET
     deleted = excluded.deleted,
     payload = excluded.payload,
     content_digest = excluded.content_digest,
-    generation = excluded.generation
+    generation = excluded.generation,
+    deleted_reason = NULL
 WHERE excluded.updated_at_us > incsync_transactions.updated_at_us
    OR (excluded.updated_at_us = incsync_transactions.updated_at_us
        AND (excluded.generation > incsync_transactions.generation
             OR (excluded.generation = incsync_transactions.generation
                 AND (excluded.deleted != incsync_transactions.deleted
                      OR excluded.content_digest IS NOT incsync_transactions.content_digest))))
+"""
+
+# The sweep after a full re-read (incsync.records.is_swept and swept, as one set operation):
+# live rows still under an older generation, but the ids the read set aside (a JSON array).
+_SWEEP = """
+UPDATE incsync_transactions SET deleted = 1, generation = ?, deleted_reason = ?
+WHERE source_key = ? AND generation < ? AND deleted = 0
+  AND record_id NOT IN (SELECT value FROM json_each(?))
 """
 
 _STATE_COLUMNS = (
@@ -163,12 +174,18 @@ def _add_marks(connection: sqlite3.Connection) -> None:
     connection.execute("ALTER TABLE incsync_sources ADD COLUMN marks TEXT NOT NULL DEFAULT '{}'")
 
 
+def _add_deleted_reasons(connection: sqlite3.Connection) -> None:
+    """Upgrade to schema 5: why a transaction was swept (none was before)."""
+    connection.execute("ALTER TABLE incsync_transactions ADD COLUMN deleted_reason TEXT")
+
+
 # Each step brings a file written by an older incsync to the schema version it names. A version
 # that only adds a table (4: the sink's fences) needs no step: the schema's statements, run on
 # every open, create it.
 _UPGRADES: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     (2, _add_content_digests),
     (3, _add_marks),
+    (5, _add_deleted_reasons),
 )
 
 
@@ -497,15 +514,35 @@ class SQLiteStore(StateStoreBase):
             StaleWriteError: A newer lease has written for the source (nothing is written).
         """
         with self._write() as connection:
-            row = connection.execute(
-                "SELECT token FROM incsync_sink_fences WHERE source_key = ?", (source_key,)
-            ).fetchone()
-            fence = admit_writer(source_key, None if row is None else row["token"], token)
-            connection.execute(
-                "INSERT OR REPLACE INTO incsync_sink_fences (source_key, token) VALUES (?, ?)",
-                (source_key, fence),
-            )
+            self._raise_fence(connection, source_key, token)
             return self._write_rows(connection, source_key, records, generation)
+
+    def sweep(self, source_key: str, generation: int, token: int, spared: Collection[str]) -> int:
+        """Tombstone the live transactions a full re-read under ``generation`` did not see.
+
+        One ``UPDATE`` over the source's rows, in one transaction with the fence.
+
+        Raises:
+            StaleWriteError: A newer lease has written for the source (nothing is changed).
+        """
+        with self._write() as connection:
+            self._raise_fence(connection, source_key, token)
+            swept = connection.execute(
+                _SWEEP, (generation, SWEPT, source_key, generation, json.dumps(sorted(spared)))
+            )
+            return swept.rowcount
+
+    @staticmethod
+    def _raise_fence(connection: sqlite3.Connection, source_key: str, token: int) -> None:
+        """Admit a writer with ``token`` (incsync.state.admit_writer) and keep the new fence."""
+        row = connection.execute(
+            "SELECT token FROM incsync_sink_fences WHERE source_key = ?", (source_key,)
+        ).fetchone()
+        fence = admit_writer(source_key, None if row is None else row["token"], token)
+        connection.execute(
+            "INSERT OR REPLACE INTO incsync_sink_fences (source_key, token) VALUES (?, ?)",
+            (source_key, fence),
+        )
 
     def commit_page(
         self,
@@ -532,7 +569,7 @@ class SQLiteStore(StateStoreBase):
     def transactions(self, source_key: str) -> Iterator[Transaction]:
         """Yield the source's transactions in record-id order, streaming from the database."""
         rows = self._connection().execute(
-            "SELECT record_id, updated_at_us, deleted, payload, generation "
+            "SELECT record_id, updated_at_us, deleted, payload, generation, deleted_reason "
             "FROM incsync_transactions WHERE source_key = ? ORDER BY record_id",
             (source_key,),
         )
@@ -543,7 +580,7 @@ class SQLiteStore(StateStoreBase):
                 payload=json.loads(row["payload"]),
                 deleted=bool(row["deleted"]),
             )
-            yield Transaction(source_key, record, row["generation"])
+            yield Transaction(source_key, record, row["generation"], row["deleted_reason"])
 
     def count_transactions(self, source_key: str) -> int:
         """Return how many transactions the source has (tombstones included)."""
