@@ -22,7 +22,7 @@ FAILURE = ErrorInfo(error_class="TransientSourceError", message="down", at=NOW)
 STORE_CALLS: dict[str, Callable[[Store, str], object]] = {
     "load": lambda store, key: store.load(key),
     "list_rejected": lambda store, key: store.list_rejected(key),
-    "apply": lambda store, key: store.apply(key, [RECORD], 0),
+    "apply": lambda store, key: store.apply(key, [RECORD], 0, LEASE.token),
     "commit_page": lambda store, key: store.commit_page(
         key, [RECORD], LEASE, 0, Checkpoint(cursor=None), NOW, TTL
     ),
