@@ -24,7 +24,13 @@ from incsync import (
     SyncPolicy,
     Window,
 )
-from incsync.connectors import BaseConnector, FileConnector, InMemoryConnector, InMemorySource
+from incsync.connectors import (
+    BaseConnector,
+    BearerToken,
+    FileConnector,
+    InMemoryConnector,
+    InMemorySource,
+)
 from incsync.connectors.base import RawPage
 from incsync.connectors.http import HttpOptions
 from incsync.connectors.retry import RetryPolicy
@@ -33,6 +39,14 @@ from incsync.scheduling import SourcePlan, due_at, run_due
 from incsync.state import Lease, SourceState
 from incsync.testing import InMemoryStore, ManualClock
 from incsync.timestamps import EARLIEST, LATEST, earlier, later
+from incsync.vendors import (
+    HubSpotConnector,
+    PipedriveConnector,
+    QuickBooksConnector,
+    SalesforceConnector,
+    StripeConnector,
+    quickbooks_auth,
+)
 from tests.helpers import Store
 from tests.strategies import cursors, utc_datetimes
 
@@ -324,6 +338,44 @@ def test_a_bad_file_connector_setting_is_refused_at_construction(
             updated_at_column="updated_at",
             **{setting: value},  # type: ignore[arg-type]
         )
+
+
+VENDOR_SETTINGS: dict[str, Callable[[], object]] = {
+    "QuickBooks page_size float": lambda: QuickBooksConnector(
+        "4620816365",
+        "Invoice",
+        auth=quickbooks_auth("id", "secret", "refresh", access_token="token"),
+        page_size=2.5,  # type: ignore[arg-type]
+    ),
+    "Salesforce batch_size float": lambda: SalesforceConnector(
+        "id",
+        "secret",
+        "refresh",
+        batch_size=500.5,  # type: ignore[arg-type]
+    ),
+    "Pipedrive page_size bool": lambda: PipedriveConnector(api_token="token", page_size=True),
+    "Pipedrive lookback int": lambda: PipedriveConnector(
+        api_token="token",
+        lookback=60,  # type: ignore[arg-type]
+    ),
+    "HubSpot lookback int": lambda: HubSpotConnector(
+        auth=BearerToken("token"),
+        lookback=60,  # type: ignore[arg-type]
+    ),
+    "Stripe lookback int": lambda: StripeConnector(
+        secret_key="sk_test_door",
+        lookback=60,  # type: ignore[arg-type]
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(VENDOR_SETTINGS))
+def test_a_vendor_connector_refuses_a_bad_page_size_or_lookback(case: str) -> None:
+    """The vendors' page sizes and lookbacks follow the same rules as every other setting."""
+    setting = case.split()[1]
+
+    with pytest.raises(ConfigurationError, match=rf"^{setting} must be "):
+        VENDOR_SETTINGS[case]()
 
 
 @pytest.mark.parametrize("setting", ["max_workers", "per_account_limit"])
