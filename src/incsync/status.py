@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, tzinfo
 from functools import lru_cache
 from types import MappingProxyType
@@ -70,7 +70,7 @@ from incsync.humanize import (
     resolve_zone,
     time_text,
 )
-from incsync.policy import SyncPolicy
+from incsync.policy import SyncPolicy, non_negative_duration, positive_count, positive_duration
 from incsync.state import ErrorInfo, Phase, SourceState
 from incsync.timestamps import ensure_utc
 
@@ -156,22 +156,6 @@ REASONS: Mapping[StatusReason, tuple[StatusColor, StatusIcon, str]] = MappingPro
 """The colour, icon and label of each reason, in the order the classifier checks them."""
 
 
-def _duration(minimum: timedelta) -> Callable[[object, attrs.Attribute[Any], object], None]:
-    def check(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-        if not isinstance(value, timedelta) or value < minimum:
-            raise ConfigurationError(
-                f"{attribute.name} must be a timedelta of at least {minimum}, got {value!r}"
-            )
-
-    return check
-
-
-def _positive_count(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{attribute.name} must be an integer >= 1, got {value!r}")
-
-
-_POSITIVE = _duration(timedelta(microseconds=1))
 # The engine's stop thresholds are set in one place; the facts-only classifier defaults to them.
 _ENGINE_DEFAULTS = SyncPolicy()
 
@@ -201,17 +185,19 @@ class StatusPolicy:
             ``expected_interval`` (no source could ever look recently synced).
     """
 
-    expected_interval: timedelta = attrs.field(default=timedelta(hours=1), validator=_POSITIVE)
-    recent_sync: timedelta = attrs.field(default=timedelta(hours=3), validator=_POSITIVE)
-    recent_change: timedelta = attrs.field(default=timedelta(days=7), validator=_POSITIVE)
+    expected_interval: timedelta = attrs.field(
+        default=timedelta(hours=1), validator=positive_duration
+    )
+    recent_sync: timedelta = attrs.field(default=timedelta(hours=3), validator=positive_duration)
+    recent_change: timedelta = attrs.field(default=timedelta(days=7), validator=positive_duration)
     max_consecutive_failures: int = attrs.field(
-        default=_ENGINE_DEFAULTS.max_consecutive_failures, validator=_positive_count
+        default=_ENGINE_DEFAULTS.max_consecutive_failures, validator=positive_count
     )
     max_auth_failures: int = attrs.field(
-        default=_ENGINE_DEFAULTS.max_auth_failures, validator=_positive_count
+        default=_ENGINE_DEFAULTS.max_auth_failures, validator=positive_count
     )
     future_tolerance: timedelta = attrs.field(
-        default=DEFAULT_FUTURE_TOLERANCE, validator=_duration(timedelta(0))
+        default=DEFAULT_FUTURE_TOLERANCE, validator=non_negative_duration
     )
     set_aside_hint: str = (
         "Each one and the reason it was set aside are listed by SyncEngine.rejected() "

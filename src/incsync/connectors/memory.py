@@ -19,7 +19,7 @@ from typing import Any
 
 from incsync.connectors.base import BaseConnector, RawPage
 from incsync.cursor import Window
-from incsync.errors import ConfigurationError
+from incsync.policy import non_negative_duration, positive_count
 from incsync.timestamps import ensure_utc, parse_timestamp
 
 __all__ = ["InMemoryConnector", "InMemorySource", "iso_timestamp"]
@@ -130,6 +130,10 @@ class InMemoryConnector(BaseConnector):
         page_delay: Seconds to sleep before each page, to stand in for network time.
         secret: A credential value to declare in :meth:`secrets` (for redaction tests).
         seed: Seeds the shuffle of an unordered read.
+
+    Raises:
+        ConfigurationError: ``page_size`` is not an integer of at least 1, or ``lookback`` is not
+            a ``timedelta`` of zero or more.
     """
 
     vendor = "memory"
@@ -146,8 +150,8 @@ class InMemoryConnector(BaseConnector):
         secret: str | None = None,
         seed: int = 0,
     ) -> None:
-        if page_size < 1:
-            raise ConfigurationError(f"page_size must be at least 1, got {page_size}")
+        positive_count.check("page_size", page_size)
+        non_negative_duration.check("lookback", lookback)
         self.source = source
         self.id_field = source.id_field
         self.updated_at_field = source.updated_at_field
