@@ -1,8 +1,9 @@
 """How cautious the engine is, and what it records for a failed cycle: pure values, no I/O.
 
 :class:`SyncPolicy` holds the engine's settings; :func:`decide_failure` turns an exception that
-ended a cycle into what the engine records for it (a :class:`FailureDecision`). The status screen
-reads the policy's defaults from here without loading the engine, its connectors or httpx.
+ended a cycle into what the engine records for it (a :class:`FailureDecision`);
+:func:`backoff_interval` says how long after a failed cycle the scheduler starts the next. The
+status screen reads these from here without loading the engine, its connectors or httpx.
 """
 
 from __future__ import annotations
@@ -17,7 +18,17 @@ from incsync.errors import AuthError, ConfigurationError, RateLimitedError, Sour
 from incsync.redaction import redact
 from incsync.state import ErrorInfo
 
-__all__ = ["FailureDecision", "SyncPolicy", "decide_failure", "positive_setting"]
+__all__ = [
+    "DEFAULT_BACKOFF_CAP",
+    "FailureDecision",
+    "SyncPolicy",
+    "backoff_interval",
+    "decide_failure",
+    "positive_setting",
+]
+
+DEFAULT_BACKOFF_CAP = timedelta(hours=6)
+"""The longest wait between the starts of two cycles of a failing source, by default."""
 
 
 def positive_setting(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -117,3 +128,23 @@ def decide_failure(
     stop_after = policy.max_auth_failures if auth else policy.max_consecutive_failures
     retry_at = error.retry_at if isinstance(error, RateLimitedError) else None
     return FailureDecision(error=info, stop_after=stop_after, retry_at=retry_at)
+
+
+def backoff_interval(interval: timedelta, failures: int, cap: timedelta) -> timedelta:
+    """Return how long after the start of a failed cycle the next one starts.
+
+    It doubles with every failure in a row, ``interval * 2**(failures - 1)``, at most ``cap`` and
+    never less than ``interval``: a failing source's retries are spread out, not hammered.
+
+    Args:
+        interval: The time between the starts of two cycles of a healthy source.
+        failures: The failed cycles in a row (0 or 1: the plain interval).
+        cap: The longest wait, however many failures there were.
+    """
+    wait = interval
+    for _ in range(failures - 1):
+        if wait >= cap:
+            break
+        # Halving the cap instead of doubling the wait: no timedelta overflow near its maximum.
+        wait = cap if wait > cap / 2 else wait * 2
+    return max(interval, wait)
