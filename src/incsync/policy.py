@@ -1,8 +1,9 @@
 """How cautious the engine is, and what it records for a failed cycle: pure values, no I/O.
 
 :class:`SyncPolicy` holds the engine's settings; :func:`decide_failure` turns an exception that
-ended a cycle into what the engine records for it (a :class:`FailureDecision`). The status screen
-reads the policy's defaults from here without loading the engine, its connectors or httpx.
+ended a cycle into what the engine records for it (a :class:`FailureDecision`);
+:func:`backoff_interval` says how long after a failed cycle the scheduler starts the next. The
+status screen reads these from here without loading the engine, its connectors or httpx.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from incsync.state import ErrorInfo
 from incsync.timestamps import ensure_utc
 
 __all__ = [
+    "DEFAULT_BACKOFF_CAP",
     "FailureDecision",
     "SettingRule",
     "SyncPolicy",
+    "backoff_interval",
     "decide_failure",
     "duration_setting",
     "non_negative_duration",
@@ -29,6 +32,9 @@ __all__ = [
     "positive_duration",
     "whole_number_setting",
 ]
+
+DEFAULT_BACKOFF_CAP = timedelta(hours=6)
+"""The longest wait between the starts of two cycles of a failing source, by default."""
 
 
 @attrs.frozen
@@ -215,3 +221,23 @@ def decide_failure(
     stop_after = policy.max_auth_failures if auth else policy.max_consecutive_failures
     retry_at = error.retry_at if isinstance(error, RateLimitedError) else None
     return FailureDecision(error=info, stop_after=stop_after, retry_at=retry_at)
+
+
+def backoff_interval(interval: timedelta, failures: int, cap: timedelta) -> timedelta:
+    """Return how long after the start of a failed cycle the next one starts.
+
+    It doubles with every failure in a row, ``interval * 2**(failures - 1)``, at most ``cap`` and
+    never less than ``interval``: a failing source's retries are spread out, not hammered.
+
+    Args:
+        interval: The time between the starts of two cycles of a healthy source.
+        failures: The failed cycles in a row (0 or 1: the plain interval).
+        cap: The longest wait, however many failures there were.
+    """
+    wait = interval
+    for _ in range(failures - 1):
+        if wait >= cap:
+            break
+        # Halving the cap instead of doubling the wait: no timedelta overflow near its maximum.
+        wait = cap if wait > cap / 2 else wait * 2
+    return max(interval, wait)

@@ -32,7 +32,7 @@ import attrs
 
 from incsync.engine import SyncEngine
 from incsync.errors import ConfigurationError
-from incsync.policy import duration_setting, positive_count
+from incsync.policy import DEFAULT_BACKOFF_CAP, backoff_interval, duration_setting, positive_count
 from incsync.protocols import Connector
 from incsync.results import CycleResult, Outcome
 from incsync.state import Phase, SourceState, check_source_key, new_state
@@ -93,7 +93,7 @@ class SourcePlan:
     account_key: str = attrs.field(
         default=attrs.Factory(_account_default, takes_self=True), validator=_key
     )
-    backoff_cap: timedelta = attrs.field(default=timedelta(hours=6), validator=_PLAN_DURATION)
+    backoff_cap: timedelta = attrs.field(default=DEFAULT_BACKOFF_CAP, validator=_PLAN_DURATION)
 
 
 @attrs.frozen
@@ -130,15 +130,7 @@ def _slot_after(moment: datetime, interval: timedelta, offset: timedelta) -> dat
 
 def _backoff(plan: SourcePlan, failures: int) -> timedelta:
     """Return how long after a failed start the next one comes: doubling, capped, >= interval."""
-    if failures <= 1:
-        return plan.interval
-    # Doubling stops once past the cap, so huge failure counts never build a huge integer.
-    factor = 1
-    for _ in range(failures - 1):
-        factor *= 2
-        if plan.interval * factor >= plan.backoff_cap:
-            break
-    return max(plan.interval, min(plan.backoff_cap, plan.interval * factor))
+    return backoff_interval(plan.interval, failures, plan.backoff_cap)
 
 
 def due_at(plan: SourcePlan, state: SourceState, now: datetime) -> datetime | None:

@@ -68,11 +68,11 @@ class BaseConnector:
         raise NotImplementedError  # refused at construction; see __new__
 
     def count_live(self) -> int | None:
-        """Return how many live (not deleted) records the source holds now, in this connector's
-        scope, when the source can tell cheaply (one request); ``None`` when it cannot.
+        """Return how many live records the source holds now, when it can tell in one request.
 
-        The engine compares it with the host's live transactions on a schedule; a drift is shown
-        in the status and can start a re-read.
+        Live means not deleted, counted in this connector's scope (its entity and filters);
+        ``None`` when the source cannot tell cheaply. The engine compares it with the host's live
+        transactions on a schedule; a drift is shown in the status and can start a re-read.
 
         Raises:
             SourceError: The source could not be asked.
