@@ -425,8 +425,8 @@ def test_a_store_that_is_not_a_sink_needs_a_sink() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"lease_ttl": timedelta(0)}, "lease_ttl must be positive"),
-        ({"safety_lag": timedelta(seconds=-1)}, "safety_lag must not be negative"),
+        ({"lease_ttl": timedelta(0)}, "lease_ttl must be a timedelta longer than zero"),
+        ({"safety_lag": timedelta(seconds=-1)}, "safety_lag must be a timedelta of at least zero"),
         ({"max_consecutive_failures": 0}, "max_consecutive_failures must be an integer >= 1"),
     ],
 )

@@ -43,6 +43,8 @@ from incsync import (
 )
 from incsync.connectors import InMemoryConnector, InMemorySource
 from incsync.connectors.memory import iso_timestamp
+from incsync.policy import deletes_expired
+from incsync.records import SWEPT
 from incsync.testing import InMemoryStore, ManualClock
 from tests.helpers import StallingSink, StallingStore, Store, transactions_by_id
 
@@ -54,6 +56,8 @@ POLICY = SyncPolicy(
     max_consecutive_failures=3,
 )
 PAGE_SIZE = 3
+# Short enough that waiting out leases and ticking opens gaps past it: those cycles re-read whole.
+DELETE_RETENTION = timedelta(minutes=20)
 
 # Where a fault can strike inside a cycle.
 FAULT_POINTS = (
@@ -216,7 +220,7 @@ class SyncMachine(RuleBasedStateMachine):
         self.sqlite: list[SQLiteStore] = []
         self.sink_store: Store
         self.state_store: Store
-        if self.store_kind in ("split", "sqlite_split"):
+        if self.separate_sink:
             self.state_store = self._store("state.db")
             self.sink_store = self._store("sink.db")
             self.engine = SyncEngine(
@@ -238,12 +242,14 @@ class SyncMachine(RuleBasedStateMachine):
             ordered=self.ordered,
             lookback=LOOKBACK,
             before_page=self._before_page,
+            delete_retention=DELETE_RETENTION,
         )
         self.during_cycle: list[tuple[int, str]] = []  # (page number, action)
         self.previous_cursor: Cursor | None = None
         self.previous_last_change: datetime | None = None
         self.reset_since_check = False
         self.seen_versions: dict[str, datetime] = {}
+        self.purged: dict[str, datetime] = {}  # record id -> its last stamp at the source
 
     def _store(self, name: str) -> Store:
         if not self.store_kind.startswith("sqlite"):
@@ -285,6 +291,17 @@ class SyncMachine(RuleBasedStateMachine):
         record_id = data.draw(st.sampled_from(sorted(self.source.ids())))
         self.source.delete(record_id, self._now_seconds())
 
+    @precondition(lambda self: len(self.source) > 0)
+    @rule(data=st.data())
+    def purge(self, data: st.DataObject) -> None:
+        """A record vanishes with no delete anyone can read (past retention, or never published).
+
+        Only the sweep after a full re-read can notice it.
+        """
+        record_id = data.draw(st.sampled_from(sorted(self.source.ids())))
+        self.purged[record_id] = _updated_at(self.source.snapshot()[record_id])
+        self.source.purge(record_id)
+
     @rule(delay=st.integers(min_value=1, max_value=int(LOOKBACK.total_seconds())))
     def late_record(self, delay: int) -> None:
         """A record appears now, stamped in the past inside the lookback (a late commit)."""
@@ -314,6 +331,17 @@ class SyncMachine(RuleBasedStateMachine):
             elif action == "cancel":
                 self.engine.cancel(KEY)
 
+    @property
+    def separate_sink(self) -> bool:
+        return self.store_kind in ("split", "sqlite_split")
+
+    def _gap_expected(self) -> bool:
+        """Whether the next cycle must reset first: deletes may be past the source's retention."""
+        state = self.engine.state(KEY)
+        if self._expected_skip() is not None:
+            return False
+        return deletes_expired(state, self.connector.delete_retention, self.clock())
+
     def _expected_skip(self) -> Outcome | None:
         state = self.engine.state(KEY)
         if state.phase is Phase.CANCELLED:
@@ -326,20 +354,24 @@ class SyncMachine(RuleBasedStateMachine):
 
     def _run(self) -> CycleResult:
         expected_skip = self._expected_skip()
+        expected_gap = self._gap_expected()
         result = self.engine.run_cycle(KEY, self.connector)
         self.during_cycle.clear()
         self.plan.disarm()
         if expected_skip is not None:
             assert result.outcome is expected_skip
+        elif expected_gap:
+            assert result.outcome is Outcome.INTERRUPTED_RESET, result
+            self.reset_since_check = True
         else:
             assert not result.outcome.skipped, result
         return result
 
     @rule()
     def cycle(self) -> None:
-        """A plain cycle completes unless the source may not run."""
+        """A plain cycle completes unless the source may not run (or must be re-read whole)."""
         result = self._run()
-        if not result.outcome.skipped:
+        if not result.outcome.skipped and result.outcome is not Outcome.INTERRUPTED_RESET:
             assert result.outcome is Outcome.COMPLETED, result
             assert self.engine.state(KEY).last_sync == self.clock()
 
@@ -387,17 +419,23 @@ class SyncMachine(RuleBasedStateMachine):
     @rule(point=st.sampled_from(FAULT_POINTS), countdown=st.integers(min_value=0, max_value=3))
     def crash(self, point: str, countdown: int) -> None:
         """The worker process dies somewhere in a cycle; its lease is left behind."""
-        if point == "after_sink_write" and self.store_kind != "split":
+        if point == "after_sink_write" and not self.separate_sink:
             point = "checkpoint_before_write"  # an atomic store has no moment between the two
         expected_skip = self._expected_skip()
+        expected_gap = self._gap_expected()
         self.plan.arm(point, countdown, SimulatedCrash())
         try:
             result = self.engine.run_cycle(KEY, self.connector)
         except SimulatedCrash:
             assert expected_skip is None
+            self.reset_since_check |= expected_gap
             return
         finally:
             self.plan.disarm()
+        if expected_gap and expected_skip is None:
+            assert result.outcome is Outcome.INTERRUPTED_RESET, result
+            self.reset_since_check = True
+            return
         assert result.outcome is (expected_skip or Outcome.COMPLETED), result
 
     @rule()
@@ -408,7 +446,7 @@ class SyncMachine(RuleBasedStateMachine):
         content), a record arrives later, and this worker runs a whole cycle past them. The stalled
         page, written last, must change nothing: no later window reads those records again.
         """
-        if self._expected_skip() is not None:
+        if self._expected_skip() is not None or self._gap_expected():
             return
         second = self._now_seconds()
         self._create(second)  # a record of this second, so some page can stall on one
@@ -427,7 +465,7 @@ class SyncMachine(RuleBasedStateMachine):
             self._create(self._now_seconds())
             successor.append(self.engine.run_cycle(KEY, self.connector))
 
-        if self.store_kind in ("split", "sqlite_split"):
+        if self.separate_sink:
             stalled = SyncEngine(
                 self.state_store,
                 StallingSink(self.sink_store, meanwhile, this_second),
@@ -445,6 +483,11 @@ class SyncMachine(RuleBasedStateMachine):
         late = stalled.run_cycle(KEY, self.connector)
         if not successor:  # no page held a record of that second (a reset emptied the window)
             assert late.outcome is Outcome.COMPLETED, late
+            return
+        if successor[0].outcome is Outcome.INTERRUPTED_RESET:
+            # The wait opened a gap past the delete retention: the successor reset the source,
+            # and its full re-read, not a fence, brings the stalled page's records up to date.
+            self.reset_since_check = True
             return
         assert successor[0].outcome is Outcome.COMPLETED, successor[0]
         assert late.outcome is Outcome.FAILED, late
@@ -506,8 +549,8 @@ class SyncMachine(RuleBasedStateMachine):
             assert last_change is not None
             assert last_change >= self.previous_last_change
         if last_change is not None:
-            newest = max(_updated_at(raw) for raw in self.source.snapshot().values())
-            assert last_change <= newest
+            stamps = [_updated_at(raw) for raw in self.source.snapshot().values()]
+            assert last_change <= max([*stamps, *self.purged.values()])
         self.previous_last_change = last_change
 
     @invariant()
@@ -519,32 +562,57 @@ class SyncMachine(RuleBasedStateMachine):
             self.seen_versions[record_id] = transaction.record.updated_at
 
     def teardown(self) -> None:
-        """One clean cycle leaves the sink exactly equal to the source."""
+        """One clean cycle leaves every record of the source in the sink as it is at the source;
+        then a full re-read leaves the live transactions exactly the live source records.
+        """
         try:
-            if self.engine.state(KEY).phase in (Phase.CANCELLED, Phase.STOPPED):
-                self.engine.resume(KEY)
-            self.clock.advance(POLICY.lease_ttl + timedelta(seconds=1))
-            result = self.engine.run_cycle(KEY, self.connector)
-            assert result.outcome is Outcome.COMPLETED, result
-            truth = self.source.snapshot()
-            sink = self._sink()
-            assert sorted(sink) == sorted(truth)
-            for record_id, raw in truth.items():
-                record = sink[record_id].record
-                assert record.payload == raw
-                assert record.updated_at == _updated_at(raw)
-                assert record.deleted == bool(raw.get("deleted", False))
-            state = self.engine.state(KEY)
-            assert state.phase is Phase.ACTIVE
-            if truth:
-                assert state.last_change == max(_updated_at(raw) for raw in truth.values())
-                # after a reset has completed, every record was re-applied in its generation
-                assert {t.generation for t in sink.values()} <= set(range(state.generation + 1))
+            self._check_incremental_cycle()
+            self._check_full_re_read()
         finally:
             for sqlite in self.sqlite:
                 sqlite.close()
             if self.tmp is not None:
                 shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _clean_cycle(self) -> None:
+        if self.engine.state(KEY).phase in (Phase.CANCELLED, Phase.STOPPED):
+            self.engine.resume(KEY)
+        self.clock.advance(POLICY.lease_ttl + timedelta(seconds=1))
+        result = self.engine.run_cycle(KEY, self.connector)
+        if result.outcome is Outcome.INTERRUPTED_RESET:  # a gap past the delete retention
+            result = self.engine.run_cycle(KEY, self.connector)
+        assert result.outcome is Outcome.COMPLETED, result
+
+    def _check_incremental_cycle(self) -> None:
+        self._clean_cycle()
+        truth = self.source.snapshot()
+        sink = self._sink()
+        assert set(truth) <= set(sink)
+        assert set(sink) - set(truth) <= set(self.purged)  # gone without a trace: not swept yet
+        for record_id, raw in truth.items():
+            record = sink[record_id].record
+            assert record.payload == raw
+            assert record.updated_at == _updated_at(raw)
+            assert record.deleted == bool(raw.get("deleted", False))
+        state = self.engine.state(KEY)
+        assert state.phase is Phase.ACTIVE
+        if truth:
+            assert state.last_change is not None
+            assert state.last_change >= max(_updated_at(raw) for raw in truth.values())
+            # after a reset has completed, every record was re-applied in its generation
+            assert {t.generation for t in sink.values()} <= set(range(state.generation + 1))
+
+    def _check_full_re_read(self) -> None:
+        before = self._sink()
+        self.engine.reset(KEY)
+        self._clean_cycle()
+        truth = self.source.snapshot()
+        sink = self._sink()
+        assert set(sink) == set(before)  # nothing removed
+        live = {record_id for record_id, t in sink.items() if not t.record.deleted}
+        assert live == {record_id for record_id, raw in truth.items() if not raw.get("deleted")}
+        for record_id in set(sink) - set(truth):
+            assert sink[record_id].deleted_reason in (SWEPT, None)  # None: deleted before
 
 
 def _updated_at(raw: dict[str, Any]) -> datetime:

@@ -24,10 +24,10 @@ from incsync import (
 )
 from incsync.connectors import InMemoryConnector, InMemorySource
 from incsync.connectors.memory import iso_timestamp
+from incsync.cursor import Cursor
 from incsync.policy import deletes_expired
 from incsync.records import SWEPT, Transaction, is_swept, swept
 from incsync.state import SourceState, new_state
-from incsync.cursor import Cursor
 from incsync.testing import ManualClock
 from tests.helpers import Store, transactions_by_id
 
@@ -149,7 +149,9 @@ def test_a_failed_full_read_sweeps_nothing_and_the_next_one_does(
         if number == 2:
             raise TransientSourceError("HTTP 503 from the source")
 
-    failing = InMemoryConnector(source, page_size=5, ordered=ordered, before_page=fail_on_third_page)
+    failing = InMemoryConnector(
+        source, page_size=5, ordered=ordered, before_page=fail_on_third_page
+    )
     failed = engine.run_cycle(KEY, failing)
     assert (failed.outcome, failed.swept) == (Outcome.FAILED, 0)
     assert _live(store) == set(source.ids()) | {"d004"}
@@ -191,7 +193,8 @@ def test_a_record_set_aside_by_the_full_read_is_not_swept(store: Store) -> None:
     source = _source(5)
     engine = _engine(store, clock)
     engine.run_cycle(KEY, InMemoryConnector(source))
-    source.put({"id": "d002", "updated_at": "not a time", "amount": 2})  # broken at the source
+    broken = {"id": "d002", "updated_at": iso_timestamp(T0), "amount": float("nan")}
+    source.put(broken)  # no store can keep it now: set aside, yet still at the source
     engine.reset(KEY)
     result = engine.run_cycle(KEY, InMemoryConnector(source))
     assert (result.outcome, result.rejected, result.swept) == (Outcome.COMPLETED, 1, 0)

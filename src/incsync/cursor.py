@@ -19,13 +19,17 @@ import attrs
 
 from incsync.marks import Marks, frozen_marks
 from incsync.records import Record
-from incsync.timestamps import ensure_utc
+from incsync.timestamps import earlier, ensure_utc
 
 __all__ = ["Cursor", "Window", "advance", "horizon", "page_high_water", "window_after"]
 
 
 def _utc_cursor_time(value: datetime) -> datetime:
     return ensure_utc(value, "cursor updated_at")
+
+
+def _utc_window_start(value: datetime | None) -> datetime | None:
+    return None if value is None else ensure_utc(value, "window start")
 
 
 @attrs.frozen(slots=True, order=True)
@@ -61,7 +65,7 @@ class Window:
         marks: How far each side channel of the source has been read (see :data:`Marks`).
     """
 
-    start: datetime | None = None
+    start: datetime | None = attrs.field(default=None, converter=_utc_window_start)
     cursor: Cursor | None = None
     marks: Marks = attrs.field(factory=dict, converter=frozen_marks, hash=False)
 
@@ -74,20 +78,25 @@ class Window:
 def window_after(cursor: Cursor | None, lookback: timedelta, marks: Marks | None = None) -> Window:
     """Return the window that re-reads ``lookback`` before ``cursor`` (or everything).
 
-    The side channels' ``marks`` go with it as they are.
+    A lookback reaching before the first representable time (a cursor at .NET's
+    ``DateTime.MinValue``, year 1) starts the window there: from the beginning. A negative
+    lookback reads from the cursor itself, never after it. The side channels' ``marks`` go with
+    the window as they are.
     """
     if cursor is None:
         return Window(marks=marks or {})
-    return Window(start=cursor.updated_at - lookback, cursor=cursor, marks=marks or {})
+    start = earlier(cursor.updated_at, max(lookback, timedelta(0)))
+    return Window(start=start, cursor=cursor, marks=marks or {})
 
 
 def horizon(cycle_start: datetime, safety_lag: timedelta) -> Cursor:
     """Return the furthest a cursor may move in a cycle that started at ``cycle_start``.
 
     Records stamped at or after this point may still be invisible at the source, so the cursor
-    stops just before them and the next cycle reads them again.
+    stops just before them and the next cycle reads them again. A lag reaching before the first
+    representable time stops there.
     """
-    return Cursor(cycle_start - safety_lag, "")
+    return Cursor(earlier(cycle_start, safety_lag), "")
 
 
 def page_high_water(records: Iterable[Record]) -> tuple[Cursor | None, datetime | None]:

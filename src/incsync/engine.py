@@ -48,7 +48,15 @@ from incsync.protocols import (
 from incsync.records import ApplyResult, Record, RejectedRecord
 from incsync.redaction import redact
 from incsync.results import CycleProgress, CycleResult, Outcome
-from incsync.state import Checkpoint, Lease, Phase, SkipReason, SourceState, skip_reason
+from incsync.state import (
+    Checkpoint,
+    Lease,
+    Phase,
+    SkipReason,
+    SourceState,
+    check_source_key,
+    skip_reason,
+)
 from incsync.timestamps import ensure_utc, utc_now
 
 __all__ = ["SyncEngine", "SyncPolicy"]
@@ -121,9 +129,12 @@ class SyncEngine:
 
     # -- commands ----------------------------------------------------------------------------
 
+    # Every command on one source asks check_source_key first, so a key the scheduler refuses
+    # (empty, blank) is refused here too, whatever the store, before anything is read.
+
     def state(self, source_key: str) -> SourceState:
         """Return the source's current state."""
-        return self.store.load(source_key)
+        return self.store.load(check_source_key(source_key))
 
     def states(self) -> Sequence[SourceState]:
         """Return the state of every known source, ordered by key."""
@@ -131,13 +142,14 @@ class SyncEngine:
 
     def rejected(self, source_key: str) -> Sequence[RejectedRecord]:
         """Return the records set aside for the source, with their reasons."""
-        return self.store.list_rejected(source_key)
+        return self.store.list_rejected(check_source_key(source_key))
 
     def reset(self, source_key: str) -> SourceState:
         """Make the next cycle re-read and re-apply every record; deletes no transaction.
 
         A cycle running now has its later checkpoints refused and stops.
         """
+        check_source_key(source_key)
         logger.info("source %s reset: the next cycle re-reads everything", source_key)
         return self.store.reset(source_key)
 
@@ -146,11 +158,13 @@ class SyncEngine:
 
         A cycle running now stops after its current page is durable.
         """
+        check_source_key(source_key)
         logger.info("source %s cancelled", source_key)
         return self.store.cancel(source_key)
 
     def resume(self, source_key: str) -> SourceState:
         """Let a cancelled or stopped source run again."""
+        check_source_key(source_key)
         logger.info("source %s resumed", source_key)
         return self.store.resume(source_key)
 
@@ -186,8 +200,10 @@ class SyncEngine:
             What the cycle did.
 
         Raises:
+            ConfigurationError: ``source_key`` cannot name a source (empty or blank).
             StoreError: The state store or sink failed while recording the outcome.
         """
+        check_source_key(source_key)
         started = self._now()
         clock_start = time.perf_counter()
         lease = self.store.acquire_lease(
@@ -233,11 +249,18 @@ class SyncEngine:
             # A lost lease lands here too: recording it is refused (the new holder's outcome is
             # the one that counts) unless this worker still holds the lease, which happens only
             # when a sink's fence refuses its token for good (StaleWriteError), and must show.
-            decision = decide_failure(error, self.policy, self._now(), connector.secrets())
-            if decision.reset:
-                reset = self._reset_for_resync(state, lease, decision)
-                return result(Outcome.INTERRUPTED_RESET, reset.cursor, error)
-            failed = self._record_failure(state, lease, decision)
+            try:
+                decision = decide_failure(error, self.policy, self._now(), connector.secrets())
+                if decision.reset:
+                    reset = self._reset_for_resync(state, lease, decision)
+                    return result(Outcome.INTERRUPTED_RESET, reset.cursor, error)
+                failed = self._record_failure(state, lease, decision)
+            except BaseException:
+                # The failure could not be recorded (a store error, or an exception the connector
+                # built wrongly); the caller gets that error, and the source is not left looking
+                # "running" until the lease expires.
+                self.store.release_lease(source_key, lease)
+                raise
             return result(Outcome.FAILED, failed.cursor, error)
         finished = result(outcome, cursor, None)
         logger.info(

@@ -108,7 +108,12 @@ class RateLimitedError(TransientSourceError):
     """The source asked us to slow down.
 
     Attributes:
-        retry_at: The earliest time the source may be asked again, when it said so.
+        retry_at: The earliest time the source may be asked again, when it said so (aware; kept
+            in UTC).
+
+    Raises:
+        NaiveDatetimeError: On construction, when ``retry_at`` has no timezone: the mistake is
+            found in the connector that made it, not later when the engine records the wait.
     """
 
     def __init__(
@@ -120,8 +125,11 @@ class RateLimitedError(TransientSourceError):
         status_code: int | None = None,
         excerpt: str | None = None,
     ) -> None:
+        # Imported here: incsync.timestamps raises the errors of this module, so it loads after it.
+        from incsync.timestamps import ensure_utc
+
         super().__init__(message, vendor=vendor, status_code=status_code, excerpt=excerpt)
-        self.retry_at = retry_at
+        self.retry_at = None if retry_at is None else ensure_utc(retry_at, "retry_at")
 
 
 class AuthError(SourceError):

@@ -1,13 +1,14 @@
 """How cautious the engine is, and what it records for a failed cycle: pure values, no I/O.
 
 :class:`SyncPolicy` holds the engine's settings; :func:`decide_failure` turns an exception that
-ended a cycle into what the engine records for it (a :class:`FailureDecision`). The status screen
-reads the policy's defaults from here without loading the engine, its connectors or httpx.
+ended a cycle into what the engine records for it (a :class:`FailureDecision`);
+:func:`backoff_interval` says how long after a failed cycle the scheduler starts the next. The
+status screen reads these from here without loading the engine, its connectors or httpx.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,28 +17,120 @@ import attrs
 from incsync.errors import AuthError, ConfigurationError, RateLimitedError, SourceError
 from incsync.redaction import redact
 from incsync.state import ErrorInfo, SourceState
+from incsync.timestamps import ensure_utc
 
 __all__ = [
+    "DEFAULT_BACKOFF_CAP",
     "FailureDecision",
+    "SettingRule",
     "SyncPolicy",
+    "backoff_interval",
     "decide_failure",
     "deletes_expired",
-    "positive_setting",
+    "duration_setting",
+    "non_negative_duration",
+    "positive_count",
+    "positive_duration",
+    "whole_number_setting",
 ]
 
-
-def positive_setting(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    """Refuse a duration that is not positive, or a count below 1 (an attrs validator)."""
-    if isinstance(value, timedelta):
-        if value <= timedelta(0):
-            raise ConfigurationError(f"{attribute.name} must be positive, got {value}")
-    elif not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{attribute.name} must be an integer >= 1, got {value!r}")
+DEFAULT_BACKOFF_CAP = timedelta(hours=6)
+"""The longest wait between the starts of two cycles of a failing source, by default."""
 
 
-def _not_negative(_instance: object, attribute: attrs.Attribute[Any], value: timedelta) -> None:
-    if value < timedelta(0):
-        raise ConfigurationError(f"{attribute.name} must not be negative, got {value}")
+@attrs.frozen
+class SettingRule:
+    """What one kind of setting accepts, checked where the setting is given.
+
+    An instance is an attrs validator (``attrs.field(validator=positive_count)``); :meth:`check`
+    serves plain arguments. Both raise the same error, naming the setting and what it accepts.
+
+    Args:
+        accepts: What the setting accepts, in words that follow "must be"
+            (``"an integer >= 1"``).
+        holds: Whether a value is acceptable.
+    """
+
+    accepts: str
+    holds: Callable[[object], bool]
+
+    def __call__(self, _instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        """Check the value given for an attrs field (the validator protocol)."""
+        self.check(attribute.name, value)
+
+    def check(self, setting: str, value: object) -> None:
+        """Refuse ``value`` for ``setting`` unless the rule holds.
+
+        Raises:
+            ConfigurationError: The value is not one the setting accepts.
+        """
+        if not self.holds(value):
+            raise ConfigurationError(f"{setting} must be {self.accepts}, got {value!r}")
+
+
+def whole_number_setting(minimum: int, maximum: int | None = None) -> SettingRule:
+    """Return the rule of a count: an ``int`` (``True`` is no count) from ``minimum`` up.
+
+    Args:
+        minimum: The smallest value accepted.
+        maximum: The largest value accepted, if there is one.
+    """
+
+    def holds(value: object) -> bool:
+        return (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and minimum <= value
+            and (maximum is None or value <= maximum)
+        )
+
+    span = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+    return SettingRule(f"an integer {span}", holds)
+
+
+def duration_setting(
+    minimum: timedelta, *, inclusive: bool = True, maximum: timedelta | None = None
+) -> SettingRule:
+    """Return the rule of a duration: a ``timedelta`` (a number says nothing of its unit).
+
+    Args:
+        minimum: The shortest duration accepted, or the bound every duration must exceed.
+        inclusive: Whether ``minimum`` itself is accepted.
+        maximum: The longest duration accepted, if there is one.
+    """
+
+    def holds(value: object) -> bool:
+        return (
+            isinstance(value, timedelta)
+            and (value >= minimum if inclusive else value > minimum)
+            and (maximum is None or value <= maximum)
+        )
+
+    bound = _duration_text(minimum)
+    span = f"of at least {bound}" if inclusive else f"longer than {bound}"
+    if maximum is not None:
+        span += f" and at most {_duration_text(maximum)}"
+    return SettingRule(f"a timedelta {span}", holds)
+
+
+def _duration_text(value: timedelta) -> str:
+    if not value:
+        return "zero"
+    if value % timedelta(days=1):
+        return f"timedelta(seconds={value.total_seconds():g})"
+    return f"timedelta(days={value.days})"
+
+
+positive_count = whole_number_setting(1)
+"""A count of at least one: an ``int``, never a ``bool``."""
+positive_duration = duration_setting(timedelta(0), inclusive=False)
+"""A ``timedelta`` longer than zero."""
+non_negative_duration = duration_setting(timedelta(0))
+"""A ``timedelta`` of zero or longer."""
+
+
+def _optional_utc(value: datetime | None) -> datetime | None:
+    return None if value is None else ensure_utc(value, "retry_at")
 
 
 @attrs.frozen
@@ -54,12 +147,18 @@ class SyncPolicy:
         max_consecutive_failures: Failed cycles in a row after which the source is stopped (at
             hourly cycles, the default stops a source after five hours of errors).
         max_auth_failures: The same, for failures that waiting cannot heal (credentials rejected).
+
+    Raises:
+        ConfigurationError: A duration is not a ``timedelta`` (``lease_ttl`` longer than zero,
+            ``safety_lag`` zero or longer), or a count is not an ``int`` of at least 1.
     """
 
-    lease_ttl: timedelta = attrs.field(default=timedelta(minutes=10), validator=positive_setting)
-    safety_lag: timedelta = attrs.field(default=timedelta(minutes=5), validator=_not_negative)
-    max_consecutive_failures: int = attrs.field(default=5, validator=positive_setting)
-    max_auth_failures: int = attrs.field(default=2, validator=positive_setting)
+    lease_ttl: timedelta = attrs.field(default=timedelta(minutes=10), validator=positive_duration)
+    safety_lag: timedelta = attrs.field(
+        default=timedelta(minutes=5), validator=non_negative_duration
+    )
+    max_consecutive_failures: int = attrs.field(default=5, validator=positive_count)
+    max_auth_failures: int = attrs.field(default=2, validator=positive_count)
 
 
 @attrs.frozen
@@ -77,7 +176,7 @@ class FailureDecision:
 
     error: ErrorInfo
     stop_after: int
-    retry_at: datetime | None = None
+    retry_at: datetime | None = attrs.field(default=None, converter=_optional_utc)
     reset: bool = False
 
 
@@ -138,3 +237,23 @@ def deletes_expired(state: SourceState, retention: timedelta | None, now: dateti
     if retention is None or state.reset_pending or state.cursor is None:
         return False
     return state.last_sync is not None and now - state.last_sync > retention
+
+
+def backoff_interval(interval: timedelta, failures: int, cap: timedelta) -> timedelta:
+    """Return how long after the start of a failed cycle the next one starts.
+
+    It doubles with every failure in a row, ``interval * 2**(failures - 1)``, at most ``cap`` and
+    never less than ``interval``: a failing source's retries are spread out, not hammered.
+
+    Args:
+        interval: The time between the starts of two cycles of a healthy source.
+        failures: The failed cycles in a row (0 or 1: the plain interval).
+        cap: The longest wait, however many failures there were.
+    """
+    wait = interval
+    for _ in range(failures - 1):
+        if wait >= cap:
+            break
+        # Halving the cap instead of doubling the wait: no timedelta overflow near its maximum.
+        wait = cap if wait > cap / 2 else wait * 2
+    return max(interval, wait)

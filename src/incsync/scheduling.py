@@ -32,10 +32,11 @@ import attrs
 
 from incsync.engine import SyncEngine
 from incsync.errors import ConfigurationError
+from incsync.policy import DEFAULT_BACKOFF_CAP, backoff_interval, duration_setting, positive_count
 from incsync.protocols import Connector
 from incsync.results import CycleResult, Outcome
-from incsync.state import Phase, SourceState, new_state
-from incsync.timestamps import ensure_utc, utc_now
+from incsync.state import Phase, SourceState, check_source_key, new_state
+from incsync.timestamps import earlier, ensure_utc, later, utc_now
 
 __all__ = [
     "ConnectorFactory",
@@ -57,16 +58,13 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
 
 
-def _positive_duration(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, timedelta) or value < timedelta(seconds=1):
-        raise ConfigurationError(
-            f"{attribute.name} must be a timedelta of at least one second, got {value!r}"
-        )
+# Past a century a plan is a slip of units, and the slot arithmetic below stays inside
+# datetime's range without checks of its own.
+_PLAN_DURATION = duration_setting(timedelta(seconds=1), maximum=timedelta(days=36_525))
 
 
-def _not_blank(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigurationError(f"{attribute.name} must be a non-empty string, got {value!r}")
+def _key(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    check_source_key(value, attribute.name)
 
 
 def _account_default(plan: SourcePlan) -> str:
@@ -79,22 +77,23 @@ class SourcePlan:
 
     Args:
         source_key: The host's name for the source, as given to :meth:`SyncEngine.run_cycle`.
-        interval: Time between the starts of two cycles (at least one second).
+        interval: Time between the starts of two cycles (one second to 36,525 days).
         account_key: The vendor account (a QuickBooks company, a HubSpot portal) whose rate limit
             this source counts against; sources of one account are limited together. Defaults
             to the source key (a source alone in its account).
         backoff_cap: The longest wait after failures, however many there were in a row.
 
     Raises:
-        ConfigurationError: A key is empty or a duration is shorter than a second.
+        ConfigurationError: A key is empty or blank, or a duration is not a ``timedelta`` from
+            one second to 36,525 days (a century).
     """
 
-    source_key: str = attrs.field(validator=_not_blank)
-    interval: timedelta = attrs.field(validator=_positive_duration)
+    source_key: str = attrs.field(validator=_key)
+    interval: timedelta = attrs.field(validator=_PLAN_DURATION)
     account_key: str = attrs.field(
-        default=attrs.Factory(_account_default, takes_self=True), validator=_not_blank
+        default=attrs.Factory(_account_default, takes_self=True), validator=_key
     )
-    backoff_cap: timedelta = attrs.field(default=timedelta(hours=6), validator=_positive_duration)
+    backoff_cap: timedelta = attrs.field(default=DEFAULT_BACKOFF_CAP, validator=_PLAN_DURATION)
 
 
 @attrs.frozen
@@ -124,22 +123,14 @@ def slot_offset(source_key: str, interval: timedelta) -> timedelta:
 
 
 def _slot_after(moment: datetime, interval: timedelta, offset: timedelta) -> datetime:
-    """Return the first slot strictly after ``moment``."""
+    """Return the first slot strictly after ``moment`` (the end of time when none is left)."""
     elapsed = moment - (_EPOCH + offset)
-    return _EPOCH + offset + (elapsed // interval + 1) * interval
+    return later(_EPOCH + offset, (elapsed // interval + 1) * interval)
 
 
 def _backoff(plan: SourcePlan, failures: int) -> timedelta:
     """Return how long after a failed start the next one comes: doubling, capped, >= interval."""
-    if failures <= 1:
-        return plan.interval
-    # Doubling stops once past the cap, so huge failure counts never build a huge integer.
-    factor = 1
-    for _ in range(failures - 1):
-        factor *= 2
-        if plan.interval * factor >= plan.backoff_cap:
-            break
-    return max(plan.interval, min(plan.backoff_cap, plan.interval * factor))
+    return backoff_interval(plan.interval, failures, plan.backoff_cap)
 
 
 def due_at(plan: SourcePlan, state: SourceState, now: datetime) -> datetime | None:
@@ -167,10 +158,10 @@ def due_at(plan: SourcePlan, state: SourceState, now: datetime) -> datetime | No
         # re-read now, not at the next slot; once a re-read fails, the backoff below applies.
         due = now
     elif state.last_attempt is None:
-        due = _slot_after(now - plan.interval, plan.interval, offset)
+        due = _slot_after(earlier(now, plan.interval), plan.interval, offset)
     else:
         skipped = _backoff(plan, state.consecutive_failures) - plan.interval
-        due = _slot_after(state.last_attempt + skipped, plan.interval, offset)
+        due = _slot_after(later(state.last_attempt, skipped), plan.interval, offset)
     if state.not_before is not None and state.not_before > due:
         due = state.not_before
     return due
@@ -265,11 +256,6 @@ def _run_one(engine: SyncEngine, plan: SourcePlan, factory: ConnectorFactory) ->
             close()
 
 
-def _positive_int(name: str, value: object) -> None:
-    if not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}")
-
-
 def run_due(
     engine: SyncEngine,
     plans: Iterable[SourcePlan],
@@ -301,8 +287,8 @@ def run_due(
         ConfigurationError: A limit is not a positive integer, or two plans share a key.
         StoreError: The store could not list the states or record an outcome.
     """
-    _positive_int("max_workers", max_workers)
-    _positive_int("per_account_limit", per_account_limit)
+    positive_count.check("max_workers", max_workers)
+    positive_count.check("per_account_limit", per_account_limit)
     moment = utc_now() if now is None else ensure_utc(now, "now")
     waiting = due_sources(plans, engine.states(), moment)
     running: Counter[str] = Counter()

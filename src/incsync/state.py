@@ -15,10 +15,15 @@ from datetime import datetime, timedelta, timezone
 import attrs
 
 from incsync.cursor import Cursor
-from incsync.errors import GenerationChangedError, LeaseLostError, StaleWriteError
+from incsync.errors import (
+    ConfigurationError,
+    GenerationChangedError,
+    LeaseLostError,
+    StaleWriteError,
+)
 from incsync.marks import Marks, forward_marks, frozen_marks
 from incsync.records import RejectedRecord
-from incsync.timestamps import ensure_utc
+from incsync.timestamps import ensure_utc, later
 
 __all__ = [
     "Checkpoint",
@@ -30,6 +35,7 @@ __all__ = [
     "acquire",
     "admit_writer",
     "cancel",
+    "check_source_key",
     "complete",
     "fail",
     "new_state",
@@ -69,6 +75,28 @@ class SkipReason(enum.Enum):
 
 # A released lease keeps its token (so fencing survives) and expires at the epoch.
 _RELEASED_AT = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def check_source_key(key: object, setting: str = "source_key") -> str:
+    """Return ``key`` when it can name a source: a string with more than whitespace in it.
+
+    This is the one rule for the host's names of sources (and of the vendor accounts they share):
+    the engine's commands, every store and the scheduler ask it, so a key one of them refuses is
+    refused by all.
+
+    Args:
+        key: The name to check.
+        setting: What the name is called in the error.
+
+    Returns:
+        ``key`` unchanged.
+
+    Raises:
+        ConfigurationError: ``key`` is not a string, or is empty or only whitespace.
+    """
+    if not isinstance(key, str) or not key.strip():
+        raise ConfigurationError(f"{setting} must be a non-empty string, got {key!r}")
+    return key
 
 
 def _optional_utc(value: datetime | None, field: str) -> datetime | None:
@@ -187,18 +215,36 @@ class Checkpoint:
     """
 
     cursor: Cursor | None
-    last_change: datetime | None = None
+    last_change: datetime | None = attrs.field(default=None, converter=_last_change)
     rejected: Sequence[RejectedRecord] = ()
     marks: Marks = attrs.field(factory=dict, converter=frozen_marks, hash=False)
 
 
 def new_state(key: str) -> SourceState:
-    """Return the state of a source incsync has never seen."""
-    return SourceState(key=key)
+    """Return the state of a source incsync has never seen.
+
+    Raises:
+        ConfigurationError: ``key`` cannot name a source (see :func:`check_source_key`).
+    """
+    return SourceState(key=check_source_key(key))
+
+
+def _now(value: datetime) -> datetime:
+    return ensure_utc(value, "now")
+
+
+def _expiry(now: datetime, ttl: timedelta) -> datetime:
+    # A ttl of timedelta.max is a lease that never expires, not an OverflowError.
+    return later(_now(now), ttl)
 
 
 def skip_reason(state: SourceState, now: datetime) -> SkipReason | None:
-    """Return why a cycle may not start on ``state`` at ``now``, or ``None`` if it may."""
+    """Return why a cycle may not start on ``state`` at ``now``, or ``None`` if it may.
+
+    Raises:
+        NaiveDatetimeError: ``now`` has no timezone.
+    """
+    now = _now(now)
     if state.phase is Phase.CANCELLED:
         return SkipReason.CANCELLED
     if state.phase is Phase.STOPPED:
@@ -221,11 +267,15 @@ def acquire(
     Returns:
         The new state and the lease, or the unchanged state and ``None`` when the cycle must skip
         (:func:`skip_reason` says why).
+
+    Raises:
+        NaiveDatetimeError: ``now`` has no timezone.
     """
+    now = _now(now)
     if skip_reason(state, now) is not None:
         return state, None
     previous = state.lease.token if state.lease is not None else 0
-    lease = Lease(holder=holder, expires_at=now + ttl, token=previous + 1)
+    lease = Lease(holder=holder, expires_at=_expiry(now, ttl), token=previous + 1)
     return attrs.evolve(state, lease=lease, last_attempt=now), lease
 
 
@@ -253,9 +303,11 @@ def renew(state: SourceState, lease: Lease, now: datetime, ttl: timedelta) -> So
 
     Raises:
         LeaseLostError: The caller no longer holds the lease.
+        NaiveDatetimeError: ``now`` has no timezone.
     """
+    expires_at = _expiry(now, ttl)
     _check_holder(state, lease)
-    return attrs.evolve(state, lease=attrs.evolve(lease, expires_at=now + ttl))
+    return attrs.evolve(state, lease=attrs.evolve(lease, expires_at=expires_at))
 
 
 def release(state: SourceState, lease: Lease) -> SourceState:
@@ -331,14 +383,16 @@ def save_checkpoint(
     Raises:
         LeaseLostError: Another worker took the lease over.
         GenerationChangedError: The source was reset after the cycle started.
+        NaiveDatetimeError: ``now`` has no timezone.
     """
+    expires_at = _expiry(now, ttl)
     _check_holder(state, lease)
     _check_generation(state, generation)
     return attrs.evolve(
         state,
         cursor=_forward(state.cursor, checkpoint.cursor),
         last_change=_newest(state.last_change, checkpoint.last_change),
-        lease=attrs.evolve(lease, expires_at=now + ttl),
+        lease=attrs.evolve(lease, expires_at=expires_at),
         marks=forward_marks(state.marks, checkpoint.marks),
     )
 
@@ -358,7 +412,9 @@ def complete(
     Raises:
         LeaseLostError: Another worker took the lease over.
         GenerationChangedError: The source was reset after the cycle started.
+        NaiveDatetimeError: ``now`` has no timezone.
     """
+    now = _now(now)
     _check_holder(state, lease)
     _check_generation(state, generation)
     phase = Phase.ACTIVE if state.phase in (Phase.NEW, Phase.RESETTING) else state.phase

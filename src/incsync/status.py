@@ -5,7 +5,7 @@ sync and a coloured circle with hover text. :func:`classify_status` decides all 
 facts and ``now`` (passed in, never read from the clock); :func:`status_of` reads those facts from
 a stored :class:`~incsync.state.SourceState`::
 
-    status = classify_status(last_change=..., last_sync=..., error_count=..., now=...)
+    status = classify_status(last_change=..., last_sync=..., last_attempt=..., now=...)
     status.color.value   # "grey", "green", "orange" or "red"
     status.hover         # full sentences with exact timestamps
 
@@ -18,7 +18,8 @@ was cancelled by the host                        grey    cancelled          paus
 is stopped, or failed too often in a row (*)     red     stopped            cross
 was reset                                        grey    resetting          refresh
 has never completed a cycle                      grey    starting           hourglass
-completed no cycle within ``recent_sync`` [3 h]  red     sync_overdue       clock
+was not attempted when due (**)                  red     sync_overdue       clock
+completed no cycle within ``recent_sync`` [3 h]  orange  retrying           redo
 changed within ``recent_change`` [7 days]        green   recent_changes     check
 otherwise (changed earlier, or never)            orange  no_recent_changes  minus
 ===============================================  ======  =================  =========
@@ -29,19 +30,34 @@ Without one (facts only), ``max_consecutive_failures`` [5] failed cycles in a ro
 ``max_auth_failures`` [2] when the last error was an ``AuthError``: the engine's default
 thresholds, or a given engine's through :meth:`StatusPolicy.matching`.
 
+(**) The next attempt was due more than ``recent_sync`` minus ``expected_interval`` [2 h] ago:
+nothing has tried to sync for longer than the recent-sync window. The next attempt is due after
+the last one by ``expected_interval`` [1 h], doubled for every failure in a row after the first,
+at most ``backoff_cap`` [6 h] (:func:`incsync.policy.backoff_interval`, as the scheduler waits),
+and never before a time the source asked to wait for (``not_before``). The last attempt is
+``last_attempt`` (when a cycle last took the lease; without it, the last failure's time), or the
+last completed sync when that is newer. Without failures or a wait, this reads: no attempt
+within ``recent_sync``.
+
 The cases the four colours do not name, and why they are decided so:
 
-- **Overdue** (no completed cycle for longer than ``recent_sync``, whatever the errors): red, not
-  orange. Green and orange both say "synchronization ran recently", which is false; red says
-  "synchronization has stopped", which is true, and the person's next step is the same: get
-  someone to look. The reason, the clock icon and the hover tell it apart from errors at the
-  source ("no error was recorded: the scheduler that starts cycles may not be running").
-- **Failing, not stopped**: the colour of the last success stays, because one failed hourly cycle
-  is routine and the engine retries; the label gains ", retrying" and the hover says when the last
-  attempt failed, why (the redacted error), how many attempts failed in a row, and when incsync
-  retries. Only without a phase does it add after how many the source stops: the stored state
-  does not record the engine's threshold, so with a phase the hover names none ("That is 6 failed
-  attempts in a row. incsync will retry at the next cycle.").
+- **Overdue** (nothing attempted when due): red, not orange. Green and orange both say
+  "synchronization ran recently", which is false; red says "synchronization has stopped", which
+  is true, and the person's next step is the same: get someone to look. The reason, the clock
+  icon and the hover tell it apart from errors at the source: it names the time since which no
+  attempt was made and when the next was due, and that the scheduler that starts cycles may not
+  be running.
+- **Failing, not stopped**: never red, however long the engine keeps retrying. While the last
+  completed cycle is within ``recent_sync``, the colour of the last success stays, because one
+  failed hourly cycle is routine; the label gains ", retrying". Once it is older, the source is
+  orange "Retrying": it was tried recently, but no recent change could be seen. The hover says
+  when the last attempt failed, why (the redacted error), how many attempts failed in a row, and
+  when the next attempt is due (the source's wait, or the last attempt plus the backoff; "due
+  now" once that time has passed). Only without a phase does it add after how many the source
+  stops: the stored state does not record the engine's threshold, so with a phase it names none.
+- **Attempted, neither completed nor failed**: a cycle started within the window and none
+  completed within ``recent_sync``: orange "Retrying" as well (a long cycle, or a worker that died
+  mid-cycle); so is a source waiting, as it asked, past the window.
 - **Cancelled**: grey (neutral: the host chose it, nothing is wrong) with its own reason and pause
   icon; the hover says no transactions were deleted.
 - **Records set aside** by the last cycle: the colour does not change (the rest was applied); the
@@ -55,7 +71,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
@@ -70,7 +86,14 @@ from incsync.humanize import (
     resolve_zone,
     time_text,
 )
-from incsync.policy import SyncPolicy
+from incsync.policy import (
+    DEFAULT_BACKOFF_CAP,
+    SyncPolicy,
+    backoff_interval,
+    non_negative_duration,
+    positive_count,
+    positive_duration,
+)
 from incsync.state import ErrorInfo, Phase, SourceState
 from incsync.timestamps import ensure_utc
 
@@ -110,7 +133,9 @@ class StatusReason(enum.Enum):
     STARTING = "starting"
     """No cycle has completed yet (grey)."""
     SYNC_OVERDUE = "sync_overdue"
-    """No cycle has completed for longer than ``recent_sync`` (red)."""
+    """Nothing attempted a cycle when one was due, for longer than ``recent_sync`` (red)."""
+    RETRYING = "retrying"
+    """Attempts continue, but no cycle has completed within ``recent_sync`` (orange)."""
     RECENT_CHANGES = "recent_changes"
     """Synced recently and the source changed recently (green)."""
     NO_RECENT_CHANGES = "no_recent_changes"
@@ -125,6 +150,7 @@ class StatusIcon(enum.Enum):
     REFRESH = "refresh"
     HOURGLASS = "hourglass"
     CLOCK = "clock"
+    REDO = "redo"
     CHECK = "check"
     MINUS = "minus"
 
@@ -133,7 +159,7 @@ class StatusNote(enum.Enum):
     """Something the hover mentions that does not change the colour."""
 
     LAST_ATTEMPT_FAILED = "last_attempt_failed"
-    """The last cycle failed; incsync retries (below the stop threshold)."""
+    """The last cycle failed, and the source is not stopped: it is to be retried."""
     RECORDS_SET_ASIDE = "records_set_aside"
     """The last completed cycle set malformed records aside."""
     WAITING_FOR_SOURCE = "waiting_for_source"
@@ -149,6 +175,7 @@ REASONS: Mapping[StatusReason, tuple[StatusColor, StatusIcon, str]] = MappingPro
         StatusReason.RESETTING: (StatusColor.GREY, StatusIcon.REFRESH, "Resetting"),
         StatusReason.STARTING: (StatusColor.GREY, StatusIcon.HOURGLASS, "Starting"),
         StatusReason.SYNC_OVERDUE: (StatusColor.RED, StatusIcon.CLOCK, "Overdue"),
+        StatusReason.RETRYING: (StatusColor.ORANGE, StatusIcon.REDO, "Retrying"),
         StatusReason.RECENT_CHANGES: (StatusColor.GREEN, StatusIcon.CHECK, "Active"),
         StatusReason.NO_RECENT_CHANGES: (StatusColor.ORANGE, StatusIcon.MINUS, "No recent changes"),
     }
@@ -156,22 +183,6 @@ REASONS: Mapping[StatusReason, tuple[StatusColor, StatusIcon, str]] = MappingPro
 """The colour, icon and label of each reason, in the order the classifier checks them."""
 
 
-def _duration(minimum: timedelta) -> Callable[[object, attrs.Attribute[Any], object], None]:
-    def check(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-        if not isinstance(value, timedelta) or value < minimum:
-            raise ConfigurationError(
-                f"{attribute.name} must be a timedelta of at least {minimum}, got {value!r}"
-            )
-
-    return check
-
-
-def _positive_count(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{attribute.name} must be an integer >= 1, got {value!r}")
-
-
-_POSITIVE = _duration(timedelta(microseconds=1))
 # The engine's stop thresholds are set in one place; the facts-only classifier defaults to them.
 _ENGINE_DEFAULTS = SyncPolicy()
 
@@ -182,8 +193,10 @@ class StatusPolicy:
 
     Args:
         expected_interval: How often cycles run (1 hour); named in the hover text.
-        recent_sync: A completed cycle at most this old is recent (3 hours, inclusive); older
-            means the source is overdue (red). Must be at least ``expected_interval``.
+        recent_sync: A completed cycle at most this old is recent (3 hours, inclusive); older, the
+            source is orange "Retrying" while attempts continue, and overdue (red) once no
+            attempt was made for this long after one was due. Must be at least
+            ``expected_interval``.
         recent_change: A change at the source at most this old is recent (7 days, inclusive):
             green; older, or none seen, is orange.
         max_consecutive_failures: Failed cycles in a row that mean the source has stopped, when
@@ -194,6 +207,9 @@ class StatusPolicy:
             engine's default, 2).
         future_tolerance: A time at most this far ahead of ``now`` is clock skew and reads as now
             (5 minutes); further ahead, the hover points at the clocks.
+        backoff_cap: The longest wait between attempts of a failing source, as the scheduler's
+            :class:`~incsync.scheduling.SourcePlan` has it (6 hours); set it to
+            ``expected_interval`` for a scheduler that does not back off.
         set_aside_hint: The sentence telling a person where set-aside records are listed.
 
     Raises:
@@ -201,18 +217,21 @@ class StatusPolicy:
             ``expected_interval`` (no source could ever look recently synced).
     """
 
-    expected_interval: timedelta = attrs.field(default=timedelta(hours=1), validator=_POSITIVE)
-    recent_sync: timedelta = attrs.field(default=timedelta(hours=3), validator=_POSITIVE)
-    recent_change: timedelta = attrs.field(default=timedelta(days=7), validator=_POSITIVE)
+    expected_interval: timedelta = attrs.field(
+        default=timedelta(hours=1), validator=positive_duration
+    )
+    recent_sync: timedelta = attrs.field(default=timedelta(hours=3), validator=positive_duration)
+    recent_change: timedelta = attrs.field(default=timedelta(days=7), validator=positive_duration)
     max_consecutive_failures: int = attrs.field(
-        default=_ENGINE_DEFAULTS.max_consecutive_failures, validator=_positive_count
+        default=_ENGINE_DEFAULTS.max_consecutive_failures, validator=positive_count
     )
     max_auth_failures: int = attrs.field(
-        default=_ENGINE_DEFAULTS.max_auth_failures, validator=_positive_count
+        default=_ENGINE_DEFAULTS.max_auth_failures, validator=positive_count
     )
     future_tolerance: timedelta = attrs.field(
-        default=DEFAULT_FUTURE_TOLERANCE, validator=_duration(timedelta(0))
+        default=DEFAULT_FUTURE_TOLERANCE, validator=non_negative_duration
     )
+    backoff_cap: timedelta = attrs.field(default=DEFAULT_BACKOFF_CAP, validator=positive_duration)
     set_aside_hint: str = (
         "Each one and the reason it was set aside are listed by SyncEngine.rejected() "
         "for this source."
@@ -311,12 +330,16 @@ class _Facts:
     """The arguments of :func:`classify_status`, checked, in UTC, and with the stale ones dropped.
 
     ``error`` is ``None`` while ``error_count`` is 0 (it belongs to a cycle followed by a
-    success), and ``waiting_until`` is ``None`` unless that time is still to come.
+    success), and ``waiting_until`` is ``None`` unless ``not_before`` is still to come.
+    ``last_attempt`` is the last sign of an attempt: the given ``last_attempt`` (or, without one,
+    the counted failure's time), or the last completed sync when that is newer.
     """
 
     now: datetime
     last_sync: datetime | None
     last_change: datetime | None
+    last_attempt: datetime | None
+    not_before: datetime | None
     waiting_until: datetime | None
     error_count: int
     error: ErrorInfo | None
@@ -324,10 +347,16 @@ class _Facts:
     rejected: int
 
 
+def _newest(*times: datetime | None) -> datetime | None:
+    known = [when for when in times if when is not None]
+    return max(known) if known else None
+
+
 def _facts(
     *,
     last_change: datetime | None,
     last_sync: datetime | None,
+    last_attempt: datetime | None,
     error_count: int,
     now: datetime,
     phase: Phase | None,
@@ -338,41 +367,80 @@ def _facts(
     now = ensure_utc(now, "now")
     sync_at = None if last_sync is None else ensure_utc(last_sync, "last_sync")
     change_at = None if last_change is None else ensure_utc(last_change, "last_change")
+    attempt_at = None if last_attempt is None else ensure_utc(last_attempt, "last_attempt")
     wait_until = None if not_before is None else ensure_utc(not_before, "not_before")
     error_count = _check_count(error_count, "error_count")
+    error = last_error if error_count else None
+    if attempt_at is None and error is not None:
+        # A failure is an attempt that ended: facts without last_attempt still show one was made.
+        attempt_at = error.at
     return _Facts(
         now=now,
         last_sync=sync_at,
         last_change=change_at,
+        last_attempt=_newest(attempt_at, sync_at),
+        not_before=wait_until,
         waiting_until=wait_until if wait_until is not None and wait_until > now else None,
         error_count=error_count,
-        error=last_error if error_count else None,
+        error=error,
         phase=phase,
         rejected=_check_count(rejected, "rejected"),
     )
 
 
+_LATEST = datetime.max.replace(tzinfo=timezone.utc)
+
+
+def _attempt_wait(error_count: int, policy: StatusPolicy) -> timedelta:
+    """Return how long after the last attempt the next is due, as the scheduler backs off."""
+    return backoff_interval(policy.expected_interval, error_count, policy.backoff_cap)
+
+
+def _next_attempt(facts: _Facts, policy: StatusPolicy) -> datetime | None:
+    """Return when the next attempt is due: the wait after the last, not before ``not_before``."""
+    if facts.last_attempt is None:
+        return facts.not_before
+    try:
+        due = facts.last_attempt + _attempt_wait(facts.error_count, policy)
+    except OverflowError:
+        due = _LATEST
+    return due if facts.not_before is None else max(due, facts.not_before)
+
+
 @attrs.frozen(slots=True)
 class _Texts:
-    """The facts' times as text in the display zone; ``None`` where the hover has no use for one."""
+    """The facts' times as text in the display zone; ``None`` where the hover has no use for one.
+
+    ``write`` turns any other time into text the same way, for the few hovers that name one: most
+    statuses need neither the last nor the next attempt spelled out.
+    """
 
     last_sync: TimeText | None
     last_change: TimeText | None
     error_at: TimeText | None
     waiting_until: TimeText | None
+    write: Callable[[datetime], TimeText]
 
 
 def _texts(facts: _Facts, zone: tzinfo, tolerance: timedelta) -> _Texts:
-    def text(when: datetime | None) -> TimeText | None:
-        if when is None:
-            return None
+    def spell(when: datetime) -> TimeText:
         return time_text(when, facts.now, zone=zone, future_tolerance=tolerance)
 
+    def text(when: datetime | None) -> TimeText | None:
+        return None if when is None else spell(when)
+
+    last_sync = text(facts.last_sync)
+
+    def write(when: datetime) -> TimeText:
+        # The last attempt is often the last completed sync itself: spell that once.
+        return last_sync if last_sync is not None and when == facts.last_sync else spell(when)
+
     return _Texts(
-        last_sync=text(facts.last_sync),
+        last_sync=last_sync,
         last_change=text(facts.last_change),
         error_at=None if facts.error is None else text(facts.error.at),
         waiting_until=text(facts.waiting_until),
+        write=write,
     )
 
 
@@ -391,7 +459,9 @@ def _stop_after(facts: _Facts, policy: StatusPolicy) -> int | None:
     return policy.max_auth_failures if _is_auth(facts.error) else policy.max_consecutive_failures
 
 
-def _decide(facts: _Facts, stop_after: int | None, policy: StatusPolicy) -> StatusReason:
+def _decide(
+    facts: _Facts, stop_after: int | None, next_attempt: datetime | None, policy: StatusPolicy
+) -> StatusReason:
     """Return the reason of the first matching row of the module's table."""
     phase, now, sync_at, change_at = facts.phase, facts.now, facts.last_sync, facts.last_change
     if phase is Phase.CANCELLED:
@@ -402,15 +472,40 @@ def _decide(facts: _Facts, stop_after: int | None, policy: StatusPolicy) -> Stat
         return StatusReason.RESETTING
     if phase is Phase.NEW or sync_at is None:
         return StatusReason.STARTING
-    if now - sync_at > policy.recent_sync:
+    # Only silence is overdue: a source whose attempts fail is retrying, whatever their number.
+    if (
+        next_attempt is not None
+        and now - next_attempt > policy.recent_sync - policy.expected_interval
+    ):
         return StatusReason.SYNC_OVERDUE
+    if now - sync_at > policy.recent_sync:
+        return StatusReason.RETRYING
     if change_at is not None and now - change_at <= policy.recent_change:
         return StatusReason.RECENT_CHANGES
     return StatusReason.NO_RECENT_CHANGES
 
 
+def _overdue_sentences(
+    facts: _Facts, texts: _Texts, next_attempt: datetime | None, interval: str
+) -> list[str]:
+    """Say since when nothing was attempted, when the next attempt was due, and who to suspect."""
+    since = "" if facts.last_attempt is None else f" since {_at(texts.write(facts.last_attempt))}"
+    sentences = [
+        f"Synchronization is overdue: no attempt has been made{since}, "
+        f"though cycles should run {interval}."
+    ]
+    if next_attempt is not None:
+        sentences.append(f"The next attempt was due at {_at(texts.write(next_attempt))}.")
+    sentences.append("The scheduler that starts the cycles may not be running.")
+    return sentences
+
+
 def _headline(
-    reason: StatusReason, policy: StatusPolicy, error_count: int, changed: bool
+    reason: StatusReason,
+    policy: StatusPolicy,
+    facts: _Facts,
+    texts: _Texts,
+    next_attempt: datetime | None,
 ) -> list[str]:
     """Say what the colour means for this source, in the words of the status screen."""
     interval = _every(policy.expected_interval)
@@ -430,19 +525,16 @@ def _headline(
     if reason is StatusReason.STARTING:
         return [f"Synchronization is starting (cycles run {interval})."]
     if reason is StatusReason.SYNC_OVERDUE:
-        overdue = (
-            f"Synchronization is overdue: no cycle has completed in the last "
-            f"{_spelled(policy.recent_sync)}, though cycles should run {interval}."
-        )
-        if error_count:
-            return [overdue]
+        return _overdue_sentences(facts, texts, next_attempt, interval)
+    if reason is StatusReason.RETRYING:
         return [
-            overdue,
-            "No error was recorded, so the scheduler that starts the cycles may not be running.",
+            f"No cycle has completed in the last {_spelled(policy.recent_sync)}, so recent "
+            "changes at the source have not been seen, but synchronization is still being "
+            "attempted."
         ]
     if reason is StatusReason.RECENT_CHANGES:
         return [f"Synchronization is running, and the source changed in the last {recent}."]
-    if not changed:
+    if facts.last_change is None:
         return ["Synchronization is running, but no change at the source has been seen yet."]
     return [f"Synchronization is running, but the source has not changed in the last {recent}."]
 
@@ -482,26 +574,60 @@ def _failure_sentences(
     return sentences
 
 
+def _next_attempt_sentence(
+    facts: _Facts, next_attempt: datetime | None, texts: _Texts, policy: StatusPolicy
+) -> str:
+    """Say when the next attempt is due: after the source's wait, after the backoff, or now."""
+    if next_attempt is None:
+        return "incsync will retry at the next cycle."
+    text = texts.write(next_attempt)
+    if next_attempt <= facts.now:
+        return f"The next attempt is due now (it was due at {text.exact})."
+    if next_attempt == facts.waiting_until:
+        return f"The source asked to wait, so the next attempt is due at {text.exact}."
+    wait = _attempt_wait(facts.error_count, policy)
+    if wait > policy.expected_interval:
+        return (
+            f"The next attempt is due at {text.exact}, {_spelled(wait)} after the last: "
+            "attempts are spaced out while they fail."
+        )
+    return f"The next attempt is due at {text.exact}."
+
+
 def _next_step(
-    reason: StatusReason, error_count: int, waiting: TimeText | None
+    reason: StatusReason,
+    facts: _Facts,
+    texts: _Texts,
+    next_attempt: datetime | None,
+    policy: StatusPolicy,
 ) -> tuple[list[str], list[StatusNote]]:
-    """Say what happens next: a fix and a resume, a retry, or a wait the source asked for."""
+    """Say what happens next: a fix and a resume, the next attempt, or a wait the source asked."""
     sentences: list[str] = []
     notes: list[StatusNote] = []
-    # A stopped or cancelled source does not retry by itself, so only the others say they will.
-    retrying = bool(error_count) and reason not in (StatusReason.STOPPED, StatusReason.CANCELLED)
+    waiting = texts.waiting_until
+    # A stopped or cancelled source does not retry by itself, so only the others say when.
+    failed = bool(facts.error_count) and reason not in (
+        StatusReason.STOPPED,
+        StatusReason.CANCELLED,
+    )
     if reason is StatusReason.STOPPED:
         sentences.append("Fix the cause, then resume the source.")
-    elif retrying:
+    if failed:
         notes.append(StatusNote.LAST_ATTEMPT_FAILED)
+    # An attempt after the last completed sync that has not failed either: still running, or lost.
+    unfinished = facts.last_attempt if facts.last_attempt != facts.last_sync else None
+    quietly_retrying = reason is StatusReason.RETRYING and not failed and waiting is None
+    if quietly_retrying and unfinished is not None:
         sentences.append(
-            "incsync will retry at the next cycle."
-            if waiting is None
-            else f"The source asked to wait, so incsync will retry after {waiting.exact}."
+            f"The last attempt started at {_at(texts.write(unfinished))}, and has neither "
+            "completed nor failed."
         )
+    elif (failed or quietly_retrying) and reason is not StatusReason.SYNC_OVERDUE:
+        # An overdue source's headline already said when the next attempt was due.
+        sentences.append(_next_attempt_sentence(facts, next_attempt, texts, policy))
     if waiting is not None:
         notes.append(StatusNote.WAITING_FOR_SOURCE)
-        if not retrying:
+        if not (failed and next_attempt == facts.waiting_until):
             sentences.append(f"The source asked not to be called before {waiting.exact}.")
     return sentences, notes
 
@@ -555,6 +681,7 @@ def classify_status(
     last_sync: datetime | None,
     error_count: int = 0,
     now: datetime,
+    last_attempt: datetime | None = None,
     phase: Phase | None = None,
     last_error: ErrorInfo | None = None,
     not_before: datetime | None = None,
@@ -571,6 +698,9 @@ def classify_status(
         last_sync: When the last cycle completed, or ``None`` if none has.
         error_count: Failed cycles in a row since the last completed one.
         now: The present (aware); the clock is never read here.
+        last_attempt: When a cycle last started (took the lease), or ``None`` if unknown; then
+            the last failure's time stands for it. Overdue (red) means no attempt when one was
+            due; failing attempts are never overdue.
         phase: The source's phase as the engine recorded it. When given, only
             ``Phase.STOPPED`` means stopped and the policy's failure thresholds are not used;
             ``None`` (facts only) reads as new or active, from ``last_sync``, and decides
@@ -592,6 +722,7 @@ def classify_status(
     facts = _facts(
         last_change=last_change,
         last_sync=last_sync,
+        last_attempt=last_attempt,
         error_count=error_count,
         now=now,
         phase=phase,
@@ -599,21 +730,27 @@ def classify_status(
         not_before=not_before,
         rejected=rejected,
     )
+    next_attempt = _next_attempt(facts, policy)
     texts = _texts(facts, resolve_zone(zone), policy.future_tolerance)
     stop_after = _stop_after(facts, policy)
-    reason = _decide(facts, stop_after, policy)
+    reason = _decide(facts, stop_after, next_attempt, policy)
     color, icon, label = REASONS[reason]
     stopped = reason is StatusReason.STOPPED
-    next_step, notes = _next_step(reason, facts.error_count, texts.waiting_until)
+    next_step, notes = _next_step(reason, facts, texts, next_attempt, policy)
     skew = _skew_sentences(facts, texts, policy.future_tolerance)
     if facts.rejected:
         notes.append(StatusNote.RECORDS_SET_ASIDE)
     if skew:
         notes.append(StatusNote.CLOCK_SKEW)
-    if StatusNote.LAST_ATTEMPT_FAILED in notes and color is not StatusColor.RED:
+    # "Retrying, retrying" says nothing twice; red needs no softening.
+    if (
+        StatusNote.LAST_ATTEMPT_FAILED in notes
+        and color is not StatusColor.RED
+        and reason is not StatusReason.RETRYING
+    ):
         label = f"{label}, retrying"
     sentences = [
-        *_headline(reason, policy, facts.error_count, facts.last_change is not None),
+        *_headline(reason, policy, facts, texts, next_attempt),
         *_failure_sentences(facts, texts.error_at, stopped, stop_after),
         *next_step,
         *_set_aside_sentences(facts.rejected, policy),
@@ -654,6 +791,7 @@ def status_of(
     return classify_status(
         last_change=state.last_change,
         last_sync=state.last_sync,
+        last_attempt=state.last_attempt,
         error_count=state.consecutive_failures,
         now=now,
         phase=state.phase,

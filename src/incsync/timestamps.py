@@ -36,9 +36,13 @@ from dateutil import parser as _dateutil_parser
 from incsync.errors import NaiveDatetimeError
 
 __all__ = [
+    "EARLIEST",
+    "LATEST",
     "UTC",
+    "earlier",
     "ensure_utc",
     "from_micros",
+    "later",
     "parse_dotnet_date",
     "parse_epoch_millis",
     "parse_epoch_seconds",
@@ -48,7 +52,12 @@ __all__ = [
 ]
 
 UTC = timezone.utc
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+"""The earliest aware UTC datetime: where a time moved back past datetime's range stops."""
+LATEST = datetime.max.replace(tzinfo=UTC)
+"""The latest aware UTC datetime: where a time moved on past datetime's range stops."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 # Python 3.11 reads "Z" and offsets without a colon itself; 3.10 needs a little help first.
 _FROMISO_READS_Z = sys.version_info >= (3, 11)
 # fromtimestamp takes a float. Below 2**33 seconds (the year 2242) a float's rounding error is under
@@ -299,3 +308,44 @@ def to_micros(value: datetime) -> int:
 def from_micros(micros: int) -> datetime:
     """Return the aware UTC datetime for microseconds since the Unix epoch."""
     return _EPOCH + timedelta(microseconds=micros)
+
+
+def earlier(moment: datetime, span: timedelta) -> datetime:
+    """Return ``moment - span``, stopped at :data:`EARLIEST` or :data:`LATEST`, never raising.
+
+    Sources write "never" as year 1 (.NET's ``DateTime.MinValue``) and hosts may set durations of
+    ``timedelta.max``; a lookback or lag before year 1 means "from the beginning", not an error.
+
+    Args:
+        moment: An aware datetime.
+        span: Any duration, negative ones included (those move ``moment`` later).
+
+    Returns:
+        The moved instant, in UTC.
+    """
+    return _saturated(to_micros(moment) - span // _MICROSECOND)
+
+
+def later(moment: datetime, span: timedelta) -> datetime:
+    """Return ``moment + span``, stopped at :data:`EARLIEST` or :data:`LATEST`, never raising.
+
+    A lease of ``timedelta.max`` expires at the end of datetime's range instead of failing.
+
+    Args:
+        moment: An aware datetime.
+        span: Any duration, negative ones included (those move ``moment`` earlier).
+
+    Returns:
+        The moved instant, in UTC.
+    """
+    return _saturated(to_micros(moment) + span // _MICROSECOND)
+
+
+_EARLIEST_MICROS = to_micros(EARLIEST)
+_LATEST_MICROS = to_micros(LATEST)
+
+
+def _saturated(micros: int) -> datetime:
+    # Integer microseconds cannot overflow, unlike datetime and timedelta arithmetic (and the
+    # negation of timedelta.max), so the clamp is exact at both ends.
+    return from_micros(min(max(micros, _EARLIEST_MICROS), _LATEST_MICROS))

@@ -64,6 +64,7 @@ SYMBOLS: Mapping[StatusIcon, str] = MappingProxyType(
         StatusIcon.REFRESH: "↻",
         StatusIcon.HOURGLASS: "⧗",
         StatusIcon.CLOCK: "◷",
+        StatusIcon.REDO: "↷",
         StatusIcon.CHECK: "✓",
         StatusIcon.MINUS: "\N{MINUS SIGN}",
     }
@@ -77,6 +78,7 @@ ASCII_SYMBOLS: Mapping[StatusIcon, str] = MappingProxyType(
         StatusIcon.REFRESH: "~",
         StatusIcon.HOURGLASS: ".",
         StatusIcon.CLOCK: "!",
+        StatusIcon.REDO: ">",
         StatusIcon.CHECK: "+",
         StatusIcon.MINUS: "-",
     }
@@ -91,6 +93,7 @@ _ICON_PATHS: Mapping[StatusIcon, str] = MappingProxyType(
         StatusIcon.REFRESH: "M11.2 4.8A4.5 4.5 0 1 0 12.5 8M11.2 2.3v2.5H8.7",
         StatusIcon.HOURGLASS: "M5 3.5h6L5 12.5h6z",
         StatusIcon.CLOCK: "M13 8A5 5 0 1 1 3 8A5 5 0 1 1 13 8M8 5.5V8l2 1.5",
+        StatusIcon.REDO: "M3 11.5A5 5 0 0 1 12.5 9.5M9.5 8.5l3 1.5 1.5-3",
         StatusIcon.CHECK: "M4 8.5l2.5 2.5L12 5.5",
         StatusIcon.MINUS: "M4 8h8",
     }
@@ -144,8 +147,10 @@ _MEANINGS: Mapping[StatusReason, str] = MappingProxyType(
         "were detected at the source.",
         StatusReason.STOPPED: "synchronization has stopped due to repeated errors connecting to "
         "the source.",
-        StatusReason.SYNC_OVERDUE: "no synchronization cycle has completed for hours; cycles may "
-        "not be running.",
+        StatusReason.RETRYING: "synchronization was attempted recently, but no cycle has "
+        "completed for hours, so no recent changes were detected; the attempts continue.",
+        StatusReason.SYNC_OVERDUE: "synchronization has not even been attempted for hours; "
+        "cycles may not be running.",
     }
 )
 

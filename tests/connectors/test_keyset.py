@@ -186,10 +186,11 @@ def test_the_last_tick_datetime_can_hold_ends_the_read() -> None:
     assert read.finish(tick, more=False).next_step() is None
 
 
-def test_resolution_must_be_positive() -> None:
-    """A zero resolution would never move on."""
-    with pytest.raises(ConfigurationError, match="resolution must be positive"):
-        KeysetRead.starting(None, timedelta(0))
+@pytest.mark.parametrize("resolution", [timedelta(0), 1])
+def test_resolution_must_be_a_positive_timedelta(resolution: object) -> None:
+    """A zero resolution would never move on; a bare number says nothing of its unit."""
+    with pytest.raises(ConfigurationError, match="resolution must be a timedelta longer than zero"):
+        KeysetRead.starting(None, resolution)  # type: ignore[arg-type]
 
 
 # -- a simulated vendor -------------------------------------------------------------------------

@@ -359,7 +359,7 @@ def test_a_deployment_refuses_limits_below_one() -> None:
 
     with pytest.raises(ConfigurationError, match="per_account_limit must be an integer >= 1"):
         CeleryDeployment(no_store, list, no_connector, BROKER, per_account_limit=0)
-    with pytest.raises(ConfigurationError, match="queued_ttl must be positive"):
+    with pytest.raises(ConfigurationError, match="queued_ttl must be a timedelta longer than zero"):
         CeleryDeployment(no_store, list, no_connector, BROKER, queued_ttl=timedelta(0))
 
 

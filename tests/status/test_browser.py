@@ -78,6 +78,15 @@ def _rows() -> list[tuple[str, SourceStatus]]:
         ("Hooli Stripe", status(error_count=1, last_error=failure)),
         ("Vandelay Pipedrive", status(phase=Phase.CANCELLED)),
         ("Soylent Xero", status(last_sync=NOW - timedelta(hours=7))),
+        (
+            "Wonka Stripe",
+            status(
+                last_sync=NOW - timedelta(hours=7),
+                last_attempt=NOW,
+                error_count=4,
+                last_error=failure,
+            ),
+        ),
         ("Stark <b>CRM</b>", status(phase=Phase.RESETTING)),
     ]
 

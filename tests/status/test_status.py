@@ -237,20 +237,25 @@ def test_a_source_never_synced_is_grey_starting() -> None:
 
 
 def test_overdue_without_errors_blames_the_scheduler() -> None:
-    """No cycle for over 3 hours and no error: red, clock icon, the scheduler may be down."""
+    """No attempt for over 3 hours and no error: red, clock icon, the scheduler may be down."""
     status = classify(last_sync=NOW - timedelta(hours=5))
     assert status.label == "Overdue"
     assert status.icon is StatusIcon.CLOCK
-    assert "no cycle has completed in the last 3 hours" in status.hover
-    assert "the scheduler that starts the cycles may not be running" in status.hover
-    assert "2026-11-13 04:41:07 UTC, 5 hours ago" in status.hover
+    assert "no attempt has been made since 2026-11-13 04:41:07 UTC, 5 hours ago" in status.hover
+    assert "The next attempt was due at 2026-11-13 05:41:07 UTC, 4 hours ago." in status.hover
+    assert "The scheduler that starts the cycles may not be running." in status.hover
 
 
-def test_overdue_with_errors_tells_the_errors_instead() -> None:
-    """Overdue and failing: still red overdue; the hover gives the failure, not the scheduler."""
+def test_failing_past_the_recent_sync_window_is_orange_retrying_not_overdue() -> None:
+    """No completed cycle for 5 hours, but the last attempt failed minutes ago: still tried.
+
+    Orange "Retrying" (attempted recently, no recent change seen), with the failure in the hover
+    and no word of the scheduler, which is evidently running.
+    """
     status = classify(last_sync=NOW - timedelta(hours=5), error_count=2, last_error=TRANSIENT)
-    assert status.reason is StatusReason.SYNC_OVERDUE
-    assert status.label == "Overdue"
+    assert (status.color, status.reason) == (StatusColor.ORANGE, StatusReason.RETRYING)
+    assert status.label == "Retrying"
+    assert status.icon is StatusIcon.REDO
     assert "scheduler" not in status.hover
     assert "connection reset by peer" in status.hover
     assert status.notes == (StatusNote.LAST_ATTEMPT_FAILED,)
@@ -258,17 +263,25 @@ def test_overdue_with_errors_tells_the_errors_instead() -> None:
 
 @pytest.mark.parametrize("count", [1, 2])
 def test_failures_below_the_threshold_keep_the_colour_and_say_it_will_retry(count: int) -> None:
-    """One or two failures: last success's colour, ", retrying", and when, why, and the retry."""
+    """One or two failures: last success's colour, ", retrying", when, why, and the next try.
+
+    After the second failure in a row attempts are spaced out (2 hours), as the scheduler does.
+    """
     status = classify(error_count=count, last_error=TRANSIENT)
     assert status.color is StatusColor.GREEN
     assert status.label == "Active, retrying"
     assert status.notes == (StatusNote.LAST_ATTEMPT_FAILED,)
     attempts = "1 failed attempt" if count == 1 else "2 failed attempts"
+    next_attempt = (
+        "The next attempt is due at 2026-11-13 10:36:07 UTC."
+        if count == 1
+        else "The next attempt is due at 2026-11-13 11:36:07 UTC, 2 hours after the last: "
+        "attempts are spaced out while they fail."
+    )
     assert (
         "The last attempt failed at 2026-11-13 09:36:07 UTC, 5 minutes ago, with "
         "TransientSourceError: connection reset by peer. "
-        f"That is {attempts} in a row; synchronization stops after 5. "
-        "incsync will retry at the next cycle."
+        f"That is {attempts} in a row; synchronization stops after 5. {next_attempt}"
     ) in status.hover
 
 
@@ -286,11 +299,21 @@ def test_an_error_is_ignored_once_a_cycle_has_completed() -> None:
 
 
 def test_a_failure_while_the_source_asked_to_wait_says_when_it_retries() -> None:
-    """Rate limited: the hover says the retry happens after the time the source asked for."""
-    status = classify(error_count=1, last_error=TRANSIENT, not_before=NOW + timedelta(minutes=30))
-    assert "The source asked to wait, so incsync will retry after 2026-11-13 10:11:07 UTC." in (
+    """Rate limited: the hover says the retry happens at the time the source asked for."""
+    status = classify(error_count=1, last_error=TRANSIENT, not_before=NOW + timedelta(hours=2))
+    assert "The source asked to wait, so the next attempt is due at 2026-11-13 11:41:07 UTC." in (
         status.hover
     )
+    assert status.notes == (StatusNote.LAST_ATTEMPT_FAILED, StatusNote.WAITING_FOR_SOURCE)
+
+
+def test_a_wait_shorter_than_the_interval_is_mentioned_beside_the_next_attempt() -> None:
+    """A wait that ends before the next scheduled attempt does not move it; both are said."""
+    status = classify(error_count=1, last_error=TRANSIENT, not_before=NOW + timedelta(minutes=30))
+    assert (
+        "The next attempt is due at 2026-11-13 10:36:07 UTC. "
+        "The source asked not to be called before 2026-11-13 10:11:07 UTC."
+    ) in status.hover
     assert status.notes == (StatusNote.LAST_ATTEMPT_FAILED, StatusNote.WAITING_FOR_SOURCE)
 
 
@@ -435,7 +458,9 @@ def test_thresholds_are_configurable() -> None:
     )
     assert classify(error_count=3, policy=policy).reason is StatusReason.STOPPED
     overdue = classify(last_sync=NOW - timedelta(hours=31), policy=policy)
-    assert "in the last 1 day 6 hours, though cycles should run every day" in overdue.hover
+    assert overdue.reason is StatusReason.SYNC_OVERDUE
+    assert "1 day ago, though cycles should run every day" in overdue.hover
+    assert "The next attempt was due at 2026-11-13 02:41:07 UTC, 7 hours ago." in overdue.hover
 
 
 def test_the_default_policy_matches_the_engine() -> None:
@@ -590,4 +615,6 @@ def test_a_source_the_engine_still_retries_is_not_called_stopped() -> None:
     assert "stopped" not in status.hover
     assert "stops after" not in status.hover
     assert "That is 6 failed attempts in a row." in status.hover
-    assert "incsync will retry at the next cycle." in status.hover
+    assert "The next attempt is due at 2026-11-13 15:36:07 UTC, 6 hours after the last" in (
+        status.hover
+    )

@@ -6,12 +6,12 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from incsync.humanize import exact_time, relative_time
 from incsync.state import ErrorInfo, Phase
-from incsync.status import REASONS, StatusPolicy, StatusReason, classify_status
+from incsync.status import REASONS, StatusColor, StatusPolicy, StatusReason, classify_status
 from tests.strategies import aware_datetimes
 
 UTC = timezone.utc
@@ -80,6 +80,7 @@ _POLICIES = st.builds(
     max_consecutive_failures=st.integers(min_value=1, max_value=10),
     max_auth_failures=st.integers(min_value=1, max_value=10),
     future_tolerance=st.timedeltas(min_value=timedelta(0), max_value=timedelta(hours=1)),
+    backoff_cap=st.timedeltas(min_value=timedelta(seconds=1), max_value=timedelta(days=2)),
 )
 
 
@@ -91,6 +92,7 @@ def _arguments(draw: st.DrawFn) -> dict[str, Any]:
         "now": now,
         "last_change": draw(st.one_of(_around(now), aware_datetimes())),
         "last_sync": draw(_around(now)),
+        "last_attempt": draw(_around(now)),
         "error_count": draw(st.integers(min_value=0, max_value=12)),
         "phase": draw(st.one_of(st.none(), st.sampled_from(Phase))),
         "last_error": draw(st.one_of(st.none(), _ERRORS)),
@@ -148,6 +150,71 @@ def test_healthy_colours_only_for_running_sources_synced_recently(
         assert last_sync is not None
         assert arguments["now"] - last_sync <= arguments["policy"].recent_sync
         assert arguments["phase"] in (None, Phase.ACTIVE)
+
+
+@given(_arguments())
+def test_retrying_only_for_running_sources_not_synced_recently(arguments: dict[str, Any]) -> None:
+    """Orange "Retrying" only when no cycle completed within recent_sync and nothing stopped it."""
+    status = classify_status(**arguments)
+    if status.reason is StatusReason.RETRYING:
+        last_sync = arguments["last_sync"]
+        assert last_sync is not None
+        assert arguments["now"] - last_sync > arguments["policy"].recent_sync
+        assert arguments["phase"] in (None, Phase.ACTIVE)
+
+
+def _stop_threshold(arguments: dict[str, Any]) -> int:
+    policy: StatusPolicy = arguments["policy"]
+    error: ErrorInfo | None = arguments["last_error"]
+    auth = error is not None and error.auth and arguments["error_count"] > 0
+    return policy.max_auth_failures if auth else policy.max_consecutive_failures
+
+
+@given(_arguments())
+def test_red_means_stopped_or_no_attempt_within_the_window(arguments: dict[str, Any]) -> None:
+    """Red only for a stopped source, or one that nothing attempted for longer than recent_sync.
+
+    Stopped is the engine's phase, or without one the failure threshold. Otherwise every sign of
+    an attempt (the last attempt, or the last failure when that is not known, and the last
+    completed sync) is older than the window, and no wait the source asked for explains it.
+    """
+    status = classify_status(**arguments)
+    if status.color is not StatusColor.RED:
+        return
+    phase = arguments["phase"]
+    if status.reason is StatusReason.STOPPED:
+        assert phase is Phase.STOPPED or (
+            phase is None and arguments["error_count"] >= _stop_threshold(arguments)
+        )
+        return
+    assert status.reason is StatusReason.SYNC_OVERDUE
+    policy: StatusPolicy = arguments["policy"]
+    now = arguments["now"]
+    attempts = [arguments["last_attempt"], arguments["last_sync"]]
+    error: ErrorInfo | None = arguments["last_error"]
+    if arguments["last_attempt"] is None and arguments["error_count"] and error is not None:
+        attempts.append(error.at)
+    assert all(now - when > policy.recent_sync for when in attempts if when is not None)
+    not_before = arguments["not_before"]
+    assert not_before is None or now - not_before > policy.recent_sync - policy.expected_interval
+
+
+@given(_arguments(), st.floats(min_value=0, max_value=1))
+def test_a_source_attempted_within_the_interval_is_never_red_unless_stopped(
+    arguments: dict[str, Any], fraction: float
+) -> None:
+    """Tried within the expected interval and not stopped: attempting, failing or not, not red."""
+    policy: StatusPolicy = arguments["policy"]
+    try:
+        arguments["last_attempt"] = arguments["now"] - policy.expected_interval * fraction
+    except OverflowError:
+        assume(False)
+    phase = arguments["phase"]
+    stopped = phase is Phase.STOPPED or (
+        phase is None and arguments["error_count"] >= _stop_threshold(arguments)
+    )
+    assume(not stopped)
+    assert classify_status(**arguments).color is not StatusColor.RED
 
 
 @given(_arguments())

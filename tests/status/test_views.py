@@ -10,7 +10,7 @@ import pytest
 
 from incsync.humanize import time_text
 from incsync.state import ErrorInfo, Phase
-from incsync.status import SourceStatus, StatusColor, StatusIcon, classify_status
+from incsync.status import REASONS, SourceStatus, StatusColor, StatusIcon, classify_status
 from incsync.views import (
     ASCII_SYMBOLS,
     PALETTE,
@@ -71,6 +71,23 @@ def test_text_table_can_show_exact_times_and_notes() -> None:
     assert "2026-11-13 09:41:07 UTC" in text
     assert "recent_changes (last_attempt_failed, records_set_aside)" in text
     assert "Active, retrying" in text
+
+
+def test_text_table_shows_a_source_being_retried() -> None:
+    """A source failing past the recent-sync window: its own symbol, orange, "Retrying"."""
+    failure = ErrorInfo("TransientSourceError", "503", NOW - timedelta(minutes=3))
+    status = classify_status(
+        last_change=NOW - timedelta(days=2),
+        last_sync=NOW - timedelta(hours=5),
+        last_attempt=failure.at,
+        error_count=4,
+        last_error=failure,
+        now=NOW,
+    )
+    text = render_text_table([("s", status)])
+    assert "↷ orange Retrying" in text
+    assert "retrying (last_attempt_failed)" in text
+    assert "> orange Retrying" in render_text_table([("s", status)], ascii_only=True)
 
 
 def test_text_table_ascii_and_ansi() -> None:
@@ -205,6 +222,16 @@ def test_page_is_standalone_and_fetches_nothing() -> None:
     assert not re.search(r"(?i)\b(src|href)\s*=|@import|url\(|https?://", page)
     assert "Status as of <time" in page
     assert "What the colours mean" in page
+
+
+def test_the_legend_explains_every_reason_once() -> None:
+    """Each reason's label appears once in the legend, retrying and overdue told apart."""
+    page = render_html_page([])
+    legend = page[page.index("What the colours mean") :]
+    for _, _, label in REASONS.values():
+        assert legend.count(f"<strong>{label}</strong>") == 1
+    assert "<strong>Retrying</strong> (orange): synchronization was attempted recently" in legend
+    assert "<strong>Overdue</strong> (red): synchronization has not even been attempted" in legend
 
 
 def test_page_title_is_escaped() -> None:

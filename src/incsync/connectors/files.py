@@ -70,6 +70,7 @@ from incsync.errors import (
     TransientSourceError,
 )
 from incsync.fields import DottedPath
+from incsync.policy import non_negative_duration, positive_count
 from incsync.records import Page, Record, RecordFormat, RejectedRecord, outcome_of
 
 __all__ = ["MTIME_GRANULARITY", "FileConnector", "FileFormat", "FileMark", "Plan", "plan_read"]
@@ -174,10 +175,8 @@ class FileConnector(BaseConnector):
             raise ConfigurationError(f"file_format must be 'csv' or 'jsonl', got {file_format!r}")
         if not id_column or not updated_at_column:
             raise ConfigurationError("id_column and updated_at_column must name columns")
-        if page_size < 1:
-            raise ConfigurationError(f"page_size must be an integer >= 1, got {page_size!r}")
-        if lookback < timedelta(0):
-            raise ConfigurationError(f"lookback must not be negative, got {lookback}")
+        positive_count.check("page_size", page_size)
+        non_negative_duration.check("lookback", lookback)
         if len(delimiter) != 1:
             raise ConfigurationError(f"delimiter must be one character, got {delimiter!r}")
         self.file_format: FileFormat = file_format

@@ -56,11 +56,11 @@ from incsync.connectors.translate import (
 )
 from incsync.errors import (
     BadResponseError,
-    ConfigurationError,
     RateLimitedError,
     SourceError,
     TransientSourceError,
 )
+from incsync.policy import SettingRule, positive_count
 from incsync.redaction import redact
 from incsync.timestamps import utc_now
 
@@ -87,10 +87,9 @@ _WIRE_BODY_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
 
 _LIVE_CONNECTORS: weakref.WeakSet[HttpConnector] = weakref.WeakSet()
 
-
-def _positive_size(_instance: object, attribute: attrs.Attribute[int], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{attribute.name} must be at least 1, got {value!r}")
+_RETRY_POLICY = SettingRule(
+    "a RetryPolicy (from incsync.connectors.retry)", lambda value: isinstance(value, RetryPolicy)
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -117,15 +116,16 @@ class HttpOptions:
         random: Picks the jitter of each wait.
 
     Raises:
-        ConfigurationError: ``max_response_bytes`` is below 1.
+        ConfigurationError: ``retry`` is not a :class:`RetryPolicy`, or ``max_response_bytes`` is
+            not an integer of at least 1.
     """
 
     timeout: httpx.Timeout = DEFAULT_TIMEOUT
-    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy, validator=_RETRY_POLICY)
     transport: httpx.BaseTransport | None = None
     limits: httpx.Limits = DEFAULT_LIMITS
     max_response_bytes: int = attrs.field(
-        default=DEFAULT_MAX_RESPONSE_BYTES, validator=_positive_size
+        default=DEFAULT_MAX_RESPONSE_BYTES, validator=positive_count
     )
     sleep: Sleep = time.sleep
     clock: Callable[[], datetime] = utc_now

@@ -44,7 +44,8 @@ from typing import Any
 
 import attrs
 
-from incsync.errors import BadResponseError, ConfigurationError
+from incsync.errors import BadResponseError
+from incsync.policy import positive_duration
 from incsync.records import Page, Record, RejectedRecord, outcome_of
 from incsync.timestamps import UTC, ensure_utc, from_micros, to_micros
 
@@ -112,11 +113,6 @@ class Answer:
     more: bool
 
 
-def _positive(_instance: object, _attribute: object, value: timedelta) -> None:
-    if value <= timedelta(0):
-        raise ConfigurationError(f"resolution must be positive, got {value}")
-
-
 _Version = tuple[str, datetime]
 _MICROSECOND = timedelta(microseconds=1)
 _LAST_MOMENT = datetime.max.replace(tzinfo=UTC)
@@ -142,7 +138,7 @@ class KeysetRead:
         done: The read is complete.
     """
 
-    resolution: timedelta = attrs.field(validator=_positive)
+    resolution: timedelta = attrs.field(validator=positive_duration)
     vendor: str = "source"
     advice: str = ""
     start: datetime | None = None
@@ -167,7 +163,7 @@ class KeysetRead:
         The start is rounded down to a tick: a source cannot filter finer than its resolution.
 
         Raises:
-            ConfigurationError: ``resolution`` is not positive.
+            ConfigurationError: ``resolution`` is not a ``timedelta`` longer than zero.
             NaiveDatetimeError: ``start`` is naive.
         """
         read = cls(resolution, vendor, advice)

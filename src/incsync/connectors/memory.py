@@ -19,7 +19,7 @@ from typing import Any
 
 from incsync.connectors.base import BaseConnector, RawPage
 from incsync.cursor import Window
-from incsync.errors import ConfigurationError
+from incsync.policy import non_negative_duration, positive_count, positive_duration
 from incsync.timestamps import ensure_utc, parse_timestamp
 
 __all__ = ["InMemoryConnector", "InMemorySource", "iso_timestamp"]
@@ -85,6 +85,17 @@ class InMemorySource:
         """Mark a record deleted at ``at`` (sources report deletions as updates)."""
         self.update(record_id, at, **{self.deleted_field: True})
 
+    def purge(self, record_id: str) -> None:
+        """Forget a record without a trace, as a source forgets a delete past its retention.
+
+        A source that publishes no deletes at all behaves so too; only a full re-read's sweep
+        notices.
+        """
+        with self._lock:
+            key = self._keys.pop(record_id)
+            del self._order[bisect.bisect_left(self._order, key)]
+            del self._records[record_id]
+
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Return a copy of every record by id: the ground truth a sink must end up equal to."""
         with self._lock:
@@ -130,6 +141,12 @@ class InMemoryConnector(BaseConnector):
         page_delay: Seconds to sleep before each page, to stand in for network time.
         secret: A credential value to declare in :meth:`secrets` (for redaction tests).
         seed: Seeds the shuffle of an unordered read.
+        delete_retention: How long the simulated source keeps its deletes readable (see
+            :attr:`BaseConnector.delete_retention`); ``None``: for ever.
+
+    Raises:
+        ConfigurationError: ``page_size`` is not an integer of at least 1, or ``lookback`` is not
+            a ``timedelta`` of zero or more.
     """
 
     vendor = "memory"
@@ -145,9 +162,13 @@ class InMemoryConnector(BaseConnector):
         page_delay: float = 0.0,
         secret: str | None = None,
         seed: int = 0,
+        delete_retention: timedelta | None = None,
     ) -> None:
-        if page_size < 1:
-            raise ConfigurationError(f"page_size must be at least 1, got {page_size}")
+        positive_count.check("page_size", page_size)
+        non_negative_duration.check("lookback", lookback)
+        if delete_retention is not None:
+            positive_duration.check("delete_retention", delete_retention)
+        self.delete_retention = delete_retention
         self.source = source
         self.id_field = source.id_field
         self.updated_at_field = source.updated_at_field

@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from incsync.errors import BadResponseError, ConfigurationError
+from incsync.errors import BadResponseError
+from incsync.policy import positive_count
 
 __all__ = ["cursor_pages", "offset_pages"]
 
@@ -88,5 +89,4 @@ def cursor_pages(
 
 
 def _check_page_size(page_size: int) -> None:
-    if page_size < 1:
-        raise ConfigurationError(f"page_size must be at least 1, got {page_size}")
+    positive_count.check("page_size", page_size)

@@ -34,7 +34,8 @@ from typing import TypeVar
 import attrs
 import tenacity
 
-from incsync.errors import ConfigurationError, SourceError
+from incsync.errors import SourceError
+from incsync.policy import SettingRule, positive_count
 from incsync.timestamps import UTC, ensure_utc
 
 __all__ = [
@@ -61,19 +62,21 @@ MAX_RETRY_AFTER = 366 * 86_400.0
 _DELAY_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
-def _non_negative(_instance: object, attribute: attrs.Attribute[float], value: object) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-        raise ConfigurationError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
+def _is_seconds(value: object) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
 
 
-def _at_least_one(_instance: object, attribute: attrs.Attribute[int], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{attribute.name} must be an integer >= 1, got {value!r}")
+def _is_fraction(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
 
 
-def _fraction(_instance: object, attribute: attrs.Attribute[float], value: object) -> None:
-    if not (isinstance(value, (int, float)) and 0 <= value <= 1):
-        raise ConfigurationError(f"{attribute.name} must be between 0 and 1, got {value!r}")
+_SECONDS = SettingRule("a finite number of seconds >= 0", _is_seconds)
+_FRACTION = SettingRule("a number from 0 to 1", _is_fraction)
 
 
 def _optional_utc(value: datetime | None) -> datetime | None:
@@ -99,11 +102,11 @@ class RetryPolicy:
         ConfigurationError: A value is out of range.
     """
 
-    max_attempts: int = attrs.field(default=5, validator=_at_least_one)
-    base_delay: float = attrs.field(default=1.0, validator=_non_negative)
-    max_delay: float = attrs.field(default=30.0, validator=_non_negative)
-    max_total_wait: float = attrs.field(default=120.0, validator=_non_negative)
-    jitter: float = attrs.field(default=0.5, validator=_fraction)
+    max_attempts: int = attrs.field(default=5, validator=positive_count)
+    base_delay: float = attrs.field(default=1.0, validator=_SECONDS)
+    max_delay: float = attrs.field(default=30.0, validator=_SECONDS)
+    max_total_wait: float = attrs.field(default=120.0, validator=_SECONDS)
+    jitter: float = attrs.field(default=0.5, validator=_FRACTION)
 
     def backoff(self, failures: int, random_value: float) -> float:
         """Return the wait after the ``failures``-th failed attempt (1 for the first).

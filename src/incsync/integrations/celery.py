@@ -47,7 +47,7 @@ except ImportError as missing:  # pragma: no cover - depends on the installed ex
 from incsync.engine import SyncEngine
 from incsync.errors import StoreError
 from incsync.integrations._account_slots import AccountSlot, AccountSlots
-from incsync.policy import SyncPolicy, positive_setting
+from incsync.policy import SyncPolicy, positive_count, positive_duration
 from incsync.protocols import StateStore
 from incsync.results import CycleProgress, CycleResult
 from incsync.scheduling import ConnectorFactory, SourcePlan, due_sources
@@ -99,9 +99,9 @@ class CeleryDeployment:
     plans: Callable[[], Iterable[SourcePlan]]
     connector: ConnectorFactory
     redis_url: str
-    per_account_limit: int = attrs.field(default=2, validator=positive_setting)
+    per_account_limit: int = attrs.field(default=2, validator=positive_count)
     policy: SyncPolicy = attrs.field(factory=SyncPolicy)
-    queued_ttl: timedelta = attrs.field(default=timedelta(minutes=15), validator=positive_setting)
+    queued_ttl: timedelta = attrs.field(default=timedelta(minutes=15), validator=positive_duration)
     key_prefix: str = "incsync"
 
 

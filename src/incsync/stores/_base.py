@@ -15,7 +15,7 @@ from incsync import state as transitions
 from incsync.content import digest_of_json
 from incsync.errors import BadRecordError
 from incsync.records import Record, RejectedRecord
-from incsync.state import Checkpoint, ErrorInfo, Lease, SourceState
+from incsync.state import Checkpoint, ErrorInfo, Lease, SourceState, check_source_key
 from incsync.timestamps import ensure_utc
 
 __all__ = [
@@ -51,7 +51,11 @@ def kept_digest(text: str) -> bytes | None:
 
 
 class StateStoreBase(abc.ABC):
-    """Implements :class:`~incsync.protocols.StateStore` over one atomic read-modify-write."""
+    """Implements :class:`~incsync.protocols.StateStore` over one atomic read-modify-write.
+
+    Each method first asks :func:`incsync.state.check_source_key`, so a key the engine and the
+    scheduler refuse never reaches the store's tables.
+    """
 
     @abc.abstractmethod
     def _update(
@@ -91,6 +95,7 @@ class StateStoreBase(abc.ABC):
         Raises:
             NaiveDatetimeError: ``now`` has no timezone.
         """
+        check_source_key(source_key)
         now = ensure_utc(now, "now")
         granted: list[Lease] = []
 
@@ -105,12 +110,14 @@ class StateStoreBase(abc.ABC):
 
     def renew_lease(self, source_key: str, lease: Lease, now: datetime, ttl: timedelta) -> Lease:
         """Extend the caller's lease; raises ``LeaseLostError`` if it was taken over."""
+        check_source_key(source_key)
         updated = self._update(source_key, lambda s: transitions.renew(s, lease, now, ttl))
         assert updated.lease is not None  # renew() always leaves the caller's lease in place
         return updated.lease
 
     def release_lease(self, source_key: str, lease: Lease) -> None:
         """Give the lease up; a no-op when the caller no longer holds it."""
+        check_source_key(source_key)
         self._update(source_key, lambda s: transitions.release(s, lease))
 
     def save_checkpoint(
@@ -123,6 +130,7 @@ class StateStoreBase(abc.ABC):
         ttl: timedelta,
     ) -> SourceState:
         """Remember a durable page's progress and its set-aside records (compare-and-set)."""
+        check_source_key(source_key)
         return self._update(
             source_key,
             lambda s: transitions.save_checkpoint(s, lease, generation, checkpoint, now, ttl),
@@ -140,6 +148,7 @@ class StateStoreBase(abc.ABC):
         rejected_in_cycle: int,
     ) -> SourceState:
         """Record a completed cycle (see :func:`incsync.state.complete`)."""
+        check_source_key(source_key)
         return self._update(
             source_key,
             lambda s: transitions.complete(
@@ -159,6 +168,7 @@ class StateStoreBase(abc.ABC):
         retry_at: datetime | None,
     ) -> SourceState:
         """Record a failed cycle (see :func:`incsync.state.fail`)."""
+        check_source_key(source_key)
         return self._update(
             source_key,
             lambda s: transitions.fail(s, lease, generation, error, stop_after, retry_at),
@@ -169,12 +179,15 @@ class StateStoreBase(abc.ABC):
 
         The set-aside records are forgotten too: the full read sets aside again those still bad.
         """
+        check_source_key(source_key)
         return self._update(source_key, transitions.reset, forget_rejected=True)
 
     def cancel(self, source_key: str) -> SourceState:
         """Stop syncing the source (see :func:`incsync.state.cancel`)."""
+        check_source_key(source_key)
         return self._update(source_key, transitions.cancel)
 
     def resume(self, source_key: str) -> SourceState:
         """Let a cancelled or stopped source run again (see :func:`incsync.state.resume`)."""
+        check_source_key(source_key)
         return self._update(source_key, transitions.resume)

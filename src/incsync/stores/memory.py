@@ -19,7 +19,14 @@ from incsync.records import (
     supersedes,
     swept,
 )
-from incsync.state import Checkpoint, Lease, SourceState, admit_writer, new_state
+from incsync.state import (
+    Checkpoint,
+    Lease,
+    SourceState,
+    admit_writer,
+    check_source_key,
+    new_state,
+)
 from incsync.state import save_checkpoint as checkpoint_transition
 from incsync.stores._base import StateStoreBase, Transition, set_aside
 
@@ -55,6 +62,7 @@ class InMemoryStore(StateStoreBase):
 
     def list_rejected(self, source_key: str) -> Sequence[RejectedRecord]:
         """Return the records set aside for the source, oldest first."""
+        check_source_key(source_key)
         with self._lock:
             return list(self._rejected.get(source_key, {}).values())
 
@@ -97,6 +105,7 @@ class InMemoryStore(StateStoreBase):
         Raises:
             StaleWriteError: A newer lease has written for the source (nothing is written).
         """
+        check_source_key(source_key)
         with self._lock:
             fence = admit_writer(source_key, self._fences.get(source_key), token)
             staged, result = self._staged(source_key, records, generation)

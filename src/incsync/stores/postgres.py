@@ -31,7 +31,14 @@ from typing import TYPE_CHECKING, Any
 from incsync.errors import ConfigurationError, LeaseLostError, StoreError
 from incsync.records import SWEPT, ApplyResult, Record, RejectedRecord, Transaction
 from incsync.redaction import redact
-from incsync.state import Checkpoint, Lease, SourceState, admit_writer, new_state
+from incsync.state import (
+    Checkpoint,
+    Lease,
+    SourceState,
+    admit_writer,
+    check_source_key,
+    new_state,
+)
 from incsync.state import save_checkpoint as checkpoint_transition
 from incsync.stores import _postgres_sql as sql
 from incsync.stores._base import StateStoreBase, Transition, kept_digest
@@ -294,6 +301,7 @@ class PostgresStore(StateStoreBase):
 
     def list_rejected(self, source_key: str) -> Sequence[RejectedRecord]:
         """Return the records set aside for the source, oldest sighting first."""
+        check_source_key(source_key)
         with self._transaction(f"list the set-aside records of {source_key!r}") as cursor:
             cursor.execute(self._sql(sql.LIST_REJECTED), (source_key,))
             rows = cursor.fetchall()
@@ -386,6 +394,7 @@ class PostgresStore(StateStoreBase):
         Raises:
             StaleWriteError: A newer lease has written for the source (nothing is written).
         """
+        check_source_key(source_key)
         rows, rejected = transaction_rows(source_key, records, generation)
         with self._transaction(f"apply records of {source_key!r}") as cursor:
             self._raise_fence(cursor, source_key, token)

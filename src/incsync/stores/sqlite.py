@@ -30,6 +30,7 @@ from incsync.state import (
     Phase,
     SourceState,
     admit_writer,
+    check_source_key,
     new_state,
 )
 from incsync.state import save_checkpoint as checkpoint_transition
@@ -409,6 +410,7 @@ class SQLiteStore(StateStoreBase):
 
     def list_rejected(self, source_key: str) -> Sequence[RejectedRecord]:
         """Return the records set aside for the source, oldest sighting first."""
+        check_source_key(source_key)
         rows = self._connection().execute(
             "SELECT record_id, reason, raw, seen_at_us FROM incsync_rejected "
             "WHERE source_key = ? ORDER BY seen_at_us, fingerprint",
@@ -513,6 +515,7 @@ class SQLiteStore(StateStoreBase):
         Raises:
             StaleWriteError: A newer lease has written for the source (nothing is written).
         """
+        check_source_key(source_key)
         with self._write() as connection:
             self._raise_fence(connection, source_key, token)
             return self._write_rows(connection, source_key, records, generation)

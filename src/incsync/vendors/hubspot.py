@@ -50,6 +50,7 @@ from incsync.connectors.retry import Throttle
 from incsync.connectors.throttle import hubspot_throttle
 from incsync.cursor import Window
 from incsync.errors import BadResponseError, ConfigurationError
+from incsync.policy import non_negative_duration
 from incsync.records import Page, Record, RecordFormat, digits_id
 from incsync.timestamps import parse_timestamp, to_micros
 
@@ -153,8 +154,7 @@ class HubSpotConnector(HttpConnector):
         if not modified_property:
             raise ConfigurationError("modified_property must not be empty")
         if lookback is not None:
-            if lookback < timedelta(0):
-                raise ConfigurationError(f"lookback must not be negative, got {lookback}")
+            non_negative_duration.check("lookback", lookback)
             self.lookback = lookback
         super().__init__(
             base_url,

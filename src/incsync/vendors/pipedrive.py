@@ -54,6 +54,7 @@ from incsync.connectors.retry import Throttle
 from incsync.connectors.throttle import default_throttle
 from incsync.cursor import Window
 from incsync.errors import BadResponseError, ConfigurationError
+from incsync.policy import non_negative_duration, whole_number_setting
 from incsync.records import Page, RecordFormat, positive_integer_id
 from incsync.timestamps import parse_timestamp
 
@@ -179,13 +180,9 @@ class PipedriveConnector(HttpConnector):
             raise ConfigurationError("api_token must be a non-empty string")
         if token_in_query and api_token is None:
             raise ConfigurationError("token_in_query=True needs api_token=")
-        if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ConfigurationError(
-                f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}"
-            )
+        whole_number_setting(1, MAX_PAGE_SIZE).check("page_size", page_size)
         if lookback is not None:
-            if lookback < timedelta(0):
-                raise ConfigurationError(f"lookback must not be negative, got {lookback}")
+            non_negative_duration.check("lookback", lookback)
             self.lookback = lookback
         if api_token is not None:
             # In the query, the toolkit masks the token in httpx's request log lines and in

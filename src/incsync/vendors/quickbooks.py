@@ -53,6 +53,7 @@ from incsync.connectors.retry import Throttle
 from incsync.connectors.throttle import quickbooks_throttle
 from incsync.cursor import Window
 from incsync.errors import BadResponseError, ConfigurationError
+from incsync.policy import whole_number_setting
 from incsync.records import Page, RecordFormat, text_id
 from incsync.timestamps import parse_timestamp
 
@@ -147,9 +148,8 @@ class QuickBooksConnector(HttpConnector):
             raise ConfigurationError(
                 f"entity must be an entity name like 'Invoice', got {entity!r}"
             )
-        if not 2 <= page_size <= _MAX_PAGE_SIZE:
-            # Pages within one second overlap by a row, so a page must hold at least two.
-            raise ConfigurationError(f"page_size must be 2 to {_MAX_PAGE_SIZE}, got {page_size}")
+        # Pages within one second overlap by a row, so a page must hold at least two.
+        whole_number_setting(2, _MAX_PAGE_SIZE).check("page_size", page_size)
         super().__init__(
             base_url,
             auth=auth,

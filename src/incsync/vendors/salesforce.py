@@ -42,6 +42,7 @@ from incsync.connectors.retry import Throttle
 from incsync.connectors.throttle import salesforce_throttle
 from incsync.cursor import Window
 from incsync.errors import BadResponseError, ConfigurationError, PermanentSourceError
+from incsync.policy import whole_number_setting
 from incsync.records import Page, RecordFormat, text_id
 from incsync.timestamps import parse_timestamp
 
@@ -250,8 +251,7 @@ class SalesforceConnector(HttpConnector):
                 raise ConfigurationError(f"field {field!r} is not a Salesforce field name")
         if not _VERSION.fullmatch(api_version):
             raise ConfigurationError(f"api_version must look like '59.0', not {api_version!r}")
-        if not 200 <= batch_size <= 2_000:
-            raise ConfigurationError(f"batch_size must be 200 to 2000, not {batch_size!r}")
+        whole_number_setting(200, 2_000).check("batch_size", batch_size)
         if access_token is not None and instance_url is None:
             raise ConfigurationError("an access_token needs the instance_url it belongs to")
         instance = None if instance_url is None else _checked_instance_url(instance_url)

@@ -54,6 +54,7 @@ from incsync.connectors.http import HttpConnector, HttpOptions
 from incsync.connectors.retry import Failure, Throttle
 from incsync.cursor import Window
 from incsync.errors import BadResponseError, ConfigurationError, PermanentSourceError
+from incsync.policy import non_negative_duration
 from incsync.timestamps import UTC
 from incsync.vendors._stripe import (
     EVENT_TYPES,
@@ -134,8 +135,8 @@ class StripeConnector(HttpConnector):
                 f"resource must be one of {sorted(RESOURCES)}, got {resource!r}"
             )
         for name, value in (("clock_skew", clock_skew), ("lookback", lookback)):
-            if value is not None and value < timedelta(0):
-                raise ConfigurationError(f"{name} must not be negative, got {value}")
+            if value is not None:
+                non_negative_duration.check(name, value)
         if lookback is not None:
             self.lookback = lookback
         super().__init__(
