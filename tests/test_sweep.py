@@ -28,6 +28,7 @@ from incsync.cursor import Cursor
 from incsync.policy import deletes_expired
 from incsync.records import SWEPT, Transaction, is_swept, swept
 from incsync.state import SourceState, new_state
+from incsync.status import status_of
 from incsync.testing import ManualClock
 from tests.helpers import Store, transactions_by_id
 
@@ -218,6 +219,8 @@ def test_a_gap_past_the_delete_retention_re_reads_and_sweeps(store: Store) -> No
     assert state.last_error is not None
     assert "keeps deletes for 30 days" in state.last_error.message
     assert state.consecutive_failures == 0  # a gap is not a failure of the source
+    hover = status_of(state, now=clock()).hover
+    assert "Why: the source keeps deletes for 30 days" in hover
     done = engine.run_cycle(KEY, connector)
     assert (done.outcome, done.swept) == (Outcome.COMPLETED, 1)
     assert _live(store) == set(source.ids())

@@ -345,6 +345,7 @@ class _Facts:
     error: ErrorInfo | None
     phase: Phase | None
     rejected: int
+    reset_reason: str | None
 
 
 def _newest(*times: datetime | None) -> datetime | None:
@@ -385,6 +386,13 @@ def _facts(
         error=error,
         phase=phase,
         rejected=_check_count(rejected, "rejected"),
+        # The engine keeps why it reset a source itself (its change log or delete channel no
+        # longer reaches back far enough) as an uncounted error, until the re-read completes.
+        reset_reason=(
+            last_error.message
+            if phase is Phase.RESETTING and last_error is not None and not error_count
+            else None
+        ),
     )
 
 
@@ -518,8 +526,10 @@ def _headline(
     if reason is StatusReason.STOPPED:
         return ["Synchronization has stopped because of repeated errors connecting to the source."]
     if reason is StatusReason.RESETTING:
+        why = [] if facts.reset_reason is None else [f"Why: {_short_message(facts.reset_reason)}."]
         return [
             "Synchronization was reset: the next cycle re-reads every record from the source.",
+            *why,
             "No transactions were deleted.",
         ]
     if reason is StatusReason.STARTING:

@@ -18,6 +18,7 @@ from incsync.connectors.http import HttpOptions
 from incsync.connectors.retry import RetryPolicy
 from incsync.cursor import Window
 from incsync.errors import ConfigurationError
+from incsync.records import SWEPT
 from incsync.results import CycleResult, Outcome
 from incsync.state import Phase
 from incsync.testing import InMemoryStore, ManualClock
@@ -217,8 +218,8 @@ def test_a_31_day_gap_resets_the_source_visibly_and_re_reads_everything(
 ) -> None:
     """Past the 30 days of events the source is reset, says why, and the next cycle re-reads.
 
-    A draft deleted early in the gap has no event left and is no longer listed: after the re-read
-    it is the only transaction still under the old generation.
+    A draft deleted early in the gap has no event left and is no longer listed: the re-read does
+    not see it, so its sweep makes it a tombstone saying so.
     """
     ids = load(fake, 150)
     draft = fake.create_invoice()
@@ -249,9 +250,10 @@ def test_a_31_day_gap_resets_the_source_visibly_and_re_reads_everything(
         assert full.applied == 150
         assert sync.state(KEY).phase is Phase.ACTIVE
         assert sync.state(KEY).last_error is None
+        assert full.swept == 1
         held = transactions_by_id(store, KEY)
-        stale = {key for key, t in held.items() if t.generation < 1}
-        assert stale == {draft}
+        assert {key for key, t in held.items() if t.generation < 1} == set()
+        assert (held[draft].record.deleted, held[draft].deleted_reason) == (True, SWEPT)
         del held[draft]
         assert {k: t.record.payload for k, t in held.items() if not t.record.deleted} == {
             k: v for k, v in fake.ground_truth("invoices").items() if v["status"] != "void"

@@ -31,8 +31,8 @@ for 30 days: when the window starts earlier than that, changes in between cannot
 more, and the read raises :class:`~incsync.errors.PermanentSourceError` with
 ``resync_required``; the engine resets the source (its state shows it resetting, with the reason
 as its last error) and the next cycle reads everything again. A draft invoice deleted during such
-a gap is not listed any more and has no event left: after the re-read it is the one transaction
-still stored under an older generation, which is how a host can find it.
+a gap is not listed any more and has no event left: the re-read does not see it, so the sweep that
+ends it makes that transaction a tombstone (see :data:`incsync.records.SWEPT`).
 
 The cursor is the newest change read, so a resource with no change at all for 30 days cannot tell
 a quiet month from a lost one: it is re-read in full once (a list read; nothing is lost).
