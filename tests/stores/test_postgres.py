@@ -222,6 +222,8 @@ def test_a_user_without_create_rights_migrates_a_schema_made_for_it(postgres_sch
         ({"schema": "UpperCase"}, "schema="),
         ({"min_size": 3, "max_size": 2}, "min_size"),
         ({"statement_timeout": timedelta(0)}, "statement_timeout"),
+        ({"statement_timeout": 30}, "statement_timeout must be a timedelta"),
+        ({"pool_timeout": 5.0}, "pool_timeout must be a timedelta"),
     ],
 )
 def test_invalid_settings_are_configuration_errors(options: dict[str, Any], match: str) -> None:

@@ -29,6 +29,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from incsync.errors import ConfigurationError, LeaseLostError, StoreError
+from incsync.policy import positive_duration
 from incsync.records import SWEPT, ApplyResult, Record, RejectedRecord, Transaction
 from incsync.redaction import redact
 from incsync.state import (
@@ -128,8 +129,8 @@ class PostgresStore(StateStoreBase):
                 f"min_size={min_size}, max_size={max_size}; need 0 <= min_size <= max_size, "
                 "max_size >= 1"
             )
-        if statement_timeout <= timedelta(0) or pool_timeout <= timedelta(0):
-            raise ConfigurationError("statement_timeout and pool_timeout must be positive")
+        positive_duration.check("statement_timeout", statement_timeout)
+        positive_duration.check("pool_timeout", pool_timeout)
         self.schema = schema
         self._schema_ready = False
         self._secrets: list[str] = []
