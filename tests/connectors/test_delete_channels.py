@@ -98,7 +98,7 @@ def test_xero_asks_for_archived_rows_on_every_read() -> None:
         base_url="https://api.xero.com/api.xro/2.0",
         options=HttpOptions(transport=fake.transport(), clock=fake.clock),
     ) as xero:
-        pages = list(xero.read(Window(None, fake.clock())))
+        pages = list(xero.read(Window()))
     assert sum(len(page.records) for page in pages) == 1
     assert all("includeArchived=true" in request.url for request in fake.requests)
 
