@@ -118,9 +118,9 @@ class XeroConnector(HttpConnector):
     Records are the documents as Xero sends them: id the list's id field (``InvoiceID``),
     updated_at ``UpdatedDateUTC`` (aware UTC, milliseconds), payload the raw object; those whose
     status is a tombstone status (``DELETED``, ``VOIDED``, ``ARCHIVED``, ``GDPRREQUEST``) are
-    tombstones. Pages come in ascending order of ``UpdatedDateUTC``'s
-    second, so the engine checkpoints after each; every read starts at the whole second of the
-    window's start, so a resumed read covers the second its cursor is in. See the module
+    tombstones. Pages come in ascending order of ``UpdatedDateUTC``'s second, so the engine
+    checkpoints after each; every read starts at the whole second of the window's start, so a
+    resumed read covers the second its cursor is in. See the module
     docstring for how no row is skipped while rows change during a read.
 
     Args:
