@@ -32,7 +32,7 @@ else:  # pragma: no cover - Python 3.10
 
 BUILTIN = Path(__file__).resolve().parent.parent / "docs" / "builtin"
 REST_PAGE = BUILTIN / "rest.md"
-TABLES = ("filter", "records", "tombstone", "auth", "paging")
+TABLES = ("filter", "records", "tombstone", "count", "auth", "paging")
 _KNOWN = re.compile(r"\(known here: (?P<keys>[^)]*)\)")
 _TABLE_HEADING = re.compile(r"^`\[(?P<table>\w+)\]`")
 _FIRST_CELL = re.compile(r"^\|\s*(?P<cell>[^|]*?)\s*\|")

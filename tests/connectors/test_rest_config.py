@@ -168,6 +168,21 @@ BAD = [
         minimal(tombstone={"field": "", "values": ["x"], "value": 1}),
         'tombstone.value: unknown key; did you mean "tombstone.values"?',
     ),
+    (
+        minimal(tombstone={"field": "s", "retention_days": 0}),
+        "tombstone.retention_days: expected a number of days above 0",
+    ),
+    (
+        minimal(tombstone={"field": "s", "retention_days": "30"}),
+        "tombstone.retention_days: expected a number of days above 0",
+    ),
+    (minimal(count={}), "count.total_path: is required"),
+    (minimal(count={"total_path": "meta..total"}), "count.total_path: expected a dotted path like"),
+    (
+        minimal(count={"total_path": "t", "params": {"x": [1]}}),
+        "count.params.x: expected text, a number or a boolean",
+    ),
+    (minimal(count={"total": "t"}), 'count.total: unknown key; did you mean "count.total_path"?'),
     (minimal(auth={"kind": "basic"}), "auth.kind: expected one of none, bearer"),
     (minimal(auth={"kind": "bearer"}), "auth.secret: is required with kind = 'bearer'"),
     (
@@ -238,6 +253,24 @@ BAD = [
         'paging.page_size: unknown key; did you mean "paging.size"?',
     ),
 ]
+
+
+def test_delete_retention_and_the_count_check_are_read_from_their_tables() -> None:
+    """``tombstone.retention_days`` becomes a duration; ``count`` a path and its parameters."""
+    config = RestConfig.from_mapping(
+        minimal(
+            tombstone={"field": "status", "values": ["deleted"], "retention_days": 30},
+            count={"total_path": "meta.total", "params": {"include_deleted": False}},
+        )
+    )
+    assert config.tombstone is not None
+    assert config.tombstone.retention == timedelta(days=30)
+    assert config.count is not None
+    assert config.count.total_path == DottedPath(("meta", "total"))
+    assert config.count.params == (("include_deleted", "false"),)
+    plain = RestConfig.from_mapping(minimal(tombstone={"field": "status"}))
+    assert plain.tombstone is not None
+    assert (plain.tombstone.retention, plain.count) == (None, None)
 
 
 @pytest.mark.parametrize(("mapping", "message"), BAD)

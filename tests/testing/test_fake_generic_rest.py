@@ -84,6 +84,18 @@ def test_deleted_items_show_only_when_asked() -> None:
     assert set(fake.ground_truth()) == {ids[0], ids[2]}
 
 
+def test_deleted_items_are_listed_for_the_retention_only() -> None:
+    """With a retention, a deleted item is listed (to include_deleted=true) that long, then not."""
+    fake = FakeGenericRest(deleted_retention=timedelta(days=7))
+    ids = fake.load(2, T0)
+    fake.delete(ids[0])
+    with client_for(fake, include_deleted="true") as client:
+        fake.clock.advance(timedelta(days=7) - timedelta(seconds=1))
+        assert {item["id"] for item in items(client.get(ITEMS_PATH).json())} == set(ids)
+        fake.clock.advance(timedelta(seconds=1))
+        assert [item["id"] for item in items(client.get(ITEMS_PATH).json())] == ids[1:]
+
+
 def walk(fake: FakeGenericRest, client: httpx.Client, limit: int) -> Iterator[list[Json]]:
     """Every page of the fake's own paging style, followed as a client would."""
     params: dict[str, str] = {"limit": str(limit)}

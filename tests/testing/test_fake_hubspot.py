@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from incsync.testing import ManualClock
-from incsync.testing.fakes.hubspot import FakeHubSpot, HubSpotLimits
+from incsync.testing.fakes.hubspot import ARCHIVED_RETENTION, FakeHubSpot, HubSpotLimits
 from incsync.timestamps import UTC, to_micros
 
 T0 = datetime(2024, 9, 13, 20, 23, 3, 64_000, tzinfo=UTC)
@@ -370,6 +370,25 @@ def test_archived_objects_leave_search_and_are_listed_with_an_opaque_cursor(
     )
     assert set(fake.ground_truth("deals")) == {created[0], created[4]}
     assert set(fake.archived("deals")) == set(gone)
+
+
+def test_archived_objects_are_deleted_for_good_after_90_days(
+    fake: FakeHubSpot, client: httpx.Client
+) -> None:
+    """An archived object is listed (and readable) for 90 days after its archiving, then never."""
+    kept, gone = fake.load("deals", [T0, T0 + MS])
+    fake.clock.set(T0 + timedelta(days=1))
+    fake.archive("deals", gone)
+    archived = {"archived": "true", "limit": "100"}
+    fake.clock.advance(ARCHIVED_RETENTION - MS)
+    listed = client.get("/crm/v3/objects/deals", params=archived).json()["results"]
+    assert [r["id"] for r in listed] == [gone]
+    assert client.get(f"/crm/v3/objects/deals/{gone}?archived=true").status_code == 200
+    fake.clock.advance(MS)
+    assert client.get("/crm/v3/objects/deals", params=archived).json()["results"] == []
+    assert client.get(f"/crm/v3/objects/deals/{gone}?archived=true").status_code == 404
+    assert fake.archived("deals") == {}
+    assert set(ids(search(client, rule("GTE", "0")))) == {kept}
 
 
 def test_search_beyond_its_per_second_limit_is_a_secondly_429(

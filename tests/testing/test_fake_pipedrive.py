@@ -312,3 +312,19 @@ def test_unknown_routes_are_a_404_in_pipedrive_shape(client: httpx.Client) -> No
     answer = client.get("/api/v1/deals")
     assert answer.status_code == 404
     assert answer.json()["success"] is False
+
+
+def test_the_deals_summary_counts_the_deals_not_deleted(
+    fake: FakePipedrive, client: httpx.Client
+) -> None:
+    """``/api/v1/deals/summary`` has ``total_count``: every deal but the deleted, or one status."""
+    open_ids = fake.load([T0] * 4)
+    fake.create({"status": "won"})
+    fake.delete(open_ids[0])
+    summary = client.get("/api/v1/deals/summary")
+    assert summary.status_code == 200, summary.text
+    assert summary.json()["success"] is True
+    assert summary.json()["data"]["total_count"] == 4
+    won = client.get("/api/v1/deals/summary", params={"status": "won"}).json()
+    assert won["data"]["total_count"] == 1
+    assert client.get("/api/v1/deals/summary", params={"status": "deleted"}).status_code == 400

@@ -859,3 +859,19 @@ def test_the_fake_serves_itself_over_http_with_its_own_origin_as_instance_url() 
     assert [r["Id"] for r in ok(response)["records"]] == [record_id]
     assert [r.status for r in fake.requests] == [200, 200]
     assert fake.requests[1].headers["authorization"] == "***"
+
+
+def test_count_answers_how_many_rows_match_and_no_row(org: Org) -> None:
+    """``SELECT COUNT()`` answers ``totalSize`` with no record; ``query`` counts live rows only,
+    ``queryAll`` the recycle bin too, and a ``WHERE`` narrows the count."""
+    ids = accounts(org.fake, 5)
+    org.fake.delete_record("Account", ids[0], at=T0 + timedelta(minutes=1))
+    org.fake.advance(timedelta(minutes=5))
+    live = ok(org.query("SELECT COUNT() FROM Account"))
+    assert live == {"totalSize": 4, "done": True, "records": []}
+    assert ok(org.query("SELECT COUNT() FROM Account", all_rows=True))["totalSize"] == 5
+    narrowed = ok(org.query(f"SELECT COUNT() FROM Account WHERE Id != '{ids[1]}'"))
+    assert narrowed["totalSize"] == 3
+    assert error(org.query("SELECT COUNT(Id) FROM Account"), 400)["errorCode"] == (
+        "MALFORMED_QUERY"
+    )

@@ -304,3 +304,38 @@ def test_unknown_paths_are_404(fake: FakeXero, client: httpx.Client) -> None:
     response = client.get("/api.xro/2.0/Widgets")
     assert response.status_code == 404
     assert json.loads(response.content)["Title"] == "Not Found"
+
+
+def test_contacts_archived_are_listed_only_with_include_archived() -> None:
+    """A contacts fake lists ``ContactStatus: ARCHIVED`` ones only to ``includeArchived=true``."""
+    fake = FakeXero(limits=UNLIMITED, endpoint="Contacts")
+    kept, archived = fake.bulk_load([T0, T0])
+    fake.archive(archived, at=T0 + timedelta(minutes=1))
+    with api_client(fake) as client:
+        plain = client.get("/api.xro/2.0/Contacts", params={"page": "1"}).json()["Contacts"]
+        every = client.get(
+            "/api.xro/2.0/Contacts", params={"page": "1", "includeArchived": "true"}
+        ).json()["Contacts"]
+        assert client.get("/api.xro/2.0/Invoices").status_code == 404
+    assert [row["ContactID"] for row in plain] == [kept]
+    assert {row["ContactID"]: row["ContactStatus"] for row in every} == {
+        kept: "ACTIVE",
+        archived: "ARCHIVED",
+    }
+    assert fake.live_count() == 1
+
+
+def test_where_filters_by_status_and_pagination_counts_every_match(
+    fake: FakeXero, client: httpx.Client
+) -> None:
+    """``where`` with ``!=``/``==`` joined by AND narrows the list; ``itemCount`` counts it all."""
+    for number, status in enumerate(("AUTHORISED", "PAID", "VOIDED", "DELETED", "DRAFT")):
+        fake.add(status=status, updated_at=T0 + timedelta(seconds=number))
+    where = 'Status!="VOIDED" AND Status!="DELETED"'
+    counted = invoices(client, page=1, pageSize="1", where=where)
+    assert counted.status_code == 200, counted.text
+    assert counted.json()["pagination"]["itemCount"] == 3 == fake.live_count()
+    assert len(counted.json()["Invoices"]) == 1
+    paid = invoices(client, page=1, where='Status=="PAID"')
+    assert [row["Status"] for row in paid.json()["Invoices"]] == ["PAID"]
+    assert invoices(client, page=1, where="Total > 10").status_code == 400

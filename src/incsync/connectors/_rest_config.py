@@ -24,6 +24,7 @@ from incsync.fields import DottedPath
 
 __all__ = [
     "AuthConfig",
+    "CountConfig",
     "FilterConfig",
     "PagingConfig",
     "RecordsConfig",
@@ -111,10 +112,13 @@ class TombstoneConfig:
     Args:
         field: Where the marker sits in a record.
         values: The values that mean deleted (compared by type and value, so ``true`` is not 1).
+        retention: How long the API keeps listing a deleted record with its marker; ``None``: for
+            ever. The connector's ``delete_retention``.
     """
 
     field: DottedPath
     values: tuple[str | int | float | bool, ...]
+    retention: timedelta | None = None
     # Type and value pairs, so that one set lookup per record tells true from 1.
     _typed_values: frozenset[tuple[type, object]] = attrs.field(init=False, repr=False, eq=False)
 
@@ -129,6 +133,20 @@ class TombstoneConfig:
             return (type(found), found) in self._typed_values
         except TypeError:  # an unhashable value (a list, an object) is no marker
             return False
+
+
+@attrs.frozen
+class CountConfig:
+    """Where the API tells how many live records it holds, for the connector's ``count_live``.
+
+    Args:
+        total_path: Where the total sits in an answer of ``path`` (``meta.total``).
+        params: Query parameters of the counting request, over the static ones of the same name
+            (to leave deleted records out, say).
+    """
+
+    total_path: DottedPath
+    params: tuple[tuple[str, str], ...] = ()
 
 
 @attrs.frozen
@@ -212,7 +230,10 @@ class RestConfig:
     * ``records``: ``path`` (the list; the answer itself by default), ``id`` (``id``),
       ``updated_at`` (``updated_at``), ``updated_at_format`` (the filter's format),
       ``assume_utc`` (false);
-    * ``tombstone``: ``field`` (required), ``values`` (``[true]``);
+    * ``tombstone``: ``field`` (required), ``values`` (``[true]``), ``retention_days`` (how long
+      the API keeps listing a deleted record; for ever when absent);
+    * ``count``: ``total_path`` (required: where an answer holds the number of live records),
+      ``params`` (query parameters of the counting request, over the static ones);
     * ``auth``: ``kind`` (``none``, ``bearer``, ``api_key_header``, ``api_key_query``), ``secret``
       (the secret's name), ``header`` (``X-API-Key``), ``param``;
     * ``paging``: ``style`` (``none``, ``offset``, ``page``, ``cursor``, ``next_link``), ``size``
@@ -232,6 +253,7 @@ class RestConfig:
     paging: PagingConfig
     auth: AuthConfig = AuthConfig()
     tombstone: TombstoneConfig | None = None
+    count: CountConfig | None = None
     params: tuple[tuple[str, str], ...] = ()
     ordered: bool = False
     lookback: timedelta = timedelta(0)
@@ -293,7 +315,8 @@ class RestConfig:
             paging=_paging(_table(top.get("paging", {}), "paging")),
             auth=_auth(_table(top.get("auth", {}), "auth")),
             tombstone=_tombstone(top["tombstone"]) if "tombstone" in top else None,
-            params=_params(_table(top.get("params", {}), "params")),
+            count=_count(top["count"]) if "count" in top else None,
+            params=_params(_table(top.get("params", {}), "params"), "params"),
             ordered=_boolean(top.get("ordered", False), "ordered"),
             lookback=timedelta(seconds=lookback),
         )
@@ -308,6 +331,7 @@ _TOP_KEYS = (
     "filter",
     "records",
     "tombstone",
+    "count",
     "auth",
     "paging",
 )
@@ -344,7 +368,7 @@ def _records(table: Mapping[str, Any], default_format: TimestampFormat) -> Recor
 
 def _tombstone(value: object) -> TombstoneConfig:
     table = _table(value, "tombstone")
-    _check_keys(table, "tombstone.", ("field", "values"))
+    _check_keys(table, "tombstone.", ("field", "values", "retention_days"))
     if "field" not in table:
         raise config_error("tombstone.field", "is required: where the deletion marker sits")
     values = table.get("values", [True])
@@ -358,8 +382,30 @@ def _tombstone(value: object) -> TombstoneConfig:
             f'expected a non-empty list of the values meaning deleted, like ["deleted"], '
             f"got {values!r}",
         )
+    retention = None
+    if "retention_days" in table:
+        days = table["retention_days"]
+        if isinstance(days, bool) or not isinstance(days, (int, float)) or not 0 < days <= 36_500:
+            raise config_error(
+                "tombstone.retention_days",
+                f"expected a number of days above 0 (at most 36500), got {days!r}",
+            )
+        retention = timedelta(days=days)
     return TombstoneConfig(
-        DottedPath.parse(table["field"], "tombstone.field", example="status"), tuple(values)
+        DottedPath.parse(table["field"], "tombstone.field", example="status"),
+        tuple(values),
+        retention,
+    )
+
+
+def _count(value: object) -> CountConfig:
+    table = _table(value, "count")
+    _check_keys(table, "count.", ("total_path", "params"))
+    if "total_path" not in table:
+        raise config_error("count.total_path", "is required: where an answer holds the total")
+    return CountConfig(
+        DottedPath.parse(table["total_path"], "count.total_path", example="meta.total"),
+        _params(_table(table.get("params", {}), "count.params"), "count.params"),
     )
 
 
@@ -443,7 +489,7 @@ def _paging(table: Mapping[str, Any]) -> PagingConfig:
     )
 
 
-def _params(table: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+def _params(table: Mapping[str, Any], key: str) -> tuple[tuple[str, str], ...]:
     pairs = []
     for name, value in table.items():
         if isinstance(value, bool):
@@ -452,6 +498,6 @@ def _params(table: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
             pairs.append((name, str(value)))
         else:
             raise config_error(
-                f"params.{name}", f"expected text, a number or a boolean, got {value!r}"
+                f"{key}.{name}", f"expected text, a number or a boolean, got {value!r}"
             )
     return tuple(pairs)

@@ -34,6 +34,14 @@ cursor and next-link paging, offset after offset for offset and page-number pagi
 the source's order does not move records that change, sorted by id or creation, which is what
 ``ordered = false`` with offsets asserts), one answer without paging. The engine moves an
 unordered source's cursor only when a cycle completes.
+
+**Deletes** are the records the ``tombstone`` rule matches: an API that keeps listing deleted
+records with a marker. How long it keeps them is ``tombstone.retention_days``, the connector's
+``delete_retention`` (``None``, for ever, when not set, and when there is no tombstone rule: then
+only a whole re-read, which the engine follows with a sweep, finds deletions). **The count
+check** (``count_live``) asks ``path`` once, with ``count.params`` over the static parameters
+and a page size of 1 where the paging sends one, and reads the total at ``count.total_path``;
+without a ``count`` table there is none.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from incsync.connectors._counts import counted
 from incsync.connectors._rest_config import RestConfig
 from incsync.connectors.auth import Auth
 from incsync.connectors.base import RawPage
@@ -106,6 +115,7 @@ class RestConnector(HttpConnector):
             records.id, records.updated_at, records.updated_at_format.parse, text_or_integer_id
         )
         self._tombstone = config.tombstone
+        self.delete_retention = None if config.tombstone is None else config.tombstone.retention
 
     # -- records -------------------------------------------------------------------------------
 
@@ -143,6 +153,28 @@ class RestConnector(HttpConnector):
                 "the configuration says ordered = true: if the API does not return records sorted "
                 "by update time, ascending, set ordered = false and reset the source"
             ),
+        )
+
+    def count_live(self) -> int | None:
+        """Return the total at ``count.total_path`` of one answer; ``None`` without ``count``.
+
+        Raises:
+            BadResponseError: The answer holds no count there.
+            SourceError: The API could not be asked.
+        """
+        count = self.config.count
+        if count is None:
+            return None
+        overridden = {name for name, _ in count.params}
+        params = [pair for pair in self.config.params if pair[0] not in overridden]
+        params.extend(count.params)
+        if self.config.paging.size_param is not None:
+            params.append((self.config.paging.size_param, "1"))
+        answer = self._get(self.config.path, params)
+        return counted(
+            count.total_path.get(answer),
+            vendor=self.vendor,
+            where=f"count.total_path {str(count.total_path)!r} of the answer",
         )
 
     # -- reading -------------------------------------------------------------------------------

@@ -26,7 +26,14 @@ re-query repeats, and sets aside, with its reason, every row that cannot be a re
 
 Search never shows archived (deleted) objects. With ``include_archived=True`` they are read after
 the search, every cycle, from ``GET /crm/v3/objects/{type}?archived=true`` (they cannot be filtered
-by time; cursor paging) and become tombstones stamped with ``archivedAt``.
+by time; cursor paging) and become tombstones stamped with ``archivedAt``. HubSpot keeps an archived
+object restorable, and listed, for 90 days (:data:`ARCHIVED_RETENTION`, the connector's
+:attr:`~HubSpotConnector.delete_retention`); after that it is gone from every endpoint, so a
+source not read for longer is re-read whole by the engine, which tombstones what that read did not
+see. Without ``include_archived`` no delete is read at all: only such a whole re-read finds them.
+
+:meth:`HubSpotConnector.count_live` asks one search with no filter and ``limit`` 1 for its
+``total``: the live objects of the type, as the search index sees them.
 
 The search index lags writes by seconds, so a record written just before a cycle may be missing
 from it. The engine's safety lag keeps the cursor behind the cycle's start, and the connector's
@@ -42,6 +49,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from incsync.connectors._counts import counted
 from incsync.connectors.auth import Auth, OAuthVendor
 from incsync.connectors.http import HttpConnector, HttpOptions
 from incsync.connectors.keyset import Answer, FromTime, WholeTick, read_by_keyset
@@ -54,7 +62,13 @@ from incsync.policy import non_negative_duration
 from incsync.records import Page, Record, RecordFormat, digits_id
 from incsync.timestamps import parse_timestamp, to_micros
 
-__all__ = ["HUBSPOT_API", "HUBSPOT_OAUTH", "HUBSPOT_TOKEN_URL", "HubSpotConnector"]
+__all__ = [
+    "ARCHIVED_RETENTION",
+    "HUBSPOT_API",
+    "HUBSPOT_OAUTH",
+    "HUBSPOT_TOKEN_URL",
+    "HubSpotConnector",
+]
 
 HUBSPOT_API = "https://api.hubapi.com"
 """HubSpot's API root."""
@@ -73,6 +87,9 @@ SEARCH_RESOLUTION = timedelta(milliseconds=1)
 
 ARCHIVED_PAGE_SIZE = 100
 """The largest page HubSpot's object list returns."""
+
+ARCHIVED_RETENTION = timedelta(days=90)
+"""How long HubSpot keeps an archived object (restorable, and listed with ``archived=true``)."""
 
 _ID_PROPERTY = "hs_object_id"
 
@@ -117,7 +134,9 @@ class HubSpotConnector(HttpConnector):
         modified_property: The last-modified property; defaults to ``lastmodifieddate`` for
             contacts and ``hs_lastmodifieddate`` for every other type.
         properties: The properties to fetch; HubSpot's defaults for the type when omitted.
-        include_archived: Also read archived objects, as tombstones, on every cycle.
+        include_archived: Also read archived objects, as tombstones, on every cycle; this is what
+            makes :attr:`delete_retention` :data:`ARCHIVED_RETENTION` (``None`` without it: no
+            delete channel is read).
         lookback: How far before the cursor each read starts again; covers the search index lag.
         headers: Headers sent with every request.
         options: Timeouts, retries, transport and the hooks tests inject
@@ -166,6 +185,7 @@ class HubSpotConnector(HttpConnector):
         self.modified_property = modified_property
         self.properties = None if properties is None else list(properties)
         self.include_archived = include_archived
+        self.delete_retention = ARCHIVED_RETENTION if include_archived else None
         # Object ids are numbers written as text: reading a crowded millisecond pages by id.
         self.record_format = RecordFormat(
             "id", f"properties.{modified_property}", parse_timestamp, digits_id
@@ -213,6 +233,18 @@ class HubSpotConnector(HttpConnector):
         if self.include_archived:
             for raw_page in cursor_pages(self._archived_page):
                 yield self.page_of(raw_page)
+
+    def count_live(self) -> int | None:
+        """Return the search ``total`` of the object type: one search, no filter, ``limit`` 1.
+
+        Raises:
+            BadResponseError: The answer has no whole-number ``total``.
+            SourceError: HubSpot could not be asked.
+        """
+        body = {"filterGroups": [], "properties": [_ID_PROPERTY], "limit": 1}
+        answer = self.request_json("POST", f"/crm/v3/objects/{self.object_type}/search", json=body)
+        total = answer.get("total") if isinstance(answer, dict) else None
+        return counted(total, vendor=self.vendor, where="the search answer's total")
 
     def _query(self, step: FromTime) -> Iterator[Answer]:
         """Send one search for the objects modified at or after ``step.start``, oldest first."""

@@ -12,7 +12,12 @@ and its pages are followed by ``additional_data.next_cursor`` until it is null.
   the connector asks for all four statuses in one comma-separated list: deletions arrive in the
   same ``update_time`` order as every other change (deleting a deal stamps a new
   ``update_time``), and become tombstones (``is_deleted``). A deal deleted *and* forgotten
-  between two cycles more than 30 days apart is never seen; run cycles more often than that.
+  between two cycles more than 30 days apart is never listed again: the connector's
+  ``delete_retention`` (:data:`DELETED_RETENTION`) tells the engine, which then re-reads every
+  deal and tombstones those the re-read did not see. Without ``include_deleted`` no delete is
+  read, ``delete_retention`` is ``None``, and only such a whole re-read finds deletions.
+* **Counting.** :meth:`PipedriveConnector.count_live` reads ``total_count`` from
+  ``GET /api/v1/deals/summary`` (every deal not deleted): API v2 lists carry no total.
 * **Moving data.** The cursor is a keyset position, the last deal's ``(update_time, id)``, not an
   offset: a deal updated while the read pages moves behind it and is read again later in the same
   read; nothing that stays in the set is skipped. Pages therefore come in ascending
@@ -45,6 +50,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from incsync.connectors._counts import counted
 from incsync.connectors.auth import ApiKey, Auth, OAuthVendor
 from incsync.connectors.base import RawPage
 from incsync.connectors.http import HttpConnector, HttpOptions
@@ -86,6 +92,7 @@ DELETED_RETENTION = timedelta(days=30)
 """How long Pipedrive still lists a deleted deal (with ``status=deleted``)."""
 
 _DEALS = "/api/v2/deals"
+_DEALS_SUMMARY = "/api/v1/deals/summary"
 _EVERY_STATUS = "open,won,lost,deleted"
 _SECOND = timedelta(seconds=1)
 _TOKEN_PARAM = "api_token"
@@ -143,8 +150,9 @@ class PipedriveConnector(HttpConnector):
             ``x-api-token`` header (for proxies that strip unknown headers).
         auth: Another credential flow, usually :func:`pipedrive_oauth`.
         page_size: Deals per page, 1 to 500.
-        include_deleted: Also list deleted deals (as tombstones). Without them a deleted deal
-            stays in the sink as it was last seen.
+        include_deleted: Also list deleted deals (as tombstones); this is what makes
+            ``delete_retention`` :data:`DELETED_RETENTION`. Without them a deleted deal stays in
+            the sink as it was last seen until a whole re-read sweeps it.
         lookback: How far before the cursor each read starts again.
         headers: Headers sent with every request.
         options: Timeouts, retries, transport and the hooks tests inject
@@ -200,6 +208,7 @@ class PipedriveConnector(HttpConnector):
         )
         self.page_size = page_size
         self.include_deleted = include_deleted
+        self.delete_retention = DELETED_RETENTION if include_deleted else None
 
     def __repr__(self) -> str:
         return f"PipedriveConnector(base_url={str(self._client.base_url)!r})"
@@ -248,6 +257,18 @@ class PipedriveConnector(HttpConnector):
             build=self.to_record,
             vendor=self.vendor,
         )
+
+    def count_live(self) -> int | None:
+        """Return ``data.total_count`` of the deals summary: every deal not deleted.
+
+        Raises:
+            BadResponseError: The summary holds no count.
+            SourceError: Pipedrive could not be asked.
+        """
+        answer = self.get_json(_DEALS_SUMMARY)
+        data = answer.get("data") if isinstance(answer, dict) else None
+        total = data.get("total_count") if isinstance(data, dict) else None
+        return counted(total, vendor=self.vendor, where="the deals summary's data.total_count")
 
     def _query(self, step: FromTime) -> Iterator[Answer]:
         """Ask for the deals updated at or after ``step.start``, following the cursor to the end.

@@ -21,7 +21,14 @@ The filter's resolution is 1 ms, the precision of SOQL dateTime literals (Salesf
 system stamps to the second).
 
 With ``include_deleted`` both plugs use ``queryAll``, and rows with ``IsDeleted: true`` become
-tombstones. Credentials are OAuth2 with a refresh token; the token answer's ``instance_url`` is
+tombstones. Salesforce keeps a deleted row in the recycle bin, where ``queryAll`` sees it, for 15
+days (:data:`RECYCLE_BIN_RETENTION`, the connector's ``delete_retention``; an admin may empty it
+sooner): a source not read for longer is re-read whole by the engine, which tombstones what that
+read did not see. Without ``include_deleted`` no delete is read: only such a whole re-read finds
+them. :meth:`SalesforceConnector.count_live` runs ``SELECT COUNT() FROM <SObject>`` through
+``query`` (live rows only) and reads its ``totalSize``.
+
+Credentials are OAuth2 with a refresh token; the token answer's ``instance_url`` is
 where the API is called (a rotated refresh token reaches the host's ``on_refresh``). A 403
 ``REQUEST_LIMIT_EXCEEDED`` for the daily allowance fails the cycle at once with ``retry_at``.
 """
@@ -35,6 +42,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from incsync.connectors._counts import counted
 from incsync.connectors.auth import Auth, AuthFlow, OAuthVendor, TokenSet
 from incsync.connectors.http import HttpConnector, HttpOptions
 from incsync.connectors.keyset import Answer, FromTime, WholeTick, read_by_keyset
@@ -46,7 +54,7 @@ from incsync.policy import whole_number_setting
 from incsync.records import Page, RecordFormat, text_id
 from incsync.timestamps import parse_timestamp
 
-__all__ = ["DEFAULT_OPPORTUNITY_FIELDS", "SalesforceConnector"]
+__all__ = ["DEFAULT_OPPORTUNITY_FIELDS", "RECYCLE_BIN_RETENTION", "SalesforceConnector"]
 
 DEFAULT_OPPORTUNITY_FIELDS = (
     "Name",
@@ -59,6 +67,9 @@ DEFAULT_OPPORTUNITY_FIELDS = (
     "LastModifiedDate",
 )
 """The fields read from ``Opportunity`` when no field list is given."""
+
+RECYCLE_BIN_RETENTION = timedelta(days=15)
+"""How long a deleted row stays in the recycle bin, where ``queryAll`` can read it."""
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*")
 _VERSION = re.compile(r"[0-9]{2}\.0")
@@ -200,7 +211,8 @@ class SalesforceConnector(HttpConnector):
         fields: The fields to read besides ``Id`` and ``SystemModstamp``; required unless
             ``sobject`` is ``Opportunity`` (:data:`DEFAULT_OPPORTUNITY_FIELDS`).
         include_deleted: Read with ``queryAll`` so deleted rows (still in the recycle bin) come
-            as tombstones.
+            as tombstones; this is what makes ``delete_retention`` :data:`RECYCLE_BIN_RETENTION`
+            (``None`` without it: no delete channel is read).
         login_url: Where the token endpoint lives (``https://test.salesforce.com`` for
             sandboxes, or the org's My Domain).
         instance_url: The org's API root, when known; otherwise it is taken from the token
@@ -258,12 +270,14 @@ class SalesforceConnector(HttpConnector):
         options = HttpOptions() if options is None else options
         self.sobject = sobject
         self.include_deleted = include_deleted
+        self.delete_retention = RECYCLE_BIN_RETENTION if include_deleted else None
         system = {name.lower() for name in _SYSTEM_FIELDS}
         extra = [field for field in dict.fromkeys(fields) if field.lower() not in system]
         self.fields = ("Id", "SystemModstamp", *(["IsDeleted"] if include_deleted else []), *extra)
         self._select = f"SELECT {', '.join(self.fields)} FROM {sobject}"
         self.batch_size = batch_size
         self._api = f"/services/data/v{api_version}/{'queryAll' if include_deleted else 'query'}"
+        self._count_api = f"/services/data/v{api_version}/query"
         self._oauth = _SalesforceOAuth(
             login_url,
             client_id,
@@ -315,6 +329,16 @@ class SalesforceConnector(HttpConnector):
             vendor=self.vendor,
             total=self.estimated_total(window),
         )
+
+    def count_live(self) -> int | None:
+        """Return the ``totalSize`` of ``SELECT COUNT() FROM <SObject>`` (live rows: ``query``).
+
+        Raises:
+            BadResponseError: The answer's ``totalSize`` is not a count.
+            SourceError: Salesforce could not be asked.
+        """
+        body = self._get(self._count_api, params={"q": f"SELECT COUNT() FROM {self.sobject}"})
+        return counted(body.get("totalSize"), vendor=self.vendor, where="the COUNT() totalSize")
 
     def _query(self, step: FromTime) -> Iterator[Answer]:
         body = self._ask(self.soql(step.start))

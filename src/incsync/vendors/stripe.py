@@ -36,6 +36,13 @@ ends it makes that transaction a tombstone (see :data:`incsync.records.SWEPT`).
 
 The cursor is the newest change read, so a resource with no change at all for 30 days cannot tell
 a quiet month from a lost one: it is re-read in full once (a list read; nothing is lost).
+
+Deletes come only as ``*.deleted`` events, so they are readable for those 30 days: the
+connector's ``delete_retention`` is :data:`EVENT_RETENTION`, and the engine re-reads a source not
+read for longer whole, tombstoning what the re-read did not see. There is no count check
+(:meth:`StripeConnector.count_live` is ``None``): lists carry no total, and the search API's
+``total_count`` is exact only up to 10,000, lags writes by up to a minute or more, and is not
+offered in every country.
 """
 
 from __future__ import annotations
@@ -74,7 +81,8 @@ STRIPE_API = "https://api.stripe.com"
 """Stripe's API root."""
 
 EVENT_RETENTION = timedelta(days=30)
-"""How long Stripe keeps events; a window starting earlier needs a full re-sync."""
+"""How long Stripe keeps events, the only record of deletions; a window starting earlier needs a
+full re-sync."""
 
 # A window this close to the retention edge is treated as past it: events at the edge may be
 # purged while the read pages, and the two clocks may disagree a little.
@@ -113,6 +121,7 @@ class StripeConnector(HttpConnector):
     vendor: ClassVar[str] = "stripe"
     ordered = False
     lookback = timedelta(minutes=1)
+    delete_retention = EVENT_RETENTION
 
     def __init__(
         self,
@@ -175,6 +184,10 @@ class StripeConnector(HttpConnector):
     def is_deleted(self, raw: Mapping[str, Any]) -> bool:
         """Return whether an observation is a deletion or void (see :func:`is_tombstone`)."""
         return is_tombstone(raw)
+
+    def count_live(self) -> int | None:
+        """Return ``None``: Stripe tells no exact count cheaply (see the module docstring)."""
+        return None
 
     # -- reading ---------------------------------------------------------------------------------
 

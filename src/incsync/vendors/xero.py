@@ -27,10 +27,17 @@ Xero plugs into the keyset driver (:mod:`incsync.connectors.keyset`) as follows.
   :class:`~incsync.errors.BadResponseError`; one that ignored ``page`` would make a tick read
   loop, and it stops with the same error instead.
 
-Deleted and voided documents come back as ordinary rows with ``Status`` ``DELETED`` or
-``VOIDED``; they become tombstones. Xero's per-tenant limits answer 429 with
-``X-Rate-Limit-Problem``: ``minute`` is waited out (``Retry-After``), ``day`` fails the cycle at
-once and records when to try again.
+Deleted, voided and archived documents come back as ordinary rows with their status (``Status``
+``DELETED``, ``VOIDED`` or ``ARCHIVED``, or ``ContactStatus`` ``ARCHIVED`` or ``GDPRREQUEST`` for
+contacts, which Xero never deletes); they become tombstones. Archived rows are listed only when
+asked with ``includeArchived=true``, which every read sends: without it an archived contact
+would vanish from the list and its archiving would never be seen. Xero keeps all of them listed,
+so :attr:`XeroConnector.delete_retention` is ``None``. :meth:`XeroConnector.count_live` asks for
+one row with a ``where`` filter leaving the tombstone statuses out and reads the answer's
+``pagination.itemCount`` (``None`` when Xero sends no pagination for that list).
+
+Xero's per-tenant limits answer 429 with ``X-Rate-Limit-Problem``: ``minute`` is waited out
+(``Retry-After``), ``day`` fails the cycle at once and records when to try again.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from incsync.connectors._counts import counted
 from incsync.connectors.auth import Auth, OAuthVendor
 from incsync.connectors.http import HttpConnector, HttpOptions
 from incsync.connectors.keyset import Answer, FromTime, WholeTick, read_by_keyset
@@ -57,6 +65,7 @@ __all__ = [
     "XERO_ID_FIELDS",
     "XERO_OAUTH",
     "XERO_PAGE_SIZE",
+    "XERO_STATUS_FIELDS",
     "XERO_TOKEN_URL",
     "XeroConnector",
     "xero_auth",
@@ -89,8 +98,12 @@ XERO_ID_FIELDS: Mapping[str, str] = {
 }
 """The id field of each paged Accounting API list the connector knows by name."""
 
+XERO_STATUS_FIELDS: Mapping[str, str] = {"Contacts": "ContactStatus"}
+"""The status field of the lists whose status is not in ``Status``."""
+
 _RESOLUTION = timedelta(seconds=1)  # If-Modified-Since has whole seconds
-_TOMBSTONES = frozenset({"DELETED", "VOIDED"})
+# Contacts are never deleted: archiving (or a GDPR erasure request) is how one leaves the books.
+_TOMBSTONES = frozenset({"DELETED", "VOIDED", "ARCHIVED", "GDPRREQUEST"})
 _MAX_PASSES = 3  # passes over one crowded second before the cycle gives up for now
 
 
@@ -103,10 +116,11 @@ class XeroConnector(HttpConnector):
     """Reads one paged Accounting API list (``Invoices`` by default) of one Xero organisation.
 
     Records are the documents as Xero sends them: id the list's id field (``InvoiceID``),
-    updated_at ``UpdatedDateUTC`` (aware UTC, milliseconds), payload the raw object; ``DELETED``
-    and ``VOIDED`` ones are tombstones. Pages come in ascending order of ``UpdatedDateUTC``'s
-    second, so the engine checkpoints after each; every read starts at the whole second of the
-    window's start, so a resumed read covers the second its cursor is in. See the module
+    updated_at ``UpdatedDateUTC`` (aware UTC, milliseconds), payload the raw object; those whose
+    status is a tombstone status (``DELETED``, ``VOIDED``, ``ARCHIVED``, ``GDPRREQUEST``) are
+    tombstones. Pages come in ascending order of ``UpdatedDateUTC``'s second, so the engine
+    checkpoints after each; every read starts at the whole second of the window's start, so a
+    resumed read covers the second its cursor is in. See the module
     docstring for how no row is skipped while rows change during a read.
 
     Args:
@@ -115,7 +129,9 @@ class XeroConnector(HttpConnector):
         endpoint: The list to read (``Invoices``, ``CreditNotes``, ``Contacts``…).
         id_field: The list's id field; known for the lists in :data:`XERO_ID_FIELDS`.
         base_url: The Accounting API root (Xero's by default; the fake's URL in tests).
-        tombstone_statuses: ``Status`` values that mean the document no longer counts.
+        status_field: The list's status field; ``ContactStatus`` for contacts
+            (:data:`XERO_STATUS_FIELDS`), ``Status`` otherwise.
+        tombstone_statuses: Status values that mean the document no longer counts.
         headers: Headers sent with every request.
         options: Timeouts, retries, transport and the hooks tests inject
             (:class:`~incsync.connectors.http.HttpOptions`); the defaults otherwise.
@@ -137,6 +153,7 @@ class XeroConnector(HttpConnector):
         endpoint: str = "Invoices",
         id_field: str | None = None,
         base_url: str = XERO_API,
+        status_field: str | None = None,
         tombstone_statuses: frozenset[str] = _TOMBSTONES,
         headers: Mapping[str, str] | None = None,
         options: HttpOptions | None = None,
@@ -159,6 +176,7 @@ class XeroConnector(HttpConnector):
         self.tenant_id = tenant_id.strip()
         self.endpoint = endpoint
         self.id_field = id_field
+        self.status_field = status_field or XERO_STATUS_FIELDS.get(endpoint, "Status")
         self.tombstone_statuses = frozenset(tombstone_statuses)
         self.record_format = RecordFormat(id_field, "UpdatedDateUTC", parse_dotnet_date, text_id)
 
@@ -167,8 +185,30 @@ class XeroConnector(HttpConnector):
         return xero_throttle(response)
 
     def is_deleted(self, raw: Mapping[str, Any]) -> bool:
-        """Return whether ``raw`` is deleted or voided (``Status`` in the tombstone statuses)."""
-        return raw.get("Status") in self.tombstone_statuses
+        """Return whether ``raw`` is deleted, voided or archived (its status a tombstone one)."""
+        return raw.get(self.status_field) in self.tombstone_statuses
+
+    def count_live(self) -> int | None:
+        """Return ``pagination.itemCount`` of the list without its tombstone statuses.
+
+        One request for one row, filtered by ``where`` (``Status!="DELETED" AND ...``); ``None``
+        when the answer has no pagination (a list Xero does not count).
+
+        Raises:
+            BadResponseError: The pagination's ``itemCount`` is not a count.
+            SourceError: Xero could not be asked.
+        """
+        where = " AND ".join(
+            f'{self.status_field}!="{status}"' for status in sorted(self.tombstone_statuses)
+        )
+        answer = self.get_json(
+            f"/{self.endpoint}", params={"page": "1", "pageSize": "1", "where": where}
+        )
+        pagination = answer.get("pagination") if isinstance(answer, dict) else None
+        if pagination is None:
+            return None
+        count = pagination.get("itemCount") if isinstance(pagination, dict) else None
+        return counted(count, vendor=self.vendor, where="the answer's pagination.itemCount")
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -287,7 +327,7 @@ class XeroConnector(HttpConnector):
             headers["If-Modified-Since"] = _header_time(since)
         return self.get_json(
             f"/{self.endpoint}",
-            params={"order": "UpdatedDateUTC ASC", "page": str(page)},
+            params={"order": "UpdatedDateUTC ASC", "page": str(page), "includeArchived": "true"},
             headers=headers,
         )
 

@@ -9,7 +9,7 @@ fields, date literals such as ``TODAY``) is refused with a message saying the fa
 
 The subset::
 
-    SELECT Field[, Field ...] FROM SObject
+    SELECT Field[, Field ...] | COUNT() FROM SObject
     [WHERE Field op literal [AND Field op literal ...]]      op: = != <> < <= > >=
     [ORDER BY Field [ASC|DESC] [NULLS FIRST|LAST][, ...]]
     [LIMIT n] [OFFSET n]
@@ -143,6 +143,7 @@ class QueryPlan:
         order: ``(field, sort key, descending, nulls first)`` for each ``ORDER BY`` item.
         limit: The ``LIMIT``, if any.
         offset: The ``OFFSET`` (0 without one).
+        count: The query is ``SELECT COUNT()``: it answers how many rows match, and no row.
     """
 
     sobject: str
@@ -151,6 +152,7 @@ class QueryPlan:
     order: tuple[tuple[str, Callable[[FieldValue], Any], bool, bool], ...]
     limit: int | None
     offset: int
+    count: bool = False
 
     def select(self, rows: Iterable[Row], *, salt: int) -> list[Row]:
         """Filter, order and cut ``rows``.
@@ -240,7 +242,9 @@ def compile_query(text: str, schema: Schema) -> QueryPlan:
     def predicate(row: Row) -> bool:
         return all(check(row) for check in checks)
 
-    return QueryPlan(sobject, tuple(fields), predicate, order, query.limit, query.offset or 0)
+    return QueryPlan(
+        sobject, tuple(fields), predicate, order, query.limit, query.offset or 0, query.count
+    )
 
 
 def _sort_key(field_type: FieldType) -> Callable[[FieldValue], Any]:
@@ -364,6 +368,7 @@ class _Query:
     order_by: tuple[_OrderItem, ...]
     limit: int | None
     offset: int | None
+    count: bool = False
 
 
 class _Parser:
@@ -438,8 +443,9 @@ class _Parser:
 
     def query(self) -> _Query:
         self.expect_keyword("SELECT")
-        fields = [self.field()]
-        while self.punct(","):
+        count = self.count()
+        fields = [] if count else [self.field()]
+        while not count and self.punct(","):
             fields.append(self.field())
         self.expect_keyword("FROM")
         sobject = self.name()
@@ -461,7 +467,19 @@ class _Parser:
             raise self.unsupported(token, token.text.upper())
         if token.kind != "eof":
             raise self.unexpected(token)
-        return _Query(tuple(fields), sobject, tuple(conditions), tuple(order_by), limit, offset)
+        return _Query(
+            tuple(fields), sobject, tuple(conditions), tuple(order_by), limit, offset, count
+        )
+
+    def count(self) -> bool:
+        """Read ``COUNT()``, the one function the fake answers, if it is what is selected."""
+        following = self.tokens[self.index + 1]
+        if not (self.at_keyword("COUNT") and following.text == "("):
+            return False
+        self.index += 2
+        if not self.punct(")"):
+            raise self.unsupported(self.peek(), "COUNT(field)")
+        return True
 
     def name(self) -> _Name:
         token = self.advance()
@@ -473,7 +491,7 @@ class _Parser:
             raise self.unsupported(token, "date literals")
         following = self.peek()
         if following.kind == "punct" and following.text == "(":
-            raise self.unsupported(token, "functions such as FIELDS(), COUNT() or DAY_ONLY()")
+            raise self.unsupported(token, "functions such as FIELDS(), COUNT(field) or DAY_ONLY()")
         return _Name(token.text, token.pos)
 
     def field(self) -> _Name:

@@ -8,7 +8,8 @@ It behaves like the many small business APIs that have no vendor of their own in
   seconds or epoch milliseconds (the fake's ``timestamp_format``). Times are kept to the fake's
   precision (whole seconds unless told), so bursts share a timestamp.
 - Items come sorted by ``(updated_at, id)`` (``sort="updated"``) or by id (``sort="id"``).
-  Deleted items stay, with ``status: "deleted"``, but only when ``include_deleted=true`` is asked.
+  Deleted items stay, with ``status: "deleted"``, but only when ``include_deleted=true`` is asked,
+  and only for ``deleted_retention`` after their deletion when one is set.
 - One paging style per fake: ``offset`` (``limit``/``offset``), ``page`` (``limit``/``page`` from
   1), ``cursor`` (``meta.next_cursor``, sent back as ``cursor``), ``next_link`` (``links.next``, an
   absolute URL holding every parameter) or ``none`` (everything in one answer). Offsets and page
@@ -65,6 +66,7 @@ class _Item:
     fields: dict[str, Any]
     updated_micros: int
     deleted: bool = False
+    deleted_micros: int = 0  # when it was deleted, on the fake's clock
     malformed: bool = False
     raw: Any = None  # a malformed item's row (any JSON value), rendered exactly as given
 
@@ -83,6 +85,8 @@ class FakeGenericRest(FakeVendor):
         requests_per_second: Requests allowed per second of the fake's clock; ``None``: no limit.
         precision: The finest time step it keeps.
         clock: Its clock; a manual one at 2024-06-01 by default.
+        deleted_retention: How long a deleted item is still listed (to ``include_deleted=true``);
+            ``None``: for ever.
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class FakeGenericRest(FakeVendor):
         requests_per_second: int | None = None,
         precision: timedelta = timedelta(seconds=1),
         clock: ManualClock | None = None,
+        deleted_retention: timedelta | None = None,
     ) -> None:
         super().__init__()
         self.paging = paging
@@ -108,6 +113,7 @@ class FakeGenericRest(FakeVendor):
         self.requests_per_second = requests_per_second
         self.precision_micros = max(1, precision // timedelta(microseconds=1))
         self.clock = clock or ManualClock(datetime(2024, 6, 1, tzinfo=UTC))
+        self.deleted_retention = deleted_retention
         self._items: dict[str, _Item] = {}
         self._next_number = 1
         self._ordered: list[_Item] | None = None
@@ -158,10 +164,11 @@ class FakeGenericRest(FakeVendor):
             self._ordered = None
 
     def delete(self, item_id: str, updated_at: datetime | None = None) -> None:
-        """Mark an item deleted (it stays listed, with ``status: "deleted"``)."""
+        """Mark an item deleted (it stays listed, with ``status: "deleted"``, for the retention)."""
         with self._lock:
             item = self._items[item_id]
             item.deleted = True
+            item.deleted_micros = to_micros(self.clock())
             item.updated_micros = self._stamp(updated_at)
             self._ordered = None
 
@@ -329,7 +336,10 @@ class FakeGenericRest(FakeVendor):
         elif since is not None:
             items = [item for item in items if item.updated_micros >= since]
         if not include_deleted:
-            items = [item for item in items if not item.deleted]
+            return [item for item in items if not item.deleted]
+        if self.deleted_retention is not None:
+            horizon = to_micros(self.clock() - self.deleted_retention)
+            items = [item for item in items if not item.deleted or item.deleted_micros > horizon]
         return items
 
     def _cursor(self, last: _Item) -> str:

@@ -11,7 +11,8 @@ What it serves, behind a bearer token (a private-app token or an OAuth access to
   Writes reach the index after a lag; archived objects never appear.
 - ``GET /crm/v3/objects/{type}/{id}``: the latest version at once; 404 once archived.
 - ``GET /crm/v3/objects/{type}``: objects by id with an opaque cursor; ``archived=true`` lists
-  the archived ones, the only place a deletion can be seen.
+  the archived ones, the only place a deletion can be seen, for 90 days
+  (:data:`ARCHIVED_RETENTION`): then the object is gone for good, from every endpoint.
 - ``POST /oauth/v1/token``: the refresh-token grant; access tokens live 30 minutes.
 - Rate limits on the fake's clock: searches per second (``SECONDLY``), all calls per rolling ten
   seconds (``TEN_SECONDLY_ROLLING``), calls per UTC day (``DAILY``); ``Retry-After`` only when
@@ -40,13 +41,15 @@ from incsync.testing import ManualClock
 from incsync.testing.fakes._server import FakeVendor
 from incsync.timestamps import UTC, ensure_utc, parse_timestamp, to_micros
 
-__all__ = ["FakeHubSpot", "HubSpotLimits"]
+__all__ = ["ARCHIVED_RETENTION", "FakeHubSpot", "HubSpotLimits"]
 
 SEARCH_RESULT_CAP = 10_000
 """No search page may reach past this many results, however many match."""
 SEARCH_PAGE_MAX = 200
 LIST_PAGE_MAX = 100
 ACCESS_TOKEN_LIFETIME = timedelta(minutes=30)
+ARCHIVED_RETENTION = timedelta(days=90)
+"""How long an archived object stays restorable and listed; then it is deleted for good."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -273,6 +276,7 @@ class FakeHubSpot(FakeVendor):
         self.client_id, self.client_secret = str(uuid.uuid4()), str(uuid.uuid4())
         self._rng = random.Random(seed)
         self._objects: dict[str, dict[str, _Object]] = {}
+        self._archived: set[tuple[str, str]] = set()  # (type, id) of every archived object kept
         self._next_id = 90
         self._settled_ms = _ALWAYS  # from then on every version written so far is searchable
         self._cache: dict[tuple[str, str, int | None], list[_Hit]] = {}
@@ -390,12 +394,15 @@ class FakeHubSpot(FakeVendor):
     def archive(self, object_type: str, object_id: str, *, at: datetime | None = None) -> None:
         """Archive (delete) an object: gone from search and ``GET``, listed as ``archived=true``.
 
+        After :data:`ARCHIVED_RETENTION` (on the fake's clock) it is deleted for good.
+
         Raises:
             KeyError: No live object has this id.
         """
         with self._lock:
             found = self._live(object_type, object_id)
             found.archived_ms = self._now_ms() if at is None else _to_ms(at, "at")
+            self._archived.add((object_type, object_id))
             self._touched(_ALWAYS)
 
     def ground_truth(self, object_type: str) -> dict[str, dict[str, str]]:
@@ -410,8 +417,9 @@ class FakeHubSpot(FakeVendor):
             return truth
 
     def archived(self, object_type: str) -> dict[str, datetime]:
-        """Return when each archived object was archived, by id."""
+        """Return when each archived object still kept was archived, by id."""
         with self._lock:
+            self._forget_expired()
             objects = self._objects.get(object_type, {}).values()
             return {
                 o.id: _EPOCH + o.archived_ms * _MS for o in objects if o.archived_ms is not None
@@ -445,6 +453,7 @@ class FakeHubSpot(FakeVendor):
             )
         now_ms = self._now_ms()
         headers = self._throttle(now_ms, search, oauth=self._authenticate(request, now_ms))
+        self._forget_expired()
         try:
             if search:
                 response = self._search(request, object_type)
@@ -676,6 +685,20 @@ class FakeHubSpot(FakeVendor):
         self._settled_ms = max(self._settled_ms, indexed_ms)
         self._cache.clear()
         self._orders.clear()
+
+    def _forget_expired(self) -> None:
+        """Delete for good every object archived longer ago than :data:`ARCHIVED_RETENTION`."""
+        horizon = self._now_ms() - ARCHIVED_RETENTION // _MS
+        expired = {
+            (object_type, object_id)
+            for object_type, object_id in self._archived
+            if (self._objects[object_type][object_id].archived_ms or 0) <= horizon
+        }
+        for object_type, object_id in expired:
+            del self._objects[object_type][object_id]
+        if expired:
+            self._archived -= expired
+            self._touched(_ALWAYS)
 
     def _live(self, object_type: str, object_id: str) -> _Object:
         found = self._objects.get(object_type, {}).get(object_id)

@@ -12,6 +12,8 @@ What it serves:
   the sort value and id of the page's last deal; the next page holds the deals strictly after it
   *as the data is when that page is asked for*, so a deal updated while a client pages moves
   behind the cursor (and is listed again later), and nothing that stays is skipped.
+- ``GET /api/v1/deals/summary``: ``data.total_count`` (and the values per currency) of the
+  deals not deleted, or of one ``status`` (``open``, ``won``, ``lost``).
 - ``POST /oauth/token``: the refresh-token grant, the app identified by HTTP Basic; access
   tokens live an hour; the refresh token is not rotated.
 - Credentials: the company's ``api_token`` as a query parameter or an ``x-api-token`` header, or
@@ -70,6 +72,8 @@ PAGE_DEFAULT = 100
 ACCESS_TOKEN_SECONDS = 3599
 RATE_WINDOW_SECONDS = 2
 
+_LIST, _SUMMARY = "/api/v2/deals", "/api/v1/deals/summary"
+_ROUTES = frozenset({_LIST, _SUMMARY})
 _STATUSES = ("open", "won", "lost", "deleted")
 _NOT_DELETED = frozenset({"open", "won", "lost"})
 _SORTS = ("id", "update_time", "add_time")
@@ -288,11 +292,14 @@ class FakePipedrive(FakeVendor):
         path = request.url.path.rstrip("/")
         if path == "/oauth/token" and request.method == "POST":
             return self._token(request)
-        if path != "/api/v2/deals" or request.method != "GET":
+        if path not in _ROUTES or request.method != "GET":
             return failure(404, f"Unknown method {request.method} {path}", errorCode=404)
         headers = self._count(request, self._authenticate(request))
         try:
-            response = self._list(request.url.params)
+            if path == _SUMMARY:
+                response = self._summary(request.url.params)
+            else:
+                response = self._list(request.url.params)
         except RefusalError as refusal:
             response = refusal.response
         response.headers.update(headers)
@@ -420,6 +427,31 @@ class FakePipedrive(FakeVendor):
                 "success": True,
                 "data": [deal.render() for deal in page],
                 "additional_data": {"next_cursor": next_cursor},
+            },
+        )
+
+    def _summary(self, params: httpx.QueryParams) -> httpx.Response:
+        status = params.get("status")
+        if status is not None and status not in _NOT_DELETED:
+            raise invalid(f"status: must be one of {', '.join(sorted(_NOT_DELETED))}")
+        wanted = _NOT_DELETED if status is None else frozenset({status})
+        deals = [d for d in self._deals.values() if d.deleted_at is None and d.status in wanted]
+        totals: dict[str, dict[str, Any]] = {}
+        for deal in deals:
+            deal_fields = deal.render()
+            currency = str(deal_fields["currency"])
+            entry = totals.setdefault(currency, {"value": 0, "count": 0})
+            entry["value"] += deal_fields["value"] or 0
+            entry["count"] += 1
+        return httpx.Response(
+            200,
+            json={
+                "success": True,
+                "data": {
+                    "values_total": totals,
+                    "weighted_values_total": totals,
+                    "total_count": len(deals),
+                },
             },
         )
 

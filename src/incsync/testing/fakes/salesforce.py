@@ -653,6 +653,9 @@ class FakeSalesforce(FakeVendor):
         table = self._tables[plan.sobject]
         rows = [r for r in table.rows.values() if include_deleted or not r["IsDeleted"]]
         self._query_serial += 1
+        if plan.count:
+            matched = len(plan.select(rows, salt=self._query_serial))
+            return _json_response(200, {"totalSize": matched, "done": True, "records": []})
         base = f"/services/data/v{version}/sobjects/{plan.sobject}/"
         records: list[dict[str, object]] = []
         for row in plan.select(rows, salt=self._query_serial):

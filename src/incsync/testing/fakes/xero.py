@@ -1,15 +1,20 @@
-"""A fake of Xero's Accounting API (invoices) that keeps Xero's hard edges, for testing connectors.
+"""A fake of Xero's Accounting API (invoices or contacts) that keeps Xero's hard edges, for testing.
 
 What it serves:
 
-- ``GET /api.xro/2.0/Invoices`` behind a bearer token and a ``Xero-tenant-id`` header:
+- ``GET /api.xro/2.0/Invoices`` (or ``/Contacts``, the fake's ``endpoint``) behind a bearer token
+  and a ``Xero-tenant-id`` header:
   ``If-Modified-Since`` keeps invoices whose ``UpdatedDateUTC`` is at or after the header's
   second (the header has whole-second precision; the field has milliseconds);
   ``order=UpdatedDateUTC ASC`` (or ``DESC``) sorts by that field, invoices sharing a millisecond
   in an arbitrary order drawn again whenever one is updated; ``page=N`` (1-based) cuts pages of
   ``pageSize`` (100 unless asked, at most 1,000) from the result as it is *now*, so pages shift
   when invoices change between requests. Without ``page`` every match comes in one answer.
-  Deleted and voided invoices stay listed, with their ``Status``. Timestamps are .NET JSON dates
+  Deleted and voided invoices stay listed, with their ``Status``; archived contacts
+  (``ContactStatus`` ``ARCHIVED`` or ``GDPRREQUEST``) are listed only with
+  ``includeArchived=true``. ``where`` takes conditions ``Field=="value"`` or ``Field!="value"``
+  joined by ``AND`` (or ``&&``). A paged answer carries ``pagination`` (``page``, ``pageSize``,
+  ``pageCount``, ``itemCount``: every match). Timestamps are .NET JSON dates
   (``/Date(1541176290160+0000)/``) and slashes are escaped on the wire, as Xero writes them.
 - ``POST /connect/token``: the refresh-token grant, client credentials in HTTP Basic or the form.
   Access tokens live 30 minutes; every refresh rotates the refresh token and the old one stops
@@ -34,6 +39,7 @@ import bisect
 import json
 import math
 import random
+import re
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -58,6 +64,47 @@ MAX_PAGE_SIZE = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MINUTE_MS, _DAY_MS = 60_000, 86_400_000
 _APP_MINUTE_LIMIT = 10_000
+# One condition of a where filter: Field=="value" or Field!="value".
+_CONDITION = re.compile(r'\s*([A-Za-z]\w*)\s*(==|!=)\s*"([^"]*)"\s*')
+
+
+@attrs.frozen
+class _Shape:
+    """What sets one list apart: its id and status fields, and what it hides by default."""
+
+    id_field: str
+    status_field: str
+    default_status: str
+    hidden: frozenset[str]  # statuses listed only with includeArchived=true
+    template: Mapping[str, Any]
+
+
+_SHAPES = {
+    "Invoices": _Shape(
+        "InvoiceID",
+        "Status",
+        "AUTHORISED",
+        frozenset(),
+        {
+            "Type": "ACCREC",
+            "Reference": "",
+            "Contact": {"ContactID": "a3675fc4-f8dd-4f03-ba5b-f1870566bcd7", "Name": "Rubble"},
+            "LineAmountTypes": "Exclusive",
+            "SubTotal": 100.0,
+            "TotalTax": 15.0,
+            "Total": 115.0,
+            "AmountDue": 115.0,
+            "CurrencyCode": "NZD",
+        },
+    ),
+    "Contacts": _Shape(
+        "ContactID",
+        "ContactStatus",
+        "ACTIVE",
+        frozenset({"ARCHIVED", "GDPRREQUEST"}),
+        {"Name": "Rubble", "EmailAddress": "", "IsSupplier": False, "IsCustomer": True},
+    ),
+}
 
 
 @attrs.frozen
@@ -89,10 +136,10 @@ class XeroTokens:
 
 
 @attrs.define
-class _Invoice:
+class _Document:
     fields: dict[str, Any]
     updated_ms: int
-    tie: float  # place among invoices of the same millisecond, drawn again on every update
+    tie: float  # place among documents of the same millisecond, drawn again on every update
     stamps: dict[str, str] = attrs.field(init=False)  # rendered once per change, not per answer
 
     def __attrs_post_init__(self) -> None:
@@ -157,7 +204,7 @@ def _oauth_error(error: str) -> _RequestError:
 
 
 def _stamps(ms: int) -> dict[str, str]:
-    """The two forms of ``UpdatedDateUTC`` an invoice carries."""
+    """The two forms of ``UpdatedDateUTC`` a document carries."""
     stamp = _EPOCH + timedelta(milliseconds=ms)
     return {"UpdatedDateUTC": _dotnet(ms), "UpdatedDateUTCString": f"{stamp:%Y-%m-%dT%H:%M:%S}Z"}
 
@@ -187,7 +234,7 @@ def _positive(params: httpx.QueryParams, name: str, default: int) -> int:
 
 
 class FakeXero(FakeVendor):
-    """Xero's invoices and token endpoint for one connected organisation, held in memory.
+    """Xero's invoices (or contacts) and token endpoint for one organisation, held in memory.
 
     Args:
         clock: The fake's time, for ``UpdatedDateUTC``, token expiry and rate limits; share it
@@ -195,6 +242,7 @@ class FakeXero(FakeVendor):
         limits: The per-tenant rate limits; Xero's (60 a minute, 5,000 a day) when omitted.
         client_secret: The app's client secret (random when omitted).
         seed: Seeds generated ids and the order of ties, so a run can be repeated.
+        endpoint: The list served: ``Invoices`` or ``Contacts``.
 
     Attributes:
         clock: Move it to move the fake's time.
@@ -211,8 +259,13 @@ class FakeXero(FakeVendor):
         limits: XeroLimits | None = None,
         client_secret: str | None = None,
         seed: int = 0,
+        endpoint: str = "Invoices",
     ) -> None:
         super().__init__()
+        if endpoint not in _SHAPES:
+            raise ValueError(f"the fake serves {sorted(_SHAPES)}, not {endpoint!r}")
+        self.endpoint = endpoint
+        self._shape = _SHAPES[endpoint]
         self.clock = clock or ManualClock(datetime(2024, 6, 3, 16, 0, tzinfo=UTC))
         self.limits = limits or XeroLimits()
         self._rng = random.Random(seed)
@@ -221,7 +274,7 @@ class FakeXero(FakeVendor):
         self.client_secret = client_secret or base64.urlsafe_b64encode(
             self._rng.randbytes(36)
         ).decode("ascii")
-        self._invoices: dict[str, _Invoice] = {}
+        self._documents: dict[str, _Document] = {}
         self._order: list[tuple[int, float, str]] | None = None  # (updated_ms, tie, id), cached
         self._number = 0
         self._refresh_tokens: set[str] = set()
@@ -249,29 +302,32 @@ class FakeXero(FakeVendor):
         fields: Mapping[str, Any] | None = None,
         *,
         updated_at: datetime | None = None,
-        status: str = "AUTHORISED",
+        status: str | None = None,
     ) -> str:
-        """Create an invoice; return its ``InvoiceID``.
+        """Create an invoice (or contact); return its id (``InvoiceID``, ``ContactID``).
 
         Args:
-            fields: Invoice fields to set over the generated ones (``Total``, ``Reference``…).
+            fields: Fields to set over the generated ones (``Total``, ``Reference``…).
             updated_at: ``UpdatedDateUTC`` (default: the clock's time).
-            status: The invoice's ``Status``.
+            status: Its ``Status`` (``ContactStatus``); ``AUTHORISED`` (``ACTIVE``) by default.
         """
         with self._lock:
             ms = self._now_ms() if updated_at is None else _to_ms(updated_at, "updated_at")
-            return self._insert(ms, {**(fields or {}), "Status": status})
+            shape = self._shape
+            return self._insert(
+                ms, {**(fields or {}), shape.status_field: status or shape.default_status}
+            )
 
     def bulk_load(
         self,
         updated_at: Iterable[datetime],
         fields: Callable[[int], Mapping[str, Any]] | None = None,
     ) -> list[str]:
-        """Create one invoice per timestamp (an organisation's history); return the ids in order.
+        """Create one document per timestamp (an organisation's history); return the ids in order.
 
         Args:
-            updated_at: Each invoice's ``UpdatedDateUTC``; any number may share one.
-            fields: Returns extra fields for the n-th invoice.
+            updated_at: Each document's ``UpdatedDateUTC``; any number may share one.
+            fields: Returns extra fields for the n-th document.
         """
         with self._lock:
             return [
@@ -286,15 +342,15 @@ class FakeXero(FakeVendor):
         *,
         updated_at: datetime | None = None,
     ) -> None:
-        """Change an invoice's fields and stamp ``UpdatedDateUTC`` (default: the clock's time).
+        """Change a document's fields and stamp ``UpdatedDateUTC`` (default: the clock's time).
 
         Raises:
-            KeyError: No invoice has this id.
+            KeyError: No document has this id.
         """
         with self._lock:
-            invoice = self._invoices[invoice_id]
-            invoice.fields.update(fields or {})
-            invoice.touch(
+            document = self._documents[invoice_id]
+            document.fields.update(fields or {})
+            document.touch(
                 self._now_ms() if updated_at is None else _to_ms(updated_at, "updated_at"),
                 self._rng.random(),
             )
@@ -308,13 +364,24 @@ class FakeXero(FakeVendor):
         """Delete a draft invoice: it stays listed with ``Status: DELETED``."""
         self.update(invoice_id, {"Status": "DELETED"}, updated_at=at)
 
+    def archive(self, contact_id: str, *, at: datetime | None = None) -> None:
+        """Archive a contact: ``ContactStatus: ARCHIVED``, listed only with ``includeArchived``."""
+        self.update(contact_id, {self._shape.status_field: "ARCHIVED"}, updated_at=at)
+
+    def live_count(self) -> int:
+        """Return how many documents are not deleted, voided or archived."""
+        with self._lock:
+            field = self._shape.status_field
+            gone = {"DELETED", "VOIDED", "ARCHIVED", "GDPRREQUEST"}
+            return sum(1 for doc in self._documents.values() if doc.fields[field] not in gone)
+
     def ground_truth(self) -> dict[str, dict[str, Any]]:
-        """Return every invoice as the API would render it now, by ``InvoiceID``.
+        """Return every document as the API would render it now, by id (``InvoiceID``...).
 
         The values are exactly what a client decodes from the JSON (unescaped ``/Date(…)/``).
         """
         with self._lock:
-            rendered = {key: self._render(invoice) for key, invoice in self._invoices.items()}
+            rendered = {key: self._render(doc) for key, doc in self._documents.items()}
             decoded: dict[str, dict[str, Any]] = json.loads(json.dumps(rendered))
             return decoded
 
@@ -335,7 +402,7 @@ class FakeXero(FakeVendor):
         path = request.url.path.rstrip("/")
         if path == "/connect/token" and request.method == "POST":
             return self._token(request)
-        if path.lower() != "/api.xro/2.0/invoices":
+        if path.lower() != f"/api.xro/2.0/{self.endpoint.lower()}":
             raise _problem(404, "Not Found", f"The resource {path} was not found")
         if request.method != "GET":
             raise _validation(f"The fake serves only GET {path}")
@@ -343,7 +410,7 @@ class FakeXero(FakeVendor):
         self._authenticate(request, now_ms)
         headers = self._count_call(now_ms)
         try:
-            response = self._invoices_page(request, now_ms)
+            response = self._list_page(request, now_ms)
         except _RequestError as error:
             response = error.response
         response.headers.update(headers)
@@ -394,7 +461,7 @@ class FakeXero(FakeVendor):
         headers["Retry-After"] = str(max(1, math.ceil((frees_ms - now_ms) / 1000)))
         raise _RequestError(httpx.Response(429, text="", headers=headers))
 
-    def _invoices_page(self, request: httpx.Request, now_ms: int) -> httpx.Response:
+    def _list_page(self, request: httpx.Request, now_ms: int) -> httpx.Response:
         params = request.url.params
         since = request.headers.get("if-modified-since")
         since_ms = None if since is None else _since_ms(since)
@@ -404,6 +471,9 @@ class FakeXero(FakeVendor):
         ordered = self._sorted()
         start = 0 if since_ms is None else bisect.bisect_left(ordered, (since_ms,))
         matches = ordered[start:]
+        shown = self._shown(params)
+        if shown is not None:
+            matches = [entry for entry in matches if shown(self._documents[entry[2]].fields)]
         if order.endswith("desc"):
             matches = matches[::-1]
         page_size = _positive(params, "pageSize", DEFAULT_PAGE_SIZE)
@@ -424,7 +494,7 @@ class FakeXero(FakeVendor):
                 "pageCount": math.ceil(len(matches) / page_size),
                 "itemCount": len(matches),
             }
-        body["Invoices"] = [self._render(self._invoices[entry[2]]) for entry in chosen]
+        body[self.endpoint] = [self._render(self._documents[entry[2]]) for entry in chosen]
         return _xero_json(200, body)
 
     def _token(self, request: httpx.Request) -> httpx.Response:
@@ -472,32 +542,55 @@ class FakeXero(FakeVendor):
     def _sorted(self) -> list[tuple[int, float, str]]:
         if self._order is None:
             self._order = sorted(
-                (invoice.updated_ms, invoice.tie, invoice_id)
-                for invoice_id, invoice in self._invoices.items()
+                (document.updated_ms, document.tie, document_id)
+                for document_id, document in self._documents.items()
             )
         return self._order
 
     def _insert(self, updated_ms: int, fields: dict[str, Any]) -> str:
-        invoice_id = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+        document_id = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
         self._number += 1
-        base: dict[str, Any] = {
-            "Type": "ACCREC",
-            "InvoiceID": invoice_id,
-            "InvoiceNumber": f"INV-{self._number:05d}",
-            "Reference": "",
-            "Contact": {"ContactID": "a3675fc4-f8dd-4f03-ba5b-f1870566bcd7", "Name": "Rubble"},
-            "Date": _dotnet(updated_ms // _DAY_MS * _DAY_MS),
-            "Status": "AUTHORISED",
-            "LineAmountTypes": "Exclusive",
-            "SubTotal": 100.0,
-            "TotalTax": 15.0,
-            "Total": 115.0,
-            "AmountDue": 115.0,
-            "CurrencyCode": "NZD",
-        }
-        self._invoices[invoice_id] = _Invoice({**base, **fields}, updated_ms, self._rng.random())
+        shape = self._shape
+        base: dict[str, Any] = {shape.id_field: document_id, **shape.template}
+        if self.endpoint == "Invoices":
+            base["InvoiceNumber"] = f"INV-{self._number:05d}"
+            base["Date"] = _dotnet(updated_ms // _DAY_MS * _DAY_MS)
+        else:
+            base["Name"] = f"{base['Name']} {self._number}"
+        base[shape.status_field] = shape.default_status
+        self._documents[document_id] = _Document({**base, **fields}, updated_ms, self._rng.random())
         self._order = None
-        return invoice_id
+        return document_id
 
-    def _render(self, invoice: _Invoice) -> dict[str, Any]:
-        return {**invoice.fields, **invoice.stamps}
+    def _shown(self, params: httpx.QueryParams) -> Callable[[Mapping[str, Any]], bool] | None:
+        """What the list shows: hidden statuses only with ``includeArchived``, and ``where``.
+
+        Raises:
+            _RequestError: ``where`` is outside the conditions the fake reads (a 400).
+        """
+        conditions: list[tuple[str, bool, str]] = []
+        where = params.get("where")
+        if where:
+            for part in re.split(r"\s+AND\s+|&&", where, flags=re.IGNORECASE):
+                match = _CONDITION.fullmatch(part)
+                if match is None:
+                    raise _validation(
+                        f'The fake reads where conditions like Status!="X", not {part!r}'
+                    )
+                conditions.append((match[1], match[2] == "==", match[3]))
+        hidden = (
+            set() if params.get("includeArchived", "").lower() == "true" else self._shape.hidden
+        )
+        if not conditions and not hidden:
+            return None
+        field = self._shape.status_field
+
+        def shown(fields: Mapping[str, Any]) -> bool:
+            if fields.get(field) in hidden:
+                return False
+            return all((fields.get(name) == value) == equal for name, equal, value in conditions)
+
+        return shown
+
+    def _render(self, document: _Document) -> dict[str, Any]:
+        return {**document.fields, **document.stamps}
