@@ -252,7 +252,7 @@ def stripe() -> World:
 
 
 def rest() -> World:
-    fake = FakeGenericRest(paging="offset", max_page_size=100)
+    fake = FakeGenericRest(paging="offset", max_page_size=100, deleted_retention=timedelta(days=7))
     config = RestConfig.from_mapping(
         {
             "base_url": "http://placeholder.invalid",
@@ -380,3 +380,42 @@ def test_a_gap_of_2100_changes_with_300_deletes_tombstones_every_delete(
         connector = cycles.connector
         assert connector.delete_retention == world.retention
         assert connector.count_live() == (len(world.live()) if world.counts else None)
+
+
+@pytest.mark.parametrize(
+    "vendor", sorted(name for name, world in WORLDS.items() if world().retention is not None)
+)
+def test_deletes_made_while_cancelled_past_the_retention_are_swept_after_resume(
+    vendor: str, tmp_path: Path
+) -> None:
+    """Deletes made while the source was cancelled for longer than its delete channel keeps them.
+
+    On resume the engine resets the source (a gap past ``delete_retention``) and the full re-read
+    that follows tombstones every record it no longer finds; nothing is removed.
+    """
+    world = WORLDS[vendor]()
+    assert world.retention is not None
+    ids = world.load(world.clock() - timedelta(days=3))
+    with cycling(world, tmp_path) as cycles:
+        cycles.run()
+        cycles.engine.cancel(KEY)
+        deleted = set(random.Random(vendor).sample(ids, 50))
+        for record_id in sorted(deleted):
+            world.delete(record_id, world.clock())
+        world.clock.set(world.clock() + world.retention + timedelta(days=1))
+        cycles.engine.resume(KEY)
+
+        gap = cycles.engine.run_cycle(KEY, cycles.connector)
+        assert gap.outcome is Outcome.INTERRUPTED_RESET, gap.error
+        assert gap.error is not None
+        assert "keeps deletes for" in gap.error
+        result = cycles.engine.run_cycle(KEY, cycles.connector)
+        assert result.outcome is Outcome.COMPLETED, result.error
+        # The channel forgot those deletes: only the sweep finds them.
+        assert result.swept == len(deleted)
+
+        held = transactions_by_id(cycles.store, KEY)
+        assert set(held) == set(ids)  # nothing removed
+        tombstones = {key for key, t in held.items() if t.record.deleted}
+        assert tombstones == deleted
+        assert {key for key, t in held.items() if not t.record.deleted} == world.live()
