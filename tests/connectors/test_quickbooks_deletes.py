@@ -19,7 +19,7 @@ from incsync.results import Outcome
 from incsync.state import Phase
 from incsync.testing import InMemoryStore, ManualClock
 from incsync.testing.fakes import FakeQuickBooks
-from incsync.vendors.quickbooks import QuickBooksConnector
+from incsync.vendors.quickbooks import CDC_RETENTION, QuickBooksConnector
 from tests.connectors.test_quickbooks import (
     ENTITY,
     KEY,
@@ -30,6 +30,8 @@ from tests.connectors.test_quickbooks import (
     engine_for,
     make_fake,
 )
+
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "builtin" / "quickbooks.md"
 
 
 def cdc_requests(fake: FakeQuickBooks, since: int = 0) -> list[str]:
@@ -336,3 +338,11 @@ def test_count_live_refuses_an_answer_without_a_count(body: dict[str, object]) -
     fake.add_fault(lambda request: httpx.Response(200, json=body))
     with connect(fake) as connector, pytest.raises(BadResponseError, match="totalCount"):
         connector.count_live()
+
+
+def test_delete_retention_is_cdcs_30_days_as_the_page_says() -> None:
+    """The engine's retention and the page's statement are the one constant, CDC_RETENTION."""
+    assert QuickBooksConnector.delete_retention == CDC_RETENTION == timedelta(days=30)
+    page = PAGE.read_text(encoding="utf-8")
+    assert "`CDC_RETENTION`" in page
+    assert f"**{CDC_RETENTION.days} days**" in page
