@@ -172,15 +172,16 @@ def a_delete_before_1200_edits(fake: FakeQuickBooks, ids: list[str]) -> None:
 def test_a_cut_cdc_answer_that_cannot_be_walked_resets_the_source(
     tmp_path: Path, change: Callable[[FakeQuickBooks, list[str]], None], reason: str
 ) -> None:
-    """Deletes no CDC answer can show reset the source for a full re-read, with the reason.
+    """Deletes no CDC answer can show reset the source; the re-read tombstones them.
 
     CDC lists deletes after the live changes and cannot be asked for less than a second: behind
     1,000 live changes (a bulk import in one second, a busy hour) or past the first 1,000 deletes
-    of one second, no answer shows them. The cycle ends in a reset instead of completing without
-    them (before, it completed with a warning and the deletes were never read).
+    of one second, no answer shows them. The cycle ends in a reset with the reason, and the full
+    re-read that follows finds them gone (before, the cycle completed with a warning and the
+    deletes were never read).
     """
     fake = make_fake()
-    with synced(fake, tmp_path, 1_500) as (engine, _, connector, ids):
+    with synced(fake, tmp_path, 1_500) as (engine, store, connector, ids):
         change(fake, ids)
         fake.advance(timedelta(minutes=10))
         result = engine.run_cycle(KEY, connector)
@@ -197,6 +198,7 @@ def test_a_cut_cdc_answer_that_cannot_be_walked_resets_the_source(
         fake.advance(timedelta(minutes=10))
         assert engine.run_cycle(KEY, connector).outcome is Outcome.COMPLETED
         assert engine.state(KEY).phase is Phase.ACTIVE
+        assert_sink_matches(store, fake, deleted=frozenset(fake.deleted_ids(ENTITY)))
 
 
 def test_a_cdc_answer_cut_another_way_resets_instead_of_losing_deletes(tmp_path: Path) -> None:
@@ -219,17 +221,28 @@ def test_a_cdc_answer_cut_another_way_resets_instead_of_losing_deletes(tmp_path:
     assert "live ones where QuickBooks counts 900" in state.last_error.message
 
 
-def test_a_deletes_mark_past_cdcs_30_days_resets_the_source_before_reading(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("gap", "reason"),
+    [
+        # The last cycle within 30 days, its deletes mark (5 minutes older) past CDC's reach.
+        (timedelta(days=30, minutes=-3), "Invoice deletes since 2024-06-03T15:55:00Z are past"),
+        # The last cycle more than 30 days back: the engine's own check, from delete_retention.
+        (timedelta(days=31), "the source keeps deletes for 30 days"),
+    ],
+)
+def test_deletes_past_cdcs_30_days_reset_the_source_before_reading(
+    tmp_path: Path, gap: timedelta, reason: str
 ) -> None:
-    """A source not read for 31 days is reset at its first answer; the next cycle re-reads it.
+    """A source whose deletes are past CDC's 30 days is reset before any page is applied.
 
-    Before, the cycle read 30 days of changes, read CDC's last 30 days only, and completed with a
-    warning: deletes in the days before were lost for good.
+    The full re-read that follows finds the invoice deleted meanwhile gone. Before, the cycle read
+    a month of changes, read CDC's last 30 days only, and completed with a warning: deletes in the
+    days before were lost for good.
     """
     fake = make_fake()
-    with synced(fake, tmp_path, 50) as (engine, _, connector, _ids):
-        fake.advance(timedelta(days=31))
+    with synced(fake, tmp_path, 50) as (engine, store, connector, ids):
+        fake.delete(ENTITY, ids[7])
+        fake.advance(gap - timedelta(hours=1))  # an hour passed already
         before = len(fake.requests)
         result = engine.run_cycle(KEY, connector)
         assert (result.outcome, result.applied) == (Outcome.INTERRUPTED_RESET, 0)
@@ -237,11 +250,23 @@ def test_a_deletes_mark_past_cdcs_30_days_resets_the_source_before_reading(
         state = engine.state(KEY)
         assert state.phase is Phase.RESETTING
         assert state.last_error is not None
-        assert "Invoice deletes since 2024-06-03T15:55:00Z" in state.last_error.message
-        assert "are past CDC's 30 days" in state.last_error.message
+        assert reason in state.last_error.message
         full = engine.run_cycle(KEY, connector)
-        assert (full.outcome, full.applied) == (Outcome.COMPLETED, 50)
-        assert engine.state(KEY).marks["deletes"] > NOW + timedelta(days=30)
+        assert (full.outcome, full.applied) == (Outcome.COMPLETED, 49)
+        assert engine.state(KEY).marks["deletes"] > NOW + timedelta(days=29)
+        assert_sink_matches(store, fake, deleted=frozenset({ids[7]}))
+
+
+def test_without_include_deletes_a_month_long_gap_is_read_incrementally() -> None:
+    """A connector reading no deletes has no delete channel to expire: no reset after 31 days."""
+    fake = make_fake()
+    fake.bulk_load(ENTITY, [NOW - timedelta(days=1)])
+    engine = engine_for(fake, InMemoryStore())
+    with fake.serve() as base_url, connect(fake, base_url) as connector:
+        assert connector.delete_retention is None
+        assert engine.run_cycle(KEY, connector).outcome is Outcome.COMPLETED
+        fake.advance(timedelta(days=31))
+        assert engine.run_cycle(KEY, connector).outcome is Outcome.COMPLETED
 
 
 @pytest.mark.parametrize(

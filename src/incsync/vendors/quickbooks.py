@@ -54,7 +54,8 @@ page), leave deletes no request can read: the read raises
 :class:`~incsync.errors.PermanentSourceError` with ``resync_required``, and the engine resets the
 source, whose next cycle re-reads every entity (what it does not see is gone). Cycles closer
 together than 1,000 changes of the entity (and 30 days) never come to that.
-:attr:`QuickBooksConnector.delete_retention` tells the engine the 30 days, and
+:attr:`QuickBooksConnector.delete_retention` tells the engine the 30 days (with
+``include_deletes``; without, no delete channel is read and it is ``None``), and
 :meth:`QuickBooksConnector.count_live` counts the live entities (``SELECT COUNT(*)``) for its
 check of the host's copy.
 """
@@ -143,7 +144,8 @@ class QuickBooksConnector(HttpConnector):
         page_size: Records per page, 2 to 1,000 (QuickBooks' limit).
         include_deletes: Read deleted entities from the ``cdc`` endpoint on incremental reads
             and return them as tombstones; a read that cannot see every delete since the last
-            one resets the source (see the module docstring).
+            one resets the source (see the module docstring). Without it the connector has no
+            delete channel, and its :attr:`delete_retention` is ``None``.
         options: Timeouts, retries, transport and the hooks tests inject
             (:class:`~incsync.connectors.http.HttpOptions`); the defaults otherwise.
 
@@ -156,7 +158,7 @@ class QuickBooksConnector(HttpConnector):
     ordered = True
     id_field = "Id"
     updated_at_field = "MetaData.LastUpdatedTime"
-    delete_retention = CDC_RETENTION
+    delete_retention: timedelta | None = CDC_RETENTION
 
     def __init__(
         self,
@@ -188,6 +190,8 @@ class QuickBooksConnector(HttpConnector):
         self.minor_version = minor_version
         self.page_size = page_size
         self.include_deletes = include_deletes
+        if not include_deletes:
+            self.delete_retention = None  # no delete channel read, none to expire
 
     def throttle_signal(self, response: httpx.Response) -> Throttle | None:
         """Return QuickBooks' throttle (a 429 with Fault 3001, JSON or XML), if any."""
