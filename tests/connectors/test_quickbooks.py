@@ -19,9 +19,9 @@ from incsync.connectors.retry import RetryPolicy
 from incsync.cursor import Window
 from incsync.errors import ConfigurationError
 from incsync.results import Outcome
-from incsync.state import Phase
 from incsync.testing import InMemoryStore, ManualClock
 from incsync.testing.fakes import FakeQuickBooks
+from incsync.testing.fakes.quickbooks import CdcCut
 from incsync.vendors.quickbooks import QuickBooksConnector, quickbooks_auth
 from tests.helpers import Store, transactions_by_id
 
@@ -38,10 +38,13 @@ def no_sleep(seconds: float) -> None:
     """Waits for nothing, so retries cost no time."""
 
 
-def make_fake() -> FakeQuickBooks:
+def make_fake(*, cdc_cut: CdcCut = "documented") -> FakeQuickBooks:
     """Return a fake company on its own manual clock, with a rate limit tests do not reach."""
     return FakeQuickBooks(
-        clock=ManualClock(NOW), client_secret=CLIENT_SECRET, requests_per_minute=100_000
+        clock=ManualClock(NOW),
+        client_secret=CLIENT_SECRET,
+        requests_per_minute=100_000,
+        cdc_cut=cdc_cut,
     )
 
 
@@ -189,145 +192,6 @@ def test_incremental_cycles_pick_up_updates_voids_and_same_second_bursts() -> No
             assert_sink_matches(store, fake)
     voided = transactions_by_id(store, KEY)[ids[-1]].record
     assert (voided.deleted, voided.payload["PrivateNote"]) == (False, "Voided")
-
-
-def test_deletes_from_cdc_become_tombstones_on_a_page_of_their_own() -> None:
-    """With include_deletes, deleted entities arrive as tombstones after the live pages.
-
-    The live pages stay in time order; the tombstones come on a last page of their own, which
-    carries the deletes channel's new mark.
-    """
-    fake = make_fake()
-    ids = fake.bulk_load(ENTITY, bursty_timestamps(3_000))
-    store = InMemoryStore()
-    engine = engine_for(fake, store)
-    deleted: set[str] = set()
-    with (
-        fake.serve() as base_url,
-        connect(fake, base_url, page_size=250, include_deletes=True) as connector,
-    ):
-        assert engine.run_cycle(KEY, connector).outcome is Outcome.COMPLETED
-        for cycle in range(2):
-            fake.advance(timedelta(hours=1))
-            for offset, record_id in enumerate(ids[cycle * 700 : cycle * 700 + 600]):
-                if offset % 5 == 0:
-                    fake.delete(ENTITY, record_id)
-                    deleted.add(record_id)
-                else:
-                    fake.update(ENTITY, record_id, {"Memo": f"cycle {cycle}"})
-                if offset % 100 == 0:
-                    fake.advance(timedelta(seconds=1))
-            fake.advance(timedelta(minutes=10))
-            result = engine.run_cycle(KEY, connector)
-            assert result.outcome is Outcome.COMPLETED
-            assert result.applied == 600
-            assert_sink_matches(store, fake, deleted=frozenset(deleted))
-        pages = list(connector.read(Window(start=NOW)))
-    *live, deletes = pages
-    times = [[r.updated_at for r in page.records] for page in live]
-    assert all(page == sorted(page) for page in times)
-    assert all(a[-1] <= b[0] for a, b in itertools.pairwise(times))
-    assert not any(r.deleted for page in live for r in page.records)
-    assert {r.id for r in deletes.records if r.deleted} == deleted
-    assert set(deletes.marks) == {"deletes"}
-    assert fake.deleted_ids(ENTITY) == deleted
-
-
-def test_a_cdc_answer_at_its_cap_is_narrowed_and_later_deletes_are_all_found(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """A CDC answer of 1,000 objects is treated as cut; the narrowed answers find every delete."""
-    fake = make_fake()
-    ids = fake.bulk_load(ENTITY, bursty_timestamps(2_000))
-    store = InMemoryStore()
-    engine = engine_for(fake, store)
-    with connect(fake, include_deletes=True) as connector:
-        assert engine.run_cycle(KEY, connector).outcome is Outcome.COMPLETED
-        fake.advance(timedelta(hours=1))
-        for record_id in ids[:1_500]:
-            fake.update(ENTITY, record_id, {"Memo": "busy"})
-        fake.advance(timedelta(minutes=3))
-        for record_id in ids[1_500:1_540]:
-            fake.delete(ENTITY, record_id)
-        fake.advance(timedelta(minutes=10))
-        result = engine.run_cycle(KEY, connector)
-    assert result.outcome is Outcome.COMPLETED
-    assert_sink_matches(store, fake, deleted=frozenset(ids[1_500:1_540]))
-    cdc_calls = [r for r in fake.requests if "/cdc" in r.url]
-    assert len(cdc_calls) > 2
-    assert "may be missing" in caplog.text
-
-
-def test_deletes_older_than_cdc_allows_are_skipped_with_a_warning(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """A window starting more than 30 days back reads CDC from 30 days back, and warns."""
-    fake = make_fake()
-    old, recent = fake.bulk_load(ENTITY, [NOW - timedelta(days=40), NOW - timedelta(days=2)])
-    fake.delete(ENTITY, old, deleted_at=NOW - timedelta(days=35))
-    fake.delete(ENTITY, recent, deleted_at=NOW - timedelta(days=1))
-    with connect(fake, include_deletes=True) as connector:
-        records = [
-            r for p in connector.read(Window(start=NOW - timedelta(days=45))) for r in p.records
-        ]
-    assert [(r.id, r.deleted) for r in records] == [(recent, True)]
-    assert "past CDC's 30 days" in caplog.text
-
-
-def test_a_host_clock_behind_intuits_never_asks_cdc_for_more_than_30_days(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """The CDC bound is kept by QuickBooks' clock (its answers' Date), not the host's.
-
-    The host runs 10 minutes behind Intuit and the entity has been quiet for 40 days, synced
-    before its deletes were read (so without a deletes mark: reads start at its cursor). Bounded
-    by the host's clock, every cycle asked CDC for changes 30 days and 5 minutes back by Intuit's
-    clock, got a 400 and failed, until the source stopped. The bound comes from the Date of
-    QuickBooks' own answers now: every cycle completes and reads the new delete; the first warns
-    that older deletes are past CDC's reach, and from then on the deletes mark keeps them near.
-    """
-    fake = make_fake()
-    quiet, doomed = fake.bulk_load(ENTITY, [NOW - timedelta(days=40), NOW - timedelta(days=40)])
-    host = ManualClock(NOW - timedelta(minutes=10))
-    store = InMemoryStore()
-    engine = SyncEngine(store, clock=host)
-    with fake.serve() as base_url:
-        with connect(fake, base_url, clock=host) as connector:
-            assert engine.run_cycle(KEY, connector).outcome is Outcome.COMPLETED
-        connector = connect(fake, base_url, include_deletes=True, clock=host)
-        fake.delete(ENTITY, doomed)
-        for cycle in range(6):
-            fake.advance(timedelta(hours=1))
-            host.advance(timedelta(hours=1))
-            caplog.clear()
-            result = engine.run_cycle(KEY, connector)
-            assert result.outcome is Outcome.COMPLETED, result.error
-            assert ("past CDC's 30 days" in caplog.text) is (cycle == 0)
-        connector.close()
-    state = engine.state(KEY)
-    assert state.phase is Phase.ACTIVE
-    assert state.marks["deletes"] > NOW
-    assert_sink_matches(store, fake, deleted=frozenset({doomed}))
-    assert quiet in transactions_by_id(store, KEY)
-
-
-def test_a_source_synced_before_deletes_had_a_mark_warns_once_then_follows_its_mark(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """A state from before the deletes mark reads CDC from 30 days back once, then from its mark."""
-    fake = make_fake()
-    fake.bulk_load(ENTITY, [NOW - timedelta(days=40)])
-    store = InMemoryStore()
-    engine = engine_for(fake, store)
-    with connect(fake) as connector:
-        assert engine.run_cycle(KEY, connector).outcome is Outcome.COMPLETED
-    assert "deletes" not in engine.state(KEY).marks
-    with connect(fake, include_deletes=True) as connector:
-        for cycle in range(3):
-            fake.advance(timedelta(hours=1))
-            caplog.clear()
-            assert engine.run_cycle(KEY, connector).outcome is Outcome.COMPLETED
-            assert ("past CDC's 30 days" in caplog.text) is (cycle == 0)
 
 
 # -- records that change while a read pages -----------------------------------------------------

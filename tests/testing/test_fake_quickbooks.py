@@ -578,6 +578,61 @@ def test_cdc_answers_at_most_1000_objects_shared_by_all_entities_with_no_marker(
     assert len(narrow["CDCResponse"][0]["QueryResponse"][0]["Invoice"]) == 10
 
 
+def cdc_objects(response: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
+    """Return a CDC answer's objects as (entity, object), in the order the answer holds them."""
+    assert response.status_code == 200, response.text
+    return [
+        (entity, item)
+        for block in response.json()["CDCResponse"][0]["QueryResponse"]
+        for entity, items in block.items()
+        if entity not in {"startPosition", "maxResults"}
+        for item in items
+    ]
+
+
+def test_cdc_lists_each_entity_by_last_update_then_its_deletes_and_keeps_the_first_1000(
+    fake: FakeQuickBooks, client: httpx.Client
+) -> None:
+    """Intuit's order: grouped by entity, by last update, deletes after the live ones; cut after
+    1,000 objects, so 1,000 live changes since a time hide every delete since then."""
+    doomed = fake.bulk_load("Invoice", [at(8)] * 2)
+    changed = fake.bulk_load(
+        "Invoice", [at(10) + timedelta(seconds=n) for n in range(1_100)][::-1]
+    )[::-1]  # added newest first: the order comes from the times
+    for record_id in doomed:
+        fake.delete("Invoice", record_id, deleted_at=at(11))
+    payments = fake.bulk_load("Payment", [at(12), at(13)])
+    fake.delete("Payment", payments[0], deleted_at=at(14))
+
+    crowded = cdc_objects(cdc(client, fake, "Invoice", "2024-06-03T08:00:00Z"))
+    assert [item["Id"] for _, item in crowded] == changed[:1_000]
+    assert not any(item.get("status") == "Deleted" for _, item in crowded)
+
+    since = (at(10) + timedelta(seconds=200)).isoformat()
+    fewer = cdc_objects(cdc(client, fake, "Payment,Invoice", since))
+    assert [(entity, item["Id"]) for entity, item in fewer[:-2]] == [
+        ("Payment", payments[1]),
+        ("Payment", payments[0]),
+        *(("Invoice", record_id) for record_id in changed[200:]),
+    ]
+    assert fewer[1][1]["status"] == "Deleted"
+    assert {item["Id"] for _, item in fewer[-2:]} == set(doomed)  # deleted at one second
+    assert all(item["status"] == "Deleted" for _, item in fewer[-2:])
+
+
+def test_cdc_cut_any_keeps_some_1000_deletes_among_them() -> None:
+    """cdc_cut="any" keeps any 1,000 of the changes, deletes among them, whatever the order."""
+    fake = FakeQuickBooks(cdc_cut="any")
+    live = fake.bulk_load("Invoice", [at(10) + timedelta(seconds=n) for n in range(1_100)])
+    for record_id in live[:100]:
+        fake.delete("Invoice", record_id, deleted_at=at(11))
+    with api_client(fake) as client:
+        kept = cdc_objects(cdc(client, fake, "Invoice", "2024-06-03T08:00:00Z"))
+    assert len(kept) == 1_000
+    deleted = [item["Id"] for _, item in kept if item.get("status") == "Deleted"]
+    assert 0 < len(deleted) < 100
+
+
 # -- OAuth2 tokens ------------------------------------------------------------------------------
 
 

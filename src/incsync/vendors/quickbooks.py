@@ -23,21 +23,45 @@ tombstones.
 Deleted records leave ``query`` and show only in the ``cdc`` endpoint, a channel with its own
 position: the ``"deletes"`` mark (:mod:`incsync.marks`), checkpointed with the page of tombstones
 that read it, so a quiet entity whose cursor stays weeks behind does not hold its deletes back.
-With ``include_deletes=True`` each read ends with that page: the ``status: "Deleted"`` entities
-CDC shows since the mark, as tombstones. CDC looks back at most 30 days *by Intuit's clock*, so the
-bound is taken from the ``Date`` of QuickBooks' own answers, never from the host's clock (minutes
-off, it made every cycle fail). A mark older than 30 days reads the deletes of the last 30 days
-only, and says so in a warning. A CDC answer of 1,000 objects may have been cut, and CDC has no
-upper bound to narrow it by, so the connector looks for the earliest start whose answer is complete
-(halving the span) and keeps every delete any answer showed; deletes that only a cut answer could
-show may be missed, and a warning says between which times. A full read reads no deletes (records
-deleted before it are not in it); it sets the mark to its own start, so the next read sees every
-delete after it.
+With ``include_deletes=True`` each incremental read ends with that page: the ``status: "Deleted"``
+entities CDC shows since the mark (or, without one, since the window's start), as tombstones. A
+full read reads no deletes (records deleted before it are not in it); it sets the mark to its own
+start, so the next read sees every delete after it.
+
+What CDC answers, by Intuit's reference (the ChangeDataCapture "Business Rules"): every object of
+the entities asked that changed at or after ``changedSince`` (there is no upper bound), grouped by
+entity and in order of last update within a group, **deleted objects after the live ones**; at most
+1,000 objects in all, with nothing marking an answer as cut; and no ``changedSince`` more than 30
+days back (:data:`CDC_RETENTION`), counted by *Intuit's* clock, so the bound is taken from the
+``Date`` of QuickBooks' own answers (:meth:`~incsync.connectors.http.HttpConnector.source_time`),
+never from the host's. Intuit does not say which 1,000 objects a longer answer keeps. Read as that
+list cut after its 1,000th object (as the fake cuts it), an answer of 1,000 from a start ``S``
+holds:
+
+* **at least one delete**: then every live change since ``S`` came before it, and the deletes shown
+  are the oldest, so every delete before the newest one shown is read. The next request starts at
+  that newest delete's second, and so on until an answer comes back under the cap: the cap cuts
+  no delete. Before walking on, ``SELECT COUNT(*)`` of the live entities updated between ``S`` and
+  the answer's time must not exceed the live changes the answer held: more means QuickBooks cut
+  the answer some other way, and deletes before the newest one shown may be missing.
+* **no delete**: 1,000 live changes since ``S`` fill it, and no request can show the deletes
+  behind them.
+* **deletes all at the second ``S``**: more deletes share that second than the answer had room
+  for, and CDC cannot be asked for part of a second.
+
+Those answers, and a mark older than CDC's 30 days (found at the read's first answer, before any
+page), leave deletes no request can read: the read raises
+:class:`~incsync.errors.PermanentSourceError` with ``resync_required``, and the engine resets the
+source, whose next cycle re-reads every entity (what it does not see is gone). Cycles closer
+together than 1,000 changes of the entity (and 30 days) never come to that.
+:attr:`QuickBooksConnector.delete_retention` tells the engine the 30 days (with
+``include_deletes``; without, no delete channel is read and it is ``None``), and
+:meth:`QuickBooksConnector.count_live` counts the live entities (``SELECT COUNT(*)``) for its
+check of the host's copy.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
@@ -52,12 +76,13 @@ from incsync.connectors.keyset import Answer, FromTime, WholeTick, read_by_keyse
 from incsync.connectors.retry import Throttle
 from incsync.connectors.throttle import quickbooks_throttle
 from incsync.cursor import Window
-from incsync.errors import BadResponseError, ConfigurationError
+from incsync.errors import BadResponseError, ConfigurationError, PermanentSourceError
 from incsync.policy import whole_number_setting
-from incsync.records import Page, RecordFormat, text_id
+from incsync.records import Page, Record, RecordFormat, RejectedRecord, outcome_of, text_id
 from incsync.timestamps import parse_timestamp
 
 __all__ = [
+    "CDC_RETENTION",
     "DELETES_MARK",
     "QUICKBOOKS_OAUTH",
     "QUICKBOOKS_PRODUCTION_URL",
@@ -79,10 +104,15 @@ QUICKBOOKS_TOKEN_URL = "https://oauth.platform.intuit.com/oauth2/v1/tokens/beare
 QUICKBOOKS_OAUTH = OAuthVendor(QUICKBOOKS_TOKEN_URL, client_auth="basic")
 """Intuit's OAuth2: the app in HTTP Basic; every refresh rotates the refresh token (store it)."""
 
+CDC_RETENTION = timedelta(days=30)
+"""How far back the ``cdc`` endpoint reaches, by Intuit's clock: the connector's
+:attr:`~QuickBooksConnector.delete_retention`."""
+
 _MAX_PAGE_SIZE = 1000
+# The most objects one cdc answer holds, across the entities asked; nothing says it was cut.
 _CDC_MAX_OBJECTS = 1000
 # CDC refuses a changedSince more than 30 days back; a margin keeps a slow request inside it.
-_CDC_LOOKBACK = timedelta(days=30) - timedelta(minutes=5)
+_CDC_REACH = CDC_RETENTION - timedelta(minutes=5)
 _UTC = timezone.utc
 _SECOND = timedelta(seconds=1)
 # Deletes are read again from a little before the last read's time: a delete QuickBooks had not
@@ -91,9 +121,6 @@ _DELETES_OVERLAP = timedelta(minutes=5)
 
 DELETES_MARK = "deletes"
 """The name of the mark that says how far CDC's deletes have been read."""
-
-logger = logging.getLogger("incsync.connectors")
-
 
 quickbooks_auth = QUICKBOOKS_OAUTH.refresh
 """Return the OAuth2 flow of one QuickBooks connection (:meth:`OAuthVendor.refresh
@@ -116,7 +143,9 @@ class QuickBooksConnector(HttpConnector):
         minor_version: The ``minorversion`` sent with every request.
         page_size: Records per page, 2 to 1,000 (QuickBooks' limit).
         include_deletes: Read deleted entities from the ``cdc`` endpoint on incremental reads
-            and return them as tombstones.
+            and return them as tombstones; a read that cannot see every delete since the last
+            one resets the source (see the module docstring). Without it the connector has no
+            delete channel, and its :attr:`delete_retention` is ``None``.
         options: Timeouts, retries, transport and the hooks tests inject
             (:class:`~incsync.connectors.http.HttpOptions`); the defaults otherwise.
 
@@ -129,6 +158,7 @@ class QuickBooksConnector(HttpConnector):
     ordered = True
     id_field = "Id"
     updated_at_field = "MetaData.LastUpdatedTime"
+    delete_retention: timedelta | None = CDC_RETENTION
 
     def __init__(
         self,
@@ -160,6 +190,8 @@ class QuickBooksConnector(HttpConnector):
         self.minor_version = minor_version
         self.page_size = page_size
         self.include_deletes = include_deletes
+        if not include_deletes:
+            self.delete_retention = None  # no delete channel read, none to expire
 
     def throttle_signal(self, response: httpx.Response) -> Throttle | None:
         """Return QuickBooks' throttle (a 429 with Fault 3001, JSON or XML), if any."""
@@ -178,9 +210,12 @@ class QuickBooksConnector(HttpConnector):
         mark, as tombstones, and moves that mark.
 
         Raises:
+            PermanentSourceError: With ``include_deletes``, some deletes since the mark are out of
+                CDC's reach (``resync_required`` is set; the engine resets the source).
             SourceError: QuickBooks could not be read, or answered out of the order asked for.
         """
         began: list[datetime] = []  # QuickBooks' time when its first answer came
+        deletes_start = self._deletes_start(window)
 
         def query(step: FromTime) -> Iterator[Answer]:
             condition = (
@@ -191,6 +226,9 @@ class QuickBooksConnector(HttpConnector):
             rows = self._query(condition, 1)
             if not began:
                 began.append(self.source_time())
+                if deletes_start is not None:
+                    # Out of reach already: fail before reading what the re-read reads again.
+                    self._check_reach(deletes_start, began[0])
             yield Answer(rows, more=len(rows) >= self.page_size)
 
         yield from read_by_keyset(
@@ -202,7 +240,7 @@ class QuickBooksConnector(HttpConnector):
             vendor=self.vendor,
         )
         if self.include_deletes:
-            yield self._deletes_page(window, began[0] if began else self.source_time())
+            yield self._deletes_page(deletes_start, began[0] if began else self.source_time())
 
     def _read_second(self, tick: WholeTick) -> Iterator[RawPage]:
         """Yield every entity stamped within one second, by offset checked against moves."""
@@ -223,56 +261,129 @@ class QuickBooksConnector(HttpConnector):
             position = start + len(rows)
             previous_last = _id_of(rows[-1])
 
-    def _deletes_page(self, window: Window, began: datetime) -> Page:
-        """Return the page of entities deleted since the ``"deletes"`` mark, moving the mark."""
-        if window.start is None:
+    def _deletes_start(self, window: Window) -> datetime | None:
+        """Return the time deletes are read from: the mark, else the window's start.
+
+        ``None`` when no deletes are read: without ``include_deletes``, and on a full read.
+        """
+        if not self.include_deletes or window.start is None:
+            return None
+        return window.marks.get(DELETES_MARK, window.start).replace(microsecond=0)
+
+    def _check_reach(self, since: datetime, now: datetime) -> None:
+        """Refuse deletes since ``since`` when CDC no longer reaches back that far by ``now``.
+
+        Raises:
+            PermanentSourceError: It does not (``resync_required`` is set).
+        """
+        if since < now - _CDC_REACH:
+            raise self._resync(
+                f"the {self.entity} deletes since {_literal(since)} are past CDC's "
+                f"{CDC_RETENTION.days} days (QuickBooks' clock reads {_literal(now)})"
+            )
+
+    def _deletes_page(self, since: datetime | None, began: datetime) -> Page:
+        """Return the page of entities deleted at or after ``since``, moving the mark.
+
+        A full read (``since`` is ``None``) sets the mark to a little before it ``began``.
+        """
+        if since is None:
             # A full read holds no deleted entity; deletes from its start on come next time.
             return Page(marks={DELETES_MARK: began - _DELETES_OVERLAP})
-        since = window.marks.get(DELETES_MARK, window.start).replace(microsecond=0)
         now = self.source_time().replace(microsecond=0)
-        start = max(since, now - _CDC_LOOKBACK)
-        if start > since:
-            logger.warning(
-                "quickbooks: deletes of %s between %s and %s are past CDC's 30 days and are not "
-                "read; reset the source to re-read every %s",
-                self.entity,
-                since.isoformat(),
-                start.isoformat(),
-                self.entity,
-            )
-        rows = self._deletes_since(start, now)
-        page = self.page_of(rows)
+        self._check_reach(since, now)
+        page = self._read_deletes(since)
         return attrs.evolve(page, marks={DELETES_MARK: now - _DELETES_OVERLAP})
 
-    def _deletes_since(self, start: datetime, now: datetime) -> list[Mapping[str, Any]]:
-        """Return the deleted entities CDC shows at or after ``start``; ``now`` by its clock."""
-        found: dict[str | None, Mapping[str, Any]] = {}
-        objects = self._changes_since(start)
-        found.update((_id_of(row), row) for row in objects if self._deleted_row(row))
-        if len(objects) >= _CDC_MAX_OBJECTS:
-            # Cut, perhaps. Find the earliest start whose answer is whole, keeping every delete.
-            low, high = start, now
-            while high - low > timedelta(seconds=1):
-                middle = (low + (high - low) / 2).replace(microsecond=0)
-                objects = self._changes_since(middle)
-                found.update((_id_of(row), row) for row in objects if self._deleted_row(row))
-                if len(objects) >= _CDC_MAX_OBJECTS:
-                    low = middle
-                else:
-                    high = middle
-            logger.warning(
-                "quickbooks: more than %d %s changes since %s; deletes between then and %s may "
-                "be missing (run cycles more often)",
-                _CDC_MAX_OBJECTS,
-                self.entity,
-                start.isoformat(),
-                high.isoformat(),
-            )
-        return list(found.values())
+    def _read_deletes(self, since: datetime) -> Page:
+        """Return every entity CDC shows deleted at or after ``since``, walking past cut answers.
 
-    def _deleted_row(self, row: object) -> bool:
-        # Unreadable rows are kept too: the record path sets them aside with the reason.
+        Raises:
+            PermanentSourceError: A cut answer hides deletes (``resync_required`` is set).
+        """
+        deleted: dict[str, Record] = {}
+        rejected: dict[str, RejectedRecord] = {}
+        start = since
+        while True:
+            rows = self._changes_since(start)
+            answered = self.source_time().replace(microsecond=0)
+            live: list[Record] = []
+            shown: list[Record] = []
+            for row in rows:
+                outcome = outcome_of(self.to_record, row)
+                if isinstance(outcome, RejectedRecord):
+                    if self._maybe_deleted(row):
+                        rejected[outcome.fingerprint] = outcome
+                elif outcome.deleted:
+                    shown.append(outcome)
+                else:
+                    live.append(outcome)
+            deleted.update((record.id, record) for record in shown)
+            if len(rows) < _CDC_MAX_OBJECTS:
+                return Page(records=list(deleted.values()), rejected=list(rejected.values()))
+            start = self._walk_past_cut(start, answered, live, shown)
+
+    def _maybe_deleted(self, row: object) -> bool:
+        # An unreadable row may be a delete: it is set aside with the reason, not dropped.
         return not isinstance(row, Mapping) or self.is_deleted(row)
+
+    def _walk_past_cut(
+        self, start: datetime, answered: datetime, live: list[Record], shown: list[Record]
+    ) -> datetime:
+        """Return where to ask CDC again after an answer from ``start`` cut at the cap.
+
+        Raises:
+            PermanentSourceError: The answer hides deletes no later answer shows
+                (``resync_required`` is set).
+        """
+        answer = (
+            f"CDC's answer of {_CDC_MAX_OBJECTS:,} {self.entity} changes since {_literal(start)}"
+        )
+        if not shown:
+            raise self._resync(
+                f"{answer} holds live changes only, and CDC lists deletes after them: no answer "
+                "shows the deletes among them"
+            )
+        newest = max(record.updated_at for record in shown)
+        if newest <= start:
+            raise self._resync(
+                f"{answer} is cut among the deletes of that very second, and CDC cannot be asked "
+                "for part of a second: the rest of them cannot be read"
+            )
+        held = sum(start <= record.updated_at < answered for record in live)
+        counted = self._count(
+            f"MetaData.LastUpdatedTime >= '{_literal(start)}' "
+            f"AND MetaData.LastUpdatedTime < '{_literal(answered)}'"
+        )
+        if counted > held:
+            # The documented order puts every live change before the first delete. An answer
+            # lacking some was cut another way: deletes before the newest shown may be missing.
+            raise self._resync(
+                f"{answer} held {held} live ones where QuickBooks counts {counted}: it was not cut "
+                "after the live changes and the oldest deletes, so deletes may be missing from it"
+            )
+        return newest
+
+    def _resync(self, reason: str) -> PermanentSourceError:
+        return PermanentSourceError(
+            f"quickbooks: {reason}; only reading every {self.entity} again finds what was "
+            "deleted, so the source is re-read in full",
+            vendor=self.vendor,
+            resync_required=True,
+        )
+
+    def count_live(self) -> int:
+        """Return how many live entities QuickBooks holds: ``SELECT COUNT(*) FROM <entity>``.
+
+        One request, through the connector's retries and credentials. Deleted entities are not
+        counted; nor are inactive list entities (a ``Customer`` made inactive), which ``query``
+        leaves out as well.
+
+        Raises:
+            BadResponseError: The answer holds no count.
+            SourceError: QuickBooks could not be asked.
+        """
+        return self._count("")
 
     def _changes_since(self, start: datetime) -> list[Mapping[str, Any]]:
         body = self.get_json(
@@ -298,16 +409,35 @@ class QuickBooksConnector(HttpConnector):
     def _query(
         self, condition: str, start: int, *, order: str = "MetaData.LastUpdatedTime, Id"
     ) -> list[Mapping[str, Any]]:
-        where = f" WHERE {condition}" if condition else ""
-        statement = (
-            f"SELECT * FROM {self.entity}{where} ORDERBY {order} "
-            f"STARTPOSITION {start} MAXRESULTS {self.page_size}"
-        )
-        body = self.get_json(
-            f"/v3/company/{self.realm_id}/query",
-            params={"query": statement, "minorversion": str(self.minor_version)},
+        body = self._ask(
+            "*", condition, f" ORDERBY {order} STARTPOSITION {start} MAXRESULTS {self.page_size}"
         )
         return self._entities_of(body)
+
+    def _count(self, condition: str) -> int:
+        body = self._ask("COUNT(*)", condition)
+        response = body.get("QueryResponse") if isinstance(body, dict) else None
+        total: object = None
+        if response == {}:
+            total = 0  # how QuickBooks answers an empty result, whatever was asked
+        elif isinstance(response, dict):
+            total = response.get("totalCount")
+        if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+            raise BadResponseError(
+                f"quickbooks: the count of {self.entity} has no QueryResponse.totalCount",
+                vendor=self.vendor,
+            )
+        return total
+
+    def _ask(self, selected: str, condition: str, rest: str = "") -> Any:
+        where = f" WHERE {condition}" if condition else ""
+        return self.get_json(
+            f"/v3/company/{self.realm_id}/query",
+            params={
+                "query": f"SELECT {selected} FROM {self.entity}{where}{rest}",
+                "minorversion": str(self.minor_version),
+            },
+        )
 
     def _entities_of(self, body: Any) -> list[Mapping[str, Any]]:
         response = body.get("QueryResponse") if isinstance(body, dict) else None

@@ -11,11 +11,16 @@ Routes (one realm per fake; ``minorversion`` is accepted and ignored):
   offset paging does against the real API. Without ``ORDERBY``, and among rows that tie on every
   ``ORDERBY`` key, the order is reshuffled on every request (seeded, so reproducible).
 * ``GET /v3/company/{realmId}/cdc?entities=A,B&changedSince=<ISO>``: every change at or after
-  ``changedSince`` (whole seconds), deletes as ``{"domain", "status": "Deleted", "Id", "MetaData":
-  {"LastUpdatedTime"}}``; ``changedSince`` more than 30 days back is a 400 Fault. At most 1,000
-  objects per response, shared by all the entities asked for: past that, an arbitrary 1,000 are
-  kept and **nothing marks the response as incomplete** (QuickBooks documents no marker), so a
-  client must treat a response of exactly 1,000 objects as truncated and narrow its window.
+  ``changedSince`` (whole seconds; there is no upper bound), deletes as ``{"domain", "status":
+  "Deleted", "Id", "MetaData": {"LastUpdatedTime"}}``; ``changedSince`` more than 30 days back is a
+  400 Fault. Objects come as Intuit's ChangeDataCapture reference orders them ("Business Rules"):
+  grouped by entity (in the order asked), by last update within a group (ties in any order), and
+  the deleted ones after the live ones. At most 1,000 objects per response, shared by all the
+  entities asked for, and **nothing marks a response as cut** (QuickBooks documents no marker).
+  Which 1,000 a cut response keeps is not documented; the fake keeps the first 1,000 of that
+  order, so with 1,000 live changes since ``changedSince`` a response shows no delete at all.
+  ``cdc_cut="any"`` keeps any 1,000 instead, to test that a client notices a cut it cannot rely
+  on.
 * ``POST /oauth2/v1/tokens/bearer`` (``grant_type=refresh_token``, client id and secret in HTTP
   Basic auth): Intuit's token endpoint, served on the same base URL.
 
@@ -83,10 +88,13 @@ from incsync.timestamps import ensure_utc
 if TYPE_CHECKING:
     from incsync.testing import ManualClock
 
-__all__ = ["FakeQuickBooks", "QuickBooksTokens", "ThrottleFormat"]
+__all__ = ["CdcCut", "FakeQuickBooks", "QuickBooksTokens", "ThrottleFormat"]
 
 ThrottleFormat = Literal["json", "xml", "alternate"]
 """The body of a 429: JSON, the XML QuickBooks sometimes sends instead, or XML and JSON in turn."""
+
+CdcCut = Literal["documented", "any"]
+"""Which objects a CDC answer past 1,000 keeps: the first of the documented order, or any."""
 
 _UTC = timezone.utc
 _TOKEN_PATH = "/oauth2/v1/tokens/bearer"
@@ -152,6 +160,7 @@ class FakeQuickBooks(FakeVendor):
         requests_per_minute: API requests allowed per realm in any 60 s (QuickBooks: 500). The
             default clock stands still, so a test that sends more must advance it or raise this.
         throttle_format: The body of a 429 (see :data:`ThrottleFormat`).
+        cdc_cut: Which objects a CDC answer of more than 1,000 keeps (see :data:`CdcCut`).
         seed: Seeds the shuffles that stand for "no promised order".
     """
 
@@ -169,6 +178,7 @@ class FakeQuickBooks(FakeVendor):
         refresh_token_grace: timedelta = timedelta(0),
         requests_per_minute: int = 500,
         throttle_format: ThrottleFormat = "json",
+        cdc_cut: CdcCut = "documented",
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -190,6 +200,7 @@ class FakeQuickBooks(FakeVendor):
         self.refresh_token_grace = refresh_token_grace
         self.requests_per_minute = requests_per_minute
         self.throttle_format: ThrottleFormat = throttle_format
+        self.cdc_cut: CdcCut = cdc_cut
         self._seed = seed
         self._tables: dict[str, dict[str, _Record]] = {}
         self._names = {name.lower(): name for name in STANDARD_ENTITIES}
@@ -416,14 +427,15 @@ class FakeQuickBooks(FakeVendor):
                 f"Operation cdc with changedSince date {since_text} which is older than "
                 f"fixed days is not supported.",
             )
-        changes = [
-            (name, record)
-            for name in names
-            for record in self._table(name).values()
-            if record.updated >= since
-        ]
         rng = self._rng()
-        rng.shuffle(changes)
+        changes: list[tuple[str, _Record]] = []
+        for name in names:
+            group = [record for record in self._table(name).values() if record.updated >= since]
+            rng.shuffle(group)  # ties in any order: the sort below is stable
+            group.sort(key=lambda record: (record.deleted, record.updated))
+            changes.extend((name, record) for record in group)
+        if self.cdc_cut == "any":
+            rng.shuffle(changes)
         kept = changes[:_CDC_MAX_OBJECTS]
         responses: list[dict[str, Any]] = []
         for name in names:
