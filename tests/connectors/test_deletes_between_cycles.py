@@ -419,3 +419,29 @@ def test_deletes_made_while_cancelled_past_the_retention_are_swept_after_resume(
         tombstones = {key for key, t in held.items() if t.record.deleted}
         assert tombstones == deleted
         assert {key for key, t in held.items() if not t.record.deleted} == world.live()
+
+
+@pytest.mark.parametrize("vendor", sorted(WORLDS))
+def test_a_reset_after_deletes_at_the_source_leaves_them_tombstones_and_removes_nothing(
+    vendor: str, tmp_path: Path
+) -> None:
+    """Reset after deletes at the source: the full re-read ends with every delete a tombstone.
+
+    Whether the re-read reads a delete from the vendor's channel or its sweep finds the record
+    gone, the host ends equal to the source and keeps every transaction it had.
+    """
+    world = WORLDS[vendor]()
+    ids = world.load(world.clock() - timedelta(days=3))
+    with cycling(world, tmp_path) as cycles:
+        cycles.run()
+        deleted = set(random.Random(vendor).sample(ids, 50))
+        for record_id in sorted(deleted):
+            world.delete(record_id, world.clock())
+        world.clock.set(world.clock() + timedelta(minutes=10))
+        cycles.engine.reset(KEY)
+        cycles.run()
+
+        held = transactions_by_id(cycles.store, KEY)
+        assert set(held) == set(ids)  # nothing removed
+        assert {key for key, t in held.items() if t.record.deleted} == deleted
+        assert {key for key, t in held.items() if not t.record.deleted} == world.live()
