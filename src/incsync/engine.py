@@ -368,9 +368,9 @@ class SyncEngine:
         check = state.count_check
         if check is not None and drift_to_reconcile(state, self.policy):
             return (
-                f"the source's count of live records differed from the host's twice in a row "
-                f"({check.source:,} at the source, {check.host:,} imported at the last count): it "
-                "is re-read whole, to re-apply what is missing and sweep what is extra"
+                "the last two counts of live records found the host out of step with the source "
+                f"(drift {check.previous_drift:+,}, then {check.drift:+,}): it is re-read whole, "
+                "to re-apply what is missing and sweep what is extra"
             )
         return None
 

@@ -194,7 +194,7 @@ class InMemoryConnector(BaseConnector):
         """Return how many records match the window right now."""
         return len(self.source.matching(window.start))
 
-    def count_live(self) -> int:
+    def count_live(self) -> int | None:
         """Return how many records of the source are live now (not marked deleted)."""
         return self.source.count_live()
 
