@@ -130,9 +130,7 @@ def sqlite_sweep(rows: int, every: int) -> dict[str, Any]:
             def restore() -> None:
                 bare.execute(_SQLITE_RESTORE, (KEY,))
 
-            result = _turns(
-                bare_update, lambda: store.sweep(KEY, 1, TOKEN, ()), restore, gone=gone
-            )
+            result = _turns(bare_update, lambda: store.sweep(KEY, 1, TOKEN, ()), restore, gone=gone)
             bare.close()
     return result
 
@@ -156,9 +154,7 @@ def postgres_sweep(rows: int, every: int) -> dict[str, Any]:
             def restore() -> None:
                 bare.execute(_PG_RESTORE.format(schema=schema).encode(), (KEY,))
 
-            return _turns(
-                bare_update, lambda: store.sweep(KEY, 1, TOKEN, ()), restore, gone=gone
-            )
+            return _turns(bare_update, lambda: store.sweep(KEY, 1, TOKEN, ()), restore, gone=gone)
     finally:
         store.close()
         with psycopg.connect(CONNINFO, autocommit=True) as cleanup:

@@ -148,7 +148,7 @@ class TransactionSink(Protocol):
         = ? AND NOT deleted``.
 
         Raises:
-            StoreError: The count failed.
+            StoreError: The count failed; the engine logs it and skips the count.
         """
         ...
 
