@@ -116,7 +116,7 @@ def test_each_check_keeps_the_drift_before_it_and_the_one_a_full_read_left() -> 
     third = counted(second, 12, 10, T0 + 2 * DAY, full_read=False)
     assert third.persistent
     reread = counted(third, 12, 11, T0 + 2 * DAY, full_read=True)
-    assert (reread.previous_drift, reread.full_read_drift) == (2, 1)
+    assert (reread.previous_drift, reread.full_read_drift) == (None, 1)  # pairs start over
 
 
 def test_a_count_is_due_first_after_each_interval_and_after_a_full_re_read() -> None:
@@ -193,8 +193,10 @@ def test_every_store_keeps_the_count_check_a_completed_cycle_gives(store: Store)
     lease = store.acquire_lease(KEY, "worker", T0 + DAY, timedelta(minutes=10))
     assert lease is not None
     store.complete_cycle(KEY, lease, 0, Checkpoint(None), T0 + DAY, 0)
-    assert store.reset(KEY).count_check == check
-    assert store.load(KEY).count_check == check
+    # A reset keeps the last check, but it is no longer one of two drifts in a row.
+    kept = attrs.evolve(check, previous_drift=None)
+    assert store.reset(KEY).count_check == kept
+    assert store.load(KEY).count_check == kept
     assert store.load("never/counted").count_check is None
 
 
@@ -364,7 +366,7 @@ def test_a_persistent_drift_is_reconciled_by_a_full_re_read(store: Store) -> Non
     healed = engine.run_cycle(KEY, connector)
     assert (healed.outcome, healed.swept) == (Outcome.COMPLETED, 2)
     assert healed.counted is not None
-    assert (healed.counted.drift, healed.counted.previous_drift) == (0, -1)
+    assert (healed.counted.drift, healed.counted.full_read_drift) == (0, 0)
     assert _live(store) == set(source.ids())  # "late" applied, r005 and r006 swept
     held = transactions_by_id(store, KEY)
     assert held["r005"].deleted_reason == SWEPT
@@ -408,6 +410,31 @@ def test_a_drift_a_full_read_cannot_remove_is_reconciled_at_most_once(store: Sto
     check = engine.state(KEY).count_check
     assert check is not None
     assert (check.drift, check.full_read_drift) == (1, 1)
+
+
+@pytest.mark.parametrize("after", [FailingCount, CannotCount])
+def test_a_reconciled_drift_is_not_reset_again_when_the_re_read_is_not_counted(
+    store: Store, after: type[InMemoryConnector]
+) -> None:
+    """The check from before the reset still shows, but cannot start a second reset by itself."""
+    clock = ManualClock(START)
+    engine = SyncEngine(store, policy=RECONCILING, clock=clock)
+    source = _source(10)
+    engine.run_cycle(KEY, InMemoryConnector(source))
+    source.purge("r002")
+    for _ in range(2):
+        clock.advance(DAY)
+        engine.run_cycle(KEY, InMemoryConnector(source))
+    assert engine.run_cycle(KEY, InMemoryConnector(source)).outcome is Outcome.INTERRUPTED_RESET
+    outcomes = []
+    for _ in range(4):
+        clock.advance(DAY)
+        outcomes.append(engine.run_cycle(KEY, after(source)).outcome)
+    assert outcomes == [Outcome.COMPLETED] * 4
+    check = engine.state(KEY).count_check
+    assert check is not None
+    assert (check.drift, check.previous_drift) == (-1, None)  # from before the reset
+    assert _live(store) == set(source.ids())  # the re-read swept r002 all the same
 
 
 @pytest.mark.parametrize("connector_class", [FailingCount, WrongCount])

@@ -289,11 +289,12 @@ def drift_to_reconcile(state: SourceState, policy: SyncPolicy) -> bool:
     """Return whether the source must be re-read whole because its counts keep disagreeing.
 
     Only with ``policy.reconcile_drift``, and only for a persistent drift: the last two counts
-    both found one (a single drift may be records written at the source between its read and
-    its count, which the next cycle brings). A drift equal to the one the last full read left
-    (:attr:`~incsync.state.CountCheck.full_read_drift`) is not reconciled: another full read
-    would leave it too (records set aside as malformed, or counted by the source but outside
-    what the connector reads). A source already resetting re-reads anyway.
+    both found one, with no reset between them (a single drift may be records written at the
+    source between its read and its count, which the next cycle brings). A drift equal to the one
+    the last full read left (:attr:`~incsync.state.CountCheck.full_read_drift`) is not
+    reconciled: another full read would leave it too (records set aside as malformed, or counted
+    by the source but outside what the connector reads). A source already resetting re-reads
+    anyway.
     """
     check = state.count_check
     return (

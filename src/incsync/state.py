@@ -195,8 +195,9 @@ class CountCheck:
         source: Live (not deleted) records the source said it holds.
         host: Live transactions the sink held for the source at the same time.
         at: When the two were counted.
-        previous_drift: The drift of the count before this one, ``None`` for the first: two
-            drifts in a row are a persistent one (see :attr:`persistent`).
+        previous_drift: The drift of the count before this one, ``None`` for the first count and
+            for the first after a reset: two drifts in a row, with no reset between them, are a
+            persistent one (see :attr:`persistent`).
         full_read_drift: The drift counted right after the last completed full read of the
             source (its first read, or the re-read after a reset), ``None`` until one was
             counted: a drift a full read leaves is not one another full read removes.
@@ -228,6 +229,10 @@ def counted(
 ) -> CountCheck:
     """Return the count check that follows ``previous``, keeping the drifts it is judged by.
 
+    A count that completes a full read starts the pairs over (its ``previous_drift`` is ``None``)
+    and is the new ``full_read_drift``; any other keeps the drift before it and the last full
+    read's.
+
     Args:
         previous: The source's last count check, if any.
         source: Live records at the source now.
@@ -243,7 +248,7 @@ def counted(
         source=source,
         host=host,
         at=at,
-        previous_drift=None if previous is None else previous.drift,
+        previous_drift=None if previous is None or full_read else previous.drift,
         full_read_drift=None if previous is None else previous.full_read_drift,
     )
     return attrs.evolve(check, full_read_drift=check.drift) if full_read else check
@@ -271,7 +276,7 @@ class SourceState:
         marks: How far each side channel of the source has been read (see
             :mod:`incsync.marks`); forgotten by a reset.
         count_check: The last comparison of the source's live records with the host's, if one
-            was made; a reset keeps it.
+            was made; a reset keeps it (see :func:`reset`).
     """
 
     key: str
@@ -577,8 +582,9 @@ def reset(state: SourceState) -> SourceState:
     """Force the next cycle to re-read and re-apply every record; nothing is deleted.
 
     The generation is bumped, so a cycle running now has its later checkpoints refused and stops.
-    The last count check stays: it may be why the source was reset, and the full re-read's
-    count is judged against it.
+    The last count check stays for the status screen (it may be why the source was reset), but
+    no longer counts as a drift in a row: the re-read changes what the host holds, and a check
+    from before it must not reset the source again should the re-read's own count not be made.
     """
     return attrs.evolve(
         state,
@@ -591,6 +597,9 @@ def reset(state: SourceState) -> SourceState:
         not_before=None,
         last_cycle_rejected=0,
         reset_pending=True,
+        count_check=None
+        if state.count_check is None
+        else attrs.evolve(state.count_check, previous_drift=None),
     )
 
 
