@@ -61,6 +61,17 @@ def _source(count: int) -> InMemorySource:
     return source
 
 
+def _synced(
+    store: Store, count: int, policy: SyncPolicy = POLICY
+) -> tuple[ManualClock, SyncEngine, InMemoryConnector]:
+    """A source of ``count`` records, read whole once by an engine on a manual clock."""
+    clock = ManualClock(START)
+    engine = SyncEngine(store, policy=policy, clock=clock)
+    connector = InMemoryConnector(_source(count), page_size=7)
+    engine.run_cycle(KEY, connector)
+    return clock, engine, connector
+
+
 def _check(source: int, host: int, previous: int | None = None) -> CountCheck:
     return CountCheck(source, host, T0, previous_drift=previous)
 
@@ -254,10 +265,8 @@ def test_a_postgres_schema_at_version_4_gains_the_count_columns(postgres_schema:
 
 
 def test_counts_are_made_when_due_and_not_between(store: Store) -> None:
-    clock = ManualClock(START)
-    engine = SyncEngine(store, policy=POLICY, clock=clock)
-    connector = InMemoryConnector(_source(20), page_size=7)
-    first = engine.run_cycle(KEY, connector).counted
+    clock, engine, connector = _synced(store, 20)
+    first = engine.state(KEY).count_check
     assert first == CountCheck(20, 20, START, full_read_drift=0)
     clock.advance(DAY - timedelta(minutes=1))
     assert engine.run_cycle(KEY, connector).counted is None  # not due yet
@@ -282,11 +291,8 @@ def test_without_a_count_interval_nothing_is_counted(store: Store) -> None:
 
 
 def test_a_purge_at_the_source_shows_as_a_drift_in_the_state_and_the_hover(store: Store) -> None:
-    clock = ManualClock(START)
-    engine = SyncEngine(store, policy=POLICY, clock=clock)
-    source = _source(30)
-    connector = InMemoryConnector(source, page_size=7)
-    engine.run_cycle(KEY, connector)
+    clock, engine, connector = _synced(store, 30)
+    source = connector.source
     for number in (3, 17, 29):
         source.purge(f"r{number:03d}")  # gone without a trace: no delete to read
     clock.advance(DAY)
@@ -319,11 +325,8 @@ def test_counts_that_agree_log_no_warning(store: Store, caplog: pytest.LogCaptur
 def test_a_record_behind_the_cursor_shows_as_a_positive_drift(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
-    clock = ManualClock(START)
-    engine = SyncEngine(store, policy=POLICY, clock=clock)
-    source = _source(10)
-    connector = InMemoryConnector(source)
-    engine.run_cycle(KEY, connector)
+    clock, engine, connector = _synced(store, 10)
+    source = connector.source
     source.put({"id": "late", "updated_at": iso_timestamp(T0 - DAY)})  # committed late
     clock.advance(DAY)
     with caplog.at_level(logging.WARNING, logger="incsync"):
@@ -334,11 +337,8 @@ def test_a_record_behind_the_cursor_shows_as_a_positive_drift(
 
 
 def test_a_persistent_drift_is_reconciled_by_a_full_re_read(store: Store) -> None:
-    clock = ManualClock(START)
-    engine = SyncEngine(store, policy=RECONCILING, clock=clock)
-    source = _source(30)
-    connector = InMemoryConnector(source, page_size=7)
-    engine.run_cycle(KEY, connector)
+    clock, engine, connector = _synced(store, 30, RECONCILING)
+    source = connector.source
     source.purge("r005")
     source.purge("r006")
     source.put({"id": "late", "updated_at": iso_timestamp(T0 - DAY)})
@@ -379,11 +379,8 @@ def test_a_persistent_drift_is_reconciled_by_a_full_re_read(store: Store) -> Non
 
 
 def test_without_reconcile_a_persistent_drift_only_shows(store: Store) -> None:
-    clock = ManualClock(START)
-    engine = SyncEngine(store, policy=POLICY, clock=clock)
-    source = _source(10)
-    connector = InMemoryConnector(source)
-    engine.run_cycle(KEY, connector)
+    clock, engine, connector = _synced(store, 10)
+    source = connector.source
     source.purge("r001")
     for _ in range(3):
         clock.advance(DAY)
@@ -395,11 +392,8 @@ def test_without_reconcile_a_persistent_drift_only_shows(store: Store) -> None:
 
 
 def test_a_drift_a_full_read_cannot_remove_is_reconciled_at_most_once(store: Store) -> None:
-    clock = ManualClock(START)
-    engine = SyncEngine(store, policy=RECONCILING, clock=clock)
-    source = _source(10)
-    connector = InMemoryConnector(source)
-    engine.run_cycle(KEY, connector)
+    clock, engine, connector = _synced(store, 10, RECONCILING)
+    source = connector.source
     # Still at the source, and set aside by every read: no read can bring it to the host.
     source.put({"id": "broken", "updated_at": iso_timestamp(START), "amount": float("nan")})
     outcomes = []
@@ -417,15 +411,13 @@ def test_a_reconciled_drift_is_not_reset_again_when_the_re_read_is_not_counted(
     store: Store, after: type[InMemoryConnector]
 ) -> None:
     """The check from before the reset still shows, but cannot start a second reset by itself."""
-    clock = ManualClock(START)
-    engine = SyncEngine(store, policy=RECONCILING, clock=clock)
-    source = _source(10)
-    engine.run_cycle(KEY, InMemoryConnector(source))
+    clock, engine, connector = _synced(store, 10, RECONCILING)
+    source = connector.source
     source.purge("r002")
     for _ in range(2):
         clock.advance(DAY)
-        engine.run_cycle(KEY, InMemoryConnector(source))
-    assert engine.run_cycle(KEY, InMemoryConnector(source)).outcome is Outcome.INTERRUPTED_RESET
+        engine.run_cycle(KEY, connector)
+    assert engine.run_cycle(KEY, connector).outcome is Outcome.INTERRUPTED_RESET
     outcomes = []
     for _ in range(4):
         clock.advance(DAY)
@@ -443,10 +435,8 @@ def test_a_failing_count_is_skipped_and_the_cycle_completes(
     caplog: pytest.LogCaptureFixture,
     connector_class: type[InMemoryConnector],
 ) -> None:
-    clock = ManualClock(START)
-    engine = SyncEngine(store, policy=POLICY, clock=clock)
-    source = _source(10)
-    engine.run_cycle(KEY, InMemoryConnector(source))
+    clock, engine, connector = _synced(store, 10)
+    source = connector.source
     before = engine.state(KEY).count_check
     clock.advance(DAY)
     source.put({"id": "new", "updated_at": iso_timestamp(clock() - timedelta(hours=1))})
