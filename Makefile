@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.vendor_files
 	$(BIN)/python -m bench.postgres
 	$(BIN)/python -m bench.round
+	$(BIN)/python -m bench.counts
 
 clean:
 	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache .coverage build dist

@@ -205,6 +205,10 @@ class TimedStore:
         """Timed :meth:`PostgresStore.sweep`."""
         return self._timed("sweep", lambda: self.store.sweep(source_key, generation, token, spared))
 
+    def count_live(self, source_key: str) -> int:
+        """Timed :meth:`PostgresStore.count_live`."""
+        return self._timed("count_live", lambda: self.store.count_live(source_key))
+
     def commit_page(
         self,
         source_key: str,

@@ -50,6 +50,9 @@ class StallingSink:
     def sweep(self, source_key: str, generation: int, token: int, spared: Collection[str]) -> int:
         return self.inner.sweep(source_key, generation, token, spared)
 
+    def count_live(self, source_key: str) -> int:
+        return self.inner.count_live(source_key)
+
     def _stall(self, records: Sequence[Record]) -> None:
         if self._meanwhile is not None and self._stalls_on(records):
             meanwhile, self._meanwhile = self._meanwhile, None

@@ -78,6 +78,10 @@ class HostSink:
             self.rows.update(gone)
             return len(gone)
 
+    def count_live(self, source_key: str) -> int:
+        with self._lock:
+            return sum(not transaction.record.deleted for transaction in self.rows.values())
+
 
 Meanwhile = Callable[[Sequence[Record]], None]
 """What happens while the stalled worker waits to write its page."""

@@ -165,6 +165,9 @@ class FaultyAtomicStore(FaultyStore):
     def sweep(self, source_key: str, generation: int, token: int, spared: Collection[str]) -> int:
         return self.inner.sweep(source_key, generation, token, spared)
 
+    def count_live(self, source_key: str) -> int:
+        return self.inner.count_live(source_key)
+
     def commit_page(
         self,
         source_key: str,
@@ -199,6 +202,9 @@ class FaultySink:
 
     def sweep(self, source_key: str, generation: int, token: int, spared: Collection[str]) -> int:
         return self.inner.sweep(source_key, generation, token, spared)
+
+    def count_live(self, source_key: str) -> int:
+        return self.inner.count_live(source_key)
 
 
 KEY = "acme/invoices"

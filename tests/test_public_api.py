@@ -22,6 +22,7 @@ EXPORTED = [
     "Clock",
     "ConfigurationError",
     "Connector",
+    "CountCheck",
     "Cursor",
     "CycleProgress",
     "CycleResult",

@@ -38,7 +38,15 @@ from incsync.protocols import (
 from incsync.records import ApplyResult, Page, Record, RejectedRecord, Transaction
 from incsync.results import CycleProgress, CycleResult, Outcome
 from incsync.scheduling import DueSource, SourcePlan, due_sources, run_due
-from incsync.state import Checkpoint, ErrorInfo, Lease, Phase, SkipReason, SourceState
+from incsync.state import (
+    Checkpoint,
+    CountCheck,
+    ErrorInfo,
+    Lease,
+    Phase,
+    SkipReason,
+    SourceState,
+)
 from incsync.status import (
     SourceStatus,
     StatusColor,
@@ -68,6 +76,7 @@ __all__ = [
     "Clock",
     "ConfigurationError",
     "Connector",
+    "CountCheck",
     "Cursor",
     "CycleProgress",
     "CycleResult",

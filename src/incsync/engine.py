@@ -10,10 +10,14 @@ The whole algorithm is :meth:`SyncEngine.run_cycle`:
    page's highest (updated_at, id), never past the cycle's start minus the safety lag; unordered
    sources move it only once the cycle completes. Where the store is the sink, the page and its
    checkpoint are one transaction.
-4. On success record the last sync; on failure count it, keep the redacted error, and stop the
-   source after too many in a row. A source that says it cannot be read incrementally any more
-   (``SourceError.resync_required``: its change log expired) is reset instead, with the reason
-   kept as its last error, so the next cycle re-reads everything.
+4. When the read completes: after a full re-read, sweep what it did not see; when a count is due,
+   compare the source's count of live records with the host's (a failed count is logged and
+   skipped); then record the last sync and the count.
+5. On failure count it, keep the redacted error, and stop the source after too many in a row. A
+   source that says it cannot be read incrementally any more (``SourceError.resync_required``:
+   its change log expired) is reset instead, with the reason kept as its last error, so the next
+   cycle re-reads everything; so is one whose deletes may have expired unread, or whose counts
+   keep disagreeing (with ``SyncPolicy.reconcile_drift``).
 
 Every decision is a pure function in :mod:`incsync.cursor`, :mod:`incsync.state` or
 :mod:`incsync.policy` (what a failure means: :func:`~incsync.policy.decide_failure`); this module
@@ -36,7 +40,14 @@ import attrs
 from incsync.cursor import Cursor, advance, horizon, page_high_water, window_after
 from incsync.errors import ConfigurationError, GenerationChangedError, LeaseLostError, SourceError
 from incsync.humanize import duration_text
-from incsync.policy import FailureDecision, SyncPolicy, decide_failure, deletes_expired
+from incsync.policy import (
+    FailureDecision,
+    SyncPolicy,
+    count_due,
+    decide_failure,
+    deletes_expired,
+    drift_to_reconcile,
+)
 from incsync.protocols import (
     AtomicPageStore,
     Clock,
@@ -50,11 +61,13 @@ from incsync.redaction import redact
 from incsync.results import CycleProgress, CycleResult, Outcome
 from incsync.state import (
     Checkpoint,
+    CountCheck,
     Lease,
     Phase,
     SkipReason,
     SourceState,
     check_source_key,
+    counted,
     skip_reason,
 )
 from incsync.timestamps import ensure_utc, utc_now
@@ -82,6 +95,7 @@ class _Tally:
     rejected: int = 0
     swept: int = 0
     total: int | None = None
+    counted: CountCheck | None = None
 
 
 class SyncEngine:
@@ -228,6 +242,7 @@ class SyncEngine:
                 already_applied=tally.already_applied,
                 rejected=tally.rejected,
                 swept=tally.swept,
+                counted=tally.counted,
                 pages=tally.pages,
                 cursor_before=state.cursor,
                 cursor_after=cursor,
@@ -289,14 +304,9 @@ class SyncEngine:
         clock_start: float,
     ) -> tuple[Outcome, Cursor | None]:
         key, generation = state.key, state.generation
-        retention = connector.delete_retention
-        if retention is not None and deletes_expired(state, retention, started):
-            raise SourceError(
-                f"the source keeps deletes for {duration_text(retention)} and was "
-                f"last read completely at {state.last_sync:%Y-%m-%d %H:%M} UTC: deletes since may "
-                "be gone, so it is re-read whole and what is no longer there becomes a tombstone",
-                resync_required=True,
-            )
+        resync = self._resync_reason(state, connector, started)
+        if resync is not None:
+            raise SourceError(resync, resync_required=True)
         limit = horizon(started, self.policy.safety_lag)
         ordered = connector.ordered
         cursor = state.cursor
@@ -333,10 +343,75 @@ class SyncEngine:
             # The whole source was read under this generation: what it did not see is gone.
             spared = {r.record_id for r in self.store.list_rejected(key) if r.record_id is not None}
             tally.swept = self.sink.sweep(key, generation, lease.token, spared)
+        tally.counted = self._count_check(state, connector)
         done = self.store.complete_cycle(
-            key, lease, generation, Checkpoint(cursor=final), self._now(), tally.rejected
+            key,
+            lease,
+            generation,
+            Checkpoint(cursor=final, count_check=tally.counted),
+            self._now(),
+            tally.rejected,
         )
         return Outcome.COMPLETED, done.cursor
+
+    def _resync_reason(
+        self, state: SourceState, connector: Connector, started: datetime
+    ) -> str | None:
+        """Say why the source must be re-read whole before it is read incrementally again."""
+        retention = connector.delete_retention
+        if retention is not None and deletes_expired(state, retention, started):
+            return (
+                f"the source keeps deletes for {duration_text(retention)} and was "
+                f"last read completely at {state.last_sync:%Y-%m-%d %H:%M} UTC: deletes since may "
+                "be gone, so it is re-read whole and what is no longer there becomes a tombstone"
+            )
+        check = state.count_check
+        if check is not None and drift_to_reconcile(state, self.policy):
+            return (
+                "the last two counts of live records found the host out of step with the source "
+                f"(drift {check.previous_drift:+,}, then {check.drift:+,}): it is re-read whole, "
+                "to re-apply what is missing and sweep what is extra"
+            )
+        return None
+
+    def _count_check(self, state: SourceState, connector: Connector) -> CountCheck | None:
+        """Count the source's and the host's live records when a count is due.
+
+        A count is advice about data already durable: whatever fails while counting is logged
+        and the count skipped, and the cycle completes all the same.
+        """
+        at = self._now()
+        if not count_due(state, self.policy, at):
+            return None
+        key = state.key
+        try:
+            at_source = connector.count_live()
+            if at_source is None:  # the source cannot count cheaply
+                return None
+            check = counted(
+                state.count_check,
+                at_source,
+                self.sink.count_live(key),
+                at,
+                full_read=state.reads_whole,
+            )
+        except Exception as error:  # noqa: BLE001 - a failed count must not fail a durable cycle
+            logger.warning(
+                "source %s: the count of live records was skipped: %s: %s",
+                key,
+                type(error).__name__,
+                redact(str(error), connector.secrets()),
+            )
+            return None
+        if check.drift:
+            logger.warning(
+                "source %s: the source has %d live records, the host %d (drift %+d)",
+                key,
+                check.source,
+                check.host,
+                check.drift,
+            )
+        return check
 
     def _commit(
         self,

@@ -25,10 +25,14 @@ __all__ = [
     "SettingRule",
     "SyncPolicy",
     "backoff_interval",
+    "count_due",
     "decide_failure",
     "deletes_expired",
+    "drift_to_reconcile",
     "duration_setting",
+    "flag",
     "non_negative_duration",
+    "optional_positive_duration",
     "positive_count",
     "positive_duration",
     "whole_number_setting",
@@ -127,6 +131,13 @@ positive_duration = duration_setting(timedelta(0), inclusive=False)
 """A ``timedelta`` longer than zero."""
 non_negative_duration = duration_setting(timedelta(0))
 """A ``timedelta`` of zero or longer."""
+optional_positive_duration = SettingRule(
+    f"{positive_duration.accepts} or None",
+    lambda value: value is None or positive_duration.holds(value),
+)
+"""A ``timedelta`` longer than zero, or ``None`` for a feature turned off (or no limit)."""
+flag = SettingRule("True or False", lambda value: isinstance(value, bool))
+"""A switch: ``True`` or ``False``, never a truthy stand-in such as ``1`` or ``"yes"``."""
 
 
 def _optional_utc(value: datetime | None) -> datetime | None:
@@ -147,10 +158,17 @@ class SyncPolicy:
         max_consecutive_failures: Failed cycles in a row after which the source is stopped (at
             hourly cycles, the default stops a source after five hours of errors).
         max_auth_failures: The same, for failures that waiting cannot heal (credentials rejected).
+        count_interval: How often a completed cycle compares the source's count of live records
+            with the host's (:func:`count_due`); ``None`` never counts. A count is one request
+            to the source (when its connector can count at all) and one query of the sink.
+        reconcile_drift: Reset a source whose counts keep disagreeing, so its full re-read
+            re-applies what is missing and sweeps what is extra (:func:`drift_to_reconcile`).
 
     Raises:
-        ConfigurationError: A duration is not a ``timedelta`` (``lease_ttl`` longer than zero,
-            ``safety_lag`` zero or longer), or a count is not an ``int`` of at least 1.
+        ConfigurationError: A duration is not a ``timedelta`` (``lease_ttl`` and
+            ``count_interval`` longer than zero, ``safety_lag`` zero or longer; ``count_interval``
+            may be ``None``), a count is not an ``int`` of at least 1, or ``reconcile_drift`` is
+            not a ``bool``.
     """
 
     lease_ttl: timedelta = attrs.field(default=timedelta(minutes=10), validator=positive_duration)
@@ -159,6 +177,10 @@ class SyncPolicy:
     )
     max_consecutive_failures: int = attrs.field(default=5, validator=positive_count)
     max_auth_failures: int = attrs.field(default=2, validator=positive_count)
+    count_interval: timedelta | None = attrs.field(
+        default=timedelta(hours=24), validator=optional_positive_duration
+    )
+    reconcile_drift: bool = attrs.field(default=False, validator=flag)
 
 
 @attrs.frozen
@@ -237,6 +259,51 @@ def deletes_expired(state: SourceState, retention: timedelta | None, now: dateti
     if retention is None or state.reset_pending or state.cursor is None:
         return False
     return state.last_sync is not None and now - state.last_sync > retention
+
+
+def count_due(state: SourceState, policy: SyncPolicy, now: datetime) -> bool:
+    """Return whether the cycle completing now compares the source's and the host's counts.
+
+    A count is due when the source was never counted, when ``policy.count_interval`` has passed
+    since the last count, or when this cycle completes a read of the whole source (its first, or
+    the re-read after a reset): the host should then hold exactly what the source does, and the
+    count shows whether it does.
+    ``count_interval=None`` turns counting off.
+
+    Args:
+        state: The source's state as the cycle found it.
+        policy: The engine's settings.
+        now: The time the cycle completes (aware).
+
+    Raises:
+        NaiveDatetimeError: ``now`` has no timezone.
+    """
+    now = ensure_utc(now, "now")
+    interval, check = policy.count_interval, state.count_check
+    if interval is None:
+        return False
+    return check is None or state.reads_whole or now - check.at >= interval
+
+
+def drift_to_reconcile(state: SourceState, policy: SyncPolicy) -> bool:
+    """Return whether the source must be re-read whole because its counts keep disagreeing.
+
+    Only with ``policy.reconcile_drift``, and only for a persistent drift: the last two counts
+    both found one, with no reset between them (a single drift may be records written at the
+    source between its read and its count, which the next cycle brings). A drift equal to the one
+    the last full read left (:attr:`~incsync.state.CountCheck.full_read_drift`) is not
+    reconciled: another full read would leave it too (records set aside as malformed, or counted
+    by the source but outside what the connector reads). A source already resetting re-reads
+    anyway.
+    """
+    check = state.count_check
+    return (
+        policy.reconcile_drift
+        and not state.reset_pending
+        and check is not None
+        and check.persistent
+        and check.drift != check.full_read_drift
+    )
 
 
 def backoff_interval(interval: timedelta, failures: int, cap: timedelta) -> timedelta:

@@ -81,6 +81,17 @@ class Connector(Protocol):
         """Return credential values that must never appear in logs, errors or state."""
         ...
 
+    def count_live(self) -> int | None:
+        """Return how many live (not deleted) records the source holds now, in the read's scope.
+
+        ``None`` when the source cannot tell in one cheap request; the engine then makes no count
+        check. :class:`~incsync.connectors.BaseConnector` returns ``None``.
+
+        Raises:
+            SourceError: The source could not be asked; the engine logs it and skips the count.
+        """
+        ...
+
 
 @runtime_checkable
 class TransactionSink(Protocol):
@@ -126,6 +137,18 @@ class TransactionSink(Protocol):
         Raises:
             StaleWriteError: A newer lease has written for the source; nothing was changed.
             StoreError: The write failed.
+        """
+        ...
+
+    def count_live(self, source_key: str) -> int:
+        """Return how many live (not deleted) transactions the sink holds for the source.
+
+        The engine compares it with the source's own count (see
+        :class:`~incsync.state.CountCheck`). In SQL: one ``SELECT count(*) ... WHERE source_key
+        = ? AND NOT deleted``.
+
+        Raises:
+            StoreError: The count failed; the engine logs it and skips the count.
         """
         ...
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 import attrs
 
 from incsync.cursor import Cursor
+from incsync.state import CountCheck
 
 __all__ = ["CycleProgress", "CycleResult", "Outcome"]
 
@@ -86,6 +87,8 @@ class CycleResult:
         rejected: Records set aside as malformed.
         swept: Transactions the cycle made tombstones because its full re-read did not see them
             (see :data:`incsync.records.SWEPT`).
+        counted: The count of live records the completed cycle made, when one was due and the
+            source could count (see :class:`~incsync.state.CountCheck`); ``None`` otherwise.
         pages: Pages read.
         cursor_before: The cursor when the cycle started.
         cursor_after: The cursor when it ended.
@@ -102,6 +105,7 @@ class CycleResult:
     already_applied: int = 0
     rejected: int = 0
     swept: int = 0
+    counted: CountCheck | None = None
     pages: int = 0
     cursor_before: Cursor | None = None
     cursor_after: Cursor | None = None

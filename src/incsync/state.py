@@ -27,6 +27,7 @@ from incsync.timestamps import ensure_utc, later
 
 __all__ = [
     "Checkpoint",
+    "CountCheck",
     "ErrorInfo",
     "Lease",
     "Phase",
@@ -37,6 +38,7 @@ __all__ = [
     "cancel",
     "check_source_key",
     "complete",
+    "counted",
     "fail",
     "new_state",
     "release",
@@ -127,6 +129,28 @@ def _not_before(value: datetime | None) -> datetime | None:
     return _optional_utc(value, "not_before")
 
 
+def _counted_at(value: datetime) -> datetime:
+    return ensure_utc(value, "count check at")
+
+
+def _live_count(_instance: object, attribute: attrs.Attribute[int], value: object) -> None:
+    # A count comes from a connector or a sink the host wrote: refuse one that is none.
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(
+            f"CountCheck {attribute.name} must be a count of live records (an integer >= 0), "
+            f"got {value!r}"
+        )
+
+
+def _optional_drift(
+    _instance: object, attribute: attrs.Attribute[int | None], value: object
+) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigurationError(
+            f"CountCheck {attribute.name} must be an integer or None, got {value!r}"
+        )
+
+
 @attrs.frozen(slots=True)
 class Lease:
     """The right of one worker to run a source's cycle, until it expires.
@@ -164,6 +188,73 @@ class ErrorInfo:
 
 
 @attrs.frozen(slots=True)
+class CountCheck:
+    """What the last count of a source's live records found, beside the host's count.
+
+    Args:
+        source: Live (not deleted) records the source said it holds.
+        host: Live transactions the sink held for the source at the same time.
+        at: When the two were counted.
+        previous_drift: The drift of the count before this one, ``None`` for the first count and
+            for the first after a reset: two drifts in a row, with no reset between them, are a
+            persistent one (see :attr:`persistent`).
+        full_read_drift: The drift counted right after the last completed full read of the
+            source (its first read, or the re-read after a reset), ``None`` until one was
+            counted: a drift a full read leaves is not one another full read removes.
+
+    Raises:
+        ConfigurationError: A count is not an integer of at least 0, or a drift not an integer.
+        NaiveDatetimeError: ``at`` has no timezone.
+    """
+
+    source: int = attrs.field(validator=_live_count)
+    host: int = attrs.field(validator=_live_count)
+    at: datetime = attrs.field(converter=_counted_at)
+    previous_drift: int | None = attrs.field(default=None, validator=_optional_drift)
+    full_read_drift: int | None = attrs.field(default=None, validator=_optional_drift)
+
+    @property
+    def drift(self) -> int:
+        """Records the source holds that the host does not (negative: the host holds more)."""
+        return self.source - self.host
+
+    @property
+    def persistent(self) -> bool:
+        """Whether this count and the one before both found a drift."""
+        return self.drift != 0 and self.previous_drift not in (None, 0)
+
+
+def counted(
+    previous: CountCheck | None, source: int, host: int, at: datetime, *, full_read: bool
+) -> CountCheck:
+    """Return the count check that follows ``previous``, keeping the drifts it is judged by.
+
+    A count that completes a full read starts the pairs over (its ``previous_drift`` is ``None``)
+    and is the new ``full_read_drift``; any other keeps the drift before it and the last full
+    read's.
+
+    Args:
+        previous: The source's last count check, if any.
+        source: Live records at the source now.
+        host: Live transactions in the host now.
+        at: When they were counted.
+        full_read: The cycle counting now completed a full read of the source.
+
+    Raises:
+        ConfigurationError: A count is not an integer of at least 0.
+        NaiveDatetimeError: ``at`` has no timezone.
+    """
+    check = CountCheck(
+        source=source,
+        host=host,
+        at=at,
+        previous_drift=None if previous is None or full_read else previous.drift,
+        full_read_drift=None if previous is None else previous.full_read_drift,
+    )
+    return attrs.evolve(check, full_read_drift=check.drift) if full_read else check
+
+
+@attrs.frozen(slots=True)
 class SourceState:
     """Everything incsync remembers about one source.
 
@@ -184,6 +275,8 @@ class SourceState:
             stopped source goes back to resetting when resumed.
         marks: How far each side channel of the source has been read (see
             :mod:`incsync.marks`); forgotten by a reset.
+        count_check: The last comparison of the source's live records with the host's, if one
+            was made; a reset keeps it (see :func:`reset`).
     """
 
     key: str
@@ -200,6 +293,17 @@ class SourceState:
     last_cycle_rejected: int = 0
     reset_pending: bool = False
     marks: Marks = attrs.field(factory=dict, converter=frozen_marks, hash=False)
+    count_check: CountCheck | None = None
+
+    @property
+    def reads_whole(self) -> bool:
+        """Whether the next cycle to complete has read the whole source: its first, or a re-read.
+
+        The first read starts without a cursor, and so does the read after a reset; both may take
+        several cycles (an ordered read goes on from its checkpoint), and the one that completes
+        has read everything the source holds.
+        """
+        return self.reset_pending or self.last_sync is None
 
 
 @attrs.frozen(slots=True)
@@ -212,12 +316,15 @@ class Checkpoint:
         rejected: Records of this page set aside as malformed, to keep where the host can list them.
         marks: How far side channels have been read once this page is durable; each mark only
             moves forward.
+        count_check: The count the completed cycle made, if it made one; kept by
+            :func:`complete` only (a page's checkpoint carries none).
     """
 
     cursor: Cursor | None
     last_change: datetime | None = attrs.field(default=None, converter=_last_change)
     rejected: Sequence[RejectedRecord] = ()
     marks: Marks = attrs.field(factory=dict, converter=frozen_marks, hash=False)
+    count_check: CountCheck | None = None
 
 
 def new_state(key: str) -> SourceState:
@@ -407,7 +514,8 @@ def complete(
 ) -> SourceState:
     """Record a completed cycle: last sync is now, failures are forgotten, the lease is released.
 
-    A source that was new or resetting becomes active; a cancel that arrived meanwhile stays.
+    A source that was new or resetting becomes active; a cancel that arrived meanwhile stays. The
+    checkpoint's count check replaces the stored one; without one, the stored one stays.
 
     Raises:
         LeaseLostError: Another worker took the lease over.
@@ -430,6 +538,7 @@ def complete(
         not_before=None,
         last_cycle_rejected=rejected_in_cycle,
         reset_pending=False,
+        count_check=state.count_check if checkpoint.count_check is None else checkpoint.count_check,
     )
     return release(finished, lease)
 
@@ -473,6 +582,9 @@ def reset(state: SourceState) -> SourceState:
     """Force the next cycle to re-read and re-apply every record; nothing is deleted.
 
     The generation is bumped, so a cycle running now has its later checkpoints refused and stops.
+    The last count check stays for the status screen (it may be why the source was reset), but
+    no longer counts as a drift in a row: the re-read changes what the host holds, and a check
+    from before it must not reset the source again should the re-read's own count not be made.
     """
     return attrs.evolve(
         state,
@@ -485,6 +597,9 @@ def reset(state: SourceState) -> SourceState:
         not_before=None,
         last_cycle_rejected=0,
         reset_pending=True,
+        count_check=None
+        if state.count_check is None
+        else attrs.evolve(state.count_check, previous_drift=None),
     )
 
 

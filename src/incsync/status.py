@@ -62,6 +62,11 @@ The cases the four colours do not name, and why they are decided so:
   icon; the hover says no transactions were deleted.
 - **Records set aside** by the last cycle: the colour does not change (the rest was applied); the
   hover says how many and where to list them.
+- **Counts that disagree**: when the last count of live records at the source differs from the
+  host's (a drift, :class:`~incsync.state.CountCheck`), the colour does not change (a count is
+  advice about data already applied, and a record written between the read and the count drifts
+  it once); the hover says how many live records the source has, how many are imported, and when
+  they were counted. A count that agrees is not mentioned.
 - **Clock skew**: a time at most ``future_tolerance`` [5 min] ahead of ``now`` counts as now; one
   further ahead also counts as now for the colour, and the hover names the suspect clock.
 """
@@ -166,6 +171,8 @@ class StatusNote(enum.Enum):
     """The source asked not to be called before a time still to come."""
     CLOCK_SKEW = "clock_skew"
     """A time lies further in the future than clock skew explains."""
+    COUNT_DRIFT = "count_drift"
+    """The last count of live records at the source differed from the host's."""
 
 
 REASONS: Mapping[StatusReason, tuple[StatusColor, StatusIcon, str]] = MappingProxyType(
@@ -346,6 +353,9 @@ class _Facts:
     phase: Phase | None
     rejected: int
     reset_reason: str | None
+    live_at_source: int | None
+    live_in_host: int | None
+    counted_at: datetime | None
 
 
 def _newest(*times: datetime | None) -> datetime | None:
@@ -364,8 +374,17 @@ def _facts(
     last_error: ErrorInfo | None,
     not_before: datetime | None,
     rejected: int,
+    live_at_source: int | None,
+    live_in_host: int | None,
+    counted_at: datetime | None,
 ) -> _Facts:
     now = ensure_utc(now, "now")
+    count = (live_at_source, live_in_host, counted_at)
+    if any(fact is None for fact in count) and any(fact is not None for fact in count):
+        raise ConfigurationError(
+            "live_at_source, live_in_host and counted_at are one count: give all three or none, "
+            f"got {live_at_source!r}, {live_in_host!r} and {counted_at!r}"
+        )
     sync_at = None if last_sync is None else ensure_utc(last_sync, "last_sync")
     change_at = None if last_change is None else ensure_utc(last_change, "last_change")
     attempt_at = None if last_attempt is None else ensure_utc(last_attempt, "last_attempt")
@@ -393,6 +412,11 @@ def _facts(
             if phase is Phase.RESETTING and last_error is not None and not error_count
             else None
         ),
+        live_at_source=None
+        if live_at_source is None
+        else _check_count(live_at_source, "live_at_source"),
+        live_in_host=None if live_in_host is None else _check_count(live_in_host, "live_in_host"),
+        counted_at=None if counted_at is None else ensure_utc(counted_at, "counted_at"),
     )
 
 
@@ -652,6 +676,22 @@ def _set_aside_sentences(rejected: int, policy: StatusPolicy) -> list[str]:
     ]
 
 
+def _records(count: int) -> str:
+    return f"{count:,} live record" if count == 1 else f"{count:,} live records"
+
+
+def _drift_sentences(facts: _Facts, texts: _Texts) -> list[str]:
+    """Say what the last count found, only when the source and the host disagreed."""
+    source, host, at = facts.live_at_source, facts.live_in_host, facts.counted_at
+    if source is None or host is None or at is None or source == host:
+        return []
+    verb = "is" if host == 1 else "are"
+    return [
+        f"The source has {_records(source)}; {host:,} {verb} imported "
+        f"(counted {_at(texts.write(at))})."
+    ]
+
+
 def _skew_sentences(facts: _Facts, texts: _Texts, tolerance: timedelta) -> list[str]:
     """Name the suspect clock of a time beyond the tolerance: a clock to check, not skew to hide."""
     sentences = []
@@ -696,6 +736,9 @@ def classify_status(
     last_error: ErrorInfo | None = None,
     not_before: datetime | None = None,
     rejected: int = 0,
+    live_at_source: int | None = None,
+    live_in_host: int | None = None,
+    counted_at: datetime | None = None,
     policy: StatusPolicy = DEFAULT_STATUS_POLICY,
     zone: str | tzinfo = "UTC",
 ) -> SourceStatus:
@@ -719,6 +762,10 @@ def classify_status(
             belongs to a cycle followed by a success).
         not_before: The source asked not to be called before this time.
         rejected: Records the last completed cycle set aside as malformed.
+        live_at_source: Live records the source counted at its last count, or ``None`` if it
+            was never counted (see :class:`~incsync.state.CountCheck`).
+        live_in_host: Live transactions the host held at that count.
+        counted_at: When that count was made; the three are given together or not at all.
         policy: The thresholds.
         zone: The display zone for exact times, an IANA name or a ``tzinfo`` (default UTC).
 
@@ -727,7 +774,8 @@ def classify_status(
 
     Raises:
         NaiveDatetimeError: A datetime has no timezone.
-        ConfigurationError: A count is negative, or ``zone`` is not a known IANA zone name.
+        ConfigurationError: A count is negative, only some of the count facts are given, or
+            ``zone`` is not a known IANA zone name.
     """
     facts = _facts(
         last_change=last_change,
@@ -739,6 +787,9 @@ def classify_status(
         last_error=last_error,
         not_before=not_before,
         rejected=rejected,
+        live_at_source=live_at_source,
+        live_in_host=live_in_host,
+        counted_at=counted_at,
     )
     next_attempt = _next_attempt(facts, policy)
     texts = _texts(facts, resolve_zone(zone), policy.future_tolerance)
@@ -748,8 +799,11 @@ def classify_status(
     stopped = reason is StatusReason.STOPPED
     next_step, notes = _next_step(reason, facts, texts, next_attempt, policy)
     skew = _skew_sentences(facts, texts, policy.future_tolerance)
+    drift = _drift_sentences(facts, texts)
     if facts.rejected:
         notes.append(StatusNote.RECORDS_SET_ASIDE)
+    if drift:
+        notes.append(StatusNote.COUNT_DRIFT)
     if skew:
         notes.append(StatusNote.CLOCK_SKEW)
     # "Retrying, retrying" says nothing twice; red needs no softening.
@@ -764,6 +818,7 @@ def classify_status(
         *_failure_sentences(facts, texts.error_at, stopped, stop_after),
         *next_step,
         *_set_aside_sentences(facts.rejected, policy),
+        *drift,
         *skew,
         *_time_sentences(texts),
     ]
@@ -788,6 +843,8 @@ def status_of(
 ) -> SourceStatus:
     """Return the status of a stored source (``classify_status`` over the state's facts).
 
+    The facts include the source's last count check, if it has one.
+
     Args:
         state: The source's state, as the store holds it.
         now: The present (aware).
@@ -798,6 +855,7 @@ def status_of(
         NaiveDatetimeError: ``now`` has no timezone.
         ConfigurationError: ``zone`` is not a known IANA zone name.
     """
+    count = state.count_check
     return classify_status(
         last_change=state.last_change,
         last_sync=state.last_sync,
@@ -808,6 +866,9 @@ def status_of(
         last_error=state.last_error,
         not_before=state.not_before,
         rejected=state.last_cycle_rejected,
+        live_at_source=None if count is None else count.source,
+        live_in_host=None if count is None else count.host,
+        counted_at=None if count is None else count.at,
         policy=policy,
         zone=zone,
     )

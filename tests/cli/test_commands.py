@@ -37,6 +37,7 @@ SOURCE_FIELDS = {
     "consecutive_failures",
     "last_error",
     "last_cycle_rejected",
+    "count_check",
 }
 
 
@@ -78,6 +79,10 @@ def test_status_json_has_the_documented_schema_for_every_source(
     assert isinstance(acme["last_change"], dict)
     assert acme["last_change"]["relative"] == "1 day ago"
     assert (globex["color"], globex["reason"], globex["last_sync"]) == ("grey", "starting", None)
+    assert isinstance(acme["count_check"], dict)
+    assert set(acme["count_check"]) == {"source", "host", "drift", "at"}
+    assert (acme["count_check"]["source"], acme["count_check"]["drift"]) == (300, 0)
+    assert globex["count_check"] is None
 
 
 def test_status_text_shows_colour_label_times_with_exact_time_and_reason(

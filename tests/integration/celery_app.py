@@ -158,6 +158,9 @@ class LeaseLog:
     def sweep(self, source_key: str, generation: int, token: int, spared: Collection[str]) -> int:
         return self.inner.sweep(source_key, generation, token, spared)
 
+    def count_live(self, source_key: str) -> int:
+        return self.inner.count_live(source_key)
+
     def load(self, source_key: str) -> SourceState:
         return self.inner.load(source_key)
 

@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 
 from incsync.humanize import exact_time, relative_time
 from incsync.state import ErrorInfo, Phase
-from incsync.status import REASONS, StatusColor, StatusPolicy, StatusReason, classify_status
+from incsync.status import (
+    REASONS,
+    StatusColor,
+    StatusNote,
+    StatusPolicy,
+    StatusReason,
+    classify_status,
+)
 from tests.strategies import aware_datetimes
 
 UTC = timezone.utc
@@ -85,6 +92,18 @@ _POLICIES = st.builds(
 
 
 @st.composite
+def _count_facts(draw: st.DrawFn, now: datetime) -> dict[str, Any]:
+    """The last count of live records, or none (the three go together)."""
+    counted_at = draw(_around(now))
+    if counted_at is None:
+        return {}
+    counts = st.integers(min_value=0, max_value=10**12)
+    source = draw(counts)
+    host = draw(st.one_of(st.just(source), counts))
+    return {"live_at_source": source, "live_in_host": host, "counted_at": counted_at}
+
+
+@st.composite
 def _arguments(draw: st.DrawFn) -> dict[str, Any]:
     now = draw(st.one_of(aware_datetimes(), st.just(datetime(2026, 11, 13, 9, 41, 7, tzinfo=UTC))))
     zone: str | tzinfo = draw(st.sampled_from(_ZONES))
@@ -98,6 +117,7 @@ def _arguments(draw: st.DrawFn) -> dict[str, Any]:
         "last_error": draw(st.one_of(st.none(), _ERRORS)),
         "not_before": draw(st.one_of(st.none(), _around(now))),
         "rejected": draw(st.integers(min_value=0, max_value=10_000)),
+        **draw(_count_facts(now)),
         "policy": draw(_POLICIES),
         "zone": draw(st.sampled_from([zone, ZoneInfo("Europe/London")])),
     }
@@ -131,6 +151,32 @@ def test_the_classifier_is_total_and_every_output_is_complete(arguments: dict[st
                 zone=zone,
                 future_tolerance=arguments["policy"].future_tolerance,
             )
+
+
+@given(_arguments())
+def test_a_count_drift_is_named_in_the_hover_and_never_changes_the_colour(
+    arguments: dict[str, Any],
+) -> None:
+    """The count facts add a note and a sentence when the counts differ, and change nothing else."""
+    status = classify_status(**arguments)
+    without = {
+        name: value
+        for name, value in arguments.items()
+        if name not in ("live_at_source", "live_in_host", "counted_at")
+    }
+    uncounted = classify_status(**without)
+    assert (status.color, status.reason, status.label, status.icon) == (
+        uncounted.color,
+        uncounted.reason,
+        uncounted.label,
+        uncounted.icon,
+    )
+    drift = arguments.get("live_at_source") != arguments.get("live_in_host")
+    assert (StatusNote.COUNT_DRIFT in status.notes) is drift
+    assert ("live record" in status.hover) is drift
+    assert [note for note in status.notes if note is not StatusNote.COUNT_DRIFT] == list(
+        uncounted.notes
+    )
 
 
 @given(_arguments())

@@ -19,7 +19,7 @@ from typing import Any
 
 from incsync.connectors.base import BaseConnector, RawPage
 from incsync.cursor import Window
-from incsync.policy import non_negative_duration, positive_count, positive_duration
+from incsync.policy import non_negative_duration, optional_positive_duration, positive_count
 from incsync.timestamps import ensure_utc, parse_timestamp
 
 __all__ = ["InMemoryConnector", "InMemorySource", "iso_timestamp"]
@@ -96,6 +96,13 @@ class InMemorySource:
             del self._order[bisect.bisect_left(self._order, key)]
             del self._records[record_id]
 
+    def count_live(self) -> int:
+        """Return how many records are not marked deleted: what the source itself would count."""
+        with self._lock:
+            return sum(
+                not record.get(self.deleted_field, False) for record in self._records.values()
+            )
+
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Return a copy of every record by id: the ground truth a sink must end up equal to."""
         with self._lock:
@@ -166,8 +173,7 @@ class InMemoryConnector(BaseConnector):
     ) -> None:
         positive_count.check("page_size", page_size)
         non_negative_duration.check("lookback", lookback)
-        if delete_retention is not None:
-            positive_duration.check("delete_retention", delete_retention)
+        optional_positive_duration.check("delete_retention", delete_retention)
         self.delete_retention = delete_retention
         self.source = source
         self.id_field = source.id_field
@@ -187,6 +193,10 @@ class InMemoryConnector(BaseConnector):
     def estimated_total(self, window: Window) -> int | None:
         """Return how many records match the window right now."""
         return len(self.source.matching(window.start))
+
+    def count_live(self) -> int | None:
+        """Return how many records of the source are live now (not marked deleted)."""
+        return self.source.count_live()
 
     def secrets(self) -> list[str]:
         """Return the declared credential, if any."""

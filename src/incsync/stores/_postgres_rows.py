@@ -15,7 +15,7 @@ from incsync.cursor import Cursor
 from incsync.errors import BadRecordError
 from incsync.marks import marks_from_text, marks_text
 from incsync.records import Record, RejectedRecord
-from incsync.state import ErrorInfo, Lease, Phase, SourceState
+from incsync.state import CountCheck, ErrorInfo, Lease, Phase, SourceState
 from incsync.stores._base import set_aside
 
 __all__ = [
@@ -36,7 +36,7 @@ def escaped(text: str) -> str:
 
 def state_params(state: SourceState) -> dict[str, object]:
     """Return the named parameters that write ``state`` into its row (see ``STATE_COLUMNS``)."""
-    error, lease, cursor = state.last_error, state.lease, state.cursor
+    error, lease, cursor, count = state.last_error, state.lease, state.cursor, state.count_check
     return {
         "source_key": state.key,
         "phase": state.phase.value,
@@ -59,6 +59,11 @@ def state_params(state: SourceState) -> dict[str, object]:
         "last_cycle_rejected": state.last_cycle_rejected,
         "reset_pending": state.reset_pending,
         "marks": marks_text(state.marks),
+        "count_source": None if count is None else count.source,
+        "count_host": None if count is None else count.host,
+        "count_at": None if count is None else count.at,
+        "count_previous_drift": None if count is None else count.previous_drift,
+        "count_full_read_drift": None if count is None else count.full_read_drift,
     }
 
 
@@ -86,6 +91,11 @@ def state_from_row(row: Sequence[Any]) -> SourceState:
         last_cycle_rejected,
         reset_pending,
         marks,
+        count_source,
+        count_host,
+        count_at,
+        count_previous_drift,
+        count_full_read_drift,
     ) = row
     return SourceState(
         key=key,
@@ -106,6 +116,11 @@ def state_from_row(row: Sequence[Any]) -> SourceState:
         last_cycle_rejected=last_cycle_rejected,
         reset_pending=reset_pending,
         marks=marks_from_text(marks),
+        count_check=None
+        if count_at is None
+        else CountCheck(
+            count_source, count_host, count_at, count_previous_drift, count_full_read_drift
+        ),
     )
 
 

@@ -17,6 +17,7 @@ from incsync.errors import ConfigurationError
 
 __all__ = [
     "CONTENT_DIGEST_VERSION",
+    "COUNT_LIVE_TRANSACTIONS",
     "COUNT_TRANSACTIONS",
     "CREATE_SCHEMA",
     "CREATE_VERSION_TABLE",
@@ -168,8 +169,24 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             """,
         ),
     ),
-    # Why a transaction was swept (incsync.records.SWEPT); NULL for a record as the source sent it.
-    (5, ("ALTER TABLE {schema}.transactions ADD COLUMN deleted_reason text",)),
+    # Why a transaction was swept (incsync.records.SWEPT); NULL for a record as the source sent
+    # it. Each source's last count check (incsync.state.CountCheck); NULL before the first.
+    (
+        5,
+        (
+            "ALTER TABLE {schema}.transactions ADD COLUMN deleted_reason text",
+            """
+            ALTER TABLE {schema}.sources
+                ADD COLUMN count_source bigint,
+                ADD COLUMN count_host bigint,
+                ADD COLUMN count_at timestamptz,
+                ADD COLUMN count_previous_drift bigint,
+                ADD COLUMN count_full_read_drift bigint,
+                ADD CHECK ((count_at IS NULL) = (count_source IS NULL)
+                           AND (count_at IS NULL) = (count_host IS NULL))
+            """,
+        ),
+    ),
 )
 UNDIGESTED_TRANSACTIONS = """
 SELECT source_key, record_id, payload::text FROM {schema}.transactions
@@ -204,6 +221,11 @@ STATE_COLUMNS = (
     "last_cycle_rejected",
     "reset_pending",
     "marks",
+    "count_source",
+    "count_host",
+    "count_at",
+    "count_previous_drift",
+    "count_full_read_drift",
 )
 _SELECT_STATE = f"SELECT {', '.join(STATE_COLUMNS)} FROM {{schema}}.sources"
 
@@ -289,3 +311,4 @@ FROM {schema}.transactions
 WHERE source_key = %s AND record_id > %s ORDER BY record_id LIMIT %s
 """
 COUNT_TRANSACTIONS = "SELECT count(*) FROM {schema}.transactions WHERE source_key = %s"
+COUNT_LIVE_TRANSACTIONS = COUNT_TRANSACTIONS + " AND NOT deleted"

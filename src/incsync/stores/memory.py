@@ -131,6 +131,13 @@ class InMemoryStore(StateStoreBase):
             self._fences[source_key] = fence
             return len(gone)
 
+    def count_live(self, source_key: str) -> int:
+        """Return how many of the source's transactions are live (not tombstones)."""
+        check_source_key(source_key)
+        with self._lock:
+            stored = self._transactions.get(source_key, {})
+            return sum(not transaction.record.deleted for transaction in stored.values())
+
     def _staged(
         self, source_key: str, records: Sequence[Record], generation: int
     ) -> tuple[dict[str, Transaction], ApplyResult]:

@@ -473,7 +473,21 @@ class PostgresStore(StateStoreBase):
 
     def count_transactions(self, source_key: str) -> int:
         """Return how many transactions the source has (tombstones included)."""
-        with self._transaction(f"count the transactions of {source_key!r}") as cursor:
-            cursor.execute(self._sql(sql.COUNT_TRANSACTIONS), (source_key,))
+        return self._count(
+            sql.COUNT_TRANSACTIONS, f"count the transactions of {source_key!r}", source_key
+        )
+
+    def count_live(self, source_key: str) -> int:
+        """Return how many of the source's transactions are live (not tombstones): one query."""
+        check_source_key(source_key)
+        return self._count(
+            sql.COUNT_LIVE_TRANSACTIONS,
+            f"count the live transactions of {source_key!r}",
+            source_key,
+        )
+
+    def _count(self, statement: str, doing: str, source_key: str) -> int:
+        with self._transaction(doing) as cursor:
+            cursor.execute(self._sql(statement), (source_key,))
             row = cursor.fetchone()
         return 0 if row is None else int(row[0])

@@ -25,6 +25,7 @@ from incsync.marks import marks_from_text, marks_text
 from incsync.records import SWEPT, ApplyResult, Record, RejectedRecord, Transaction
 from incsync.state import (
     Checkpoint,
+    CountCheck,
     ErrorInfo,
     Lease,
     Phase,
@@ -46,8 +47,8 @@ __all__ = ["SQLiteStore"]
 
 SCHEMA_VERSION = 5
 """Version 2 keeps each transaction's content digest, version 3 each source's marks, version 4 the
-sink's fence per source, version 5 why a transaction was swept; a file of an older version is
-upgraded on open."""
+sink's fence per source, version 5 why a transaction was swept and each source's last count
+check; a file of an older version is upgraded on open."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS incsync_meta (
@@ -75,7 +76,12 @@ CREATE TABLE IF NOT EXISTS incsync_sources (
     not_before_us INTEGER,
     last_cycle_rejected INTEGER NOT NULL,
     reset_pending INTEGER NOT NULL,
-    marks TEXT NOT NULL DEFAULT '{}'
+    marks TEXT NOT NULL DEFAULT '{}',
+    count_source INTEGER,
+    count_host INTEGER,
+    count_at_us INTEGER,
+    count_previous_drift INTEGER,
+    count_full_read_drift INTEGER
 );
 CREATE TABLE IF NOT EXISTS incsync_transactions (
     source_key TEXT NOT NULL,
@@ -133,11 +139,15 @@ WHERE source_key = ? AND generation < ? AND deleted = 0
   AND record_id NOT IN (SELECT value FROM json_each(?))
 """
 
+_COUNT_TRANSACTIONS = "SELECT count(*) FROM incsync_transactions WHERE source_key = ?"
+_COUNT_LIVE = _COUNT_TRANSACTIONS + " AND NOT deleted"
+
 _STATE_COLUMNS = (
     "source_key, phase, generation, cursor_updated_at_us, cursor_record_id, last_change_us, "
     "last_sync_us, last_attempt_us, consecutive_failures, error_class, error_message, "
     "error_at_us, error_retryable, error_auth, lease_holder, lease_expires_us, lease_token, "
-    "not_before_us, last_cycle_rejected, reset_pending, marks"
+    "not_before_us, last_cycle_rejected, reset_pending, marks, count_source, count_host, "
+    "count_at_us, count_previous_drift, count_full_read_drift"
 )
 _SAVE_STATE = (
     f"INSERT OR REPLACE INTO incsync_sources ({_STATE_COLUMNS}) "
@@ -175,9 +185,23 @@ def _add_marks(connection: sqlite3.Connection) -> None:
     connection.execute("ALTER TABLE incsync_sources ADD COLUMN marks TEXT NOT NULL DEFAULT '{}'")
 
 
-def _add_deleted_reasons(connection: sqlite3.Connection) -> None:
-    """Upgrade to schema 5: why a transaction was swept (none was before)."""
+_COUNT_CHECK_COLUMNS = (
+    "count_source",
+    "count_host",
+    "count_at_us",
+    "count_previous_drift",
+    "count_full_read_drift",
+)
+
+
+def _add_deleted_reasons_and_count_checks(connection: sqlite3.Connection) -> None:
+    """Upgrade to schema 5: why a transaction was swept, and each source's last count check.
+
+    None of either existed before, so the new columns start empty.
+    """
     connection.execute("ALTER TABLE incsync_transactions ADD COLUMN deleted_reason TEXT")
+    for column in _COUNT_CHECK_COLUMNS:
+        connection.execute(f"ALTER TABLE incsync_sources ADD COLUMN {column} INTEGER")
 
 
 # Each step brings a file written by an older incsync to the schema version it names. A version
@@ -186,7 +210,7 @@ def _add_deleted_reasons(connection: sqlite3.Connection) -> None:
 _UPGRADES: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     (2, _add_content_digests),
     (3, _add_marks),
-    (5, _add_deleted_reasons),
+    (5, _add_deleted_reasons_and_count_checks),
 )
 
 
@@ -200,7 +224,7 @@ def _time(micros: int | None) -> datetime | None:
 
 def _state_row(state: SourceState) -> tuple[object, ...]:
     # Text SQLite cannot encode (a lone surrogate in a vendor's error message) is kept escaped.
-    error, lease, cursor = state.last_error, state.lease, state.cursor
+    error, lease, cursor, count = state.last_error, state.lease, state.cursor, state.count_check
     return (
         state.key,
         state.phase.value,
@@ -223,6 +247,11 @@ def _state_row(state: SourceState) -> tuple[object, ...]:
         state.last_cycle_rejected,
         state.reset_pending,
         marks_text(state.marks),
+        None if count is None else count.source,
+        None if count is None else count.host,
+        None if count is None else to_micros(count.at),
+        None if count is None else count.previous_drift,
+        None if count is None else count.full_read_drift,
     )
 
 
@@ -258,6 +287,15 @@ def _state_from_row(row: sqlite3.Row) -> SourceState:
         last_cycle_rejected=row["last_cycle_rejected"],
         reset_pending=bool(row["reset_pending"]),
         marks=marks_from_text(row["marks"]),
+        count_check=None
+        if row["count_at_us"] is None
+        else CountCheck(
+            source=row["count_source"],
+            host=row["count_host"],
+            at=from_micros(row["count_at_us"]),
+            previous_drift=row["count_previous_drift"],
+            full_read_drift=row["count_full_read_drift"],
+        ),
     )
 
 
@@ -587,11 +625,13 @@ class SQLiteStore(StateStoreBase):
 
     def count_transactions(self, source_key: str) -> int:
         """Return how many transactions the source has (tombstones included)."""
-        row = (
-            self._connection()
-            .execute(
-                "SELECT COUNT(*) FROM incsync_transactions WHERE source_key = ?", (source_key,)
-            )
-            .fetchone()
-        )
+        return self._count(_COUNT_TRANSACTIONS, source_key)
+
+    def count_live(self, source_key: str) -> int:
+        """Return how many of the source's transactions are live (not tombstones): one query."""
+        check_source_key(source_key)
+        return self._count(_COUNT_LIVE, source_key)
+
+    def _count(self, statement: str, source_key: str) -> int:
+        row = self._connection().execute(statement, (source_key,)).fetchone()
         return int(row[0])

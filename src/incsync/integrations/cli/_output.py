@@ -19,7 +19,7 @@ from incsync.humanize import TimeText, time_text
 from incsync.records import RejectedRecord
 from incsync.redaction import redact
 from incsync.results import CycleResult
-from incsync.state import SourceState
+from incsync.state import CountCheck, SourceState
 from incsync.status import SourceStatus
 from incsync.views import render_html_page, render_text_table
 
@@ -111,6 +111,17 @@ def _time(value: TimeText | None) -> dict[str, str] | None:
     return {"iso": value.iso, "exact": value.exact, "relative": value.relative}
 
 
+def _count_json(check: CountCheck | None) -> dict[str, Any] | None:
+    if check is None:
+        return None
+    return {
+        "source": check.source,
+        "host": check.host,
+        "drift": check.drift,
+        "at": check.at.isoformat(),
+    }
+
+
 def _source_json(state: SourceState, status: SourceStatus) -> dict[str, Any]:
     error = state.last_error
     return {
@@ -134,6 +145,7 @@ def _source_json(state: SourceState, status: SourceStatus) -> dict[str, Any]:
             "retryable": error.retryable,
         },
         "last_cycle_rejected": state.last_cycle_rejected,
+        "count_check": _count_json(state.count_check),
     }
 
 
