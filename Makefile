@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.postgres
 	$(BIN)/python -m bench.round
 	$(BIN)/python -m bench.counts
+	$(BIN)/python -m bench.sweep
 
 clean:
 	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache .coverage build dist

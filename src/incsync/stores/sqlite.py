@@ -133,10 +133,15 @@ WHERE excluded.updated_at_us > incsync_transactions.updated_at_us
 
 # The sweep after a full re-read (incsync.records.is_swept and swept, as one set operation):
 # live rows still under an older generation, but the ids the read set aside (a JSON array).
+# Written as a CASE so that only the rows the sweep would change are looked up among the spared
+# ids: as plain ANDed terms, SQLite probed the spared ids for every row of the source, which made
+# the sweep a fifth slower than the bare UPDATE (bench/sweep.py).
 _SWEEP = """
 UPDATE incsync_transactions SET deleted = 1, generation = ?, deleted_reason = ?
-WHERE source_key = ? AND generation < ? AND deleted = 0
-  AND record_id NOT IN (SELECT value FROM json_each(?))
+WHERE source_key = ?
+  AND CASE WHEN generation < ? AND deleted = 0
+      THEN record_id NOT IN (SELECT value FROM json_each(?))
+      ELSE 0 END
 """
 
 _COUNT_TRANSACTIONS = "SELECT count(*) FROM incsync_transactions WHERE source_key = ?"
