@@ -19,13 +19,14 @@ from pathlib import Path
 import attrs
 import pytest
 
-from incsync import SQLiteStore, SyncEngine
+from incsync import SQLiteStore, SyncEngine, SyncPolicy
 from incsync.connectors import RestConfig
 from incsync.connectors.auth import BearerToken
 from incsync.connectors.http import HttpConnector, HttpOptions
 from incsync.connectors.rest import RestConnector
 from incsync.connectors.retry import RetryPolicy
 from incsync.results import Outcome
+from incsync.status import status_of
 from incsync.testing import ManualClock
 from incsync.testing.fakes._server import FakeVendor
 from incsync.testing.fakes.generic_rest import FakeGenericRest
@@ -317,14 +318,14 @@ class Cycles:
 
 
 @contextmanager
-def cycling(world: World, path: Path) -> Iterator[Cycles]:
+def cycling(world: World, path: Path, policy: SyncPolicy | None = None) -> Iterator[Cycles]:
     """Serve the fake over loopback HTTP and yield what runs cycles against it."""
     with (
         SQLiteStore(path / "incsync.db") as store,
         world.fake.serve() as base_url,
         closing(world.connect(base_url)) as connector,
     ):
-        yield Cycles(store, connector, SyncEngine(store, clock=world.clock))
+        yield Cycles(store, connector, SyncEngine(store, clock=world.clock, policy=policy))
 
 
 def plan(ids: list[str], rng: random.Random) -> list[tuple[str, str | None]]:
@@ -445,3 +446,49 @@ def test_a_reset_after_deletes_at_the_source_leaves_them_tombstones_and_removes_
         assert set(held) == set(ids)  # nothing removed
         assert {key for key, t in held.items() if t.record.deleted} == deleted
         assert {key for key, t in held.items() if not t.record.deleted} == world.live()
+
+
+@pytest.mark.parametrize("vendor", sorted(name for name, world in WORLDS.items() if world().counts))
+def test_a_count_drift_planted_in_the_fake_is_detected_shown_and_reconciled(
+    vendor: str, tmp_path: Path
+) -> None:
+    """A record the incremental reads cannot see (stamped behind the cursor) shows as a drift.
+
+    The count check finds it, the state, the hover and the result say so, and with
+    ``reconcile_drift`` a drift found twice in a row resets the source: its full re-read brings
+    the record, and the next count agrees.
+    """
+    world = WORLDS[vendor]()
+    start = world.clock() - timedelta(days=3)
+    ids = world.load(start)
+    policy = SyncPolicy(count_interval=timedelta(minutes=1), reconcile_drift=True)
+    with cycling(world, tmp_path, policy) as cycles:
+        cycles.run()
+        first = cycles.store.load(KEY).count_check
+        assert first is not None
+        assert first.drift == 0
+        hidden = world.create(start - timedelta(hours=1))  # behind the cursor: never read
+        drifts = []
+        for _ in range(2):
+            world.clock.set(world.clock() + timedelta(minutes=2))
+            cycles.run()
+            check = cycles.store.load(KEY).count_check
+            assert check is not None
+            drifts.append(check.drift)
+        assert drifts == [1, 1]
+        state = cycles.store.load(KEY)
+        assert f"The source has {len(ids) + 1:,} live records; {len(ids):,} are imported" in (
+            status_of(state, now=world.clock()).hover
+        )
+        assert hidden not in transactions_by_id(cycles.store, KEY)
+
+        world.clock.set(world.clock() + timedelta(minutes=2))
+        reset = cycles.engine.run_cycle(KEY, cycles.connector)
+        assert reset.outcome is Outcome.INTERRUPTED_RESET, reset.error
+        assert reset.error is not None
+        assert "out of step with the source" in reset.error
+        cycles.run()
+        assert hidden in transactions_by_id(cycles.store, KEY)
+        check = cycles.store.load(KEY).count_check
+        assert check is not None
+        assert check.drift == 0
