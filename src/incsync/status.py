@@ -37,7 +37,8 @@ at most ``backoff_cap`` [6 h] (:func:`incsync.policy.backoff_interval`, as the s
 and never before a time the source asked to wait for (``not_before``). The last attempt is
 ``last_attempt`` (when a cycle last took the lease; without it, the last failure's time), or the
 last completed sync when that is newer. Without failures or a wait, this reads: no attempt
-within ``recent_sync``.
+within ``recent_sync``. A cycle that holds the source's lease now (``running_until`` after
+``now``) is an attempt in progress, never overdue however long it has run.
 
 The cases the four colours do not name, and why they are decided so:
 
@@ -57,7 +58,8 @@ The cases the four colours do not name, and why they are decided so:
   stops: the stored state does not record the engine's threshold, so with a phase it names none.
 - **Attempted, neither completed nor failed**: a cycle started within the window and none
   completed within ``recent_sync``: orange "Retrying" as well (a long cycle, or a worker that died
-  mid-cycle); so is a source waiting, as it asked, past the window.
+  mid-cycle); so is a source waiting, as it asked, past the window. A cycle still holding its lease
+  is running, however long ago it started: orange "Retrying" too, and the hover says since when.
 - **Cancelled**: grey (neutral: the host chose it, nothing is wrong) with its own reason and pause
   icon; the hover says no transactions were deleted.
 - **Records set aside** by the last cycle: the colour does not change (the rest was applied); the
@@ -356,6 +358,7 @@ class _Facts:
     live_at_source: int | None
     live_in_host: int | None
     counted_at: datetime | None
+    running: bool
 
 
 def _newest(*times: datetime | None) -> datetime | None:
@@ -377,6 +380,7 @@ def _facts(
     live_at_source: int | None,
     live_in_host: int | None,
     counted_at: datetime | None,
+    running_until: datetime | None,
 ) -> _Facts:
     now = ensure_utc(now, "now")
     count = (live_at_source, live_in_host, counted_at)
@@ -417,6 +421,7 @@ def _facts(
         else _check_count(live_at_source, "live_at_source"),
         live_in_host=None if live_in_host is None else _check_count(live_in_host, "live_in_host"),
         counted_at=None if counted_at is None else ensure_utc(counted_at, "counted_at"),
+        running=running_until is not None and ensure_utc(running_until, "running_until") > now,
     )
 
 
@@ -504,9 +509,11 @@ def _decide(
         return StatusReason.RESETTING
     if phase is Phase.NEW or sync_at is None:
         return StatusReason.STARTING
-    # Only silence is overdue: a source whose attempts fail is retrying, whatever their number.
+    # Only silence is overdue: a source whose attempts fail is retrying, whatever their number,
+    # and one whose cycle holds the lease now is being attempted, however long it has run.
     if (
-        next_attempt is not None
+        not facts.running
+        and next_attempt is not None
         and now - next_attempt > policy.recent_sync - policy.expected_interval
     ):
         return StatusReason.SYNC_OVERDUE
@@ -651,7 +658,9 @@ def _next_step(
     # An attempt after the last completed sync that has not failed either: still running, or lost.
     unfinished = facts.last_attempt if facts.last_attempt != facts.last_sync else None
     quietly_retrying = reason is StatusReason.RETRYING and not failed and waiting is None
-    if quietly_retrying and unfinished is not None:
+    if quietly_retrying and unfinished is not None and facts.running:
+        sentences.append(f"A cycle has been running since {_at(texts.write(unfinished))}.")
+    elif quietly_retrying and unfinished is not None:
         sentences.append(
             f"The last attempt started at {_at(texts.write(unfinished))}, and has neither "
             "completed nor failed."
@@ -739,6 +748,7 @@ def classify_status(
     live_at_source: int | None = None,
     live_in_host: int | None = None,
     counted_at: datetime | None = None,
+    running_until: datetime | None = None,
     policy: StatusPolicy = DEFAULT_STATUS_POLICY,
     zone: str | tzinfo = "UTC",
 ) -> SourceStatus:
@@ -766,6 +776,8 @@ def classify_status(
             was never counted (see :class:`~incsync.state.CountCheck`).
         live_in_host: Live transactions the host held at that count.
         counted_at: When that count was made; the three are given together or not at all.
+        running_until: When the lease of the cycle running now expires (``None``, or a time not
+            after ``now``: no cycle holds it). A running cycle is never overdue.
         policy: The thresholds.
         zone: The display zone for exact times, an IANA name or a ``tzinfo`` (default UTC).
 
@@ -790,6 +802,7 @@ def classify_status(
         live_at_source=live_at_source,
         live_in_host=live_in_host,
         counted_at=counted_at,
+        running_until=running_until,
     )
     next_attempt = _next_attempt(facts, policy)
     texts = _texts(facts, resolve_zone(zone), policy.future_tolerance)
@@ -869,6 +882,7 @@ def status_of(
         live_at_source=None if count is None else count.source,
         live_in_host=None if count is None else count.host,
         counted_at=None if count is None else count.at,
+        running_until=None if state.lease is None else state.lease.expires_at,
         policy=policy,
         zone=zone,
     )

@@ -375,3 +375,46 @@ def test_status_of_reads_the_last_attempt() -> None:
         synced=5 * HOUR, attempted=HOUR, phase=Phase.ACTIVE
     )
     assert status_of(state, now=NOW).reason is RETRYING
+
+
+def test_a_cycle_that_holds_its_lease_is_running_not_overdue() -> None:
+    """A long cycle still holding its lease is being attempted: orange, and the hover says so."""
+    last_sync, started = NOW - 5 * HOUR, NOW - 4 * HOUR
+    running = classify_status(
+        last_change=last_sync,
+        last_sync=last_sync,
+        last_attempt=started,
+        now=NOW,
+        phase=Phase.ACTIVE,
+        running_until=NOW + timedelta(minutes=5),
+    )
+    assert (running.color, running.reason) == (ORANGE, RETRYING)
+    assert "A cycle has been running since 2026-11-13 05:41:07 UTC, 4 hours ago." in running.hover
+    # The same cycle whose lease has lapsed (its worker died) is silence: overdue.
+    lapsed = classify_status(
+        last_change=last_sync,
+        last_sync=last_sync,
+        last_attempt=started,
+        now=NOW,
+        phase=Phase.ACTIVE,
+        running_until=NOW,
+    )
+    assert (lapsed.color, lapsed.reason) == (RED, StatusReason.SYNC_OVERDUE)
+
+
+def test_a_five_hour_cycle_is_never_red_while_it_runs() -> None:
+    """Driven by the real engine: a cycle of 300 pages a minute apart, classified as it runs."""
+    engine, clock, source = _engine(stop_after=5)
+    for number in range(300):
+        source.put({"id": f"inv-{number:03d}", "updated_at": "2026-11-13T08:00:00.000Z"})
+    colours: list[StatusColor] = []
+
+    def a_minute_a_page(page: int) -> None:
+        clock.advance(timedelta(minutes=1))
+        colours.append(status_of(engine.state(KEY), now=clock()).color)
+
+    result = engine.run_cycle(KEY, FakeConnector(source, page_size=1, before_page=a_minute_a_page))
+    assert result.outcome is Outcome.COMPLETED
+    assert clock() - START > 5 * HOUR
+    assert RED not in colours
+    assert colours[-1] is ORANGE  # past recent_sync with no completed cycle: retrying

@@ -117,6 +117,7 @@ def _arguments(draw: st.DrawFn) -> dict[str, Any]:
         "last_error": draw(st.one_of(st.none(), _ERRORS)),
         "not_before": draw(st.one_of(st.none(), _around(now))),
         "rejected": draw(st.integers(min_value=0, max_value=10_000)),
+        "running_until": draw(st.one_of(st.none(), _around(now))),
         **draw(_count_facts(now)),
         "policy": draw(_POLICIES),
         "zone": draw(st.sampled_from([zone, ZoneInfo("Europe/London")])),
@@ -236,6 +237,8 @@ def test_red_means_stopped_or_no_attempt_within_the_window(arguments: dict[str, 
     assert status.reason is StatusReason.SYNC_OVERDUE
     policy: StatusPolicy = arguments["policy"]
     now = arguments["now"]
+    running_until = arguments["running_until"]
+    assert running_until is None or running_until <= now  # no cycle holds the lease now
     attempts = [arguments["last_attempt"], arguments["last_sync"]]
     error: ErrorInfo | None = arguments["last_error"]
     if arguments["last_attempt"] is None and arguments["error_count"] and error is not None:
