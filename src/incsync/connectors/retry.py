@@ -34,7 +34,7 @@ from typing import TypeVar
 import attrs
 import tenacity
 
-from incsync.errors import SourceError
+from incsync.errors import RateLimitedError, SourceError
 from incsync.policy import SettingRule, positive_count
 from incsync.timestamps import UTC, ensure_utc
 
@@ -257,7 +257,11 @@ def _last_result(retry_state: tenacity.RetryCallState) -> object:
 
 def _log_retry(retry_state: tenacity.RetryCallState) -> None:
     failure = retry_state.outcome.result() if retry_state.outcome is not None else None
-    logger.warning(
+    # Being asked to slow down is how a busy vendor works, not a fault: INFO. Other failures that
+    # are retried (5xx, a dropped connection) may point at trouble: WARNING.
+    throttled = isinstance(failure, Failure) and isinstance(failure.error, RateLimitedError)
+    logger.log(
+        logging.INFO if throttled else logging.WARNING,
         "attempt %d failed, retrying in %.1f s: %s",
         retry_state.attempt_number,
         retry_state.upcoming_sleep,
