@@ -9,7 +9,7 @@ The whole algorithm is :meth:`SyncEngine.run_cycle`:
    aside as malformed, and checkpoint. For ordered sources the checkpoint moves the cursor to the
    page's highest (updated_at, id), never past the cycle's start minus the safety lag; unordered
    sources move it only once the cycle completes. Where the store is the sink, the page and its
-   checkpoint are one transaction.
+   checkpoint are one transaction. A cancel, or the host's ``stop``, ends the cycle there.
 4. When the read completes: after a full re-read, sweep what it did not see; when a count is due,
    compare the source's count of live records with the host's (a failed count is logged and
    skipped); then record the last sync and the count.
@@ -18,6 +18,7 @@ The whole algorithm is :meth:`SyncEngine.run_cycle`:
    its change log expired) is reset instead, with the reason kept as its last error, so the next
    cycle re-reads everything; so is one whose deletes may have expired unread, or whose counts
    keep disagreeing (with ``SyncPolicy.reconcile_drift``).
+6. However the cycle ends (even by ``KeyboardInterrupt``), it gives its lease up when it can.
 
 Every decision is a pure function in :mod:`incsync.cursor`, :mod:`incsync.state` or
 :mod:`incsync.policy` (what a failure means: :func:`~incsync.policy.decide_failure`); this module
@@ -96,6 +97,18 @@ class _Tally:
     swept: int = 0
     total: int | None = None
     counted: CountCheck | None = None
+
+
+def _interruption(current: SourceState, stop: threading.Event | None) -> Outcome | None:
+    """Return how a cycle ends at a durable page, or ``None`` if it reads on.
+
+    A cancel wins over a stop: it says more (the source stays cancelled).
+    """
+    if current.phase is Phase.CANCELLED:
+        return Outcome.INTERRUPTED_CANCEL
+    if stop is not None and stop.is_set():
+        return Outcome.INTERRUPTED_STOP
+    return None
 
 
 class SyncEngine:
@@ -198,17 +211,23 @@ class SyncEngine:
         connector: Connector,
         *,
         on_progress: ProgressCallback | None = None,
+        stop: threading.Event | None = None,
     ) -> CycleResult:
         """Run one incremental cycle of ``source_key`` through ``connector``.
 
         Source failures never raise: they are recorded in the source's state and reported in the
         result. A store that fails while a page is written fails the cycle the same way; only a
-        store that cannot record the outcome at all raises.
+        store that cannot record the outcome at all raises. Whatever escapes (that store error, a
+        ``KeyboardInterrupt``) first gives the lease up, so the source is not left locked.
 
         Args:
             source_key: The host's name for the source.
             connector: Reads the source.
             on_progress: Called after every durable page.
+            stop: Set it (from any thread: a signal handler, a shutdown hook) to end the cycle
+                once the page in flight (or the first) is durable: it returns ``INTERRUPTED_STOP``
+                with its lease released, and the source's next cycle carries on from that
+                checkpoint. One event may stop any number of cycles.
 
         Returns:
             What the cycle did.
@@ -229,7 +248,11 @@ class SyncEngine:
             logger.info("source %s: cycle %s", source_key, outcome.value)
             return CycleResult(source_key=source_key, outcome=outcome, started_at=started)
 
-        state = self.store.load(source_key)
+        try:
+            state = self.store.load(source_key)
+        except BaseException:
+            self._give_up_lease(source_key, lease)
+            raise
         tally = _Tally()
 
         def result(outcome: Outcome, cursor: Cursor | None, error: Exception | None) -> CycleResult:
@@ -254,7 +277,7 @@ class SyncEngine:
 
         try:
             outcome, cursor = self._read_and_apply(
-                state, connector, lease, started, tally, on_progress, clock_start
+                state, connector, lease, started, tally, on_progress, clock_start, stop
             )
         except GenerationChangedError as error:
             self.store.release_lease(source_key, lease)
@@ -277,6 +300,11 @@ class SyncEngine:
                 self.store.release_lease(source_key, lease)
                 raise
             return result(Outcome.FAILED, failed.cursor, error)
+        except BaseException:
+            # KeyboardInterrupt, SystemExit: the cycle is abandoned where it stands (its durable
+            # pages keep their checkpoints), and its lease is given up rather than left to expire.
+            self._give_up_lease(source_key, lease)
+            raise
         finished = result(outcome, cursor, None)
         logger.info(
             "source %s: cycle %s, %d fetched, %d applied, %d already applied, %d set aside, "
@@ -293,6 +321,13 @@ class SyncEngine:
         )
         return finished
 
+    def _give_up_lease(self, source_key: str, lease: Lease) -> None:
+        """Release the lease of a cycle that is being abandoned, if the store still can."""
+        try:
+            self.store.release_lease(source_key, lease)
+        except Exception:  # noqa: BLE001 - the error already on its way out matters more
+            logger.warning("source %s: lease not released; it expires by itself", source_key)
+
     def _read_and_apply(
         self,
         state: SourceState,
@@ -302,6 +337,7 @@ class SyncEngine:
         tally: _Tally,
         on_progress: ProgressCallback | None,
         clock_start: float,
+        stop: threading.Event | None,
     ) -> tuple[Outcome, Cursor | None]:
         key, generation = state.key, state.generation
         resync = self._resync_reason(state, connector, started)
@@ -334,10 +370,11 @@ class SyncEngine:
             tally.total = page.total
             if on_progress is not None:
                 self._report(on_progress, key, tally, clock_start)
-            if current.phase is Phase.CANCELLED:
+            interrupted = _interruption(current, stop)
+            if interrupted is not None:
                 self.store.release_lease(key, lease)
-                logger.info("source %s: cycle stopped by a cancel after a durable page", key)
-                return Outcome.INTERRUPTED_CANCEL, current.cursor
+                logger.info("source %s: cycle %s after a durable page", key, interrupted.value)
+                return interrupted, current.cursor
         final = advance(cursor, unordered_high, limit)
         if state.reset_pending:
             # The whole source was read under this generation: what it did not see is gone.

@@ -32,6 +32,9 @@ class Outcome(enum.Enum):
     """The source was reset while the cycle ran; its later checkpoints were refused."""
     INTERRUPTED_CANCEL = "interrupted_cancel"
     """The source was cancelled while the cycle ran; it stopped after a durable page."""
+    INTERRUPTED_STOP = "interrupted_stop"
+    """The host asked the cycle to stop (``run_cycle``'s ``stop``); it ended after a durable
+    page, the source is not cancelled, and its next cycle carries on from the checkpoint."""
 
     @property
     def skipped(self) -> bool:

@@ -40,6 +40,7 @@ __all__ = [
     "complete",
     "counted",
     "fail",
+    "held_lease",
     "new_state",
     "release",
     "renew",
@@ -345,6 +346,18 @@ def _expiry(now: datetime, ttl: timedelta) -> datetime:
     return later(_now(now), ttl)
 
 
+def held_lease(state: SourceState, now: datetime) -> Lease | None:
+    """Return the lease a cycle holds on the source at ``now``; ``None`` if none is held.
+
+    A lease never taken, given up (released, or broken by the host) or expired is held by no one.
+
+    Raises:
+        NaiveDatetimeError: ``now`` has no timezone.
+    """
+    lease = state.lease
+    return lease if lease is not None and lease.expires_at > _now(now) else None
+
+
 def skip_reason(state: SourceState, now: datetime) -> SkipReason | None:
     """Return why a cycle may not start on ``state`` at ``now``, or ``None`` if it may.
 
@@ -356,7 +369,7 @@ def skip_reason(state: SourceState, now: datetime) -> SkipReason | None:
         return SkipReason.CANCELLED
     if state.phase is Phase.STOPPED:
         return SkipReason.STOPPED
-    if state.lease is not None and state.lease.expires_at > now:
+    if held_lease(state, now) is not None:
         return SkipReason.RUNNING_ELSEWHERE
     if state.not_before is not None and state.not_before > now:
         return SkipReason.WAITING
