@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import IO
 
 import attrs
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(sys.executable).with_name("incsync")
@@ -39,6 +42,17 @@ def incsync(
         check=False,
     )
     return Completed(done.returncode, done.stdout, done.stderr)
+
+
+def wait_for_line(stream: IO[str] | None, prefix: str, deadline: float) -> None:
+    """Read ``stream`` line by line until one starts with ``prefix``; fail at ``deadline``."""
+    assert stream is not None
+    while time.monotonic() < deadline:
+        line = stream.readline()
+        if line.startswith(prefix):
+            return
+        assert line, f"stream ended before a line starting {prefix!r}"
+    pytest.fail(f"no line starting {prefix!r} in time")
 
 
 def write_config(directory: Path, body: str, *, store: str = 'path = "state.db"') -> Path:

@@ -38,6 +38,7 @@ SOURCE_FIELDS = {
     "last_error",
     "last_cycle_rejected",
     "count_check",
+    "lease",
 }
 
 

@@ -11,18 +11,19 @@ import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO
 
 import pytest
 
 from incsync.connectors.sample import generate_invoices
+from incsync.cursor import Cursor
 from incsync.integrations.cli import main
 from incsync.integrations.cli._progress import progress_display
 from incsync.results import CycleProgress
+from incsync.state import held_lease
 from incsync.stores.sqlite import SQLiteStore
 from incsync.testing.fakes.hubspot import FakeHubSpot, HubSpotLimits
 from incsync.timestamps import UTC, utc_now
-from tests.cli.support import SAMPLE, SCRIPT, incsync, write_config
+from tests.cli.support import SAMPLE, SCRIPT, incsync, wait_for_line, write_config
 
 END = datetime(2026, 11, 20, tzinfo=UTC)
 UNLIMITED = HubSpotLimits(search_per_second=None, per_ten_seconds=None, daily=None)
@@ -223,33 +224,41 @@ def _start(directory: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def _wait_for_line(stream: IO[str] | None, prefix: str, deadline: float) -> None:
-    assert stream is not None
-    while time.monotonic() < deadline:
-        line = stream.readline()
-        if line.startswith(prefix):
-            return
-        assert line, f"stream ended before a line starting {prefix!r}"
-    pytest.fail(f"no line starting {prefix!r} in time")
-
-
+@pytest.mark.parametrize("once", [True, False], ids=["once", "every"])
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
-def test_every_finishes_the_running_cycle_on_a_signal_then_exits(
-    tmp_path: Path, signum: signal.Signals, code: int
+def test_a_signal_stops_the_running_cycle_at_its_next_page_then_exits(
+    tmp_path: Path, signum: signal.Signals, code: int, once: bool
 ) -> None:
-    """SIGINT or SIGTERM mid-cycle lets the cycle complete, starts no other, and exits 130 or 0."""
-    process = _start(tmp_path, "--every", "1h")
+    """SIGINT or SIGTERM mid-cycle ends the cycle once its page in flight is written, not at the
+    end of the read: it reports interrupted_stop, its cursor is that page's checkpoint, its lease
+    is released (a run right after is not skipped), no other cycle starts, and the command exits
+    130 or 0. The next run carries on from the checkpoint and completes the source."""
+    process = _start(tmp_path, "--once" if once else "--every=1h")
     try:
-        _wait_for_line(process.stderr, "demo: page 1,", time.monotonic() + 30)
+        wait_for_line(process.stderr, "demo: page 1,", time.monotonic() + 30)
         process.send_signal(signum)
         out, err = process.communicate(timeout=30)
     finally:
         process.kill()
         process.wait()
     assert process.returncode == code, err
-    assert out.startswith("demo: completed: 600 fetched, 600 applied")
-    assert out.count("completed") == 1
-    assert f"{signum.name} received: stopping once the running cycles end" in err
+    assert f"{signum.name} received: stopping once the pages in flight are written" in err
+    match = re.fullmatch(r"demo: interrupted_stop: (\d+) fetched, \1 applied, .*\n", out)
+    assert match is not None, out
+    written = int(match[1])
+    assert written in range(50, 600, 50)  # whole pages of 50, not the whole read
+    with SQLiteStore(tmp_path / "state.db") as store:
+        state = store.load("demo")
+        keys = [t.record.key for t in store.transactions("demo")]
+    assert len(keys) == written
+    assert state.cursor == Cursor(*max(keys))  # the last written page's checkpoint
+    assert held_lease(state, utc_now()) is None
+
+    rest = incsync(
+        "run", "--once", "--all", "--config", str(tmp_path / "incsync.toml"), cwd=tmp_path
+    )
+    assert rest.code == 0, rest.stderr
+    assert re.match(rf"demo: completed: [\d,]+ fetched, {600 - written} applied,", rest.stdout)
     assert len(held(tmp_path / "state.db", "demo")) == 600
 
 
@@ -257,7 +266,7 @@ def test_every_waiting_for_the_next_due_time_stops_at_once_on_ctrl_c(tmp_path: P
     """While nothing runs Ctrl-C ends the wait at once, with exit 130."""
     process = _start(tmp_path, "--every", "1h")
     try:
-        _wait_for_line(process.stderr, "incsync: next look at ", time.monotonic() + 30)
+        wait_for_line(process.stderr, "incsync: next look at ", time.monotonic() + 30)
         sent = time.monotonic()
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=30)

@@ -76,8 +76,7 @@ def _run(
         schedule,
         connectors,
         board,
-        stopping=halt.is_set,
-        sleep=halt.wait,
+        stop=halt,
     )
     return failed, out.getvalue(), err.getvalue()
 
@@ -212,9 +211,10 @@ def _two_slow_sources(directory: Path) -> Path:
     return write_config(directory, "[run]\nworkers = 2\n\n" + body)
 
 
-def test_ctrl_c_lets_every_running_cycle_finish_then_exits_130(tmp_path: Path) -> None:
-    """Two sources run side by side in the real command; SIGINT mid-way lets both complete and
-    exits 130; every progress line on the pipe is whole."""
+def test_ctrl_c_stops_every_running_cycle_at_its_next_page_then_exits_130(tmp_path: Path) -> None:
+    """Two sources run side by side in the real command; SIGINT mid-way stops both once their
+    pages in flight are written (neither reads all 400 records) and exits 130; every progress line
+    on the pipe is whole."""
     process = subprocess.Popen(
         [
             str(SCRIPT),
@@ -240,12 +240,14 @@ def test_ctrl_c_lets_every_running_cycle_finish_then_exits_130(tmp_path: Path) -
         process.kill()
         process.wait()
     assert process.returncode == 130, err
-    assert sorted(line[: line.index(" fetched")] for line in out.splitlines()) == [
-        "one: completed: 400",
-        "two: completed: 400",
+    results = sorted(out.splitlines())
+    assert [line.split(":")[:2] for line in results] == [
+        ["one", " interrupted_stop"],
+        ["two", " interrupted_stop"],
     ]
+    assert all(int(line.split()[2].replace(",", "")) < 400 for line in results), results
     lines = [line for line in err.splitlines() if line]
-    assert "incsync: SIGINT received: stopping once the running cycles end" in err
+    assert "incsync: SIGINT received: stopping once the pages in flight are written" in err
     assert all(PROGRESS.fullmatch(line) for line in lines if not line.startswith("incsync:"))
 
 

@@ -1,12 +1,13 @@
 """The ``incsync`` command: sync the sources of a TOML config file and manage their state.
 
 ``incsync run`` runs the due cycles (once, or until stopped), ``incsync status`` shows
-every source's status as a table, JSON or an HTML page, and ``reset``, ``cancel``, ``resume`` and
-``rejected`` act on one source. The reference, with the config file's format and the exit codes,
-is docs/cli.md; :func:`main` is also callable from Python with a list of arguments.
+every source's status as a table, JSON or an HTML page, and ``reset``, ``cancel``, ``resume``,
+``unlock`` and ``rejected`` act on one source. The reference, with the config file's format and
+the exit codes, is docs/cli.md; :func:`main` is also callable from Python with a list of
+arguments.
 
-Exit codes: 0 success; 1 a cycle failed or the store could not be used; 2 a usage or config
-error; 130 interrupted by Ctrl-C.
+Exit codes: 0 success; 1 a cycle failed, the store could not be used, or ``unlock`` met a lease
+still held; 2 a usage or config error; 130 interrupted by Ctrl-C.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from incsync.integrations.cli._commands import (
     change_command,
     rejected_command,
     status_command,
+    unlock_command,
 )
 from incsync.integrations.cli._config import Config, ConfigFileError, load_config
 from incsync.integrations.cli._parser import build_parser
@@ -73,6 +75,8 @@ def _dispatch(args: argparse.Namespace, config: Config, secrets: list[str]) -> i
         return status_command(args, config, sys.stdout)
     if args.command == "rejected":
         return rejected_command(args, config, sys.stdout)
+    if args.command == "unlock":
+        return unlock_command(args, config, (sys.stdout, sys.stderr))
     return change_command(args, config, sys.stdout)
 
 
@@ -87,8 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: The arguments after the program name; ``sys.argv[1:]`` when omitted.
 
     Returns:
-        The exit code: 0 success, 1 a cycle failed or the store failed, 2 a usage or config
-        error, 130 interrupted by Ctrl-C.
+        The exit code: 0 success, 1 a cycle failed, the store failed or ``unlock`` met a lease
+        still held, 2 a usage or config error, 130 interrupted by Ctrl-C.
     """
     parser = build_parser()
     try:

@@ -1,4 +1,4 @@
-"""The commands that read or change stored state: status, reset, cancel, resume, rejected.
+"""The commands that read or change stored state: status, reset, cancel, resume, unlock, rejected.
 
 None of them calls a source, so none needs a source's credentials: they open the store named in
 the config file and nothing else.
@@ -16,6 +16,8 @@ from incsync.engine import SyncEngine, SyncPolicy
 from incsync.errors import ConfigurationError
 from incsync.integrations.cli._config import Config, ConfigFileError
 from incsync.integrations.cli._output import (
+    lease_text,
+    leases_text,
     rejected_json,
     rejected_text,
     status_html,
@@ -24,7 +26,7 @@ from incsync.integrations.cli._output import (
 )
 from incsync.integrations.cli._secrets import env_value
 from incsync.protocols import StateStore, TransactionSink
-from incsync.state import SourceState
+from incsync.state import SourceState, held_lease
 from incsync.status import StatusPolicy, status_of
 from incsync.stores.sqlite import SQLiteStore
 from incsync.timestamps import utc_now
@@ -39,12 +41,13 @@ __all__ = [
     "open_store",
     "rejected_command",
     "status_command",
+    "unlock_command",
 ]
 
 EXIT_OK = 0
 """Everything asked for was done."""
 EXIT_FAILED = 1
-"""A cycle failed, or the store could not be used."""
+"""A cycle failed, the store could not be used, or ``unlock`` met a lease still held."""
 EXIT_USAGE = 2
 """The command line or the config file is wrong."""
 EXIT_INTERRUPTED = 130
@@ -138,6 +141,7 @@ def status_command(args: argparse.Namespace, config: Config, out: IO[str]) -> in
         out.write(f"{args.html}: status page of {len(rows)} sources written\n")
     else:
         out.write(status_text(rows, ansi=_wants_colour(out)))
+        out.write(leases_text(states, now=now, zone=args.zone))
     return EXIT_OK
 
 
@@ -166,6 +170,41 @@ def change_command(args: argparse.Namespace, config: Config, out: IO[str]) -> in
         change = {"reset": engine.reset, "cancel": engine.cancel, "resume": engine.resume}
         state = change[args.command](args.key)
     out.write(f"{args.key}: {_DONE[args.command]} (phase {state.phase.value})\n")
+    return EXIT_OK
+
+
+def unlock_command(
+    args: argparse.Namespace, config: Config, streams: tuple[IO[str], IO[str]]
+) -> int:
+    """Release one source's lease; refused while it is unexpired, unless ``args.force``.
+
+    The release is of the lease seen (its fencing token): its holder's later writes are refused,
+    and a cycle that took a new lease meanwhile keeps it.
+
+    Raises:
+        ConfigFileError: The key names no source of the file or the store.
+    """
+    out, err = streams
+    now = utc_now()
+    with open_store(config) as store:
+        _known_key(config, store, args.key)
+        state = store.load(args.key)
+        lease = held_lease(state, now)
+        if lease is None:
+            out.write(f"{args.key}: no cycle holds its lease; nothing to unlock\n")
+            return EXIT_OK
+        held = lease_text(lease, state.last_attempt)
+        if not args.force:
+            err.write(
+                f"incsync: {args.key}: {held}; a cycle may still be running there. Wait for it "
+                "(or for the lease to expire), or, if that process is gone, add --force\n"
+            )
+            return EXIT_FAILED
+        store.release_lease(args.key, lease)
+    out.write(
+        f"{args.key}: unlocked (the {held}); its holder's later writes are refused, and the "
+        "next cycle carries on from the last checkpoint\n"
+    )
     return EXIT_OK
 
 

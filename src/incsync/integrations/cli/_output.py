@@ -10,21 +10,23 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 import attrs
 
-from incsync.humanize import TimeText, time_text
+from incsync.humanize import TimeText, exact_time, time_text
 from incsync.records import RejectedRecord
 from incsync.redaction import redact
 from incsync.results import CycleResult
-from incsync.state import CountCheck, SourceState
+from incsync.state import CountCheck, Lease, SourceState, held_lease
 from incsync.status import SourceStatus
 from incsync.views import render_html_page, render_text_table
 
 __all__ = [
     "STATUS_SCHEMA",
+    "lease_text",
+    "leases_text",
     "rejected_json",
     "rejected_text",
     "result_text",
@@ -96,6 +98,38 @@ def status_text(rows: Iterable[StatusRow], *, ansi: bool) -> str:
     return render_text_table(table, ansi=ansi)
 
 
+def leases_text(states: Iterable[SourceState], *, now: datetime, zone: str | tzinfo) -> str:
+    """Return one line per source whose lease a cycle holds at ``now``: who, since and until when.
+
+    A source so held is skipped by every other worker (``skipped_running``) until the lease is
+    released or expires; the line says how to release it should its holder be gone.
+
+    Args:
+        states: The sources' states, in the order to show.
+        now: The present.
+        zone: The display zone of the times.
+    """
+    lines = []
+    for state in states:
+        lease = held_lease(state, now)
+        if lease is not None:
+            key = _printable(state.key)
+            lines.append(
+                f"{key}: {lease_text(lease, state.last_attempt, zone)} (if that process is "
+                f"gone: incsync unlock {key} --force)\n"
+            )
+    return "".join(lines)
+
+
+def lease_text(lease: Lease, since: datetime | None, zone: str | tzinfo = "UTC") -> str:
+    """Return who holds ``lease``, since when (the cycle's start, if known) and until when."""
+    started = "" if since is None else f" since {exact_time(since, zone)}"
+    return (
+        f"lease held by {_printable(lease.holder)}{started}, until "
+        f"{exact_time(lease.expires_at, zone)}"
+    )
+
+
 def status_html(rows: Iterable[StatusRow], *, now: datetime, title: str) -> str:
     """Return the standalone HTML status page (see :func:`incsync.views.render_html_page`)."""
     return render_html_page(
@@ -122,7 +156,19 @@ def _count_json(check: CountCheck | None) -> dict[str, Any] | None:
     }
 
 
-def _source_json(state: SourceState, status: SourceStatus) -> dict[str, Any]:
+def _lease_json(state: SourceState, now: datetime) -> dict[str, Any] | None:
+    lease = held_lease(state, now)
+    if lease is None:
+        return None
+    return {
+        "holder": lease.holder,
+        "since": None if state.last_attempt is None else state.last_attempt.isoformat(),
+        "expires_at": lease.expires_at.isoformat(),
+        "token": lease.token,
+    }
+
+
+def _source_json(state: SourceState, status: SourceStatus, now: datetime) -> dict[str, Any]:
     error = state.last_error
     return {
         "key": state.key,
@@ -146,6 +192,7 @@ def _source_json(state: SourceState, status: SourceStatus) -> dict[str, Any]:
         },
         "last_cycle_rejected": state.last_cycle_rejected,
         "count_check": _count_json(state.count_check),
+        "lease": _lease_json(state, now),
     }
 
 
@@ -159,7 +206,7 @@ def status_json(rows: Iterable[StatusRow], *, now: datetime) -> str:
     document = {
         "schema": STATUS_SCHEMA,
         "generated_at": now.isoformat(),
-        "sources": [_source_json(state, status) for state, status in rows],
+        "sources": [_source_json(state, status, now) for state, status in rows],
     }
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 

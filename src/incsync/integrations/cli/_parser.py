@@ -22,9 +22,9 @@ _INTERVAL = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 EXIT_CODES = """\
 exit codes:
   0    success
-  1    a cycle failed, or the store could not be used
+  1    a cycle failed, the store could not be used, or unlock met a lease still held
   2    usage or config error (the message names the file and key)
-  130  interrupted by Ctrl-C (SIGINT); SIGTERM ends the run once the running cycles end
+  130  interrupted by Ctrl-C (SIGINT); SIGTERM ends the run at the running cycles' next page
 """
 
 
@@ -137,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=parse_interval,
         metavar="TICK",
         help="run until stopped, looking for due sources at least every TICK (1m, 5m, 90s…) "
-        "and as soon as one falls due; Ctrl-C or SIGTERM ends it once the running cycles end",
+        "and as soon as one falls due; Ctrl-C or SIGTERM ends it once the pages in flight are "
+        "written",
     )
     run.add_argument(
         "--all",
@@ -191,6 +192,21 @@ def build_parser() -> argparse.ArgumentParser:
             config,
         )
         command.add_argument("key", metavar="KEY", help="the source's key in the config file")
+
+    unlock = _command(
+        commands,
+        "unlock",
+        "release a source's lease, left held by a cycle whose process is gone",
+        "  incsync unlock --config sources.toml hubspot-acme\n"
+        "  incsync unlock --config sources.toml hubspot-acme --force\n",
+        config,
+    )
+    unlock.add_argument("key", metavar="KEY", help="the source's key in the config file")
+    unlock.add_argument(
+        "--force",
+        action="store_true",
+        help="release it even though it has not expired (its holder's later writes are refused)",
+    )
 
     rejected = _command(
         commands,

@@ -6,12 +6,13 @@ Which sources are due is :mod:`incsync.scheduling`'s decision (each source's ``i
 environment variable or a refused setting stops the command before anything runs. QuickBooks, Xero
 and Salesforce sources read and save their rotating tokens in the token file (:mod:`._tokens`).
 
-SIGINT (Ctrl-C) and SIGTERM ask the run to stop: the running cycles finish (their pages are
-durable and their outcomes recorded), no further cycle starts, and the command exits 130 after
-SIGINT (the shells' convention) and after SIGTERM as if it had ended by itself: 0, or 1 for
-``--once`` when a cycle failed (service managers expect 0 from a service they asked to stop). A
-second Ctrl-C stops at once; the sources' leases then expire on their own (ten minutes), after
-which any worker may run them again.
+SIGINT (Ctrl-C) and SIGTERM ask the run to stop: each running cycle ends once its page in flight
+is durable (``INTERRUPTED_STOP``: its outcome recorded, its lease released, the next cycle carrying
+on from its checkpoint), no further cycle starts, and the command exits 130 after SIGINT (the
+shells' convention) and after SIGTERM as if it had ended by itself: 0, or 1 for ``--once`` when a
+cycle failed (service managers expect 0 from a service they asked to stop). A second Ctrl-C stops
+at once, mid-page; the command still releases the leases its cycles hold on its way out, so any
+worker may run those sources again at once.
 """
 
 from __future__ import annotations
@@ -19,16 +20,23 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from datetime import timedelta
 from types import FrameType
 from typing import IO
 
 from incsync.engine import SyncEngine
 from incsync.errors import ConfigurationError
-from incsync.integrations.cli._commands import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, open_store
+from incsync.integrations.cli._commands import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    Store,
+    open_store,
+)
 from incsync.integrations.cli._config import Config, ConfigFileError, SourceConfig
 from incsync.integrations.cli._progress import progress_board
 from incsync.integrations.cli._scheduler import Schedule, run_scheduled
@@ -36,6 +44,8 @@ from incsync.integrations.cli._secrets import build_connector
 from incsync.integrations.cli._tokens import TokenFile
 from incsync.protocols import Connector
 from incsync.scheduling import SourcePlan
+from incsync.state import held_lease
+from incsync.timestamps import utc_now
 
 __all__ = ["StopRequest", "run_command"]
 
@@ -44,32 +54,43 @@ class StopRequest:
     """Remembers that a stop was asked for, and by which signal; a handler for both signals."""
 
     def __init__(self, err: IO[str]) -> None:
-        self._event = threading.Event()
+        self.event = threading.Event()
+        """Set by the first signal; every running cycle watches it (``run_cycle``'s ``stop``)."""
         self._err = err
         self.signal: int | None = None
 
     def __call__(self, signum: int, _frame: FrameType | None) -> None:
-        """Ask the run to stop once its running cycles end; a second Ctrl-C stops at once."""
-        if self._event.is_set() and signum == signal.SIGINT:
+        """Ask the cycles to stop at their next durable page; a second Ctrl-C stops at once."""
+        if self.event.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signal = signum
-        self._event.set()
+        self.event.set()
         self._err.write(
             # A new line first: a status line may be drawn on a terminal. No lock is taken here:
             # the handler runs on the main thread, which may hold the display's lock already.
-            f"\nincsync: {signal.Signals(signum).name} received: stopping once the running "
-            "cycles end (press Ctrl-C again to stop at once)\n"
+            f"\nincsync: {signal.Signals(signum).name} received: stopping once the pages in "
+            "flight are written (press Ctrl-C again to stop at once)\n"
         )
         self._err.flush()
 
-    @property
-    def requested(self) -> bool:
-        """Whether a stop was asked for."""
-        return self._event.is_set()
 
-    def wait(self, seconds: float) -> bool:
-        """Sleep up to ``seconds``; return early (``True``) when a stop is asked for."""
-        return self._event.wait(max(seconds, 0.0))
+def _holder() -> str:
+    """Name this process in the leases of its cycles, for the status and ``unlock`` to show."""
+    return f"incsync run on {socket.gethostname()} (pid {os.getpid()})"
+
+
+def _release_leases(store: Store, keys: Sequence[str], holder: str) -> None:
+    """Release what ``holder`` still holds of ``keys``' leases: its cycles die with the process.
+
+    Best effort: a lease that cannot be released expires by itself.
+    """
+    now = utc_now()
+    for key in keys:
+        # A store error must not replace the interruption on its way out.
+        with suppress(Exception):
+            lease = held_lease(store.load(key), now)
+            if lease is not None and lease.holder == holder:
+                store.release_lease(key, lease)
 
 
 @contextmanager
@@ -158,15 +179,20 @@ def run_command(
         store = stack.enter_context(open_store(config, environ))
         stack.callback(board.close)
         stack.enter_context(_handling_signals(stop))
-        failed = run_scheduled(
-            SyncEngine(store),
-            schedule,
-            connectors,
-            board,
-            stopping=lambda: stop.requested,
-            sleep=stop.wait,
-            secrets=secrets,
-        )
+        holder = _holder()
+        try:
+            failed = run_scheduled(
+                SyncEngine(store, holder=holder),
+                schedule,
+                connectors,
+                board,
+                stop=stop.event,
+                secrets=secrets,
+            )
+        except BaseException:
+            # A second Ctrl-C: the cycles still running are abandoned on their threads.
+            _release_leases(store, [source.key for source in sources], holder)
+            raise
     if stop.signal == signal.SIGINT:
         return EXIT_INTERRUPTED
     if every is not None:

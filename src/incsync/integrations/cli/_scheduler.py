@@ -3,11 +3,12 @@
 What is due, and in which order, is :mod:`incsync.scheduling`'s pure part (:func:`due_sources`,
 :func:`due_at`, :func:`next_to_start`); this shell adds what the command needs around it and
 :func:`incsync.scheduling.run_due` does not offer: a progress display per cycle, each result
-printed the moment its cycle ends, no new start once a stop is asked for, and one pool for a
-long ``--every`` run, so a slow source never holds back the others' due times.
+printed the moment its cycle ends, a stop that ends the running cycles at their next durable page
+and starts no other, and one pool for a long ``--every`` run, so a slow source never holds back
+the others' due times.
 
-Cycles run on daemon threads, so a second Ctrl-C can end the process at once; the engine makes
-that safe (every page is committed with its checkpoint, and the lease expires).
+Cycles run on daemon threads, so a second Ctrl-C can end the process at once; that is safe (every
+page is committed with its checkpoint), and the command gives up their leases on its way out.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 import attrs
@@ -26,7 +27,7 @@ from incsync.integrations.cli._progress import ProgressBoard
 from incsync.protocols import Connector
 from incsync.results import CycleResult, Outcome
 from incsync.scheduling import DueSource, SourcePlan, due_at, due_sources, next_to_start
-from incsync.state import new_state
+from incsync.state import held_lease, new_state
 from incsync.timestamps import utc_now
 
 __all__ = ["Schedule", "run_scheduled", "waiting_time"]
@@ -80,9 +81,10 @@ def waiting_time(
             continue
         state = states.get(plan.source_key) or new_state(plan.source_key)
         moment = due_at(plan, state, now)
-        if moment is not None and state.lease is not None and state.lease.expires_at > now:
+        lease = held_lease(state, now)
+        if moment is not None and lease is not None:
             # Another worker runs it: it is due again once that lease ends, at the earliest.
-            moment = max(moment, state.lease.expires_at)
+            moment = max(moment, lease.expires_at)
         if moment is not None and moment < wake:
             wake, key = moment, plan.source_key
     return max(wake, now + _LEAST_WAIT), key
@@ -97,11 +99,12 @@ def _cycle(
     connector: Connector,
     board: ProgressBoard,
     finished: queue.Queue[Finished],
+    stop: threading.Event,
 ) -> None:
     display = board.cycle(plan.source_key)
     try:
         outcome: CycleResult | BaseException = engine.run_cycle(
-            plan.source_key, connector, on_progress=display.update
+            plan.source_key, connector, on_progress=display.update, stop=stop
         )
     except BaseException as error:  # noqa: BLE001 - handed to the main thread, which raises it
         outcome = error
@@ -120,8 +123,10 @@ class _Loop:
         connectors: Mapping[str, Connector],
         board: ProgressBoard,
         secrets: Sequence[str],
+        stop: threading.Event,
     ) -> None:
         self.engine = engine
+        self.stop = stop
         self.schedule = schedule
         self.connectors = connectors
         self.board = board
@@ -159,7 +164,7 @@ class _Loop:
             threading.Thread(
                 target=_cycle,
                 args=(self.engine, plan, self.connectors[plan.source_key], self.board),
-                kwargs={"finished": self.finished},
+                kwargs={"finished": self.finished, "stop": self.stop},
                 name=f"incsync-{plan.source_key}",
                 daemon=True,
             ).start()
@@ -190,8 +195,7 @@ def run_scheduled(
     connectors: Mapping[str, Connector],
     board: ProgressBoard,
     *,
-    stopping: Callable[[], bool],
-    sleep: Callable[[float], bool],
+    stop: threading.Event,
     secrets: Sequence[str] = (),
 ) -> bool:
     """Run the schedule until it is done (``every`` is ``None``) or a stop is asked for.
@@ -201,8 +205,8 @@ def run_scheduled(
         schedule: What to run, and how.
         connectors: Each selected source's connector, by key.
         board: Shows progress and prints results.
-        stopping: Whether a stop was asked for: no cycle starts after it, running ones finish.
-        sleep: Sleeps up to the given seconds, returning early (``True``) on a stop request.
+        stop: Set to stop: the running cycles end at their next durable page
+            (``INTERRUPTED_STOP``), no other starts, and a sleep between looks ends at once.
         secrets: Values to mask in what is printed.
 
     Returns:
@@ -212,7 +216,7 @@ def run_scheduled(
         StoreError: The store could not list the states or record an outcome (raised once the
             other running cycles have ended).
     """
-    loop = _Loop(engine, schedule, connectors, board, secrets)
+    loop = _Loop(engine, schedule, connectors, board, secrets, stop)
     every = schedule.every
     now = utc_now()
     loop.look(now, run_all=schedule.run_all)
@@ -222,9 +226,9 @@ def run_scheduled(
     next_look, due_key = tick_at, None
     looked, said = True, None
     while True:
-        if not stopping() and loop.error is None:
+        if not stop.is_set() and loop.error is None:
             loop.start()
-        if not loop.running and (every is None or stopping() or loop.error is not None):
+        if not loop.running and (every is None or stop.is_set() or loop.error is not None):
             break
         if every is None:
             loop.collect(_POLL)
@@ -237,14 +241,14 @@ def run_scheduled(
             looked = False
         if loop.running:
             ended = loop.collect(min(_POLL, (next_look - utc_now()).total_seconds()))
-            if stopping() or not (ended or utc_now() >= next_look):
+            if stop.is_set() or not (ended or utc_now() >= next_look):
                 continue
         else:
             if next_look != said:
                 due = f" ({due_key} is due then)" if due_key else ""
                 board.note(f"incsync: next look at {next_look.isoformat(timespec='seconds')}{due}")
                 said = next_look
-            if sleep((next_look - utc_now()).total_seconds()):
+            if stop.wait(max((next_look - utc_now()).total_seconds(), 0.0)):
                 break
         now = utc_now()
         if now >= tick_at:
