@@ -158,4 +158,5 @@ def test_a_release_that_fails_on_the_way_out_leaves_the_interrupt_to_propagate(
         engine.run_cycle(KEY, connector)
 
     lease = held_lease(engine.state(KEY), clock())
-    assert lease is not None and lease.holder == "worker-1"
+    assert lease is not None
+    assert lease.holder == "worker-1"
