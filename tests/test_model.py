@@ -79,12 +79,13 @@ class FaultPlan:
         self.point: str | None = None
         self.countdown = 0
         self.error: BaseException | None = None
+        self.dead = False  # a SimulatedCrash struck: the process runs nothing more
 
     def arm(self, point: str, countdown: int, error: BaseException) -> None:
         self.point, self.countdown, self.error = point, countdown, error
 
     def disarm(self) -> None:
-        self.point, self.error = None, None
+        self.point, self.error, self.dead = None, None, False
 
     def passing(self, point: str) -> None:
         if self.point != point or self.error is None:
@@ -94,6 +95,8 @@ class FaultPlan:
             return
         error = self.error
         self.disarm()
+        # A dead process runs nothing more: not even the engine's release of its lease.
+        self.dead = isinstance(error, SimulatedCrash)
         raise error
 
 
@@ -122,6 +125,8 @@ class FaultyStore:
         return self.inner.renew_lease(source_key, lease, now, ttl)
 
     def release_lease(self, source_key: str, lease: Lease) -> None:
+        if self.plan.dead:
+            raise SimulatedCrash  # the process died: its lease stays until it expires
         self.inner.release_lease(source_key, lease)
 
     def save_checkpoint(
