@@ -32,6 +32,7 @@ import os
 import socket
 import threading
 import time
+import traceback
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import cast
@@ -39,7 +40,13 @@ from typing import cast
 import attrs
 
 from incsync.cursor import Cursor, advance, horizon, page_high_water, window_after
-from incsync.errors import ConfigurationError, GenerationChangedError, LeaseLostError, SourceError
+from incsync.errors import (
+    ConfigurationError,
+    GenerationChangedError,
+    IncsyncError,
+    LeaseLostError,
+    SourceError,
+)
 from incsync.humanize import duration_text
 from incsync.policy import (
     FailureDecision,
@@ -58,7 +65,7 @@ from incsync.protocols import (
     TransactionSink,
 )
 from incsync.records import ApplyResult, Record, RejectedRecord
-from incsync.redaction import redact
+from incsync.redaction import redact, redact_lines
 from incsync.results import CycleProgress, CycleResult, Outcome
 from incsync.state import (
     Checkpoint,
@@ -299,6 +306,19 @@ class SyncEngine:
                 # "running" until the lease expires.
                 self.store.release_lease(source_key, lease)
                 raise
+            if not isinstance(error, IncsyncError):
+                # Not a failure the connector translated but a bug, most often in a host's own
+                # connector or sink, which one line would not locate. Its traceback is redacted
+                # line by line, the exception's message included, like every error text.
+                logger.warning(
+                    "source %s: %s is not an incsync error, so its traceback follows:\n%s",
+                    source_key,
+                    type(error).__name__,
+                    redact_lines(
+                        "".join(traceback.format_exception(error)).rstrip("\n"),
+                        connector.secrets(),
+                    ),
+                )
             return result(Outcome.FAILED, failed.cursor, error)
         except BaseException:
             # KeyboardInterrupt, SystemExit: the cycle is abandoned where it stands (its durable

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-__all__ = ["MASK", "redact"]
+__all__ = ["MASK", "redact", "redact_lines"]
 
 MASK = "***"
 _MAX_MESSAGE_CHARS = 1_000
@@ -65,3 +65,19 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     if len(text) > _MAX_MESSAGE_CHARS:
         text = text[:_MAX_MESSAGE_CHARS] + "…"
     return text
+
+
+def redact_lines(text: str, secrets: Iterable[str] = ()) -> str:
+    """Return many-line text (a traceback) with each line redacted and the line breaks kept.
+
+    :func:`redact` bounds a message to one screenful; a traceback is longer by nature, so each of
+    its lines is masked and bounded on its own instead.
+
+    Args:
+        text: Lines that may contain secrets.
+        secrets: Exact values to mask wherever they appear.
+
+    Returns:
+        The lines, each as :func:`redact` returns it.
+    """
+    return "\n".join(redact(line, secrets) for line in text.split("\n"))

@@ -19,7 +19,7 @@ The HTML meets the needs the status screen was specified with:
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from html import escape
 from types import MappingProxyType
@@ -36,6 +36,7 @@ __all__ = [
     "render_html_fragment",
     "render_html_page",
     "render_text_table",
+    "terminal_safe",
 ]
 
 PALETTE: Mapping[StatusColor, str] = MappingProxyType(
@@ -154,12 +155,40 @@ _MEANINGS: Mapping[StatusReason, str] = MappingProxyType(
     }
 )
 
-# Names come from hosts and sources; control characters would let them drive the terminal.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Controls (C0, DEL, C1), format characters (bidi overrides, zero-width marks), line and
+# paragraph separators, and lone surrogates: each could move the cursor, retitle the window,
+# reorder a line or fail to encode, rather than show as itself.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 
 
-def _printable(text: str) -> str:
-    return _CONTROL.sub("?", text)
+def _visible_escape(character: str) -> str:
+    if unicodedata.category(character) not in _UNSAFE_CATEGORIES:
+        return character
+    code = ord(character)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def terminal_safe(text: str) -> str:
+    r"""Return ``text`` with every character that could drive a terminal shown as an escape.
+
+    Names, record ids, reasons and error messages come from hosts and sources; printed raw, an
+    ``ESC [2J`` in a vendor's error body would clear the screen, an OSC sequence retitle the
+    window, and a bidi override make a line read differently from what it holds. Each such
+    character becomes the escape Python would write for it (``\x1b``, ``\u202e``), so it stays
+    visible and harmless; line breaks are escaped too, so one value is one line. Everything else,
+    including non-Latin text, is kept as it is. JSON and HTML output escape on their own.
+
+    Args:
+        text: Text from outside the program.
+
+    Returns:
+        The text, safe to write to a terminal.
+    """
+    if text.isprintable():  # the common case, answered in C
+        return text
+    return "".join(_visible_escape(character) for character in text)
 
 
 def _text_time(value: TimeText | None, exact: bool) -> str:
@@ -196,7 +225,7 @@ def render_text_table(
             reason += " (" + ", ".join(note.value for note in status.notes) + ")"
         table.append(
             (
-                _printable(name),
+                terminal_safe(name),
                 f"{symbols[status.icon]} {status.color.value:<6} {status.label}",
                 _text_time(status.last_change, exact),
                 _text_time(status.last_sync, exact),

@@ -216,6 +216,7 @@ def test_the_config_file_can_come_from_incsync_config(
 ) -> None:
     """INCSYNC_CONFIG names the file when --config is not given."""
     monkeypatch.setenv("INCSYNC_CONFIG", str(write_config(tmp_path, SAMPLE)))
+    assert main(["run"]) == 0  # the first run creates the database the status reads
     assert main(["status"]) == 0
     assert "demo" in capsys.readouterr().out
 

@@ -48,11 +48,11 @@ def test_a_failed_result_shows_the_error_with_secrets_masked() -> None:
 
 
 def test_set_aside_records_cannot_drive_the_terminal() -> None:
-    """Ids, reasons and excerpts come from the source: control characters are replaced."""
+    """Ids, reasons and excerpts come from the source: control characters are shown escaped."""
     seen = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
     records = [RejectedRecord("A\x1b[2J", "bad\ntime", raw="{'x': '\x07'}", seen_at=seen)]
     assert rejected_text("acme", records) == (
         "acme: 1 records set aside\n"
-        "- A?[2J (seen 2026-11-01T12:00:00+00:00): bad?time\n"
-        "    {'x': '?'}\n"
+        "- A\\x1b[2J (seen 2026-11-01T12:00:00+00:00): bad\\x0atime\n"
+        "    {'x': '\\x07'}\n"
     )

@@ -304,6 +304,28 @@ def _state_from_row(row: sqlite3.Row) -> SourceState:
     )
 
 
+def _create_private_file(path: Path) -> None:
+    """Create the database file readable and writable by its owner only, if it does not exist.
+
+    The file holds the sources' records (customers' invoices and contacts); SQLite would create
+    it with the umask's mode, commonly 0644. SQLite gives the ``-wal`` and ``-shm`` files the
+    database file's mode, so they are private too. An existing file keeps the mode it has.
+    """
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as error:
+        raise StoreError(f"cannot create SQLite database {path}: {error}") from error
+    try:
+        if hasattr(os, "fchmod"):  # POSIX; Windows has no such modes
+            # os.open's mode passes through the umask, which could leave the owner unable to
+            # write; the mode is set exactly.
+            os.fchmod(descriptor, 0o600)
+    finally:
+        os.close(descriptor)
+
+
 def _close_all(connections: list[sqlite3.Connection]) -> None:
     for connection in connections:
         connection.close()
@@ -317,8 +339,8 @@ class SQLiteStore(StateStoreBase):
     per process; the schema is created on first use.
 
     Args:
-        path: The database file; created if missing. ``":memory:"`` is refused because each
-            thread would see its own empty database.
+        path: The database file; created if missing, readable by its owner only (0600).
+            ``":memory:"`` is refused because each thread would see its own empty database.
         busy_timeout: How long a writer waits for another process's write lock.
         synchronous: SQLite's ``synchronous`` setting. ``"NORMAL"`` (the default) survives any
             process crash; after a power loss the last commits may roll back, but a page and its
@@ -348,6 +370,7 @@ class SQLiteStore(StateStoreBase):
         self._connections_lock = threading.Lock()
         # A store dropped without close() still closes its connections when collected.
         self._finalizer = weakref.finalize(self, _close_all, self._connections)
+        _create_private_file(self.path)
         self._create_schema()
 
     # -- connections -------------------------------------------------------------------------

@@ -7,7 +7,12 @@ the exit codes, is docs/cli.md; :func:`main` is also callable from Python with a
 arguments.
 
 Exit codes: 0 success; 1 a cycle failed, the store could not be used, or ``unlock`` met a lease
-still held; 2 a usage or config error; 130 interrupted by Ctrl-C.
+still held; 2 a usage or config error; 130 interrupted by Ctrl-C. ``incsync status --check``
+exits as a monitoring check does (:class:`._output.CheckState`: 0 OK, 1 WARNING, 2 CRITICAL,
+3 UNKNOWN).
+
+Everything printed that came from outside (error messages, keys, record ids, reasons, log lines)
+passes through :func:`incsync.views.terminal_safe`, so a source cannot drive the terminal.
 """
 
 from __future__ import annotations
@@ -29,10 +34,12 @@ from incsync.integrations.cli._commands import (
     unlock_command,
 )
 from incsync.integrations.cli._config import Config, ConfigFileError, load_config
+from incsync.integrations.cli._output import CheckState, check_unknown
 from incsync.integrations.cli._parser import build_parser
 from incsync.integrations.cli._run import run_command
 from incsync.integrations.cli._secrets import secret_values
-from incsync.redaction import redact
+from incsync.redaction import redact, redact_lines
+from incsync.views import terminal_safe
 
 __all__ = ["main"]
 
@@ -46,15 +53,26 @@ class _RedactingFilter(logging.Filter):
         self._secrets = secrets
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = redact(record.getMessage(), self._secrets), None
+        # Line by line: a message may carry a traceback, longer than one message's bound.
+        record.msg, record.args = redact_lines(record.getMessage(), self._secrets), None
         return True
+
+
+class _TerminalSafeFormatter(logging.Formatter):
+    """Writes log lines whose quotes from sources (error bodies) cannot drive a terminal.
+
+    Each line goes through :func:`~incsync.views.terminal_safe`; a traceback keeps its breaks.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        return "\n".join(terminal_safe(line) for line in super().format(record).split("\n"))
 
 
 @contextmanager
 def _logging_to_stderr(verbose: bool, secrets: Sequence[str]) -> Iterator[None]:
     """Send incsync's log to stderr, masked, for the command's duration; then undo it."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_TerminalSafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(_RedactingFilter(secrets))
     logger = logging.getLogger("incsync")
     level = logger.level
@@ -80,8 +98,15 @@ def _dispatch(args: argparse.Namespace, config: Config, secrets: list[str]) -> i
     return change_command(args, config, sys.stdout)
 
 
-def _error(message: str) -> None:
-    sys.stderr.write(f"incsync: error: {message}\n")
+def _error(args: argparse.Namespace, message: str, code: int) -> int:
+    """Report a command that could not do its work; return its exit code."""
+    if getattr(args, "check", False):
+        # A monitoring check that cannot read the statuses knows nothing about the sources:
+        # UNKNOWN, on standard output where the monitor reads, whatever the cause.
+        sys.stdout.write(check_unknown(message))
+        return CheckState.UNKNOWN
+    sys.stderr.write(f"incsync: error: {terminal_safe(message)}\n")
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -92,7 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         The exit code: 0 success, 1 a cycle failed, the store failed or ``unlock`` met a lease
-        still held, 2 a usage or config error, 130 interrupted by Ctrl-C.
+        still held, 2 a usage or config error, 130 interrupted by Ctrl-C; for ``status --check``
+        the check's state.
     """
     parser = build_parser()
     try:
@@ -108,14 +134,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigFileError as error:
         # Masked already where it could hold a secret; masking again would garble it, since
         # the redaction patterns read "sources.x.token: secrets are…" as a token's value.
-        _error(str(error))
-        return EXIT_USAGE
+        return _error(args, str(error), EXIT_USAGE)
     except ConfigurationError as error:
-        _error(redact(str(error), secrets))
-        return EXIT_USAGE
+        return _error(args, redact(str(error), secrets), EXIT_USAGE)
     except IncsyncError as error:
-        _error(f"{type(error).__name__}: {redact(str(error), secrets)}")
-        return EXIT_FAILED
+        return _error(args, f"{type(error).__name__}: {redact(str(error), secrets)}", EXIT_FAILED)
     except KeyboardInterrupt:
         sys.stderr.write("incsync: interrupted\n")
         return EXIT_INTERRUPTED

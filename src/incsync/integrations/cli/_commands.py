@@ -20,6 +20,7 @@ from incsync.integrations.cli._output import (
     leases_text,
     rejected_json,
     rejected_text,
+    status_check,
     status_html,
     status_json,
     status_text,
@@ -79,26 +80,40 @@ def _postgres(config: Config, environ: Mapping[str, str]) -> Store:
 
 
 @contextmanager
-def open_store(config: Config, environ: Mapping[str, str] = os.environ) -> Iterator[Store]:
+def open_store(
+    config: Config, environ: Mapping[str, str] = os.environ, *, create: bool = False
+) -> Iterator[Store]:
     """Open the store the config names, and close it afterwards.
+
+    Only ``incsync run`` creates a SQLite database: any other command given a mistyped path
+    would otherwise report on, or change, a new empty database as if it were the real one.
 
     Args:
         config: The config.
         environ: Where the PostgreSQL connection string is read.
+        create: Create the SQLite file when it does not exist, rather than refuse.
 
     Yields:
         The store, which is also the transaction sink.
 
     Raises:
-        ConfigFileError: The store's environment variable is not set, or its kind is unavailable.
+        ConfigFileError: The store's environment variable is not set, its kind is unavailable,
+            or (without ``create``) the SQLite file does not exist.
         StoreError: The store cannot be opened.
     """
     if config.store.kind == "postgres":
         store = _postgres(config, environ)
     else:
-        if config.store.path is None:
+        path = config.store.path
+        if path is None:
             raise ConfigFileError(config.path, "store.path", "missing; give the SQLite file's path")
-        store = SQLiteStore(config.store.path)
+        if not create and not path.exists():
+            raise ConfigFileError(
+                config.path,
+                "store.path",
+                f"no such database {path}; check the path (only incsync run creates one)",
+            )
+        store = SQLiteStore(path)
     try:
         yield store
     finally:
@@ -134,6 +149,10 @@ def status_command(args: argparse.Namespace, config: Config, out: IO[str]) -> in
         ]
     except ConfigurationError as error:
         raise ConfigurationError(f"--zone: {error}") from None
+    if args.check:
+        state, line = status_check(status.color for _, status in rows)
+        out.write(line)
+        return state
     if args.json:
         out.write(status_json(rows, now=now))
     elif args.html is not None:

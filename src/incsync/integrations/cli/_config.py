@@ -31,6 +31,7 @@ from incsync.integrations.cli._connectors import (
 )
 from incsync.integrations.cli._parser import parse_interval
 from incsync.integrations.cli._tokens import default_token_path
+from incsync.views import terminal_safe
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -52,7 +53,6 @@ STORE_KINDS = ("sqlite", "postgres")
 """The stores a config file can name in ``store.kind``."""
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class ConfigFileError(ConfigurationError):
@@ -276,7 +276,7 @@ def _run(path: Path, raw: object) -> RunConfig:
 
 
 def _source(path: Path, key: str, raw: object, run: RunConfig) -> SourceConfig:
-    if not key or _CONTROL.search(key):
+    if not key or terminal_safe(key) != key:
         raise ConfigFileError(path, dotted("sources", key), "a source key must be printable text")
     table = dict(_table(path, dotted("sources", key), raw))
     # Scheduling keys belong to every type, so they are taken out before the type's own check.

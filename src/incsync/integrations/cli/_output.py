@@ -7,8 +7,9 @@ The JSON document of ``incsync status --json`` is a stable interface for scripts
 
 from __future__ import annotations
 
+import enum
 import json
-import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime, tzinfo
 from typing import Any
@@ -20,16 +21,19 @@ from incsync.records import RejectedRecord
 from incsync.redaction import redact
 from incsync.results import CycleResult
 from incsync.state import CountCheck, Lease, SourceState, held_lease
-from incsync.status import SourceStatus
-from incsync.views import render_html_page, render_text_table
+from incsync.status import SourceStatus, StatusColor
+from incsync.views import render_html_page, render_text_table, terminal_safe
 
 __all__ = [
     "STATUS_SCHEMA",
+    "CheckState",
+    "check_unknown",
     "lease_text",
     "leases_text",
     "rejected_json",
     "rejected_text",
     "result_text",
+    "status_check",
     "status_html",
     "status_json",
     "status_text",
@@ -39,13 +43,6 @@ STATUS_SCHEMA = "incsync.status/1"
 """The name and version of the ``status --json`` document's schema."""
 
 StatusRow = tuple[SourceState, SourceStatus]
-
-# Record ids, reasons and excerpts come from sources; control characters would drive a terminal.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def _printable(text: str) -> str:
-    return _CONTROL.sub("?", text)
 
 
 def result_text(result: CycleResult, secrets: Sequence[str] = ()) -> str:
@@ -59,13 +56,14 @@ def result_text(result: CycleResult, secrets: Sequence[str] = ()) -> str:
         One line, and a second with the error for failed cycles.
     """
     line = (
-        f"{result.source_key}: {result.outcome.value}: {result.fetched:,} fetched, "
+        f"{terminal_safe(result.source_key)}: {result.outcome.value}: {result.fetched:,} fetched, "
         f"{result.applied:,} applied, {result.already_applied:,} already applied, "
         f"{result.rejected:,} set aside, {result.pages:,} pages in "
         f"{result.duration.total_seconds():.2f}s"
     )
     if result.error is not None:
-        line += f"\n  error: {result.error_class}: {redact(result.error, secrets)}"
+        error = f"{result.error_class}: {redact(result.error, secrets)}"
+        line += f"\n  error: {terminal_safe(error)}"
     return line
 
 
@@ -113,7 +111,7 @@ def leases_text(states: Iterable[SourceState], *, now: datetime, zone: str | tzi
     for state in states:
         lease = held_lease(state, now)
         if lease is not None:
-            key = _printable(state.key)
+            key = terminal_safe(state.key)
             lines.append(
                 f"{key}: {lease_text(lease, state.last_attempt, zone)} (if that process is "
                 f"gone: incsync unlock {key} --force)\n"
@@ -125,7 +123,7 @@ def lease_text(lease: Lease, since: datetime | None, zone: str | tzinfo = "UTC")
     """Return who holds ``lease``, since when (the cycle's start, if known) and until when."""
     started = "" if since is None else f" since {exact_time(since, zone)}"
     return (
-        f"lease held by {_printable(lease.holder)}{started}, until "
+        f"lease held by {terminal_safe(lease.holder)}{started}, until "
         f"{exact_time(lease.expires_at, zone)}"
     )
 
@@ -196,6 +194,49 @@ def _source_json(state: SourceState, status: SourceStatus, now: datetime) -> dic
     }
 
 
+class CheckState(enum.IntEnum):
+    """The states of a monitoring check, each its exit code (Nagios, Icinga, Zabbix, Sensu…)."""
+
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+
+# Worst first, as the summary reads.
+_CHECKED_COLORS = (StatusColor.RED, StatusColor.ORANGE, StatusColor.GREEN, StatusColor.GREY)
+
+
+def status_check(colors: Iterable[StatusColor]) -> tuple[CheckState, str]:
+    """Return the ``status --check`` state and its line: red is critical, orange a warning.
+
+    Grey (starting, cancelled, resetting) is not a fault, so only red and orange raise the state.
+
+    Args:
+        colors: Every source's colour.
+
+    Returns:
+        The state (its value is the exit code) and one line with the counts and, after ``|``, the
+        same counts as performance data, e.g.
+        ``INCSYNC CRITICAL - 1 red, 2 orange, 5 green, 1 grey | red=1 orange=2 green=5 grey=1``.
+    """
+    counts = Counter(colors)
+    if counts[StatusColor.RED]:
+        state = CheckState.CRITICAL
+    elif counts[StatusColor.ORANGE]:
+        state = CheckState.WARNING
+    else:
+        state = CheckState.OK
+    summary = ", ".join(f"{counts[color]} {color.value}" for color in _CHECKED_COLORS)
+    data = " ".join(f"{color.value}={counts[color]}" for color in _CHECKED_COLORS)
+    return state, f"INCSYNC {state.name} - {summary} | {data}\n"
+
+
+def check_unknown(problem: str) -> str:
+    """Return the ``status --check`` line of a check that could not read the statuses."""
+    return f"INCSYNC {CheckState.UNKNOWN.name} - {terminal_safe(problem)}\n"
+
+
 def status_json(rows: Iterable[StatusRow], *, now: datetime) -> str:
     """Return the ``status --json`` document (schema :data:`STATUS_SCHEMA`, see docs/cli.md).
 
@@ -214,14 +255,14 @@ def status_json(rows: Iterable[StatusRow], *, now: datetime) -> str:
 def rejected_text(key: str, records: Sequence[RejectedRecord]) -> str:
     """Return the records set aside for a source, one block per record, newest last."""
     if not records:
-        return f"{_printable(key)}: no records set aside\n"
-    lines = [f"{_printable(key)}: {len(records):,} records set aside"]
+        return f"{terminal_safe(key)}: no records set aside\n"
+    lines = [f"{terminal_safe(key)}: {len(records):,} records set aside"]
     for record in records:
         seen = "" if record.seen_at is None else f" (seen {record.seen_at.isoformat()})"
-        record_id = _printable(record.record_id or "(no id)")
-        lines.append(f"- {record_id}{seen}: {_printable(record.reason)}")
+        record_id = terminal_safe(record.record_id or "(no id)")
+        lines.append(f"- {record_id}{seen}: {terminal_safe(record.reason)}")
         if record.raw:
-            lines.append(f"    {_printable(record.raw)}")
+            lines.append(f"    {terminal_safe(record.raw)}")
     return "\n".join(lines) + "\n"
 
 

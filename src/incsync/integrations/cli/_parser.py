@@ -25,6 +25,7 @@ exit codes:
   1    a cycle failed, the store could not be used, or unlock met a lease still held
   2    usage or config error (the message names the file and key)
   130  interrupted by Ctrl-C (SIGINT); SIGTERM ends the run at the running cycles' next page
+status --check: 0 OK, 1 WARNING (a source is orange), 2 CRITICAL (one is red), 3 UNKNOWN
 """
 
 
@@ -167,13 +168,20 @@ def build_parser() -> argparse.ArgumentParser:
         "show every source's status: colour, label, last change, last sync, reason",
         "  incsync status --config sources.toml\n"
         "  incsync status --config sources.toml --json | jq '.sources[].color'\n"
-        "  incsync status --config sources.toml --html status.html\n",
+        "  incsync status --config sources.toml --html status.html\n"
+        "  incsync status --config sources.toml --check   # for Nagios, Icinga, cron…\n",
         config,
     )
     form = status.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true", help="print JSON for scripts (see docs)")
     form.add_argument(
         "--html", type=Path, metavar="FILE", help="write the standalone HTML status page to FILE"
+    )
+    form.add_argument(
+        "--check",
+        action="store_true",
+        help="print one monitoring line and exit 0 OK (all green or grey), 1 WARNING (orange), "
+        "2 CRITICAL (red) or 3 UNKNOWN (the statuses cannot be read)",
     )
     status.add_argument(
         "--zone", default="UTC", help="IANA time zone of exact times (default: UTC)"

@@ -176,7 +176,7 @@ def run_command(
             if callable(close):
                 stack.callback(close)
             connectors[source.key] = connector
-        store = stack.enter_context(open_store(config, environ))
+        store = stack.enter_context(open_store(config, environ, create=True))
         stack.callback(board.close)
         stack.enter_context(_handling_signals(stop))
         holder = _holder()
