@@ -76,6 +76,7 @@ def test_status_shows_a_held_lease_with_its_holder_and_times(
     """The table is followed by a line naming the holder, since when and until when, and how to
     release it; --json has a lease object. A source whose lease no one holds has neither."""
     path = write_config(tmp_path, SAMPLE)
+    SQLiteStore(tmp_path / "state.db").close()  # status reads a database, it never makes one
     assert main(["status", "--config", str(path)]) == 0
     assert "lease" not in capsys.readouterr().out
     assert main(["status", "--json", "--config", str(path)]) == 0
