@@ -89,6 +89,14 @@ def test_every_call_until_one_connects_reports_the_refusal() -> None:
                 call()
 
 
+def test_a_store_closed_before_its_first_call_stays_closed(postgres_conninfo: str) -> None:
+    """Closing a store that never connected does not let a later call open its pool."""
+    store = PostgresStore(postgres_conninfo)
+    store.close()
+    with pytest.raises(StoreError, match="is closed; could not load the state"):
+        store.load(KEY)
+
+
 @pytest.fixture
 def silent_listener() -> Iterator[int]:
     """A local port that takes connections and never answers, like a stalled server.
