@@ -16,11 +16,15 @@ The database itself enforces the rules that keep concurrent workers apart:
   workers writing the same records, changes nothing twice;
 * a page's rows, its checkpoint and its set-aside records commit in one transaction.
 
-Each call runs in its own short transaction on a connection from a pool.
+Each call runs in its own short transaction on a connection from a pool. The store's own pool
+opens on the first call, once one direct connection has succeeded: a server that refuses is
+reported in seconds with libpq's reason, instead of after the pool's timeout.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import weakref
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -43,6 +47,11 @@ from incsync.state import (
 from incsync.state import save_checkpoint as checkpoint_transition
 from incsync.stores import _postgres_sql as sql
 from incsync.stores._base import StateStoreBase, Transition, kept_digest
+from incsync.stores._postgres_connect import (
+    CONNECT_TIMEOUT_SECONDS,
+    connect_timeout_missing,
+    refusal_message,
+)
 from incsync.stores._postgres_rows import escaped, state_from_row, state_params, transaction_rows
 
 try:
@@ -98,7 +107,9 @@ class PostgresStore(StateStoreBase):
         conninfo: A libpq connection string or URL (``"host=db dbname=app user=sync"``), or an
             open ``psycopg_pool.ConnectionPool`` the host owns and closes itself. Every call runs
             in an explicit transaction whatever the pool's autocommit setting; a host's pool
-            should give its sessions a ``statement_timeout``, as the store's own pool does.
+            should give its sessions a ``statement_timeout``, as the store's own pool does. A
+            connection attempt gives up after the string's ``connect_timeout`` (or
+            ``PGCONNECT_TIMEOUT``), 5 seconds when neither says.
         schema: The PostgreSQL schema holding incsync's tables: lower-case letters, digits and
             underscores.
         min_size: Connections the store's own pool keeps open.
@@ -109,7 +120,10 @@ class PostgresStore(StateStoreBase):
             pool.
 
     Raises:
-        ConfigurationError: psycopg is not installed, or an argument is invalid.
+        ConfigurationError: psycopg is not installed, or an argument is invalid. Creating the
+            store does not connect: a server that cannot be reached or refuses the connection
+            (unknown database or role, wrong port) is a ``StoreError`` at the first call, saying
+            which server was tried and why libpq failed.
     """
 
     def __init__(
@@ -134,15 +148,24 @@ class PostgresStore(StateStoreBase):
         self.schema = schema
         self._schema_ready = False
         self._secrets: list[str] = []
+        self._params: dict[str, Any] = {}
+        self._conninfo: str | None = None  # the store's own pool's; a host's pool has none here
+        self._pool_open = not isinstance(conninfo, str)  # the store's own opens on first use
+        self._opening = threading.Lock()
         if isinstance(conninfo, str):
             try:
-                password = psycopg.conninfo.conninfo_to_dict(conninfo).get("password")
+                self._params = psycopg.conninfo.conninfo_to_dict(conninfo)
             except psycopg.ProgrammingError as error:
                 raise ConfigurationError(
                     "conninfo is not a valid libpq connection string or URL"
                 ) from error
-            if password:
-                self._secrets.append(str(password))
+            if self._params.get("password"):
+                self._secrets.append(str(self._params["password"]))
+            if connect_timeout_missing(self._params, os.environ):
+                conninfo = psycopg.conninfo.make_conninfo(
+                    conninfo, connect_timeout=CONNECT_TIMEOUT_SECONDS
+                )
+            self._conninfo = conninfo
             self._pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
                 conninfo,
                 min_size=min_size,
@@ -151,7 +174,7 @@ class PostgresStore(StateStoreBase):
                 configure=partial(_configure_session, statement_timeout),
                 timeout=pool_timeout.total_seconds(),
                 name=f"incsync-{schema}",
-                open=True,
+                open=False,
             )
             # A store dropped without close() still closes the pool it opened.
             self._finalizer: weakref.finalize[Any, Any] | None = weakref.finalize(
@@ -177,6 +200,38 @@ class PostgresStore(StateStoreBase):
     def _sql(self, template: str) -> str:
         return sql.render(template, self.schema)
 
+    def _opened_pool(self, doing: str) -> psycopg_pool.ConnectionPool[Any]:
+        """Return the pool, opening the store's own on the first call once a connection succeeds.
+
+        A pool whose server refuses retries in the background until ``pool_timeout``, logging
+        each attempt, and then says only that it got no connection. One direct attempt first
+        fails in seconds with libpq's reason, and the pool never starts on a server that refuses.
+        Once open, this costs each call one attribute read.
+        """
+        if not self._pool_open:
+            with self._opening:
+                if not self._pool_open:
+                    if self._finalizer is not None and not self._finalizer.alive:
+                        raise StoreError(
+                            f"PostgreSQL store (schema {self.schema!r}) is closed; could not "
+                            f"{doing}"
+                        )
+                    self._raise_refusal(doing)
+                    self._pool.open()
+                    self._pool_open = True
+        return self._pool
+
+    def _raise_refusal(self, doing: str) -> None:
+        """Connect once, directly; raise ``StoreError`` with libpq's reason if that fails."""
+        if self._conninfo is None:  # a host's pool: the host knows how it connects
+            return
+        try:
+            psycopg.connect(self._conninfo).close()
+        except psycopg.Error as error:
+            raise StoreError(
+                refusal_message(self._params, doing, str(error), self._secrets)
+            ) from error
+
     @contextmanager
     def _translated(self, doing: str) -> Iterator[None]:
         """Turn driver errors into ``StoreError`` saying what failed; one boundary for all."""
@@ -187,25 +242,33 @@ class PostgresStore(StateStoreBase):
                 f"PostgreSQL schema {self.schema!r} has no incsync tables (while trying to "
                 f"{doing}); create them with PostgresStore.migrate()"
             ) from error
+        except psycopg_pool.PoolTimeout as error:
+            # No connection for pool_timeout: the server went away, or every connection is busy.
+            # A direct attempt tells the first (with libpq's reason) from the second.
+            self._raise_refusal(doing)
+            raise StoreError(self._failure(doing, error)) from error
         except psycopg.Error as error:
-            detail = redact(str(error).strip().splitlines()[0] if str(error) else "", self._secrets)
-            code = f" [{error.sqlstate}]" if error.sqlstate else ""
-            raise StoreError(
-                f"PostgreSQL store (schema {self.schema!r}) could not {doing}: "
-                f"{type(error).__name__}{code}: {detail}"
-            ) from error
+            raise StoreError(self._failure(doing, error)) from error
         except UnicodeEncodeError as error:
             raise StoreError(
                 f"PostgreSQL store (schema {self.schema!r}) could not {doing}: a text value "
                 "holds a lone surrogate, which PostgreSQL cannot store"
             ) from error
 
+    def _failure(self, doing: str, error: psycopg.Error) -> str:
+        detail = redact(str(error).strip().splitlines()[0] if str(error) else "", self._secrets)
+        code = f" [{error.sqlstate}]" if error.sqlstate else ""
+        return (
+            f"PostgreSQL store (schema {self.schema!r}) could not {doing}: "
+            f"{type(error).__name__}{code}: {detail}"
+        )
+
     @contextmanager
     def _transaction(self, doing: str, *, migrating: bool = False) -> Iterator[StoreCursor]:
         """Run the block in one database transaction: committed at its end, rolled back on error."""
         with (
             self._translated(doing),
-            self._pool.connection() as connection,
+            self._opened_pool(doing).connection() as connection,
             connection.transaction(),
             connection.cursor() as cursor,
         ):
