@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from incsync import __version__
 from incsync.connectors.base import BaseConnector, RawPage
 from incsync.cursor import Window
 from incsync.engine import SyncEngine
@@ -21,7 +18,7 @@ from incsync.integrations.cli import main
 from incsync.integrations.cli._output import STATUS_SCHEMA
 from incsync.stores.sqlite import SQLiteStore
 from incsync.timestamps import utc_now
-from tests.cli.support import ROOT, write_config
+from tests.cli.support import write_config
 
 SOURCE_FIELDS = {
     "key",
@@ -212,18 +209,6 @@ def test_every_command_has_help_with_examples_and_exit_codes(
     assert f"usage: incsync {command}" in out
     assert f"examples:\n  incsync {command} " in out
     assert "130  interrupted by Ctrl-C" in out
-
-
-def test_version_and_module_entry_point() -> None:
-    """``python -m incsync.integrations.cli --version`` prints the package version and exits 0."""
-    done = subprocess.run(
-        [sys.executable, "-m", "incsync.integrations.cli", "--version"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
-    assert (done.returncode, done.stdout) == (0, f"incsync {__version__}\n")
 
 
 def test_main_leaves_the_logging_setup_as_it_found_it(config: Path) -> None:
