@@ -20,7 +20,7 @@ Rules:
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone, tzinfo
-from functools import lru_cache
+from functools import lru_cache, partial
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
@@ -35,6 +35,7 @@ __all__ = [
     "duration_text",
     "exact_time",
     "iso_time",
+    "plural",
     "relative_time",
     "resolve_zone",
     "time_text",
@@ -67,8 +68,20 @@ class TimeText:
     iso: str
 
 
-def _plural(count: int, unit: str) -> str:
-    return f"{count} {unit}" if count == 1 else f"{count} {unit}s"
+def plural(count: int, noun: str, *, grouped: bool = True) -> str:
+    """Return a count and its noun, singular for exactly one: ``"1 record"``, ``"2,500 records"``.
+
+    Args:
+        count: How many.
+        noun: The singular of a noun whose plural takes an "s" (record, page, source, day).
+        grouped: Separate the thousands with commas.
+    """
+    number = f"{count:,}" if grouped else str(count)
+    return f"{number} {noun}" if count == 1 else f"{number} {noun}s"
+
+
+# Time spans keep their digits ungrouped ("9998 years ago"), as they have always been shown.
+_plural = partial(plural, grouped=False)
 
 
 @lru_cache(maxsize=64)

@@ -106,6 +106,13 @@ def test_status_html_writes_the_standalone_page(
     page = tmp_path / "status.html"
     assert main(["status", "--html", str(page), "--config", str(config)]) == 0
     assert capsys.readouterr().out == f"{page}: status page of 2 sources written\n"
+    (tmp_path / "alone").mkdir()
+    alone = write_config(tmp_path / "alone", '[sources.acme]\ntype = "sample"\ncount = 10\n')
+    assert main(["run", "--config", str(alone)]) == 0
+    capsys.readouterr()
+    single = tmp_path / "alone" / "status.html"
+    assert main(["status", "--html", str(single), "--config", str(alone)]) == 0
+    assert capsys.readouterr().out == f"{single}: status page of 1 source written\n"
     html = page.read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>")
     assert "Content-Security-Policy" in html

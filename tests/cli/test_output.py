@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 from datetime import datetime, timedelta
 
+import attrs
+
 from incsync.integrations.cli._output import rejected_text, result_text
 from incsync.integrations.cli._progress import progress_display, progress_text
 from incsync.records import RejectedRecord
@@ -29,7 +31,7 @@ def test_log_lines_are_spaced_by_the_interval() -> None:
     for pages in range(1, 6):
         display.update(CycleProgress("acme", pages, pages, pages, timedelta(seconds=1)))
     display.close()
-    assert stream.getvalue() == "acme: page 1, 1 records, 1 records/s\n"
+    assert stream.getvalue() == "acme: page 1, 1 record, 1 records/s\n"
 
 
 def test_a_failed_result_shows_the_error_with_secrets_masked() -> None:
@@ -52,7 +54,24 @@ def test_set_aside_records_cannot_drive_the_terminal() -> None:
     seen = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
     records = [RejectedRecord("A\x1b[2J", "bad\ntime", raw="{'x': '\x07'}", seen_at=seen)]
     assert rejected_text("acme", records) == (
-        "acme: 1 records set aside\n"
+        "acme: 1 record set aside\n"
         "- A\\x1b[2J (seen 2026-11-01T12:00:00+00:00): bad\\x0atime\n"
         "    {'x': '\\x07'}\n"
     )
+
+
+def test_counts_of_one_take_the_singular() -> None:
+    """Exactly one page, record or set-aside record reads "1 page", never "1 pages"."""
+    one = CycleResult(source_key="acme", outcome=Outcome.COMPLETED, fetched=1, applied=1, pages=1)
+    assert result_text(one).endswith(", 1 page in 0.00s")
+    two = attrs.evolve(one, pages=2)
+    assert result_text(two).endswith(", 2 pages in 0.00s")
+    assert progress_text(CycleProgress("acme", 1, 1, 1, timedelta(seconds=1))) == (
+        "acme: page 1, 1 record, 1 records/s"
+    )
+    assert progress_text(CycleProgress("acme", 1, 0, 0, timedelta(seconds=1), total=1)) == (
+        "acme: page 1, 0/1 record, 0 records/s"
+    )
+    record = RejectedRecord("A", "bad time", raw="")
+    assert rejected_text("acme", [record]).startswith("acme: 1 record set aside\n")
+    assert rejected_text("acme", [record, record]).startswith("acme: 2 records set aside\n")

@@ -14,6 +14,7 @@ from typing import IO, Protocol
 
 from incsync.engine import SyncEngine, SyncPolicy
 from incsync.errors import ConfigurationError
+from incsync.humanize import plural
 from incsync.integrations.cli._config import Config, ConfigFileError
 from incsync.integrations.cli._output import (
     lease_text,
@@ -157,7 +158,7 @@ def status_command(args: argparse.Namespace, config: Config, out: IO[str]) -> in
         out.write(status_json(rows, now=now))
     elif args.html is not None:
         args.html.write_text(status_html(rows, now=now, title="Automated Import"), encoding="utf-8")
-        out.write(f"{args.html}: status page of {len(rows)} sources written\n")
+        out.write(f"{args.html}: status page of {plural(len(rows), 'source')} written\n")
     else:
         out.write(status_text(rows, ansi=_wants_colour(out)))
         out.write(leases_text(states, now=now, zone=args.zone))

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from incsync.humanize import TimeText, exact_time, time_text
+from incsync.humanize import TimeText, exact_time, plural, time_text
 from incsync.records import RejectedRecord
 from incsync.redaction import redact
 from incsync.results import CycleResult
@@ -58,7 +58,7 @@ def result_text(result: CycleResult, secrets: Sequence[str] = ()) -> str:
     line = (
         f"{terminal_safe(result.source_key)}: {result.outcome.value}: {result.fetched:,} fetched, "
         f"{result.applied:,} applied, {result.already_applied:,} already applied, "
-        f"{result.rejected:,} set aside, {result.pages:,} pages in "
+        f"{result.rejected:,} set aside, {plural(result.pages, 'page')} in "
         f"{result.duration.total_seconds():.2f}s"
     )
     if result.error is not None:
@@ -256,7 +256,7 @@ def rejected_text(key: str, records: Sequence[RejectedRecord]) -> str:
     """Return the records set aside for a source, one block per record, newest last."""
     if not records:
         return f"{terminal_safe(key)}: no records set aside\n"
-    lines = [f"{terminal_safe(key)}: {len(records):,} records set aside"]
+    lines = [f"{terminal_safe(key)}: {plural(len(records), 'record')} set aside"]
     for record in records:
         seen = "" if record.seen_at is None else f" (seen {record.seen_at.isoformat()})"
         record_id = terminal_safe(record.record_id or "(no id)")

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import IO, Any, Protocol
 
+from incsync.humanize import plural
 from incsync.results import CycleProgress
 
 __all__ = [
@@ -57,11 +58,15 @@ def progress_text(progress: CycleProgress) -> str:
     Returns:
         For example ``"acme: page 12, 6,000/20,000 records, 1,250 records/s, ETA 0:11"``.
     """
-    total = f"/{progress.total:,}" if progress.total is not None else ""
+    if progress.total is None:
+        records = plural(progress.fetched, "record")
+    else:
+        # "3/20 records": the noun agrees with the total, the number it stands after.
+        records = f"{progress.fetched:,}/{plural(progress.total, 'record')}"
     eta = progress.eta
     tail = f", ETA {_clock_text(eta)}" if eta is not None else ""
     return (
-        f"{progress.source_key}: page {progress.pages:,}, {progress.fetched:,}{total} records, "
+        f"{progress.source_key}: page {progress.pages:,}, {records}, "
         f"{progress.rate:,.0f} records/s{tail}"
     )
 
