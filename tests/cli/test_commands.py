@@ -201,6 +201,11 @@ def test_rejected_lists_the_records_set_aside_with_their_reasons(
     document = json.loads(capsys.readouterr().out)
     assert [entry["record_id"] for entry in document["rejected"]] == ["INV-2", None]
     assert all(entry["reason"] for entry in document["rejected"])
+    assert [entry["raw"] for entry in document["rejected"]] == [
+        {"id": "INV-2", "amount": "12.00"},
+        {"updated_at": "2026-11-01T10:00:00Z"},
+    ]
+    assert [entry["raw_text"] for entry in document["rejected"]] == [None, None]
 
     assert main(["rejected", "acme", "--config", str(config)]) == 0
     assert capsys.readouterr().out == "acme: no records set aside\n"

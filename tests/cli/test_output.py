@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime, timedelta
+import json
+from datetime import date, datetime, timedelta
 
 import attrs
 
-from incsync.integrations.cli._output import rejected_text, result_text
+from incsync.integrations.cli._output import rejected_json, rejected_text, result_text
 from incsync.integrations.cli._progress import progress_display, progress_text
-from incsync.records import RejectedRecord
+from incsync.records import RejectedRecord, raw_excerpt
 from incsync.results import CycleProgress, CycleResult, Outcome
 from incsync.timestamps import UTC
 
@@ -75,3 +76,22 @@ def test_counts_of_one_take_the_singular() -> None:
     record = RejectedRecord("A", "bad time", raw="")
     assert rejected_text("acme", [record]).startswith("acme: 1 record set aside\n")
     assert rejected_text("acme", [record, record]).startswith("acme: 2 records set aside\n")
+
+
+def test_rejected_json_gives_the_row_as_json_or_says_it_is_text() -> None:
+    """A stored excerpt that reads back whole is the row itself; one that does not (a repr
+    holding a date, one cut short) is kept as text in raw_text, with raw null."""
+    records = [
+        RejectedRecord("A", "no time", raw=raw_excerpt({"id": "A", "n": 1, "ok": True})),
+        RejectedRecord("B", "no time", raw='{"id": "B", "tags": ["x"]}'),
+        RejectedRecord("C", "bad time", raw=raw_excerpt({"at": date(2026, 11, 1)})),
+        RejectedRecord("D", "too big", raw=raw_excerpt({"body": "x" * 5_000})),
+    ]
+    entries = json.loads(rejected_json("acme", records))["rejected"]
+    assert [(entry["raw"], entry["raw_text"]) for entry in entries] == [
+        ({"id": "A", "n": 1, "ok": True}, None),
+        ({"id": "B", "tags": ["x"]}, None),
+        (None, "{'at': datetime.date(2026, 11, 1)}"),
+        (None, records[3].raw),
+    ]
+    assert records[3].raw.endswith("…")

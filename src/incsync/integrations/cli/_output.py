@@ -7,10 +7,11 @@ The JSON document of ``incsync status --json`` is a stable interface for scripts
 
 from __future__ import annotations
 
+import ast
 import enum
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -266,18 +267,45 @@ def rejected_text(key: str, records: Sequence[RejectedRecord]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def rejected_json(key: str, records: Sequence[RejectedRecord]) -> str:
-    """Return the records set aside for a source as a JSON document."""
-    document = {
-        "key": key,
-        "rejected": [
-            {
-                "record_id": record.record_id,
-                "reason": record.reason,
-                "raw": record.raw,
-                "seen_at": None if record.seen_at is None else record.seen_at.isoformat(),
-            }
-            for record in records
-        ],
+def _raw_value(excerpt: str) -> tuple[Any, bool]:
+    """Return the row an excerpt shows, and whether it could be read back exactly.
+
+    The excerpt is the row's ``repr`` (:func:`incsync.records.raw_excerpt`), or a JSON text. Read
+    back, it is the row only when nothing was lost: not cut short, and holding only what JSON holds
+    (a tuple, a date or a number key would come back as something else).
+    """
+    for read in (json.loads, ast.literal_eval):
+        value, exact = _read_back(read, excerpt)
+        if exact:
+            return value, True
+    return None, False
+
+
+def _read_back(read: Callable[[str], Any], excerpt: str) -> tuple[Any, bool]:
+    try:
+        value = read(excerpt)
+        return value, json.loads(json.dumps(value, allow_nan=False)) == value
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+        return None, False
+
+
+def _rejected_entry(record: RejectedRecord) -> dict[str, Any]:
+    raw, read = _raw_value(record.raw)
+    return {
+        "record_id": record.record_id,
+        "reason": record.reason,
+        "raw": raw,
+        "raw_text": None if read else record.raw,
+        "seen_at": None if record.seen_at is None else record.seen_at.isoformat(),
     }
+
+
+def rejected_json(key: str, records: Sequence[RejectedRecord]) -> str:
+    """Return the records set aside for a source as a JSON document.
+
+    Each record's ``raw`` is the row as JSON when its stored excerpt reads back exactly; otherwise
+    ``raw`` is ``null`` and ``raw_text`` holds the excerpt as stored (a Python ``repr``, perhaps
+    cut short).
+    """
+    document = {"key": key, "rejected": [_rejected_entry(record) for record in records]}
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
