@@ -15,6 +15,7 @@ from incsync.integrations.cli._secrets import build_connector
 from incsync.integrations.cli._tokens import TOKENS_SCHEMA
 from tests.cli.support import ROOT
 from tests.cli.test_commands import SOURCE_FIELDS
+from tests.cli.test_run import RESULT_FIELDS
 from tests.test_docs import CodeBlock, code_blocks
 
 DOC = ROOT / "docs" / "cli.md"
@@ -71,11 +72,31 @@ def test_the_json_schema_and_exit_codes_match_the_code() -> None:
     start = text.index("| field | meaning |")
     table = text[start : text.index("\n\n", start)]
     assert set(re.findall(r"`(\w+)`(?=[,\s]*[`|])", table)) >= SOURCE_FIELDS - {"key"}
-    example = next(block for block in BLOCKS if block.language == "json")
+    example = next(
+        block for block in BLOCKS if block.language == "json" and "sources" in block.source
+    )
     assert set(json.loads(example.source)["sources"][0]) == SOURCE_FIELDS
     for code in ("0", "1", "2", "130"):
         assert f"\n| {code} |" in text
         assert f"  {code} " in EXIT_CODES
+
+
+def test_the_run_json_fields_are_documented() -> None:
+    """The --json result example and its table name exactly the fields a result has."""
+    text = DOC.read_text(encoding="utf-8")
+    start = text.index("| result field | meaning |")
+    rows = text[start : text.index("\n\n", start)].splitlines()[2:]
+    named = {name for row in rows for name in re.findall(r"`(\w+)`", row.split("|")[1])}
+    assert named == RESULT_FIELDS
+    example = next(block for block in BLOCKS if '"source_key"' in block.source)
+    assert set(json.loads(example.source)) == RESULT_FIELDS
+
+
+def test_every_json_example_is_json() -> None:
+    """Each JSON block of the reference parses."""
+    for block in BLOCKS:
+        if block.language == "json":
+            json.loads(block.source)
 
 
 def test_the_scheduling_keys_options_and_token_file_are_documented() -> None:

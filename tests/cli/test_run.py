@@ -276,3 +276,59 @@ def test_every_waiting_for_the_next_due_time_stops_at_once_on_ctrl_c(tmp_path: P
         process.wait()
     assert process.returncode == 130
     assert waited < 10
+
+
+RESULT_FIELDS = {
+    "source_key",
+    "outcome",
+    "fetched",
+    "applied",
+    "already_applied",
+    "rejected",
+    "swept",
+    "pages",
+    "counted",
+    "started_at",
+    "duration_seconds",
+    "cursor_before",
+    "cursor_after",
+    "error",
+    "error_class",
+}
+
+
+def test_run_json_prints_one_object_per_cycle_and_nothing_else_on_stdout(tmp_path: Path) -> None:
+    """With --json stdout holds one JSON object per cycle: counts, outcome, error and its class,
+    duration in seconds and the cursors with ISO times; progress stays on stderr."""
+    fake = FakeHubSpot(index_lag=timedelta(0), limits=UNLIMITED)
+    fake.load("deals", [datetime(2024, 9, 1, tzinfo=UTC)], {"dealname": "d"})
+    wrong = "pat-na1-SENTINEL-0000-wrong-token"
+    with fake.serve() as base_url:
+        path = _hubspot_config(tmp_path, base_url)
+        path.write_text(path.read_text(encoding="utf-8") + SAMPLE, encoding="utf-8")
+        args = ("run", "--json", "--progress-interval", "0", "--config", str(path))
+        done = incsync(*args, cwd=tmp_path, env={"HUBSPOT_TOKEN": wrong})
+    assert done.code == 1, done.stderr
+    results = {result["source_key"]: result for result in map(json.loads, done.stdout.splitlines())}
+    assert set(results) == {"hub", "demo"}
+    assert all(set(result) == RESULT_FIELDS for result in results.values())
+    demo, hub = results["demo"], results["hub"]
+    assert (demo["outcome"], demo["fetched"], demo["applied"], demo["pages"]) == (
+        "completed",
+        1_200,
+        1_200,
+        12,
+    )
+    assert (demo["error"], demo["error_class"], demo["cursor_before"]) == (None, None, None)
+    assert isinstance(demo["duration_seconds"], float)
+    newest = max(generate_invoices(1_200, end=END), key=lambda raw: (raw["updated_at"], raw["id"]))
+    after = demo["cursor_after"]
+    assert datetime.fromisoformat(after["updated_at"]) == datetime.fromisoformat(
+        newest["updated_at"].replace("Z", "+00:00")
+    )
+    assert after["record_id"] == newest["id"]
+    assert datetime.fromisoformat(demo["started_at"]).tzinfo is not None
+    assert (hub["outcome"], hub["error_class"]) == ("failed", "AuthError")
+    assert hub["error"]
+    assert "demo: page 12, 1,200/1,200 records" in done.stderr
+    assert wrong not in done.stdout + done.stderr

@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 
+from incsync.cursor import Cursor
 from incsync.humanize import TimeText, exact_time, plural, time_text
 from incsync.records import RejectedRecord
 from incsync.redaction import redact
@@ -33,6 +34,7 @@ __all__ = [
     "leases_text",
     "rejected_json",
     "rejected_text",
+    "result_json",
     "result_text",
     "status_check",
     "status_html",
@@ -66,6 +68,43 @@ def result_text(result: CycleResult, secrets: Sequence[str] = ()) -> str:
         error = f"{result.error_class}: {redact(result.error, secrets)}"
         line += f"\n  error: {terminal_safe(error)}"
     return line
+
+
+def _cursor_json(cursor: Cursor | None) -> dict[str, str] | None:
+    if cursor is None:
+        return None
+    return {"updated_at": cursor.updated_at.isoformat(), "record_id": cursor.record_id}
+
+
+def result_json(result: CycleResult, secrets: Sequence[str] = ()) -> str:
+    """Return one cycle's result as one line of JSON, for ``incsync run --json``.
+
+    Args:
+        result: What the cycle did.
+        secrets: Values to mask should they appear in the error (they should not).
+
+    Returns:
+        A JSON object on one line (see docs/cli.md for its fields), without a line break.
+    """
+    started = result.started_at
+    document = {
+        "source_key": result.source_key,
+        "outcome": result.outcome.value,
+        "fetched": result.fetched,
+        "applied": result.applied,
+        "already_applied": result.already_applied,
+        "rejected": result.rejected,
+        "swept": result.swept,
+        "pages": result.pages,
+        "counted": _count_json(result.counted),
+        "started_at": None if started is None else started.isoformat(),
+        "duration_seconds": result.duration.total_seconds(),
+        "cursor_before": _cursor_json(result.cursor_before),
+        "cursor_after": _cursor_json(result.cursor_after),
+        "error": None if result.error is None else redact(result.error, secrets),
+        "error_class": result.error_class,
+    }
+    return json.dumps(document, ensure_ascii=False)
 
 
 def _with_exact(value: TimeText | None) -> TimeText | None:

@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run the cycles of the sources that are due (once, or until stopped)",
         "  incsync run --config sources.toml --once\n"
         "  incsync run --config sources.toml --once --all --source hubspot-acme\n"
-        "  incsync run --config sources.toml --every 1m\n",
+        "  incsync run --config sources.toml --every 1m\n"
+        "  incsync run --config sources.toml --json | jq .outcome\n",
         config,
     )
     when = run.add_mutually_exclusive_group()
@@ -160,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         metavar="SECONDS",
         help="seconds between progress lines when stderr is not a terminal (default: 10)",
+    )
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="print each cycle's result as one line of JSON on stdout (progress and notices "
+        "stay on stderr)",
     )
 
     status = _command(

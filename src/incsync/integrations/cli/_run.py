@@ -38,6 +38,7 @@ from incsync.integrations.cli._commands import (
     open_store,
 )
 from incsync.integrations.cli._config import Config, ConfigFileError, SourceConfig
+from incsync.integrations.cli._output import result_json, result_text
 from incsync.integrations.cli._progress import progress_board
 from incsync.integrations.cli._scheduler import Schedule, run_scheduled
 from incsync.integrations.cli._secrets import build_connector
@@ -140,7 +141,7 @@ def run_command(
 
     Args:
         args: The parsed command line (``every``, ``run_all``, ``sources``,
-            ``progress_interval``).
+            ``progress_interval``, ``json``).
         config: The validated config.
         streams: Standard output (results) and standard error (progress, notices).
         secrets: Values to mask in anything printed; the tokens saved during the run are added.
@@ -188,6 +189,7 @@ def run_command(
                 board,
                 stop=stop.event,
                 secrets=secrets,
+                report=result_json if args.json else result_text,
             )
         except BaseException:
             # A second Ctrl-C: the cycles still running are abandoned on their threads.

@@ -16,7 +16,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import attrs
@@ -30,7 +30,10 @@ from incsync.scheduling import DueSource, SourcePlan, due_at, due_sources, next_
 from incsync.state import held_lease, new_state
 from incsync.timestamps import utc_now
 
-__all__ = ["Schedule", "run_scheduled", "waiting_time"]
+__all__ = ["ResultFormat", "Schedule", "run_scheduled", "waiting_time"]
+
+ResultFormat = Callable[[CycleResult, Sequence[str]], str]
+"""Writes a finished cycle's result for standard output, masking the given secret values."""
 
 _POLL = 0.5
 """Seconds between looks at the stop request while cycles run (a signal does not end a wait)."""
@@ -124,8 +127,10 @@ class _Loop:
         board: ProgressBoard,
         secrets: Sequence[str],
         stop: threading.Event,
+        report: ResultFormat,
     ) -> None:
         self.engine = engine
+        self.report = report
         self.stop = stop
         self.schedule = schedule
         self.connectors = connectors
@@ -181,7 +186,7 @@ class _Loop:
             if isinstance(outcome, BaseException):
                 self.error = self.error or outcome
             else:
-                self.board.result(result_text(outcome, self.secrets))
+                self.board.result(self.report(outcome, self.secrets))
                 self.failed = self.failed or outcome.outcome is Outcome.FAILED
             try:
                 plan, outcome = self.finished.get_nowait()
@@ -197,6 +202,7 @@ def run_scheduled(
     *,
     stop: threading.Event,
     secrets: Sequence[str] = (),
+    report: ResultFormat = result_text,
 ) -> bool:
     """Run the schedule until it is done (``every`` is ``None``) or a stop is asked for.
 
@@ -208,6 +214,7 @@ def run_scheduled(
         stop: Set to stop: the running cycles end at their next durable page
             (``INTERRUPTED_STOP``), no other starts, and a sleep between looks ends at once.
         secrets: Values to mask in what is printed.
+        report: Writes each result (a line of text, or of JSON for ``--json``).
 
     Returns:
         Whether any cycle failed.
@@ -216,7 +223,7 @@ def run_scheduled(
         StoreError: The store could not list the states or record an outcome (raised once the
             other running cycles have ended).
     """
-    loop = _Loop(engine, schedule, connectors, board, secrets, stop)
+    loop = _Loop(engine, schedule, connectors, board, secrets, stop, report)
     every = schedule.every
     now = utc_now()
     loop.look(now, run_all=schedule.run_all)
