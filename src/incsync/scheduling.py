@@ -35,7 +35,7 @@ from incsync.errors import ConfigurationError
 from incsync.policy import DEFAULT_BACKOFF_CAP, backoff_interval, duration_setting, positive_count
 from incsync.protocols import Connector
 from incsync.results import CycleResult, Outcome
-from incsync.state import Phase, SourceState, check_source_key, new_state
+from incsync.state import Phase, SourceState, check_source_key, held_lease, new_state
 from incsync.timestamps import earlier, ensure_utc, later, utc_now
 
 __all__ = [
@@ -167,10 +167,6 @@ def due_at(plan: SourcePlan, state: SourceState, now: datetime) -> datetime | No
     return due
 
 
-def _is_running(state: SourceState, now: datetime) -> bool:
-    return state.lease is not None and state.lease.expires_at > now
-
-
 def due_sources(
     plans: Iterable[SourcePlan],
     states: Iterable[SourceState] | Mapping[str, SourceState],
@@ -202,7 +198,7 @@ def due_sources(
             )
         seen.add(plan.source_key)
         state = by_key.get(plan.source_key) or new_state(plan.source_key)
-        if _is_running(state, now):
+        if held_lease(state, now) is not None:
             continue
         moment = due_at(plan, state, now)
         if moment is not None and moment <= now:

@@ -90,6 +90,7 @@ from incsync.humanize import (
     DEFAULT_FUTURE_TOLERANCE,
     TimeText,
     duration_text,
+    plural,
     resolve_zone,
     time_text,
 )
@@ -582,7 +583,7 @@ def _headline(
 
 def _count_sentence(error_count: int, stopped: bool, stop_after: int | None) -> str:
     """Say how many attempts failed in a row, and the threshold only where one applies."""
-    attempts = f"{error_count} failed {'attempt' if error_count == 1 else 'attempts'} in a row"
+    attempts = f"{plural(error_count, 'failed attempt')} in a row"
     if stopped:
         return f"It stopped after {attempts}."
     if stop_after is None:
@@ -678,7 +679,7 @@ def _next_step(
 def _set_aside_sentences(rejected: int, policy: StatusPolicy) -> list[str]:
     if not rejected:
         return []
-    records, pronoun = ("1 record", "it") if rejected == 1 else (f"{rejected} records", "they")
+    records, pronoun = plural(rejected, "record"), "it" if rejected == 1 else "they"
     return [
         f"The last cycle set {records} aside because {pronoun} could not be read; "
         f"everything else was applied. {policy.set_aside_hint}"
@@ -686,7 +687,7 @@ def _set_aside_sentences(rejected: int, policy: StatusPolicy) -> list[str]:
 
 
 def _records(count: int) -> str:
-    return f"{count:,} live record" if count == 1 else f"{count:,} live records"
+    return plural(count, "live record")
 
 
 def _drift_sentences(facts: _Facts, texts: _Texts) -> list[str]:
