@@ -118,6 +118,21 @@ def _interruption(current: SourceState, stop: threading.Event | None) -> Outcome
     return None
 
 
+def _log_traceback(source_key: str, error: Exception, secrets: Sequence[str]) -> None:
+    """Log the traceback of a failure that is not an incsync error, redacted line by line.
+
+    Such a failure is not one a connector translated but a bug, most often in a host's own
+    connector or sink, which one line would not locate. The exception's message is redacted like
+    every error text.
+    """
+    logger.warning(
+        "source %s: %s is not an incsync error, so its traceback follows:\n%s",
+        source_key,
+        type(error).__name__,
+        redact_lines("".join(traceback.format_exception(error)).rstrip("\n"), secrets),
+    )
+
+
 class SyncEngine:
     """Runs incremental cycles for sources over a state store and a transaction sink.
 
@@ -304,21 +319,10 @@ class SyncEngine:
                 # The failure could not be recorded (a store error, or an exception the connector
                 # built wrongly); the caller gets that error, and the source is not left looking
                 # "running" until the lease expires.
-                self.store.release_lease(source_key, lease)
+                self._give_up_lease(source_key, lease)
                 raise
             if not isinstance(error, IncsyncError):
-                # Not a failure the connector translated but a bug, most often in a host's own
-                # connector or sink, which one line would not locate. Its traceback is redacted
-                # line by line, the exception's message included, like every error text.
-                logger.warning(
-                    "source %s: %s is not an incsync error, so its traceback follows:\n%s",
-                    source_key,
-                    type(error).__name__,
-                    redact_lines(
-                        "".join(traceback.format_exception(error)).rstrip("\n"),
-                        connector.secrets(),
-                    ),
-                )
+                _log_traceback(source_key, error, connector.secrets())
             return result(Outcome.FAILED, failed.cursor, error)
         except BaseException:
             # KeyboardInterrupt, SystemExit: the cycle is abandoned where it stands (its durable
