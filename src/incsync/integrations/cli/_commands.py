@@ -12,6 +12,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import IO, Protocol
 
+import attrs
+
 from incsync.engine import SyncEngine, SyncPolicy
 from incsync.errors import ConfigurationError
 from incsync.humanize import plural
@@ -21,6 +23,8 @@ from incsync.integrations.cli._output import (
     leases_text,
     rejected_json,
     rejected_text,
+    set_aside_hint,
+    set_aside_text,
     status_check,
     status_html,
     status_json,
@@ -134,6 +138,12 @@ def _states(config: Config, store: Store) -> list[SourceState]:
     return configured + [state for key, state in sorted(stored.items()) if key not in names]
 
 
+def _policy_of(policy: StatusPolicy, key: str) -> StatusPolicy:
+    # Whoever reads this command's hover lists set-aside records with the command, not with the
+    # library call that the default hint names.
+    return attrs.evolve(policy, set_aside_hint=set_aside_hint(key))
+
+
 def status_command(args: argparse.Namespace, config: Config, out: IO[str]) -> int:
     """Print or write the status of every source; see ``incsync status --help``.
 
@@ -146,7 +156,8 @@ def status_command(args: argparse.Namespace, config: Config, out: IO[str]) -> in
         states = _states(config, store)
     try:
         rows = [
-            (state, status_of(state, now=now, policy=policy, zone=args.zone)) for state in states
+            (state, status_of(state, now=now, policy=_policy_of(policy, state.key), zone=args.zone))
+            for state in states
         ]
     except ConfigurationError as error:
         raise ConfigurationError(f"--zone: {error}") from None
@@ -162,6 +173,7 @@ def status_command(args: argparse.Namespace, config: Config, out: IO[str]) -> in
     else:
         out.write(status_text(rows, ansi=_wants_colour(out)))
         out.write(leases_text(states, now=now, zone=args.zone))
+        out.write(set_aside_text(states))
     return EXIT_OK
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import enum
 import json
+import shlex
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, tzinfo
@@ -32,10 +33,13 @@ __all__ = [
     "check_unknown",
     "lease_text",
     "leases_text",
+    "rejected_command_line",
     "rejected_json",
     "rejected_text",
     "result_json",
     "result_text",
+    "set_aside_hint",
+    "set_aside_text",
     "status_check",
     "status_html",
     "status_json",
@@ -67,7 +71,38 @@ def result_text(result: CycleResult, secrets: Sequence[str] = ()) -> str:
     if result.error is not None:
         error = f"{result.error_class}: {redact(result.error, secrets)}"
         line += f"\n  error: {terminal_safe(error)}"
+    if result.rejected:
+        listing = terminal_safe(rejected_command_line(result.source_key))
+        line += f"\n  set aside: {listing} lists them with the reasons"
     return line
+
+
+def rejected_command_line(key: str) -> str:
+    """Return the command that lists a source's set-aside records, quoted for a shell."""
+    return f"incsync rejected {shlex.quote(key)}"
+
+
+def set_aside_hint(key: str) -> str:
+    """Return the sentence of a source's status hover that says where its set-aside records are.
+
+    The command passes it as :attr:`incsync.status.StatusPolicy.set_aside_hint`, whose default
+    names ``SyncEngine.rejected()``, for a host's own screens.
+    """
+    return f"Run {rejected_command_line(key)} to list each one with the reason it was set aside."
+
+
+def set_aside_text(states: Iterable[SourceState]) -> str:
+    """Return one line per source whose last cycle set records aside, with the command to list them.
+
+    Args:
+        states: The sources' states, in the order to show.
+    """
+    return "".join(
+        f"{terminal_safe(state.key)}: {plural(state.last_cycle_rejected, 'record')} set aside by "
+        f"the last cycle ({terminal_safe(rejected_command_line(state.key))} lists them)\n"
+        for state in states
+        if state.last_cycle_rejected
+    )
 
 
 def _cursor_json(cursor: Cursor | None) -> dict[str, str] | None:
