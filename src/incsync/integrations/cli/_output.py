@@ -1,4 +1,4 @@
-"""What the commands print: cycle results, the status table, its JSON form, set-aside records.
+"""What the commands print: cycle results, the status table and JSON, cursors, set-aside records.
 
 Every function here is pure (values in, text out), so the formats are tested without a terminal.
 The JSON document of ``incsync status --json`` is a stable interface for scripts; its schema is
@@ -27,15 +27,19 @@ from incsync.status import SourceStatus, StatusColor
 from incsync.views import render_html_page, render_text_table, terminal_safe
 
 __all__ = [
+    "CURSOR_SCHEMA",
     "STATUS_SCHEMA",
     "CheckState",
     "check_unknown",
+    "cursor_json",
+    "cursor_text",
     "lease_text",
     "leases_text",
     "rejected_json",
     "rejected_text",
     "result_json",
     "result_text",
+    "rewound_text",
     "status_check",
     "status_html",
     "status_json",
@@ -44,6 +48,9 @@ __all__ = [
 
 STATUS_SCHEMA = "incsync.status/1"
 """The name and version of the ``status --json`` document's schema."""
+
+CURSOR_SCHEMA = "incsync.cursor/1"
+"""The name and version of the ``cursor --json`` document's schema."""
 
 StatusRow = tuple[SourceState, SourceStatus]
 
@@ -348,3 +355,79 @@ def rejected_json(key: str, records: Sequence[RejectedRecord]) -> str:
     """
     document = {"key": key, "rejected": [_rejected_entry(record) for record in records]}
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def _position(cursor: Cursor) -> str:
+    # ISO 8601 to the microsecond: the exact position, which reset --since accepts as it is.
+    at = cursor.updated_at.isoformat()
+    if not cursor.record_id:
+        return f"{at}, before every record of that time"
+    return f"{at}, record {terminal_safe(cursor.record_id)}"
+
+
+def cursor_text(state: SourceState, *, now: datetime) -> str:
+    """Return where a source's next cycle reads from: cursor, generation, phase, last change, marks.
+
+    Args:
+        state: The source's state.
+        now: The present, for how long ago the last change was.
+    """
+    cursor = (
+        "none: the next cycle reads everything"
+        if state.cursor is None
+        else (_position(state.cursor))
+    )
+    phase = state.phase.value
+    if state.reset_pending:
+        phase += " (a reset's full read has not completed yet)"
+    change = state.last_change
+    marks = ", ".join(f"{terminal_safe(name)} {at.isoformat()}" for name, at in state.marks.items())
+    rows = (
+        ("cursor", cursor),
+        ("generation", str(state.generation)),
+        ("phase", phase),
+        (
+            "last change",
+            "none seen yet"
+            if change is None
+            else f"{change.isoformat()} ({time_text(change, now=now).relative})",
+        ),
+        ("marks", marks or "none"),
+    )
+    lines = [terminal_safe(state.key)] + [f"  {name:<12} {value}" for name, value in rows]
+    return "\n".join(lines) + "\n"
+
+
+def cursor_json(state: SourceState) -> str:
+    """Return the ``cursor --json`` document (schema :data:`CURSOR_SCHEMA`, see docs/cli.md)."""
+    document = {
+        "schema": CURSOR_SCHEMA,
+        "key": state.key,
+        "cursor": _cursor_json(state.cursor),
+        "generation": state.generation,
+        "phase": state.phase.value,
+        "reset_pending": state.reset_pending,
+        "last_change": None if state.last_change is None else state.last_change.isoformat(),
+        "marks": {name: at.isoformat() for name, at in state.marks.items()},
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def rewound_text(state: SourceState, since: datetime) -> str:
+    """Return what ``reset --since`` did: where the next cycle of the rewound source reads from.
+
+    Args:
+        state: The source's state after the rewind.
+        since: The time it was rewound to.
+    """
+    cursor = state.cursor
+    if cursor is None:
+        where = "it has no cursor yet, so the next cycle reads everything"
+    elif cursor == Cursor(since, ""):
+        where = f"the next cycle reads from {since.isoformat()}"
+    else:
+        where = f"its cursor was earlier already and stays at {_position(cursor)}"
+    return (
+        f"{terminal_safe(state.key)}: rewound to {since.isoformat()}: {where}, and re-applies "
+        f"what it reads; nothing deleted, nothing swept (phase {state.phase.value})\n"
+    )
