@@ -47,7 +47,7 @@ from incsync.errors import (
     LeaseLostError,
     SourceError,
 )
-from incsync.humanize import duration_text
+from incsync.humanize import duration_text, plural
 from incsync.policy import (
     FailureDecision,
     SyncPolicy,
@@ -356,7 +356,7 @@ class SyncEngine:
         finished = result(outcome, cursor, None)
         logger.info(
             "source %s: cycle %s, %d fetched, %d applied, %d already applied, %d set aside, "
-            "%d swept, %d pages in %.3fs",
+            "%d swept, %s in %.3fs",
             source_key,
             outcome.value,
             finished.fetched,
@@ -364,7 +364,7 @@ class SyncEngine:
             finished.already_applied,
             finished.rejected,
             finished.swept,
-            finished.pages,
+            plural(finished.pages, "page"),
             finished.duration.total_seconds(),
         )
         return finished
@@ -490,9 +490,9 @@ class SyncEngine:
             return None
         if check.drift:
             logger.warning(
-                "source %s: the source has %d live records, the host %d (drift %+d)",
+                "source %s: the source has %s, the host %d (drift %+d)",
                 key,
-                check.source,
+                plural(check.source, "live record"),
                 check.host,
                 check.drift,
             )
@@ -573,9 +573,8 @@ class SyncEngine:
             return self.store.load(state.key)
         if failed.phase is Phase.STOPPED:
             logger.error(
-                "source %s stopped after %d failed cycles; resume or reset it once the cause "
-                "is fixed",
+                "source %s stopped after %s; resume or reset it once the cause is fixed",
                 state.key,
-                failed.consecutive_failures,
+                plural(failed.consecutive_failures, "failed cycle"),
             )
         return failed

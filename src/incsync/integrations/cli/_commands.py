@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import IO, Protocol
@@ -22,6 +23,7 @@ from incsync.integrations.cli._config import Config, ConfigFileError
 from incsync.integrations.cli._output import (
     cursor_json,
     cursor_text,
+    errors_text,
     lease_text,
     leases_text,
     rejected_json,
@@ -167,8 +169,11 @@ def status_command(args: argparse.Namespace, config: Config, out: IO[str]) -> in
         args.html.write_text(status_html(rows, now=now, title="Automated Import"), encoding="utf-8")
         out.write(f"{args.html}: status page of {plural(len(rows), 'source')} written\n")
     else:
-        out.write(status_text(rows, ansi=_wants_colour(out)))
-        out.write(leases_text(states, now=now, zone=args.zone))
+        # A terminal's width (COLUMNS, else the terminal's own); a pipe or a file takes any.
+        width = shutil.get_terminal_size().columns if out.isatty() else None
+        out.write(status_text(rows, ansi=_wants_colour(out), width=width))
+        out.write(errors_text(states, now=now, zone=args.zone, width=width))
+        out.write(leases_text(states, now=now, zone=args.zone, width=width))
     return EXIT_OK
 
 

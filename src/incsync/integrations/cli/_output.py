@@ -10,6 +10,8 @@ from __future__ import annotations
 import ast
 import enum
 import json
+import re
+import textwrap
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, tzinfo
@@ -33,6 +35,7 @@ __all__ = [
     "check_unknown",
     "cursor_json",
     "cursor_text",
+    "errors_text",
     "lease_text",
     "leases_text",
     "rejected_json",
@@ -120,30 +123,108 @@ def _with_exact(value: TimeText | None) -> TimeText | None:
     return attrs.evolve(value, relative=f"{value.relative} ({value.exact})")
 
 
-def status_text(rows: Iterable[StatusRow], *, ansi: bool) -> str:
+# The colour escapes render_text_table writes; everything else printed is terminal_safe, so no
+# other escape sequence can be in a line.
+_COLOUR = re.compile(r"(\x1b\[[0-9;]*m)")
+
+
+def _fit(line: str, width: int) -> str:
+    """Return ``line`` cut to ``width`` visible characters, ending in "…" when cut.
+
+    Colour escapes take no room and are all kept, so a colour still ends where it did.
+    """
+    if len(_COLOUR.sub("", line)) <= width:
+        return line
+    room, pieces = width - 1, []
+    for piece in _COLOUR.split(line):
+        if _COLOUR.fullmatch(piece):
+            pieces.append(piece)
+        else:
+            pieces.append(piece[: max(room, 0)])
+            room -= len(piece)
+    return "".join(pieces) + "…"
+
+
+def _wrapped(line: str, width: int | None) -> str:
+    """Return ``line`` broken at spaces to ``width``, later lines indented; as it is without one."""
+    if width is None:
+        return line + "\n"
+    # URLs and dotted names in error messages stay whole; one longer than the width overflows.
+    lines = textwrap.wrap(
+        line, width, subsequent_indent="    ", break_long_words=False, break_on_hyphens=False
+    )
+    return "\n".join(lines) + "\n"
+
+
+def status_text(rows: Iterable[StatusRow], *, ansi: bool, width: int | None = None) -> str:
     """Return the status table: colour, label, last change and last sync, and reason.
 
-    Times read relative, with the exact time in parentheses.
+    Times read relative, with the exact time in parentheses. Given a ``width`` (a terminal's), a
+    table wider than it shows the relative times alone, and a line still wider is cut with "…".
 
     Args:
         rows: Each source's state and status, in the order to show.
         ansi: Colour the status with ANSI escapes (for a terminal).
+        width: The columns to fit in; ``None`` for any width (a pipe, a file).
     """
-    table = [
-        (
-            state.key,
-            attrs.evolve(
-                status,
-                last_change=_with_exact(status.last_change),
-                last_sync=_with_exact(status.last_sync),
-            ),
+    shown = list(rows)
+
+    def table(exact: bool) -> str:
+        return render_text_table(
+            [
+                (
+                    state.key,
+                    attrs.evolve(
+                        status,
+                        last_change=_with_exact(status.last_change)
+                        if exact
+                        else status.last_change,
+                        last_sync=_with_exact(status.last_sync) if exact else status.last_sync,
+                    ),
+                )
+                for state, status in shown
+            ],
+            ansi=ansi,
         )
-        for state, status in rows
-    ]
-    return render_text_table(table, ansi=ansi)
+
+    text = table(exact=True)
+    if width is None:
+        return text
+    if max(len(_COLOUR.sub("", line)) for line in text.splitlines()) > width:
+        text = table(exact=False)
+    return "".join(_fit(line, width) + "\n" for line in text.splitlines())
 
 
-def leases_text(states: Iterable[SourceState], *, now: datetime, zone: str | tzinfo) -> str:
+def errors_text(
+    states: Iterable[SourceState], *, now: datetime, zone: str | tzinfo, width: int | None = None
+) -> str:
+    """Return why each source that failed since its last completed cycle did: its last error.
+
+    One line per such source (the error class and message, secrets already masked when it was
+    stored, and when), broken to ``width`` when one is given.
+
+    Args:
+        states: The sources' states, in the order to show.
+        now: The present.
+        zone: The display zone of the times.
+        width: The columns to fit in; ``None`` for one line per source.
+    """
+    lines = []
+    for state in states:
+        error = state.last_error
+        if error is not None:
+            at = time_text(error.at, now=now, zone=zone)
+            line = (
+                f"{terminal_safe(state.key)}: last error {at.relative} ({at.exact}): "
+                f"{terminal_safe(error.error_class)}: {terminal_safe(error.message)}"
+            )
+            lines.append(_wrapped(line, width))
+    return "".join(lines)
+
+
+def leases_text(
+    states: Iterable[SourceState], *, now: datetime, zone: str | tzinfo, width: int | None = None
+) -> str:
     """Return one line per source whose lease a cycle holds at ``now``: who, since and until when.
 
     A source so held is skipped by every other worker (``skipped_running``) until the lease is
@@ -153,16 +234,18 @@ def leases_text(states: Iterable[SourceState], *, now: datetime, zone: str | tzi
         states: The sources' states, in the order to show.
         now: The present.
         zone: The display zone of the times.
+        width: The columns to fit in (lines are broken at spaces); ``None`` for any width.
     """
     lines = []
     for state in states:
         lease = held_lease(state, now)
         if lease is not None:
             key = terminal_safe(state.key)
-            lines.append(
+            line = (
                 f"{key}: {lease_text(lease, state.last_attempt, zone)} (if that process is "
-                f"gone: incsync unlock {key} --force)\n"
+                f"gone: incsync unlock {key} --force)"
             )
+            lines.append(_wrapped(line, width))
     return "".join(lines)
 
 
