@@ -22,6 +22,7 @@ from incsync.testing.fakes.hubspot import FakeHubSpot, HubSpotLimits
 from incsync.testing.fakes.quickbooks import FakeQuickBooks
 from incsync.timestamps import UTC
 from tests.cli.support import SAMPLE, incsync, write_config
+from tests.cli.test_tokens import ENTITY, _quickbooks
 
 UNLIMITED = HubSpotLimits(search_per_second=None, per_ten_seconds=None, daily=None)
 TOKEN_ENV = "HUBSPOT_TOKEN"
@@ -143,18 +144,12 @@ def test_a_quickbooks_check_keeps_the_token_its_refresh_rotated(
     """The refresh the check makes rotates the refresh token at Intuit; the new one is saved (the
     only write), so the next run is not locked out, and no database is created."""
     fake = FakeQuickBooks(rotate_refresh_tokens=True, refresh_token_grace=timedelta(0))
-    fake.bulk_load("Invoice", [datetime(2024, 6, 1, tzinfo=UTC)])
+    fake.bulk_load(ENTITY, [datetime(2024, 6, 1, tzinfo=UTC)])
     grant = fake.grant_tokens()
     monkeypatch.setenv("QB_CLIENT_SECRET", fake.client_secret)
     monkeypatch.setenv("QB_REFRESH_TOKEN", grant.refresh_token)
     with fake.serve() as base_url:
-        path = write_config(
-            tmp_path,
-            f'[sources.qb]\ntype = "quickbooks"\nrealm_id = "{fake.realm_id}"\n'
-            f'entity = "Invoice"\nclient_id = "{fake.client_id}"\n'
-            'client_secret_env = "QB_CLIENT_SECRET"\nrefresh_token_env = "QB_REFRESH_TOKEN"\n'
-            f'base_url = "{base_url}"\ntoken_url = "{base_url}/oauth2/v1/tokens/bearer"\n',
-        )
+        path = _quickbooks(tmp_path, base_url, fake)
         assert main(["check", "--config", str(path)]) == 0
         assert capsys.readouterr().out.startswith("qb: ok ")
         assert sorted(_files(tmp_path)) == ["state.db.tokens.json", "state.db.tokens.json.lock"]

@@ -158,7 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the TOML config file (default: $INCSYNC_CONFIG, else {DEFAULT_CONFIG})",
     )
     config.add_argument(
-        "-v", "--verbose", action="store_true", help="also log each cycle's details to stderr"
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also write incsync's log to stderr (each cycle's counts, retries, resets…)",
     )
     parser = argparse.ArgumentParser(
         prog="incsync",
