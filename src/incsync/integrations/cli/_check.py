@@ -34,7 +34,7 @@ from incsync.errors import (
     TransientSourceError,
 )
 from incsync.integrations.cli._commands import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from incsync.integrations.cli._config import Config, SourceConfig
+from incsync.integrations.cli._config import Config, ConfigFileError, SourceConfig
 from incsync.integrations.cli._secrets import build_connector
 from incsync.integrations.cli._tokens import TokenFile
 from incsync.protocols import Connector
@@ -179,12 +179,15 @@ def _check(
     seconds = time.perf_counter() - started
     if failure is None:
         return CheckResult(source.key, Verdict.OK, seconds)
+    # A config file's error is masked where it could hold a secret already; masked again, its
+    # "sources.x.token_env: ..." would read as a token's value (main() says the same).
+    message = str(failure) if isinstance(failure, ConfigFileError) else redact(str(failure), masks)
     return CheckResult(
         source.key,
         verdict_of(failure),
         seconds,
         error_class=type(failure).__name__,
-        message=redact(str(failure), masks),
+        message=message,
     )
 
 
