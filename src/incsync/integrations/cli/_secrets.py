@@ -1,4 +1,4 @@
-"""A source's secrets, from the environment and the token file, and the connector built with them.
+"""A source's secrets, from the environment and the kept tokens, and the connector built with them.
 
 The second step of reading a config file (:mod:`._config` is the first): only ``incsync run``
 needs it, so the other commands work without any source's credentials. No message repeats a
@@ -8,18 +8,15 @@ masked.
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import attrs
-
-from incsync.errors import ConfigurationError
+from incsync.errors import ConfigurationError, SourceError
 from incsync.integrations.cli._config import Config, ConfigFileError, SourceConfig, dotted
 from incsync.integrations.cli._connectors import SAVED_TOKENS, SavedTokens
 from incsync.integrations.cli._tokens import TokenFile
-from incsync.protocols import Connector
+from incsync.protocols import Connector, TokenKeeper
 from incsync.redaction import redact
 
 __all__ = ["build_connector", "env_value", "secret_values"]
@@ -59,7 +56,7 @@ def secret_values(config: Config, environ: Mapping[str, str] = os.environ) -> li
     if config.store.conninfo_env is not None:
         names.append(config.store.conninfo_env)
     values = [environ[name] for name in names if environ.get(name)]
-    if any(source.connector_type.saves_tokens for source in config.sources):
+    if config.tokens is not None and any(s.connector_type.saves_tokens for s in config.sources):
         values.extend(TokenFile(config.tokens).values())
     return values
 
@@ -68,7 +65,7 @@ def build_connector(
     config: Config,
     source: SourceConfig,
     environ: Mapping[str, str] = os.environ,
-    tokens: TokenFile | None = None,
+    keepers: Callable[[str], TokenKeeper] | None = None,
 ) -> Connector:
     """Read the source's secrets and build its connector.
 
@@ -76,34 +73,33 @@ def build_connector(
         config: The config the source belongs to.
         source: The source.
         environ: Where secrets are read.
-        tokens: The token file, for a type whose vendor rotates refresh tokens: its entry for
-            the source, when there is one, replaces the refresh token's variable (which then
-            need not be set), and every refresh is saved back to it. ``None``: tokens are
-            neither read from nor saved to a file.
+        keepers: Return the token keeper of a source key (the token file's entry, or the state
+            store's row), for a type whose vendor rotates refresh tokens: the tokens it holds,
+            when it holds some, replace the refresh token's variable (which then need not be
+            set), and every refresh is saved to it. ``None``: tokens are neither read nor kept.
 
     Returns:
         The connector.
 
     Raises:
-        ConfigFileError: A named variable is not set, the token file cannot be read, or the
+        ConfigFileError: A named variable is not set, the kept tokens cannot be read, or the
             connector refused a setting.
     """
     settings = dict(source.settings)
-    if tokens is not None and source.connector_type.saves_tokens:
+    if keepers is not None and source.connector_type.saves_tokens:
+        keeper = keepers(source.key)
         try:
-            stored = tokens.load(source.key)
-        except ConfigurationError as error:
+            stored = keeper.load()
+        except (SourceError, ConfigurationError) as error:
             raise ConfigFileError(config.path, "tokens", str(error)) from None
-        saved = SavedTokens(on_refresh=functools.partial(tokens.save, source.key))
+        saved = SavedTokens(keeper=keeper)
         if stored is not None:
             settings["refresh_token"] = stored.refresh_token
-            saved = attrs.evolve(
-                saved, access_token=stored.access_token, expires_at=stored.expires_at
-            )
+            saved = SavedTokens(stored.access_token, stored.expires_at, keeper)
         settings[SAVED_TOKENS] = saved
     for secret in source.secrets:
         if secret.name == "refresh_token" and "refresh_token" in settings:
-            continue  # taken from the token file, which is newer than the initial grant
+            continue  # taken from the kept tokens, which are newer than the initial grant
         at = f"{dotted('sources', source.key)}.{secret.key}"
         settings[secret.name] = env_value(config.path, at, secret.variable, environ)
     try:
