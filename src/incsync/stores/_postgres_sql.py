@@ -338,6 +338,6 @@ INSERT INTO {schema}.tokens (source_key, tokens, encrypted, saved_at) VALUES (%s
 ON CONFLICT (source_key) DO UPDATE SET
     tokens = excluded.tokens, encrypted = excluded.encrypted, saved_at = excluded.saved_at
 """
-# The lock a save takes, and no more: it needs the right to write the table and a transaction
-# that may write (not a read-only one, not a standby), as the save does. Released at rollback.
-CHECK_TOKENS_WRITABLE = "LOCK TABLE {schema}.tokens IN ROW EXCLUSIVE MODE"
+# A write that changes no value: refused as a save would be, in a read-only transaction (a
+# standby, default_transaction_read_only) or without the right to update the table.
+CHECK_TOKENS_WRITABLE = "UPDATE {schema}.tokens SET saved_at = saved_at WHERE source_key = %s"

@@ -576,7 +576,7 @@ class PostgresStore(StateStoreBase):
             )
 
     def check_tokens_writable(self, source_key: str) -> None:
-        """Take the lock a save takes, in a transaction that writes nothing."""
+        """Write the source's row over itself: PostgreSQL refuses it as it would refuse a save."""
         check_source_key(source_key)
         with self._transaction(f"check that the tokens of {source_key!r} can be saved") as cursor:
-            cursor.execute(self._sql(sql.CHECK_TOKENS_WRITABLE))
+            cursor.execute(self._sql(sql.CHECK_TOKENS_WRITABLE), (source_key,))
