@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -60,9 +59,7 @@ def _connector(api: OAuthApi, keeper: TokenKeeper, clock: ManualClock) -> ItemsC
         keeper=keeper,
         clock=clock,
     )
-    options = HttpOptions(
-        transport=api.transport(), retry=RetryPolicy(max_attempts=1), clock=clock
-    )
+    options = HttpOptions(transport=api.transport(), retry=RetryPolicy(max_attempts=1), clock=clock)
     return ItemsConnector("http://fake", auth=auth, options=options)
 
 
@@ -76,8 +73,8 @@ def api() -> OAuthApi:
 
 
 @pytest.fixture
-def clock() -> Iterator[ManualClock]:
-    yield ManualClock(NOW)
+def clock() -> ManualClock:
+    return ManualClock(NOW)
 
 
 def test_the_keeper_s_tokens_replace_the_initial_grant_at_the_first_request(
@@ -89,7 +86,8 @@ def test_the_keeper_s_tokens_replace_the_initial_grant_at_the_first_request(
     api.expire_access_tokens()
     assert _read(connector) == ["i1"]
     assert api.token_forms[0]["refresh_token"] == "rt_SENTINEL_1"  # the keeper's, not the grant
-    assert keeper.saved == [StoredTokens("rt_SENTINEL_2", "at_SENTINEL_2", NOW + timedelta(hours=1))]
+    renewed = StoredTokens("rt_SENTINEL_2", "at_SENTINEL_2", NOW + timedelta(hours=1))
+    assert keeper.saved == [renewed]
     assert "rt_SENTINEL_initial_grant" in connector.secrets()  # still masked
 
 
@@ -184,9 +182,7 @@ def test_two_workers_sharing_a_store_follow_each_other_s_rotations(
     """Each worker's refresh is saved to the shared row; the other refreshes from it, so a vendor
     that refuses a used refresh token at once never refuses either."""
     store = InMemoryStore()
-    first, second = (
-        _connector(api, StoreTokenKeeper(store, "acme"), clock) for _ in range(2)
-    )
+    first, second = (_connector(api, StoreTokenKeeper(store, "acme"), clock) for _ in range(2))
     api.refresh_token = "rt_SENTINEL_initial_grant"
     for worker in (first, second, first, second):
         clock.advance(timedelta(hours=2))  # every access token kept has expired

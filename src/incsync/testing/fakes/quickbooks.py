@@ -35,8 +35,8 @@ Failures, with the bodies QuickBooks sends: a missing, unknown or expired access
 the lowercase ``{"fault": {"error": [...]}}`` envelope (code 3200); another realm's path is a 403
 (code 3100); more than ``requests_per_minute`` API requests in any 60 s of the fake's clock is a 429
 with Fault code 3001 and no ``Retry-After``, its body JSON or the XML QuickBooks sometimes sends
-although JSON was asked for; an unknown refresh token is a 400 ``{"error": "invalid_grant"}``, and so
-is a rotated-away one once ``refresh_token_grace`` (24 hours, as Intuit documents) has passed.
+although JSON was asked for; an unknown refresh token is a 400 ``{"error": "invalid_grant"}``, and
+so is a rotated-away one once ``refresh_token_grace`` (24 hours, as Intuit documents) has passed.
 
 Deliberate simplifications: only JSON is served, so a request without ``Accept: application/json``
 is refused with a 406 (the real API would answer in XML: either way a client must ask for JSON);
