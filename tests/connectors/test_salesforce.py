@@ -30,9 +30,9 @@ from incsync.errors import (
     TransientSourceError,
 )
 from incsync.testing import InMemoryStore
-from incsync.tokens import StoreTokenKeeper
 from incsync.testing.fakes.salesforce import FakeSalesforce, FieldValue
 from incsync.timestamps import parse_timestamp
+from incsync.tokens import StoreTokenKeeper
 from incsync.vendors.salesforce import SalesforceConnector
 from tests.helpers import Store
 
