@@ -63,6 +63,14 @@ def _connector(api: OAuthApi, keeper: TokenKeeper, clock: ManualClock) -> ItemsC
     return ItemsConnector("http://fake", auth=auth, options=options)
 
 
+def _expired(api: OAuthApi, clock: ManualClock) -> tuple[Keeper, ItemsConnector]:
+    """A keeper holding the vendor's refresh token, and a connector whose access token is dead."""
+    keeper = Keeper(StoredTokens(api.refresh_token))
+    connector = _connector(api, keeper, clock)
+    api.expire_access_tokens()
+    return keeper, connector
+
+
 def _read(connector: ItemsConnector) -> list[str]:
     return [record.id for page in connector.read(Window()) for record in page.records]
 
@@ -81,9 +89,7 @@ def test_the_keeper_s_tokens_replace_the_initial_grant_at_the_first_request(
     api: OAuthApi, clock: ManualClock
 ) -> None:
     """Tokens the keeper holds are newer than the grant given to the constructor: used first."""
-    keeper = Keeper(StoredTokens(api.refresh_token))
-    connector = _connector(api, keeper, clock)
-    api.expire_access_tokens()
+    keeper, connector = _expired(api, clock)
     assert _read(connector) == ["i1"]
     assert api.token_forms[0]["refresh_token"] == "rt_SENTINEL_1"  # the keeper's, not the grant
     renewed = StoredTokens("rt_SENTINEL_2", "at_SENTINEL_2", NOW + timedelta(hours=1))
@@ -96,10 +102,8 @@ def test_no_refresh_is_sent_when_the_new_tokens_could_not_be_kept(
 ) -> None:
     """The keeper's check fails: no token request reaches the vendor, the refresh token it
     holds stays valid there, and the check's message is the error. Once it passes, it works."""
-    keeper = Keeper(StoredTokens(api.refresh_token))
+    keeper, connector = _expired(api, clock)
     keeper.refuse_check = True
-    connector = _connector(api, keeper, clock)
-    api.expire_access_tokens()
     with pytest.raises(SourceError, match="cannot be written; make it writable"):
         _read(connector)
     assert api.token_forms == []
@@ -114,9 +118,7 @@ def test_an_answer_the_keeper_refused_is_saved_before_its_access_token_is_used(
 ) -> None:
     """The save fails after the vendor rotated: the cycle fails, the new access token is not
     sent, and the next request saves the tokens first, without a second refresh."""
-    keeper = Keeper(StoredTokens(api.refresh_token))
-    connector = _connector(api, keeper, clock)
-    api.expire_access_tokens()
+    keeper, connector = _expired(api, clock)
     keeper.refuse_save = True
     with pytest.raises(SourceError, match="the disk is full"):
         _read(connector)
@@ -150,9 +152,7 @@ def test_a_refusal_after_another_worker_rotated_is_retried_once_with_its_token(
 ) -> None:
     """The refresh token was rotated by another worker between this one's read and its request:
     the vendor refuses, the keeper now holds the newer token, and one more refresh succeeds."""
-    keeper = Keeper(StoredTokens(api.refresh_token))
-    connector = _connector(api, keeper, clock)
-    api.expire_access_tokens()
+    keeper, connector = _expired(api, clock)
     api.refresh_token = "rt_SENTINEL_rotated_elsewhere"
     keeper.stale = [StoredTokens("rt_SENTINEL_1"), StoredTokens("rt_SENTINEL_1")]
     keeper.kept = StoredTokens("rt_SENTINEL_rotated_elsewhere")
@@ -199,9 +199,7 @@ def test_a_worker_whose_save_failed_keeps_the_rotated_token_and_not_the_kept_one
     api: OAuthApi, clock: ManualClock
 ) -> None:
     """An unsaved answer is never replaced by the keeper's older row: it is saved first."""
-    keeper = Keeper(StoredTokens(api.refresh_token))
-    connector = _connector(api, keeper, clock)
-    api.expire_access_tokens()
+    keeper, connector = _expired(api, clock)
     keeper.refuse_save = True
     with pytest.raises(SourceError):
         _read(connector)

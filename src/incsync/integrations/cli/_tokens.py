@@ -190,23 +190,20 @@ class TokenFile:
         Raises:
             SourceError: A save would fail; the message names the file and what to do.
         """
-        try:
-            with self._lock, self._file_lock():
-                self._read()
-                if self.path.exists() and not os.access(self.path, os.W_OK):
-                    raise PermissionError(13, "Permission denied")
-                descriptor, temporary = tempfile.mkstemp(
-                    prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
-                )
-                os.close(descriptor)
-                os.unlink(temporary)
-        except (OSError, ConfigurationError) as error:
-            reason = error.strerror if isinstance(error, OSError) else "not a token file"
-            raise SourceError(
-                f"the token file {self.path} cannot be written ({reason}); no refresh was asked "
-                "for, so the refresh token it keeps still works: make the file and its directory "
-                "writable by this user (or name another file with tokens = ...), then run again"
-            ) from None
+        advice = (
+            "no refresh was asked for, so the refresh token it keeps still works: make the file "
+            "and its directory writable by this user (or name another file with tokens = ...), "
+            "then run again"
+        )
+        with self._writing(f"the token file {self.path} cannot be written", advice):
+            self._read()
+            if self.path.exists() and not os.access(self.path, os.W_OK):
+                raise PermissionError(13, "Permission denied")
+            descriptor, temporary = tempfile.mkstemp(
+                prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+            )
+            os.close(descriptor)
+            os.unlink(temporary)
 
     def save(self, key: str, tokens: StoredTokens) -> None:
         """Write a source's new tokens, keeping the other sources' entries.
@@ -218,18 +215,24 @@ class TokenFile:
         Raises:
             SourceError: The file could not be written.
         """
+        advice = (
+            "they are kept in memory and saved again before the next request: fix the file, or "
+            "the vendor may refuse the refresh token it holds at the next run"
+        )
+        with self._writing(f"the renewed tokens could not be saved to {self.path}", advice):
+            sources = self._read()
+            sources[key] = _entry(tokens)
+            self._write({"schema": TOKENS_SCHEMA, "sources": sources})
+
+    @contextmanager
+    def _writing(self, failure: str, advice: str) -> Iterator[None]:
+        """Run the block under both locks; a failure is one ``SourceError``: what, why, advice."""
         try:
             with self._lock, self._file_lock():
-                sources = self._read()
-                sources[key] = _entry(tokens)
-                self._write({"schema": TOKENS_SCHEMA, "sources": sources})
+                yield
         except (OSError, ConfigurationError) as error:
             reason = error.strerror if isinstance(error, OSError) else "not a token file"
-            raise SourceError(
-                f"the renewed tokens could not be saved to {self.path} ({reason}); they are kept "
-                "in memory and saved again before the next request: fix the file, or the vendor "
-                "may refuse the refresh token it holds at the next run"
-            ) from None
+            raise SourceError(f"{failure} ({reason}); {advice}") from None
 
     @contextmanager
     def _file_lock(self) -> Iterator[None]:
