@@ -152,6 +152,14 @@ def test_tokens_kept_encrypted_in_the_state_store_survive_rotation_between_runs(
         assert f"set {TOKEN_KEY_ENV} to the key they were saved with" in err
         assert err.count("\n") == 1
         assert _token_requests(fake) == refreshes
+        monkeypatch.setenv(TOKEN_KEY_ENV, "not-a-fernet-key")
+        assert main(["run", "--all", "--config", str(config)]) == 2
+        out, err = capsys.readouterr()
+        assert err == (
+            f"incsync: error: {config}: tokens: key 1 of {TOKEN_KEY_ENV} is not a Fernet key (32 "
+            "url-safe base64-encoded bytes); make one with: python -c 'from cryptography.fernet "
+            "import Fernet; print(Fernet.generate_key().decode())'\n"
+        )
     assert not list(tmp_path.glob("*.tokens.json"))
     database = b"".join(p.read_bytes() for p in tmp_path.glob("state.db*"))
     for token in seen - {""}:
