@@ -12,9 +12,10 @@ from incsync.connectors.http import HttpOptions
 from incsync.cursor import Window
 from incsync.errors import AuthError, SourceError
 from incsync.protocols import TokenKeeper
-from incsync.testing import InMemoryStore, ManualClock
+from incsync.testing import ManualClock
 from incsync.tokens import StoredTokens, StoreTokenKeeper
 from tests.connectors.fakeapi import CLIENT_ID, CLIENT_SECRET, ItemsConnector, OAuthApi, item
+from tests.helpers import Store
 
 NOW = datetime(2026, 11, 13, 9, 0, tzinfo=timezone.utc)
 TOKEN_URL = "http://fake/oauth/token"
@@ -177,11 +178,11 @@ def test_a_refusal_with_nothing_newer_kept_is_the_vendor_s_auth_error(
 
 
 def test_two_workers_sharing_a_store_follow_each_other_s_rotations(
-    api: OAuthApi, clock: ManualClock
+    api: OAuthApi, clock: ManualClock, store: Store
 ) -> None:
-    """Each worker's refresh is saved to the shared row; the other refreshes from it, so a vendor
-    that refuses a used refresh token at once never refuses either."""
-    store = InMemoryStore()
+    """Each worker's refresh is saved to the shared row (on every built-in store); the other
+    refreshes from it, so a vendor that refuses a used refresh token at once never refuses
+    either."""
     first, second = (_connector(api, StoreTokenKeeper(store, "acme"), clock) for _ in range(2))
     api.refresh_token = "rt_SENTINEL_initial_grant"
     for worker in (first, second, first, second):
