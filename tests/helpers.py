@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import inspect
+import os
+import shutil
+import stat
+import subprocess
 import sys
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from incsync import ApplyResult, Record, SQLiteStore, Transaction
 from incsync.protocols import TransactionSink
 from incsync.stores.postgres import PostgresStore
 from incsync.testing import InMemoryStore
 
-__all__ = ["StallingSink", "StallingStore", "Store", "recursion_limit", "transactions_by_id"]
+__all__ = [
+    "StallingSink",
+    "StallingStore",
+    "Store",
+    "recursion_limit",
+    "transactions_by_id",
+    "unwritable",
+]
 
 Store = InMemoryStore | SQLiteStore | PostgresStore
 """A built-in store: state store, transaction sink and atomic page committer in one."""
@@ -90,3 +104,31 @@ def recursion_limit(*, frames_left: int) -> Iterator[None]:
         yield
     finally:
         sys.setrecursionlimit(before)
+
+
+@contextmanager
+def unwritable(path: Path) -> Iterator[None]:
+    """Make ``path`` (a file, or a directory: nothing may be created in it) unwritable, then not.
+
+    File modes do not bind root, which CI runs as: there the file is made immutable
+    (``chattr +i``), which refuses root's writes too. Without either way the test skips (fails
+    under CI).
+    """
+    if os.geteuid() != 0:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+        return
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", str(path)], check=False).returncode:
+        reason = f"cannot make {path} immutable as root (chattr +i)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must run the read-only tests")
+        pytest.skip(reason)
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(path)], check=True)

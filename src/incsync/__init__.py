@@ -33,6 +33,8 @@ from incsync.protocols import (
     Connector,
     ProgressCallback,
     StateStore,
+    TokenKeeper,
+    TokenStore,
     TransactionSink,
 )
 from incsync.records import ApplyResult, Page, Record, RejectedRecord, Transaction
@@ -59,6 +61,7 @@ from incsync.status import (
     statuses_of,
 )
 from incsync.stores import InMemoryStore, SQLiteStore
+from incsync.tokens import StoreTokenKeeper
 
 __version__ = "0.1.0"
 
@@ -111,9 +114,12 @@ __all__ = [
     "StatusPolicy",
     "StatusReason",
     "StoreError",
+    "StoreTokenKeeper",
     "SyncEngine",
     "SyncPolicy",
     "TimeText",
+    "TokenKeeper",
+    "TokenStore",
     "Transaction",
     "TransactionSink",
     "TransientSourceError",

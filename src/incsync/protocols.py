@@ -9,6 +9,10 @@ A host implements (or picks a built-in implementation of) three roles:
 
 A store that also is the sink and can write a page's rows and its checkpoint in one transaction
 implements :class:`AtomicPageStore`; the engine then uses that single transaction.
+
+OAuth2 connections whose vendor rotates refresh tokens save every refresh through a
+:class:`TokenKeeper`; :class:`~incsync.tokens.StoreTokenKeeper` is one over a
+:class:`TokenStore`, which every built-in store is.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from incsync.cursor import Window
 from incsync.records import ApplyResult, Page, Record, RejectedRecord
 from incsync.results import CycleProgress
 from incsync.state import Checkpoint, ErrorInfo, Lease, SourceState
+from incsync.tokens import SealedTokens, StoredTokens
 
 __all__ = [
     "AtomicPageStore",
@@ -28,6 +33,8 @@ __all__ = [
     "Connector",
     "ProgressCallback",
     "StateStore",
+    "TokenKeeper",
+    "TokenStore",
     "TransactionSink",
 ]
 
@@ -279,5 +286,75 @@ class AtomicPageStore(StateStore, TransactionSink, Protocol):
         Raises:
             LeaseLostError: The caller no longer holds the lease (nothing is written).
             GenerationChangedError: The source was reset or rewound (nothing is written).
+        """
+        ...
+
+
+@runtime_checkable
+class TokenStore(Protocol):
+    """Keeps OAuth2 tokens, one row per source, in a table of their own.
+
+    The only place of a state store that holds secrets. Each call is its own transaction, never
+    mixed with a page's.
+    """
+
+    def load_tokens(self, source_key: str) -> SealedTokens | None:
+        """Return the source's row, or ``None`` when none was saved.
+
+        Raises:
+            StoreError: The store could not be read.
+        """
+        ...
+
+    def save_tokens(self, source_key: str, sealed: SealedTokens) -> None:
+        """Replace the source's row, in one transaction.
+
+        Raises:
+            StoreError: The write failed; the row is as it was.
+        """
+        ...
+
+    def check_tokens_writable(self, source_key: str) -> None:
+        """Return when :meth:`save_tokens` can write the source's row now; change nothing.
+
+        Raises:
+            StoreError: A save would fail (a read-only database, no right to write the table,
+                the store unreachable).
+        """
+        ...
+
+
+@runtime_checkable
+class TokenKeeper(Protocol):
+    """Where one OAuth2 connection's tokens live between processes.
+
+    :class:`~incsync.connectors.auth.OAuth2Refresh` reads it before every refresh (another
+    worker may have refreshed since), checks it before asking the vendor (so a refresh whose
+    answer could not be kept is never sent), and saves the answer to it before the new access
+    token is used. Every error is a :class:`~incsync.errors.SourceError` whose message says what to
+    fix: the cycle fails with it, and the refresh token kept stays valid.
+    """
+
+    def load(self) -> StoredTokens | None:
+        """Return the tokens kept, or ``None`` when none are.
+
+        Raises:
+            SourceError: They cannot be read.
+        """
+        ...
+
+    def check(self) -> None:
+        """Return when :meth:`save` can succeed now.
+
+        Raises:
+            SourceError: A save would fail; the message names the place and what to do.
+        """
+        ...
+
+    def save(self, tokens: StoredTokens) -> None:
+        """Keep ``tokens`` durably (written, and synced where the medium allows) before returning.
+
+        Raises:
+            SourceError: They could not be kept.
         """
         ...

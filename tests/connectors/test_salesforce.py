@@ -32,6 +32,7 @@ from incsync.errors import (
 from incsync.testing import InMemoryStore
 from incsync.testing.fakes.salesforce import FakeSalesforce, FieldValue
 from incsync.timestamps import parse_timestamp
+from incsync.tokens import StoreTokenKeeper
 from incsync.vendors.salesforce import SalesforceConnector
 from tests.helpers import Store
 
@@ -404,6 +405,26 @@ def test_session_expiry_mid_sync_refreshes_and_rotation_reaches_the_host() -> No
             again = engine.run_cycle(KEY, later)
     assert again.outcome is Outcome.COMPLETED, again.error
     assert_sink_matches(store, fake, later)
+
+
+def test_a_keeper_in_the_store_carries_the_rotated_token_to_the_next_connector() -> None:
+    """With a keeper the rotated refresh token is saved to the store row; a later connector built
+    from the dead first token refreshes from the row. Saved access tokens are never reused (their
+    instance URL is not kept): each connector starts with a refresh."""
+    fake = make_fake(rotate_refresh_tokens=True)
+    fake.bulk_load("Opportunity", spread(20, T0 - timedelta(days=1)))
+    fake.advance(timedelta(hours=1))
+    store = InMemoryStore()
+    engine = engine_for(fake, store)
+    for _ in range(2):
+        with connect(fake, refresh_token=REFRESH_TOKEN, keeper=StoreTokenKeeper(store, KEY)) as c:
+            result = engine.run_cycle(KEY, c)
+        assert result.outcome is Outcome.COMPLETED, result.error
+        kept = StoreTokenKeeper(store, KEY).load()
+        assert kept is not None
+        assert kept.refresh_token == fake.refresh_token != REFRESH_TOKEN
+    token_requests = [r for r in fake.requests if r.url.endswith("/services/oauth2/token")]
+    assert [r.status for r in token_requests] == [200, 200]
 
 
 def test_a_malformed_record_is_set_aside_and_the_cycle_completes() -> None:

@@ -98,6 +98,7 @@ def test_migrate_is_idempotent(postgres_store: PostgresStore, postgres_schema: s
         ("schema_version",),
         ("sink_fences",),
         ("sources",),
+        ("tokens",),
         ("transactions",),
     ]
     assert postgres_store.count_transactions(KEY) == 1

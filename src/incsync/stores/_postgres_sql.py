@@ -16,6 +16,7 @@ from functools import lru_cache
 from incsync.errors import ConfigurationError
 
 __all__ = [
+    "CHECK_TOKENS_WRITABLE",
     "CONTENT_DIGEST_VERSION",
     "COUNT_LIVE_TRANSACTIONS",
     "COUNT_TRANSACTIONS",
@@ -25,6 +26,7 @@ __all__ = [
     "ENSURE_SOURCE",
     "LIST_REJECTED",
     "LIST_STATES",
+    "LOAD_TOKENS",
     "LOCK_STATE",
     "MIGRATE_LOCK",
     "MIGRATIONS",
@@ -34,6 +36,7 @@ __all__ = [
     "RECORDED_VERSION",
     "RECORD_VERSION",
     "SAVE_REJECTED",
+    "SAVE_TOKENS",
     "SCHEMA_EXISTS",
     "SCHEMA_VERSION",
     "SET_CONTENT_DIGEST",
@@ -46,7 +49,7 @@ __all__ = [
     "render",
 ]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """The schema version this incsync writes; :meth:`PostgresStore.migrate` brings a database to it."""
 
 CONTENT_DIGEST_VERSION = 2
@@ -187,6 +190,20 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             """,
         ),
     ),
+    # Each source's OAuth2 tokens (incsync.tokens.SealedTokens): the only table holding secrets.
+    (
+        6,
+        (
+            """
+            CREATE TABLE {schema}.tokens (
+                source_key text COLLATE "C" PRIMARY KEY,
+                tokens text NOT NULL,
+                encrypted boolean NOT NULL,
+                saved_at timestamptz NOT NULL
+            )
+            """,
+        ),
+    ),
 )
 UNDIGESTED_TRANSACTIONS = """
 SELECT source_key, record_id, payload::text FROM {schema}.transactions
@@ -312,3 +329,15 @@ WHERE source_key = %s AND record_id > %s ORDER BY record_id LIMIT %s
 """
 COUNT_TRANSACTIONS = "SELECT count(*) FROM {schema}.transactions WHERE source_key = %s"
 COUNT_LIVE_TRANSACTIONS = COUNT_TRANSACTIONS + " AND NOT deleted"
+
+# -- tokens ----------------------------------------------------------------------------------
+
+LOAD_TOKENS = "SELECT tokens, encrypted, saved_at FROM {schema}.tokens WHERE source_key = %s"
+SAVE_TOKENS = """
+INSERT INTO {schema}.tokens (source_key, tokens, encrypted, saved_at) VALUES (%s, %s, %s, %s)
+ON CONFLICT (source_key) DO UPDATE SET
+    tokens = excluded.tokens, encrypted = excluded.encrypted, saved_at = excluded.saved_at
+"""
+# A write that changes no value: refused as a save would be, in a read-only transaction (a
+# standby, default_transaction_read_only) or without the right to update the table.
+CHECK_TOKENS_WRITABLE = "UPDATE {schema}.tokens SET saved_at = saved_at WHERE source_key = %s"

@@ -29,6 +29,7 @@ from incsync.state import (
 )
 from incsync.state import save_checkpoint as checkpoint_transition
 from incsync.stores._base import StateStoreBase, Transition, set_aside
+from incsync.tokens import SealedTokens
 
 __all__ = ["InMemoryStore"]
 
@@ -36,9 +37,9 @@ __all__ = ["InMemoryStore"]
 class InMemoryStore(StateStoreBase):
     """Keeps states and transactions in dictionaries, behind one lock.
 
-    It is both a :class:`~incsync.protocols.StateStore` and a
-    :class:`~incsync.protocols.TransactionSink`, and commits a page with its checkpoint atomically,
-    exactly like the SQLite store, so tests written against it hold for the real one.
+    It is a :class:`~incsync.protocols.StateStore`, a :class:`~incsync.protocols.TransactionSink`
+    and a :class:`~incsync.protocols.TokenStore`, and commits a page with its checkpoint
+    atomically, exactly like the SQLite store, so tests written against it hold for the real one.
     """
 
     def __init__(self) -> None:
@@ -47,6 +48,7 @@ class InMemoryStore(StateStoreBase):
         self._transactions: dict[str, dict[str, Transaction]] = {}
         self._rejected: dict[str, dict[str, RejectedRecord]] = {}
         self._fences: dict[str, int] = {}  # the highest lease token that wrote each source
+        self._tokens: dict[str, SealedTokens] = {}
 
     # -- state store -------------------------------------------------------------------------
 
@@ -199,3 +201,21 @@ class InMemoryStore(StateStoreBase):
         """Return how many transactions the source has (tombstones included)."""
         with self._lock:
             return len(self._transactions.get(source_key, {}))
+
+    # -- tokens ------------------------------------------------------------------------------
+
+    def load_tokens(self, source_key: str) -> SealedTokens | None:
+        """Return the source's saved tokens, or ``None``."""
+        check_source_key(source_key)
+        with self._lock:
+            return self._tokens.get(source_key)
+
+    def save_tokens(self, source_key: str, sealed: SealedTokens) -> None:
+        """Replace the source's saved tokens."""
+        check_source_key(source_key)
+        with self._lock:
+            self._tokens[source_key] = sealed
+
+    def check_tokens_writable(self, source_key: str) -> None:
+        """Return: memory can always be written."""
+        check_source_key(source_key)

@@ -53,6 +53,7 @@ from incsync.stores._postgres_connect import (
     refusal_message,
 )
 from incsync.stores._postgres_rows import escaped, state_from_row, state_params, transaction_rows
+from incsync.tokens import SealedTokens
 
 try:
     import psycopg
@@ -93,7 +94,7 @@ def _configure_session(statement_timeout: timedelta, connection: psycopg.Connect
 
 
 class PostgresStore(StateStoreBase):
-    """State store and transaction sink in a PostgreSQL schema, shared by any number of workers.
+    """State store, transaction sink and token store in a PostgreSQL schema, for many workers.
 
     Create the tables once with :meth:`migrate` (safe to call on every start, from every worker
     at once); until then every other call raises ``StoreError``. Create one store per process and
@@ -554,3 +555,28 @@ class PostgresStore(StateStoreBase):
             cursor.execute(self._sql(statement), (source_key,))
             row = cursor.fetchone()
         return 0 if row is None else int(row[0])
+
+    # -- tokens ------------------------------------------------------------------------------
+
+    def load_tokens(self, source_key: str) -> SealedTokens | None:
+        """Return the source's saved tokens, or ``None``."""
+        check_source_key(source_key)
+        with self._transaction(f"load the tokens of {source_key!r}") as cursor:
+            cursor.execute(self._sql(sql.LOAD_TOKENS), (source_key,))
+            row = cursor.fetchone()
+        return None if row is None else SealedTokens(row[0], row[1], row[2])
+
+    def save_tokens(self, source_key: str, sealed: SealedTokens) -> None:
+        """Replace the source's saved tokens, in one transaction of their own."""
+        check_source_key(source_key)
+        with self._transaction(f"save the tokens of {source_key!r}") as cursor:
+            cursor.execute(
+                self._sql(sql.SAVE_TOKENS),
+                (source_key, sealed.text, sealed.encrypted, sealed.saved_at),
+            )
+
+    def check_tokens_writable(self, source_key: str) -> None:
+        """Write the source's row over itself: PostgreSQL refuses it as it would refuse a save."""
+        check_source_key(source_key)
+        with self._transaction(f"check that the tokens of {source_key!r} can be saved") as cursor:
+            cursor.execute(self._sql(sql.CHECK_TOKENS_WRITABLE), (source_key,))

@@ -42,13 +42,14 @@ from incsync.stores._base import (
     set_aside,
 )
 from incsync.timestamps import from_micros, to_micros
+from incsync.tokens import SealedTokens
 
 __all__ = ["SQLiteStore"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """Version 2 keeps each transaction's content digest, version 3 each source's marks, version 4 the
 sink's fence per source, version 5 why a transaction was swept and each source's last count
-check; a file of an older version is upgraded on open."""
+check, version 6 each source's OAuth2 tokens; a file of an older version is upgraded on open."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS incsync_meta (
@@ -97,6 +98,12 @@ CREATE TABLE IF NOT EXISTS incsync_transactions (
 CREATE TABLE IF NOT EXISTS incsync_sink_fences (
     source_key TEXT PRIMARY KEY,
     token INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS incsync_tokens (
+    source_key TEXT PRIMARY KEY,
+    tokens TEXT NOT NULL,
+    encrypted INTEGER NOT NULL,
+    saved_at_us INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS incsync_rejected (
     source_key TEXT NOT NULL,
@@ -210,8 +217,8 @@ def _add_deleted_reasons_and_count_checks(connection: sqlite3.Connection) -> Non
 
 
 # Each step brings a file written by an older incsync to the schema version it names. A version
-# that only adds a table (4: the sink's fences) needs no step: the schema's statements, run on
-# every open, create it.
+# that only adds a table (4: the sink's fences, 6: the tokens) needs no step: the schema's
+# statements, run on every open, create it.
 _UPGRADES: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     (2, _add_content_digests),
     (3, _add_marks),
@@ -333,7 +340,7 @@ def _close_all(connections: list[sqlite3.Connection]) -> None:
 
 
 class SQLiteStore(StateStoreBase):
-    """State store and transaction sink in one SQLite database file.
+    """State store, transaction sink and token store in one SQLite database file.
 
     Safe for many threads (one connection each) and many processes on the same file. Create one
     per process; the schema is created on first use.
@@ -663,3 +670,47 @@ class SQLiteStore(StateStoreBase):
     def _count(self, statement: str, source_key: str) -> int:
         row = self._connection().execute(statement, (source_key,)).fetchone()
         return int(row[0])
+
+    # -- tokens ------------------------------------------------------------------------------
+
+    def load_tokens(self, source_key: str) -> SealedTokens | None:
+        """Return the source's saved tokens, or ``None``."""
+        check_source_key(source_key)
+        try:
+            row = (
+                self._connection()
+                .execute(
+                    "SELECT tokens, encrypted, saved_at_us FROM incsync_tokens "
+                    "WHERE source_key = ?",
+                    (source_key,),
+                )
+                .fetchone()
+            )
+        except sqlite3.Error as error:
+            raise StoreError(
+                f"cannot read tokens from SQLite database {self.path}: {error}"
+            ) from None
+        if row is None:
+            return None
+        return SealedTokens(row["tokens"], bool(row["encrypted"]), from_micros(row["saved_at_us"]))
+
+    def save_tokens(self, source_key: str, sealed: SealedTokens) -> None:
+        """Replace the source's saved tokens, in one transaction of their own."""
+        check_source_key(source_key)
+        with self._write() as connection:
+            connection.execute(
+                "INSERT OR REPLACE INTO incsync_tokens "
+                "(source_key, tokens, encrypted, saved_at_us) VALUES (?, ?, ?, ?)",
+                (source_key, sealed.text, int(sealed.encrypted), to_micros(sealed.saved_at)),
+            )
+
+    def check_tokens_writable(self, source_key: str) -> None:
+        """Write the source's row over itself: SQLite refuses it as it would refuse a save."""
+        check_source_key(source_key)
+        # BEGIN IMMEDIATE alone succeeds on a read-only file; a write statement does not, even
+        # one that changes nothing.
+        with self._write() as connection:
+            connection.execute(
+                "UPDATE incsync_tokens SET saved_at_us = saved_at_us WHERE source_key = ?",
+                (source_key,),
+            )

@@ -29,7 +29,8 @@ them. :meth:`SalesforceConnector.count_live` runs ``SELECT COUNT() FROM <SObject
 ``query`` (live rows only) and reads its ``totalSize``.
 
 Credentials are OAuth2 with a refresh token; the token answer's ``instance_url`` is
-where the API is called (a rotated refresh token reaches the host's ``on_refresh``). A 403
+where the API is called (a rotated refresh token is saved by the ``keeper``, then reaches the
+host's ``on_refresh``). A 403
 ``REQUEST_LIMIT_EXCEEDED`` for the daily allowance fails the cycle at once with ``retry_at``.
 """
 
@@ -51,8 +52,10 @@ from incsync.connectors.throttle import salesforce_throttle
 from incsync.cursor import Window
 from incsync.errors import BadResponseError, ConfigurationError, PermanentSourceError
 from incsync.policy import whole_number_setting
+from incsync.protocols import TokenKeeper
 from incsync.records import Page, RecordFormat, text_id
 from incsync.timestamps import parse_timestamp
+from incsync.tokens import StoredTokens
 
 __all__ = ["DEFAULT_OPPORTUNITY_FIELDS", "RECYCLE_BIN_RETENTION", "SalesforceConnector"]
 
@@ -84,6 +87,27 @@ _OAUTH = OAuthVendor("https://login.salesforce.com/services/oauth2/token", clien
 _TOKEN_PATH = httpx.URL(_OAUTH.token_url).path
 
 
+class _RefreshTokenOnly:
+    """A keeper whose saved access tokens are never reused, only its refresh token.
+
+    An access token is usable only at the instance URL its token answer named, which is not kept:
+    every process starts with a refresh, and learns the URL from its answer.
+    """
+
+    def __init__(self, keeper: TokenKeeper) -> None:
+        self._keeper = keeper
+
+    def load(self) -> StoredTokens | None:
+        kept = self._keeper.load()
+        return None if kept is None else StoredTokens(kept.refresh_token)
+
+    def check(self) -> None:
+        self._keeper.check()
+
+    def save(self, tokens: StoredTokens) -> None:
+        self._keeper.save(tokens)
+
+
 class _SalesforceOAuth(Auth):
     """OAuth2 refresh that learns ``instance_url`` from the token answer and calls the API there.
 
@@ -101,6 +125,7 @@ class _SalesforceOAuth(Auth):
         instance_url: str | None,
         access_token: str | None,
         on_refresh: Callable[[TokenSet], None] | None,
+        keeper: TokenKeeper | None,
         clock: Callable[[], datetime],
     ) -> None:
         self.instance_url = instance_url
@@ -112,6 +137,7 @@ class _SalesforceOAuth(Auth):
             token_url=login_url.rstrip("/") + _TOKEN_PATH,
             access_token=access_token,
             on_refresh=self._learn_instance,
+            keeper=None if keeper is None else _RefreshTokenOnly(keeper),
             clock=clock,
         )
 
@@ -218,7 +244,10 @@ class SalesforceConnector(HttpConnector):
         instance_url: The org's API root, when known; otherwise it is taken from the token
             answer (which also overrides this value whenever it names one).
         access_token: A still-valid access token (needs ``instance_url``).
-        on_refresh: Called with the new tokens after every refresh: store ``refresh_token``.
+        on_refresh: Called with the new tokens after every refresh.
+        keeper: Keeps the refresh token between processes, saved before a refreshed access token
+            is used (see :class:`~incsync.connectors.auth.OAuth2Refresh`); its saved access
+            tokens are not reused, as the instance URL they belong to is not kept.
         api_version: The REST API version, such as ``"59.0"``.
         batch_size: Records per page asked of Salesforce (200 to 2,000).
         options: Timeouts, retries, transport and the hooks tests inject
@@ -248,6 +277,7 @@ class SalesforceConnector(HttpConnector):
         instance_url: str | None = None,
         access_token: str | None = None,
         on_refresh: Callable[[TokenSet], None] | None = None,
+        keeper: TokenKeeper | None = None,
         api_version: str = "59.0",
         batch_size: int = 2_000,
         options: HttpOptions | None = None,
@@ -286,6 +316,7 @@ class SalesforceConnector(HttpConnector):
             instance_url=instance,
             access_token=access_token,
             on_refresh=on_refresh,
+            keeper=keeper,
             clock=options.clock,
         )
         super().__init__(instance or login_url, auth=self._oauth, options=options)

@@ -17,7 +17,7 @@ import enum
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from typing import IO, Any
 
@@ -33,11 +33,10 @@ from incsync.errors import (
     SourceError,
     TransientSourceError,
 )
-from incsync.integrations.cli._commands import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from incsync.integrations.cli._commands import EXIT_FAILED, EXIT_OK, EXIT_USAGE, open_store
 from incsync.integrations.cli._config import Config, ConfigFileError, SourceConfig
-from incsync.integrations.cli._secrets import build_connector
-from incsync.integrations.cli._tokens import TokenFile
-from incsync.protocols import Connector
+from incsync.integrations.cli._secrets import build_connector, token_keepers
+from incsync.protocols import Connector, TokenKeeper
 from incsync.redaction import redact
 from incsync.timestamps import utc_now
 from incsync.views import terminal_safe
@@ -158,7 +157,7 @@ def _read_one_page(connector: Connector) -> None:
 def _check(
     config: Config,
     source: SourceConfig,
-    tokens: TokenFile,
+    keepers: Callable[[str], TokenKeeper],
     secrets: list[str],
     environ: Mapping[str, str],
 ) -> CheckResult:
@@ -166,7 +165,7 @@ def _check(
     masks = list(secrets)
     with ExitStack() as stack:
         try:
-            connector = build_connector(config, source, environ, tokens, _ONE_ATTEMPT)
+            connector = build_connector(config, source, environ, keepers, _ONE_ATTEMPT)
             close = getattr(connector, "close", None)
             if callable(close):
                 stack.callback(close)
@@ -214,14 +213,20 @@ def check_command(
         ConfigFileError: ``args.key`` names no source of the file.
     """
     sources = config.selected(None if args.key is None else [args.key])
-    tokens = TokenFile(config.tokens, on_save=secrets.append)
     results = []
-    for source in sources:
-        result = _check(config, source, tokens, secrets, environ)
-        results.append(result)
-        if not args.json:
-            out.write(check_text(result))
-            out.flush()
+    with ExitStack() as stack:
+        # Opened only when the tokens live there, and never created: a check writes nothing
+        # but a token the vendor rotated while it asked.
+        store = (
+            None if config.tokens is not None else stack.enter_context(open_store(config, environ))
+        )
+        keepers = token_keepers(config, store, secrets.append, environ)
+        for source in sources:
+            result = _check(config, source, keepers, secrets, environ)
+            results.append(result)
+            if not args.json:
+                out.write(check_text(result))
+                out.flush()
     if args.json:
         out.write(check_json(results))
     verdicts = {result.verdict for result in results}

@@ -39,7 +39,7 @@ from incsync.integrations.cli._output import (
     status_text,
 )
 from incsync.integrations.cli._secrets import env_value
-from incsync.protocols import StateStore, TransactionSink
+from incsync.protocols import StateStore, TokenStore, TransactionSink
 from incsync.state import SourceState, held_lease
 from incsync.status import StatusPolicy, status_of
 from incsync.stores.sqlite import SQLiteStore
@@ -69,8 +69,8 @@ EXIT_INTERRUPTED = 130
 """Stopped by Ctrl-C (SIGINT), by the shells' convention of 128 + the signal's number."""
 
 
-class Store(StateStore, TransactionSink, Protocol):
-    """A state store that is also the transaction sink, and can be closed."""
+class Store(StateStore, TransactionSink, TokenStore, Protocol):
+    """A state store that is also the transaction sink and the token store, and can be closed."""
 
     def close(self) -> None:
         """Release the store's connections."""

@@ -18,12 +18,12 @@ from typing import Any
 import attrs
 
 from incsync.connectors._rest_config import RestConfig
-from incsync.connectors.auth import BearerToken, OAuth2Refresh, OAuthVendor, TokenSet
+from incsync.connectors.auth import BearerToken, OAuth2Refresh, OAuthVendor
 from incsync.connectors.http import HttpOptions
 from incsync.connectors.memory import InMemoryConnector
 from incsync.connectors.rest import RestConnector
 from incsync.connectors.sample import sample_source
-from incsync.protocols import Connector
+from incsync.protocols import Connector, TokenKeeper
 from incsync.vendors.hubspot import HUBSPOT_API, HubSpotConnector
 from incsync.vendors.pipedrive import MAX_PAGE_SIZE as PIPEDRIVE_PAGE_SIZE
 from incsync.vendors.pipedrive import PIPEDRIVE_API, PipedriveConnector
@@ -100,17 +100,17 @@ def _options(settings: Settings) -> HttpOptions | None:
 
 @attrs.frozen
 class SavedTokens:
-    """What the token file adds to a rotating type's settings (its refresh token aside).
+    """What the token keeper adds to a rotating type's settings (its refresh token aside).
 
     Args:
         access_token: The last access token saved, still usable until ``expires_at``.
         expires_at: When ``access_token`` expires (aware).
-        on_refresh: Saves the tokens of every refresh.
+        keeper: Keeps the tokens of every refresh (the token file, or the state store).
     """
 
     access_token: str | None = attrs.field(default=None, repr=False)
     expires_at: datetime | None = None
-    on_refresh: Callable[[TokenSet], None] | None = None
+    keeper: TokenKeeper | None = None
 
 
 @attrs.frozen
@@ -122,9 +122,10 @@ class ConnectorType:
         summary: One line saying what it reads.
         settings: The settings it accepts, by name.
         build: Builds the connector from validated settings.
-        saves_tokens: Whether the vendor rotates refresh tokens, so the command keeps them in the
-            token file: ``build`` then receives :data:`SAVED_TOKENS` (when a file is in use) and
-            the file's refresh token, when it has one, as ``refresh_token``.
+        saves_tokens: Whether the vendor rotates refresh tokens, so the command keeps them (in
+            the token file or the state store): ``build`` then receives :data:`SAVED_TOKENS`
+            (when a keeper is in use) and the kept refresh token, when there is one, as
+            ``refresh_token``.
         parse: For a type configured by a language of its own: validates the source's table
             (without ``type``) and returns the settings, and the environment variable of each
             secret by the dotted key that names it (``{"auth.secret": "BILLING_API_TOKEN"}``);
@@ -167,7 +168,7 @@ def _hubspot(settings: Settings) -> Connector:
 
 
 def _refreshing(vendor: OAuthVendor, settings: Settings) -> OAuth2Refresh:
-    """The OAuth flow of a source, resumed from the tokens the token file kept for it."""
+    """The OAuth flow of a source, resumed from the tokens kept for it."""
     saved: SavedTokens = settings.get(SAVED_TOKENS) or SavedTokens()
     return vendor.refresh(
         settings["client_id"],
@@ -176,7 +177,7 @@ def _refreshing(vendor: OAuthVendor, settings: Settings) -> OAuth2Refresh:
         token_url=settings["token_url"],
         access_token=saved.access_token,
         expires_at=saved.expires_at,
-        on_refresh=saved.on_refresh,
+        keeper=saved.keeper,
     )
 
 
@@ -200,7 +201,7 @@ def _salesforce(settings: Settings) -> Connector:
         settings["client_id"],
         settings["client_secret"],
         settings["refresh_token"],
-        on_refresh=saved.on_refresh,
+        keeper=saved.keeper,
         sobject=settings["sobject"],
         fields=settings["fields"],
         include_deleted=settings["include_deleted"],

@@ -4,7 +4,9 @@ Which sources are due is :mod:`incsync.scheduling`'s decision (each source's ``i
 ``account`` in the file; ``[run]`` sets the defaults, the workers and the per-account limit);
 :mod:`._scheduler` runs them. Every connector is built before the first cycle, so a missing
 environment variable or a refused setting stops the command before anything runs. QuickBooks, Xero
-and Salesforce sources read and save their rotating tokens in the token file (:mod:`._tokens`).
+and Salesforce sources read and save their rotating tokens in the token file (:mod:`._tokens`), or
+with ``tokens = "store"`` in the state store (encrypted with the keys of ``INCSYNC_TOKEN_KEY``
+when it is set).
 
 SIGINT (Ctrl-C) and SIGTERM ask the run to stop: each running cycle ends once its page in flight
 is durable (``INTERRUPTED_STOP``: its outcome recorded, its lease released, the next cycle carrying
@@ -41,8 +43,7 @@ from incsync.integrations.cli._config import Config, ConfigFileError, SourceConf
 from incsync.integrations.cli._output import result_json, result_text
 from incsync.integrations.cli._progress import progress_board
 from incsync.integrations.cli._scheduler import Schedule, run_scheduled
-from incsync.integrations.cli._secrets import build_connector
-from incsync.integrations.cli._tokens import TokenFile
+from incsync.integrations.cli._secrets import build_connector, token_keepers
 from incsync.protocols import Connector
 from incsync.scheduling import SourcePlan
 from incsync.state import held_lease
@@ -149,20 +150,21 @@ def run_command(
         every=every,
         run_all=args.run_all,
     )
-    tokens = TokenFile(config.tokens, on_save=secrets.append)
     side_by_side = min(schedule.workers, len(sources)) > 1
     board = progress_board(
         streams[0], streams[1], interval=args.progress_interval, side_by_side=side_by_side
     )
     with ExitStack() as stack:
+        # Opened first: the state store may hold the sources' tokens.
+        store = stack.enter_context(open_store(config, environ, create=True))
+        keepers = token_keepers(config, store, secrets.append, environ)
         connectors: dict[str, Connector] = {}
         for source in sources:
-            connector = build_connector(config, source, environ, tokens)
+            connector = build_connector(config, source, environ, keepers)
             close = getattr(connector, "close", None)
             if callable(close):
                 stack.callback(close)
             connectors[source.key] = connector
-        store = stack.enter_context(open_store(config, environ, create=True))
         stack.callback(board.close)
         stack.enter_context(_handling_signals(stop))
         holder = _holder()
