@@ -6,17 +6,44 @@ import inspect
 import sys
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
-from incsync import ApplyResult, Record, SQLiteStore, Transaction
+from incsync import ApplyResult, Outcome, Record, SQLiteStore, Transaction
+from incsync.history import CycleEntry
 from incsync.protocols import TransactionSink
 from incsync.stores.postgres import PostgresStore
 from incsync.testing import InMemoryStore
 
-__all__ = ["StallingSink", "StallingStore", "Store", "recursion_limit", "transactions_by_id"]
+__all__ = [
+    "StallingSink",
+    "StallingStore",
+    "Store",
+    "entry_of",
+    "recursion_limit",
+    "transactions_by_id",
+]
 
 Store = InMemoryStore | SQLiteStore | PostgresStore
 """A built-in store: state store, transaction sink and atomic page committer in one."""
+
+
+def entry_of(
+    source_key: str,
+    at: datetime,
+    outcome: Outcome = Outcome.COMPLETED,
+    **fields: Any,
+) -> CycleEntry:
+    """Return a cycle entry of ``source_key`` that started and ended at ``at``, for store tests."""
+    return CycleEntry(
+        source_key=source_key,
+        generation=fields.pop("generation", 0),
+        worker=fields.pop("worker", "worker-1"),
+        started=at,
+        ended=fields.pop("ended", at),
+        outcome=outcome,
+        **fields,
+    )
 
 
 def transactions_by_id(store: Store, source_key: str) -> dict[str, Transaction]:

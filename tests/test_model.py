@@ -43,6 +43,7 @@ from incsync import (
 )
 from incsync.connectors import InMemoryConnector, InMemorySource
 from incsync.connectors.memory import iso_timestamp
+from incsync.history import CycleEntry
 from incsync.policy import deletes_expired
 from incsync.records import SWEPT
 from incsync.testing import InMemoryStore, ManualClock
@@ -148,6 +149,12 @@ class FaultyStore:
 
     def fail_cycle(self, *args: Any) -> SourceState:
         return self.inner.fail_cycle(*args)
+
+    def interrupt_cycle(self, source_key: str, lease: Lease, entry: CycleEntry) -> SourceState:
+        return self.inner.interrupt_cycle(source_key, lease, entry)
+
+    def history(self, source_key: str, limit: int | None = None) -> Sequence[CycleEntry]:
+        return self.inner.history(source_key, limit)
 
     def reset(self, source_key: str) -> SourceState:
         return self.inner.reset(source_key)

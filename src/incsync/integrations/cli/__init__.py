@@ -2,9 +2,9 @@
 
 ``incsync run`` runs the due cycles (once, or until stopped), ``incsync status`` shows
 every source's status as a table, JSON or an HTML page, and ``reset``, ``cancel``, ``resume``,
-``unlock`` and ``rejected`` act on one source. The reference, with the config file's format and
-the exit codes, is docs/cli.md; :func:`main` is also callable from Python with a list of
-arguments.
+``unlock``, ``rejected`` and ``history`` act on one source. The reference, with the config file's
+format and the exit codes, is docs/cli.md; :func:`main` is also callable from Python with a list
+of arguments.
 
 Exit codes: 0 success; 1 a cycle failed, the store could not be used, or ``unlock`` met a lease
 still held; 2 a usage or config error; 130 interrupted by Ctrl-C. ``incsync status --check``
@@ -29,6 +29,7 @@ from incsync.integrations.cli._commands import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     change_command,
+    history_command,
     rejected_command,
     status_command,
     unlock_command,
@@ -93,6 +94,8 @@ def _dispatch(args: argparse.Namespace, config: Config, secrets: list[str]) -> i
         return status_command(args, config, sys.stdout)
     if args.command == "rejected":
         return rejected_command(args, config, sys.stdout)
+    if args.command == "history":
+        return history_command(args, config, sys.stdout)
     if args.command == "unlock":
         return unlock_command(args, config, (sys.stdout, sys.stderr))
     return change_command(args, config, sys.stdout)

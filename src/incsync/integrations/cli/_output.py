@@ -1,4 +1,4 @@
-"""What the commands print: cycle results, the status table, its JSON form, set-aside records.
+"""What the commands print: cycle results, the status table and its JSON, records, cycle history.
 
 Every function here is pure (values in, text out), so the formats are tested without a terminal.
 The JSON document of ``incsync status --json`` is a stable interface for scripts; its schema is
@@ -11,13 +11,15 @@ import ast
 import enum
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, tzinfo
+from types import MappingProxyType
 from typing import Any
 
 import attrs
 
 from incsync.cursor import Cursor
+from incsync.history import CycleEntry, HistorySummary
 from incsync.humanize import TimeText, exact_time, plural, time_text
 from incsync.records import RejectedRecord
 from incsync.redaction import redact
@@ -30,6 +32,8 @@ __all__ = [
     "STATUS_SCHEMA",
     "CheckState",
     "check_unknown",
+    "history_json",
+    "history_text",
     "lease_text",
     "leases_text",
     "rejected_json",
@@ -58,16 +62,20 @@ def result_text(result: CycleResult, secrets: Sequence[str] = ()) -> str:
     Returns:
         One line, and a second with the error for failed cycles.
     """
-    line = (
-        f"{terminal_safe(result.source_key)}: {result.outcome.value}: {result.fetched:,} fetched, "
-        f"{result.applied:,} applied, {result.already_applied:,} already applied, "
-        f"{result.rejected:,} set aside, {plural(result.pages, 'page')} in "
-        f"{result.duration.total_seconds():.2f}s"
-    )
+    line = f"{terminal_safe(result.source_key)}: {result.outcome.value}: {_counts_text(result)}"
     if result.error is not None:
         error = f"{result.error_class}: {redact(result.error, secrets)}"
         line += f"\n  error: {terminal_safe(error)}"
     return line
+
+
+def _counts_text(cycle: CycleResult | CycleEntry) -> str:
+    """Say what a cycle read and wrote, and how long it took, as one run and its entry read."""
+    return (
+        f"{cycle.fetched:,} fetched, {cycle.applied:,} applied, "
+        f"{cycle.already_applied:,} already applied, {cycle.rejected:,} set aside, "
+        f"{plural(cycle.pages, 'page')} in {cycle.duration.total_seconds():.2f}s"
+    )
 
 
 def _cursor_json(cursor: Cursor | None) -> dict[str, str] | None:
@@ -194,6 +202,17 @@ def _count_json(check: CountCheck | None) -> dict[str, Any] | None:
     }
 
 
+def _history_json(summary: HistorySummary | None) -> dict[str, int] | None:
+    if summary is None:
+        return None
+    return {
+        "cycles": summary.cycles,
+        "completed": summary.completed,
+        "failed": summary.failed,
+        "interrupted": summary.interrupted,
+    }
+
+
 def _lease_json(state: SourceState, now: datetime) -> dict[str, Any] | None:
     lease = held_lease(state, now)
     if lease is None:
@@ -206,7 +225,9 @@ def _lease_json(state: SourceState, now: datetime) -> dict[str, Any] | None:
     }
 
 
-def _source_json(state: SourceState, status: SourceStatus, now: datetime) -> dict[str, Any]:
+def _source_json(
+    state: SourceState, status: SourceStatus, now: datetime, history: HistorySummary | None
+) -> dict[str, Any]:
     error = state.last_error
     return {
         "key": state.key,
@@ -231,6 +252,7 @@ def _source_json(state: SourceState, status: SourceStatus, now: datetime) -> dic
         "last_cycle_rejected": state.last_cycle_rejected,
         "count_check": _count_json(state.count_check),
         "lease": _lease_json(state, now),
+        "history": _history_json(history),
     }
 
 
@@ -277,17 +299,25 @@ def check_unknown(problem: str) -> str:
     return f"INCSYNC {CheckState.UNKNOWN.name} - {terminal_safe(problem)}\n"
 
 
-def status_json(rows: Iterable[StatusRow], *, now: datetime) -> str:
+def status_json(
+    rows: Iterable[StatusRow],
+    *,
+    now: datetime,
+    histories: Mapping[str, HistorySummary] = MappingProxyType({}),
+) -> str:
     """Return the ``status --json`` document (schema :data:`STATUS_SCHEMA`, see docs/cli.md).
 
     Args:
         rows: Each source's state and status, in the order to show.
         now: The time the statuses were computed for.
+        histories: Each source's history summary by key; ``history`` is ``null`` without one.
     """
     document = {
         "schema": STATUS_SCHEMA,
         "generated_at": now.isoformat(),
-        "sources": [_source_json(state, status, now) for state, status in rows],
+        "sources": [
+            _source_json(state, status, now, histories.get(state.key)) for state, status in rows
+        ],
     }
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
@@ -348,3 +378,56 @@ def rejected_json(key: str, records: Sequence[RejectedRecord]) -> str:
     """
     document = {"key": key, "rejected": [_rejected_entry(record) for record in records]}
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def history_text(key: str, entries: Sequence[CycleEntry], *, zone: str | tzinfo = "UTC") -> str:
+    """Return a source's cycles, newest first: one line each, and its error beneath.
+
+    Args:
+        key: The source.
+        entries: Its cycle entries, newest first.
+        zone: The display zone of the start times.
+    """
+    if not entries:
+        return f"{terminal_safe(key)}: no cycles recorded\n"
+    lines = [f"{terminal_safe(key)}: {plural(len(entries), 'cycle')}, newest first"]
+    for entry in entries:
+        lines.append(
+            f"{exact_time(entry.started, zone)}  {entry.outcome.value}: {_counts_text(entry)} "
+            f"(generation {entry.generation}, {terminal_safe(entry.worker)})"
+        )
+        if entry.error is not None:
+            lines.append(f"  error: {terminal_safe(f'{entry.error_class}: {entry.error}')}")
+        if entry.retry_at is not None:
+            lines.append(f"  the source asked to wait until {exact_time(entry.retry_at, zone)}")
+    return "\n".join(lines) + "\n"
+
+
+def _entry_json(entry: CycleEntry) -> dict[str, Any]:
+    skew, retry_at = entry.clock_skew, entry.retry_at
+    return {
+        "source_key": entry.source_key,
+        "outcome": entry.outcome.value,
+        "started": entry.started.isoformat(),
+        "ended": entry.ended.isoformat(),
+        "duration_seconds": entry.duration.total_seconds(),
+        "generation": entry.generation,
+        "worker": entry.worker,
+        "pages": entry.pages,
+        "fetched": entry.fetched,
+        "applied": entry.applied,
+        "already_applied": entry.already_applied,
+        "rejected": entry.rejected,
+        "swept": entry.swept,
+        "error_class": entry.error_class,
+        "error": entry.error,
+        "retry_at": None if retry_at is None else retry_at.isoformat(),
+        "clock_skew_seconds": None if skew is None else skew.total_seconds(),
+    }
+
+
+def history_json(entries: Sequence[CycleEntry]) -> str:
+    """Return a source's cycles as a JSON array, newest first (see docs/cli.md for the fields)."""
+    return (
+        json.dumps([_entry_json(entry) for entry in entries], indent=2, ensure_ascii=False) + "\n"
+    )
