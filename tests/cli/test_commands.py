@@ -36,6 +36,7 @@ SOURCE_FIELDS = {
     "last_cycle_rejected",
     "count_check",
     "lease",
+    "history",
 }
 
 
@@ -159,7 +160,7 @@ def test_cancel_resume_and_reset_change_the_state_and_exit_0(
     assert capsys.readouterr().out.startswith("acme: completed: 300 fetched, 300 applied")
 
 
-@pytest.mark.parametrize("command", ["reset", "cancel", "resume", "rejected"])
+@pytest.mark.parametrize("command", ["reset", "cancel", "resume", "rejected", "history"])
 def test_an_unknown_key_exits_2_naming_the_known_sources(
     config: Path, capsys: pytest.CaptureFixture[str], command: str
 ) -> None:
@@ -211,7 +212,9 @@ def test_rejected_lists_the_records_set_aside_with_their_reasons(
     assert capsys.readouterr().out == "acme: no records set aside\n"
 
 
-@pytest.mark.parametrize("command", ["run", "status", "reset", "cancel", "resume", "rejected"])
+@pytest.mark.parametrize(
+    "command", ["run", "status", "reset", "cancel", "resume", "rejected", "history"]
+)
 def test_every_command_has_help_with_examples_and_exit_codes(
     command: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
