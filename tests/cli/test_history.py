@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ from incsync.errors import TransientSourceError
 from incsync.integrations.cli import main
 from incsync.stores.sqlite import SQLiteStore
 from incsync.timestamps import utc_now
-from tests.cli.support import incsync, write_config
+from tests.cli.support import ROOT, incsync, write_config
 
 ENTRY_FIELDS = {
     "source_key",
@@ -129,3 +130,14 @@ def test_status_sums_up_the_latest_cycles_in_json_and_hover(
     [acme] = json.loads(capsys.readouterr().out)["sources"]
     assert acme["history"] == {"cycles": 3, "completed": 2, "failed": 1, "interrupted": 0}
     assert "Last 3 cycles: 2 completed, 1 failed." in acme["hover"]
+
+
+def test_the_documented_fields_are_the_printed_ones() -> None:
+    """docs/cli.md names every field of an entry of ``history --json``, and no other."""
+    text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    section = text[text.index("### `incsync history`") :]
+    start = section.index("| field | meaning |")
+    table = section[start : section.index("\n\n", start)]
+    documented = set(re.findall(r"^\| (.+?) \|", table, flags=re.MULTILINE)[1:])
+    names = {name for cell in documented for name in re.findall(r"`(\w+)`", cell)}
+    assert names == ENTRY_FIELDS
