@@ -370,12 +370,29 @@ class SyncMachine(RuleBasedStateMachine):
             return Outcome.SKIPPED_RUNNING
         return None
 
+    def _history_length(self) -> int:
+        return len(self.state_store.history(KEY))
+
     def _run(self) -> CycleResult:
         expected_skip = self._expected_skip()
         expected_gap = self._gap_expected()
+        recorded = self._history_length()
         result = self.engine.run_cycle(KEY, self.connector)
         self.during_cycle.clear()
         self.plan.disarm()
+        # One worker: its cycle that ran wrote its final state, and its entry with it.
+        history = self.state_store.history(KEY)
+        assert len(history) == recorded + (not result.outcome.skipped)
+        if not result.outcome.skipped:
+            newest = history[0]
+            assert newest.outcome is result.outcome
+            assert (newest.pages, newest.fetched, newest.applied, newest.rejected) == (
+                result.pages,
+                result.fetched,
+                result.applied,
+                result.rejected,
+            )
+            assert (newest.error_class, newest.error) == (result.error_class, result.error)
         if expected_skip is not None:
             assert result.outcome is expected_skip
         elif expected_gap:
@@ -442,10 +459,12 @@ class SyncMachine(RuleBasedStateMachine):
         expected_skip = self._expected_skip()
         expected_gap = self._gap_expected()
         self.plan.arm(point, countdown, SimulatedCrash())
+        recorded = self._history_length()
         try:
             result = self.engine.run_cycle(KEY, self.connector)
         except SimulatedCrash:
             assert expected_skip is None
+            assert self._history_length() == recorded  # no final state, no entry
             self.reset_since_check |= expected_gap
             return
         finally:
