@@ -6,10 +6,12 @@ import inspect
 import sys
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from incsync import ApplyResult, Outcome, Record, SQLiteStore, Transaction
+from incsync.connectors import InMemorySource
+from incsync.connectors.memory import iso_timestamp
 from incsync.history import CycleEntry
 from incsync.protocols import TransactionSink
 from incsync.stores.postgres import PostgresStore
@@ -20,12 +22,34 @@ __all__ = [
     "StallingStore",
     "Store",
     "entry_of",
+    "on_page",
+    "records_before",
     "recursion_limit",
     "transactions_by_id",
 ]
 
 Store = InMemoryStore | SQLiteStore | PostgresStore
 """A built-in store: state store, transaction sink and atomic page committer in one."""
+
+
+def records_before(now: datetime, count: int = 300) -> InMemorySource:
+    """Return a source of ``count`` records ``r0000``…, a second apart, the last an hour before
+    ``now``."""
+    source = InMemorySource()
+    for number in range(count):
+        at = now - timedelta(hours=1, seconds=count - number)
+        source.put({"id": f"r{number:04d}", "updated_at": iso_timestamp(at)})
+    return source
+
+
+def on_page(page: int, act: Callable[[], object]) -> Callable[[int], None]:
+    """Return a ``before_page`` hook that runs ``act`` while page ``page`` (from 0) is read."""
+
+    def hook(number: int) -> None:
+        if number == page:
+            act()
+
+    return hook
 
 
 def entry_of(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -40,7 +40,7 @@ from incsync.stores import _postgres_sql as postgres_sql
 from incsync.stores import sqlite as sqlite_module
 from incsync.stores.postgres import PostgresStore
 from incsync.testing import ManualClock
-from tests.helpers import Store, entry_of
+from tests.helpers import Store, entry_of, on_page, records_before
 from tests.stores.postgres_server import CONNINFO
 
 NOW = datetime(2026, 11, 13, 9, 41, 7, tzinfo=timezone.utc)
@@ -49,11 +49,7 @@ SECRET = "sk_live_SENTINEL_9c1f"
 
 
 def _source(count: int = 300) -> InMemorySource:
-    source = InMemorySource()
-    for number in range(count):
-        at = NOW - timedelta(hours=1, seconds=count - number)
-        source.put({"id": f"r{number:04d}", "updated_at": iso_timestamp(at)})
-    return source
+    return records_before(NOW, count)
 
 
 def _engine(store: Store, clock: ManualClock) -> SyncEngine:
@@ -77,14 +73,6 @@ class Failing(BaseConnector):
 
     def secrets(self) -> list[str]:
         return [SECRET]
-
-
-def _on_page(page: int, act: Callable[[], object]) -> Callable[[int], None]:
-    def hook(number: int) -> None:
-        if number == page:
-            act()
-
-    return hook
 
 
 def _same_as_result(entry: CycleEntry, result: CycleResult) -> None:
@@ -125,19 +113,19 @@ def test_every_way_a_cycle_ends_is_kept_newest_first_and_a_skipped_cycle_is_not(
         return result
 
     stop = threading.Event()
-    run(InMemoryConnector(source, page_size=100, before_page=_on_page(0, stop.set)), stop)
-    slow_page = _on_page(1, lambda: clock.advance(timedelta(seconds=3)))
+    run(InMemoryConnector(source, page_size=100, before_page=on_page(0, stop.set)), stop)
+    slow_page = on_page(1, lambda: clock.advance(timedelta(seconds=3)))
     run(InMemoryConnector(source, page_size=100, before_page=slow_page))
     run(Failing(TransientSourceError(f"HTTP 503 from https://api.example.com/?key={SECRET}")))
     retry_at = clock() + timedelta(minutes=30)
     run(Failing(RateLimitedError("429 Too Many Requests", retry_at=retry_at)))
     clock.set(retry_at)
-    cancel = _on_page(0, lambda: engine.cancel(KEY))
+    cancel = on_page(0, lambda: engine.cancel(KEY))
     run(InMemoryConnector(source, page_size=100, before_page=cancel))
     skipped = engine.run_cycle(KEY, InMemoryConnector(source))
     assert skipped.outcome is Outcome.SKIPPED_CANCELLED
     engine.resume(KEY)
-    reset = _on_page(0, lambda: engine.reset(KEY))
+    reset = on_page(0, lambda: engine.reset(KEY))
     run(InMemoryConnector(source, page_size=100, before_page=reset))
     run(Failing(SourceError("the change log expired", resync_required=True)))
 
