@@ -392,3 +392,22 @@ def test_summarize_counts_completed_failed_and_interrupted() -> None:
     assert summary == HistorySummary(completed=2, failed=1, interrupted=3)
     assert summary.cycles == 6
     assert summarize([]) == HistorySummary()
+
+
+def test_a_sqlite_file_of_schema_5_gains_the_history_when_opened(tmp_path: Path) -> None:
+    """A file written before the history existed is upgraded on open; its sources are kept."""
+    path = tmp_path / "old.db"
+    with SQLiteStore(path) as store:
+        store.reset("acme/old")
+        connection = store._connection()
+        connection.execute("DROP TABLE incsync_cycles")
+        connection.execute("UPDATE incsync_meta SET value = '5' WHERE name = 'schema_version'")
+    with SQLiteStore(path) as store:
+        assert store.load("acme/old").generation == 1
+        assert store.history(KEY) == []
+        _write(store, NOW, 7)
+        assert [entry.applied for entry in store.history(KEY)] == [7]
+        version = store._connection().execute(
+            "SELECT value FROM incsync_meta WHERE name = 'schema_version'"
+        )
+        assert version.fetchone()[0] == str(sqlite_module.SCHEMA_VERSION) == "6"
