@@ -7,7 +7,7 @@ transaction keeps the cycle's :class:`CycleEntry`:
 * a failed one, and one whose source had to be reset to be re-read whole, with
   :meth:`~incsync.protocols.StateStore.fail_cycle`;
 * one interrupted at a durable page by a cancel or the host's ``stop``, or stopped by a reset
-  made while it ran, with :meth:`~incsync.protocols.StateStore.interrupt_cycle`.
+  (or a rewind) made while it ran, with :meth:`~incsync.protocols.StateStore.interrupt_cycle`.
 
 So the history holds a cycle exactly when its final state was written, with the outcome
 :meth:`~incsync.engine.SyncEngine.run_cycle` returned. A skipped cycle did nothing and has no

@@ -155,6 +155,9 @@ class Stepping:
     def reset(self, *args: Any, **kwargs: Any) -> Any:
         return self._call("reset", *args, **kwargs)
 
+    def rewind(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call("rewind", *args, **kwargs)
+
     def cancel(self, *args: Any, **kwargs: Any) -> Any:
         return self._call("cancel", *args, **kwargs)
 
