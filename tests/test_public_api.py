@@ -24,11 +24,14 @@ EXPORTED = [
     "Connector",
     "CountCheck",
     "Cursor",
+    "CycleEntry",
     "CycleProgress",
     "CycleResult",
     "DueSource",
     "ErrorInfo",
     "GenerationChangedError",
+    "HistoryRetention",
+    "HistorySummary",
     "InMemoryStore",
     "IncsyncError",
     "Lease",
@@ -75,6 +78,7 @@ EXPORTED = [
     "run_due",
     "status_of",
     "statuses_of",
+    "summarize",
     "time_text",
 ]
 

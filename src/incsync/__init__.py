@@ -25,6 +25,7 @@ from incsync.errors import (
     StoreError,
     TransientSourceError,
 )
+from incsync.history import CycleEntry, HistoryRetention, HistorySummary, summarize
 from incsync.humanize import TimeText, exact_time, relative_time, time_text
 from incsync.policy import SyncPolicy
 from incsync.protocols import (
@@ -81,11 +82,14 @@ __all__ = [
     "Connector",
     "CountCheck",
     "Cursor",
+    "CycleEntry",
     "CycleProgress",
     "CycleResult",
     "DueSource",
     "ErrorInfo",
     "GenerationChangedError",
+    "HistoryRetention",
+    "HistorySummary",
     "InMemoryStore",
     "IncsyncError",
     "Lease",
@@ -132,5 +136,6 @@ __all__ = [
     "run_due",
     "status_of",
     "statuses_of",
+    "summarize",
     "time_text",
 ]

@@ -19,6 +19,8 @@ The whole algorithm is :meth:`SyncEngine.run_cycle`:
    cycle re-reads everything; so is one whose deletes may have expired unread, or whose counts
    keep disagreeing (with ``SyncPolicy.reconcile_drift``).
 6. However the cycle ends (even by ``KeyboardInterrupt``), it gives its lease up when it can.
+   The write that records how it ended (completed, failed, interrupted) also keeps its entry in
+   the source's history (:mod:`incsync.history`), in the same transaction.
 
 Every decision is a pure function in :mod:`incsync.cursor`, :mod:`incsync.state` or
 :mod:`incsync.policy` (what a failure means: :func:`~incsync.policy.decide_failure`); this module
@@ -33,7 +35,7 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -47,6 +49,7 @@ from incsync.errors import (
     LeaseLostError,
     SourceError,
 )
+from incsync.history import CycleEntry, cycle_entry
 from incsync.humanize import duration_text, plural
 from incsync.policy import (
     FailureDecision,
@@ -104,6 +107,10 @@ class _Tally:
     swept: int = 0
     total: int | None = None
     counted: CountCheck | None = None
+
+
+_Ending = Callable[[Outcome], CycleEntry]
+"""Returns the history entry of the running cycle, ending now with the given outcome."""
 
 
 def _interruption(current: SourceState, stop: threading.Event | None) -> Outcome | None:
@@ -192,6 +199,19 @@ class SyncEngine:
     def rejected(self, source_key: str) -> Sequence[RejectedRecord]:
         """Return the records set aside for the source, with their reasons."""
         return self.store.list_rejected(check_source_key(source_key))
+
+    def history(self, source_key: str, limit: int | None = None) -> Sequence[CycleEntry]:
+        """Return the source's cycles the store keeps, newest first (see :mod:`incsync.history`).
+
+        Args:
+            source_key: The source.
+            limit: At most this many (the newest); ``None`` for every one kept.
+
+        Raises:
+            ConfigurationError: ``source_key`` cannot name a source, or ``limit`` is not an
+                integer of at least 1 or ``None``.
+        """
+        return self.store.history(check_source_key(source_key), limit)
 
     def reset(self, source_key: str) -> SourceState:
         """Make the next cycle re-read and re-apply every record; deletes no transaction.
@@ -321,12 +341,24 @@ class SyncEngine:
                 error_class=None if error is None else type(error).__name__,
             )
 
+        def ending(
+            outcome: Outcome, error: Exception | None = None, retry_at: datetime | None = None
+        ) -> CycleEntry:
+            # Made from the result, so the history says what run_cycle reports.
+            return cycle_entry(
+                result(outcome, None, error),
+                generation=state.generation,
+                worker=lease.holder,
+                ended=self._now(),
+                retry_at=retry_at,
+            )
+
         try:
             outcome, cursor = self._read_and_apply(
-                state, connector, lease, started, tally, on_progress, clock_start, stop
+                state, connector, lease, started, tally, on_progress, clock_start, stop, ending
             )
         except GenerationChangedError as error:
-            self.store.release_lease(source_key, lease)
+            self._record_interruption(ending(Outcome.INTERRUPTED_RESET, error), lease)
             logger.info("source %s: cycle stopped by a reset or a rewind", source_key)
             return result(Outcome.INTERRUPTED_RESET, self.store.load(source_key).cursor, error)
         except Exception as error:  # noqa: BLE001 - any failure of a source must be recorded, not raised
@@ -336,9 +368,11 @@ class SyncEngine:
             try:
                 decision = decide_failure(error, self.policy, self._now(), connector.secrets())
                 if decision.reset:
-                    reset = self._reset_for_resync(state, lease, decision)
+                    entry = ending(Outcome.INTERRUPTED_RESET, error, decision.retry_at)
+                    reset = self._reset_for_resync(state, lease, decision, entry)
                     return result(Outcome.INTERRUPTED_RESET, reset.cursor, error)
-                failed = self._record_failure(state, lease, decision)
+                entry = ending(Outcome.FAILED, error, decision.retry_at)
+                failed = self._record_failure(state, lease, decision, entry)
             except BaseException:
                 # The failure could not be recorded (a store error, or an exception the connector
                 # built wrongly); the caller gets that error, and the source is not left looking
@@ -369,6 +403,16 @@ class SyncEngine:
         )
         return finished
 
+    def _record_interruption(self, entry: CycleEntry, lease: Lease) -> None:
+        """Record a cycle that ended early, with its entry, and give its lease up.
+
+        A lease taken over meanwhile records nothing: the new holder's cycle is the one recorded.
+        """
+        try:
+            self.store.interrupt_cycle(entry.source_key, lease, entry)
+        except LeaseLostError:
+            logger.info("source %s: lease taken over; this cycle is not recorded", entry.source_key)
+
     def _give_up_lease(self, source_key: str, lease: Lease) -> None:
         """Release the lease of a cycle that is being abandoned, if the store still can."""
         try:
@@ -386,6 +430,7 @@ class SyncEngine:
         on_progress: ProgressCallback | None,
         clock_start: float,
         stop: threading.Event | None,
+        ending: _Ending,
     ) -> tuple[Outcome, Cursor | None]:
         key, generation = state.key, state.generation
         resync = self._resync_reason(state, connector, started)
@@ -420,7 +465,7 @@ class SyncEngine:
                 self._report(on_progress, key, tally, clock_start)
             interrupted = _interruption(current, stop)
             if interrupted is not None:
-                self.store.release_lease(key, lease)
+                self._record_interruption(ending(interrupted), lease)
                 logger.info("source %s: cycle %s after a durable page", key, interrupted.value)
                 return interrupted, current.cursor
         final = advance(cursor, unordered_high, limit)
@@ -429,13 +474,15 @@ class SyncEngine:
             spared = {r.record_id for r in self.store.list_rejected(key) if r.record_id is not None}
             tally.swept = self.sink.sweep(key, generation, lease.token, spared)
         tally.counted = self._count_check(state, connector)
+        entry = ending(Outcome.COMPLETED)
         done = self.store.complete_cycle(
             key,
             lease,
             generation,
             Checkpoint(cursor=final, count_check=tally.counted),
-            self._now(),
+            entry.ended,
             tally.rejected,
+            entry,
         )
         return Outcome.COMPLETED, done.cursor
 
@@ -534,7 +581,7 @@ class SyncEngine:
             logger.exception("source %s: progress callback failed", key)
 
     def _reset_for_resync(
-        self, state: SourceState, lease: Lease, decision: FailureDecision
+        self, state: SourceState, lease: Lease, decision: FailureDecision, entry: CycleEntry
     ) -> SourceState:
         """Reset a source whose changes can no longer be read from its cursor; keep the reason.
 
@@ -556,18 +603,25 @@ class SyncEngine:
                 decision.error,
                 decision.stop_after,
                 decision.retry_at,
+                entry,
             )
         except LeaseLostError:
             return self.store.load(state.key)
 
     def _record_failure(
-        self, state: SourceState, lease: Lease, decision: FailureDecision
+        self, state: SourceState, lease: Lease, decision: FailureDecision, entry: CycleEntry
     ) -> SourceState:
         info = decision.error
         logger.warning("source %s: cycle failed: %s: %s", state.key, info.error_class, info.message)
         try:
             failed = self.store.fail_cycle(
-                state.key, lease, state.generation, info, decision.stop_after, decision.retry_at
+                state.key,
+                lease,
+                state.generation,
+                info,
+                decision.stop_after,
+                decision.retry_at,
+                entry,
             )
         except LeaseLostError:
             return self.store.load(state.key)

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from incsync.cursor import Window
+from incsync.history import CycleEntry
 from incsync.records import ApplyResult, Page, Record, RejectedRecord
 from incsync.results import CycleProgress
 from incsync.state import Checkpoint, ErrorInfo, Lease, SourceState
@@ -225,8 +226,14 @@ class StateStore(Protocol):
         checkpoint: Checkpoint,
         now: datetime,
         rejected_in_cycle: int,
+        entry: CycleEntry,
     ) -> SourceState:
-        """Record a completed cycle (see :func:`incsync.state.complete`)."""
+        """Record a completed cycle (see :func:`incsync.state.complete`) and keep its ``entry``.
+
+        The entry is kept in the same transaction as the state, and only if the state is
+        written; the source's older entries are pruned by the store's retention there too (see
+        :mod:`incsync.history`).
+        """
         ...
 
     def fail_cycle(
@@ -237,8 +244,26 @@ class StateStore(Protocol):
         error: ErrorInfo,
         stop_after: int,
         retry_at: datetime | None,
+        entry: CycleEntry,
     ) -> SourceState:
-        """Record a failed cycle (see :func:`incsync.state.fail`)."""
+        """Record a failed cycle (see :func:`incsync.state.fail`) and keep its ``entry``.
+
+        The entry is kept as :meth:`complete_cycle` keeps one.
+        """
+        ...
+
+    def interrupt_cycle(self, source_key: str, lease: Lease, entry: CycleEntry) -> SourceState:
+        """Record a cycle that ended early (see :func:`incsync.state.interrupt`) and its ``entry``.
+
+        The entry is kept as :meth:`complete_cycle` keeps one.
+
+        Raises:
+            LeaseLostError: The caller no longer holds the lease (nothing is written).
+        """
+        ...
+
+    def history(self, source_key: str, limit: int | None = None) -> Sequence[CycleEntry]:
+        """Return the source's kept cycle entries, newest first, at most ``limit`` of them."""
         ...
 
     def reset(self, source_key: str) -> SourceState:

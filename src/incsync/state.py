@@ -41,6 +41,7 @@ __all__ = [
     "counted",
     "fail",
     "held_lease",
+    "interrupt",
     "new_state",
     "release",
     "renew",
@@ -590,6 +591,20 @@ def fail(
         not_before=_newest(state.not_before, retry_at),
     )
     return release(failed, lease)
+
+
+def interrupt(state: SourceState, lease: Lease) -> SourceState:
+    """Record a cycle that ended before completing (a cancel, a stop, a reset): give its lease up.
+
+    Its durable pages keep their checkpoints; nothing else changes. Unlike :func:`release`, it
+    refuses a lease that was taken over, so a store writes nothing for it (its cycle entry
+    included).
+
+    Raises:
+        LeaseLostError: Another worker took the lease over.
+    """
+    _check_holder(state, lease)
+    return release(state, lease)
 
 
 def reset(state: SourceState) -> SourceState:

@@ -38,6 +38,7 @@ SOURCE_FIELDS = {
     "last_cycle_rejected",
     "count_check",
     "lease",
+    "history",
 }
 
 
@@ -161,7 +162,7 @@ def test_cancel_resume_and_reset_change_the_state_and_exit_0(
     assert capsys.readouterr().out.startswith("acme: completed: 300 fetched, 300 applied")
 
 
-@pytest.mark.parametrize("command", ["reset", "cancel", "resume", "rejected"])
+@pytest.mark.parametrize("command", ["reset", "cancel", "resume", "rejected", "history"])
 def test_an_unknown_key_exits_2_naming_the_known_sources(
     config: Path, capsys: pytest.CaptureFixture[str], command: str
 ) -> None:
@@ -213,7 +214,18 @@ def test_rejected_lists_the_records_set_aside_with_their_reasons(
     assert capsys.readouterr().out == "acme: no records set aside\n"
 
 
-COMMANDS = ["run", "status", "check", "cursor", "reset", "cancel", "resume", "unlock", "rejected"]
+COMMANDS = [
+    "run",
+    "status",
+    "check",
+    "cursor",
+    "reset",
+    "cancel",
+    "resume",
+    "unlock",
+    "rejected",
+    "history",
+]
 
 
 def test_the_help_tests_cover_every_command() -> None:

@@ -36,7 +36,7 @@ from incsync.records import supersedes
 from incsync.state import acquire
 from incsync.stores.sqlite import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from incsync.testing import InMemoryStore
-from tests.helpers import Store, transactions_by_id
+from tests.helpers import Store, entry_of, transactions_by_id
 from tests.json_values import json_payloads, respelled
 from tests.strategies import cursors, record_ids, records, utc_datetimes
 
@@ -140,7 +140,7 @@ def test_marks_are_kept_moved_only_forward_and_forgotten_by_a_reset(store: Store
     store.save_checkpoint(KEY, lease, 0, older, NOW, TTL)
     assert dict(store.load(KEY).marks) == {"deletes": NOW, "events": NOW}
     later = Checkpoint(cursor=None, marks={"deletes": NOW + timedelta(seconds=1)})
-    done = store.complete_cycle(KEY, lease, 0, later, NOW, 0)
+    done = store.complete_cycle(KEY, lease, 0, later, NOW, 0, entry_of(KEY, NOW))
     assert done.marks["deletes"] == NOW + timedelta(seconds=1)
     assert store.load(KEY) == done
     assert dict(store.reset(KEY).marks) == {}

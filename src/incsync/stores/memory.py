@@ -10,6 +10,12 @@ import attrs
 
 from incsync.content import content_digest
 from incsync.errors import BadRecordError
+from incsync.history import (
+    DEFAULT_HISTORY_RETENTION,
+    CycleEntry,
+    HistoryRetention,
+    retained,
+)
 from incsync.records import (
     ApplyResult,
     Record,
@@ -40,11 +46,16 @@ class InMemoryStore(StateStoreBase):
     It is a :class:`~incsync.protocols.StateStore`, a :class:`~incsync.protocols.TransactionSink`
     and a :class:`~incsync.protocols.TokenStore`, and commits a page with its checkpoint
     atomically, exactly like the SQLite store, so tests written against it hold for the real one.
+
+    Args:
+        history_retention: How many cycle entries to keep per source, and for how long.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, history_retention: HistoryRetention = DEFAULT_HISTORY_RETENTION) -> None:
+        self.history_retention = history_retention
         self._lock = threading.RLock()
         self._states: dict[str, SourceState] = {}
+        self._cycles: dict[str, list[CycleEntry]] = {}  # each source's entries, newest first
         self._transactions: dict[str, dict[str, Transaction]] = {}
         self._rejected: dict[str, dict[str, RejectedRecord]] = {}
         self._fences: dict[str, int] = {}  # the highest lease token that wrote each source
@@ -68,6 +79,10 @@ class InMemoryStore(StateStoreBase):
         with self._lock:
             return list(self._rejected.get(source_key, {}).values())
 
+    def _history(self, source_key: str, limit: int | None) -> Sequence[CycleEntry]:
+        with self._lock:
+            return self._cycles.get(source_key, [])[:limit]
+
     def _update(
         self,
         source_key: str,
@@ -75,6 +90,7 @@ class InMemoryStore(StateStoreBase):
         rejected: Sequence[RejectedRecord] = (),
         now: datetime | None = None,
         forget_rejected: bool = False,
+        entry: CycleEntry | None = None,
     ) -> SourceState:
         with self._lock:
             updated = change(self.load(source_key))
@@ -82,7 +98,20 @@ class InMemoryStore(StateStoreBase):
             if forget_rejected:
                 self._rejected.pop(source_key, None)
             self._keep_rejected(source_key, rejected, now)
+            if entry is not None:
+                self._keep_entry(entry)
             return updated
+
+    def _keep_entry(self, entry: CycleEntry) -> None:
+        entries = self._cycles.get(entry.source_key, [])
+        # Newest first: after the entries that started later, before those that started with it
+        # or earlier (written before it, so older), as the SQL stores order by start, then row.
+        at = next(
+            (place for place, kept in enumerate(entries) if kept.started <= entry.started),
+            len(entries),
+        )
+        entries = [*entries[:at], entry, *entries[at:]]
+        self._cycles[entry.source_key] = retained(entries, self.history_retention, entry.started)
 
     def _keep_rejected(
         self, source_key: str, rejected: Sequence[RejectedRecord], now: datetime | None

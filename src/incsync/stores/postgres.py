@@ -33,6 +33,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from incsync.errors import ConfigurationError, LeaseLostError, StoreError
+from incsync.history import DEFAULT_HISTORY_RETENTION, CycleEntry, HistoryRetention
 from incsync.policy import positive_duration
 from incsync.records import SWEPT, ApplyResult, Record, RejectedRecord, Transaction
 from incsync.redaction import redact
@@ -52,7 +53,14 @@ from incsync.stores._postgres_connect import (
     connect_timeout_missing,
     refusal_message,
 )
-from incsync.stores._postgres_rows import escaped, state_from_row, state_params, transaction_rows
+from incsync.stores._postgres_rows import (
+    cycle_from_row,
+    cycle_row,
+    escaped,
+    state_from_row,
+    state_params,
+    transaction_rows,
+)
 from incsync.tokens import SealedTokens
 
 try:
@@ -119,6 +127,7 @@ class PostgresStore(StateStoreBase):
             own pool before it fails with ``StoreError`` instead of hanging a worker.
         pool_timeout: How long a call waits for a free (or new) connection of the store's own
             pool.
+        history_retention: How many cycle entries to keep per source, and for how long.
 
     Raises:
         ConfigurationError: psycopg is not installed, or an argument is invalid. Creating the
@@ -136,6 +145,7 @@ class PostgresStore(StateStoreBase):
         max_size: int = 4,
         statement_timeout: timedelta = timedelta(seconds=30),
         pool_timeout: timedelta = timedelta(seconds=30),
+        history_retention: HistoryRetention = DEFAULT_HISTORY_RETENTION,
     ) -> None:
         _require_driver()
         sql.quoted_schema(schema)  # refuse a bad name now, not at the first call
@@ -147,6 +157,7 @@ class PostgresStore(StateStoreBase):
         positive_duration.check("statement_timeout", statement_timeout)
         positive_duration.check("pool_timeout", pool_timeout)
         self.schema = schema
+        self.history_retention = history_retention
         self._schema_ready = False
         self._secrets: list[str] = []
         self._params: dict[str, Any] = {}
@@ -425,6 +436,12 @@ class PostgresStore(StateStoreBase):
                 ],
             )
 
+    def _history(self, source_key: str, limit: int | None) -> Sequence[CycleEntry]:
+        with self._transaction(f"read the cycle history of {source_key!r}") as cursor:
+            cursor.execute(self._sql(sql.READ_CYCLES), (source_key, limit))
+            rows = cursor.fetchall()
+        return [cycle_from_row(row) for row in rows]
+
     def _update(
         self,
         source_key: str,
@@ -432,6 +449,7 @@ class PostgresStore(StateStoreBase):
         rejected: Sequence[RejectedRecord] = (),
         now: datetime | None = None,
         forget_rejected: bool = False,
+        entry: CycleEntry | None = None,
     ) -> SourceState:
         with self._transaction(f"update the state of {source_key!r}") as cursor:
             stored = self._locked_state(cursor, source_key, create=True)
@@ -440,7 +458,24 @@ class PostgresStore(StateStoreBase):
             if forget_rejected:
                 cursor.execute(self._sql(sql.DELETE_REJECTED), (source_key,))
             self._keep_rejected(cursor, source_key, rejected, now)
+            if entry is not None:
+                self._keep_entry(cursor, entry)
         return updated
+
+    def _keep_entry(self, cursor: StoreCursor, entry: CycleEntry) -> None:
+        """Keep a cycle's entry and prune its source's history, in the caller's transaction.
+
+        The source's state row is locked by then, so two writers never prune one source at once.
+        """
+        cursor.execute(self._sql(sql.SAVE_CYCLE), cycle_row(entry))
+        retention, key = self.history_retention, entry.source_key
+        oldest = retention.oldest_start(entry.started)
+        if oldest is not None:
+            cursor.execute(self._sql(sql.PRUNE_CYCLES_BY_AGE), (key, oldest))
+        if retention.max_cycles is not None:
+            cursor.execute(
+                self._sql(sql.PRUNE_CYCLES_BY_COUNT), (key, key, retention.max_cycles - 1)
+            )
 
     # -- transaction sink --------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 ``incsync run`` runs the due cycles (once, or until stopped), ``incsync status`` shows
 every source's status as a table, JSON or an HTML page, ``incsync check`` tries each source's
 credentials with one read, and ``cursor``, ``reset`` (``--since``: a rewind), ``cancel``,
-``resume``, ``unlock`` and ``rejected`` act on one source. The reference, with the config file's
+``resume``, ``unlock``, ``rejected`` and ``history`` act on one source. The reference, with the
+config file's
 format and the exit codes, is docs/cli.md; :func:`main` is also callable from Python with a list
 of arguments.
 
@@ -32,6 +33,7 @@ from incsync.integrations.cli._commands import (
     EXIT_USAGE,
     change_command,
     cursor_command,
+    history_command,
     rejected_command,
     status_command,
     unlock_command,
@@ -96,6 +98,8 @@ def _dispatch(args: argparse.Namespace, config: Config, secrets: list[str]) -> i
         return status_command(args, config, sys.stdout)
     if args.command == "rejected":
         return rejected_command(args, config, sys.stdout)
+    if args.command == "history":
+        return history_command(args, config, sys.stdout)
     if args.command == "unlock":
         return unlock_command(args, config, (sys.stdout, sys.stderr))
     if args.command == "cursor":

@@ -1,7 +1,7 @@
 """The commands that read or change stored state: status, cursor, reset, cancel, resume and more.
 
-They are ``status``, ``cursor``, ``reset`` (and its rewind), ``cancel``, ``resume``, ``unlock``
-and ``rejected``.
+They are ``status``, ``cursor``, ``reset`` (and its rewind), ``cancel``, ``resume``, ``unlock``,
+``rejected`` and ``history``.
 
 None of them calls a source, so none needs a source's credentials: they open the store named in
 the config file and nothing else.
@@ -20,12 +20,15 @@ import attrs
 
 from incsync.engine import SyncEngine, SyncPolicy
 from incsync.errors import ConfigurationError
+from incsync.history import SUMMARY_CYCLES, summarize
 from incsync.humanize import plural
 from incsync.integrations.cli._config import Config, ConfigFileError
 from incsync.integrations.cli._output import (
     cursor_json,
     cursor_text,
     errors_text,
+    history_json,
+    history_text,
     lease_text,
     leases_text,
     rejected_json,
@@ -53,6 +56,7 @@ __all__ = [
     "Store",
     "change_command",
     "cursor_command",
+    "history_command",
     "open_store",
     "rejected_command",
     "status_command",
@@ -163,9 +167,21 @@ def status_command(args: argparse.Namespace, config: Config, out: IO[str]) -> in
     policy = StatusPolicy.matching(SyncPolicy())
     with open_store(config) as store:
         states = _states(config, store)
+        histories = {
+            state.key: summarize(store.history(state.key, SUMMARY_CYCLES)) for state in states
+        }
     try:
         rows = [
-            (state, status_of(state, now=now, policy=_policy_of(policy, state.key), zone=args.zone))
+            (
+                state,
+                status_of(
+                    state,
+                    now=now,
+                    history=histories[state.key],
+                    policy=_policy_of(policy, state.key),
+                    zone=args.zone,
+                ),
+            )
             for state in states
         ]
     except ConfigurationError as error:
@@ -175,7 +191,7 @@ def status_command(args: argparse.Namespace, config: Config, out: IO[str]) -> in
         out.write(line)
         return state
     if args.json:
-        out.write(status_json(rows, now=now))
+        out.write(status_json(rows, now=now, histories=histories))
     elif args.html is not None:
         args.html.write_text(status_html(rows, now=now, title="Automated Import"), encoding="utf-8")
         out.write(f"{args.html}: status page of {plural(len(rows), 'source')} written\n")
@@ -279,4 +295,24 @@ def rejected_command(args: argparse.Namespace, config: Config, out: IO[str]) -> 
         _known_key(config, store, args.key)
         records = store.list_rejected(args.key)
     out.write(rejected_json(args.key, records) if args.json else rejected_text(args.key, records))
+    return EXIT_OK
+
+
+def history_command(args: argparse.Namespace, config: Config, out: IO[str]) -> int:
+    """Print one source's cycles, newest first, as text or JSON.
+
+    Raises:
+        ConfigFileError: The key names no source of the file or the store.
+        ConfigurationError: ``--zone`` is not an IANA time zone.
+    """
+    with open_store(config) as store:
+        _known_key(config, store, args.key)
+        entries = store.history(args.key, args.limit)
+    if args.json:
+        out.write(history_json(entries))
+        return EXIT_OK
+    try:
+        out.write(history_text(args.key, entries, zone=args.zone))
+    except ConfigurationError as error:
+        raise ConfigurationError(f"--zone: {error}") from None
     return EXIT_OK

@@ -1,4 +1,4 @@
-"""What the commands print: cycle results, the status table and JSON, cursors, set-aside records.
+"""What the commands print: cycle results, the status table and JSON, cursors, records, history.
 
 Every function here is pure (values in, text out), so the formats are tested without a terminal.
 The JSON document of ``incsync status --json`` is a stable interface for scripts; its schema is
@@ -14,13 +14,15 @@ import re
 import shlex
 import textwrap
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, tzinfo
+from types import MappingProxyType
 from typing import Any
 
 import attrs
 
 from incsync.cursor import Cursor
+from incsync.history import CycleEntry, HistorySummary
 from incsync.humanize import TimeText, exact_time, plural, time_text
 from incsync.records import RejectedRecord
 from incsync.redaction import redact
@@ -37,6 +39,8 @@ __all__ = [
     "cursor_json",
     "cursor_text",
     "errors_text",
+    "history_json",
+    "history_text",
     "lease_text",
     "leases_text",
     "rejected_command_line",
@@ -72,12 +76,7 @@ def result_text(result: CycleResult, secrets: Sequence[str] = ()) -> str:
     Returns:
         One line, and a second with the error for failed cycles.
     """
-    line = (
-        f"{terminal_safe(result.source_key)}: {result.outcome.value}: {result.fetched:,} fetched, "
-        f"{result.applied:,} applied, {result.already_applied:,} already applied, "
-        f"{result.rejected:,} set aside, {plural(result.pages, 'page')} in "
-        f"{result.duration.total_seconds():.2f}s"
-    )
+    line = f"{terminal_safe(result.source_key)}: {result.outcome.value}: {_counts_text(result)}"
     if result.error is not None:
         error = f"{result.error_class}: {redact(result.error, secrets)}"
         line += f"\n  error: {terminal_safe(error)}"
@@ -85,6 +84,15 @@ def result_text(result: CycleResult, secrets: Sequence[str] = ()) -> str:
         listing = terminal_safe(rejected_command_line(result.source_key))
         line += f"\n  set aside: {listing} lists them with the reasons"
     return line
+
+
+def _counts_text(cycle: CycleResult | CycleEntry) -> str:
+    """Say what a cycle read and wrote, and how long it took, as one run and its entry read."""
+    return (
+        f"{cycle.fetched:,} fetched, {cycle.applied:,} applied, "
+        f"{cycle.already_applied:,} already applied, {cycle.rejected:,} set aside, "
+        f"{plural(cycle.pages, 'page')} in {cycle.duration.total_seconds():.2f}s"
+    )
 
 
 def rejected_command_line(key: str) -> str:
@@ -319,6 +327,17 @@ def _count_json(check: CountCheck | None) -> dict[str, Any] | None:
     }
 
 
+def _history_json(summary: HistorySummary | None) -> dict[str, int] | None:
+    if summary is None:
+        return None
+    return {
+        "cycles": summary.cycles,
+        "completed": summary.completed,
+        "failed": summary.failed,
+        "interrupted": summary.interrupted,
+    }
+
+
 def _lease_json(state: SourceState, now: datetime) -> dict[str, Any] | None:
     lease = held_lease(state, now)
     if lease is None:
@@ -331,7 +350,9 @@ def _lease_json(state: SourceState, now: datetime) -> dict[str, Any] | None:
     }
 
 
-def _source_json(state: SourceState, status: SourceStatus, now: datetime) -> dict[str, Any]:
+def _source_json(
+    state: SourceState, status: SourceStatus, now: datetime, history: HistorySummary | None
+) -> dict[str, Any]:
     error = state.last_error
     return {
         "key": state.key,
@@ -356,6 +377,7 @@ def _source_json(state: SourceState, status: SourceStatus, now: datetime) -> dic
         "last_cycle_rejected": state.last_cycle_rejected,
         "count_check": _count_json(state.count_check),
         "lease": _lease_json(state, now),
+        "history": _history_json(history),
     }
 
 
@@ -402,17 +424,25 @@ def check_unknown(problem: str) -> str:
     return f"INCSYNC {CheckState.UNKNOWN.name} - {terminal_safe(problem)}\n"
 
 
-def status_json(rows: Iterable[StatusRow], *, now: datetime) -> str:
+def status_json(
+    rows: Iterable[StatusRow],
+    *,
+    now: datetime,
+    histories: Mapping[str, HistorySummary] = MappingProxyType({}),
+) -> str:
     """Return the ``status --json`` document (schema :data:`STATUS_SCHEMA`, see docs/cli.md).
 
     Args:
         rows: Each source's state and status, in the order to show.
         now: The time the statuses were computed for.
+        histories: Each source's history summary by key; ``history`` is ``null`` without one.
     """
     document = {
         "schema": STATUS_SCHEMA,
         "generated_at": now.isoformat(),
-        "sources": [_source_json(state, status, now) for state, status in rows],
+        "sources": [
+            _source_json(state, status, now, histories.get(state.key)) for state, status in rows
+        ],
     }
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
@@ -548,4 +578,57 @@ def rewound_text(state: SourceState, since: datetime) -> str:
     return (
         f"{terminal_safe(state.key)}: rewound to {since.isoformat()}: {where}, and re-applies "
         f"what it reads; nothing deleted, nothing swept (phase {state.phase.value})\n"
+    )
+
+
+def history_text(key: str, entries: Sequence[CycleEntry], *, zone: str | tzinfo = "UTC") -> str:
+    """Return a source's cycles, newest first: one line each, and its error beneath.
+
+    Args:
+        key: The source.
+        entries: Its cycle entries, newest first.
+        zone: The display zone of the start times.
+    """
+    if not entries:
+        return f"{terminal_safe(key)}: no cycles recorded\n"
+    lines = [f"{terminal_safe(key)}: {plural(len(entries), 'cycle')}, newest first"]
+    for entry in entries:
+        lines.append(
+            f"{exact_time(entry.started, zone)}  {entry.outcome.value}: {_counts_text(entry)} "
+            f"(generation {entry.generation}, {terminal_safe(entry.worker)})"
+        )
+        if entry.error is not None:
+            lines.append(f"  error: {terminal_safe(f'{entry.error_class}: {entry.error}')}")
+        if entry.retry_at is not None:
+            lines.append(f"  the source asked to wait until {exact_time(entry.retry_at, zone)}")
+    return "\n".join(lines) + "\n"
+
+
+def _entry_json(entry: CycleEntry) -> dict[str, Any]:
+    skew, retry_at = entry.clock_skew, entry.retry_at
+    return {
+        "source_key": entry.source_key,
+        "outcome": entry.outcome.value,
+        "started": entry.started.isoformat(),
+        "ended": entry.ended.isoformat(),
+        "duration_seconds": entry.duration.total_seconds(),
+        "generation": entry.generation,
+        "worker": entry.worker,
+        "pages": entry.pages,
+        "fetched": entry.fetched,
+        "applied": entry.applied,
+        "already_applied": entry.already_applied,
+        "rejected": entry.rejected,
+        "swept": entry.swept,
+        "error_class": entry.error_class,
+        "error": entry.error,
+        "retry_at": None if retry_at is None else retry_at.isoformat(),
+        "clock_skew_seconds": None if skew is None else skew.total_seconds(),
+    }
+
+
+def history_json(entries: Sequence[CycleEntry]) -> str:
+    """Return a source's cycles as a JSON array, newest first (see docs/cli.md for the fields)."""
+    return (
+        json.dumps([_entry_json(entry) for entry in entries], indent=2, ensure_ascii=False) + "\n"
     )

@@ -58,6 +58,7 @@ _COMMAND_EXIT_CODES = {
     "  1    a cycle holds the lease (without --force), or the store could not be used\n"
     f"{_USAGE}",
     "rejected": f"  0    the list was shown\n{_STORE}{_USAGE}",
+    "history": f"  0    the cycles were shown\n{_STORE}{_USAGE}",
 }
 
 
@@ -127,6 +128,16 @@ def _positive_seconds(text: str) -> float:
     if not seconds >= 0:
         raise argparse.ArgumentTypeError("seconds must be zero or more")
     return seconds
+
+
+def _positive_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError("the count must be 1 or more")
+    return count
 
 
 def _command(
@@ -340,4 +351,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rejected.add_argument("key", metavar="KEY", help="the source's key in the config file")
     rejected.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    history = _command(
+        commands,
+        "history",
+        "list a source's recent cycles, newest first: outcome, counts, duration, error",
+        "  incsync history --config sources.toml hubspot-acme\n"
+        "  incsync history --config sources.toml hubspot-acme --limit 24\n"
+        "  incsync history --config sources.toml hubspot-acme --json | jq '.[0].outcome'\n",
+        config,
+    )
+    history.add_argument("key", metavar="KEY", help="the source's key in the config file")
+    history.add_argument(
+        "--json", action="store_true", help="print a JSON array for scripts, newest first"
+    )
+    history.add_argument(
+        "--limit",
+        type=_positive_count,
+        metavar="N",
+        help="only the N newest cycles (default: every cycle the store keeps)",
+    )
+    history.add_argument(
+        "--zone", default="UTC", help="IANA time zone of the times shown (default: UTC)"
+    )
     return parser
