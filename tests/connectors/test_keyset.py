@@ -453,3 +453,36 @@ def test_a_row_that_cannot_be_built_is_set_aside_and_the_read_goes_on() -> None:
     assert len(reasons) == 2
     assert "out of range" in reasons[0]
     assert "expected a JSON object, got list" in reasons[1]
+
+
+def _counted_read(answers: list[Answer], total: int | None = None) -> list[Page]:
+    """Read two queries' answers (the second from where the first was cut)."""
+    queue = iter(answers)
+
+    def query(step: FromTime) -> Iterator[Answer]:
+        yield next(queue)
+
+    return list(
+        read_by_keyset(
+            None,
+            resolution=SECOND,
+            query=query,
+            read_tick=lambda step: iter(()),
+            build=FORMAT.record,
+            total=total,
+        )
+    )
+
+
+def test_the_read_s_first_answer_says_how_many_rows_the_whole_read_holds() -> None:
+    """Every page carries the first answer's total; later answers (re-queries from later ticks,
+    which count only what is left) change nothing, and neither does a first answer without one
+    when a later one has it. A total given to the read wins over any answer's."""
+    first = [{"id": str(n), "updated_at": (T0 + n * SECOND).isoformat()} for n in range(3)]
+    second = [{"id": "3", "updated_at": (T0 + 3 * SECOND).isoformat()}]
+    pages = _counted_read([Answer(first, more=True, total=4), Answer(second, False, total=2)])
+    assert [page.total for page in pages] == [4, 4]
+    pages = _counted_read([Answer(first, more=True), Answer(second, more=False, total=2)])
+    assert [page.total for page in pages] == [None, None]
+    pages = _counted_read([Answer(first, True, total=4), Answer(second, False, total=2)], total=9)
+    assert [page.total for page in pages] == [9, 9]
