@@ -22,9 +22,8 @@ from pathlib import Path
 import attrs
 
 from incsync._demo._steps import ACME_HUBSPOT, ACME_QUICKBOOKS, GLOBEX_QUICKBOOKS, Steps
-from incsync._demo._world import INVOICE
 from incsync.status import StatusColor
-from incsync.testing.fakes import FakeQuickBooks
+from incsync.testing.fakes._serve import hubspot_settings, quickbooks_settings, source_table
 from incsync.timestamps import utc_now
 
 __all__ = ["INITECH_HUBSPOT", "CommandSteps", "Ran", "config_text", "run_incsync"]
@@ -33,40 +32,6 @@ INITECH_HUBSPOT = "initech/hubspot-deals"
 """The source only the command syncs: a portal whose app token was revoked."""
 
 _INITECH_TOKEN = "INITECH_HUBSPOT_TOKEN"
-
-
-def _source(key: str, settings: Mapping[str, object]) -> list[str]:
-    # json.dumps writes a TOML basic string (and key) for every text the demo has.
-    return [
-        f"[sources.{json.dumps(key)}]",
-        *(f"{name} = {json.dumps(value)}" for name, value in settings.items()),
-        "",
-    ]
-
-
-def _quickbooks(key: str, fake: FakeQuickBooks, url: str, page_size: int, prefix: str) -> list[str]:
-    return _source(
-        key,
-        {
-            "type": "quickbooks",
-            "realm_id": fake.realm_id,
-            "entity": INVOICE,
-            "client_id": fake.client_id,
-            "client_secret_env": f"{prefix}_QUICKBOOKS_CLIENT_SECRET",
-            "refresh_token_env": f"{prefix}_QUICKBOOKS_REFRESH_TOKEN",
-            "page_size": page_size,
-            "include_deletes": True,
-            "base_url": url,
-            "token_url": f"{url}/oauth2/v1/tokens/bearer",
-        },
-    )
-
-
-def _hubspot(key: str, url: str, variable: str) -> list[str]:
-    return _source(
-        key,
-        {"type": "hubspot", "token_env": variable, "include_archived": True, "base_url": url},
-    )
 
 
 def config_text(steps: Steps, database: Path, urls: tuple[str, str, str, str]) -> str:
@@ -81,21 +46,29 @@ def config_text(steps: Steps, database: Path, urls: tuple[str, str, str, str]) -
         TOML naming every credential by an environment variable, never by value.
     """
     quickbooks, hubspot, globex, initech = urls
-    fakes, page_size = steps.fakes, steps.scale.page_size
-    return "\n".join(
-        [
-            "# The demo's sources and store, for the incsync command. The fake servers stopped",
-            "# with the demo: incsync status, rejected, reset... work on the store; incsync run",
-            "# would find no server.",
-            "[store]",
-            f"path = {json.dumps(database.name)}",
-            "",
-            *_hubspot(ACME_HUBSPOT, hubspot, "ACME_HUBSPOT_TOKEN"),
-            *_quickbooks(ACME_QUICKBOOKS, fakes.quickbooks, quickbooks, page_size, "ACME"),
-            *_quickbooks(GLOBEX_QUICKBOOKS, fakes.globex, globex, page_size, "GLOBEX"),
-            *_hubspot(INITECH_HUBSPOT, initech, _INITECH_TOKEN),
-        ]
-    )
+    fakes, page_size = steps.fakes, {"page_size": steps.scale.page_size}
+    sources = {
+        ACME_HUBSPOT: hubspot_settings(hubspot, "ACME_HUBSPOT_TOKEN"),
+        ACME_QUICKBOOKS: {
+            **quickbooks_settings(fakes.quickbooks, quickbooks, "ACME_QUICKBOOKS"),
+            **page_size,
+        },
+        GLOBEX_QUICKBOOKS: {
+            **quickbooks_settings(fakes.globex, globex, "GLOBEX_QUICKBOOKS"),
+            **page_size,
+        },
+        INITECH_HUBSPOT: hubspot_settings(initech, _INITECH_TOKEN),
+    }
+    lines = [
+        "# The demo's sources and store, for the incsync command. The fake servers stopped",
+        "# with the demo: incsync status, rejected, reset... work on the store; incsync run",
+        "# would find no server.",
+        "[store]",
+        f"path = {json.dumps(database.name)}",
+    ]
+    for key, settings in sources.items():
+        lines += ["", *source_table(key, settings)]
+    return "\n".join(lines) + "\n"
 
 
 @attrs.frozen

@@ -13,6 +13,7 @@ the real clock: a sync against one waits out the vendor's rate limits as it woul
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import shlex
 import signal
@@ -36,7 +37,15 @@ from incsync.testing.fakes.stripe import FakeStripe
 from incsync.testing.fakes.xero import FakeXero
 from incsync.timestamps import utc_now
 
-__all__ = ["VENDORS", "Served", "main"]
+__all__ = [
+    "VENDORS",
+    "Served",
+    "Settings",
+    "hubspot_settings",
+    "main",
+    "quickbooks_settings",
+    "source_table",
+]
 
 _HISTORY = timedelta(days=30)
 _NAMES = ("Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Wonka")
@@ -66,6 +75,27 @@ class _RunningClock(ManualClock):
         self._offset = moment - utc_now()
 
 
+Settings = Mapping[str, object]
+"""A source's settings in a config file: text, numbers, booleans, lists, inline tables."""
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{name} = {_toml(item)}" for name, item in value.items()) + " }"
+    # JSON's strings, numbers, booleans and arrays of them are TOML's.
+    return json.dumps(value)
+
+
+def source_table(key: str, settings: Settings) -> list[str]:
+    """Return the lines of a config file's table of the source ``key``.
+
+    Args:
+        key: The source's key (quoted, so any key is one).
+        settings: Its settings, ``type`` first.
+    """
+    return [f"[sources.{json.dumps(key)}]", *(f"{k} = {_toml(v)}" for k, v in settings.items())]
+
+
 @attrs.frozen
 class Served:
     """A fake ready to serve, and what a user needs to sync from it.
@@ -74,14 +104,14 @@ class Served:
         fake: The fake, its history loaded.
         holds: What it holds, for a person ("1,000 deals").
         environment: The fake's credentials, by the environment variable the config names.
-        settings: Returns the config lines of the source's table, given the fake's URL.
+        settings: Returns the source's settings in a config file, given the fake's URL.
         notes: Lines to print after the config (how the vendor's tokens rotate, say).
     """
 
     fake: FakeVendor
     holds: str
     environment: Mapping[str, str]
-    settings: Callable[[str], Sequence[str]]
+    settings: Callable[[str], Settings]
     notes: Sequence[str] = ()
 
 
@@ -94,6 +124,11 @@ def _history(clock: ManualClock, count: int, rng: random.Random) -> list[datetim
 
 def _secret(rng: random.Random, prefix: str = "") -> str:
     return prefix + "".join(rng.choice("abcdefghijkmnpqrstuvwxyz23456789") for _ in range(32))
+
+
+def _oauth(prefix: str, client_secret: str, refresh_token: str) -> dict[str, str]:
+    """Return an OAuth app's secret and a connection's refresh token, by their variables."""
+    return {f"{prefix}_CLIENT_SECRET": client_secret, f"{prefix}_REFRESH_TOKEN": refresh_token}
 
 
 _ROTATES = (
@@ -112,17 +147,23 @@ def _hubspot(records: int, clock: ManualClock, rng: random.Random) -> Served:
             "pipeline": "default",
         }
         fake.load("deals", [moment], properties)
+    variable = "FAKE_HUBSPOT_TOKEN"
     return Served(
         fake,
         f"{records:,} deals",
-        {"FAKE_HUBSPOT_TOKEN": fake.private_app_token},
-        lambda url: (
-            'type = "hubspot"',
-            'token_env = "FAKE_HUBSPOT_TOKEN"',
-            "include_archived = true",
-            f'base_url = "{url}"',
-        ),
+        {variable: fake.private_app_token},
+        lambda url: hubspot_settings(url, variable),
     )
+
+
+def hubspot_settings(url: str, variable: str) -> dict[str, object]:
+    """Return the settings of a source reading deals from a fake portal at ``url``.
+
+    Args:
+        url: Where the fake listens.
+        variable: The environment variable holding the portal's private-app token.
+    """
+    return {"type": "hubspot", "token_env": variable, "include_archived": True, "base_url": url}
 
 
 def _quickbooks(records: int, clock: ManualClock, rng: random.Random) -> Served:
@@ -138,27 +179,35 @@ def _quickbooks(records: int, clock: ManualClock, rng: random.Random) -> Served:
         }
 
     fake.bulk_load("Invoice", _history(clock, records, rng), fields=fields)
-    grant = fake.grant_tokens()
     return Served(
         fake,
         f"{records:,} invoices",
-        {
-            "FAKE_QUICKBOOKS_CLIENT_SECRET": fake.client_secret,
-            "FAKE_QUICKBOOKS_REFRESH_TOKEN": grant.refresh_token,
-        },
-        lambda url: (
-            'type = "quickbooks"',
-            f'realm_id = "{fake.realm_id}"',
-            'entity = "Invoice"',
-            f'client_id = "{fake.client_id}"',
-            'client_secret_env = "FAKE_QUICKBOOKS_CLIENT_SECRET"',
-            'refresh_token_env = "FAKE_QUICKBOOKS_REFRESH_TOKEN"',
-            "include_deletes = true",
-            f'base_url = "{url}"',
-            f'token_url = "{url}/oauth2/v1/tokens/bearer"',
-        ),
+        _oauth("FAKE_QUICKBOOKS", fake.client_secret, fake.grant_tokens().refresh_token),
+        lambda url: quickbooks_settings(fake, url, "FAKE_QUICKBOOKS"),
         _ROTATES,
     )
+
+
+def quickbooks_settings(fake: FakeQuickBooks, url: str, prefix: str) -> dict[str, object]:
+    """Return the settings of a source reading the invoices of a fake company at ``url``.
+
+    Args:
+        fake: The company.
+        url: Where it listens, its token endpoint too.
+        prefix: Of the environment variables holding the app's client secret
+            (``<prefix>_CLIENT_SECRET``) and the refresh token (``<prefix>_REFRESH_TOKEN``).
+    """
+    return {
+        "type": "quickbooks",
+        "realm_id": fake.realm_id,
+        "entity": "Invoice",
+        "client_id": fake.client_id,
+        "client_secret_env": f"{prefix}_CLIENT_SECRET",
+        "refresh_token_env": f"{prefix}_REFRESH_TOKEN",
+        "include_deletes": True,
+        "base_url": url,
+        "token_url": f"{url}/oauth2/v1/tokens/bearer",
+    }
 
 
 def _salesforce(records: int, clock: ManualClock, rng: random.Random) -> Served:
@@ -183,18 +232,15 @@ def _salesforce(records: int, clock: ManualClock, rng: random.Random) -> Served:
     return Served(
         fake,
         f"{records:,} opportunities",
-        {
-            "FAKE_SALESFORCE_CLIENT_SECRET": client_secret,
-            "FAKE_SALESFORCE_REFRESH_TOKEN": fake.refresh_token,
+        _oauth("FAKE_SALESFORCE", client_secret, fake.refresh_token),
+        lambda url: {
+            "type": "salesforce",
+            "client_id": "fake-consumer-key",
+            "client_secret_env": "FAKE_SALESFORCE_CLIENT_SECRET",
+            "refresh_token_env": "FAKE_SALESFORCE_REFRESH_TOKEN",
+            "include_deleted": True,
+            "login_url": url,
         },
-        lambda url: (
-            'type = "salesforce"',
-            'client_id = "fake-consumer-key"',
-            'client_secret_env = "FAKE_SALESFORCE_CLIENT_SECRET"',
-            'refresh_token_env = "FAKE_SALESFORCE_REFRESH_TOKEN"',
-            "include_deleted = true",
-            f'login_url = "{url}"',
-        ),
     )
 
 
@@ -204,23 +250,19 @@ def _xero(records: int, clock: ManualClock, rng: random.Random) -> Served:
         _history(clock, records, rng),
         lambda number: {"Reference": f"{rng.choice(_NAMES)} {number + 1}"},
     )
-    grant = fake.grant_tokens()
     return Served(
         fake,
         f"{records:,} invoices",
-        {
-            "FAKE_XERO_CLIENT_SECRET": fake.client_secret,
-            "FAKE_XERO_REFRESH_TOKEN": grant.refresh_token,
+        _oauth("FAKE_XERO", fake.client_secret, fake.grant_tokens().refresh_token),
+        lambda url: {
+            "type": "xero",
+            "tenant_id": fake.tenant_id,
+            "client_id": fake.client_id,
+            "client_secret_env": "FAKE_XERO_CLIENT_SECRET",
+            "refresh_token_env": "FAKE_XERO_REFRESH_TOKEN",
+            "base_url": f"{url}/api.xro/2.0",
+            "token_url": f"{url}/connect/token",
         },
-        lambda url: (
-            'type = "xero"',
-            f'tenant_id = "{fake.tenant_id}"',
-            f'client_id = "{fake.client_id}"',
-            'client_secret_env = "FAKE_XERO_CLIENT_SECRET"',
-            'refresh_token_env = "FAKE_XERO_REFRESH_TOKEN"',
-            f'base_url = "{url}/api.xro/2.0"',
-            f'token_url = "{url}/connect/token"',
-        ),
         _ROTATES,
     )
 
@@ -232,12 +274,12 @@ def _stripe(records: int, clock: ManualClock, rng: random.Random) -> Served:
         fake,
         f"{records:,} invoices",
         {"FAKE_STRIPE_SECRET_KEY": fake.secret_key},
-        lambda url: (
-            'type = "stripe"',
-            'secret_key_env = "FAKE_STRIPE_SECRET_KEY"',
-            'resource = "invoices"',
-            f'base_url = "{url}"',
-        ),
+        lambda url: {
+            "type": "stripe",
+            "secret_key_env": "FAKE_STRIPE_SECRET_KEY",
+            "resource": "invoices",
+            "base_url": url,
+        },
     )
 
 
@@ -250,11 +292,11 @@ def _pipedrive(records: int, clock: ManualClock, rng: random.Random) -> Served:
         fake,
         f"{records:,} deals",
         {"FAKE_PIPEDRIVE_API_TOKEN": fake.api_token},
-        lambda url: (
-            'type = "pipedrive"',
-            'api_token_env = "FAKE_PIPEDRIVE_API_TOKEN"',
-            f'base_url = "{url}"',
-        ),
+        lambda url: {
+            "type": "pipedrive",
+            "api_token_env": "FAKE_PIPEDRIVE_API_TOKEN",
+            "base_url": url,
+        },
     )
 
 
@@ -266,18 +308,18 @@ def _rest(records: int, clock: ManualClock, rng: random.Random) -> Served:
         fake,
         f"{records:,} items",
         {"FAKE_REST_API_TOKEN": fake.token},
-        lambda url: (
-            'type = "rest"',
-            f'base_url = "{url}"',
-            'path = "/v1/items"',
-            "ordered = true",
-            "params = { include_deleted = true }",
-            'filter = { param = "updated_since", format = "iso8601" }',
-            'records = { path = "data.items", id = "id", updated_at = "meta.updated_at" }',
-            'tombstone = { field = "status", values = ["deleted"] }',
-            'auth = { kind = "bearer", secret = "FAKE_REST_API_TOKEN" }',
-            f'paging = {{ style = "offset", size = {fake.max_page_size} }}',
-        ),
+        lambda url: {
+            "type": "rest",
+            "base_url": url,
+            "path": "/v1/items",
+            "ordered": True,
+            "params": {"include_deleted": True},
+            "filter": {"param": "updated_since", "format": "iso8601"},
+            "records": {"path": "data.items", "id": "id", "updated_at": "meta.updated_at"},
+            "tombstone": {"field": "status", "values": ["deleted"]},
+            "auth": {"kind": "bearer", "secret": "FAKE_REST_API_TOKEN"},
+            "paging": {"style": "offset", "size": fake.max_page_size},
+        },
     )
 
 
@@ -306,8 +348,7 @@ def instructions(vendor: str, served: Served, url: str) -> str:
         "[store]",
         'path = "fake.db"',
         "",
-        f"[sources.fake-{vendor}]",
-        *served.settings(url),
+        *source_table(f"fake-{vendor}", served.settings(url)),
     ]
     notes = ["", *served.notes] if served.notes else []
     return "\n".join(
