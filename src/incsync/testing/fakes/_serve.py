@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import secrets
 import shlex
 import signal
 import sys
@@ -122,8 +123,9 @@ def _history(clock: ManualClock, count: int, rng: random.Random) -> list[datetim
     return sorted(end - timedelta(seconds=rng.randrange(span)) for _ in range(count))
 
 
-def _secret(rng: random.Random, prefix: str = "") -> str:
-    return prefix + "".join(rng.choice("abcdefghijkmnpqrstuvwxyz23456789") for _ in range(32))
+def _secret(prefix: str = "") -> str:
+    """Return a new credential, drawn apart from the seeded history."""
+    return prefix + secrets.token_hex(16)
 
 
 def _oauth(prefix: str, client_secret: str, refresh_token: str) -> dict[str, str]:
@@ -167,7 +169,7 @@ def hubspot_settings(url: str, variable: str) -> dict[str, object]:
 
 
 def _quickbooks(records: int, clock: ManualClock, rng: random.Random) -> Served:
-    fake = FakeQuickBooks(clock=clock, client_secret=_secret(rng), seed=rng.randrange(1 << 30))
+    fake = FakeQuickBooks(clock=clock, client_secret=_secret(), seed=rng.randrange(1 << 30))
 
     def fields(number: int) -> dict[str, object]:
         amount = round(rng.uniform(40, 12_000), 2)
@@ -211,9 +213,9 @@ def quickbooks_settings(fake: FakeQuickBooks, url: str, prefix: str) -> dict[str
 
 
 def _salesforce(records: int, clock: ManualClock, rng: random.Random) -> Served:
-    client_secret = _secret(rng)
+    client_secret = _secret()
     fake = FakeSalesforce(
-        clock=clock, client_secret=client_secret, refresh_token=_secret(rng, "5Aep861")
+        clock=clock, client_secret=client_secret, refresh_token=_secret("5Aep861")
     )
     fake.bulk_load(
         "Opportunity",
@@ -245,7 +247,7 @@ def _salesforce(records: int, clock: ManualClock, rng: random.Random) -> Served:
 
 
 def _xero(records: int, clock: ManualClock, rng: random.Random) -> Served:
-    fake = FakeXero(clock=clock, seed=rng.randrange(1 << 30))
+    fake = FakeXero(clock=clock, client_secret=_secret(), seed=rng.randrange(1 << 30))
     fake.bulk_load(
         _history(clock, records, rng),
         lambda number: {"Reference": f"{rng.choice(_NAMES)} {number + 1}"},
@@ -284,7 +286,7 @@ def _stripe(records: int, clock: ManualClock, rng: random.Random) -> Served:
 
 
 def _pipedrive(records: int, clock: ManualClock, rng: random.Random) -> Served:
-    fake = FakePipedrive(clock=clock, api_token=_secret(rng))
+    fake = FakePipedrive(clock=clock, api_token=_secret())
     for number, moment in enumerate(_history(clock, records, rng)):
         title = f"{rng.choice(_NAMES)} deal {number + 1}"
         fake.load([moment], {"title": title, "value": rng.randrange(100, 20_000)})
@@ -301,7 +303,7 @@ def _pipedrive(records: int, clock: ManualClock, rng: random.Random) -> Served:
 
 
 def _rest(records: int, clock: ManualClock, rng: random.Random) -> Served:
-    fake = FakeGenericRest(clock=clock, token=_secret(rng))
+    fake = FakeGenericRest(clock=clock, token=_secret())
     for moment in _history(clock, records, rng):
         fake.create({"name": rng.choice(_NAMES), "amount": rng.randrange(1, 997)}, moment)
     return Served(
@@ -400,7 +402,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="records in the fake's history (default: 1000)",
     )
-    serve.add_argument("--seed", type=int, default=0, help="seeds the history and credentials")
+    serve.add_argument("--seed", type=int, default=0, help="seeds the history")
     return parser
 
 
