@@ -181,6 +181,10 @@ class TimedStore:
         """Timed :meth:`PostgresStore.reset`."""
         return self._timed("reset", lambda: self.store.reset(source_key))
 
+    def rewind(self, source_key: str, since: datetime) -> SourceState:
+        """Timed :meth:`PostgresStore.rewind`."""
+        return self._timed("rewind", lambda: self.store.rewind(source_key, since))
+
     def cancel(self, source_key: str) -> SourceState:
         """Timed :meth:`PostgresStore.cancel`."""
         return self._timed("cancel", lambda: self.store.cancel(source_key))

@@ -152,6 +152,9 @@ class FaultyStore:
     def reset(self, source_key: str) -> SourceState:
         return self.inner.reset(source_key)
 
+    def rewind(self, source_key: str, since: datetime) -> SourceState:
+        return self.inner.rewind(source_key, since)
+
     def cancel(self, source_key: str) -> SourceState:
         return self.inner.cancel(source_key)
 

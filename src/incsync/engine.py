@@ -1,4 +1,4 @@
-"""The sync engine: one incremental cycle for one source, plus Reset, Cancel and Resume.
+"""The sync engine: one incremental cycle for one source, plus Reset, Rewind, Cancel and Resume.
 
 The whole algorithm is :meth:`SyncEngine.run_cycle`:
 
@@ -47,7 +47,7 @@ from incsync.errors import (
     LeaseLostError,
     SourceError,
 )
-from incsync.humanize import duration_text
+from incsync.humanize import duration_text, plural
 from incsync.policy import (
     FailureDecision,
     SyncPolicy,
@@ -202,6 +202,30 @@ class SyncEngine:
         logger.info("source %s reset: the next cycle re-reads everything", source_key)
         return self.store.reset(source_key)
 
+    def rewind(self, source_key: str, since: datetime) -> SourceState:
+        """Make the next cycle read again from ``since``, without a reset; deletes nothing.
+
+        The cursor (and every mark) later than ``since`` moves back to it; the next cycle
+        re-applies what it reads, and sweeps nothing. A cycle running now has its later
+        checkpoints refused and stops, so it cannot move the cursor past ``since`` again. See
+        :func:`incsync.state.rewind`.
+
+        Raises:
+            ConfigurationError: ``source_key`` cannot name a source, or a reset's full read has
+                not completed yet.
+            NaiveDatetimeError: ``since`` has no timezone.
+        """
+        check_source_key(source_key)
+        since = ensure_utc(since, "since")
+        state = self.store.rewind(source_key, since)
+        logger.info(
+            "source %s rewound to %s: the next cycle reads from %s",
+            source_key,
+            since.isoformat(),
+            "the beginning" if state.cursor is None else state.cursor.updated_at.isoformat(),
+        )
+        return state
+
     def cancel(self, source_key: str) -> SourceState:
         """Stop syncing the source until it is resumed or reset; deletes no transaction.
 
@@ -303,7 +327,7 @@ class SyncEngine:
             )
         except GenerationChangedError as error:
             self.store.release_lease(source_key, lease)
-            logger.info("source %s: cycle stopped by a reset", source_key)
+            logger.info("source %s: cycle stopped by a reset or a rewind", source_key)
             return result(Outcome.INTERRUPTED_RESET, self.store.load(source_key).cursor, error)
         except Exception as error:  # noqa: BLE001 - any failure of a source must be recorded, not raised
             # A lost lease lands here too: recording it is refused (the new holder's outcome is
@@ -332,7 +356,7 @@ class SyncEngine:
         finished = result(outcome, cursor, None)
         logger.info(
             "source %s: cycle %s, %d fetched, %d applied, %d already applied, %d set aside, "
-            "%d swept, %d pages in %.3fs",
+            "%d swept, %s in %.3fs",
             source_key,
             outcome.value,
             finished.fetched,
@@ -340,7 +364,7 @@ class SyncEngine:
             finished.already_applied,
             finished.rejected,
             finished.swept,
-            finished.pages,
+            plural(finished.pages, "page"),
             finished.duration.total_seconds(),
         )
         return finished
@@ -468,9 +492,9 @@ class SyncEngine:
             return None
         if check.drift:
             logger.warning(
-                "source %s: the source has %d live records, the host %d (drift %+d)",
+                "source %s: the source has %s, the host %d (drift %+d)",
                 key,
-                check.source,
+                plural(check.source, "live record"),
                 check.host,
                 check.drift,
             )
@@ -551,9 +575,8 @@ class SyncEngine:
             return self.store.load(state.key)
         if failed.phase is Phase.STOPPED:
             logger.error(
-                "source %s stopped after %d failed cycles; resume or reset it once the cause "
-                "is fixed",
+                "source %s stopped after %s; resume or reset it once the cause is fixed",
                 state.key,
-                failed.consecutive_failures,
+                plural(failed.consecutive_failures, "failed cycle"),
             )
         return failed

@@ -206,7 +206,7 @@ class StateStore(Protocol):
 
         Raises:
             LeaseLostError: The caller no longer holds the lease.
-            GenerationChangedError: The source was reset since ``generation``.
+            GenerationChangedError: The source was reset or rewound since ``generation``.
         """
         ...
 
@@ -236,6 +236,10 @@ class StateStore(Protocol):
 
     def reset(self, source_key: str) -> SourceState:
         """Force a full re-sync (see :func:`incsync.state.reset`)."""
+        ...
+
+    def rewind(self, source_key: str, since: datetime) -> SourceState:
+        """Make the next cycle read again from ``since`` (see :func:`incsync.state.rewind`)."""
         ...
 
     def cancel(self, source_key: str) -> SourceState:
@@ -274,6 +278,6 @@ class AtomicPageStore(StateStore, TransactionSink, Protocol):
 
         Raises:
             LeaseLostError: The caller no longer holds the lease (nothing is written).
-            GenerationChangedError: The source was reset (nothing is written).
+            GenerationChangedError: The source was reset or rewound (nothing is written).
         """
         ...

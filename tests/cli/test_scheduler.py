@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import re
 import signal
 import subprocess
@@ -159,6 +160,28 @@ def test_every_tick_interleaves_sources_of_different_intervals(tmp_path: Path) -
     assert ran.count("fast") == 3
     assert ran.count("slow") == 1
     assert "incsync: next look at " in err
+
+
+def test_every_says_the_next_look_once_while_only_the_tick_moves(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An hourly source that just ran is not due before the next ticks: on a 1 s tick the next
+    look is said once, not at every tick; the log (-v) has every look."""
+    plans = (SourcePlan("slow", timedelta(hours=1)),)
+    connectors: dict[str, Connector] = {"slow": _Meeting("slow", threading.Barrier(1), [])}
+    stop = threading.Event()
+    timer = threading.Timer(2.5, stop.set)
+    with SQLiteStore(tmp_path / "state.db") as store, caplog.at_level(logging.INFO, "incsync"):
+        timer.start()
+        try:
+            _, out, err = _run(
+                store, Schedule(plans, 1, 1, every=timedelta(seconds=1)), connectors, stop
+            )
+        finally:
+            timer.cancel()
+    assert out.startswith("slow: completed: 1 fetched")
+    assert err.count("incsync: next look at ") == 1, err
+    assert caplog.text.count("next look at ") >= 1  # the looks at the later ticks
 
 
 class _Terminal(io.StringIO):

@@ -2,7 +2,8 @@
 
 A concrete store only provides :meth:`StateStoreBase._update`: run a pure transition from
 :mod:`incsync.state` on the stored state inside one transaction, write the result, and keep the
-rejected records given with it. Everything else (leases, checkpoints, reset, cancel) is here.
+rejected records given with it. Everything else (leases, checkpoints, reset, rewind, cancel) is
+here.
 """
 
 from __future__ import annotations
@@ -181,6 +182,14 @@ class StateStoreBase(abc.ABC):
         """
         check_source_key(source_key)
         return self._update(source_key, transitions.reset, forget_rejected=True)
+
+    def rewind(self, source_key: str, since: datetime) -> SourceState:
+        """Make the next cycle read again from ``since`` (see :func:`incsync.state.rewind`).
+
+        Nothing else is written: the transactions and the set-aside records stay as they are.
+        """
+        check_source_key(source_key)
+        return self._update(source_key, lambda s: transitions.rewind(s, since))
 
     def cancel(self, source_key: str) -> SourceState:
         """Stop syncing the source (see :func:`incsync.state.cancel`)."""

@@ -1,15 +1,16 @@
 """The ``incsync`` command: sync the sources of a TOML config file and manage their state.
 
 ``incsync run`` runs the due cycles (once, or until stopped), ``incsync status`` shows
-every source's status as a table, JSON or an HTML page, and ``reset``, ``cancel``, ``resume``,
-``unlock`` and ``rejected`` act on one source. The reference, with the config file's format and
-the exit codes, is docs/cli.md; :func:`main` is also callable from Python with a list of
-arguments.
+every source's status as a table, JSON or an HTML page, ``incsync check`` tries each source's
+credentials with one read, and ``cursor``, ``reset`` (``--since``: a rewind), ``cancel``,
+``resume``, ``unlock`` and ``rejected`` act on one source. The reference, with the config file's
+format and the exit codes, is docs/cli.md; :func:`main` is also callable from Python with a list
+of arguments.
 
-Exit codes: 0 success; 1 a cycle failed, the store could not be used, ``unlock`` met a lease
-still held, or rich (the ``cli`` extra) is not installed; 2 a usage or config error; 130
-interrupted by Ctrl-C. ``incsync status --check`` exits as a monitoring check does
-(:class:`._output.CheckState`: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
+Exit codes: 0 success; 1 a cycle failed, a source failed its check, the store could not be used,
+``unlock`` met a lease still held, or rich (the ``cli`` extra) is not installed; 2 a usage or
+config error; 130 interrupted by Ctrl-C. ``incsync status --check`` exits as a monitoring check
+does (:class:`._output.CheckState`: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
 
 Everything printed that came from outside (error messages, keys, record ids, reasons, log lines)
 passes through :func:`incsync.views.terminal_safe`, so a source cannot drive the terminal.
@@ -25,11 +26,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from incsync.errors import ConfigurationError, IncsyncError
+from incsync.integrations.cli._check import check_command
 from incsync.integrations.cli._commands import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     change_command,
+    cursor_command,
     rejected_command,
     status_command,
     unlock_command,
@@ -114,6 +117,10 @@ def _dispatch(args: argparse.Namespace, config: Config, secrets: list[str]) -> i
         return rejected_command(args, config, sys.stdout)
     if args.command == "unlock":
         return unlock_command(args, config, (sys.stdout, sys.stderr))
+    if args.command == "cursor":
+        return cursor_command(args, config, sys.stdout)
+    if args.command == "check":
+        return check_command(args, config, sys.stdout, secrets)
     return change_command(args, config, sys.stdout)
 
 
@@ -135,9 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: The arguments after the program name; ``sys.argv[1:]`` when omitted.
 
     Returns:
-        The exit code: 0 success, 1 a cycle failed, the store failed, ``unlock`` met a lease
-        still held or rich is missing, 2 a usage or config error, 130 interrupted by Ctrl-C;
-        for ``status --check`` the check's state.
+        The exit code: 0 success, 1 a cycle failed, a source failed its check, the store failed,
+        ``unlock`` met a lease still held or rich is missing, 2 a usage or config error, 130
+        interrupted by Ctrl-C; for ``status --check`` the check's state.
     """
     parser = build_parser()
     try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -170,6 +170,27 @@ class Config:
     def source(self, key: str) -> SourceConfig | None:
         """Return the source with this key, or ``None``."""
         return next((source for source in self.sources if source.key == key), None)
+
+    def selected(self, keys: Sequence[str] | None) -> tuple[SourceConfig, ...]:
+        """Return the sources ``keys`` name, in that order; every source when none is named.
+
+        Raises:
+            ConfigFileError: A key names no source of the file (see :meth:`no_source`).
+        """
+        if not keys:
+            return self.sources
+        chosen = []
+        for key in keys:
+            source = self.source(key)
+            if source is None:
+                raise self.no_source(key)
+            chosen.append(source)
+        return tuple(chosen)
+
+    def no_source(self, key: str) -> ConfigFileError:
+        """Return the error for a key that names no source, listing the sources of the file."""
+        known = ", ".join(source.key for source in self.sources)
+        return ConfigFileError(self.path, "sources", f"no source {key!r}; the sources are {known}")
 
 
 def _type_name(value: object) -> str:

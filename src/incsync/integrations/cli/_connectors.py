@@ -19,6 +19,7 @@ import attrs
 
 from incsync.connectors._rest_config import RestConfig
 from incsync.connectors.auth import BearerToken, OAuth2Refresh, OAuthVendor, TokenSet
+from incsync.connectors.http import HttpOptions
 from incsync.connectors.memory import InMemoryConnector
 from incsync.connectors.rest import RestConnector
 from incsync.connectors.sample import sample_source
@@ -38,6 +39,7 @@ from incsync.vendors.xero import XERO_API, XERO_OAUTH, XERO_TOKEN_URL, XeroConne
 
 __all__ = [
     "CONNECTOR_TYPES",
+    "HTTP_OPTIONS",
     "KINDS",
     "SAVED_TOKENS",
     "ConnectorType",
@@ -84,6 +86,16 @@ Settings = Mapping[str, Any]
 
 SAVED_TOKENS = "saved_tokens"
 """The settings key under which a type that ``saves_tokens`` receives :class:`SavedTokens`."""
+
+HTTP_OPTIONS = "http_options"
+"""The settings key under which a type reading over HTTP may receive its
+:class:`~incsync.connectors.http.HttpOptions` (``incsync check`` makes one attempt per request);
+without it, the defaults."""
+
+
+def _options(settings: Settings) -> HttpOptions | None:
+    options: HttpOptions | None = settings.get(HTTP_OPTIONS)
+    return options
 
 
 @attrs.frozen
@@ -150,6 +162,7 @@ def _hubspot(settings: Settings) -> Connector:
         object_type=settings["object_type"],
         properties=settings["properties"],
         include_archived=settings["include_archived"],
+        options=_options(settings),
     )
 
 
@@ -175,6 +188,7 @@ def _quickbooks(settings: Settings) -> Connector:
         base_url=settings["base_url"],
         page_size=settings["page_size"],
         include_deletes=settings["include_deletes"],
+        options=_options(settings),
     )
 
 
@@ -194,6 +208,7 @@ def _salesforce(settings: Settings) -> Connector:
         instance_url=settings["instance_url"],
         api_version=settings["api_version"],
         batch_size=settings["batch_size"],
+        options=_options(settings),
     )
 
 
@@ -204,12 +219,16 @@ def _xero(settings: Settings) -> Connector:
         endpoint=settings["endpoint"],
         id_field=settings["id_field"],
         base_url=settings["base_url"],
+        options=_options(settings),
     )
 
 
 def _stripe(settings: Settings) -> Connector:
     return StripeConnector(
-        settings["base_url"], secret_key=settings["secret_key"], resource=settings["resource"]
+        settings["base_url"],
+        secret_key=settings["secret_key"],
+        resource=settings["resource"],
+        options=_options(settings),
     )
 
 
@@ -219,6 +238,7 @@ def _pipedrive(settings: Settings) -> Connector:
         api_token=settings["api_token"],
         page_size=settings["page_size"],
         include_deleted=settings["include_deleted"],
+        options=_options(settings),
     )
 
 
@@ -236,7 +256,7 @@ def _rest_parse(table: Mapping[str, Any]) -> tuple[Settings, Mapping[str, str]]:
 def _rest(settings: Settings) -> Connector:
     config: RestConfig = settings["config"]
     secrets = {} if config.auth.secret is None else {config.auth.secret: settings[_REST_SECRET]}
-    return RestConnector(config, secrets=secrets)
+    return RestConnector(config, secrets=secrets, options=_options(settings))
 
 
 def _types(*types: ConnectorType) -> Mapping[str, ConnectorType]:

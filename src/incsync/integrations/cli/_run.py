@@ -110,21 +110,6 @@ def _handling_signals(stop: StopRequest) -> Iterator[None]:
             signal.signal(number, handler)
 
 
-def _selected(config: Config, keys: Sequence[str] | None) -> list[SourceConfig]:
-    if not keys:
-        return list(config.sources)
-    chosen = []
-    for key in keys:
-        source = config.source(key)
-        if source is None:
-            known = ", ".join(source.key for source in config.sources)
-            raise ConfigFileError(
-                config.path, "sources", f"no source {key!r}; the sources are {known}"
-            )
-        chosen.append(source)
-    return chosen
-
-
 def _plans(config: Config, sources: Sequence[SourceConfig]) -> tuple[SourcePlan, ...]:
     try:
         return tuple(SourcePlan(s.key, s.interval, account_key=s.account) for s in sources)
@@ -156,7 +141,7 @@ def run_command(
         ConfigFileError: A source is unknown, a secret's variable is unset, or a setting refused.
         StoreError: The store cannot be opened.
     """
-    sources = _selected(config, args.sources)
+    sources = config.selected(args.sources)
     every: timedelta | None = args.every
     schedule = Schedule(
         plans=_plans(config, sources),

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import attrs
 
+from incsync.connectors.http import HttpOptions
 from incsync.errors import ConfigurationError
 from incsync.integrations.cli._config import Config, ConfigFileError, SourceConfig, dotted
-from incsync.integrations.cli._connectors import SAVED_TOKENS, SavedTokens
+from incsync.integrations.cli._connectors import HTTP_OPTIONS, SAVED_TOKENS, SavedTokens
 from incsync.integrations.cli._tokens import TokenFile
 from incsync.protocols import Connector
 from incsync.redaction import redact
@@ -69,6 +70,7 @@ def build_connector(
     source: SourceConfig,
     environ: Mapping[str, str] = os.environ,
     tokens: TokenFile | None = None,
+    options: HttpOptions | None = None,
 ) -> Connector:
     """Read the source's secrets and build its connector.
 
@@ -80,6 +82,7 @@ def build_connector(
             the source, when there is one, replaces the refresh token's variable (which then
             need not be set), and every refresh is saved back to it. ``None``: tokens are
             neither read from nor saved to a file.
+        options: How a connector reading over HTTP sends its requests; the defaults otherwise.
 
     Returns:
         The connector.
@@ -89,6 +92,8 @@ def build_connector(
             connector refused a setting.
     """
     settings = dict(source.settings)
+    if options is not None:
+        settings[HTTP_OPTIONS] = options
     if tokens is not None and source.connector_type.saves_tokens:
         try:
             stored = tokens.load(source.key)
