@@ -460,7 +460,9 @@ class SyncEngine:
             tally.applied += applied.applied
             tally.already_applied += len(page.records) - applied.applied - len(applied.rejected)
             tally.rejected += len(page.rejected) + len(applied.rejected)
-            tally.total = page.total
+            if page.total is not None:
+                # A page without one (a delete channel's, read after the rest) changes nothing.
+                tally.total = page.total
             if on_progress is not None:
                 self._report(on_progress, key, tally, clock_start)
             interrupted = _interruption(current, stop)

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from incsync import CycleResult, Outcome, SQLiteStore, SyncEngine
+from incsync import CycleProgress, CycleResult, Outcome, SQLiteStore, SyncEngine
 from incsync.connectors import RetryPolicy, TokenSet
 from incsync.connectors.http import HttpOptions
 from incsync.cursor import Window
@@ -204,6 +204,30 @@ def test_full_sync_of_25000_records_with_ties_across_pages() -> None:
     cursor = store.load(KEY).cursor
     assert cursor is not None
     assert cursor.updated_at == tied + timedelta(seconds=1 + 19_999 // 7)  # the newest stamp
+
+
+def test_every_page_of_a_read_carries_the_first_query_s_total_size() -> None:
+    """A full read over loopback reports progress out of the ``totalSize`` of its first query,
+    and an incremental one out of its own query's; no request is spent on counting."""
+    fake = make_fake()
+    ids = fake.bulk_load("Opportunity", spread(450, T0 - timedelta(days=1)))
+    fake.advance(timedelta(hours=1))
+    store = InMemoryStore()
+    reports: list[CycleProgress] = []
+    with fake.serve() as base_url, connect(fake, base_url, batch_size=200) as connector:
+        engine = engine_for(fake, store)
+        result = engine.run_cycle(KEY, connector, on_progress=reports.append)
+        assert result.outcome is Outcome.COMPLETED, result.error
+        assert [report.total for report in reports] == [450] * 3
+        assert len(query_requests(fake)) == 3  # one query, two locator pages: nothing else
+        for record_id in ids[:7]:
+            fake.update_record("Opportunity", record_id, {"Name": "renamed"})
+        fake.advance(timedelta(minutes=10))
+        reports.clear()
+        assert engine.run_cycle(KEY, connector, on_progress=reports.append).applied == 7
+    # The renamed rows and those the query reads again at the cursor's millisecond.
+    [report] = reports
+    assert report.total == report.fetched >= 7
 
 
 def test_query_is_keyset_soql_with_an_unquoted_millisecond_literal() -> None:

@@ -10,7 +10,8 @@ makes every paging decision. Its two plugs:
   page that is cut while ``done`` is false. The snapshot's query locator may expire mid-answer
   (``INVALID_QUERY_LOCATOR``): the answer then ends there, cut, and the driver asks again from the
   newest tick it read. Changes made while a snapshot pages carry a later ``SystemModstamp`` and
-  come with a later query or the next cycle.
+  come with a later query or the next cycle. Every page carries the snapshot's ``totalSize``, so
+  the read's first query also says how many rows the read holds, for progress.
 - **Read one tick whole** (:class:`~incsync.connectors.keyset.WholeTick`), when a cut answer
   never got past its first tick: ``WHERE SystemModstamp = t AND Id > '<last Id read>' ORDER BY Id
   LIMIT <batch size>``, paged by the last Id read, with no locator to expire. The Ids of each page
@@ -43,7 +44,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from incsync.connectors._counts import counted
+from incsync.connectors._counts import announced_total, counted
 from incsync.connectors.auth import Auth, AuthFlow, OAuthVendor, TokenSet
 from incsync.connectors.http import HttpConnector, HttpOptions
 from incsync.connectors.keyset import Answer, FromTime, WholeTick, read_by_keyset
@@ -358,7 +359,6 @@ class SalesforceConnector(HttpConnector):
             read_tick=self._read_tick,
             build=self.to_record,
             vendor=self.vendor,
-            total=self.estimated_total(window),
         )
 
     def count_live(self) -> int | None:
@@ -374,7 +374,8 @@ class SalesforceConnector(HttpConnector):
     def _query(self, step: FromTime) -> Iterator[Answer]:
         body = self._ask(self.soql(step.start))
         while True:
-            yield Answer(body["records"], more=not body["done"])
+            total = announced_total(body.get("totalSize"))
+            yield Answer(body["records"], more=not body["done"], total=total)
             if body["done"]:
                 return
             try:

@@ -9,9 +9,9 @@ format and the exit codes, is docs/cli.md; :func:`main` is also callable from Py
 of arguments.
 
 Exit codes: 0 success; 1 a cycle failed, a source failed its check, the store could not be used,
-or ``unlock`` met a lease still held; 2 a usage or config error; 130 interrupted by Ctrl-C.
-``incsync status --check`` exits as a monitoring check does (:class:`._output.CheckState`: 0 OK,
-1 WARNING, 2 CRITICAL, 3 UNKNOWN).
+``unlock`` met a lease still held, or rich (the ``cli`` extra) is not installed; 2 a usage or
+config error; 130 interrupted by Ctrl-C. ``incsync status --check`` exits as a monitoring check
+does (:class:`._output.CheckState`: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
 
 Everything printed that came from outside (error messages, keys, record ids, reasons, log lines)
 passes through :func:`incsync.views.terminal_safe`, so a source cannot drive the terminal.
@@ -20,6 +20,7 @@ passes through :func:`incsync.views.terminal_safe`, so a source cannot drive the
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import sys
 from collections.abc import Iterator, Sequence
@@ -48,6 +49,10 @@ from incsync.views import terminal_safe
 
 __all__ = ["main"]
 
+_NEEDS_RICH = (
+    "the incsync command needs rich, which its cli extra installs: pip install 'incsync[cli]'"
+)
+
 
 class _RedactingFilter(logging.Filter):
     """Masks the config's secret values in every log line, whatever logged it."""
@@ -73,10 +78,24 @@ class _TerminalSafeFormatter(logging.Formatter):
         return "\n".join(terminal_safe(line) for line in super().format(record).split("\n"))
 
 
+class _StandardError:
+    """Standard error as it is at each write, not as it was when logging was set up.
+
+    While progress bars are drawn, rich stands in for it and prints above them (see
+    :mod:`._progress`).
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 @contextmanager
 def _logging_to_stderr(verbose: bool, secrets: Sequence[str]) -> Iterator[None]:
     """Send incsync's log to stderr, masked, for the command's duration; then undo it."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_StandardError())
     handler.setFormatter(_TerminalSafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(_RedactingFilter(secrets))
     logger = logging.getLogger("incsync")
@@ -127,15 +146,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: The arguments after the program name; ``sys.argv[1:]`` when omitted.
 
     Returns:
-        The exit code: 0 success, 1 a cycle failed, a source failed its check, the store failed
-        or ``unlock`` met a lease still held, 2 a usage or config error, 130 interrupted by
-        Ctrl-C; for ``status --check`` the check's state.
+        The exit code: 0 success, 1 a cycle failed, a source failed its check, the store failed,
+        ``unlock`` met a lease still held or rich is missing, 2 a usage or config error, 130
+        interrupted by Ctrl-C; for ``status --check`` the check's state.
     """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exiting:  # --help, --version and usage errors end here
         return exiting.code if isinstance(exiting.code, int) else EXIT_USAGE
+    if importlib.util.find_spec("rich") is None:
+        # One requirement for every command and every output, so a run from cron and one on a
+        # terminal cannot differ in whether they work.
+        return _error(args, _NEEDS_RICH, EXIT_FAILED)
     secrets: list[str] = []
     try:
         config = load_config(args.config)

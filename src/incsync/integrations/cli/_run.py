@@ -24,7 +24,7 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from datetime import timedelta
 from types import FrameType
@@ -53,12 +53,16 @@ __all__ = ["StopRequest", "run_command"]
 
 
 class StopRequest:
-    """Remembers that a stop was asked for, and by which signal; a handler for both signals."""
+    """Remembers that a stop was asked for, and by which signal; a handler for both signals.
 
-    def __init__(self, err: IO[str]) -> None:
+    Args:
+        note: Prints a notice line on standard error (the board's, so a live display stays whole).
+    """
+
+    def __init__(self, note: Callable[[str], None]) -> None:
         self.event = threading.Event()
         """Set by the first signal; every running cycle watches it (``run_cycle``'s ``stop``)."""
-        self._err = err
+        self._note = note
         self.signal: int | None = None
 
     def __call__(self, signum: int, _frame: FrameType | None) -> None:
@@ -67,13 +71,11 @@ class StopRequest:
             raise KeyboardInterrupt
         self.signal = signum
         self.event.set()
-        self._err.write(
-            # A new line first: a status line may be drawn on a terminal. No lock is taken here:
-            # the handler runs on the main thread, which may hold the display's lock already.
-            f"\nincsync: {signal.Signals(signum).name} received: stopping once the pages in "
-            "flight are written (press Ctrl-C again to stop at once)\n"
+        # The board's locks are re-entrant: this runs on the main thread, which may hold them.
+        self._note(
+            f"incsync: {signal.Signals(signum).name} received: stopping once the pages in "
+            "flight are written (press Ctrl-C again to stop at once)"
         )
-        self._err.flush()
 
 
 def _holder() -> str:
@@ -141,7 +143,6 @@ def run_command(
         StoreError: The store cannot be opened.
     """
     sources = config.selected(args.sources)
-    stop = StopRequest(streams[1])
     every: timedelta | None = args.every
     schedule = Schedule(
         plans=_plans(config, sources),
@@ -149,10 +150,6 @@ def run_command(
         per_account_limit=config.run.per_account_limit,
         every=every,
         run_all=args.run_all,
-    )
-    side_by_side = min(schedule.workers, len(sources)) > 1
-    board = progress_board(
-        streams[0], streams[1], interval=args.progress_interval, side_by_side=side_by_side
     )
     with ExitStack() as stack:
         # Opened first: the state store may hold the sources' tokens.
@@ -165,7 +162,10 @@ def run_command(
             if callable(close):
                 stack.callback(close)
             connectors[source.key] = connector
+        # Drawn from here on, once nothing is left to refuse the run.
+        board = progress_board(streams[0], streams[1], interval=args.progress_interval)
         stack.callback(board.close)
+        stop = StopRequest(board.note)
         stack.enter_context(_handling_signals(stop))
         holder = _holder()
         try:
