@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TypeVar
 
 import httpx
 
-from incsync.history import CycleEntry
+from incsync.history import SUMMARY_CYCLES, CycleEntry, HistorySummary
 from incsync.records import ApplyResult, Record, RejectedRecord
 from incsync.state import Checkpoint, ErrorInfo, Lease, SourceState
 from incsync.stores.postgres import PostgresStore
@@ -189,6 +189,14 @@ class TimedStore:
     def history(self, source_key: str, limit: int | None = None) -> Sequence[CycleEntry]:
         """Timed :meth:`PostgresStore.history`."""
         return self._timed("history", lambda: self.store.history(source_key, limit))
+
+    def history_summaries(
+        self, source_keys: Iterable[str], cycles: int = SUMMARY_CYCLES
+    ) -> Mapping[str, HistorySummary]:
+        """Timed :meth:`PostgresStore.history_summaries`."""
+        return self._timed(
+            "history_summaries", lambda: self.store.history_summaries(source_keys, cycles)
+        )
 
     def reset(self, source_key: str) -> SourceState:
         """Timed :meth:`PostgresStore.reset`."""

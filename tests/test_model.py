@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, cast
@@ -43,7 +43,7 @@ from incsync import (
 )
 from incsync.connectors import InMemoryConnector, InMemorySource
 from incsync.connectors.memory import iso_timestamp
-from incsync.history import CycleEntry
+from incsync.history import SUMMARY_CYCLES, CycleEntry, HistorySummary
 from incsync.policy import deletes_expired
 from incsync.records import SWEPT
 from incsync.testing import InMemoryStore, ManualClock
@@ -155,6 +155,11 @@ class FaultyStore:
 
     def history(self, source_key: str, limit: int | None = None) -> Sequence[CycleEntry]:
         return self.inner.history(source_key, limit)
+
+    def history_summaries(
+        self, source_keys: Iterable[str], cycles: int = SUMMARY_CYCLES
+    ) -> Mapping[str, HistorySummary]:
+        return self.inner.history_summaries(source_keys, cycles)
 
     def reset(self, source_key: str) -> SourceState:
         return self.inner.reset(source_key)

@@ -17,20 +17,25 @@ lease over (the store refuses every write of a lost lease; the new holder's cycl
 
 :func:`cycle_entry` is the one way an entry is made, from the cycle's :class:`CycleResult`, so the
 history says what the cycle reported. Stores keep entries by :class:`HistoryRetention`
-(:func:`retained` is the rule), pruning as they write; :func:`summarize` counts outcomes for the
-status screen.
+(:func:`retained` is the rule), pruning as they write; a retention of no cycles
+(:data:`NO_HISTORY`) turns the history off, and :attr:`HistoryRetention.keeps_entries` is the one
+rule that says whether an entry is written at all. :func:`summarize` counts outcomes for the
+status screen, and :func:`summary_of_outcomes` does the same from counts a store made itself, so
+a store can summarise many sources in one query
+(:meth:`~incsync.protocols.StateStore.history_summaries`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import attrs
 
 from incsync.errors import ConfigurationError
 from incsync.policy import (
-    optional_positive_count,
+    SettingRule,
     optional_positive_duration,
     whole_number_setting,
 )
@@ -40,6 +45,7 @@ from incsync.timestamps import earlier, ensure_utc
 
 __all__ = [
     "DEFAULT_HISTORY_RETENTION",
+    "NO_HISTORY",
     "SUMMARY_CYCLES",
     "CycleEntry",
     "HistoryRetention",
@@ -47,12 +53,14 @@ __all__ = [
     "cycle_entry",
     "retained",
     "summarize",
+    "summary_of_outcomes",
 ]
 
 SUMMARY_CYCLES = 24
 """How many of a source's latest cycles the status summarises (a day of hourly cycles)."""
 
 _count = whole_number_setting(0)
+_optional_count = SettingRule(f"{_count.accepts} or None", lambda v: v is None or _count.holds(v))
 
 
 def _source_key(_instance: object, _attribute: attrs.Attribute[str], value: object) -> None:
@@ -188,20 +196,30 @@ class HistoryRetention:
     ``max_age`` before the source's cycle written last. Stores prune as they write an entry, only
     that source's entries, through an index: a source that stops running keeps its last entries.
 
+    ``max_cycles=0`` (:data:`NO_HISTORY`) turns the history off: the store writes no entry and
+    prunes nothing, so a cycle costs what it cost before there was a history. Entries kept before
+    it was turned off stay readable until a store with a history writes that source's next one.
+
     Args:
-        max_cycles: The most entries kept per source; ``None`` for no limit by number.
+        max_cycles: The most entries kept per source; ``0`` for none (no history); ``None`` for
+            no limit by number.
         max_age: The longest span kept per source, back from its latest cycle's start; ``None``
             for no limit by age.
 
     Raises:
-        ConfigurationError: ``max_cycles`` is not an integer of at least 1 or ``None``, or
+        ConfigurationError: ``max_cycles`` is not an integer of at least 0 or ``None``, or
             ``max_age`` is not a ``timedelta`` longer than zero or ``None``.
     """
 
-    max_cycles: int | None = attrs.field(default=1000, validator=optional_positive_count)
+    max_cycles: int | None = attrs.field(default=1000, validator=_optional_count)
     max_age: timedelta | None = attrs.field(
         default=timedelta(days=31), validator=optional_positive_duration
     )
+
+    @property
+    def keeps_entries(self) -> bool:
+        """Whether a store writes cycle entries at all (the one rule every store asks)."""
+        return self.max_cycles != 0
 
     def oldest_start(self, latest: datetime) -> datetime | None:
         """Return the earliest start a kept entry may have, ``None`` without an age limit.
@@ -214,6 +232,9 @@ class HistoryRetention:
 
 DEFAULT_HISTORY_RETENTION = HistoryRetention()
 """What every built-in store keeps unless told otherwise: 1,000 cycles and 31 days per source."""
+
+NO_HISTORY = HistoryRetention(max_cycles=0, max_age=None)
+"""No cycle history: a store given it writes no entry (``history_retention=NO_HISTORY``)."""
 
 
 def retained(
@@ -257,9 +278,17 @@ class HistorySummary:
 
 def summarize(entries: Iterable[CycleEntry]) -> HistorySummary:
     """Count how the given cycles ended (pass the latest :data:`SUMMARY_CYCLES` for the status)."""
-    outcomes = [entry.outcome for entry in entries]
-    completed = outcomes.count(Outcome.COMPLETED)
-    failed = outcomes.count(Outcome.FAILED)
+    return summary_of_outcomes(Counter(entry.outcome for entry in entries))
+
+
+def summary_of_outcomes(counts: Mapping[Outcome, int]) -> HistorySummary:
+    """Return the summary of cycles counted by outcome (as a store counts them in one query).
+
+    Args:
+        counts: How many of the cycles ended with each outcome; an outcome not given counts 0.
+    """
+    completed = counts.get(Outcome.COMPLETED, 0)
+    failed = counts.get(Outcome.FAILED, 0)
     return HistorySummary(
-        completed=completed, failed=failed, interrupted=len(outcomes) - completed - failed
+        completed=completed, failed=failed, interrupted=sum(counts.values()) - completed - failed
     )

@@ -17,12 +17,12 @@ OAuth2 connections whose vendor rotates refresh tokens save every refresh throug
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from incsync.cursor import Window
-from incsync.history import CycleEntry
+from incsync.history import SUMMARY_CYCLES, CycleEntry, HistorySummary
 from incsync.records import ApplyResult, Page, Record, RejectedRecord
 from incsync.results import CycleProgress
 from incsync.state import Checkpoint, ErrorInfo, Lease, SourceState
@@ -264,6 +264,16 @@ class StateStore(Protocol):
 
     def history(self, source_key: str, limit: int | None = None) -> Sequence[CycleEntry]:
         """Return the source's kept cycle entries, newest first, at most ``limit`` of them."""
+        ...
+
+    def history_summaries(
+        self, source_keys: Iterable[str], cycles: int = SUMMARY_CYCLES
+    ) -> Mapping[str, HistorySummary]:
+        """Return ``summarize(history(key, cycles))`` for each key, read at once.
+
+        Every key has a summary (an empty one for a source without entries). The built-in SQL
+        stores answer with one query for all the keys (the status of many sources).
+        """
         ...
 
     def reset(self, source_key: str) -> SourceState:

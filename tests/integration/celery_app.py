@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from celery import Celery
 from incsync.connectors.auth import BearerToken
 from incsync.connectors.http import HttpOptions
 from incsync.engine import SyncPolicy
-from incsync.history import CycleEntry
+from incsync.history import SUMMARY_CYCLES, CycleEntry, HistorySummary
 from incsync.integrations.celery import CeleryDeployment, install
 from incsync.records import ApplyResult, Record, RejectedRecord
 from incsync.scheduling import SourcePlan
@@ -157,6 +157,11 @@ class LeaseLog:
 
     def history(self, source_key: str, limit: int | None = None) -> Sequence[CycleEntry]:
         return self.inner.history(source_key, limit)
+
+    def history_summaries(
+        self, source_keys: Iterable[str], cycles: int = SUMMARY_CYCLES
+    ) -> Mapping[str, HistorySummary]:
+        return self.inner.history_summaries(source_keys, cycles)
 
     def release_lease(self, source_key: str, lease: Lease) -> None:
         self._end(source_key, lease, "release")

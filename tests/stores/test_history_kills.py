@@ -128,6 +128,9 @@ class Stepping:
     def history(self, *args: Any, **kwargs: Any) -> Any:
         return self._call("history", *args, **kwargs)
 
+    def history_summaries(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call("history_summaries", *args, **kwargs)
+
     def acquire_lease(self, *args: Any, **kwargs: Any) -> Any:
         return self._call("acquire_lease", *args, **kwargs)
 

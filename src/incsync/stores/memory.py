@@ -103,6 +103,8 @@ class InMemoryStore(StateStoreBase):
             return updated
 
     def _keep_entry(self, entry: CycleEntry) -> None:
+        if not self.history_retention.keeps_entries:
+            return
         entries = self._cycles.get(entry.source_key, [])
         # Newest first: after the entries that started later, before those that started with it
         # or earlier (written before it, so older), as the SQL stores order by start, then row.

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import partial
@@ -37,6 +37,7 @@ from incsync.history import DEFAULT_HISTORY_RETENTION, CycleEntry, HistoryRetent
 from incsync.policy import positive_duration
 from incsync.records import SWEPT, ApplyResult, Record, RejectedRecord, Transaction
 from incsync.redaction import redact
+from incsync.results import Outcome
 from incsync.state import (
     Checkpoint,
     Lease,
@@ -442,6 +443,14 @@ class PostgresStore(StateStoreBase):
             rows = cursor.fetchall()
         return [cycle_from_row(row) for row in rows]
 
+    def _outcome_counts(
+        self, source_keys: Sequence[str], cycles: int
+    ) -> Iterable[tuple[str, Outcome, int]]:
+        with self._transaction("read the cycle histories' summaries") as cursor:
+            cursor.execute(self._sql(sql.COUNT_OUTCOMES), (list(source_keys), cycles))
+            rows = cursor.fetchall()
+        return [(key, Outcome(outcome), count) for key, outcome, count in rows]
+
     def _update(
         self,
         source_key: str,
@@ -467,8 +476,10 @@ class PostgresStore(StateStoreBase):
 
         The source's state row is locked by then, so two writers never prune one source at once.
         """
-        cursor.execute(self._sql(sql.SAVE_CYCLE), cycle_row(entry))
         retention, key = self.history_retention, entry.source_key
+        if not retention.keeps_entries:
+            return
+        cursor.execute(self._sql(sql.SAVE_CYCLE), cycle_row(entry))
         oldest = retention.oldest_start(entry.started)
         if oldest is not None:
             cursor.execute(self._sql(sql.PRUNE_CYCLES_BY_AGE), (key, oldest))

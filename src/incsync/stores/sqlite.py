@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -210,6 +210,17 @@ _READ_CYCLES = (
     f"SELECT {_CYCLE_COLUMNS} FROM incsync_cycles WHERE source_key = ? "
     "ORDER BY started_us DESC, id DESC LIMIT ?"
 )
+# How each source's latest entries ended (StateStore.history_summaries), for many sources in one
+# statement: for each key of the JSON array, the same index range as _READ_CYCLES, so a source
+# costs its newest entries and never its whole history.
+_COUNT_OUTCOMES = """
+SELECT keys.value, cycles.outcome, count(*) FROM json_each(?) AS keys
+JOIN incsync_cycles AS cycles ON cycles.id IN (
+    SELECT id FROM incsync_cycles WHERE source_key = keys.value
+    ORDER BY started_us DESC, id DESC LIMIT ?
+)
+GROUP BY keys.value, cycles.outcome
+"""
 # incsync.history.retained, as two deletes of one source's oldest entries: those that started
 # before the age limit, and those after the newest max_cycles (a row-value range below the last
 # one kept; without that many rows, the subquery finds none and nothing is deleted).
@@ -604,6 +615,12 @@ class SQLiteStore(StateStoreBase):
         )
         return [_cycle_from_row(row) for row in rows]
 
+    def _outcome_counts(
+        self, source_keys: Sequence[str], cycles: int
+    ) -> Iterable[tuple[str, Outcome, int]]:
+        rows = self._connection().execute(_COUNT_OUTCOMES, (json.dumps(source_keys), cycles))
+        return [(key, Outcome(outcome), count) for key, outcome, count in rows]
+
     def _update(
         self,
         source_key: str,
@@ -627,8 +644,10 @@ class SQLiteStore(StateStoreBase):
 
     def _keep_entry(self, connection: sqlite3.Connection, entry: CycleEntry) -> None:
         """Keep a cycle's entry and prune its source's history, in the caller's transaction."""
-        connection.execute(_SAVE_CYCLE, _cycle_row(entry))
         retention, key = self.history_retention, entry.source_key
+        if not retention.keeps_entries:
+            return
+        connection.execute(_SAVE_CYCLE, _cycle_row(entry))
         oldest = retention.oldest_start(entry.started)
         if oldest is not None:
             connection.execute(_PRUNE_CYCLES_BY_AGE, (key, to_micros(oldest)))
