@@ -361,9 +361,11 @@ def test_an_entry_is_made_from_the_cycle_result_and_kept_only_with_its_own_sourc
 
 
 def test_retention_settings_are_checked() -> None:
-    """A count must be a whole number of at least one, an age a positive timedelta."""
-    with pytest.raises(ConfigurationError, match="max_cycles must be an integer >= 1 or None"):
-        HistoryRetention(max_cycles=0)
+    """A count must be a whole number (0 keeps none), an age a positive timedelta."""
+    with pytest.raises(ConfigurationError, match="max_cycles must be an integer >= 0 or None"):
+        HistoryRetention(max_cycles=-1)
+    with pytest.raises(ConfigurationError, match="max_cycles must be an integer >= 0 or None"):
+        HistoryRetention(max_cycles=True)
     with pytest.raises(ConfigurationError, match="max_age must be a timedelta longer than zero"):
         HistoryRetention(max_age=30)  # type: ignore[arg-type]
     forever = HistoryRetention(max_age=timedelta.max)

@@ -112,6 +112,7 @@ from incsync.timestamps import ensure_utc
 __all__ = [
     "DEFAULT_STATUS_POLICY",
     "REASONS",
+    "RECENT_SYNC_CYCLES",
     "SourceStatus",
     "StatusColor",
     "StatusIcon",
@@ -200,6 +201,10 @@ REASONS: Mapping[StatusReason, tuple[StatusColor, StatusIcon, str]] = MappingPro
 # The engine's stop thresholds are set in one place; the facts-only classifier defaults to them.
 _ENGINE_DEFAULTS = SyncPolicy()
 
+RECENT_SYNC_CYCLES = 3
+"""A completed cycle is recent for this many intervals: two missed or failed cycles are tolerated
+(the default ``recent_sync`` of 3 hours, for hourly cycles)."""
+
 
 @attrs.frozen(slots=True)
 class StatusPolicy:
@@ -234,7 +239,9 @@ class StatusPolicy:
     expected_interval: timedelta = attrs.field(
         default=timedelta(hours=1), validator=positive_duration
     )
-    recent_sync: timedelta = attrs.field(default=timedelta(hours=3), validator=positive_duration)
+    recent_sync: timedelta = attrs.field(
+        default=timedelta(hours=RECENT_SYNC_CYCLES), validator=positive_duration
+    )
     recent_change: timedelta = attrs.field(default=timedelta(days=7), validator=positive_duration)
     max_consecutive_failures: int = attrs.field(
         default=_ENGINE_DEFAULTS.max_consecutive_failures, validator=positive_count
@@ -259,15 +266,27 @@ class StatusPolicy:
             )
 
     @classmethod
-    def matching(cls, sync_policy: SyncPolicy, **changes: Any) -> StatusPolicy:
+    def matching(
+        cls, sync_policy: SyncPolicy, *, interval: timedelta | None = None, **changes: Any
+    ) -> StatusPolicy:
         """Return a status policy whose stop thresholds are the engine's.
 
         They matter to :func:`classify_status` without a phase; with one, the phase decides.
 
         Args:
             sync_policy: The engine's :class:`incsync.policy.SyncPolicy`.
+            interval: How often the source's cycles run, if known: ``expected_interval`` becomes
+                it and ``recent_sync`` :data:`RECENT_SYNC_CYCLES` of it, as the defaults are for
+                hourly cycles (so a daily source is not overdue three hours after its cycle).
             **changes: Other fields to set, as for the constructor.
         """
+        if interval is not None:
+            positive_duration.check("interval", interval)
+            changes = {
+                "expected_interval": interval,
+                "recent_sync": interval * RECENT_SYNC_CYCLES,
+                **changes,
+            }
         return cls(
             max_consecutive_failures=sync_policy.max_consecutive_failures,
             max_auth_failures=sync_policy.max_auth_failures,

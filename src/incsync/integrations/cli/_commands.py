@@ -16,11 +16,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import IO, Protocol
 
-import attrs
-
-from incsync.engine import SyncEngine, SyncPolicy
+from incsync.engine import SyncEngine
 from incsync.errors import ConfigurationError
-from incsync.history import SUMMARY_CYCLES, summarize
 from incsync.humanize import plural
 from incsync.integrations.cli._config import Config, ConfigFileError
 from incsync.integrations.cli._output import (
@@ -86,7 +83,7 @@ def _postgres(config: Config, environ: Mapping[str, str]) -> Store:
 
     conninfo_env = config.store.conninfo_env or ""
     conninfo = env_value(config.path, "store.conninfo_env", conninfo_env, environ)
-    store = PostgresStore(conninfo, schema=config.store.schema)
+    store = PostgresStore(conninfo, schema=config.store.schema, history_retention=config.history)
     try:
         # Idempotent and safe from every worker at once, so every command may bring the schema
         # up to date rather than fail on a first run.
@@ -131,7 +128,7 @@ def open_store(
                 "store.path",
                 f"no such database {path}; check the path (only incsync run creates one)",
             )
-        store = SQLiteStore(path)
+        store = SQLiteStore(path, history_retention=config.history)
     try:
         yield store
     finally:
@@ -151,10 +148,15 @@ def _states(config: Config, store: Store) -> list[SourceState]:
     return configured + [state for key, state in sorted(stored.items()) if key not in names]
 
 
-def _policy_of(policy: StatusPolicy, key: str) -> StatusPolicy:
+def _policy_of(config: Config, key: str) -> StatusPolicy:
+    """Return the status policy of one source: its engine's and its interval's, as run has them."""
+    source = config.source(key)
+    interval = config.run.interval if source is None else source.interval
     # Whoever reads this command's hover lists set-aside records with the command, not with the
     # library call that the default hint names.
-    return attrs.evolve(policy, set_aside_hint=set_aside_hint(key))
+    return StatusPolicy.matching(
+        config.run.policy, interval=interval, set_aside_hint=set_aside_hint(key)
+    )
 
 
 def status_command(args: argparse.Namespace, config: Config, out: IO[str]) -> int:
@@ -164,12 +166,11 @@ def status_command(args: argparse.Namespace, config: Config, out: IO[str]) -> in
         ConfigurationError: ``--zone`` is not an IANA time zone.
     """
     now = utc_now()
-    policy = StatusPolicy.matching(SyncPolicy())
     with open_store(config) as store:
         states = _states(config, store)
-        histories = {
-            state.key: summarize(store.history(state.key, SUMMARY_CYCLES)) for state in states
-        }
+        # One query for every source, not one per source: a store of 10,000 sources answers in
+        # a fraction of the time (bench/status.py).
+        histories = store.history_summaries(state.key for state in states)
     try:
         rows = [
             (
@@ -178,7 +179,7 @@ def status_command(args: argparse.Namespace, config: Config, out: IO[str]) -> in
                     state,
                     now=now,
                     history=histories[state.key],
-                    policy=_policy_of(policy, state.key),
+                    policy=_policy_of(config, state.key),
                     zone=args.zone,
                 ),
             )

@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 
 from incsync.errors import ConfigurationError
+from incsync.history import DEFAULT_HISTORY_RETENTION, HistoryRetention
 from incsync.integrations.cli._connectors import (
     CONNECTOR_TYPES,
     KINDS,
@@ -31,6 +32,7 @@ from incsync.integrations.cli._connectors import (
 )
 from incsync.integrations.cli._parser import parse_interval
 from incsync.integrations.cli._tokens import TOKENS_IN_STORE, default_token_path
+from incsync.policy import SettingRule, SyncPolicy, flag, whole_number_setting
 from incsync.views import terminal_safe
 
 if sys.version_info >= (3, 11):
@@ -96,17 +98,20 @@ class StoreConfig:
 
 @attrs.frozen
 class RunConfig:
-    """How ``incsync run`` schedules: the ``[run]`` table.
+    """How ``incsync run`` schedules and how cautious its engine is: the ``[run]`` table.
 
     Args:
         interval: How often a source syncs when its table sets no ``interval``.
         workers: Cycles running at once.
         per_account_limit: Cycles of one vendor account running at once.
+        policy: The engine's settings: ``count_interval`` and ``reconcile_drift`` from the
+            table, the others :class:`~incsync.policy.SyncPolicy`'s defaults.
     """
 
     interval: timedelta = timedelta(hours=1)
     workers: int = 4
     per_account_limit: int = 1
+    policy: SyncPolicy = attrs.field(factory=SyncPolicy)
 
 
 @attrs.frozen
@@ -154,6 +159,7 @@ class Config:
         store: Where state lives.
         sources: The sources, in the file's order.
         run: How ``incsync run`` schedules.
+        history: How much cycle history the store keeps (the ``[history]`` table).
         tokens: The token file, where rotated OAuth2 tokens are kept; ``None`` keeps them in the
             state store.
     """
@@ -162,6 +168,7 @@ class Config:
     store: StoreConfig
     sources: tuple[SourceConfig, ...]
     run: RunConfig = RunConfig()
+    history: HistoryRetention = DEFAULT_HISTORY_RETENTION
     tokens: Path | None = attrs.field(
         default=attrs.Factory(
             lambda self: default_token_path(self.store.path, self.path), takes_self=True
@@ -270,10 +277,31 @@ def _interval(path: Path, key: str, value: object) -> timedelta:
     return interval
 
 
+def _checked(path: Path, key: str, rule: SettingRule, value: object, accepts: str) -> Any:
+    """Return ``value`` if the library's ``rule`` for the setting holds, in the file's words."""
+    if not rule.holds(value):
+        raise ConfigFileError(path, key, f"must be {accepts}, got {_type_name(value)}")
+    return value
+
+
 def _at_least_one(path: Path, key: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigFileError(path, key, "must be a whole number of at least 1")
     return value
+
+
+_COUNT_OFF = "off"  # count_interval's value that turns counting off (SyncPolicy's None)
+
+
+def _count_interval(path: Path, value: object) -> timedelta | None:
+    if value == _COUNT_OFF:
+        return None
+    try:
+        return _interval(path, "run.count_interval", value)
+    except ConfigFileError as error:
+        raise ConfigFileError(
+            path, error.key, f'{error.problem}; or "{_COUNT_OFF}" to never count'
+        ) from None
 
 
 def _run(path: Path, raw: object) -> RunConfig:
@@ -282,18 +310,52 @@ def _run(path: Path, raw: object) -> RunConfig:
     interval = table.pop("interval", None)
     workers = table.pop("workers", defaults.workers)
     limit = table.pop("per_account_limit", defaults.per_account_limit)
+    count_interval = table.pop("count_interval", None)
+    reconcile = table.pop("reconcile_drift", defaults.policy.reconcile_drift)
     if table:
         raise ConfigFileError(
             path,
             dotted("run", sorted(table)[0]),
-            "unknown setting; accepted: interval, workers, per_account_limit",
+            "unknown setting; accepted: interval, workers, per_account_limit, count_interval, "
+            "reconcile_drift",
         )
+    policy = SyncPolicy(
+        count_interval=defaults.policy.count_interval
+        if count_interval is None
+        else _count_interval(path, count_interval),
+        reconcile_drift=_checked(path, "run.reconcile_drift", flag, reconcile, "true or false"),
+    )
     return RunConfig(
         interval=defaults.interval
         if interval is None
         else _interval(path, "run.interval", interval),
         workers=_at_least_one(path, "run.workers", workers),
         per_account_limit=_at_least_one(path, "run.per_account_limit", limit),
+        policy=policy,
+    )
+
+
+_KEPT_CYCLES = whole_number_setting(0)  # HistoryRetention.max_cycles, where TOML has no None
+
+
+def _history(path: Path, raw: object) -> HistoryRetention:
+    table = dict(_table(path, "history", {} if raw is None else raw))
+    defaults = DEFAULT_HISTORY_RETENTION
+    cycles = table.pop("keep_cycles", defaults.max_cycles)
+    keep_for = table.pop("keep_for", None)
+    if table:
+        raise ConfigFileError(
+            path,
+            dotted("history", sorted(table)[0]),
+            "unknown setting; accepted: keep_cycles, keep_for",
+        )
+    return HistoryRetention(
+        max_cycles=_checked(
+            path, "history.keep_cycles", _KEPT_CYCLES, cycles, "a whole number of at least 0"
+        ),
+        max_age=defaults.max_age
+        if keep_for is None
+        else _interval(path, "history.keep_for", keep_for),
     )
 
 
@@ -444,22 +506,23 @@ def load_config(path: Path) -> Config:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigFileError(path, "", f"is not valid TOML: {error}") from None
-    unknown = sorted(set(document) - {"store", "sources", "run", "tokens"})
+    unknown = sorted(set(document) - {"store", "sources", "run", "history", "tokens"})
     if unknown:
         raise ConfigFileError(
             path,
             dotted(unknown[0]),
-            "unknown key; a config file has tokens, [store], [run] and [sources.KEY]",
+            "unknown key; a config file has tokens, [store], [run], [history] and [sources.KEY]",
         )
     store = _store(path, document.get("store"))
     run = _run(path, document.get("run"))
+    history = _history(path, document.get("history"))
     raw_sources = _table(path, "sources", document.get("sources", {}))
     if not raw_sources:
         raise ConfigFileError(
             path, "sources", 'no source defined; add one, like [sources.demo] with type = "sample"'
         )
     sources = tuple(_source(path, key, raw, run) for key, raw in raw_sources.items())
-    config = Config(path=path, store=store, sources=sources, run=run)
+    config = Config(path=path, store=store, sources=sources, run=run, history=history)
     tokens = document.get("tokens")
     if tokens is None:
         return config

@@ -170,7 +170,7 @@ def run_command(
         holder = _holder()
         try:
             failed = run_scheduled(
-                SyncEngine(store, holder=holder),
+                SyncEngine(store, policy=config.run.policy, holder=holder),
                 schedule,
                 connectors,
                 board,
