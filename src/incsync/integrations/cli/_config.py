@@ -280,7 +280,10 @@ def _interval(path: Path, key: str, value: object) -> timedelta:
 def _checked(path: Path, key: str, rule: SettingRule, value: object, accepts: str) -> Any:
     """Return ``value`` if the library's ``rule`` for the setting holds, in the file's words."""
     if not rule.holds(value):
-        raise ConfigFileError(path, key, f"must be {accepts}, got {_type_name(value)}")
+        # A number or a boolean is no secret, and saying which one was read is clearer.
+        plain = isinstance(value, (bool, int, float))
+        got = str(value).lower() if plain else _type_name(value)
+        raise ConfigFileError(path, key, f"must be {accepts}, got {got}")
     return value
 
 
