@@ -17,13 +17,11 @@ printed and written to ``bench/history-status-results.json``.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import secrets
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Any
 import psycopg
 
 from bench.core import CONNINFO, load_average, machine
+from bench.status import _best
 from incsync import CycleEntry, Outcome, SQLiteStore, summarize
 from incsync.history import SUMMARY_CYCLES, HistorySummary
 from incsync.protocols import StateStore
@@ -98,21 +97,6 @@ def postgres_store(keys: Sequence[str], per_source: int) -> Iterator[PostgresSto
     finally:
         with psycopg.connect(CONNINFO, autocommit=True) as connection:
             connection.execute(sql.render("DROP SCHEMA IF EXISTS {schema} CASCADE", schema))
-
-
-def _best(function: Callable[[], object], rounds: int) -> float:
-    """Return the fastest of ``rounds`` runs, in seconds (collector run before, off during)."""
-    best = float("inf")
-    for _ in range(rounds):
-        gc.collect()
-        gc.disable()
-        try:
-            start = time.perf_counter()
-            function()
-            best = min(best, time.perf_counter() - start)
-        finally:
-            gc.enable()
-    return best
 
 
 def measure(store: StateStore, keys: Sequence[str], rounds: int) -> dict[str, float]:
