@@ -8,8 +8,8 @@ a window computed from the host's now asks for 10 minutes the source no longer k
 Every HTTP answer is dated by its server (RFC 9110 6.6.1), to the second. One request gives a
 :class:`ClockSample`: when the host sent it and received the answer (by the host's clock), and the
 answer's ``Date``. The server wrote the date somewhere within the round trip, so the skew it shows
-is the date (taken as the middle of its second) minus the round trip's midpoint, give or take half
-the round trip and the date's one-second resolution. :func:`estimate_skew` makes one figure of many
+is the date minus the round trip's midpoint, give or take half the round trip and the date's
+one-second resolution (the date is cut to its second, so it reads up to a second early). :func:`estimate_skew` makes one figure of many
 samples: the median of their skews, robust to a slow answer or a proxy's odd date; a figure within
 its own uncertainty is no measured skew at all and counts as zero, so a source whose clock agrees
 with the host's is read exactly as if nothing were measured.
@@ -29,8 +29,6 @@ __all__ = ["DATE_RESOLUTION", "ClockSample", "estimate_skew", "source_now"]
 
 DATE_RESOLUTION = timedelta(seconds=1)
 """How finely an HTTP ``Date`` tells the time: whole seconds, cut (not rounded)."""
-
-_HALF_SECOND_MICROS = 500_000
 
 
 def _sent(value: datetime) -> datetime:
@@ -64,9 +62,9 @@ class ClockSample:
 
     @property
     def offset_micros(self) -> int:
-        """The skew this answer shows, in microseconds: the date's mid-second minus the midpoint."""
+        """The skew this answer shows, in microseconds: the date minus the round trip's midpoint."""
         midpoint = (to_micros(self.sent) + to_micros(self.received)) // 2
-        return to_micros(self.dated) + _HALF_SECOND_MICROS - midpoint
+        return to_micros(self.dated) - midpoint
 
     @property
     def bound_micros(self) -> int:

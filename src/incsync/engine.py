@@ -8,8 +8,9 @@ The whole algorithm is :meth:`SyncEngine.run_cycle`:
 3. For each page: write it to the sink (which drops what was already applied), keep the records set
    aside as malformed, and checkpoint. For ordered sources the checkpoint moves the cursor to the
    page's highest (updated_at, id), never past the cycle's start minus the safety lag, on the
-   source's clock (below); unordered sources move it only once the cycle completes. Where the store is the sink, the page and its
-   checkpoint are one transaction. A cancel, or the host's ``stop``, ends the cycle there.
+   source's clock (below); unordered sources move it only once the cycle completes. Where the
+   store is the sink, the page and its checkpoint are one transaction. A cancel, or the host's
+   ``stop``, ends the cycle there.
 4. When the read completes: after a full re-read, sweep what it did not see; when a count is due,
    compare the source's count of live records with the host's (a failed count is logged and
    skipped); then record the last sync and the count.

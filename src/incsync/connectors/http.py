@@ -394,7 +394,8 @@ class HttpConnector(BaseConnector):
 
         The median over the latest :data:`CLOCK_SAMPLES` dated answers (any status: a throttle
         or an error is dated too), each timed by :attr:`HttpOptions.clock`; zero when within
-        their uncertainty, ``None`` before any dated answer. See :func:`incsync.clocks.estimate_skew`.
+        their uncertainty, ``None`` before any dated answer. See
+        :func:`incsync.clocks.estimate_skew`.
         """
         return estimate_skew(self._clock_samples)
 
