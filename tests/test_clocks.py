@@ -76,7 +76,7 @@ def test_the_estimate_is_within_its_bound_of_the_true_skew(
     the largest bound of the samples (half a round trip and a second), or zero within it."""
     offset = timedelta(milliseconds=offset_ms)
     samples = []
-    for trip_ms, fraction in zip(trips_ms, fractions):
+    for trip_ms, fraction in zip(trips_ms, fractions[: len(trips_ms)], strict=True):
         trip = timedelta(milliseconds=trip_ms)
         served = T + trip * fraction + offset
         samples.append(ClockSample(T, T + trip, from_micros(to_micros(served) // 10**6 * 10**6)))

@@ -9,10 +9,12 @@ Every HTTP answer is dated by its server (RFC 9110 6.6.1), to the second. One re
 :class:`ClockSample`: when the host sent it and received the answer (by the host's clock), and the
 answer's ``Date``. The server wrote the date somewhere within the round trip, so the skew it shows
 is the date minus the round trip's midpoint, give or take half the round trip and the date's
-one-second resolution (the date is cut to its second, so it reads up to a second early). :func:`estimate_skew` makes one figure of many
-samples: the median of their skews, robust to a slow answer or a proxy's odd date; a figure within
-its own uncertainty is no measured skew at all and counts as zero, so a source whose clock agrees
-with the host's is read exactly as if nothing were measured.
+one-second resolution (the date is cut to its second, so it reads up to a second early).
+
+:func:`estimate_skew` makes one figure of many samples: the median of their skews, robust to a
+slow answer or a proxy's odd date; a figure within its own uncertainty is no measured skew at all
+and counts as zero, so a source whose clock agrees with the host's is read exactly as if nothing
+were measured.
 """
 
 from __future__ import annotations

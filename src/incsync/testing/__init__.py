@@ -43,7 +43,7 @@ class ManualClock:
             return self._cell[0] + self._offset
 
     def advance(self, delta: timedelta) -> datetime:
-        """Move the clock (and every clock shifted from it) forward by ``delta``; return its time."""
+        """Move the clock (and every clock shifted with it) by ``delta``; return its time."""
         with self._lock:
             self._cell[0] += delta
             return self._cell[0] + self._offset
