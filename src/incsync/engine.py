@@ -7,9 +7,10 @@ The whole algorithm is :meth:`SyncEngine.run_cycle`:
 2. Ask the connector for the window after the cursor, minus its lookback.
 3. For each page: write it to the sink (which drops what was already applied), keep the records set
    aside as malformed, and checkpoint. For ordered sources the checkpoint moves the cursor to the
-   page's highest (updated_at, id), never past the cycle's start minus the safety lag; unordered
-   sources move it only once the cycle completes. Where the store is the sink, the page and its
-   checkpoint are one transaction. A cancel, or the host's ``stop``, ends the cycle there.
+   page's highest (updated_at, id), never past the cycle's start minus the safety lag, on the
+   source's clock (below); unordered sources move it only once the cycle completes. Where the
+   store is the sink, the page and its checkpoint are one transaction. A cancel, or the host's
+   ``stop``, ends the cycle there.
 4. When the read completes: after a full re-read, sweep what it did not see; when a count is due,
    compare the source's count of live records with the host's (a failed count is logged and
    skipped); then record the last sync and the count.
@@ -21,6 +22,16 @@ The whole algorithm is :meth:`SyncEngine.run_cycle`:
 6. However the cycle ends (even by ``KeyboardInterrupt``), it gives its lease up when it can.
    The write that records how it ended (completed, failed, interrupted) also keeps its entry in
    the source's history (:mod:`incsync.history`), in the same transaction.
+
+The source stamps its records by its own clock, so the cursor's horizon is kept on that clock:
+the cycle's start moved by the skew the connector measured (:meth:`Connector.clock_skew
+<incsync.protocols.Connector.clock_skew>`, see :mod:`incsync.clocks`). The skew is asked again at
+every checkpoint, from the answers of this very cycle, not taken from the previous cycle's: a page
+is checkpointed only after the answers it came in, so the figure is measured before the cursor
+moves, a source's first cycle is bounded as well as the others, no state or store keeps it between
+cycles, and a clock set right (or wrong) between two cycles counts from the next answer on. A
+source that gives no figure (no HTTP API; no answer yet) is bounded by the host's clock. The
+figure measured by the cycle's end is kept in its history entry.
 
 Every decision is a pure function in :mod:`incsync.cursor`, :mod:`incsync.state` or
 :mod:`incsync.policy` (what a failure means: :func:`~incsync.policy.decide_failure`); this module
@@ -351,6 +362,7 @@ class SyncEngine:
                 worker=lease.holder,
                 ended=self._now(),
                 retry_at=retry_at,
+                clock_skew=connector.clock_skew(),
             )
 
         try:
@@ -436,14 +448,14 @@ class SyncEngine:
         resync = self._resync_reason(state, connector, started)
         if resync is not None:
             raise SourceError(resync, resync_required=True)
-        limit = horizon(started, self.policy.safety_lag)
+        lag = self.policy.safety_lag
         ordered = connector.ordered
         cursor = state.cursor
         unordered_high: Cursor | None = None
         for page in connector.read(window_after(cursor, connector.lookback, state.marks)):
             high, newest = page_high_water(page.records)
             if ordered:
-                cursor = advance(cursor, high, limit)
+                cursor = advance(cursor, high, horizon(started, lag, connector.clock_skew()))
             elif high is not None and (unordered_high is None or high > unordered_high):
                 unordered_high = high
             applied, current = self._commit(
@@ -470,7 +482,7 @@ class SyncEngine:
                 self._record_interruption(ending(interrupted), lease)
                 logger.info("source %s: cycle %s after a durable page", key, interrupted.value)
                 return interrupted, current.cursor
-        final = advance(cursor, unordered_high, limit)
+        final = advance(cursor, unordered_high, horizon(started, lag, connector.clock_skew()))
         if state.reset_pending:
             # The whole source was read under this generation: what it did not see is gone.
             spared = {r.record_id for r in self.store.list_rejected(key) if r.record_id is not None}
@@ -493,6 +505,9 @@ class SyncEngine:
     ) -> str | None:
         """Say why the source must be re-read whole before it is read incrementally again."""
         retention = connector.delete_retention
+        # Both times are the host's, so the source's skew cancels out: the last completed read
+        # reached the source's deletes up to its start on the source's clock, which is as far
+        # behind the source's now as the host's last_sync is behind the host's.
         if retention is not None and deletes_expired(state, retention, started):
             return (
                 f"the source keeps deletes for {duration_text(retention)} and was "

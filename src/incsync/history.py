@@ -240,14 +240,18 @@ class HistorySummary:
         failed: Cycles that failed.
         interrupted: Cycles interrupted by a cancel, a stop or a reset (the engine's own, when the
             source had to be re-read whole, included).
+        clock_skew: The source's clock skew as the newest of them that measured it found it
+            (see :mod:`incsync.clocks`); ``None`` when none did.
 
     Raises:
-        ConfigurationError: A count is not an integer of at least 0.
+        ConfigurationError: A count is not an integer of at least 0, or ``clock_skew`` is not a
+            ``timedelta``.
     """
 
     completed: int = attrs.field(default=0, validator=_count)
     failed: int = attrs.field(default=0, validator=_count)
     interrupted: int = attrs.field(default=0, validator=_count)
+    clock_skew: timedelta | None = attrs.field(default=None, validator=_skew)
 
     @property
     def cycles(self) -> int:
@@ -256,10 +260,20 @@ class HistorySummary:
 
 
 def summarize(entries: Iterable[CycleEntry]) -> HistorySummary:
-    """Count how the given cycles ended (pass the latest :data:`SUMMARY_CYCLES` for the status)."""
-    outcomes = [entry.outcome for entry in entries]
+    """Count how the given cycles ended, and keep the newest measured clock skew.
+
+    Args:
+        entries: One source's cycles, newest first (pass the latest :data:`SUMMARY_CYCLES` for the
+            status).
+    """
+    kept = list(entries)
+    outcomes = [entry.outcome for entry in kept]
     completed = outcomes.count(Outcome.COMPLETED)
     failed = outcomes.count(Outcome.FAILED)
+    skew = next((entry.clock_skew for entry in kept if entry.clock_skew is not None), None)
     return HistorySummary(
-        completed=completed, failed=failed, interrupted=len(outcomes) - completed - failed
+        completed=completed,
+        failed=failed,
+        interrupted=len(outcomes) - completed - failed,
+        clock_skew=skew,
     )

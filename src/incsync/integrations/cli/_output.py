@@ -327,14 +327,16 @@ def _count_json(check: CountCheck | None) -> dict[str, Any] | None:
     }
 
 
-def _history_json(summary: HistorySummary | None) -> dict[str, int] | None:
+def _history_json(summary: HistorySummary | None) -> dict[str, int | float | None] | None:
     if summary is None:
         return None
+    skew = summary.clock_skew
     return {
         "cycles": summary.cycles,
         "completed": summary.completed,
         "failed": summary.failed,
         "interrupted": summary.interrupted,
+        "clock_skew_seconds": None if skew is None else skew.total_seconds(),
     }
 
 
