@@ -89,6 +89,7 @@ def result_json(result: CycleResult, secrets: Sequence[str] = ()) -> str:
     started = result.started_at
     document = {
         "source_key": result.source_key,
+        "cycle_id": result.cycle_id,
         "outcome": result.outcome.value,
         "fetched": result.fetched,
         "applied": result.applied,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 from datetime import timedelta
@@ -10,10 +11,18 @@ from pathlib import Path
 
 from incsync import __version__
 
-__all__ = ["DEFAULT_CONFIG", "build_parser", "parse_interval"]
+__all__ = ["DEFAULT_CONFIG", "LOG_LEVELS", "build_parser", "parse_interval"]
 
 DEFAULT_CONFIG = "incsync.toml"
 """The config file read when neither ``--config`` nor ``INCSYNC_CONFIG`` names one."""
+
+LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+"""The values of ``--log-level`` and the :mod:`logging` levels they name."""
 
 _UNITS = {"d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
 _UNITS["s"] = timedelta(seconds=1)
@@ -98,7 +107,25 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the TOML config file (default: $INCSYNC_CONFIG, else {DEFAULT_CONFIG})",
     )
     config.add_argument(
-        "-v", "--verbose", action="store_true", help="also log each cycle's details to stderr"
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also log each cycle's details to stderr (the same as --log-level info)",
+    )
+    config.add_argument(
+        "--log-level",
+        choices=tuple(LOG_LEVELS),
+        type=str.lower,
+        metavar="LEVEL",
+        help="log to stderr from this level on: debug, info, warning or error (default: error, "
+        "or info with -v)",
+    )
+    config.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text (default) or as one JSON object per line; each names its "
+        "source and cycle",
     )
     parser = argparse.ArgumentParser(
         prog="incsync",
