@@ -105,7 +105,8 @@ def result_json(result: CycleResult, secrets: Sequence[str] = ()) -> str:
         "error": None if result.error is None else redact(result.error, secrets),
         "error_class": result.error_class,
     }
-    return json.dumps(document, ensure_ascii=False)
+    # ASCII only: JSON then escapes C1 controls and bidi overrides too, which a terminal obeys.
+    return json.dumps(document, ensure_ascii=True)
 
 
 def _with_exact(value: TimeText | None) -> TimeText | None:
@@ -290,7 +291,7 @@ def status_json(rows: Iterable[StatusRow], *, now: datetime) -> str:
         "generated_at": now.isoformat(),
         "sources": [_source_json(state, status, now) for state, status in rows],
     }
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(document, indent=2, ensure_ascii=True) + "\n"
 
 
 def rejected_text(key: str, records: Sequence[RejectedRecord]) -> str:
@@ -348,4 +349,4 @@ def rejected_json(key: str, records: Sequence[RejectedRecord]) -> str:
     cut short).
     """
     document = {"key": key, "rejected": [_rejected_entry(record) for record in records]}
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(document, indent=2, ensure_ascii=True) + "\n"
