@@ -39,6 +39,11 @@ STEP = "incsync.page.step"
 RETRY_CAUSE = "incsync.retry.cause"
 COLOR = "incsync.status.color"
 
+# Bucket bounds in seconds (the SDK's default ones suit milliseconds): from a quiet incremental
+# cycle to an hour's full re-read, and from a loopback page to a slow vendor's.
+CYCLE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+PAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
 
 def _version() -> str | None:
     """Return the installed version of incsync, the scope's version (``None`` when unknown)."""
@@ -75,13 +80,17 @@ class Otel:
         self.tracer = trace.get_tracer(SCOPE, version, tracer_provider)
         meter = metrics.get_meter(SCOPE, version or "", meter_provider)
         self.cycle_duration = meter.create_histogram(
-            "incsync.cycle.duration", unit="s", description="How long cycles took, by outcome."
+            "incsync.cycle.duration",
+            unit="s",
+            description="How long cycles took, by outcome.",
+            explicit_bucket_boundaries_advisory=CYCLE_BUCKETS,
         )
         self.page_duration = meter.create_histogram(
             "incsync.page.duration",
             unit="s",
             description="How long pages took to fetch (step fetch) and to write with their "
             "checkpoint (step write).",
+            explicit_bucket_boundaries_advisory=PAGE_BUCKETS,
         )
         self.applied = meter.create_counter(
             "incsync.records.applied",
@@ -167,42 +176,45 @@ class Otel:
             result.duration.total_seconds(), {VENDOR: vendor, OUTCOME: result.outcome.value}
         )
 
-    def fetch_spans(self, pages: Iterable[Page], cycle: CycleTelemetry) -> Iterator[Page]:
-        """Yield ``pages``, each fetch in a span of its own; record each page's fetch latency."""
+    def fetched_pages(self, pages: Iterable[Page], cycle: CycleTelemetry) -> Iterator[Page]:
+        """Yield ``pages``, noting when each was asked for and came; record its fetch latency.
+
+        No span is made here: the page's span starts when it was asked for (see
+        :meth:`page_span`), and a fetch that finds the read ended makes none.
+        """
         iterator = iter(pages)
         latency = {VENDOR: cycle.vendor, STEP: "fetch"}
         while True:
-            # The page number is known once a page comes: the fetch that ends the read has none.
-            opened = self._start("incsync.page.fetch", {})
-            began = time.perf_counter()
+            asked, began = time.time_ns(), time.perf_counter()
             try:
                 page = next(iterator)
             except StopIteration:
-                self.end_span(opened, None)
                 return
-            except BaseException as error:
-                self.end_span(opened, error)
-                raise
-            seconds = time.perf_counter() - began
+            self.page_duration.record(time.perf_counter() - began, latency)
             cycle.pages += 1
-            opened.span.set_attributes(
-                {
-                    PAGE: cycle.pages,
-                    "incsync.page.records": len(page.records),
-                    "incsync.page.set_aside": len(page.rejected),
-                }
-            )
-            self.end_span(opened, None)
-            self.page_duration.record(seconds, latency)
+            cycle.fetched = (asked, time.time_ns(), len(page.records), len(page.rejected))
             yield page
 
-    def write_span(self, cycle: CycleTelemetry) -> AbstractContextManager[None]:
-        """Return a context that traces and times the write of the page fetched last."""
-        return self._write(cycle)
+    def page_span(self, cycle: CycleTelemetry) -> AbstractContextManager[None]:
+        """Return a context that writes the page fetched last within its span; time the write."""
+        return self._page(cycle)
 
     @contextmanager
-    def _write(self, cycle: CycleTelemetry) -> Iterator[None]:
-        opened = self._start("incsync.page.write", {PAGE: cycle.pages})
+    def _page(self, cycle: CycleTelemetry) -> Iterator[None]:
+        now = time.time_ns()
+        asked, came, records, set_aside = cycle.fetched or (now, now, 0, 0)
+        span = self.tracer.start_span(
+            "incsync.page",
+            attributes={
+                PAGE: cycle.pages,
+                "incsync.page.records": records,
+                "incsync.page.set_aside": set_aside,
+                # An attribute, not an event: an event costs as much again as the attributes.
+                "incsync.page.fetch_seconds": (came - asked) / 1e9,
+            },
+            start_time=asked,
+        )
+        opened = OpenSpan(span, context.attach(trace.set_span_in_context(span)))
         began = time.perf_counter()
         try:
             yield
@@ -221,12 +233,13 @@ class Otel:
         if set_aside:
             self.set_aside.add(set_aside, attributes)
 
-    def retried(self, vendor: str, wait: float, *, throttled: bool) -> None:
-        """Count a retry and its wait; note it on the current span (the fetch it delays)."""
+    def retried(self, vendor: str, wait: float, *, throttled: bool, page: int | None) -> None:
+        """Count a retry and its wait; note it on the current span (the cycle's, in a fetch)."""
         cause = "throttle" if throttled else "error"
         attributes = {VENDOR: vendor, RETRY_CAUSE: cause}
         self.retries.add(1, attributes)
         self.retry_wait.add(wait, attributes)
-        trace.get_current_span().add_event(
-            "incsync.retry", {RETRY_CAUSE: cause, "incsync.retry.wait": wait}
-        )
+        event: dict[str, str | float | int] = {RETRY_CAUSE: cause, "incsync.retry.wait": wait}
+        if page is not None:
+            event[PAGE] = page
+        trace.get_current_span().add_event("incsync.retry", event)

@@ -9,9 +9,9 @@ With OpenTelemetry's API installed (``pip install 'incsync[otel]'``), the engine
 toolkit also report through it, to the providers the host configured (the global ones, or those
 given to :func:`configure`); see ``docs/observability.md`` for the names:
 
-* a span per cycle (``incsync.cycle``) with a child span per page fetched (``incsync.page.fetch``)
-  and per page written with its checkpoint (``incsync.page.write``); a retried request is an event
-  on the span of the fetch it delays;
+* a span per cycle (``incsync.cycle``) with a child span per page (``incsync.page``), from when
+  the page was asked for until it is written with its checkpoint; a retried request is an event
+  on the cycle's span;
 * counters of records applied and set aside, of retries and of the seconds waited before them;
   histograms of cycle duration and page latency; an observable gauge of sources per status colour
   for the stores given to :func:`observe_sources` (decided by :func:`incsync.status.statuses_of`).
@@ -21,8 +21,12 @@ ten thousand series per metric. Spans (and log records) name the source.
 
 Without OpenTelemetry (or after ``configure(enabled=False)``) the cycle only sets its context
 variable: :func:`fetched` hands the pages back untouched and :func:`writing` is a shared null
-context. Whatever is recorded is already redacted: error texts come from the cycle's result, and
-an exception that escapes is named by its class only.
+context. With it, a cycle of a few pages costs a few spans and metric updates: the page's span
+covers its fetch and its write (rather than a span for each), since the SDK's spans cost tens of
+microseconds each.
+
+Whatever is recorded is already redacted: error texts come from the cycle's result, and an
+exception that escapes is named by its class only.
 """
 
 from __future__ import annotations
@@ -137,6 +141,8 @@ class CycleTelemetry:
         source_key: The source the cycle syncs.
         vendor: The connector's vendor, the attribute of its metrics.
         pages: Pages fetched so far.
+        fetched: When the last page was asked for and came (``time.time_ns()``), and its
+            well-formed and set-aside records.
     """
 
     __slots__ = (
@@ -146,6 +152,7 @@ class CycleTelemetry:
         "_span",
         "_token",
         "cycle_id",
+        "fetched",
         "pages",
         "source_key",
         "vendor",
@@ -156,6 +163,7 @@ class CycleTelemetry:
         self.source_key = source_key
         self.vendor = vendor
         self.pages = 0
+        self.fetched: tuple[int, int, int, int] | None = None
         self._otel = otel
         self._span: OpenSpan | None = None
         self._applied = 0
@@ -209,24 +217,28 @@ def cycle(source_key: str, connector: object) -> CycleTelemetry:
 
 
 def fetched(pages: Iterable[Page]) -> Iterable[Page]:
-    """Return ``pages`` with each fetch timed and traced, when OpenTelemetry reports.
+    """Return ``pages`` with each fetch timed, when OpenTelemetry reports.
 
-    A fetch span covers the wait for one page (the connector's requests for it); the one that
-    finds the read ended covers its requests too, and carries no page. Page latency is recorded
-    for the fetches that brought a page.
+    The fetch latency of each page is recorded, and when it was asked for is kept for its span
+    (:func:`writing`). A fetch that finds the read ended makes no span: its requests, if any, are
+    in the cycle's.
     """
     current = _CURRENT.get()
     if current is None or current._otel is None:
         return pages
-    return current._otel.fetch_spans(pages, current)
+    return current._otel.fetched_pages(pages, current)
 
 
 def writing() -> AbstractContextManager[None]:
-    """Return a context that traces and times the write of the page fetched last."""
+    """Return a context for writing the page fetched last: its span, current while it writes.
+
+    The span starts when the page was asked for, with an event when it came, so the trace shows
+    the fetch and the write of each page; the write's latency is recorded.
+    """
     current = _CURRENT.get()
     if current is None or current._otel is None:
         return _NOTHING
-    return current._otel.write_span(current)
+    return current._otel.page_span(current)
 
 
 def written(applied: int, set_aside: int) -> None:
@@ -253,8 +265,10 @@ def retried(vendor: str | None, wait: float, *, throttled: bool) -> None:
     if otel is None:
         return
     current = _CURRENT.get()
-    name = current.vendor if current is not None else vendor or "unknown"
-    otel.retried(name, wait, throttled=throttled)
+    if current is None:
+        otel.retried(vendor or "unknown", wait, throttled=throttled, page=None)
+    else:
+        otel.retried(current.vendor, wait, throttled=throttled, page=current.pages + 1)
 
 
 def log_context() -> dict[str, str | None]:
