@@ -25,6 +25,10 @@ context. With it, a cycle of a few pages costs a few spans and metric updates: t
 covers its fetch and its write (rather than a span for each), since the SDK's spans cost tens of
 microseconds each.
 
+A host uses :class:`CycleContextFilter` (or :func:`log_context`), :func:`configure` and
+:func:`observe_sources`; :func:`cycle`, :func:`fetched`, :func:`writing`, :func:`written` and
+:func:`retried` are where the engine and the connector toolkit report.
+
 Whatever is recorded is already redacted: error texts come from the cycle's result, and an
 exception that escapes is named by its class only.
 """
@@ -134,7 +138,7 @@ def _vendor_of(connector: object) -> str:
 
 
 class CycleTelemetry:
-    """One running cycle, as logs and OpenTelemetry see it; the context manager :func:`cycle` is.
+    """One running cycle as logs and OpenTelemetry see it: what :func:`cycle` returns.
 
     Attributes:
         cycle_id: The cycle's id: 16 hex digits, random.
