@@ -19,6 +19,7 @@ from typing import TypeVar
 
 import httpx
 
+from incsync.history import CycleEntry
 from incsync.records import ApplyResult, Record, RejectedRecord
 from incsync.state import Checkpoint, ErrorInfo, Lease, SourceState
 from incsync.stores.postgres import PostgresStore
@@ -151,12 +152,13 @@ class TimedStore:
         checkpoint: Checkpoint,
         now: datetime,
         rejected_in_cycle: int,
+        entry: CycleEntry,
     ) -> SourceState:
         """Timed :meth:`PostgresStore.complete_cycle`."""
         return self._timed(
             "complete_cycle",
             lambda: self.store.complete_cycle(
-                source_key, lease, generation, checkpoint, now, rejected_in_cycle
+                source_key, lease, generation, checkpoint, now, rejected_in_cycle, entry
             ),
         )
 
@@ -168,18 +170,33 @@ class TimedStore:
         error: ErrorInfo,
         stop_after: int,
         retry_at: datetime | None,
+        entry: CycleEntry,
     ) -> SourceState:
         """Timed :meth:`PostgresStore.fail_cycle`."""
         return self._timed(
             "fail_cycle",
             lambda: self.store.fail_cycle(
-                source_key, lease, generation, error, stop_after, retry_at
+                source_key, lease, generation, error, stop_after, retry_at, entry
             ),
         )
+
+    def interrupt_cycle(self, source_key: str, lease: Lease, entry: CycleEntry) -> SourceState:
+        """Timed :meth:`PostgresStore.interrupt_cycle`."""
+        return self._timed(
+            "interrupt_cycle", lambda: self.store.interrupt_cycle(source_key, lease, entry)
+        )
+
+    def history(self, source_key: str, limit: int | None = None) -> Sequence[CycleEntry]:
+        """Timed :meth:`PostgresStore.history`."""
+        return self._timed("history", lambda: self.store.history(source_key, limit))
 
     def reset(self, source_key: str) -> SourceState:
         """Timed :meth:`PostgresStore.reset`."""
         return self._timed("reset", lambda: self.store.reset(source_key))
+
+    def rewind(self, source_key: str, since: datetime) -> SourceState:
+        """Timed :meth:`PostgresStore.rewind`."""
+        return self._timed("rewind", lambda: self.store.rewind(source_key, since))
 
     def cancel(self, source_key: str) -> SourceState:
         """Timed :meth:`PostgresStore.cancel`."""

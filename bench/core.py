@@ -46,6 +46,11 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results.json"
 QUICK_RESULTS = Path(__file__).resolve().parent / "results-quick.json"
 
+CONNINFO = os.environ.get(
+    "INCSYNC_TEST_POSTGRES", "host=127.0.0.1 port=5432 user=postgres dbname=test"
+)
+"""The PostgreSQL server the tests use; the PostgreSQL benchmarks work in schemas of their own."""
+
 SOURCE_KEY = "bench/invoices"
 PAGE_SIZE = 1_000
 FULL_RECORDS = 1_000_000

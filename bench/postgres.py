@@ -2,7 +2,7 @@
 
 Run ``python -m bench.postgres`` from the project root (under a minute on an idle two-core
 machine, about two under heavy load; ``--records`` changes the size). It needs the PostgreSQL
-server the tests use (``INCSYNC_BENCH_POSTGRES``, by default database ``test`` on 127.0.0.1:5432
+server the tests use (``INCSYNC_TEST_POSTGRES``, by default database ``test`` on 127.0.0.1:5432
 as user postgres) and works in a schema of its own, dropped at the end. Figures are printed and
 written to ``bench/postgres-results.json``.
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import secrets
 import statistics
 import time
@@ -38,7 +37,7 @@ from typing import Any
 
 import psycopg
 
-from bench.core import load_average, machine, rate
+from bench.core import CONNINFO, load_average, machine, rate
 from incsync import Checkpoint, Cursor, Record
 from incsync.connectors import generate_invoices
 from incsync.content import json_form
@@ -47,9 +46,6 @@ from incsync.stores import _postgres_sql as sql
 from incsync.stores.postgres import PostgresStore
 
 RESULTS = Path(__file__).resolve().parent / "postgres-results.json"
-CONNINFO = os.environ.get(
-    "INCSYNC_BENCH_POSTGRES", "host=127.0.0.1 port=5432 user=postgres dbname=test"
-)
 STORE_KEY = "bench/store"
 BARE_KEY = "bench/bare"
 PAGE_SIZE = 1_000

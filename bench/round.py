@@ -1,7 +1,7 @@
 """Benchmark of one scheduled round over 10,000 sources: PostgreSQL store, loopback HTTP fakes.
 
 Run ``python -m bench.round`` from the project root (a few minutes; ``--quick`` runs 1,000
-sources). It needs the PostgreSQL server the tests use (``INCSYNC_BENCH_POSTGRES``, by default
+sources). It needs the PostgreSQL server the tests use (``INCSYNC_TEST_POSTGRES``, by default
 database ``test`` on 127.0.0.1:5432 as user postgres) and works in a fresh schema
 ``bench_round_<random>``, dropped at the end. Figures are printed and written to
 ``bench/round-results.json`` (``bench/round-results-quick.json`` for ``--quick``).
@@ -60,7 +60,7 @@ from psycopg import sql
 
 from bench._round_timing import Tally, TimedStore, TimedTransport
 from bench._round_world import PREFIX, HubSpotWorld, QuickBooksWorld, World, changes_for
-from bench.core import git, load_average, machine
+from bench.core import CONNINFO, git, load_average, machine
 from incsync.engine import SyncEngine
 from incsync.protocols import Connector, ProgressCallback
 from incsync.results import CycleResult, Outcome
@@ -73,9 +73,6 @@ __all__ = ["main"]
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "round-results.json"
 QUICK_RESULTS = HERE / "round-results-quick.json"
-CONNINFO = os.environ.get(
-    "INCSYNC_BENCH_POSTGRES", "host=127.0.0.1 port=5432 user=postgres dbname=test"
-)
 UTC = timezone.utc
 FULL_SOURCES = 10_000
 QUICK_SOURCES = 1_000

@@ -2,7 +2,7 @@
 
 Run ``python -m bench.sweep`` from the project root (a few minutes on an idle two-core machine;
 ``--rows`` changes the size). The SQLite side works in a temporary file; the PostgreSQL side needs
-the server the tests use (``INCSYNC_BENCH_POSTGRES``, by default database ``test`` on
+the server the tests use (``INCSYNC_TEST_POSTGRES``, by default database ``test`` on
 127.0.0.1:5432 as user postgres) and works in a schema of its own, dropped at the end. Figures are
 printed and written to ``bench/sweep-results.json``.
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import sqlite3
 import statistics
@@ -35,14 +34,11 @@ from typing import Any
 
 import psycopg
 
-from bench.core import load_average, machine
+from bench.core import CONNINFO, load_average, machine
 from incsync import SQLiteStore
 from incsync.stores.postgres import PostgresStore
 
 RESULTS = Path(__file__).resolve().parent / "sweep-results.json"
-CONNINFO = os.environ.get(
-    "INCSYNC_BENCH_POSTGRES", "host=127.0.0.1 port=5432 user=postgres dbname=test"
-)
 KEY = "bench/sweep"
 OTHER_KEY = "bench/other"  # another source of the same size in the same table, never swept
 ROWS = 1_000_000

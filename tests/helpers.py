@@ -3,20 +3,79 @@
 from __future__ import annotations
 
 import inspect
+import os
+import shutil
+import stat
+import subprocess
 import sys
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from incsync import ApplyResult, Record, SQLiteStore, Transaction
+import pytest
+
+from incsync import ApplyResult, Outcome, Record, SQLiteStore, Transaction
+from incsync.connectors import InMemorySource
+from incsync.connectors.memory import iso_timestamp
+from incsync.history import CycleEntry
 from incsync.protocols import TransactionSink
 from incsync.stores.postgres import PostgresStore
 from incsync.testing import InMemoryStore
 
-__all__ = ["StallingSink", "StallingStore", "Store", "recursion_limit", "transactions_by_id"]
+__all__ = [
+    "StallingSink",
+    "StallingStore",
+    "Store",
+    "entry_of",
+    "on_page",
+    "records_before",
+    "recursion_limit",
+    "transactions_by_id",
+    "unwritable",
+]
 
 Store = InMemoryStore | SQLiteStore | PostgresStore
 """A built-in store: state store, transaction sink and atomic page committer in one."""
+
+
+def records_before(now: datetime, count: int = 300) -> InMemorySource:
+    """Return a source of ``count`` records ``r0000``…, a second apart, the last an hour before
+    ``now``."""
+    source = InMemorySource()
+    for number in range(count):
+        at = now - timedelta(hours=1, seconds=count - number)
+        source.put({"id": f"r{number:04d}", "updated_at": iso_timestamp(at)})
+    return source
+
+
+def on_page(page: int, act: Callable[[], object]) -> Callable[[int], None]:
+    """Return a ``before_page`` hook that runs ``act`` while page ``page`` (from 0) is read."""
+
+    def hook(number: int) -> None:
+        if number == page:
+            act()
+
+    return hook
+
+
+def entry_of(
+    source_key: str,
+    at: datetime,
+    outcome: Outcome = Outcome.COMPLETED,
+    **fields: Any,
+) -> CycleEntry:
+    """Return a cycle entry of ``source_key`` that started and ended at ``at``, for store tests."""
+    return CycleEntry(
+        source_key=source_key,
+        generation=fields.pop("generation", 0),
+        worker=fields.pop("worker", "worker-1"),
+        started=at,
+        ended=fields.pop("ended", at),
+        outcome=outcome,
+        **fields,
+    )
 
 
 def transactions_by_id(store: Store, source_key: str) -> dict[str, Transaction]:
@@ -90,3 +149,31 @@ def recursion_limit(*, frames_left: int) -> Iterator[None]:
         yield
     finally:
         sys.setrecursionlimit(before)
+
+
+@contextmanager
+def unwritable(path: Path) -> Iterator[None]:
+    """Make ``path`` (a file, or a directory: nothing may be created in it) unwritable, then not.
+
+    File modes do not bind root, which CI runs as: there the file is made immutable
+    (``chattr +i``), which refuses root's writes too. Without either way the test skips (fails
+    under CI).
+    """
+    if os.geteuid() != 0:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+        return
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", str(path)], check=False).returncode:
+        reason = f"cannot make {path} immutable as root (chattr +i)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must run the read-only tests")
+        pytest.skip(reason)
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(path)], check=True)

@@ -42,7 +42,7 @@ from incsync.state import Checkpoint, CountCheck, SourceState, counted, new_stat
 from incsync.stores import _postgres_sql as sql
 from incsync.stores.postgres import PostgresStore
 from incsync.testing import ManualClock
-from tests.helpers import Store, transactions_by_id
+from tests.helpers import Store, entry_of, transactions_by_id
 from tests.stores.postgres_server import CONNINFO
 
 KEY = "acme/ledger"
@@ -196,14 +196,16 @@ def test_every_store_keeps_the_count_check_a_completed_cycle_gives(store: Store)
     check = CountCheck(1203, 1201, T0, previous_drift=-3, full_read_drift=0)
     lease = store.acquire_lease(KEY, "worker", T0, timedelta(minutes=10))
     assert lease is not None
-    done = store.complete_cycle(KEY, lease, 0, Checkpoint(None, count_check=check), T0, 0)
+    done = store.complete_cycle(
+        KEY, lease, 0, Checkpoint(None, count_check=check), T0, 0, entry_of(KEY, T0)
+    )
     assert done.count_check == check
     assert store.load(KEY).count_check == check
     assert [s.count_check for s in store.list_states()] == [check]
     # A cycle without a count, and a reset, keep the last check.
     lease = store.acquire_lease(KEY, "worker", T0 + DAY, timedelta(minutes=10))
     assert lease is not None
-    store.complete_cycle(KEY, lease, 0, Checkpoint(None), T0 + DAY, 0)
+    store.complete_cycle(KEY, lease, 0, Checkpoint(None), T0 + DAY, 0, entry_of(KEY, T0 + DAY))
     # A reset keeps the last check, but it is no longer one of two drifts in a row.
     kept = attrs.evolve(check, previous_drift=None)
     assert store.reset(KEY).count_check == kept

@@ -29,6 +29,7 @@ from incsync.demo import (
     ACME_HUBSPOT,
     ACME_QUICKBOOKS,
     GLOBEX_QUICKBOOKS,
+    INITECH_HUBSPOT,
     QUICK_SCALE,
     DemoOutput,
     main,
@@ -77,20 +78,21 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> Run:
 
 
 def test_the_quick_demo_passes_every_check_and_says_where_its_files_are(quick: Run) -> None:
-    """Exit status 0, no failed check, a closing count of checks, and the three files named."""
+    """Exit status 0, no failed check, a closing count of checks, and the four files named."""
     assert quick.code == 0, quick.err
     assert quick.err == ""
     assert "FAILED" not in quick.out
     assert re.search(r"^All \d+ checks passed in \d+\.\d s\.$", quick.out, re.MULTILINE)
-    for path in (quick.output.database, quick.output.page, quick.output.log):
+    output = quick.output
+    for path in (output.database, output.page, output.log, output.config):
         assert path.is_file()
         assert str(path) in quick.out
 
 
 def test_each_step_has_one_heading_in_order(quick: Run) -> None:
-    """Nine numbered headings, in order, each once."""
+    """Ten numbered headings, in order, each once."""
     numbers = re.findall(r"^== (\d+)\. ", quick.out, re.MULTILINE)
-    assert numbers == [str(number) for number in range(1, 10)]
+    assert numbers == [str(number) for number in range(1, 11)]
 
 
 def test_the_steps_show_what_the_issue_asks_for(quick: Run) -> None:
@@ -109,24 +111,44 @@ def test_the_steps_show_what_the_issue_asks_for(quick: Run) -> None:
     assert "skipped_cancelled" in out
     assert CANCELLED in out
     assert ORANGE in out
-    assert "credentials used is in the database, page or log" in out
+    assert "credentials used is in the database, page, log or config file" in out
 
 
 def test_progress_is_a_line_every_few_pages_in_a_log(quick: Run) -> None:
-    """Standard output is no terminal here: progress comes as whole lines, never ``\\r``."""
+    """Standard output is no terminal here: progress comes as whole lines, never ``\\r``; the
+    full reads say how many records they hold, as the vendors told."""
     assert "\r" not in quick.out
     assert "\x1b[" not in quick.out  # no colour escapes in a log either
     assert (
-        len(re.findall(r"^    page +\d+ +[\d,]+ records +[\d,]+ records/s$", quick.out, re.M)) >= 8
+        len(
+            re.findall(
+                r"^    page +\d+ +[\d,]+ records of [\d,]+ +[\d,]+ records/s$", quick.out, re.M
+            )
+        )
+        >= 8
     )
 
 
-def test_the_status_table_ends_green_grey_and_orange(quick: Run) -> None:
-    """The table has one row per source, in key order, with the colours the steps left."""
-    table = quick.out[quick.out.index("SOURCE ") :].splitlines()
-    rows = [(row.split()[0], row) for row in table[1:4]]
-    assert [key for key, _ in rows] == [ACME_HUBSPOT, ACME_QUICKBOOKS, GLOBEX_QUICKBOOKS]
-    for (_, row), shown in zip(rows, (GREEN, CANCELLED, ORANGE), strict=True):
+def test_the_last_steps_are_the_incsync_command_as_a_person_runs_it(quick: Run) -> None:
+    """Initech's source is synced by `incsync run` (a revoked token: exit 1, twice, then
+    stopped), and the final status comes from `incsync status`: the table, the page, the check."""
+    config = str(quick.output.config)
+    run = f"$ incsync run --all --source {INITECH_HUBSPOT} --config {config}"
+    assert quick.out.count(f"\n{run}\n{INITECH_HUBSPOT}: failed: 0 fetched") == 2
+    assert "error: AuthError: hubspot: HTTP 401 Unauthorized" in quick.out
+    assert f"\n$ incsync status --config {config}\nSOURCE " in quick.out
+    assert f"\n$ incsync status --check --config {config}\n" in quick.out
+    assert "\nINCSYNC CRITICAL - 1 red, 1 orange, 1 green, 1 grey | " in quick.out
+
+
+def test_the_status_table_ends_green_grey_orange_and_red(quick: Run) -> None:
+    """The command's table has one row per source, in key order, with the colours the steps
+    left: one of each."""
+    table = quick.out[quick.out.index("\nSOURCE ") + 1 :].splitlines()
+    rows = [(row.split()[0], row) for row in table[1:5]]
+    keys = [ACME_HUBSPOT, ACME_QUICKBOOKS, GLOBEX_QUICKBOOKS, INITECH_HUBSPOT]
+    assert [key for key, _ in rows] == keys
+    for (_, row), shown in zip(rows, (GREEN, CANCELLED, ORANGE, RED), strict=True):
         assert shown in row
 
 
@@ -139,7 +161,13 @@ def test_the_database_holds_what_the_steps_did(quick: Run) -> None:
     assert states[ACME_HUBSPOT].generation == 1
     assert states[ACME_QUICKBOOKS].phase is Phase.CANCELLED
     assert states[GLOBEX_QUICKBOOKS].phase is Phase.ACTIVE
-    assert counts == {ACME_HUBSPOT: 1_024, ACME_QUICKBOOKS: 1_024, GLOBEX_QUICKBOOKS: 100}
+    assert states[INITECH_HUBSPOT].phase is Phase.STOPPED
+    assert counts == {
+        ACME_HUBSPOT: 1_024,
+        ACME_QUICKBOOKS: 1_024,
+        GLOBEX_QUICKBOOKS: 100,
+        INITECH_HUBSPOT: 0,
+    }
 
 
 def test_the_page_is_standalone_html_with_every_source(quick: Run) -> None:
@@ -147,9 +175,9 @@ def test_the_page_is_standalone_html_with_every_source(quick: Run) -> None:
     page = quick.output.page.read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>")
     assert "default-src 'none'" in page
-    for key in (ACME_HUBSPOT, ACME_QUICKBOOKS, GLOBEX_QUICKBOOKS):
+    for key in (ACME_HUBSPOT, ACME_QUICKBOOKS, GLOBEX_QUICKBOOKS, INITECH_HUBSPOT):
         assert key in page
-    assert all(color in page for color in ("green", "grey", "orange"))
+    assert all(color in page for color in ("green", "grey", "orange", "red"))
 
 
 def test_the_log_records_the_failures_the_terminal_only_summarises(quick: Run) -> None:

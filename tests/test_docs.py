@@ -2,16 +2,25 @@
 
 Every fenced code block marked ``python`` in README.md and docs/**/*.md runs: each file's blocks in
 order, in one shared namespace per file, in a fresh temporary working directory (so a file such as
-``incsync.db`` lands there). A block opts out only with ``<!-- not-run: reason -->`` on the line
-right before its fence; blocks in other languages (``sh``, ``jinja``, ``html``, ``sql``…) are
-never run. A page whose examples need the PostgreSQL server says so with ``<!-- needs: postgres
--->`` on a line of its own: its examples then get the test server's connection string in
-``INCSYNC_POSTGRES``, and without a server the page is skipped (failed under CI), like every test
+``incsync.db`` lands there). Each file's blocks then run a second time, in a new namespace but in
+the same directory, as a reader who runs an example twice would: an example that creates a file (a
+SQLite database, a token file) must still work when the file is already there.
+
+A block opts out only with ``<!-- not-run: reason -->`` on the line right before its fence; blocks
+in other languages (``sh``, ``jinja``, ``html``, ``sql``…) are never run. A page whose examples
+need the PostgreSQL server says so with ``<!-- needs: postgres -->`` on a line of its own: its
+examples then get the test server's connection string in ``INCSYNC_DATABASE_URL``, the variable the
+docs name everywhere, and without a server the page is skipped (failed under CI), like every test
 that needs a service.
+
+No page may show a private module or name (``incsync.connectors._rest_config``, ``from
+incsync.views import _dot``): what a reader copies must keep working when the internals move, so
+every name a page uses is exported by a public module.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 import sys
 import traceback
@@ -32,9 +41,17 @@ GUIDES = ("concepts.md", "connectors.md", "status.md")
 PYTHON_LANGUAGES = frozenset({"python", "python3", "py"})
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`]*)$")
 _NOT_RUN = re.compile(r"^\s*<!--\s*not-run\b(?P<rest>.*?)-->\s*$")
+# A dotted name under incsync with a part that starts with one "_" (dunders such as __version__
+# are public).
+_PRIVATE_REFERENCE = re.compile(r"\bincsync(?:\.\w+)*?\._(?!_)\w*")
 _NEEDS = re.compile(r"^\s*<!--\s*needs:\s*(?P<services>[\w ,]+?)\s*-->\s*$", re.MULTILINE)
 SERVICES = frozenset({"postgres"})
 DOCS_SCHEMA = "incsync"  # the schema the pages' PostgreSQL examples use
+# The one name of the variable holding the application's PostgreSQL connection string, in the
+# pages, the command line's examples and the tests. The tests' own server is another variable
+# (INCSYNC_TEST_POSTGRES, README.md), so that no test can reach an application's database.
+DATABASE_VARIABLE = "INCSYNC_DATABASE_URL"
+_DATABASE_VARIABLES = re.compile(r"\bINCSYNC_\w*(?:POSTGRES|PG|CONNINFO|DATABASE|DB|DSN)\w*")
 
 
 @attrs.frozen
@@ -185,6 +202,37 @@ def _document_id(path: Path) -> str:
     return path.relative_to(ROOT).as_posix()
 
 
+def _is_private(part: str) -> bool:
+    return part.startswith("_") and not (part.startswith("__") and part.endswith("__"))
+
+
+def private_imports(source: str) -> list[str]:
+    """Return what a Python source imports from incsync that is private, as dotted names.
+
+    A module is private when a part of its path starts with ``_``; so is a name imported from a
+    module (``from incsync.views import _dot``). Dunders (``__version__``) are public.
+    """
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module is not None:
+            modules = [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found += [
+            name
+            for name in modules
+            if name.split(".")[0] == "incsync" and any(map(_is_private, name.split(".")))
+        ]
+    return found
+
+
+def private_references(text: str) -> list[str]:
+    """Return the private incsync names a Markdown text mentions anywhere, code or prose."""
+    return [match.group(0) for match in _PRIVATE_REFERENCE.finditer(text)]
+
+
 def _has_runnable_block(path: Path) -> bool:
     return any(block.not_run is None for block in python_blocks(path))
 
@@ -195,20 +243,79 @@ def _has_runnable_block(path: Path) -> bool:
 def test_python_blocks_of_the_document_run(
     document: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every python block of the document runs, in order, in one namespace, in a fresh directory."""
+    """Every python block of the document runs, in order, in one namespace, twice in one directory.
+
+    The second run starts from a new namespace but finds what the first left behind: its files,
+    and for a PostgreSQL page its schema.
+    """
     runnable = [block for block in python_blocks(document) if block.not_run is None]
     needs_postgres = "postgres" in services_needed(document.read_text(encoding="utf-8"))
     if needs_postgres:
-        monkeypatch.setenv("INCSYNC_POSTGRES", require_server())
+        monkeypatch.setenv(DATABASE_VARIABLE, require_server())
         # The pages use the schema a deployment would ("incsync"): each run starts it afresh,
         # so no earlier run (of another version, with another schema) decides this one.
         drop_schema(DOCS_SCHEMA)
     monkeypatch.chdir(tmp_path)
+    module_name = "incsync_docs_" + re.sub(r"\W", "_", document.stem)
     try:
-        run_blocks(runnable, "incsync_docs_" + re.sub(r"\W", "_", document.stem))
+        for _ in range(2):
+            run_blocks(runnable, module_name)
     finally:
         if needs_postgres:
             drop_schema(DOCS_SCHEMA)
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=_document_id)
+def test_no_page_imports_or_names_a_private_module(document: Path) -> None:
+    """No python block (run or not) imports a private module or name; no text names one."""
+    imported = [
+        f"line {block.line}: {name}"
+        for block in python_blocks(document)
+        for name in private_imports(block.source)
+    ]
+    assert imported == [], "import the public name instead"
+    assert private_references(document.read_text(encoding="utf-8")) == []
+
+
+def test_private_imports_and_references_are_found() -> None:
+    """Each way of reaching a private module or name is found; public and dunder names are not."""
+    source = (
+        "import incsync._lazy\n"
+        "from incsync.connectors._rest_config import RestConfig\n"
+        "from incsync.views import _dot, render_text_table\n"
+        "from incsync import __version__, SyncEngine\n"
+        "from incsync.connectors import RestConfig\n"
+        "import _thread\n"
+        "def f():\n"
+        "    from incsync.stores import _postgres_sql\n"
+    )
+    assert private_imports(source) == [
+        "incsync._lazy",
+        "incsync.connectors._rest_config.RestConfig",
+        "incsync.views._dot",
+        "incsync.stores._postgres_sql",
+    ]
+    text = (
+        "described in `incsync.connectors._rest_config.RestConfig`; "
+        "::: incsync.stores._base\n`incsync.__version__`, `incsync.connectors.RestConfig`"
+    )
+    assert private_references(text) == [
+        "incsync.connectors._rest_config",
+        "incsync.stores._base",
+    ]
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=_document_id)
+def test_the_database_variable_has_one_name(document: Path) -> None:
+    """Every page names the PostgreSQL connection string's variable INCSYNC_DATABASE_URL.
+
+    README.md alone names the tests' server too, for those who run the tests.
+    """
+    allowed = {DATABASE_VARIABLE}
+    if document.name == "README.md":
+        allowed.add("INCSYNC_TEST_POSTGRES")
+    named = set(_DATABASE_VARIABLES.findall(document.read_text(encoding="utf-8")))
+    assert named <= allowed
 
 
 def test_the_guides_exist_and_have_examples_that_run() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from incsync.connectors._rest_config import RestConfig
+from incsync.connectors import RestConfig
 from incsync.connectors.files import FileConnector
 from incsync.connectors.rest import RestConnector
 from incsync.errors import ConfigurationError

@@ -3,7 +3,8 @@
 Those examples need a template file on disk and, for Django, configured settings, which a plain
 run of the page's blocks cannot give them; they are marked not-run there and run here instead:
 after the page's other examples, in the same namespace, with the page's own template written to
-``templates/imports.html`` and a SQLite file holding three real sources.
+``templates/imports.html`` and a SQLite file holding three real sources. Like every page's examples
+(tests/test_docs.py), they run twice in a row in the same directory, and both runs must serve.
 """
 
 from __future__ import annotations
@@ -52,16 +53,24 @@ def prepare_database() -> None:
             engine.run_cycle("initech/payments", broken)
 
 
-def run_page_with(
+def run_page_twice_with(
     examples: list[CodeBlock], template: CodeBlock, module_name: str
-) -> dict[str, object]:
-    """Run the page's runnable blocks, then ``examples``, with ``template`` and a database ready."""
+) -> list[dict[str, object]]:
+    """Run the page's runnable blocks, then ``examples``, with ``template`` and a database ready.
+
+    They run twice, each time in a new namespace, in the same directory; both are returned.
+    """
     Path("templates").mkdir()
     Path("templates", "imports.html").write_text(template.source, encoding="utf-8")
     prepare_database()
     runnable = [b for b in page_blocks() if b.is_python and b.not_run is None]
     runnable += [CodeBlock(b.path, b.line, b.language, b.source) for b in examples]
-    return dict(vars(run_blocks(runnable, module_name)))
+    return [dict(vars(run_blocks(runnable, module_name))) for _ in range(2)]
+
+
+def close_stores(namespaces: list[dict[str, object]]) -> None:
+    for namespace in namespaces:
+        namespace["store"].close()  # type: ignore[attr-defined]
 
 
 def check_page(html: str) -> None:
@@ -86,18 +95,18 @@ def test_the_flask_example_serves_the_status_page(
 ) -> None:
     """The Flask view renders the Jinja template: a row and a colour per source, text escaped."""
     monkeypatch.chdir(tmp_path)
-    namespace = run_page_with(
+    namespaces = run_page_twice_with(
         [example_after("### Flask and Jinja", "python")],
         example_after("### Flask and Jinja", "jinja"),
         "incsync_docs_status_flask",
     )
-    app = namespace["app"]
     try:
-        response = app.test_client().get("/imports")  # type: ignore[attr-defined]
-        assert response.status_code == 200
-        check_page(response.get_data(as_text=True))
+        for namespace in namespaces:
+            response = namespace["app"].test_client().get("/imports")  # type: ignore[attr-defined]
+            assert response.status_code == 200
+            check_page(response.get_data(as_text=True))
     finally:
-        namespace["store"].close()  # type: ignore[attr-defined]
+        close_stores(namespaces)
 
 
 def test_the_django_example_renders_the_status_page(
@@ -120,16 +129,17 @@ def test_the_django_example_renders_the_status_page(
             ],
         )
         django.setup()
-    namespace = run_page_with(
+    namespaces = run_page_twice_with(
         # The Django example reuses the Flask one's store and policy, as the page reads in order.
         [example_after("### Flask and Jinja", "python"), example_after("### Django", "python")],
         example_after("### Django", "html"),
         "incsync_docs_status_django",
     )
     try:
-        view = namespace["imports"]
-        response = view(RequestFactory().get("/imports"))  # type: ignore[operator]
-        assert response.status_code == 200
-        check_page(response.content.decode())
+        for namespace in namespaces:
+            view = namespace["imports"]
+            response = view(RequestFactory().get("/imports"))  # type: ignore[operator]
+            assert response.status_code == 200
+            check_page(response.content.decode())
     finally:
-        namespace["store"].close()  # type: ignore[attr-defined]
+        close_stores(namespaces)

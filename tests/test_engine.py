@@ -364,6 +364,16 @@ def test_progress_is_reported_after_every_page(store: Store) -> None:
     ]
 
 
+def test_the_cycle_log_line_counts_one_page_in_the_singular(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ "1 page", never "1 pages"."""
+    engine = SyncEngine(store, policy=POLICY, clock=ManualClock(NOW))
+    with caplog.at_level(logging.INFO, logger="incsync"):
+        engine.run_cycle(KEY, InMemoryConnector(_source(3)))
+    assert "3 applied, 0 already applied, 0 set aside, 0 swept, 1 page in " in caplog.text
+
+
 def test_a_broken_progress_callback_does_not_fail_the_cycle(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:

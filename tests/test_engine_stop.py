@@ -3,44 +3,28 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 
 from incsync import Cursor, Outcome, Phase, StoreError, SyncEngine, SyncPolicy
 from incsync.connectors import InMemoryConnector, InMemorySource
-from incsync.connectors.memory import iso_timestamp
 from incsync.state import held_lease
 from incsync.testing import ManualClock
-from tests.helpers import Store
+from tests.helpers import Store, on_page, records_before
 
 NOW = datetime(2026, 11, 13, 9, 41, 7, tzinfo=timezone.utc)
 KEY = "acme/invoices"
 
 
-def _source(count: int = 300) -> InMemorySource:
-    source = InMemorySource()
-    for number in range(count):
-        at = NOW - timedelta(hours=1, seconds=count - number)
-        source.put({"id": f"r{number:04d}", "updated_at": iso_timestamp(at)})
-    return source
+def _source() -> InMemorySource:
+    return records_before(NOW)
 
 
 def _engine(store: Store) -> tuple[SyncEngine, ManualClock]:
     clock = ManualClock(NOW)
     return SyncEngine(store, clock=clock, policy=SyncPolicy(), holder="worker-1"), clock
-
-
-def _on_page(page: int, act: Callable[[], None]) -> Callable[[int], None]:
-    """Return a ``before_page`` hook that runs ``act`` while page ``page`` (from 0) is read."""
-
-    def hook(number: int) -> None:
-        if number == page:
-            act()
-
-    return hook
 
 
 def _key_of(source: InMemorySource, index: int) -> Cursor:
@@ -62,7 +46,7 @@ def test_a_stop_ends_the_cycle_after_the_page_in_flight_and_the_next_carries_on(
     source = _source()
     engine, clock = _engine(store)
     stop = threading.Event()
-    connector = InMemoryConnector(source, page_size=100, before_page=_on_page(1, stop.set))
+    connector = InMemoryConnector(source, page_size=100, before_page=on_page(1, stop.set))
 
     result = engine.run_cycle(KEY, connector, stop=stop)
 
@@ -89,7 +73,7 @@ def test_a_cancel_and_a_stop_together_end_the_cycle_as_cancelled(store: Store) -
         stop.set()
         engine.cancel(KEY)
 
-    connector = InMemoryConnector(_source(), page_size=100, before_page=_on_page(0, both))
+    connector = InMemoryConnector(_source(), page_size=100, before_page=on_page(0, both))
     assert engine.run_cycle(KEY, connector, stop=stop).outcome is Outcome.INTERRUPTED_CANCEL
 
 
@@ -101,7 +85,7 @@ def test_a_keyboard_interrupt_inside_a_page_releases_the_lease_and_propagates(
     being skipped for the lease's ten minutes)."""
     source = _source()
     engine, clock = _engine(store)
-    connector = InMemoryConnector(source, page_size=100, before_page=_on_page(1, _interrupt))
+    connector = InMemoryConnector(source, page_size=100, before_page=on_page(1, _interrupt))
 
     with pytest.raises(KeyboardInterrupt):
         engine.run_cycle(KEY, connector)
@@ -152,7 +136,7 @@ def test_a_release_that_fails_on_the_way_out_leaves_the_interrupt_to_propagate(
     KeyboardInterrupt (not the store's error), and the lease is left to expire."""
     engine, clock = _engine(store)
     _raising_once(store, "release_lease", StoreError("the database went away"), monkeypatch)
-    connector = InMemoryConnector(_source(), page_size=100, before_page=_on_page(0, _interrupt))
+    connector = InMemoryConnector(_source(), page_size=100, before_page=on_page(0, _interrupt))
 
     with pytest.raises(KeyboardInterrupt):
         engine.run_cycle(KEY, connector)

@@ -43,6 +43,7 @@ from incsync import (
 )
 from incsync.connectors import InMemoryConnector, InMemorySource
 from incsync.connectors.memory import iso_timestamp
+from incsync.history import CycleEntry
 from incsync.policy import deletes_expired
 from incsync.records import SWEPT
 from incsync.testing import InMemoryStore, ManualClock
@@ -149,8 +150,17 @@ class FaultyStore:
     def fail_cycle(self, *args: Any) -> SourceState:
         return self.inner.fail_cycle(*args)
 
+    def interrupt_cycle(self, source_key: str, lease: Lease, entry: CycleEntry) -> SourceState:
+        return self.inner.interrupt_cycle(source_key, lease, entry)
+
+    def history(self, source_key: str, limit: int | None = None) -> Sequence[CycleEntry]:
+        return self.inner.history(source_key, limit)
+
     def reset(self, source_key: str) -> SourceState:
         return self.inner.reset(source_key)
+
+    def rewind(self, source_key: str, since: datetime) -> SourceState:
+        return self.inner.rewind(source_key, since)
 
     def cancel(self, source_key: str) -> SourceState:
         return self.inner.cancel(source_key)
@@ -363,12 +373,29 @@ class SyncMachine(RuleBasedStateMachine):
             return Outcome.SKIPPED_RUNNING
         return None
 
+    def _history_length(self) -> int:
+        return len(self.state_store.history(KEY))
+
     def _run(self) -> CycleResult:
         expected_skip = self._expected_skip()
         expected_gap = self._gap_expected()
+        recorded = self._history_length()
         result = self.engine.run_cycle(KEY, self.connector)
         self.during_cycle.clear()
         self.plan.disarm()
+        # One worker: its cycle that ran wrote its final state, and its entry with it.
+        history = self.state_store.history(KEY)
+        assert len(history) == recorded + (not result.outcome.skipped)
+        if not result.outcome.skipped:
+            newest = history[0]
+            assert newest.outcome is result.outcome
+            assert (newest.pages, newest.fetched, newest.applied, newest.rejected) == (
+                result.pages,
+                result.fetched,
+                result.applied,
+                result.rejected,
+            )
+            assert (newest.error_class, newest.error) == (result.error_class, result.error)
         if expected_skip is not None:
             assert result.outcome is expected_skip
         elif expected_gap:
@@ -435,10 +462,12 @@ class SyncMachine(RuleBasedStateMachine):
         expected_skip = self._expected_skip()
         expected_gap = self._gap_expected()
         self.plan.arm(point, countdown, SimulatedCrash())
+        recorded = self._history_length()
         try:
             result = self.engine.run_cycle(KEY, self.connector)
         except SimulatedCrash:
             assert expected_skip is None
+            assert self._history_length() == recorded  # no final state, no entry
             self.reset_since_check |= expected_gap
             return
         finally:

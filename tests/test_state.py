@@ -10,7 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from incsync.cursor import Cursor
-from incsync.errors import GenerationChangedError, LeaseLostError, StateConflictError
+from incsync.errors import (
+    ConfigurationError,
+    GenerationChangedError,
+    LeaseLostError,
+    NaiveDatetimeError,
+    StateConflictError,
+)
 from incsync.records import RejectedRecord
 from incsync.state import (
     Checkpoint,
@@ -28,6 +34,7 @@ from incsync.state import (
     renew,
     reset,
     resume,
+    rewind,
     save_checkpoint,
     skip_reason,
 )
@@ -492,6 +499,64 @@ def test_reset_bumps_the_generation_and_clears_progress_and_failures() -> None:
     assert skip_reason(fresh, T0) is None
 
 
+def test_rewind_moves_the_cursor_and_later_marks_back_and_keeps_everything_else() -> None:
+    """rewind: cursor and later marks back to ``since``, generation + 1; phase, failures, wait,
+    counts and the last times stay, and no reset is pending (so the next read sweeps nothing)."""
+    state = attrs.evolve(
+        _completed(C3),
+        phase=Phase.STOPPED,
+        consecutive_failures=5,
+        last_error=_error(),
+        not_before=_at(60),
+        last_cycle_rejected=3,
+        marks={"deletes": C3.updated_at, "early": C1.updated_at - timedelta(days=1)},
+    )
+    since = C2.updated_at
+    rewound = rewind(state, since)
+    assert rewound.cursor == Cursor(since, "")
+    assert rewound.marks == {"deletes": since, "early": state.marks["early"]}
+    assert rewound.generation == state.generation + 1
+    assert not rewound.reset_pending
+    assert attrs.evolve(rewound, cursor=state.cursor, marks=state.marks, generation=0) == (
+        attrs.evolve(state, generation=0)
+    )
+
+
+def test_rewind_never_moves_a_cursor_forward() -> None:
+    """A cursor before ``since`` stays (the next cycle reads from there already); none stays none.
+
+    The generation moves all the same: a running cycle must not carry the cursor past ``since``.
+    """
+    assert rewind(_completed(C1), C2.updated_at).cursor == C1
+    at_since = rewind(_completed(C2), C2.updated_at).cursor
+    assert at_since == Cursor(C2.updated_at, "")  # before every id at that time, C2's too
+    unread = rewind(_completed(None), C2.updated_at)
+    assert (unread.cursor, unread.generation) == (None, 1)
+
+
+def test_rewind_refuses_a_reset_whose_full_read_has_not_completed() -> None:
+    """Rewinding a reset's read would make its sweep take what it read before for gone."""
+    with pytest.raises(ConfigurationError, match="is being reset"):
+        rewind(reset(_completed()), T0)
+
+
+def test_rewind_refuses_a_naive_time() -> None:
+    """``since`` must say its zone."""
+    with pytest.raises(NaiveDatetimeError, match="since"):
+        rewind(_completed(), datetime(2024, 3, 1))  # noqa: DTZ001 - the point of the test
+
+
+def test_a_running_cycle_cannot_move_a_rewound_cursor_forward_again() -> None:
+    """The cycle that held the lease during a rewind has its checkpoint and completion refused."""
+    state, lease = _running(_completed(C2), now=_at(5))
+    rewound = rewind(state, C1.updated_at)
+    with pytest.raises(GenerationChangedError, match="reset or rewound"):
+        save_checkpoint(rewound, lease, 0, Checkpoint(C3), _at(6), TTL)
+    with pytest.raises(GenerationChangedError):
+        complete(rewound, lease, 0, Checkpoint(C3), _at(6), 0)
+    assert fail(rewound, lease, 0, _error(), STOP_AFTER) == release(rewound, lease)
+
+
 @pytest.mark.parametrize("phase", list(Phase))
 def test_cancel_stops_any_phase_and_keeps_progress(phase: Phase) -> None:
     """cancel makes any source CANCELLED without touching its cursor or generation."""
@@ -546,7 +611,17 @@ def test_resume_goes_back_to_active_for_an_active_source_that_has_no_records_yet
 
 # random histories ---------------------------------------------------------------------------------
 
-_OPERATIONS = ("acquire", "checkpoint", "complete", "fail", "release", "reset", "cancel", "resume")
+_OPERATIONS = (
+    "acquire",
+    "checkpoint",
+    "complete",
+    "fail",
+    "release",
+    "reset",
+    "rewind",
+    "cancel",
+    "resume",
+)
 
 
 @given(
@@ -558,8 +633,9 @@ _OPERATIONS = ("acquire", "checkpoint", "complete", "fail", "release", "reset", 
 def test_random_histories_keep_fencing_generation_and_cursor_monotonic(
     steps: list[tuple[str, Cursor, int]],
 ) -> None:
-    """In any interleaving of transitions, tokens and generations never decrease, the cursor moves
-    back only by a reset, and a STOPPED source always has at least stop_after failures."""
+    """In any interleaving of transitions, tokens and generations never decrease, the cursor
+    moves back only by a reset or a rewind, and a STOPPED source always has at least stop_after
+    failures."""
     state = new_state(KEY)
     now = T0
     lease: Lease | None = None
@@ -587,6 +663,8 @@ def test_random_histories_keep_fencing_generation_and_cursor_monotonic(
                 lease = None
             elif operation == "reset":
                 state = reset(state)
+            elif operation == "rewind" and not state.reset_pending:
+                state = rewind(state, cursor.updated_at)
             elif operation == "cancel":
                 state = cancel(state)
             elif operation == "resume":
@@ -597,7 +675,7 @@ def test_random_histories_keep_fencing_generation_and_cursor_monotonic(
         if before.lease is not None:
             assert state.lease is not None
             assert state.lease.token >= before.lease.token
-        if operation != "reset" and before.cursor is not None:
+        if operation not in ("reset", "rewind") and before.cursor is not None:
             assert state.cursor is not None
             assert state.cursor >= before.cursor
         if state.phase is Phase.STOPPED:

@@ -25,6 +25,7 @@ from incsync.errors import (
     StoreError,
     TransientSourceError,
 )
+from incsync.history import CycleEntry, HistoryRetention, HistorySummary, summarize
 from incsync.humanize import TimeText, exact_time, relative_time, time_text
 from incsync.policy import SyncPolicy
 from incsync.protocols import (
@@ -33,6 +34,8 @@ from incsync.protocols import (
     Connector,
     ProgressCallback,
     StateStore,
+    TokenKeeper,
+    TokenStore,
     TransactionSink,
 )
 from incsync.records import ApplyResult, Page, Record, RejectedRecord, Transaction
@@ -59,6 +62,7 @@ from incsync.status import (
     statuses_of,
 )
 from incsync.stores import InMemoryStore, SQLiteStore
+from incsync.tokens import StoreTokenKeeper
 
 __version__ = "0.1.0"
 
@@ -78,11 +82,14 @@ __all__ = [
     "Connector",
     "CountCheck",
     "Cursor",
+    "CycleEntry",
     "CycleProgress",
     "CycleResult",
     "DueSource",
     "ErrorInfo",
     "GenerationChangedError",
+    "HistoryRetention",
+    "HistorySummary",
     "InMemoryStore",
     "IncsyncError",
     "Lease",
@@ -111,9 +118,12 @@ __all__ = [
     "StatusPolicy",
     "StatusReason",
     "StoreError",
+    "StoreTokenKeeper",
     "SyncEngine",
     "SyncPolicy",
     "TimeText",
+    "TokenKeeper",
+    "TokenStore",
     "Transaction",
     "TransactionSink",
     "TransientSourceError",
@@ -126,5 +136,6 @@ __all__ = [
     "run_due",
     "status_of",
     "statuses_of",
+    "summarize",
     "time_text",
 ]

@@ -7,14 +7,18 @@ deals, bursts that share one second or one millisecond), then syncs them over re
 endpoint) and :class:`~incsync.vendors.hubspot.HubSpotConnector` (a private-app token):
 full syncs with progress; changes at the sources and incremental cycles that pick up exactly
 those; an API that answers 500 to everything until its source turns red; a reset (grey) and a
-full re-sync (green); a cancel; a company with no change for weeks (orange); and the status table
-and HTML status page.
+full re-sync (green); a cancel; a company with no change for weeks (orange). Then the ``incsync``
+command takes over, in processes of its own, with a config file the demo writes: it syncs a
+fourth source whose app token was revoked until it stops (red), and shows every source's status
+(the table, the HTML status page and the monitoring check), one of each colour.
 
 Every step checks what it shows (outcomes, counts, the sink against each fake's ground truth,
-colours) and the run ends by checking that no credential reached the database or the log. The
-first failed check stops the demo with exit status 1, so ``make demo`` fails when the product is
-broken. Time is a clock the demo moves, shared by the fakes, the connectors and the engine, and
-statuses are computed with it; nothing leaves the loopback interface.
+colours, the command's output and exit codes) and the run ends by checking that no credential
+reached the database, the page, the log or the config file. The first failed check stops the demo
+with exit status 1, so ``make demo`` fails when the product is broken. Until the command takes
+over, time is a clock the demo moves, shared by the fakes, the connectors and the engine, and
+statuses are computed with it; the command runs on the real clock, which that one ends behind.
+Nothing leaves the loopback interface.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from pathlib import Path
 import attrs
 
 from incsync._demo._checks import leaks
+from incsync._demo._command import INITECH_HUBSPOT, CommandSteps
 from incsync._demo._console import CheckFailedError, Console
 from incsync._demo._steps import ACME_HUBSPOT, ACME_QUICKBOOKS, GLOBEX_QUICKBOOKS, Steps
 from incsync._demo._world import Credentials, Scale, connect, load_fakes
@@ -44,6 +49,7 @@ __all__ = [
     "ACME_HUBSPOT",
     "ACME_QUICKBOOKS",
     "GLOBEX_QUICKBOOKS",
+    "INITECH_HUBSPOT",
     "QUICK_SCALE",
     "DemoOutput",
     "main",
@@ -53,7 +59,8 @@ __all__ = [
 QUICK_SCALE = 0.05
 """The share of the default data ``--quick`` makes (1,000 invoices and deals): a few seconds."""
 
-# The demo's clock starts this long before the present, so that it ends near it.
+# The demo's clock starts this long before the present, so that it ends near it and behind it:
+# the incsync command, which shows the last steps, runs on the real clock.
 _HEAD_START = timedelta(hours=5)
 
 
@@ -63,13 +70,15 @@ class DemoOutput:
 
     Args:
         database: The SQLite file: states, transactions and set-aside records.
-        page: The standalone HTML status page.
+        page: The standalone HTML status page, written by ``incsync status --html``.
         log: What incsync logged during the run, stamped with the demo's clock.
+        config: The ``incsync`` command's config file for the demo's sources and database.
     """
 
     database: Path
     page: Path
     log: Path
+    config: Path
 
     @classmethod
     def under(cls, directory: Path) -> DemoOutput:
@@ -78,12 +87,13 @@ class DemoOutput:
             directory / "incsync-demo.db",
             directory / "status.html",
             directory / "incsync-demo.log",
+            directory / "incsync.toml",
         )
 
     def files(self) -> list[Path]:
         """Return every file of the run, SQLite's side files included."""
         sides = [self.database.with_name(self.database.name + end) for end in ("-wal", "-shm")]
-        return [self.database, *sides, self.page, self.log]
+        return [self.database, *sides, self.page, self.log, self.config]
 
 
 class _DemoClockFormatter(logging.Formatter):
@@ -157,10 +167,12 @@ def run(
     with ExitStack() as stack:
         stack.enter_context(_logging_to(output.log, clock))
         fakes = load_fakes(clock, scale, rng)
-        urls = [
-            stack.enter_context(fake.serve())
-            for fake in (fakes.quickbooks, fakes.hubspot, fakes.globex)
-        ]
+        urls = (
+            stack.enter_context(fakes.quickbooks.serve()),
+            stack.enter_context(fakes.hubspot.serve()),
+            stack.enter_context(fakes.globex.serve()),
+            stack.enter_context(fakes.initech.serve()),
+        )
         store = stack.enter_context(SQLiteStore(output.database))
         connectors = connect(
             fakes, urls, clock=clock, credentials=credentials, scale=scale, rng=rng
@@ -175,18 +187,23 @@ def run(
         steps.reset()
         steps.cancel()
         steps.quiet_source()
-        steps.status_table(output.page)
+        command = CommandSteps(steps, output.config, output.database, output.page)
+        command.write_config(urls)
+        command.revoked_token()
+        command.status()
     # The store is closed now, so everything it wrote is in the files searched.
     leaking = leaks(output.files(), credentials.seen)
     steps.check(
         not leaking,
-        f"none of the {len(credentials.seen)} credentials used is in the database, page or log",
+        f"none of the {len(credentials.seen)} credentials used is in the database, page, log or "
+        "config file",
         failure=", ".join(leaking),
     )
     console.say()
     console.item("database", str(output.database))
     console.item("page", str(output.page))
     console.item("log", str(output.log))
+    console.item("config", f"{output.config} (incsync status --config {output.config})")
     console.say()
     seconds = time.perf_counter() - began
     console.say(f"All {steps.checks} checks passed in {seconds:.1f} s.")

@@ -1,4 +1,4 @@
-"""The sync engine: one incremental cycle for one source, plus Reset, Cancel and Resume.
+"""The sync engine: one incremental cycle for one source, plus Reset, Rewind, Cancel and Resume.
 
 The whole algorithm is :meth:`SyncEngine.run_cycle`:
 
@@ -19,6 +19,8 @@ The whole algorithm is :meth:`SyncEngine.run_cycle`:
    cycle re-reads everything; so is one whose deletes may have expired unread, or whose counts
    keep disagreeing (with ``SyncPolicy.reconcile_drift``).
 6. However the cycle ends (even by ``KeyboardInterrupt``), it gives its lease up when it can.
+   The write that records how it ended (completed, failed, interrupted) also keeps its entry in
+   the source's history (:mod:`incsync.history`), in the same transaction.
 
 Every decision is a pure function in :mod:`incsync.cursor`, :mod:`incsync.state` or
 :mod:`incsync.policy` (what a failure means: :func:`~incsync.policy.decide_failure`); this module
@@ -32,7 +34,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -47,7 +49,8 @@ from incsync.errors import (
     LeaseLostError,
     SourceError,
 )
-from incsync.humanize import duration_text
+from incsync.history import CycleEntry, cycle_entry
+from incsync.humanize import duration_text, plural
 from incsync.policy import (
     FailureDecision,
     SyncPolicy,
@@ -104,6 +107,10 @@ class _Tally:
     swept: int = 0
     total: int | None = None
     counted: CountCheck | None = None
+
+
+_Ending = Callable[[Outcome], CycleEntry]
+"""Returns the history entry of the running cycle, ending now with the given outcome."""
 
 
 def _interruption(current: SourceState, stop: threading.Event | None) -> Outcome | None:
@@ -193,6 +200,19 @@ class SyncEngine:
         """Return the records set aside for the source, with their reasons."""
         return self.store.list_rejected(check_source_key(source_key))
 
+    def history(self, source_key: str, limit: int | None = None) -> Sequence[CycleEntry]:
+        """Return the source's cycles the store keeps, newest first (see :mod:`incsync.history`).
+
+        Args:
+            source_key: The source.
+            limit: At most this many (the newest); ``None`` for every one kept.
+
+        Raises:
+            ConfigurationError: ``source_key`` cannot name a source, or ``limit`` is not an
+                integer of at least 1 or ``None``.
+        """
+        return self.store.history(check_source_key(source_key), limit)
+
     def reset(self, source_key: str) -> SourceState:
         """Make the next cycle re-read and re-apply every record; deletes no transaction.
 
@@ -201,6 +221,30 @@ class SyncEngine:
         check_source_key(source_key)
         logger.info("source %s reset: the next cycle re-reads everything", source_key)
         return self.store.reset(source_key)
+
+    def rewind(self, source_key: str, since: datetime) -> SourceState:
+        """Make the next cycle read again from ``since``, without a reset; deletes nothing.
+
+        The cursor (and every mark) later than ``since`` moves back to it; the next cycle
+        re-applies what it reads, and sweeps nothing. A cycle running now has its later
+        checkpoints refused and stops, so it cannot move the cursor past ``since`` again. See
+        :func:`incsync.state.rewind`.
+
+        Raises:
+            ConfigurationError: ``source_key`` cannot name a source, or a reset's full read has
+                not completed yet.
+            NaiveDatetimeError: ``since`` has no timezone.
+        """
+        check_source_key(source_key)
+        since = ensure_utc(since, "since")
+        state = self.store.rewind(source_key, since)
+        logger.info(
+            "source %s rewound to %s: the next cycle reads from %s",
+            source_key,
+            since.isoformat(),
+            "the beginning" if state.cursor is None else state.cursor.updated_at.isoformat(),
+        )
+        return state
 
     def cancel(self, source_key: str) -> SourceState:
         """Stop syncing the source until it is resumed or reset; deletes no transaction.
@@ -314,13 +358,25 @@ class SyncEngine:
                 cycle_id=cycle.cycle_id,
             )
 
+        def ending(
+            outcome: Outcome, error: Exception | None = None, retry_at: datetime | None = None
+        ) -> CycleEntry:
+            # Made from the result, so the history says what run_cycle reports.
+            return cycle_entry(
+                result(outcome, None, error),
+                generation=state.generation,
+                worker=lease.holder,
+                ended=self._now(),
+                retry_at=retry_at,
+            )
+
         try:
             outcome, cursor = self._read_and_apply(
-                state, connector, lease, started, tally, on_progress, clock_start, stop
+                state, connector, lease, started, tally, on_progress, clock_start, stop, ending
             )
         except GenerationChangedError as error:
-            self.store.release_lease(source_key, lease)
-            logger.info("source %s: cycle stopped by a reset", source_key)
+            self._record_interruption(ending(Outcome.INTERRUPTED_RESET, error), lease)
+            logger.info("source %s: cycle stopped by a reset or a rewind", source_key)
             return result(Outcome.INTERRUPTED_RESET, self.store.load(source_key).cursor, error)
         except Exception as error:  # noqa: BLE001 - any failure of a source must be recorded, not raised
             # A lost lease lands here too: recording it is refused (the new holder's outcome is
@@ -329,9 +385,11 @@ class SyncEngine:
             try:
                 decision = decide_failure(error, self.policy, self._now(), connector.secrets())
                 if decision.reset:
-                    reset = self._reset_for_resync(state, lease, decision)
+                    entry = ending(Outcome.INTERRUPTED_RESET, error, decision.retry_at)
+                    reset = self._reset_for_resync(state, lease, decision, entry)
                     return result(Outcome.INTERRUPTED_RESET, reset.cursor, error)
-                failed = self._record_failure(state, lease, decision)
+                entry = ending(Outcome.FAILED, error, decision.retry_at)
+                failed = self._record_failure(state, lease, decision, entry)
             except BaseException:
                 # The failure could not be recorded (a store error, or an exception the connector
                 # built wrongly); the caller gets that error, and the source is not left looking
@@ -349,7 +407,7 @@ class SyncEngine:
         finished = result(outcome, cursor, None)
         logger.info(
             "source %s: cycle %s, %d fetched, %d applied, %d already applied, %d set aside, "
-            "%d swept, %d pages in %.3fs",
+            "%d swept, %s in %.3fs",
             source_key,
             outcome.value,
             finished.fetched,
@@ -357,10 +415,20 @@ class SyncEngine:
             finished.already_applied,
             finished.rejected,
             finished.swept,
-            finished.pages,
+            plural(finished.pages, "page"),
             finished.duration.total_seconds(),
         )
         return finished
+
+    def _record_interruption(self, entry: CycleEntry, lease: Lease) -> None:
+        """Record a cycle that ended early, with its entry, and give its lease up.
+
+        A lease taken over meanwhile records nothing: the new holder's cycle is the one recorded.
+        """
+        try:
+            self.store.interrupt_cycle(entry.source_key, lease, entry)
+        except LeaseLostError:
+            logger.info("source %s: lease taken over; this cycle is not recorded", entry.source_key)
 
     def _give_up_lease(self, source_key: str, lease: Lease) -> None:
         """Release the lease of a cycle that is being abandoned, if the store still can."""
@@ -379,6 +447,7 @@ class SyncEngine:
         on_progress: ProgressCallback | None,
         clock_start: float,
         stop: threading.Event | None,
+        ending: _Ending,
     ) -> tuple[Outcome, Cursor | None]:
         key, generation = state.key, state.generation
         resync = self._resync_reason(state, connector, started)
@@ -410,13 +479,15 @@ class SyncEngine:
             tally.applied += applied.applied
             tally.already_applied += len(page.records) - applied.applied - len(applied.rejected)
             tally.rejected += len(page.rejected) + len(applied.rejected)
-            tally.total = page.total
+            if page.total is not None:
+                # A page without one (a delete channel's, read after the rest) changes nothing.
+                tally.total = page.total
             telemetry.written(tally.applied, tally.rejected)
             if on_progress is not None:
                 self._report(on_progress, key, tally, clock_start)
             interrupted = _interruption(current, stop)
             if interrupted is not None:
-                self.store.release_lease(key, lease)
+                self._record_interruption(ending(interrupted), lease)
                 logger.info("source %s: cycle %s after a durable page", key, interrupted.value)
                 return interrupted, current.cursor
         final = advance(cursor, unordered_high, limit)
@@ -425,13 +496,15 @@ class SyncEngine:
             spared = {r.record_id for r in self.store.list_rejected(key) if r.record_id is not None}
             tally.swept = self.sink.sweep(key, generation, lease.token, spared)
         tally.counted = self._count_check(state, connector)
+        entry = ending(Outcome.COMPLETED)
         done = self.store.complete_cycle(
             key,
             lease,
             generation,
             Checkpoint(cursor=final, count_check=tally.counted),
-            self._now(),
+            entry.ended,
             tally.rejected,
+            entry,
         )
         return Outcome.COMPLETED, done.cursor
 
@@ -488,9 +561,9 @@ class SyncEngine:
             return None
         if check.drift:
             logger.warning(
-                "source %s: the source has %d live records, the host %d (drift %+d)",
+                "source %s: the source has %s, the host %d (drift %+d)",
                 key,
-                check.source,
+                plural(check.source, "live record"),
                 check.host,
                 check.drift,
             )
@@ -532,7 +605,7 @@ class SyncEngine:
             logger.exception("source %s: progress callback failed", key)
 
     def _reset_for_resync(
-        self, state: SourceState, lease: Lease, decision: FailureDecision
+        self, state: SourceState, lease: Lease, decision: FailureDecision, entry: CycleEntry
     ) -> SourceState:
         """Reset a source whose changes can no longer be read from its cursor; keep the reason.
 
@@ -554,12 +627,13 @@ class SyncEngine:
                 decision.error,
                 decision.stop_after,
                 decision.retry_at,
+                entry,
             )
         except LeaseLostError:
             return self.store.load(state.key)
 
     def _record_failure(
-        self, state: SourceState, lease: Lease, decision: FailureDecision
+        self, state: SourceState, lease: Lease, decision: FailureDecision, entry: CycleEntry
     ) -> SourceState:
         info = decision.error
         # A source that asked to wait (a rate limit, a quota) is waiting, not broken: routine.
@@ -572,15 +646,20 @@ class SyncEngine:
         )
         try:
             failed = self.store.fail_cycle(
-                state.key, lease, state.generation, info, decision.stop_after, decision.retry_at
+                state.key,
+                lease,
+                state.generation,
+                info,
+                decision.stop_after,
+                decision.retry_at,
+                entry,
             )
         except LeaseLostError:
             return self.store.load(state.key)
         if failed.phase is Phase.STOPPED:
             logger.error(
-                "source %s stopped after %d failed cycles; resume or reset it once the cause "
-                "is fixed",
+                "source %s stopped after %s; resume or reset it once the cause is fixed",
                 state.key,
-                failed.consecutive_failures,
+                plural(failed.consecutive_failures, "failed cycle"),
             )
         return failed

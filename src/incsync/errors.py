@@ -16,7 +16,7 @@ type alone::
     ├── StateConflictError            the state store refused a write made on stale grounds
     │   ├── LeaseLostError            another worker holds the source's lease now
     │   │   └── StaleWriteError       the sink holds writes of a newer lease; this one's are refused
-    │   └── GenerationChangedError    the source was reset while this cycle ran
+    │   └── GenerationChangedError    the source was reset or rewound while this cycle ran
     └── StoreError                    the state store or transaction sink itself failed
 """
 
@@ -199,7 +199,7 @@ class StaleWriteError(LeaseLostError):
 
 
 class GenerationChangedError(StateConflictError):
-    """The source was reset after the caller loaded it; its work belongs to the old generation."""
+    """The source was reset or rewound after the caller loaded it; its work is of the old one."""
 
 
 class StoreError(IncsyncError):

@@ -17,7 +17,14 @@ from types import MappingProxyType
 from incsync.errors import ConfigurationError
 from incsync.timestamps import ensure_utc, from_micros, to_micros
 
-__all__ = ["Marks", "forward_marks", "frozen_marks", "marks_from_text", "marks_text"]
+__all__ = [
+    "Marks",
+    "forward_marks",
+    "frozen_marks",
+    "marks_from_text",
+    "marks_text",
+    "rewound_marks",
+]
 
 Marks = Mapping[str, datetime]
 """How far each side channel of a source has been read, by name (``{"deletes": t}``)."""
@@ -47,6 +54,19 @@ def forward_marks(current: Marks, proposed: Marks) -> Marks:
         if name not in merged or moment > merged[name]:
             merged[name] = moment
     return frozen_marks(merged)
+
+
+def rewound_marks(current: Marks, since: datetime) -> Marks:
+    """Return ``current`` with each mark later than ``since`` moved back to it.
+
+    Only a rewind of the source (:func:`incsync.state.rewind`) moves marks back: the host asked
+    for everything since that time to be read again, side channels included.
+
+    Raises:
+        NaiveDatetimeError: ``since`` has no timezone.
+    """
+    since = ensure_utc(since, "since")
+    return frozen_marks({name: min(moment, since) for name, moment in current.items()})
 
 
 def marks_text(marks: Marks) -> str:

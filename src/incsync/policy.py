@@ -32,6 +32,7 @@ __all__ = [
     "duration_setting",
     "flag",
     "non_negative_duration",
+    "optional_positive_count",
     "optional_positive_duration",
     "positive_count",
     "positive_duration",
@@ -136,6 +137,11 @@ optional_positive_duration = SettingRule(
     lambda value: value is None or positive_duration.holds(value),
 )
 """A ``timedelta`` longer than zero, or ``None`` for a feature turned off (or no limit)."""
+optional_positive_count = SettingRule(
+    f"{positive_count.accepts} or None",
+    lambda value: value is None or positive_count.holds(value),
+)
+"""A count of at least one, or ``None`` for no limit."""
 flag = SettingRule("True or False", lambda value: isinstance(value, bool))
 """A switch: ``True`` or ``False``, never a truthy stand-in such as ``1`` or ``"yes"``."""
 

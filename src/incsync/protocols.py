@@ -9,6 +9,10 @@ A host implements (or picks a built-in implementation of) three roles:
 
 A store that also is the sink and can write a page's rows and its checkpoint in one transaction
 implements :class:`AtomicPageStore`; the engine then uses that single transaction.
+
+OAuth2 connections whose vendor rotates refresh tokens save every refresh through a
+:class:`TokenKeeper`; :class:`~incsync.tokens.StoreTokenKeeper` is one over a
+:class:`TokenStore`, which every built-in store is.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from incsync.cursor import Window
+from incsync.history import CycleEntry
 from incsync.records import ApplyResult, Page, Record, RejectedRecord
 from incsync.results import CycleProgress
 from incsync.state import Checkpoint, ErrorInfo, Lease, SourceState
+from incsync.tokens import SealedTokens, StoredTokens
 
 __all__ = [
     "AtomicPageStore",
@@ -28,6 +34,8 @@ __all__ = [
     "Connector",
     "ProgressCallback",
     "StateStore",
+    "TokenKeeper",
+    "TokenStore",
     "TransactionSink",
 ]
 
@@ -206,7 +214,7 @@ class StateStore(Protocol):
 
         Raises:
             LeaseLostError: The caller no longer holds the lease.
-            GenerationChangedError: The source was reset since ``generation``.
+            GenerationChangedError: The source was reset or rewound since ``generation``.
         """
         ...
 
@@ -218,8 +226,14 @@ class StateStore(Protocol):
         checkpoint: Checkpoint,
         now: datetime,
         rejected_in_cycle: int,
+        entry: CycleEntry,
     ) -> SourceState:
-        """Record a completed cycle (see :func:`incsync.state.complete`)."""
+        """Record a completed cycle (see :func:`incsync.state.complete`) and keep its ``entry``.
+
+        The entry is kept in the same transaction as the state, and only if the state is
+        written; the source's older entries are pruned by the store's retention there too (see
+        :mod:`incsync.history`).
+        """
         ...
 
     def fail_cycle(
@@ -230,12 +244,34 @@ class StateStore(Protocol):
         error: ErrorInfo,
         stop_after: int,
         retry_at: datetime | None,
+        entry: CycleEntry,
     ) -> SourceState:
-        """Record a failed cycle (see :func:`incsync.state.fail`)."""
+        """Record a failed cycle (see :func:`incsync.state.fail`) and keep its ``entry``.
+
+        The entry is kept as :meth:`complete_cycle` keeps one.
+        """
+        ...
+
+    def interrupt_cycle(self, source_key: str, lease: Lease, entry: CycleEntry) -> SourceState:
+        """Record a cycle that ended early (see :func:`incsync.state.interrupt`) and its ``entry``.
+
+        The entry is kept as :meth:`complete_cycle` keeps one.
+
+        Raises:
+            LeaseLostError: The caller no longer holds the lease (nothing is written).
+        """
+        ...
+
+    def history(self, source_key: str, limit: int | None = None) -> Sequence[CycleEntry]:
+        """Return the source's kept cycle entries, newest first, at most ``limit`` of them."""
         ...
 
     def reset(self, source_key: str) -> SourceState:
         """Force a full re-sync (see :func:`incsync.state.reset`)."""
+        ...
+
+    def rewind(self, source_key: str, since: datetime) -> SourceState:
+        """Make the next cycle read again from ``since`` (see :func:`incsync.state.rewind`)."""
         ...
 
     def cancel(self, source_key: str) -> SourceState:
@@ -274,6 +310,76 @@ class AtomicPageStore(StateStore, TransactionSink, Protocol):
 
         Raises:
             LeaseLostError: The caller no longer holds the lease (nothing is written).
-            GenerationChangedError: The source was reset (nothing is written).
+            GenerationChangedError: The source was reset or rewound (nothing is written).
+        """
+        ...
+
+
+@runtime_checkable
+class TokenStore(Protocol):
+    """Keeps OAuth2 tokens, one row per source, in a table of their own.
+
+    The only place of a state store that holds secrets. Each call is its own transaction, never
+    mixed with a page's.
+    """
+
+    def load_tokens(self, source_key: str) -> SealedTokens | None:
+        """Return the source's row, or ``None`` when none was saved.
+
+        Raises:
+            StoreError: The store could not be read.
+        """
+        ...
+
+    def save_tokens(self, source_key: str, sealed: SealedTokens) -> None:
+        """Replace the source's row, in one transaction.
+
+        Raises:
+            StoreError: The write failed; the row is as it was.
+        """
+        ...
+
+    def check_tokens_writable(self, source_key: str) -> None:
+        """Return when :meth:`save_tokens` can write the source's row now; change nothing.
+
+        Raises:
+            StoreError: A save would fail (a read-only database, no right to write the table,
+                the store unreachable).
+        """
+        ...
+
+
+@runtime_checkable
+class TokenKeeper(Protocol):
+    """Where one OAuth2 connection's tokens live between processes.
+
+    :class:`~incsync.connectors.auth.OAuth2Refresh` reads it before every refresh (another
+    worker may have refreshed since), checks it before asking the vendor (so a refresh whose
+    answer could not be kept is never sent), and saves the answer to it before the new access
+    token is used. Every error is a :class:`~incsync.errors.SourceError` whose message says what to
+    fix: the cycle fails with it, and the refresh token kept stays valid.
+    """
+
+    def load(self) -> StoredTokens | None:
+        """Return the tokens kept, or ``None`` when none are.
+
+        Raises:
+            SourceError: They cannot be read.
+        """
+        ...
+
+    def check(self) -> None:
+        """Return when :meth:`save` can succeed now.
+
+        Raises:
+            SourceError: A save would fail; the message names the place and what to do.
+        """
+        ...
+
+    def save(self, tokens: StoredTokens) -> None:
+        """Keep ``tokens`` durably (written, and synced where the medium allows) before returning.
+
+        Raises:
+            SourceError: They could not be kept.
         """
         ...

@@ -167,7 +167,8 @@ class Page:
     Args:
         records: Well-formed records, in the connector's order.
         rejected: Records that could not be turned into :class:`Record`.
-        total: How many records the whole read will return, when the source says so (for ETA).
+        total: How many records the whole read will return, when the source says so (for
+            progress and its ETA); a page without one leaves the total the pages before it gave.
         marks: How far side channels have been read once this page is durable (see
             :mod:`incsync.marks`); checkpointed with the page.
     """

@@ -29,7 +29,7 @@ class Outcome(enum.Enum):
     SKIPPED_WAITING = "skipped_waiting"
     """The source asked us to wait (rate limit or quota); nothing was done."""
     INTERRUPTED_RESET = "interrupted_reset"
-    """The source was reset while the cycle ran; its later checkpoints were refused."""
+    """The source was reset (or rewound) while the cycle ran; its later checkpoints were refused."""
     INTERRUPTED_CANCEL = "interrupted_cancel"
     """The source was cancelled while the cycle ran; it stopped after a durable page."""
     INTERRUPTED_STOP = "interrupted_stop"

@@ -21,7 +21,7 @@ from incsync.errors import (
     LeaseLostError,
     StaleWriteError,
 )
-from incsync.marks import Marks, forward_marks, frozen_marks
+from incsync.marks import Marks, forward_marks, frozen_marks, rewound_marks
 from incsync.records import RejectedRecord
 from incsync.timestamps import ensure_utc, later
 
@@ -41,11 +41,13 @@ __all__ = [
     "counted",
     "fail",
     "held_lease",
+    "interrupt",
     "new_state",
     "release",
     "renew",
     "reset",
     "resume",
+    "rewind",
     "save_checkpoint",
     "skip_reason",
 ]
@@ -412,8 +414,8 @@ def _check_holder(state: SourceState, lease: Lease) -> None:
 def _check_generation(state: SourceState, generation: int) -> None:
     if state.generation != generation:
         raise GenerationChangedError(
-            f"source {state.key!r} was reset during this cycle (generation {generation} -> "
-            f"{state.generation}); the next cycle re-reads everything",
+            f"source {state.key!r} was reset or rewound during this cycle (generation "
+            f"{generation} -> {state.generation}); the next cycle reads from the new cursor",
             source_key=state.key,
         )
 
@@ -591,6 +593,20 @@ def fail(
     return release(failed, lease)
 
 
+def interrupt(state: SourceState, lease: Lease) -> SourceState:
+    """Record a cycle that ended before completing (a cancel, a stop, a reset): give its lease up.
+
+    Its durable pages keep their checkpoints; nothing else changes. Unlike :func:`release`, it
+    refuses a lease that was taken over, so a store writes nothing for it (its cycle entry
+    included).
+
+    Raises:
+        LeaseLostError: Another worker took the lease over.
+    """
+    _check_holder(state, lease)
+    return release(state, lease)
+
+
 def reset(state: SourceState) -> SourceState:
     """Force the next cycle to re-read and re-apply every record; nothing is deleted.
 
@@ -613,6 +629,51 @@ def reset(state: SourceState) -> SourceState:
         count_check=None
         if state.count_check is None
         else attrs.evolve(state.count_check, previous_drift=None),
+    )
+
+
+def rewind(state: SourceState, since: datetime) -> SourceState:
+    """Make the next cycle read again from ``since``, without a reset: nothing is deleted or swept.
+
+    The cursor moves back to ``since`` (before every id at that time), and so does every mark
+    later than it: side channels, such as a log of deletions, are read again from there too. A
+    cursor or mark already earlier stays where it is, and a source with no cursor yet still reads
+    everything. The cursor of an unordered source, like an ordered one's, moves back at once; it
+    moves forward again when a read from there completes.
+
+    The generation is bumped, as by :func:`reset`: a cycle running now has its later checkpoints
+    refused (it ends ``INTERRUPTED_RESET`` and cannot move the cursor past ``since`` again), and
+    the next cycle re-applies once every record it reads (see :func:`incsync.records.supersedes`).
+    Unlike a reset, the phase (a cancelled or stopped source stays so), the failures, the wait,
+    the set-aside records and the counts stay, and ``reset_pending`` stays false, so the read
+    that follows sweeps nothing: the transactions before ``since`` keep the older generation, which
+    only the full read after a reset looks at.
+
+    A side channel that cannot reach back to ``since`` (QuickBooks' change feed keeps 30 days)
+    makes its connector ask for a full re-read, and the engine resets the source, as after an
+    outage that long.
+
+    Args:
+        state: The source's state.
+        since: The time to read again from (aware).
+
+    Raises:
+        ConfigurationError: A reset's full read has not completed yet: it re-reads everything
+            already, and its sweep would take what it read before the rewind for gone.
+        NaiveDatetimeError: ``since`` has no timezone.
+    """
+    since = ensure_utc(since, "since")
+    if state.reset_pending:
+        raise ConfigurationError(
+            f"source {state.key!r} is being reset: its next completed cycle re-reads everything "
+            "already, so it cannot be rewound until that read completes"
+        )
+    start = Cursor(since, "")
+    return attrs.evolve(
+        state,
+        generation=state.generation + 1,
+        cursor=None if state.cursor is None else min(state.cursor, start),
+        marks=rewound_marks(state.marks, since),
     )
 
 

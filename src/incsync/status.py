@@ -71,6 +71,9 @@ The cases the four colours do not name, and why they are decided so:
   they were counted. A count that agrees is not mentioned.
 - **Clock skew**: a time at most ``future_tolerance`` [5 min] ahead of ``now`` counts as now; one
   further ahead also counts as now for the colour, and the hover names the suspect clock.
+- **History**: given a summary of the source's latest cycles (a
+  :class:`~incsync.history.HistorySummary`, which the caller reads from the store), the hover says
+  how they ended ("Last 24 cycles: 23 completed, 1 failed."); the colour does not change.
 """
 
 from __future__ import annotations
@@ -86,6 +89,7 @@ from typing import Any
 import attrs
 
 from incsync.errors import ConfigurationError
+from incsync.history import HistorySummary
 from incsync.humanize import (
     DEFAULT_FUTURE_TOLERANCE,
     TimeText,
@@ -723,6 +727,25 @@ def _skew_sentences(facts: _Facts, texts: _Texts, tolerance: timedelta) -> list[
     return sentences
 
 
+def _history_sentences(history: HistorySummary | None) -> list[str]:
+    """Say how the latest cycles ended, when there were any."""
+    if history is None or not history.cycles:
+        return []
+    ended = [
+        (count, word)
+        for count, word in (
+            (history.completed, "completed"),
+            (history.failed, "failed"),
+            (history.interrupted, "interrupted"),
+        )
+        if count
+    ]
+    if history.cycles == 1:
+        return [f"Last cycle: {ended[0][1]}."]
+    counts = ", ".join(f"{count:,} {word}" for count, word in ended)
+    return [f"Last {plural(history.cycles, 'cycle')}: {counts}."]
+
+
 def _time_sentences(texts: _Texts) -> list[str]:
     sync, change = texts.last_sync, texts.last_change
     return [
@@ -750,6 +773,7 @@ def classify_status(
     live_in_host: int | None = None,
     counted_at: datetime | None = None,
     running_until: datetime | None = None,
+    history: HistorySummary | None = None,
     policy: StatusPolicy = DEFAULT_STATUS_POLICY,
     zone: str | tzinfo = "UTC",
 ) -> SourceStatus:
@@ -779,6 +803,8 @@ def classify_status(
         counted_at: When that count was made; the three are given together or not at all.
         running_until: When the lease of the cycle running now expires (``None``, or a time not
             after ``now``: no cycle holds it). A running cycle is never overdue.
+        history: How the source's latest cycles ended (see :mod:`incsync.history`), for the
+            hover; ``None`` says nothing of them.
         policy: The thresholds.
         zone: The display zone for exact times, an IANA name or a ``tzinfo`` (default UTC).
 
@@ -834,6 +860,7 @@ def classify_status(
         *_set_aside_sentences(facts.rejected, policy),
         *drift,
         *skew,
+        *_history_sentences(history),
         *_time_sentences(texts),
     ]
     return SourceStatus(
@@ -852,6 +879,7 @@ def status_of(
     state: SourceState,
     *,
     now: datetime,
+    history: HistorySummary | None = None,
     policy: StatusPolicy = DEFAULT_STATUS_POLICY,
     zone: str | tzinfo = "UTC",
 ) -> SourceStatus:
@@ -862,6 +890,9 @@ def status_of(
     Args:
         state: The source's state, as the store holds it.
         now: The present (aware).
+        history: How the source's latest cycles ended, e.g.
+            ``summarize(engine.history(key, limit=SUMMARY_CYCLES))`` (see
+            :mod:`incsync.history`); ``None`` leaves them out of the hover.
         policy: The thresholds; use :meth:`StatusPolicy.matching` to share the engine's.
         zone: The display zone, an IANA name or a ``tzinfo``.
 
@@ -884,6 +915,7 @@ def status_of(
         live_in_host=None if count is None else count.host,
         counted_at=None if count is None else count.at,
         running_until=None if state.lease is None else state.lease.expires_at,
+        history=history,
         policy=policy,
         zone=zone,
     )
@@ -893,14 +925,29 @@ def statuses_of(
     states: Sequence[SourceState],
     *,
     now: datetime,
+    histories: Mapping[str, HistorySummary] = MappingProxyType({}),
     policy: StatusPolicy = DEFAULT_STATUS_POLICY,
     zone: str | tzinfo = "UTC",
 ) -> list[tuple[str, SourceStatus]]:
     """Return ``(key, status)`` for each state, ready for :mod:`incsync.views`.
+
+    Args:
+        states: The sources' states.
+        now: The present (aware).
+        histories: Each source's history summary by key (see :func:`status_of`); a source
+            without one has none in its hover.
+        policy: The thresholds.
+        zone: The display zone.
 
     Raises:
         NaiveDatetimeError: ``now`` has no timezone.
         ConfigurationError: ``zone`` is not a known IANA zone name.
     """
     tz = resolve_zone(zone)
-    return [(state.key, status_of(state, now=now, policy=policy, zone=tz)) for state in states]
+    return [
+        (
+            state.key,
+            status_of(state, now=now, history=histories.get(state.key), policy=policy, zone=tz),
+        )
+        for state in states
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import re
@@ -16,6 +17,7 @@ from incsync.cursor import Window
 from incsync.engine import SyncEngine
 from incsync.integrations.cli import main
 from incsync.integrations.cli._output import STATUS_SCHEMA
+from incsync.integrations.cli._parser import build_parser
 from incsync.stores.sqlite import SQLiteStore
 from incsync.timestamps import utc_now
 from tests.cli.support import write_config
@@ -36,6 +38,7 @@ SOURCE_FIELDS = {
     "last_cycle_rejected",
     "count_check",
     "lease",
+    "history",
 }
 
 
@@ -159,7 +162,7 @@ def test_cancel_resume_and_reset_change_the_state_and_exit_0(
     assert capsys.readouterr().out.startswith("acme: completed: 300 fetched, 300 applied")
 
 
-@pytest.mark.parametrize("command", ["reset", "cancel", "resume", "rejected"])
+@pytest.mark.parametrize("command", ["reset", "cancel", "resume", "rejected", "history"])
 def test_an_unknown_key_exits_2_naming_the_known_sources(
     config: Path, capsys: pytest.CaptureFixture[str], command: str
 ) -> None:
@@ -211,16 +214,46 @@ def test_rejected_lists_the_records_set_aside_with_their_reasons(
     assert capsys.readouterr().out == "acme: no records set aside\n"
 
 
-@pytest.mark.parametrize("command", ["run", "status", "reset", "cancel", "resume", "rejected"])
-def test_every_command_has_help_with_examples_and_exit_codes(
+COMMANDS = [
+    "run",
+    "status",
+    "check",
+    "cursor",
+    "reset",
+    "cancel",
+    "resume",
+    "unlock",
+    "rejected",
+    "history",
+]
+
+
+def test_the_help_tests_cover_every_command() -> None:
+    """A new command is added to COMMANDS, and so has its help checked."""
+    [commands] = [
+        action
+        for action in build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    ]
+    assert set(commands.choices) == set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_examples_and_its_own_exit_codes(
     command: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """--help works everywhere, exits 0, and shows examples and the exit codes."""
+    """--help works everywhere, exits 0, and shows examples and the exit codes of that command,
+    not those of run or status --check."""
     assert main([command, "--help"]) == 0
     out = capsys.readouterr().out
     assert f"usage: incsync {command}" in out
     assert f"examples:\n  incsync {command} " in out
-    assert "130  interrupted by Ctrl-C" in out
+    codes = out.split("\nexit codes:\n")[1]
+    assert codes.startswith("  0    ")
+    assert "\n  2    usage or config error" in codes
+    assert ("a cycle failed" in codes) is (command == "run")
+    assert ("3 UNKNOWN" in codes) is (command == "status")
+    assert ("lease" in codes) is (command == "unlock")
 
 
 def test_main_leaves_the_logging_setup_as_it_found_it(config: Path) -> None:

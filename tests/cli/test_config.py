@@ -356,5 +356,6 @@ def test_scheduling_settings_are_read_from_run_and_each_source(tmp_path: Path) -
 
 def test_a_postgres_config_keeps_its_tokens_beside_the_config_file(tmp_path: Path) -> None:
     """Without a database file, the token file is named after the config file."""
-    path = write_config(tmp_path, SAMPLE, store='kind = "postgres"\nconninfo_env = "DB_URL"')
+    store = 'kind = "postgres"\nconninfo_env = "INCSYNC_DATABASE_URL"'
+    path = write_config(tmp_path, SAMPLE, store=store)
     assert load_config(path).tokens == tmp_path / "incsync.tokens.json"

@@ -152,9 +152,9 @@ def test_a_postgres_store_is_used_when_the_config_names_one(
 ) -> None:
     """kind = "postgres" keeps state in the server's schema (created on first use)."""
     conninfo = require_server()
-    monkeypatch.setenv("INCSYNC_TEST_CONNINFO", conninfo)
+    monkeypatch.setenv("INCSYNC_DATABASE_URL", conninfo)
     with fresh_schema() as schema:
-        store = f'kind = "postgres"\nconninfo_env = "INCSYNC_TEST_CONNINFO"\nschema = "{schema}"'
+        store = f'kind = "postgres"\nconninfo_env = "INCSYNC_DATABASE_URL"\nschema = "{schema}"'
         path = write_config(tmp_path, SAMPLE, store=store)
         assert main(["run", "--config", str(path)]) == 0
         assert capsys.readouterr().out.startswith("demo: completed: 1,200 fetched, 1,200 applied")
@@ -168,11 +168,11 @@ def test_a_postgres_store_without_its_variable_is_a_config_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The connection string's variable must be set; the error names the key."""
-    monkeypatch.delenv("INCSYNC_NO_SUCH_CONNINFO", raising=False)
-    store = 'kind = "postgres"\nconninfo_env = "INCSYNC_NO_SUCH_CONNINFO"'
+    monkeypatch.delenv("INCSYNC_DATABASE_URL", raising=False)
+    store = 'kind = "postgres"\nconninfo_env = "INCSYNC_DATABASE_URL"'
     path = write_config(tmp_path, SAMPLE, store=store)
     assert main(["status", "--config", str(path)]) == 2
     assert capsys.readouterr().err == (
         f"incsync: error: {path}: store.conninfo_env: "
-        "environment variable INCSYNC_NO_SUCH_CONNINFO is not set\n"
+        "environment variable INCSYNC_DATABASE_URL is not set\n"
     )

@@ -15,6 +15,8 @@ READING_AND_CHANGING = [
     ["status"],
     ["status", "--json"],
     ["rejected", "demo"],
+    ["history", "demo"],
+    ["history", "demo", "--json"],
     ["reset", "demo"],
     ["cancel", "demo"],
     ["resume", "demo"],

@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 import attrs
 
 from incsync.integrations.cli._output import rejected_json, rejected_text, result_text
-from incsync.integrations.cli._progress import progress_display, progress_text
+from incsync.integrations.cli._progress import progress_board, progress_text
 from incsync.records import RejectedRecord, raw_excerpt
 from incsync.results import CycleProgress, CycleResult, Outcome
 from incsync.timestamps import UTC
@@ -28,7 +28,7 @@ def test_progress_names_pages_records_rate_and_eta_when_the_total_is_known() -> 
 def test_log_lines_are_spaced_by_the_interval() -> None:
     """Off a terminal the first page is logged, then at most one line per interval."""
     stream = io.StringIO()
-    display = progress_display(stream, "acme", interval=3600)
+    display = progress_board(io.StringIO(), stream, interval=3600).cycle("acme")
     for pages in range(1, 6):
         display.update(CycleProgress("acme", pages, pages, pages, timedelta(seconds=1)))
     display.close()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import signal
 import subprocess
-import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,8 +15,6 @@ import pytest
 from incsync.connectors.sample import generate_invoices
 from incsync.cursor import Cursor
 from incsync.integrations.cli import main
-from incsync.integrations.cli._progress import progress_display
-from incsync.results import CycleProgress
 from incsync.state import held_lease
 from incsync.stores.sqlite import SQLiteStore
 from incsync.testing.fakes.hubspot import FakeHubSpot, HubSpotLimits
@@ -107,42 +103,6 @@ def test_progress_lines_are_spaced_by_the_interval(
     assert lines[0].startswith("demo: page 1, 100/1,200 records")
 
 
-class _Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def _progress(pages: int, total: int | None) -> CycleProgress:
-    return CycleProgress("demo", pages, pages * 100, pages * 100, timedelta(seconds=pages), total)
-
-
-def test_without_rich_a_terminal_gets_one_line_rewritten_in_place(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """rich is optional: without it a terminal shows one line redrawn with \\r, then a newline."""
-    monkeypatch.setitem(sys.modules, "rich", None)  # makes `import rich` fail
-    terminal = _Terminal()
-    display = progress_display(terminal, "demo", interval=10)
-    display.update(_progress(1, 1_000))
-    display.update(_progress(2, 1_000))
-    display.close()
-    assert terminal.getvalue() == (
-        "\rdemo: page 1, 100/1,000 records, 100 records/s, ETA 0:09"
-        "\rdemo: page 2, 200/1,000 records, 100 records/s, ETA 0:08\n"
-    )
-
-
-def test_with_rich_a_terminal_gets_a_bar() -> None:
-    """With rich installed a terminal gets its progress display, ending with the last state."""
-    pytest.importorskip("rich", reason="rich (the cli extra) is not installed")
-    terminal = _Terminal()
-    display = progress_display(terminal, "demo", interval=10)
-    display.update(_progress(3, None))
-    display.close()
-    assert "demo: page 3, 300 records, 100 records/s" in terminal.getvalue()
-    assert "\x1b[" in terminal.getvalue()  # drawn for a terminal, in place
-
-
 def _hubspot_config(directory: Path, base_url: str) -> Path:
     return write_config(
         directory,
@@ -179,6 +139,35 @@ def test_run_against_hubspot_over_loopback_matches_the_portal_and_never_shows_th
     assert "cycle completed" in done.stderr  # the engine's log reached stderr
     assert token not in done.stdout + done.stderr
     assert token.encode() not in database_bytes(tmp_path)
+
+
+def test_progress_of_a_hubspot_source_is_out_of_the_search_total_with_the_time_left(
+    tmp_path: Path,
+) -> None:
+    """Every progress line of a HubSpot source says how many of the deals the search counted
+    were read, and the time left."""
+    fake = FakeHubSpot(index_lag=timedelta(0), limits=UNLIMITED)
+    start = datetime(2024, 9, 1, tzinfo=UTC)
+    fake.load("deals", [start + timedelta(minutes=i) for i in range(450)], {"dealname": "d"})
+    with fake.serve() as base_url:
+        path = _hubspot_config(tmp_path, base_url)
+        done = incsync(
+            "run",
+            "--progress-interval",
+            "0",
+            "--config",
+            str(path),
+            cwd=tmp_path,
+            env={"HUBSPOT_TOKEN": fake.private_app_token},
+        )
+    assert done.code == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 3  # three searches of up to 200 deals
+    line = r"hub: page \d, ([\d,]+)/450 records, [\d,]+ records/s, ETA \d+:\d\d"
+    read = [re.fullmatch(line, text) for text in lines]
+    assert all(read), lines
+    # A re-query starts at the newest millisecond read, and drops the deal it reads again there.
+    assert [match[1] for match in read if match] == ["200", "399", "450"]
 
 
 def test_a_rejected_token_fails_the_cycle_with_exit_1_and_is_never_shown(tmp_path: Path) -> None:

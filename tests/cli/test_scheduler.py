@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import re
 import signal
 import subprocess
@@ -69,7 +70,7 @@ def _run(
     stop: threading.Event | None = None,
 ) -> tuple[bool, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    board = progress_board(out, err, interval=0, side_by_side=schedule.workers > 1)
+    board = progress_board(out, err, interval=0)
     halt = stop or threading.Event()
     failed = run_scheduled(
         SyncEngine(store),
@@ -161,33 +162,73 @@ def test_every_tick_interleaves_sources_of_different_intervals(tmp_path: Path) -
     assert "incsync: next look at " in err
 
 
+def test_every_says_the_next_look_once_while_only_the_tick_moves(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An hourly source that just ran is not due before the next ticks: on a 1 s tick the next
+    look is said once, not at every tick; the log (-v) has every look."""
+    plans = (SourcePlan("slow", timedelta(hours=1)),)
+    connectors: dict[str, Connector] = {"slow": _Meeting("slow", threading.Barrier(1), [])}
+    stop = threading.Event()
+    timer = threading.Timer(2.5, stop.set)
+    with SQLiteStore(tmp_path / "state.db") as store, caplog.at_level(logging.INFO, "incsync"):
+        timer.start()
+        try:
+            _, out, err = _run(
+                store, Schedule(plans, 1, 1, every=timedelta(seconds=1)), connectors, stop
+            )
+        finally:
+            timer.cancel()
+    assert out.startswith("slow: completed: 1 fetched")
+    assert err.count("incsync: next look at ") == 1, err
+    assert caplog.text.count("next look at ") >= 1  # the looks at the later ticks
+
+
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
 
 
-def test_side_by_side_on_a_terminal_is_one_status_line_with_results_above_it() -> None:
-    """Running cycles share one line redrawn in place; a result clears it, prints, redraws."""
+def test_side_by_side_on_a_terminal_each_cycle_has_a_bar_and_results_print_above(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a terminal each running cycle is a bar of one display; a result printed while another
+    cycle runs goes above the bars (through the display, not torn by it), and the terminal is
+    left with its cursor shown. A key is text, never rich markup."""
+    monkeypatch.setenv("TERM", "xterm-256color")
     out, err = _Terminal(), _Terminal()
-    board = progress_board(out, err, interval=10, side_by_side=True)
-    first, second = board.cycle("a"), board.cycle("b")
-    first.update(CycleProgress("a", 1, 100, 100, timedelta(seconds=1), None))
+    board = progress_board(out, err, interval=10)
+    first, second = board.cycle("a[red]"), board.cycle("b")
+    first.update(CycleProgress("a[red]", 1, 100, 100, timedelta(seconds=1), 400))
     second.close()
     board.result("b: completed")
     first.close()
     board.close()
-    assert out.getvalue() == "b: completed\n"
-    screens = err.getvalue().split("\r")
-    assert "1 running: a: starting" in screens
-    assert "2 running: a: starting | b: starting" in screens
-    assert "2 running: a: page 1, 100 records, 100 records/s | b: starting" in screens
-    assert err.getvalue().endswith("\r" + " " * 48 + "\r")  # cleared for the shell's prompt
+    assert out.getvalue() == ""  # the same screen: printed above the bars, on the display
+    screen = err.getvalue()
+    assert "a[red]: page 1, 100/400 records, 100 records/s, ETA 0:03" in screen
+    assert "\x1b[2Kb: completed\n" in screen
+    assert screen.endswith("\x1b[?25h")
+
+
+def test_a_dumb_terminal_gets_plain_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A terminal that cannot move its cursor (TERM=dumb) gets whole lines, as a pipe does."""
+    monkeypatch.setenv("TERM", "dumb")
+    out, err = _Terminal(), _Terminal()
+    board = progress_board(out, err, interval=0)
+    display = board.cycle("a")
+    display.update(CycleProgress("a", 1, 100, 100, timedelta(seconds=1), None))
+    display.close()
+    board.result("a: completed")
+    board.close()
+    assert err.getvalue() == "a: page 1, 100 records, 100 records/s\n"
+    assert out.getvalue() == "a: completed\n"
 
 
 def test_off_a_terminal_each_cycle_writes_whole_lines() -> None:
     """On a pipe, concurrent cycles' progress lines are whole lines, never a redraw."""
     out, err = io.StringIO(), io.StringIO()
-    board = progress_board(out, err, interval=0, side_by_side=True)
+    board = progress_board(out, err, interval=0)
     displays = [board.cycle(key) for key in ("a", "b")]
     for n, display in enumerate(displays):
         display.update(CycleProgress("ab"[n], 1, 10, 10, timedelta(seconds=1), 20))

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import select
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +12,7 @@ import pytest
 from incsync.integrations.cli import main
 from incsync.testing.fakes import FakeVendor
 from incsync.views import terminal_safe
-from tests.cli.support import SAMPLE, SCRIPT, write_config
+from tests.cli.support import SAMPLE, on_a_terminal, write_config
 from tests.cli.test_connector_types import REST
 
 # Clear the screen, retitle the window (OSC ... BEL), the C1 form of CSI, and a right-to-left
@@ -58,45 +54,6 @@ def refusing_api() -> Iterator[str]:
         yield base_url
 
 
-def _on_a_terminal(*args: str, cwd: Path, env: dict[str, str], timeout: float = 60) -> bytes:
-    """Run the installed command with stdout and stderr on a pseudo-terminal; return the bytes
-    the terminal received and assert the exit code is 1 (a cycle failed)."""
-    import pty  # POSIX only: imported here so the module still loads elsewhere
-
-    controller, terminal = pty.openpty()
-    process = subprocess.Popen(
-        [str(SCRIPT), *args],
-        cwd=cwd,
-        env={**os.environ, **env},
-        stdin=subprocess.DEVNULL,
-        stdout=terminal,
-        stderr=terminal,
-    )
-    os.close(terminal)
-    received = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([controller], [], [], 0.5)
-            if not ready:
-                if process.poll() is not None:
-                    break
-                continue
-            try:
-                chunk = os.read(controller, 65536)
-            except OSError:  # EIO: the command ended and closed the terminal
-                break
-            if not chunk:
-                break
-            received += chunk
-        assert process.wait(timeout=max(deadline - time.monotonic(), 1)) == 1, received
-    finally:
-        os.close(controller)
-        if process.poll() is None:
-            process.kill()
-    return received
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
 def test_an_error_body_with_escapes_reaches_the_terminal_as_visible_text(
     tmp_path: Path, refusing_api: str
@@ -105,17 +62,18 @@ def test_an_error_body_with_escapes_reaches_the_terminal_as_visible_text(
     line is printed, in the result line and in the -v log, as visible escapes: the terminal
     receives no ESC, no BEL, no CSI and no bidi override from it."""
     path = write_config(tmp_path, REST.format(base_url=refusing_api))
-    received = _on_a_terminal(
+    done = on_a_terminal(
         "run",
         "-v",
         "--config",
         str(path),
         cwd=tmp_path,
-        # A dumb terminal: the progress display then draws without escapes of its own, so any
+        # A dumb terminal: progress is then plain lines, with no escape of its own, so any
         # escape the terminal receives would be the source's.
         env={"API_TOKEN": "tok-0123456789", "TERM": "dumb", "NO_COLOR": "1"},
     )
-    text = received.decode("utf-8")
+    assert done.code == 1, done.stderr
+    text = done.stderr
     for raw in ("\x1b", "\x07", "\x9b", "\u202e"):
         assert raw not in text
     assert "api: failed: 0 fetched" in text

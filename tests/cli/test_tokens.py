@@ -10,32 +10,32 @@ from pathlib import Path
 
 import pytest
 
-from incsync.connectors.auth import TokenSet
 from incsync.errors import ConfigurationError, SourceError
 from incsync.integrations.cli import main
-from incsync.integrations.cli._tokens import TOKENS_SCHEMA, StoredTokens, TokenFile
+from incsync.integrations.cli._tokens import TOKENS_SCHEMA, NotedKeeper, TokenFile
 from incsync.stores.sqlite import SQLiteStore
 from incsync.testing.fakes.quickbooks import FakeQuickBooks
 from incsync.testing.fakes.xero import FakeXero
 from incsync.timestamps import UTC
+from incsync.tokens import StoredTokens
 from tests.cli.support import incsync, write_config
 
 EXPIRES = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
-def _tokens(n: int) -> TokenSet:
-    return TokenSet(f"access-{n}", f"refresh-{n}", rotated=True, expires_at=EXPIRES)
+def _tokens(n: int) -> StoredTokens:
+    return StoredTokens(f"refresh-{n}", f"access-{n}", EXPIRES)
 
 
 def test_a_saved_source_is_loaded_back_and_the_others_are_kept(tmp_path: Path) -> None:
     """Each save replaces one source's entry; the file is JSON of its own schema, mode 0600."""
     path = tmp_path / "dir" / "tokens.json"
     saved: list[str] = []
-    tokens = TokenFile(path, on_save=saved.append)
+    tokens = TokenFile(path)
     assert tokens.load("qb") is None  # no file yet
-    tokens.save("qb", _tokens(1))
-    tokens.save("xero", _tokens(2))
-    tokens.save("qb", _tokens(3))
+    NotedKeeper(tokens.keeper("qb"), saved.append).save(_tokens(1))
+    NotedKeeper(tokens.keeper("xero"), saved.append).save(_tokens(2))
+    NotedKeeper(tokens.keeper("qb"), saved.append).save(_tokens(3))
     assert tokens.load("qb") == StoredTokens("refresh-3", "access-3", EXPIRES)
     assert tokens.load("xero") == StoredTokens("refresh-2", "access-2", EXPIRES)
     assert TokenFile(path).load("other") is None
@@ -45,13 +45,15 @@ def test_a_saved_source_is_loaded_back_and_the_others_are_kept(tmp_path: Path) -
     assert sorted(document["sources"]) == ["qb", "xero"]
     assert sorted(p.name for p in path.parent.iterdir()) == ["tokens.json", "tokens.json.lock"]
     assert saved == ["refresh-1", "access-1", "refresh-2", "access-2", "refresh-3", "access-3"]
+    assert NotedKeeper(tokens.keeper("qb"), saved.append).load() == _tokens(3)
+    assert saved[-2:] == ["refresh-3", "access-3"]
     assert sorted(tokens.values()) == ["access-2", "access-3", "refresh-2", "refresh-3"]
 
 
 def test_an_access_token_without_expiry_is_not_reused(tmp_path: Path) -> None:
     """Without a known expiry the access token is dropped: the refresh token renews it."""
     tokens = TokenFile(tmp_path / "tokens.json")
-    tokens.save("qb", TokenSet("access", "refresh"))
+    tokens.save("qb", StoredTokens("refresh", "access"))
     assert tokens.load("qb") == StoredTokens("refresh")
 
 

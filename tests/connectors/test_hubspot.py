@@ -18,7 +18,7 @@ from incsync.connectors.auth import Auth, BearerToken, OAuth2Refresh
 from incsync.connectors.http import HttpOptions
 from incsync.connectors.retry import RetryPolicy
 from incsync.cursor import Window
-from incsync.results import CycleResult, Outcome
+from incsync.results import CycleProgress, CycleResult, Outcome
 from incsync.testing import InMemoryStore, ManualClock
 from incsync.testing.fakes import FakeVendor
 from incsync.testing.fakes.hubspot import FakeHubSpot, HubSpotLimits
@@ -521,6 +521,24 @@ def test_contacts_use_lastmodifieddate_and_full_reads_send_no_filter(fake: FakeH
     )
     assert seen[0]["filterGroups"] == []
     assert seen[0]["sorts"] == [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}]
+
+
+def test_a_read_counts_out_of_the_first_search_s_total_to_the_end(fake: FakeHubSpot) -> None:
+    """Every progress report of a full cycle over loopback is out of the first search's ``total``
+    (the live deals), through the re-queries and the archived pages after them, which carry none.
+    """
+    ids = load_deals(fake, 450)
+    for object_id in ids[:3]:
+        fake.archive("deals", object_id)
+    fake.clock.set(T0 + timedelta(days=1))
+    reports: list[CycleProgress] = []
+    with fake.serve() as base_url, closing(connector(fake, base_url)) as source:
+        result = engine(InMemoryStore(), fake).run_cycle(KEY, source, on_progress=reports.append)
+    assert result.outcome is Outcome.COMPLETED, result.error
+    assert len(reports) == 4  # 447 live deals in three searches of 200, then the 3 archived
+    assert [report.total for report in reports] == [447] * 4
+    assert reports[-1].fetched == 450
+    assert reports[0].eta is not None
 
 
 def test_pages_come_in_ascending_updated_at_order(fake: FakeHubSpot) -> None:

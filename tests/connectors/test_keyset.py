@@ -407,24 +407,33 @@ def test_a_read_always_ends(vendor: Vendor) -> None:
     assert vendor.requests <= 4 * (rows + 2) * max(1, vendor.snapshot_pages)
 
 
+def read_answers(
+    *answers: Answer, resolution: timedelta = SECOND, total: int | None = None
+) -> list[Page]:
+    """Read a source that gives ``answers`` to the read's queries, one each, and no tick."""
+    queue = iter(answers)
+
+    def query(step: FromTime) -> Iterator[Answer]:
+        yield next(queue)
+
+    return list(
+        read_by_keyset(
+            None,
+            resolution=resolution,
+            query=query,
+            read_tick=lambda step: iter(()),
+            build=FORMAT.record,
+            total=total,
+        )
+    )
+
+
 def test_a_hubspot_answer_ordered_by_id_stops_the_read() -> None:
     """An answer sorted by id (a proxy, a cache) fails loudly instead of dropping rows."""
     times = {"101": T0 + 9 * SECOND, "102": T0 + 2 * SECOND, "103": T0 + 5 * SECOND}
     by_id = [{"id": row_id, "updated_at": at.isoformat()} for row_id, at in sorted(times.items())]
-
-    def query(step: FromTime) -> Iterator[Answer]:
-        yield Answer(by_id, more=False)
-
     with pytest.raises(BadResponseError, match="record '102'"):
-        list(
-            read_by_keyset(
-                None,
-                resolution=MILLISECOND,
-                query=query,
-                read_tick=lambda step: iter(()),
-                build=FORMAT.record,
-            )
-        )
+        read_answers(Answer(by_id, more=False), resolution=MILLISECOND)
 
 
 def test_a_row_that_cannot_be_built_is_set_aside_and_the_read_goes_on() -> None:
@@ -435,21 +444,23 @@ def test_a_row_that_cannot_be_built_is_set_aside_and_the_read_goes_on() -> None:
         ["not", "an", "object"],
         {"id": "c", "updated_at": (T0 + SECOND).isoformat()},
     ]
-
-    def query(step: FromTime) -> Iterator[Answer]:
-        yield Answer(rows, more=False)
-
-    pages = list(
-        read_by_keyset(
-            None,
-            resolution=SECOND,
-            query=query,
-            read_tick=lambda step: iter(()),
-            build=FORMAT.record,
-        )
-    )
+    pages = read_answers(Answer(rows, more=False))
     assert [item.id for page in pages for item in page.records] == ["a", "c"]
     reasons = [item.reason for page in pages for item in page.rejected]
     assert len(reasons) == 2
     assert "out of range" in reasons[0]
     assert "expected a JSON object, got list" in reasons[1]
+
+
+def test_the_read_s_first_answer_says_how_many_rows_the_whole_read_holds() -> None:
+    """Every page carries the first answer's total; later answers (re-queries from later ticks,
+    which count only what is left) change nothing, and neither does a first answer without one
+    when a later one has it. A total given to the read wins over any answer's."""
+    first = [{"id": str(n), "updated_at": (T0 + n * SECOND).isoformat()} for n in range(3)]
+    second = [{"id": "3", "updated_at": (T0 + 3 * SECOND).isoformat()}]
+    pages = read_answers(Answer(first, more=True, total=4), Answer(second, False, total=2))
+    assert [page.total for page in pages] == [4, 4]
+    pages = read_answers(Answer(first, more=True), Answer(second, more=False, total=2))
+    assert [page.total for page in pages] == [None, None]
+    pages = read_answers(Answer(first, True, total=4), Answer(second, False, total=2), total=9)
+    assert [page.total for page in pages] == [9, 9]

@@ -18,7 +18,7 @@ from incsync.connectors.http import HttpOptions
 from incsync.connectors.retry import RetryPolicy
 from incsync.cursor import Window
 from incsync.errors import ConfigurationError
-from incsync.results import Outcome
+from incsync.results import CycleProgress, Outcome
 from incsync.testing import InMemoryStore, ManualClock
 from incsync.testing.fakes import FakeQuickBooks
 from incsync.testing.fakes.quickbooks import CdcCut
@@ -150,6 +150,45 @@ def test_full_sync_of_25000_records_with_same_second_bursts_over_http() -> None:
     statements = query_requests(fake)
     assert all("ORDERBY MetaData.LastUpdatedTime, Id" in s or "ORDERBY Id" in s for s in statements)
     assert any("MetaData.LastUpdatedTime = '" in s for s in statements), "bursts read alone"
+
+
+def count_requests(fake: FakeQuickBooks, since: int = 0) -> list[str]:
+    """Return every ``SELECT COUNT(*)`` statement the fake answered after request ``since``."""
+    statements = [httpx.URL(r.url).params.get("query", "") for r in fake.requests[since:]]
+    return [statement for statement in statements if "COUNT(*)" in statement]
+
+
+def test_a_full_read_counts_once_for_its_progress_and_an_incremental_one_never() -> None:
+    """A full read asks ``SELECT COUNT(*)`` once, before its first page, and every page carries
+    that count (the deletes' page after the entities has none, and the engine's progress keeps
+    the count through it); an incremental read spends no request on a total and has none."""
+    fake = make_fake()
+    ids = fake.bulk_load(ENTITY, bursty_timestamps(4_000))
+    with (
+        fake.serve() as base_url,
+        connect(fake, base_url, page_size=300, include_deletes=True) as connector,
+    ):
+        pages = list(connector.read(Window()))
+        assert count_requests(fake) == [f"SELECT COUNT(*) FROM {ENTITY}"]
+        first_query = next(r for r in fake.requests if "/query" in r.url)
+        assert "COUNT" in httpx.URL(first_query.url).params["query"]
+        assert {page.total for page in pages[:-1]} == {4_000}
+        assert pages[-1].total is None  # the deletes' page
+        reports: list[CycleProgress] = []
+        engine = engine_for(fake, InMemoryStore())
+        assert engine.run_cycle(KEY, connector, on_progress=reports.append).applied == 4_000
+        assert {report.total for report in reports} == {4_000}
+        assert reports[-1].fetched == 4_000
+
+        fake.advance(timedelta(hours=1))
+        fake.update(ENTITY, ids[0], {"TotalAmt": 1})
+        before = len(fake.requests)
+        since = fake.clock() - timedelta(minutes=5)
+        pages = list(connector.read(Window(since)))
+    assert [record.id for page in pages for record in page.records] == [ids[0]]
+    assert {page.total for page in pages} == {None}
+    assert len(fake.requests) > before
+    assert count_requests(fake, before) == []
 
 
 def test_pages_are_in_ascending_time_and_times_are_aware_utc_across_dst() -> None:

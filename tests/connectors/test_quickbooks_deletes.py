@@ -19,6 +19,7 @@ from incsync.results import Outcome
 from incsync.state import Phase
 from incsync.testing import InMemoryStore, ManualClock
 from incsync.testing.fakes import FakeQuickBooks
+from incsync.timestamps import parse_timestamp
 from incsync.vendors.quickbooks import CDC_RETENTION, QuickBooksConnector
 from tests.connectors.test_quickbooks import (
     ENTITY,
@@ -255,6 +256,28 @@ def test_deletes_past_cdcs_30_days_reset_the_source_before_reading(
         assert (full.outcome, full.applied) == (Outcome.COMPLETED, 49)
         assert engine.state(KEY).marks["deletes"] > NOW + timedelta(days=29)
         assert_sink_matches(store, fake, deleted=frozenset({ids[7]}))
+
+
+def test_a_rewind_reads_deletes_again_from_its_date_and_past_cdcs_reach_resets(
+    tmp_path: Path,
+) -> None:
+    """A rewind moves the deletes mark back with the cursor: within CDC's 30 days the next cycle
+    asks CDC from the rewind's date; further back the source is reset, as after so long a gap."""
+    fake = make_fake()
+    with synced(fake, tmp_path, 50) as (engine, store, connector, ids):
+        fake.delete(ENTITY, ids[7])
+        since = NOW - timedelta(days=3)
+        engine.rewind(KEY, since)
+        before = len(fake.requests)
+        result = engine.run_cycle(KEY, connector)
+        assert (result.outcome, result.applied) == (Outcome.COMPLETED, 50)  # 49 live, 1 tombstone
+        [cdc] = cdc_requests(fake, before)
+        assert parse_timestamp(httpx.URL(cdc).params["changedSince"]) == since
+        assert_sink_matches(store, fake, deleted=frozenset({ids[7]}))
+
+        engine.rewind(KEY, NOW - timedelta(days=31))
+        assert engine.run_cycle(KEY, connector).outcome is Outcome.INTERRUPTED_RESET
+        assert engine.state(KEY).phase is Phase.RESETTING
 
 
 def test_without_include_deletes_a_month_long_gap_is_read_incrementally() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from incsync import CycleResult, Outcome, SQLiteStore, SyncEngine
+from incsync import CycleProgress, CycleResult, Outcome, SQLiteStore, SyncEngine
 from incsync.connectors import RetryPolicy, TokenSet
 from incsync.connectors.http import HttpOptions
 from incsync.cursor import Window
@@ -32,6 +32,7 @@ from incsync.errors import (
 from incsync.testing import InMemoryStore
 from incsync.testing.fakes.salesforce import FakeSalesforce, FieldValue
 from incsync.timestamps import parse_timestamp
+from incsync.tokens import StoreTokenKeeper
 from incsync.vendors.salesforce import SalesforceConnector
 from tests.helpers import Store
 
@@ -203,6 +204,30 @@ def test_full_sync_of_25000_records_with_ties_across_pages() -> None:
     cursor = store.load(KEY).cursor
     assert cursor is not None
     assert cursor.updated_at == tied + timedelta(seconds=1 + 19_999 // 7)  # the newest stamp
+
+
+def test_every_page_of_a_read_carries_the_first_query_s_total_size() -> None:
+    """A full read over loopback reports progress out of the ``totalSize`` of its first query,
+    and an incremental one out of its own query's; no request is spent on counting."""
+    fake = make_fake()
+    ids = fake.bulk_load("Opportunity", spread(450, T0 - timedelta(days=1)))
+    fake.advance(timedelta(hours=1))
+    store = InMemoryStore()
+    reports: list[CycleProgress] = []
+    with fake.serve() as base_url, connect(fake, base_url, batch_size=200) as connector:
+        engine = engine_for(fake, store)
+        result = engine.run_cycle(KEY, connector, on_progress=reports.append)
+        assert result.outcome is Outcome.COMPLETED, result.error
+        assert [report.total for report in reports] == [450] * 3
+        assert len(query_requests(fake)) == 3  # one query, two locator pages: nothing else
+        for record_id in ids[:7]:
+            fake.update_record("Opportunity", record_id, {"Name": "renamed"})
+        fake.advance(timedelta(minutes=10))
+        reports.clear()
+        assert engine.run_cycle(KEY, connector, on_progress=reports.append).applied == 7
+    # The renamed rows and those the query reads again at the cursor's millisecond.
+    [report] = reports
+    assert report.total == report.fetched >= 7
 
 
 def test_query_is_keyset_soql_with_an_unquoted_millisecond_literal() -> None:
@@ -404,6 +429,26 @@ def test_session_expiry_mid_sync_refreshes_and_rotation_reaches_the_host() -> No
             again = engine.run_cycle(KEY, later)
     assert again.outcome is Outcome.COMPLETED, again.error
     assert_sink_matches(store, fake, later)
+
+
+def test_a_keeper_in_the_store_carries_the_rotated_token_to_the_next_connector() -> None:
+    """With a keeper the rotated refresh token is saved to the store row; a later connector built
+    from the dead first token refreshes from the row. Saved access tokens are never reused (their
+    instance URL is not kept): each connector starts with a refresh."""
+    fake = make_fake(rotate_refresh_tokens=True)
+    fake.bulk_load("Opportunity", spread(20, T0 - timedelta(days=1)))
+    fake.advance(timedelta(hours=1))
+    store = InMemoryStore()
+    engine = engine_for(fake, store)
+    for _ in range(2):
+        with connect(fake, refresh_token=REFRESH_TOKEN, keeper=StoreTokenKeeper(store, KEY)) as c:
+            result = engine.run_cycle(KEY, c)
+        assert result.outcome is Outcome.COMPLETED, result.error
+        kept = StoreTokenKeeper(store, KEY).load()
+        assert kept is not None
+        assert kept.refresh_token == fake.refresh_token != REFRESH_TOKEN
+    token_requests = [r for r in fake.requests if r.url.endswith("/services/oauth2/token")]
+    assert [r.status for r in token_requests] == [200, 200]
 
 
 def test_a_malformed_record_is_set_aside_and_the_cycle_completes() -> None:

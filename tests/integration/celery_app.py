@@ -23,6 +23,7 @@ from celery import Celery
 from incsync.connectors.auth import BearerToken
 from incsync.connectors.http import HttpOptions
 from incsync.engine import SyncPolicy
+from incsync.history import CycleEntry
 from incsync.integrations.celery import CeleryDeployment, install
 from incsync.records import ApplyResult, Record, RejectedRecord
 from incsync.scheduling import SourcePlan
@@ -128,10 +129,11 @@ class LeaseLog:
         checkpoint: Checkpoint,
         now: datetime,
         rejected_in_cycle: int,
+        entry: CycleEntry,
     ) -> SourceState:
         self._end(source_key, lease, "complete")
         return self.inner.complete_cycle(
-            source_key, lease, generation, checkpoint, now, rejected_in_cycle
+            source_key, lease, generation, checkpoint, now, rejected_in_cycle, entry
         )
 
     def fail_cycle(
@@ -142,9 +144,19 @@ class LeaseLog:
         error: ErrorInfo,
         stop_after: int,
         retry_at: datetime | None,
+        entry: CycleEntry,
     ) -> SourceState:
         self._end(source_key, lease, "fail")
-        return self.inner.fail_cycle(source_key, lease, generation, error, stop_after, retry_at)
+        return self.inner.fail_cycle(
+            source_key, lease, generation, error, stop_after, retry_at, entry
+        )
+
+    def interrupt_cycle(self, source_key: str, lease: Lease, entry: CycleEntry) -> SourceState:
+        self._end(source_key, lease, "interrupt")
+        return self.inner.interrupt_cycle(source_key, lease, entry)
+
+    def history(self, source_key: str, limit: int | None = None) -> Sequence[CycleEntry]:
+        return self.inner.history(source_key, limit)
 
     def release_lease(self, source_key: str, lease: Lease) -> None:
         self._end(source_key, lease, "release")
@@ -172,6 +184,9 @@ class LeaseLog:
 
     def reset(self, source_key: str) -> SourceState:
         return self.inner.reset(source_key)
+
+    def rewind(self, source_key: str, since: datetime) -> SourceState:
+        return self.inner.rewind(source_key, since)
 
     def cancel(self, source_key: str) -> SourceState:
         return self.inner.cancel(source_key)

@@ -9,6 +9,7 @@ import attrs
 import pytest
 
 from incsync.errors import ConfigurationError, NaiveDatetimeError
+from incsync.history import HistorySummary
 from incsync.policy import SyncPolicy
 from incsync.state import ErrorInfo, Phase, SourceState
 from incsync.status import (
@@ -618,3 +619,46 @@ def test_a_source_the_engine_still_retries_is_not_called_stopped() -> None:
     assert "The next attempt is due at 2026-11-13 15:36:07 UTC, 6 hours after the last" in (
         status.hover
     )
+
+
+@pytest.mark.parametrize(
+    ("summary", "sentence"),
+    [
+        (HistorySummary(completed=23, failed=1), "Last 24 cycles: 23 completed, 1 failed."),
+        (
+            HistorySummary(completed=1, failed=2, interrupted=3),
+            "Last 6 cycles: 1 completed, 2 failed, 3 interrupted.",
+        ),
+        (HistorySummary(interrupted=2), "Last 2 cycles: 2 interrupted."),
+        (HistorySummary(failed=1), "Last cycle: failed."),
+        (HistorySummary(completed=1_200), "Last 1,200 cycles: 1,200 completed."),
+    ],
+)
+def test_the_hover_sums_up_the_latest_cycles_before_the_times(
+    summary: HistorySummary, sentence: str
+) -> None:
+    """The summary is one sentence before the last sync and change; the colour does not move."""
+    plain = classify()
+    status = classify(history=summary)
+    assert status.hover == plain.hover.replace(
+        "Last completed sync:", f"{sentence} Last completed sync:"
+    )
+    assert (status.color, status.reason, status.notes) == (plain.color, plain.reason, plain.notes)
+
+
+def test_a_summary_of_no_cycles_says_nothing_of_them() -> None:
+    """A source that never ran a cycle has nothing to sum up: the hover is as without one."""
+    assert classify(history=HistorySummary()).hover == classify().hover
+
+
+def test_status_of_and_statuses_of_pass_each_source_its_own_summary() -> None:
+    """A source gets the summary given for its key; one without a summary gets none."""
+    synced = SourceState(
+        key="a", phase=Phase.ACTIVE, last_sync=RECENT_SYNC, last_change=RECENT_CHANGE
+    )
+    other = attrs.evolve(synced, key="b")
+    summary = HistorySummary(completed=2)
+    assert "Last 2 cycles: 2 completed." in status_of(synced, now=NOW, history=summary).hover
+    [(_, first), (_, second)] = statuses_of([synced, other], now=NOW, histories={"a": summary})
+    assert "Last 2 cycles" in first.hover
+    assert "Last 2 cycles" not in second.hover

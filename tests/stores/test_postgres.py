@@ -25,6 +25,7 @@ from incsync import (
     ErrorInfo,
     Lease,
     LeaseLostError,
+    Outcome,
     Phase,
     Record,
     RejectedRecord,
@@ -34,6 +35,7 @@ from incsync import (
 from incsync.content import content_digest
 from incsync.stores import _postgres_sql as sql
 from incsync.stores.postgres import SCHEMA_VERSION, PostgresStore
+from tests.helpers import entry_of
 from tests.stores.postgres_server import CONNINFO, migrated_store
 
 NOW = datetime(2026, 11, 13, 9, 0, tzinfo=timezone.utc)
@@ -94,10 +96,12 @@ def test_migrate_is_idempotent(postgres_store: PostgresStore, postgres_schema: s
         postgres_schema,
     )
     assert tables == [
+        ("cycles",),
         ("rejected",),
         ("schema_version",),
         ("sink_fences",),
         ("sources",),
+        ("tokens",),
         ("transactions",),
     ]
     assert postgres_store.count_transactions(KEY) == 1
@@ -340,13 +344,18 @@ def test_a_lease_taken_over_after_expiry_fences_out_the_old_holder(
     with pytest.raises(LeaseLostError):
         store.save_checkpoint(KEY, old, 0, Checkpoint(Cursor(later, "b")), later, TTL)
     with pytest.raises(LeaseLostError):
-        store.complete_cycle(KEY, old, 0, Checkpoint(Cursor(later, "b")), later, 0)
+        store.complete_cycle(
+            KEY, old, 0, Checkpoint(Cursor(later, "b")), later, 0, entry_of(KEY, later)
+        )
     with pytest.raises(LeaseLostError):
-        store.fail_cycle(KEY, old, 0, ErrorInfo("X", "boom", later), 5, None)
+        store.fail_cycle(KEY, old, 0, ErrorInfo("X", "boom", later), 5, None, entry_of(KEY, later))
+    with pytest.raises(LeaseLostError):
+        store.interrupt_cycle(KEY, old, entry_of(KEY, later, Outcome.INTERRUPTED_STOP))
     store.release_lease(KEY, old)  # a no-op for a lease already taken over
 
     state = store.load(KEY)
     assert state.lease == new
+    assert store.history(KEY) == []  # nothing of the old lease's cycle is kept
     assert state.cursor == Cursor(NOW, "a")
     assert (state.consecutive_failures, state.last_sync) == (0, None)
     assert [t.record.payload for t in store.transactions(KEY)] == [{"id": "a"}]

@@ -204,11 +204,11 @@ def test_the_cli_reports_a_refused_store_in_one_line(tmp_path: Path) -> None:
     (the store could not be opened); the password is in no output.
     """
     conninfo, reason = _misconfigured("database")
-    store = 'kind = "postgres"\nconninfo_env = "INCSYNC_TEST_CONNINFO"'
+    store = 'kind = "postgres"\nconninfo_env = "INCSYNC_DATABASE_URL"'
     path = write_config(tmp_path, SAMPLE, store=store)
     started = time.monotonic()
     done = incsync(
-        "run", "--config", str(path), cwd=tmp_path, env={"INCSYNC_TEST_CONNINFO": conninfo}
+        "run", "--config", str(path), cwd=tmp_path, env={"INCSYNC_DATABASE_URL": conninfo}
     )
     assert time.monotonic() - started < 10  # the interpreter's start included
     assert done.code == 1

@@ -7,9 +7,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from incsync import Checkpoint, ConfigurationError, ErrorInfo, NaiveDatetimeError, Record
+from incsync import (
+    Checkpoint,
+    ConfigurationError,
+    ErrorInfo,
+    NaiveDatetimeError,
+    Outcome,
+    Record,
+)
 from incsync.state import Lease
-from tests.helpers import Store
+from tests.helpers import Store, entry_of
 
 NOW = datetime(2026, 11, 13, 9, 41, 7, tzinfo=timezone.utc)
 NAIVE = NOW.replace(tzinfo=None)
@@ -33,9 +40,15 @@ STORE_CALLS: dict[str, Callable[[Store, str], object]] = {
         key, LEASE, 0, Checkpoint(cursor=None), NOW, TTL
     ),
     "complete_cycle": lambda store, key: store.complete_cycle(
-        key, LEASE, 0, Checkpoint(cursor=None), NOW, 0
+        key, LEASE, 0, Checkpoint(cursor=None), NOW, 0, entry_of("acme", NOW)
     ),
-    "fail_cycle": lambda store, key: store.fail_cycle(key, LEASE, 0, FAILURE, 5, None),
+    "fail_cycle": lambda store, key: store.fail_cycle(
+        key, LEASE, 0, FAILURE, 5, None, entry_of("acme", NOW, Outcome.FAILED)
+    ),
+    "interrupt_cycle": lambda store, key: store.interrupt_cycle(
+        key, LEASE, entry_of("acme", NOW, Outcome.INTERRUPTED_STOP)
+    ),
+    "history": lambda store, key: store.history(key),
     "reset": lambda store, key: store.reset(key),
     "cancel": lambda store, key: store.cancel(key),
     "resume": lambda store, key: store.resume(key),
@@ -62,7 +75,7 @@ NOW_CALLS: dict[str, Callable[[Store, Lease, datetime], object]] = {
         KEY, [RECORD], lease, 0, Checkpoint(cursor=None), now, TTL
     ),
     "complete_cycle": lambda store, lease, now: store.complete_cycle(
-        KEY, lease, 0, Checkpoint(cursor=None), now, 0
+        KEY, lease, 0, Checkpoint(cursor=None), now, 0, entry_of(KEY, NOW)
     ),
 }
 

@@ -36,7 +36,7 @@ from incsync.records import supersedes
 from incsync.state import acquire
 from incsync.stores.sqlite import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from incsync.testing import InMemoryStore
-from tests.helpers import Store, transactions_by_id
+from tests.helpers import Store, entry_of, transactions_by_id
 from tests.json_values import json_payloads, respelled
 from tests.strategies import cursors, record_ids, records, utc_datetimes
 
@@ -140,7 +140,7 @@ def test_marks_are_kept_moved_only_forward_and_forgotten_by_a_reset(store: Store
     store.save_checkpoint(KEY, lease, 0, older, NOW, TTL)
     assert dict(store.load(KEY).marks) == {"deletes": NOW, "events": NOW}
     later = Checkpoint(cursor=None, marks={"deletes": NOW + timedelta(seconds=1)})
-    done = store.complete_cycle(KEY, lease, 0, later, NOW, 0)
+    done = store.complete_cycle(KEY, lease, 0, later, NOW, 0, entry_of(KEY, NOW))
     assert done.marks["deletes"] == NOW + timedelta(seconds=1)
     assert store.load(KEY) == done
     assert dict(store.reset(KEY).marks) == {}
@@ -344,6 +344,35 @@ def test_commands_move_phases_and_never_touch_transactions(
     assert store.cancel(KEY).phase is Phase.CANCELLED
     assert store.resume(KEY).phase is Phase.RESETTING  # the reset has not completed yet
     assert list(_transactions(store)) == ["a"]
+
+
+def test_rewind_moves_cursor_and_marks_back_and_keeps_rows_and_set_aside_records(
+    store: Store,
+) -> None:
+    """A rewind is stored as the state rule decides: cursor and later marks back, generation on;
+    the rows and set-aside records stay; a running cycle's next checkpoint is refused."""
+    lease = store.acquire_lease(KEY, "one", NOW, TTL)
+    assert lease is not None
+    marks = {"deletes": NOW + timedelta(seconds=2), "events": NOW - timedelta(days=1)}
+    rejected = [RejectedRecord(record_id="x", reason="bad")]
+    checkpoint = Checkpoint(cursor=Cursor(NOW, "b"), marks=marks, rejected=rejected)
+    store.commit_page(KEY, [_record("a", 0), _record("b", 0)], lease, 0, checkpoint, NOW, TTL)
+    since = NOW - timedelta(hours=1)
+
+    rewound = store.rewind(KEY, since)
+    assert (rewound.cursor, rewound.generation) == (Cursor(since, ""), 1)
+    assert dict(rewound.marks) == {"deletes": since, "events": NOW - timedelta(days=1)}
+    assert store.load(KEY) == rewound
+    assert sorted(_transactions(store)) == ["a", "b"]
+    assert [item.record_id for item in store.list_rejected(KEY)] == ["x"]
+    with pytest.raises(GenerationChangedError):
+        store.save_checkpoint(KEY, lease, 0, Checkpoint(Cursor(NOW, "c")), NOW, TTL)
+    assert store.load(KEY) == rewound
+
+    store.reset(KEY)
+    with pytest.raises(ConfigurationError, match="is being reset"):
+        store.rewind(KEY, since)
+    assert store.load(KEY).generation == 2
 
 
 ERRORS = st.builds(

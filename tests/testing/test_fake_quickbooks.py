@@ -680,7 +680,8 @@ def test_expire_access_tokens_forces_the_next_request_to_401(
 def test_refresh_issues_a_working_access_token_and_rotates_the_refresh_token(
     fake: FakeQuickBooks,
 ) -> None:
-    """The token endpoint answers Intuit's fields; the used refresh token is then invalid_grant."""
+    """The token endpoint answers Intuit's fields; the used refresh token is invalid_grant 24 hours
+    later (Intuit: previous refresh tokens expire 24 hours after a new one is received)."""
     tokens = fake.grant_tokens()
     with fake.serve() as base_url, httpx.Client(base_url=base_url) as client:
         fake.advance(timedelta(hours=2))
@@ -697,10 +698,6 @@ def test_refresh_issues_a_working_access_token_and_rotates_the_refresh_token(
         assert body["token_type"] == "bearer"
         assert body["expires_in"] == 3600
         assert body["refresh_token"] != tokens.refresh_token
-        reused = refresh(client, tokens.refresh_token)
-        assert reused.status_code == 400
-        assert reused.json() == {"error": "invalid_grant"}
-        assert refresh(client, body["refresh_token"]).status_code == 200
         response = client.get(
             f"/v3/company/{fake.realm_id}/query",
             params={"query": "SELECT * FROM Invoice"},
@@ -710,6 +707,11 @@ def test_refresh_issues_a_working_access_token_and_rotates_the_refresh_token(
             },
         )
         assert response.status_code == 200
+        fake.advance(timedelta(hours=24))
+        reused = refresh(client, tokens.refresh_token)
+        assert reused.status_code == 400
+        assert reused.json() == {"error": "invalid_grant"}
+        assert refresh(client, body["refresh_token"]).status_code == 200
 
 
 def test_without_rotation_the_same_refresh_token_comes_back_and_keeps_working() -> None:
@@ -722,15 +724,21 @@ def test_without_rotation_the_same_refresh_token_comes_back_and_keeps_working() 
             assert answer.json()["refresh_token"] == tokens.refresh_token
 
 
-def test_a_rotated_refresh_token_keeps_working_for_the_configured_grace() -> None:
-    """refresh_token_grace lets the previous refresh token work a while, then invalid_grant."""
-    fake = FakeQuickBooks(refresh_token_grace=timedelta(hours=24))
+def test_a_rotated_refresh_token_keeps_working_for_the_grace() -> None:
+    """By default the previous refresh token works 24 hours more, then invalid_grant; with a grace
+    of 0 it is refused at once."""
+    fake = FakeQuickBooks()
     tokens = fake.grant_tokens()
     with httpx.Client(transport=fake.transport(), base_url=BASE) as client:
         assert refresh(client, tokens.refresh_token).status_code == 200
         fake.advance(timedelta(hours=23))
         assert refresh(client, tokens.refresh_token).status_code == 200
         fake.advance(timedelta(hours=1))
+        assert refresh(client, tokens.refresh_token).json() == {"error": "invalid_grant"}
+    strict = FakeQuickBooks(refresh_token_grace=timedelta(0))
+    tokens = strict.grant_tokens()
+    with httpx.Client(transport=strict.transport(), base_url=BASE) as client:
+        assert refresh(client, tokens.refresh_token).status_code == 200
         assert refresh(client, tokens.refresh_token).json() == {"error": "invalid_grant"}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import httpx
 
@@ -65,3 +66,20 @@ def test_faults_answer_first_and_requests_are_recorded_without_credentials() -> 
     assert [r.status for r in fake.requests] == [503, 503, 200]
     assert all(r.headers["authorization"] == "***" for r in fake.requests)
     assert "SENTINEL" not in json.dumps([r.headers for r in fake.requests])
+
+
+def test_a_served_fake_sees_the_address_it_was_asked_at_and_listens_where_told() -> None:
+    """A request's URL carries the Host the client sent (as answers that name the server must),
+    unless that Host is no address, when the served one stands in; the port asked for is used."""
+    fake = Echo()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with fake.serve(port=port) as base_url, httpx.Client(base_url=base_url) as client:
+        assert base_url == f"http://127.0.0.1:{port}"
+        client.get("/a", headers={"Host": f"localhost:{port}"})
+        client.get("/b", headers={"Host": "evil.example/x?y"})
+    assert [request.url for request in fake.requests] == [
+        f"http://localhost:{port}/a",
+        f"http://127.0.0.1:{port}/b",
+    ]

@@ -241,7 +241,8 @@ def refresh(
 
 
 def test_refresh_rotates_the_refresh_token_and_spends_the_old_one(fake: FakeXero) -> None:
-    """Each refresh returns a new refresh token and a 30-minute access token; the old one dies."""
+    """Each refresh returns a new refresh token and a 30-minute access token; the old one works
+    again for 30 minutes (Xero's grace for a lost answer), then dies."""
     tokens = fake.grant_tokens()
     answer = refresh(fake, tokens.refresh_token)
     assert answer.status_code == 200
@@ -249,6 +250,9 @@ def test_refresh_rotates_the_refresh_token_and_spends_the_old_one(fake: FakeXero
     assert body["expires_in"] == 1800
     assert body["token_type"] == "Bearer"
     assert body["refresh_token"] != tokens.refresh_token
+    fake.clock.advance(timedelta(minutes=29))
+    assert refresh(fake, tokens.refresh_token).status_code == 200  # within the grace
+    fake.clock.advance(timedelta(minutes=1))
     assert refresh(fake, tokens.refresh_token).json() == {"error": "invalid_grant"}
     assert refresh(fake, body["refresh_token"], basic=False).status_code == 200
     assert refresh(fake, "nope").json() == {"error": "invalid_grant"}

@@ -12,6 +12,7 @@ import textwrap
 from typing import TextIO
 
 from incsync.errors import IncsyncError
+from incsync.humanize import plural
 from incsync.protocols import ProgressCallback
 from incsync.results import CycleProgress, CycleResult
 from incsync.status import SourceStatus
@@ -49,7 +50,7 @@ def result_line(result: CycleResult) -> str:
     line = (
         f"{result.outcome.value}: {result.fetched:,} fetched, {result.applied:,} applied, "
         f"{result.already_applied:,} already applied, {result.rejected:,} set aside; "
-        f"{result.pages:,} pages in {result.duration.total_seconds():.2f} s"
+        f"{plural(result.pages, 'page')} in {result.duration.total_seconds():.2f} s"
     )
     if result.error:
         line += f"\nerror: {result.error_class}: {result.error}"

@@ -10,22 +10,19 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from incsync._demo._changes import change_hubspot, change_quickbooks, outage
 from incsync._demo._checks import SinkComparison, compare_hubspot, compare_quickbooks
 from incsync._demo._console import Console
 from incsync._demo._world import INVOICE, Connectors, Credentials, Fakes, Scale
 from incsync.engine import SyncEngine
-from incsync.humanize import time_text
 from incsync.protocols import Connector
 from incsync.results import CycleResult, Outcome
 from incsync.state import Phase
-from incsync.status import SourceStatus, StatusColor, StatusPolicy, status_of, statuses_of
+from incsync.status import SourceStatus, StatusColor, StatusPolicy, status_of
 from incsync.stores.sqlite import SQLiteStore
 from incsync.testing import ManualClock
 from incsync.testing.fakes import FakeQuickBooks, FakeVendor
-from incsync.views import render_html_page, render_text_table
 
 __all__ = ["ACME_HUBSPOT", "ACME_QUICKBOOKS", "CYCLE_INTERVAL", "GLOBEX_QUICKBOOKS", "Steps"]
 
@@ -153,12 +150,12 @@ class Steps:
     # -- the steps ---------------------------------------------------------------------------
 
     def servers(self, urls: Sequence[str]) -> None:
-        """Step 1: say what the fakes serve, and where."""
+        """Step 1: say what the fakes serve, and where (in :meth:`Fakes.served`'s order)."""
         fakes, scale = self.fakes, self.scale
         newest = max(
             entity["MetaData"]["LastUpdatedTime"] for entity in fakes.globex.entities(INVOICE)
         )
-        self.console.heading("1. Fake vendor servers on loopback, with two companies' history")
+        self.console.heading("1. Fake vendor servers on loopback, with three companies' history")
         self.console.item(
             "quickbooks",
             f"{urls[0]}  Acme, {scale.invoices:,} invoices over 60 days "
@@ -172,6 +169,11 @@ class Steps:
         self.console.item(
             "quickbooks",
             f"{urls[2]}  Globex, {scale.old_invoices:,} invoices (the newest from {newest[:10]})",
+        )
+        self.console.item(
+            "hubspot",
+            f"{urls[3]}  Initech, {scale.old_invoices:,} deals (its app token, revoked, is all "
+            "the host has)",
         )
         self.console.item(
             "clock",
@@ -368,29 +370,3 @@ class Steps:
         )
         self.invoices_match(GLOBEX_QUICKBOOKS, self.fakes.globex)
         self.show_status(GLOBEX_QUICKBOOKS, StatusColor.ORANGE, hover=True)
-
-    def status_table(self, page: Path) -> None:
-        """Step 9: the status table of every source, and the HTML status page."""
-        now = self.clock()
-        rows = statuses_of(self.engine.states(), now=now, policy=self.policy)
-        self.console.heading(f"9. Status at {now:%Y-%m-%d %H:%M} UTC (demo clock)")
-        self.console.say()
-        self.console.say(
-            render_text_table(
-                rows, ascii_only=not self.console.unicode, ansi=self.console.tty
-            ).rstrip("\n")
-        )
-        page.write_text(
-            render_html_page(rows, title="Automated Import", generated=time_text(now, now)),
-            encoding="utf-8",
-        )
-        colors = {key: status.color for key, status in rows}
-        expected = {
-            ACME_HUBSPOT: StatusColor.GREEN,
-            ACME_QUICKBOOKS: StatusColor.GREY,
-            GLOBEX_QUICKBOOKS: StatusColor.ORANGE,
-        }
-        self.console.say()
-        self.check(
-            colors == expected, "green, grey and orange, as the steps left them", failure=colors
-        )

@@ -37,6 +37,7 @@ __all__ = [
     "load_acme_quickbooks",
     "load_fakes",
     "load_globex_quickbooks",
+    "load_initech_hubspot",
     "quickbooks_connector",
     "sleeping_on",
     "spread_times",
@@ -283,6 +284,18 @@ def load_acme_hubspot(
     return fake, ids
 
 
+def load_initech_hubspot(clock: ManualClock, scale: Scale, rng: random.Random) -> FakeHubSpot:
+    """Return a portal of ``scale.old_invoices`` deals whose app token the host holds no more.
+
+    Initech revoked the private-app token the host was given (an admin rotated it in HubSpot's
+    settings), so the portal knows only its new token, which the host never got.
+    """
+    fake = FakeHubSpot(clock=clock, seed=rng.randrange(1 << 30))
+    times = spread_times(rng, scale.old_invoices, clock() - _HISTORY, _HISTORY, _SECOND)
+    fake.load("deals", sorted(times), {"dealname": "Initech - TPS reports", "amount": "900"})
+    return fake
+
+
 def quickbooks_connector(
     fake: FakeQuickBooks,
     base_url: str,
@@ -340,7 +353,7 @@ def hubspot_connector(
 
 @attrs.frozen
 class Fakes:
-    """The three sources of the demo, with the ids of the records they started with.
+    """The four sources of the demo, with the ids of the records they started with.
 
     Args:
         quickbooks: Acme's QuickBooks company.
@@ -348,6 +361,7 @@ class Fakes:
         hubspot: Acme's HubSpot portal.
         deal_ids: Its deals' ids.
         globex: Globex's QuickBooks company, where nothing changed for weeks.
+        initech: Initech's HubSpot portal, which refuses the token the host holds.
     """
 
     quickbooks: FakeQuickBooks
@@ -355,14 +369,20 @@ class Fakes:
     hubspot: FakeHubSpot
     deal_ids: list[str]
     globex: FakeQuickBooks
+    initech: FakeHubSpot
+
+    def served(self) -> tuple[FakeQuickBooks, FakeHubSpot, FakeQuickBooks, FakeHubSpot]:
+        """Return the fakes in the order the demo serves them (and lists their URLs)."""
+        return self.quickbooks, self.hubspot, self.globex, self.initech
 
 
 def load_fakes(clock: ManualClock, scale: Scale, rng: random.Random) -> Fakes:
-    """Return the three fake sources filled with their history."""
+    """Return the four fake sources filled with their history."""
     quickbooks, invoice_ids = load_acme_quickbooks(clock, scale, rng)
     hubspot, deal_ids = load_acme_hubspot(clock, scale, rng)
     globex, _ = load_globex_quickbooks(clock, scale, rng)
-    return Fakes(quickbooks, invoice_ids, hubspot, deal_ids, globex)
+    initech = load_initech_hubspot(clock, scale, rng)
+    return Fakes(quickbooks, invoice_ids, hubspot, deal_ids, globex, initech)
 
 
 @attrs.frozen
@@ -394,8 +414,11 @@ def connect(
     scale: Scale,
     rng: random.Random,
 ) -> Connectors:
-    """Return connectors to ``fakes`` served at ``urls`` (Acme QuickBooks, HubSpot, Globex)."""
-    quickbooks_url, hubspot_url, globex_url = urls
+    """Return connectors to ``fakes`` served at ``urls`` (in :meth:`Fakes.served`'s order).
+
+    Initech's portal has none: only the ``incsync`` command syncs it (see :mod:`._command`).
+    """
+    quickbooks_url, hubspot_url, globex_url, _ = urls
     return Connectors(
         quickbooks_connector(
             fakes.quickbooks,

@@ -1,10 +1,14 @@
-"""Reading a source's count of live records out of an answer, the same way for every connector."""
+"""Reading counts out of a source's answers, the same way for every connector.
+
+:func:`counted` reads a count of live records, which must be there; :func:`announced_total`
+reads how many rows a query's whole answer holds, which serves only progress and may be absent.
+"""
 
 from __future__ import annotations
 
 from incsync.errors import BadResponseError
 
-__all__ = ["counted"]
+__all__ = ["announced_total", "counted"]
 
 
 def counted(value: object, *, vendor: str, where: str) -> int:
@@ -25,4 +29,19 @@ def counted(value: object, *, vendor: str, where: str) -> int:
             f"something else answered",
             vendor=vendor,
         )
+    return value
+
+
+def announced_total(value: object) -> int | None:
+    """Return ``value`` as the number of rows a query's whole answer holds, or ``None``.
+
+    HubSpot's search ``total`` and Salesforce's ``totalSize`` say it with every answer. It only
+    feeds progress (a bar, an estimate of the time left), so an answer without a usable one
+    reads on without a total rather than fail the read.
+
+    Args:
+        value: What the answer holds where the total should be.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
     return value

@@ -7,9 +7,12 @@ names its secrets, so every error message can be masked with them.
 :class:`OAuth2Refresh` refreshes an expired (or expiring) access token before a request, and on a
 401 refreshes once and replays the request. Refreshes are serialised, so concurrent requests that
 all meet an expired token cause one refresh, not several racing with one refresh token (a vendor
-that rotates refresh tokens would reject all but the first). Every refresh hands the new
-:class:`TokenSet` to the host's ``on_refresh`` callback: when the vendor rotated the refresh token,
-the old one stops working, so the host must store the new one.
+that rotates refresh tokens would reject all but the first). When the vendor rotated the refresh
+token the old one stops working, so the new one must be kept. A
+:class:`~incsync.protocols.TokenKeeper` keeps it: the flow reads it before every refresh (another
+process may have refreshed since), asks it whether a save can succeed *before* sending the refresh,
+and saves the answer to it before the new access token is used. The host's ``on_refresh`` callback
+then receives the new :class:`TokenSet`.
 
 Vendors differ only in where their token endpoint is and how the app identifies itself there:
 each built-in connector's module holds that as an :class:`OAuthVendor`, whose
@@ -31,7 +34,9 @@ import httpx
 
 from incsync.connectors._body import body_excerpt, refuse_declared_oversize
 from incsync.errors import AuthError, BadResponseError, ConfigurationError, TransientSourceError
+from incsync.protocols import TokenKeeper
 from incsync.timestamps import ensure_utc, utc_now
+from incsync.tokens import StoredTokens
 
 __all__ = ["ApiKey", "Auth", "BearerToken", "OAuth2Refresh", "OAuthVendor", "TokenSet"]
 
@@ -154,9 +159,14 @@ class OAuth2Refresh(Auth):
         access_token: A still-valid access token, when the host has one; without it the first
             request refreshes first.
         expires_at: When ``access_token`` expires (aware), when known.
-        on_refresh: Called with the new :class:`TokenSet` after every refresh, while other
-            requests wait; the host stores the refresh token there. An exception it raises reaches
-            the caller unchanged (the new tokens are used in this process all the same).
+        on_refresh: Called with the new :class:`TokenSet` after every refresh (after
+            ``keeper`` saved it), while other requests wait. An exception it raises reaches the
+            caller unchanged (the new tokens are used in this process all the same).
+        keeper: Where the tokens are kept between processes (see the module docstring): the
+            tokens it holds replace ``refresh_token`` and ``access_token`` at the first request,
+            a refresh is sent only once its :meth:`~incsync.protocols.TokenKeeper.check` passed,
+            and the answer is saved to it before its access token is used. A save that fails
+            fails the request; the new tokens are then saved again before the next one.
         client_auth: How the app identifies itself: ``"body"`` (client id and secret as form
             fields, Salesforce and most others) or ``"basic"`` (HTTP Basic, QuickBooks).
         scope: A ``scope`` to ask for, when the vendor requires one on refresh.
@@ -178,6 +188,7 @@ class OAuth2Refresh(Auth):
         access_token: str | None = None,
         expires_at: datetime | None = None,
         on_refresh: Callable[[TokenSet], None] | None = None,
+        keeper: TokenKeeper | None = None,
         client_auth: Literal["body", "basic"] = "body",
         scope: str | None = None,
         refresh_margin: timedelta = timedelta(seconds=60),
@@ -193,6 +204,9 @@ class OAuth2Refresh(Auth):
             raise ConfigurationError(f"client_auth must be 'body' or 'basic', not {client_auth!r}")
         self._client_auth = client_auth
         self._on_refresh = on_refresh
+        self._keeper = keeper
+        self._kept_read = keeper is None  # whether the keeper's tokens were read once
+        self._unsaved: StoredTokens | None = None  # a refresh's answer the keeper refused
         self._scope = scope
         self._refresh_margin = refresh_margin
         self._clock = clock
@@ -203,6 +217,7 @@ class OAuth2Refresh(Auth):
     def auth_flow(self, request: httpx.Request) -> AuthFlow:
         """Sign ``request``; refresh first when the token expired, and once more on a 401."""
         with self._lock:
+            self._settle_keeper(reread=False)
             token = None if self._expiring() else self._access_token
         if token is None:
             token = yield from self._refresh(None, request)
@@ -231,26 +246,105 @@ class OAuth2Refresh(Auth):
             return False
         return self._clock() >= self._expires_at - self._refresh_margin
 
+    def _settle_keeper(self, *, reread: bool) -> None:
+        """Save a refresh's answer the keeper refused before; then take the keeper's tokens.
+
+        The keeper is read at the first request, and before every refresh (``reread``).
+
+        Raises:
+            SourceError: The keeper still cannot save (the new access token stays unused), or
+                cannot be read.
+        """
+        if self._keeper is None:
+            return
+        if self._unsaved is not None:
+            self._keeper.save(self._unsaved)
+            self._unsaved = None
+        if reread or not self._kept_read:
+            self._adopt(self._keeper.load())
+            self._kept_read = True
+
+    def _adopt(self, kept: StoredTokens | None) -> bool:
+        """Take the keeper's tokens when they differ from this flow's; return whether they did.
+
+        The keeper's are the newest: another process (or an earlier run) refreshed and saved them.
+        """
+        if kept is None or (kept.refresh_token, kept.access_token) == (
+            self._refresh_token,
+            self._access_token,
+        ):
+            return False
+        self._remember(self._refresh_token, self._access_token)
+        self._refresh_token = kept.refresh_token
+        if kept.access_token is not None:
+            self._access_token, self._expires_at = kept.access_token, kept.expires_at
+        return True
+
+    def _remember(self, *tokens: str | None) -> None:
+        for old in tokens:
+            if old and old not in self._previous:
+                self._previous.append(old)
+
     def _refresh(
         self, stale: str | None, like: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, str]:
         # Held while the token request is out: the generator runs on the calling thread until
         # httpx closes it, which releases the lock on every path.
         with self._lock:
-            current = self._access_token
-            if current is not None and current != stale and not self._expiring():
-                return current  # another request refreshed while this one waited
+            self._settle_keeper(reread=True)
+            if (token := self._usable(stale)) is not None:
+                return token  # refreshed meanwhile, in this process or another
+            if self._keeper is not None:
+                # Never ask for tokens that could not be kept: a rotating vendor would then hold
+                # the only valid refresh token.
+                self._keeper.check()
+            presented = self._refresh_token
             response = yield self._token_request(like)
-            tokens = self._read_tokens(response)
-            for old in (self._access_token, self._refresh_token if tokens.rotated else None):
-                if old:
-                    self._previous.append(old)
-            self._access_token = tokens.access_token
-            self._refresh_token = tokens.refresh_token
-            self._expires_at = tokens.expires_at
-            if self._on_refresh is not None:
-                self._on_refresh(tokens)
-            return tokens.access_token
+            refused: AuthError | None = None
+            try:
+                tokens = self._read_tokens(response)
+            except AuthError as error:
+                refused = error
+            if refused is None:
+                return self._keep(tokens)
+            # Refused: another process may have rotated the token since it was read above.
+            if self._keeper is None or not self._adopt(self._keeper.load()):
+                raise refused
+            if (token := self._usable(stale)) is not None:
+                return token
+            if self._refresh_token == presented:
+                raise refused
+            self._keeper.check()
+            return self._keep(self._read_tokens((yield self._token_request(like))))
+
+    def _usable(self, stale: str | None) -> str | None:
+        """Return the access token when it is neither ``stale`` nor expiring."""
+        token = self._access_token
+        return token if token is not None and token != stale and not self._expiring() else None
+
+    def _keep(self, tokens: TokenSet) -> str:
+        """Take a refresh's answer: saved by the keeper first, then in use, then told the host.
+
+        Returns:
+            The new access token.
+        """
+        self._remember(self._access_token, self._refresh_token if tokens.rotated else None)
+        self._access_token = tokens.access_token
+        self._refresh_token = tokens.refresh_token
+        self._expires_at = tokens.expires_at
+        if self._keeper is not None:
+            # Held in memory first: the vendor may already refuse the previous refresh token, so
+            # a save that fails is tried again before the next request rather than lost.
+            self._unsaved = StoredTokens(
+                tokens.refresh_token,
+                tokens.access_token if tokens.expires_at is not None else None,
+                tokens.expires_at,
+            )
+            self._keeper.save(self._unsaved)
+            self._unsaved = None
+        if self._on_refresh is not None:
+            self._on_refresh(tokens)
+        return tokens.access_token
 
     def _token_request(self, like: httpx.Request) -> httpx.Request:
         form = {"grant_type": "refresh_token", "refresh_token": self._refresh_token}
@@ -357,12 +451,14 @@ class OAuthVendor:
         access_token: str | None = None,
         expires_at: datetime | None = None,
         on_refresh: Callable[[TokenSet], None] | None = None,
+        keeper: TokenKeeper | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> OAuth2Refresh:
         """Return the refresh flow of one connection to this vendor.
 
-        A vendor that rotates refresh tokens makes the old one stop working after a refresh: the
-        host must store the new one, which ``on_refresh`` receives.
+        A vendor that rotates refresh tokens makes the old one stop working after a refresh: give
+        a ``keeper`` (:class:`~incsync.tokens.StoreTokenKeeper` keeps them in the state store),
+        which saves the new one before it is used.
 
         Args:
             client_id: The app's client id.
@@ -372,7 +468,8 @@ class OAuthVendor:
                 otherwise.
             access_token: A still-valid access token, when the host has one.
             expires_at: When ``access_token`` expires (aware).
-            on_refresh: Called with the new tokens after every refresh; store the refresh token.
+            on_refresh: Called with the new tokens after every refresh.
+            keeper: Keeps the tokens between processes (see :class:`OAuth2Refresh`).
             clock: Returns the current time (aware).
 
         Raises:
@@ -386,6 +483,7 @@ class OAuthVendor:
             access_token=access_token,
             expires_at=expires_at,
             on_refresh=on_refresh,
+            keeper=keeper,
             client_auth=self.client_auth,
             clock=clock,
         )

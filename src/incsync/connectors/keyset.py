@@ -107,10 +107,13 @@ class Answer:
         rows: The rows, as the source sent them, in its order.
         more: Whether rows may follow this page in the query's order that the query did not
             return (a full page, a next-page token, a cap); ``False`` on the answer's last page.
+        total: How many rows the whole answer holds, when the source says so with it (HubSpot's
+            search ``total``, Salesforce's ``totalSize``); only progress reads it.
     """
 
     rows: Sequence[Any]
     more: bool
+    total: int | None = None
 
 
 _Version = tuple[str, datetime]
@@ -321,7 +324,10 @@ def read_by_keyset(
             that row aside.
         vendor: The source's name, for error messages.
         advice: What to do when the source answers out of order, added to that error's message.
-        total: How many records the read is expected to hold, when known (for progress).
+        total: How many records the read is expected to hold, when known (for progress);
+            without it, the read's first answer sets it when it says how many rows it holds
+            (:attr:`Answer.total`): the first query asks for the whole window, so its count is
+            the read's, as the source saw it when the read began.
 
     Yields:
         Pages of the records new to this read and the rows set aside, in the source's order.
@@ -332,12 +338,16 @@ def read_by_keyset(
         SourceError: A plug failed.
     """
     read = KeysetRead.starting(start, resolution, vendor=vendor, advice=advice)
+    first_answer = True
     while (step := read.next_step()) is not None:
         more = False
         if isinstance(step, FromTime):
             for answer in query(step):
                 kept, read = read.take(step, [outcome_of(build, raw) for raw in answer.rows])
                 more = answer.more
+                if first_answer:
+                    total = answer.total if total is None else total
+                    first_answer = False
                 # Hold nothing of this page while the next is asked for: the consumer decides
                 # how long a page lives.
                 del answer

@@ -1,8 +1,9 @@
 """A connector for any JSON API with an "updated since" filter, driven by plain configuration.
 
-Everything vendor-specific is in a :class:`~incsync.connectors._rest_config.RestConfig`: where the
-API is, the filter parameter and how it writes a time, where records, ids and times sit in an
-answer, which records are deletions, the credential and the paging style.
+Everything vendor-specific is in a :class:`RestConfig` (exported here and by
+:mod:`incsync.connectors`): where the API is, the filter parameter and how it writes a time, where
+records, ids and times sit in an answer, which records are deletions, the credential and the paging
+style.
 
 **Ordered sources** (``ordered = true``: sorted ascending by update time) are read by the keyset
 driver, :func:`~incsync.connectors.keyset.read_by_keyset`, which checks that order on every row
@@ -64,7 +65,7 @@ from incsync.cursor import Window
 from incsync.errors import BadResponseError, TransientSourceError
 from incsync.records import Page, Record, RecordFormat, outcome_of, text_or_integer_id
 
-__all__ = ["MAX_BURST_PASSES", "RestConnector"]
+__all__ = ["MAX_BURST_PASSES", "RestConfig", "RestConnector"]
 
 MAX_BURST_PASSES = 5
 """Reads of one crowded tick again that may each find versions not read before the read fails."""

@@ -46,6 +46,7 @@ except ImportError as missing:  # pragma: no cover - depends on the installed ex
 
 from incsync.engine import SyncEngine
 from incsync.errors import StoreError
+from incsync.humanize import plural
 from incsync.integrations._account_slots import AccountSlot, AccountSlots
 from incsync.policy import SyncPolicy, positive_count, positive_duration
 from incsync.protocols import StateStore
@@ -247,7 +248,7 @@ def install(app: celery.Celery, deployment: Callable[[], CeleryDeployment]) -> I
             for item in enqueued:
                 args = (item.plan.source_key, item.plan.account_key, item.due_at.isoformat())
                 run_source.apply_async(args=args, producer=producer)
-        logger.info("enqueued %d of %d due sources", len(enqueued), len(due))
+        logger.info("enqueued %d of %s", len(enqueued), plural(len(due), "due source"))
         return len(enqueued)
 
     return IncsyncTasks(run_source=run_source, enqueue_due=enqueue_due)

@@ -2,7 +2,8 @@
 
 A concrete store only provides :meth:`StateStoreBase._update`: run a pure transition from
 :mod:`incsync.state` on the stored state inside one transaction, write the result, and keep the
-rejected records given with it. Everything else (leases, checkpoints, reset, cancel) is here.
+rejected records and the cycle entry given with it. Everything else (leases, checkpoints, reset,
+rewind, cancel) is here.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from datetime import datetime, timedelta
 
 from incsync import state as transitions
 from incsync.content import digest_of_json
-from incsync.errors import BadRecordError
+from incsync.errors import BadRecordError, ConfigurationError
+from incsync.history import CycleEntry
+from incsync.policy import optional_positive_count
 from incsync.records import Record, RejectedRecord
 from incsync.state import Checkpoint, ErrorInfo, Lease, SourceState, check_source_key
 from incsync.timestamps import ensure_utc
@@ -50,6 +53,16 @@ def kept_digest(text: str) -> bytes | None:
         return None
 
 
+def _check_entry(source_key: str, entry: CycleEntry) -> None:
+    """Refuse an entry written beside another source's final state."""
+    check_source_key(source_key)
+    if entry.source_key != source_key:
+        raise ConfigurationError(
+            f"the cycle entry of {entry.source_key!r} cannot be kept with the state of "
+            f"{source_key!r}"
+        )
+
+
 class StateStoreBase(abc.ABC):
     """Implements :class:`~incsync.protocols.StateStore` over one atomic read-modify-write.
 
@@ -65,11 +78,15 @@ class StateStoreBase(abc.ABC):
         rejected: Sequence[RejectedRecord] = (),
         now: datetime | None = None,
         forget_rejected: bool = False,
+        entry: CycleEntry | None = None,
     ) -> SourceState:
         """Atomically replace the stored state by ``change(stored)`` and keep ``rejected``.
 
         With ``forget_rejected``, the source's set-aside records are dropped first (in the same
-        transaction). If ``change`` raises, nothing is written and the error propagates.
+        transaction). With ``entry`` (a cycle's final state is being written), the entry is kept
+        in the same transaction and the source's entries pruned by the store's retention
+        (:func:`incsync.history.retained`). If ``change`` raises, nothing is written and the
+        error propagates.
         """
 
     @abc.abstractmethod
@@ -83,6 +100,20 @@ class StateStoreBase(abc.ABC):
     @abc.abstractmethod
     def list_rejected(self, source_key: str) -> Sequence[RejectedRecord]:
         """Return the records set aside for the source, oldest first."""
+
+    @abc.abstractmethod
+    def _history(self, source_key: str, limit: int | None) -> Sequence[CycleEntry]:
+        """Return the source's kept entries, newest first (latest start, then latest written)."""
+
+    def history(self, source_key: str, limit: int | None = None) -> Sequence[CycleEntry]:
+        """Return the source's kept cycle entries, newest first, at most ``limit`` of them.
+
+        Raises:
+            ConfigurationError: ``limit`` is not an integer of at least 1 or ``None``.
+        """
+        check_source_key(source_key)
+        optional_positive_count.check("limit", limit)
+        return self._history(source_key, limit)
 
     def acquire_lease(
         self, source_key: str, holder: str, now: datetime, ttl: timedelta
@@ -146,9 +177,10 @@ class StateStoreBase(abc.ABC):
         checkpoint: Checkpoint,
         now: datetime,
         rejected_in_cycle: int,
+        entry: CycleEntry,
     ) -> SourceState:
-        """Record a completed cycle (see :func:`incsync.state.complete`)."""
-        check_source_key(source_key)
+        """Record a completed cycle (see :func:`incsync.state.complete`) and keep its entry."""
+        _check_entry(source_key, entry)
         return self._update(
             source_key,
             lambda s: transitions.complete(
@@ -156,6 +188,7 @@ class StateStoreBase(abc.ABC):
             ),
             checkpoint.rejected,
             now,
+            entry=entry,
         )
 
     def fail_cycle(
@@ -166,13 +199,24 @@ class StateStoreBase(abc.ABC):
         error: ErrorInfo,
         stop_after: int,
         retry_at: datetime | None,
+        entry: CycleEntry,
     ) -> SourceState:
-        """Record a failed cycle (see :func:`incsync.state.fail`)."""
-        check_source_key(source_key)
+        """Record a failed cycle (see :func:`incsync.state.fail`) and keep its entry."""
+        _check_entry(source_key, entry)
         return self._update(
             source_key,
             lambda s: transitions.fail(s, lease, generation, error, stop_after, retry_at),
+            entry=entry,
         )
+
+    def interrupt_cycle(self, source_key: str, lease: Lease, entry: CycleEntry) -> SourceState:
+        """Record a cycle that ended early (see :func:`incsync.state.interrupt`) and its entry.
+
+        Raises:
+            LeaseLostError: The caller no longer holds the lease (nothing is written).
+        """
+        _check_entry(source_key, entry)
+        return self._update(source_key, lambda s: transitions.interrupt(s, lease), entry=entry)
 
     def reset(self, source_key: str) -> SourceState:
         """Force a full re-sync (see :func:`incsync.state.reset`).
@@ -181,6 +225,14 @@ class StateStoreBase(abc.ABC):
         """
         check_source_key(source_key)
         return self._update(source_key, transitions.reset, forget_rejected=True)
+
+    def rewind(self, source_key: str, since: datetime) -> SourceState:
+        """Make the next cycle read again from ``since`` (see :func:`incsync.state.rewind`).
+
+        Nothing else is written: the transactions and the set-aside records stay as they are.
+        """
+        check_source_key(source_key)
+        return self._update(source_key, lambda s: transitions.rewind(s, since))
 
     def cancel(self, source_key: str) -> SourceState:
         """Stop syncing the source (see :func:`incsync.state.cancel`)."""

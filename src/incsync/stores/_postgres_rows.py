@@ -13,12 +13,16 @@ from typing import Any
 from incsync.content import escaped_text, json_form, text_problem
 from incsync.cursor import Cursor
 from incsync.errors import BadRecordError
+from incsync.history import CycleEntry
 from incsync.marks import marks_from_text, marks_text
 from incsync.records import Record, RejectedRecord
+from incsync.results import Outcome
 from incsync.state import CountCheck, ErrorInfo, Lease, Phase, SourceState
 from incsync.stores._base import set_aside
 
 __all__ = [
+    "cycle_from_row",
+    "cycle_row",
     "escaped",
     "state_from_row",
     "state_params",
@@ -121,6 +125,68 @@ def state_from_row(row: Sequence[Any]) -> SourceState:
         else CountCheck(
             count_source, count_host, count_at, count_previous_drift, count_full_read_drift
         ),
+    )
+
+
+def cycle_row(entry: CycleEntry) -> tuple[object, ...]:
+    """Return the row that keeps ``entry`` (see ``CYCLE_COLUMNS``)."""
+    return (
+        entry.source_key,
+        entry.generation,
+        escaped(entry.worker),
+        entry.started,
+        entry.ended,
+        entry.outcome.value,
+        entry.pages,
+        entry.fetched,
+        entry.applied,
+        entry.already_applied,
+        entry.rejected,
+        entry.swept,
+        None if entry.error_class is None else escaped(entry.error_class),
+        None if entry.error is None else escaped(entry.error),
+        entry.retry_at,
+        entry.clock_skew,
+    )
+
+
+def cycle_from_row(row: Sequence[Any]) -> CycleEntry:
+    """Return the entry a row of ``CYCLE_COLUMNS`` holds."""
+    (
+        key,
+        generation,
+        worker,
+        started,
+        ended,
+        outcome,
+        pages,
+        fetched,
+        applied,
+        already_applied,
+        rejected,
+        swept,
+        error_class,
+        error,
+        retry_at,
+        clock_skew,
+    ) = row
+    return CycleEntry(
+        source_key=key,
+        generation=generation,
+        worker=worker,
+        started=started,
+        ended=ended,
+        outcome=Outcome(outcome),
+        pages=pages,
+        fetched=fetched,
+        applied=applied,
+        already_applied=already_applied,
+        rejected=rejected,
+        swept=swept,
+        error_class=error_class,
+        error=error,
+        retry_at=retry_at,
+        clock_skew=clock_skew,
     )
 
 

@@ -16,24 +16,32 @@ from functools import lru_cache
 from incsync.errors import ConfigurationError
 
 __all__ = [
+    "CHECK_TOKENS_WRITABLE",
     "CONTENT_DIGEST_VERSION",
     "COUNT_LIVE_TRANSACTIONS",
     "COUNT_TRANSACTIONS",
     "CREATE_SCHEMA",
     "CREATE_VERSION_TABLE",
+    "CYCLE_COLUMNS",
     "DELETE_REJECTED",
     "ENSURE_SOURCE",
     "LIST_REJECTED",
     "LIST_STATES",
+    "LOAD_TOKENS",
     "LOCK_STATE",
     "MIGRATE_LOCK",
     "MIGRATIONS",
+    "PRUNE_CYCLES_BY_AGE",
+    "PRUNE_CYCLES_BY_COUNT",
     "RAISE_SINK_FENCE",
+    "READ_CYCLES",
     "READ_STATE",
     "READ_TRANSACTIONS",
     "RECORDED_VERSION",
     "RECORD_VERSION",
+    "SAVE_CYCLE",
     "SAVE_REJECTED",
+    "SAVE_TOKENS",
     "SCHEMA_EXISTS",
     "SCHEMA_VERSION",
     "SET_CONTENT_DIGEST",
@@ -46,7 +54,7 @@ __all__ = [
     "render",
 ]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 7
 """The schema version this incsync writes; :meth:`PostgresStore.migrate` brings a database to it."""
 
 CONTENT_DIGEST_VERSION = 2
@@ -187,6 +195,49 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             """,
         ),
     ),
+    # Each source's OAuth2 tokens (incsync.tokens.SealedTokens): the only table holding secrets.
+    (
+        6,
+        (
+            """
+            CREATE TABLE {schema}.tokens (
+                source_key text COLLATE "C" PRIMARY KEY,
+                tokens text NOT NULL,
+                encrypted boolean NOT NULL,
+                saved_at timestamptz NOT NULL
+            )
+            """,
+        ),
+    ),
+    # Each source's cycle history (incsync.history.CycleEntry), read and pruned newest first
+    # through the index: by start, then by row.
+    (
+        7,
+        (
+            """
+            CREATE TABLE {schema}.cycles (
+                id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                source_key text COLLATE "C" NOT NULL,
+                generation bigint NOT NULL,
+                worker text NOT NULL,
+                started timestamptz NOT NULL,
+                ended timestamptz NOT NULL,
+                outcome text NOT NULL,
+                pages bigint NOT NULL,
+                fetched bigint NOT NULL,
+                applied bigint NOT NULL,
+                already_applied bigint NOT NULL,
+                rejected bigint NOT NULL,
+                swept bigint NOT NULL,
+                error_class text,
+                error_message text,
+                retry_at timestamptz,
+                clock_skew interval
+            )
+            """,
+            "CREATE INDEX cycles_by_start ON {schema}.cycles (source_key, started, id)",
+        ),
+    ),
 )
 UNDIGESTED_TRANSACTIONS = """
 SELECT source_key, record_id, payload::text FROM {schema}.transactions
@@ -312,3 +363,54 @@ WHERE source_key = %s AND record_id > %s ORDER BY record_id LIMIT %s
 """
 COUNT_TRANSACTIONS = "SELECT count(*) FROM {schema}.transactions WHERE source_key = %s"
 COUNT_LIVE_TRANSACTIONS = COUNT_TRANSACTIONS + " AND NOT deleted"
+
+# -- tokens ----------------------------------------------------------------------------------
+
+LOAD_TOKENS = "SELECT tokens, encrypted, saved_at FROM {schema}.tokens WHERE source_key = %s"
+SAVE_TOKENS = """
+INSERT INTO {schema}.tokens (source_key, tokens, encrypted, saved_at) VALUES (%s, %s, %s, %s)
+ON CONFLICT (source_key) DO UPDATE SET
+    tokens = excluded.tokens, encrypted = excluded.encrypted, saved_at = excluded.saved_at
+"""
+# A write that changes no value: refused as a save would be, in a read-only transaction (a
+# standby, default_transaction_read_only) or without the right to update the table.
+CHECK_TOKENS_WRITABLE = "UPDATE {schema}.tokens SET saved_at = saved_at WHERE source_key = %s"
+# -- cycle history ---------------------------------------------------------------------------
+
+CYCLE_COLUMNS = (
+    "source_key",
+    "generation",
+    "worker",
+    "started",
+    "ended",
+    "outcome",
+    "pages",
+    "fetched",
+    "applied",
+    "already_applied",
+    "rejected",
+    "swept",
+    "error_class",
+    "error_message",
+    "retry_at",
+    "clock_skew",
+)
+SAVE_CYCLE = (
+    f"INSERT INTO {{schema}}.cycles ({', '.join(CYCLE_COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(CYCLE_COLUMNS))})"
+)
+# LIMIT NULL is no limit.
+READ_CYCLES = (
+    f"SELECT {', '.join(CYCLE_COLUMNS)} FROM {{schema}}.cycles WHERE source_key = %s "
+    "ORDER BY started DESC, id DESC LIMIT %s"
+)
+# incsync.history.retained, as two deletes of one source's oldest entries, each a range of the
+# index: those that started before the age limit, and those below the newest max_cycles (without
+# that many rows, the subquery finds none and nothing is deleted).
+PRUNE_CYCLES_BY_AGE = "DELETE FROM {schema}.cycles WHERE source_key = %s AND started < %s"
+PRUNE_CYCLES_BY_COUNT = """
+DELETE FROM {schema}.cycles WHERE source_key = %s AND (started, id) < (
+    SELECT started, id FROM {schema}.cycles WHERE source_key = %s
+    ORDER BY started DESC, id DESC OFFSET %s LIMIT 1
+)
+"""

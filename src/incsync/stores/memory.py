@@ -10,6 +10,12 @@ import attrs
 
 from incsync.content import content_digest
 from incsync.errors import BadRecordError
+from incsync.history import (
+    DEFAULT_HISTORY_RETENTION,
+    CycleEntry,
+    HistoryRetention,
+    retained,
+)
 from incsync.records import (
     ApplyResult,
     Record,
@@ -29,6 +35,7 @@ from incsync.state import (
 )
 from incsync.state import save_checkpoint as checkpoint_transition
 from incsync.stores._base import StateStoreBase, Transition, set_aside
+from incsync.tokens import SealedTokens
 
 __all__ = ["InMemoryStore"]
 
@@ -36,17 +43,23 @@ __all__ = ["InMemoryStore"]
 class InMemoryStore(StateStoreBase):
     """Keeps states and transactions in dictionaries, behind one lock.
 
-    It is both a :class:`~incsync.protocols.StateStore` and a
-    :class:`~incsync.protocols.TransactionSink`, and commits a page with its checkpoint atomically,
-    exactly like the SQLite store, so tests written against it hold for the real one.
+    It is a :class:`~incsync.protocols.StateStore`, a :class:`~incsync.protocols.TransactionSink`
+    and a :class:`~incsync.protocols.TokenStore`, and commits a page with its checkpoint
+    atomically, exactly like the SQLite store, so tests written against it hold for the real one.
+
+    Args:
+        history_retention: How many cycle entries to keep per source, and for how long.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, history_retention: HistoryRetention = DEFAULT_HISTORY_RETENTION) -> None:
+        self.history_retention = history_retention
         self._lock = threading.RLock()
         self._states: dict[str, SourceState] = {}
+        self._cycles: dict[str, list[CycleEntry]] = {}  # each source's entries, newest first
         self._transactions: dict[str, dict[str, Transaction]] = {}
         self._rejected: dict[str, dict[str, RejectedRecord]] = {}
         self._fences: dict[str, int] = {}  # the highest lease token that wrote each source
+        self._tokens: dict[str, SealedTokens] = {}
 
     # -- state store -------------------------------------------------------------------------
 
@@ -66,6 +79,10 @@ class InMemoryStore(StateStoreBase):
         with self._lock:
             return list(self._rejected.get(source_key, {}).values())
 
+    def _history(self, source_key: str, limit: int | None) -> Sequence[CycleEntry]:
+        with self._lock:
+            return self._cycles.get(source_key, [])[:limit]
+
     def _update(
         self,
         source_key: str,
@@ -73,6 +90,7 @@ class InMemoryStore(StateStoreBase):
         rejected: Sequence[RejectedRecord] = (),
         now: datetime | None = None,
         forget_rejected: bool = False,
+        entry: CycleEntry | None = None,
     ) -> SourceState:
         with self._lock:
             updated = change(self.load(source_key))
@@ -80,7 +98,20 @@ class InMemoryStore(StateStoreBase):
             if forget_rejected:
                 self._rejected.pop(source_key, None)
             self._keep_rejected(source_key, rejected, now)
+            if entry is not None:
+                self._keep_entry(entry)
             return updated
+
+    def _keep_entry(self, entry: CycleEntry) -> None:
+        entries = self._cycles.get(entry.source_key, [])
+        # Newest first: after the entries that started later, before those that started with it
+        # or earlier (written before it, so older), as the SQL stores order by start, then row.
+        at = next(
+            (place for place, kept in enumerate(entries) if kept.started <= entry.started),
+            len(entries),
+        )
+        entries = [*entries[:at], entry, *entries[at:]]
+        self._cycles[entry.source_key] = retained(entries, self.history_retention, entry.started)
 
     def _keep_rejected(
         self, source_key: str, rejected: Sequence[RejectedRecord], now: datetime | None
@@ -199,3 +230,21 @@ class InMemoryStore(StateStoreBase):
         """Return how many transactions the source has (tombstones included)."""
         with self._lock:
             return len(self._transactions.get(source_key, {}))
+
+    # -- tokens ------------------------------------------------------------------------------
+
+    def load_tokens(self, source_key: str) -> SealedTokens | None:
+        """Return the source's saved tokens, or ``None``."""
+        check_source_key(source_key)
+        with self._lock:
+            return self._tokens.get(source_key)
+
+    def save_tokens(self, source_key: str, sealed: SealedTokens) -> None:
+        """Replace the source's saved tokens."""
+        check_source_key(source_key)
+        with self._lock:
+            self._tokens[source_key] = sealed
+
+    def check_tokens_writable(self, source_key: str) -> None:
+        """Return: memory can always be written."""
+        check_source_key(source_key)

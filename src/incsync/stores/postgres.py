@@ -33,6 +33,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from incsync.errors import ConfigurationError, LeaseLostError, StoreError
+from incsync.history import DEFAULT_HISTORY_RETENTION, CycleEntry, HistoryRetention
 from incsync.policy import positive_duration
 from incsync.records import SWEPT, ApplyResult, Record, RejectedRecord, Transaction
 from incsync.redaction import redact
@@ -52,7 +53,15 @@ from incsync.stores._postgres_connect import (
     connect_timeout_missing,
     refusal_message,
 )
-from incsync.stores._postgres_rows import escaped, state_from_row, state_params, transaction_rows
+from incsync.stores._postgres_rows import (
+    cycle_from_row,
+    cycle_row,
+    escaped,
+    state_from_row,
+    state_params,
+    transaction_rows,
+)
+from incsync.tokens import SealedTokens
 
 try:
     import psycopg
@@ -93,7 +102,7 @@ def _configure_session(statement_timeout: timedelta, connection: psycopg.Connect
 
 
 class PostgresStore(StateStoreBase):
-    """State store and transaction sink in a PostgreSQL schema, shared by any number of workers.
+    """State store, transaction sink and token store in a PostgreSQL schema, for many workers.
 
     Create the tables once with :meth:`migrate` (safe to call on every start, from every worker
     at once); until then every other call raises ``StoreError``. Create one store per process and
@@ -118,6 +127,7 @@ class PostgresStore(StateStoreBase):
             own pool before it fails with ``StoreError`` instead of hanging a worker.
         pool_timeout: How long a call waits for a free (or new) connection of the store's own
             pool.
+        history_retention: How many cycle entries to keep per source, and for how long.
 
     Raises:
         ConfigurationError: psycopg is not installed, or an argument is invalid. Creating the
@@ -135,6 +145,7 @@ class PostgresStore(StateStoreBase):
         max_size: int = 4,
         statement_timeout: timedelta = timedelta(seconds=30),
         pool_timeout: timedelta = timedelta(seconds=30),
+        history_retention: HistoryRetention = DEFAULT_HISTORY_RETENTION,
     ) -> None:
         _require_driver()
         sql.quoted_schema(schema)  # refuse a bad name now, not at the first call
@@ -146,6 +157,7 @@ class PostgresStore(StateStoreBase):
         positive_duration.check("statement_timeout", statement_timeout)
         positive_duration.check("pool_timeout", pool_timeout)
         self.schema = schema
+        self.history_retention = history_retention
         self._schema_ready = False
         self._secrets: list[str] = []
         self._params: dict[str, Any] = {}
@@ -424,6 +436,12 @@ class PostgresStore(StateStoreBase):
                 ],
             )
 
+    def _history(self, source_key: str, limit: int | None) -> Sequence[CycleEntry]:
+        with self._transaction(f"read the cycle history of {source_key!r}") as cursor:
+            cursor.execute(self._sql(sql.READ_CYCLES), (source_key, limit))
+            rows = cursor.fetchall()
+        return [cycle_from_row(row) for row in rows]
+
     def _update(
         self,
         source_key: str,
@@ -431,6 +449,7 @@ class PostgresStore(StateStoreBase):
         rejected: Sequence[RejectedRecord] = (),
         now: datetime | None = None,
         forget_rejected: bool = False,
+        entry: CycleEntry | None = None,
     ) -> SourceState:
         with self._transaction(f"update the state of {source_key!r}") as cursor:
             stored = self._locked_state(cursor, source_key, create=True)
@@ -439,7 +458,24 @@ class PostgresStore(StateStoreBase):
             if forget_rejected:
                 cursor.execute(self._sql(sql.DELETE_REJECTED), (source_key,))
             self._keep_rejected(cursor, source_key, rejected, now)
+            if entry is not None:
+                self._keep_entry(cursor, entry)
         return updated
+
+    def _keep_entry(self, cursor: StoreCursor, entry: CycleEntry) -> None:
+        """Keep a cycle's entry and prune its source's history, in the caller's transaction.
+
+        The source's state row is locked by then, so two writers never prune one source at once.
+        """
+        cursor.execute(self._sql(sql.SAVE_CYCLE), cycle_row(entry))
+        retention, key = self.history_retention, entry.source_key
+        oldest = retention.oldest_start(entry.started)
+        if oldest is not None:
+            cursor.execute(self._sql(sql.PRUNE_CYCLES_BY_AGE), (key, oldest))
+        if retention.max_cycles is not None:
+            cursor.execute(
+                self._sql(sql.PRUNE_CYCLES_BY_COUNT), (key, key, retention.max_cycles - 1)
+            )
 
     # -- transaction sink --------------------------------------------------------------------
 
@@ -554,3 +590,28 @@ class PostgresStore(StateStoreBase):
             cursor.execute(self._sql(statement), (source_key,))
             row = cursor.fetchone()
         return 0 if row is None else int(row[0])
+
+    # -- tokens ------------------------------------------------------------------------------
+
+    def load_tokens(self, source_key: str) -> SealedTokens | None:
+        """Return the source's saved tokens, or ``None``."""
+        check_source_key(source_key)
+        with self._transaction(f"load the tokens of {source_key!r}") as cursor:
+            cursor.execute(self._sql(sql.LOAD_TOKENS), (source_key,))
+            row = cursor.fetchone()
+        return None if row is None else SealedTokens(row[0], row[1], row[2])
+
+    def save_tokens(self, source_key: str, sealed: SealedTokens) -> None:
+        """Replace the source's saved tokens, in one transaction of their own."""
+        check_source_key(source_key)
+        with self._transaction(f"save the tokens of {source_key!r}") as cursor:
+            cursor.execute(
+                self._sql(sql.SAVE_TOKENS),
+                (source_key, sealed.text, sealed.encrypted, sealed.saved_at),
+            )
+
+    def check_tokens_writable(self, source_key: str) -> None:
+        """Write the source's row over itself: PostgreSQL refuses it as it would refuse a save."""
+        check_source_key(source_key)
+        with self._transaction(f"check that the tokens of {source_key!r} can be saved") as cursor:
+            cursor.execute(self._sql(sql.CHECK_TOKENS_WRITABLE), (source_key,))

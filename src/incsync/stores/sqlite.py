@@ -21,8 +21,10 @@ from pathlib import Path
 from incsync.content import escaped_text, json_form
 from incsync.cursor import Cursor
 from incsync.errors import BadRecordError, ConfigurationError, StoreError
+from incsync.history import DEFAULT_HISTORY_RETENTION, CycleEntry, HistoryRetention
 from incsync.marks import marks_from_text, marks_text
 from incsync.records import SWEPT, ApplyResult, Record, RejectedRecord, Transaction
+from incsync.results import Outcome
 from incsync.state import (
     Checkpoint,
     CountCheck,
@@ -42,13 +44,15 @@ from incsync.stores._base import (
     set_aside,
 )
 from incsync.timestamps import from_micros, to_micros
+from incsync.tokens import SealedTokens
 
 __all__ = ["SQLiteStore"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 7
 """Version 2 keeps each transaction's content digest, version 3 each source's marks, version 4 the
 sink's fence per source, version 5 why a transaction was swept and each source's last count
-check; a file of an older version is upgraded on open."""
+check, version 6 each source's OAuth2 tokens, version 7 each source's cycle history; a file of an
+older version is upgraded on open."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS incsync_meta (
@@ -98,6 +102,32 @@ CREATE TABLE IF NOT EXISTS incsync_sink_fences (
     source_key TEXT PRIMARY KEY,
     token INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS incsync_tokens (
+    source_key TEXT PRIMARY KEY,
+    tokens TEXT NOT NULL,
+    encrypted INTEGER NOT NULL,
+    saved_at_us INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS incsync_cycles (
+    id INTEGER PRIMARY KEY,
+    source_key TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    worker TEXT NOT NULL,
+    started_us INTEGER NOT NULL,
+    ended_us INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    pages INTEGER NOT NULL,
+    fetched INTEGER NOT NULL,
+    applied INTEGER NOT NULL,
+    already_applied INTEGER NOT NULL,
+    rejected INTEGER NOT NULL,
+    swept INTEGER NOT NULL,
+    error_class TEXT,
+    error_message TEXT,
+    retry_at_us INTEGER,
+    clock_skew_us INTEGER
+);
+CREATE INDEX IF NOT EXISTS incsync_cycles_by_start ON incsync_cycles (source_key, started_us);
 CREATE TABLE IF NOT EXISTS incsync_rejected (
     source_key TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
@@ -165,6 +195,32 @@ VALUES (?, ?, ?, ?, ?, ?)
 """
 
 
+# A source's history, newest first: by start, then by row (a later row was written later). The
+# index on (source_key, started_us) holds the rowid too, so every read and prune of one source is
+# a range of that index, never a scan of the table.
+_CYCLE_COLUMNS = (
+    "source_key, generation, worker, started_us, ended_us, outcome, pages, fetched, applied, "
+    "already_applied, rejected, swept, error_class, error_message, retry_at_us, clock_skew_us"
+)
+_SAVE_CYCLE = (
+    f"INSERT INTO incsync_cycles ({_CYCLE_COLUMNS}) "
+    f"VALUES ({', '.join('?' * len(_CYCLE_COLUMNS.split(',')))})"
+)
+_READ_CYCLES = (
+    f"SELECT {_CYCLE_COLUMNS} FROM incsync_cycles WHERE source_key = ? "
+    "ORDER BY started_us DESC, id DESC LIMIT ?"
+)
+# incsync.history.retained, as two deletes of one source's oldest entries: those that started
+# before the age limit, and those after the newest max_cycles (a row-value range below the last
+# one kept; without that many rows, the subquery finds none and nothing is deleted).
+_PRUNE_CYCLES_BY_AGE = "DELETE FROM incsync_cycles WHERE source_key = ? AND started_us < ?"
+_PRUNE_CYCLES_BY_COUNT = """
+DELETE FROM incsync_cycles WHERE source_key = ? AND (started_us, id) < (
+    SELECT started_us, id FROM incsync_cycles WHERE source_key = ?
+    ORDER BY started_us DESC, id DESC LIMIT 1 OFFSET ?
+)
+"""
+
 _BACKFILL_BATCH = 1_000  # rows read and updated at a time while upgrading a file
 
 
@@ -210,13 +266,16 @@ def _add_deleted_reasons_and_count_checks(connection: sqlite3.Connection) -> Non
 
 
 # Each step brings a file written by an older incsync to the schema version it names. A version
-# that only adds a table (4: the sink's fences) needs no step: the schema's statements, run on
-# every open, create it.
+# that only adds tables (4: the sink's fences; 6: the tokens; 7: the cycle history) needs no step:
+# the schema's statements, run on every open, create them.
 _UPGRADES: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     (2, _add_content_digests),
     (3, _add_marks),
     (5, _add_deleted_reasons_and_count_checks),
 )
+
+
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def _micros(value: datetime | None) -> int | None:
@@ -304,6 +363,50 @@ def _state_from_row(row: sqlite3.Row) -> SourceState:
     )
 
 
+def _cycle_row(entry: CycleEntry) -> tuple[object, ...]:
+    skew = entry.clock_skew
+    return (
+        entry.source_key,
+        entry.generation,
+        escaped_text(entry.worker),
+        to_micros(entry.started),
+        to_micros(entry.ended),
+        entry.outcome.value,
+        entry.pages,
+        entry.fetched,
+        entry.applied,
+        entry.already_applied,
+        entry.rejected,
+        entry.swept,
+        None if entry.error_class is None else escaped_text(entry.error_class),
+        None if entry.error is None else escaped_text(entry.error),
+        _micros(entry.retry_at),
+        None if skew is None else skew // _MICROSECOND,
+    )
+
+
+def _cycle_from_row(row: sqlite3.Row) -> CycleEntry:
+    skew = row["clock_skew_us"]
+    return CycleEntry(
+        source_key=row["source_key"],
+        generation=row["generation"],
+        worker=row["worker"],
+        started=from_micros(row["started_us"]),
+        ended=from_micros(row["ended_us"]),
+        outcome=Outcome(row["outcome"]),
+        pages=row["pages"],
+        fetched=row["fetched"],
+        applied=row["applied"],
+        already_applied=row["already_applied"],
+        rejected=row["rejected"],
+        swept=row["swept"],
+        error_class=row["error_class"],
+        error=row["error_message"],
+        retry_at=_time(row["retry_at_us"]),
+        clock_skew=None if skew is None else timedelta(microseconds=skew),
+    )
+
+
 def _create_private_file(path: Path) -> None:
     """Create the database file readable and writable by its owner only, if it does not exist.
 
@@ -333,7 +436,7 @@ def _close_all(connections: list[sqlite3.Connection]) -> None:
 
 
 class SQLiteStore(StateStoreBase):
-    """State store and transaction sink in one SQLite database file.
+    """State store, transaction sink and token store in one SQLite database file.
 
     Safe for many threads (one connection each) and many processes on the same file. Create one
     per process; the schema is created on first use.
@@ -345,6 +448,7 @@ class SQLiteStore(StateStoreBase):
         synchronous: SQLite's ``synchronous`` setting. ``"NORMAL"`` (the default) survives any
             process crash; after a power loss the last commits may roll back, but a page and its
             checkpoint always roll back together. Use ``"FULL"`` to survive power loss too.
+        history_retention: How many cycle entries to keep per source, and for how long.
     """
 
     def __init__(
@@ -353,6 +457,7 @@ class SQLiteStore(StateStoreBase):
         *,
         busy_timeout: timedelta = timedelta(seconds=30),
         synchronous: str = "NORMAL",
+        history_retention: HistoryRetention = DEFAULT_HISTORY_RETENTION,
     ) -> None:
         if str(path) == ":memory:":
             raise ConfigurationError(
@@ -363,6 +468,7 @@ class SQLiteStore(StateStoreBase):
                 f"synchronous={synchronous!r}; expected one of OFF, NORMAL, FULL, EXTRA"
             )
         self.path = Path(path)
+        self.history_retention = history_retention
         self._busy_timeout = busy_timeout
         self._synchronous = synchronous.upper()
         self._local = threading.local()
@@ -492,6 +598,12 @@ class SQLiteStore(StateStoreBase):
             for row in rows
         ]
 
+    def _history(self, source_key: str, limit: int | None) -> Sequence[CycleEntry]:
+        rows = self._connection().execute(
+            _READ_CYCLES, (source_key, -1 if limit is None else limit)
+        )
+        return [_cycle_from_row(row) for row in rows]
+
     def _update(
         self,
         source_key: str,
@@ -499,6 +611,7 @@ class SQLiteStore(StateStoreBase):
         rejected: Sequence[RejectedRecord] = (),
         now: datetime | None = None,
         forget_rejected: bool = False,
+        entry: CycleEntry | None = None,
     ) -> SourceState:
         with self._write() as connection:
             updated = change(self._read_state(connection, source_key))
@@ -508,7 +621,19 @@ class SQLiteStore(StateStoreBase):
                     "DELETE FROM incsync_rejected WHERE source_key = ?", (source_key,)
                 )
             self._keep_rejected(connection, source_key, rejected, now)
+            if entry is not None:
+                self._keep_entry(connection, entry)
             return updated
+
+    def _keep_entry(self, connection: sqlite3.Connection, entry: CycleEntry) -> None:
+        """Keep a cycle's entry and prune its source's history, in the caller's transaction."""
+        connection.execute(_SAVE_CYCLE, _cycle_row(entry))
+        retention, key = self.history_retention, entry.source_key
+        oldest = retention.oldest_start(entry.started)
+        if oldest is not None:
+            connection.execute(_PRUNE_CYCLES_BY_AGE, (key, to_micros(oldest)))
+        if retention.max_cycles is not None:
+            connection.execute(_PRUNE_CYCLES_BY_COUNT, (key, key, retention.max_cycles - 1))
 
     @staticmethod
     def _keep_rejected(
@@ -663,3 +788,47 @@ class SQLiteStore(StateStoreBase):
     def _count(self, statement: str, source_key: str) -> int:
         row = self._connection().execute(statement, (source_key,)).fetchone()
         return int(row[0])
+
+    # -- tokens ------------------------------------------------------------------------------
+
+    def load_tokens(self, source_key: str) -> SealedTokens | None:
+        """Return the source's saved tokens, or ``None``."""
+        check_source_key(source_key)
+        try:
+            row = (
+                self._connection()
+                .execute(
+                    "SELECT tokens, encrypted, saved_at_us FROM incsync_tokens "
+                    "WHERE source_key = ?",
+                    (source_key,),
+                )
+                .fetchone()
+            )
+        except sqlite3.Error as error:
+            raise StoreError(
+                f"cannot read tokens from SQLite database {self.path}: {error}"
+            ) from None
+        if row is None:
+            return None
+        return SealedTokens(row["tokens"], bool(row["encrypted"]), from_micros(row["saved_at_us"]))
+
+    def save_tokens(self, source_key: str, sealed: SealedTokens) -> None:
+        """Replace the source's saved tokens, in one transaction of their own."""
+        check_source_key(source_key)
+        with self._write() as connection:
+            connection.execute(
+                "INSERT OR REPLACE INTO incsync_tokens "
+                "(source_key, tokens, encrypted, saved_at_us) VALUES (?, ?, ?, ?)",
+                (source_key, sealed.text, int(sealed.encrypted), to_micros(sealed.saved_at)),
+            )
+
+    def check_tokens_writable(self, source_key: str) -> None:
+        """Write the source's row over itself: SQLite refuses it as it would refuse a save."""
+        check_source_key(source_key)
+        # BEGIN IMMEDIATE alone succeeds on a read-only file; a write statement does not, even
+        # one that changes nothing.
+        with self._write() as connection:
+            connection.execute(
+                "UPDATE incsync_tokens SET saved_at_us = saved_at_us WHERE source_key = ?",
+                (source_key,),
+            )

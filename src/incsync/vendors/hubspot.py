@@ -33,7 +33,9 @@ source not read for longer is re-read whole by the engine, which tombstones what
 see. Without ``include_archived`` no delete is read at all: only such a whole re-read finds them.
 
 :meth:`HubSpotConnector.count_live` asks one search with no filter and ``limit`` 1 for its
-``total``: the live objects of the type, as the search index sees them.
+``total``: the live objects of the type, as the search index sees them. Every search answer
+carries the same ``total`` (how many objects match it), so a read's first search also says how
+many objects the read holds, for progress, at no extra request.
 
 The search index lags writes by seconds, so a record written just before a cycle may be missing
 from it. The engine's safety lag keeps the cursor behind the cycle's start, and the connector's
@@ -49,7 +51,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from incsync.connectors._counts import counted
+from incsync.connectors._counts import announced_total, counted
 from incsync.connectors.auth import Auth, OAuthVendor
 from incsync.connectors.http import HttpConnector, HttpOptions
 from incsync.connectors.keyset import Answer, FromTime, WholeTick, read_by_keyset
@@ -251,8 +253,8 @@ class HubSpotConnector(HttpConnector):
         filters = []
         if step.start is not None:
             filters.append(self._filter(self.modified_property, "GTE", _epoch_ms(step.start)))
-        results, more = self._search(filters, self.modified_property)
-        yield Answer(results, more)
+        answer = self._search(filters, self.modified_property)
+        yield Answer(*answer)
 
     def _read_tick(self, step: WholeTick) -> Iterator[list[Any]]:
         """Yield every object modified in the millisecond ``step.start``, by ascending id.
@@ -266,7 +268,7 @@ class HubSpotConnector(HttpConnector):
             filters = [millisecond]
             if last_id is not None:
                 filters.append(self._filter(_ID_PROPERTY, "GT", last_id))
-            results, more = self._search(filters, _ID_PROPERTY)
+            results, more, _ = self._search(filters, _ID_PROPERTY)
             after = self._last_id(results, last_id, step.start)
             yield results
             if not more:
@@ -301,8 +303,13 @@ class HubSpotConnector(HttpConnector):
     def _filter(name: str, operator: str, value: int) -> dict[str, str]:
         return {"propertyName": name, "operator": operator, "value": str(value)}
 
-    def _search(self, filters: list[dict[str, str]], sort: str) -> tuple[list[Any], bool]:
-        """Return one search page sorted ascending by ``sort``, and whether it was cut."""
+    def _search(
+        self, filters: list[dict[str, str]], sort: str
+    ) -> tuple[list[Any], bool, int | None]:
+        """Return one search page sorted ascending by ``sort``, whether it was cut, and its total.
+
+        The total is the search's ``total``: how many objects match, on every page.
+        """
         body: dict[str, Any] = {
             "filterGroups": [{"filters": filters}] if filters else [],
             "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
@@ -313,7 +320,8 @@ class HubSpotConnector(HttpConnector):
         answer = self.request_json("POST", f"/crm/v3/objects/{self.object_type}/search", json=body)
         results = self._results(answer, "search")
         announced = _next_after(answer) is not None
-        return results, announced or len(results) >= SEARCH_PAGE_SIZE
+        total = announced_total(answer.get("total")) if isinstance(answer, dict) else None
+        return results, announced or len(results) >= SEARCH_PAGE_SIZE, total
 
     def _archived_page(self, after: str | None) -> tuple[list[Any], str | None]:
         params: dict[str, Any] = {"archived": "true", "limit": ARCHIVED_PAGE_SIZE}

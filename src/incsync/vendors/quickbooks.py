@@ -16,6 +16,12 @@ record to a later second, read afterwards anyway). Each page of it starts one ro
 begin with the last id read; when it does not, rows left before it and the second is read again
 from its start (the driver drops what was read).
 
+The ``query`` answer's ``totalCount`` counts that page only, so a read learns how many entities
+it holds only by asking ``SELECT COUNT(*) FROM <entity>``, one request more. A full read asks it
+once, before its first page, and its pages carry the count (:attr:`~incsync.records.Page.total`:
+progress out of a total, and an estimate of the time left); an incremental read, which usually
+holds a few pages, does not spend the request.
+
 Times come in the company's offset, which changes with daylight saving time; they are read as
 aware UTC. Voided transactions are ordinary records (QuickBooks keeps them with a zero total), not
 tombstones.
@@ -207,7 +213,8 @@ class QuickBooksConnector(HttpConnector):
         """Yield pages of every entity updated at or after ``window.start``, oldest first.
 
         With ``include_deletes``, a last page holds the entities deleted since the ``"deletes"``
-        mark, as tombstones, and moves that mark.
+        mark, as tombstones, and moves that mark. A full read first counts the entities
+        (``SELECT COUNT(*)``, one request) for its pages' ``total``.
 
         Raises:
             PermanentSourceError: With ``include_deletes``, some deletes since the mark are out of
@@ -238,6 +245,8 @@ class QuickBooksConnector(HttpConnector):
             read_tick=self._read_second,
             build=self.to_record,
             vendor=self.vendor,
+            # Every entity is read: the count of them all is the read's (see the module docstring).
+            total=self._count("") if window.start is None else None,
         )
         if self.include_deletes:
             yield self._deletes_page(deletes_start, began[0] if began else self.source_time())

@@ -10,7 +10,8 @@ makes every paging decision. Its two plugs:
   page that is cut while ``done`` is false. The snapshot's query locator may expire mid-answer
   (``INVALID_QUERY_LOCATOR``): the answer then ends there, cut, and the driver asks again from the
   newest tick it read. Changes made while a snapshot pages carry a later ``SystemModstamp`` and
-  come with a later query or the next cycle.
+  come with a later query or the next cycle. Every page carries the snapshot's ``totalSize``, so
+  the read's first query also says how many rows the read holds, for progress.
 - **Read one tick whole** (:class:`~incsync.connectors.keyset.WholeTick`), when a cut answer
   never got past its first tick: ``WHERE SystemModstamp = t AND Id > '<last Id read>' ORDER BY Id
   LIMIT <batch size>``, paged by the last Id read, with no locator to expire. The Ids of each page
@@ -29,7 +30,8 @@ them. :meth:`SalesforceConnector.count_live` runs ``SELECT COUNT() FROM <SObject
 ``query`` (live rows only) and reads its ``totalSize``.
 
 Credentials are OAuth2 with a refresh token; the token answer's ``instance_url`` is
-where the API is called (a rotated refresh token reaches the host's ``on_refresh``). A 403
+where the API is called (a rotated refresh token is saved by the ``keeper``, then reaches the
+host's ``on_refresh``). A 403
 ``REQUEST_LIMIT_EXCEEDED`` for the daily allowance fails the cycle at once with ``retry_at``.
 """
 
@@ -42,7 +44,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from incsync.connectors._counts import counted
+from incsync.connectors._counts import announced_total, counted
 from incsync.connectors.auth import Auth, AuthFlow, OAuthVendor, TokenSet
 from incsync.connectors.http import HttpConnector, HttpOptions
 from incsync.connectors.keyset import Answer, FromTime, WholeTick, read_by_keyset
@@ -51,8 +53,10 @@ from incsync.connectors.throttle import salesforce_throttle
 from incsync.cursor import Window
 from incsync.errors import BadResponseError, ConfigurationError, PermanentSourceError
 from incsync.policy import whole_number_setting
+from incsync.protocols import TokenKeeper
 from incsync.records import Page, RecordFormat, text_id
 from incsync.timestamps import parse_timestamp
+from incsync.tokens import StoredTokens
 
 __all__ = ["DEFAULT_OPPORTUNITY_FIELDS", "RECYCLE_BIN_RETENTION", "SalesforceConnector"]
 
@@ -84,6 +88,27 @@ _OAUTH = OAuthVendor("https://login.salesforce.com/services/oauth2/token", clien
 _TOKEN_PATH = httpx.URL(_OAUTH.token_url).path
 
 
+class _RefreshTokenOnly:
+    """A keeper whose saved access tokens are never reused, only its refresh token.
+
+    An access token is usable only at the instance URL its token answer named, which is not kept:
+    every process starts with a refresh, and learns the URL from its answer.
+    """
+
+    def __init__(self, keeper: TokenKeeper) -> None:
+        self._keeper = keeper
+
+    def load(self) -> StoredTokens | None:
+        kept = self._keeper.load()
+        return None if kept is None else StoredTokens(kept.refresh_token)
+
+    def check(self) -> None:
+        self._keeper.check()
+
+    def save(self, tokens: StoredTokens) -> None:
+        self._keeper.save(tokens)
+
+
 class _SalesforceOAuth(Auth):
     """OAuth2 refresh that learns ``instance_url`` from the token answer and calls the API there.
 
@@ -101,6 +126,7 @@ class _SalesforceOAuth(Auth):
         instance_url: str | None,
         access_token: str | None,
         on_refresh: Callable[[TokenSet], None] | None,
+        keeper: TokenKeeper | None,
         clock: Callable[[], datetime],
     ) -> None:
         self.instance_url = instance_url
@@ -112,6 +138,7 @@ class _SalesforceOAuth(Auth):
             token_url=login_url.rstrip("/") + _TOKEN_PATH,
             access_token=access_token,
             on_refresh=self._learn_instance,
+            keeper=None if keeper is None else _RefreshTokenOnly(keeper),
             clock=clock,
         )
 
@@ -218,7 +245,10 @@ class SalesforceConnector(HttpConnector):
         instance_url: The org's API root, when known; otherwise it is taken from the token
             answer (which also overrides this value whenever it names one).
         access_token: A still-valid access token (needs ``instance_url``).
-        on_refresh: Called with the new tokens after every refresh: store ``refresh_token``.
+        on_refresh: Called with the new tokens after every refresh.
+        keeper: Keeps the refresh token between processes, saved before a refreshed access token
+            is used (see :class:`~incsync.connectors.auth.OAuth2Refresh`); its saved access
+            tokens are not reused, as the instance URL they belong to is not kept.
         api_version: The REST API version, such as ``"59.0"``.
         batch_size: Records per page asked of Salesforce (200 to 2,000).
         options: Timeouts, retries, transport and the hooks tests inject
@@ -248,6 +278,7 @@ class SalesforceConnector(HttpConnector):
         instance_url: str | None = None,
         access_token: str | None = None,
         on_refresh: Callable[[TokenSet], None] | None = None,
+        keeper: TokenKeeper | None = None,
         api_version: str = "59.0",
         batch_size: int = 2_000,
         options: HttpOptions | None = None,
@@ -286,6 +317,7 @@ class SalesforceConnector(HttpConnector):
             instance_url=instance,
             access_token=access_token,
             on_refresh=on_refresh,
+            keeper=keeper,
             clock=options.clock,
         )
         super().__init__(instance or login_url, auth=self._oauth, options=options)
@@ -327,7 +359,6 @@ class SalesforceConnector(HttpConnector):
             read_tick=self._read_tick,
             build=self.to_record,
             vendor=self.vendor,
-            total=self.estimated_total(window),
         )
 
     def count_live(self) -> int | None:
@@ -343,7 +374,8 @@ class SalesforceConnector(HttpConnector):
     def _query(self, step: FromTime) -> Iterator[Answer]:
         body = self._ask(self.soql(step.start))
         while True:
-            yield Answer(body["records"], more=not body["done"])
+            total = announced_total(body.get("totalSize"))
+            yield Answer(body["records"], more=not body["done"], total=total)
             if body["done"]:
                 return
             try:

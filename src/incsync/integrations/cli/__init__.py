@@ -1,15 +1,17 @@
 """The ``incsync`` command: sync the sources of a TOML config file and manage their state.
 
 ``incsync run`` runs the due cycles (once, or until stopped), ``incsync status`` shows
-every source's status as a table, JSON or an HTML page, and ``reset``, ``cancel``, ``resume``,
-``unlock`` and ``rejected`` act on one source. The reference, with the config file's format and
-the exit codes, is docs/cli.md; :func:`main` is also callable from Python with a list of
-arguments.
+every source's status as a table, JSON or an HTML page, ``incsync check`` tries each source's
+credentials with one read, and ``cursor``, ``reset`` (``--since``: a rewind), ``cancel``,
+``resume``, ``unlock``, ``rejected`` and ``history`` act on one source. The reference, with the
+config file's
+format and the exit codes, is docs/cli.md; :func:`main` is also callable from Python with a list
+of arguments.
 
-Exit codes: 0 success; 1 a cycle failed, the store could not be used, or ``unlock`` met a lease
-still held; 2 a usage or config error; 130 interrupted by Ctrl-C. ``incsync status --check``
-exits as a monitoring check does (:class:`._output.CheckState`: 0 OK, 1 WARNING, 2 CRITICAL,
-3 UNKNOWN).
+Exit codes: 0 success; 1 a cycle failed, a source failed its check, the store could not be used,
+``unlock`` met a lease still held, or rich (the ``cli`` extra) is not installed; 2 a usage or
+config error; 130 interrupted by Ctrl-C. ``incsync status --check`` exits as a monitoring check
+does (:class:`._output.CheckState`: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
 
 Everything printed that came from outside (error messages, keys, record ids, reasons, log lines)
 passes through :func:`incsync.views.terminal_safe`, so a source cannot drive the terminal.
@@ -18,6 +20,7 @@ passes through :func:`incsync.views.terminal_safe`, so a source cannot drive the
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import sys
@@ -26,11 +29,14 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from incsync.errors import ConfigurationError, IncsyncError
+from incsync.integrations.cli._check import check_command
 from incsync.integrations.cli._commands import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     change_command,
+    cursor_command,
+    history_command,
     rejected_command,
     status_command,
     unlock_command,
@@ -45,6 +51,10 @@ from incsync.telemetry import CycleContextFilter
 from incsync.views import terminal_safe
 
 __all__ = ["main"]
+
+_NEEDS_RICH = (
+    "the incsync command needs rich, which its cli extra installs: pip install 'incsync[cli]'"
+)
 
 
 class _RedactingFilter(logging.Filter):
@@ -121,10 +131,24 @@ def _log_level(args: argparse.Namespace) -> int:
     return logging.INFO if args.verbose else logging.ERROR
 
 
+class _StandardError:
+    """Standard error as it is at each write, not as it was when logging was set up.
+
+    While progress bars are drawn, rich stands in for it and prints above them (see
+    :mod:`._progress`).
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 @contextmanager
 def _logging_to_stderr(args: argparse.Namespace, secrets: Sequence[str]) -> Iterator[None]:
     """Send incsync's log to stderr, masked, for the command's duration; then undo it."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_StandardError())
     handler.setFormatter(
         _JsonFormatter() if args.log_format == "json" else _TerminalSafeFormatter()
     )
@@ -148,8 +172,14 @@ def _dispatch(args: argparse.Namespace, config: Config, secrets: list[str]) -> i
         return status_command(args, config, sys.stdout)
     if args.command == "rejected":
         return rejected_command(args, config, sys.stdout)
+    if args.command == "history":
+        return history_command(args, config, sys.stdout)
     if args.command == "unlock":
         return unlock_command(args, config, (sys.stdout, sys.stderr))
+    if args.command == "cursor":
+        return cursor_command(args, config, sys.stdout)
+    if args.command == "check":
+        return check_command(args, config, sys.stdout, secrets)
     return change_command(args, config, sys.stdout)
 
 
@@ -171,15 +201,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: The arguments after the program name; ``sys.argv[1:]`` when omitted.
 
     Returns:
-        The exit code: 0 success, 1 a cycle failed, the store failed or ``unlock`` met a lease
-        still held, 2 a usage or config error, 130 interrupted by Ctrl-C; for ``status --check``
-        the check's state.
+        The exit code: 0 success, 1 a cycle failed, a source failed its check, the store failed,
+        ``unlock`` met a lease still held or rich is missing, 2 a usage or config error, 130
+        interrupted by Ctrl-C; for ``status --check`` the check's state.
     """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exiting:  # --help, --version and usage errors end here
         return exiting.code if isinstance(exiting.code, int) else EXIT_USAGE
+    if importlib.util.find_spec("rich") is None:
+        # One requirement for every command and every output, so a run from cron and one on a
+        # terminal cannot differ in whether they work.
+        return _error(args, _NEEDS_RICH, EXIT_FAILED)
     secrets: list[str] = []
     try:
         config = load_config(args.config)

@@ -1,4 +1,7 @@
-"""The commands that read or change stored state: status, reset, cancel, resume, unlock, rejected.
+"""The commands that read or change stored state: status, cursor, reset, cancel, resume and more.
+
+They are ``status``, ``cursor``, ``reset`` (and its rewind), ``cancel``, ``resume``, ``unlock``,
+``rejected`` and ``history``.
 
 None of them calls a source, so none needs a source's credentials: they open the store named in
 the config file and nothing else.
@@ -8,26 +11,38 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import IO, Protocol
 
+import attrs
+
 from incsync.engine import SyncEngine, SyncPolicy
 from incsync.errors import ConfigurationError
+from incsync.history import SUMMARY_CYCLES, summarize
 from incsync.humanize import plural
 from incsync.integrations.cli._config import Config, ConfigFileError
 from incsync.integrations.cli._output import (
+    cursor_json,
+    cursor_text,
+    errors_text,
+    history_json,
+    history_text,
     lease_text,
     leases_text,
     rejected_json,
     rejected_text,
+    rewound_text,
+    set_aside_hint,
+    set_aside_text,
     status_check,
     status_html,
     status_json,
     status_text,
 )
 from incsync.integrations.cli._secrets import env_value
-from incsync.protocols import StateStore, TransactionSink
+from incsync.protocols import StateStore, TokenStore, TransactionSink
 from incsync.state import SourceState, held_lease
 from incsync.status import StatusPolicy, status_of
 from incsync.stores.sqlite import SQLiteStore
@@ -40,6 +55,8 @@ __all__ = [
     "EXIT_USAGE",
     "Store",
     "change_command",
+    "cursor_command",
+    "history_command",
     "open_store",
     "rejected_command",
     "status_command",
@@ -56,8 +73,8 @@ EXIT_INTERRUPTED = 130
 """Stopped by Ctrl-C (SIGINT), by the shells' convention of 128 + the signal's number."""
 
 
-class Store(StateStore, TransactionSink, Protocol):
-    """A state store that is also the transaction sink, and can be closed."""
+class Store(StateStore, TransactionSink, TokenStore, Protocol):
+    """A state store that is also the transaction sink and the token store, and can be closed."""
 
     def close(self) -> None:
         """Release the store's connections."""
@@ -134,6 +151,12 @@ def _states(config: Config, store: Store) -> list[SourceState]:
     return configured + [state for key, state in sorted(stored.items()) if key not in names]
 
 
+def _policy_of(policy: StatusPolicy, key: str) -> StatusPolicy:
+    # Whoever reads this command's hover lists set-aside records with the command, not with the
+    # library call that the default hint names.
+    return attrs.evolve(policy, set_aside_hint=set_aside_hint(key))
+
+
 def status_command(args: argparse.Namespace, config: Config, out: IO[str]) -> int:
     """Print or write the status of every source; see ``incsync status --help``.
 
@@ -144,9 +167,22 @@ def status_command(args: argparse.Namespace, config: Config, out: IO[str]) -> in
     policy = StatusPolicy.matching(SyncPolicy())
     with open_store(config) as store:
         states = _states(config, store)
+        histories = {
+            state.key: summarize(store.history(state.key, SUMMARY_CYCLES)) for state in states
+        }
     try:
         rows = [
-            (state, status_of(state, now=now, policy=policy, zone=args.zone)) for state in states
+            (
+                state,
+                status_of(
+                    state,
+                    now=now,
+                    history=histories[state.key],
+                    policy=_policy_of(policy, state.key),
+                    zone=args.zone,
+                ),
+            )
+            for state in states
         ]
     except ConfigurationError as error:
         raise ConfigurationError(f"--zone: {error}") from None
@@ -155,20 +191,23 @@ def status_command(args: argparse.Namespace, config: Config, out: IO[str]) -> in
         out.write(line)
         return state
     if args.json:
-        out.write(status_json(rows, now=now))
+        out.write(status_json(rows, now=now, histories=histories))
     elif args.html is not None:
         args.html.write_text(status_html(rows, now=now, title="Automated Import"), encoding="utf-8")
         out.write(f"{args.html}: status page of {plural(len(rows), 'source')} written\n")
     else:
-        out.write(status_text(rows, ansi=_wants_colour(out)))
-        out.write(leases_text(states, now=now, zone=args.zone))
+        # A terminal's width (COLUMNS, else the terminal's own); a pipe or a file takes any.
+        width = shutil.get_terminal_size().columns if out.isatty() else None
+        out.write(status_text(rows, ansi=_wants_colour(out), width=width))
+        out.write(errors_text(states, now=now, zone=args.zone, width=width))
+        out.write(leases_text(states, now=now, zone=args.zone, width=width))
+        out.write(set_aside_text(states))
     return EXIT_OK
 
 
 def _known_key(config: Config, store: Store, key: str) -> None:
     if config.source(key) is None and key not in {state.key for state in store.list_states()}:
-        known = ", ".join(source.key for source in config.sources)
-        raise ConfigFileError(config.path, "sources", f"no source {key!r}; the sources are {known}")
+        raise config.no_source(key)
 
 
 _DONE = {
@@ -178,15 +217,33 @@ _DONE = {
 }
 
 
-def change_command(args: argparse.Namespace, config: Config, out: IO[str]) -> int:
-    """Reset, cancel or resume one source (``args.command`` says which).
+def cursor_command(args: argparse.Namespace, config: Config, out: IO[str]) -> int:
+    """Show where one source's next cycle reads from.
 
     Raises:
         ConfigFileError: The key names no source of the file or the store.
     """
     with open_store(config) as store:
         _known_key(config, store, args.key)
+        state = store.load(args.key)
+    out.write(cursor_json(state) if args.json else cursor_text(state, now=utc_now()))
+    return EXIT_OK
+
+
+def change_command(args: argparse.Namespace, config: Config, out: IO[str]) -> int:
+    """Reset (or, with ``--since``, rewind), cancel or resume one source (``args.command``).
+
+    Raises:
+        ConfigFileError: The key names no source of the file or the store.
+        ConfigurationError: The source cannot be rewound now (its reset's read is pending).
+    """
+    with open_store(config) as store:
+        _known_key(config, store, args.key)
         engine = SyncEngine(store)
+        since = getattr(args, "since", None)
+        if since is not None:
+            out.write(rewound_text(engine.rewind(args.key, since), since))
+            return EXIT_OK
         change = {"reset": engine.reset, "cancel": engine.cancel, "resume": engine.resume}
         state = change[args.command](args.key)
     out.write(f"{args.key}: {_DONE[args.command]} (phase {state.phase.value})\n")
@@ -238,4 +295,24 @@ def rejected_command(args: argparse.Namespace, config: Config, out: IO[str]) -> 
         _known_key(config, store, args.key)
         records = store.list_rejected(args.key)
     out.write(rejected_json(args.key, records) if args.json else rejected_text(args.key, records))
+    return EXIT_OK
+
+
+def history_command(args: argparse.Namespace, config: Config, out: IO[str]) -> int:
+    """Print one source's cycles, newest first, as text or JSON.
+
+    Raises:
+        ConfigFileError: The key names no source of the file or the store.
+        ConfigurationError: ``--zone`` is not an IANA time zone.
+    """
+    with open_store(config) as store:
+        _known_key(config, store, args.key)
+        entries = store.history(args.key, args.limit)
+    if args.json:
+        out.write(history_json(entries))
+        return EXIT_OK
+    try:
+        out.write(history_text(args.key, entries, zone=args.zone))
+    except ConfigurationError as error:
+        raise ConfigurationError(f"--zone: {error}") from None
     return EXIT_OK

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from incsync.integrations.cli._connectors import (
     Settings,
 )
 from incsync.integrations.cli._parser import parse_interval
-from incsync.integrations.cli._tokens import default_token_path
+from incsync.integrations.cli._tokens import TOKENS_IN_STORE, default_token_path
 from incsync.views import terminal_safe
 
 if sys.version_info >= (3, 11):
@@ -154,14 +154,15 @@ class Config:
         store: Where state lives.
         sources: The sources, in the file's order.
         run: How ``incsync run`` schedules.
-        tokens: The token file, where rotated OAuth2 tokens are kept.
+        tokens: The token file, where rotated OAuth2 tokens are kept; ``None`` keeps them in the
+            state store.
     """
 
     path: Path
     store: StoreConfig
     sources: tuple[SourceConfig, ...]
     run: RunConfig = RunConfig()
-    tokens: Path = attrs.field(
+    tokens: Path | None = attrs.field(
         default=attrs.Factory(
             lambda self: default_token_path(self.store.path, self.path), takes_self=True
         )
@@ -170,6 +171,27 @@ class Config:
     def source(self, key: str) -> SourceConfig | None:
         """Return the source with this key, or ``None``."""
         return next((source for source in self.sources if source.key == key), None)
+
+    def selected(self, keys: Sequence[str] | None) -> tuple[SourceConfig, ...]:
+        """Return the sources ``keys`` name, in that order; every source when none is named.
+
+        Raises:
+            ConfigFileError: A key names no source of the file (see :meth:`no_source`).
+        """
+        if not keys:
+            return self.sources
+        chosen = []
+        for key in keys:
+            source = self.source(key)
+            if source is None:
+                raise self.no_source(key)
+            chosen.append(source)
+        return tuple(chosen)
+
+    def no_source(self, key: str) -> ConfigFileError:
+        """Return the error for a key that names no source, listing the sources of the file."""
+        known = ", ".join(source.key for source in self.sources)
+        return ConfigFileError(self.path, "sources", f"no source {key!r}; the sources are {known}")
 
 
 def _type_name(value: object) -> str:
@@ -442,5 +464,9 @@ def load_config(path: Path) -> Config:
     if tokens is None:
         return config
     if not isinstance(tokens, str) or not tokens.strip():
-        raise ConfigFileError(path, "tokens", "must be the token file's path, as a string")
+        raise ConfigFileError(
+            path, "tokens", f'must be the token file\'s path, or "{TOKENS_IN_STORE}", as a string'
+        )
+    if tokens == TOKENS_IN_STORE:
+        return attrs.evolve(config, tokens=None)
     return attrs.evolve(config, tokens=path.parent / Path(tokens).expanduser())

@@ -18,11 +18,12 @@ from typing import Any
 import attrs
 
 from incsync.connectors._rest_config import RestConfig
-from incsync.connectors.auth import BearerToken, OAuth2Refresh, OAuthVendor, TokenSet
+from incsync.connectors.auth import BearerToken, OAuth2Refresh, OAuthVendor
+from incsync.connectors.http import HttpOptions
 from incsync.connectors.memory import InMemoryConnector
 from incsync.connectors.rest import RestConnector
 from incsync.connectors.sample import sample_source
-from incsync.protocols import Connector
+from incsync.protocols import Connector, TokenKeeper
 from incsync.vendors.hubspot import HUBSPOT_API, HubSpotConnector
 from incsync.vendors.pipedrive import MAX_PAGE_SIZE as PIPEDRIVE_PAGE_SIZE
 from incsync.vendors.pipedrive import PIPEDRIVE_API, PipedriveConnector
@@ -38,6 +39,7 @@ from incsync.vendors.xero import XERO_API, XERO_OAUTH, XERO_TOKEN_URL, XeroConne
 
 __all__ = [
     "CONNECTOR_TYPES",
+    "HTTP_OPTIONS",
     "KINDS",
     "SAVED_TOKENS",
     "ConnectorType",
@@ -85,20 +87,30 @@ Settings = Mapping[str, Any]
 SAVED_TOKENS = "saved_tokens"
 """The settings key under which a type that ``saves_tokens`` receives :class:`SavedTokens`."""
 
+HTTP_OPTIONS = "http_options"
+"""The settings key under which a type reading over HTTP may receive its
+:class:`~incsync.connectors.http.HttpOptions` (``incsync check`` makes one attempt per request);
+without it, the defaults."""
+
+
+def _options(settings: Settings) -> HttpOptions | None:
+    options: HttpOptions | None = settings.get(HTTP_OPTIONS)
+    return options
+
 
 @attrs.frozen
 class SavedTokens:
-    """What the token file adds to a rotating type's settings (its refresh token aside).
+    """What the token keeper adds to a rotating type's settings (its refresh token aside).
 
     Args:
         access_token: The last access token saved, still usable until ``expires_at``.
         expires_at: When ``access_token`` expires (aware).
-        on_refresh: Saves the tokens of every refresh.
+        keeper: Keeps the tokens of every refresh (the token file, or the state store).
     """
 
     access_token: str | None = attrs.field(default=None, repr=False)
     expires_at: datetime | None = None
-    on_refresh: Callable[[TokenSet], None] | None = None
+    keeper: TokenKeeper | None = None
 
 
 @attrs.frozen
@@ -110,9 +122,10 @@ class ConnectorType:
         summary: One line saying what it reads.
         settings: The settings it accepts, by name.
         build: Builds the connector from validated settings.
-        saves_tokens: Whether the vendor rotates refresh tokens, so the command keeps them in the
-            token file: ``build`` then receives :data:`SAVED_TOKENS` (when a file is in use) and
-            the file's refresh token, when it has one, as ``refresh_token``.
+        saves_tokens: Whether the vendor rotates refresh tokens, so the command keeps them (in
+            the token file or the state store): ``build`` then receives :data:`SAVED_TOKENS`
+            (when a keeper is in use) and the kept refresh token, when there is one, as
+            ``refresh_token``.
         parse: For a type configured by a language of its own: validates the source's table
             (without ``type``) and returns the settings, and the environment variable of each
             secret by the dotted key that names it (``{"auth.secret": "BILLING_API_TOKEN"}``);
@@ -150,11 +163,12 @@ def _hubspot(settings: Settings) -> Connector:
         object_type=settings["object_type"],
         properties=settings["properties"],
         include_archived=settings["include_archived"],
+        options=_options(settings),
     )
 
 
 def _refreshing(vendor: OAuthVendor, settings: Settings) -> OAuth2Refresh:
-    """The OAuth flow of a source, resumed from the tokens the token file kept for it."""
+    """The OAuth flow of a source, resumed from the tokens kept for it."""
     saved: SavedTokens = settings.get(SAVED_TOKENS) or SavedTokens()
     return vendor.refresh(
         settings["client_id"],
@@ -163,7 +177,7 @@ def _refreshing(vendor: OAuthVendor, settings: Settings) -> OAuth2Refresh:
         token_url=settings["token_url"],
         access_token=saved.access_token,
         expires_at=saved.expires_at,
-        on_refresh=saved.on_refresh,
+        keeper=saved.keeper,
     )
 
 
@@ -175,6 +189,7 @@ def _quickbooks(settings: Settings) -> Connector:
         base_url=settings["base_url"],
         page_size=settings["page_size"],
         include_deletes=settings["include_deletes"],
+        options=_options(settings),
     )
 
 
@@ -186,7 +201,7 @@ def _salesforce(settings: Settings) -> Connector:
         settings["client_id"],
         settings["client_secret"],
         settings["refresh_token"],
-        on_refresh=saved.on_refresh,
+        keeper=saved.keeper,
         sobject=settings["sobject"],
         fields=settings["fields"],
         include_deleted=settings["include_deleted"],
@@ -194,6 +209,7 @@ def _salesforce(settings: Settings) -> Connector:
         instance_url=settings["instance_url"],
         api_version=settings["api_version"],
         batch_size=settings["batch_size"],
+        options=_options(settings),
     )
 
 
@@ -204,12 +220,16 @@ def _xero(settings: Settings) -> Connector:
         endpoint=settings["endpoint"],
         id_field=settings["id_field"],
         base_url=settings["base_url"],
+        options=_options(settings),
     )
 
 
 def _stripe(settings: Settings) -> Connector:
     return StripeConnector(
-        settings["base_url"], secret_key=settings["secret_key"], resource=settings["resource"]
+        settings["base_url"],
+        secret_key=settings["secret_key"],
+        resource=settings["resource"],
+        options=_options(settings),
     )
 
 
@@ -219,6 +239,7 @@ def _pipedrive(settings: Settings) -> Connector:
         api_token=settings["api_token"],
         page_size=settings["page_size"],
         include_deleted=settings["include_deleted"],
+        options=_options(settings),
     )
 
 
@@ -236,7 +257,7 @@ def _rest_parse(table: Mapping[str, Any]) -> tuple[Settings, Mapping[str, str]]:
 def _rest(settings: Settings) -> Connector:
     config: RestConfig = settings["config"]
     secrets = {} if config.auth.secret is None else {config.auth.secret: settings[_REST_SECRET]}
-    return RestConnector(config, secrets=secrets)
+    return RestConnector(config, secrets=secrets, options=_options(settings))
 
 
 def _types(*types: ConnectorType) -> Mapping[str, ConnectorType]:

@@ -1,4 +1,4 @@
-"""The command line's grammar: commands, options, help texts with examples, and intervals."""
+"""The command line's grammar: commands, options, help texts with examples, intervals and dates."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import argparse
 import logging
 import os
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from incsync import __version__
+from incsync.errors import NaiveDatetimeError
+from incsync.timestamps import parse_timestamp
 
-__all__ = ["DEFAULT_CONFIG", "LOG_LEVELS", "build_parser", "parse_interval"]
+__all__ = ["DEFAULT_CONFIG", "LOG_LEVELS", "build_parser", "parse_interval", "parse_since"]
 
 DEFAULT_CONFIG = "incsync.toml"
 """The config file read when neither ``--config`` nor ``INCSYNC_CONFIG`` names one."""
@@ -28,14 +30,45 @@ _UNITS = {"d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minute
 _UNITS["s"] = timedelta(seconds=1)
 _INTERVAL = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 
-EXIT_CODES = """\
-exit codes:
-  0    success
-  1    a cycle failed, the store could not be used, or unlock met a lease still held
-  2    usage or config error (the message names the file and key)
-  130  interrupted by Ctrl-C (SIGINT); SIGTERM ends the run at the running cycles' next page
-status --check: 0 OK, 1 WARNING (a source is orange), 2 CRITICAL (one is red), 3 UNKNOWN
-"""
+_USAGE = "  2    usage or config error (the message names the file and key)\n"
+_STORE = "  1    the store could not be used\n"
+
+EXIT_CODES = (
+    "exit codes (each command's --help lists its own):\n"
+    "  0    success\n"
+    "  1    the store could not be used, or what was asked failed: a cycle (run), a source's\n"
+    "       check (check), a lease still held (unlock)\n"
+    f"{_USAGE}"
+    "  130  interrupted by Ctrl-C\n"
+)
+
+_COMMAND_EXIT_CODES = {
+    "run": "  0    every cycle completed, was skipped, or was stopped by a reset, a cancel or\n"
+    "       SIGTERM; or none was due. With --every: after SIGTERM\n"
+    "  1    a cycle failed (with --once), or the store could not be used\n"
+    f"{_USAGE}"
+    "  130  interrupted by Ctrl-C (SIGINT); SIGTERM ends the run at the running cycles'\n"
+    "       next page\n",
+    "status": "  0    the statuses were shown\n"
+    f"{_STORE}{_USAGE}"
+    "with --check: 0 OK, 1 WARNING (a source is orange), 2 CRITICAL (one is red), 3 UNKNOWN\n",
+    "check": "  0    every source checked answered\n"
+    "  1    a source did not: credentials rejected, unreachable, throttled, or an error\n"
+    "  2    usage or config error, in the file or in a source's settings or variables\n"
+    "  130  interrupted by Ctrl-C\n",
+    "cursor": f"  0    the cursor was shown\n{_STORE}{_USAGE}",
+    "reset": "  0    done\n"
+    f"{_STORE}"
+    "  2    usage or config error; with --since, also a date without a zone, or a source whose\n"
+    "       reset has not completed its read yet\n",
+    "cancel": f"  0    done\n{_STORE}{_USAGE}",
+    "resume": f"  0    done\n{_STORE}{_USAGE}",
+    "unlock": "  0    released, or no cycle held the lease\n"
+    "  1    a cycle holds the lease (without --force), or the store could not be used\n"
+    f"{_USAGE}",
+    "rejected": f"  0    the list was shown\n{_STORE}{_USAGE}",
+    "history": f"  0    the cycles were shown\n{_STORE}{_USAGE}",
+}
 
 
 def parse_interval(text: str) -> timedelta:
@@ -68,6 +101,34 @@ def parse_interval(text: str) -> timedelta:
     return interval
 
 
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def parse_since(text: str) -> datetime:
+    """Return the time ``--since`` names: an ISO 8601 date-time with a zone, or a date.
+
+    A date alone (``2026-11-01``) is the start of that day in UTC. A date-time must say its zone
+    (``Z`` or an offset): which local time a bare one meant cannot be known, and a guess moved by
+    hours would read too little.
+
+    Raises:
+        argparse.ArgumentTypeError: The text is neither, or a date-time has no zone.
+    """
+    value = text.strip()
+    try:
+        return parse_timestamp(value, "--since", assume_utc=_DATE.fullmatch(value) is not None)
+    except NaiveDatetimeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no time zone; add Z for UTC or an offset, as in {value}Z or "
+            f"{value}+02:00 (a date alone, like 2026-11-01, is midnight UTC)"
+        ) from None
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date (2026-11-01, midnight UTC) or a date-time with a zone "
+            "(2026-11-01T08:00:00Z, 2026-11-01T10:00:00+02:00)"
+        ) from None
+
+
 def _positive_seconds(text: str) -> float:
     try:
         seconds = float(text)
@@ -76,6 +137,16 @@ def _positive_seconds(text: str) -> float:
     if not seconds >= 0:
         raise argparse.ArgumentTypeError("seconds must be zero or more")
     return seconds
+
+
+def _positive_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError("the count must be 1 or more")
+    return count
 
 
 def _command(
@@ -90,7 +161,7 @@ def _command(
         parents=[config],
         help=summary,
         description=summary,
-        epilog=f"examples:\n{examples}\n{EXIT_CODES}",
+        epilog=f"examples:\n{examples}\nexit codes:\n{_COMMAND_EXIT_CODES[name]}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
@@ -110,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-v",
         "--verbose",
         action="store_true",
-        help="also log each cycle's details to stderr (the same as --log-level info)",
+        help="also write incsync's log to stderr (each cycle's counts, retries, resets…), as "
+        "--log-level info does",
     )
     config.add_argument(
         "--log-level",
@@ -221,19 +293,63 @@ def build_parser() -> argparse.ArgumentParser:
         "--zone", default="UTC", help="IANA time zone of exact times (default: UTC)"
     )
 
-    for name, summary in (
-        ("reset", "make the next cycle re-read and re-apply every record (deletes nothing)"),
-        ("cancel", "stop syncing a source until it is resumed or reset (deletes nothing)"),
-        ("resume", "let a cancelled or stopped source sync again"),
+    check = _command(
+        commands,
+        "check",
+        "sign in to each source and make one read request; write nothing, report each source",
+        "  incsync check --config sources.toml\n"
+        "  incsync check --config sources.toml hubspot-acme\n"
+        "  incsync check --config sources.toml --json | jq '.sources[] | select(.ok | not)'\n",
+        config,
+    )
+    check.add_argument(
+        "key", metavar="KEY", nargs="?", help="only this source (default: every source of the file)"
+    )
+    check.add_argument("--json", action="store_true", help="print JSON for scripts (see docs)")
+
+    cursor = _command(
+        commands,
+        "cursor",
+        "show where a source's next cycle reads from: its cursor, generation, marks, last change",
+        "  incsync cursor --config sources.toml hubspot-acme\n"
+        "  incsync cursor --config sources.toml hubspot-acme --json\n",
+        config,
+    )
+    cursor.add_argument("key", metavar="KEY", help="the source's key in the config file")
+    cursor.add_argument("--json", action="store_true", help="print JSON for scripts (see docs)")
+
+    for name, summary, examples in (
+        (
+            "reset",
+            "make the next cycle re-read and re-apply every record (deletes nothing); with "
+            "--since, only what changed from that date on (sweeps nothing)",
+            "  incsync reset --config sources.toml hubspot-acme\n"
+            "  incsync reset --config sources.toml hubspot-acme --since 2026-11-01\n"
+            "  incsync reset --config sources.toml hubspot-acme --since 2026-11-01T08:00:00Z\n",
+        ),
+        (
+            "cancel",
+            "stop syncing a source until it is resumed or reset (deletes nothing)",
+            "  incsync cancel --config sources.toml hubspot-acme\n",
+        ),
+        (
+            "resume",
+            "let a cancelled or stopped source sync again",
+            "  incsync resume --config sources.toml hubspot-acme\n",
+        ),
     ):
-        command = _command(
-            commands,
-            name,
-            summary,
-            f"  incsync {name} --config sources.toml hubspot-acme\n",
-            config,
-        )
+        command = _command(commands, name, summary, examples, config)
         command.add_argument("key", metavar="KEY", help="the source's key in the config file")
+        if name == "reset":
+            command.add_argument(
+                "--since",
+                type=parse_since,
+                metavar="DATE",
+                help="re-read from DATE instead of from the beginning: the cursor (and any "
+                "side channel's mark) moves back to it, never forward; no reset, nothing swept. "
+                "DATE is 2026-11-01 (midnight UTC) or a date-time with a zone, "
+                "2026-11-01T08:00:00Z or 2026-11-01T10:00:00+02:00",
+            )
 
     unlock = _command(
         commands,
@@ -260,4 +376,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rejected.add_argument("key", metavar="KEY", help="the source's key in the config file")
     rejected.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    history = _command(
+        commands,
+        "history",
+        "list a source's recent cycles, newest first: outcome, counts, duration, error",
+        "  incsync history --config sources.toml hubspot-acme\n"
+        "  incsync history --config sources.toml hubspot-acme --limit 24\n"
+        "  incsync history --config sources.toml hubspot-acme --json | jq '.[0].outcome'\n",
+        config,
+    )
+    history.add_argument("key", metavar="KEY", help="the source's key in the config file")
+    history.add_argument(
+        "--json", action="store_true", help="print a JSON array for scripts, newest first"
+    )
+    history.add_argument(
+        "--limit",
+        type=_positive_count,
+        metavar="N",
+        help="only the N newest cycles (default: every cycle the store keeps)",
+    )
+    history.add_argument(
+        "--zone", default="UTC", help="IANA time zone of the times shown (default: UTC)"
+    )
     return parser

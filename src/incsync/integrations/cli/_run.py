@@ -4,7 +4,9 @@ Which sources are due is :mod:`incsync.scheduling`'s decision (each source's ``i
 ``account`` in the file; ``[run]`` sets the defaults, the workers and the per-account limit);
 :mod:`._scheduler` runs them. Every connector is built before the first cycle, so a missing
 environment variable or a refused setting stops the command before anything runs. QuickBooks, Xero
-and Salesforce sources read and save their rotating tokens in the token file (:mod:`._tokens`).
+and Salesforce sources read and save their rotating tokens in the token file (:mod:`._tokens`), or
+with ``tokens = "store"`` in the state store (encrypted with the keys of ``INCSYNC_TOKEN_KEY``
+when it is set).
 
 SIGINT (Ctrl-C) and SIGTERM ask the run to stop: each running cycle ends once its page in flight
 is durable (``INTERRUPTED_STOP``: its outcome recorded, its lease released, the next cycle carrying
@@ -22,7 +24,7 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from datetime import timedelta
 from types import FrameType
@@ -41,8 +43,7 @@ from incsync.integrations.cli._config import Config, ConfigFileError, SourceConf
 from incsync.integrations.cli._output import result_json, result_text
 from incsync.integrations.cli._progress import progress_board
 from incsync.integrations.cli._scheduler import Schedule, run_scheduled
-from incsync.integrations.cli._secrets import build_connector
-from incsync.integrations.cli._tokens import TokenFile
+from incsync.integrations.cli._secrets import build_connector, token_keepers
 from incsync.protocols import Connector
 from incsync.scheduling import SourcePlan
 from incsync.state import held_lease
@@ -52,12 +53,16 @@ __all__ = ["StopRequest", "run_command"]
 
 
 class StopRequest:
-    """Remembers that a stop was asked for, and by which signal; a handler for both signals."""
+    """Remembers that a stop was asked for, and by which signal; a handler for both signals.
 
-    def __init__(self, err: IO[str]) -> None:
+    Args:
+        note: Prints a notice line on standard error (the board's, so a live display stays whole).
+    """
+
+    def __init__(self, note: Callable[[str], None]) -> None:
         self.event = threading.Event()
         """Set by the first signal; every running cycle watches it (``run_cycle``'s ``stop``)."""
-        self._err = err
+        self._note = note
         self.signal: int | None = None
 
     def __call__(self, signum: int, _frame: FrameType | None) -> None:
@@ -66,13 +71,11 @@ class StopRequest:
             raise KeyboardInterrupt
         self.signal = signum
         self.event.set()
-        self._err.write(
-            # A new line first: a status line may be drawn on a terminal. No lock is taken here:
-            # the handler runs on the main thread, which may hold the display's lock already.
-            f"\nincsync: {signal.Signals(signum).name} received: stopping once the pages in "
-            "flight are written (press Ctrl-C again to stop at once)\n"
+        # The board's locks are re-entrant: this runs on the main thread, which may hold them.
+        self._note(
+            f"incsync: {signal.Signals(signum).name} received: stopping once the pages in "
+            "flight are written (press Ctrl-C again to stop at once)"
         )
-        self._err.flush()
 
 
 def _holder() -> str:
@@ -108,21 +111,6 @@ def _handling_signals(stop: StopRequest) -> Iterator[None]:
             signal.signal(number, handler)
 
 
-def _selected(config: Config, keys: Sequence[str] | None) -> list[SourceConfig]:
-    if not keys:
-        return list(config.sources)
-    chosen = []
-    for key in keys:
-        source = config.source(key)
-        if source is None:
-            known = ", ".join(source.key for source in config.sources)
-            raise ConfigFileError(
-                config.path, "sources", f"no source {key!r}; the sources are {known}"
-            )
-        chosen.append(source)
-    return chosen
-
-
 def _plans(config: Config, sources: Sequence[SourceConfig]) -> tuple[SourcePlan, ...]:
     try:
         return tuple(SourcePlan(s.key, s.interval, account_key=s.account) for s in sources)
@@ -154,8 +142,7 @@ def run_command(
         ConfigFileError: A source is unknown, a secret's variable is unset, or a setting refused.
         StoreError: The store cannot be opened.
     """
-    sources = _selected(config, args.sources)
-    stop = StopRequest(streams[1])
+    sources = config.selected(args.sources)
     every: timedelta | None = args.every
     schedule = Schedule(
         plans=_plans(config, sources),
@@ -164,21 +151,21 @@ def run_command(
         every=every,
         run_all=args.run_all,
     )
-    tokens = TokenFile(config.tokens, on_save=secrets.append)
-    side_by_side = min(schedule.workers, len(sources)) > 1
-    board = progress_board(
-        streams[0], streams[1], interval=args.progress_interval, side_by_side=side_by_side
-    )
     with ExitStack() as stack:
+        # Opened first: the state store may hold the sources' tokens.
+        store = stack.enter_context(open_store(config, environ, create=True))
+        keepers = token_keepers(config, store, secrets.append, environ)
         connectors: dict[str, Connector] = {}
         for source in sources:
-            connector = build_connector(config, source, environ, tokens)
+            connector = build_connector(config, source, environ, keepers)
             close = getattr(connector, "close", None)
             if callable(close):
                 stack.callback(close)
             connectors[source.key] = connector
-        store = stack.enter_context(open_store(config, environ, create=True))
+        # Drawn from here on, once nothing is left to refuse the run.
+        board = progress_board(streams[0], streams[1], interval=args.progress_interval)
         stack.callback(board.close)
+        stop = StopRequest(board.note)
         stack.enter_context(_handling_signals(stop))
         holder = _holder()
         try:

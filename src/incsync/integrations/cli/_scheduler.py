@@ -13,6 +13,7 @@ page is committed with its checkpoint), and the command gives up their leases on
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections import Counter
@@ -31,6 +32,8 @@ from incsync.state import held_lease, new_state
 from incsync.timestamps import utc_now
 
 __all__ = ["ResultFormat", "Schedule", "run_scheduled", "waiting_time"]
+
+logger = logging.getLogger("incsync.cli")
 
 ResultFormat = Callable[[CycleResult, Sequence[str]], str]
 """Writes a finished cycle's result for standard output, masking the given secret values."""
@@ -231,7 +234,8 @@ def run_scheduled(
         _say_nothing_due(loop, now)
     tick_at = now + (every or timedelta(0))
     next_look, due_key = tick_at, None
-    looked, said = True, None
+    looked = True
+    said: tuple[str | None, datetime | None] | None = None
     while True:
         if not stop.is_set() and loop.error is None:
             loop.start()
@@ -251,10 +255,17 @@ def run_scheduled(
             if stop.is_set() or not (ended or utc_now() >= next_look):
                 continue
         else:
-            if next_look != said:
-                due = f" ({due_key} is due then)" if due_key else ""
-                board.note(f"incsync: next look at {next_look.isoformat(timespec='seconds')}{due}")
-                said = next_look
+            due = f" ({due_key} is due then)" if due_key else ""
+            look = f"next look at {next_look.isoformat(timespec='seconds')}{due}"
+            # A look at the tick alone moves with every tick: it is said once, until a source
+            # falls due sooner; a due source is said again when it or its time changes. The log
+            # (-v) has every look.
+            news = (due_key, next_look if due_key else None)
+            if news != said:
+                board.note(f"incsync: {look}")
+                said = news
+            else:
+                logger.info("%s", look)
             if stop.wait(max((next_look - utc_now()).total_seconds(), 0.0)):
                 break
         now = utc_now()

@@ -1,4 +1,4 @@
-"""A source's secrets, from the environment and the token file, and the connector built with them.
+"""A source's secrets, from the environment and the kept tokens, and the connector built with them.
 
 The second step of reading a config file (:mod:`._config` is the first): only ``incsync run``
 needs it, so the other commands work without any source's credentials. No message repeats a
@@ -8,21 +8,20 @@ masked.
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import attrs
-
-from incsync.errors import ConfigurationError
+from incsync.connectors.http import HttpOptions
+from incsync.errors import ConfigurationError, SourceError
 from incsync.integrations.cli._config import Config, ConfigFileError, SourceConfig, dotted
-from incsync.integrations.cli._connectors import SAVED_TOKENS, SavedTokens
-from incsync.integrations.cli._tokens import TokenFile
-from incsync.protocols import Connector
+from incsync.integrations.cli._connectors import HTTP_OPTIONS, SAVED_TOKENS, SavedTokens
+from incsync.integrations.cli._tokens import NotedKeeper, TokenFile
+from incsync.protocols import Connector, TokenKeeper, TokenStore
 from incsync.redaction import redact
+from incsync.tokens import StoreTokenKeeper, TokenCipher
 
-__all__ = ["build_connector", "env_value", "secret_values"]
+__all__ = ["build_connector", "env_value", "secret_values", "token_keepers"]
 
 
 def _looks_like_a_secret(name: str) -> bool:
@@ -59,7 +58,7 @@ def secret_values(config: Config, environ: Mapping[str, str] = os.environ) -> li
     if config.store.conninfo_env is not None:
         names.append(config.store.conninfo_env)
     values = [environ[name] for name in names if environ.get(name)]
-    if any(source.connector_type.saves_tokens for source in config.sources):
+    if config.tokens is not None and any(s.connector_type.saves_tokens for s in config.sources):
         values.extend(TokenFile(config.tokens).values())
     return values
 
@@ -68,7 +67,8 @@ def build_connector(
     config: Config,
     source: SourceConfig,
     environ: Mapping[str, str] = os.environ,
-    tokens: TokenFile | None = None,
+    keepers: Callable[[str], TokenKeeper] | None = None,
+    options: HttpOptions | None = None,
 ) -> Connector:
     """Read the source's secrets and build its connector.
 
@@ -76,34 +76,36 @@ def build_connector(
         config: The config the source belongs to.
         source: The source.
         environ: Where secrets are read.
-        tokens: The token file, for a type whose vendor rotates refresh tokens: its entry for
-            the source, when there is one, replaces the refresh token's variable (which then
-            need not be set), and every refresh is saved back to it. ``None``: tokens are
-            neither read from nor saved to a file.
+        keepers: Return the token keeper of a source key (the token file's entry, or the state
+            store's row), for a type whose vendor rotates refresh tokens: the tokens it holds,
+            when it holds some, replace the refresh token's variable (which then need not be
+            set), and every refresh is saved to it. ``None``: tokens are neither read nor kept.
+        options: How a connector reading over HTTP sends its requests; the defaults otherwise.
 
     Returns:
         The connector.
 
     Raises:
-        ConfigFileError: A named variable is not set, the token file cannot be read, or the
+        ConfigFileError: A named variable is not set, the kept tokens cannot be read, or the
             connector refused a setting.
     """
     settings = dict(source.settings)
-    if tokens is not None and source.connector_type.saves_tokens:
+    if options is not None:
+        settings[HTTP_OPTIONS] = options
+    if keepers is not None and source.connector_type.saves_tokens:
+        keeper = keepers(source.key)
         try:
-            stored = tokens.load(source.key)
-        except ConfigurationError as error:
+            stored = keeper.load()
+        except (SourceError, ConfigurationError) as error:
             raise ConfigFileError(config.path, "tokens", str(error)) from None
-        saved = SavedTokens(on_refresh=functools.partial(tokens.save, source.key))
+        saved = SavedTokens(keeper=keeper)
         if stored is not None:
             settings["refresh_token"] = stored.refresh_token
-            saved = attrs.evolve(
-                saved, access_token=stored.access_token, expires_at=stored.expires_at
-            )
+            saved = SavedTokens(stored.access_token, stored.expires_at, keeper)
         settings[SAVED_TOKENS] = saved
     for secret in source.secrets:
         if secret.name == "refresh_token" and "refresh_token" in settings:
-            continue  # taken from the token file, which is newer than the initial grant
+            continue  # taken from the kept tokens, which are newer than the initial grant
         at = f"{dotted('sources', source.key)}.{secret.key}"
         settings[secret.name] = env_value(config.path, at, secret.variable, environ)
     try:
@@ -111,3 +113,33 @@ def build_connector(
     except ConfigurationError as error:
         message = redact(str(error), secret_values(config, environ))
         raise ConfigFileError(config.path, dotted("sources", source.key), message) from None
+
+
+def token_keepers(
+    config: Config,
+    store: TokenStore | None,
+    note: Callable[[str], None],
+    environ: Mapping[str, str] = os.environ,
+) -> Callable[[str], TokenKeeper]:
+    """Return the token keeper of each source: its token file entry, or its state store row.
+
+    Args:
+        config: The config, which says where tokens are kept.
+        store: The open state store; needed only when the config keeps tokens there.
+        note: Called with every token saved, so that what is printed masks it.
+        environ: Where the encryption key of tokens kept in the store is read.
+
+    Raises:
+        ConfigFileError: The key of the tokens kept in the store is malformed.
+    """
+    if config.tokens is None:
+        if store is None:
+            raise ConfigurationError("tokens kept in the state store need the store open")
+        kept = store
+        try:
+            cipher = TokenCipher.from_env(environ)
+        except ConfigurationError as error:
+            raise ConfigFileError(config.path, "tokens", str(error)) from None
+        return lambda key: NotedKeeper(StoreTokenKeeper(kept, key, cipher=cipher), note)
+    file = TokenFile(config.tokens)
+    return lambda key: NotedKeeper(file.keeper(key), note)

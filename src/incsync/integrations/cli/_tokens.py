@@ -2,12 +2,15 @@
 
 QuickBooks and Xero (and Salesforce, when the connected app says so) issue a new refresh token at
 every refresh and soon refuse the old one, so the variable that held the first grant stops working
-after one run. Every refresh therefore rewrites
-the source's entry in one JSON file, atomically (a temporary file in the same directory, then
-``os.replace``) with mode 0600, under a lock: a thread lock for the workers of one process and,
-where ``fcntl`` exists, ``flock`` on a ``.lock`` file beside it for other processes. At start-up
-a source takes its tokens from the file when it has an entry, else from its environment variable.
-The file is the only place a token is ever written: never the database, a log or the output.
+after one run. Every refresh therefore rewrites the source's entry in one JSON file, atomically (a
+temporary file in the same directory, then ``os.replace``) with mode 0600, under a lock: a thread
+lock for the workers of one process and, where ``fcntl`` exists, ``flock`` on a ``.lock`` file
+beside it for other processes. Before a refresh is sent the same steps are tried without the
+rename (:meth:`TokenFile.check`), so a file that cannot be written fails the cycle *before* the
+vendor rotates anything. At start-up a source takes its tokens from the file when it has an entry,
+else from its environment variable. ``tokens = "store"`` keeps them in the state store instead
+(:class:`incsync.tokens.StoreTokenKeeper`). Tokens are written nowhere else: not in a log or the
+output.
 """
 
 from __future__ import annotations
@@ -19,38 +22,24 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import attrs
-
-from incsync.connectors.auth import TokenSet
 from incsync.errors import ConfigurationError, SourceError
+from incsync.protocols import TokenKeeper
 from incsync.timestamps import utc_now
+from incsync.tokens import StoredTokens
 
 if sys.platform != "win32":  # flock is POSIX; on Windows the thread lock guards one process
     import fcntl
 
-__all__ = ["TOKENS_SCHEMA", "StoredTokens", "TokenFile", "default_token_path"]
+__all__ = ["TOKENS_IN_STORE", "TOKENS_SCHEMA", "NotedKeeper", "TokenFile", "default_token_path"]
 
 TOKENS_SCHEMA = "incsync.tokens/1"
 """The name and version of the token file's format."""
 
-
-@attrs.frozen
-class StoredTokens:
-    """The tokens the file holds for one source.
-
-    Args:
-        refresh_token: The refresh token to use next.
-        access_token: The last access token, when one was saved.
-        expires_at: When ``access_token`` expires (aware UTC), when known.
-    """
-
-    refresh_token: str = attrs.field(repr=False)
-    access_token: str | None = attrs.field(default=None, repr=False)
-    expires_at: datetime | None = None
+TOKENS_IN_STORE = "store"
+"""The value of ``tokens`` in a config file that keeps the tokens in the state store."""
 
 
 def default_token_path(store_file: Path | None, config_file: Path) -> Path:
@@ -69,35 +58,64 @@ def default_token_path(store_file: Path | None, config_file: Path) -> Path:
     return config_file.with_name(config_file.stem + ".tokens.json")
 
 
-def _text(entry: Mapping[str, Any], name: str) -> str | None:
-    value = entry.get(name)
-    return value if isinstance(value, str) and value else None
+def _entry(tokens: StoredTokens) -> dict[str, Any]:
+    return {**tokens.to_mapping(), "saved_at": utc_now().isoformat()}
 
 
-def _entry_tokens(entry: object) -> StoredTokens | None:
-    if not isinstance(entry, dict):
-        return None
-    refresh_token = _text(entry, "refresh_token")
-    if refresh_token is None:
-        return None
-    expires = _text(entry, "expires_at")
-    try:
-        expires_at = None if expires is None else datetime.fromisoformat(expires)
-    except ValueError:
-        expires_at = None
-    if expires_at is not None and expires_at.tzinfo is None:
-        expires_at = None
-    access_token = _text(entry, "access_token") if expires_at is not None else None
-    return StoredTokens(refresh_token, access_token, expires_at if access_token else None)
+class NotedKeeper:
+    """A :class:`~incsync.protocols.TokenKeeper` that tells ``note`` every token it reads or saves.
+
+    The command masks those in everything it prints.
+
+    Args:
+        keeper: The keeper to wrap.
+        note: Called with each token.
+    """
+
+    def __init__(self, keeper: TokenKeeper, note: Callable[[str], None]) -> None:
+        self._keeper = keeper
+        self._note = note
+
+    def load(self) -> StoredTokens | None:
+        """Return the wrapped keeper's tokens, noted."""
+        tokens = self._keeper.load()
+        if tokens is not None:
+            self._noted(tokens)
+        return tokens
+
+    def check(self) -> None:
+        """Check the wrapped keeper."""
+        self._keeper.check()
+
+    def save(self, tokens: StoredTokens) -> None:
+        """Note the tokens, then save them with the wrapped keeper."""
+        self._noted(tokens)
+        self._keeper.save(tokens)
+
+    def _noted(self, tokens: StoredTokens) -> None:
+        for token in (tokens.refresh_token, tokens.access_token):
+            if token:
+                self._note(token)
 
 
-def _entry(tokens: TokenSet) -> dict[str, Any]:
-    return {
-        "refresh_token": tokens.refresh_token,
-        "access_token": tokens.access_token,
-        "expires_at": None if tokens.expires_at is None else tokens.expires_at.isoformat(),
-        "saved_at": utc_now().isoformat(),
-    }
+class _FileKeeper:
+    """One source's entry of a token file, as a :class:`~incsync.protocols.TokenKeeper`."""
+
+    def __init__(self, file: TokenFile, key: str) -> None:
+        self._file = file
+        self._key = key
+
+    def load(self) -> StoredTokens | None:
+        try:
+            return self._file.load(self._key)
+        except ConfigurationError as error:
+            raise SourceError(str(error)) from None
+
+    def check(self) -> None:
+        self._file.check()
+
+    def save(self, tokens: StoredTokens) -> None:
+        self._file.save(self._key, tokens)
 
 
 class TokenFile:
@@ -105,12 +123,10 @@ class TokenFile:
 
     Args:
         path: The file; created on the first save, with its directory.
-        on_save: Called with every token written (the command adds them to what it masks).
     """
 
-    def __init__(self, path: Path, on_save: Callable[[str], None] | None = None) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self._on_save = on_save
         self._lock = threading.Lock()
 
     def _read(self) -> dict[str, Any]:
@@ -143,7 +159,7 @@ class TokenFile:
             ConfigurationError: The file exists but cannot be read, or is not a token file.
         """
         with self._lock:
-            return _entry_tokens(self._read().get(key))
+            return StoredTokens.from_mapping(self._read().get(key))
 
     def values(self) -> list[str]:
         """Return every token the file holds, for masking; nothing when it cannot be read."""
@@ -151,7 +167,7 @@ class TokenFile:
             entries = self._read().values()
         except ConfigurationError:
             return []
-        found = [_entry_tokens(entry) for entry in entries]
+        found = [StoredTokens.from_mapping(entry) for entry in entries]
         return [
             token
             for stored in found
@@ -160,12 +176,37 @@ class TokenFile:
             if token
         ]
 
-    def save(self, key: str, tokens: TokenSet) -> None:
-        """Write a source's new tokens, keeping the other sources' entries.
+    def keeper(self, key: str) -> TokenKeeper:
+        """Return the keeper of one source's entry, for its OAuth2 flow."""
+        return _FileKeeper(self, key)
 
-        Meant as a connector's ``on_refresh`` callback, so a failure is a :class:`SourceError`:
-        the cycle fails with a message saying what to fix, rather than losing a rotated token
-        silently.
+    def check(self) -> None:
+        """Make sure :meth:`save` can write the file now, changing nothing.
+
+        The same steps as a save but the rename: the directory is made, the lock taken, the file
+        read (it must be a token file) and a temporary file created beside it and removed. An
+        existing file without write permission is refused too, as its owner made it read-only.
+
+        Raises:
+            SourceError: A save would fail; the message names the file and what to do.
+        """
+        advice = (
+            "no refresh was asked for, so the refresh token it keeps still works: make the file "
+            "and its directory writable by this user (or name another file with tokens = ...), "
+            "then run again"
+        )
+        with self._writing(f"the token file {self.path} cannot be written", advice):
+            self._read()
+            if self.path.exists() and not os.access(self.path, os.W_OK):
+                raise PermissionError(13, "Permission denied")
+            descriptor, temporary = tempfile.mkstemp(
+                prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+            )
+            os.close(descriptor)
+            os.unlink(temporary)
+
+    def save(self, key: str, tokens: StoredTokens) -> None:
+        """Write a source's new tokens, keeping the other sources' entries.
 
         Args:
             key: The source's key.
@@ -174,21 +215,24 @@ class TokenFile:
         Raises:
             SourceError: The file could not be written.
         """
-        if self._on_save is not None:
-            for token in (tokens.refresh_token, tokens.access_token):
-                self._on_save(token)
+        advice = (
+            "they are kept in memory and saved again before the next request: fix the file, or "
+            "the vendor may refuse the refresh token it holds at the next run"
+        )
+        with self._writing(f"the renewed tokens could not be saved to {self.path}", advice):
+            sources = self._read()
+            sources[key] = _entry(tokens)
+            self._write({"schema": TOKENS_SCHEMA, "sources": sources})
+
+    @contextmanager
+    def _writing(self, failure: str, advice: str) -> Iterator[None]:
+        """Run the block under both locks; a failure is one ``SourceError``: what, why, advice."""
         try:
             with self._lock, self._file_lock():
-                sources = self._read()
-                sources[key] = _entry(tokens)
-                self._write({"schema": TOKENS_SCHEMA, "sources": sources})
+                yield
         except (OSError, ConfigurationError) as error:
             reason = error.strerror if isinstance(error, OSError) else "not a token file"
-            raise SourceError(
-                f"the renewed tokens could not be saved to {self.path} ({reason}); the vendor "
-                "may already refuse the old refresh token: fix the file, then reconnect the "
-                "source with a new grant in its environment variable if the next run fails"
-            ) from None
+            raise SourceError(f"{failure} ({reason}); {advice}") from None
 
     @contextmanager
     def _file_lock(self) -> Iterator[None]:

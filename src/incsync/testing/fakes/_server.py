@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +18,9 @@ __all__ = ["FakeVendor", "RecordedRequest"]
 
 Fault = Callable[[httpx.Request], "httpx.Response | None"]
 """Looks at a request and answers it instead of the fake (a throttle, an outage), or passes."""
+
+# A Host header the fake takes as the address it was asked at: a name or address, and a port.
+_AUTHORITY = re.compile(r"[\w.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
 
 # Headers that carry credentials: recorded as present, never by value.
 _SECRET_HEADERS = frozenset({"authorization", "x-api-key", "x-api-token", "cookie"})
@@ -104,8 +108,17 @@ class FakeVendor(abc.ABC):
         return httpx.MockTransport(self.dispatch)
 
     @contextmanager
-    def serve(self) -> Iterator[str]:
-        """Serve this fake over HTTP on a free loopback port; yield its base URL."""
+    def serve(self, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+        """Serve this fake over HTTP; yield its base URL.
+
+        Args:
+            host: The address to listen on: loopback by default, so nothing outside the machine
+                reaches the fake.
+            port: The port; a free one (chosen by the system) when 0.
+
+        Raises:
+            OSError: The address cannot be listened on (the port is taken, say).
+        """
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -117,9 +130,14 @@ class FakeVendor(abc.ABC):
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                # The address the client asked for, as a server reads it from the Host header:
+                # answers that name the server (Salesforce's instance_url) name it the same way.
+                authority = self.headers.get("Host") or ""
+                if not _AUTHORITY.fullmatch(authority):
+                    authority = f"{host}:{port}"
                 request = httpx.Request(
                     self.command,
-                    f"http://127.0.0.1:{port}{self.path}",
+                    f"http://{authority}{self.path}",
                     headers=list(self.headers.items()),
                     content=body,
                 )
@@ -141,9 +159,9 @@ class FakeVendor(abc.ABC):
             def log_message(self, format: str, *args: object) -> None:
                 """Stay quiet: tests read :attr:`FakeVendor.requests` instead."""
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server = ThreadingHTTPServer((host, port), Handler)
         server.daemon_threads = True
-        port: int = server.server_address[1]
+        port = server.server_address[1]
         thread = threading.Thread(
             target=server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -152,7 +170,7 @@ class FakeVendor(abc.ABC):
         )
         thread.start()
         try:
-            yield f"http://127.0.0.1:{port}"
+            yield f"http://{host}:{port}"
         finally:
             server.shutdown()
             server.server_close()

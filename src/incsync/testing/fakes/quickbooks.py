@@ -35,7 +35,8 @@ Failures, with the bodies QuickBooks sends: a missing, unknown or expired access
 the lowercase ``{"fault": {"error": [...]}}`` envelope (code 3200); another realm's path is a 403
 (code 3100); more than ``requests_per_minute`` API requests in any 60 s of the fake's clock is a 429
 with Fault code 3001 and no ``Retry-After``, its body JSON or the XML QuickBooks sometimes sends
-although JSON was asked for; an unknown refresh token is a 400 ``{"error": "invalid_grant"}``.
+although JSON was asked for; an unknown refresh token is a 400 ``{"error": "invalid_grant"}``, and
+so is a rotated-away one once ``refresh_token_grace`` (24 hours, as Intuit documents) has passed.
 
 Deliberate simplifications: only JSON is served, so a request without ``Accept: application/json``
 is refused with a 406 (the real API would answer in XML: either way a client must ask for JSON);
@@ -156,7 +157,8 @@ class FakeQuickBooks(FakeVendor):
         access_token_lifetime: How long an access token works (Intuit: 1 hour).
         refresh_token_lifetime: How long a refresh token works if unused (Intuit: about 100 days).
         rotate_refresh_tokens: Whether every refresh returns a new refresh token.
-        refresh_token_grace: How long a rotated-away refresh token keeps working (0: not at all).
+        refresh_token_grace: How long a rotated-away refresh token keeps working (Intuit: "your
+            previous refresh tokens expire 24 hours after you receive a new one"; 0: not at all).
         requests_per_minute: API requests allowed per realm in any 60 s (QuickBooks: 500). The
             default clock stands still, so a test that sends more must advance it or raise this.
         throttle_format: The body of a 429 (see :data:`ThrottleFormat`).
@@ -175,7 +177,7 @@ class FakeQuickBooks(FakeVendor):
         access_token_lifetime: timedelta = timedelta(hours=1),
         refresh_token_lifetime: timedelta = timedelta(days=101),
         rotate_refresh_tokens: bool = True,
-        refresh_token_grace: timedelta = timedelta(0),
+        refresh_token_grace: timedelta = timedelta(hours=24),
         requests_per_minute: int = 500,
         throttle_format: ThrottleFormat = "json",
         cdc_cut: CdcCut = "documented",

@@ -17,8 +17,9 @@ What it serves:
   ``pageCount``, ``itemCount``: every match). Timestamps are .NET JSON dates
   (``/Date(1541176290160+0000)/``) and slashes are escaped on the wire, as Xero writes them.
 - ``POST /connect/token``: the refresh-token grant, client credentials in HTTP Basic or the form.
-  Access tokens live 30 minutes; every refresh rotates the refresh token and the old one stops
-  working.
+  Access tokens live 30 minutes; every refresh rotates the refresh token, and the old one stops
+  working after a grace of 30 minutes, in which it may be used again (Xero's answer to a lost
+  token response).
 - Rate limits per tenant on the fake's clock: calls per rolling minute (60) and per rolling day
   (5,000). A breach is a 429 with ``Retry-After`` (seconds until a call frees) and
   ``X-Rate-Limit-Problem: minute`` or ``day``; every answer carries ``X-MinLimit-Remaining``,
@@ -243,6 +244,7 @@ class FakeXero(FakeVendor):
         client_secret: The app's client secret (random when omitted).
         seed: Seeds generated ids and the order of ties, so a run can be repeated.
         endpoint: The list served: ``Invoices`` or ``Contacts``.
+        refresh_token_grace: How long a spent refresh token keeps working (Xero: 30 minutes).
 
     Attributes:
         clock: Move it to move the fake's time.
@@ -260,6 +262,7 @@ class FakeXero(FakeVendor):
         client_secret: str | None = None,
         seed: int = 0,
         endpoint: str = "Invoices",
+        refresh_token_grace: timedelta = timedelta(minutes=30),
     ) -> None:
         super().__init__()
         if endpoint not in _SHAPES:
@@ -277,7 +280,9 @@ class FakeXero(FakeVendor):
         self._documents: dict[str, _Document] = {}
         self._order: list[tuple[int, float, str]] | None = None  # (updated_ms, tie, id), cached
         self._number = 0
-        self._refresh_tokens: set[str] = set()
+        self.refresh_token_grace = refresh_token_grace
+        # Each refresh token issued, with the time (ms) it stops working once spent; None: unspent.
+        self._refresh_tokens: dict[str, int | None] = {}
         self._access_tokens: dict[str, int] = {}
         self._calls: deque[int] = deque()  # this tenant's counted calls in the last day
 
@@ -512,9 +517,15 @@ class FakeXero(FakeVendor):
         if form.get("grant_type") != "refresh_token":
             raise _oauth_error("unsupported_grant_type")
         refresh_token = form.get("refresh_token", "")
+        now_ms = self._now_ms()
         if refresh_token not in self._refresh_tokens:
             raise _oauth_error("invalid_grant")
-        self._refresh_tokens.discard(refresh_token)  # rotated: the old one is spent
+        spent_until = self._refresh_tokens[refresh_token]
+        if spent_until is not None and now_ms >= spent_until:
+            raise _oauth_error("invalid_grant")
+        if spent_until is None:  # rotated: the old one is spent, and works for the grace only
+            grace_ms = self.refresh_token_grace // timedelta(milliseconds=1)
+            self._refresh_tokens[refresh_token] = now_ms + grace_ms
         tokens = self._issue()
         body = {
             "id_token": None,
@@ -536,7 +547,7 @@ class FakeXero(FakeVendor):
         refresh = self._rng.randbytes(32).hex()
         expires_ms = self._now_ms() + ACCESS_TOKEN_LIFETIME // timedelta(milliseconds=1)
         self._access_tokens[access] = expires_ms
-        self._refresh_tokens.add(refresh)
+        self._refresh_tokens[refresh] = None
         return XeroTokens(access, refresh, _EPOCH + timedelta(milliseconds=expires_ms))
 
     def _sorted(self) -> list[tuple[int, float, str]]:

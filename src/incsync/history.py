@@ -1,0 +1,265 @@
+"""A source's cycle history: one entry per cycle that ran, how long entries are kept, a summary.
+
+Every cycle that takes a source's lease ends by writing the source's final state, and that same
+transaction keeps the cycle's :class:`CycleEntry`:
+
+* a completed cycle, with :meth:`~incsync.protocols.StateStore.complete_cycle`;
+* a failed one, and one whose source had to be reset to be re-read whole, with
+  :meth:`~incsync.protocols.StateStore.fail_cycle`;
+* one interrupted at a durable page by a cancel or the host's ``stop``, or stopped by a reset
+  (or a rewind) made while it ran, with :meth:`~incsync.protocols.StateStore.interrupt_cycle`.
+
+So the history holds a cycle exactly when its final state was written, with the outcome
+:meth:`~incsync.engine.SyncEngine.run_cycle` returned. A skipped cycle did nothing and has no
+entry. Nor has a cycle that never wrote a final state: its process died, it was abandoned (a
+``KeyboardInterrupt``, a store that could not record the outcome), or another worker took its
+lease over (the store refuses every write of a lost lease; the new holder's cycle is recorded).
+
+:func:`cycle_entry` is the one way an entry is made, from the cycle's :class:`CycleResult`, so the
+history says what the cycle reported. Stores keep entries by :class:`HistoryRetention`
+(:func:`retained` is the rule), pruning as they write; :func:`summarize` counts outcomes for the
+status screen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+import attrs
+
+from incsync.errors import ConfigurationError
+from incsync.policy import (
+    optional_positive_count,
+    optional_positive_duration,
+    whole_number_setting,
+)
+from incsync.results import CycleResult, Outcome
+from incsync.state import check_source_key
+from incsync.timestamps import earlier, ensure_utc
+
+__all__ = [
+    "DEFAULT_HISTORY_RETENTION",
+    "SUMMARY_CYCLES",
+    "CycleEntry",
+    "HistoryRetention",
+    "HistorySummary",
+    "cycle_entry",
+    "retained",
+    "summarize",
+]
+
+SUMMARY_CYCLES = 24
+"""How many of a source's latest cycles the status summarises (a day of hourly cycles)."""
+
+_count = whole_number_setting(0)
+
+
+def _source_key(_instance: object, _attribute: attrs.Attribute[str], value: object) -> None:
+    check_source_key(value)
+
+
+def _ran(_instance: object, _attribute: attrs.Attribute[Outcome], value: object) -> None:
+    if not isinstance(value, Outcome) or value.skipped:
+        raise ConfigurationError(
+            f"a cycle entry's outcome must be an Outcome of a cycle that ran, got {value!r}; "
+            "a skipped cycle has no entry"
+        )
+
+
+def _started(value: datetime) -> datetime:
+    return ensure_utc(value, "started")
+
+
+def _ended(value: datetime) -> datetime:
+    return ensure_utc(value, "ended")
+
+
+def _retry_at(value: datetime | None) -> datetime | None:
+    return None if value is None else ensure_utc(value, "retry_at")
+
+
+def _skew(_instance: object, _attribute: attrs.Attribute[timedelta | None], value: object) -> None:
+    if value is not None and not isinstance(value, timedelta):
+        raise ConfigurationError(f"clock_skew must be a timedelta or None, got {value!r}")
+
+
+@attrs.frozen(slots=True)
+class CycleEntry:
+    """One cycle of one source, as its history keeps it.
+
+    Args:
+        source_key: The source.
+        generation: The source's generation the cycle ran under (a reset bumps it).
+        worker: Who ran it: the holder named in its lease.
+        started: When it took the lease.
+        ended: When it wrote its final state.
+        outcome: How it ended; never a skipped outcome.
+        pages: Pages read.
+        fetched: Records read (well-formed and set aside).
+        applied: Records written as new or newer versions.
+        already_applied: Records the sink already held at that version.
+        rejected: Records set aside as malformed.
+        swept: Transactions made tombstones after a full re-read.
+        error_class: The class of the error that ended it, if one did.
+        error: That error's message, redacted as every stored error is.
+        retry_at: The time the source asked not to be called before, if it asked.
+        clock_skew: How far the source's clock was ahead of this host's (negative: behind), when
+            measured; ``None`` when not.
+
+    Raises:
+        ConfigurationError: The key cannot name a source, a count is not an integer of at least
+            0, the outcome is a skipped one, or ``clock_skew`` is not a ``timedelta``.
+        NaiveDatetimeError: A time has no timezone.
+    """
+
+    source_key: str = attrs.field(validator=_source_key)
+    generation: int = attrs.field(validator=_count)
+    worker: str
+    started: datetime = attrs.field(converter=_started)
+    ended: datetime = attrs.field(converter=_ended)
+    outcome: Outcome = attrs.field(validator=_ran)
+    pages: int = attrs.field(default=0, validator=_count)
+    fetched: int = attrs.field(default=0, validator=_count)
+    applied: int = attrs.field(default=0, validator=_count)
+    already_applied: int = attrs.field(default=0, validator=_count)
+    rejected: int = attrs.field(default=0, validator=_count)
+    swept: int = attrs.field(default=0, validator=_count)
+    error_class: str | None = None
+    error: str | None = None
+    retry_at: datetime | None = attrs.field(default=None, converter=_retry_at)
+    clock_skew: timedelta | None = attrs.field(default=None, validator=_skew)
+
+    @property
+    def duration(self) -> timedelta:
+        """How long the cycle ran, by the clock of the worker that ran it."""
+        return self.ended - self.started
+
+
+def cycle_entry(
+    result: CycleResult,
+    *,
+    generation: int,
+    worker: str,
+    ended: datetime,
+    retry_at: datetime | None = None,
+    clock_skew: timedelta | None = None,
+) -> CycleEntry:
+    """Return the history entry of a cycle that ran, from what it reports.
+
+    Args:
+        result: The cycle's result (its cursor after is not kept).
+        generation: The generation the cycle ran under.
+        worker: The holder of its lease.
+        ended: When its final state is written.
+        retry_at: When the source asked to be called again, if it did.
+        clock_skew: The measured skew of the source's clock, if measured.
+
+    Raises:
+        ConfigurationError: The result is of a skipped cycle, or has no start time.
+    """
+    if result.started_at is None:
+        raise ConfigurationError("a cycle entry needs the cycle's start time (started_at)")
+    return CycleEntry(
+        source_key=result.source_key,
+        generation=generation,
+        worker=worker,
+        started=result.started_at,
+        ended=ended,
+        outcome=result.outcome,
+        pages=result.pages,
+        fetched=result.fetched,
+        applied=result.applied,
+        already_applied=result.already_applied,
+        rejected=result.rejected,
+        swept=result.swept,
+        error_class=result.error_class,
+        error=result.error,
+        retry_at=retry_at,
+        clock_skew=clock_skew,
+    )
+
+
+@attrs.frozen
+class HistoryRetention:
+    """How much of each source's cycle history a store keeps.
+
+    An entry is kept while it is one of the source's ``max_cycles`` newest, and started at most
+    ``max_age`` before the source's cycle written last. Stores prune as they write an entry, only
+    that source's entries, through an index: a source that stops running keeps its last entries.
+
+    Args:
+        max_cycles: The most entries kept per source; ``None`` for no limit by number.
+        max_age: The longest span kept per source, back from its latest cycle's start; ``None``
+            for no limit by age.
+
+    Raises:
+        ConfigurationError: ``max_cycles`` is not an integer of at least 1 or ``None``, or
+            ``max_age`` is not a ``timedelta`` longer than zero or ``None``.
+    """
+
+    max_cycles: int | None = attrs.field(default=1000, validator=optional_positive_count)
+    max_age: timedelta | None = attrs.field(
+        default=timedelta(days=31), validator=optional_positive_duration
+    )
+
+    def oldest_start(self, latest: datetime) -> datetime | None:
+        """Return the earliest start a kept entry may have, ``None`` without an age limit.
+
+        Args:
+            latest: The start of the source's cycle written last (aware).
+        """
+        return None if self.max_age is None else earlier(latest, self.max_age)
+
+
+DEFAULT_HISTORY_RETENTION = HistoryRetention()
+"""What every built-in store keeps unless told otherwise: 1,000 cycles and 31 days per source."""
+
+
+def retained(
+    entries: Sequence[CycleEntry], retention: HistoryRetention, latest: datetime
+) -> list[CycleEntry]:
+    """Return the entries a store keeps of one source's, newest first (the retention's rule).
+
+    Args:
+        entries: The source's entries, newest first.
+        retention: How much to keep.
+        latest: The start of the source's cycle written last.
+    """
+    kept = entries if retention.max_cycles is None else entries[: retention.max_cycles]
+    oldest = retention.oldest_start(latest)
+    return [entry for entry in kept if oldest is None or entry.started >= oldest]
+
+
+@attrs.frozen(slots=True)
+class HistorySummary:
+    """How a source's latest cycles ended, for the status screen.
+
+    Args:
+        completed: Cycles that completed.
+        failed: Cycles that failed.
+        interrupted: Cycles interrupted by a cancel, a stop or a reset (the engine's own, when the
+            source had to be re-read whole, included).
+
+    Raises:
+        ConfigurationError: A count is not an integer of at least 0.
+    """
+
+    completed: int = attrs.field(default=0, validator=_count)
+    failed: int = attrs.field(default=0, validator=_count)
+    interrupted: int = attrs.field(default=0, validator=_count)
+
+    @property
+    def cycles(self) -> int:
+        """How many cycles the summary covers."""
+        return self.completed + self.failed + self.interrupted
+
+
+def summarize(entries: Iterable[CycleEntry]) -> HistorySummary:
+    """Count how the given cycles ended (pass the latest :data:`SUMMARY_CYCLES` for the status)."""
+    outcomes = [entry.outcome for entry in entries]
+    completed = outcomes.count(Outcome.COMPLETED)
+    failed = outcomes.count(Outcome.FAILED)
+    return HistorySummary(
+        completed=completed, failed=failed, interrupted=len(outcomes) - completed - failed
+    )
