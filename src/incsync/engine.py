@@ -45,13 +45,13 @@ import os
 import socket
 import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import cast
 
 import attrs
 
+from incsync import telemetry
 from incsync.cursor import Cursor, advance, horizon, page_high_water, window_after
 from incsync.errors import (
     ConfigurationError,
@@ -79,7 +79,7 @@ from incsync.protocols import (
     TransactionSink,
 )
 from incsync.records import ApplyResult, Record, RejectedRecord
-from incsync.redaction import redact, redact_lines
+from incsync.redaction import redact, redacted_traceback
 from incsync.results import CycleProgress, CycleResult, Outcome
 from incsync.state import (
     Checkpoint,
@@ -147,7 +147,7 @@ def _log_traceback(source_key: str, error: Exception, secrets: Sequence[str]) ->
         "source %s: %s is not an incsync error, so its traceback follows:\n%s",
         source_key,
         type(error).__name__,
-        redact_lines("".join(traceback.format_exception(error)).rstrip("\n"), secrets),
+        redacted_traceback(error, secrets),
     )
 
 
@@ -314,6 +314,19 @@ class SyncEngine:
             StoreError: The state store or sink failed while recording the outcome.
         """
         check_source_key(source_key)
+        # The cycle's id, its log context and its span (see incsync.telemetry).
+        with telemetry.cycle(source_key, connector) as cycle:
+            return cycle.ended(self._cycle(source_key, connector, cycle, on_progress, stop))
+
+    def _cycle(
+        self,
+        source_key: str,
+        connector: Connector,
+        cycle: telemetry.CycleTelemetry,
+        on_progress: ProgressCallback | None,
+        stop: threading.Event | None,
+    ) -> CycleResult:
+        """Run the cycle :meth:`run_cycle` describes."""
         started = self._now()
         clock_start = time.perf_counter()
         lease = self.store.acquire_lease(
@@ -323,13 +336,16 @@ class SyncEngine:
             reason = skip_reason(self.store.load(source_key), started)
             outcome = _SKIPPED[reason or SkipReason.RUNNING_ELSEWHERE]
             logger.info("source %s: cycle %s", source_key, outcome.value)
-            return CycleResult(source_key=source_key, outcome=outcome, started_at=started)
+            return CycleResult(
+                source_key=source_key, outcome=outcome, started_at=started, cycle_id=cycle.cycle_id
+            )
 
         try:
             state = self.store.load(source_key)
         except BaseException:
             self._give_up_lease(source_key, lease)
             raise
+        cycle.generation(state.generation)
         tally = _Tally()
 
         def result(outcome: Outcome, cursor: Cursor | None, error: Exception | None) -> CycleResult:
@@ -350,6 +366,7 @@ class SyncEngine:
                 duration=timedelta(seconds=time.perf_counter() - clock_start),
                 error=message,
                 error_class=None if error is None else type(error).__name__,
+                cycle_id=cycle.cycle_id,
             )
 
         def ending(
@@ -452,21 +469,23 @@ class SyncEngine:
         ordered = connector.ordered
         cursor = state.cursor
         unordered_high: Cursor | None = None
-        for page in connector.read(window_after(cursor, connector.lookback, state.marks)):
+        window = window_after(cursor, connector.lookback, state.marks)
+        for page in telemetry.fetched(connector.read(window)):
             high, newest = page_high_water(page.records)
             if ordered:
                 cursor = advance(cursor, high, horizon(started, lag, connector.clock_skew()))
             elif high is not None and (unordered_high is None or high > unordered_high):
                 unordered_high = high
-            applied, current = self._commit(
-                key,
-                page.records,
-                lease,
-                generation,
-                Checkpoint(
-                    cursor=cursor, last_change=newest, rejected=page.rejected, marks=page.marks
-                ),
-            )
+            with telemetry.writing():
+                applied, current = self._commit(
+                    key,
+                    page.records,
+                    lease,
+                    generation,
+                    Checkpoint(
+                        cursor=cursor, last_change=newest, rejected=page.rejected, marks=page.marks
+                    ),
+                )
             tally.pages += 1
             tally.fetched += len(page.records) + len(page.rejected)
             tally.applied += applied.applied
@@ -475,6 +494,7 @@ class SyncEngine:
             if page.total is not None:
                 # A page without one (a delete channel's, read after the rest) changes nothing.
                 tally.total = page.total
+            telemetry.written(tally.applied, tally.rejected)
             if on_progress is not None:
                 self._report(on_progress, key, tally, clock_start)
             interrupted = _interruption(current, stop)
@@ -551,6 +571,8 @@ class SyncEngine:
                 type(error).__name__,
                 redact(str(error), connector.secrets()),
             )
+            if not isinstance(error, IncsyncError):
+                _log_traceback(key, error, connector.secrets())
             return None
         if check.drift:
             logger.warning(
@@ -629,7 +651,14 @@ class SyncEngine:
         self, state: SourceState, lease: Lease, decision: FailureDecision, entry: CycleEntry
     ) -> SourceState:
         info = decision.error
-        logger.warning("source %s: cycle failed: %s: %s", state.key, info.error_class, info.message)
+        # A source that asked to wait (a rate limit, a quota) is waiting, not broken: routine.
+        logger.log(
+            logging.WARNING if decision.retry_at is None else logging.INFO,
+            "source %s: cycle failed: %s: %s",
+            state.key,
+            info.error_class,
+            info.message,
+        )
         try:
             failed = self.store.fail_cycle(
                 state.key,
