@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.vendor_files
 	$(BIN)/python -m bench.postgres
 	$(BIN)/python -m bench.round
+	$(BIN)/python -m bench.telemetry
 	$(BIN)/python -m bench.counts
 	$(BIN)/python -m bench.sweep
 

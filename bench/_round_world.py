@@ -108,8 +108,11 @@ class World(Protocol):
     name: str
     router: AccountRouter
 
-    def change(self, n: int) -> int:
-        """Make account ``n``'s changes for the round; return how many records they touch."""
+    def change(self, n: int, *, deletes: bool = True) -> int:
+        """Make account ``n``'s changes for the round; return how many records they touch.
+
+        Without ``deletes`` only updates are made, so that rounds can repeat them.
+        """
         ...
 
     def advance(self) -> None:
@@ -157,10 +160,11 @@ class HubSpotWorld:
         assert isinstance(fake, FakeHubSpot)
         return fake
 
-    def change(self, n: int) -> int:
+    def change(self, n: int, *, deletes: bool = True) -> int:
         """Update 2-3 deals (distinct milliseconds) and archive one for every fourth portal."""
         fake, now = self._fake(n), self.clock()
         updates, delete = changes_for(n)
+        delete = delete and deletes
         for j in range(updates):
             fake.update(
                 "deals", self.ids[n][j], {"amount": str(100 + j)}, modified_at=now + j * _MS
@@ -238,10 +242,11 @@ class QuickBooksWorld:
         assert isinstance(fake, FakeQuickBooks)
         return fake
 
-    def change(self, n: int) -> int:
+    def change(self, n: int, *, deletes: bool = True) -> int:
         """Update 2-3 invoices (distinct seconds) and delete one for every fourth company."""
         fake, now = self._fake(n), self.clock()
         updates, delete = changes_for(n)
+        delete = delete and deletes
         for j in range(updates):
             fake.update(
                 ENTITY,

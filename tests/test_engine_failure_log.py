@@ -10,7 +10,7 @@ import pytest
 from incsync.connectors import InMemoryConnector, InMemorySource
 from incsync.connectors.memory import iso_timestamp
 from incsync.engine import SyncEngine
-from incsync.errors import TransientSourceError
+from incsync.errors import RateLimitedError, TransientSourceError
 from incsync.results import Outcome
 from incsync.testing import InMemoryStore, ManualClock
 from incsync.timestamps import UTC
@@ -69,3 +69,38 @@ def test_a_source_error_stays_one_line(caplog: pytest.LogCaptureFixture) -> None
     assert "cycle failed: TransientSourceError: hubspot: HTTP 503; retried 3 times" in text
     assert "Traceback" not in text
     assert len(caplog.records) == 1
+
+
+def test_a_source_that_asks_to_wait_is_routine_and_logged_at_info(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A rate limit that says when to come back is how a busy vendor works: the failed cycle is
+    logged at INFO, while a failure that says nothing of waiting stays a WARNING."""
+    waiting = RateLimitedError("hubspot: DAILY limit; used up", retry_at=NOW + timedelta(hours=1))
+    _failed_cycle(waiting, caplog)
+    [line] = [r for r in caplog.records if "cycle failed" in r.getMessage()]
+    assert line.levelno == logging.INFO
+    caplog.clear()
+    _failed_cycle(TransientSourceError("hubspot: HTTP 503; retried 3 times"), caplog)
+    [line] = [r for r in caplog.records if "cycle failed" in r.getMessage()]
+    assert line.levelno == logging.WARNING
+
+
+class _CountingBug(InMemoryConnector):
+    def count_live(self) -> int | None:
+        raise KeyError(f"total {SECRET}")
+
+
+def test_a_bug_in_a_count_is_logged_with_its_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    """A count that fails with an exception that is no incsync error skips the count, and the
+    bug's traceback (redacted) locates it; the cycle completes."""
+    source = InMemorySource()
+    source.put({"id": "r1", "updated_at": iso_timestamp(NOW - timedelta(hours=1)), "amount": 1})
+    engine = SyncEngine(InMemoryStore(), clock=ManualClock(NOW))
+    with caplog.at_level(logging.DEBUG, logger="incsync"):
+        result = engine.run_cycle("acme", _CountingBug(source, secret=SECRET))
+    assert result.outcome is Outcome.COMPLETED
+    assert "source acme: the count of live records was skipped: KeyError" in caplog.text
+    assert "KeyError is not an incsync error, so its traceback follows:" in caplog.text
+    assert ", in count_live\n" in caplog.text
+    assert SECRET not in caplog.text

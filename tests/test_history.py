@@ -396,6 +396,17 @@ def test_summarize_counts_completed_failed_and_interrupted() -> None:
     assert summarize([]) == HistorySummary()
 
 
+def test_summarize_keeps_the_newest_measured_clock_skew() -> None:
+    """The summary's skew is the newest cycle's that measured one; none measured, none."""
+    newest_first = [
+        entry_of(KEY, NOW),
+        entry_of(KEY, NOW, clock_skew=timedelta(minutes=-10)),
+        entry_of(KEY, NOW, clock_skew=timedelta(minutes=3)),
+    ]
+    assert summarize(newest_first).clock_skew == timedelta(minutes=-10)
+    assert summarize(newest_first[:1]).clock_skew is None
+
+
 def test_a_sqlite_file_of_schema_6_gains_the_history_when_opened(tmp_path: Path) -> None:
     """A file written before the history existed is upgraded on open; its sources are kept."""
     path = tmp_path / "old.db"

@@ -22,7 +22,7 @@ from incsync import (
     summarize,
 )
 from incsync.connectors import InMemoryConnector
-from incsync.history import NO_HISTORY, SUMMARY_CYCLES, summary_of_outcomes
+from incsync.history import NO_HISTORY, SUMMARY_CYCLES, summary_of_cycles
 from incsync.stores import _postgres_sql as postgres_sql
 from incsync.stores import sqlite as sqlite_module
 from incsync.stores.postgres import PostgresStore
@@ -49,11 +49,17 @@ def without_history(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
             yield postgres
 
 
-def _end(store: Store, key: str, started: datetime, outcome: Outcome) -> None:
+def _end(
+    store: Store,
+    key: str,
+    started: datetime,
+    outcome: Outcome,
+    clock_skew: timedelta | None = None,
+) -> None:
     """Write one cycle of ``key`` that started at ``started`` and ended with ``outcome``."""
     lease = store.acquire_lease(key, "w", started, timedelta(minutes=10))
     assert lease is not None
-    entry = entry_of(key, started, outcome)
+    entry = entry_of(key, started, outcome, clock_skew=clock_skew)
     if outcome is Outcome.COMPLETED:
         store.complete_cycle(key, lease, 0, Checkpoint(None), started, 0, entry)
     elif outcome is Outcome.FAILED:
@@ -97,17 +103,19 @@ def test_a_store_without_history_writes_no_entry_but_every_state(without_history
 
 
 def test_summaries_of_many_sources_equal_each_source_summarised_alone(store: Store) -> None:
-    """Past SUMMARY_CYCLES, with ties in start times, a source without entries, a key given twice
-    and a shorter window: the one read equals ``summarize(history(key, cycles))`` per key."""
+    """Past SUMMARY_CYCLES, with ties in start times, skews measured by some cycles, a source
+    without entries, a key given twice and shorter windows: the one read equals
+    ``summarize(history(key, cycles))`` per key."""
     outcomes = (Outcome.COMPLETED, Outcome.FAILED, Outcome.INTERRUPTED_STOP, Outcome.COMPLETED)
     for number in range(SUMMARY_CYCLES + 6):
         # Every third cycle starts with the one before: the newest-first order by row decides.
         started = NOW + timedelta(hours=number - number % 3 // 2)
-        _end(store, "s/long", started, outcomes[number % len(outcomes)])
+        skew = timedelta(seconds=number) if number % 5 == 1 else None
+        _end(store, "s/long", started, outcomes[number % len(outcomes)], skew)
     for number in range(5):
         _end(store, f"s/{number}", NOW + timedelta(hours=number), outcomes[number % 3])
     keys = ["s/long", "s/0", "s/4", "s/none", "s/long"]
-    for cycles in (SUMMARY_CYCLES, 1, 5):
+    for cycles in (SUMMARY_CYCLES, 1, 3, 5):
         expected = {key: summarize(store.history(key, cycles)) for key in keys}
         assert store.history_summaries(keys, cycles) == expected
     assert store.history_summaries(keys)["s/long"].cycles == SUMMARY_CYCLES
@@ -122,28 +130,29 @@ def test_summaries_refuse_a_bad_key_or_window(store: Store) -> None:
         store.history_summaries([KEY], 0)
 
 
-def test_a_summary_of_outcome_counts_is_the_summary_of_those_cycles() -> None:
-    """The counting rule the stores' own counts go through is ``summarize``'s."""
+def test_a_summary_of_outcomes_and_skews_is_the_summary_of_those_cycles() -> None:
+    """The rule the stores' own reads go through is ``summarize``'s: the newest skew measured."""
+    skews = (None, timedelta(minutes=-10), None, timedelta(minutes=3), None, None)
+    outcomes = [Outcome.COMPLETED, Outcome.FAILED, Outcome.INTERRUPTED_RESET] * 2
     entries = [
-        entry_of(KEY, NOW, outcome)
-        for outcome in (Outcome.COMPLETED, Outcome.FAILED, Outcome.INTERRUPTED_RESET)
-        for _ in range(2)
+        entry_of(KEY, NOW, outcome, clock_skew=skew)
+        for outcome, skew in zip(outcomes, skews, strict=True)
     ]
-    counts = {Outcome.COMPLETED: 2, Outcome.FAILED: 2, Outcome.INTERRUPTED_RESET: 2}
-    assert summary_of_outcomes(counts) == summarize(entries) == HistorySummary(2, 2, 2)
-    assert summary_of_outcomes({}) == HistorySummary()
+    summary = HistorySummary(2, 2, 2, clock_skew=timedelta(minutes=-10))
+    assert summary_of_cycles(zip(outcomes, skews, strict=True)) == summarize(entries) == summary
+    assert summary_of_cycles([]) == HistorySummary()
 
 
 def test_the_sqlite_summaries_read_each_source_through_its_index(tmp_path: Path) -> None:
     """EXPLAIN QUERY PLAN: each key's newest entries are a search of the (source, start) index;
-    the table is only looked up by row id, never scanned, and nothing but the counts is sorted."""
+    the table is only looked up by row id, never scanned; only the rows read are sorted."""
     with SQLiteStore(tmp_path / "plan.db") as store:
         for number in range(50):
             _end(store, f"s{number % 5}", NOW + timedelta(minutes=number), Outcome.COMPLETED)
         plan = [
             row[3]
             for row in store._connection().execute(
-                f"EXPLAIN QUERY PLAN {sqlite_module._COUNT_OUTCOMES}", ('["s1", "s2"]', 24)
+                f"EXPLAIN QUERY PLAN {sqlite_module._LATEST_CYCLES}", ('["s1", "s2"]', 24)
             )
         ]
     assert any(
@@ -152,7 +161,7 @@ def test_the_sqlite_summaries_read_each_source_through_its_index(tmp_path: Path)
     ), plan
     assert not any(step.startswith("SCAN incsync_cycles") for step in plan), plan
     sorts = [step for step in plan if "TEMP B-TREE" in step]
-    assert sorts == ["USE TEMP B-TREE FOR GROUP BY"], plan
+    assert sorts == ["USE TEMP B-TREE FOR ORDER BY"], plan
 
 
 def test_the_postgres_summaries_read_each_source_through_its_index(
@@ -162,7 +171,7 @@ def test_the_postgres_summaries_read_each_source_through_its_index(
     index per key, limited to the window, so a long history is never read whole."""
     for number in range(50):
         _end(postgres_store, f"s{number % 5}", NOW + timedelta(minutes=number), Outcome.COMPLETED)
-    rendered = postgres_sql.render(postgres_sql.COUNT_OUTCOMES, postgres_store.schema)
+    rendered = postgres_sql.render(postgres_sql.LATEST_CYCLES, postgres_store.schema)
     with psycopg.connect(CONNINFO) as connection:
         connection.execute("SET enable_seqscan = off")
         plan = "\n".join(

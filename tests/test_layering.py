@@ -80,3 +80,14 @@ def test_importing_the_package_loads_no_http_stack(module: str) -> None:
 def test_a_lazy_name_is_imported_when_first_used() -> None:
     """Using a connector's name imports its module then, and not before."""
     assert "httpx" in _forbidden_after_import("incsync.connectors.http", _HTTP_STACK, alone=False)
+
+
+def test_importing_the_package_loads_no_opentelemetry() -> None:
+    """``import incsync`` leaves OpenTelemetry unloaded, even where it is installed: the first
+    cycle loads it, so a host that never runs one (a status page) never pays for it."""
+    loaded = _forbidden_after_import("incsync", ("opentelemetry", "incsync._otel"), alone=False)
+    assert loaded == []
+    # The same probe sees it when the module that speaks OpenTelemetry is imported.
+    assert "opentelemetry.trace" in _forbidden_after_import(
+        "incsync._otel", ("opentelemetry",), alone=False
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -345,6 +346,27 @@ def test_run_due_keeps_going_when_one_connector_cannot_be_built(tmp_path: Path) 
     assert results["broken"].outcome is Outcome.FAILED
     assert results["broken"].error_class == "KeyError"
     assert "sk_live_123" not in (results["broken"].error or "")
+
+
+def test_a_factory_that_raises_is_located_without_its_message(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The log names where the factory raised, frame by frame, so a bug in it can be found;
+    neither its message nor the code lines (either may quote a credential) are logged."""
+    secret = "sk_live_5e2b"
+
+    def factory(_key: str) -> InMemoryConnector:
+        raise KeyError(f"api-key {secret} not found")
+
+    with SQLiteStore(tmp_path / "incsync.db") as store, caplog.at_level(logging.ERROR):
+        run_due(SyncEngine(store), [plan("broken")], factory, max_workers=1, per_account_limit=1)
+    [line] = caplog.records
+    assert line.getMessage().startswith(
+        "source broken: could not build its connector (KeyError); the cycle did not run; "
+        "raised at:\n  File "
+    )
+    assert line.getMessage().endswith(", in factory")
+    assert secret not in caplog.text
 
 
 def test_run_due_skips_a_source_that_is_running_elsewhere(tmp_path: Path) -> None:

@@ -6,8 +6,9 @@ ones after a page boundary (``>``) or cannot say which of them were applied (``>
 
 Sources are read with ``>=`` from the cursor's time minus the connector's lookback, and the sink
 drops what was already applied, so nothing at a boundary is lost or applied twice. The cursor is
-never moved past the cycle's start minus a safety lag, so records that become visible late (search
-index lag, long transactions, clock skew) are read again on the next cycle.
+never moved past the cycle's start (on the source's clock, when its skew is measured) minus a
+safety lag, so records that become visible late (search index lag, long transactions) are read
+again on the next cycle.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import datetime, timedelta
 
 import attrs
 
+from incsync.clocks import source_now
 from incsync.marks import Marks, frozen_marks
 from incsync.records import Record
 from incsync.timestamps import earlier, ensure_utc
@@ -89,14 +91,26 @@ def window_after(cursor: Cursor | None, lookback: timedelta, marks: Marks | None
     return Window(start=start, cursor=cursor, marks=marks or {})
 
 
-def horizon(cycle_start: datetime, safety_lag: timedelta) -> Cursor:
+def horizon(
+    cycle_start: datetime, safety_lag: timedelta, clock_skew: timedelta | None = None
+) -> Cursor:
     """Return the furthest a cursor may move in a cycle that started at ``cycle_start``.
 
     Records stamped at or after this point may still be invisible at the source, so the cursor
-    stops just before them and the next cycle reads them again. A lag reaching before the first
-    representable time stops there.
+    stops just before them and the next cycle reads them again. The point is on the *source's*
+    clock, which stamps the records: the cycle's start moved by the source's measured
+    ``clock_skew`` (see :mod:`incsync.clocks`), minus the lag. A source 10 minutes behind the host
+    has stamped nothing after the host's start minus 10 minutes; a cursor bounded by the host's
+    clock would pass the records it stamps next. A lag reaching before the first representable
+    time stops there.
+
+    Args:
+        cycle_start: When the cycle started, by the host's clock.
+        safety_lag: How long a record may take to become visible at the source.
+        clock_skew: How far the source's clock runs ahead of the host's (negative: behind);
+            ``None`` when not measured (the host's clock stands for the source's).
     """
-    return Cursor(earlier(cycle_start, safety_lag), "")
+    return Cursor(earlier(source_now(cycle_start, clock_skew), safety_lag), "")
 
 
 def page_high_water(records: Iterable[Record]) -> tuple[Cursor | None, datetime | None]:

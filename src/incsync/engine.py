@@ -7,9 +7,10 @@ The whole algorithm is :meth:`SyncEngine.run_cycle`:
 2. Ask the connector for the window after the cursor, minus its lookback.
 3. For each page: write it to the sink (which drops what was already applied), keep the records set
    aside as malformed, and checkpoint. For ordered sources the checkpoint moves the cursor to the
-   page's highest (updated_at, id), never past the cycle's start minus the safety lag; unordered
-   sources move it only once the cycle completes. Where the store is the sink, the page and its
-   checkpoint are one transaction. A cancel, or the host's ``stop``, ends the cycle there.
+   page's highest (updated_at, id), never past the cycle's start minus the safety lag, on the
+   source's clock (below); unordered sources move it only once the cycle completes. Where the
+   store is the sink, the page and its checkpoint are one transaction. A cancel, or the host's
+   ``stop``, ends the cycle there.
 4. When the read completes: after a full re-read, sweep what it did not see; when a count is due,
    compare the source's count of live records with the host's (a failed count is logged and
    skipped); then record the last sync and the count.
@@ -21,6 +22,16 @@ The whole algorithm is :meth:`SyncEngine.run_cycle`:
 6. However the cycle ends (even by ``KeyboardInterrupt``), it gives its lease up when it can.
    The write that records how it ended (completed, failed, interrupted) also keeps its entry in
    the source's history (:mod:`incsync.history`), in the same transaction.
+
+The source stamps its records by its own clock, so the cursor's horizon is kept on that clock:
+the cycle's start moved by the skew the connector measured (:meth:`Connector.clock_skew
+<incsync.protocols.Connector.clock_skew>`, see :mod:`incsync.clocks`). The skew is asked again at
+every checkpoint, from the answers of this very cycle, not taken from the previous cycle's: a page
+is checkpointed only after the answers it came in, so the figure is measured before the cursor
+moves, a source's first cycle is bounded as well as the others, no state or store keeps it between
+cycles, and a clock set right (or wrong) between two cycles counts from the next answer on. A
+source that gives no figure (no HTTP API; no answer yet) is bounded by the host's clock. The
+figure measured by the cycle's end is kept in its history entry.
 
 Every decision is a pure function in :mod:`incsync.cursor`, :mod:`incsync.state` or
 :mod:`incsync.policy` (what a failure means: :func:`~incsync.policy.decide_failure`); this module
@@ -34,13 +45,13 @@ import os
 import socket
 import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import cast
 
 import attrs
 
+from incsync import telemetry
 from incsync.cursor import Cursor, advance, horizon, page_high_water, window_after
 from incsync.errors import (
     ConfigurationError,
@@ -68,7 +79,7 @@ from incsync.protocols import (
     TransactionSink,
 )
 from incsync.records import ApplyResult, Record, RejectedRecord
-from incsync.redaction import redact, redact_lines
+from incsync.redaction import redact, redacted_traceback
 from incsync.results import CycleProgress, CycleResult, Outcome
 from incsync.state import (
     Checkpoint,
@@ -136,7 +147,7 @@ def _log_traceback(source_key: str, error: Exception, secrets: Sequence[str]) ->
         "source %s: %s is not an incsync error, so its traceback follows:\n%s",
         source_key,
         type(error).__name__,
-        redact_lines("".join(traceback.format_exception(error)).rstrip("\n"), secrets),
+        redacted_traceback(error, secrets),
     )
 
 
@@ -303,6 +314,19 @@ class SyncEngine:
             StoreError: The state store or sink failed while recording the outcome.
         """
         check_source_key(source_key)
+        # The cycle's id, its log context and its span (see incsync.telemetry).
+        with telemetry.cycle(source_key, connector) as cycle:
+            return cycle.ended(self._cycle(source_key, connector, cycle, on_progress, stop))
+
+    def _cycle(
+        self,
+        source_key: str,
+        connector: Connector,
+        cycle: telemetry.CycleTelemetry,
+        on_progress: ProgressCallback | None,
+        stop: threading.Event | None,
+    ) -> CycleResult:
+        """Run the cycle :meth:`run_cycle` describes."""
         started = self._now()
         clock_start = time.perf_counter()
         lease = self.store.acquire_lease(
@@ -312,13 +336,16 @@ class SyncEngine:
             reason = skip_reason(self.store.load(source_key), started)
             outcome = _SKIPPED[reason or SkipReason.RUNNING_ELSEWHERE]
             logger.info("source %s: cycle %s", source_key, outcome.value)
-            return CycleResult(source_key=source_key, outcome=outcome, started_at=started)
+            return CycleResult(
+                source_key=source_key, outcome=outcome, started_at=started, cycle_id=cycle.cycle_id
+            )
 
         try:
             state = self.store.load(source_key)
         except BaseException:
             self._give_up_lease(source_key, lease)
             raise
+        cycle.generation(state.generation)
         tally = _Tally()
 
         def result(outcome: Outcome, cursor: Cursor | None, error: Exception | None) -> CycleResult:
@@ -339,6 +366,7 @@ class SyncEngine:
                 duration=timedelta(seconds=time.perf_counter() - clock_start),
                 error=message,
                 error_class=None if error is None else type(error).__name__,
+                cycle_id=cycle.cycle_id,
             )
 
         def ending(
@@ -351,6 +379,7 @@ class SyncEngine:
                 worker=lease.holder,
                 ended=self._now(),
                 retry_at=retry_at,
+                clock_skew=connector.clock_skew(),
             )
 
         try:
@@ -436,25 +465,27 @@ class SyncEngine:
         resync = self._resync_reason(state, connector, started)
         if resync is not None:
             raise SourceError(resync, resync_required=True)
-        limit = horizon(started, self.policy.safety_lag)
+        lag = self.policy.safety_lag
         ordered = connector.ordered
         cursor = state.cursor
         unordered_high: Cursor | None = None
-        for page in connector.read(window_after(cursor, connector.lookback, state.marks)):
+        window = window_after(cursor, connector.lookback, state.marks)
+        for page in telemetry.fetched(connector.read(window)):
             high, newest = page_high_water(page.records)
             if ordered:
-                cursor = advance(cursor, high, limit)
+                cursor = advance(cursor, high, horizon(started, lag, connector.clock_skew()))
             elif high is not None and (unordered_high is None or high > unordered_high):
                 unordered_high = high
-            applied, current = self._commit(
-                key,
-                page.records,
-                lease,
-                generation,
-                Checkpoint(
-                    cursor=cursor, last_change=newest, rejected=page.rejected, marks=page.marks
-                ),
-            )
+            with telemetry.writing():
+                applied, current = self._commit(
+                    key,
+                    page.records,
+                    lease,
+                    generation,
+                    Checkpoint(
+                        cursor=cursor, last_change=newest, rejected=page.rejected, marks=page.marks
+                    ),
+                )
             tally.pages += 1
             tally.fetched += len(page.records) + len(page.rejected)
             tally.applied += applied.applied
@@ -463,6 +494,7 @@ class SyncEngine:
             if page.total is not None:
                 # A page without one (a delete channel's, read after the rest) changes nothing.
                 tally.total = page.total
+            telemetry.written(tally.applied, tally.rejected)
             if on_progress is not None:
                 self._report(on_progress, key, tally, clock_start)
             interrupted = _interruption(current, stop)
@@ -470,7 +502,7 @@ class SyncEngine:
                 self._record_interruption(ending(interrupted), lease)
                 logger.info("source %s: cycle %s after a durable page", key, interrupted.value)
                 return interrupted, current.cursor
-        final = advance(cursor, unordered_high, limit)
+        final = advance(cursor, unordered_high, horizon(started, lag, connector.clock_skew()))
         if state.reset_pending:
             # The whole source was read under this generation: what it did not see is gone.
             spared = {r.record_id for r in self.store.list_rejected(key) if r.record_id is not None}
@@ -493,6 +525,9 @@ class SyncEngine:
     ) -> str | None:
         """Say why the source must be re-read whole before it is read incrementally again."""
         retention = connector.delete_retention
+        # Both times are the host's, so the source's skew cancels out: the last completed read
+        # reached the source's deletes up to its start on the source's clock, which is as far
+        # behind the source's now as the host's last_sync is behind the host's.
         if retention is not None and deletes_expired(state, retention, started):
             return (
                 f"the source keeps deletes for {duration_text(retention)} and was "
@@ -536,6 +571,8 @@ class SyncEngine:
                 type(error).__name__,
                 redact(str(error), connector.secrets()),
             )
+            if not isinstance(error, IncsyncError):
+                _log_traceback(key, error, connector.secrets())
             return None
         if check.drift:
             logger.warning(
@@ -614,7 +651,14 @@ class SyncEngine:
         self, state: SourceState, lease: Lease, decision: FailureDecision, entry: CycleEntry
     ) -> SourceState:
         info = decision.error
-        logger.warning("source %s: cycle failed: %s: %s", state.key, info.error_class, info.message)
+        # A source that asked to wait (a rate limit, a quota) is waiting, not broken: routine.
+        logger.log(
+            logging.WARNING if decision.retry_at is None else logging.INFO,
+            "source %s: cycle failed: %s: %s",
+            state.key,
+            info.error_class,
+            info.message,
+        )
         try:
             failed = self.store.fail_cycle(
                 state.key,

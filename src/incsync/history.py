@@ -20,15 +20,14 @@ history says what the cycle reported. Stores keep entries by :class:`HistoryRete
 (:func:`retained` is the rule), pruning as they write; a retention of no cycles
 (:data:`NO_HISTORY`) turns the history off, and :attr:`HistoryRetention.keeps_entries` is the one
 rule that says whether an entry is written at all. :func:`summarize` counts outcomes for the
-status screen, and :func:`summary_of_outcomes` does the same from counts a store made itself, so
-a store can summarise many sources in one query
+status screen, and :func:`summary_of_cycles` does the same from the two columns it reads, so a
+store can summarise many sources in one query
 (:meth:`~incsync.protocols.StateStore.history_summaries`).
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 import attrs
@@ -53,7 +52,7 @@ __all__ = [
     "cycle_entry",
     "retained",
     "summarize",
-    "summary_of_outcomes",
+    "summary_of_cycles",
 ]
 
 SUMMARY_CYCLES = 24
@@ -261,14 +260,18 @@ class HistorySummary:
         failed: Cycles that failed.
         interrupted: Cycles interrupted by a cancel, a stop or a reset (the engine's own, when the
             source had to be re-read whole, included).
+        clock_skew: The source's clock skew as the newest of them that measured it found it
+            (see :mod:`incsync.clocks`); ``None`` when none did.
 
     Raises:
-        ConfigurationError: A count is not an integer of at least 0.
+        ConfigurationError: A count is not an integer of at least 0, or ``clock_skew`` is not a
+            ``timedelta``.
     """
 
     completed: int = attrs.field(default=0, validator=_count)
     failed: int = attrs.field(default=0, validator=_count)
     interrupted: int = attrs.field(default=0, validator=_count)
+    clock_skew: timedelta | None = attrs.field(default=None, validator=_skew)
 
     @property
     def cycles(self) -> int:
@@ -277,18 +280,32 @@ class HistorySummary:
 
 
 def summarize(entries: Iterable[CycleEntry]) -> HistorySummary:
-    """Count how the given cycles ended (pass the latest :data:`SUMMARY_CYCLES` for the status)."""
-    return summary_of_outcomes(Counter(entry.outcome for entry in entries))
-
-
-def summary_of_outcomes(counts: Mapping[Outcome, int]) -> HistorySummary:
-    """Return the summary of cycles counted by outcome (as a store counts them in one query).
+    """Count how the given cycles ended, and keep the newest measured clock skew.
 
     Args:
-        counts: How many of the cycles ended with each outcome; an outcome not given counts 0.
+        entries: One source's cycles, newest first (pass the latest :data:`SUMMARY_CYCLES` for the
+            status).
     """
-    completed = counts.get(Outcome.COMPLETED, 0)
-    failed = counts.get(Outcome.FAILED, 0)
+    return summary_of_cycles((entry.outcome, entry.clock_skew) for entry in entries)
+
+
+def summary_of_cycles(cycles: Iterable[tuple[Outcome, timedelta | None]]) -> HistorySummary:
+    """Return the summary of cycles given as their outcome and measured clock skew.
+
+    This is :func:`summarize`'s rule, for a store that reads only those two columns of many
+    sources' entries at once.
+
+    Args:
+        cycles: One source's cycles, newest first, each as ``(outcome, clock_skew)``.
+    """
+    kept = list(cycles)
+    outcomes = [outcome for outcome, _ in kept]
+    completed = outcomes.count(Outcome.COMPLETED)
+    failed = outcomes.count(Outcome.FAILED)
+    skew = next((skew for _, skew in kept if skew is not None), None)
     return HistorySummary(
-        completed=completed, failed=failed, interrupted=sum(counts.values()) - completed - failed
+        completed=completed,
+        failed=failed,
+        interrupted=len(outcomes) - completed - failed,
+        clock_skew=skew,
     )

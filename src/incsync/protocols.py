@@ -100,6 +100,17 @@ class Connector(Protocol):
         """
         ...
 
+    def clock_skew(self) -> timedelta | None:
+        """Return how far the source's clock runs ahead of the host's (negative: behind).
+
+        Measured from the source's latest answers (see :mod:`incsync.clocks`); ``None`` when not
+        known, as for a source that is no HTTP API. The engine keeps the cursor's horizon on the
+        source's clock with it, and keeps it in the cycle's history entry.
+        :class:`~incsync.connectors.BaseConnector` returns ``None``;
+        :class:`~incsync.connectors.http.HttpConnector` measures it.
+        """
+        ...
+
 
 @runtime_checkable
 class TransactionSink(Protocol):

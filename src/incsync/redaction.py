@@ -8,9 +8,10 @@ bodies, so a token leaks neither when a connector forgot to declare it nor when 
 from __future__ import annotations
 
 import re
+import traceback
 from collections.abc import Iterable
 
-__all__ = ["MASK", "redact", "redact_lines"]
+__all__ = ["MASK", "redact", "redact_lines", "redacted_traceback"]
 
 MASK = "***"
 _MAX_MESSAGE_CHARS = 1_000
@@ -81,3 +82,16 @@ def redact_lines(text: str, secrets: Iterable[str] = ()) -> str:
         The lines, each as :func:`redact` returns it.
     """
     return "\n".join(redact(line, secrets) for line in text.split("\n"))
+
+
+def redacted_traceback(error: BaseException, secrets: Iterable[str] = ()) -> str:
+    """Return the traceback of ``error`` (its chained causes included), redacted line by line.
+
+    For an exception that is no incsync error, a bug one line would not locate; its message is
+    masked like every error text (see :func:`redact_lines`).
+
+    Args:
+        error: An exception that was raised.
+        secrets: Exact values to mask wherever they appear.
+    """
+    return redact_lines("".join(traceback.format_exception(error)).rstrip("\n"), secrets)

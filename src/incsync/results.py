@@ -99,6 +99,9 @@ class CycleResult:
         duration: How long it took.
         error: The failure's redacted message, for failed cycles.
         error_class: The failure's class name, for failed cycles.
+        cycle_id: The cycle's id (16 hex digits, random), which its log records and its
+            OpenTelemetry span carry too (see :mod:`incsync.telemetry`); ``None`` for a cycle
+            that never started (its connector could not be built).
     """
 
     source_key: str
@@ -116,3 +119,4 @@ class CycleResult:
     duration: timedelta = timedelta(0)
     error: str | None = None
     error_class: str | None = None
+    cycle_id: str | None = None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -223,12 +224,20 @@ def next_to_start(
     return None
 
 
+def _raised_at(error: BaseException) -> str:
+    """Where ``error`` was raised, frame by frame, without its message or the code's lines."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return "\n".join(f'  File "{f.filename}", line {f.lineno}, in {f.name}' for f in frames)
+
+
 def _failed_to_start(plan: SourcePlan, started: datetime, error: Exception) -> CycleResult:
-    # The factory's message may quote credentials it was handed; only the class name is kept.
+    # The factory's message may quote credentials it was handed (so may the line that raised
+    # it): the class name and the frames locate a bug in the factory without them.
     logger.error(
-        "source %s: could not build its connector (%s); the cycle did not run",
+        "source %s: could not build its connector (%s); the cycle did not run; raised at:\n%s",
         plan.source_key,
         type(error).__name__,
+        _raised_at(error),
     )
     return CycleResult(
         source_key=plan.source_key,

@@ -74,6 +74,11 @@ The cases the four colours do not name, and why they are decided so:
 - **History**: given a summary of the source's latest cycles (a
   :class:`~incsync.history.HistorySummary`, which the caller reads from the store), the hover says
   how they ended ("Last 24 cycles: 23 completed, 1 failed."); the colour does not change.
+- **The source's clock**: when the newest skew the cycles measured (the summary's ``clock_skew``,
+  see :mod:`incsync.clocks`) exceeds ``clock_skew_tolerance`` [2 min] either way, the hover says
+  so ("The source's clock is 10 minutes behind this host's; times are read on the source's
+  clock."): the engine keeps the cursor on the source's clock, so nothing is lost, but the times
+  shown are the source's. The colour does not change.
 """
 
 from __future__ import annotations
@@ -178,7 +183,8 @@ class StatusNote(enum.Enum):
     WAITING_FOR_SOURCE = "waiting_for_source"
     """The source asked not to be called before a time still to come."""
     CLOCK_SKEW = "clock_skew"
-    """A time lies further in the future than clock skew explains."""
+    """A time lies further in the future than clock skew explains, or the source's clock, as
+    measured, runs further from the host's than ``StatusPolicy.clock_skew_tolerance``."""
     COUNT_DRIFT = "count_drift"
     """The last count of live records at the source differed from the host's."""
 
@@ -226,6 +232,8 @@ class StatusPolicy:
             engine's default, 2).
         future_tolerance: A time at most this far ahead of ``now`` is clock skew and reads as now
             (5 minutes); further ahead, the hover points at the clocks.
+        clock_skew_tolerance: A measured skew of the source's clock larger than this either way
+            (2 minutes) is named in the hover.
         backoff_cap: The longest wait between attempts of a failing source, as the scheduler's
             :class:`~incsync.scheduling.SourcePlan` has it (6 hours); set it to
             ``expected_interval`` for a scheduler that does not back off.
@@ -253,6 +261,9 @@ class StatusPolicy:
         default=DEFAULT_FUTURE_TOLERANCE, validator=non_negative_duration
     )
     backoff_cap: timedelta = attrs.field(default=DEFAULT_BACKOFF_CAP, validator=positive_duration)
+    clock_skew_tolerance: timedelta = attrs.field(
+        default=timedelta(minutes=2), validator=non_negative_duration
+    )
     set_aside_hint: str = (
         "Each one and the reason it was set aside are listed by SyncEngine.rejected() "
         "for this source."
@@ -746,6 +757,18 @@ def _skew_sentences(facts: _Facts, texts: _Texts, tolerance: timedelta) -> list[
     return sentences
 
 
+def _source_clock_sentences(history: HistorySummary | None, tolerance: timedelta) -> list[str]:
+    """Say that times are on the source's clock, when its measured skew is beyond the tolerance."""
+    skew = None if history is None else history.clock_skew
+    if skew is None or abs(skew) <= tolerance:
+        return []
+    way = "ahead of" if skew > timedelta(0) else "behind"
+    return [
+        f"The source's clock is {duration_text(abs(skew))} {way} this host's; times are read on "
+        "the source's clock."
+    ]
+
+
 def _history_sentences(history: HistorySummary | None) -> list[str]:
     """Say how the latest cycles ended, when there were any."""
     if history is None or not history.cycles:
@@ -857,7 +880,10 @@ def classify_status(
     color, icon, label = REASONS[reason]
     stopped = reason is StatusReason.STOPPED
     next_step, notes = _next_step(reason, facts, texts, next_attempt, policy)
-    skew = _skew_sentences(facts, texts, policy.future_tolerance)
+    skew = [
+        *_skew_sentences(facts, texts, policy.future_tolerance),
+        *_source_clock_sentences(history, policy.clock_skew_tolerance),
+    ]
     drift = _drift_sentences(facts, texts)
     if facts.rejected:
         notes.append(StatusNote.RECORDS_SET_ASIDE)

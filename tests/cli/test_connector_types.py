@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -14,8 +14,9 @@ from incsync.integrations.cli import main
 from incsync.integrations.cli._config import ConfigFileError, load_config
 from incsync.integrations.cli._connectors import CONNECTOR_TYPES
 from incsync.integrations.cli._secrets import build_connector
+from incsync.testing import ManualClock
 from incsync.testing.fakes.generic_rest import FakeGenericRest
-from incsync.timestamps import UTC
+from incsync.timestamps import UTC, utc_now
 from incsync.vendors.hubspot import HubSpotConnector
 from incsync.vendors.pipedrive import PipedriveConnector
 from incsync.vendors.quickbooks import QuickBooksConnector
@@ -123,10 +124,11 @@ def test_a_rest_source_syncs_over_loopback_and_lists_what_it_set_aside(tmp_path:
 
     The API token, read from the environment, appears in no output and not in the database.
     """
-    fake = FakeGenericRest(paging="offset", token=SECRET)
+    # The fake's clock reads the host's (the command runs on the real one), as a vendor's would:
+    # no skew to name in the status.
+    fake = FakeGenericRest(paging="offset", token=SECRET, clock=ManualClock(utc_now()))
     fake.load(120, datetime(2024, 5, 1, tzinfo=UTC))
     fake.add_malformed({"id": "broken-1", "meta": {}}, datetime(2024, 5, 2, tzinfo=UTC))
-    fake.clock.advance(timedelta(days=1))
     with fake.serve() as base_url:
         path = write_config(tmp_path, REST.format(base_url=base_url))
         done = incsync("run", "-v", "--config", str(path), cwd=tmp_path, env={"API_TOKEN": SECRET})

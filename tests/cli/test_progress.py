@@ -85,7 +85,11 @@ def test_results_go_to_a_piped_stdout_as_plain_lines_while_stderr_shows_bars(
         "run", "--json", "--config", str(path), cwd=tmp_path, env=TERMINAL, piped_stdout=True
     )
     assert done.code == 0, done.stderr
-    assert done.stdout.startswith('{"source_key": "demo", "outcome": "completed", "fetched": 600')
+    assert re.match(
+        r'\{"source_key": "demo", "cycle_id": "[0-9a-f]{16}", "outcome": "completed", '
+        r'"fetched": 600',
+        done.stdout,
+    )
     assert done.stdout.count("\n") == 1
     assert "\x1b" not in done.stdout
     assert BAR.search(done.stderr)
@@ -99,7 +103,8 @@ def test_the_verbose_log_prints_above_the_bars(tmp_path: Path) -> None:
     assert done.code == 0, done.stderr
     # On a line of its own (after a cleared line), whole: not cut where rich would wrap it.
     line = re.search(
-        r"\x1b\[2K([^\r\n\x1b]* INFO incsync: source demo: cycle completed[^\r\n\x1b]*)\r\n",
+        r"\x1b\[2K([^\r\n\x1b]* INFO incsync \[demo cycle [0-9a-f]{16}\]: "
+        r"source demo: cycle completed[^\r\n\x1b]*)\r\n",
         done.stderr,
     )
     assert line is not None, done.stderr

@@ -269,6 +269,7 @@ def test_every_waiting_for_the_next_due_time_stops_at_once_on_ctrl_c(tmp_path: P
 
 RESULT_FIELDS = {
     "source_key",
+    "cycle_id",
     "outcome",
     "fetched",
     "applied",
@@ -309,6 +310,8 @@ def test_run_json_prints_one_object_per_cycle_and_nothing_else_on_stdout(tmp_pat
         12,
     )
     assert (demo["error"], demo["error_class"], demo["cursor_before"]) == (None, None, None)
+    assert re.fullmatch("[0-9a-f]{16}", demo["cycle_id"])
+    assert demo["cycle_id"] != hub["cycle_id"]
     assert isinstance(demo["duration_seconds"], float)
     newest = max(generate_invoices(1_200, end=END), key=lambda raw: (raw["updated_at"], raw["id"]))
     after = demo["cursor_after"]

@@ -662,3 +662,48 @@ def test_status_of_and_statuses_of_pass_each_source_its_own_summary() -> None:
     [(_, first), (_, second)] = statuses_of([synced, other], now=NOW, histories={"a": summary})
     assert "Last 2 cycles" in first.hover
     assert "Last 2 cycles" not in second.hover
+
+
+@pytest.mark.parametrize(
+    ("skew", "sentence"),
+    [
+        (
+            timedelta(minutes=-10),
+            "The source's clock is 10 minutes behind this host's; times are read on the source's "
+            "clock.",
+        ),
+        (
+            timedelta(minutes=3, seconds=5),
+            "The source's clock is 3 minutes ahead of this host's; times are read on the source's "
+            "clock.",
+        ),
+    ],
+)
+def test_the_hover_says_times_are_on_the_source_s_clock_when_it_runs_off(
+    skew: timedelta, sentence: str
+) -> None:
+    """A measured skew beyond the tolerance is named, with the clock-skew note; not the colour."""
+    plain = classify(history=HistorySummary(completed=1))
+    status = classify(history=HistorySummary(completed=1, clock_skew=skew))
+    assert sentence in status.hover
+    assert status.hover == plain.hover.replace("Last cycle:", f"{sentence} Last cycle:")
+    assert StatusNote.CLOCK_SKEW in status.notes
+    assert (status.color, status.reason) == (plain.color, plain.reason)
+
+
+@pytest.mark.parametrize(
+    "skew", [None, timedelta(0), timedelta(minutes=2), timedelta(minutes=-2), timedelta(seconds=9)]
+)
+def test_a_skew_within_the_tolerance_is_not_mentioned(skew: timedelta | None) -> None:
+    """Up to StatusPolicy.clock_skew_tolerance (2 minutes) either way, the hover says nothing."""
+    status = classify(history=HistorySummary(completed=1, clock_skew=skew))
+    assert status == classify(history=HistorySummary(completed=1))
+
+
+def test_the_clock_skew_tolerance_is_the_policy_s() -> None:
+    """A tighter tolerance names a smaller skew."""
+    policy = StatusPolicy(clock_skew_tolerance=timedelta(seconds=5))
+    status = classify(
+        history=HistorySummary(completed=1, clock_skew=timedelta(seconds=9)), policy=policy
+    )
+    assert "9 seconds ahead of this host's" in status.hover

@@ -79,6 +79,14 @@ class BaseConnector:
         """
         return None
 
+    def clock_skew(self) -> timedelta | None:
+        """Return how far the source's clock runs ahead of the host's; ``None``: not known.
+
+        :class:`~incsync.connectors.http.HttpConnector` measures it from its answers' ``Date``
+        (see :mod:`incsync.clocks`); other connectors have no clock of the source to read.
+        """
+        return None
+
     def estimated_total(self, window: Window) -> int | None:
         """Return how many records :meth:`fetch` will yield, when the source can tell cheaply."""
         return None

@@ -19,6 +19,7 @@ auth flow masked. Nothing from httpx or tenacity reaches the caller, not even as
 
 from __future__ import annotations
 
+import collections
 import functools
 import json as _json
 import logging
@@ -35,6 +36,7 @@ import attrs
 import httpx
 from typing_extensions import Self
 
+from incsync.clocks import ClockSample, estimate_skew, source_now
 from incsync.connectors._body import body_excerpt, read_capped
 from incsync.connectors.auth import Auth
 from incsync.connectors.base import BaseConnector
@@ -65,6 +67,7 @@ from incsync.redaction import redact
 from incsync.timestamps import utc_now
 
 __all__ = [
+    "CLOCK_SAMPLES",
     "DEFAULT_LIMITS",
     "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_TIMEOUT",
@@ -80,6 +83,13 @@ DEFAULT_LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=5, k
 
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 """The largest response body a connector reads (decoded): far above any vendor's largest page."""
+
+CLOCK_SAMPLES = 32
+"""How many of its latest answers a connector measures the source's clock from.
+
+A connector built per cycle (as :func:`~incsync.scheduling.run_due` and the CLI build them)
+measures each cycle from its own answers; a long-lived one, from its latest.
+"""
 
 # Headers that describe the body as it came over the wire, not the decoded copy kept of it.
 _WIRE_BODY_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
@@ -190,8 +200,10 @@ class HttpConnector(BaseConnector):
     ) -> None:
         self.auth = auth
         self.options = HttpOptions() if options is None else options
-        # The last answer's Date and when it came, by the host's clock (see source_time).
-        self._source_date: tuple[datetime, datetime] | None = None
+        # The latest answers' evidence of the source's clock (see clock_skew).
+        self._clock_samples: collections.deque[ClockSample] = collections.deque(
+            maxlen=CLOCK_SAMPLES
+        )
         self._client = httpx.Client(
             base_url=base_url,
             auth=auth,
@@ -339,7 +351,10 @@ class HttpConnector(BaseConnector):
             request = self._client.build_request(
                 method, url, params=params, json=json, headers=headers
             )
+            sent = self.options.clock()
             response = self._client.send(request, stream=True)
+            # The server dated its answer before its headers came, not after the body was read.
+            received = self.options.clock()
             try:
                 body = read_capped(response, self.options.max_response_bytes, secrets)
             finally:
@@ -353,7 +368,7 @@ class HttpConnector(BaseConnector):
             if error.vendor is None:
                 error.vendor = self.vendor
             return Failure(error, retry=isinstance(error, TransientSourceError))
-        self._note_source_date(response.headers.get("date"))
+        self._note_source_date(sent, received, response.headers.get("date"))
         # The body was read within the cap as it came, so the answer is rebuilt around the
         # decoded copy (httpx reads a body only whole, without a limit), with the request as it
         # was sent: after the auth flow, which may have replayed or redirected it.
@@ -374,24 +389,29 @@ class HttpConnector(BaseConnector):
         )
         return self._judge(answer, secrets)
 
+    def clock_skew(self) -> timedelta | None:
+        """Return how far the source's clock runs ahead of the host's (negative: behind).
+
+        The median over the latest :data:`CLOCK_SAMPLES` dated answers (any status: a throttle
+        or an error is dated too), each timed by :attr:`HttpOptions.clock`; zero when within
+        their uncertainty, ``None`` before any dated answer. See
+        :func:`incsync.clocks.estimate_skew`.
+        """
+        return estimate_skew(self._clock_samples)
+
     def source_time(self) -> datetime:
-        """Return the time by the source's own clock, as its last answer's ``Date`` told it.
+        """Return the time by the source's own clock: the host's, moved by :meth:`clock_skew`.
 
         Limits a vendor states in its own time (QuickBooks' change data capture reaches back 30
-        days from *its* now) must be kept by that clock: the host's may be minutes off. The
-        ``Date`` of the last answer (to the second), plus the time since it came by the host's
-        clock; before any dated answer, the host's clock.
+        days from *its* now, Stripe keeps 30 days of events) must be kept by that clock: the
+        host's may be minutes off. Before any dated answer, the host's clock.
         """
-        now = self.options.clock()
-        if self._source_date is None:
-            return now
-        dated, received = self._source_date
-        return dated + (now - received)
+        return source_now(self.options.clock(), self.clock_skew())
 
-    def _note_source_date(self, header: str | None) -> None:
+    def _note_source_date(self, sent: datetime, received: datetime, header: str | None) -> None:
         dated = parse_http_date(header)
         if dated is not None:
-            self._source_date = (dated, self.options.clock())
+            self._clock_samples.append(ClockSample(sent, received, dated))
 
     def _judge(self, response: httpx.Response, secrets: Sequence[str]) -> httpx.Response | Failure:
         status = response.status_code

@@ -34,6 +34,7 @@ from typing import TypeVar
 import attrs
 import tenacity
 
+from incsync import telemetry
 from incsync.errors import RateLimitedError, SourceError
 from incsync.policy import SettingRule, positive_count
 from incsync.timestamps import UTC, ensure_utc
@@ -260,6 +261,8 @@ def _log_retry(retry_state: tenacity.RetryCallState) -> None:
     # Being asked to slow down is how a busy vendor works, not a fault: INFO. Other failures that
     # are retried (5xx, a dropped connection) may point at trouble: WARNING.
     throttled = isinstance(failure, Failure) and isinstance(failure.error, RateLimitedError)
+    vendor = failure.error.vendor if isinstance(failure, Failure) else None
+    telemetry.retried(vendor, retry_state.upcoming_sleep, throttled=throttled)
     logger.log(
         logging.INFO if throttled else logging.WARNING,
         "attempt %d failed, retrying in %.1f s: %s",

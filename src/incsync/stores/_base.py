@@ -9,14 +9,13 @@ rewind, cancel) is here.
 from __future__ import annotations
 
 import abc
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
 from incsync import state as transitions
 from incsync.content import digest_of_json
 from incsync.errors import BadRecordError, ConfigurationError
-from incsync.history import SUMMARY_CYCLES, CycleEntry, HistorySummary, summary_of_outcomes
+from incsync.history import SUMMARY_CYCLES, CycleEntry, HistorySummary, summary_of_cycles
 from incsync.policy import optional_positive_count, positive_count
 from incsync.records import Record, RejectedRecord
 from incsync.results import Outcome
@@ -117,16 +116,17 @@ class StateStoreBase(abc.ABC):
         optional_positive_count.check("limit", limit)
         return self._history(source_key, limit)
 
-    def _outcome_counts(
+    def _latest_cycles(
         self, source_keys: Sequence[str], cycles: int
-    ) -> Iterable[tuple[str, Outcome, int]]:
-        """Count the outcomes of each source's latest ``cycles`` entries: (key, outcome, count).
+    ) -> Iterable[tuple[str, Outcome, timedelta | None]]:
+        """Yield each source's latest ``cycles`` entries as (key, outcome, clock skew).
 
-        This reads each source's history in turn; the SQL stores count every source in one query.
+        A source's entries come newest first, as :meth:`history` orders them. This reads each
+        source's history in turn; the SQL stores read every source in one query.
         """
         for key in source_keys:
-            counts = Counter(entry.outcome for entry in self._history(key, cycles))
-            yield from ((key, outcome, count) for outcome, count in counts.items())
+            for entry in self._history(key, cycles):
+                yield key, entry.outcome, entry.clock_skew
 
     def history_summaries(
         self, source_keys: Iterable[str], cycles: int = SUMMARY_CYCLES
@@ -146,11 +146,11 @@ class StateStoreBase(abc.ABC):
         """
         keys = list(dict.fromkeys(check_source_key(key) for key in source_keys))
         positive_count.check("cycles", cycles)
-        counts: dict[str, Counter[Outcome]] = {key: Counter() for key in keys}
+        latest: dict[str, list[tuple[Outcome, timedelta | None]]] = {key: [] for key in keys}
         if keys:
-            for key, outcome, count in self._outcome_counts(keys, cycles):
-                counts[key][outcome] += count
-        return {key: summary_of_outcomes(counted) for key, counted in counts.items()}
+            for key, outcome, skew in self._latest_cycles(keys, cycles):
+                latest[key].append((outcome, skew))
+        return {key: summary_of_cycles(kept) for key, kept in latest.items()}
 
     def acquire_lease(
         self, source_key: str, holder: str, now: datetime, ttl: timedelta

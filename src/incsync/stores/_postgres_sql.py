@@ -404,18 +404,19 @@ READ_CYCLES = (
     f"SELECT {', '.join(CYCLE_COLUMNS)} FROM {{schema}}.cycles WHERE source_key = %s "
     "ORDER BY started DESC, id DESC LIMIT %s"
 )
-# How each source's latest entries ended (StateStore.history_summaries), for many sources in one
-# statement: for each key of the array, the same index range as READ_CYCLES, so a source costs its
-# newest entries and never its whole history (a window function over the table would read every
-# entry kept, up to the retention's 1,000 per source).
-COUNT_OUTCOMES = """
-SELECT keys.source_key, latest.outcome, count(*)
-FROM unnest(%s::text[]) AS keys(source_key)
+# Each source's latest entries, newest first, as StateStore.history_summaries reads them for many
+# sources in one statement: for each key of the array, the same index range as READ_CYCLES, so a
+# source costs its newest entries and never its whole history (a window function over the table
+# would read every entry kept, up to the retention's 1,000 per source).
+LATEST_CYCLES = """
+SELECT keys.source_key, latest.outcome, latest.clock_skew
+FROM unnest(%s::text[]) WITH ORDINALITY AS keys(source_key, place)
 CROSS JOIN LATERAL (
-    SELECT outcome FROM {schema}.cycles WHERE source_key = keys.source_key COLLATE "C"
+    SELECT outcome, clock_skew, started, id FROM {schema}.cycles
+    WHERE source_key = keys.source_key COLLATE "C"
     ORDER BY started DESC, id DESC LIMIT %s
 ) AS latest
-GROUP BY keys.source_key, latest.outcome
+ORDER BY keys.place, latest.started DESC, latest.id DESC
 """
 # incsync.history.retained, as two deletes of one source's oldest entries, each a range of the
 # index: those that started before the age limit, and those below the newest max_cycles (without

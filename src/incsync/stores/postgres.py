@@ -443,13 +443,13 @@ class PostgresStore(StateStoreBase):
             rows = cursor.fetchall()
         return [cycle_from_row(row) for row in rows]
 
-    def _outcome_counts(
+    def _latest_cycles(
         self, source_keys: Sequence[str], cycles: int
-    ) -> Iterable[tuple[str, Outcome, int]]:
-        with self._transaction("read the cycle histories' summaries") as cursor:
-            cursor.execute(self._sql(sql.COUNT_OUTCOMES), (list(source_keys), cycles))
+    ) -> Iterable[tuple[str, Outcome, timedelta | None]]:
+        with self._transaction("read the latest cycles of many sources") as cursor:
+            cursor.execute(self._sql(sql.LATEST_CYCLES), (list(source_keys), cycles))
             rows = cursor.fetchall()
-        return [(key, Outcome(outcome), count) for key, outcome, count in rows]
+        return [(key, Outcome(outcome), skew) for key, outcome, skew in rows]
 
     def _update(
         self,

@@ -210,16 +210,16 @@ _READ_CYCLES = (
     f"SELECT {_CYCLE_COLUMNS} FROM incsync_cycles WHERE source_key = ? "
     "ORDER BY started_us DESC, id DESC LIMIT ?"
 )
-# How each source's latest entries ended (StateStore.history_summaries), for many sources in one
-# statement: for each key of the JSON array, the same index range as _READ_CYCLES, so a source
-# costs its newest entries and never its whole history.
-_COUNT_OUTCOMES = """
-SELECT keys.value, cycles.outcome, count(*) FROM json_each(?) AS keys
+# Each source's latest entries, newest first, as StateStore.history_summaries reads them for many
+# sources in one statement: for each key of the JSON array, the same index range as _READ_CYCLES,
+# so a source costs its newest entries and never its whole history.
+_LATEST_CYCLES = """
+SELECT keys.value, cycles.outcome, cycles.clock_skew_us FROM json_each(?) AS keys
 JOIN incsync_cycles AS cycles ON cycles.id IN (
     SELECT id FROM incsync_cycles WHERE source_key = keys.value
     ORDER BY started_us DESC, id DESC LIMIT ?
 )
-GROUP BY keys.value, cycles.outcome
+ORDER BY keys.key, cycles.started_us DESC, cycles.id DESC
 """
 # incsync.history.retained, as two deletes of one source's oldest entries: those that started
 # before the age limit, and those after the newest max_cycles (a row-value range below the last
@@ -615,11 +615,14 @@ class SQLiteStore(StateStoreBase):
         )
         return [_cycle_from_row(row) for row in rows]
 
-    def _outcome_counts(
+    def _latest_cycles(
         self, source_keys: Sequence[str], cycles: int
-    ) -> Iterable[tuple[str, Outcome, int]]:
-        rows = self._connection().execute(_COUNT_OUTCOMES, (json.dumps(source_keys), cycles))
-        return [(key, Outcome(outcome), count) for key, outcome, count in rows]
+    ) -> Iterable[tuple[str, Outcome, timedelta | None]]:
+        rows = self._connection().execute(_LATEST_CYCLES, (json.dumps(source_keys), cycles))
+        return [
+            (key, Outcome(outcome), None if skew is None else timedelta(microseconds=skew))
+            for key, outcome, skew in rows
+        ]
 
     def _update(
         self,

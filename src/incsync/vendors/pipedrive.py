@@ -306,7 +306,7 @@ class PipedriveConnector(HttpConnector):
             yield Answer(rows, more=False)
 
     def _warn_past_retention(self, start: datetime) -> None:
-        now = self.options.clock()
+        now = self.source_time()  # Pipedrive keeps deleted deals by its own clock
         if now - start > DELETED_RETENTION:
             logger.warning(
                 "pipedrive: reading changes since %s, more than %d days ago: deals deleted "

@@ -156,7 +156,8 @@ class StripeConnector(HttpConnector):
         )
         self.resource = resource
         self.object_name = RESOURCES[resource]
-        self.clock_skew = clock_skew
+        # Not self.clock_skew: that is the skew measured from Stripe's answers (HttpConnector).
+        self.skew_margin = clock_skew
 
     # -- answers ---------------------------------------------------------------------------------
 
@@ -202,7 +203,8 @@ class StripeConnector(HttpConnector):
         if window.start is None:
             yield from self._full_read()
             return
-        age = self.options.clock() - window.start
+        # The window starts at a time Stripe stamped, and Stripe keeps events by its own clock.
+        age = self.source_time() - window.start
         if age > EVENT_RETENTION - _RETENTION_MARGIN:
             raise PermanentSourceError(
                 f"stripe: the events to read start at {window.start.isoformat()}, "
@@ -215,8 +217,8 @@ class StripeConnector(HttpConnector):
         yield from self._event_pages(_epoch(window.start))
 
     def _full_read(self) -> Iterator[RawPage]:
-        began = self.options.clock()
-        stamp = _epoch(began - self.clock_skew)
+        began = self.source_time()  # the events after the list are stamped by Stripe's clock
+        stamp = _epoch(began - self.skew_margin)
         logger.info(
             "stripe: full read of %s, stamped %s", self.resource, datetime.fromtimestamp(stamp, UTC)
         )

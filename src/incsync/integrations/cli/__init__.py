@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import logging
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timezone
 
 from incsync.errors import ConfigurationError, IncsyncError
 from incsync.integrations.cli._check import check_command
@@ -41,10 +43,11 @@ from incsync.integrations.cli._commands import (
 )
 from incsync.integrations.cli._config import Config, ConfigFileError, load_config
 from incsync.integrations.cli._output import CheckState, check_unknown
-from incsync.integrations.cli._parser import build_parser
+from incsync.integrations.cli._parser import LOG_LEVELS, build_parser
 from incsync.integrations.cli._run import run_command
 from incsync.integrations.cli._secrets import secret_values
-from incsync.redaction import redact, redact_lines
+from incsync.redaction import redact, redact_lines, redacted_traceback
+from incsync.telemetry import CycleContextFilter
 from incsync.views import terminal_safe
 
 __all__ = ["main"]
@@ -65,17 +68,67 @@ class _RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         # Line by line: a message may carry a traceback, longer than one message's bound.
         record.msg, record.args = redact_lines(record.getMessage(), self._secrets), None
+        if record.exc_info is not None and record.exc_info[1] is not None and not record.exc_text:
+            # A formatter writes exc_text when set, instead of formatting exc_info unmasked.
+            record.exc_text = redacted_traceback(record.exc_info[1], self._secrets)
         return True
 
 
-class _TerminalSafeFormatter(logging.Formatter):
-    """Writes log lines whose quotes from sources (error bodies) cannot drive a terminal.
+def _where(record: logging.LogRecord) -> str:
+    """Name the source and cycle a record was logged in (by :class:`CycleContextFilter`)."""
+    source_key = getattr(record, "source_key", None)
+    if source_key is None:
+        return ""
+    cycle_id = getattr(record, "cycle_id", None)
+    return f" [{source_key}]" if cycle_id is None else f" [{source_key} cycle {cycle_id}]"
 
-    Each line goes through :func:`~incsync.views.terminal_safe`; a traceback keeps its breaks.
+
+class _TerminalSafeFormatter(logging.Formatter):
+    """Writes log lines that name their source and cycle, and cannot drive a terminal.
+
+    Quotes from sources (error bodies) may hold control characters: each line goes through
+    :func:`~incsync.views.terminal_safe`; a traceback keeps its breaks.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s%(where)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.where = _where(record)
+        return "\n".join(terminal_safe(line) for line in super().format(record).split("\n"))
+
+
+class _JsonFormatter(logging.Formatter):
+    """Writes each record as one line of JSON, for log collectors.
+
+    ``json.dumps`` escapes every control character and everything beyond ASCII (``\u001b``), so
+    a line cannot drive a terminal either, and a traceback stays within its line.
     """
 
     def format(self, record: logging.LogRecord) -> str:
-        return "\n".join(terminal_safe(line) for line in super().format(record).split("\n"))
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "source_key": getattr(record, "source_key", None),
+            "cycle_id": getattr(record, "cycle_id", None),
+            "message": record.getMessage(),
+        }
+        if record.exc_info is not None and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line["traceback"] = record.exc_text
+        return json.dumps(line, ensure_ascii=True, default=str)
+
+
+def _log_level(args: argparse.Namespace) -> int:
+    """The level the command logs from: ``--log-level``, else INFO with ``-v``, else ERROR."""
+    if args.log_level is not None:
+        return LOG_LEVELS[args.log_level]
+    # Results are printed on stdout already; the log adds the engine's detail on request.
+    return logging.INFO if args.verbose else logging.ERROR
 
 
 class _StandardError:
@@ -93,16 +146,18 @@ class _StandardError:
 
 
 @contextmanager
-def _logging_to_stderr(verbose: bool, secrets: Sequence[str]) -> Iterator[None]:
+def _logging_to_stderr(args: argparse.Namespace, secrets: Sequence[str]) -> Iterator[None]:
     """Send incsync's log to stderr, masked, for the command's duration; then undo it."""
     handler = logging.StreamHandler(_StandardError())
-    handler.setFormatter(_TerminalSafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        _JsonFormatter() if args.log_format == "json" else _TerminalSafeFormatter()
+    )
+    handler.addFilter(CycleContextFilter())
     handler.addFilter(_RedactingFilter(secrets))
     logger = logging.getLogger("incsync")
     level = logger.level
     logger.addHandler(handler)
-    # Results are printed on stdout already; the log adds the engine's detail on request.
-    logger.setLevel(logging.INFO if verbose else logging.ERROR)
+    logger.setLevel(_log_level(args))
     try:
         yield
     finally:
@@ -163,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         secrets = secret_values(config)
-        with _logging_to_stderr(args.verbose, secrets):
+        with _logging_to_stderr(args, secrets):
             return _dispatch(args, config, secrets)
     except ConfigFileError as error:
         # Masked already where it could hold a secret; masking again would garble it, since

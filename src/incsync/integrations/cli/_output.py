@@ -142,6 +142,7 @@ def result_json(result: CycleResult, secrets: Sequence[str] = ()) -> str:
     started = result.started_at
     document = {
         "source_key": result.source_key,
+        "cycle_id": result.cycle_id,
         "outcome": result.outcome.value,
         "fetched": result.fetched,
         "applied": result.applied,
@@ -157,7 +158,8 @@ def result_json(result: CycleResult, secrets: Sequence[str] = ()) -> str:
         "error": None if result.error is None else redact(result.error, secrets),
         "error_class": result.error_class,
     }
-    return json.dumps(document, ensure_ascii=False)
+    # ASCII only: JSON then escapes C1 controls and bidi overrides too, which a terminal obeys.
+    return json.dumps(document, ensure_ascii=True)
 
 
 def _with_exact(value: TimeText | None) -> TimeText | None:
@@ -327,14 +329,16 @@ def _count_json(check: CountCheck | None) -> dict[str, Any] | None:
     }
 
 
-def _history_json(summary: HistorySummary | None) -> dict[str, int] | None:
+def _history_json(summary: HistorySummary | None) -> dict[str, int | float | None] | None:
     if summary is None:
         return None
+    skew = summary.clock_skew
     return {
         "cycles": summary.cycles,
         "completed": summary.completed,
         "failed": summary.failed,
         "interrupted": summary.interrupted,
+        "clock_skew_seconds": None if skew is None else skew.total_seconds(),
     }
 
 
@@ -444,7 +448,7 @@ def status_json(
             _source_json(state, status, now, histories.get(state.key)) for state, status in rows
         ],
     }
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(document, indent=2, ensure_ascii=True) + "\n"
 
 
 def rejected_text(key: str, records: Sequence[RejectedRecord]) -> str:
@@ -502,7 +506,7 @@ def rejected_json(key: str, records: Sequence[RejectedRecord]) -> str:
     cut short).
     """
     document = {"key": key, "rejected": [_rejected_entry(record) for record in records]}
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(document, indent=2, ensure_ascii=True) + "\n"
 
 
 def _position(cursor: Cursor) -> str:
@@ -558,7 +562,7 @@ def cursor_json(state: SourceState) -> str:
         "last_change": None if state.last_change is None else state.last_change.isoformat(),
         "marks": {name: at.isoformat() for name, at in state.marks.items()},
     }
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(document, indent=2, ensure_ascii=True) + "\n"
 
 
 def rewound_text(state: SourceState, since: datetime) -> str:
@@ -629,6 +633,4 @@ def _entry_json(entry: CycleEntry) -> dict[str, Any]:
 
 def history_json(entries: Sequence[CycleEntry]) -> str:
     """Return a source's cycles as a JSON array, newest first (see docs/cli.md for the fields)."""
-    return (
-        json.dumps([_entry_json(entry) for entry in entries], indent=2, ensure_ascii=False) + "\n"
-    )
+    return json.dumps([_entry_json(entry) for entry in entries], indent=2, ensure_ascii=True) + "\n"

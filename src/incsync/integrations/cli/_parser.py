@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 from datetime import datetime, timedelta
@@ -12,10 +13,18 @@ from incsync import __version__
 from incsync.errors import NaiveDatetimeError
 from incsync.timestamps import parse_timestamp
 
-__all__ = ["DEFAULT_CONFIG", "build_parser", "parse_interval", "parse_since"]
+__all__ = ["DEFAULT_CONFIG", "LOG_LEVELS", "build_parser", "parse_interval", "parse_since"]
 
 DEFAULT_CONFIG = "incsync.toml"
 """The config file read when neither ``--config`` nor ``INCSYNC_CONFIG`` names one."""
+
+LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+"""The values of ``--log-level`` and the :mod:`logging` levels they name."""
 
 _UNITS = {"d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
 _UNITS["s"] = timedelta(seconds=1)
@@ -172,7 +181,23 @@ def build_parser() -> argparse.ArgumentParser:
         "-v",
         "--verbose",
         action="store_true",
-        help="also write incsync's log to stderr (each cycle's counts, retries, resets…)",
+        help="also write incsync's log to stderr (each cycle's counts, retries, resets…), as "
+        "--log-level info does",
+    )
+    config.add_argument(
+        "--log-level",
+        choices=tuple(LOG_LEVELS),
+        type=str.lower,
+        metavar="LEVEL",
+        help="log to stderr from this level on: debug, info, warning or error (default: error, "
+        "or info with -v)",
+    )
+    config.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as text (default) or as one JSON object per line; each names its "
+        "source and cycle",
     )
     parser = argparse.ArgumentParser(
         prog="incsync",

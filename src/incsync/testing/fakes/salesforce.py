@@ -578,6 +578,10 @@ class FakeSalesforce(FakeVendor):
 
     # -- HTTP ----------------------------------------------------------------------------------
 
+    def now(self) -> datetime:
+        """Return the fake's clock, which dates its answers (as it stamps its records)."""
+        return self._clock()
+
     def handle(self, request: httpx.Request) -> httpx.Response:
         """Answer ``request`` as Salesforce would."""
         self._purge_expired()

@@ -1,0 +1,322 @@
+"""What OpenTelemetry costs a scheduled round: telemetry on, off, and not installed, in one run.
+
+Run ``python -m bench.telemetry`` from the project root (a few minutes with the default 1,000
+sources; ``--sources 10000`` for the full fleet of ``bench/round.py``). It needs the PostgreSQL
+server the tests use (``INCSYNC_BENCH_POSTGRES``) and works in a fresh schema
+``bench_telemetry_<random>``, dropped at the end. Figures are printed and written to
+``bench/telemetry-results.json``.
+
+The world is ``bench/round.py``'s: half HubSpot portals, half QuickBooks companies, 20 records
+each, served over loopback HTTP, synced into a :class:`~incsync.stores.postgres.PostgresStore`
+on a pool of 8 threads by :func:`incsync.scheduling.run_due`. After an untimed first full sync,
+each timed round updates 2-3 records of every account and runs one incremental cycle of every
+source. The rounds come in sets of three, one per variant, in an order that rotates from set to
+set (so a drift of the machine's load does not favour one variant):
+
+* ``not_installed``: ``incsync.telemetry.configure(enabled=False)``, the very path taken where
+  OpenTelemetry's API cannot be imported: a cycle only sets its log context;
+* ``off``: the API installed, no SDK configured: incsync calls the API's no-op tracer and meter;
+* ``on``: the SDK's tracer provider with a batch span processor (whose exporter drops the spans
+  after counting them) and a meter provider with a periodic reader: every span and metric is
+  recorded, as in production, but nothing leaves the process.
+
+The ratio of a variant is its round time over the ``not_installed`` round of the same set; the
+median over the sets is reported, with the range, for wall time and for this process's CPU time
+(the round is bound by one core: the GIL). A second, smaller part times cycles with no I/O at all
+(in-memory store and connector, 5 pages of 20 records): there telemetry has nothing to hide
+behind, so it is the worst case per cycle.
+
+The fake vendors hold every account's records in this process (hundreds of thousands of objects),
+where a real worker holds none: each full collection of the garbage collector walks them, and
+whatever allocates more (the SDK's spans) pays for it out of proportion. After the first sync they
+are frozen (``gc.freeze()``) unless ``--no-freeze`` is given; the results say which.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import secrets
+import statistics
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from bench._round_timing import Tally
+from bench._round_world import HubSpotWorld, QuickBooksWorld, World
+from bench.core import git, load_average, machine
+from bench.round import CONNINFO, INTERVAL, RECORDS, Factory, drop_schema, outcomes, source_key
+from incsync import telemetry
+from incsync.connectors import InMemoryConnector, InMemorySource
+from incsync.engine import SyncEngine
+from incsync.results import Outcome
+from incsync.scheduling import SourcePlan, run_due
+from incsync.stores.postgres import PostgresStore
+from incsync.testing import InMemoryStore
+from incsync.timestamps import utc_now
+
+__all__ = ["main"]
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "telemetry-results.json"
+UTC = timezone.utc
+VARIANTS = ("not_installed", "off", "on")
+
+
+class CountingExporter(SpanExporter):
+    """Drops the spans it is given, after counting them."""
+
+    def __init__(self) -> None:
+        self.spans = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Count the batch."""
+        self.spans += len(spans)
+        return SpanExportResult.SUCCESS
+
+
+class DroppingMetricExporter(MetricExporter):
+    """Drops what the periodic reader exports."""
+
+    def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> Any:
+        """Drop the metrics."""
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        """Nothing is buffered."""
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        """Nothing to close."""
+
+
+class Variants:
+    """Switches incsync's telemetry between the three variants; owns the SDK providers."""
+
+    def __init__(self) -> None:
+        self.exporter = CountingExporter()
+        self.tracer_provider = TracerProvider()
+        # A queue long enough that no span is dropped: a dropped span would be work not done.
+        processor = BatchSpanProcessor(self.exporter, max_queue_size=1_000_000)
+        self.tracer_provider.add_span_processor(processor)
+        reader = PeriodicExportingMetricReader(DroppingMetricExporter())
+        self.meter_provider = MeterProvider(metric_readers=[reader])
+
+    def use(self, variant: str) -> None:
+        """Make ``variant`` the one the next cycles report through."""
+        if variant == "not_installed":
+            telemetry.configure(enabled=False)
+        elif variant == "off":
+            telemetry.configure()  # the global providers: the API's no-op ones, nothing set
+        else:
+            telemetry.configure(
+                tracer_provider=self.tracer_provider, meter_provider=self.meter_provider
+            )
+
+    def close(self) -> None:
+        """Flush and stop the SDK; leave incsync on the global providers."""
+        telemetry.configure()
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+
+
+def ratios(times: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """Each variant's time over ``not_installed``'s in the same set: median, min and max."""
+    found: dict[str, dict[str, float]] = {}
+    for variant in VARIANTS:
+        each = [t / base for t, base in zip(times[variant], times["not_installed"], strict=True)]
+        found[variant] = {
+            "median": round(statistics.median(each), 3),
+            "min": round(min(each), 3),
+            "max": round(max(each), 3),
+        }
+    return found
+
+
+def run_rounds(args: argparse.Namespace, variants: Variants, problems: list[str]) -> dict[str, Any]:
+    """Build the world, sync it once, then time the rounds; return their figures."""
+    sizes = {"hubspot": args.sources // 2, "quickbooks": args.sources - args.sources // 2}
+    worlds: list[World] = [
+        HubSpotWorld(sizes["hubspot"], RECORDS),
+        QuickBooksWorld(sizes["quickbooks"], RECORDS),
+    ]
+    schema = f"bench_telemetry_{secrets.token_hex(4)}"
+    wall: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    cpu: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    try:
+        with ExitStack() as stack:
+            served = {
+                world.name: (world, stack.enter_context(world.router.serve())) for world in worlds
+            }
+            factory = Factory(served, Tally(), Tally())
+            store = stack.enter_context(
+                PostgresStore(CONNINFO, schema=schema, min_size=2, max_size=args.workers)
+            )
+            store.migrate()
+            engine = SyncEngine(store)
+            plans = [
+                SourcePlan(source_key(world, n), INTERVAL)
+                for world in worlds
+                for n in range(sizes[world.name])
+            ]
+            variants.use("not_installed")
+            began = time.perf_counter()
+            first = run_due(engine, plans, factory, max_workers=args.workers, per_account_limit=1)
+            print(f"first full sync: {outcomes(first)} in {time.perf_counter() - began:.1f} s")
+            if args.freeze:
+                # The fake vendors' records live in this process only because the bench serves
+                # them here: out of the collector's reach, as they would be in another process.
+                gc.collect()
+                gc.freeze()
+            moment = utc_now()
+            for number in range(args.sets):
+                order = VARIANTS[number % 3 :] + VARIANTS[: number % 3]
+                for variant in order:
+                    changes = sum(
+                        world.change(n, deletes=False)
+                        for world in worlds
+                        for n in range(sizes[world.name])
+                    )
+                    for world in worlds:
+                        world.advance()
+                    moment += INTERVAL + timedelta(minutes=1)  # every hourly slot has passed
+                    variants.use(variant)
+                    cpu_began, round_began = time.process_time(), time.perf_counter()
+                    results = run_due(
+                        engine,
+                        plans,
+                        factory,
+                        max_workers=args.workers,
+                        per_account_limit=1,
+                        now=moment,
+                    )
+                    seconds = time.perf_counter() - round_began
+                    cpu_seconds = time.process_time() - cpu_began
+                    wall[variant].append(seconds)
+                    cpu[variant].append(cpu_seconds)
+                    applied = sum(result.applied for result in results)
+                    counts = outcomes(results)
+                    print(
+                        f"set {number + 1} {variant:<14} {seconds:6.2f} s wall "
+                        f"{cpu_seconds:6.2f} s CPU  {counts}, {applied:,} applied"
+                    )
+                    if counts != {Outcome.COMPLETED.value: args.sources}:
+                        problems.append(f"{variant}: not every source completed: {counts}")
+                    if applied != changes:
+                        problems.append(f"{variant}: applied {applied}, changed {changes}")
+    finally:
+        drop_schema(schema)
+    return {
+        "sources": sizes,
+        "records_per_source": RECORDS,
+        "workers": args.workers,
+        "sets": args.sets,
+        "gc_frozen_after_first_sync": args.freeze,
+        "wall_seconds": {v: [round(t, 3) for t in wall[v]] for v in VARIANTS},
+        "cpu_seconds": {v: [round(t, 3) for t in cpu[v]] for v in VARIANTS},
+        "wall_ratio_to_not_installed": ratios(wall),
+        "cpu_ratio_to_not_installed": ratios(cpu),
+    }
+
+
+def time_cycles(variants: Variants, cycles: int, sets: int) -> dict[str, Any]:
+    """Time in-memory cycles with no I/O, per variant; return microseconds per cycle."""
+    source = InMemorySource()
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for number in range(100):
+        source.put({"id": f"r{number:03d}", "updated_at": start + timedelta(seconds=number)})
+    per_cycle: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+
+    def run(variant: str) -> float:
+        variants.use(variant)
+        engine = SyncEngine(InMemoryStore())
+        began = time.process_time()
+        for number in range(cycles):
+            engine.run_cycle(f"s{number % 50}", InMemoryConnector(source, page_size=20))
+        return (time.process_time() - began) / cycles * 1e6
+
+    for number in range(sets):
+        order = VARIANTS[number % 3 :] + VARIANTS[: number % 3]
+        for variant in order:
+            per_cycle[variant].append(run(variant))
+    medians = {variant: round(statistics.median(per_cycle[variant]), 1) for variant in VARIANTS}
+    print(f"in-memory cycles (5 pages of 20 records), CPU microseconds per cycle: {medians}")
+    return {
+        "cycles_per_run": cycles,
+        "cpu_microseconds_per_cycle": {v: [round(t, 1) for t in per_cycle[v]] for v in VARIANTS},
+        "cpu_ratio_to_not_installed": ratios(per_cycle),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; return 1 when a check failed."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--sources", type=int, default=1_000, help="sources in the round")
+    parser.add_argument("--workers", type=int, default=8, help="threads of the round")
+    parser.add_argument("--sets", type=int, default=3, help="sets of three rounds, one a variant")
+    parser.add_argument("--cycles", type=int, default=2_000, help="in-memory cycles per run")
+    parser.add_argument(
+        "--no-freeze",
+        dest="freeze",
+        action="store_false",
+        help="leave the fake vendors' objects to the garbage collector (see the docstring)",
+    )
+    args = parser.parse_args(argv)
+    info = machine()
+    print(f"machine: {info['cpu_model']}, {info['cpu_count']} cores, Python {info['python']}")
+    load_start = load_average()
+    print(f"load average at start: {load_start}")
+    variants = Variants()
+    problems: list[str] = []
+    try:
+        rounds = run_rounds(args, variants, problems)
+        cycles = time_cycles(variants, args.cycles, args.sets)
+        variants.tracer_provider.force_flush()
+        spans = variants.exporter.spans
+    finally:
+        variants.close()
+
+    def show(found: dict[str, dict[str, float]]) -> str:
+        return ", ".join(
+            f"{v} {found[v]['median']:.3f} ({found[v]['min']:.3f}-{found[v]['max']:.3f})"
+            for v in VARIANTS[1:]
+        )
+
+    print(f"round, wall time ratio to not installed: {show(rounds['wall_ratio_to_not_installed'])}")
+    print(f"round, CPU time ratio to not installed:  {show(rounds['cpu_ratio_to_not_installed'])}")
+    print(f"in-memory cycles, CPU ratio:             {show(cycles['cpu_ratio_to_not_installed'])}")
+    print(f"spans exported by the 'on' variant: {spans:,}")
+    for problem in problems:
+        print(f"PROBLEM: {problem}")
+    document = {
+        "benchmark": "telemetry",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": info,
+        "incsync_commit_full": git("rev-parse", "HEAD"),
+        "load_average_start": load_start,
+        "load_average_end": load_average(),
+        "round": rounds,
+        "in_memory_cycles": cycles,
+        "spans_exported_on": spans,
+        "checks": {"problems": problems[:20], "passed": not problems},
+    }
+    RESULTS.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    print(f"written to {RESULTS.relative_to(HERE.parent)}")
+    return 0 if not problems else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

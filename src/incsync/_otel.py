@@ -1,0 +1,245 @@
+"""incsync's spans and instruments on OpenTelemetry's API; imported only where it is installed.
+
+:mod:`incsync.telemetry` decides when to report and holds the cycle's context; this module only
+speaks OpenTelemetry. Its names and attributes are listed in ``docs/observability.md``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING
+
+import attrs
+from opentelemetry import context, metrics, trace
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.trace import Span, Status, StatusCode
+
+from incsync.records import Page
+from incsync.results import CycleResult, Outcome
+
+if TYPE_CHECKING:
+    from incsync.telemetry import CycleTelemetry
+
+__all__ = ["OpenSpan", "Otel"]
+
+SCOPE = "incsync"
+"""The instrumentation scope of every span and instrument."""
+
+# Attribute names: incsync's own namespace, as OpenTelemetry asks of libraries.
+SOURCE_KEY = "incsync.source_key"
+CYCLE_ID = "incsync.cycle_id"
+VENDOR = "incsync.vendor"
+GENERATION = "incsync.generation"
+OUTCOME = "incsync.outcome"
+PAGE = "incsync.page"
+STEP = "incsync.page.step"
+RETRY_CAUSE = "incsync.retry.cause"
+COLOR = "incsync.status.color"
+
+# Bucket bounds in seconds (the SDK's default ones suit milliseconds): from a quiet incremental
+# cycle to an hour's full re-read, and from a loopback page to a slow vendor's.
+CYCLE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+PAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def _version() -> str | None:
+    """Return the installed version of incsync, the scope's version (``None`` when unknown)."""
+    try:
+        return importlib.metadata.version("incsync")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return None
+
+
+@attrs.frozen
+class OpenSpan:
+    """A span that was made the current one, with the token that restores the context before."""
+
+    span: Span
+    token: object
+
+
+class Otel:
+    """incsync's tracer and instruments, on the given providers or the global ones.
+
+    Args:
+        tracer_provider: Where spans go; ``None`` for the global provider.
+        meter_provider: Where metrics go; ``None`` for the global provider.
+        colours: Returns the number of sources per status colour, or ``None`` to observe nothing.
+    """
+
+    def __init__(
+        self,
+        tracer_provider: trace.TracerProvider | None,
+        meter_provider: metrics.MeterProvider | None,
+        colours: Callable[[], Mapping[str, int] | None],
+    ) -> None:
+        version = _version()
+        self.tracer = trace.get_tracer(SCOPE, version, tracer_provider)
+        meter = metrics.get_meter(SCOPE, version or "", meter_provider)
+        self.cycle_duration = meter.create_histogram(
+            "incsync.cycle.duration",
+            unit="s",
+            description="How long cycles took, by outcome.",
+            explicit_bucket_boundaries_advisory=CYCLE_BUCKETS,
+        )
+        self.page_duration = meter.create_histogram(
+            "incsync.page.duration",
+            unit="s",
+            description="How long pages took to fetch (step fetch) and to write with their "
+            "checkpoint (step write).",
+            explicit_bucket_boundaries_advisory=PAGE_BUCKETS,
+        )
+        self.applied = meter.create_counter(
+            "incsync.records.applied",
+            unit="{record}",
+            description="Records written to the sink as new or newer versions.",
+        )
+        self.set_aside = meter.create_counter(
+            "incsync.records.set_aside",
+            unit="{record}",
+            description="Records set aside as malformed.",
+        )
+        self.retries = meter.create_counter(
+            "incsync.retries",
+            unit="{retry}",
+            description="Requests retried, because the vendor throttled or the request failed.",
+        )
+        self.retry_wait = meter.create_counter(
+            "incsync.retry.wait",
+            unit="s",
+            description="Seconds waited before retrying requests.",
+        )
+        self._colours = colours
+        meter.create_observable_gauge(
+            "incsync.sources",
+            callbacks=[self._observe_sources],
+            unit="{source}",
+            description="Sources of the observed stores per status colour.",
+        )
+
+    def _observe_sources(self, _options: CallbackOptions) -> Iterable[Observation]:
+        counts = self._colours()
+        if counts is None:
+            return []
+        return [Observation(count, {COLOR: colour}) for colour, count in counts.items()]
+
+    def _start(self, name: str, attributes: Mapping[str, str | int]) -> OpenSpan:
+        span = self.tracer.start_span(name, attributes=attributes)
+        return OpenSpan(span, context.attach(trace.set_span_in_context(span)))
+
+    def end_span(self, opened: OpenSpan | None, error: BaseException | None) -> None:
+        """End a span made current by this module; an exception names its class only."""
+        if opened is None:
+            return
+        try:
+            if error is not None:
+                # Only the class: the message of an exception that escapes is not redacted.
+                opened.span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            opened.span.end()
+        finally:
+            context.detach(opened.token)  # type: ignore[arg-type]
+
+    def start_cycle(self, source_key: str, vendor: str, cycle_id: str) -> OpenSpan:
+        """Start the cycle's span and make it the current one."""
+        return self._start(
+            "incsync.cycle", {SOURCE_KEY: source_key, VENDOR: vendor, CYCLE_ID: cycle_id}
+        )
+
+    @staticmethod
+    def cycle_generation(opened: OpenSpan | None, generation: int) -> None:
+        """Put the generation on the cycle's span."""
+        if opened is not None:
+            opened.span.set_attribute(GENERATION, generation)
+
+    def cycle_ended(self, opened: OpenSpan | None, vendor: str, result: CycleResult) -> None:
+        """Put the result on the cycle's span and record its duration."""
+        if opened is not None:
+            span = opened.span
+            span.set_attributes(
+                {
+                    OUTCOME: result.outcome.value,
+                    "incsync.pages": result.pages,
+                    "incsync.records.fetched": result.fetched,
+                    "incsync.records.applied": result.applied,
+                    "incsync.records.already_applied": result.already_applied,
+                    "incsync.records.set_aside": result.rejected,
+                    "incsync.records.swept": result.swept,
+                }
+            )
+            if result.outcome is Outcome.FAILED:
+                # The result's error is redacted already.
+                span.set_status(Status(StatusCode.ERROR, f"{result.error_class}: {result.error}"))
+        self.cycle_duration.record(
+            result.duration.total_seconds(), {VENDOR: vendor, OUTCOME: result.outcome.value}
+        )
+
+    def fetched_pages(self, pages: Iterable[Page], cycle: CycleTelemetry) -> Iterator[Page]:
+        """Yield ``pages``, noting when each was asked for and came; record its fetch latency.
+
+        No span is made here: the page's span starts when it was asked for (see
+        :meth:`page_span`), and a fetch that finds the read ended makes none.
+        """
+        iterator = iter(pages)
+        latency = {VENDOR: cycle.vendor, STEP: "fetch"}
+        while True:
+            asked, began = time.time_ns(), time.perf_counter()
+            try:
+                page = next(iterator)
+            except StopIteration:
+                return
+            self.page_duration.record(time.perf_counter() - began, latency)
+            cycle.pages += 1
+            cycle.fetched = (asked, time.time_ns(), len(page.records), len(page.rejected))
+            yield page
+
+    def page_span(self, cycle: CycleTelemetry) -> AbstractContextManager[None]:
+        """Return a context that writes the page fetched last within its span; time the write."""
+        return self._page(cycle)
+
+    @contextmanager
+    def _page(self, cycle: CycleTelemetry) -> Iterator[None]:
+        now = time.time_ns()
+        asked, came, records, set_aside = cycle.fetched or (now, now, 0, 0)
+        span = self.tracer.start_span(
+            "incsync.page",
+            attributes={
+                PAGE: cycle.pages,
+                "incsync.page.records": records,
+                "incsync.page.set_aside": set_aside,
+                # An attribute, not an event: an event costs as much again as the attributes.
+                "incsync.page.fetch_seconds": (came - asked) / 1e9,
+            },
+            start_time=asked,
+        )
+        opened = OpenSpan(span, context.attach(trace.set_span_in_context(span)))
+        began = time.perf_counter()
+        try:
+            yield
+        except BaseException as error:
+            self.end_span(opened, error)
+            raise
+        seconds = time.perf_counter() - began
+        self.end_span(opened, None)
+        self.page_duration.record(seconds, {VENDOR: cycle.vendor, STEP: "write"})
+
+    def records(self, vendor: str, applied: int, set_aside: int) -> None:
+        """Count records applied and set aside."""
+        attributes = {VENDOR: vendor}
+        if applied:
+            self.applied.add(applied, attributes)
+        if set_aside:
+            self.set_aside.add(set_aside, attributes)
+
+    def retried(self, vendor: str, wait: float, *, throttled: bool, page: int | None) -> None:
+        """Count a retry and its wait; note it on the current span (the cycle's, in a fetch)."""
+        cause = "throttle" if throttled else "error"
+        attributes = {VENDOR: vendor, RETRY_CAUSE: cause}
+        self.retries.add(1, attributes)
+        self.retry_wait.add(wait, attributes)
+        event: dict[str, str | float | int] = {RETRY_CAUSE: cause, "incsync.retry.wait": wait}
+        if page is not None:
+            event[PAGE] = page
+        trace.get_current_span().add_event("incsync.retry", event)

@@ -1,0 +1,372 @@
+"""What a running cycle tells the host's monitoring: log context, and OpenTelemetry when installed.
+
+Every cycle gets an id (:attr:`~incsync.results.CycleResult.cycle_id`), and while it runs, a
+context variable holds its source key and id: :class:`CycleContextFilter` puts both on every log
+record a handler sees (incsync's own lines, and the host's lines from inside the cycle: its sink,
+its connector), whatever the handler writes: plain text, JSON, structlog.
+
+With OpenTelemetry's API installed (``pip install 'incsync[otel]'``), the engine and the connector
+toolkit also report through it, to the providers the host configured (the global ones, or those
+given to :func:`configure`); see ``docs/observability.md`` for the names:
+
+* a span per cycle (``incsync.cycle``) with a child span per page (``incsync.page``), from when
+  the page was asked for until it is written with its checkpoint; a retried request is an event
+  on the cycle's span;
+* counters of records applied and set aside, of retries and of the seconds waited before them;
+  histograms of cycle duration and page latency; an observable gauge of sources per status colour
+  for the stores given to :func:`observe_sources` (decided by :func:`incsync.status.statuses_of`).
+
+Metric attributes name the vendor, never the source: a fleet of ten thousand sources would be
+ten thousand series per metric. Spans (and log records) name the source.
+
+Without OpenTelemetry (or after ``configure(enabled=False)``) the cycle only sets its context
+variable: :func:`fetched` hands the pages back untouched and :func:`writing` is a shared null
+context. With it, a cycle of a few pages costs a few spans and metric updates: the page's span
+covers its fetch and its write (rather than a span for each), since the SDK's spans cost tens of
+microseconds each.
+
+A host uses :class:`CycleContextFilter` (or :func:`log_context`), :func:`configure` and
+:func:`observe_sources`; :func:`cycle`, :func:`fetched`, :func:`writing`, :func:`written` and
+:func:`retried` are where the engine and the connector toolkit report.
+
+Whatever is recorded is already redacted: error texts come from the cycle's result, and an
+exception that escapes is named by its class only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from contextvars import ContextVar, Token
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from incsync.errors import IncsyncError
+from incsync.protocols import Clock, StateStore
+from incsync.records import Page
+from incsync.redaction import redacted_traceback
+from incsync.results import CycleResult
+from incsync.status import DEFAULT_STATUS_POLICY, StatusColor, StatusPolicy, statuses_of
+from incsync.timestamps import utc_now
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
+    from incsync._otel import OpenSpan, Otel
+
+__all__ = [
+    "CycleContextFilter",
+    "CycleTelemetry",
+    "configure",
+    "cycle",
+    "fetched",
+    "log_context",
+    "observe_sources",
+    "retried",
+    "writing",
+    "written",
+]
+
+logger = logging.getLogger("incsync")
+
+_CURRENT: ContextVar[CycleTelemetry | None] = ContextVar("incsync_cycle", default=None)
+_NOTHING: AbstractContextManager[None] = nullcontext()
+
+
+class _Backend:
+    """The OpenTelemetry instruments in use: resolved at the first cycle, or by :func:`configure`.
+
+    Resolving late keeps ``import incsync`` from importing OpenTelemetry, and lets a host set its
+    providers after importing incsync.
+    """
+
+    lock = threading.Lock()
+    resolved = False
+    otel: Otel | None = None
+
+
+def _load(
+    tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None
+) -> Otel | None:
+    try:
+        from incsync._otel import Otel  # only where OpenTelemetry is installed
+    except ImportError:
+        return None
+    return Otel(tracer_provider, meter_provider, _source_colours)
+
+
+def _otel() -> Otel | None:
+    if not _Backend.resolved:
+        with _Backend.lock:
+            if not _Backend.resolved:
+                _Backend.otel = _load(None, None)
+                _Backend.resolved = True
+    return _Backend.otel
+
+
+def configure(
+    *,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+    enabled: bool = True,
+) -> None:
+    """Choose where incsync's spans and metrics go; by default, OpenTelemetry's global providers.
+
+    Call it before the cycles it should affect start. Without OpenTelemetry installed it changes
+    nothing: there is nothing to report to.
+
+    Args:
+        tracer_provider: Receives the spans instead of the global tracer provider.
+        meter_provider: Receives the metrics instead of the global meter provider.
+        enabled: ``False`` reports nothing through OpenTelemetry, as if it were not installed
+            (log records still carry the source key and cycle id).
+    """
+    with _Backend.lock:
+        _Backend.otel = _load(tracer_provider, meter_provider) if enabled else None
+        _Backend.resolved = True
+
+
+def _vendor_of(connector: object) -> str:
+    """The connector's ``vendor`` (every built-in connector has one), else its class name."""
+    vendor = getattr(connector, "vendor", None)
+    return vendor if isinstance(vendor, str) and vendor else type(connector).__name__
+
+
+class CycleTelemetry:
+    """One running cycle as logs and OpenTelemetry see it: what :func:`cycle` returns.
+
+    Attributes:
+        cycle_id: The cycle's id: 16 hex digits, random.
+        source_key: The source the cycle syncs.
+        vendor: The connector's vendor, the attribute of its metrics.
+        pages: Pages fetched so far.
+        fetched: When the last page was asked for and came (``time.time_ns()``), and its
+            well-formed and set-aside records.
+    """
+
+    __slots__ = (
+        "_applied",
+        "_otel",
+        "_set_aside",
+        "_span",
+        "_token",
+        "cycle_id",
+        "fetched",
+        "pages",
+        "source_key",
+        "vendor",
+    )
+
+    def __init__(self, source_key: str, vendor: str, otel: Otel | None) -> None:
+        self.cycle_id = os.urandom(8).hex()
+        self.source_key = source_key
+        self.vendor = vendor
+        self.pages = 0
+        self.fetched: tuple[int, int, int, int] | None = None
+        self._otel = otel
+        self._span: OpenSpan | None = None
+        self._applied = 0
+        self._set_aside = 0
+        self._token: Token[CycleTelemetry | None] | None = None
+
+    def __enter__(self) -> CycleTelemetry:
+        self._token = _CURRENT.set(self)
+        if self._otel is not None:
+            self._span = self._otel.start_cycle(self.source_key, self.vendor, self.cycle_id)
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            if self._otel is not None:
+                self._otel.end_span(self._span, error)
+        finally:
+            if self._token is not None:
+                _CURRENT.reset(self._token)
+
+    def generation(self, generation: int) -> None:
+        """Note the generation the cycle reads under (known once the state is loaded)."""
+        if self._otel is not None:
+            self._otel.cycle_generation(self._span, generation)
+
+    def ended(self, result: CycleResult) -> CycleResult:
+        """Record how the cycle ended (outcome, counts, duration); return ``result``."""
+        if self._otel is not None:
+            self._otel.cycle_ended(self._span, self.vendor, result)
+        return result
+
+    def _written(self, applied: int, set_aside: int) -> None:
+        if self._otel is not None:
+            self._otel.records(self.vendor, applied - self._applied, set_aside - self._set_aside)
+        self._applied, self._set_aside = applied, set_aside
+
+
+def cycle(source_key: str, connector: object) -> CycleTelemetry:
+    """Return the telemetry of a new cycle of ``source_key``: enter it for the cycle's duration.
+
+    While it is entered, log records carry the source key and the cycle's id, and the cycle's span
+    is the current one (OpenTelemetry's context), so spans the host makes meanwhile (a sink's
+    database calls, an instrumented HTTP client) are its descendants.
+    """
+    return CycleTelemetry(source_key, _vendor_of(connector), _otel())
+
+
+def fetched(pages: Iterable[Page]) -> Iterable[Page]:
+    """Return ``pages`` with each fetch timed, when OpenTelemetry reports.
+
+    The fetch latency of each page is recorded, and when it was asked for is kept for its span
+    (:func:`writing`). A fetch that finds the read ended makes no span: its requests, if any, are
+    in the cycle's.
+    """
+    current = _CURRENT.get()
+    if current is None or current._otel is None:
+        return pages
+    return current._otel.fetched_pages(pages, current)
+
+
+def writing() -> AbstractContextManager[None]:
+    """Return a context for writing the page fetched last: its span, current while it writes.
+
+    The span starts when the page was asked for, with an event when it came, so the trace shows
+    the fetch and the write of each page; the write's latency is recorded.
+    """
+    current = _CURRENT.get()
+    if current is None or current._otel is None:
+        return _NOTHING
+    return current._otel.page_span(current)
+
+
+def written(applied: int, set_aside: int) -> None:
+    """Count what the running cycle's pages did, from its running totals so far.
+
+    Args:
+        applied: Records the cycle applied so far.
+        set_aside: Records it set aside so far.
+    """
+    current = _CURRENT.get()
+    if current is not None:
+        current._written(applied, set_aside)
+
+
+def retried(vendor: str | None, wait: float, *, throttled: bool) -> None:
+    """Count a retry of a request, and the seconds waited before it.
+
+    Args:
+        vendor: The vendor the request went to; the running cycle's when it has one.
+        wait: Seconds waited before the retry.
+        throttled: Whether the vendor asked to slow down (else the request failed).
+    """
+    otel = _otel()
+    if otel is None:
+        return
+    current = _CURRENT.get()
+    if current is None:
+        otel.retried(vendor or "unknown", wait, throttled=throttled, page=None)
+    else:
+        otel.retried(current.vendor, wait, throttled=throttled, page=current.pages + 1)
+
+
+def log_context() -> dict[str, str | None]:
+    """Return the running cycle's ``source_key`` and ``cycle_id`` (``None`` outside a cycle).
+
+    For logging set-ups that do not pass through :mod:`logging` handlers (a structlog processor,
+    say); :class:`CycleContextFilter` serves those that do.
+    """
+    current = _CURRENT.get()
+    if current is None:
+        return {"source_key": None, "cycle_id": None}
+    return {"source_key": current.source_key, "cycle_id": current.cycle_id}
+
+
+class CycleContextFilter(logging.Filter):
+    """Sets ``source_key`` and ``cycle_id`` on every record (``None`` outside a cycle).
+
+    Add it to a handler (``handler.addFilter(CycleContextFilter())``): it then serves every logger
+    whose records reach that handler, and a format can name ``%(source_key)s`` and
+    ``%(cycle_id)s``. A record that already has either (from ``extra=``) keeps its own. It never
+    drops a record.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Set the record's ``source_key`` and ``cycle_id``; keep it."""
+        for name, value in log_context().items():
+            if not hasattr(record, name):
+                setattr(record, name, value)
+        return True
+
+
+class _Observed:
+    """The stores whose sources the ``incsync.sources`` gauge counts, with their status policy."""
+
+    lock = threading.Lock()
+    stores: dict[int, tuple[StateStore, StatusPolicy, Clock]] = {}  # noqa: RUF012 - one registry
+
+
+def observe_sources(
+    store: StateStore,
+    *,
+    policy: StatusPolicy = DEFAULT_STATUS_POLICY,
+    clock: Clock = utc_now,
+) -> Callable[[], None]:
+    """Count ``store``'s sources per status colour in the ``incsync.sources`` gauge.
+
+    Each collection lists the store's states and asks :func:`incsync.status.statuses_of` for
+    their colours, so the gauge shows what the status screen shows. With several stores observed,
+    the counts add up; observing a store again replaces its policy and clock.
+
+    Args:
+        store: Where the states are.
+        policy: The status thresholds (:meth:`~incsync.status.StatusPolicy.matching` shares an
+            engine's).
+        clock: Returns the present, for the status.
+
+    Returns:
+        A function that stops observing the store.
+    """
+    key = id(store)
+    with _Observed.lock:
+        _Observed.stores[key] = (store, policy, clock)
+
+    def stop() -> None:
+        with _Observed.lock:
+            if _Observed.stores.get(key, (None,))[0] is store:
+                del _Observed.stores[key]
+
+    return stop
+
+
+def _source_colours() -> Mapping[str, int] | None:
+    """Return the number of sources per colour over every observed store, or ``None``.
+
+    ``None`` when no store is observed, or one cannot list its states: a gap in the series says
+    "unknown", where a partial count would lie.
+    """
+    with _Observed.lock:
+        observed = list(_Observed.stores.values())
+    if not observed:
+        return None
+    counts: Counter[str] = Counter({colour.value: 0 for colour in StatusColor})
+    for store, policy, clock in observed:
+        try:
+            statuses = statuses_of(store.list_states(), now=clock(), policy=policy)
+        except Exception as error:  # noqa: BLE001 - a collector's callback must not raise
+            # A store's error says enough by its class (its text may hold a connection string);
+            # anything else is a bug, located by its traceback.
+            detail = (
+                type(error).__name__
+                if isinstance(error, IncsyncError)
+                else redacted_traceback(error)
+            )
+            logger.warning("the sources per status colour were not counted: %s", detail)
+            return None
+        counts.update(status.color.value for _, status in statuses)
+    return counts
