@@ -10,17 +10,21 @@ The world is ``bench/round.py``'s: half HubSpot portals, half QuickBooks compani
 each, served over loopback HTTP, synced into a :class:`~incsync.stores.postgres.PostgresStore`
 on a pool of 8 threads by :func:`incsync.scheduling.run_due`. After an untimed first full sync,
 each timed round updates 2-3 records of every account and runs one incremental cycle of every
-source. The rounds come in sets of three, one per variant, in an order that rotates from set to
+source. The rounds come in sets of four, one per variant, in an order that rotates from set to
 set (so a drift of the machine's load does not favour one variant):
 
+* ``nothing``: as ``not_installed``, and through a store that keeps no cycle history
+  (``history_retention=NO_HISTORY``): the round with both history and telemetry off;
 * ``not_installed``: ``incsync.telemetry.configure(enabled=False)``, the very path taken where
-  OpenTelemetry's API cannot be imported: a cycle only sets its log context;
+  OpenTelemetry's API cannot be imported: a cycle only sets its log context (history kept, as in
+  every variant below);
 * ``off``: the API installed, no SDK configured: incsync calls the API's no-op tracer and meter;
 * ``on``: the SDK's tracer provider with a batch span processor (whose exporter drops the spans
   after counting them) and a meter provider with a periodic reader: every span and metric is
   recorded, as in production, but nothing leaves the process.
 
-The ratio of a variant is its round time over the ``not_installed`` round of the same set; the
+The ratio of a variant is its round time over the ``not_installed`` round of the same set, and
+over the ``nothing`` round (``on`` over ``nothing`` is history and telemetry together); the
 median over the sets is reported, with the range, for wall time and for this process's CPU time
 (the round is bound by one core: the GIL). A second, smaller part times cycles with no I/O at all
 (in-memory store and connector, 5 pages of 20 records): there telemetry has nothing to hide
@@ -62,6 +66,7 @@ from bench.round import CONNINFO, INTERVAL, RECORDS, Factory, drop_schema, outco
 from incsync import telemetry
 from incsync.connectors import InMemoryConnector, InMemorySource
 from incsync.engine import SyncEngine
+from incsync.history import NO_HISTORY
 from incsync.results import Outcome
 from incsync.scheduling import SourcePlan, run_due
 from incsync.stores.postgres import PostgresStore
@@ -74,6 +79,9 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "telemetry-results.json"
 UTC = timezone.utc
 VARIANTS = ("not_installed", "off", "on")
+# The round also runs with nothing on: telemetry as where it is not installed, and the store
+# keeping no cycle history. Issue-level question: what do history and telemetry cost together?
+ROUND_VARIANTS = ("nothing", *VARIANTS)
 
 
 class CountingExporter(SpanExporter):
@@ -117,7 +125,7 @@ class Variants:
 
     def use(self, variant: str) -> None:
         """Make ``variant`` the one the next cycles report through."""
-        if variant == "not_installed":
+        if variant in ("nothing", "not_installed"):
             telemetry.configure(enabled=False)
         elif variant == "off":
             telemetry.configure()  # the global providers: the API's no-op ones, nothing set
@@ -133,11 +141,13 @@ class Variants:
         self.meter_provider.shutdown()
 
 
-def ratios(times: dict[str, list[float]]) -> dict[str, dict[str, float]]:
-    """Each variant's time over ``not_installed``'s in the same set: median, min and max."""
+def ratios(
+    times: dict[str, list[float]], base: str = "not_installed"
+) -> dict[str, dict[str, float]]:
+    """Each variant's time over ``base``'s in the same set: median, min and max."""
     found: dict[str, dict[str, float]] = {}
-    for variant in VARIANTS:
-        each = [t / base for t, base in zip(times[variant], times["not_installed"], strict=True)]
+    for variant in times:
+        each = [t / first for t, first in zip(times[variant], times[base], strict=True)]
         found[variant] = {
             "median": round(statistics.median(each), 3),
             "min": round(min(each), 3),
@@ -154,8 +164,8 @@ def run_rounds(args: argparse.Namespace, variants: Variants, problems: list[str]
         QuickBooksWorld(sizes["quickbooks"], RECORDS),
     ]
     schema = f"bench_telemetry_{secrets.token_hex(4)}"
-    wall: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
-    cpu: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    wall: dict[str, list[float]] = {variant: [] for variant in ROUND_VARIANTS}
+    cpu: dict[str, list[float]] = {variant: [] for variant in ROUND_VARIANTS}
     try:
         with ExitStack() as stack:
             served = {
@@ -167,6 +177,18 @@ def run_rounds(args: argparse.Namespace, variants: Variants, problems: list[str]
             )
             store.migrate()
             engine = SyncEngine(store)
+            # The same schema through a store that writes no history entry.
+            quiet_store = stack.enter_context(
+                PostgresStore(
+                    CONNINFO,
+                    schema=schema,
+                    min_size=2,
+                    max_size=args.workers,
+                    history_retention=NO_HISTORY,
+                )
+            )
+            engines = dict.fromkeys(ROUND_VARIANTS, engine)
+            engines["nothing"] = SyncEngine(quiet_store)
             plans = [
                 SourcePlan(source_key(world, n), INTERVAL)
                 for world in worlds
@@ -183,8 +205,8 @@ def run_rounds(args: argparse.Namespace, variants: Variants, problems: list[str]
                 gc.freeze()
             moment = utc_now()
             for number in range(args.sets):
-                order = VARIANTS[number % 3 :] + VARIANTS[: number % 3]
-                for variant in order:
+                turn = number % len(ROUND_VARIANTS)
+                for variant in ROUND_VARIANTS[turn:] + ROUND_VARIANTS[:turn]:
                     changes = sum(
                         world.change(n, deletes=False)
                         for world in worlds
@@ -196,7 +218,7 @@ def run_rounds(args: argparse.Namespace, variants: Variants, problems: list[str]
                     variants.use(variant)
                     cpu_began, round_began = time.process_time(), time.perf_counter()
                     results = run_due(
-                        engine,
+                        engines[variant],
                         plans,
                         factory,
                         max_workers=args.workers,
@@ -225,10 +247,12 @@ def run_rounds(args: argparse.Namespace, variants: Variants, problems: list[str]
         "workers": args.workers,
         "sets": args.sets,
         "gc_frozen_after_first_sync": args.freeze,
-        "wall_seconds": {v: [round(t, 3) for t in wall[v]] for v in VARIANTS},
-        "cpu_seconds": {v: [round(t, 3) for t in cpu[v]] for v in VARIANTS},
+        "wall_seconds": {v: [round(t, 3) for t in wall[v]] for v in ROUND_VARIANTS},
+        "cpu_seconds": {v: [round(t, 3) for t in cpu[v]] for v in ROUND_VARIANTS},
         "wall_ratio_to_not_installed": ratios(wall),
         "cpu_ratio_to_not_installed": ratios(cpu),
+        "wall_ratio_to_nothing": ratios(wall, "nothing"),
+        "cpu_ratio_to_nothing": ratios(cpu, "nothing"),
     }
 
 
@@ -266,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sources", type=int, default=1_000, help="sources in the round")
     parser.add_argument("--workers", type=int, default=8, help="threads of the round")
-    parser.add_argument("--sets", type=int, default=3, help="sets of three rounds, one a variant")
+    parser.add_argument("--sets", type=int, default=3, help="sets of four rounds, one a variant")
     parser.add_argument("--cycles", type=int, default=2_000, help="in-memory cycles per run")
     parser.add_argument(
         "--no-freeze",
@@ -297,6 +321,12 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"round, wall time ratio to not installed: {show(rounds['wall_ratio_to_not_installed'])}")
     print(f"round, CPU time ratio to not installed:  {show(rounds['cpu_ratio_to_not_installed'])}")
+    for kind in ("wall", "cpu"):
+        both = rounds[f"{kind}_ratio_to_nothing"]["on"]
+        print(
+            f"round, history and telemetry on over both off, {kind}: {both['median']:.3f} "
+            f"({both['min']:.3f}-{both['max']:.3f})"
+        )
     print(f"in-memory cycles, CPU ratio:             {show(cycles['cpu_ratio_to_not_installed'])}")
     print(f"spans exported by the 'on' variant: {spans:,}")
     for problem in problems:
