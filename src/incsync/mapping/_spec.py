@@ -40,7 +40,7 @@ __all__ = ["CONVERTERS", "Condition", "Field", "LinesSpec", "TransactionMapping"
 
 def _text(value: object) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError(f"expected text or a whole number, got {value!r}")
+        raise TypeError(f"expected text or a whole number, got {value!r}")
     return str(value)
 
 
@@ -48,7 +48,7 @@ def _decimal(value: object) -> Decimal:
     # A JSON float is read through its shortest repr, so 12.75 is Decimal("12.75"), not the
     # binary fraction next to it.
     if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
-        raise ValueError(f"expected a number, got {value!r}")
+        raise TypeError(f"expected a number, got {value!r}")
     try:
         number = Decimal(repr(value) if isinstance(value, float) else value)
     except InvalidOperation:
@@ -205,6 +205,7 @@ class Field:
 
         Raises:
             ValueError: The value is there but the converter or the table refuses it.
+            TypeError: The value is of a type the converter does not read.
         """
         if self.value is not None:
             return self.value, "(constant)"
@@ -281,7 +282,9 @@ def _words_of(field: Field, key: str) -> list[tuple[str, object]]:
     return [(where, word) for where, word in found if word is not None]
 
 
-def _check_word(word: object, words: type[Kind] | type[Status], key: str, problems: _Problems) -> None:
+def _check_word(
+    word: object, words: type[Kind] | type[Status], key: str, problems: _Problems
+) -> None:
     known = [member.value for member in words]
     if word not in known:
         problems.add(key, f"{word!r} is not a {words.__name__.lower()}; known: {', '.join(known)}")
@@ -423,7 +426,9 @@ class TransactionMapping:
             ConfigurationError: The changed mapping has mistakes.
         """
         data = {**self.data, **changes}
-        return type(self).from_data({key: value for key, value in data.items() if value is not None})
+        return type(self).from_data(
+            {key: value for key, value in data.items() if value is not None}
+        )
 
     def applies_to(self, raw: object) -> bool:
         """Return whether ``raw`` is a transaction for this mapping (its ``where`` conditions)."""
@@ -474,7 +479,10 @@ class TransactionMapping:
             customer=_party(reader, self._fields, "customer"),
             owner=_party(reader, self._fields, "owner"),
             lines=self._read_lines(reader, document, currency, kind),
-            custom={name: reader.optional(field, f"custom.{name}") for name, field in self._custom.items()},
+            custom={
+                name: reader.optional(field, f"custom.{name}")
+                for name, field in self._custom.items()
+            },
         )
 
     def _document(self, raw: object) -> object:
@@ -544,7 +552,7 @@ class _Reader:
             return None
         try:
             value, _where = field.read(self.document)
-        except ValueError as error:
+        except (ValueError, TypeError) as error:
             raise self._fail(name, str(error)) from None
         return value  # type: ignore[return-value]  # converters give CustomValue values
 
@@ -562,7 +570,7 @@ class _Reader:
             if value is None:
                 raise self._fail(name, f"no value at {where}")
             value = check(value) if check is not None else value
-        except ValueError as error:
+        except (ValueError, TypeError) as error:
             raise self._fail(name, str(error)) from None
         if not isinstance(value, kind):
             raise self._fail(name, f"expected {kind.__name__}, got {value!r}")
@@ -613,7 +621,9 @@ def _lines(value: object, problems: _Problems) -> LinesSpec | None:
         if name not in table:
             continue
         allowed = _AMOUNT_CONVERTERS if name == "amount" else (convert,)
-        field = Field.parse(table[name], f"lines.{name}", problems, convert=convert, allowed=allowed)
+        field = Field.parse(
+            table[name], f"lines.{name}", problems, convert=convert, allowed=allowed
+        )
         if field is not None:
             fields[name] = field
     where = _conditions(table.get("where", []), "lines.where", problems)

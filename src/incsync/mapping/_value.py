@@ -66,14 +66,42 @@ class Status(str, enum.Enum):
 _EXPONENTS: Mapping[str, int] = MappingProxyType(
     {
         **dict.fromkeys(
-            (
-                "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF "
-                "XAG XAU XBA XBB XBC XBD XDR XPD XPT XSU XTS XUA XXX"
-            ).split(),
+            [
+                "BIF",
+                "CLP",
+                "DJF",
+                "GNF",
+                "ISK",
+                "JPY",
+                "KMF",
+                "KRW",
+                "PYG",
+                "RWF",
+                "UGX",
+                "UYI",
+                "VND",
+                "VUV",
+                "XAF",
+                "XOF",
+                "XPF",
+                "XAG",
+                "XAU",
+                "XBA",
+                "XBB",
+                "XBC",
+                "XBD",
+                "XDR",
+                "XPD",
+                "XPT",
+                "XSU",
+                "XTS",
+                "XUA",
+                "XXX",
+            ],
             0,
         ),
-        **dict.fromkeys("BHD IQD JOD KWD LYD OMR TND".split(), 3),
-        **dict.fromkeys("CLF UYW".split(), 4),
+        **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
+        **dict.fromkeys(["CLF", "UYW"], 4),
     }
 )
 _CURRENCY_CODE = re.compile(r"[A-Z]{3}")
