@@ -105,7 +105,10 @@ def test_a_host_extends_a_preset() -> None:
         currency={"path": "properties.deal_currency_code", "default": "EUR"},
         where=[{"path": "properties.dealstage", "equals": "closedwon"}],
     )
-    open_deal = {"id": "1", "properties": {"amount": "5", "createdate": "2024-01-01T00:00:00Z"}}
+    open_deal: dict[str, Any] = {
+        "id": "1",
+        "properties": {"amount": "5", "createdate": "2024-01-01T00:00:00Z"},
+    }
     assert custom.map(open_deal) is None
     won = {"id": "1", "properties": {**open_deal["properties"], "dealstage": "closedwon"}}
     result = custom.map(won)
