@@ -93,33 +93,33 @@ _STRIPE_STATUS = {
     "canceled": "void",
 }
 
+
+def _stripe_payment(kind: str, **extra: Any) -> dict[str, Any]:
+    """A charge or a refund: minor units, epoch-second dates, the shared status words."""
+    return {
+        "root": _STRIPE_ROOT,
+        "kind": kind,
+        "record_id": "id",
+        "status": {"path": "status", "table": _STRIPE_STATUS, "default": "paid"},
+        "date": {"path": "created", "convert": "epoch_seconds"},
+        "amount": {"path": "amount", "convert": "minor_units"},
+        "currency": "currency",
+        **extra,
+    }
+
+
 PRESETS: Mapping[tuple[str, str], Mapping[str, Any]] = {
     ("quickbooks", "Invoice"): _quickbooks("invoice"),
     ("quickbooks", "CreditMemo"): _quickbooks("credit_note"),
     ("quickbooks", "SalesReceipt"): _quickbooks("sales_receipt", "paid"),
     ("quickbooks", "RefundReceipt"): _quickbooks("refund", "paid"),
     ("quickbooks", "Payment"): _quickbooks("payment", "paid", lines=False),
-    ("stripe", "charges"): {
-        "root": _STRIPE_ROOT,
-        "kind": "charge",
-        "record_id": "id",
-        "status": {"path": "status", "table": _STRIPE_STATUS, "default": "paid"},
-        "date": {"path": "created", "convert": "epoch_seconds"},
-        "amount": {"path": "amount", "convert": "minor_units"},
-        "currency": "currency",
-        "customer_id": "customer",
-        "custom": {"amount_refunded": {"path": "amount_refunded", "convert": "decimal"}},
-    },
-    ("stripe", "refunds"): {
-        "root": _STRIPE_ROOT,
-        "kind": "refund",
-        "record_id": "id",
-        "status": {"path": "status", "table": _STRIPE_STATUS, "default": "paid"},
-        "date": {"path": "created", "convert": "epoch_seconds"},
-        "amount": {"path": "amount", "convert": "minor_units"},
-        "currency": "currency",
-        "custom": {"charge": "charge"},
-    },
+    ("stripe", "charges"): _stripe_payment(
+        "charge",
+        customer_id="customer",
+        custom={"amount_refunded": {"path": "amount_refunded", "convert": "decimal"}},
+    ),
+    ("stripe", "refunds"): _stripe_payment("refund", custom={"charge": "charge"}),
     ("stripe", "invoices"): {
         "root": _STRIPE_ROOT,
         "kind": "invoice",
