@@ -24,6 +24,7 @@ from incsync.errors import (
     StateConflictError,
     StoreError,
     TransientSourceError,
+    UnmappableRecordError,
 )
 
 ALL_CLASSES: list[type[IncsyncError]] = [getattr(errors, name) for name in errors.__all__]
@@ -39,6 +40,7 @@ RETRYABLE: dict[type[IncsyncError], bool] = {
     BadResponseError: True,
     PermanentSourceError: False,
     BadRecordError: False,
+    UnmappableRecordError: False,
     StateConflictError: False,
     LeaseLostError: False,
     StaleWriteError: False,

@@ -13,6 +13,7 @@ type alone::
     │   ├── BadResponseError          the source answered with something we cannot read
     │   └── PermanentSourceError      the source refused the request; repeating it fails again
     ├── BadRecordError                one record is malformed; it is set aside and the cycle goes on
+    │   └── UnmappableRecordError     a mapping cannot make a transaction of one record
     ├── StateConflictError            the state store refused a write made on stale grounds
     │   ├── LeaseLostError            another worker holds the source's lease now
     │   │   └── StaleWriteError       the sink holds writes of a newer lease; this one's are refused
@@ -40,6 +41,7 @@ __all__ = [
     "StateConflictError",
     "StoreError",
     "TransientSourceError",
+    "UnmappableRecordError",
 ]
 
 
@@ -162,6 +164,20 @@ class BadRecordError(IncsyncError):
         super().__init__(f"{where}: {reason}")
         self.record_id = record_id
         self.reason = reason
+
+
+class UnmappableRecordError(BadRecordError):
+    """A mapping cannot make a transaction of one record; it is set aside with this reason.
+
+    Attributes:
+        record_id: The record's id at the source, when it could be read.
+        reason: What is missing or unreadable, naming the field and the path read.
+        field: The transaction field that failed (``"amount"``, ``"date"``…).
+    """
+
+    def __init__(self, reason: str, *, field: str, record_id: str | None = None) -> None:
+        super().__init__(f"{field}: {reason}", record_id=record_id)
+        self.field = field
 
 
 class StateConflictError(IncsyncError):
