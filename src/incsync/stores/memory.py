@@ -162,6 +162,38 @@ class InMemoryStore(StateStoreBase):
             self._fences[source_key] = fence
             return len(gone)
 
+    def list_live_ids(self, source_key: str, after: str | None, limit: int) -> Sequence[str]:
+        """Return up to ``limit`` live ids of the source after ``after``, ascending."""
+        check_source_key(source_key)
+        with self._lock:
+            stored = self._transactions.get(source_key, {})
+            live = sorted(
+                record_id
+                for record_id, transaction in stored.items()
+                if not transaction.record.deleted and (after is None or record_id > after)
+            )
+        return live[:limit]
+
+    def tombstone(
+        self, source_key: str, ids: Collection[str], generation: int, token: int, reason: str
+    ) -> int:
+        """Make the live transactions with these ids tombstones saying ``reason``.
+
+        Raises:
+            StaleWriteError: A newer lease has written for the source (nothing is changed).
+        """
+        with self._lock:
+            fence = admit_writer(source_key, self._fences.get(source_key), token)
+            stored = self._transactions.get(source_key, {})
+            gone = {
+                record_id: swept(stored[record_id], generation, reason)
+                for record_id in ids
+                if record_id in stored and not stored[record_id].record.deleted
+            }
+            stored.update(gone)
+            self._fences[source_key] = fence
+            return len(gone)
+
     def count_live(self, source_key: str) -> int:
         """Return how many of the source's transactions are live (not tombstones)."""
         check_source_key(source_key)
