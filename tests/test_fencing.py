@@ -82,6 +82,28 @@ class HostSink:
         with self._lock:
             return sum(not transaction.record.deleted for transaction in self.rows.values())
 
+    def list_live_ids(self, source_key: str, after: str | None, limit: int) -> Sequence[str]:
+        with self._lock:
+            live = sorted(
+                record_id
+                for record_id, transaction in self.rows.items()
+                if not transaction.record.deleted and (after is None or record_id > after)
+            )
+        return live[:limit]
+
+    def tombstone(
+        self, source_key: str, ids: Collection[str], generation: int, token: int, reason: str
+    ) -> int:
+        with self._lock:
+            self.fences[source_key] = admit_writer(source_key, self.fences.get(source_key), token)
+            gone = {
+                record_id: swept(self.rows[record_id], generation, reason)
+                for record_id in ids
+                if record_id in self.rows and not self.rows[record_id].record.deleted
+            }
+            self.rows.update(gone)
+            return len(gone)
+
 
 Meanwhile = Callable[[Sequence[Record]], None]
 """What happens while the stalled worker waits to write its page."""

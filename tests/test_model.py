@@ -188,6 +188,14 @@ class FaultyAtomicStore(FaultyStore):
     def count_live(self, source_key: str) -> int:
         return self.inner.count_live(source_key)
 
+    def list_live_ids(self, source_key: str, after: str | None, limit: int) -> Sequence[str]:
+        return self.inner.list_live_ids(source_key, after, limit)
+
+    def tombstone(
+        self, source_key: str, ids: Collection[str], generation: int, token: int, reason: str
+    ) -> int:
+        return self.inner.tombstone(source_key, ids, generation, token, reason)
+
     def commit_page(
         self,
         source_key: str,
@@ -225,6 +233,14 @@ class FaultySink:
 
     def count_live(self, source_key: str) -> int:
         return self.inner.count_live(source_key)
+
+    def list_live_ids(self, source_key: str, after: str | None, limit: int) -> Sequence[str]:
+        return self.inner.list_live_ids(source_key, after, limit)
+
+    def tombstone(
+        self, source_key: str, ids: Collection[str], generation: int, token: int, reason: str
+    ) -> int:
+        return self.inner.tombstone(source_key, ids, generation, token, reason)
 
 
 KEY = "acme/invoices"

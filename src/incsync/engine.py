@@ -11,14 +11,16 @@ The whole algorithm is :meth:`SyncEngine.run_cycle`:
    source's clock (below); unordered sources move it only once the cycle completes. Where the
    store is the sink, the page and its checkpoint are one transaction. A cancel, or the host's
    ``stop``, ends the cycle there.
-4. When the read completes: after a full re-read, sweep what it did not see; when a count is due,
-   compare the source's count of live records with the host's (a failed count is logged and
-   skipped); then record the last sync and the count.
+4. When the read completes: after a full re-read, sweep what it did not see; when the counts
+   keep disagreeing and the connector can list its ids, reconcile by id (:meth:`SyncEngine.
+   _reconcile`); when a count is due (always after a reconcile), compare the source's count of
+   live records with the host's (a failed count is logged and skipped); then record the last
+   sync and the count.
 5. On failure count it, keep the redacted error, and stop the source after too many in a row. A
    source that says it cannot be read incrementally any more (``SourceError.resync_required``:
    its change log expired) is reset instead, with the reason kept as its last error, so the next
    cycle re-reads everything; so is one whose deletes may have expired unread, or whose counts
-   keep disagreeing (with ``SyncPolicy.reconcile_drift``).
+   keep disagreeing (with ``SyncPolicy.reconcile_drift``) when its connector cannot list ids.
 6. However the cycle ends (even by ``KeyboardInterrupt``), it gives its lease up when it can.
    The write that records how it ended (completed, failed, interrupted) also keeps its entry in
    the source's history (:mod:`incsync.history`), in the same transaction.
@@ -45,7 +47,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -78,7 +80,8 @@ from incsync.protocols import (
     StateStore,
     TransactionSink,
 )
-from incsync.records import ApplyResult, Record, RejectedRecord
+from incsync.reconcile import IdSide, id_differences
+from incsync.records import RECONCILED, ApplyResult, Page, Record, RejectedRecord
 from incsync.redaction import redact, redacted_traceback
 from incsync.results import CycleProgress, CycleResult, Outcome
 from incsync.state import (
@@ -95,6 +98,11 @@ from incsync.state import (
 from incsync.timestamps import ensure_utc, utc_now
 
 __all__ = ["SyncEngine", "SyncPolicy"]
+
+# Ids per page of either list, and per fetch by id, in an id reconcile: a page of ids is small
+# (one id is some bytes), and a hundred ids fit every vendor's batch read and query length.
+_ID_PAGE = 1_000
+_ID_BATCH = 100
 
 logger = logging.getLogger("incsync")
 
@@ -116,6 +124,8 @@ class _Tally:
     already_applied: int = 0
     rejected: int = 0
     swept: int = 0
+    reconcile_fetched: int = 0
+    reconcile_tombstoned: int = 0
     total: int | None = None
     counted: CountCheck | None = None
 
@@ -134,6 +144,21 @@ def _interruption(current: SourceState, stop: threading.Event | None) -> Outcome
     if stop is not None and stop.is_set():
         return Outcome.INTERRUPTED_STOP
     return None
+
+
+def _paged(page: Callable[[str | None], Sequence[str]]) -> Iterator[str]:
+    """Yield the ids of ``page(after)``, each page asked after the last id of the one before.
+
+    A page that is empty ends the list (a short one may be a vendor's own cap, so only an empty
+    one is trusted to be the last).
+    """
+    after: str | None = None
+    while True:
+        ids = page(after)
+        if not ids:
+            return
+        yield from ids
+        after = ids[-1]
 
 
 def _log_traceback(source_key: str, error: Exception, secrets: Sequence[str]) -> None:
@@ -358,6 +383,8 @@ class SyncEngine:
                 already_applied=tally.already_applied,
                 rejected=tally.rejected,
                 swept=tally.swept,
+                reconcile_fetched=tally.reconcile_fetched,
+                reconcile_tombstoned=tally.reconcile_tombstoned,
                 counted=tally.counted,
                 pages=tally.pages,
                 cursor_before=state.cursor,
@@ -507,7 +534,14 @@ class SyncEngine:
             # The whole source was read under this generation: what it did not see is gone.
             spared = {r.record_id for r in self.store.list_rejected(key) if r.record_id is not None}
             tally.swept = self.sink.sweep(key, generation, lease.token, spared)
-        tally.counted = self._count_check(state, connector)
+        reconciled = (
+            connector.lists_ids
+            and not state.reset_pending
+            and drift_to_reconcile(state, self.policy)
+        )
+        if reconciled:
+            self._reconcile(state, connector, lease, cursor, tally)
+        tally.counted = self._count_check(state, connector, reconciled=reconciled)
         entry = ending(Outcome.COMPLETED)
         done = self.store.complete_cycle(
             key,
@@ -535,7 +569,7 @@ class SyncEngine:
                 "be gone, so it is re-read whole and what is no longer there becomes a tombstone"
             )
         check = state.count_check
-        if check is not None and drift_to_reconcile(state, self.policy):
+        if check is not None and not connector.lists_ids and drift_to_reconcile(state, self.policy):
             return (
                 "the last two counts of live records found the host out of step with the source "
                 f"(drift {check.previous_drift:+,}, then {check.drift:+,}): it is re-read whole, "
@@ -543,14 +577,102 @@ class SyncEngine:
             )
         return None
 
-    def _count_check(self, state: SourceState, connector: Connector) -> CountCheck | None:
+    def _reconcile(
+        self,
+        state: SourceState,
+        connector: Connector,
+        lease: Lease,
+        cursor: Cursor | None,
+        tally: _Tally,
+    ) -> None:
+        """Compare the source's live ids with the host's, fetch what is missing, tombstone extras.
+
+        Both lists are read in pages of ascending ids and merged as they come
+        (:func:`incsync.reconcile.id_differences`); the differences are handled in batches.
+        Records are fetched by id through the connector's record rules and written like any page
+        (:meth:`_commit`), with the read's cursor unchanged: they are not in cursor order, so
+        they move no cursor. Ids the read set aside as malformed are not fetched again.
+
+        The races with changes made at the source meanwhile follow one rule: **an id is written
+        only as the source answers for it by id after the listing, and becomes a tombstone only
+        when that answer does not hold it.** So a record deleted at the source between listing and
+        fetching is not brought back (its fetch returns nothing, or its tombstone); a record
+        created meanwhile is either listed and fetched, or not listed and so not at the host
+        either (the next incremental read brings it); and a host id missing from the listing is
+        asked for by id before it is tombstoned, so a record the listing did not show yet (a lag,
+        or one created after its position was passed) is applied, not tombstoned.
+
+        Any failure raises, and fails the cycle as a read would: batches already written stay
+        (they are true at the source), and the cursor has not moved for them.
+        """
+        key, generation = state.key, state.generation
+        spared = {r.record_id for r in self.store.list_rejected(key) if r.record_id is not None}
+
+        def write(page: Page) -> None:
+            _, newest = page_high_water(page.records)
+            applied, _ = self._commit(
+                key,
+                page.records,
+                lease,
+                generation,
+                Checkpoint(cursor=cursor, last_change=newest, rejected=page.rejected),
+            )
+            tally.applied += applied.applied
+            tally.rejected += len(page.rejected) + len(applied.rejected)
+
+        def fetch_missing(ids: list[str]) -> None:
+            page = connector.fetch_ids(ids)
+            tally.reconcile_fetched += len(page.records) + len(page.rejected)
+            write(page)
+
+        def tombstone_extra(ids: list[str]) -> None:
+            # Asked by id first: what the source still holds is written, not tombstoned.
+            page = connector.fetch_ids(ids)
+            write(page)
+            answered = {record.id for record in page.records}
+            answered.update(r.record_id for r in page.rejected if r.record_id is not None)
+            gone = [record_id for record_id in ids if record_id not in answered]
+            if gone:
+                tally.reconcile_tombstoned += self.sink.tombstone(
+                    key, gone, generation, lease.token, RECONCILED
+                )
+
+        batches: dict[IdSide, list[str]] = {IdSide.MISSING_AT_HOST: [], IdSide.EXTRA_AT_HOST: []}
+        handle = {IdSide.MISSING_AT_HOST: fetch_missing, IdSide.EXTRA_AT_HOST: tombstone_extra}
+        differences = id_differences(
+            _paged(lambda after: connector.list_ids(after, _ID_PAGE)),
+            _paged(lambda after: self.sink.list_live_ids(key, after, _ID_PAGE)),
+        )
+        for side, record_id in differences:
+            if side is IdSide.MISSING_AT_HOST and record_id in spared:
+                continue
+            batch = batches[side]
+            batch.append(record_id)
+            if len(batch) == _ID_BATCH:
+                handle[side](batch)
+                batches[side] = []
+        for side, batch in batches.items():
+            if batch:
+                handle[side](batch)
+        logger.info(
+            "source %s: reconciled by id: %s fetched, %s tombstoned",
+            key,
+            plural(tally.reconcile_fetched, "record"),
+            plural(tally.reconcile_tombstoned, "record"),
+        )
+
+    def _count_check(
+        self, state: SourceState, connector: Connector, *, reconciled: bool = False
+    ) -> CountCheck | None:
         """Count the source's and the host's live records when a count is due.
 
+        A count is always due after an id reconcile, which then counts as a full read: the host
+        should hold what the source does, and a drift left is not one another reconcile removes.
         A count is advice about data already durable: whatever fails while counting is logged
         and the count skipped, and the cycle completes all the same.
         """
         at = self._now()
-        if not count_due(state, self.policy, at):
+        if not reconciled and not count_due(state, self.policy, at):
             return None
         key = state.key
         try:
@@ -562,7 +684,7 @@ class SyncEngine:
                 at_source,
                 self.sink.count_live(key),
                 at,
-                full_read=state.reads_whole,
+                full_read=state.reads_whole or reconciled,
             )
         except Exception as error:  # noqa: BLE001 - a failed count must not fail a durable cycle
             logger.warning(

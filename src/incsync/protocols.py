@@ -89,6 +89,39 @@ class Connector(Protocol):
         """Return credential values that must never appear in logs, errors or state."""
         ...
 
+    @property
+    def lists_ids(self) -> bool:
+        """Whether :meth:`list_ids` and :meth:`fetch_ids` work, so drift is reconciled by id.
+
+        ``False`` (:class:`~incsync.connectors.BaseConnector`'s default): a persistent drift
+        makes the engine re-read the source whole instead.
+        """
+        ...
+
+    def list_ids(self, after: str | None, limit: int) -> Sequence[str]:
+        """Return up to ``limit`` ids of the source's live records after ``after``, ascending.
+
+        Ids ascend by code point (see :mod:`incsync.reconcile`); ``after=None`` starts at the
+        first, and an empty page ends the list (a shorter one need not: a vendor may cap its
+        pages). Called only when :attr:`lists_ids` is true.
+
+        Raises:
+            SourceError: The source could not be read; the cycle fails.
+        """
+        ...
+
+    def fetch_ids(self, ids: Sequence[str]) -> Page:
+        """Return the records with these ids that the source still holds, through its record rules.
+
+        They are built and checked as :meth:`read` builds its records (malformed ones set
+        aside); an id the source no longer holds is simply absent, or a tombstone where the
+        source tells of its deletes. Called only when :attr:`lists_ids` is true.
+
+        Raises:
+            SourceError: The source could not be read; the cycle fails.
+        """
+        ...
+
     def count_live(self) -> int | None:
         """Return how many live (not deleted) records the source holds now, in the read's scope.
 
@@ -149,6 +182,37 @@ class TransactionSink(Protocol):
         :data:`incsync.records.SWEPT` as its reason (:func:`incsync.records.is_swept` and
         :func:`incsync.records.swept` decide). Nothing is removed. In SQL: one ``UPDATE`` by
         generation, in one transaction with the same fence as :meth:`apply`.
+
+        Returns:
+            How many transactions became tombstones.
+
+        Raises:
+            StaleWriteError: A newer lease has written for the source; nothing was changed.
+            StoreError: The write failed.
+        """
+        ...
+
+    def list_live_ids(self, source_key: str, after: str | None, limit: int) -> Sequence[str]:
+        """Return up to ``limit`` ids of the source's live transactions after ``after``, ascending.
+
+        Ids ascend by code point (see :mod:`incsync.reconcile`); ``after=None`` starts at the
+        first. The id reconcile pages through them by the last id of each page, so no list of
+        every id is ever held. In SQL: one keyset query along the primary key, ``WHERE
+        source_key = ? AND record_id > ? AND NOT deleted ORDER BY record_id LIMIT ?``.
+
+        Raises:
+            StoreError: The query failed.
+        """
+        ...
+
+    def tombstone(
+        self, source_key: str, ids: Collection[str], generation: int, token: int, reason: str
+    ) -> int:
+        """Make the live transactions with these ids tombstones under ``generation``, saying why.
+
+        As :meth:`sweep` does (see :func:`incsync.records.swept`): nothing is removed, the time
+        and payload stay, and the write is fenced by the lease ``token`` in the same transaction.
+        Ids the sink does not hold, or holds as tombstones already, are left as they are.
 
         Returns:
             How many transactions became tombstones.

@@ -23,6 +23,7 @@ from incsync.marks import Marks, frozen_marks
 from incsync.timestamps import ensure_utc, parse_timestamp
 
 __all__ = [
+    "RECONCILED",
     "SWEPT",
     "ApplyResult",
     "IdReader",
@@ -202,7 +203,8 @@ class Transaction:
         record: The latest version applied.
         generation: The source generation it was applied (or swept) under.
         deleted_reason: Why incsync made the record a tombstone itself (:data:`SWEPT`, after a
-            full re-read that did not see it); ``None`` when the record is as the source sent it.
+            full re-read that did not see it; :data:`RECONCILED`, after an id reconcile);
+            ``None`` when the record is as the source sent it.
     """
 
     source_key: str
@@ -213,6 +215,9 @@ class Transaction:
 
 SWEPT = "not at the source after a full re-read"
 """The reason a sweep gives the transactions a completed full re-read did not see."""
+
+RECONCILED = "not at the source by an id reconcile"
+"""The reason an id reconcile gives the live transactions the source no longer holds."""
 
 
 def is_swept(transaction: Transaction, generation: int, spared: Collection[str]) -> bool:
@@ -231,17 +236,18 @@ def is_swept(transaction: Transaction, generation: int, spared: Collection[str])
     )
 
 
-def swept(transaction: Transaction, generation: int) -> Transaction:
+def swept(transaction: Transaction, generation: int, reason: str = SWEPT) -> Transaction:
     """Return ``transaction`` as the sweep under ``generation`` leaves it: a tombstone saying why.
 
-    Its time and payload stay, so the record coming back at the source (at that time or later)
+    An id reconcile tombstones the same way, with its own ``reason`` (:data:`RECONCILED`). Its
+    time and payload stay, so the record coming back at the source (at that time or later)
     replaces the tombstone as any changed content does.
     """
     return attrs.evolve(
         transaction,
         record=attrs.evolve(transaction.record, deleted=True),
         generation=generation,
-        deleted_reason=SWEPT,
+        deleted_reason=reason,
     )
 
 

@@ -90,6 +90,10 @@ class CycleResult:
         rejected: Records set aside as malformed.
         swept: Transactions the cycle made tombstones because its full re-read did not see them
             (see :data:`incsync.records.SWEPT`).
+        reconcile_fetched: Records an id reconcile fetched by id because the host lacked them
+            (those it wrote count in ``applied`` too; see :mod:`incsync.reconcile`).
+        reconcile_tombstoned: Transactions an id reconcile made tombstones because the source no
+            longer holds them (see :data:`incsync.records.RECONCILED`).
         counted: The count of live records the completed cycle made, when one was due and the
             source could count (see :class:`~incsync.state.CountCheck`); ``None`` otherwise.
         pages: Pages read.
@@ -111,6 +115,8 @@ class CycleResult:
     already_applied: int = 0
     rejected: int = 0
     swept: int = 0
+    reconcile_fetched: int = 0
+    reconcile_tombstoned: int = 0
     counted: CountCheck | None = None
     pages: int = 0
     cursor_before: Cursor | None = None

@@ -178,6 +178,14 @@ class LeaseLog:
     def count_live(self, source_key: str) -> int:
         return self.inner.count_live(source_key)
 
+    def list_live_ids(self, source_key: str, after: str | None, limit: int) -> Sequence[str]:
+        return self.inner.list_live_ids(source_key, after, limit)
+
+    def tombstone(
+        self, source_key: str, ids: Collection[str], generation: int, token: int, reason: str
+    ) -> int:
+        return self.inner.tombstone(source_key, ids, generation, token, reason)
+
     def load(self, source_key: str) -> SourceState:
         return self.inner.load(source_key)
 

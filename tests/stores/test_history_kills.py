@@ -176,6 +176,12 @@ class Stepping:
     def count_live(self, *args: Any, **kwargs: Any) -> Any:
         return self._call("count_live", *args, **kwargs)
 
+    def list_live_ids(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call("list_live_ids", *args, **kwargs)
+
+    def tombstone(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call("tombstone", *args, **kwargs)
+
 
 SteppingStore = SteppingSQLite | SteppingPostgres
 

@@ -373,6 +373,16 @@ def test_query_hides_deleted_rows_and_query_all_shows_them(connect: Connect) -> 
     assert f"{V}/query/01g" in first["nextRecordsUrl"]
 
 
+def test_in_selects_by_a_list_of_ids_and_id_order_pages_by_id(connect: Connect) -> None:
+    """``Id IN (...)`` selects those rows (18 or 15 characters); ``Id > x ORDER BY Id`` pages."""
+    org = connect(FakeSalesforce())
+    ids = sorted(accounts(org.fake, 5))
+    chosen = f"SELECT Id FROM Account WHERE Id IN ('{ids[3]}', '{ids[1][:15]}')"
+    assert sorted(org.ids(chosen)) == [ids[1], ids[3]]
+    after = f"SELECT Id FROM Account WHERE Id > '{ids[1]}' ORDER BY Id LIMIT 2"
+    assert org.ids(after) == ids[2:4]
+
+
 def test_deleted_rows_are_gone_for_good_after_fifteen_days(connect: Connect) -> None:
     """The recycle bin keeps a deleted row 15 days; then queryAll, getDeleted and truth lose it."""
     org = connect(FakeSalesforce(session_lifetime=timedelta(days=30)))
@@ -642,7 +652,8 @@ UNSUPPORTED = "FakeSalesforce does not support"
         ("SELECT TYPEOF Owner END FROM Account", "MALFORMED_QUERY", f"{UNSUPPORTED} TYPEOF"),
         (W + "(Name = 'a')", "MALFORMED_QUERY", f"{UNSUPPORTED} parentheses"),
         (W + "NOT Name = 'a'", "MALFORMED_QUERY", f"{UNSUPPORTED} NOT"),
-        (W + "Name IN ('a')", "MALFORMED_QUERY", f"{UNSUPPORTED} IN"),
+        (W + "Name NOT IN ('a')", "MALFORMED_QUERY", f"{UNSUPPORTED} NOT"),
+        (W + "Id IN ('nope')", "INVALID_QUERY_FILTER_OPERATOR", "invalid ID field: nope"),
         (W + "Name LIKE 'a%'", "MALFORMED_QUERY", f"{UNSUPPORTED} LIKE"),
         (W + "Name = 'a' #", "MALFORMED_QUERY", "no viable alternative at character '#'"),
         (W + "Name = 'O\\q'", "MALFORMED_QUERY", "Illegal character sequence '\\q'"),

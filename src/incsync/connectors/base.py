@@ -38,6 +38,9 @@ class BaseConnector:
             (``None``: for ever, or the source has no delete channel). When a source was not
             read for longer, the engine re-reads it whole and tombstones what the read did not
             see (see :func:`incsync.policy.deletes_expired`).
+        lists_ids: Set to ``True`` when the subclass implements :meth:`list_ids` and
+            :meth:`fetch_by_ids`: a persistent count drift is then reconciled by id instead of
+            by a whole re-read (see :mod:`incsync.reconcile`).
 
     Raises:
         TypeError: On construction, when the class implements neither :meth:`fetch` nor
@@ -50,6 +53,7 @@ class BaseConnector:
     updated_at_field: str = "updated_at"
     vendor: ClassVar[str] = "custom"
     delete_retention: timedelta | None = None
+    lists_ids: bool = False
 
     def __new__(cls, *_args: Any, **_kwargs: Any) -> BaseConnector:  # noqa: D102 - see the class
         if cls.fetch is BaseConnector.fetch and cls.read is BaseConnector.read:
@@ -86,6 +90,30 @@ class BaseConnector:
         (see :mod:`incsync.clocks`); other connectors have no clock of the source to read.
         """
         return None
+
+    def list_ids(self, after: str | None, limit: int) -> Sequence[str]:
+        """Return up to ``limit`` live record ids after ``after``, ascending by code point.
+
+        Only called when :attr:`lists_ids` is true; this default cannot list.
+
+        Raises:
+            SourceError: The source could not be read.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot list its record ids")
+
+    def fetch_by_ids(self, ids: Sequence[str]) -> RawPage:
+        """Return the raw records with these ids the source still holds (any order).
+
+        Only called when :attr:`lists_ids` is true; this default cannot fetch by id.
+
+        Raises:
+            SourceError: The source could not be read.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot fetch records by id")
+
+    def fetch_ids(self, ids: Sequence[str]) -> Page:
+        """Return the page of :meth:`fetch_by_ids`, built through :meth:`page_of` like any read."""
+        return self.page_of(self.fetch_by_ids(ids))
 
     def estimated_total(self, window: Window) -> int | None:
         """Return how many records :meth:`fetch` will yield, when the source can tell cheaply."""

@@ -13,7 +13,7 @@ import bisect
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -96,6 +96,22 @@ class InMemorySource:
             del self._order[bisect.bisect_left(self._order, key)]
             del self._records[record_id]
 
+    def live_ids(self, after: str | None, limit: int) -> list[str]:
+        """Return up to ``limit`` ids of records not marked deleted after ``after``, ascending."""
+        with self._lock:
+            live = sorted(
+                record_id
+                for record_id, record in self._records.items()
+                if not record.get(self.deleted_field, False)
+                and (after is None or record_id > after)
+            )
+        return live[:limit]
+
+    def by_ids(self, ids: Iterable[str]) -> list[dict[str, Any]]:
+        """Return copies of the records with these ids that the source holds."""
+        with self._lock:
+            return [dict(self._records[i]) for i in ids if i in self._records]
+
     def count_live(self) -> int:
         """Return how many records are not marked deleted: what the source itself would count."""
         with self._lock:
@@ -150,6 +166,8 @@ class InMemoryConnector(BaseConnector):
         seed: Seeds the shuffle of an unordered read.
         delete_retention: How long the simulated source keeps its deletes readable (see
             :attr:`BaseConnector.delete_retention`); ``None``: for ever.
+        lists_ids: Let the connector list its live ids and fetch records by id, so a
+            persistent count drift is reconciled by id (see :mod:`incsync.reconcile`).
 
     Raises:
         ConfigurationError: ``page_size`` is not an integer of at least 1, or ``lookback`` is not
@@ -170,11 +188,13 @@ class InMemoryConnector(BaseConnector):
         secret: str | None = None,
         seed: int = 0,
         delete_retention: timedelta | None = None,
+        lists_ids: bool = False,
     ) -> None:
         positive_count.check("page_size", page_size)
         non_negative_duration.check("lookback", lookback)
         optional_positive_duration.check("delete_retention", delete_retention)
         self.delete_retention = delete_retention
+        self.lists_ids = lists_ids
         self.source = source
         self.id_field = source.id_field
         self.updated_at_field = source.updated_at_field
@@ -197,6 +217,14 @@ class InMemoryConnector(BaseConnector):
     def count_live(self) -> int | None:
         """Return how many records of the source are live now (not marked deleted)."""
         return self.source.count_live()
+
+    def list_ids(self, after: str | None, limit: int) -> Sequence[str]:
+        """Return up to ``limit`` live ids after ``after``, ascending."""
+        return self.source.live_ids(after, limit)
+
+    def fetch_by_ids(self, ids: Sequence[str]) -> RawPage:
+        """Return the records with these ids the source holds (deleted ones marked so)."""
+        return self.source.by_ids(ids)
 
     def secrets(self) -> list[str]:
         """Return the declared credential, if any."""

@@ -25,6 +25,7 @@ __all__ = [
     "CYCLE_COLUMNS",
     "DELETE_REJECTED",
     "ENSURE_SOURCE",
+    "LIST_LIVE_IDS",
     "LIST_REJECTED",
     "LIST_STATES",
     "LOAD_TOKENS",
@@ -47,6 +48,7 @@ __all__ = [
     "SET_CONTENT_DIGEST",
     "STATE_COLUMNS",
     "SWEEP_TRANSACTIONS",
+    "TOMBSTONE_TRANSACTIONS",
     "UNDIGESTED_TRANSACTIONS",
     "UPSERT_TRANSACTION",
     "WRITE_STATE",
@@ -355,6 +357,16 @@ RETURNING token
 SWEEP_TRANSACTIONS = """
 UPDATE {schema}.transactions SET deleted = true, generation = %s, deleted_reason = %s
 WHERE source_key = %s AND generation < %s AND NOT deleted AND record_id <> ALL(%s)
+"""
+# Both run along the primary key (source_key, record_id COLLATE "C"): code point order, the
+# order incsync.reconcile merges in.
+LIST_LIVE_IDS = """
+SELECT record_id FROM {schema}.transactions
+WHERE source_key = %s AND record_id > %s AND NOT deleted ORDER BY record_id LIMIT %s
+"""
+TOMBSTONE_TRANSACTIONS = """
+UPDATE {schema}.transactions SET deleted = true, generation = %s, deleted_reason = %s
+WHERE source_key = %s AND NOT deleted AND record_id = ANY(%s)
 """
 READ_TRANSACTIONS = """
 SELECT record_id, updated_at, deleted, payload, generation, deleted_reason

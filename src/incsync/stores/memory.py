@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import datetime, timedelta
 
 import attrs
@@ -17,6 +17,7 @@ from incsync.history import (
     retained,
 )
 from incsync.records import (
+    SWEPT,
     ApplyResult,
     Record,
     RejectedRecord,
@@ -152,17 +153,59 @@ class InMemoryStore(StateStoreBase):
         Raises:
             StaleWriteError: A newer lease has written for the source (nothing is changed).
         """
+        return self._tombstone_where(
+            source_key, token, generation, SWEPT, lambda t: is_swept(t, generation, spared)
+        )
+
+    def _tombstone_where(
+        self,
+        source_key: str,
+        token: int,
+        generation: int,
+        reason: str,
+        chosen: Callable[[Transaction], bool],
+    ) -> int:
+        """Tombstone the source's ``chosen`` transactions, fenced by ``token``, saying why."""
         with self._lock:
             fence = admit_writer(source_key, self._fences.get(source_key), token)
             stored = self._transactions.get(source_key, {})
             gone = {
-                record_id: swept(transaction, generation)
+                record_id: swept(transaction, generation, reason)
                 for record_id, transaction in stored.items()
-                if is_swept(transaction, generation, spared)
+                if chosen(transaction)
             }
             stored.update(gone)
             self._fences[source_key] = fence
             return len(gone)
+
+    def list_live_ids(self, source_key: str, after: str | None, limit: int) -> Sequence[str]:
+        """Return up to ``limit`` live ids of the source after ``after``, ascending."""
+        check_source_key(source_key)
+        with self._lock:
+            stored = self._transactions.get(source_key, {})
+            live = sorted(
+                record_id
+                for record_id, transaction in stored.items()
+                if not transaction.record.deleted and (after is None or record_id > after)
+            )
+        return live[:limit]
+
+    def tombstone(
+        self, source_key: str, ids: Collection[str], generation: int, token: int, reason: str
+    ) -> int:
+        """Make the live transactions with these ids tombstones saying ``reason``.
+
+        Raises:
+            StaleWriteError: A newer lease has written for the source (nothing is changed).
+        """
+        wanted = set(ids)
+        return self._tombstone_where(
+            source_key,
+            token,
+            generation,
+            reason,
+            lambda t: t.record.id in wanted and not t.record.deleted,
+        )
 
     def count_live(self, source_key: str) -> int:
         """Return how many of the source's transactions are live (not tombstones)."""

@@ -528,6 +528,29 @@ class PostgresStore(StateStoreBase):
             )
             return cursor.rowcount
 
+    def list_live_ids(self, source_key: str, after: str | None, limit: int) -> Sequence[str]:
+        """Return up to ``limit`` live ids of the source after ``after``: one keyset query."""
+        check_source_key(source_key)
+        with self._transaction(f"list the live ids of {source_key!r}") as cursor:
+            # "" sorts before every id, so it stands for "from the first".
+            cursor.execute(self._sql(sql.LIST_LIVE_IDS), (source_key, after or "", limit))
+            return [row[0] for row in cursor.fetchall()]
+
+    def tombstone(
+        self, source_key: str, ids: Collection[str], generation: int, token: int, reason: str
+    ) -> int:
+        """Make the live transactions with these ids tombstones saying ``reason``: one ``UPDATE``.
+
+        Raises:
+            StaleWriteError: A newer lease has written for the source (nothing is changed).
+        """
+        with self._transaction(f"tombstone transactions of {source_key!r}") as cursor:
+            self._raise_fence(cursor, source_key, token)
+            cursor.execute(
+                self._sql(sql.TOMBSTONE_TRANSACTIONS), (generation, reason, source_key, sorted(ids))
+            )
+            return cursor.rowcount
+
     def _raise_fence(self, cursor: StoreCursor, source_key: str, token: int) -> None:
         """Admit a writer with ``token`` (incsync.state.admit_writer), the fence row locked."""
         cursor.execute(self._sql(sql.RAISE_SINK_FENCE), (source_key, token))

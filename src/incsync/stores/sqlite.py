@@ -174,6 +174,17 @@ WHERE source_key = ?
       ELSE 0 END
 """
 
+# Both run along the primary key (source_key, record_id); SQLite's BINARY order is code point
+# order, the order incsync.reconcile merges in.
+_LIST_LIVE_IDS = """
+SELECT record_id FROM incsync_transactions
+WHERE source_key = ? AND record_id > ? AND NOT deleted ORDER BY record_id LIMIT ?
+"""
+_TOMBSTONE = """
+UPDATE incsync_transactions SET deleted = 1, generation = ?, deleted_reason = ?
+WHERE source_key = ? AND NOT deleted AND record_id IN (SELECT value FROM json_each(?))
+"""
+
 _COUNT_TRANSACTIONS = "SELECT count(*) FROM incsync_transactions WHERE source_key = ?"
 _COUNT_LIVE = _COUNT_TRANSACTIONS + " AND NOT deleted"
 
@@ -747,6 +758,28 @@ class SQLiteStore(StateStoreBase):
                 _SWEEP, (generation, SWEPT, source_key, generation, json.dumps(sorted(spared)))
             )
             return swept.rowcount
+
+    def list_live_ids(self, source_key: str, after: str | None, limit: int) -> Sequence[str]:
+        """Return up to ``limit`` live ids of the source after ``after``: one keyset query."""
+        check_source_key(source_key)
+        # "" sorts before every id, so it stands for "from the first".
+        rows = self._connection().execute(_LIST_LIVE_IDS, (source_key, after or "", limit))
+        return [row[0] for row in rows]
+
+    def tombstone(
+        self, source_key: str, ids: Collection[str], generation: int, token: int, reason: str
+    ) -> int:
+        """Make the live transactions with these ids tombstones saying ``reason``: one ``UPDATE``.
+
+        Raises:
+            StaleWriteError: A newer lease has written for the source (nothing is changed).
+        """
+        with self._write() as connection:
+            self._raise_fence(connection, source_key, token)
+            gone = connection.execute(
+                _TOMBSTONE, (generation, reason, source_key, json.dumps(sorted(ids)))
+            )
+            return gone.rowcount
 
     @staticmethod
     def _raise_fence(connection: sqlite3.Connection, source_key: str, token: int) -> None:

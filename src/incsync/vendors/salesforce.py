@@ -29,6 +29,12 @@ read did not see. Without ``include_deleted`` no delete is read: only such a who
 them. :meth:`SalesforceConnector.count_live` runs ``SELECT COUNT() FROM <SObject>`` through
 ``query`` (live rows only) and reads its ``totalSize``.
 
+A drift between the counts is reconciled by id (``lists_ids``, see :mod:`incsync.reconcile`):
+:meth:`SalesforceConnector.list_ids` pages ``SELECT Id FROM <SObject> WHERE Id > '<last>' ORDER BY
+Id LIMIT n`` through ``query`` (live rows only; Ids order as they compare, see :func:`_last_id`),
+and :meth:`SalesforceConnector.fetch_by_ids` reads ``WHERE Id IN (...)`` through the same endpoint
+and fields as the read, so a row in the recycle bin comes back as a tombstone.
+
 Credentials are OAuth2 with a refresh token; the token answer's ``instance_url`` is
 where the API is called (a rotated refresh token is saved by the ``keeper``, then reaches the
 host's ``on_refresh``). A 403
@@ -46,6 +52,7 @@ import httpx
 
 from incsync.connectors._counts import announced_total, counted
 from incsync.connectors.auth import Auth, AuthFlow, OAuthVendor, TokenSet
+from incsync.connectors.base import RawPage
 from incsync.connectors.http import HttpConnector, HttpOptions
 from incsync.connectors.keyset import Answer, FromTime, WholeTick, read_by_keyset
 from incsync.connectors.retry import Throttle
@@ -264,6 +271,7 @@ class SalesforceConnector(HttpConnector):
     id_field = "Id"
     updated_at_field = "SystemModstamp"
     quota_retry_after: ClassVar[timedelta] = timedelta(hours=1)
+    lists_ids = True
 
     def __init__(
         self,
@@ -370,6 +378,39 @@ class SalesforceConnector(HttpConnector):
         """
         body = self._get(self._count_api, params={"q": f"SELECT COUNT() FROM {self.sobject}"})
         return counted(body.get("totalSize"), vendor=self.vendor, where="the COUNT() totalSize")
+
+    def list_ids(self, after: str | None, limit: int) -> Sequence[str]:
+        """Return up to ``limit`` Ids of live rows after ``after``, ascending (one answer page).
+
+        Raises:
+            BadResponseError: An Id did not ascend past the one before.
+            SourceError: Salesforce could not be read.
+        """
+        since = "" if after is None or not _RECORD_ID.fullmatch(after) else f" WHERE Id > '{after}'"
+        soql = f"SELECT Id FROM {self.sobject}{since} ORDER BY Id LIMIT {limit}"
+        rows = self._get(self._count_api, params={"q": soql})["records"]
+        _last_id(rows, after)
+        return [row["Id"] for row in rows]
+
+    def fetch_by_ids(self, ids: Sequence[str]) -> RawPage:
+        """Return the rows with these Ids, through the read's endpoint and fields.
+
+        With ``include_deleted`` a row in the recycle bin comes as a tombstone; an Id Salesforce
+        no longer holds (or that is no Salesforce Id) is absent.
+
+        Raises:
+            SourceError: Salesforce could not be read.
+        """
+        wanted = [record_id for record_id in ids if _RECORD_ID.fullmatch(record_id)]
+        if not wanted:
+            return []
+        listed = ", ".join(f"'{record_id}'" for record_id in wanted)
+        body = self._ask(f"{self._select} WHERE Id IN ({listed})")
+        rows: list[Any] = list(body["records"])
+        while not body["done"]:
+            body = self._next_page(body)
+            rows.extend(body["records"])
+        return rows
 
     def _query(self, step: FromTime) -> Iterator[Answer]:
         body = self._ask(self.soql(step.start))

@@ -4,13 +4,16 @@
 :class:`QueryPlan` that filters and orders rows. A query Salesforce would refuse is refused with
 Salesforce's ``errorCode`` and message shape (``MALFORMED_QUERY``, ``INVALID_FIELD``,
 ``INVALID_TYPE``, ``INVALID_QUERY_FILTER_OPERATOR``), so a connector meets the same failures here
-as in production. Valid SOQL outside the subset (``OR``, ``IN``, ``LIKE``, functions, relationship
-fields, date literals such as ``TODAY``) is refused with a message saying the fake lacks it.
+as in production. Valid SOQL outside the subset (``OR``, ``NOT IN``, ``LIKE``, functions,
+relationship fields, date literals such as ``TODAY``) is refused with a message saying the fake
+lacks it.
+
 
 The subset::
 
     SELECT Field[, Field ...] | COUNT() FROM SObject
-    [WHERE Field op literal [AND Field op literal ...]]      op: = != <> < <= > >=
+    [WHERE condition [AND condition ...]]
+        condition: Field op literal (op: = != <> < <= > >=) | Field IN (literal[, literal ...])
     [ORDER BY Field [ASC|DESC] [NULLS FIRST|LAST][, ...]]
     [LIMIT n] [OFFSET n]
 
@@ -259,6 +262,12 @@ def _condition(
     text: str, field: str, field_type: FieldType, condition: _Condition
 ) -> Callable[[Row], bool]:
     literal = condition.literal
+    if condition.op == "IN":
+        key = _sort_key(field_type)
+        for member in condition.members:
+            _check_literal(text, field, field_type, attrs.evolve(condition, literal=member))
+        wanted = {key(member.value) for member in condition.members if member.value is not None}
+        return lambda row: row[field] is not None and key(row[field]) in wanted
     if literal.kind != "null":
         _check_literal(text, field, field_type, condition)
     compare = _OPERATORS[condition.op]
@@ -351,6 +360,7 @@ class _Condition:
     field: _Name
     op: str
     literal: _Literal
+    members: tuple[_Literal, ...] = ()  # the literals of an IN list
 
 
 @attrs.frozen
@@ -510,9 +520,10 @@ class _Parser:
             raise self.unsupported(token, "NOT")
         field = self.name()
         op = self.advance()
+        if op.kind == "name" and op.text.upper() == "IN":
+            return self.in_list(field, op)
         if op.kind != "op":
             if op.kind == "name" and op.text.upper() in (
-                "IN",
                 "NOT",
                 "LIKE",
                 "INCLUDES",
@@ -521,6 +532,18 @@ class _Parser:
                 raise self.unsupported(op, op.text.upper())
             raise self.unexpected(op)
         return _Condition(field, op.text, self.literal())
+
+    def in_list(self, field: _Name, op: _Token) -> _Condition:
+        opening = self.advance()
+        if not (opening.kind == "punct" and opening.text == "("):
+            raise self.unexpected(opening)
+        members = [self.literal()]
+        while self.punct(","):
+            members.append(self.literal())
+        closing = self.advance()
+        if not (closing.kind == "punct" and closing.text == ")"):
+            raise self.unexpected(closing)
+        return _Condition(field, "IN", members[0], tuple(members))
 
     def literal(self) -> _Literal:
         token = self.advance()
