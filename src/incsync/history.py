@@ -91,9 +91,10 @@ def _retry_at(value: datetime | None) -> datetime | None:
 
 # A cycle's id is looked for in logs and printed on a terminal: visible ASCII only, no space, and
 # short (the engine's are 16 hex digits).
-_CYCLE_ID = re.compile(r"[!-~]{1,64}")
+_CYCLE_ID_LENGTH = 64
+_CYCLE_ID = re.compile(f"[!-~]{{1,{_CYCLE_ID_LENGTH}}}")
 _cycle_id = SettingRule(
-    "a string of 1 to 64 visible ASCII characters (no space) or None",
+    f"a string of 1 to {_CYCLE_ID_LENGTH} visible ASCII characters (no space) or None",
     lambda v: v is None or (isinstance(v, str) and _CYCLE_ID.fullmatch(v) is not None),
 )
 
