@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -39,6 +40,7 @@ from incsync.history import cycle_entry, retained
 from incsync.stores import _postgres_sql as postgres_sql
 from incsync.stores import sqlite as sqlite_module
 from incsync.stores.postgres import PostgresStore
+from incsync.telemetry import CycleContextFilter
 from incsync.testing import ManualClock
 from tests.helpers import Store, entry_of, on_page, records_before
 from tests.stores.postgres_server import CONNINFO
@@ -90,6 +92,7 @@ def _same_as_result(entry: CycleEntry, result: CycleResult) -> None:
         result.swept,
     )
     assert (entry.error_class, entry.error) == (result.error_class, result.error)
+    assert entry.cycle_id == result.cycle_id
 
 
 def test_every_way_a_cycle_ends_is_kept_newest_first_and_a_skipped_cycle_is_not(
@@ -141,6 +144,7 @@ def test_every_way_a_cycle_ends_is_kept_newest_first_and_a_skipped_cycle_is_not(
     ]
     history = engine.history(KEY)
     assert [entry.outcome for entry in history] == outcomes[::-1]
+    assert len({entry.cycle_id for entry in history} - {None}) == len(history)
     for entry, result, generation in zip(history[::-1], results, generations, strict=True):
         _same_as_result(entry, result)
         assert entry.source_key == KEY
@@ -200,6 +204,7 @@ def test_every_field_of_an_entry_round_trips(store: Store) -> None:
         error="line\nbreak and a tab\t",
         retry_at=NOW + timedelta(hours=1),
         clock_skew=timedelta(seconds=-601, microseconds=250),
+        cycle_id="3f9a0c5e7d1b2a46",
     )
     store.complete_cycle(KEY, lease, 0, Checkpoint(None), entry.ended, 10, entry)
     assert store.history(KEY) == [entry]
@@ -214,10 +219,12 @@ def test_entries_that_started_together_come_back_in_the_order_written(store: Sto
     assert [entry.applied for entry in engine.history(KEY)] == [0, 0, 3]
 
 
-def _write(store: Store, started: datetime, applied: int, key: str = KEY) -> None:
+def _write(
+    store: Store, started: datetime, applied: int, key: str = KEY, cycle_id: str | None = None
+) -> None:
     lease = store.acquire_lease(key, "w", started, timedelta(minutes=10))
     assert lease is not None
-    entry = entry_of(key, started, applied=applied)
+    entry = entry_of(key, started, applied=applied, cycle_id=cycle_id)
     store.complete_cycle(key, lease, 0, Checkpoint(None), started, 0, entry)
 
 
@@ -330,6 +337,11 @@ def test_an_entry_refuses_what_no_cycle_can_have() -> None:
         attrs.evolve(base, source_key=" ")
     with pytest.raises(ConfigurationError, match="clock_skew must be a timedelta"):
         attrs.evolve(base, clock_skew=3.5)  # type: ignore[arg-type]
+    bad_ids: list[object] = ["", "3f9a 0c5e", "x" * 65, "é", 16]
+    for cycle_id in bad_ids:
+        with pytest.raises(ConfigurationError, match="cycle_id must be a string of 1 to 64"):
+            attrs.evolve(base, cycle_id=cycle_id)  # type: ignore[arg-type]
+    assert attrs.evolve(base, cycle_id="x" * 64).cycle_id == "x" * 64
 
 
 def test_an_entry_is_made_from_the_cycle_result_and_kept_only_with_its_own_source(
@@ -345,9 +357,11 @@ def test_an_entry_is_made_from_the_cycle_result_and_kept_only_with_its_own_sourc
         started_at=NOW,
         error="boom",
         error_class="TransientSourceError",
+        cycle_id="9f3b2c71d04a6e58",
     )
     entry = cycle_entry(result, generation=1, worker="w", ended=NOW + timedelta(seconds=2))
     _same_as_result(entry, result)
+    assert entry.cycle_id == "9f3b2c71d04a6e58"
     assert entry.duration == timedelta(seconds=2)
     with pytest.raises(ConfigurationError, match="start time"):
         cycle_entry(attrs.evolve(result, started_at=None), generation=1, worker="w", ended=NOW)
@@ -418,9 +432,53 @@ def test_a_sqlite_file_of_schema_6_gains_the_history_when_opened(tmp_path: Path)
     with SQLiteStore(path) as store:
         assert store.load("acme/old").generation == 1
         assert store.history(KEY) == []
-        _write(store, NOW, 7)
-        assert [entry.applied for entry in store.history(KEY)] == [7]
-        version = store._connection().execute(
-            "SELECT value FROM incsync_meta WHERE name = 'schema_version'"
-        )
-        assert version.fetchone()[0] == str(sqlite_module.SCHEMA_VERSION) == "7"
+        _write(store, NOW, 7, cycle_id="0b7c94e2f3a1d658")
+        assert [(e.applied, e.cycle_id) for e in store.history(KEY)] == [(7, "0b7c94e2f3a1d658")]
+        assert _schema_version(store) == str(sqlite_module.SCHEMA_VERSION) == "8"
+
+
+def _schema_version(store: SQLiteStore) -> str:
+    row = store._connection().execute(
+        "SELECT value FROM incsync_meta WHERE name = 'schema_version'"
+    )
+    return str(row.fetchone()[0])
+
+
+def test_a_sqlite_file_of_schema_7_gains_cycle_ids_when_opened(tmp_path: Path) -> None:
+    """Entries kept before schema 8 stay, without a cycle id; entries written after keep theirs."""
+    path = tmp_path / "old.db"
+    with SQLiteStore(path) as store:
+        _write(store, NOW, 5)
+        connection = store._connection()
+        connection.execute("ALTER TABLE incsync_cycles DROP COLUMN cycle_id")
+        connection.execute("UPDATE incsync_meta SET value = '7' WHERE name = 'schema_version'")
+    with SQLiteStore(path) as store:
+        later = NOW + timedelta(hours=1)
+        _write(store, later, 2, cycle_id="5d0e81a97c2b4f36")
+        assert store.history(KEY) == [
+            entry_of(KEY, later, applied=2, cycle_id="5d0e81a97c2b4f36"),
+            entry_of(KEY, NOW, applied=5),
+        ]
+        assert _schema_version(store) == "8"
+    with SQLiteStore(path) as store:  # opened again: nothing left to upgrade
+        assert len(store.history(KEY)) == 2
+
+
+def test_the_entry_names_the_cycle_its_log_records_name(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The history entry's cycle_id is the result's and every log record's of that cycle, so an
+    entry leads to its cycle's log lines; each cycle has its own."""
+    engine = _engine(store, ManualClock(NOW))
+    caplog.handler.addFilter(CycleContextFilter())
+    with caplog.at_level(logging.DEBUG, logger="incsync"):
+        first = engine.run_cycle(KEY, InMemoryConnector(_source(), page_size=100))
+        failed = engine.run_cycle(KEY, Failing(TransientSourceError("HTTP 503")))
+    ids = {record.cycle_id for record in caplog.records}  # type: ignore[attr-defined]
+    assert ids == {first.cycle_id, failed.cycle_id}
+    assert None not in ids
+    assert len(ids) == 2
+    for result, entry in zip((first, failed), engine.history(KEY)[::-1], strict=True):
+        assert entry.cycle_id == result.cycle_id
+        lines = [r.getMessage() for r in caplog.records if r.cycle_id == entry.cycle_id]  # type: ignore[attr-defined]
+        assert f"cycle {entry.outcome.value}" in lines[-1]

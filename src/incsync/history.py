@@ -19,7 +19,9 @@ lease over (the store refuses every write of a lost lease; the new holder's cycl
 history says what the cycle reported. Stores keep entries by :class:`HistoryRetention`
 (:func:`retained` is the rule), pruning as they write; a retention of no cycles
 (:data:`NO_HISTORY`) turns the history off, and :attr:`HistoryRetention.keeps_entries` is the one
-rule that says whether an entry is written at all. :func:`summarize` counts outcomes for the
+rule that says whether an entry is written at all. An entry keeps its cycle's id
+(:attr:`CycleEntry.cycle_id`, the ``cycle_id`` its log records carry), so a row of the history
+leads to the cycle's log lines. :func:`summarize` counts outcomes for the
 status screen, and :func:`summary_of_cycles` does the same from the two columns it reads, so a
 store can summarise many sources in one query
 (:meth:`~incsync.protocols.StateStore.history_summaries`).
@@ -27,6 +29,7 @@ store can summarise many sources in one query
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
@@ -86,6 +89,16 @@ def _retry_at(value: datetime | None) -> datetime | None:
     return None if value is None else ensure_utc(value, "retry_at")
 
 
+# A cycle's id is looked for in logs and printed on a terminal: visible ASCII only, no space, and
+# short (the engine's are 16 hex digits).
+_CYCLE_ID_LENGTH = 64
+_CYCLE_ID = re.compile(f"[!-~]{{1,{_CYCLE_ID_LENGTH}}}")
+_cycle_id = SettingRule(
+    f"a string of 1 to {_CYCLE_ID_LENGTH} visible ASCII characters (no space) or None",
+    lambda v: v is None or (isinstance(v, str) and _CYCLE_ID.fullmatch(v) is not None),
+)
+
+
 def _skew(_instance: object, _attribute: attrs.Attribute[timedelta | None], value: object) -> None:
     if value is not None and not isinstance(value, timedelta):
         raise ConfigurationError(f"clock_skew must be a timedelta or None, got {value!r}")
@@ -113,10 +126,13 @@ class CycleEntry:
         retry_at: The time the source asked not to be called before, if it asked.
         clock_skew: How far the source's clock was ahead of this host's (negative: behind), when
             measured; ``None`` when not.
+        cycle_id: The cycle's id (:attr:`~incsync.results.CycleResult.cycle_id`), which its log
+            records carry; ``None`` for an entry kept before stores kept it.
 
     Raises:
         ConfigurationError: The key cannot name a source, a count is not an integer of at least
-            0, the outcome is a skipped one, or ``clock_skew`` is not a ``timedelta``.
+            0, the outcome is a skipped one, ``clock_skew`` is not a ``timedelta``, or
+            ``cycle_id`` is not 1 to 64 visible ASCII characters.
         NaiveDatetimeError: A time has no timezone.
     """
 
@@ -136,6 +152,7 @@ class CycleEntry:
     error: str | None = None
     retry_at: datetime | None = attrs.field(default=None, converter=_retry_at)
     clock_skew: timedelta | None = attrs.field(default=None, validator=_skew)
+    cycle_id: str | None = attrs.field(default=None, validator=_cycle_id)
 
     @property
     def duration(self) -> timedelta:
@@ -155,7 +172,7 @@ def cycle_entry(
     """Return the history entry of a cycle that ran, from what it reports.
 
     Args:
-        result: The cycle's result (its cursor after is not kept).
+        result: The cycle's result (its cursor after is not kept; its id is).
         generation: The generation the cycle ran under.
         worker: The holder of its lease.
         ended: When its final state is written.
@@ -184,6 +201,7 @@ def cycle_entry(
         error=result.error,
         retry_at=retry_at,
         clock_skew=clock_skew,
+        cycle_id=result.cycle_id,
     )
 
 

@@ -21,6 +21,7 @@ from tests.cli.support import ROOT, incsync, write_config
 
 ENTRY_FIELDS = {
     "source_key",
+    "cycle_id",
     "outcome",
     "started",
     "ended",
@@ -86,6 +87,21 @@ def test_history_json_is_an_array_of_the_source_cycles_newest_first(
     assert failed["error"] == "HTTP 503 Service Unavailable from the source"
     assert cycles[2]["pages"] == 3
     assert "incsync run on " in cycles[2]["worker"]
+    ids = [cycle["cycle_id"] for cycle in cycles]
+    assert all(re.fullmatch("[0-9a-f]{16}", cycle_id) for cycle_id in ids)
+    assert len(set(ids)) == 3
+
+
+def test_history_names_the_cycle_run_reported(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The cycle_id ``run --json`` printed is the newest entry's, in the text and in JSON."""
+    assert main(["run", "--all", "--json", "--config", str(config)]) == 0
+    [ran] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert main(["history", "acme", "--json", "--config", str(config)]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["cycle_id"] == ran["cycle_id"]
+    assert main(["history", "acme", "--limit", "1", "--config", str(config)]) == 0
+    assert capsys.readouterr().out.splitlines()[1].endswith(f", cycle {ran['cycle_id']})")
 
 
 def test_history_text_has_a_line_per_cycle_and_the_error_beneath(
@@ -96,7 +112,7 @@ def test_history_text_has_a_line_per_cycle_and_the_error_beneath(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "acme: 3 cycles, newest first"
     assert " failed: 0 fetched, 0 applied, 0 already applied, 0 set aside, 0 pages in " in lines[1]
-    assert lines[1].endswith("(generation 0, worker-7)")
+    assert re.search(r"\(generation 0, worker-7, cycle [0-9a-f]{16}\)$", lines[1])
     assert lines[2] == "  error: TransientSourceError: HTTP 503 Service Unavailable from the source"
     assert (
         " completed: 300 fetched, 300 applied, 0 already applied, 0 set aside, 3 pages"

@@ -124,15 +124,16 @@ def test_workers_migrating_at_once_all_succeed(postgres_schema: str) -> None:
     assert _versions(postgres_schema) == list(range(1, SCHEMA_VERSION + 1))
 
 
-def _schema_at_version_1(schema: str) -> None:
-    """Create ``schema`` as incsync's schema version 1 made it, before content digests."""
+def _schema_at_version(schema: str, last: int) -> None:
+    """Create ``schema`` as incsync's migrations up to ``last`` made it."""
     with psycopg.connect(CONNINFO) as connection:
         connection.execute(sql.render(sql.CREATE_SCHEMA, schema))
         connection.execute(sql.render(sql.CREATE_VERSION_TABLE, schema))
-        [(version, statements)] = [m for m in sql.MIGRATIONS if m[0] == 1]
-        for statement in statements:
-            connection.execute(sql.render(statement, schema))
-        connection.execute(sql.render(sql.RECORD_VERSION, schema), (version,))
+        for version, statements in sql.MIGRATIONS:
+            if version <= last:
+                for statement in statements:
+                    connection.execute(sql.render(statement, schema))
+                connection.execute(sql.render(sql.RECORD_VERSION, schema), (version,))
 
 
 def test_migrate_fills_in_the_content_digest_of_rows_written_before(postgres_schema: str) -> None:
@@ -140,7 +141,7 @@ def test_migrate_fills_in_the_content_digest_of_rows_written_before(postgres_sch
     the same content again writes nothing, a changed one is written; a row written without a
     digest (by a worker still running the older incsync) is replaced by the next version.
     """
-    _schema_at_version_1(postgres_schema)
+    _schema_at_version(postgres_schema, 1)  # before content digests
     with psycopg.connect(CONNINFO) as connection:
         connection.cursor().executemany(
             f'INSERT INTO "{postgres_schema}".transactions VALUES (%s, %s, %s, false, %s, 0)',
@@ -173,6 +174,30 @@ def test_migrate_fills_in_the_content_digest_of_rows_written_before(postgres_sch
         "WHERE record_id LIKE 'same%%'"
     )
     assert digests == [(content_digest(same),)]
+
+
+def test_migrate_adds_the_cycle_id_to_the_history_kept_before(postgres_schema: str) -> None:
+    """Migration 8 keeps a version 7 schema's entries, without a cycle id; later ones keep it."""
+    _schema_at_version(postgres_schema, 7)
+    old_columns = [column for column in sql.CYCLE_COLUMNS if column != "cycle_id"]
+    with psycopg.connect(CONNINFO) as connection:
+        connection.execute(
+            f'INSERT INTO "{postgres_schema}".cycles ({", ".join(old_columns)}) '
+            f"VALUES ({', '.join(['%s'] * len(old_columns))})",
+            (KEY, 0, "old", NOW, NOW, "completed", 1, 3, 3, 0, 0, 0, None, None, None, None),
+        )
+    with PostgresStore(CONNINFO, schema=postgres_schema) as store:
+        assert store.migrate() == SCHEMA_VERSION == 8
+        assert _versions(postgres_schema) == list(range(1, 9))
+        later = NOW + timedelta(hours=1)
+        lease = store.acquire_lease(KEY, "new", later, TTL)
+        assert lease is not None
+        entry = entry_of(KEY, later, worker="new", cycle_id="9f3b2c71d04a6e58")
+        store.complete_cycle(KEY, lease, 0, Checkpoint(None), later, 0, entry)
+        assert store.history(KEY) == [
+            entry,
+            entry_of(KEY, NOW, worker="old", pages=1, fetched=3, applied=3),
+        ]
 
 
 def test_a_store_refuses_a_schema_it_has_not_migrated(postgres_schema: str) -> None:

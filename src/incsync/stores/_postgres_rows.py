@@ -147,6 +147,7 @@ def cycle_row(entry: CycleEntry) -> tuple[object, ...]:
         None if entry.error is None else escaped(entry.error),
         entry.retry_at,
         entry.clock_skew,
+        entry.cycle_id,
     )
 
 
@@ -169,6 +170,7 @@ def cycle_from_row(row: Sequence[Any]) -> CycleEntry:
         error,
         retry_at,
         clock_skew,
+        cycle_id,
     ) = row
     return CycleEntry(
         source_key=key,
@@ -187,6 +189,7 @@ def cycle_from_row(row: Sequence[Any]) -> CycleEntry:
         error=error,
         retry_at=retry_at,
         clock_skew=clock_skew,
+        cycle_id=cycle_id,
     )
 
 

@@ -56,7 +56,7 @@ __all__ = [
     "render",
 ]
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 """The schema version this incsync writes; :meth:`PostgresStore.migrate` brings a database to it."""
 
 CONTENT_DIGEST_VERSION = 2
@@ -240,6 +240,8 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE INDEX cycles_by_start ON {schema}.cycles (source_key, started, id)",
         ),
     ),
+    # Each history entry's cycle id, the one its log records carry (none for entries kept before).
+    (8, ("ALTER TABLE {schema}.cycles ADD COLUMN cycle_id text",)),
 )
 UNDIGESTED_TRANSACTIONS = """
 SELECT source_key, record_id, payload::text FROM {schema}.transactions
@@ -406,6 +408,7 @@ CYCLE_COLUMNS = (
     "error_message",
     "retry_at",
     "clock_skew",
+    "cycle_id",
 )
 SAVE_CYCLE = (
     f"INSERT INTO {{schema}}.cycles ({', '.join(CYCLE_COLUMNS)}) "

@@ -48,11 +48,11 @@ from incsync.tokens import SealedTokens
 
 __all__ = ["SQLiteStore"]
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 """Version 2 keeps each transaction's content digest, version 3 each source's marks, version 4 the
 sink's fence per source, version 5 why a transaction was swept and each source's last count
-check, version 6 each source's OAuth2 tokens, version 7 each source's cycle history; a file of an
-older version is upgraded on open."""
+check, version 6 each source's OAuth2 tokens, version 7 each source's cycle history, version 8
+each history entry's cycle id; a file of an older version is upgraded on open."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS incsync_meta (
@@ -125,7 +125,8 @@ CREATE TABLE IF NOT EXISTS incsync_cycles (
     error_class TEXT,
     error_message TEXT,
     retry_at_us INTEGER,
-    clock_skew_us INTEGER
+    clock_skew_us INTEGER,
+    cycle_id TEXT
 );
 CREATE INDEX IF NOT EXISTS incsync_cycles_by_start ON incsync_cycles (source_key, started_us);
 CREATE TABLE IF NOT EXISTS incsync_rejected (
@@ -211,7 +212,8 @@ VALUES (?, ?, ?, ?, ?, ?)
 # a range of that index, never a scan of the table.
 _CYCLE_COLUMNS = (
     "source_key, generation, worker, started_us, ended_us, outcome, pages, fetched, applied, "
-    "already_applied, rejected, swept, error_class, error_message, retry_at_us, clock_skew_us"
+    "already_applied, rejected, swept, error_class, error_message, retry_at_us, clock_skew_us, "
+    "cycle_id"
 )
 _SAVE_CYCLE = (
     f"INSERT INTO incsync_cycles ({_CYCLE_COLUMNS}) "
@@ -287,6 +289,17 @@ def _add_deleted_reasons_and_count_checks(connection: sqlite3.Connection) -> Non
         connection.execute(f"ALTER TABLE incsync_sources ADD COLUMN {column} INTEGER")
 
 
+def _add_cycle_ids(connection: sqlite3.Connection) -> None:
+    """Upgrade to schema 8: each history entry's cycle id (none for the entries already kept).
+
+    A file older than schema 7 had no history: the schema's statements just made the table, with
+    the column already.
+    """
+    columns = connection.execute("PRAGMA table_info(incsync_cycles)").fetchall()
+    if "cycle_id" not in {column["name"] for column in columns}:
+        connection.execute("ALTER TABLE incsync_cycles ADD COLUMN cycle_id TEXT")
+
+
 # Each step brings a file written by an older incsync to the schema version it names. A version
 # that only adds tables (4: the sink's fences; 6: the tokens; 7: the cycle history) needs no step:
 # the schema's statements, run on every open, create them.
@@ -294,6 +307,7 @@ _UPGRADES: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     (2, _add_content_digests),
     (3, _add_marks),
     (5, _add_deleted_reasons_and_count_checks),
+    (8, _add_cycle_ids),
 )
 
 
@@ -404,6 +418,7 @@ def _cycle_row(entry: CycleEntry) -> tuple[object, ...]:
         None if entry.error is None else escaped_text(entry.error),
         _micros(entry.retry_at),
         None if skew is None else skew // _MICROSECOND,
+        entry.cycle_id,
     )
 
 
@@ -426,6 +441,7 @@ def _cycle_from_row(row: sqlite3.Row) -> CycleEntry:
         error=row["error_message"],
         retry_at=_time(row["retry_at_us"]),
         clock_skew=None if skew is None else timedelta(microseconds=skew),
+        cycle_id=row["cycle_id"],
     )
 
 

@@ -597,9 +597,11 @@ def history_text(key: str, entries: Sequence[CycleEntry], *, zone: str | tzinfo 
         return f"{terminal_safe(key)}: no cycles recorded\n"
     lines = [f"{terminal_safe(key)}: {plural(len(entries), 'cycle')}, newest first"]
     for entry in entries:
+        # The id whole, so it finds the cycle's log lines with grep (none on entries kept before).
+        cycle = "" if entry.cycle_id is None else f", cycle {entry.cycle_id}"
         lines.append(
             f"{exact_time(entry.started, zone)}  {entry.outcome.value}: {_counts_text(entry)} "
-            f"(generation {entry.generation}, {terminal_safe(entry.worker)})"
+            f"(generation {entry.generation}, {terminal_safe(entry.worker)}{cycle})"
         )
         if entry.error is not None:
             lines.append(f"  error: {terminal_safe(f'{entry.error_class}: {entry.error}')}")
@@ -612,6 +614,7 @@ def _entry_json(entry: CycleEntry) -> dict[str, Any]:
     skew, retry_at = entry.clock_skew, entry.retry_at
     return {
         "source_key": entry.source_key,
+        "cycle_id": entry.cycle_id,
         "outcome": entry.outcome.value,
         "started": entry.started.isoformat(),
         "ended": entry.ended.isoformat(),
