@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,3 +96,24 @@ def test_a_path_with_escapes_in_an_error_is_shown_escaped(
     assert "\x07" not in err
     assert r"state\x1b]0;owned\x07.db" in err
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_check_reports_an_error_body_with_escapes_as_visible_text(
+    tmp_path: Path, refusing_api: str, capsys: pytest.CaptureFixture[str], as_json: bool
+) -> None:
+    """``incsync check`` quotes the vendor's refusal: in text and in JSON alike, no ESC, BEL,
+    C1 CSI or bidi override reaches the terminal, and the JSON still carries the text intact."""
+    path = write_config(tmp_path, REST.format(base_url=refusing_api))
+    arguments = ["check", "--config", str(path), *(["--json"] if as_json else [])]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("API_TOKEN", "tok-0123456789")
+        assert main(arguments) == 1
+    out = capsys.readouterr().out
+    for raw in ("\x1b", "\x07", "\x9b", "\u202e"):
+        assert raw not in out
+    if as_json:
+        (source,) = json.loads(out)["sources"]
+        assert HOSTILE in source["message"]
+    else:
+        assert SHOWN in out

@@ -140,7 +140,7 @@ def check_json(results: Sequence[CheckResult]) -> str:
             for result in results
         ],
     }
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(document, indent=2, ensure_ascii=True) + "\n"
 
 
 def _read_one_page(connector: Connector) -> None:
