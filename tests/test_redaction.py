@@ -225,3 +225,33 @@ def test_prefixed_secret_names_are_masked(text: str) -> None:
     redacted = redact(text)
     assert "tok-998877" not in redacted
     assert "hunter2x" not in redacted
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "refresh_token: fix the scopes of the app",
+        "token: expired",
+        "password: must be at least 8 characters",
+        "api_key: missing; set API_KEY",
+    ],
+)
+def test_a_message_about_a_secret_keeps_its_words(text: str) -> None:
+    """After "name:", the words messages use about a credential are not taken for its value."""
+    assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("password: sunshine", "password: ***"),
+        ("password: hunter2", "password: ***"),
+        ("token=fix", "token=***"),
+        ('token: "expired"', 'token: "***"'),
+        ("x-api-key: Expired1", "x-api-key: ***"),
+    ],
+)
+def test_any_other_value_after_a_secret_name_is_masked(text: str, masked: str) -> None:
+    """A plain word is what an undeclared password looks like: only message words are kept, and
+    only after a colon and unquoted; a name=value pair or a quoted value is always masked."""
+    assert redact(text) == masked

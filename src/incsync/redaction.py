@@ -22,6 +22,17 @@ _SECRET_NAMES = (
     r"access[_-]?token|refresh[_-]?token|id[_-]?token|client[_-]?secret|api[_-]?key|apikey|"
     r"api[_-]?token|password|passwd|secret|token|authorization|x-api-key"
 )
+# Words that messages put after "token:" or "password:" ("token: expired", "password: must be
+# longer", "refresh_token: fix the scopes"). Only these are kept after a colon; any other value is
+# masked, however plain it looks, because an undeclared password is often a plain word.
+_MESSAGE_WORDS = frozenset(
+    {
+        "a", "an", "the", "is", "was", "are", "were", "has", "had", "have", "must", "should",
+        "not", "no", "none", "null", "missing", "required", "empty", "expired", "revoked",
+        "invalid", "unknown", "wrong", "bad", "malformed", "rejected", "refused", "denied",
+        "fix", "check", "see", "set", "unset", "please", "try", "use", "too", "ok",
+    }
+)  # fmt: skip
 # A secret's name may carry a prefix: oauth_token, DB_PASSWORD, stripe_api_key.
 _NAME = rf"(?:[A-Za-z0-9]+[_-])*(?:{_SECRET_NAMES})"
 _PATTERNS = (
@@ -32,7 +43,7 @@ _PATTERNS = (
         r"|\b(basic|token)\s+(?=[A-Za-z0-9._~+/=-]*[0-9=])[A-Za-z0-9._~+/=-]{8,}"
     ),
     # name=value in query strings, forms and reprs (value quoted or not), name: value in headers
-    re.compile(rf"(?i)(?<![A-Za-z0-9])({_NAME})(\s*[=:]\s*)([\"']?)[^\s&,;\"']+"),
+    re.compile(rf"(?i)(?<![A-Za-z0-9])({_NAME})(\s*[=:]\s*)([\"']?)([^\s&,;\"']+)"),
     # "name": "value" in JSON
     re.compile(rf"(?i)([\"']{_NAME}[\"']\s*:\s*[\"'])[^\"']*"),
     # scheme://user:password@host
@@ -40,10 +51,17 @@ _PATTERNS = (
 )
 
 
+def _masked_pair(match: re.Match[str]) -> str:
+    name, separator, quote, value = match.groups()
+    if separator.strip() == ":" and not quote and value.lower() in _MESSAGE_WORDS:
+        return match.group(0)  # prose about the secret ("token: expired"), not its value
+    return f"{name}{separator}{quote}{MASK}"
+
+
 def _mask_pattern(text: str) -> str:
     bearer, pair, json_pair, url = _PATTERNS
     text = bearer.sub(lambda m: f"{m.group(1) or m.group(2)} {MASK}", text)
-    text = pair.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}{MASK}", text)
+    text = pair.sub(_masked_pair, text)
     text = json_pair.sub(lambda m: f"{m.group(1)}{MASK}", text)
     return url.sub(lambda m: f"{m.group(1)}{MASK}{m.group(2)}", text)
 
