@@ -532,13 +532,10 @@ class SyncEngine:
         final = advance(cursor, unordered_high, horizon(started, lag, connector.clock_skew()))
         if state.reset_pending:
             # The whole source was read under this generation: what it did not see is gone.
-            spared = {r.record_id for r in self.store.list_rejected(key) if r.record_id is not None}
-            tally.swept = self.sink.sweep(key, generation, lease.token, spared)
-        reconciled = (
-            connector.lists_ids
-            and not state.reset_pending
-            and drift_to_reconcile(state, self.policy)
-        )
+            tally.swept = self.sink.sweep(key, generation, lease.token, self._set_aside_ids(key))
+        # drift_to_reconcile is the one rule (it excludes a source already re-read whole); the
+        # connector only says how: by id here, else by the re-read _resync_reason asks for.
+        reconciled = connector.lists_ids and drift_to_reconcile(state, self.policy)
         if reconciled:
             self._reconcile(state, connector, lease, cursor, tally)
         tally.counted = self._count_check(state, connector, reconciled=reconciled)
@@ -577,6 +574,10 @@ class SyncEngine:
             )
         return None
 
+    def _set_aside_ids(self, key: str) -> set[str]:
+        """Return the ids of the source's records set aside: neither swept nor fetched again."""
+        return {r.record_id for r in self.store.list_rejected(key) if r.record_id is not None}
+
     def _reconcile(
         self,
         state: SourceState,
@@ -606,7 +607,7 @@ class SyncEngine:
         (they are true at the source), and the cursor has not moved for them.
         """
         key, generation = state.key, state.generation
-        spared = {r.record_id for r in self.store.list_rejected(key) if r.record_id is not None}
+        spared = self._set_aside_ids(key)
 
         def write(page: Page) -> None:
             _, newest = page_high_water(page.records)
