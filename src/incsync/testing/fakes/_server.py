@@ -44,13 +44,13 @@ _SECRET_HEADERS = frozenset({"authorization", "x-api-key", "x-api-token", "cooki
 def _non_negative_seconds(
     _instance: object, attribute: attrs.Attribute[float], value: float
 ) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
         raise ValueError(f"Latency.{attribute.name} must be seconds of 0 or more, got {value!r}")
 
 
 @attrs.frozen
 class Latency:
-    """How long a fake takes to answer a request: ``fixed + per_record × records + jitter``.
+    """How long a fake takes to answer a request: ``fixed + per_record * records + jitter``.
 
     ``fixed`` stands for the network round trip and the vendor's own overhead; ``per_record``
     for its work on each record of the page (a larger page takes longer); ``jitter`` adds up to

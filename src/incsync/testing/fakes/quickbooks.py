@@ -36,8 +36,9 @@ the lowercase ``{"fault": {"error": [...]}}`` envelope (code 3200); another real
 (code 3100); more than ``requests_per_minute`` API requests in any 60 s of the fake's clock is a 429
 with Fault code 3001 and no ``Retry-After``, its body JSON or the XML QuickBooks sometimes sends
 although JSON was asked for, and so is a request that finds 10 others of the company in flight
-(Intuit's limit on concurrent requests, felt once the fake has a latency); an unknown refresh token is a 400 ``{"error": "invalid_grant"}``, and
-so is a rotated-away one once ``refresh_token_grace`` (24 hours, as Intuit documents) has passed.
+(Intuit's limit on concurrent requests, felt once the fake has a latency); an unknown refresh
+token is a 400 ``{"error": "invalid_grant"}``, and so is a rotated-away one once
+``refresh_token_grace`` (24 hours, as Intuit documents) has passed.
 
 Deliberate simplifications: only JSON is served, so a request without ``Accept: application/json``
 is refused with a 406 (the real API would answer in XML: either way a client must ask for JSON);
