@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import attrs
 import httpx
@@ -42,7 +43,7 @@ _SECRET_HEADERS = frozenset({"authorization", "x-api-key", "x-api-token", "cooki
 
 
 def _non_negative_seconds(
-    _instance: object, attribute: attrs.Attribute[float], value: float
+    _instance: object, attribute: attrs.Attribute[Any], value: object
 ) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
         raise ValueError(f"Latency.{attribute.name} must be seconds of 0 or more, got {value!r}")
