@@ -9,7 +9,7 @@ by the order of events, recorded from both threads.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,9 @@ from incsync.connectors.memory import InMemoryConnector
 from incsync.connectors.retry import RetryPolicy
 from incsync.errors import LeaseLostError
 from incsync.pipeline import read_ahead, wait_for_previous_page
-from incsync.records import ApplyResult, Record
+from incsync.records import ApplyResult
 from incsync.results import CycleProgress, Outcome
-from incsync.state import Checkpoint, Lease, SourceState
+from incsync.state import SourceState
 from incsync.testing import InMemoryStore
 from incsync.testing.fakes import FakePipedrive, Latency, PipedriveLimits
 from incsync.timestamps import UTC
@@ -92,20 +92,11 @@ class _WritesAwaitingTheNextRequest(SQLiteStore):
         self._requests, self._pages = requests, pages
         self.overlapped: list[bool] = []
 
-    def commit_page(
-        self,
-        source_key: str,
-        records: Sequence[Record],
-        lease: Lease,
-        generation: int,
-        checkpoint: Checkpoint,
-        now: datetime,
-        ttl: timedelta,
-    ) -> tuple[ApplyResult, SourceState]:
+    def commit_page(self, *arguments: Any) -> tuple[ApplyResult, SourceState]:
         written = len(self.overlapped)
         if written + 1 < self._pages and all(self.overlapped):
             self.overlapped.append(self._requests.wait_for(written + 1, RENDEZVOUS_SECONDS))
-        return super().commit_page(source_key, records, lease, generation, checkpoint, now, ttl)
+        return super().commit_page(*arguments)
 
 
 def _read_ahead_threads() -> list[threading.Thread]:
