@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -551,7 +551,7 @@ def test_a_bounded_search_on_the_sort_property_finds_what_a_scan_would(
         filters.append(
             {"propertyName": "hs_object_id", "operator": "GTE", "value": made[1 % len(made)]}
         )
-    passes = {
+    passes: Callable[[datetime], bool] = {
         "GTE": lambda at: at >= low,
         "GT": lambda at: at > low,
         "EQ": lambda at: at == low,
