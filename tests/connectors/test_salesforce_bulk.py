@@ -275,10 +275,11 @@ class CrashingStore(InMemoryStore):
         return done
 
 
-@pytest.mark.parametrize("crash_after", [1, 2, 3, 5, 8, 12])
+@pytest.mark.parametrize("crash_after", range(1, 11))
 def test_a_crash_mid_bulk_read_resumes_without_loss_or_a_second_write(crash_after: int) -> None:
-    """The process dies after a durable page (a waiting one, or one inside a sorted span or a
-    crowded tick); a new process resumes from the cursor and every version is written once."""
+    """The process dies after any durable page of the read's 11 (a waiting one, one inside a
+    sorted span or a crowded tick); a new process resumes from the cursor and every version is
+    written once."""
     fake = make_fake()
     day = T0 - timedelta(days=1)
     rows = spread(900, day, per_second=3) + spread(700, day + timedelta(hours=1), per_second=700)
@@ -330,14 +331,13 @@ def test_a_job_aborted_in_the_org_fails_the_cycle_after_the_spans_already_applie
     fake = make_fake()
     fake.bulk_load("Opportunity", spread(600, T0 - timedelta(days=1), per_second=2))
     fake.advance(timedelta(hours=1))
-    created = [0]
 
     def abort_second(request: httpx.Request) -> httpx.Response | None:
-        looks = request.method == "GET" and JOB.search(request.url.path) is not None
-        if looks and created[0] == 2:
-            fake.abort_bulk_jobs()
-        if request.method == "POST" and request.url.path.endswith("/jobs/query"):
-            created[0] += 1
+        if request.method == "GET" and JOB.search(request.url.path) is not None:
+            # The second span's job was created with the first: an admin aborts it meanwhile.
+            jobs = list(fake.bulk_jobs)
+            if len(jobs) >= 2:
+                fake.abort_bulk_jobs(jobs[1])
         return None
 
     fake.add_fault(abort_second)
@@ -354,20 +354,22 @@ def test_a_job_aborted_in_the_org_fails_the_cycle_after_the_spans_already_applie
     assert cursor.updated_at == newest
 
 
-def test_a_stop_while_a_job_runs_ends_the_cycle_and_aborts_the_job() -> None:
+@pytest.mark.parametrize(("window", "jobs"), [(50_000, 1), (250, 3)])
+def test_a_stop_while_a_job_runs_ends_the_cycle_and_aborts_the_jobs(window: int, jobs: int) -> None:
     """Every look at a running job is a durable (empty) page: a stop set then ends the cycle
-    there, the job is aborted, the cursor has not moved, and the next cycle reads everything."""
+    there, the job and those created ahead of it are aborted, the cursor has not moved, and the
+    next cycle reads everything."""
     fake = make_fake(bulk_job_delay=timedelta(seconds=30))
     fake.bulk_load("Opportunity", spread(600, T0 - timedelta(days=1)))
     fake.advance(timedelta(hours=1))
     stop = threading.Event()
     store = InMemoryStore()
-    with fake.serve() as base_url, bulk_connect(fake, base_url) as connector:
+    with fake.serve() as base_url, bulk_connect(fake, base_url, bulk_window=window) as connector:
         engine = engine_for(fake, store)
         stopped = engine.run_cycle(KEY, connector, stop=stop, on_progress=lambda _: stop.set())
         assert stopped.outcome is Outcome.INTERRUPTED_STOP
         assert (stopped.pages, stopped.fetched) == (1, 0)
-        assert list(fake.bulk_jobs.values()) == ["Aborted"]
+        assert list(fake.bulk_jobs.values()) == ["Aborted"] * jobs
         assert store.load(KEY).cursor is None
         assert engine.run_cycle(KEY, connector).outcome is Outcome.COMPLETED
         assert_sink_matches(store, fake, connector)
@@ -391,8 +393,8 @@ def test_a_cancel_while_a_job_runs_ends_the_cycle_at_the_next_look() -> None:
 
 
 def test_the_wait_for_a_job_backs_off_and_gives_up_after_an_hour() -> None:
-    """Looks at a job come after 1, 2, 4, 8, then every 10 s of sleep, never in a busy loop;
-    a job still running after an hour is aborted and fails the cycle."""
+    """Looks at a job come at once, then after 1, 2, 3... then every 10 s of sleep, never in a
+    busy loop; a job still running after an hour is aborted and fails the cycle."""
     fake = make_fake(bulk_job_delay=timedelta(hours=3))
     fake.bulk_load("Opportunity", spread(600, T0 - timedelta(days=1)))
     fake.advance(timedelta(hours=1))
@@ -414,13 +416,13 @@ def test_the_wait_for_a_job_backs_off_and_gives_up_after_an_hour() -> None:
         )
         with connector, pytest.raises(TransientSourceError, match="within 1:00:00"):
             list(connector.read(Window()))
-    assert slept[:6] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    assert slept[:12] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 10.0, 10.0]
     assert sum(slept) >= 3_600
-    assert len(slept) == len(job_looks(fake))
+    assert len(job_looks(fake)) == len(slept) + 1  # the first look is at once
     assert list(fake.bulk_jobs.values()) == ["Aborted"]
 
 
-JOB = re.compile(r"/jobs/query/\w+$")
+JOB = re.compile(r"/jobs/query/(\w+)$")
 
 
 def job_looks(fake: FakeSalesforce) -> list[str]:

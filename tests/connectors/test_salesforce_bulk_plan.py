@@ -17,11 +17,13 @@ from incsync.vendors._salesforce_bulk import (
     FieldKind,
     ReadSpan,
     Span,
+    column_kinds,
     csv_rows,
     field_kinds,
     poll_delay,
     rest_row,
     span_filter,
+    time_key,
     wants_bulk,
 )
 
@@ -41,16 +43,13 @@ def exported_spans(
     plan = BulkPlan.starting(
         start, len(stamps), earliest=stamps[0], now=now, resolution=MS, window=window
     )
-    read: list[ReadSpan] = []
-    counts = 0
-    while (step := plan.next_step()) is not None:
-        if isinstance(step, CountSpan):
-            counts += 1
-            plan = plan.counted(sum(inside(step.span, stamp) for stamp in stamps))
-        else:
-            read.append(step)
-            plan = plan.exported()
-    return read, counts
+    counted: list[Span] = []
+
+    def count(span: Span) -> int:
+        counted.append(span)
+        return sum(inside(span, stamp) for stamp in stamps)
+
+    return plan.spans(count), len(counted)
 
 
 @settings(max_examples=300, deadline=None)
@@ -123,8 +122,8 @@ def test_span_filters_are_millisecond_soql_literals() -> None:
     assert span_filter(Span(None, None, BASE, BASE)) == ""
 
 
-def test_waits_between_looks_double_up_to_ten_seconds() -> None:
-    assert [poll_delay(n) for n in range(7)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0]
+def test_waits_between_looks_grow_by_a_second_up_to_ten() -> None:
+    assert [poll_delay(n) for n in range(11)] == [*map(float, range(1, 11)), 10.0]
     assert poll_delay(10_000) == 10.0
 
 
@@ -156,10 +155,11 @@ ATTRIBUTES = {"type": "X__c", "url": "/services/data/v59.0/sobjects/X__c/a"}
 
 
 def test_csv_values_become_the_rest_api_s() -> None:
+    header = ["Id", "T", "B", "I", "D", "S"]
     row = rest_row(
-        ["Id", "T", "B", "I", "D", "S"],
+        header,
         ["a", 'x,"y"\n', "true", "-12", "1e+21", "2024-06-03T09:00:01.250Z"],
-        KINDS,
+        column_kinds(header, KINDS),
         ATTRIBUTES,
     )
     assert row == {
@@ -172,7 +172,7 @@ def test_csv_values_become_the_rest_api_s() -> None:
         "S": "2024-06-03T09:00:01.250+0000",
     }
     assert list(row) == ["attributes", "Id", "T", "B", "I", "D", "S"]
-    blank = rest_row(["Id", "T", "B", "I", "D", "S"], ["a", "", "", "", "", ""], KINDS, ATTRIBUTES)
+    blank = rest_row(header, ["a", "", "", "", "", ""], column_kinds(header, KINDS), ATTRIBUTES)
     assert blank == {"attributes": ATTRIBUTES, "Id": "a"} | dict.fromkeys("TBIDS")
 
 
@@ -182,7 +182,7 @@ def test_csv_values_become_the_rest_api_s() -> None:
 )
 def test_a_value_that_is_not_its_field_s_type_is_a_bad_record(column: str, text: str) -> None:
     with pytest.raises(BadRecordError, match=f"field {column} is"):
-        rest_row(["Id", column], ["a", text], KINDS, ATTRIBUTES)
+        rest_row(["Id", column], ["a", text], column_kinds(["Id", column], KINDS), ATTRIBUTES)
 
 
 def test_columns_come_back_in_the_order_selected() -> None:
@@ -245,3 +245,22 @@ def test_split_points_stay_on_the_millisecond_grid() -> None:
     micros = [step.span.end.microsecond, step.span.low.microsecond]
     assert all(m % 1_000 == 0 for m in micros)
     assert bisect.bisect_left(stamps, step.span.end) in range(7)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("2024-06-03T09:00:01.250Z", "2024-06-03T09:00:01.250"),
+        ("2024-06-03T11:00:01.25+02:00", "2024-06-03T09:00:01.250"),
+        ("0999-01-01T00:00:00.000Z", "0999-01-01T00:00:00.000"),
+        ("yesterday", ""),
+    ],
+)
+def test_times_sort_by_their_utc_text(text: str, key: str) -> None:
+    assert time_key(text) == key
+
+
+def test_a_time_in_another_form_is_written_as_the_rest_api_writes_it() -> None:
+    header = ["S"]
+    row = rest_row(header, ["2024-06-03T11:00:01+02:00"], column_kinds(header, KINDS), ATTRIBUTES)
+    assert row["S"] == "2024-06-03T09:00:01.000+0000"

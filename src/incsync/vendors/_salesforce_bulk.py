@@ -16,15 +16,19 @@ with no ``ORDER BY``:
 3. A span one tick wide (one millisecond, the grain of a SOQL literal) cannot be halved: a data
    load stamps many rows in one second. Its rows all share one ``SystemModstamp``, so any order
    is the order: it is passed on as the results come, however many rows it holds.
+4. The spans are planned before any job runs (:meth:`BulkPlan.spans`), so the jobs of the next
+   :data:`JOBS_AHEAD` spans are created while one span's rows are passed on: Salesforce runs
+   them meanwhile, and their rows are read in turn.
 
 Why that keeps every guarantee of the engine: spans follow one another in time and never overlap,
 and inside one the pages ascend, so no page goes back in time and a checkpoint never passes a row
 not yet applied. A crash resumes from the cursor's time, where the next read decides again (bulk
 or REST) for what remains; the rows of the cursor's own tick come again and the sink drops the
-versions it holds. A row changed while the read goes on gets a ``SystemModstamp`` of now: it
-leaves a span not exported yet (and comes with the last one, which has no end, or the next cycle)
-and cannot enter one already exported, since past moments take no new rows. So dropping a span
-counted empty loses nothing.
+versions it holds. A row changed while the read goes on gets a ``SystemModstamp`` of now,
+later than every row of a job created before: it leaves a span whose job is not created yet (and
+comes with the last one, which has no end, or with the next cycle, from a cursor no row applied
+can have taken past it), and cannot enter a span in the past, since past moments take no new
+rows. So dropping a span counted empty loses nothing.
 
 Results come as CSV, all text: :func:`rest_row` turns a row into the one the REST API gives
 (``true`` into ``True``, ``12.5`` into ``12.5``, a time into Salesforce's REST form, an empty
@@ -39,7 +43,7 @@ import enum
 import io
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -53,6 +57,7 @@ __all__ = [
     "BULK_RESULTS_PAGE",
     "BULK_THRESHOLD",
     "BULK_WINDOW",
+    "JOBS_AHEAD",
     "MAX_JOB_WAIT",
     "BulkPlan",
     "CountSpan",
@@ -60,6 +65,7 @@ __all__ = [
     "JobState",
     "ReadSpan",
     "Span",
+    "column_kinds",
     "csv_rows",
     "field_kinds",
     "poll_delay",
@@ -67,6 +73,7 @@ __all__ = [
     "rest_time",
     "soql_time",
     "span_filter",
+    "time_key",
     "wants_bulk",
 ]
 
@@ -89,6 +96,8 @@ MAX_JOB_WAIT = timedelta(hours=1)
 """How long the read waits for one job to complete before it aborts the job and fails."""
 
 _FIRST_POLL, _LONGEST_POLL = 1.0, 10.0
+JOBS_AHEAD = 2
+"""Jobs created ahead of the one read, so Salesforce runs them while its rows are passed on."""
 # A long text area holds 131,072 characters, exactly the csv module's default field limit, which
 # refuses a field that reaches it.
 _FIELD_LIMIT = 1 << 20
@@ -121,8 +130,12 @@ def wants_bulk(total: int | None, threshold: int | None, *, more: bool) -> bool:
 
 
 def poll_delay(attempt: int) -> float:
-    """Return the seconds to wait before the job's ``attempt``-th look (0, 1, ...): 1, 2, 4...10."""
-    return min(_FIRST_POLL * float(2 ** min(attempt, 16)), _LONGEST_POLL)
+    """Return the seconds to wait before the job's ``attempt``-th look (0, 1, ...): 1, 2, 3...10.
+
+    The wait grows by a second a look: a job done just after a look waits at most as long as
+    the look before, and a long job is looked at every 10 seconds.
+    """
+    return min(_FIRST_POLL + attempt, _LONGEST_POLL)
 
 
 @attrs.frozen
@@ -206,6 +219,21 @@ class BulkPlan:
         low = ticks.tick_of(earliest if start is None else max(start, earliest))
         high = max(ticks.tick_of(now), low) + resolution
         return cls(resolution, window, (Span(start, None, low, high, total),))._settled()
+
+    def spans(self, count: Callable[[Span], int]) -> list[ReadSpan]:
+        """Return every span to export, in time order, asking ``count`` for the spans it must.
+
+        Args:
+            count: Returns how many rows a span holds (``SELECT COUNT()`` with its filter).
+        """
+        plan, spans = self, []
+        while (step := plan.next_step()) is not None:
+            if isinstance(step, CountSpan):
+                plan = plan.counted(count(step.span))
+            else:
+                spans.append(step)
+                plan = plan.exported()
+        return spans
 
     def next_step(self) -> CountSpan | ReadSpan | None:
         """Return what to ask next, or ``None`` when every span is exported."""
@@ -364,11 +392,34 @@ def field_kinds(described: object, fields: Sequence[str]) -> tuple[dict[str, Fie
 
 def rest_time(moment: datetime) -> str:
     """Write ``moment`` as the REST API writes a dateTime: ``2024-06-03T09:00:00.000+0000``."""
-    utc = moment.astimezone(UTC)
-    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}+0000"
+    u = moment.astimezone(UTC)
+    return (
+        f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}."
+        f"{u.microsecond // 1000:03d}+0000"
+    )
 
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
+# How Bulk API results write a dateTime; the REST API writes the same moment with "+0000".
+_CSV_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+
+
+def _rest_time_of(text: str, name: str) -> str:
+    """Return the REST form of a CSV dateTime: its text, re-dated, when it has the usual form."""
+    if _CSV_TIME.fullmatch(text):
+        return f"{text[:-1]}+0000"
+    return rest_time(parse_timestamp(text, name))
+
+
+def time_key(text: str) -> str:
+    """Return a key that sorts CSV dateTimes as time does (``""`` for one that is none).
+
+    Both forms are UTC to the millisecond with fixed-width fields, so their text sorts as time.
+    """
+    try:
+        return _rest_time_of(text, "SystemModstamp")[:23]
+    except ValueError:
+        return ""
 
 
 def _typed(kind: FieldKind, name: str, text: str) -> Any:
@@ -389,16 +440,21 @@ def _typed(kind: FieldKind, name: str, text: str) -> Any:
             return number
     if kind is FieldKind.DATETIME:
         try:
-            return rest_time(parse_timestamp(text, name))
+            return _rest_time_of(text, name)
         except ValueError:
             pass
     raise BadRecordError(f"field {name} is {kind.value}, but the CSV holds {text[:80]!r}")
 
 
+def column_kinds(header: Sequence[str], kinds: Mapping[str, FieldKind]) -> list[FieldKind]:
+    """Return the kind of each column of ``header``, from :func:`field_kinds`' answer."""
+    return [kinds[name.lower()] for name in header]
+
+
 def rest_row(
     header: Sequence[str],
     values: Sequence[str],
-    kinds: Mapping[str, FieldKind],
+    kinds: Sequence[FieldKind],
     attributes: Mapping[str, str],
 ) -> dict[str, Any]:
     """Return the row the REST API gives for one CSV row of a bulk query's results.
@@ -406,15 +462,17 @@ def rest_row(
     Args:
         header: The results' column names, as Salesforce spells them.
         values: One row's values.
-        kinds: Each field's kind, keyed by its name in lower case (:func:`field_kinds`).
+        kinds: Each column's kind (:func:`column_kinds`).
         attributes: The row's ``attributes`` (type and URL), which the CSV does not carry.
 
     Raises:
         BadRecordError: A value does not read as its field's type (the row is set aside).
     """
     row: dict[str, Any] = {"attributes": dict(attributes)}
-    for name, text in zip(header, values, strict=True):
-        row[name] = _typed(kinds[name.lower()], name, text)
+    for name, kind, text in zip(header, kinds, values, strict=True):
+        row[name] = (
+            None if text == "" else text if kind is FieldKind.TEXT else _typed(kind, name, text)
+        )
     return row
 
 

@@ -3,14 +3,15 @@
 :class:`BulkExport` is the thin shell of :class:`~incsync.vendors._salesforce_bulk.BulkPlan`,
 which decides every span; this module only speaks Bulk API 2.0:
 
-- ``POST /jobs/query`` with the span's SOQL (``query`` or ``queryAll``, CSV, comma, LF);
-- ``GET /jobs/query/<id>`` until the job is ``JobComplete``, waiting 1, 2, 4... up to 10 s
-  between looks (never a busy loop). Every look that finds the job still running yields an empty
-  page: the engine checkpoints it, which renews the cycle's lease through a long job, and a
-  cancel or a stop ends the cycle there (the job is then aborted). A job that ends ``Failed`` or
-  ``Aborted``, or outlasts :data:`~incsync.vendors._salesforce_bulk.MAX_JOB_WAIT`, fails the
-  cycle with :class:`~incsync.errors.TransientSourceError`: no row of its span was passed on, so
-  the cursor stays after the spans before it;
+- ``POST /jobs/query`` with a span's SOQL (``query`` or ``queryAll``, CSV, comma, LF), for the
+  span read and the next ones (:data:`~incsync.vendors._salesforce_bulk.JOBS_AHEAD`);
+- ``GET /jobs/query/<id>`` until the job is ``JobComplete``: at once, then after 1, 2, 3... up
+  to 10 s between looks (never a busy loop). Every look that finds the job still running yields
+  an empty page: the engine checkpoints it, which renews the cycle's lease through a long job,
+  and a cancel or a stop ends the cycle there (the job is then aborted). A job that ends
+  ``Failed`` or ``Aborted``, or outlasts :data:`~incsync.vendors._salesforce_bulk.MAX_JOB_WAIT`,
+  fails the cycle with :class:`~incsync.errors.TransientSourceError`: no row of its span was
+  passed on, so the cursor stays after the spans before it;
 - ``GET /jobs/query/<id>/results?maxRecords=N[&locator=L]`` page by page, following
   ``Sforce-Locator`` until it is ``null``; each page is CSV with its header, as many rows as
   ``Sforce-NumberOfRecords`` says;
@@ -30,20 +31,22 @@ import httpx
 from incsync.connectors.http import HttpConnector
 from incsync.errors import BadResponseError, TransientSourceError
 from incsync.records import Page, Record, RejectedRecord, outcome_of
-from incsync.timestamps import UTC, parse_timestamp
 from incsync.vendors._salesforce_bulk import (
     BULK_RESULTS_PAGE,
+    JOBS_AHEAD,
     MAX_JOB_WAIT,
     BulkPlan,
-    CountSpan,
     FieldKind,
     JobState,
+    ReadSpan,
     Span,
+    column_kinds,
     csv_rows,
     field_kinds,
     poll_delay,
     rest_row,
     span_filter,
+    time_key,
 )
 
 __all__ = ["BulkExport"]
@@ -52,7 +55,6 @@ logger = logging.getLogger("incsync")
 
 _VENDOR = "salesforce"
 _NO_MORE = ("", "null")
-_OLDEST = datetime.min.replace(tzinfo=UTC)
 
 
 class BulkExport:
@@ -111,6 +113,9 @@ class BulkExport:
     ) -> Iterator[Page]:
         """Yield the pages of every row with ``SystemModstamp >= start``, in time order.
 
+        The spans are planned first (their counts asked); then each span's job is created
+        :data:`~incsync.vendors._salesforce_bulk.JOBS_AHEAD` spans ahead of the one read.
+
         Args:
             start: The read's start; ``None`` for everything.
             total: How many rows the read holds (the first REST answer's ``totalSize``).
@@ -130,12 +135,17 @@ class BulkExport:
             resolution=self._resolution,
             window=self._window,
         )
-        while (step := plan.next_step()) is not None:
-            if isinstance(step, CountSpan):
-                plan = plan.counted(self._count(self._soql(step.span, count=True)))
-                continue
-            yield from self._export(step.span, in_order=step.in_order, total=total)
-            plan = plan.exported()
+        spans = plan.spans(lambda span: self._count(self._soql(span, count=True)))
+        created: dict[int, str] = {}
+        try:
+            for index, step in enumerate(spans):
+                for ahead in range(index, min(index + 1 + JOBS_AHEAD, len(spans))):
+                    if ahead not in created:
+                        created[ahead] = self._create(self._soql(spans[ahead].span))
+                yield from self._export(created.pop(index), step, total=total)
+        finally:
+            for job in created.values():
+                self._discard(job, None)
 
     def _describe(self) -> tuple[str, dict[str, FieldKind], str]:
         if self._described is None:
@@ -149,16 +159,16 @@ class BulkExport:
         selected = "COUNT()" if count else ", ".join(self._fields)
         return f"SELECT {selected} FROM {self._sobject}{span_filter(span)}"
 
-    def _export(self, span: Span, *, in_order: bool, total: int) -> Iterator[Page]:
-        job = self._create(self._soql(span))
+    def _export(self, job: str, step: ReadSpan, *, total: int) -> Iterator[Page]:
+        """Wait for ``job`` (an empty page a look), then pass on its rows, then discard it."""
         ended: JobState | None = None
         try:
-            for state in self._wait(job, span):
+            for state in self._wait(job, step.span):
                 ended = state
                 if state.running:
                     yield Page(total=total)
             pages = self._results(job)
-            if in_order:
+            if step.in_order:
                 pages = iter([_sorted(pages)])
             for header, rows in pages:
                 for at in range(0, len(rows), self._batch_size):
@@ -188,12 +198,12 @@ class BulkExport:
         return job
 
     def _wait(self, job: str, span: Span) -> Iterator[JobState]:
-        """Yield the job's state after each look, until it is complete; raise if it ends else."""
+        """Yield the job's state after each look, until it is complete; raise if it ends else.
+
+        The first look is at once: a job created ahead of its turn is often complete by then.
+        """
         waited, attempt = 0.0, 0
         while True:
-            delay = poll_delay(attempt)
-            self._connector.options.sleep(delay)
-            waited, attempt = waited + delay, attempt + 1
             info = self._connector.get_json(f"{self._api}/jobs/query/{job}")
             state = _state_of(info)
             yield state
@@ -215,6 +225,9 @@ class BulkExport:
                     f"again from the rows already applied",
                     vendor=_VENDOR,
                 )
+            delay = poll_delay(attempt)
+            self._connector.options.sleep(delay)
+            waited, attempt = waited + delay, attempt + 1
 
     def _results(self, job: str) -> Iterator[tuple[list[str], list[list[str]]]]:
         locator: str | None = None
@@ -243,12 +256,13 @@ class BulkExport:
 
     def _page(self, header: list[str], rows: Sequence[list[str]], total: int) -> Page:
         name, kinds, _ = self._describe()
+        columns = column_kinds(header, kinds)
         ids = header.index("Id") if "Id" in header else 0
         url = f"{self._api}/sobjects/{name}/"
 
         def build(values: list[str]) -> Record:
             attributes = {"type": name, "url": url + values[ids]}
-            return self._build(rest_row(header, values, kinds, attributes))
+            return self._build(rest_row(header, values, columns, attributes))
 
         outcomes = [outcome_of(build, values) for values in rows]
         return Page(
@@ -260,11 +274,14 @@ class BulkExport:
     def _discard(self, job: str, ended: JobState | None) -> None:
         """Abort a job left running, or delete a completed one; a failure here is only logged.
 
-        A failed or aborted job is left for the org's admins to see (Salesforce deletes it after
-        7 days).
+        A job never looked at (``ended`` is ``None``: created ahead of a read that ended) is
+        looked at first. A failed or aborted job is left for the org's admins to see (Salesforce
+        deletes it after 7 days).
         """
         try:
-            if ended is None or ended.running:
+            if ended is None:
+                ended = _state_of(self._connector.get_json(f"{self._api}/jobs/query/{job}"))
+            if ended.running:
                 self._connector.request(
                     "PATCH", f"{self._api}/jobs/query/{job}", json={"state": "Aborted"}
                 )
@@ -290,13 +307,9 @@ def _sorted(
     lowered = [name.lower() for name in header]
     stamp, ids = lowered.index("systemmodstamp"), lowered.index("id")
 
-    def key(values: list[str]) -> tuple[datetime, str]:
+    def key(values: list[str]) -> tuple[str, str]:
         # A row whose time cannot be read is set aside when its record is built; first is fine.
-        try:
-            moment = parse_timestamp(values[stamp], "SystemModstamp")
-        except ValueError:
-            moment = _OLDEST
-        return moment, values[ids][:15]
+        return time_key(values[stamp]), values[ids][:15]
 
     rows.sort(key=key)
     return header, rows

@@ -127,10 +127,14 @@ class QueryJobs:
         """Make the next ``count`` jobs end ``Failed`` with ``message``."""
         self._failures += [message] * count
 
-    def abort_all(self) -> int:
-        """Abort every queued or running job, as an admin can; return how many."""
+    def abort_all(self, job_id: str | None = None) -> int:
+        """Abort every queued or running job (or the one named), as an admin can; say how many."""
         now = self._now()
-        running = [job for job in self._jobs.values() if job.ended_at(now, self._delay) is None]
+        running = [
+            job
+            for job in self._jobs.values()
+            if job.ended_at(now, self._delay) is None and job_id in (None, job.id)
+        ]
         for job in running:
             job.aborted_at = now
         return len(running)
