@@ -264,3 +264,12 @@ def test_a_time_in_another_form_is_written_as_the_rest_api_writes_it() -> None:
     header = ["S"]
     row = rest_row(header, ["2024-06-03T11:00:01+02:00"], column_kinds(header, KINDS), ATTRIBUTES)
     assert row["S"] == "2024-06-03T09:00:01.000+0000"
+
+
+def test_a_start_between_ticks_is_read_from_its_tick() -> None:
+    start = BASE + timedelta(microseconds=1_500)
+    stamps = [BASE + 2 * MS] * 4 + [BASE + 9 * MS] * 4
+    plan = BulkPlan.starting(start, 8, earliest=stamps[0], now=stamps[-1], resolution=MS, window=4)
+    spans = plan.spans(lambda span: sum(inside(span, stamp) for stamp in stamps))
+    assert spans[0].span.start == BASE + MS
+    assert sum(step.span.start is None for step in spans) == 0

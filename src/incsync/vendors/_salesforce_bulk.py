@@ -216,6 +216,8 @@ class BulkPlan:
             window: Rows one job may export to be sorted in memory.
         """
         ticks = KeysetRead(resolution)
+        # The filter cannot be finer than a tick; starting at the tick's start reads no less.
+        start = None if start is None else ticks.tick_of(start)
         low = ticks.tick_of(earliest if start is None else max(start, earliest))
         high = max(ticks.tick_of(now), low) + resolution
         return cls(resolution, window, (Span(start, None, low, high, total),))._settled()
