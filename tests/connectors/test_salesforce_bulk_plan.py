@@ -17,7 +17,7 @@ from incsync.vendors._salesforce_bulk import (
     FieldKind,
     ReadSpan,
     Span,
-    column_kinds,
+    column_readers,
     csv_rows,
     field_kinds,
     poll_delay,
@@ -159,7 +159,7 @@ def test_csv_values_become_the_rest_api_s() -> None:
     row = rest_row(
         header,
         ["a", 'x,"y"\n', "true", "-12", "1e+21", "2024-06-03T09:00:01.250Z"],
-        column_kinds(header, KINDS),
+        column_readers(header, KINDS),
         ATTRIBUTES,
     )
     assert row == {
@@ -172,7 +172,7 @@ def test_csv_values_become_the_rest_api_s() -> None:
         "S": "2024-06-03T09:00:01.250+0000",
     }
     assert list(row) == ["attributes", "Id", "T", "B", "I", "D", "S"]
-    blank = rest_row(header, ["a", "", "", "", "", ""], column_kinds(header, KINDS), ATTRIBUTES)
+    blank = rest_row(header, ["a", "", "", "", "", ""], column_readers(header, KINDS), ATTRIBUTES)
     assert blank == {"attributes": ATTRIBUTES, "Id": "a"} | dict.fromkeys("TBIDS")
 
 
@@ -182,7 +182,7 @@ def test_csv_values_become_the_rest_api_s() -> None:
 )
 def test_a_value_that_is_not_its_field_s_type_is_a_bad_record(column: str, text: str) -> None:
     with pytest.raises(BadRecordError, match=f"field {column} is"):
-        rest_row(["Id", column], ["a", text], column_kinds(["Id", column], KINDS), ATTRIBUTES)
+        rest_row(["Id", column], ["a", text], column_readers(["Id", column], KINDS), ATTRIBUTES)
 
 
 def test_columns_come_back_in_the_order_selected() -> None:
@@ -262,7 +262,7 @@ def test_times_sort_by_their_utc_text(text: str, key: str) -> None:
 
 def test_a_time_in_another_form_is_written_as_the_rest_api_writes_it() -> None:
     header = ["S"]
-    row = rest_row(header, ["2024-06-03T11:00:01+02:00"], column_kinds(header, KINDS), ATTRIBUTES)
+    row = rest_row(header, ["2024-06-03T11:00:01+02:00"], column_readers(header, KINDS), ATTRIBUTES)
     assert row["S"] == "2024-06-03T09:00:01.000+0000"
 
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import csv
 import enum
+import functools
 import io
 import math
 import re
@@ -65,7 +66,7 @@ __all__ = [
     "JobState",
     "ReadSpan",
     "Span",
-    "column_kinds",
+    "column_readers",
     "csv_rows",
     "field_kinds",
     "poll_delay",
@@ -427,8 +428,8 @@ def time_key(text: str) -> str:
 def _typed(kind: FieldKind, name: str, text: str) -> Any:
     # Salesforce keeps no empty text (a blank field is null, and REST answers null for it), so
     # an empty CSV value, quoted or not, is null whatever the field's type.
-    if text == "" or kind is FieldKind.TEXT:
-        return text or None
+    if text == "":
+        return None
     if kind is FieldKind.BOOLEAN and text in ("true", "false"):
         return text == "true"
     if kind is FieldKind.INTEGER and _INTEGER.fullmatch(text):
@@ -448,15 +449,25 @@ def _typed(kind: FieldKind, name: str, text: str) -> Any:
     raise BadRecordError(f"field {name} is {kind.value}, but the CSV holds {text[:80]!r}")
 
 
-def column_kinds(header: Sequence[str], kinds: Mapping[str, FieldKind]) -> list[FieldKind]:
-    """Return the kind of each column of ``header``, from :func:`field_kinds`' answer."""
-    return [kinds[name.lower()] for name in header]
+def _text(text: str) -> str | None:
+    return text or None
+
+
+def column_readers(
+    header: Sequence[str], kinds: Mapping[str, FieldKind]
+) -> list[Callable[[str], Any]]:
+    """Return what reads each column of ``header``, by the kinds :func:`field_kinds` gave."""
+    return [
+        _text if kind is FieldKind.TEXT else functools.partial(_typed, kind, name)
+        for name in header
+        for kind in [kinds[name.lower()]]
+    ]
 
 
 def rest_row(
     header: Sequence[str],
     values: Sequence[str],
-    kinds: Sequence[FieldKind],
+    readers: Sequence[Callable[[str], Any]],
     attributes: Mapping[str, str],
 ) -> dict[str, Any]:
     """Return the row the REST API gives for one CSV row of a bulk query's results.
@@ -464,17 +475,15 @@ def rest_row(
     Args:
         header: The results' column names, as Salesforce spells them.
         values: One row's values.
-        kinds: Each column's kind (:func:`column_kinds`).
+        readers: What reads each column (:func:`column_readers`).
         attributes: The row's ``attributes`` (type and URL), which the CSV does not carry.
 
     Raises:
         BadRecordError: A value does not read as its field's type (the row is set aside).
     """
     row: dict[str, Any] = {"attributes": dict(attributes)}
-    for name, kind, text in zip(header, kinds, values, strict=True):
-        row[name] = (
-            None if text == "" else text if kind is FieldKind.TEXT else _typed(kind, name, text)
-        )
+    typed = [read(text) for read, text in zip(readers, values, strict=True)]
+    row.update(zip(header, typed, strict=True))
     return row
 
 

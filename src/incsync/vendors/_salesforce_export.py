@@ -40,7 +40,7 @@ from incsync.vendors._salesforce_bulk import (
     JobState,
     ReadSpan,
     Span,
-    column_kinds,
+    column_readers,
     csv_rows,
     field_kinds,
     poll_delay,
@@ -256,13 +256,13 @@ class BulkExport:
 
     def _page(self, header: list[str], rows: Sequence[list[str]], total: int) -> Page:
         name, kinds, _ = self._describe()
-        columns = column_kinds(header, kinds)
+        readers = column_readers(header, kinds)
         ids = header.index("Id") if "Id" in header else 0
         url = f"{self._api}/sobjects/{name}/"
 
         def build(values: list[str]) -> Record:
             attributes = {"type": name, "url": url + values[ids]}
-            return self._build(rest_row(header, values, columns, attributes))
+            return self._build(rest_row(header, values, readers, attributes))
 
         outcomes = [outcome_of(build, values) for values in rows]
         return Page(
