@@ -6,9 +6,10 @@ Run ``python -m bench.salesforce_bulk`` from the project root. Options: ``--reco
 2), ``--record-us N`` (the fake's microseconds of job time per row, 20). Figures are printed and
 written to ``bench/salesforce-bulk-results.json`` (or ``--output``).
 
-One fake org holds ``--records`` opportunities, one a second up to an hour ago, and is served over loopback HTTP
-from a forked child process that waits the latency before every answer (:mod:`bench._served`);
-its clock is the real one, so a job completes after its delay in real time, as in an org. Two
+One fake org holds ``--records`` opportunities, one a second up to an hour ago, and is served
+over loopback HTTP from a forked child process that waits the latency before every answer
+(:mod:`bench._served`); its clock is the real one, so a job completes after its delay in real
+time, as in an org. Two
 connectors read it whole, taking turns ``--repetitions`` times: one with ``bulk_threshold=None``
 (every page through ``query``, 2,000 rows a request), one with the defaults (query jobs: spans of
 at most 50,000 rows, results 10,000 rows a request). Each run is a ``connector.read(Window())``
