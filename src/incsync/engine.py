@@ -255,8 +255,9 @@ class SyncEngine:
         A cycle running now has its later checkpoints refused and stops.
         """
         check_source_key(source_key)
-        logger.info("source %s reset: the next cycle re-reads everything", source_key)
-        return self.store.reset(source_key)
+        with telemetry.acting_on(source_key):
+            logger.info("source %s reset: the next cycle re-reads everything", source_key)
+            return self.store.reset(source_key)
 
     def rewind(self, source_key: str, since: datetime) -> SourceState:
         """Make the next cycle read again from ``since``, without a reset; deletes nothing.
@@ -273,13 +274,14 @@ class SyncEngine:
         """
         check_source_key(source_key)
         since = ensure_utc(since, "since")
-        state = self.store.rewind(source_key, since)
-        logger.info(
-            "source %s rewound to %s: the next cycle reads from %s",
-            source_key,
-            since.isoformat(),
-            "the beginning" if state.cursor is None else state.cursor.updated_at.isoformat(),
-        )
+        with telemetry.acting_on(source_key):
+            state = self.store.rewind(source_key, since)
+            logger.info(
+                "source %s rewound to %s: the next cycle reads from %s",
+                source_key,
+                since.isoformat(),
+                "the beginning" if state.cursor is None else state.cursor.updated_at.isoformat(),
+            )
         return state
 
     def cancel(self, source_key: str) -> SourceState:
@@ -288,14 +290,16 @@ class SyncEngine:
         A cycle running now stops after its current page is durable.
         """
         check_source_key(source_key)
-        logger.info("source %s cancelled", source_key)
-        return self.store.cancel(source_key)
+        with telemetry.acting_on(source_key):
+            logger.info("source %s cancelled", source_key)
+            return self.store.cancel(source_key)
 
     def resume(self, source_key: str) -> SourceState:
         """Let a cancelled or stopped source run again."""
         check_source_key(source_key)
-        logger.info("source %s resumed", source_key)
-        return self.store.resume(source_key)
+        with telemetry.acting_on(source_key):
+            logger.info("source %s resumed", source_key)
+            return self.store.resume(source_key)
 
     # -- the cycle ---------------------------------------------------------------------------
 
