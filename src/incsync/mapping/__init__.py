@@ -69,4 +69,5 @@ def preset(vendor: str, name: str) -> TransactionMapping:
     if data is None:
         known = ", ".join(f"{each_vendor}/{each_name}" for each_vendor, each_name in presets())
         raise ConfigurationError(f"no mapping preset for {vendor}/{name}; known: {known}")
-    return TransactionMapping.from_data(data)
+    # Named after what it maps, so rows remember which preset made them.
+    return TransactionMapping.from_data({"name": f"{vendor}/{name}", **data})

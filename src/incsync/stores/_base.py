@@ -16,6 +16,8 @@ from incsync import state as transitions
 from incsync.content import digest_of_json
 from incsync.errors import BadRecordError, ConfigurationError
 from incsync.history import SUMMARY_CYCLES, CycleEntry, HistorySummary, summary_of_cycles
+from incsync.mapping._kept import MappingLookup
+from incsync.mapping._spec import TransactionMapping
 from incsync.policy import optional_positive_count, positive_count
 from incsync.records import Record, RejectedRecord
 from incsync.results import Outcome
@@ -70,6 +72,24 @@ class StateStoreBase(abc.ABC):
     Each method first asks :func:`incsync.state.check_source_key`, so a key the engine and the
     scheduler refuse never reaches the store's tables.
     """
+
+    _mapping_for: MappingLookup
+
+    def mapping_for(self, source_key: str) -> TransactionMapping | None:
+        """Return the mapping the store keeps the source's mapped transactions by, if any.
+
+        Set with the store's ``mappings`` argument (see :mod:`incsync.mapped`).
+        """
+        return self._mapping_for(check_source_key(source_key))
+
+    def _required_mapping(self, source_key: str) -> TransactionMapping:
+        mapping = self.mapping_for(source_key)
+        if mapping is None:
+            raise ConfigurationError(
+                f"source {source_key!r} has no mapping: give the store mappings={{...}} naming "
+                "one for it (for example incsync.mapping.preset(vendor, object))"
+            )
+        return mapping
 
     @abc.abstractmethod
     def _update(

@@ -1,0 +1,226 @@
+"""The PostgreSQL store's mapped transactions, written in step with the raw rows.
+
+The statements of :mod:`._postgres_sql` run in the caller's transaction (the one that writes the
+raw rows), so a raw row and its mapped row commit together. Amounts are ``numeric``, business
+dates ``date``, lines and custom fields ``jsonb``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from incsync.mapping import Kind, MappedTransaction, Status
+from incsync.mapping._kept import (
+    MappedChange,
+    MappedPosition,
+    MappedRow,
+    RemapPage,
+    custom_from_json,
+    custom_json,
+    lines_from_json,
+    lines_json,
+    party,
+    remap_change,
+)
+from incsync.mapping._spec import TransactionMapping
+from incsync.records import Record, RejectedRecord
+from incsync.stores import _postgres_sql as sql
+
+if TYPE_CHECKING:
+    import psycopg
+
+    StoreCursor = psycopg.Cursor[tuple[Any, ...]]
+
+__all__ = ["read_mapped", "remap_page", "void_tombstoned", "write_changes"]
+
+Render = Callable[[str], str]
+"""Fills a statement's ``{schema}`` in (the store's ``_sql``)."""
+
+
+def _condition(source_key: str, record: Record, generation: int) -> tuple[object, ...]:
+    return (source_key, record.id, record.updated_at, record.deleted, generation)
+
+
+def _row_values(source_key: str, row: MappedRow) -> tuple[object, ...]:
+    value = row.transaction
+    customer, owner = value.customer, value.owner
+    return (
+        source_key,
+        value.record_id,
+        value.date,
+        value.kind.value,
+        value.status.value,
+        value.amount,
+        value.currency,
+        None if customer is None else customer.id,
+        None if customer is None else customer.name,
+        None if owner is None else owner.id,
+        None if owner is None else owner.name,
+        None if owner is None else owner.email,
+        lines_json(value.lines),
+        custom_json(value.custom),
+        row.mapping,
+        row.mapping_version,
+        row.updated_at,
+        row.voided,
+        row.void_reason,
+    )
+
+
+def write_changes(
+    cursor: StoreCursor,
+    render: Render,
+    source_key: str,
+    changes: Sequence[tuple[MappedChange, int]],
+) -> tuple[int, int]:
+    """Apply each change whose raw row holds its version; return how many written and voided.
+
+    A change's version is its record under the generation given with it. The changes are
+    sorted by record id, as the raw rows are, so concurrent writers lock a source's mapped rows
+    in one order too.
+    """
+    ordered = sorted(changes, key=lambda pair: pair[0].record.id)
+    writes = [
+        (*_row_values(source_key, change.row), *_condition(source_key, change.record, generation))
+        for change, generation in ordered
+        if change.row is not None
+    ]
+    voids = [
+        (
+            change.void,
+            source_key,
+            change.record.id,
+            *_condition(source_key, change.record, generation),
+        )
+        for change, generation in ordered
+        if change.row is None
+    ]
+    written = voided = 0
+    if writes:
+        cursor.executemany(render(sql.WRITE_MAPPED), writes)
+        written = cursor.rowcount
+    if voids:
+        cursor.executemany(render(sql.VOID_MAPPED), voids)
+        voided = cursor.rowcount
+    return written, voided
+
+
+def void_tombstoned(
+    cursor: StoreCursor, render: Render, source_key: str, generation: int, reason: str
+) -> None:
+    """Void the mapped rows of the raw rows made tombstones under ``generation`` for ``reason``."""
+    cursor.execute(render(sql.VOID_TOMBSTONED), (reason, source_key, generation, reason))
+
+
+def _mapped_row(row: Sequence[Any]) -> MappedRow:
+    (
+        source_key,
+        record_id,
+        business_date,
+        kind,
+        status,
+        amount,
+        currency,
+        customer_id,
+        customer_name,
+        owner_id,
+        owner_name,
+        owner_email,
+        lines,
+        custom,
+        mapping,
+        mapping_version,
+        updated_at,
+        voided,
+        void_reason,
+    ) = row
+    return MappedRow(
+        transaction=MappedTransaction(
+            record_id=record_id,
+            kind=Kind(kind),
+            status=Status(status),
+            date=business_date,
+            amount=amount,
+            currency=currency,
+            source_key=source_key,
+            customer=party(customer_id, customer_name),
+            owner=party(owner_id, owner_name, owner_email),
+            lines=lines_from_json(lines),
+            custom=custom_from_json(custom),
+        ),
+        updated_at=updated_at,
+        mapping=mapping,
+        mapping_version=mapping_version,
+        voided=voided,
+        void_reason=void_reason,
+    )
+
+
+def read_mapped(
+    cursor: StoreCursor,
+    render: Render,
+    source_key: str,
+    since: date | None,
+    until: date | None,
+    after: MappedPosition | None,
+    limit: int,
+    include_voided: bool,
+) -> list[MappedRow]:
+    """Return a page of the source's mapped rows by business date, then id: one index range."""
+    clauses: list[str] = [sql.READ_MAPPED]
+    params: list[object] = [source_key]
+    if since is not None:
+        clauses.append("business_date >= %s")
+        params.append(since)
+    if until is not None:
+        clauses.append("business_date < %s")
+        params.append(until)
+    if after is not None:
+        clauses.append("(business_date, record_id) > (%s, %s)")
+        params += [after.date, after.record_id]
+    if not include_voided:
+        clauses.append("NOT voided")
+    statement = " AND ".join(clauses) + " ORDER BY business_date, record_id LIMIT %s"
+    cursor.execute(render(statement), (*params, limit))
+    return [_mapped_row(row) for row in cursor.fetchall()]
+
+
+def remap_page(
+    cursor: StoreCursor,
+    render: Render,
+    source_key: str,
+    mapping: TransactionMapping,
+    limit: int,
+) -> RemapPage:
+    """Re-map the next page of the source's raw rows and move the re-map's checkpoint past it.
+
+    The checkpoint is the last record id done, kept with the mapping's version: a re-map to
+    another version starts over, and one that finished does nothing until the mapping changes.
+    """
+    name, version = mapping.name, mapping.version
+    cursor.execute(render(sql.ENSURE_REMAP), (source_key,))
+    cursor.execute(render(sql.LOCK_REMAP), (source_key,))
+    kept = cursor.fetchone()
+    assert kept is not None  # ensured just above
+    after = ""
+    if (kept[0], kept[1]) == (name, version):
+        if kept[3]:
+            return RemapPage(name, version, finished=True)
+        after = kept[2]
+    cursor.execute(render(sql.TO_REMAP), (source_key, after, version, name, limit))
+    rows = cursor.fetchall()
+    changes: list[tuple[MappedChange, int]] = []
+    unmappable: list[RejectedRecord] = []
+    for record_id, updated_at, deleted, payload, generation, deleted_reason in rows:
+        record = Record(id=record_id, updated_at=updated_at, payload=payload, deleted=deleted)
+        change, refused = remap_change(mapping, source_key, record, deleted_reason)
+        changes.append((change, generation))
+        if refused is not None:
+            unmappable.append(refused)
+    written, voided = write_changes(cursor, render, source_key, changes)
+    finished = len(rows) < limit
+    last = rows[-1][0] if rows else after
+    cursor.execute(render(sql.SAVE_REMAP), (name, version, last, finished, source_key))
+    return RemapPage(name, version, len(rows), written, voided, tuple(unmappable), finished)
