@@ -15,6 +15,15 @@ The package is pure: it reads payloads and builds values, and touches no store a
 from __future__ import annotations
 
 from incsync.errors import ConfigurationError
+from incsync.mapping._kept import (
+    CANNOT_BE_MAPPED,
+    DELETED_AT_SOURCE,
+    NOT_A_TRANSACTION,
+    VOIDED_AT_SOURCE,
+    MappedPosition,
+    MappedRow,
+    RemapPage,
+)
 from incsync.mapping._presets import PRESETS
 from incsync.mapping._spec import CONVERTERS, Condition, Field, LinesSpec, TransactionMapping
 from incsync.mapping._value import (
@@ -29,15 +38,22 @@ from incsync.mapping._value import (
 )
 
 __all__ = [
+    "CANNOT_BE_MAPPED",
     "CONVERTERS",
+    "DELETED_AT_SOURCE",
+    "NOT_A_TRANSACTION",
+    "VOIDED_AT_SOURCE",
     "Condition",
     "CustomValue",
     "Field",
     "Kind",
     "Line",
     "LinesSpec",
+    "MappedPosition",
+    "MappedRow",
     "MappedTransaction",
     "Party",
+    "RemapPage",
     "Status",
     "TransactionMapping",
     "currency_exponent",
