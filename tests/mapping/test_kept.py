@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -28,7 +27,7 @@ from incsync.mapping import (
 )
 from incsync.records import RECONCILED, SWEPT
 from incsync.testing import InMemoryStore, ManualClock
-from tests.helpers import Store, transactions_by_id
+from tests.helpers import StallingSink, Store, transactions_by_id
 from tests.mapping.conftest import MakeStore
 
 KEY = "acme/deals"
@@ -382,12 +381,10 @@ def test_remap_needs_a_mapping_and_a_store_that_keeps_mapped_rows() -> None:
     with pytest.raises(ConfigurationError, match="has no mapping"):
         SyncEngine(InMemoryStore()).remap(KEY)
 
-    class OwnSink:
-        def apply(self, *args: object) -> None: ...
-
-    engine: Callable[[], SyncEngine] = lambda: SyncEngine(InMemoryStore(), sink=OwnSink())  # type: ignore[arg-type]  # noqa: E731
+    inner = InMemoryStore(mappings={KEY: MAPPING})
+    engine = SyncEngine(inner, sink=StallingSink(inner, meanwhile=lambda page: None))
     with pytest.raises(ConfigurationError, match="keeps no mapped transactions"):
-        engine().remap(KEY)
+        engine.remap(KEY)
 
 
 def test_mappings_must_be_mappings() -> None:
