@@ -24,13 +24,14 @@ import attrs
 
 from incsync.errors import ConfigurationError, UnmappableRecordError
 from incsync.mapping._spec import TransactionMapping
-from incsync.mapping._value import CustomValue, Line, MappedTransaction, Party, Status
+from incsync.mapping._value import CustomValue, Kind, Line, MappedTransaction, Party, Status
 from incsync.records import Record, RejectedRecord, raw_excerpt
 
 __all__ = [
     "CANNOT_BE_MAPPED",
     "DEFAULT_MAPPED_PAGE",
     "DELETED_AT_SOURCE",
+    "MAPPED_COLUMNS",
     "NOT_A_TRANSACTION",
     "VOIDED_AT_SOURCE",
     "MappedChange",
@@ -40,11 +41,14 @@ __all__ = [
     "MappingLookup",
     "RemapPage",
     "change_of",
+    "change_rows",
     "checked_range",
     "custom_from_json",
     "custom_json",
     "lines_from_json",
     "lines_json",
+    "mapped_row",
+    "mapped_values",
     "mapping_lookup",
     "party",
     "remap_change",
@@ -311,6 +315,137 @@ def remap_change(
     except UnmappableRecordError as error:
         refused = _refused(mapping, record, error)
         return MappedChange(record, void=refused.reason), refused
+
+
+# -- the columns a store keeps ---------------------------------------------------------------
+
+MAPPED_COLUMNS = (
+    "source_key",
+    "record_id",
+    "business_date",
+    "kind",
+    "status",
+    "amount",
+    "currency",
+    "customer_id",
+    "customer_name",
+    "owner_id",
+    "owner_name",
+    "owner_email",
+    "lines",
+    "custom",
+    "mapping",
+    "mapping_version",
+    "updated_at",
+    "voided",
+    "void_reason",
+)
+"""The columns of a mapped row, in the order :func:`mapped_values` gives them."""
+
+
+def mapped_values(source_key: str, row: MappedRow) -> tuple[object, ...]:
+    """Return a row's values in :data:`MAPPED_COLUMNS` order, typed.
+
+    The business date is a ``date``, the amount a ``Decimal``, ``updated_at`` a datetime, lines
+    and custom fields JSON text; a store encodes what its columns cannot hold as they are.
+    """
+    value = row.transaction
+    customer, owner = value.customer or Party(), value.owner or Party()
+    return (
+        source_key,
+        value.record_id,
+        value.date,
+        value.kind.value,
+        value.status.value,
+        value.amount,
+        value.currency,
+        customer.id,
+        customer.name,
+        owner.id,
+        owner.name,
+        owner.email,
+        lines_json(value.lines),
+        custom_json(value.custom),
+        row.mapping,
+        row.mapping_version,
+        row.updated_at,
+        row.voided,
+        row.void_reason,
+    )
+
+
+def mapped_row(values: Sequence[Any]) -> MappedRow:
+    """Return the row :func:`mapped_values` gave (lines and custom as JSON text or parsed)."""
+    (
+        source_key,
+        record_id,
+        business_date,
+        kind,
+        status,
+        amount,
+        currency,
+        customer_id,
+        customer_name,
+        owner_id,
+        owner_name,
+        owner_email,
+        lines,
+        custom,
+        mapping,
+        mapping_version,
+        updated_at,
+        voided,
+        void_reason,
+    ) = values
+    return MappedRow(
+        transaction=MappedTransaction(
+            record_id=record_id,
+            kind=Kind(kind),
+            status=Status(status),
+            date=business_date,
+            amount=amount,
+            currency=currency,
+            source_key=source_key,
+            customer=party(customer_id, customer_name),
+            owner=party(owner_id, owner_name, owner_email),
+            lines=lines_from_json(lines),
+            custom=custom_from_json(custom),
+        ),
+        updated_at=updated_at,
+        mapping=mapping,
+        mapping_version=mapping_version,
+        voided=bool(voided),
+        void_reason=void_reason,
+    )
+
+
+def change_rows(
+    source_key: str,
+    changes: Sequence[tuple[MappedChange, int]],
+    encode: Callable[[tuple[object, ...]], tuple[object, ...]],
+    stamp: Callable[[datetime], object],
+) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """Return the parameters of a store's two statements: rows to write, and rows to void.
+
+    Each ends with the raw version the change holds for: source key, record id, its update time
+    (as ``stamp`` gives it), its tombstone flag and the generation given with the change.
+
+    Args:
+        source_key: The source.
+        changes: Each change with the generation its raw row was written under.
+        encode: Turns :func:`mapped_values` into what the store's columns take.
+        stamp: Turns an update time into what the raw table keeps.
+    """
+    writes: list[tuple[object, ...]] = []
+    voids: list[tuple[object, ...]] = []
+    for change, generation in changes:
+        record = change.record
+        holds = (source_key, record.id, stamp(record.updated_at), record.deleted, generation)
+        if change.row is not None:
+            writes.append((*encode(mapped_values(source_key, change.row)), *holds))
+        else:
+            voids.append((change.void, source_key, record.id, *holds))
+    return writes, voids
 
 
 # -- the codec of lines and custom fields ----------------------------------------------------

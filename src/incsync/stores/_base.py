@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from incsync import state as transitions
 from incsync.content import digest_of_json
 from incsync.errors import BadRecordError, ConfigurationError
 from incsync.history import SUMMARY_CYCLES, CycleEntry, HistorySummary, summary_of_cycles
-from incsync.mapping._kept import MappingLookup
+from incsync.mapping._kept import (
+    DEFAULT_MAPPED_PAGE,
+    MappedPosition,
+    MappedRow,
+    MappingLookup,
+    RemapPage,
+    checked_range,
+)
 from incsync.mapping._spec import TransactionMapping
 from incsync.policy import optional_positive_count, positive_count
 from incsync.records import Record, RejectedRecord
@@ -82,14 +89,57 @@ class StateStoreBase(abc.ABC):
         """
         return self._mapping_for(check_source_key(source_key))
 
-    def _required_mapping(self, source_key: str) -> TransactionMapping:
+    def read_mapped(
+        self,
+        source_key: str,
+        *,
+        since: date | None = None,
+        until: date | None = None,
+        after: MappedPosition | None = None,
+        limit: int = DEFAULT_MAPPED_PAGE,
+        include_voided: bool = True,
+    ) -> Sequence[MappedRow]:
+        """Return a page of the source's mapped transactions: one range of the date index.
+
+        See :meth:`MappedStore.read_mapped <incsync.protocols.MappedStore.read_mapped>`.
+        """
+        check_source_key(source_key)
+        since, until = checked_range(since, until)
+        positive_count.check("limit", limit)
+        return self._read_mapped(source_key, since, until, after, limit, include_voided)
+
+    @abc.abstractmethod
+    def _read_mapped(
+        self,
+        source_key: str,
+        since: date | None,
+        until: date | None,
+        after: MappedPosition | None,
+        limit: int,
+        include_voided: bool,
+    ) -> Sequence[MappedRow]:
+        """Return the page :meth:`read_mapped` describes, its arguments checked."""
+
+    def remap_page(self, source_key: str, limit: int = DEFAULT_MAPPED_PAGE) -> RemapPage:
+        """Re-map the next page of the source's stored records and checkpoint it atomically.
+
+        See :meth:`MappedStore.remap_page <incsync.protocols.MappedStore.remap_page>`.
+
+        Raises:
+            ConfigurationError: The source has no mapping, or ``limit`` is not at least 1.
+        """
         mapping = self.mapping_for(source_key)
         if mapping is None:
             raise ConfigurationError(
                 f"source {source_key!r} has no mapping: give the store mappings={{...}} naming "
                 "one for it (for example incsync.mapping.preset(vendor, object))"
             )
-        return mapping
+        positive_count.check("limit", limit)
+        return self._remap_page(source_key, mapping, limit)
+
+    @abc.abstractmethod
+    def _remap_page(self, source_key: str, mapping: TransactionMapping, limit: int) -> RemapPage:
+        """Do what :meth:`remap_page` describes, in one transaction, with the source's mapping."""
 
     @abc.abstractmethod
     def _update(

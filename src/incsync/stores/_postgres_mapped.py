@@ -11,17 +11,13 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from incsync.mapping import Kind, MappedTransaction, Status
 from incsync.mapping._kept import (
     MappedChange,
     MappedPosition,
     MappedRow,
     RemapPage,
-    custom_from_json,
-    custom_json,
-    lines_from_json,
-    lines_json,
-    party,
+    change_rows,
+    mapped_row,
     remap_change,
 )
 from incsync.mapping._spec import TransactionMapping
@@ -39,36 +35,6 @@ Render = Callable[[str], str]
 """Fills a statement's ``{schema}`` in (the store's ``_sql``)."""
 
 
-def _condition(source_key: str, record: Record, generation: int) -> tuple[object, ...]:
-    return (source_key, record.id, record.updated_at, record.deleted, generation)
-
-
-def _row_values(source_key: str, row: MappedRow) -> tuple[object, ...]:
-    value = row.transaction
-    customer, owner = value.customer, value.owner
-    return (
-        source_key,
-        value.record_id,
-        value.date,
-        value.kind.value,
-        value.status.value,
-        value.amount,
-        value.currency,
-        None if customer is None else customer.id,
-        None if customer is None else customer.name,
-        None if owner is None else owner.id,
-        None if owner is None else owner.name,
-        None if owner is None else owner.email,
-        lines_json(value.lines),
-        custom_json(value.custom),
-        row.mapping,
-        row.mapping_version,
-        row.updated_at,
-        row.voided,
-        row.void_reason,
-    )
-
-
 def write_changes(
     cursor: StoreCursor,
     render: Render,
@@ -82,21 +48,7 @@ def write_changes(
     in one order too.
     """
     ordered = sorted(changes, key=lambda pair: pair[0].record.id)
-    writes = [
-        (*_row_values(source_key, change.row), *_condition(source_key, change.record, generation))
-        for change, generation in ordered
-        if change.row is not None
-    ]
-    voids = [
-        (
-            change.void,
-            source_key,
-            change.record.id,
-            *_condition(source_key, change.record, generation),
-        )
-        for change, generation in ordered
-        if change.row is None
-    ]
+    writes, voids = change_rows(source_key, ordered, lambda values: values, lambda at: at)
     written = voided = 0
     if writes:
         cursor.executemany(render(sql.WRITE_MAPPED), writes)
@@ -112,50 +64,6 @@ def void_tombstoned(
 ) -> None:
     """Void the mapped rows of the raw rows made tombstones under ``generation`` for ``reason``."""
     cursor.execute(render(sql.VOID_TOMBSTONED), (reason, source_key, generation, reason))
-
-
-def _mapped_row(row: Sequence[Any]) -> MappedRow:
-    (
-        source_key,
-        record_id,
-        business_date,
-        kind,
-        status,
-        amount,
-        currency,
-        customer_id,
-        customer_name,
-        owner_id,
-        owner_name,
-        owner_email,
-        lines,
-        custom,
-        mapping,
-        mapping_version,
-        updated_at,
-        voided,
-        void_reason,
-    ) = row
-    return MappedRow(
-        transaction=MappedTransaction(
-            record_id=record_id,
-            kind=Kind(kind),
-            status=Status(status),
-            date=business_date,
-            amount=amount,
-            currency=currency,
-            source_key=source_key,
-            customer=party(customer_id, customer_name),
-            owner=party(owner_id, owner_name, owner_email),
-            lines=lines_from_json(lines),
-            custom=custom_from_json(custom),
-        ),
-        updated_at=updated_at,
-        mapping=mapping,
-        mapping_version=mapping_version,
-        voided=voided,
-        void_reason=void_reason,
-    )
 
 
 def read_mapped(
@@ -184,7 +92,7 @@ def read_mapped(
         clauses.append("NOT voided")
     statement = " AND ".join(clauses) + " ORDER BY business_date, record_id LIMIT %s"
     cursor.execute(render(statement), (*params, limit))
-    return [_mapped_row(row) for row in cursor.fetchall()]
+    return [mapped_row(row) for row in cursor.fetchall()]
 
 
 def remap_page(

@@ -14,6 +14,7 @@ import re
 from functools import lru_cache
 
 from incsync.errors import ConfigurationError
+from incsync.mapping import _kept
 
 __all__ = [
     "CHECK_TOKENS_WRITABLE",
@@ -437,27 +438,7 @@ COUNT_LIVE_TRANSACTIONS = COUNT_TRANSACTIONS + " AND NOT deleted"
 
 # -- mapped transactions ---------------------------------------------------------------------
 
-MAPPED_COLUMNS = (
-    "source_key",
-    "record_id",
-    "business_date",
-    "kind",
-    "status",
-    "amount",
-    "currency",
-    "customer_id",
-    "customer_name",
-    "owner_id",
-    "owner_name",
-    "owner_email",
-    "lines",
-    "custom",
-    "mapping",
-    "mapping_version",
-    "updated_at",
-    "voided",
-    "void_reason",
-)
+MAPPED_COLUMNS = _kept.MAPPED_COLUMNS
 # The raw row holds the version a change was computed from: only then is the change applied, so
 # an older version replayed, or a re-map racing a newer write, changes no mapped row.
 _HOLDS_VERSION = """

@@ -11,20 +11,17 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 
-from incsync.mapping import Kind, MappedTransaction, Status
 from incsync.mapping._kept import (
+    MAPPED_COLUMNS,
     MappedChange,
     MappedPosition,
     MappedRow,
     RemapPage,
-    custom_from_json,
-    custom_json,
-    lines_from_json,
-    lines_json,
-    party,
+    change_rows,
+    mapped_row,
     remap_change,
 )
 from incsync.mapping._spec import TransactionMapping
@@ -75,12 +72,8 @@ CREATE TABLE IF NOT EXISTS incsync_remaps (
 );
 """
 
-_COLUMNS = (
-    "source_key, record_id, business_date, kind, status, amount, currency, customer_id, "
-    "customer_name, owner_id, owner_name, owner_email, lines, custom, mapping, mapping_version, "
-    "updated_at_us, voided, void_reason"
-)
-_NAMES = [name.strip() for name in _COLUMNS.split(",")]
+_COLUMNS = ", ".join(name if name != "updated_at" else "updated_at_us" for name in MAPPED_COLUMNS)
+_NAMES = _COLUMNS.split(", ")
 
 # The raw row holds the version a change was computed from: only then is the change applied, so
 # an older version replayed, or a re-map racing a newer write, changes no mapped row.
@@ -132,33 +125,17 @@ VALUES (?, ?, ?, ?, ?)
 """
 
 
-def _condition(source_key: str, record: Record, generation: int) -> tuple[object, ...]:
-    return (source_key, record.id, to_micros(record.updated_at), record.deleted, generation)
-
-
-def _row_values(source_key: str, row: MappedRow) -> tuple[object, ...]:
-    value = row.transaction
-    customer, owner = value.customer, value.owner
-    return (
-        source_key,
-        value.record_id,
-        value.date.isoformat(),
-        value.kind.value,
-        value.status.value,
-        str(value.amount),
-        value.currency,
-        None if customer is None else customer.id,
-        None if customer is None else customer.name,
-        None if owner is None else owner.id,
-        None if owner is None else owner.name,
-        None if owner is None else owner.email,
-        lines_json(value.lines),
-        custom_json(value.custom),
-        row.mapping,
-        row.mapping_version,
-        to_micros(row.updated_at),
-        row.voided,
-        row.void_reason,
+def _encoded(values: tuple[object, ...]) -> tuple[object, ...]:
+    # The date as ISO text, the amount as decimal text, the time in microseconds.
+    return tuple(
+        value.isoformat()
+        if isinstance(value, date) and not isinstance(value, datetime)
+        else str(value)
+        if isinstance(value, Decimal)
+        else to_micros(value)
+        if isinstance(value, datetime)
+        else value
+        for value in values
     )
 
 
@@ -171,21 +148,7 @@ def write_changes(
 
     A change's version is its record under the generation given with it.
     """
-    writes = [
-        (*_row_values(source_key, change.row), *_condition(source_key, change.record, generation))
-        for change, generation in changes
-        if change.row is not None
-    ]
-    voids = [
-        (
-            change.void,
-            source_key,
-            change.record.id,
-            *_condition(source_key, change.record, generation),
-        )
-        for change, generation in changes
-        if change.row is None
-    ]
+    writes, voids = change_rows(source_key, changes, _encoded, to_micros)
     start = connection.total_changes
     if writes:
         connection.executemany(_WRITE, writes)
@@ -203,26 +166,11 @@ def void_tombstoned(
 
 
 def _mapped_row(row: sqlite3.Row) -> MappedRow:
-    return MappedRow(
-        transaction=MappedTransaction(
-            record_id=row["record_id"],
-            kind=Kind(row["kind"]),
-            status=Status(row["status"]),
-            date=date.fromisoformat(row["business_date"]),
-            amount=Decimal(row["amount"]),
-            currency=row["currency"],
-            source_key=row["source_key"],
-            customer=party(row["customer_id"], row["customer_name"]),
-            owner=party(row["owner_id"], row["owner_name"], row["owner_email"]),
-            lines=lines_from_json(row["lines"]),
-            custom=custom_from_json(row["custom"]),
-        ),
-        updated_at=from_micros(row["updated_at_us"]),
-        mapping=row["mapping"],
-        mapping_version=row["mapping_version"],
-        voided=bool(row["voided"]),
-        void_reason=row["void_reason"],
-    )
+    values = list(row)
+    values[2] = date.fromisoformat(values[2])
+    values[5] = Decimal(values[5])
+    values[16] = from_micros(values[16])
+    return mapped_row(values)
 
 
 def read_mapped(

@@ -17,19 +17,16 @@ from incsync.history import (
     retained,
 )
 from incsync.mapping._kept import (
-    DEFAULT_MAPPED_PAGE,
     MappedChange,
     MappedPosition,
     MappedRow,
     MappingLookup,
     RemapPage,
-    checked_range,
     mapping_lookup,
     remap_change,
     split_page,
 )
 from incsync.mapping._spec import TransactionMapping
-from incsync.policy import positive_count
 from incsync.records import (
     SWEPT,
     ApplyResult,
@@ -345,23 +342,15 @@ class InMemoryStore(StateStoreBase):
 
     # -- mapped transactions -----------------------------------------------------------------
 
-    def read_mapped(
+    def _read_mapped(
         self,
         source_key: str,
-        *,
-        since: date | None = None,
-        until: date | None = None,
-        after: MappedPosition | None = None,
-        limit: int = DEFAULT_MAPPED_PAGE,
-        include_voided: bool = True,
+        since: date | None,
+        until: date | None,
+        after: MappedPosition | None,
+        limit: int,
+        include_voided: bool,
     ) -> Sequence[MappedRow]:
-        """Return a page of the source's mapped transactions.
-
-        See :meth:`MappedStore.read_mapped <incsync.protocols.MappedStore.read_mapped>`.
-        """
-        check_source_key(source_key)
-        since, until = checked_range(since, until)
-        positive_count.check("limit", limit)
         with self._lock:
             rows = list(self._mapped.get(source_key, {}).values())
         chosen = sorted(
@@ -377,16 +366,7 @@ class InMemoryStore(StateStoreBase):
         )
         return chosen[:limit]
 
-    def remap_page(self, source_key: str, limit: int = DEFAULT_MAPPED_PAGE) -> RemapPage:
-        """Re-map the next page of the source's stored records and checkpoint it, in one step.
-
-        See :meth:`MappedStore.remap_page <incsync.protocols.MappedStore.remap_page>`.
-
-        Raises:
-            ConfigurationError: The source has no mapping, or ``limit`` is not at least 1.
-        """
-        mapping = self._required_mapping(source_key)
-        positive_count.check("limit", limit)
+    def _remap_page(self, source_key: str, mapping: TransactionMapping, limit: int) -> RemapPage:
         name, version = mapping.name, mapping.version
         with self._lock:
             after = ""

@@ -35,18 +35,16 @@ from typing import TYPE_CHECKING, Any
 from incsync.errors import ConfigurationError, LeaseLostError, StoreError
 from incsync.history import DEFAULT_HISTORY_RETENTION, CycleEntry, HistoryRetention
 from incsync.mapping._kept import (
-    DEFAULT_MAPPED_PAGE,
     MappedChange,
     MappedPosition,
     MappedRow,
     MappingLookup,
     RemapPage,
-    checked_range,
     mapping_lookup,
     split_page,
 )
 from incsync.mapping._spec import TransactionMapping
-from incsync.policy import positive_count, positive_duration
+from incsync.policy import positive_duration
 from incsync.records import SWEPT, ApplyResult, Record, RejectedRecord, Transaction
 from incsync.redaction import redact
 from incsync.results import Outcome
@@ -679,38 +677,21 @@ class PostgresStore(StateStoreBase):
 
     # -- mapped transactions -----------------------------------------------------------------
 
-    def read_mapped(
+    def _read_mapped(
         self,
         source_key: str,
-        *,
-        since: date | None = None,
-        until: date | None = None,
-        after: MappedPosition | None = None,
-        limit: int = DEFAULT_MAPPED_PAGE,
-        include_voided: bool = True,
+        since: date | None,
+        until: date | None,
+        after: MappedPosition | None,
+        limit: int,
+        include_voided: bool,
     ) -> Sequence[MappedRow]:
-        """Return a page of the source's mapped transactions: one range of the date index.
-
-        See :meth:`MappedStore.read_mapped <incsync.protocols.MappedStore.read_mapped>`.
-        """
-        check_source_key(source_key)
-        since, until = checked_range(since, until)
-        positive_count.check("limit", limit)
         with self._transaction(f"read the mapped transactions of {source_key!r}") as cursor:
             return read_mapped(
                 cursor, self._sql, source_key, since, until, after, limit, include_voided
             )
 
-    def remap_page(self, source_key: str, limit: int = DEFAULT_MAPPED_PAGE) -> RemapPage:
-        """Re-map the next page of the source's stored records and checkpoint it atomically.
-
-        See :meth:`MappedStore.remap_page <incsync.protocols.MappedStore.remap_page>`.
-
-        Raises:
-            ConfigurationError: The source has no mapping, or ``limit`` is not at least 1.
-        """
-        mapping = self._required_mapping(source_key)
-        positive_count.check("limit", limit)
+    def _remap_page(self, source_key: str, mapping: TransactionMapping, limit: int) -> RemapPage:
         with self._transaction(f"re-map the transactions of {source_key!r}") as cursor:
             return remap_page(cursor, self._sql, source_key, mapping, limit)
 

@@ -11,6 +11,7 @@ import csv
 import json
 from collections.abc import Iterable
 from datetime import date
+from decimal import Decimal
 from typing import IO, Any
 
 from incsync.engine import SyncEngine
@@ -18,68 +19,31 @@ from incsync.humanize import plural
 from incsync.integrations.cli._commands import EXIT_OK, open_store
 from incsync.integrations.cli._config import Config
 from incsync.mapping import MappedRow
-from incsync.mapping._kept import custom_json, lines_json
+from incsync.mapping._kept import MAPPED_COLUMNS, mapped_values
 from incsync.views import terminal_safe
 
-__all__ = ["TRANSACTION_COLUMNS", "remap_command", "transaction_fields", "transactions_command"]
-
-TRANSACTION_COLUMNS = (
-    "source_key",
-    "record_id",
-    "business_date",
-    "kind",
-    "status",
-    "amount",
-    "currency",
-    "customer_id",
-    "customer_name",
-    "owner_id",
-    "owner_name",
-    "owner_email",
-    "voided",
-    "void_reason",
-    "mapping",
-    "mapping_version",
-    "updated_at",
-    "lines",
-    "custom",
-)
-"""The fields of an exported transaction, in the CSV's column order."""
+__all__ = ["remap_command", "transaction_fields", "transactions_command"]
 
 
 def transaction_fields(row: MappedRow) -> dict[str, Any]:
-    """Return one exported transaction: amounts as decimal text, dates in ISO 8601.
+    """Return one exported transaction, by the stores' column names and in their order.
 
-    Lines and custom fields are JSON text, as the stores keep them (numbers as text, so no digit
-    is lost on the way through a spreadsheet or a float).
+    Amounts are decimal text and dates ISO 8601; lines and custom fields are JSON text, as the
+    stores keep them (numbers as text, so no digit is lost on the way through a spreadsheet).
     """
-    value = row.transaction
-    customer, owner = value.customer, value.owner
+    values = mapped_values(row.transaction.source_key or "", row)
     return {
-        "source_key": value.source_key,
-        "record_id": value.record_id,
-        "business_date": value.date.isoformat(),
-        "kind": value.kind.value,
-        "status": value.status.value,
-        "amount": str(value.amount),
-        "currency": value.currency,
-        "customer_id": None if customer is None else customer.id,
-        "customer_name": None if customer is None else customer.name,
-        "owner_id": None if owner is None else owner.id,
-        "owner_name": None if owner is None else owner.name,
-        "owner_email": None if owner is None else owner.email,
-        "voided": row.voided,
-        "void_reason": row.void_reason,
-        "mapping": row.mapping,
-        "mapping_version": row.mapping_version,
-        "updated_at": row.updated_at.isoformat(),
-        "lines": lines_json(value.lines),
-        "custom": custom_json(value.custom),
+        name: value.isoformat()
+        if isinstance(value, date)
+        else str(value)
+        if isinstance(value, Decimal)
+        else value
+        for name, value in zip(MAPPED_COLUMNS, values, strict=True)
     }
 
 
 def _write_csv(rows: Iterable[MappedRow], out: IO[str]) -> int:
-    writer = csv.DictWriter(out, fieldnames=TRANSACTION_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=MAPPED_COLUMNS, lineterminator="\n")
     writer.writeheader()
     count = 0
     for row in rows:
