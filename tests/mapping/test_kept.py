@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from incsync import Outcome, Record, SyncEngine, SyncPolicy
+from incsync import Outcome, Record, SQLiteStore, SyncEngine, SyncPolicy
 from incsync.connectors import InMemoryConnector, InMemorySource
 from incsync.connectors.memory import iso_timestamp
 from incsync.errors import ConfigurationError
@@ -26,6 +27,7 @@ from incsync.mapping import (
     TransactionMapping,
 )
 from incsync.records import RECONCILED, SWEPT
+from incsync.stores.sqlite import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from incsync.testing import InMemoryStore, ManualClock
 from tests.helpers import StallingSink, Store, transactions_by_id
 from tests.mapping.conftest import MakeStore
@@ -390,3 +392,31 @@ def test_remap_needs_a_mapping_and_a_store_that_keeps_mapped_rows() -> None:
 def test_mappings_must_be_mappings() -> None:
     with pytest.raises(ConfigurationError, match=r"mappings\['k'\] is not a TransactionMapping"):
         InMemoryStore(mappings={"k": DEALS})  # type: ignore[dict-item]
+
+
+def test_a_page_applied_twice_leaves_the_mapped_rows_as_once(mapped_store: MakeStore) -> None:
+    store = mapped_store({KEY: MAPPING})
+    store.apply(KEY, [Record("d002", T0, deal(2))], 0, 1)
+    page = [Record(f"d{n:03d}", T0 + timedelta(seconds=n), deal(n)) for n in (0, 1, 3, 4)]
+    page.append(Record("d002", T0 + timedelta(minutes=1), deal(2), deleted=True))
+    store.apply(KEY, page, 0, 1)
+    once = rows(store)
+    assert store.apply(KEY, page, 0, 1).applied == 0
+    assert rows(store) == once
+    assert once["d002"].voided
+
+
+def test_a_sqlite_file_of_schema_8_gains_the_mapped_tables_when_opened(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with SQLiteStore(path) as store:
+        connection = store._connection()
+        connection.execute("DROP TABLE incsync_mapped")
+        connection.execute("DROP TABLE incsync_remaps")
+        connection.execute("UPDATE incsync_meta SET value = '8' WHERE name = 'schema_version'")
+    with SQLiteStore(path, mappings={KEY: MAPPING}) as store:
+        store.apply(KEY, [Record("d001", T0, deal(1))], 0, 1)
+        assert rows(store)["d001"].transaction.amount == Decimal("1.10")
+        version = store._connection().execute(
+            "SELECT value FROM incsync_meta WHERE name = 'schema_version'"
+        )
+        assert version.fetchone()[0] == str(SQLITE_SCHEMA_VERSION)
