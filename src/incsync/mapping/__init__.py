@@ -10,6 +10,8 @@ chosen custom fields; :func:`preset` gives the built-in one for a connector's ob
     invoice.amount, invoice.currency, invoice.date, invoice.kind, invoice.status
 
 The package is pure: it reads payloads and builds values, and touches no store and no network.
+The stores keep each mapped source's transactions as :class:`MappedRow` values, deciding what a
+record does to its row through this package (see :mod:`incsync.mapped`).
 """
 
 from __future__ import annotations
