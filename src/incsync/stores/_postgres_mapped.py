@@ -11,13 +11,15 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
+from incsync.mapping._columns import (
+    change_rows,
+    mapped_row,
+)
 from incsync.mapping._kept import (
     MappedChange,
     MappedPosition,
     MappedRow,
     RemapPage,
-    change_rows,
-    mapped_row,
     remap_change,
 )
 from incsync.mapping._spec import TransactionMapping

@@ -14,7 +14,7 @@ import re
 from functools import lru_cache
 
 from incsync.errors import ConfigurationError
-from incsync.mapping import _kept
+from incsync.mapping import _columns
 
 __all__ = [
     "CHECK_TOKENS_WRITABLE",
@@ -438,7 +438,7 @@ COUNT_LIVE_TRANSACTIONS = COUNT_TRANSACTIONS + " AND NOT deleted"
 
 # -- mapped transactions ---------------------------------------------------------------------
 
-MAPPED_COLUMNS = _kept.MAPPED_COLUMNS
+MAPPED_COLUMNS = _columns.MAPPED_COLUMNS
 # The raw row holds the version a change was computed from: only then is the change applied, so
 # an older version replayed, or a re-map racing a newer write, changes no mapped row.
 _HOLDS_VERSION = """

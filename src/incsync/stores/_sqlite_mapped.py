@@ -14,14 +14,16 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
 
-from incsync.mapping._kept import (
+from incsync.mapping._columns import (
     MAPPED_COLUMNS,
+    change_rows,
+    mapped_row,
+)
+from incsync.mapping._kept import (
     MappedChange,
     MappedPosition,
     MappedRow,
     RemapPage,
-    change_rows,
-    mapped_row,
     remap_change,
 )
 from incsync.mapping._spec import TransactionMapping

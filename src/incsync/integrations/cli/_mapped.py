@@ -19,7 +19,7 @@ from incsync.humanize import plural
 from incsync.integrations.cli._commands import EXIT_OK, open_store
 from incsync.integrations.cli._config import Config
 from incsync.mapping import MappedRow
-from incsync.mapping._kept import MAPPED_COLUMNS, mapped_values
+from incsync.mapping._columns import MAPPED_COLUMNS, mapped_values
 from incsync.views import terminal_safe
 
 __all__ = ["remap_command", "transaction_fields", "transactions_command"]
