@@ -26,6 +26,7 @@ from typing import Protocol, runtime_checkable
 from incsync.cursor import Window
 from incsync.history import SUMMARY_CYCLES, CycleEntry, HistorySummary
 from incsync.mapping import MappedPosition, MappedRow, RemapPage, TransactionMapping
+from incsync.mapping._kept import DEFAULT_MAPPED_PAGE
 from incsync.records import ApplyResult, Page, Record, RejectedRecord
 from incsync.results import CycleProgress
 from incsync.state import Checkpoint, ErrorInfo, Lease, SourceState
@@ -426,7 +427,7 @@ class MappedStore(Protocol):
         since: date | None = None,
         until: date | None = None,
         after: MappedPosition | None = None,
-        limit: int = 500,
+        limit: int = DEFAULT_MAPPED_PAGE,
         include_voided: bool = True,
     ) -> Sequence[MappedRow]:
         """Return up to ``limit`` of the source's mapped rows, by business date, then record id.
@@ -451,7 +452,7 @@ class MappedStore(Protocol):
         """
         ...
 
-    def remap_page(self, source_key: str, limit: int = 500) -> RemapPage:
+    def remap_page(self, source_key: str, limit: int = DEFAULT_MAPPED_PAGE) -> RemapPage:
         """Re-map the next ``limit`` stored records of the source with its current mapping.
 
         Reads the raw rows after the source's re-map checkpoint whose mapped row is not at the

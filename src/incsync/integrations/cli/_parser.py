@@ -11,6 +11,7 @@ from pathlib import Path
 
 from incsync import __version__
 from incsync.errors import NaiveDatetimeError
+from incsync.mapping._kept import DEFAULT_MAPPED_PAGE
 from incsync.timestamps import parse_timestamp
 
 __all__ = ["DEFAULT_CONFIG", "LOG_LEVELS", "build_parser", "parse_interval", "parse_since"]
@@ -431,9 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     remap.add_argument(
         "--page-size",
         type=_positive_count,
-        default=500,
+        default=DEFAULT_MAPPED_PAGE,
         metavar="N",
-        help="records re-mapped per database transaction (default: 500)",
+        help=f"records re-mapped per database transaction (default: {DEFAULT_MAPPED_PAGE})",
     )
     remap.add_argument("--json", action="store_true", help="print the result as JSON")
 
