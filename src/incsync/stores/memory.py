@@ -46,13 +46,13 @@ from incsync.state import (
     new_state,
 )
 from incsync.state import save_checkpoint as checkpoint_transition
-from incsync.stores._base import StateStoreBase, Transition, set_aside
+from incsync.stores._base import MappedRowsBase, StateStoreBase, Transition, set_aside
 from incsync.tokens import SealedTokens
 
 __all__ = ["InMemoryStore"]
 
 
-class InMemoryStore(StateStoreBase):
+class InMemoryStore(StateStoreBase, MappedRowsBase):
     """Keeps states and transactions in dictionaries, behind one lock.
 
     It is a :class:`~incsync.protocols.StateStore`, a :class:`~incsync.protocols.TransactionSink`

@@ -58,7 +58,7 @@ from incsync.state import (
 )
 from incsync.state import save_checkpoint as checkpoint_transition
 from incsync.stores import _postgres_sql as sql
-from incsync.stores._base import StateStoreBase, Transition, kept_digest
+from incsync.stores._base import MappedRowsBase, StateStoreBase, Transition, kept_digest
 from incsync.stores._postgres_connect import (
     CONNECT_TIMEOUT_SECONDS,
     connect_timeout_missing,
@@ -118,7 +118,7 @@ def _configure_session(statement_timeout: timedelta, connection: psycopg.Connect
     connection.commit()
 
 
-class PostgresStore(StateStoreBase):
+class PostgresStore(StateStoreBase, MappedRowsBase):
     """State store, transaction sink and token store in a PostgreSQL schema, for many workers.
 
     Create the tables once with :meth:`migrate` (safe to call on every start, from every worker

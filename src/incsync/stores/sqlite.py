@@ -47,6 +47,7 @@ from incsync.state import (
 )
 from incsync.state import save_checkpoint as checkpoint_transition
 from incsync.stores._base import (
+    MappedRowsBase,
     StateStoreBase,
     Transition,
     kept_digest,
@@ -494,7 +495,7 @@ def _close_all(connections: list[sqlite3.Connection]) -> None:
     connections.clear()
 
 
-class SQLiteStore(StateStoreBase):
+class SQLiteStore(StateStoreBase, MappedRowsBase):
     """State store, transaction sink and token store in one SQLite database file.
 
     Safe for many threads (one connection each) and many processes on the same file. Create one
