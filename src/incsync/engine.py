@@ -48,12 +48,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import cast
 
 import attrs
 
-from incsync import telemetry
+from incsync import mapped, telemetry
 from incsync.cursor import Cursor, advance, horizon, page_high_water, window_after
 from incsync.errors import (
     ConfigurationError,
@@ -64,6 +64,8 @@ from incsync.errors import (
 )
 from incsync.history import CycleEntry, cycle_entry
 from incsync.humanize import duration_text, plural
+from incsync.mapping import MappedRow, RemapPage
+from incsync.mapping._kept import DEFAULT_MAPPED_PAGE
 from incsync.policy import (
     FailureDecision,
     SyncPolicy,
@@ -300,6 +302,56 @@ class SyncEngine:
         with telemetry.acting_on(source_key):
             logger.info("source %s resumed", source_key)
             return self.store.resume(source_key)
+
+    # -- mapped transactions -----------------------------------------------------------------
+
+    def mapped_transactions(
+        self,
+        source_key: str,
+        *,
+        since: date | None = None,
+        until: date | None = None,
+        page_size: int = DEFAULT_MAPPED_PAGE,
+        include_voided: bool = True,
+    ) -> Iterator[MappedRow]:
+        """Yield the source's mapped transactions dated in ``[since, until)``, page by page.
+
+        See :func:`incsync.mapped.mapped_transactions`.
+
+        Raises:
+            ConfigurationError: The sink keeps no mapped transactions, a bound is not a date,
+                ``until`` is before ``since``, or ``page_size`` is not at least 1.
+        """
+        return mapped.mapped_transactions(
+            mapped.mapped_store(self.sink),
+            source_key,
+            since=since,
+            until=until,
+            page_size=page_size,
+            include_voided=include_voided,
+        )
+
+    def remap(
+        self,
+        source_key: str,
+        *,
+        page_size: int = DEFAULT_MAPPED_PAGE,
+        on_page: Callable[[RemapPage], None] | None = None,
+    ) -> mapped.RemapResult:
+        """Recompute the source's mapped rows from its stored records; the source is not asked.
+
+        Run it after the source's mapping changed (any change is a new version). It resumes
+        after a crash; see :func:`incsync.mapped.remap`.
+
+        Raises:
+            ConfigurationError: The sink keeps no mapped transactions, the source has no
+                mapping, or ``page_size`` is not at least 1.
+            StoreError: A page could not be written; the pages before it stay.
+        """
+        check_source_key(source_key)
+        return mapped.remap(
+            mapped.mapped_store(self.sink), source_key, page_size=page_size, on_page=on_page
+        )
 
     # -- the cycle ---------------------------------------------------------------------------
 

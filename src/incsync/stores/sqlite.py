@@ -13,15 +13,24 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from incsync.content import escaped_text, json_form
 from incsync.cursor import Cursor
 from incsync.errors import BadRecordError, ConfigurationError, StoreError
 from incsync.history import DEFAULT_HISTORY_RETENTION, CycleEntry, HistoryRetention
+from incsync.mapping._kept import (
+    MappedPosition,
+    MappedRow,
+    MappingLookup,
+    RemapPage,
+    mapping_lookup,
+    split_page,
+)
+from incsync.mapping._spec import TransactionMapping
 from incsync.marks import marks_from_text, marks_text
 from incsync.records import SWEPT, ApplyResult, Record, RejectedRecord, Transaction
 from incsync.results import Outcome
@@ -38,23 +47,33 @@ from incsync.state import (
 )
 from incsync.state import save_checkpoint as checkpoint_transition
 from incsync.stores._base import (
+    MappedRowsBase,
     StateStoreBase,
     Transition,
     kept_digest,
     set_aside,
+)
+from incsync.stores._sqlite_mapped import (
+    MAPPED_SCHEMA,
+    read_mapped,
+    remap_page,
+    void_tombstoned,
+    write_changes,
 )
 from incsync.timestamps import from_micros, to_micros
 from incsync.tokens import SealedTokens
 
 __all__ = ["SQLiteStore"]
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 """Version 2 keeps each transaction's content digest, version 3 each source's marks, version 4 the
 sink's fence per source, version 5 why a transaction was swept and each source's last count
 check, version 6 each source's OAuth2 tokens, version 7 each source's cycle history, version 8
-each history entry's cycle id; a file of an older version is upgraded on open."""
+each history entry's cycle id, version 9 the mapped transactions and each source's re-map
+checkpoint; a file of an older version is upgraded on open."""
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS incsync_meta (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -139,6 +158,8 @@ CREATE TABLE IF NOT EXISTS incsync_rejected (
     PRIMARY KEY (source_key, fingerprint)
 );
 """
+    + MAPPED_SCHEMA
+)
 
 # One statement decides idempotency: a row is written only when it supersedes the stored one
 # (incsync.records.supersedes), so replaying a page changes nothing. Contents are compared by
@@ -301,7 +322,8 @@ def _add_cycle_ids(connection: sqlite3.Connection) -> None:
 
 
 # Each step brings a file written by an older incsync to the schema version it names. A version
-# that only adds tables (4: the sink's fences; 6: the tokens; 7: the cycle history) needs no step:
+# that only adds tables (4: the sink's fences; 6: the tokens; 7: the cycle history; 9: the mapped
+# transactions) needs no step:
 # the schema's statements, run on every open, create them.
 _UPGRADES: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     (2, _add_content_digests),
@@ -473,7 +495,7 @@ def _close_all(connections: list[sqlite3.Connection]) -> None:
     connections.clear()
 
 
-class SQLiteStore(StateStoreBase):
+class SQLiteStore(StateStoreBase, MappedRowsBase):
     """State store, transaction sink and token store in one SQLite database file.
 
     Safe for many threads (one connection each) and many processes on the same file. Create one
@@ -487,6 +509,9 @@ class SQLiteStore(StateStoreBase):
             process crash; after a power loss the last commits may roll back, but a page and its
             checkpoint always roll back together. Use ``"FULL"`` to survive power loss too.
         history_retention: How many cycle entries to keep per source, and for how long.
+        mappings: Each source's :class:`~incsync.mapping.TransactionMapping`, by source key (or
+            a function of the key): the records of those sources are kept mapped as well, in
+            the same transaction (see :mod:`incsync.mapped`).
     """
 
     def __init__(
@@ -496,6 +521,7 @@ class SQLiteStore(StateStoreBase):
         busy_timeout: timedelta = timedelta(seconds=30),
         synchronous: str = "NORMAL",
         history_retention: HistoryRetention = DEFAULT_HISTORY_RETENTION,
+        mappings: Mapping[str, TransactionMapping] | MappingLookup | None = None,
     ) -> None:
         if str(path) == ":memory:":
             raise ConfigurationError(
@@ -505,6 +531,7 @@ class SQLiteStore(StateStoreBase):
             raise ConfigurationError(
                 f"synchronous={synchronous!r}; expected one of OFF, NORMAL, FULL, EXTRA"
             )
+        self._mapping_for = mapping_lookup(mappings)
         self.path = Path(path)
         self.history_retention = history_retention
         self._busy_timeout = busy_timeout
@@ -734,18 +761,31 @@ class SQLiteStore(StateStoreBase):
             )
         return rows, rejected
 
-    @classmethod
     def _write_rows(
-        cls,
+        self,
         connection: sqlite3.Connection,
         source_key: str,
         records: Sequence[Record],
         generation: int,
     ) -> ApplyResult:
-        rows, rejected = cls._rows(source_key, records, generation)
+        # A source with a mapping: records that cannot be mapped are set aside before anything
+        # is written, and the mapped rows are written with the raw ones.
+        page = split_page(self.mapping_for(source_key), source_key, records)
+        rows, rejected = self._rows(source_key, page.records, generation)
         before = connection.total_changes
         connection.executemany(_UPSERT, rows)
-        return ApplyResult(applied=connection.total_changes - before, rejected=rejected)
+        applied = connection.total_changes - before
+        changes = page.changes
+        if rejected:  # refused after mapping: their mapped rows stay as their raw rows do
+            written = {(row[1], row[2], row[3]) for row in rows}
+            changes = [
+                change
+                for change in changes
+                if (change.record.id, to_micros(change.record.updated_at), change.record.deleted)
+                in written
+            ]
+        write_changes(connection, source_key, [(change, generation) for change in changes])
+        return ApplyResult(applied=applied, rejected=[*page.rejected, *rejected])
 
     def apply(
         self, source_key: str, records: Sequence[Record], generation: int, token: int
@@ -773,6 +813,8 @@ class SQLiteStore(StateStoreBase):
             swept = connection.execute(
                 _SWEEP, (generation, SWEPT, source_key, generation, json.dumps(sorted(spared)))
             )
+            if self.mapping_for(source_key) is not None:
+                void_tombstoned(connection, source_key, generation, SWEPT)
             return swept.rowcount
 
     def list_live_ids(self, source_key: str, after: str | None, limit: int) -> Sequence[str]:
@@ -795,6 +837,8 @@ class SQLiteStore(StateStoreBase):
             gone = connection.execute(
                 _TOMBSTONE, (generation, reason, source_key, json.dumps(sorted(ids)))
             )
+            if self.mapping_for(source_key) is not None:
+                void_tombstoned(connection, source_key, generation, reason)
             return gone.rowcount
 
     @staticmethod
@@ -850,6 +894,23 @@ class SQLiteStore(StateStoreBase):
     def count_transactions(self, source_key: str) -> int:
         """Return how many transactions the source has (tombstones included)."""
         return self._count(_COUNT_TRANSACTIONS, source_key)
+
+    def _read_mapped(
+        self,
+        source_key: str,
+        since: date | None,
+        until: date | None,
+        after: MappedPosition | None,
+        limit: int,
+        include_voided: bool,
+    ) -> Sequence[MappedRow]:
+        return read_mapped(
+            self._connection(), source_key, since, until, after, limit, include_voided
+        )
+
+    def _remap_page(self, source_key: str, mapping: TransactionMapping, limit: int) -> RemapPage:
+        with self._write() as connection:
+            return remap_page(connection, source_key, mapping, limit)
 
     def count_live(self, source_key: str) -> int:
         """Return how many of the source's transactions are live (not tombstones): one query."""
