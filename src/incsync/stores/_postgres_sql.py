@@ -14,6 +14,7 @@ import re
 from functools import lru_cache
 
 from incsync.errors import ConfigurationError
+from incsync.reconcile import IdOrder
 
 __all__ = [
     "CHECK_TOKENS_WRITABLE",
@@ -56,7 +57,7 @@ __all__ = [
     "render",
 ]
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 """The schema version this incsync writes; :meth:`PostgresStore.migrate` brings a database to it."""
 
 CONTENT_DIGEST_VERSION = 2
@@ -242,6 +243,22 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     ),
     # Each history entry's cycle id, the one its log records carry (none for entries kept before).
     (8, ("ALTER TABLE {schema}.cycles ADD COLUMN cycle_id text",)),
+    # Each history entry's id reconcile figures (0 for entries kept before), and the live ids in
+    # numeric order (incsync.reconcile.IdOrder.NUMERIC), so LIST_LIVE_IDS pages along an index.
+    (
+        9,
+        (
+            """
+            ALTER TABLE {schema}.cycles
+                ADD COLUMN reconcile_fetched bigint NOT NULL DEFAULT 0,
+                ADD COLUMN reconcile_tombstoned bigint NOT NULL DEFAULT 0
+            """,
+            """
+            CREATE INDEX live_ids_by_number ON {schema}.transactions
+                (source_key, length(record_id), record_id) WHERE NOT deleted
+            """,
+        ),
+    ),
 )
 UNDIGESTED_TRANSACTIONS = """
 SELECT source_key, record_id, payload::text FROM {schema}.transactions
@@ -360,12 +377,20 @@ SWEEP_TRANSACTIONS = """
 UPDATE {schema}.transactions SET deleted = true, generation = %s, deleted_reason = %s
 WHERE source_key = %s AND generation < %s AND NOT deleted AND record_id <> ALL(%s)
 """
-# Both run along the primary key (source_key, record_id COLLATE "C"): code point order, the
-# order incsync.reconcile merges in.
-LIST_LIVE_IDS = """
+# The live ids in each incsync.reconcile.IdOrder, from after a bound written as that order's sort
+# key: code point order runs along the primary key (source_key, record_id COLLATE "C"), numeric
+# order along the index live_ids_by_number, so a page is a range of an index, not a sort.
+LIST_LIVE_IDS = {
+    IdOrder.CODE_POINT: """
 SELECT record_id FROM {schema}.transactions
-WHERE source_key = %s AND record_id > %s AND NOT deleted ORDER BY record_id LIMIT %s
-"""
+WHERE source_key = %s AND NOT deleted AND record_id > %s ORDER BY record_id LIMIT %s
+""",
+    IdOrder.NUMERIC: """
+SELECT record_id FROM {schema}.transactions
+WHERE source_key = %s AND NOT deleted AND (length(record_id), record_id) > (%s, %s)
+ORDER BY length(record_id), record_id LIMIT %s
+""",
+}
 TOMBSTONE_TRANSACTIONS = """
 UPDATE {schema}.transactions SET deleted = true, generation = %s, deleted_reason = %s
 WHERE source_key = %s AND NOT deleted AND record_id = ANY(%s)
@@ -409,6 +434,8 @@ CYCLE_COLUMNS = (
     "retry_at",
     "clock_skew",
     "cycle_id",
+    "reconcile_fetched",
+    "reconcile_tombstoned",
 )
 SAVE_CYCLE = (
     f"INSERT INTO {{schema}}.cycles ({', '.join(CYCLE_COLUMNS)}) "
