@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import attrs
 import psycopg
@@ -229,7 +230,7 @@ def _write(
     applied: int,
     key: str = KEY,
     cycle_id: str | None = None,
-    **figures: int,
+    **figures: Any,
 ) -> None:
     lease = store.acquire_lease(key, "w", started, timedelta(minutes=10))
     assert lease is not None

@@ -333,6 +333,24 @@ def test_an_id_not_written_plainly_under_numeric_order_re_reads_the_source(store
     assert _live(store) == set(connector.source.ids())
 
 
+def test_an_extra_id_the_source_answers_deleted_ends_a_tombstone_however_it_is_stamped(
+    store: Store,
+) -> None:
+    """A delete stamped before the version the host holds cannot supersede it when written; the
+    source answering it deleted is still its answer: the id becomes a tombstone all the same."""
+    connector = InMemoryConnector(_source(30), page_size=7, lists_ids=True)
+    engine, _ = _drifted(store, connector)
+    stale = iso_timestamp(T0 - DAY)  # before r007's version at the host
+    connector.source.put({"id": "r007", "updated_at": stale, "deleted": True})
+    result = engine.run_cycle(KEY, connector)
+    assert result.outcome is Outcome.COMPLETED, result.error
+    assert result.reconcile_tombstoned == 3
+    held = transactions_by_id(store, KEY)["r007"]
+    assert held.record.deleted
+    assert held.deleted_reason == RECONCILED
+    assert _live(store) == set(connector.source.live_ids(None, 100))
+
+
 class Racing(InMemoryConnector):
     """A source that changes between the listing of its ids and the fetch by id."""
 

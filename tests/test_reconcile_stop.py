@@ -22,8 +22,8 @@ class Hooked(InMemoryConnector):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.on_list: Callable[[int], None] = lambda _number: None
-        self.on_fetch: Callable[[int], None] = lambda _number: None
+        self.on_list: Callable[[int], object] = lambda _number: None
+        self.on_fetch: Callable[[int], object] = lambda _number: None
         self.listed = 0
         self.fetches = 0
 

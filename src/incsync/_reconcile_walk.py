@@ -13,12 +13,12 @@ aside as malformed are not fetched again.
 
 The races with changes made at the source meanwhile follow one rule: **an id is written only as
 the source answers for it by id after the listing, and becomes a tombstone only when that answer
-does not hold it.** So a record deleted at the source between listing and fetching is not brought
-back (its fetch returns nothing, or its tombstone); a record created meanwhile is either listed and
-fetched, or not listed and so not at the host either (the next incremental read brings it); and a
-host id missing from the listing is asked for by id before it is tombstoned, so a record the
-listing did not show (a lag, one created after its position was passed, a page a vendor's listing
-skipped) is applied, not tombstoned.
+does not hold it live.** So a record deleted at the source between listing and fetching is not
+brought back (its fetch returns nothing, or its tombstone); a record created meanwhile is either
+listed and fetched, or not listed and so not at the host either (the next incremental read brings
+it); and a host id missing from the listing is asked for by id before it is tombstoned, so a
+record the listing did not show (a lag, one created after its position was passed) is applied,
+not tombstoned.
 
 The walk stops where the page loop does, at a durable point: after each page of the source's ids
 (where it also renews the lease, by an empty checkpoint, as a long walk may write nothing for a
@@ -151,12 +151,14 @@ def reconcile_by_id(
         pause(write(page))
 
     def tombstone_extra(ids: list[str]) -> None:
-        # Asked by id first: what the source still holds is written, not tombstoned.
+        # Asked by id first: what the source still holds live is written, not tombstoned. What
+        # it answers as deleted is written too, and tombstoned should that write not supersede
+        # the host's live version (a delete stamped before the last update the host holds).
         page = connector.fetch_ids(ids)
         current = write(page)
-        answered = {record.id for record in page.records}
-        answered.update(r.record_id for r in page.rejected if r.record_id is not None)
-        gone = [record_id for record_id in ids if record_id not in answered]
+        held = {record.id for record in page.records if not record.deleted}
+        held.update(r.record_id for r in page.rejected if r.record_id is not None)
+        gone = [record_id for record_id in ids if record_id not in held]
         if gone:
             tally.tombstoned += sink.tombstone(key, gone, walk.generation, walk.token, RECONCILED)
         pause(current)

@@ -64,6 +64,12 @@ together than 1,000 changes of the entity (and 30 days) never come to that.
 ``include_deletes``; without, no delete channel is read and it is ``None``), and
 :meth:`QuickBooksConnector.count_live` counts the live entities (``SELECT COUNT(*)``) for its
 check of the host's copy.
+
+A persistent drift between the counts is reconciled by a full re-read, not by id (``lists_ids``
+is false): ``query`` pages its answers only by ``STARTPOSITION``, an offset a delete made while
+the Ids are listed shifts, so an Id could be left out of the listing for good, and Intuit documents
+no comparison on ``Id`` to page by instead; ``query`` also returns whole entities only, so listing
+the Ids would cost what the re-read costs.
 """
 
 from __future__ import annotations

@@ -29,9 +29,10 @@ read did not see. Without ``include_deleted`` no delete is read: only such a who
 them. :meth:`SalesforceConnector.count_live` runs ``SELECT COUNT() FROM <SObject>`` through
 ``query`` (live rows only) and reads its ``totalSize``.
 
-A drift between the counts is reconciled by id (``lists_ids``, see :mod:`incsync.reconcile`):
-:meth:`SalesforceConnector.list_ids` pages ``SELECT Id FROM <SObject> WHERE Id > '<last>' ORDER BY
-Id LIMIT n`` through ``query`` (live rows only; Ids order as they compare, see :func:`_last_id`),
+A drift between the counts is reconciled by id (``lists_ids``, see :mod:`incsync.reconcile`), in
+code point order: :meth:`SalesforceConnector.list_ids` pages ``SELECT Id FROM <SObject> WHERE Id >
+'<last>' ORDER BY Id LIMIT <batch size>`` through ``query`` (live rows only; Ids order as their
+text compares, see :func:`_last_id`),
 and :meth:`SalesforceConnector.fetch_by_ids` reads ``WHERE Id IN (...)`` through the same endpoint
 and fields as the read, so a row in the recycle bin comes back as a tombstone.
 
