@@ -12,10 +12,11 @@ The whole algorithm is :meth:`SyncEngine.run_cycle`:
    store is the sink, the page and its checkpoint are one transaction. A cancel, or the host's
    ``stop``, ends the cycle there.
 4. When the read completes: after a full re-read, sweep what it did not see; when the counts
-   keep disagreeing and the connector can list its ids, reconcile by id (:meth:`SyncEngine.
-   _reconcile`); when a count is due (always after a reconcile), compare the source's count of
-   live records with the host's (a failed count is logged and skipped); then record the last
-   sync and the count.
+   keep disagreeing and the connector can list its ids, reconcile by id
+   (:func:`incsync._reconcile_walk.reconcile_by_id`, which a cancel or a stop ends between
+   pages as it ends the read); when a count is due (always after a reconcile), compare the
+   source's count of live records with the host's (a failed count is logged and skipped); then
+   record the last sync and the count.
 5. On failure count it, keep the redacted error, and stop the source after too many in a row. A
    source that says it cannot be read incrementally any more (``SourceError.resync_required``:
    its change log expired) is reset instead, with the reason kept as its last error, so the next
@@ -483,13 +484,13 @@ class SyncEngine:
         unordered_high: Cursor | None = None
         window = window_after(cursor, connector.lookback, state.marks)
         for page in telemetry.fetched(connector.read(window)):
-            high, _ = page_high_water(page.records)
+            high, newest = page_high_water(page.records)
             if ordered:
                 cursor = advance(cursor, high, horizon(started, lag, connector.clock_skew()))
             elif high is not None and (unordered_high is None or high > unordered_high):
                 unordered_high = high
             with telemetry.writing():
-                current = self._write(state, page, lease, cursor, tally)
+                current = self._write(state, page, lease, (cursor, newest), tally)
             tally.pages += 1
             tally.fetched += len(page.records) + len(page.rejected)
             if page.total is not None:
@@ -514,7 +515,9 @@ class SyncEngine:
                 IdWalk(key, generation, lease.token, frozenset(self._set_aside_ids(key))),
                 connector,
                 self.sink,
-                lambda page: self._write(state, page, lease, cursor, tally),
+                lambda page: self._write(
+                    state, page, lease, (cursor, page_high_water(page.records)[1]), tally
+                ),
                 lambda current: self._ending_at(current, stop, lease, ending),
                 tally.by_id,
             )
@@ -606,13 +609,19 @@ class SyncEngine:
         return check
 
     def _write(
-        self, state: SourceState, page: Page, lease: Lease, cursor: Cursor | None, tally: _Tally
+        self,
+        state: SourceState,
+        page: Page,
+        lease: Lease,
+        progress: tuple[Cursor | None, datetime | None],
+        tally: _Tally,
     ) -> SourceState:
-        """Write a page and checkpoint ``cursor`` with it, durably; count it; return the state.
+        """Write a page durably with its checkpoint, count it, and return the state then.
 
-        The one page write of a cycle: the read's pages and an id reconcile's alike.
+        The one page write of a cycle, the read's pages and an id reconcile's alike; the
+        checkpoint keeps ``progress``: the cursor the page allows and its newest change.
         """
-        _, newest = page_high_water(page.records)
+        cursor, newest = progress
         checkpoint = Checkpoint(
             cursor=cursor, last_change=newest, rejected=page.rejected, marks=page.marks
         )

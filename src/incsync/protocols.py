@@ -218,10 +218,10 @@ class TransactionSink(Protocol):
         <incsync.reconcile.IdOrder.sort_key>`), the order the connector lists the source's in;
         ``after=None`` starts at the first, ``after`` is compared by the same key. The id reconcile
         pages through them by the last id of each page, so no list of every id is ever held. In
-        SQL: one keyset query along an index, ``WHERE source_key = ? AND NOT deleted AND
-        record_id > ? ORDER BY record_id LIMIT ?`` in code point order, and ``... AND
-        (length(record_id), record_id) > (?, ?) ORDER BY length(record_id), record_id LIMIT ?``
-        in numeric order.
+        SQL: keyset queries along an index, ``WHERE source_key = ? AND NOT deleted AND record_id
+        > ? ORDER BY record_id LIMIT ?`` in code point order, and ``... AND (length(record_id),
+        record_id) > (?, ?) ORDER BY length(record_id), record_id LIMIT ?`` in numeric order,
+        along an index of ``(source_key, length(record_id), record_id)``.
 
         Raises:
             StoreError: The query failed.

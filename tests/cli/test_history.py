@@ -123,6 +123,9 @@ def test_history_json_gives_what_an_id_reconcile_did(tmp_path: Path) -> None:
     cycles = json.loads(done.stdout)
     figures = [(c["reconcile_fetched"], c["reconcile_tombstoned"]) for c in cycles]
     assert figures == [(1, 2), (0, 0), (0, 0), (0, 0)]
+    text = incsync("history", "acme", "--config", str(path), cwd=tmp_path).stdout.splitlines()
+    assert text[2] == "  reconciled by id: 1 fetched, 2 tombstoned"
+    assert sum(line.startswith("  reconciled by id") for line in text) == 1
 
 
 def test_history_names_the_cycle_run_reported(

@@ -66,10 +66,10 @@ together than 1,000 changes of the entity (and 30 days) never come to that.
 check of the host's copy.
 
 A persistent drift between the counts is reconciled by a full re-read, not by id (``lists_ids``
-is false): ``query`` pages its answers only by ``STARTPOSITION``, an offset a delete made while
-the Ids are listed shifts, so an Id could be left out of the listing for good, and Intuit documents
-no comparison on ``Id`` to page by instead; ``query`` also returns whole entities only, so listing
-the Ids would cost what the re-read costs.
+is false): Intuit documents neither how ``Id > '<last>'`` compares nor the order of ``ORDERBY
+Id``, so the Ids could only be paged by ``STARTPOSITION``, an offset a delete made while they are
+listed shifts, leaving an Id out of the listing for good; and ``query`` returns whole entities, so
+listing the Ids would cost what the re-read costs (see docs/builtin/quickbooks.md).
 """
 
 from __future__ import annotations

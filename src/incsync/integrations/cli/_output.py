@@ -605,6 +605,11 @@ def history_text(key: str, entries: Sequence[CycleEntry], *, zone: str | tzinfo 
             f"{exact_time(entry.started, zone)}  {entry.outcome.value}: {_counts_text(entry)} "
             f"(generation {entry.generation}, {terminal_safe(entry.worker)}{cycle})"
         )
+        if entry.reconcile_fetched or entry.reconcile_tombstoned:
+            lines.append(
+                f"  reconciled by id: {entry.reconcile_fetched:,} fetched, "
+                f"{entry.reconcile_tombstoned:,} tombstoned"
+            )
         if entry.error is not None:
             lines.append(f"  error: {terminal_safe(f'{entry.error_class}: {entry.error}')}")
         if entry.retry_at is not None:
