@@ -151,3 +151,20 @@ def test_a_long_walk_keeps_its_lease_page_by_page(store: Store) -> None:
     assert connector.listed == 3
     assert skipped == [Outcome.SKIPPED_RUNNING] * 3
     assert result.reconcile_tombstoned == 150
+
+
+def test_a_reset_while_ids_are_listed_ends_the_cycle_at_the_next_page(store: Store) -> None:
+    """A reset made while the reconcile walks refuses its next checkpoint: the cycle ends
+    INTERRUPTED_RESET before it fetches or tombstones anything, and the re-read after it sweeps."""
+    engine, connector, _, _ = _drifted(store)
+    connector.on_list = lambda number: engine.reset(KEY) if number == 1 else None
+    result = engine.run_cycle(KEY, connector)
+    assert result.outcome is Outcome.INTERRUPTED_RESET
+    assert connector.listed == 1
+    assert connector.fetches == 0
+    assert len(_live(store)) == 300
+    connector.on_list = lambda _number: None
+    again = engine.run_cycle(KEY, connector)
+    assert again.outcome is Outcome.COMPLETED, again.error
+    assert again.swept == 150
+    assert _live(store) == set(connector.source.ids())
