@@ -27,6 +27,7 @@ from incsync.cursor import Window
 from incsync.history import SUMMARY_CYCLES, CycleEntry, HistorySummary
 from incsync.mapping import MappedPosition, MappedRow, RemapPage, TransactionMapping
 from incsync.mapping._kept import DEFAULT_MAPPED_PAGE
+from incsync.reconcile import IdOrder
 from incsync.records import ApplyResult, Page, Record, RejectedRecord
 from incsync.results import CycleProgress
 from incsync.state import Checkpoint, ErrorInfo, Lease, SourceState
@@ -103,12 +104,24 @@ class Connector(Protocol):
         """
         ...
 
-    def list_ids(self, after: str | None, limit: int) -> Sequence[str]:
-        """Return up to ``limit`` ids of the source's live records after ``after``, ascending.
+    @property
+    def id_order(self) -> IdOrder:
+        """The order :meth:`list_ids` lists ids in, which the host's are listed and merged in.
 
-        Ids ascend by code point (see :mod:`incsync.reconcile`); ``after=None`` starts at the
-        first, and an empty page ends the list (a shorter one need not: a vendor may cap its
-        pages). Called only when :attr:`lists_ids` is true.
+        :attr:`IdOrder.CODE_POINT <incsync.reconcile.IdOrder.CODE_POINT>` (the default of
+        :class:`~incsync.connectors.BaseConnector`) or :attr:`IdOrder.NUMERIC
+        <incsync.reconcile.IdOrder.NUMERIC>` for ids that are whole numbers listed by value.
+        """
+        ...
+
+    def list_ids(self) -> Iterable[Sequence[str]]:
+        """Yield the ids of the source's live records, in pages, ascending in :attr:`id_order`.
+
+        Each page is one answer of the source, asked for when the one before has been merged, so
+        the engine renews its lease and honours a cancel or a stop between pages; how a page
+        follows the one before (a keyset, a cursor) is the connector's business. Ids that do not
+        ascend, or that :attr:`id_order` does not admit, make the engine re-read the source whole
+        instead (see :mod:`incsync.reconcile`). Called only when :attr:`lists_ids` is true.
 
         Raises:
             SourceError: The source could not be read; the cycle fails.
@@ -197,13 +210,23 @@ class TransactionSink(Protocol):
         """
         ...
 
-    def list_live_ids(self, source_key: str, after: str | None, limit: int) -> Sequence[str]:
-        """Return up to ``limit`` ids of the source's live transactions after ``after``, ascending.
+    def list_live_ids(
+        self,
+        source_key: str,
+        after: str | None,
+        limit: int,
+        order: IdOrder = IdOrder.CODE_POINT,
+    ) -> Sequence[str]:
+        """Return up to ``limit`` ids of the source's live transactions after ``after``.
 
-        Ids ascend by code point (see :mod:`incsync.reconcile`); ``after=None`` starts at the
-        first. The id reconcile pages through them by the last id of each page, so no list of
-        every id is ever held. In SQL: one keyset query along the primary key, ``WHERE
-        source_key = ? AND record_id > ? AND NOT deleted ORDER BY record_id LIMIT ?``.
+        Ids ascend by ``order``'s key (:meth:`IdOrder.sort_key
+        <incsync.reconcile.IdOrder.sort_key>`), the order the connector lists the source's in;
+        ``after=None`` starts at the first, ``after`` is compared by the same key. The id reconcile
+        pages through them by the last id of each page, so no list of every id is ever held. In
+        SQL: keyset queries along an index, ``WHERE source_key = ? AND NOT deleted AND record_id
+        > ? ORDER BY record_id LIMIT ?`` in code point order, and ``... AND (length(record_id),
+        record_id) > (?, ?) ORDER BY length(record_id), record_id LIMIT ?`` in numeric order,
+        along an index of ``(source_key, length(record_id), record_id)``.
 
         Raises:
             StoreError: The query failed.

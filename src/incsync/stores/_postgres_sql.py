@@ -15,6 +15,7 @@ from functools import lru_cache
 
 from incsync.errors import ConfigurationError
 from incsync.mapping import _columns
+from incsync.reconcile import IdOrder
 
 __all__ = [
     "CHECK_TOKENS_WRITABLE",
@@ -44,6 +45,7 @@ __all__ = [
     "READ_MAPPED",
     "READ_STATE",
     "READ_TRANSACTIONS",
+    "RECONCILE_FIGURES_VERSION",
     "RECORDED_VERSION",
     "RECORD_VERSION",
     "SAVE_CYCLE",
@@ -70,7 +72,10 @@ __all__ = [
 MAPPED_TRANSACTIONS_VERSION = 9
 """The migration that adds the mapped transactions and the re-map checkpoints."""
 
-SCHEMA_VERSION = MAPPED_TRANSACTIONS_VERSION
+RECONCILE_FIGURES_VERSION = 10
+"""The migration that adds the history's id reconcile figures and the numeric order's index."""
+
+SCHEMA_VERSION = RECONCILE_FIGURES_VERSION
 """The schema version this incsync writes; :meth:`PostgresStore.migrate` brings a database to it."""
 
 CONTENT_DIGEST_VERSION = 2
@@ -300,6 +305,22 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             """,
         ),
     ),
+    # Each history entry's id reconcile figures (0 for entries kept before), and the live ids in
+    # numeric order (incsync.reconcile.IdOrder.NUMERIC), so LIST_LIVE_IDS pages along an index.
+    (
+        RECONCILE_FIGURES_VERSION,
+        (
+            """
+            ALTER TABLE {schema}.cycles
+                ADD COLUMN reconcile_fetched bigint NOT NULL DEFAULT 0,
+                ADD COLUMN reconcile_tombstoned bigint NOT NULL DEFAULT 0
+            """,
+            """
+            CREATE INDEX live_ids_by_number ON {schema}.transactions
+                (source_key, length(record_id), record_id) WHERE NOT deleted
+            """,
+        ),
+    ),
 )
 UNDIGESTED_TRANSACTIONS = """
 SELECT source_key, record_id, payload::text FROM {schema}.transactions
@@ -418,12 +439,20 @@ SWEEP_TRANSACTIONS = """
 UPDATE {schema}.transactions SET deleted = true, generation = %s, deleted_reason = %s
 WHERE source_key = %s AND generation < %s AND NOT deleted AND record_id <> ALL(%s)
 """
-# Both run along the primary key (source_key, record_id COLLATE "C"): code point order, the
-# order incsync.reconcile merges in.
-LIST_LIVE_IDS = """
+# The live ids in each incsync.reconcile.IdOrder, from after a bound written as that order's sort
+# key: code point order runs along the primary key (source_key, record_id COLLATE "C"), numeric
+# order along the index live_ids_by_number, so a page is a range of an index, not a sort.
+LIST_LIVE_IDS = {
+    IdOrder.CODE_POINT: """
 SELECT record_id FROM {schema}.transactions
-WHERE source_key = %s AND record_id > %s AND NOT deleted ORDER BY record_id LIMIT %s
-"""
+WHERE source_key = %s AND NOT deleted AND record_id > %s ORDER BY record_id LIMIT %s
+""",
+    IdOrder.NUMERIC: """
+SELECT record_id FROM {schema}.transactions
+WHERE source_key = %s AND NOT deleted AND (length(record_id), record_id) > (%s, %s)
+ORDER BY length(record_id), record_id LIMIT %s
+""",
+}
 TOMBSTONE_TRANSACTIONS = """
 UPDATE {schema}.transactions SET deleted = true, generation = %s, deleted_reason = %s
 WHERE source_key = %s AND NOT deleted AND record_id = ANY(%s)
@@ -526,6 +555,8 @@ CYCLE_COLUMNS = (
     "retry_at",
     "clock_skew",
     "cycle_id",
+    "reconcile_fetched",
+    "reconcile_tombstoned",
 )
 SAVE_CYCLE = (
     f"INSERT INTO {{schema}}.cycles ({', '.join(CYCLE_COLUMNS)}) "

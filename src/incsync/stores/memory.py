@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
@@ -27,6 +28,7 @@ from incsync.mapping._kept import (
     split_page,
 )
 from incsync.mapping._spec import TransactionMapping
+from incsync.reconcile import IdOrder
 from incsync.records import (
     SWEPT,
     ApplyResult,
@@ -206,17 +208,29 @@ class InMemoryStore(StateStoreBase, MappedRowsBase):
             self._fences[source_key] = fence
             return len(gone)
 
-    def list_live_ids(self, source_key: str, after: str | None, limit: int) -> Sequence[str]:
-        """Return up to ``limit`` live ids of the source after ``after``, ascending."""
+    def list_live_ids(
+        self,
+        source_key: str,
+        after: str | None,
+        limit: int,
+        order: IdOrder = IdOrder.CODE_POINT,
+    ) -> Sequence[str]:
+        """Return up to ``limit`` live ids of the source after ``after``, ascending in ``order``."""
         check_source_key(source_key)
+        key = order.sort_key
+        bound = key(after or "")  # "" sorts before every id in each order
         with self._lock:
             stored = self._transactions.get(source_key, {})
-            live = sorted(
-                record_id
-                for record_id, transaction in stored.items()
-                if not transaction.record.deleted and (after is None or record_id > after)
+            # The smallest ``limit`` by a heap: a page costs no sort of every id.
+            return heapq.nsmallest(
+                limit,
+                (
+                    record_id
+                    for record_id, transaction in stored.items()
+                    if not transaction.record.deleted and key(record_id) > bound
+                ),
+                key=key,
             )
-        return live[:limit]
 
     def tombstone(
         self, source_key: str, ids: Collection[str], generation: int, token: int, reason: str

@@ -45,6 +45,7 @@ from incsync.mapping._kept import (
 )
 from incsync.mapping._spec import TransactionMapping
 from incsync.policy import positive_duration
+from incsync.reconcile import IdOrder
 from incsync.records import SWEPT, ApplyResult, Record, RejectedRecord, Transaction
 from incsync.redaction import redact
 from incsync.results import Outcome
@@ -574,12 +575,20 @@ class PostgresStore(StateStoreBase, MappedRowsBase):
                 void_tombstoned(cursor, self._sql, source_key, generation, SWEPT)
             return swept
 
-    def list_live_ids(self, source_key: str, after: str | None, limit: int) -> Sequence[str]:
-        """Return up to ``limit`` live ids of the source after ``after``: one keyset query."""
+    def list_live_ids(
+        self,
+        source_key: str,
+        after: str | None,
+        limit: int,
+        order: IdOrder = IdOrder.CODE_POINT,
+    ) -> Sequence[str]:
+        """Return up to ``limit`` live ids of the source after ``after`` in ``order``: one query."""
         check_source_key(source_key)
+        length, last = order.sort_key(after or "")  # "" sorts before every id in each order
+        # Code point order compares the id alone, along the primary key.
+        bound = (length, last) if order is IdOrder.NUMERIC else (last,)
         with self._transaction(f"list the live ids of {source_key!r}") as cursor:
-            # "" sorts before every id, so it stands for "from the first".
-            cursor.execute(self._sql(sql.LIST_LIVE_IDS), (source_key, after or "", limit))
+            cursor.execute(self._sql(sql.LIST_LIVE_IDS[order]), (source_key, *bound, limit))
             return [row[0] for row in cursor.fetchall()]
 
     def tombstone(

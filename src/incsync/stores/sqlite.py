@@ -32,6 +32,7 @@ from incsync.mapping._kept import (
 )
 from incsync.mapping._spec import TransactionMapping
 from incsync.marks import marks_from_text, marks_text
+from incsync.reconcile import IdOrder
 from incsync.records import SWEPT, ApplyResult, Record, RejectedRecord, Transaction
 from incsync.results import Outcome
 from incsync.state import (
@@ -65,12 +66,13 @@ from incsync.tokens import SealedTokens
 
 __all__ = ["SQLiteStore"]
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 """Version 2 keeps each transaction's content digest, version 3 each source's marks, version 4 the
 sink's fence per source, version 5 why a transaction was swept and each source's last count
 check, version 6 each source's OAuth2 tokens, version 7 each source's cycle history, version 8
 each history entry's cycle id, version 9 the mapped transactions and each source's re-map
-checkpoint; a file of an older version is upgraded on open."""
+checkpoint, version 10 each history entry's id reconcile figures and an index of live ids in
+numeric order; a file of an older version is upgraded on open."""
 
 _SCHEMA = (
     """
@@ -117,6 +119,8 @@ CREATE TABLE IF NOT EXISTS incsync_transactions (
     deleted_reason TEXT,
     PRIMARY KEY (source_key, record_id)
 );
+CREATE INDEX IF NOT EXISTS incsync_live_ids_by_number
+    ON incsync_transactions (source_key, length(record_id), record_id) WHERE NOT deleted;
 CREATE TABLE IF NOT EXISTS incsync_sink_fences (
     source_key TEXT PRIMARY KEY,
     token INTEGER NOT NULL
@@ -145,7 +149,9 @@ CREATE TABLE IF NOT EXISTS incsync_cycles (
     error_message TEXT,
     retry_at_us INTEGER,
     clock_skew_us INTEGER,
-    cycle_id TEXT
+    cycle_id TEXT,
+    reconcile_fetched INTEGER NOT NULL DEFAULT 0,
+    reconcile_tombstoned INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS incsync_cycles_by_start ON incsync_cycles (source_key, started_us);
 CREATE TABLE IF NOT EXISTS incsync_rejected (
@@ -196,11 +202,25 @@ WHERE source_key = ?
       ELSE 0 END
 """
 
-# Both run along the primary key (source_key, record_id); SQLite's BINARY order is code point
-# order, the order incsync.reconcile merges in.
-_LIST_LIVE_IDS = """
+# The live ids after a bound, in each incsync.reconcile.IdOrder, each statement a range of an
+# index. Code point order runs along the primary key (SQLite's BINARY order is code point order).
+# Numeric order (by length, then code point) runs along incsync_live_ids_by_number in two ranges:
+# the ids as long as the bound and after it, then, if the page is not full, the longer ones. One
+# statement comparing the row value (length(record_id), record_id) would be no range of that
+# index for SQLite, which would then walk the source's ids from the first on every page.
+_LIVE_IDS = """
 SELECT record_id FROM incsync_transactions
-WHERE source_key = ? AND record_id > ? AND NOT deleted ORDER BY record_id LIMIT ?
+WHERE source_key = ? AND NOT deleted AND record_id > ? ORDER BY record_id LIMIT ?
+"""
+_LIVE_IDS_AS_LONG = """
+SELECT record_id FROM incsync_transactions
+WHERE source_key = ? AND NOT deleted AND length(record_id) = ? AND record_id > ?
+ORDER BY record_id LIMIT ?
+"""
+_LIVE_IDS_LONGER = """
+SELECT record_id FROM incsync_transactions
+WHERE source_key = ? AND NOT deleted AND length(record_id) > ?
+ORDER BY length(record_id), record_id LIMIT ?
 """
 _TOMBSTONE = """
 UPDATE incsync_transactions SET deleted = 1, generation = ?, deleted_reason = ?
@@ -234,7 +254,7 @@ VALUES (?, ?, ?, ?, ?, ?)
 _CYCLE_COLUMNS = (
     "source_key, generation, worker, started_us, ended_us, outcome, pages, fetched, applied, "
     "already_applied, rejected, swept, error_class, error_message, retry_at_us, clock_skew_us, "
-    "cycle_id"
+    "cycle_id, reconcile_fetched, reconcile_tombstoned"
 )
 _SAVE_CYCLE = (
     f"INSERT INTO incsync_cycles ({_CYCLE_COLUMNS}) "
@@ -321,6 +341,20 @@ def _add_cycle_ids(connection: sqlite3.Connection) -> None:
         connection.execute("ALTER TABLE incsync_cycles ADD COLUMN cycle_id TEXT")
 
 
+def _add_reconcile_figures(connection: sqlite3.Connection) -> None:
+    """Upgrade to schema 10: each history entry's id reconcile figures (0 for the entries kept).
+
+    The index of live ids in numeric order needs no step: the schema's statements create it.
+    """
+    columns = connection.execute("PRAGMA table_info(incsync_cycles)").fetchall()
+    names = {column["name"] for column in columns}
+    for column in ("reconcile_fetched", "reconcile_tombstoned"):
+        if column not in names:
+            connection.execute(
+                f"ALTER TABLE incsync_cycles ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0"
+            )
+
+
 # Each step brings a file written by an older incsync to the schema version it names. A version
 # that only adds tables (4: the sink's fences; 6: the tokens; 7: the cycle history; 9: the mapped
 # transactions) needs no step:
@@ -330,6 +364,7 @@ _UPGRADES: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     (3, _add_marks),
     (5, _add_deleted_reasons_and_count_checks),
     (8, _add_cycle_ids),
+    (10, _add_reconcile_figures),
 )
 
 
@@ -441,6 +476,8 @@ def _cycle_row(entry: CycleEntry) -> tuple[object, ...]:
         _micros(entry.retry_at),
         None if skew is None else skew // _MICROSECOND,
         entry.cycle_id,
+        entry.reconcile_fetched,
+        entry.reconcile_tombstoned,
     )
 
 
@@ -464,6 +501,8 @@ def _cycle_from_row(row: sqlite3.Row) -> CycleEntry:
         retry_at=_time(row["retry_at_us"]),
         clock_skew=None if skew is None else timedelta(microseconds=skew),
         cycle_id=row["cycle_id"],
+        reconcile_fetched=row["reconcile_fetched"],
+        reconcile_tombstoned=row["reconcile_tombstoned"],
     )
 
 
@@ -817,12 +856,27 @@ class SQLiteStore(StateStoreBase, MappedRowsBase):
                 void_tombstoned(connection, source_key, generation, SWEPT)
             return swept.rowcount
 
-    def list_live_ids(self, source_key: str, after: str | None, limit: int) -> Sequence[str]:
-        """Return up to ``limit`` live ids of the source after ``after``: one keyset query."""
+    def list_live_ids(
+        self,
+        source_key: str,
+        after: str | None,
+        limit: int,
+        order: IdOrder = IdOrder.CODE_POINT,
+    ) -> Sequence[str]:
+        """Return up to ``limit`` live ids of the source after ``after`` in ``order``: one query."""
         check_source_key(source_key)
-        # "" sorts before every id, so it stands for "from the first".
-        rows = self._connection().execute(_LIST_LIVE_IDS, (source_key, after or "", limit))
-        return [row[0] for row in rows]
+        connection = self._connection()
+        length, last = order.sort_key(after or "")  # "" sorts before every id in each order
+        if order is IdOrder.CODE_POINT:
+            return [row[0] for row in connection.execute(_LIVE_IDS, (source_key, last, limit))]
+        ids = [
+            row[0]
+            for row in connection.execute(_LIVE_IDS_AS_LONG, (source_key, length, last, limit))
+        ]
+        if len(ids) < limit:
+            longer = connection.execute(_LIVE_IDS_LONGER, (source_key, length, limit - len(ids)))
+            ids.extend(row[0] for row in longer)
+        return ids
 
     def tombstone(
         self, source_key: str, ids: Collection[str], generation: int, token: int, reason: str

@@ -37,9 +37,10 @@ Why this keeps the engine's checkpoints and resume exact is :mod:`incsync.vendor
 the jobs' lifecycle is :mod:`incsync.vendors._salesforce_export`. Small reads, the incremental
 ones, stay on ``query``: they cost no more request than before.
 
-A drift between the counts is reconciled by id (``lists_ids``, see :mod:`incsync.reconcile`):
-:meth:`SalesforceConnector.list_ids` pages ``SELECT Id FROM <SObject> WHERE Id > '<last>' ORDER BY
-Id LIMIT n`` through ``query`` (live rows only; Ids order as they compare, see :func:`_last_id`),
+A drift between the counts is reconciled by id (``lists_ids``, see :mod:`incsync.reconcile`), in
+code point order: :meth:`SalesforceConnector.list_ids` pages ``SELECT Id FROM <SObject> WHERE Id >
+'<last>' ORDER BY Id LIMIT <batch size>`` through ``query`` (live rows only; Ids order as their
+text compares, see :func:`_last_id`),
 and :meth:`SalesforceConnector.fetch_by_ids` reads ``WHERE Id IN (...)`` through the same endpoint
 and fields as the read, so a row in the recycle bin comes back as a tombstone.
 
@@ -339,18 +340,35 @@ class SalesforceConnector(HttpConnector):
         body = self._get(self._count_api, params={"q": f"SELECT COUNT() FROM {self.sobject}"})
         return counted(body.get("totalSize"), vendor=self.vendor, where="the COUNT() totalSize")
 
-    def list_ids(self, after: str | None, limit: int) -> Sequence[str]:
-        """Return up to ``limit`` Ids of live rows after ``after``, ascending (one answer page).
+    def list_ids(self) -> Iterator[list[str]]:
+        """Yield the Ids of live rows in pages, ascending: each page one answer by Id.
+
+        Each page asks ``SELECT Id FROM <SObject> WHERE Id > '<last>' ORDER BY Id LIMIT
+        <batch size>`` through ``query`` (live rows only), so no query locator is held between
+        pages; the list ends with an answer that is done and shorter than the limit.
 
         Raises:
-            BadResponseError: An Id did not ascend past the one before.
+            BadResponseError: An Id did not ascend past the one before, or a page held none.
             SourceError: Salesforce could not be read.
         """
-        since = "" if after is None or not _RECORD_ID.fullmatch(after) else f" WHERE Id > '{after}'"
-        soql = f"SELECT Id FROM {self.sobject}{since} ORDER BY Id LIMIT {limit}"
-        rows = self._get(self._count_api, params={"q": soql})["records"]
-        _last_id(rows, after)
-        return [row["Id"] for row in rows]
+        after: str | None = None
+        while True:
+            since = "" if after is None else f" WHERE Id > '{after}'"
+            soql = f"SELECT Id FROM {self.sobject}{since} ORDER BY Id LIMIT {self.batch_size}"
+            body = self._get(self._count_api, params={"q": soql})
+            rows = body["records"]
+            ids = [row.get("Id") if isinstance(row, Mapping) else None for row in rows]
+            last = _last_id(rows, after)
+            if any(not isinstance(i, str) or not _RECORD_ID.fullmatch(i) for i in ids):
+                raise BadResponseError(
+                    f"salesforce: a listing of {self.sobject} Ids held a row without a record Id",
+                    vendor=self.vendor,
+                )
+            if ids:
+                yield [str(i) for i in ids]
+            if body["done"] and len(rows) < self.batch_size:
+                return
+            after = last
 
     def fetch_by_ids(self, ids: Sequence[str]) -> RawPage:
         """Return the rows with these Ids, through the read's endpoint and fields.
