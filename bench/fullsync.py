@@ -35,9 +35,9 @@ Reported per vendor: records/s of each run, the pipelined run's ratio to the seq
 records/s as a fraction of the vendor's ceiling, which is its documented request rate times the
 records a page holds (what no client of that vendor can exceed on one account).
 
-Peak memory: the pipelined full read of ``--rss-records`` Salesforce records (the fake that
-pages large reads from a query locator, so a million records are served in reasonable time),
-each in a process of its own, reporting that process's peak resident set size.
+Peak memory: the pipelined full read of ``--rss-records`` Salesforce records (a fake that serves
+a million records in reasonable time: a read that large goes by Bulk API 2.0 jobs), each in a
+process of its own, reporting that process's peak resident set size.
 
 Xero's ceiling is 100 records a second (60 calls a minute, 100 invoices a call): 100,000
 records take 17 minutes a run. Its default is 12,000 records (two minutes a run); the rolling
