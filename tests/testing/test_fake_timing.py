@@ -28,7 +28,7 @@ from incsync.testing.fakes.xero import XeroLimits
 
 UTC = timezone.utc
 # Long beside the time a barrier takes to release a dozen threads, short for a test.
-SLOW = Latency(fixed=0.4)
+SLOW = Latency(fixed=1.0)
 
 
 class _Pages(FakeVendor):
