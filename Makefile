@@ -32,7 +32,7 @@ unit: $(STAMP)
 
 test: lint typecheck docs unit
 
-# Every benchmark (docs/performance.md), about 20 minutes, on an otherwise idle machine.
+# Every benchmark (docs/performance.md), about 45 minutes, on an otherwise idle machine.
 # BENCH_IMPORTS="before=../other-checkout/src" adds a tree to the import-time comparison.
 BENCH_IMPORTS ?=
 bench: $(STAMP)
@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.telemetry
 	$(BIN)/python -m bench.counts
 	$(BIN)/python -m bench.sweep
+	$(BIN)/python -m bench.fullsync
 	$(BIN)/python -m bench.reconcile_ids
 
 clean:

@@ -6,11 +6,12 @@ The whole algorithm is :meth:`SyncEngine.run_cycle`:
    stopped or asked us to wait).
 2. Ask the connector for the window after the cursor, minus its lookback.
 3. For each page: write it to the sink (which drops what was already applied), keep the records set
-   aside as malformed, and checkpoint. For ordered sources the checkpoint moves the cursor to the
-   page's highest (updated_at, id), never past the cycle's start minus the safety lag, on the
-   source's clock (below); unordered sources move it only once the cycle completes. Where the
-   store is the sink, the page and its checkpoint are one transaction. A cancel, or the host's
-   ``stop``, ends the cycle there.
+   aside as malformed, and checkpoint, while the next page is fetched (:mod:`incsync.pipeline`:
+   one page ahead, its errors raised only once this page is durable). For ordered sources the
+   checkpoint moves the cursor to the page's highest (updated_at, id), never past the cycle's
+   start minus the safety lag, on the source's clock (below); unordered sources move it only
+   once the cycle completes. Where the store is the sink, the page and its checkpoint are one
+   transaction. A cancel, or the host's ``stop``, ends the cycle there.
 4. When the read completes: after a full re-read, sweep what it did not see; when the counts
    keep disagreeing and the connector can list its ids, reconcile by id
    (:func:`incsync._reconcile_walk.reconcile_by_id`, which a cancel or a stop ends between
@@ -68,6 +69,7 @@ from incsync.history import CycleEntry, cycle_entry
 from incsync.humanize import duration_text, plural
 from incsync.mapping import MappedRow, RemapPage
 from incsync.mapping._kept import DEFAULT_MAPPED_PAGE
+from incsync.pipeline import read_ahead
 from incsync.policy import (
     FailureDecision,
     SyncPolicy,
@@ -539,25 +541,27 @@ class SyncEngine:
         cursor = state.cursor
         unordered_high: Cursor | None = None
         window = window_after(cursor, connector.lookback, state.marks)
-        for page in telemetry.fetched(connector.read(window)):
-            high, newest = page_high_water(page.records)
-            if ordered:
-                cursor = advance(cursor, high, horizon(started, lag, connector.clock_skew()))
-            elif high is not None and (unordered_high is None or high > unordered_high):
-                unordered_high = high
-            with telemetry.writing():
-                current = self._write(state, page, lease, (cursor, newest), tally)
-            tally.pages += 1
-            tally.fetched += len(page.records) + len(page.rejected)
-            if page.total is not None:
-                # A page without one (a delete channel's, read after the rest) changes nothing.
-                tally.total = page.total
-            telemetry.written(tally.applied, tally.rejected)
-            if on_progress is not None:
-                self._report(on_progress, key, tally, clock_start)
-            interrupted = self._ending_at(current, stop, lease, ending)
-            if interrupted is not None:
-                return interrupted, current.cursor
+        # The next page is fetched while this one is written: see incsync.pipeline.
+        with read_ahead(connector.read(window)) as pages:
+            for page in telemetry.fetched(pages):
+                high, newest = page_high_water(page.records)
+                if ordered:
+                    cursor = advance(cursor, high, horizon(started, lag, connector.clock_skew()))
+                elif high is not None and (unordered_high is None or high > unordered_high):
+                    unordered_high = high
+                with telemetry.writing():
+                    current = self._write(state, page, lease, (cursor, newest), tally)
+                tally.pages += 1
+                tally.fetched += len(page.records) + len(page.rejected)
+                if page.total is not None:
+                    # A page without one (a delete channel's, read after the rest) changes nothing.
+                    tally.total = page.total
+                telemetry.written(tally.applied, tally.rejected)
+                if on_progress is not None:
+                    self._report(on_progress, key, tally, clock_start)
+                interrupted = self._ending_at(current, stop, lease, ending)
+                if interrupted is not None:
+                    return interrupted, current.cursor
         final = advance(cursor, unordered_high, horizon(started, lag, connector.clock_skew()))
         if state.reset_pending:
             # The whole source was read under this generation: what it did not see is gone.

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from incsync.testing import ManualClock
 from incsync.testing.fakes.hubspot import ARCHIVED_RETENTION, FakeHubSpot, HubSpotLimits
@@ -521,3 +523,49 @@ def test_defaults_are_as_unkind_as_hubspot() -> None:
         fake.clock.advance(timedelta(seconds=2))
         statuses = [search(client).status_code for _ in range(6)]
     assert statuses == [200] * 5 + [429]
+
+
+@given(
+    offsets=st.lists(st.integers(0, 40), min_size=1, max_size=30),
+    operator=st.sampled_from(["GTE", "GT", "EQ", "LT", "BETWEEN"]),
+    bound=st.integers(-2, 42),
+    extra=st.booleans(),
+)
+@settings(max_examples=60, deadline=None)
+def test_a_bounded_search_on_the_sort_property_finds_what_a_scan_would(
+    offsets: list[int], operator: str, bound: int, extra: bool
+) -> None:
+    """The index skips the entries below a lower bound on the property it is sorted by; the ids
+    and the total are those of judging every deal, with or without a second filter."""
+    fake = FakeHubSpot(index_lag=timedelta(0), limits=UNLIMITED)
+    moments = [T0 + offset * MS for offset in offsets]
+    made = fake.load("deals", moments, {"dealname": "d"})
+    low = T0 + bound * MS
+    value = str(to_micros(low) // 1000)
+    given_filter: Json = {"propertyName": "hs_lastmodifieddate", "operator": operator}
+    given_filter["value"] = value
+    if operator == "BETWEEN":
+        given_filter["highValue"] = str(to_micros(low + 5 * MS) // 1000)
+    filters = [given_filter]
+    if extra:
+        filters.append(
+            {"propertyName": "hs_object_id", "operator": "GTE", "value": made[1 % len(made)]}
+        )
+    passes: Callable[[datetime], bool] = {
+        "GTE": lambda at: at >= low,
+        "GT": lambda at: at > low,
+        "EQ": lambda at: at == low,
+        "LT": lambda at: at < low,
+        "BETWEEN": lambda at: low <= at <= low + 5 * MS,
+    }[operator]
+    expected = {
+        object_id
+        for object_id, at in zip(made, moments, strict=True)
+        if passes(at) and (not extra or int(object_id) >= int(made[1 % len(made)]))
+    }
+    headers = {"Authorization": f"Bearer {fake.private_app_token}"}
+    base_url = "https://api.hubapi.com"
+    with httpx.Client(transport=fake.transport(), base_url=base_url, headers=headers) as client:
+        answer = search(client, *filters)
+        assert set(ids(answer)) == expected
+        assert answer.json()["total"] == len(expected)

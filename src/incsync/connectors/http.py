@@ -397,7 +397,8 @@ class HttpConnector(BaseConnector):
         their uncertainty, ``None`` before any dated answer. See
         :func:`incsync.clocks.estimate_skew`.
         """
-        return estimate_skew(self._clock_samples)
+        # A copy: the engine asks from its own thread while the read-ahead thread adds answers.
+        return estimate_skew(tuple(self._clock_samples))
 
     def source_time(self) -> datetime:
         """Return the time by the source's own clock: the host's, moved by :meth:`clock_skew`.

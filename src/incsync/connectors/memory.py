@@ -19,6 +19,7 @@ from typing import Any
 
 from incsync.connectors.base import BaseConnector, RawPage
 from incsync.cursor import Window
+from incsync.pipeline import wait_for_previous_page
 from incsync.policy import non_negative_duration, optional_positive_duration, positive_count
 from incsync.reconcile import IdOrder
 from incsync.timestamps import ensure_utc, parse_timestamp
@@ -171,7 +172,11 @@ class InMemoryConnector(BaseConnector):
         lookback: How far before the cursor each incremental read starts.
         before_page: Called with the page number (from 0) before each page is fetched, and once
             more before the read ends; tests use it to change the source mid-read or to fail.
-        page_delay: Seconds to sleep before each page, to stand in for network time.
+            Within a cycle it runs once the page before is durable (written, checkpointed,
+            progress reported, stop and cancel checked), as in a read one page at a time, and
+            the page is read from the source after it.
+        page_delay: Seconds to sleep before each page, to stand in for network time: within a
+            cycle it passes while the page before is written (see :mod:`incsync.pipeline`).
         secret: A credential value to declare in :meth:`secrets` (for redaction tests).
         seed: Seeds the shuffle of an unordered read.
         delete_retention: How long the simulated source keeps its deletes readable (see
@@ -249,6 +254,9 @@ class InMemoryConnector(BaseConnector):
     def _before(self, number: int) -> None:
         if self.page_delay:
             time.sleep(self.page_delay)
+        # The network's time above overlaps the previous page's write; what the hook does and
+        # what the source holds now are seen only once that page is durable.
+        wait_for_previous_page()
         if self.before_page is not None:
             self.before_page(number)
 

@@ -2,10 +2,12 @@
 
 Each fake follows the vendor's documented behaviour (filters, ordering, paging, caps, throttling,
 error bodies, token expiry), so a connector that passes against it has met the real API's rules,
-not a kinder version of them.
+not a kinder version of them. Given a :class:`Latency` and a :class:`RunningClock`, they also
+take the vendor's time and count its rate limits on the real clock, for benchmarks and the tests
+that measure waiting; both are off by default, so the test suite stays fast.
 """
 
-from incsync.testing.fakes._server import FakeVendor, RecordedRequest
+from incsync.testing.fakes._server import FakeVendor, Latency, RecordedRequest, RunningClock
 from incsync.testing.fakes.generic_rest import FakeGenericRest
 from incsync.testing.fakes.hubspot import FakeHubSpot, HubSpotLimits
 from incsync.testing.fakes.pipedrive import FakePipedrive, PipedriveLimits
@@ -24,9 +26,11 @@ __all__ = [
     "FakeVendor",
     "FakeXero",
     "HubSpotLimits",
+    "Latency",
     "PipedriveLimits",
     "QuickBooksTokens",
     "RecordedRequest",
+    "RunningClock",
     "ThrottleFormat",
     "XeroLimits",
     "XeroTokens",

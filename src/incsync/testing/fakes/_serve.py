@@ -28,7 +28,7 @@ from typing import TextIO
 import attrs
 
 from incsync.testing import ManualClock
-from incsync.testing.fakes._server import FakeVendor
+from incsync.testing.fakes._server import FakeVendor, RunningClock
 from incsync.testing.fakes.generic_rest import FakeGenericRest
 from incsync.testing.fakes.hubspot import FakeHubSpot
 from incsync.testing.fakes.pipedrive import FakePipedrive
@@ -36,7 +36,6 @@ from incsync.testing.fakes.quickbooks import FakeQuickBooks
 from incsync.testing.fakes.salesforce import FakeSalesforce
 from incsync.testing.fakes.stripe import FakeStripe
 from incsync.testing.fakes.xero import FakeXero
-from incsync.timestamps import utc_now
 
 __all__ = [
     "VENDORS",
@@ -50,30 +49,6 @@ __all__ = [
 
 _HISTORY = timedelta(days=30)
 _NAMES = ("Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Wonka")
-
-
-class _RunningClock(ManualClock):
-    """The real time, for a fake a person drives: it moves by itself.
-
-    It is a :class:`~incsync.testing.ManualClock` so that every fake takes it; moving it
-    (``advance``, ``set``) shifts it from the real time, which it then keeps following.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(utc_now())
-        self._offset = timedelta(0)
-
-    def __call__(self) -> datetime:
-        return utc_now() + self._offset
-
-    def advance(self, delta: timedelta) -> datetime:
-        """Move the clock ``delta`` ahead of where it would be; return the new time."""
-        self._offset += delta
-        return self()
-
-    def set(self, moment: datetime) -> None:
-        """Make the clock read ``moment`` now; it runs on from there."""
-        self._offset = moment - utc_now()
 
 
 Settings = Mapping[str, object]
@@ -448,7 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     arguments = _parser().parse_args(argv)
     rng = random.Random(arguments.seed)
-    served = VENDORS[arguments.vendor](arguments.records, _RunningClock(), rng)
+    served = VENDORS[arguments.vendor](arguments.records, RunningClock(), rng)
     try:
         _serve_until_stopped(arguments.vendor, served, arguments.host, arguments.port, sys.stdout)
     except OSError as error:

@@ -1,20 +1,36 @@
-"""What every fake vendor shares: a request handler served in-process or on a loopback port."""
+"""What every fake vendor shares: a request handler served in-process or on a loopback port.
+
+A fake answers at once unless it is given a :class:`Latency`: then every answer leaves after the
+time a real vendor takes (a round trip and its work, more for a larger page), outside the fake's
+lock, so requests sent concurrently are in flight together as they are at a real vendor. A fake
+that documents a limit on concurrent requests (QuickBooks 10 per company, Xero 5 per tenant)
+refuses the one over it with that vendor's own throttle answer. Together with a
+:class:`RunningClock`, on which the fakes count their rate limits, a fake then makes a client wait
+what the vendor would make it wait.
+"""
 
 from __future__ import annotations
 
 import abc
+import json
+import random
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import attrs
 import httpx
 
-__all__ = ["FakeVendor", "RecordedRequest"]
+from incsync.testing import ManualClock
+from incsync.timestamps import utc_now
+
+__all__ = ["FakeVendor", "Latency", "RecordedRequest", "RunningClock"]
 
 Fault = Callable[[httpx.Request], "httpx.Response | None"]
 """Looks at a request and answers it instead of the fake (a throttle, an outage), or passes."""
@@ -24,6 +40,70 @@ _AUTHORITY = re.compile(r"[\w.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
 
 # Headers that carry credentials: recorded as present, never by value.
 _SECRET_HEADERS = frozenset({"authorization", "x-api-key", "x-api-token", "cookie"})
+
+
+def _non_negative_seconds(
+    _instance: object, attribute: attrs.Attribute[Any], value: object
+) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(f"Latency.{attribute.name} must be seconds of 0 or more, got {value!r}")
+
+
+@attrs.frozen
+class Latency:
+    """How long a fake takes to answer a request: ``fixed + per_record * records + jitter``.
+
+    ``fixed`` stands for the network round trip and the vendor's own overhead; ``per_record``
+    for its work on each record of the page (a larger page takes longer); ``jitter`` adds up to
+    that many seconds more, drawn uniformly from a generator seeded with ``seed``, so two runs of
+    one scenario wait alike. Every answer waits, throttles and errors included (they too make a
+    round trip).
+
+    Args:
+        fixed: Seconds every answer takes.
+        per_record: Seconds more for each record the answer holds.
+        jitter: Up to this many seconds more, uniformly drawn.
+        seed: Seeds the draws of the jitter.
+
+    Raises:
+        ValueError: A duration is negative or not a number.
+    """
+
+    fixed: float = attrs.field(default=0.0, validator=_non_negative_seconds)
+    per_record: float = attrs.field(default=0.0, validator=_non_negative_seconds)
+    jitter: float = attrs.field(default=0.0, validator=_non_negative_seconds)
+    seed: int = 0
+
+    def seconds(self, records: int, draw: float) -> float:
+        """Return the wait of an answer holding ``records`` records; ``draw`` is in [0, 1)."""
+        return self.fixed + self.per_record * records + self.jitter * draw
+
+
+class RunningClock(ManualClock):
+    """The real time, for fakes that must throttle as the vendor does: it moves by itself.
+
+    It is a :class:`~incsync.testing.ManualClock` so that every fake takes it; moving it
+    (``advance``, ``set``) shifts it from the real time, which it then keeps following. A fake on
+    it counts its rate limits against the real clock: a client that sends faster than the vendor
+    allows is refused, and waits, as it would in production.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(utc_now())
+        self._shift = timedelta(0)
+
+    def __call__(self) -> datetime:
+        """Return the real time, moved by however far the clock was moved."""
+        return utc_now() + self._shift
+
+    def advance(self, delta: timedelta) -> datetime:
+        """Move the clock ``delta`` ahead of where it would be; return the new time."""
+        self._shift += delta
+        return self()
+
+    def set(self, moment: datetime) -> None:
+        """Make the clock read ``moment`` now; it runs on from there."""
+        self._shift = moment - utc_now()
 
 
 @attrs.frozen
@@ -48,13 +128,29 @@ class FakeVendor(abc.ABC):
 
     A subclass implements :meth:`handle`. Tests reach it through :meth:`transport` (no socket) or
     :meth:`serve` (a real HTTP server on 127.0.0.1), queue faults with :meth:`add_fault`, and read
-    :attr:`requests` afterwards. Requests are handled one at a time, as one consistent backend.
+    :attr:`requests` afterwards. Requests are handled one at a time, as one consistent backend;
+    the :attr:`latency` of each answer is waited outside that lock, so concurrent requests are in
+    flight together.
+
+    Attributes:
+        latency: How long each answer takes; ``None`` (the default, for fast tests) answers at
+            once.
+        max_concurrent: The vendor's documented limit on requests in flight at once (a class
+            attribute; ``None``: none). A request over it gets :meth:`concurrency_refusal`.
+        in_flight_peak: The most requests that were in flight at once (received, not yet
+            answered).
     """
+
+    max_concurrent: int | None = None
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._faults: list[Fault] = []
         self.requests: list[RecordedRequest] = []
+        self.latency: Latency | None = None
+        self._in_flight = 0
+        self.in_flight_peak = 0
+        self._draws: tuple[int, random.Random] | None = None
 
     @abc.abstractmethod
     def handle(self, request: httpx.Request) -> httpx.Response:
@@ -81,11 +177,55 @@ class FakeVendor(abc.ABC):
         with self._lock:
             self._faults.clear()
 
+    def records_in(self, response: httpx.Response) -> int:
+        """Return how many records ``response`` holds, for :attr:`Latency.per_record`.
+
+        Every vendor puts a page's records in a JSON list at the top of its body or one level
+        down (QuickBooks' ``QueryResponse.Invoice``, Salesforce's ``records``, Stripe's
+        ``data``...): the longest such list is the page. Any other body holds none.
+        """
+        try:
+            body = json.loads(response.content)
+        except (ValueError, RecursionError):
+            return 0
+        if not isinstance(body, dict):
+            return len(body) if isinstance(body, list) else 0
+        values = [*body.values()]
+        values += [
+            item for value in body.values() if isinstance(value, dict) for item in value.values()
+        ]
+        return max((len(value) for value in values if isinstance(value, list)), default=0)
+
+    def concurrency_refusal(self, request: httpx.Request) -> httpx.Response:
+        """Return the vendor's answer to a request over :attr:`max_concurrent`: a plain 429."""
+        return httpx.Response(429, text="Too many concurrent requests")
+
     def dispatch(self, request: httpx.Request) -> httpx.Response:
-        """Answer ``request``: the first fault that answers, else :meth:`handle`; and record it."""
+        """Answer ``request``: the first fault that answers, else :meth:`handle`; and record it.
+
+        With a :attr:`latency`, the answer leaves only after its wait, which holds no lock; the
+        request counts as in flight from its arrival until then.
+        """
+        with self._lock:
+            self._in_flight += 1
+            self.in_flight_peak = max(self.in_flight_peak, self._in_flight)
+        try:
+            response, wait = self._answer(request)
+            if wait > 0:
+                time.sleep(wait)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+        return response
+
+    def _answer(self, request: httpx.Request) -> tuple[httpx.Response, float]:
+        """Answer ``request`` under the lock; return the answer and how long it takes to leave."""
         with self._lock:
             response = None
-            for fault in self._faults:
+            limit = self.max_concurrent
+            if limit is not None and self._in_flight > limit:
+                response = self.concurrency_refusal(request)
+            for fault in self._faults if response is None else ():
                 response = fault(request)
                 if response is not None:
                     break
@@ -101,7 +241,17 @@ class FakeVendor(abc.ABC):
             self.requests.append(
                 RecordedRequest(request.method, str(request.url), headers, response.status_code)
             )
-            return response
+            return response, self._wait(response)
+
+    def _wait(self, response: httpx.Response) -> float:
+        """Return how long ``response`` takes to leave, by :attr:`latency` (under the lock)."""
+        latency = self.latency
+        if latency is None:
+            return 0.0
+        if self._draws is None or self._draws[0] != latency.seed:
+            self._draws = (latency.seed, random.Random(latency.seed))
+        records = self.records_in(response) if latency.per_record else 0
+        return latency.seconds(records, self._draws[1].random())
 
     def transport(self) -> httpx.MockTransport:
         """Return an httpx transport that answers from this fake without any socket."""

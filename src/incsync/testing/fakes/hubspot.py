@@ -30,6 +30,7 @@ Tests arrange data and time through the control methods and attributes (:meth:`F
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import math
 import random
@@ -288,6 +289,8 @@ class FakeHubSpot(FakeVendor):
         self._settled_ms = _ALWAYS  # from then on every version written so far is searchable
         self._cache: dict[tuple[str, str, int | None], list[_Hit]] = {}
         self._orders: dict[tuple[str, str, bool, int | None], list[_Hit]] = {}
+        # Per sorted index: the sort values of its leading numbers, to skip what a bound excludes.
+        self._numbers: dict[tuple[str, str, bool, int | None], list[float]] = {}
         self._day, self._day_count = -1, 0
         self._recent: deque[int] = deque()
         self._recent_searches: deque[int] = deque()
@@ -621,13 +624,50 @@ class FakeHubSpot(FakeVendor):
         if cache_key in self._cache:
             return self._cache[cache_key]
         # Filtering keeps the order of what it filters, so the sorted index serves every filter.
-        hits = [
+        ordered = self._sorted(object_type, sort, now_ms, moment)
+        first, passing = self._bounded(object_type, groups, sort, moment)
+        hits = ordered[first:passing] + [
             (obj, version)
-            for obj, version in self._sorted(object_type, sort, now_ms, moment)
+            for obj, version in ordered[passing:]
             if not groups or any(all(f.passes(obj.raw(version, f.name)) for f in g) for g in groups)
         ]
         self._cache = {cache_key: hits}  # one query at a time: what paging through one needs
         return hits
+
+    def _bounded(
+        self,
+        object_type: str,
+        groups: list[list[_Filter]],
+        sort: tuple[str, bool],
+        moment: int | None,
+    ) -> tuple[int, int]:
+        """Return where in the index hits may start, and up to where they surely pass.
+
+        The entries from ``passing`` on are judged by the filters. Only a speed-up, for the query
+        every incremental read sends (one group, a numeric lower bound on the property the index
+        is sorted by, ascending): the numbers below the bound cannot pass and are not looked at;
+        with that bound alone, the numbers from it on all pass.
+        """
+        name, descending = sort
+        if descending or len(groups) != 1:
+            return 0, 0
+        bounds = [
+            f
+            for f in groups[0]
+            if f.name == name and f.operator in ("GTE", "GT", "EQ", "BETWEEN")
+            if isinstance(f.low, float)
+        ]
+        if not bounds:
+            return 0, 0
+        numbers = self._numbers[(object_type, name, descending, moment)]
+        low = max(bound.low for bound in bounds if isinstance(bound.low, float))
+        first = bisect.bisect_left(numbers, low)
+        (only,) = groups[0] if len(groups[0]) == 1 else (None,)
+        if only is None or only.operator not in ("GTE", "GT"):
+            return first, first
+        if only.operator == "GT":
+            first = bisect.bisect_right(numbers, low)
+        return first, len(numbers)
 
     def _sorted(
         self, object_type: str, sort: tuple[str, bool], now_ms: int, moment: int | None
@@ -653,7 +693,9 @@ class FakeHubSpot(FakeVendor):
         ordered = [hit for _, hit in present] + [hit for key, hit in keyed if key is None]
         if any(kept[3] != moment for kept in self._orders):
             self._orders.clear()
+            self._numbers.clear()
         self._orders[key] = ordered
+        self._numbers[key] = [entry[0][1] for entry in present if entry[0][0] == 0]
         return ordered
 
     def _list(self, request: httpx.Request, object_type: str) -> httpx.Response:
@@ -748,6 +790,7 @@ class FakeHubSpot(FakeVendor):
         self._settled_ms = max(self._settled_ms, indexed_ms)
         self._cache.clear()
         self._orders.clear()
+        self._numbers.clear()
 
     def _forget_expired(self) -> None:
         """Delete for good every object archived longer ago than :data:`ARCHIVED_RETENTION`."""

@@ -35,8 +35,10 @@ Failures, with the bodies QuickBooks sends: a missing, unknown or expired access
 the lowercase ``{"fault": {"error": [...]}}`` envelope (code 3200); another realm's path is a 403
 (code 3100); more than ``requests_per_minute`` API requests in any 60 s of the fake's clock is a 429
 with Fault code 3001 and no ``Retry-After``, its body JSON or the XML QuickBooks sometimes sends
-although JSON was asked for; an unknown refresh token is a 400 ``{"error": "invalid_grant"}``, and
-so is a rotated-away one once ``refresh_token_grace`` (24 hours, as Intuit documents) has passed.
+although JSON was asked for, and so is a request that finds 10 others of the company in flight
+(Intuit's limit on concurrent requests, felt once the fake has a latency); an unknown refresh
+token is a 400 ``{"error": "invalid_grant"}``, and so is a rotated-away one once
+``refresh_token_grace`` (24 hours, as Intuit documents) has passed.
 
 Deliberate simplifications: only JSON is served, so a request without ``Accept: application/json``
 is refused with a 406 (the real API would answer in XML: either way a client must ask for JSON);
@@ -165,6 +167,8 @@ class FakeQuickBooks(FakeVendor):
         cdc_cut: Which objects a CDC answer of more than 1,000 keeps (see :data:`CdcCut`).
         seed: Seeds the shuffles that stand for "no promised order".
     """
+
+    max_concurrent = 10
 
     def __init__(
         self,
@@ -495,6 +499,10 @@ class FakeQuickBooks(FakeVendor):
             return None
         detail = "Token invalid" if expiry is None else f"Token expired: {token[:10]}..."
         return self._auth_fault(401, "3200", "AuthenticationFailed", detail, "AUTHENTICATION")
+
+    def concurrency_refusal(self, request: httpx.Request) -> httpx.Response:
+        """Answer a request over the 10 in flight per company as QuickBooks does: Fault 3001."""
+        return self._throttle_response(self.throttle_format)
 
     def _throttle(self) -> httpx.Response | None:
         if self._forced_throttles:

@@ -16,6 +16,9 @@ What it serves, behind a secret key sent as a bearer token (or as the basic-auth
   ``Expired API Key provided``. Keys are shown masked in error bodies, as Stripe does.
 - Faults queued with :meth:`FakeStripe.fail_next`: 429 ``rate_limit`` with ``Retry-After``, 5xx
   ``api_error``, each with an optional ``Stripe-Should-Retry`` header.
+- Stripe's rate limit, when given one, on the fake's clock: more than ``reads_per_second`` reads
+  in one second (live mode: 100) is a 429 ``rate_limit`` (no ``Retry-After``: Stripe promises
+  none).
 
 Tests arrange data and time through the control methods (:meth:`FakeStripe.create_invoice`,
 :meth:`~FakeStripe.load`, :attr:`~FakeStripe.clock`...) and compare a sink with
@@ -63,6 +66,16 @@ def _mask(key: str) -> str:
     return f"{prefix}{'*' * max(0, len(key) - len(prefix) - 4)}{key[-4:]}"
 
 
+LIVE_READS_PER_SECOND = 100
+"""Stripe's basic rate limit in live mode: read operations per second per account."""
+
+_RATE_LIMITED = {
+    "message": "Request rate limit exceeded",
+    "type": "invalid_request_error",
+    "code": "rate_limit",
+}
+
+
 def _seconds(moment: datetime, field: str) -> int:
     return int(ensure_utc(moment, field).timestamp())
 
@@ -74,15 +87,26 @@ class FakeStripe(FakeVendor):
         clock: The fake's time, for ``created`` stamps and event retention; share it with the code
             under test. Defaults to a clock at 2024-06-01T12:00Z.
         seed: Seeds generated ids, so a run can be repeated.
+        reads_per_second: Reads allowed in one second of the fake's clock; ``None`` (the default:
+            the default clock stands still) for no limit. Give :data:`LIVE_READS_PER_SECOND` and
+            a :class:`~incsync.testing.fakes.RunningClock` to be throttled as in live mode.
 
     Attributes:
         clock: Move it to move the fake's time.
         secret_key: The key the API accepts (``sk_test_...``).
     """
 
-    def __init__(self, *, clock: ManualClock | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        clock: ManualClock | None = None,
+        seed: int = 0,
+        reads_per_second: int | None = None,
+    ) -> None:
         super().__init__()
         self.clock = clock or ManualClock(datetime(2024, 6, 1, 12, tzinfo=UTC))
+        self.reads_per_second = reads_per_second
+        self._second = (0, 0)  # (clock second, reads in it)
         self._rng = random.Random(seed)
         self.secret_key = f"sk_test_{self._token(40)}"
         self._revoked: set[str] = set()
@@ -123,8 +147,7 @@ class FakeStripe(FakeVendor):
         if should_retry is not None:
             headers["Stripe-Should-Retry"] = "true" if should_retry else "false"
         if status == 429:
-            body = {"message": "Request rate limit exceeded", "type": "invalid_request_error"}
-            body["code"] = "rate_limit"
+            body = _RATE_LIMITED
         else:
             body = {"message": "An unknown error occurred", "type": "api_error"}
 
@@ -285,6 +308,8 @@ class FakeStripe(FakeVendor):
 
     def _route(self, request: httpx.Request) -> httpx.Response:
         self._authenticate(request)
+        if self._over_rate():
+            return httpx.Response(429, json={"error": _RATE_LIMITED})
         path = request.url.path.rstrip("/")
         if request.method != "GET":
             return error_response(
@@ -299,6 +324,18 @@ class FakeStripe(FakeVendor):
         return error_response(
             404, f"Unrecognized request URL (GET: {path}).", "invalid_request_error"
         )
+
+    def _over_rate(self) -> bool:
+        """Count a read in the clock's second; return whether it is over the limit."""
+        limit = self.reads_per_second
+        if limit is None:
+            return False
+        second = _seconds(self.clock(), "clock()")
+        reads = self._second[1] if self._second[0] == second else 0
+        if reads >= limit:
+            return True
+        self._second = (second, reads + 1)
+        return False
 
     def _authenticate(self, request: httpx.Request) -> None:
         scheme, _, credential = request.headers.get("authorization", "").partition(" ")

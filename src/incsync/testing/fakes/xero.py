@@ -23,7 +23,9 @@ What it serves:
 - Rate limits per tenant on the fake's clock: calls per rolling minute (60) and per rolling day
   (5,000). A breach is a 429 with ``Retry-After`` (seconds until a call frees) and
   ``X-Rate-Limit-Problem: minute`` or ``day``; every answer carries ``X-MinLimit-Remaining``,
-  ``X-DayLimit-Remaining`` and ``X-AppMinLimit-Remaining``.
+  ``X-DayLimit-Remaining`` and ``X-AppMinLimit-Remaining``. A call that finds 5 others of the
+  tenant in progress (felt once the fake has a latency) is a 429 with ``Retry-After: 1`` and
+  ``X-Rate-Limit-Problem: concurrent``.
 - Errors in Xero's shapes: ``{"ErrorNumber", "Type", "Message"}`` for a bad request, and the
   problem object ``{"Title", "Status", "Detail"}`` for a missing, expired or unknown token (401)
   and a missing or unknown tenant (403).
@@ -254,6 +256,8 @@ class FakeXero(FakeVendor):
         client_secret: The OAuth client secret the token endpoint accepts.
     """
 
+    max_concurrent = 5
+
     def __init__(
         self,
         *,
@@ -436,6 +440,11 @@ class FakeXero(FakeVendor):
             raise _problem(403, "Forbidden", "AuthenticationUnsuccessful: Xero-tenant-id missing")
         if tenant.strip().lower() != self.tenant_id:
             raise _problem(403, "Forbidden", "AuthorizationUnsuccessful")
+
+    def concurrency_refusal(self, request: httpx.Request) -> httpx.Response:
+        """Answer a call over the 5 in progress per tenant: a 429 naming the limit, retry in 1 s."""
+        headers = {"X-Rate-Limit-Problem": "concurrent", "Retry-After": "1"}
+        return httpx.Response(429, text="", headers=headers)
 
     def _count_call(self, now_ms: int) -> dict[str, str]:
         """Count the call against the tenant's limits, or raise the 429 of the one it breaks."""

@@ -1,0 +1,228 @@
+"""Time partitions of a full read: the plan, each partition's progress, and the cursor they allow.
+
+A full read (a first sync, a Reset, a re-read after a retention gap) waits on one request at a
+time. Split into time partitions, it can be read by several readers at once, each in order and
+checkpointed on its own, up to what the vendor allows concurrently. These are the decisions
+such a read takes, as pure functions over frozen values; the engine does not run partitions
+yet, and reads a full window with one reader (:mod:`incsync.pipeline`).
+
+* :func:`plan_partitions` splits the time between the oldest and the newest record into ranges
+  of equal length; the first is open below and the last open above, so together they hold every
+  record whatever was changed since they were drawn.
+* :func:`progressed` records how far a partition's durable pages reached (only forward) and
+  whether it is finished.
+* :func:`split` cuts an unfinished partition at a time after what it has read: the rest becomes a
+  partition of its own (a partition that hit a vendor's cap on results, or one to share out).
+* :func:`resume_from` is where a partition's reader starts (again), after a crash too: at the
+  time of the last durable key (inclusive, so the records sharing it are read again and dropped
+  by the sink), else at the partition's start.
+* :func:`completed_prefix` is the one cursor the source's state may hold while partitions are
+  read: every record at or before it is durable. It moves over the finished partitions from the
+  first, and into the first unfinished one as far as that one reached; it is never past an
+  unfinished partition's unread records.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+import attrs
+
+from incsync.cursor import Cursor
+from incsync.errors import ConfigurationError
+from incsync.policy import positive_count
+from incsync.timestamps import ensure_utc
+
+__all__ = [
+    "Partition",
+    "PartitionPlan",
+    "completed_prefix",
+    "plan_partitions",
+    "progressed",
+    "resume_from",
+    "split",
+]
+
+
+def _utc_bound(value: datetime | None) -> datetime | None:
+    return None if value is None else ensure_utc(value, "partition bound")
+
+
+@attrs.frozen
+class Partition:
+    """One time range of a full read and how far its durable pages reached.
+
+    Args:
+        start: Inclusive lower bound on ``updated_at``; ``None``: from the first record.
+        end: Exclusive upper bound; ``None``: to the last record.
+        reached: The highest key of the partition's durable pages; ``None`` before any.
+        done: Whether the partition was read to its end.
+    """
+
+    start: datetime | None = attrs.field(converter=_utc_bound)
+    end: datetime | None = attrs.field(converter=_utc_bound)
+    reached: Cursor | None = None
+    done: bool = False
+
+    def holds(self, key: Cursor) -> bool:
+        """Return whether a record at ``key`` belongs to this partition."""
+        after_start = self.start is None or key.updated_at >= self.start
+        return after_start and (self.end is None or key.updated_at < self.end)
+
+
+def _partitions(value: Iterable[Partition]) -> tuple[Partition, ...]:
+    return tuple(value)
+
+
+def _contiguous(
+    _instance: object,
+    _attribute: attrs.Attribute[tuple[Partition, ...]],
+    value: tuple[Partition, ...],
+) -> None:
+    if not value:
+        raise ConfigurationError("a partition plan needs at least one partition")
+    if value[0].start is not None or value[-1].end is not None:
+        raise ConfigurationError("a partition plan must be open below and above")
+    for before, after in itertools.pairwise(value):
+        if before.end is None or before.end != after.start:
+            raise ConfigurationError(
+                f"partitions must follow one another: one ends at {before.end}, "
+                f"the next starts at {after.start}"
+            )
+    for partition in value:
+        start, end = partition.start, partition.end
+        if start is not None and end is not None and start >= end:
+            raise ConfigurationError(f"a partition must end after it starts ({start} to {end})")
+        if partition.reached is not None and not partition.holds(partition.reached):
+            raise ConfigurationError(f"a partition cannot have reached {partition.reached}")
+
+
+@attrs.frozen
+class PartitionPlan:
+    """The partitions of one full read, in time order, covering all time without a gap.
+
+    Raises:
+        ConfigurationError: The partitions leave a gap, overlap, or a partition reached a key
+            outside its range.
+    """
+
+    partitions: tuple[Partition, ...] = attrs.field(converter=_partitions, validator=_contiguous)
+
+    @property
+    def done(self) -> bool:
+        """Whether every partition was read to its end."""
+        return all(partition.done for partition in self.partitions)
+
+    def unfinished(self) -> Sequence[int]:
+        """Return the indexes of the partitions still to read."""
+        return [index for index, p in enumerate(self.partitions) if not p.done]
+
+
+def plan_partitions(oldest: datetime, newest: datetime, count: int) -> PartitionPlan:
+    """Split the time from ``oldest`` to ``newest`` into ``count`` partitions of equal length.
+
+    Fewer partitions come back when the span is too short to split (a single instant: one).
+
+    Args:
+        oldest: The earliest ``updated_at`` at the source (an estimate is enough).
+        newest: The latest.
+        count: How many partitions: what the vendor lets one account read concurrently.
+
+    Raises:
+        ConfigurationError: ``count`` is below 1, or ``newest`` is before ``oldest``.
+        NaiveDatetimeError: A time has no timezone.
+    """
+    positive_count.check("count", count)
+    oldest, newest = ensure_utc(oldest, "oldest"), ensure_utc(newest, "newest")
+    if newest < oldest:
+        raise ConfigurationError(f"newest ({newest}) is before oldest ({oldest})")
+    step = (newest - oldest) / count
+    bounds = sorted({oldest + step * number for number in range(1, count)} - {oldest})
+    edges: list[datetime | None] = [None, *bounds, None]
+    return PartitionPlan(Partition(start, end) for start, end in itertools.pairwise(edges))
+
+
+def _checked_index(plan: PartitionPlan, index: int) -> Partition:
+    if not 0 <= index < len(plan.partitions):
+        raise ConfigurationError(f"the plan has no partition {index}")
+    return plan.partitions[index]
+
+
+def progressed(
+    plan: PartitionPlan, index: int, reached: Cursor | None, *, done: bool
+) -> PartitionPlan:
+    """Return the plan once partition ``index``'s page up to ``reached`` is durable.
+
+    Args:
+        plan: The plan.
+        index: The partition.
+        reached: The highest key of the durable page (``None``: it held no record).
+        done: Whether that page was the partition's last.
+
+    Raises:
+        ConfigurationError: No such partition, it was finished already, or ``reached`` lies
+            outside it or before what it had reached.
+    """
+    partition = _checked_index(plan, index)
+    if partition.done:
+        raise ConfigurationError(f"partition {index} was read to its end already")
+    if reached is not None and partition.reached is not None and reached < partition.reached:
+        raise ConfigurationError(
+            f"partition {index} cannot go back from {partition.reached} to {reached}"
+        )
+    kept = partition.reached if reached is None else reached
+    changed = attrs.evolve(partition, reached=kept, done=done)
+    return PartitionPlan((*plan.partitions[:index], changed, *plan.partitions[index + 1 :]))
+
+
+def split(plan: PartitionPlan, index: int, at: datetime) -> PartitionPlan:
+    """Return the plan with unfinished partition ``index`` cut at ``at`` into two.
+
+    The first part keeps what was read (``at`` must be after it); the second starts at ``at``
+    with nothing read.
+
+    Raises:
+        ConfigurationError: No such partition, it is finished, or ``at`` is not inside the part
+            still to read.
+        NaiveDatetimeError: ``at`` has no timezone.
+    """
+    at = ensure_utc(at, "at")
+    partition = _checked_index(plan, index)
+    if partition.done:
+        raise ConfigurationError(f"partition {index} was read to its end already")
+    floor = partition.start if partition.reached is None else partition.reached.updated_at
+    if (floor is not None and at <= floor) or (partition.end is not None and at >= partition.end):
+        raise ConfigurationError(f"partition {index} cannot be split at {at}")
+    first = attrs.evolve(partition, end=at)
+    second = Partition(at, partition.end)
+    return PartitionPlan((*plan.partitions[:index], first, second, *plan.partitions[index + 1 :]))
+
+
+def resume_from(partition: Partition) -> datetime | None:
+    """Return where a reader of ``partition`` starts: inclusive, ``None`` for the beginning.
+
+    From the time of the last durable key, so the records that share it and were not in that
+    page are read (those that were are dropped by the sink); else from the partition's start.
+    """
+    return partition.start if partition.reached is None else partition.reached.updated_at
+
+
+def completed_prefix(plan: PartitionPlan) -> Cursor | None:
+    """Return the cursor the source's state may hold: every record at or before it is durable.
+
+    Over the finished partitions from the first, the cursor is the start of the next one (as
+    ``Cursor(start, "")``: before every record at that time); into the first unfinished one, as
+    far as it reached. ``None`` while the first partition has no durable page. Once every
+    partition is done, it is the highest key read, or the last partition's start if that one
+    held nothing.
+    """
+    cursor: Cursor | None = None
+    for partition in plan.partitions:
+        if not partition.done:
+            return partition.reached or cursor
+        if partition.end is None:
+            return partition.reached or cursor
+        cursor = Cursor(partition.end, "")
+    return cursor

@@ -1,0 +1,166 @@
+"""Time partitions of a full read: a model of readers that crash and resume at any step.
+
+The model reads a source of records (many sharing a second) through a plan of partitions, one
+page at a time from whichever partition Hypothesis picks, as concurrent readers would interleave.
+A page is durable with its partition's progress at once (one transaction, as a page and its
+checkpoint are); a crash loses the page in flight and the readers start again from the plan as
+it was last made durable. Partitions are split at random points of what is left to read.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from incsync.cursor import Cursor
+from incsync.errors import ConfigurationError
+from incsync.partitions import (
+    Partition,
+    PartitionPlan,
+    completed_prefix,
+    plan_partitions,
+    progressed,
+    resume_from,
+    split,
+)
+from incsync.timestamps import UTC
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+SECOND = timedelta(seconds=1)
+
+
+def _at(seconds: int) -> datetime:
+    return T0 + seconds * SECOND
+
+
+records_strategy = st.lists(
+    st.tuples(st.integers(0, 30), st.integers(0, 9)), min_size=0, max_size=60, unique=True
+).map(lambda pairs: sorted(Cursor(_at(second), f"r{number}") for second, number in pairs))
+
+
+def _page(source: list[Cursor], partition: Partition, size: int) -> list[Cursor]:
+    """What a keyset reader of ``partition`` gets next: from where it resumes, after its key."""
+    start = resume_from(partition)
+    return [
+        key
+        for key in source
+        if partition.holds(key)
+        and (start is None or key.updated_at >= start)
+        and (partition.reached is None or key > partition.reached)
+    ][:size]
+
+
+def _assert_prefix_is_durable(source: list[Cursor], sink: set[Cursor], plan: PartitionPlan) -> None:
+    cursor = completed_prefix(plan)
+    if cursor is None:
+        return
+    missing = [key for key in source if key <= cursor and key not in sink]
+    assert not missing, f"the cursor {cursor} is past unwritten records {missing}"
+
+
+@given(
+    source=records_strategy,
+    count=st.integers(1, 5),
+    size=st.integers(1, 7),
+    data=st.data(),
+)
+@settings(max_examples=300, deadline=None)
+def test_partitioned_reads_with_crashes_and_splits_end_with_the_sink_equal_to_the_source(
+    source: list[Cursor], count: int, size: int, data: st.DataObject
+) -> None:
+    oldest = source[0].updated_at if source else T0
+    newest = source[-1].updated_at if source else T0
+    durable = plan_partitions(oldest, newest, count)
+    sink: set[Cursor] = set()
+    for _ in range(200):
+        unfinished = durable.unfinished()
+        if not unfinished:
+            break
+        index = data.draw(st.sampled_from(unfinished), label="partition")
+        action = data.draw(st.sampled_from(["page", "page", "page", "crash", "split"]))
+        partition = durable.partitions[index]
+        if action == "split":
+            floor = resume_from(partition)
+            low = 0 if floor is None else int((floor - T0) / SECOND) + 1
+            high = 31 if partition.end is None else int((partition.end - T0) / SECOND) - 1
+            if low <= high:
+                at = _at(data.draw(st.integers(low, high), label="split at"))
+                if partition.start is None or at > partition.start:
+                    durable = split(durable, index, at)
+        elif action == "page":
+            page = _page(source, partition, size)
+            sink.update(page)  # the page and its checkpoint, in one transaction
+            durable = progressed(durable, index, max(page, default=None), done=len(page) < size)
+        # "crash": the page in flight is lost; readers resume from ``durable``.
+        _assert_prefix_is_durable(source, sink, durable)
+    while not durable.done:  # what is left, read without crashes
+        index = durable.unfinished()[0]
+        page = _page(source, durable.partitions[index], size)
+        sink.update(page)
+        durable = progressed(durable, index, max(page, default=None), done=len(page) < size)
+        _assert_prefix_is_durable(source, sink, durable)
+    assert sink == set(source)
+    final = completed_prefix(durable)
+    if source:
+        assert final is not None
+        assert final >= source[-1]
+
+
+def test_a_plan_covers_all_time_in_ranges_of_equal_length() -> None:
+    plan = plan_partitions(_at(0), _at(30), 3)
+    assert [(p.start, p.end) for p in plan.partitions] == [
+        (None, _at(10)),
+        (_at(10), _at(20)),
+        (_at(20), None),
+    ]
+    assert len(plan_partitions(_at(5), _at(5), 4).partitions) == 1
+
+
+def test_the_prefix_stops_at_the_first_unfinished_partition_and_goes_as_far_as_it_reached() -> None:
+    plan = plan_partitions(_at(0), _at(30), 3)
+    assert completed_prefix(plan) is None
+    later = progressed(plan, 2, Cursor(_at(25), "a"), done=True)
+    assert completed_prefix(later) is None  # partition 0 has nothing durable yet
+    first = progressed(later, 0, Cursor(_at(3), "b"), done=False)
+    assert completed_prefix(first) == Cursor(_at(3), "b")
+    finished = progressed(first, 0, None, done=True)
+    assert completed_prefix(finished) == Cursor(_at(10), "")
+    whole = progressed(finished, 1, Cursor(_at(12), "c"), done=True)
+    assert completed_prefix(whole) == Cursor(_at(25), "a")
+
+
+def test_progress_only_goes_forward_and_stays_inside_its_partition() -> None:
+    plan = progressed(plan_partitions(_at(0), _at(30), 3), 1, Cursor(_at(15), "x"), done=False)
+    with pytest.raises(ConfigurationError, match="cannot go back"):
+        progressed(plan, 1, Cursor(_at(11), "x"), done=False)
+    with pytest.raises(ConfigurationError, match="cannot have reached"):
+        progressed(plan, 1, Cursor(_at(25), "x"), done=False)
+    done = progressed(plan, 1, None, done=True)
+    with pytest.raises(ConfigurationError, match="read to its end already"):
+        progressed(done, 1, None, done=True)
+    with pytest.raises(ConfigurationError, match="no partition 7"):
+        progressed(plan, 7, None, done=True)
+
+
+def test_a_split_keeps_what_was_read_and_refuses_a_point_already_read() -> None:
+    plan = progressed(plan_partitions(_at(0), _at(30), 3), 1, Cursor(_at(15), "x"), done=False)
+    cut = split(plan, 1, _at(17))
+    assert [(p.start, p.end, p.reached) for p in cut.partitions[1:3]] == [
+        (_at(10), _at(17), Cursor(_at(15), "x")),
+        (_at(17), _at(20), None),
+    ]
+    for at in (_at(15), _at(12), _at(20)):
+        with pytest.raises(ConfigurationError, match="cannot be split"):
+            split(plan, 1, at)
+
+
+def test_a_plan_with_a_gap_or_no_open_end_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="follow one another"):
+        PartitionPlan([Partition(None, _at(1)), Partition(_at(2), None)])
+    with pytest.raises(ConfigurationError, match="open below and above"):
+        PartitionPlan([Partition(_at(0), None)])
+    with pytest.raises(ConfigurationError, match="at least one"):
+        PartitionPlan([])
