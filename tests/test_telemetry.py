@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing
 from datetime import datetime, timedelta
@@ -417,6 +418,47 @@ def test_a_page_that_cannot_be_written_ends_its_span_as_an_error(recorded: Recor
         ("incsync.page", StatusCode.ERROR, "StoreError"),
         ("incsync.cycle", StatusCode.ERROR, "StoreError: disk full; password=***"),
     ]
+
+
+def test_page_spans_time_each_fetch_at_the_source_while_the_page_before_is_written(
+    recorded: Recorded,
+) -> None:
+    """Pages are read one ahead of the writes: a page's span and its fetch latency are the
+    source's time for that page, not how long the engine then waited for it (almost nothing,
+    the page having come while the one before was written)."""
+    fetch, write = 0.05, 0.1
+
+    class SlowStore(InMemoryStore):
+        def commit_page(self, *args: Any, **kwargs: Any) -> Any:
+            time.sleep(write)
+            return super().commit_page(*args, **kwargs)
+
+    connector = InMemoryConnector(sample(30), page_size=10, page_delay=fetch)
+    result = SyncEngine(SlowStore()).run_cycle(KEY, connector)
+    assert (result.outcome, result.pages) == (Outcome.COMPLETED, 3)
+    pages = sorted(
+        (s for s in recorded.spans.get_finished_spans() if s.name == "incsync.page"),
+        key=lambda s: int(s.attributes["incsync.page"]),  # type: ignore[index,arg-type]
+    )
+    assert [s.attributes["incsync.page"] for s in pages] == [1, 2, 3]  # type: ignore[index]
+    for span in pages:
+        assert span.attributes["incsync.page.records"] == 10  # type: ignore[index]
+        assert span.attributes["incsync.page.fetch_seconds"] >= fetch * 0.9  # type: ignore[index,operator]
+    # Page 2 was asked for as soon as page 1 was handed over: its span starts before page 1's ends.
+    assert pages[1].start_time < pages[0].end_time  # type: ignore[operator]
+    data = recorded.metrics.get_metrics_data()
+    assert data is not None
+    (fetches,) = [
+        point
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "incsync.page.duration"
+        for point in metric.data.data_points
+        if (point.attributes or {}).get("incsync.page.step") == "fetch"
+    ]
+    assert isinstance(fetches, HistogramDataPoint)
+    assert (fetches.count, fetches.min >= fetch * 0.9) == (3, True)
 
 
 def test_disabled_telemetry_reports_nothing(recorded: Recorded) -> None:

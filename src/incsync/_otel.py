@@ -23,7 +23,7 @@ from incsync.results import CycleResult, Outcome
 if TYPE_CHECKING:
     from incsync.telemetry import CycleTelemetry
 
-__all__ = ["OpenSpan", "Otel"]
+__all__ = ["OpenSpan", "Otel", "PageFetch"]
 
 SCOPE = "incsync"
 """The instrumentation scope of every span and instrument."""
@@ -51,6 +51,21 @@ def _version() -> str | None:
         return importlib.metadata.version("incsync")
     except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
         return None
+
+
+@attrs.frozen
+class PageFetch:
+    """One page's fetch: its number, when it was asked for and came, its records.
+
+    Times are ``time.time_ns()``; ``records`` and ``set_aside`` count its well-formed and
+    set-aside records.
+    """
+
+    number: int
+    asked: int
+    came: int
+    records: int
+    set_aside: int
 
 
 @attrs.frozen
@@ -179,8 +194,10 @@ class Otel:
     def fetched_pages(self, pages: Iterable[Page], cycle: CycleTelemetry) -> Iterator[Page]:
         """Yield ``pages``, noting when each was asked for and came; record its fetch latency.
 
-        No span is made here: the page's span starts when it was asked for (see
-        :meth:`page_span`), and a fetch that finds the read ended makes none.
+        It runs where the connector reads (the reading thread, one page ahead of the writes), so
+        the latency is the source's, not the engine's wait. No span is made here: the page's span
+        starts when it was asked for (see :meth:`page_span`), and a fetch that finds the read
+        ended makes none.
         """
         iterator = iter(pages)
         latency = {VENDOR: cycle.vendor, STEP: "fetch"}
@@ -192,27 +209,29 @@ class Otel:
                 return
             self.page_duration.record(time.perf_counter() - began, latency)
             cycle.pages += 1
-            cycle.fetched = (asked, time.time_ns(), len(page.records), len(page.rejected))
+            cycle.fetched.append(
+                PageFetch(cycle.pages, asked, time.time_ns(), len(page.records), len(page.rejected))
+            )
             yield page
 
     def page_span(self, cycle: CycleTelemetry) -> AbstractContextManager[None]:
-        """Return a context that writes the page fetched last within its span; time the write."""
+        """Return a context that writes the oldest page not yet written in its span, timed."""
         return self._page(cycle)
 
     @contextmanager
     def _page(self, cycle: CycleTelemetry) -> Iterator[None]:
         now = time.time_ns()
-        asked, came, records, set_aside = cycle.fetched or (now, now, 0, 0)
+        fetch = cycle.fetched.popleft() if cycle.fetched else PageFetch(cycle.pages, now, now, 0, 0)
         span = self.tracer.start_span(
             "incsync.page",
             attributes={
-                PAGE: cycle.pages,
-                "incsync.page.records": records,
-                "incsync.page.set_aside": set_aside,
+                PAGE: fetch.number,
+                "incsync.page.records": fetch.records,
+                "incsync.page.set_aside": fetch.set_aside,
                 # An attribute, not an event: an event costs as much again as the attributes.
-                "incsync.page.fetch_seconds": (came - asked) / 1e9,
+                "incsync.page.fetch_seconds": (fetch.came - fetch.asked) / 1e9,
             },
-            start_time=asked,
+            start_time=fetch.asked,
         )
         opened = OpenSpan(span, context.attach(trace.set_span_in_context(span)))
         began = time.perf_counter()

@@ -541,9 +541,10 @@ class SyncEngine:
         cursor = state.cursor
         unordered_high: Cursor | None = None
         window = window_after(cursor, connector.lookback, state.marks)
-        # The next page is fetched while this one is written: see incsync.pipeline.
-        with read_ahead(connector.read(window)) as pages:
-            for page in telemetry.fetched(pages):
+        # The next page is fetched while this one is written: see incsync.pipeline. Each fetch is
+        # timed where it runs, in the reading thread, so its latency is the source's.
+        with read_ahead(telemetry.fetched(connector.read(window))) as pages:
+            for page in pages:
                 high, newest = page_high_water(page.records)
                 if ordered:
                     cursor = advance(cursor, high, horizon(started, lag, connector.clock_skew()))

@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar, Token
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
-    from incsync._otel import OpenSpan, Otel
+    from incsync._otel import OpenSpan, Otel, PageFetch
 
 __all__ = [
     "CycleContextFilter",
@@ -148,8 +148,9 @@ class CycleTelemetry:
         source_key: The source the cycle syncs.
         vendor: The connector's vendor, the attribute of its metrics.
         pages: Pages fetched so far.
-        fetched: When the last page was asked for and came (``time.time_ns()``), and its
-            well-formed and set-aside records.
+        fetched: The fetches of pages not yet written, oldest first: the reading thread adds
+            each page's as it comes (:mod:`incsync.pipeline`: it may be one page ahead), and
+            the page's span takes it when the engine writes that page.
     """
 
     __slots__ = (
@@ -170,7 +171,8 @@ class CycleTelemetry:
         self.source_key = source_key
         self.vendor = vendor
         self.pages = 0
-        self.fetched: tuple[int, int, int, int] | None = None
+        # A deque: appended in the reading thread, taken in the engine's, without a lock.
+        self.fetched: deque[PageFetch] = deque()
         self._otel = otel
         self._span: OpenSpan | None = None
         self._applied = 0
@@ -227,8 +229,9 @@ def fetched(pages: Iterable[Page]) -> Iterable[Page]:
     """Return ``pages`` with each fetch timed, when OpenTelemetry reports.
 
     The fetch latency of each page is recorded, and when it was asked for is kept for its span
-    (:func:`writing`). A fetch that finds the read ended makes no span: its requests, if any, are
-    in the cycle's.
+    (:func:`writing`). Wrap the connector's read itself, inside the read-ahead
+    (:mod:`incsync.pipeline`), so each fetch is timed in the thread that makes it. A fetch that
+    finds the read ended makes no span: its requests, if any, are in the cycle's.
     """
     current = _CURRENT.get()
     if current is None or current._otel is None:
@@ -237,10 +240,11 @@ def fetched(pages: Iterable[Page]) -> Iterable[Page]:
 
 
 def writing() -> AbstractContextManager[None]:
-    """Return a context for writing the page fetched last: its span, current while it writes.
+    """Return a context for writing the oldest page not yet written: its span, made current.
 
-    The span starts when the page was asked for, with an event when it came, so the trace shows
-    the fetch and the write of each page; the write's latency is recorded.
+    The span starts when the page was asked for, with its fetch time as an attribute, so the
+    trace shows the fetch and the write of each page (a page read ahead starts while the one
+    before is written); the write's latency is recorded.
     """
     current = _CURRENT.get()
     if current is None or current._otel is None:
