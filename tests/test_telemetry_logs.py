@@ -148,12 +148,15 @@ def test_a_plain_format_names_them() -> None:
     engine = SyncEngine(InMemoryStore())
     with handled(handler):
         result = engine.run_cycle("acme/items", InMemoryConnector(source()))
-        engine.reset("acme/items")
+        engine.reset("acme/items", actor="ops")
     lines = stream.getvalue().splitlines()
     assert lines[0].startswith(
         f"acme/items {result.cycle_id} INFO source acme/items: cycle completed"
     )
-    assert lines[1] == "None None INFO source acme/items reset: the next cycle re-reads everything"
+    assert (
+        lines[1]
+        == "None None INFO source acme/items reset by ops: the next cycle re-reads everything"
+    )
 
 
 def test_structlog_renders_them_as_json() -> None:

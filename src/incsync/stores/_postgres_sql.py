@@ -16,6 +16,7 @@ from functools import lru_cache
 from incsync.errors import ConfigurationError
 
 __all__ = [
+    "ACTION_LOG_VERSION",
     "CHECK_TOKENS_WRITABLE",
     "CONTENT_DIGEST_VERSION",
     "COUNT_LIVE_TRANSACTIONS",
@@ -35,11 +36,13 @@ __all__ = [
     "PRUNE_CYCLES_BY_AGE",
     "PRUNE_CYCLES_BY_COUNT",
     "RAISE_SINK_FENCE",
+    "READ_ACTIONS",
     "READ_CYCLES",
     "READ_STATE",
     "READ_TRANSACTIONS",
     "RECORDED_VERSION",
     "RECORD_VERSION",
+    "SAVE_ACTION",
     "SAVE_CYCLE",
     "SAVE_REJECTED",
     "SAVE_TOKENS",
@@ -56,7 +59,10 @@ __all__ = [
     "render",
 ]
 
-SCHEMA_VERSION = 8
+ACTION_LOG_VERSION = 11
+"""The version that adds each source's action log (:mod:`incsync.actions`)."""
+
+SCHEMA_VERSION = ACTION_LOG_VERSION
 """The schema version this incsync writes; :meth:`PostgresStore.migrate` brings a database to it."""
 
 CONTENT_DIGEST_VERSION = 2
@@ -242,6 +248,23 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     ),
     # Each history entry's cycle id, the one its log records carry (none for entries kept before).
     (8, ("ALTER TABLE {schema}.cycles ADD COLUMN cycle_id text",)),
+    # What people did to each source (reset, cancel, resume), who and when; read newest first
+    # through the index, by time, then by row.
+    (
+        ACTION_LOG_VERSION,
+        (
+            """
+            CREATE TABLE {schema}.actions (
+                id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                source_key text COLLATE "C" NOT NULL,
+                action text NOT NULL,
+                actor text NOT NULL,
+                at timestamptz NOT NULL
+            )
+            """,
+            "CREATE INDEX actions_by_time ON {schema}.actions (source_key, at, id)",
+        ),
+    ),
 )
 UNDIGESTED_TRANSACTIONS = """
 SELECT source_key, record_id, payload::text FROM {schema}.transactions
@@ -414,7 +437,12 @@ SAVE_CYCLE = (
     f"INSERT INTO {{schema}}.cycles ({', '.join(CYCLE_COLUMNS)}) "
     f"VALUES ({', '.join(['%s'] * len(CYCLE_COLUMNS))})"
 )
+SAVE_ACTION = "INSERT INTO {schema}.actions (source_key, action, actor, at) VALUES (%s, %s, %s, %s)"
 # LIMIT NULL is no limit.
+READ_ACTIONS = (
+    "SELECT source_key, action, actor, at FROM {schema}.actions WHERE source_key = %s "
+    "ORDER BY at DESC, id DESC LIMIT %s"
+)
 READ_CYCLES = (
     f"SELECT {', '.join(CYCLE_COLUMNS)} FROM {{schema}}.cycles WHERE source_key = %s "
     "ORDER BY started DESC, id DESC LIMIT %s"
