@@ -32,6 +32,7 @@ __all__ = [
     "Action",
     "ActionEntry",
     "available_actions",
+    "check_actor",
 ]
 
 
@@ -50,8 +51,15 @@ ACTOR_LENGTH = 200
 """The most characters an actor's name keeps; a longer one is an error, not cut silently."""
 
 
-def _actor(_instance: object, _attribute: attrs.Attribute[str], value: object) -> None:
-    # Shown on screens and terminals: printable text only, and not empty.
+def check_actor(value: object) -> str:
+    """Return ``value`` when it can name who made an action (the one rule for actors' names).
+
+    Names are shown on screens and terminals: printable text only, not blank, at most
+    :data:`ACTOR_LENGTH` characters.
+
+    Raises:
+        ConfigurationError: It cannot.
+    """
     if (
         not isinstance(value, str)
         or not value.strip()
@@ -62,6 +70,11 @@ def _actor(_instance: object, _attribute: attrs.Attribute[str], value: object) -
             f"an action's actor must be printable text of 1 to {ACTOR_LENGTH} characters "
             f"(a user name, an e-mail address or a process), got {value!r}"
         )
+    return value
+
+
+def _actor(_instance: object, _attribute: attrs.Attribute[str], value: object) -> None:
+    check_actor(value)
 
 
 def _source_key(_instance: object, _attribute: attrs.Attribute[str], value: object) -> None:
