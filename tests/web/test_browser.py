@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import pytest
 
@@ -249,7 +249,7 @@ def test_details_open_on_hover_and_on_tap(browser: Browser, base_url: str) -> No
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_narrow_screens_and_an_accessibility_audit(
-    browser: Browser, base_url: str, axe_source: str, scheme: str
+    browser: Browser, base_url: str, axe_source: str, scheme: Literal["light", "dark"]
 ) -> None:
     """At 360 px nothing scrolls sideways, and axe-core finds no violation, in both schemes."""
     context = browser.new_context(

@@ -28,18 +28,26 @@ KEYWORDS = {"_": None, "N_": None, "gettext": None, "ngettext": (1, 2)}
 def _extracted() -> set[str | tuple[str, str]]:
     """Every message the console's code and templates pass through the translation layer."""
     messages: set[str | tuple[str, str]] = set()
-    found = []
+    found: list[object] = []
     for path in sorted(PACKAGE.glob("*.py")):
         with path.open("rb") as source:
-            found += list(extract_python(source, KEYWORDS, [], {}))
+            found += [
+                message
+                for _line, _call, message, _notes in extract_python(source, KEYWORDS, [], {})
+            ]
     for path in sorted((PACKAGE / "templates").glob("*.html")):
         with path.open("rb") as source:
-            found += list(babel_extract(source, tuple(KEYWORDS), [], {}))
-    for _line, _function, message, _comments in found:
+            found += [
+                message
+                for _line, _call, message, _notes in babel_extract(source, tuple(KEYWORDS), [], {})
+            ]
+    for message in found:
+        # Calls with a variable (``_(name)``) come out as None: their messages are constants
+        # marked elsewhere, or the classifier's labels (checked below).
         if isinstance(message, str):
             messages.add(message)
         elif isinstance(message, tuple) and all(isinstance(part, str) for part in message[:2]):
-            messages.add((message[0], message[1]))
+            messages.add((str(message[0]), str(message[1])))
     return messages
 
 
@@ -69,7 +77,9 @@ def test_every_message_is_translated(language: str) -> None:
         entry = catalog.get(message[0] if isinstance(message, tuple) else message)
         assert entry is not None, f"{message!r} has no {language} translation"
         assert not entry.fuzzy, message
-        translations = entry.string if isinstance(entry.string, tuple) else (entry.string,)
+        translations = (
+            tuple(entry.string) if isinstance(entry.string, (tuple, list)) else (entry.string,)
+        )
         originals = message if isinstance(message, tuple) else (message,)
         for translated in translations:
             assert translated, message
