@@ -225,6 +225,7 @@ COMMANDS = [
     "unlock",
     "rejected",
     "history",
+    "serve",
 ]
 
 

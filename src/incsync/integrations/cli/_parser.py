@@ -419,9 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         "serve the web console: every source's status, live, with reset, cancel and resume "
         "for whoever signs in with the secret in INCSYNC_CONSOLE_SECRET",
-        "  INCSYNC_CONSOLE_SECRET=... incsync serve --config sources.toml\n"
-        "  INCSYNC_CONSOLE_SECRET=... incsync serve --config sources.toml --host 0.0.0.0 "
-        "--port 8080\n",
+        "  incsync serve --config sources.toml   # with INCSYNC_CONSOLE_SECRET set\n"
+        "  incsync serve --config sources.toml --host 0.0.0.0 --port 8080\n",
         config,
     )
     serve.add_argument(

@@ -43,6 +43,7 @@ from incsync.integrations.web._security import (
     valid_csrf,
 )
 from incsync.integrations.web._view import (
+    chart_bars,
     element_id,
     history_lines,
     history_sentence,
@@ -204,12 +205,12 @@ class _Console:
             csrf=csrf_token(self.settings.keys, nonce),
             url=lambda name, **params: _url(request, name, params),
             static_url=lambda path: request.url_for("static", path=path).path,
+            palette_url=request.url_for("palette").path,
             can_act=self._can_act(),
             sign_in=self.settings.sign_in,
             signed_in=self._signed_in(request),
             here=_here(request),
             languages=LANGUAGES,
-            palette={color.value: hex_color for color, hex_color in PALETTE.items()},
             **context,
         )
         response = HTMLResponse(page, status_code=status_code)
@@ -292,6 +293,15 @@ class _Console:
             **context,
         )
 
+    def palette(self, _request: Request) -> Response:
+        """The circles' colours as CSS variables, from the one palette (``incsync.views``)."""
+        rules = "".join(f"--dot-{color.value}:{hex_color};" for color, hex_color in PALETTE.items())
+        return Response(
+            f":root{{{rules}}}\n",
+            media_type="text/css",
+            headers={"cache-control": "public, max-age=3600"},
+        )
+
     def rows(self, request: Request) -> Response:
         """The list's changing part alone, for the page's polling: 304 while it is unchanged."""
         texts = self._texts(request)
@@ -339,7 +349,7 @@ class _Console:
             reason=reason_sentences(texts, state, status),
             summary=history_sentence(texts, summary),
             history=history_lines(texts, history, actions),
-            chart=_chart(history[:_CHART_CYCLES]),
+            chart=chart_bars(history[:_CHART_CYCLES]),
             set_aside=[set_aside_view(texts, record) for record in store.list_rejected(key)],
             time_view=lambda when: time_view(texts, when),
             action_names=ACTION_NAMES,
@@ -542,34 +552,6 @@ def _safe_next(value: str | None) -> str | None:
     return value
 
 
-@attrs.frozen
-class _Bar:
-    x: int
-    y: int
-    height: int
-    kind: str
-    label: str
-
-
-def _chart(cycles: Sequence[Any]) -> list[_Bar]:
-    """Bars of records read by the latest cycles, oldest on the left (on a 300 x 60 grid)."""
-    ordered = list(reversed(cycles))
-    tallest = max((cycle.fetched for cycle in ordered), default=0) or 1
-    bars = []
-    for place, cycle in enumerate(ordered):
-        # A cycle that read nothing still shows, as a sliver.
-        height = max(2, round(56 * cycle.fetched / tallest))
-        kind = (
-            "completed"
-            if cycle.outcome.value == "completed"
-            else "failed"
-            if cycle.outcome.value == "failed"
-            else "interrupted"
-        )
-        bars.append(_Bar(place * 10, 58 - height, height, kind, str(cycle.fetched)))
-    return bars
-
-
 def _policy_lookup(
     policy: StatusPolicy | Callable[[str], StatusPolicy],
 ) -> Callable[[str], StatusPolicy]:
@@ -647,6 +629,7 @@ def create_app(
     routes = [
         Route("/", console.list_page, name="list"),
         Route("/rows", console.rows, name="rows"),
+        Route("/palette.css", console.palette, name="palette"),
         Route("/source", console.source_page, name="source"),
         Route("/confirm", console.confirm_page, name="confirm"),
         Route("/act", console.act, methods=["POST"], name="act"),

@@ -31,9 +31,12 @@ from incsync.status import SourceStatus, StatusColor
 from incsync.views import icon_svg, terminal_safe
 
 __all__ = [
+    "Bar",
     "HistoryLine",
     "RowView",
     "TimeView",
+    "chart_bars",
+    "element_id",
     "history_lines",
     "history_sentence",
     "row_view",
@@ -249,6 +252,29 @@ class HistoryLine:
     records: str
     duration: str
     detail: str
+
+
+@attrs.frozen
+class Bar:
+    """One cycle's bar in a source's chart (on a 300 by 60 grid)."""
+
+    x: int
+    y: int
+    height: int
+    kind: str
+    label: str
+
+
+def chart_bars(cycles: Sequence[CycleEntry]) -> list[Bar]:
+    """Bars of the records each cycle read, oldest on the left, coloured by how it ended."""
+    ordered = list(reversed(cycles))
+    tallest = max((cycle.fetched for cycle in ordered), default=0) or 1
+    # A cycle that read nothing still shows, as a sliver.
+    heights = [max(2, round(56 * cycle.fetched / tallest)) for cycle in ordered]
+    return [
+        Bar(place * 10, 58 - height, height, _kind(cycle.outcome), str(cycle.fetched))
+        for place, (cycle, height) in enumerate(zip(ordered, heights, strict=True))
+    ]
 
 
 def _kind(outcome: Outcome) -> str:
