@@ -23,22 +23,18 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
-import socket
 import sys
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import psycopg
-import uvicorn
 from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
+from tests.web.serving import served
 
 from bench.core import CONNINFO, load_average, machine
 from bench.history_status import entries
@@ -85,30 +81,6 @@ def postgres_store(states: Sequence[SourceState]) -> Iterator[PostgresStore]:
     finally:
         with psycopg.connect(CONNINFO, autocommit=True) as connection:
             connection.execute(sql.render("DROP SCHEMA IF EXISTS {schema} CASCADE", schema))
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@contextmanager
-def served(app: Any) -> Iterator[str]:
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def paints(base_url: str, rounds: int) -> dict[str, float]:

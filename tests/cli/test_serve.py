@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from incsync.integrations.cli import main
 from incsync.state import Phase
@@ -83,16 +84,38 @@ def test_serve_lists_every_source_and_refuses_an_unproven_change(tmp_path: Path)
         assert store.actions("demo") == []
 
 
-def test_serve_needs_the_secret(tmp_path: Path) -> None:
+def test_serve_needs_the_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Without the variable, or with one too short, the console does not start: exit 2."""
     path = write_config(tmp_path, SAMPLE)
-    missing = incsync("serve", "--config", str(path), cwd=tmp_path)
-    assert missing.code == 2
-    assert "INCSYNC_CONSOLE_SECRET" in missing.stderr
-    short = incsync(
-        "serve", "--config", str(path), cwd=tmp_path, env={"INCSYNC_CONSOLE_SECRET": "tiny"}
-    )
-    assert short.code == 2
-    assert "at least 16 characters" in short.stderr
-    assert "tiny" not in short.stderr
-    assert incsync("serve", "--port", "70000", cwd=tmp_path).code == 2
+    monkeypatch.delenv("INCSYNC_CONSOLE_SECRET", raising=False)
+    assert main(["serve", "--config", str(path)]) == 2
+    assert "INCSYNC_CONSOLE_SECRET" in capsys.readouterr().err
+    monkeypatch.setenv("INCSYNC_CONSOLE_SECRET", "tiny")
+    assert main(["serve", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "at least 16 characters" in err
+    assert "tiny" not in err
+    assert main(["serve", "--config", str(path), "--port", "70000"]) == 2
+
+
+def test_serve_on_a_port_in_use_fails(tmp_path: Path) -> None:
+    """A port another process listens on: the command says so and exits 1."""
+    path = write_config(tmp_path, SAMPLE)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = incsync(
+            "serve",
+            "--config",
+            str(path),
+            "--port",
+            str(port),
+            cwd=tmp_path,
+            env={"INCSYNC_CONSOLE_SECRET": SECRET},
+        )
+    assert done.code == 1
+    assert "console of" not in done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr

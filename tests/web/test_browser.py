@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tarfile
-import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -35,6 +33,7 @@ from incsync.integrations.web import create_app
 from incsync.integrations.web._view import element_id
 from incsync.testing import InMemoryStore
 from tests.helpers import records_before
+from tests.web.serving import served
 from tests.web.world import CONFIGURED, GREEN, RED, build
 
 if TYPE_CHECKING:
@@ -64,13 +63,6 @@ def _allow_ana(_request: Request, _action: Action, _key: str) -> str:
     return "ana"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def store() -> InMemoryStore:
     memory = InMemoryStore()
@@ -83,26 +75,11 @@ def store() -> InMemoryStore:
 @pytest.fixture(scope="module")
 def base_url(store: InMemoryStore) -> Iterator[str]:
     """The console on a loopback port, for the module."""
-    import uvicorn
-
     app = create_app(
         store, sources=[*CONFIGURED, POINTER, KEYBOARD, LIVE, TOUCH], authorize=_allow_ana
     )
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the console did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with served(app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from html import unescape
 from pathlib import Path
 
+import attrs
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -22,7 +23,7 @@ from incsync.actions import Action
 from incsync.errors import ConfigurationError
 from incsync.integrations.web import create_app
 from incsync.integrations.web._view import element_id
-from incsync.state import Phase
+from incsync.state import CountCheck, ErrorInfo, Phase
 from incsync.stores.sqlite import SQLiteStore
 from incsync.testing import InMemoryStore
 from tests.web.world import CONFIGURED, GREEN, GREY, HOSTILE, RED, build
@@ -451,3 +452,128 @@ def test_settings_are_checked() -> None:
     with pytest.raises(ConfigurationError, match="poll_interval"):
         create_app(InMemoryStore(), poll_interval=timedelta(0))
     assert HOSTILE in CONFIGURED
+
+
+# -- the rest of what a viewer meets -------------------------------------------------------------
+
+
+def test_the_viewer_chooses_the_language(store: SQLiteStore) -> None:
+    """The links at the foot of the page set the language; the way back stays on the site."""
+    client = _client(store)
+    back = f"/source?key={GREEN.replace('/', '%2F')}"
+    chosen = client.get("/language", params={"lang": "de", "next": back}, follow_redirects=False)
+    assert chosen.status_code == 303
+    assert chosen.headers["location"] == back
+    assert '<html lang="de">' in client.get(back).text
+    ignored = client.get("/language", params={"lang": "xx", "next": "//evil.example"})
+    assert ignored.url.path == "/"
+    assert '<html lang="de">' in ignored.text
+    control = client.get("/language", params={"next": "/\r\nSet-Cookie:x"}, follow_redirects=False)
+    assert control.headers["location"] == "/"
+
+
+def test_signing_out(store: SQLiteStore) -> None:
+    client = _client(store, secret=SECRET)
+    assert _sign_in(client, SECRET) == 303
+    page = client.get("/").text
+    assert client.post("/sign-out", data={"csrf": _csrf(page)}).status_code == 403  # no origin
+    out = client.post(
+        "/sign-out", data={"csrf": _csrf(page)}, headers={"origin": ORIGIN}, follow_redirects=False
+    )
+    assert out.status_code == 303
+    assert "Sign in to change sources" in client.get("/").text
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (b'{"key": "acme/invoices", "action": "cancel"}', "application/json"),
+        (b"key=acme%2Finvoices&action=cancel&pad=" + b"x" * 20_000, None),
+        (b"key=\xff\xfe&action=cancel", None),
+    ],
+    ids=["json", "too-large", "not-utf-8"],
+)
+def test_malformed_posts_change_nothing(
+    store: SQLiteStore, content: bytes, content_type: str | None
+) -> None:
+    client = _client(store, authorize=_allow_ana)
+    _prepared(client)
+    response = client.post(
+        "/act",
+        content=content,
+        headers={
+            "origin": ORIGIN,
+            "content-type": content_type or "application/x-www-form-urlencoded",
+        },
+    )
+    assert response.status_code == 403
+    _unchanged(store)
+
+
+def test_confirming_an_unknown_source_or_action(store: SQLiteStore) -> None:
+    client = _client(store, authorize=_allow_ana)
+    assert client.get("/confirm", params={"key": "nobody", "action": "reset"}).status_code == 404
+    assert client.get("/confirm", params={"key": GREEN, "action": "drop"}).status_code == 404
+    secretless = _client(store, authorize=_allow_ana)
+    assert secretless.post("/sign-in", data={}, headers={"origin": ORIGIN}).status_code == 404
+
+
+def test_sorting_by_times_puts_the_never_synced_last(store: SQLiteStore) -> None:
+    client = _client(store)
+    for sort in ("last_sync", "-last_sync", "last_change", "-last_change"):
+        page = client.get("/", params={"sort": sort}).text
+        # The never-run source has neither time: last whichever way.
+        assert page.rindex('<tr class="row') < page.index(element_id(HOSTILE)), sort
+    newest = client.get("/", params={"sort": "last_change"}).text
+    assert newest.index(element_id(GREEN)) < newest.index(element_id(GREY))
+    oldest = client.get("/", params={"sort": "-last_change"}).text
+    assert oldest.index(element_id(GREY)) < oldest.index(element_id(GREEN))
+
+
+def test_details_of_a_running_waiting_drifting_source(store: SQLiteStore) -> None:
+    """A running cycle's lease, a wait the source asked for and a count that disagrees."""
+    store.acquire_lease(GREEN, "worker-9 <pid 7>", NOW, timedelta(minutes=10))
+    store._update(
+        GREEN,
+        lambda state: attrs.evolve(
+            state,
+            not_before=NOW + timedelta(hours=1),
+            count_check=CountCheck(source=12_345, host=12_300, at=NOW),
+        ),
+    )
+    green = unescape(_row(_client(store).get("/").text, GREEN))
+    assert "A cycle is running: worker-9 <pid 7> holds the lease until" in green
+    assert "The source asked not to be called before" in green
+    assert "The source has 12,345 live records; 12,300 are imported" in green
+    assert "The last cycle set 2 records aside" in green
+    german = _client(store, language="de").get("/").text
+    assert "Die Quelle hat 12.345 aktive Datensätze; 12.300 sind importiert" in unescape(german)
+
+
+def test_an_overdue_source_says_to_check_the_scheduler(store: SQLiteStore) -> None:
+    """Red for silence: the next step is the scheduler, not the source."""
+    store._update(
+        GREEN,
+        lambda state: attrs.evolve(
+            state, last_sync=NOW - timedelta(hours=10), last_attempt=NOW - timedelta(hours=10)
+        ),
+    )
+    row = unescape(_row(_client(store).get("/").text, GREEN))
+    assert 'data-color="red"' in row
+    assert "No synchronization was attempted when one was due." in row
+    assert "Check that the scheduler that starts cycles (incsync run) is running." in row
+
+
+def test_a_failing_source_names_its_error_in_the_details(store: SQLiteStore) -> None:
+    store._update(
+        GREEN,
+        lambda state: attrs.evolve(
+            state,
+            consecutive_failures=2,
+            last_error=ErrorInfo("TransientSourceError", "502 \x1b[2J from the API", NOW),
+        ),
+    )
+    row = unescape(_row(_client(store).get("/").text, GREEN))
+    assert "Last error (" in row
+    assert "TransientSourceError: 502 \\x1b[2J from the API" in row
+    assert "2 failed attempts in a row." in row

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import socket
 from collections.abc import Mapping
 from typing import IO
 
-from incsync.errors import ConfigurationError
+from incsync.errors import ConfigurationError, IncsyncError
 from incsync.integrations.cli._commands import EXIT_OK, open_store, policy_of
 from incsync.integrations.cli._config import Config
 
@@ -60,6 +61,7 @@ def serve_command(
     Raises:
         ConfigurationError: The secret is missing or too short, the web extra is not installed,
             or ``--zone`` is unknown.
+        IncsyncError: The address cannot be listened on.
     """
     secret = console_secret(environ)
     secrets.append(secret)
@@ -82,10 +84,31 @@ def serve_command(
         )
         if fresh:
             err.write(f"incsync: {path} did not exist; it was created empty\n")
-        err.write(
+        announcement = (
             f"incsync: console of {config.path} at http://{args.host}:{args.port}/ "
             "(Ctrl-C stops it)\n"
         )
-        err.flush()
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+
+        class _Announced(uvicorn.Server):
+            """Says where the console is once it listens there, not before."""
+
+            async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+                await super().startup(sockets)
+                if self.started:
+                    err.write(announcement)
+                    err.flush()
+
+        served = uvicorn.Config(
+            app, host=args.host, port=args.port, log_level="warning", access_log=False
+        )
+        server = _Announced(served)
+        try:
+            server.run()
+        except SystemExit:
+            # uvicorn exits when it cannot listen; it has logged why.
+            if server.started:
+                raise
+            raise IncsyncError(
+                f"cannot listen on {args.host}:{args.port}; is another process using the port?"
+            ) from None
     return EXIT_OK
