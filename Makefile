@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.telemetry
 	$(BIN)/python -m bench.counts
 	$(BIN)/python -m bench.sweep
+	$(BIN)/python -m bench.console
 
 clean:
 	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache .coverage build dist
