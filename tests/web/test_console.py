@@ -24,8 +24,10 @@ from incsync.errors import ConfigurationError
 from incsync.integrations.web import create_app
 from incsync.integrations.web._view import element_id
 from incsync.state import CountCheck, ErrorInfo, Phase
+from incsync.status import StatusColor
 from incsync.stores.sqlite import SQLiteStore
 from incsync.testing import InMemoryStore
+from incsync.views import PALETTE
 from tests.web.world import CONFIGURED, GREEN, GREY, HOSTILE, RED, build
 
 UTC = timezone.utc
@@ -212,7 +214,12 @@ def test_mounted_under_a_prefix(store: SQLiteStore) -> None:
     """Mounted in a host's Starlette app, every link and form stays under the mount."""
     host = Starlette(routes=[Mount("/ops/import", create_app(store, sources=CONFIGURED))])
     page = TestClient(host, base_url=ORIGIN).get("/ops/import/").text
-    assert 'href="/ops/import/static/console.css"' in page
+    assert 'href="/ops/import/console.css"' in page
+    assert 'src="/ops/import/static/console.js"' in page
+    stylesheet = TestClient(host, base_url=ORIGIN).get("/ops/import/console.css").text
+    # The circles' colours are the palette every view draws with.
+    assert f"--dot-red:{PALETTE[StatusColor.RED]};" in stylesheet
+    assert ".dot-red { background: var(--dot-red); }" in stylesheet
     assert 'href="/ops/import/source?key=acme%2Finvoices"' in page
     assert 'data-rows-url="/ops/import/rows"' in page
 

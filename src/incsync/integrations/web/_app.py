@@ -137,7 +137,7 @@ def create_app(
     routes = [
         Route("/", console.list_page, name="list"),
         Route("/rows", console.rows, name="rows"),
-        Route("/palette.css", console.palette, name="palette"),
+        Route("/console.css", console.stylesheet, name="stylesheet"),
         Route("/source", console.source_page, name="source"),
         Route("/confirm", console.confirm_page, name="confirm"),
         Route("/act", console.act, methods=["POST"], name="act"),

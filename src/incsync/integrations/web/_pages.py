@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta, tzinfo
+from importlib.resources import files
 from typing import Any
 from urllib.parse import urlencode
 
@@ -77,6 +78,14 @@ _LANGUAGE_COOKIE = "incsync_lang"
 SIGN_IN_COOKIE = "incsync_signed_in"
 BODY_LIMIT = 16 * 1024
 _HISTORY_SHOWN = 50
+# The circles' colours are the one palette's (incsync.views), as CSS variables before the rest:
+# one stylesheet, so the first paint waits for one request.
+_STYLESHEET = (
+    ":root{"
+    + "".join(f"--dot-{color.value}:{hex_color};" for color, hex_color in PALETTE.items())
+    + "}\n"
+    + files(__package__).joinpath("static/console.css").read_text(encoding="utf-8")
+)
 _CHART_CYCLES = 30
 
 
@@ -176,7 +185,7 @@ class Pages:
             csrf=csrf_token(self.settings.keys, nonce),
             url=lambda name, **params: url(request, name, params),
             static_url=lambda path: request.url_for("static", path=path).path,
-            palette_url=request.url_for("palette").path,
+            stylesheet_url=request.url_for("stylesheet").path,
             can_act=self._can_act(),
             sign_in=self.settings.sign_in,
             signed_in=self._signed_in(request),
@@ -227,13 +236,15 @@ class Pages:
     def _known(self, key: str) -> bool:
         return key in self.settings.sources or self.settings.store.load(key) != new_state(key)
 
-    def _list_context(self, request: Request, texts: Texts) -> dict[str, Any]:
+    def _list_context(
+        self, request: Request, texts: Texts, states: Sequence[SourceState] | None = None
+    ) -> dict[str, Any]:
         settings = self.settings
         query = ListQuery.from_params(request.query_params)
         now = texts.now
         rows = [
             (state, status_of(state, now=now, policy=settings.policy(state.key)))
-            for state in self._states()
+            for state in (self._states() if states is None else states)
         ]
         page = select_page(rows, query)
         histories = settings.store.history_summaries(
@@ -264,39 +275,52 @@ class Pages:
             **context,
         )
 
-    def palette(self, _request: Request) -> Response:
-        """The circles' colours as CSS variables, from the one palette (``incsync.views``)."""
-        rules = "".join(f"--dot-{color.value}:{hex_color};" for color, hex_color in PALETTE.items())
+    def stylesheet(self, _request: Request) -> Response:
+        """The console's one stylesheet: the circles' colours, then ``static/console.css``."""
         return Response(
-            f":root{{{rules}}}\n",
-            media_type="text/css",
-            headers={"cache-control": "public, max-age=3600"},
+            _STYLESHEET, media_type="text/css", headers={"cache-control": "public, max-age=3600"}
         )
 
     def rows(self, request: Request) -> Response:
-        """The list's changing part alone, for the page's polling: 304 while it is unchanged."""
+        """The list's changing part alone, for the page's polling: 304 while it is unchanged.
+
+        The tag is decided before anything is classified or drawn, so an unchanged list costs a
+        read of the states, not a page.
+        """
         texts = self._texts(request)
-        context = self._list_context(request, texts)
-        nonce, _new = self._nonce(request)
-        body = (
-            self.templates.get_template("_rows.html")
-            .render(
-                _=texts.gettext,
-                ngettext=texts.ngettext,
-                texts=texts,
-                csrf=csrf_token(self.settings.keys, nonce),
-                url=lambda name, **params: url(request, name, params),
-                can_act=self._can_act(),
-                here=here(request, "list"),
-                **context,
-            )
-            .encode("utf-8")
-        )
-        tag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        states = self._states()
+        tag = self._rows_tag(request, texts, states)
         headers = {"etag": tag, "cache-control": "no-cache", "content-language": texts.language}
         if request.headers.get("if-none-match") == tag:
             return Response(status_code=304, headers=headers)
+        context = self._list_context(request, texts, states)
+        nonce, _new = self._nonce(request)
+        body = self.templates.get_template("_rows.html").render(
+            _=texts.gettext,
+            ngettext=texts.ngettext,
+            texts=texts,
+            csrf=csrf_token(self.settings.keys, nonce),
+            url=lambda name, **params: url(request, name, params),
+            can_act=self._can_act(),
+            here=here(request, "list"),
+            **context,
+        )
         return Response(body, media_type="text/html; charset=utf-8", headers=headers)
+
+    def _rows_tag(self, request: Request, texts: Texts, states: Sequence[SourceState]) -> str:
+        """The rows' entity tag: what they are drawn from, and the minute.
+
+        A cycle's end or an action changes a state, so the rows show it at the next poll. Times
+        are words to the minute, so the minute is part of the tag; a colour that time alone
+        changes (a source falling overdue) shows within a minute.
+        """
+        digest = hashlib.sha256()
+        minute = texts.now.replace(second=0, microsecond=0).isoformat()
+        viewer = (request.url.query, texts.language, str(texts.zone), minute, self._can_act())
+        for part in (*viewer, self._signed_in(request), states):
+            digest.update(repr(part).encode("utf-8", "surrogatepass"))
+            digest.update(b"\0")
+        return '"' + digest.hexdigest()[:32] + '"'
 
     def source_page(self, request: Request) -> Response:
         texts = self._texts(request)
