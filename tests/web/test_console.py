@@ -157,6 +157,19 @@ def test_the_rows_answer_304_until_something_changes(store: SQLiteStore) -> None
     assert 'data-color="grey"' in _row(changed.text, GREEN)
 
 
+def test_the_rows_change_with_the_minute(store: SQLiteStore) -> None:
+    """Relative times are words to the minute: a new minute gives new rows, however quiet."""
+    now = [NOW.replace(second=10)]
+    client = TestClient(
+        create_app(store, sources=CONFIGURED, clock=lambda: now[0]), base_url=ORIGIN
+    )
+    tag = client.get("/rows").headers["etag"]
+    now[0] = NOW.replace(second=50)
+    assert client.get("/rows", headers={"if-none-match": tag}).status_code == 304
+    now[0] = NOW.replace(second=10) + timedelta(minutes=1)
+    assert client.get("/rows", headers={"if-none-match": tag}).status_code == 200
+
+
 def test_german_words_relative_times_and_the_viewers_zone(store: SQLiteStore) -> None:
     """German from Accept-Language, "vor 12 Tagen", exact times in the browser's zone."""
     client = _client(store)
