@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.telemetry
 	$(BIN)/python -m bench.counts
 	$(BIN)/python -m bench.sweep
+	$(BIN)/python -m bench.reconcile_ids
 	$(BIN)/python -m bench.console
 
 clean:

@@ -73,15 +73,27 @@ class Tally:
 
 
 class TimedTransport(httpx.BaseTransport):
-    """An httpx transport that times each request, body included, into a :class:`Tally`."""
+    """An httpx transport that times each request, body included, into a :class:`Tally`.
 
-    def __init__(self, inner: httpx.BaseTransport, tally: Tally) -> None:
+    ``latency``, when given, returns the seconds a request waits before it is sent: the vendor's
+    round trip, which the loopback fakes do not have. The thread sleeps, as it would on a socket.
+    """
+
+    def __init__(
+        self,
+        inner: httpx.BaseTransport,
+        tally: Tally,
+        latency: Callable[[], float] | None = None,
+    ) -> None:
         self._inner = inner
         self._tally = tally
+        self._latency = latency
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through the inner transport and read the whole answer, timed."""
         with self._tally.timing("http"):
+            if self._latency is not None:
+                time.sleep(self._latency())
             response = self._inner.handle_request(request)
             # Read here, so receiving the body counts as HTTP time rather than as the client's.
             response.read()

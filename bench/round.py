@@ -48,7 +48,7 @@ import resource
 import secrets
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -83,12 +83,23 @@ INTERVAL = timedelta(hours=1)
 
 
 class Factory:
-    """Builds a source's connector from its key, on a timed transport; times the building."""
+    """Builds a source's connector from its key, on a timed transport; times the building.
 
-    def __init__(self, worlds: dict[str, tuple[World, str]], http: Tally, build: Tally) -> None:
+    ``latency`` returns the seconds each request waits before it is sent (see
+    :class:`~bench._round_timing.TimedTransport`); none by default.
+    """
+
+    def __init__(
+        self,
+        worlds: dict[str, tuple[World, str]],
+        http: Tally,
+        build: Tally,
+        latency: Callable[[], float] | None = None,
+    ) -> None:
         self._worlds = worlds
         self._http = http
         self._build = build
+        self._latency = latency
         # One TLS context for every connector: building one loads the CA bundle (hundreds of
         # milliseconds on a busy machine), which would otherwise dominate a per-cycle connector.
         self._tls = httpx.create_ssl_context()
@@ -99,7 +110,9 @@ class Factory:
             vendor, _, number = source_key.partition("/")
             world, base_url = self._worlds[vendor]
             n = int(number)
-            transport = TimedTransport(httpx.HTTPTransport(verify=self._tls), self._http)
+            transport = TimedTransport(
+                httpx.HTTPTransport(verify=self._tls), self._http, self._latency
+            )
             return world.connector(n, f"{base_url}{PREFIX}{n}", transport)
 
 

@@ -30,6 +30,13 @@ median over the sets is reported, with the range, for wall time and for this pro
 (in-memory store and connector, 5 pages of 20 records): there telemetry has nothing to hide
 behind, so it is the worst case per cycle.
 
+The fakes answer on loopback at once, so a cycle waits on nothing and telemetry's CPU has
+nothing to hide behind: the worst case. ``--latency 0.1`` makes every request of a timed round
+wait 100 ms before it is sent (the low end of what a vendor's round trip takes), as a worker
+waits on a real vendor; the first sync stays at loopback speed. Those figures are written to
+``bench/telemetry-results-latency.json``. Each round also reports the garbage collector's runs
+and seconds per generation, so a variant that only allocates more shows as such.
+
 The fake vendors hold every account's records in this process (hundreds of thousands of objects),
 where a real worker holds none: each full collection of the garbage collector walks them, and
 whatever allocates more (the SDK's spans) pays for it out of proportion. After the first sync they
@@ -77,6 +84,7 @@ __all__ = ["main"]
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "telemetry-results.json"
+LATENCY_RESULTS = HERE / "telemetry-results-latency.json"
 UTC = timezone.utc
 VARIANTS = ("not_installed", "off", "on")
 # The round also runs with nothing on: telemetry as where it is not installed, and the store
@@ -109,6 +117,29 @@ class DroppingMetricExporter(MetricExporter):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         """Nothing to close."""
+
+
+class CollectorTally:
+    """Time the garbage collector spends, per generation, while installed (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.runs = [0, 0, 0]
+        self._began = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            generation = info["generation"]
+            self.seconds[generation] += time.perf_counter() - self._began
+            self.runs[generation] += 1
+
+    def take(self) -> tuple[list[int], list[float]]:
+        """Return the runs and seconds so far, and start again from zero."""
+        found = (self.runs, [round(s, 3) for s in self.seconds])
+        self.runs, self.seconds = [0, 0, 0], [0.0, 0.0, 0.0]
+        return found
 
 
 class Variants:
@@ -166,12 +197,17 @@ def run_rounds(args: argparse.Namespace, variants: Variants, problems: list[str]
     schema = f"bench_telemetry_{secrets.token_hex(4)}"
     wall: dict[str, list[float]] = {variant: [] for variant in ROUND_VARIANTS}
     cpu: dict[str, list[float]] = {variant: [] for variant in ROUND_VARIANTS}
+    collector: dict[str, list[Any]] = {variant: [] for variant in ROUND_VARIANTS}
+    tally = CollectorTally()
     try:
         with ExitStack() as stack:
             served = {
                 world.name: (world, stack.enter_context(world.router.serve())) for world in worlds
             }
-            factory = Factory(served, Tally(), Tally())
+            # The first sync runs at loopback speed; the timed rounds wait ``--latency`` seconds
+            # before each request, as a worker waits on a vendor's round trip.
+            latency = [0.0]
+            factory = Factory(served, Tally(), Tally(), lambda: latency[0])
             store = stack.enter_context(
                 PostgresStore(CONNINFO, schema=schema, min_size=2, max_size=args.workers)
             )
@@ -204,6 +240,7 @@ def run_rounds(args: argparse.Namespace, variants: Variants, problems: list[str]
                 gc.collect()
                 gc.freeze()
             moment = utc_now()
+            latency[0] = args.latency
             for number in range(args.sets):
                 turn = number % len(ROUND_VARIANTS)
                 for variant in ROUND_VARIANTS[turn:] + ROUND_VARIANTS[:turn]:
@@ -216,6 +253,7 @@ def run_rounds(args: argparse.Namespace, variants: Variants, problems: list[str]
                         world.advance()
                     moment += INTERVAL + timedelta(minutes=1)  # every hourly slot has passed
                     variants.use(variant)
+                    gc.callbacks.append(tally)
                     cpu_began, round_began = time.process_time(), time.perf_counter()
                     results = run_due(
                         engines[variant],
@@ -227,13 +265,17 @@ def run_rounds(args: argparse.Namespace, variants: Variants, problems: list[str]
                     )
                     seconds = time.perf_counter() - round_began
                     cpu_seconds = time.process_time() - cpu_began
+                    gc.callbacks.remove(tally)
+                    runs, collecting = tally.take()
+                    collector[variant].append({"runs": runs, "seconds": collecting})
                     wall[variant].append(seconds)
                     cpu[variant].append(cpu_seconds)
                     applied = sum(result.applied for result in results)
                     counts = outcomes(results)
                     print(
                         f"set {number + 1} {variant:<14} {seconds:6.2f} s wall "
-                        f"{cpu_seconds:6.2f} s CPU  {counts}, {applied:,} applied"
+                        f"{cpu_seconds:6.2f} s CPU  {counts}, {applied:,} applied, "
+                        f"collector runs {runs} taking {collecting} s"
                     )
                     if counts != {Outcome.COMPLETED.value: args.sources}:
                         problems.append(f"{variant}: not every source completed: {counts}")
@@ -246,9 +288,11 @@ def run_rounds(args: argparse.Namespace, variants: Variants, problems: list[str]
         "records_per_source": RECORDS,
         "workers": args.workers,
         "sets": args.sets,
+        "latency_seconds_per_request": args.latency,
         "gc_frozen_after_first_sync": args.freeze,
         "wall_seconds": {v: [round(t, 3) for t in wall[v]] for v in ROUND_VARIANTS},
         "cpu_seconds": {v: [round(t, 3) for t in cpu[v]] for v in ROUND_VARIANTS},
+        "garbage_collector_per_generation": collector,
         "wall_ratio_to_not_installed": ratios(wall),
         "cpu_ratio_to_not_installed": ratios(cpu),
         "wall_ratio_to_nothing": ratios(wall, "nothing"),
@@ -292,6 +336,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=8, help="threads of the round")
     parser.add_argument("--sets", type=int, default=3, help="sets of four rounds, one a variant")
     parser.add_argument("--cycles", type=int, default=2_000, help="in-memory cycles per run")
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        help="seconds each request of a timed round waits, as on a vendor (default: none)",
+    )
     parser.add_argument(
         "--no-freeze",
         dest="freeze",
@@ -343,8 +393,9 @@ def main(argv: list[str] | None = None) -> int:
         "spans_exported_on": spans,
         "checks": {"problems": problems[:20], "passed": not problems},
     }
-    RESULTS.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    print(f"written to {RESULTS.relative_to(HERE.parent)}")
+    results = LATENCY_RESULTS if args.latency else RESULTS
+    results.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    print(f"written to {results.relative_to(HERE.parent)}")
     return 0 if not problems else 1
 
 

@@ -21,6 +21,7 @@ from incsync.connectors import InMemorySource
 from incsync.connectors.memory import iso_timestamp
 from incsync.history import CycleEntry
 from incsync.protocols import TransactionSink
+from incsync.reconcile import IdOrder
 from incsync.stores.postgres import PostgresStore
 from incsync.testing import InMemoryStore
 
@@ -112,8 +113,14 @@ class StallingSink:
     def count_live(self, source_key: str) -> int:
         return self.inner.count_live(source_key)
 
-    def list_live_ids(self, source_key: str, after: str | None, limit: int) -> Sequence[str]:
-        return self.inner.list_live_ids(source_key, after, limit)
+    def list_live_ids(
+        self,
+        source_key: str,
+        after: str | None,
+        limit: int,
+        order: IdOrder = IdOrder.CODE_POINT,
+    ) -> Sequence[str]:
+        return self.inner.list_live_ids(source_key, after, limit, order)
 
     def tombstone(
         self, source_key: str, ids: Collection[str], generation: int, token: int, reason: str

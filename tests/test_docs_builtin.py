@@ -21,6 +21,7 @@ from incsync.connectors.files import FileConnector
 from incsync.connectors.rest import RestConnector
 from incsync.errors import ConfigurationError
 from incsync.vendors.pipedrive import PipedriveConnector
+from incsync.vendors.salesforce import SalesforceConnector
 from incsync.vendors.stripe import StripeConnector
 from incsync.vendors.xero import XeroConnector
 from tests.test_docs import code_blocks
@@ -138,6 +139,7 @@ def test_the_reference_names_every_key_and_no_other(table: str | None) -> None:
         ("files.md", FileConnector),
         ("rest.md", RestConnector),
         ("xero.md", XeroConnector),
+        ("salesforce.md", SalesforceConnector),
     ],
 )
 def test_the_settings_table_names_every_constructor_argument(page: str, connector: type) -> None:

@@ -33,6 +33,7 @@ from incsync import (
 from incsync.connectors import InMemoryConnector, InMemorySource
 from incsync.connectors.memory import iso_timestamp
 from incsync.protocols import StateStore, TransactionSink
+from incsync.reconcile import IdOrder
 from incsync.records import is_swept, supersedes, swept
 from incsync.state import admit_writer
 from incsync.stores.postgres import PostgresStore
@@ -82,12 +83,22 @@ class HostSink:
         with self._lock:
             return sum(not transaction.record.deleted for transaction in self.rows.values())
 
-    def list_live_ids(self, source_key: str, after: str | None, limit: int) -> Sequence[str]:
+    def list_live_ids(
+        self,
+        source_key: str,
+        after: str | None,
+        limit: int,
+        order: IdOrder = IdOrder.CODE_POINT,
+    ) -> Sequence[str]:
+        key, bound = order.sort_key, order.sort_key(after or "")
         with self._lock:
             live = sorted(
-                record_id
-                for record_id, transaction in self.rows.items()
-                if not transaction.record.deleted and (after is None or record_id > after)
+                (
+                    record_id
+                    for record_id, transaction in self.rows.items()
+                    if not transaction.record.deleted and key(record_id) > bound
+                ),
+                key=key,
             )
         return live[:limit]
 

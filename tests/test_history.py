@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import attrs
 import psycopg
@@ -90,6 +91,10 @@ def _same_as_result(entry: CycleEntry, result: CycleResult) -> None:
         result.already_applied,
         result.rejected,
         result.swept,
+    )
+    assert (entry.reconcile_fetched, entry.reconcile_tombstoned) == (
+        result.reconcile_fetched,
+        result.reconcile_tombstoned,
     )
     assert (entry.error_class, entry.error) == (result.error_class, result.error)
     assert entry.cycle_id == result.cycle_id
@@ -220,11 +225,16 @@ def test_entries_that_started_together_come_back_in_the_order_written(store: Sto
 
 
 def _write(
-    store: Store, started: datetime, applied: int, key: str = KEY, cycle_id: str | None = None
+    store: Store,
+    started: datetime,
+    applied: int,
+    key: str = KEY,
+    cycle_id: str | None = None,
+    **figures: Any,
 ) -> None:
     lease = store.acquire_lease(key, "w", started, timedelta(minutes=10))
     assert lease is not None
-    entry = entry_of(key, started, applied=applied, cycle_id=cycle_id)
+    entry = entry_of(key, started, applied=applied, cycle_id=cycle_id, **figures)
     store.complete_cycle(key, lease, 0, Checkpoint(None), started, 0, entry)
 
 
@@ -462,6 +472,37 @@ def test_a_sqlite_file_of_schema_7_gains_cycle_ids_when_opened(tmp_path: Path) -
         assert _schema_version(store) == str(sqlite_module.SCHEMA_VERSION)
     with SQLiteStore(path) as store:  # opened again: nothing left to upgrade
         assert len(store.history(KEY)) == 2
+
+
+def test_a_sqlite_file_of_schema_8_gains_reconcile_figures_when_opened(tmp_path: Path) -> None:
+    """Entries kept before schema 10 stay, with no reconcile figures (0); later ones keep theirs;
+    the live ids are then listed in numeric order along the new index."""
+    path = tmp_path / "old.db"
+    with SQLiteStore(path) as store:
+        _write(store, NOW, 5)
+        connection = store._connection()
+        connection.execute("DROP INDEX incsync_live_ids_by_number")
+        for column in ("reconcile_fetched", "reconcile_tombstoned"):
+            connection.execute(f"ALTER TABLE incsync_cycles DROP COLUMN {column}")
+        connection.execute("UPDATE incsync_meta SET value = '8' WHERE name = 'schema_version'")
+    with SQLiteStore(path) as store:
+        later = NOW + timedelta(hours=1)
+        _write(store, later, 2, reconcile_fetched=3, reconcile_tombstoned=4)
+        assert store.history(KEY) == [
+            entry_of(KEY, later, applied=2, reconcile_fetched=3, reconcile_tombstoned=4),
+            entry_of(KEY, NOW, applied=5),
+        ]
+        assert _schema_version(store) == str(sqlite_module.SCHEMA_VERSION)
+        connection = store._connection()
+        for statement, bound in (
+            (sqlite_module._LIVE_IDS_AS_LONG, (KEY, 2, "10", 5)),
+            (sqlite_module._LIVE_IDS_LONGER, (KEY, 2, 5)),
+        ):
+            plan = " ".join(
+                str(row[3]) for row in connection.execute(f"EXPLAIN QUERY PLAN {statement}", bound)
+            )
+            assert "USING INDEX incsync_live_ids_by_number (source_key=? AND <expr>" in plan
+            assert "TEMP B-TREE" not in plan  # in index order: no sort
 
 
 def test_the_entry_names_the_cycle_its_log_records_name(

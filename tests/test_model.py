@@ -46,6 +46,7 @@ from incsync.connectors import InMemoryConnector, InMemorySource
 from incsync.connectors.memory import iso_timestamp
 from incsync.history import SUMMARY_CYCLES, CycleEntry, HistorySummary
 from incsync.policy import deletes_expired
+from incsync.reconcile import IdOrder
 from incsync.records import SWEPT
 from incsync.testing import InMemoryStore, ManualClock
 from tests.helpers import StallingSink, StallingStore, Store, transactions_by_id
@@ -195,8 +196,14 @@ class FaultyAtomicStore(FaultyStore):
     def count_live(self, source_key: str) -> int:
         return self.inner.count_live(source_key)
 
-    def list_live_ids(self, source_key: str, after: str | None, limit: int) -> Sequence[str]:
-        return self.inner.list_live_ids(source_key, after, limit)
+    def list_live_ids(
+        self,
+        source_key: str,
+        after: str | None,
+        limit: int,
+        order: IdOrder = IdOrder.CODE_POINT,
+    ) -> Sequence[str]:
+        return self.inner.list_live_ids(source_key, after, limit, order)
 
     def tombstone(
         self, source_key: str, ids: Collection[str], generation: int, token: int, reason: str
@@ -241,8 +248,14 @@ class FaultySink:
     def count_live(self, source_key: str) -> int:
         return self.inner.count_live(source_key)
 
-    def list_live_ids(self, source_key: str, after: str | None, limit: int) -> Sequence[str]:
-        return self.inner.list_live_ids(source_key, after, limit)
+    def list_live_ids(
+        self,
+        source_key: str,
+        after: str | None,
+        limit: int,
+        order: IdOrder = IdOrder.CODE_POINT,
+    ) -> Sequence[str]:
+        return self.inner.list_live_ids(source_key, after, limit, order)
 
     def tombstone(
         self, source_key: str, ids: Collection[str], generation: int, token: int, reason: str

@@ -153,9 +153,10 @@ def test_a_plain_format_names_them() -> None:
     assert lines[0].startswith(
         f"acme/items {result.cycle_id} INFO source acme/items: cycle completed"
     )
+    # A reset runs no cycle: its line names the source, and no cycle.
     assert (
         lines[1]
-        == "None None INFO source acme/items reset by ops: the next cycle re-reads everything"
+        == "acme/items None INFO source acme/items reset by ops: the next cycle re-reads everything"
     )
 
 
@@ -191,4 +192,25 @@ def test_a_record_keeps_what_it_was_given_and_the_context_is_readable_directly()
         host_logger.info("mine", extra={"source_key": "own/key"})
     [record] = collect.records
     assert (record.source_key, record.cycle_id) == ("own/key", None)  # type: ignore[attr-defined]
+    assert log_context() == {"source_key": None, "cycle_id": None}
+
+
+def test_reset_rewind_cancel_and_resume_lines_name_their_source_without_a_cycle() -> None:
+    """No cycle runs for an action on a source, yet its lines name that source."""
+    engine = SyncEngine(InMemoryStore())
+    engine.run_cycle("acme/api", InMemoryConnector(source(5), page_size=5))
+    collect = Collect()
+    with handled(collect):
+        engine.cancel("acme/api", actor="ana")
+        engine.resume("acme/api", actor="ana")
+        engine.rewind("acme/api", T0)
+        engine.reset("acme/api", actor="ana")
+    actions = [r for r in collect.records if r.name.startswith("incsync")]
+    assert [r.getMessage().split(" ")[2] for r in actions] == [
+        "cancelled",
+        "resumed",
+        "rewound",
+        "reset",
+    ]
+    assert {(r.source_key, r.cycle_id) for r in actions} == {("acme/api", None)}  # type: ignore[attr-defined]
     assert log_context() == {"source_key": None, "cycle_id": None}

@@ -12,10 +12,11 @@ The whole algorithm is :meth:`SyncEngine.run_cycle`:
    store is the sink, the page and its checkpoint are one transaction. A cancel, or the host's
    ``stop``, ends the cycle there.
 4. When the read completes: after a full re-read, sweep what it did not see; when the counts
-   keep disagreeing and the connector can list its ids, reconcile by id (:meth:`SyncEngine.
-   _reconcile`); when a count is due (always after a reconcile), compare the source's count of
-   live records with the host's (a failed count is logged and skipped); then record the last
-   sync and the count.
+   keep disagreeing and the connector can list its ids, reconcile by id
+   (:func:`incsync._reconcile_walk.reconcile_by_id`, which a cancel or a stop ends between
+   pages as it ends the read); when a count is due (always after a reconcile), compare the
+   source's count of live records with the host's (a failed count is logged and skipped); then
+   record the last sync and the count.
 5. On failure count it, keep the redacted error, and stop the source after too many in a row. A
    source that says it cannot be read incrementally any more (``SourceError.resync_required``:
    its change log expired) is reset instead, with the reason kept as its last error, so the next
@@ -48,12 +49,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import cast
 
 import attrs
 
-from incsync import telemetry
+from incsync import mapped, telemetry
+from incsync._reconcile_walk import IdTally, IdWalk, reconcile_by_id
 from incsync.actions import Action, ActionEntry
 from incsync.cursor import Cursor, advance, horizon, page_high_water, window_after
 from incsync.errors import (
@@ -65,6 +67,8 @@ from incsync.errors import (
 )
 from incsync.history import CycleEntry, cycle_entry
 from incsync.humanize import duration_text, plural
+from incsync.mapping import MappedRow, RemapPage
+from incsync.mapping._kept import DEFAULT_MAPPED_PAGE
 from incsync.policy import (
     FailureDecision,
     SyncPolicy,
@@ -81,8 +85,7 @@ from incsync.protocols import (
     StateStore,
     TransactionSink,
 )
-from incsync.reconcile import IdSide, id_differences
-from incsync.records import RECONCILED, ApplyResult, Page, Record, RejectedRecord
+from incsync.records import ApplyResult, Page, Record, RejectedRecord
 from incsync.redaction import redact, redacted_traceback
 from incsync.results import CycleProgress, CycleResult, Outcome
 from incsync.state import (
@@ -99,11 +102,6 @@ from incsync.state import (
 from incsync.timestamps import ensure_utc, utc_now
 
 __all__ = ["SyncEngine", "SyncPolicy"]
-
-# Ids per page of either list, and per fetch by id, in an id reconcile: a page of ids is small
-# (one id is some bytes), and a hundred ids fit every vendor's batch read and query length.
-_ID_PAGE = 1_000
-_ID_BATCH = 100
 
 logger = logging.getLogger("incsync")
 
@@ -125,10 +123,15 @@ class _Tally:
     already_applied: int = 0
     rejected: int = 0
     swept: int = 0
-    reconcile_fetched: int = 0
-    reconcile_tombstoned: int = 0
+    by_id: IdTally = attrs.field(factory=IdTally)
     total: int | None = None
     counted: CountCheck | None = None
+
+    def wrote(self, page: Page, applied: ApplyResult) -> None:
+        """Count a written page's records: applied, already applied, set aside."""
+        self.applied += applied.applied
+        self.already_applied += len(page.records) - applied.applied - len(applied.rejected)
+        self.rejected += len(page.rejected) + len(applied.rejected)
 
 
 _Ending = Callable[[Outcome], CycleEntry]
@@ -145,21 +148,6 @@ def _interruption(current: SourceState, stop: threading.Event | None) -> Outcome
     if stop is not None and stop.is_set():
         return Outcome.INTERRUPTED_STOP
     return None
-
-
-def _paged(page: Callable[[str | None], Sequence[str]]) -> Iterator[str]:
-    """Yield the ids of ``page(after)``, each page asked after the last id of the one before.
-
-    A page that is empty ends the list (a short one may be a vendor's own cap, so only an empty
-    one is trusted to be the last).
-    """
-    after: str | None = None
-    while True:
-        ids = page(after)
-        if not ids:
-            return
-        yield from ids
-        after = ids[-1]
 
 
 def _log_traceback(source_key: str, error: Exception, secrets: Sequence[str]) -> None:
@@ -266,8 +254,10 @@ class SyncEngine:
             actor=self._lease_holder() if actor is None else actor,
             at=self._now(),
         )
-        state = self.store.act(entry)
-        logger.info(_ACTION_LOG_TEXT[action], source_key, entry.actor)
+        # An action runs no cycle: its log line names the source, and no cycle.
+        with telemetry.acting_on(source_key):
+            state = self.store.act(entry)
+            logger.info(_ACTION_LOG_TEXT[action], source_key, entry.actor)
         return state
 
     def actions(self, source_key: str, limit: int | None = None) -> Sequence[ActionEntry]:
@@ -315,13 +305,14 @@ class SyncEngine:
         """
         check_source_key(source_key)
         since = ensure_utc(since, "since")
-        state = self.store.rewind(source_key, since)
-        logger.info(
-            "source %s rewound to %s: the next cycle reads from %s",
-            source_key,
-            since.isoformat(),
-            "the beginning" if state.cursor is None else state.cursor.updated_at.isoformat(),
-        )
+        with telemetry.acting_on(source_key):
+            state = self.store.rewind(source_key, since)
+            logger.info(
+                "source %s rewound to %s: the next cycle reads from %s",
+                source_key,
+                since.isoformat(),
+                "the beginning" if state.cursor is None else state.cursor.updated_at.isoformat(),
+            )
         return state
 
     def cancel(self, source_key: str, *, actor: str | None = None) -> SourceState:
@@ -338,6 +329,56 @@ class SyncEngine:
         The resume is recorded, with ``actor`` as for :meth:`reset`.
         """
         return self._act(source_key, Action.RESUME, actor)
+
+    # -- mapped transactions -----------------------------------------------------------------
+
+    def mapped_transactions(
+        self,
+        source_key: str,
+        *,
+        since: date | None = None,
+        until: date | None = None,
+        page_size: int = DEFAULT_MAPPED_PAGE,
+        include_voided: bool = True,
+    ) -> Iterator[MappedRow]:
+        """Yield the source's mapped transactions dated in ``[since, until)``, page by page.
+
+        See :func:`incsync.mapped.mapped_transactions`.
+
+        Raises:
+            ConfigurationError: The sink keeps no mapped transactions, a bound is not a date,
+                ``until`` is before ``since``, or ``page_size`` is not at least 1.
+        """
+        return mapped.mapped_transactions(
+            mapped.mapped_store(self.sink),
+            source_key,
+            since=since,
+            until=until,
+            page_size=page_size,
+            include_voided=include_voided,
+        )
+
+    def remap(
+        self,
+        source_key: str,
+        *,
+        page_size: int = DEFAULT_MAPPED_PAGE,
+        on_page: Callable[[RemapPage], None] | None = None,
+    ) -> mapped.RemapResult:
+        """Recompute the source's mapped rows from its stored records; the source is not asked.
+
+        Run it after the source's mapping changed (any change is a new version). It resumes
+        after a crash; see :func:`incsync.mapped.remap`.
+
+        Raises:
+            ConfigurationError: The sink keeps no mapped transactions, the source has no
+                mapping, or ``page_size`` is not at least 1.
+            StoreError: A page could not be written; the pages before it stay.
+        """
+        check_source_key(source_key)
+        return mapped.remap(
+            mapped.mapped_store(self.sink), source_key, page_size=page_size, on_page=on_page
+        )
 
     # -- the cycle ---------------------------------------------------------------------------
 
@@ -425,8 +466,8 @@ class SyncEngine:
                 already_applied=tally.already_applied,
                 rejected=tally.rejected,
                 swept=tally.swept,
-                reconcile_fetched=tally.reconcile_fetched,
-                reconcile_tombstoned=tally.reconcile_tombstoned,
+                reconcile_fetched=tally.by_id.fetched,
+                reconcile_tombstoned=tally.by_id.tombstoned,
                 counted=tally.counted,
                 pages=tally.pages,
                 cursor_before=state.cursor,
@@ -546,30 +587,17 @@ class SyncEngine:
             elif high is not None and (unordered_high is None or high > unordered_high):
                 unordered_high = high
             with telemetry.writing():
-                applied, current = self._commit(
-                    key,
-                    page.records,
-                    lease,
-                    generation,
-                    Checkpoint(
-                        cursor=cursor, last_change=newest, rejected=page.rejected, marks=page.marks
-                    ),
-                )
+                current = self._write(state, page, lease, (cursor, newest), tally)
             tally.pages += 1
             tally.fetched += len(page.records) + len(page.rejected)
-            tally.applied += applied.applied
-            tally.already_applied += len(page.records) - applied.applied - len(applied.rejected)
-            tally.rejected += len(page.rejected) + len(applied.rejected)
             if page.total is not None:
                 # A page without one (a delete channel's, read after the rest) changes nothing.
                 tally.total = page.total
             telemetry.written(tally.applied, tally.rejected)
             if on_progress is not None:
                 self._report(on_progress, key, tally, clock_start)
-            interrupted = _interruption(current, stop)
+            interrupted = self._ending_at(current, stop, lease, ending)
             if interrupted is not None:
-                self._record_interruption(ending(interrupted), lease)
-                logger.info("source %s: cycle %s after a durable page", key, interrupted.value)
                 return interrupted, current.cursor
         final = advance(cursor, unordered_high, horizon(started, lag, connector.clock_skew()))
         if state.reset_pending:
@@ -579,7 +607,19 @@ class SyncEngine:
         # connector only says how: by id here, else by the re-read _resync_reason asks for.
         reconciled = connector.lists_ids and drift_to_reconcile(state, self.policy)
         if reconciled:
-            self._reconcile(state, connector, lease, cursor, tally)
+            # Written with the read's cursor: fetched by id, the records move no cursor.
+            stopped = reconcile_by_id(
+                IdWalk(key, generation, lease.token, frozenset(self._set_aside_ids(key))),
+                connector,
+                self.sink,
+                lambda page: self._write(
+                    state, page, lease, (cursor, page_high_water(page.records)[1]), tally
+                ),
+                lambda current: self._ending_at(current, stop, lease, ending),
+                tally.by_id,
+            )
+            if stopped is not None:
+                return stopped[0], stopped[1].cursor
         tally.counted = self._count_check(state, connector, reconciled=reconciled)
         entry = ending(Outcome.COMPLETED)
         done = self.store.complete_cycle(
@@ -619,90 +659,6 @@ class SyncEngine:
     def _set_aside_ids(self, key: str) -> set[str]:
         """Return the ids of the source's records set aside: neither swept nor fetched again."""
         return {r.record_id for r in self.store.list_rejected(key) if r.record_id is not None}
-
-    def _reconcile(
-        self,
-        state: SourceState,
-        connector: Connector,
-        lease: Lease,
-        cursor: Cursor | None,
-        tally: _Tally,
-    ) -> None:
-        """Compare the source's live ids with the host's, fetch what is missing, tombstone extras.
-
-        Both lists are read in pages of ascending ids and merged as they come
-        (:func:`incsync.reconcile.id_differences`); the differences are handled in batches.
-        Records are fetched by id through the connector's record rules and written like any page
-        (:meth:`_commit`), with the read's cursor unchanged: they are not in cursor order, so
-        they move no cursor. Ids the read set aside as malformed are not fetched again.
-
-        The races with changes made at the source meanwhile follow one rule: **an id is written
-        only as the source answers for it by id after the listing, and becomes a tombstone only
-        when that answer does not hold it.** So a record deleted at the source between listing and
-        fetching is not brought back (its fetch returns nothing, or its tombstone); a record
-        created meanwhile is either listed and fetched, or not listed and so not at the host
-        either (the next incremental read brings it); and a host id missing from the listing is
-        asked for by id before it is tombstoned, so a record the listing did not show yet (a lag,
-        or one created after its position was passed) is applied, not tombstoned.
-
-        Any failure raises, and fails the cycle as a read would: batches already written stay
-        (they are true at the source), and the cursor has not moved for them.
-        """
-        key, generation = state.key, state.generation
-        spared = self._set_aside_ids(key)
-
-        def write(page: Page) -> None:
-            _, newest = page_high_water(page.records)
-            applied, _ = self._commit(
-                key,
-                page.records,
-                lease,
-                generation,
-                Checkpoint(cursor=cursor, last_change=newest, rejected=page.rejected),
-            )
-            tally.applied += applied.applied
-            tally.rejected += len(page.rejected) + len(applied.rejected)
-
-        def fetch_missing(ids: list[str]) -> None:
-            page = connector.fetch_ids(ids)
-            tally.reconcile_fetched += len(page.records) + len(page.rejected)
-            write(page)
-
-        def tombstone_extra(ids: list[str]) -> None:
-            # Asked by id first: what the source still holds is written, not tombstoned.
-            page = connector.fetch_ids(ids)
-            write(page)
-            answered = {record.id for record in page.records}
-            answered.update(r.record_id for r in page.rejected if r.record_id is not None)
-            gone = [record_id for record_id in ids if record_id not in answered]
-            if gone:
-                tally.reconcile_tombstoned += self.sink.tombstone(
-                    key, gone, generation, lease.token, RECONCILED
-                )
-
-        batches: dict[IdSide, list[str]] = {IdSide.MISSING_AT_HOST: [], IdSide.EXTRA_AT_HOST: []}
-        handle = {IdSide.MISSING_AT_HOST: fetch_missing, IdSide.EXTRA_AT_HOST: tombstone_extra}
-        differences = id_differences(
-            _paged(lambda after: connector.list_ids(after, _ID_PAGE)),
-            _paged(lambda after: self.sink.list_live_ids(key, after, _ID_PAGE)),
-        )
-        for side, record_id in differences:
-            if side is IdSide.MISSING_AT_HOST and record_id in spared:
-                continue
-            batch = batches[side]
-            batch.append(record_id)
-            if len(batch) == _ID_BATCH:
-                handle[side](batch)
-                batches[side] = []
-        for side, batch in batches.items():
-            if batch:
-                handle[side](batch)
-        logger.info(
-            "source %s: reconciled by id: %s fetched, %s tombstoned",
-            key,
-            plural(tally.reconcile_fetched, "record"),
-            plural(tally.reconcile_tombstoned, "record"),
-        )
 
     def _count_check(
         self, state: SourceState, connector: Connector, *, reconciled: bool = False
@@ -748,6 +704,39 @@ class SyncEngine:
                 check.drift,
             )
         return check
+
+    def _write(
+        self,
+        state: SourceState,
+        page: Page,
+        lease: Lease,
+        progress: tuple[Cursor | None, datetime | None],
+        tally: _Tally,
+    ) -> SourceState:
+        """Write a page durably with its checkpoint, count it, and return the state then.
+
+        The one page write of a cycle, the read's pages and an id reconcile's alike; the
+        checkpoint keeps ``progress``: the cursor the page allows and its newest change.
+        """
+        cursor, newest = progress
+        checkpoint = Checkpoint(
+            cursor=cursor, last_change=newest, rejected=page.rejected, marks=page.marks
+        )
+        applied, current = self._commit(
+            state.key, page.records, lease, state.generation, checkpoint
+        )
+        tally.wrote(page, applied)
+        return current
+
+    def _ending_at(
+        self, current: SourceState, stop: threading.Event | None, lease: Lease, ending: _Ending
+    ) -> Outcome | None:
+        """Return how the cycle ends at a durable point, recording it; ``None``: it goes on."""
+        interrupted = _interruption(current, stop)
+        if interrupted is not None:
+            self._record_interruption(ending(interrupted), lease)
+            logger.info("source %s: cycle %s after a durable page", current.key, interrupted.value)
+        return interrupted
 
     def _commit(
         self,

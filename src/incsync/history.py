@@ -121,6 +121,10 @@ class CycleEntry:
         already_applied: Records the sink already held at that version.
         rejected: Records set aside as malformed.
         swept: Transactions made tombstones after a full re-read.
+        reconcile_fetched: Records an id reconcile fetched by id because the host lacked them
+            (see :mod:`incsync.reconcile`); 0 for an entry kept before stores kept it.
+        reconcile_tombstoned: Transactions an id reconcile made tombstones because the source no
+            longer held them; 0 for an entry kept before stores kept it.
         error_class: The class of the error that ended it, if one did.
         error: That error's message, redacted as every stored error is.
         retry_at: The time the source asked not to be called before, if it asked.
@@ -148,6 +152,8 @@ class CycleEntry:
     already_applied: int = attrs.field(default=0, validator=_count)
     rejected: int = attrs.field(default=0, validator=_count)
     swept: int = attrs.field(default=0, validator=_count)
+    reconcile_fetched: int = attrs.field(default=0, validator=_count)
+    reconcile_tombstoned: int = attrs.field(default=0, validator=_count)
     error_class: str | None = None
     error: str | None = None
     retry_at: datetime | None = attrs.field(default=None, converter=_retry_at)
@@ -197,6 +203,8 @@ def cycle_entry(
         already_applied=result.already_applied,
         rejected=result.rejected,
         swept=result.swept,
+        reconcile_fetched=result.reconcile_fetched,
+        reconcile_tombstoned=result.reconcile_tombstoned,
         error_class=result.error_class,
         error=result.error,
         retry_at=retry_at,

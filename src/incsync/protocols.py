@@ -8,7 +8,9 @@ A host implements (or picks a built-in implementation of) three roles:
 * :class:`TransactionSink` applies records to the host's transactions, idempotently.
 
 A store that also is the sink and can write a page's rows and its checkpoint in one transaction
-implements :class:`AtomicPageStore`; the engine then uses that single transaction.
+implements :class:`AtomicPageStore`; the engine then uses that single transaction. A store that
+keeps sources' records mapped to transactions (:mod:`incsync.mapped`) implements
+:class:`MappedStore`.
 
 OAuth2 connections whose vendor rotates refresh tokens save every refresh through a
 :class:`TokenKeeper`; :class:`~incsync.tokens.StoreTokenKeeper` is one over a
@@ -18,12 +20,15 @@ OAuth2 connections whose vendor rotates refresh tokens save every refresh throug
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from incsync.actions import ActionEntry
 from incsync.cursor import Window
 from incsync.history import SUMMARY_CYCLES, CycleEntry, HistorySummary
+from incsync.mapping import MappedPosition, MappedRow, RemapPage, TransactionMapping
+from incsync.mapping._kept import DEFAULT_MAPPED_PAGE
+from incsync.reconcile import IdOrder
 from incsync.records import ApplyResult, Page, Record, RejectedRecord
 from incsync.results import CycleProgress
 from incsync.state import Checkpoint, ErrorInfo, Lease, SourceState
@@ -33,6 +38,7 @@ __all__ = [
     "AtomicPageStore",
     "Clock",
     "Connector",
+    "MappedStore",
     "ProgressCallback",
     "StateStore",
     "TokenKeeper",
@@ -99,12 +105,24 @@ class Connector(Protocol):
         """
         ...
 
-    def list_ids(self, after: str | None, limit: int) -> Sequence[str]:
-        """Return up to ``limit`` ids of the source's live records after ``after``, ascending.
+    @property
+    def id_order(self) -> IdOrder:
+        """The order :meth:`list_ids` lists ids in, which the host's are listed and merged in.
 
-        Ids ascend by code point (see :mod:`incsync.reconcile`); ``after=None`` starts at the
-        first, and an empty page ends the list (a shorter one need not: a vendor may cap its
-        pages). Called only when :attr:`lists_ids` is true.
+        :attr:`IdOrder.CODE_POINT <incsync.reconcile.IdOrder.CODE_POINT>` (the default of
+        :class:`~incsync.connectors.BaseConnector`) or :attr:`IdOrder.NUMERIC
+        <incsync.reconcile.IdOrder.NUMERIC>` for ids that are whole numbers listed by value.
+        """
+        ...
+
+    def list_ids(self) -> Iterable[Sequence[str]]:
+        """Yield the ids of the source's live records, in pages, ascending in :attr:`id_order`.
+
+        Each page is one answer of the source, asked for when the one before has been merged, so
+        the engine renews its lease and honours a cancel or a stop between pages; how a page
+        follows the one before (a keyset, a cursor) is the connector's business. Ids that do not
+        ascend, or that :attr:`id_order` does not admit, make the engine re-read the source whole
+        instead (see :mod:`incsync.reconcile`). Called only when :attr:`lists_ids` is true.
 
         Raises:
             SourceError: The source could not be read; the cycle fails.
@@ -193,13 +211,23 @@ class TransactionSink(Protocol):
         """
         ...
 
-    def list_live_ids(self, source_key: str, after: str | None, limit: int) -> Sequence[str]:
-        """Return up to ``limit`` ids of the source's live transactions after ``after``, ascending.
+    def list_live_ids(
+        self,
+        source_key: str,
+        after: str | None,
+        limit: int,
+        order: IdOrder = IdOrder.CODE_POINT,
+    ) -> Sequence[str]:
+        """Return up to ``limit`` ids of the source's live transactions after ``after``.
 
-        Ids ascend by code point (see :mod:`incsync.reconcile`); ``after=None`` starts at the
-        first. The id reconcile pages through them by the last id of each page, so no list of
-        every id is ever held. In SQL: one keyset query along the primary key, ``WHERE
-        source_key = ? AND record_id > ? AND NOT deleted ORDER BY record_id LIMIT ?``.
+        Ids ascend by ``order``'s key (:meth:`IdOrder.sort_key
+        <incsync.reconcile.IdOrder.sort_key>`), the order the connector lists the source's in;
+        ``after=None`` starts at the first, ``after`` is compared by the same key. The id reconcile
+        pages through them by the last id of each page, so no list of every id is ever held. In
+        SQL: keyset queries along an index, ``WHERE source_key = ? AND NOT deleted AND record_id
+        > ? ORDER BY record_id LIMIT ?`` in code point order, and ``... AND (length(record_id),
+        record_id) > (?, ?) ORDER BY length(record_id), record_id LIMIT ?`` in numeric order,
+        along an index of ``(source_key, length(record_id), record_id)``.
 
         Raises:
             StoreError: The query failed.
@@ -410,6 +438,71 @@ class AtomicPageStore(StateStore, TransactionSink, Protocol):
         Raises:
             LeaseLostError: The caller no longer holds the lease (nothing is written).
             GenerationChangedError: The source was reset or rewound (nothing is written).
+        """
+        ...
+
+
+@runtime_checkable
+class MappedStore(Protocol):
+    """A store that keeps the records of mapped sources as typed transactions too.
+
+    Given a source's :class:`~incsync.mapping.TransactionMapping` (every built-in store's
+    ``mappings`` argument), it writes each applied record's mapped row in the same transaction
+    as its raw row, makes the row void (never deletes it) when the record is deleted, voided,
+    swept or tombstoned by a reconcile, and sets aside, with the mapping's reason, a record the
+    mapping cannot read.
+    """
+
+    def mapping_for(self, source_key: str) -> TransactionMapping | None:
+        """Return the source's mapping, or ``None`` when its records are not mapped."""
+        ...
+
+    def read_mapped(
+        self,
+        source_key: str,
+        *,
+        since: date | None = None,
+        until: date | None = None,
+        after: MappedPosition | None = None,
+        limit: int = DEFAULT_MAPPED_PAGE,
+        include_voided: bool = True,
+    ) -> Sequence[MappedRow]:
+        """Return up to ``limit`` of the source's mapped rows, by business date, then record id.
+
+        Keyset paging: the next page is asked ``after`` the last row's
+        :attr:`~incsync.mapping.MappedRow.position`; rows written meanwhile never shift a page.
+        In SQL: one range of the ``(source_key, business_date, record_id)`` index.
+
+        Args:
+            source_key: The source.
+            since: The first business date included (``None``: from the first).
+            until: The first business date no longer included (``None``: to the last).
+            after: Where the previous page ended.
+            limit: At most this many rows.
+            include_voided: Whether void rows come too (they do by default: a host keeping
+                commissions in step must see what was voided).
+
+        Raises:
+            ConfigurationError: A bound is not a date, ``until`` is before ``since``, or
+                ``limit`` is not at least 1.
+            StoreError: The query failed.
+        """
+        ...
+
+    def remap_page(self, source_key: str, limit: int = DEFAULT_MAPPED_PAGE) -> RemapPage:
+        """Re-map the next ``limit`` stored records of the source with its current mapping.
+
+        Reads the raw rows after the source's re-map checkpoint whose mapped row is not at the
+        mapping's version, computes their rows from the stored payloads (the source is never
+        asked), writes them, and moves the checkpoint past them: all in one transaction, so a
+        crash loses at most the page in flight and the next call resumes after the last one
+        committed. A checkpoint of another mapping version is started over; once a re-map has
+        finished, further calls do nothing until the mapping changes. A change races no cycle:
+        it is written only while the raw row holds the version it was computed from.
+
+        Raises:
+            ConfigurationError: The source has no mapping, or ``limit`` is not at least 1.
+            StoreError: The re-map failed; nothing of the page was written.
         """
         ...
 

@@ -39,8 +39,8 @@ import logging
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CycleContextFilter",
     "CycleTelemetry",
+    "acting_on",
     "configure",
     "cycle",
     "fetched",
@@ -75,6 +76,8 @@ __all__ = [
 logger = logging.getLogger("incsync")
 
 _CURRENT: ContextVar[CycleTelemetry | None] = ContextVar("incsync_cycle", default=None)
+# The source a reset, rewind, cancel or resume acts on: no cycle runs, yet its lines name it.
+_ACTED_ON: ContextVar[str | None] = ContextVar("incsync_acted_on", default=None)
 _NOTHING: AbstractContextManager[None] = nullcontext()
 
 
@@ -275,20 +278,36 @@ def retried(vendor: str | None, wait: float, *, throttled: bool) -> None:
         otel.retried(current.vendor, wait, throttled=throttled, page=current.pages + 1)
 
 
-def log_context() -> dict[str, str | None]:
-    """Return the running cycle's ``source_key`` and ``cycle_id`` (``None`` outside a cycle).
+@contextmanager
+def acting_on(source_key: str) -> Iterator[None]:
+    """Name ``source_key`` in the log context while a reset, rewind, cancel or resume runs.
 
-    For logging set-ups that do not pass through :mod:`logging` handlers (a structlog processor,
-    say); :class:`CycleContextFilter` serves those that do.
+    No cycle runs then, so ``cycle_id`` stays ``None``; the store's own lines meanwhile name the
+    source too.
+    """
+    token = _ACTED_ON.set(source_key)
+    try:
+        yield
+    finally:
+        _ACTED_ON.reset(token)
+
+
+def log_context() -> dict[str, str | None]:
+    """Return the running cycle's ``source_key`` and ``cycle_id``.
+
+    Outside a cycle, ``source_key`` is the source an action (:func:`acting_on`) is acting on,
+    else ``None``, and ``cycle_id`` is ``None``. For logging set-ups that do not pass through
+    :mod:`logging` handlers (a structlog processor, say); :class:`CycleContextFilter` serves those
+    that do.
     """
     current = _CURRENT.get()
     if current is None:
-        return {"source_key": None, "cycle_id": None}
+        return {"source_key": _ACTED_ON.get(), "cycle_id": None}
     return {"source_key": current.source_key, "cycle_id": current.cycle_id}
 
 
 class CycleContextFilter(logging.Filter):
-    """Sets ``source_key`` and ``cycle_id`` on every record (``None`` outside a cycle).
+    """Sets ``source_key`` and ``cycle_id`` on every record (see :func:`log_context`).
 
     Add it to a handler (``handler.addFilter(CycleContextFilter())``): it then serves every logger
     whose records reach that handler, and a format can name ``%(source_key)s`` and

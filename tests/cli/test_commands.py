@@ -225,6 +225,8 @@ COMMANDS = [
     "unlock",
     "rejected",
     "history",
+    "remap",
+    "transactions",
     "serve",
 ]
 

@@ -97,7 +97,7 @@ CASES = [
         'path = "x.db"',
         '[sources.demo]\ntype = "sample"\ncolour = "red"\n',
         "sources.demo.colour",
-        "accepted: type, interval, account, count, end",
+        "accepted: type, interval, account, mapping, count, end",
     ),
     (
         "required setting missing",

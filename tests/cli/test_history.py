@@ -5,17 +5,21 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+from incsync.connectors import InMemoryConnector, InMemorySource
 from incsync.connectors.base import BaseConnector, RawPage
 from incsync.cursor import Window
 from incsync.engine import SyncEngine
 from incsync.errors import TransientSourceError
 from incsync.integrations.cli import main
+from incsync.policy import SyncPolicy
+from incsync.reconcile import IdOrder
 from incsync.stores.sqlite import SQLiteStore
+from incsync.testing import ManualClock
 from incsync.timestamps import utc_now
 from tests.cli.support import ROOT, incsync, write_config
 
@@ -34,6 +38,8 @@ ENTRY_FIELDS = {
     "already_applied",
     "rejected",
     "swept",
+    "reconcile_fetched",
+    "reconcile_tombstoned",
     "error_class",
     "error",
     "retry_at",
@@ -90,6 +96,36 @@ def test_history_json_is_an_array_of_the_source_cycles_newest_first(
     ids = [cycle["cycle_id"] for cycle in cycles]
     assert all(re.fullmatch("[0-9a-f]{16}", cycle_id) for cycle_id in ids)
     assert len(set(ids)) == 3
+
+
+def test_history_json_gives_what_an_id_reconcile_did(tmp_path: Path) -> None:
+    """A cycle that reconciled by id keeps how many records it fetched and tombstoned, and the
+    installed command prints both; other cycles say 0."""
+    path = write_config(tmp_path, '[sources.acme]\ntype = "sample"\ncount = 1\n')
+    source = InMemorySource()
+    for number in range(40):
+        source.put({"id": str(number), "updated_at": f"2026-03-01T00:00:{number:02d}Z"})
+    connector = InMemoryConnector(source, lists_ids=True, id_order=IdOrder.NUMERIC)
+    clock = ManualClock(datetime(2026, 3, 2, tzinfo=timezone.utc))
+    policy = SyncPolicy(reconcile_drift=True)
+    with SQLiteStore(tmp_path / "state.db") as store:
+        engine = SyncEngine(store, policy=policy, clock=clock)
+        engine.run_cycle("acme", connector)
+        source.purge("7")
+        source.purge("31")
+        source.put({"id": "40", "updated_at": "2026-02-01T00:00:00Z"})  # behind the cursor
+        for _ in range(3):  # two counts find the drift; the third cycle reconciles it
+            clock.advance(timedelta(days=1))
+            ran = engine.run_cycle("acme", connector)
+    assert (ran.reconcile_fetched, ran.reconcile_tombstoned) == (1, 2)
+    done = incsync("history", "acme", "--json", "--config", str(path), cwd=tmp_path)
+    assert (done.code, done.stderr) == (0, "")
+    cycles = json.loads(done.stdout)
+    figures = [(c["reconcile_fetched"], c["reconcile_tombstoned"]) for c in cycles]
+    assert figures == [(1, 2), (0, 0), (0, 0), (0, 0)]
+    text = incsync("history", "acme", "--config", str(path), cwd=tmp_path).stdout.splitlines()
+    assert text[2] == "  reconciled by id: 1 fetched, 2 tombstoned"
+    assert sum(line.startswith("  reconciled by id") for line in text) == 1
 
 
 def test_history_names_the_cycle_run_reported(

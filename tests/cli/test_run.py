@@ -276,6 +276,8 @@ RESULT_FIELDS = {
     "already_applied",
     "rejected",
     "swept",
+    "reconcile_fetched",
+    "reconcile_tombstoned",
     "pages",
     "counted",
     "started_at",

@@ -45,7 +45,7 @@ def test_a_drift_planted_in_the_org_is_reconciled_by_id() -> None:
     assert reads
     assert all("WHERE SystemModstamp >=" in q for q in reads)  # incremental only: no full read
     listings = [q for q in soql if q.startswith("SELECT Id FROM Opportunity")]
-    assert len(listings) == 3  # answers hold 200 rows (batch_size): 200, 50, then none
+    assert len(listings) == 2  # answers of 200 rows (batch_size): 200, then 50 and done
     assert sum(" IN (" in q for q in soql) == 2  # one batch missing, one batch to confirm
     held = transactions_by_id(store, KEY)
     assert len(held) == 251  # nothing removed

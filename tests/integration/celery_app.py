@@ -26,6 +26,7 @@ from incsync.connectors.http import HttpOptions
 from incsync.engine import SyncPolicy
 from incsync.history import SUMMARY_CYCLES, CycleEntry, HistorySummary
 from incsync.integrations.celery import CeleryDeployment, install
+from incsync.reconcile import IdOrder
 from incsync.records import ApplyResult, Record, RejectedRecord
 from incsync.scheduling import SourcePlan
 from incsync.state import Checkpoint, ErrorInfo, Lease, SourceState
@@ -179,8 +180,14 @@ class LeaseLog:
     def count_live(self, source_key: str) -> int:
         return self.inner.count_live(source_key)
 
-    def list_live_ids(self, source_key: str, after: str | None, limit: int) -> Sequence[str]:
-        return self.inner.list_live_ids(source_key, after, limit)
+    def list_live_ids(
+        self,
+        source_key: str,
+        after: str | None,
+        limit: int,
+        order: IdOrder = IdOrder.CODE_POINT,
+    ) -> Sequence[str]:
+        return self.inner.list_live_ids(source_key, after, limit, order)
 
     def tombstone(
         self, source_key: str, ids: Collection[str], generation: int, token: int, reason: str

@@ -17,6 +17,7 @@ from typing import NoReturn
 import psycopg
 import pytest
 
+from incsync.mapping._kept import MappingLookup
 from incsync.stores.postgres import PostgresStore
 
 __all__ = ["CONNINFO", "drop_schema", "fresh_schema", "migrated_store", "require_server"]
@@ -64,11 +65,19 @@ def fresh_schema() -> Iterator[str]:
 
 @contextmanager
 def migrated_store(
-    schema: str, *, max_size: int = 4, statement_timeout: timedelta = timedelta(seconds=30)
+    schema: str,
+    *,
+    max_size: int = 4,
+    statement_timeout: timedelta = timedelta(seconds=30),
+    mappings: MappingLookup | None = None,
 ) -> Iterator[PostgresStore]:
     """Yield a store on ``schema`` with its tables created; closed afterwards."""
     with PostgresStore(
-        require_server(), schema=schema, max_size=max_size, statement_timeout=statement_timeout
+        require_server(),
+        schema=schema,
+        max_size=max_size,
+        statement_timeout=statement_timeout,
+        mappings=mappings,
     ) as store:
         store.migrate()
         yield store

@@ -33,6 +33,7 @@ from incsync import (
     StoreError,
 )
 from incsync.content import content_digest
+from incsync.reconcile import IdOrder
 from incsync.stores import _postgres_sql as sql
 from incsync.stores.postgres import SCHEMA_VERSION, PostgresStore
 from tests.helpers import entry_of
@@ -102,7 +103,9 @@ def test_migrate_is_idempotent(postgres_store: PostgresStore, postgres_schema: s
     assert tables == [
         ("actions",),
         ("cycles",),
+        ("mapped_transactions",),
         ("rejected",),
+        ("remaps",),
         ("schema_version",),
         ("sink_fences",),
         ("sources",),
@@ -184,7 +187,7 @@ def test_migrate_fills_in_the_content_digest_of_rows_written_before(postgres_sch
 def test_migrate_adds_the_cycle_id_to_the_history_kept_before(postgres_schema: str) -> None:
     """Migration 8 keeps a version 7 schema's entries, without a cycle id; later ones keep it."""
     _schema_at_version(postgres_schema, 7)
-    old_columns = [column for column in sql.CYCLE_COLUMNS if column != "cycle_id"]
+    old_columns = sql.CYCLE_COLUMNS[: sql.CYCLE_COLUMNS.index("cycle_id")]
     with psycopg.connect(CONNINFO) as connection:
         connection.execute(
             f'INSERT INTO "{postgres_schema}".cycles ({", ".join(old_columns)}) '
@@ -203,6 +206,37 @@ def test_migrate_adds_the_cycle_id_to_the_history_kept_before(postgres_schema: s
             entry,
             entry_of(KEY, NOW, worker="old", pages=1, fetched=3, applied=3),
         ]
+
+
+def test_migrate_adds_the_reconcile_figures_and_the_numeric_index(postgres_schema: str) -> None:
+    """The reconcile figures' migration keeps older entries, with no reconcile figures (0), later
+    ones keep theirs; the live ids are then listed in numeric order along an index."""
+    _schema_at_version(postgres_schema, sql.RECONCILE_FIGURES_VERSION - 1)
+    old_columns = sql.CYCLE_COLUMNS[: sql.CYCLE_COLUMNS.index("reconcile_fetched")]
+    with psycopg.connect(CONNINFO) as connection:
+        connection.execute(
+            f'INSERT INTO "{postgres_schema}".cycles ({", ".join(old_columns)}) '
+            f"VALUES ({', '.join(['%s'] * len(old_columns))})",
+            (KEY, 0, "old", NOW, NOW, "completed", 1, 3, 3, 0, 0, 0, *[None] * 4, "0a1b2c3d"),
+        )
+    with PostgresStore(CONNINFO, schema=postgres_schema) as store:
+        assert store.migrate() == SCHEMA_VERSION
+        later = NOW + timedelta(hours=1)
+        lease = store.acquire_lease(KEY, "new", later, TTL)
+        assert lease is not None
+        entry = entry_of(KEY, later, worker="new", reconcile_fetched=4, reconcile_tombstoned=2)
+        store.complete_cycle(KEY, lease, 0, Checkpoint(None), later, 0, entry)
+        assert [(e.reconcile_fetched, e.reconcile_tombstoned) for e in store.history(KEY)] == [
+            (4, 2),
+            (0, 0),
+        ]
+    with psycopg.connect(CONNINFO) as connection:
+        connection.execute("SET enable_seqscan = off")  # the table is tiny: ask for the index
+        listing = sql.render(sql.LIST_LIVE_IDS[IdOrder.NUMERIC], postgres_schema)
+        cursor = psycopg.ClientCursor(connection)
+        plan = cursor.execute(f"EXPLAIN {listing}", (KEY, 1, "9", 10)).fetchall()
+    assert "live_ids_by_number" in " ".join(str(row[0]) for row in plan)
+    assert "Sort" not in " ".join(str(row[0]) for row in plan)  # in index order: no sort
 
 
 def test_a_store_refuses_a_schema_it_has_not_migrated(postgres_schema: str) -> None:

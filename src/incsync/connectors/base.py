@@ -8,6 +8,7 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 from incsync.cursor import Window
+from incsync.reconcile import IdOrder
 from incsync.records import Page, Record, RecordFormat, page_of
 
 __all__ = ["BaseConnector", "RawPage"]
@@ -41,6 +42,9 @@ class BaseConnector:
         lists_ids: Set to ``True`` when the subclass implements :meth:`list_ids` and
             :meth:`fetch_by_ids`: a persistent count drift is then reconciled by id instead of
             by a whole re-read (see :mod:`incsync.reconcile`).
+        id_order: The order :meth:`list_ids` lists ids in: code point order by default,
+            :attr:`IdOrder.NUMERIC <incsync.reconcile.IdOrder.NUMERIC>` for ids that are whole
+            numbers the source lists by value.
 
     Raises:
         TypeError: On construction, when the class implements neither :meth:`fetch` nor
@@ -54,6 +58,7 @@ class BaseConnector:
     vendor: ClassVar[str] = "custom"
     delete_retention: timedelta | None = None
     lists_ids: bool = False
+    id_order: IdOrder = IdOrder.CODE_POINT
 
     def __new__(cls, *_args: Any, **_kwargs: Any) -> BaseConnector:  # noqa: D102 - see the class
         if cls.fetch is BaseConnector.fetch and cls.read is BaseConnector.read:
@@ -91,10 +96,12 @@ class BaseConnector:
         """
         return None
 
-    def list_ids(self, after: str | None, limit: int) -> Sequence[str]:
-        """Return up to ``limit`` live record ids after ``after``, ascending by code point.
+    def list_ids(self) -> Iterable[Sequence[str]]:
+        """Yield the live record ids in pages, ascending in :attr:`id_order`.
 
-        Only called when :attr:`lists_ids` is true; this default cannot list.
+        Only called when :attr:`lists_ids` is true; this default cannot list. A page is best
+        asked for only when the one before has been taken (a generator), so a long list is never
+        held whole and the engine can stop between pages.
 
         Raises:
             SourceError: The source could not be read.

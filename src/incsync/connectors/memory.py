@@ -20,6 +20,7 @@ from typing import Any
 from incsync.connectors.base import BaseConnector, RawPage
 from incsync.cursor import Window
 from incsync.policy import non_negative_duration, optional_positive_duration, positive_count
+from incsync.reconcile import IdOrder
 from incsync.timestamps import ensure_utc, parse_timestamp
 
 __all__ = ["InMemoryConnector", "InMemorySource", "iso_timestamp"]
@@ -96,14 +97,23 @@ class InMemorySource:
             del self._order[bisect.bisect_left(self._order, key)]
             del self._records[record_id]
 
-    def live_ids(self, after: str | None, limit: int) -> list[str]:
-        """Return up to ``limit`` ids of records not marked deleted after ``after``, ascending."""
+    def live_ids(
+        self, after: str | None, limit: int, order: IdOrder = IdOrder.CODE_POINT
+    ) -> list[str]:
+        """Return up to ``limit`` ids of records not marked deleted after ``after``, ascending.
+
+        Ids ascend by ``order``'s key (:meth:`~incsync.reconcile.IdOrder.sort_key`).
+        """
+        key = order.sort_key
         with self._lock:
             live = sorted(
-                record_id
-                for record_id, record in self._records.items()
-                if not record.get(self.deleted_field, False)
-                and (after is None or record_id > after)
+                (
+                    record_id
+                    for record_id, record in self._records.items()
+                    if not record.get(self.deleted_field, False)
+                    and (after is None or key(record_id) > key(after))
+                ),
+                key=key,
             )
         return live[:limit]
 
@@ -168,6 +178,7 @@ class InMemoryConnector(BaseConnector):
             :attr:`BaseConnector.delete_retention`); ``None``: for ever.
         lists_ids: Let the connector list its live ids and fetch records by id, so a
             persistent count drift is reconciled by id (see :mod:`incsync.reconcile`).
+        id_order: The order the ids are listed in (code point order by default).
 
     Raises:
         ConfigurationError: ``page_size`` is not an integer of at least 1, or ``lookback`` is not
@@ -189,12 +200,14 @@ class InMemoryConnector(BaseConnector):
         seed: int = 0,
         delete_retention: timedelta | None = None,
         lists_ids: bool = False,
+        id_order: IdOrder = IdOrder.CODE_POINT,
     ) -> None:
         positive_count.check("page_size", page_size)
         non_negative_duration.check("lookback", lookback)
         optional_positive_duration.check("delete_retention", delete_retention)
         self.delete_retention = delete_retention
         self.lists_ids = lists_ids
+        self.id_order = id_order
         self.source = source
         self.id_field = source.id_field
         self.updated_at_field = source.updated_at_field
@@ -218,9 +231,12 @@ class InMemoryConnector(BaseConnector):
         """Return how many records of the source are live now (not marked deleted)."""
         return self.source.count_live()
 
-    def list_ids(self, after: str | None, limit: int) -> Sequence[str]:
-        """Return up to ``limit`` live ids after ``after``, ascending."""
-        return self.source.live_ids(after, limit)
+    def list_ids(self) -> Iterator[list[str]]:
+        """Yield the live ids in pages of ``page_size``, each asked of the source as it is then."""
+        after: str | None = None
+        while page := self.source.live_ids(after, self.page_size, self.id_order):
+            yield page
+            after = page[-1]
 
     def fetch_by_ids(self, ids: Sequence[str]) -> RawPage:
         """Return the records with these ids the source holds (deleted ones marked so)."""

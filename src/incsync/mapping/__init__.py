@@ -10,11 +10,22 @@ chosen custom fields; :func:`preset` gives the built-in one for a connector's ob
     invoice.amount, invoice.currency, invoice.date, invoice.kind, invoice.status
 
 The package is pure: it reads payloads and builds values, and touches no store and no network.
+The stores keep each mapped source's transactions as :class:`MappedRow` values, deciding what a
+record does to its row through this package (see :mod:`incsync.mapped`).
 """
 
 from __future__ import annotations
 
 from incsync.errors import ConfigurationError
+from incsync.mapping._kept import (
+    CANNOT_BE_MAPPED,
+    DELETED_AT_SOURCE,
+    NOT_A_TRANSACTION,
+    VOIDED_AT_SOURCE,
+    MappedPosition,
+    MappedRow,
+    RemapPage,
+)
 from incsync.mapping._presets import PRESETS
 from incsync.mapping._spec import CONVERTERS, Condition, Field, LinesSpec, TransactionMapping
 from incsync.mapping._value import (
@@ -29,15 +40,22 @@ from incsync.mapping._value import (
 )
 
 __all__ = [
+    "CANNOT_BE_MAPPED",
     "CONVERTERS",
+    "DELETED_AT_SOURCE",
+    "NOT_A_TRANSACTION",
+    "VOIDED_AT_SOURCE",
     "Condition",
     "CustomValue",
     "Field",
     "Kind",
     "Line",
     "LinesSpec",
+    "MappedPosition",
+    "MappedRow",
     "MappedTransaction",
     "Party",
+    "RemapPage",
     "Status",
     "TransactionMapping",
     "currency_exponent",
@@ -69,4 +87,5 @@ def preset(vendor: str, name: str) -> TransactionMapping:
     if data is None:
         known = ", ".join(f"{each_vendor}/{each_name}" for each_vendor, each_name in presets())
         raise ConfigurationError(f"no mapping preset for {vendor}/{name}; known: {known}")
-    return TransactionMapping.from_data(data)
+    # Named after what it maps, so rows remember which preset made them.
+    return TransactionMapping.from_data({"name": f"{vendor}/{name}", **data})

@@ -19,7 +19,8 @@ from typing import Any
 
 import attrs
 
-from incsync.errors import ConfigurationError, UnmappableRecordError
+from incsync.content import content_digest
+from incsync.errors import BadRecordError, ConfigurationError, UnmappableRecordError
 from incsync.fields import DottedPath
 from incsync.mapping._value import (
     CustomValue,
@@ -317,6 +318,7 @@ _LINE_FIELDS: Mapping[str, str] = {
 _PARTY_FIELDS = ("customer_id", "customer_name", "owner_id", "owner_name", "owner_email")
 _TEXT_FIELDS = ("record_id", "currency", *_PARTY_FIELDS)
 _TOP_KEYS = (
+    "name",
     "root",
     "where",
     "kind",
@@ -329,6 +331,15 @@ _TOP_KEYS = (
     *_TEXT_FIELDS,
 )
 _REQUIRED = ("kind", "date", "amount", "currency")
+_UNNAMED = "mapping"
+_VERSION_DIGITS = 16  # hex digits of the data's digest: 64 bits, enough to tell versions apart
+
+
+def _version_of(data: Mapping[str, Any]) -> str:
+    try:
+        return content_digest(data).hex()[:_VERSION_DIGITS]
+    except BadRecordError as error:
+        raise ConfigurationError(f"the mapping has no JSON form: {error.reason}") from None
 
 
 @attrs.frozen
@@ -352,6 +363,7 @@ class TransactionMapping:
     _fields: Mapping[str, Field] = attrs.field(alias="fields", repr=False, hash=False)
     _lines: LinesSpec | None = attrs.field(alias="lines", repr=False)
     _custom: Mapping[str, Field] = attrs.field(alias="custom", repr=False, hash=False)
+    _version: str = attrs.field(alias="version", repr=False)
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> TransactionMapping:
@@ -364,6 +376,8 @@ class TransactionMapping:
         problems = _Problems()
         table = problems.table(data, "mapping") or {}
         problems.check_keys(table, "", _TOP_KEYS)
+        if not isinstance(table.get("name", "mapping"), str) or not table.get("name", "mapping"):
+            problems.add("name", f"expected a non-empty text, got {table['name']!r}")
         for name in _REQUIRED:
             if name not in table:
                 problems.add(name, "missing; every mapping says where it is (or gives a value)")
@@ -415,7 +429,28 @@ class TransactionMapping:
             fields={name: field for name, field in fields.items() if field is not None},
             lines=lines,
             custom={name: field for name, field in custom.items() if field is not None},
+            version=_version_of(table),
         )
+
+    @property
+    def name(self) -> str:
+        """The mapping's name, as rows mapped by it remember it (``"mapping"`` when unnamed).
+
+        A preset is named after its vendor and object (``"quickbooks/Invoice"``).
+        """
+        name = self.data.get("name", _UNNAMED)
+        assert isinstance(name, str)  # from_data refused any other
+        return name
+
+    @property
+    def version(self) -> str:
+        """The mapping's version: a digest of its data, so any change to it is a new version.
+
+        Rows mapped by it remember it; a re-map recomputes the rows of any other version. It is
+        derived, never declared, so a mapping changed without a new version number cannot leave
+        rows of the old one looking current.
+        """
+        return self._version
 
     def with_fields(self, **changes: Any) -> TransactionMapping:
         """Return this mapping with top-level keys replaced (``custom={...}``, ``where=[...]``).

@@ -3,20 +3,30 @@
 A concrete store only provides :meth:`StateStoreBase._update`: run a pure transition from
 :mod:`incsync.state` on the stored state inside one transaction, write the result, and keep the
 rejected records and the cycle entry given with it. Everything else (leases, checkpoints, reset,
-rewind, cancel) is here.
+rewind, cancel) is here. :class:`MappedRowsBase` does the same for the mapped transactions of
+the built-in stores, over their two primitives.
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from incsync import state as transitions
 from incsync.actions import Action, ActionEntry
 from incsync.content import digest_of_json
 from incsync.errors import BadRecordError, ConfigurationError
 from incsync.history import SUMMARY_CYCLES, CycleEntry, HistorySummary, summary_of_cycles
+from incsync.mapping._kept import (
+    DEFAULT_MAPPED_PAGE,
+    MappedPosition,
+    MappedRow,
+    MappingLookup,
+    RemapPage,
+    checked_range,
+)
+from incsync.mapping._spec import TransactionMapping
 from incsync.policy import optional_positive_count, positive_count
 from incsync.records import Record, RejectedRecord
 from incsync.results import Outcome
@@ -24,6 +34,7 @@ from incsync.state import Checkpoint, ErrorInfo, Lease, SourceState, check_sourc
 from incsync.timestamps import ensure_utc
 
 __all__ = [
+    "MappedRowsBase",
     "StateStoreBase",
     "Transition",
     "kept_digest",
@@ -313,3 +324,72 @@ _CHANGES: dict[Action, tuple[Transition, bool]] = {
     Action.CANCEL: (transitions.cancel, False),
     Action.RESUME: (transitions.resume, False),
 }
+
+
+class MappedRowsBase(abc.ABC):
+    """Implements :class:`~incsync.protocols.MappedStore`'s checks over two store primitives.
+
+    The built-in stores derive from it beside :class:`StateStoreBase`; a host's own state store
+    need not (it keeps no mapped rows).
+    """
+
+    _mapping_for: MappingLookup
+
+    def mapping_for(self, source_key: str) -> TransactionMapping | None:
+        """Return the mapping the store keeps the source's mapped transactions by, if any.
+
+        Set with the store's ``mappings`` argument (see :mod:`incsync.mapped`).
+        """
+        return self._mapping_for(check_source_key(source_key))
+
+    def read_mapped(
+        self,
+        source_key: str,
+        *,
+        since: date | None = None,
+        until: date | None = None,
+        after: MappedPosition | None = None,
+        limit: int = DEFAULT_MAPPED_PAGE,
+        include_voided: bool = True,
+    ) -> Sequence[MappedRow]:
+        """Return a page of the source's mapped transactions: one range of the date index.
+
+        See :meth:`MappedStore.read_mapped <incsync.protocols.MappedStore.read_mapped>`.
+        """
+        check_source_key(source_key)
+        since, until = checked_range(since, until)
+        positive_count.check("limit", limit)
+        return self._read_mapped(source_key, since, until, after, limit, include_voided)
+
+    @abc.abstractmethod
+    def _read_mapped(
+        self,
+        source_key: str,
+        since: date | None,
+        until: date | None,
+        after: MappedPosition | None,
+        limit: int,
+        include_voided: bool,
+    ) -> Sequence[MappedRow]:
+        """Return the page :meth:`read_mapped` describes, its arguments checked."""
+
+    def remap_page(self, source_key: str, limit: int = DEFAULT_MAPPED_PAGE) -> RemapPage:
+        """Re-map the next page of the source's stored records and checkpoint it atomically.
+
+        See :meth:`MappedStore.remap_page <incsync.protocols.MappedStore.remap_page>`.
+
+        Raises:
+            ConfigurationError: The source has no mapping, or ``limit`` is not at least 1.
+        """
+        mapping = self.mapping_for(source_key)
+        if mapping is None:
+            raise ConfigurationError(
+                f"source {source_key!r} has no mapping: give the store mappings={{...}} naming "
+                "one for it (for example incsync.mapping.preset(vendor, object))"
+            )
+        positive_count.check("limit", limit)
+        return self._remap_page(source_key, mapping, limit)
+
+    @abc.abstractmethod
+    def _remap_page(self, source_key: str, mapping: TransactionMapping, limit: int) -> RemapPage:
+        """Do what :meth:`remap_page` describes, in one transaction, with the source's mapping."""

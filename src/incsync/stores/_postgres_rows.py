@@ -148,6 +148,8 @@ def cycle_row(entry: CycleEntry) -> tuple[object, ...]:
         entry.retry_at,
         entry.clock_skew,
         entry.cycle_id,
+        entry.reconcile_fetched,
+        entry.reconcile_tombstoned,
     )
 
 
@@ -171,6 +173,8 @@ def cycle_from_row(row: Sequence[Any]) -> CycleEntry:
         retry_at,
         clock_skew,
         cycle_id,
+        reconcile_fetched,
+        reconcile_tombstoned,
     ) = row
     return CycleEntry(
         source_key=key,
@@ -190,6 +194,8 @@ def cycle_from_row(row: Sequence[Any]) -> CycleEntry:
         retry_at=retry_at,
         clock_skew=clock_skew,
         cycle_id=cycle_id,
+        reconcile_fetched=reconcile_fetched,
+        reconcile_tombstoned=reconcile_tombstoned,
     )
 
 

@@ -14,6 +14,8 @@ import re
 from functools import lru_cache
 
 from incsync.errors import ConfigurationError
+from incsync.mapping import _columns
+from incsync.reconcile import IdOrder
 
 __all__ = [
     "ACTION_LOG_VERSION",
@@ -25,12 +27,16 @@ __all__ = [
     "CREATE_VERSION_TABLE",
     "CYCLE_COLUMNS",
     "DELETE_REJECTED",
+    "ENSURE_REMAP",
     "ENSURE_SOURCE",
     "LIST_LIVE_IDS",
     "LIST_REJECTED",
     "LIST_STATES",
     "LOAD_TOKENS",
+    "LOCK_REMAP",
     "LOCK_STATE",
+    "MAPPED_COLUMNS",
+    "MAPPED_TRANSACTIONS_VERSION",
     "MIGRATE_LOCK",
     "MIGRATIONS",
     "PRUNE_CYCLES_BY_AGE",
@@ -38,13 +44,16 @@ __all__ = [
     "RAISE_SINK_FENCE",
     "READ_ACTIONS",
     "READ_CYCLES",
+    "READ_MAPPED",
     "READ_STATE",
     "READ_TRANSACTIONS",
+    "RECONCILE_FIGURES_VERSION",
     "RECORDED_VERSION",
     "RECORD_VERSION",
     "SAVE_ACTION",
     "SAVE_CYCLE",
     "SAVE_REJECTED",
+    "SAVE_REMAP",
     "SAVE_TOKENS",
     "SCHEMA_EXISTS",
     "SCHEMA_VERSION",
@@ -52,15 +61,25 @@ __all__ = [
     "STATE_COLUMNS",
     "SWEEP_TRANSACTIONS",
     "TOMBSTONE_TRANSACTIONS",
+    "TO_REMAP",
     "UNDIGESTED_TRANSACTIONS",
     "UPSERT_TRANSACTION",
+    "VOID_MAPPED",
+    "VOID_TOMBSTONED",
+    "WRITE_MAPPED",
     "WRITE_STATE",
     "quoted_schema",
     "render",
 ]
 
+MAPPED_TRANSACTIONS_VERSION = 9
+"""The migration that adds the mapped transactions and the re-map checkpoints."""
+
+RECONCILE_FIGURES_VERSION = 10
+"""The migration that adds the history's id reconcile figures and the numeric order's index."""
+
 ACTION_LOG_VERSION = 11
-"""The version that adds each source's action log (:mod:`incsync.actions`)."""
+"""The migration that adds each source's action log (:mod:`incsync.actions`)."""
 
 SCHEMA_VERSION = ACTION_LOG_VERSION
 """The schema version this incsync writes; :meth:`PostgresStore.migrate` brings a database to it."""
@@ -248,6 +267,66 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     ),
     # Each history entry's cycle id, the one its log records carry (none for entries kept before).
     (8, ("ALTER TABLE {schema}.cycles ADD COLUMN cycle_id text",)),
+    # Each source's mapped transactions (incsync.mapping.MappedRow), read by business date and
+    # by owner, and each source's re-map checkpoint.
+    (
+        MAPPED_TRANSACTIONS_VERSION,
+        (
+            """
+            CREATE TABLE {schema}.mapped_transactions (
+                source_key text COLLATE "C" NOT NULL,
+                record_id text COLLATE "C" NOT NULL,
+                business_date date NOT NULL,
+                kind text NOT NULL,
+                status text NOT NULL,
+                amount numeric NOT NULL,
+                currency char(3) NOT NULL,
+                customer_id text,
+                customer_name text,
+                owner_id text,
+                owner_name text,
+                owner_email text,
+                lines jsonb NOT NULL,
+                custom jsonb NOT NULL,
+                mapping text NOT NULL,
+                mapping_version text NOT NULL,
+                updated_at timestamptz NOT NULL,
+                voided boolean NOT NULL,
+                void_reason text,
+                PRIMARY KEY (source_key, record_id)
+            )
+            """,
+            "CREATE INDEX mapped_transactions_by_date ON {schema}.mapped_transactions "
+            "(source_key, business_date, record_id)",
+            "CREATE INDEX mapped_transactions_by_owner ON {schema}.mapped_transactions "
+            "(source_key, owner_id, business_date)",
+            """
+            CREATE TABLE {schema}.remaps (
+                source_key text COLLATE "C" PRIMARY KEY,
+                mapping text NOT NULL,
+                mapping_version text NOT NULL,
+                after_record_id text COLLATE "C" NOT NULL,
+                finished boolean NOT NULL
+            )
+            """,
+        ),
+    ),
+    # Each history entry's id reconcile figures (0 for entries kept before), and the live ids in
+    # numeric order (incsync.reconcile.IdOrder.NUMERIC), so LIST_LIVE_IDS pages along an index.
+    (
+        RECONCILE_FIGURES_VERSION,
+        (
+            """
+            ALTER TABLE {schema}.cycles
+                ADD COLUMN reconcile_fetched bigint NOT NULL DEFAULT 0,
+                ADD COLUMN reconcile_tombstoned bigint NOT NULL DEFAULT 0
+            """,
+            """
+            CREATE INDEX live_ids_by_number ON {schema}.transactions
+                (source_key, length(record_id), record_id) WHERE NOT deleted
+            """,
+        ),
+    ),
     # What people did to each source (reset, cancel, resume), who and when; read newest first
     # through the index, by time, then by row.
     (
@@ -383,12 +462,20 @@ SWEEP_TRANSACTIONS = """
 UPDATE {schema}.transactions SET deleted = true, generation = %s, deleted_reason = %s
 WHERE source_key = %s AND generation < %s AND NOT deleted AND record_id <> ALL(%s)
 """
-# Both run along the primary key (source_key, record_id COLLATE "C"): code point order, the
-# order incsync.reconcile merges in.
-LIST_LIVE_IDS = """
+# The live ids in each incsync.reconcile.IdOrder, from after a bound written as that order's sort
+# key: code point order runs along the primary key (source_key, record_id COLLATE "C"), numeric
+# order along the index live_ids_by_number, so a page is a range of an index, not a sort.
+LIST_LIVE_IDS = {
+    IdOrder.CODE_POINT: """
 SELECT record_id FROM {schema}.transactions
-WHERE source_key = %s AND record_id > %s AND NOT deleted ORDER BY record_id LIMIT %s
-"""
+WHERE source_key = %s AND NOT deleted AND record_id > %s ORDER BY record_id LIMIT %s
+""",
+    IdOrder.NUMERIC: """
+SELECT record_id FROM {schema}.transactions
+WHERE source_key = %s AND NOT deleted AND (length(record_id), record_id) > (%s, %s)
+ORDER BY length(record_id), record_id LIMIT %s
+""",
+}
 TOMBSTONE_TRANSACTIONS = """
 UPDATE {schema}.transactions SET deleted = true, generation = %s, deleted_reason = %s
 WHERE source_key = %s AND NOT deleted AND record_id = ANY(%s)
@@ -400,6 +487,65 @@ WHERE source_key = %s AND record_id > %s ORDER BY record_id LIMIT %s
 """
 COUNT_TRANSACTIONS = "SELECT count(*) FROM {schema}.transactions WHERE source_key = %s"
 COUNT_LIVE_TRANSACTIONS = COUNT_TRANSACTIONS + " AND NOT deleted"
+
+# -- mapped transactions ---------------------------------------------------------------------
+
+MAPPED_COLUMNS = _columns.MAPPED_COLUMNS
+# The raw row holds the version a change was computed from: only then is the change applied, so
+# an older version replayed, or a re-map racing a newer write, changes no mapped row.
+_HOLDS_VERSION = """
+EXISTS (SELECT 1 FROM {schema}.transactions AS raw
+        WHERE raw.source_key = %s AND raw.record_id = %s AND raw.updated_at = %s
+          AND raw.deleted = %s AND raw.generation = %s)
+"""
+WRITE_MAPPED = (
+    f"INSERT INTO {{schema}}.mapped_transactions ({', '.join(MAPPED_COLUMNS)}) "
+    "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, "
+    f"%s, %s WHERE {_HOLDS_VERSION} ON CONFLICT (source_key, record_id) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in MAPPED_COLUMNS[2:])
+)
+VOID_MAPPED = (
+    "UPDATE {schema}.mapped_transactions SET voided = true, void_reason = %s "
+    f"WHERE source_key = %s AND record_id = %s AND {_HOLDS_VERSION}"
+)
+# After a sweep or an id reconcile: one set operation voids the rows of every raw row it made a
+# tombstone (under that generation, with that reason).
+VOID_TOMBSTONED = """
+UPDATE {schema}.mapped_transactions AS kept SET voided = true, void_reason = %s
+FROM {schema}.transactions AS raw
+WHERE kept.source_key = %s AND raw.source_key = kept.source_key
+  AND raw.record_id = kept.record_id AND raw.generation = %s AND raw.deleted
+  AND raw.deleted_reason = %s
+"""
+READ_MAPPED = (
+    f"SELECT {', '.join(MAPPED_COLUMNS)} FROM {{schema}}.mapped_transactions WHERE source_key = %s"
+)
+# The raw rows a re-map still has to compute, after its checkpoint, along the primary key: those
+# without a mapped row of the version.
+TO_REMAP = """
+SELECT raw.record_id, raw.updated_at, raw.deleted, raw.payload, raw.generation,
+       raw.deleted_reason
+FROM {schema}.transactions AS raw
+LEFT JOIN {schema}.mapped_transactions AS kept
+    ON kept.source_key = raw.source_key AND kept.record_id = raw.record_id
+WHERE raw.source_key = %s AND raw.record_id > %s
+  AND (kept.record_id IS NULL OR kept.mapping_version <> %s OR kept.mapping <> %s)
+ORDER BY raw.record_id LIMIT %s
+"""
+# Locked first, so two re-maps of one source run one page after the other.
+ENSURE_REMAP = """
+INSERT INTO {schema}.remaps (source_key, mapping, mapping_version, after_record_id, finished)
+VALUES (%s, '', '', '', false) ON CONFLICT (source_key) DO NOTHING
+"""
+LOCK_REMAP = """
+SELECT mapping, mapping_version, after_record_id, finished FROM {schema}.remaps
+WHERE source_key = %s FOR UPDATE
+"""
+SAVE_REMAP = """
+UPDATE {schema}.remaps SET mapping = %s, mapping_version = %s, after_record_id = %s,
+    finished = %s
+WHERE source_key = %s
+"""
 
 # -- tokens ----------------------------------------------------------------------------------
 
@@ -432,6 +578,8 @@ CYCLE_COLUMNS = (
     "retry_at",
     "clock_skew",
     "cycle_id",
+    "reconcile_fetched",
+    "reconcile_tombstoned",
 )
 SAVE_CYCLE = (
     f"INSERT INTO {{schema}}.cycles ({', '.join(CYCLE_COLUMNS)}) "

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import heapq
 import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from datetime import date, datetime, timedelta
 
 import attrs
 
@@ -17,6 +18,18 @@ from incsync.history import (
     HistoryRetention,
     retained,
 )
+from incsync.mapping._kept import (
+    MappedChange,
+    MappedPosition,
+    MappedRow,
+    MappingLookup,
+    RemapPage,
+    mapping_lookup,
+    remap_change,
+    split_page,
+)
+from incsync.mapping._spec import TransactionMapping
+from incsync.reconcile import IdOrder
 from incsync.records import (
     SWEPT,
     ApplyResult,
@@ -36,13 +49,13 @@ from incsync.state import (
     new_state,
 )
 from incsync.state import save_checkpoint as checkpoint_transition
-from incsync.stores._base import StateStoreBase, Transition, set_aside
+from incsync.stores._base import MappedRowsBase, StateStoreBase, Transition, set_aside
 from incsync.tokens import SealedTokens
 
 __all__ = ["InMemoryStore"]
 
 
-class InMemoryStore(StateStoreBase):
+class InMemoryStore(StateStoreBase, MappedRowsBase):
     """Keeps states and transactions in dictionaries, behind one lock.
 
     It is a :class:`~incsync.protocols.StateStore`, a :class:`~incsync.protocols.TransactionSink`
@@ -51,9 +64,18 @@ class InMemoryStore(StateStoreBase):
 
     Args:
         history_retention: How many cycle entries to keep per source, and for how long.
+        mappings: Each source's :class:`~incsync.mapping.TransactionMapping`, by source key (or
+            a function of the key): the records of those sources are kept mapped as well, in
+            the same step as their raw rows (see :mod:`incsync.mapped`).
     """
 
-    def __init__(self, *, history_retention: HistoryRetention = DEFAULT_HISTORY_RETENTION) -> None:
+    def __init__(
+        self,
+        *,
+        history_retention: HistoryRetention = DEFAULT_HISTORY_RETENTION,
+        mappings: Mapping[str, TransactionMapping] | MappingLookup | None = None,
+    ) -> None:
+        self._mapping_for = mapping_lookup(mappings)
         self.history_retention = history_retention
         self._lock = threading.RLock()
         self._states: dict[str, SourceState] = {}
@@ -63,6 +85,9 @@ class InMemoryStore(StateStoreBase):
         self._rejected: dict[str, dict[str, RejectedRecord]] = {}
         self._fences: dict[str, int] = {}  # the highest lease token that wrote each source
         self._tokens: dict[str, SealedTokens] = {}
+        self._mapped: dict[str, dict[str, MappedRow]] = {}
+        # Each source's re-map checkpoint: (mapping name, version, last record id, finished).
+        self._remaps: dict[str, tuple[str, str, str, bool]] = {}
 
     # -- state store -------------------------------------------------------------------------
 
@@ -157,8 +182,9 @@ class InMemoryStore(StateStoreBase):
         check_source_key(source_key)
         with self._lock:
             fence = admit_writer(source_key, self._fences.get(source_key), token)
-            staged, result = self._staged(source_key, records, generation)
+            staged, mapped, result = self._staged(source_key, records, generation)
             self._transactions.setdefault(source_key, {}).update(staged)
+            self._mapped.setdefault(source_key, {}).update(mapped)
             self._fences[source_key] = fence
             return result
 
@@ -190,20 +216,36 @@ class InMemoryStore(StateStoreBase):
                 if chosen(transaction)
             }
             stored.update(gone)
+            if self.mapping_for(source_key) is not None:
+                kept = self._mapped.get(source_key, {})
+                for record_id in gone.keys() & kept.keys():
+                    kept[record_id] = attrs.evolve(kept[record_id], voided=True, void_reason=reason)
             self._fences[source_key] = fence
             return len(gone)
 
-    def list_live_ids(self, source_key: str, after: str | None, limit: int) -> Sequence[str]:
-        """Return up to ``limit`` live ids of the source after ``after``, ascending."""
+    def list_live_ids(
+        self,
+        source_key: str,
+        after: str | None,
+        limit: int,
+        order: IdOrder = IdOrder.CODE_POINT,
+    ) -> Sequence[str]:
+        """Return up to ``limit`` live ids of the source after ``after``, ascending in ``order``."""
         check_source_key(source_key)
+        key = order.sort_key
+        bound = key(after or "")  # "" sorts before every id in each order
         with self._lock:
             stored = self._transactions.get(source_key, {})
-            live = sorted(
-                record_id
-                for record_id, transaction in stored.items()
-                if not transaction.record.deleted and (after is None or record_id > after)
+            # The smallest ``limit`` by a heap: a page costs no sort of every id.
+            return heapq.nsmallest(
+                limit,
+                (
+                    record_id
+                    for record_id, transaction in stored.items()
+                    if not transaction.record.deleted and key(record_id) > bound
+                ),
+                key=key,
             )
-        return live[:limit]
 
     def tombstone(
         self, source_key: str, ids: Collection[str], generation: int, token: int, reason: str
@@ -231,16 +273,19 @@ class InMemoryStore(StateStoreBase):
 
     def _staged(
         self, source_key: str, records: Sequence[Record], generation: int
-    ) -> tuple[dict[str, Transaction], ApplyResult]:
-        """Return the transactions the records write, and the result, without changing the store.
+    ) -> tuple[dict[str, Transaction], dict[str, MappedRow], ApplyResult]:
+        """Return the transactions and mapped rows the records write, and the result.
+
+        Nothing in the store changes here.
 
         Whatever raises on the way (an interrupt mid-page) leaves the store as it was.
         """
         stored = self._transactions.get(source_key, {})
         staged: dict[str, Transaction] = {}
         applied = 0
-        rejected: list[RejectedRecord] = []
-        for record in records:
+        page = split_page(self.mapping_for(source_key), source_key, records)
+        rejected: list[RejectedRecord] = list(page.rejected)
+        for record in page.records:
             try:
                 # Checked for every record, not only those supersedes compares, as the SQL
                 # stores check it before they write.
@@ -254,7 +299,39 @@ class InMemoryStore(StateStoreBase):
             ):
                 staged[record.id] = Transaction(source_key, record, generation)
                 applied += 1
-        return staged, ApplyResult(applied=applied, rejected=rejected)
+        mapped = self._changed_rows(
+            source_key, [(change, generation) for change in page.changes], staged
+        )
+        return staged, mapped, ApplyResult(applied=applied, rejected=rejected)
+
+    def _changed_rows(
+        self,
+        source_key: str,
+        changes: Sequence[tuple[MappedChange, int]],
+        staged: Mapping[str, Transaction],
+    ) -> dict[str, MappedRow]:
+        """Return the mapped rows the changes write.
+
+        A change is written when the raw row (staged, else stored) holds the version it was
+        computed from, under the generation given with it.
+        """
+        stored = self._transactions.get(source_key, {})
+        kept = self._mapped.get(source_key, {})
+        mapped: dict[str, MappedRow] = {}
+        for change, generation in changes:
+            record = change.record
+            raw = staged.get(record.id) or stored.get(record.id)
+            if raw is None or (raw.record.updated_at, raw.record.deleted, raw.generation) != (
+                record.updated_at,
+                record.deleted,
+                generation,
+            ):
+                continue
+            if change.row is not None:
+                mapped[record.id] = change.row
+            elif (previous := mapped.get(record.id) or kept.get(record.id)) is not None:
+                mapped[record.id] = attrs.evolve(previous, voided=True, void_reason=change.void)
+        return mapped
 
     def commit_page(
         self,
@@ -272,9 +349,10 @@ class InMemoryStore(StateStoreBase):
             updated = checkpoint_transition(
                 self.load(source_key), lease, generation, checkpoint, now, ttl
             )
-            staged, result = self._staged(source_key, records, generation)
+            staged, mapped, result = self._staged(source_key, records, generation)
             # Nothing is changed before here: rows, checkpoint and set-aside records appear at once.
             self._transactions.setdefault(source_key, {}).update(staged)
+            self._mapped.setdefault(source_key, {}).update(mapped)
             self._states[source_key] = updated
             self._keep_rejected(source_key, [*checkpoint.rejected, *result.rejected], now)
             return result, updated
@@ -290,6 +368,76 @@ class InMemoryStore(StateStoreBase):
         """Return how many transactions the source has (tombstones included)."""
         with self._lock:
             return len(self._transactions.get(source_key, {}))
+
+    # -- mapped transactions -----------------------------------------------------------------
+
+    def _read_mapped(
+        self,
+        source_key: str,
+        since: date | None,
+        until: date | None,
+        after: MappedPosition | None,
+        limit: int,
+        include_voided: bool,
+    ) -> Sequence[MappedRow]:
+        with self._lock:
+            rows = list(self._mapped.get(source_key, {}).values())
+        chosen = sorted(
+            (
+                row
+                for row in rows
+                if (since is None or row.transaction.date >= since)
+                and (until is None or row.transaction.date < until)
+                and (after is None or row.position > after)
+                and (include_voided or not row.voided)
+            ),
+            key=lambda row: row.position,
+        )
+        return chosen[:limit]
+
+    def _remap_page(self, source_key: str, mapping: TransactionMapping, limit: int) -> RemapPage:
+        name, version = mapping.name, mapping.version
+        with self._lock:
+            after = ""
+            kept = self._remaps.get(source_key)
+            if kept is not None and kept[:2] == (name, version):
+                if kept[3]:
+                    return RemapPage(name, version, finished=True)
+                after = kept[2]
+            mapped = self._mapped.get(source_key, {})
+            stored = self._transactions.get(source_key, {})
+            due = sorted(
+                record_id
+                for record_id in stored
+                if record_id > after
+                and (
+                    (row := mapped.get(record_id)) is None
+                    or (row.mapping, row.mapping_version) != (name, version)
+                )
+            )[:limit]
+            changes: list[tuple[MappedChange, int]] = []
+            unmappable: list[RejectedRecord] = []
+            for record_id in due:
+                raw = stored[record_id]
+                change, refused = remap_change(mapping, source_key, raw.record, raw.deleted_reason)
+                changes.append((change, raw.generation))
+                if refused is not None:
+                    unmappable.append(refused)
+            rows = self._changed_rows(source_key, changes, {})
+            mapped = self._mapped.setdefault(source_key, {})
+            mapped.update(rows)
+            written = sum(change.row is not None for change, _ in changes)
+            finished = len(due) < limit
+            self._remaps[source_key] = (name, version, due[-1] if due else after, finished)
+            return RemapPage(
+                name,
+                version,
+                examined=len(due),
+                written=written,
+                voided=len(rows) - written,
+                unmappable=tuple(unmappable),
+                finished=finished,
+            )
 
     # -- tokens ------------------------------------------------------------------------------
 

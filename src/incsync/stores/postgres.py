@@ -26,16 +26,27 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from incsync.actions import Action, ActionEntry
 from incsync.errors import ConfigurationError, LeaseLostError, StoreError
 from incsync.history import DEFAULT_HISTORY_RETENTION, CycleEntry, HistoryRetention
+from incsync.mapping._kept import (
+    MappedChange,
+    MappedPosition,
+    MappedRow,
+    MappingLookup,
+    RemapPage,
+    mapping_lookup,
+    split_page,
+)
+from incsync.mapping._spec import TransactionMapping
 from incsync.policy import positive_duration
+from incsync.reconcile import IdOrder
 from incsync.records import SWEPT, ApplyResult, Record, RejectedRecord, Transaction
 from incsync.redaction import redact
 from incsync.results import Outcome
@@ -49,11 +60,17 @@ from incsync.state import (
 )
 from incsync.state import save_checkpoint as checkpoint_transition
 from incsync.stores import _postgres_sql as sql
-from incsync.stores._base import StateStoreBase, Transition, kept_digest
+from incsync.stores._base import MappedRowsBase, StateStoreBase, Transition, kept_digest
 from incsync.stores._postgres_connect import (
     CONNECT_TIMEOUT_SECONDS,
     connect_timeout_missing,
     refusal_message,
+)
+from incsync.stores._postgres_mapped import (
+    read_mapped,
+    remap_page,
+    void_tombstoned,
+    write_changes,
 )
 from incsync.stores._postgres_rows import (
     cycle_from_row,
@@ -103,7 +120,7 @@ def _configure_session(statement_timeout: timedelta, connection: psycopg.Connect
     connection.commit()
 
 
-class PostgresStore(StateStoreBase):
+class PostgresStore(StateStoreBase, MappedRowsBase):
     """State store, transaction sink and token store in a PostgreSQL schema, for many workers.
 
     Create the tables once with :meth:`migrate` (safe to call on every start, from every worker
@@ -130,6 +147,9 @@ class PostgresStore(StateStoreBase):
         pool_timeout: How long a call waits for a free (or new) connection of the store's own
             pool.
         history_retention: How many cycle entries to keep per source, and for how long.
+        mappings: Each source's :class:`~incsync.mapping.TransactionMapping`, by source key (or
+            a function of the key): the records of those sources are kept mapped as well, in
+            the same transaction (see :mod:`incsync.mapped`).
 
     Raises:
         ConfigurationError: psycopg is not installed, or an argument is invalid. Creating the
@@ -148,8 +168,10 @@ class PostgresStore(StateStoreBase):
         statement_timeout: timedelta = timedelta(seconds=30),
         pool_timeout: timedelta = timedelta(seconds=30),
         history_retention: HistoryRetention = DEFAULT_HISTORY_RETENTION,
+        mappings: Mapping[str, TransactionMapping] | MappingLookup | None = None,
     ) -> None:
         _require_driver()
+        self._mapping_for = mapping_lookup(mappings)
         sql.quoted_schema(schema)  # refuse a bad name now, not at the first call
         if not 0 <= min_size <= max_size or max_size < 1:
             raise ConfigurationError(
@@ -522,11 +544,33 @@ class PostgresStore(StateStoreBase):
             StaleWriteError: A newer lease has written for the source (nothing is written).
         """
         check_source_key(source_key)
-        rows, rejected = transaction_rows(source_key, records, generation)
+        rows, changes, rejected = self._mapped_rows(source_key, records, generation)
         with self._transaction(f"apply records of {source_key!r}") as cursor:
             self._raise_fence(cursor, source_key, token)
             applied = self._upsert(cursor, rows)
+            write_changes(cursor, self._sql, source_key, changes)
         return ApplyResult(applied=applied, rejected=rejected)
+
+    def _mapped_rows(
+        self, source_key: str, records: Sequence[Record], generation: int
+    ) -> tuple[list[tuple[object, ...]], list[tuple[MappedChange, int]], list[RejectedRecord]]:
+        """Return the raw rows, the mapped changes and the records set aside, of one page.
+
+        A source with a mapping: records that cannot be mapped are set aside before anything is
+        written, and the mapped rows are written with the raw ones. A record refused after it
+        was mapped (text PostgreSQL cannot hold) keeps its mapped row as its raw row stays.
+        """
+        page = split_page(self.mapping_for(source_key), source_key, records)
+        rows, refused = transaction_rows(source_key, page.records, generation)
+        changes = page.changes
+        if refused:
+            written = {(row[1], row[2], row[3]) for row in rows}
+            changes = [
+                change
+                for change in changes
+                if (change.record.id, change.record.updated_at, change.record.deleted) in written
+            ]
+        return rows, [(change, generation) for change in changes], [*page.rejected, *refused]
 
     def sweep(self, source_key: str, generation: int, token: int, spared: Collection[str]) -> int:
         """Tombstone the live transactions a full re-read under ``generation`` did not see.
@@ -542,14 +586,25 @@ class PostgresStore(StateStoreBase):
                 self._sql(sql.SWEEP_TRANSACTIONS),
                 (generation, SWEPT, source_key, generation, sorted(spared)),
             )
-            return cursor.rowcount
+            swept = cursor.rowcount
+            if self.mapping_for(source_key) is not None:
+                void_tombstoned(cursor, self._sql, source_key, generation, SWEPT)
+            return swept
 
-    def list_live_ids(self, source_key: str, after: str | None, limit: int) -> Sequence[str]:
-        """Return up to ``limit`` live ids of the source after ``after``: one keyset query."""
+    def list_live_ids(
+        self,
+        source_key: str,
+        after: str | None,
+        limit: int,
+        order: IdOrder = IdOrder.CODE_POINT,
+    ) -> Sequence[str]:
+        """Return up to ``limit`` live ids of the source after ``after`` in ``order``: one query."""
         check_source_key(source_key)
+        length, last = order.sort_key(after or "")  # "" sorts before every id in each order
+        # Code point order compares the id alone, along the primary key.
+        bound = (length, last) if order is IdOrder.NUMERIC else (last,)
         with self._transaction(f"list the live ids of {source_key!r}") as cursor:
-            # "" sorts before every id, so it stands for "from the first".
-            cursor.execute(self._sql(sql.LIST_LIVE_IDS), (source_key, after or "", limit))
+            cursor.execute(self._sql(sql.LIST_LIVE_IDS[order]), (source_key, *bound, limit))
             return [row[0] for row in cursor.fetchall()]
 
     def tombstone(
@@ -565,7 +620,10 @@ class PostgresStore(StateStoreBase):
             cursor.execute(
                 self._sql(sql.TOMBSTONE_TRANSACTIONS), (generation, reason, source_key, sorted(ids))
             )
-            return cursor.rowcount
+            gone = cursor.rowcount
+            if self.mapping_for(source_key) is not None:
+                void_tombstoned(cursor, self._sql, source_key, generation, reason)
+            return gone
 
     def _raise_fence(self, cursor: StoreCursor, source_key: str, token: int) -> None:
         """Admit a writer with ``token`` (incsync.state.admit_writer), the fence row locked."""
@@ -589,11 +647,12 @@ class PostgresStore(StateStoreBase):
         The checkpoint is decided first, on the locked state row, so a refused one writes no
         rows; records the sink cannot store are kept with the checkpoint's set-aside records.
         """
-        rows, refused = transaction_rows(source_key, records, generation)
+        rows, changes, refused = self._mapped_rows(source_key, records, generation)
         with self._transaction(f"commit a page of {source_key!r}") as cursor:
             stored = self._locked_state(cursor, source_key, create=False)
             updated = checkpoint_transition(stored, lease, generation, checkpoint, now, ttl)
             applied = self._upsert(cursor, rows)
+            write_changes(cursor, self._sql, source_key, changes)
             self._write_state(cursor, stored, updated)
             self._keep_rejected(cursor, source_key, [*checkpoint.rejected, *refused], now)
         return ApplyResult(applied=applied, rejected=refused), updated
@@ -640,6 +699,26 @@ class PostgresStore(StateStoreBase):
             cursor.execute(self._sql(statement), (source_key,))
             row = cursor.fetchone()
         return 0 if row is None else int(row[0])
+
+    # -- mapped transactions -----------------------------------------------------------------
+
+    def _read_mapped(
+        self,
+        source_key: str,
+        since: date | None,
+        until: date | None,
+        after: MappedPosition | None,
+        limit: int,
+        include_voided: bool,
+    ) -> Sequence[MappedRow]:
+        with self._transaction(f"read the mapped transactions of {source_key!r}") as cursor:
+            return read_mapped(
+                cursor, self._sql, source_key, since, until, after, limit, include_voided
+            )
+
+    def _remap_page(self, source_key: str, mapping: TransactionMapping, limit: int) -> RemapPage:
+        with self._transaction(f"re-map the transactions of {source_key!r}") as cursor:
+            return remap_page(cursor, self._sql, source_key, mapping, limit)
 
     # -- tokens ------------------------------------------------------------------------------
 

@@ -13,9 +13,9 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from incsync.actions import Action, ActionEntry
@@ -23,7 +23,17 @@ from incsync.content import escaped_text, json_form
 from incsync.cursor import Cursor
 from incsync.errors import BadRecordError, ConfigurationError, StoreError
 from incsync.history import DEFAULT_HISTORY_RETENTION, CycleEntry, HistoryRetention
+from incsync.mapping._kept import (
+    MappedPosition,
+    MappedRow,
+    MappingLookup,
+    RemapPage,
+    mapping_lookup,
+    split_page,
+)
+from incsync.mapping._spec import TransactionMapping
 from incsync.marks import marks_from_text, marks_text
+from incsync.reconcile import IdOrder
 from incsync.records import SWEPT, ApplyResult, Record, RejectedRecord, Transaction
 from incsync.results import Outcome
 from incsync.state import (
@@ -39,10 +49,18 @@ from incsync.state import (
 )
 from incsync.state import save_checkpoint as checkpoint_transition
 from incsync.stores._base import (
+    MappedRowsBase,
     StateStoreBase,
     Transition,
     kept_digest,
     set_aside,
+)
+from incsync.stores._sqlite_mapped import (
+    MAPPED_SCHEMA,
+    read_mapped,
+    remap_page,
+    void_tombstoned,
+    write_changes,
 )
 from incsync.timestamps import from_micros, to_micros
 from incsync.tokens import SealedTokens
@@ -53,10 +71,13 @@ SCHEMA_VERSION = 11
 """Version 2 keeps each transaction's content digest, version 3 each source's marks, version 4 the
 sink's fence per source, version 5 why a transaction was swept and each source's last count
 check, version 6 each source's OAuth2 tokens, version 7 each source's cycle history, version 8
-each history entry's cycle id, version 11 each source's action log (:mod:`incsync.actions`); a
-file of an older version is upgraded on open."""
+each history entry's cycle id, version 9 the mapped transactions and each source's re-map
+checkpoint, version 10 each history entry's id reconcile figures and an index of live ids in
+numeric order, version 11 each source's action log (:mod:`incsync.actions`); a file of an older
+version is upgraded on open."""
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS incsync_meta (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -100,6 +121,8 @@ CREATE TABLE IF NOT EXISTS incsync_transactions (
     deleted_reason TEXT,
     PRIMARY KEY (source_key, record_id)
 );
+CREATE INDEX IF NOT EXISTS incsync_live_ids_by_number
+    ON incsync_transactions (source_key, length(record_id), record_id) WHERE NOT deleted;
 CREATE TABLE IF NOT EXISTS incsync_sink_fences (
     source_key TEXT PRIMARY KEY,
     token INTEGER NOT NULL
@@ -128,7 +151,9 @@ CREATE TABLE IF NOT EXISTS incsync_cycles (
     error_message TEXT,
     retry_at_us INTEGER,
     clock_skew_us INTEGER,
-    cycle_id TEXT
+    cycle_id TEXT,
+    reconcile_fetched INTEGER NOT NULL DEFAULT 0,
+    reconcile_tombstoned INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS incsync_cycles_by_start ON incsync_cycles (source_key, started_us);
 CREATE TABLE IF NOT EXISTS incsync_actions (
@@ -149,6 +174,8 @@ CREATE TABLE IF NOT EXISTS incsync_rejected (
     PRIMARY KEY (source_key, fingerprint)
 );
 """
+    + MAPPED_SCHEMA
+)
 
 # One statement decides idempotency: a row is written only when it supersedes the stored one
 # (incsync.records.supersedes), so replaying a page changes nothing. Contents are compared by
@@ -185,11 +212,25 @@ WHERE source_key = ?
       ELSE 0 END
 """
 
-# Both run along the primary key (source_key, record_id); SQLite's BINARY order is code point
-# order, the order incsync.reconcile merges in.
-_LIST_LIVE_IDS = """
+# The live ids after a bound, in each incsync.reconcile.IdOrder, each statement a range of an
+# index. Code point order runs along the primary key (SQLite's BINARY order is code point order).
+# Numeric order (by length, then code point) runs along incsync_live_ids_by_number in two ranges:
+# the ids as long as the bound and after it, then, if the page is not full, the longer ones. One
+# statement comparing the row value (length(record_id), record_id) would be no range of that
+# index for SQLite, which would then walk the source's ids from the first on every page.
+_LIVE_IDS = """
 SELECT record_id FROM incsync_transactions
-WHERE source_key = ? AND record_id > ? AND NOT deleted ORDER BY record_id LIMIT ?
+WHERE source_key = ? AND NOT deleted AND record_id > ? ORDER BY record_id LIMIT ?
+"""
+_LIVE_IDS_AS_LONG = """
+SELECT record_id FROM incsync_transactions
+WHERE source_key = ? AND NOT deleted AND length(record_id) = ? AND record_id > ?
+ORDER BY record_id LIMIT ?
+"""
+_LIVE_IDS_LONGER = """
+SELECT record_id FROM incsync_transactions
+WHERE source_key = ? AND NOT deleted AND length(record_id) > ?
+ORDER BY length(record_id), record_id LIMIT ?
 """
 _TOMBSTONE = """
 UPDATE incsync_transactions SET deleted = 1, generation = ?, deleted_reason = ?
@@ -223,7 +264,7 @@ VALUES (?, ?, ?, ?, ?, ?)
 _CYCLE_COLUMNS = (
     "source_key, generation, worker, started_us, ended_us, outcome, pages, fetched, applied, "
     "already_applied, rejected, swept, error_class, error_message, retry_at_us, clock_skew_us, "
-    "cycle_id"
+    "cycle_id, reconcile_fetched, reconcile_tombstoned"
 )
 _SAVE_CYCLE = (
     f"INSERT INTO incsync_cycles ({_CYCLE_COLUMNS}) "
@@ -315,15 +356,30 @@ def _add_cycle_ids(connection: sqlite3.Connection) -> None:
         connection.execute("ALTER TABLE incsync_cycles ADD COLUMN cycle_id TEXT")
 
 
+def _add_reconcile_figures(connection: sqlite3.Connection) -> None:
+    """Upgrade to schema 10: each history entry's id reconcile figures (0 for the entries kept).
+
+    The index of live ids in numeric order needs no step: the schema's statements create it.
+    """
+    columns = connection.execute("PRAGMA table_info(incsync_cycles)").fetchall()
+    names = {column["name"] for column in columns}
+    for column in ("reconcile_fetched", "reconcile_tombstoned"):
+        if column not in names:
+            connection.execute(
+                f"ALTER TABLE incsync_cycles ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0"
+            )
+
+
 # Each step brings a file written by an older incsync to the schema version it names. A version
-# that only adds tables (4: the sink's fences; 6: the tokens; 7: the cycle history; 11: the action
-# log) needs no step:
+# that only adds tables (4: the sink's fences; 6: the tokens; 7: the cycle history; 9: the mapped
+# transactions; 11: the action log) needs no step:
 # the schema's statements, run on every open, create them.
 _UPGRADES: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     (2, _add_content_digests),
     (3, _add_marks),
     (5, _add_deleted_reasons_and_count_checks),
     (8, _add_cycle_ids),
+    (10, _add_reconcile_figures),
 )
 
 
@@ -435,6 +491,8 @@ def _cycle_row(entry: CycleEntry) -> tuple[object, ...]:
         _micros(entry.retry_at),
         None if skew is None else skew // _MICROSECOND,
         entry.cycle_id,
+        entry.reconcile_fetched,
+        entry.reconcile_tombstoned,
     )
 
 
@@ -458,6 +516,8 @@ def _cycle_from_row(row: sqlite3.Row) -> CycleEntry:
         retry_at=_time(row["retry_at_us"]),
         clock_skew=None if skew is None else timedelta(microseconds=skew),
         cycle_id=row["cycle_id"],
+        reconcile_fetched=row["reconcile_fetched"],
+        reconcile_tombstoned=row["reconcile_tombstoned"],
     )
 
 
@@ -489,7 +549,7 @@ def _close_all(connections: list[sqlite3.Connection]) -> None:
     connections.clear()
 
 
-class SQLiteStore(StateStoreBase):
+class SQLiteStore(StateStoreBase, MappedRowsBase):
     """State store, transaction sink and token store in one SQLite database file.
 
     Safe for many threads (one connection each) and many processes on the same file. Create one
@@ -503,6 +563,9 @@ class SQLiteStore(StateStoreBase):
             process crash; after a power loss the last commits may roll back, but a page and its
             checkpoint always roll back together. Use ``"FULL"`` to survive power loss too.
         history_retention: How many cycle entries to keep per source, and for how long.
+        mappings: Each source's :class:`~incsync.mapping.TransactionMapping`, by source key (or
+            a function of the key): the records of those sources are kept mapped as well, in
+            the same transaction (see :mod:`incsync.mapped`).
     """
 
     def __init__(
@@ -512,6 +575,7 @@ class SQLiteStore(StateStoreBase):
         busy_timeout: timedelta = timedelta(seconds=30),
         synchronous: str = "NORMAL",
         history_retention: HistoryRetention = DEFAULT_HISTORY_RETENTION,
+        mappings: Mapping[str, TransactionMapping] | MappingLookup | None = None,
     ) -> None:
         if str(path) == ":memory:":
             raise ConfigurationError(
@@ -521,6 +585,7 @@ class SQLiteStore(StateStoreBase):
             raise ConfigurationError(
                 f"synchronous={synchronous!r}; expected one of OFF, NORMAL, FULL, EXTRA"
             )
+        self._mapping_for = mapping_lookup(mappings)
         self.path = Path(path)
         self.history_retention = history_retention
         self._busy_timeout = busy_timeout
@@ -770,18 +835,31 @@ class SQLiteStore(StateStoreBase):
             )
         return rows, rejected
 
-    @classmethod
     def _write_rows(
-        cls,
+        self,
         connection: sqlite3.Connection,
         source_key: str,
         records: Sequence[Record],
         generation: int,
     ) -> ApplyResult:
-        rows, rejected = cls._rows(source_key, records, generation)
+        # A source with a mapping: records that cannot be mapped are set aside before anything
+        # is written, and the mapped rows are written with the raw ones.
+        page = split_page(self.mapping_for(source_key), source_key, records)
+        rows, rejected = self._rows(source_key, page.records, generation)
         before = connection.total_changes
         connection.executemany(_UPSERT, rows)
-        return ApplyResult(applied=connection.total_changes - before, rejected=rejected)
+        applied = connection.total_changes - before
+        changes = page.changes
+        if rejected:  # refused after mapping: their mapped rows stay as their raw rows do
+            written = {(row[1], row[2], row[3]) for row in rows}
+            changes = [
+                change
+                for change in changes
+                if (change.record.id, to_micros(change.record.updated_at), change.record.deleted)
+                in written
+            ]
+        write_changes(connection, source_key, [(change, generation) for change in changes])
+        return ApplyResult(applied=applied, rejected=[*page.rejected, *rejected])
 
     def apply(
         self, source_key: str, records: Sequence[Record], generation: int, token: int
@@ -809,14 +887,31 @@ class SQLiteStore(StateStoreBase):
             swept = connection.execute(
                 _SWEEP, (generation, SWEPT, source_key, generation, json.dumps(sorted(spared)))
             )
+            if self.mapping_for(source_key) is not None:
+                void_tombstoned(connection, source_key, generation, SWEPT)
             return swept.rowcount
 
-    def list_live_ids(self, source_key: str, after: str | None, limit: int) -> Sequence[str]:
-        """Return up to ``limit`` live ids of the source after ``after``: one keyset query."""
+    def list_live_ids(
+        self,
+        source_key: str,
+        after: str | None,
+        limit: int,
+        order: IdOrder = IdOrder.CODE_POINT,
+    ) -> Sequence[str]:
+        """Return up to ``limit`` live ids of the source after ``after`` in ``order``: one query."""
         check_source_key(source_key)
-        # "" sorts before every id, so it stands for "from the first".
-        rows = self._connection().execute(_LIST_LIVE_IDS, (source_key, after or "", limit))
-        return [row[0] for row in rows]
+        connection = self._connection()
+        length, last = order.sort_key(after or "")  # "" sorts before every id in each order
+        if order is IdOrder.CODE_POINT:
+            return [row[0] for row in connection.execute(_LIVE_IDS, (source_key, last, limit))]
+        ids = [
+            row[0]
+            for row in connection.execute(_LIVE_IDS_AS_LONG, (source_key, length, last, limit))
+        ]
+        if len(ids) < limit:
+            longer = connection.execute(_LIVE_IDS_LONGER, (source_key, length, limit - len(ids)))
+            ids.extend(row[0] for row in longer)
+        return ids
 
     def tombstone(
         self, source_key: str, ids: Collection[str], generation: int, token: int, reason: str
@@ -831,6 +926,8 @@ class SQLiteStore(StateStoreBase):
             gone = connection.execute(
                 _TOMBSTONE, (generation, reason, source_key, json.dumps(sorted(ids)))
             )
+            if self.mapping_for(source_key) is not None:
+                void_tombstoned(connection, source_key, generation, reason)
             return gone.rowcount
 
     @staticmethod
@@ -886,6 +983,23 @@ class SQLiteStore(StateStoreBase):
     def count_transactions(self, source_key: str) -> int:
         """Return how many transactions the source has (tombstones included)."""
         return self._count(_COUNT_TRANSACTIONS, source_key)
+
+    def _read_mapped(
+        self,
+        source_key: str,
+        since: date | None,
+        until: date | None,
+        after: MappedPosition | None,
+        limit: int,
+        include_voided: bool,
+    ) -> Sequence[MappedRow]:
+        return read_mapped(
+            self._connection(), source_key, since, until, after, limit, include_voided
+        )
+
+    def _remap_page(self, source_key: str, mapping: TransactionMapping, limit: int) -> RemapPage:
+        with self._write() as connection:
+            return remap_page(connection, source_key, mapping, limit)
 
     def count_live(self, source_key: str) -> int:
         """Return how many of the source's transactions are live (not tombstones): one query."""

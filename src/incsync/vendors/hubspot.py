@@ -37,6 +37,23 @@ see. Without ``include_archived`` no delete is read at all: only such a whole re
 carries the same ``total`` (how many objects match it), so a read's first search also says how
 many objects the read holds, for progress, at no extra request.
 
+A drift between the counts is reconciled by id (``lists_ids``, see :mod:`incsync.reconcile`), in
+numeric order (object ids are whole numbers, and HubSpot sorts ``hs_object_id`` by value):
+
+* :meth:`HubSpotConnector.list_ids` pages the same search the crowded millisecond uses, with no
+  time filter: sorted by ``hs_object_id``, ``hs_object_id GT`` the last id listed, 200 ids a page,
+  ``properties`` only ``hs_object_id``. Each page is a new search from offset 0, so the 10,000
+  result cap of one search is never reached however many objects the type holds; every page is
+  one search, within the search rate limit (throttles are waited out as for a read). Search lags
+  writes by seconds: an object created just now may be missing from the listing (the next read
+  brings it), and one archived just now may still be listed (its fetch by id then finds nothing).
+* :meth:`HubSpotConnector.fetch_by_ids` reads ``POST /crm/v3/objects/{type}/batch/read`` (100
+  ids a request, HubSpot's cap, the read's properties): the objects as they are now, not as
+  search sees them. An id HubSpot no longer holds (archived, deleted for good) comes back in the
+  answer's ``errors`` as ``OBJECT_NOT_FOUND`` (a 207): it is simply absent, so the engine
+  tombstones it. A merged contact comes back under the id it was merged into: the old id is then
+  absent too, and the new one written. Any other error in the answer fails the cycle.
+
 The search index lags writes by seconds, so a record written just before a cycle may be missing
 from it. The engine's safety lag keeps the cursor behind the cycle's start, and the connector's
 default :attr:`HubSpotConnector.lookback` (one minute) re-reads the minute before the cursor, so
@@ -53,6 +70,7 @@ import httpx
 
 from incsync.connectors._counts import announced_total, counted
 from incsync.connectors.auth import Auth, OAuthVendor
+from incsync.connectors.base import RawPage
 from incsync.connectors.http import HttpConnector, HttpOptions
 from incsync.connectors.keyset import Answer, FromTime, WholeTick, read_by_keyset
 from incsync.connectors.paging import cursor_pages
@@ -61,11 +79,13 @@ from incsync.connectors.throttle import hubspot_throttle
 from incsync.cursor import Window
 from incsync.errors import BadResponseError, ConfigurationError
 from incsync.policy import non_negative_duration
+from incsync.reconcile import IdOrder
 from incsync.records import Page, Record, RecordFormat, digits_id
 from incsync.timestamps import parse_timestamp, to_micros
 
 __all__ = [
     "ARCHIVED_RETENTION",
+    "BATCH_READ_SIZE",
     "HUBSPOT_API",
     "HUBSPOT_OAUTH",
     "HUBSPOT_TOKEN_URL",
@@ -92,6 +112,9 @@ ARCHIVED_PAGE_SIZE = 100
 
 ARCHIVED_RETENTION = timedelta(days=90)
 """How long HubSpot keeps an archived object (restorable, and listed with ``archived=true``)."""
+
+BATCH_READ_SIZE = 100
+"""The most ids one batch read takes."""
 
 _ID_PROPERTY = "hs_object_id"
 
@@ -152,6 +175,8 @@ class HubSpotConnector(HttpConnector):
     vendor: ClassVar[str] = "hubspot"
     ordered = True
     lookback = timedelta(minutes=1)
+    lists_ids = True
+    id_order = IdOrder.NUMERIC
 
     def __init__(
         self,
@@ -248,6 +273,65 @@ class HubSpotConnector(HttpConnector):
         total = answer.get("total") if isinstance(answer, dict) else None
         return counted(total, vendor=self.vendor, where="the search answer's total")
 
+    def list_ids(self) -> Iterator[list[str]]:
+        """Yield the ids of the type's live objects, 200 a page, ascending by value.
+
+        Each page is a search sorted by ``hs_object_id``, after the last id listed.
+
+        Raises:
+            BadResponseError: An answer held a row without an object id, or ids out of order.
+            SourceError: HubSpot could not be read.
+        """
+        last_id: int | None = None
+        while True:
+            filters = [] if last_id is None else [self._filter(_ID_PROPERTY, "GT", last_id)]
+            results, more, _ = self._search(filters, _ID_PROPERTY, properties=[_ID_PROPERTY])
+            if any(_numeric_id(raw) is None for raw in results):
+                raise BadResponseError(
+                    f"hubspot: a listing of {self.object_type} ids held a row without an object id",
+                    vendor=self.vendor,
+                )
+            after = self._last_id(results, last_id, "the listing of ids")
+            if results:
+                yield [str(_numeric_id(raw)) for raw in results]
+            if not more:
+                return
+            last_id = after
+
+    def fetch_by_ids(self, ids: Sequence[str]) -> RawPage:
+        """Return the live objects with these ids, read now through the batch read endpoint.
+
+        Ids HubSpot no longer holds (``OBJECT_NOT_FOUND``) are absent.
+
+        Raises:
+            BadResponseError: The answer has no ``results`` list, or holds another error.
+            SourceError: HubSpot could not be read.
+        """
+        rows: list[Any] = []
+        wanted = list(dict.fromkeys(ids))
+        for start in range(0, len(wanted), BATCH_READ_SIZE):
+            body: dict[str, Any] = {
+                "inputs": [
+                    {"id": record_id} for record_id in wanted[start : start + BATCH_READ_SIZE]
+                ],
+                "properties": self.properties or [],
+                "propertiesWithHistory": [],
+            }
+            answer = self.request_json(
+                "POST", f"/crm/v3/objects/{self.object_type}/batch/read", json=body
+            )
+            rows.extend(self._results(answer, "batch read"))
+            errors = answer.get("errors") if isinstance(answer, dict) else None
+            for error in errors if isinstance(errors, list) else ():
+                category = error.get("category") if isinstance(error, dict) else None
+                if category != "OBJECT_NOT_FOUND":
+                    raise BadResponseError(
+                        f"hubspot: the batch read of {self.object_type} answered an error "
+                        f"{category or error!r:.120}, so the records it held back are unknown",
+                        vendor=self.vendor,
+                    )
+        return rows
+
     def _query(self, step: FromTime) -> Iterator[Answer]:
         """Send one search for the objects modified at or after ``step.start``, oldest first."""
         filters = []
@@ -269,7 +353,9 @@ class HubSpotConnector(HttpConnector):
             if last_id is not None:
                 filters.append(self._filter(_ID_PROPERTY, "GT", last_id))
             results, more, _ = self._search(filters, _ID_PROPERTY)
-            after = self._last_id(results, last_id, step.start)
+            after = self._last_id(
+                results, last_id, f"the objects modified at {step.start.isoformat()}"
+            )
             yield results
             if not more:
                 return
@@ -282,7 +368,7 @@ class HubSpotConnector(HttpConnector):
                 )
             last_id = after
 
-    def _last_id(self, results: list[Any], after: int | None, tick: datetime) -> int | None:
+    def _last_id(self, results: list[Any], after: int | None, read: str) -> int | None:
         """Return the last numeric id of a page sorted by id, checking that the ids ascend."""
         last = after
         for raw in results:
@@ -291,9 +377,9 @@ class HubSpotConnector(HttpConnector):
                 continue  # no id to page by: the record path sets the row aside
             if last is not None and object_id <= last:
                 raise BadResponseError(
-                    f"hubspot: object {object_id} came after object {last} in a read of the "
-                    f"objects modified at {tick.isoformat()}, asked for in id order; paging by "
-                    f"the last id would skip objects, so the read stops",
+                    f"hubspot: object {object_id} came after object {last} in a read of "
+                    f"{read}, asked for in id order; paging by the last id would skip objects, "
+                    "so the read stops",
                     vendor=self.vendor,
                 )
             last = object_id
@@ -304,19 +390,24 @@ class HubSpotConnector(HttpConnector):
         return {"propertyName": name, "operator": operator, "value": str(value)}
 
     def _search(
-        self, filters: list[dict[str, str]], sort: str
+        self,
+        filters: list[dict[str, str]],
+        sort: str,
+        properties: Sequence[str] | None = None,
     ) -> tuple[list[Any], bool, int | None]:
         """Return one search page sorted ascending by ``sort``, whether it was cut, and its total.
 
-        The total is the search's ``total``: how many objects match, on every page.
+        The total is the search's ``total``: how many objects match, on every page. The objects
+        carry ``properties`` when given, else the read's.
         """
         body: dict[str, Any] = {
             "filterGroups": [{"filters": filters}] if filters else [],
             "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
             "limit": SEARCH_PAGE_SIZE,
         }
-        if self.properties is not None:
-            body["properties"] = self.properties
+        properties = self.properties if properties is None else properties
+        if properties is not None:
+            body["properties"] = list(properties)
         answer = self.request_json("POST", f"/crm/v3/objects/{self.object_type}/search", json=body)
         results = self._results(answer, "search")
         announced = _next_after(answer) is not None

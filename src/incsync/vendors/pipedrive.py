@@ -18,6 +18,15 @@ and its pages are followed by ``additional_data.next_cursor`` until it is null.
   read, ``delete_retention`` is ``None``, and only such a whole re-read finds deletions.
 * **Counting.** :meth:`PipedriveConnector.count_live` reads ``total_count`` from
   ``GET /api/v1/deals/summary`` (every deal not deleted): API v2 lists carry no total.
+* **Reconcile by id.** A drift between the counts is reconciled by id (``lists_ids``, see
+  :mod:`incsync.reconcile`), in numeric order (deal ids are positive integers, and v2 sorts
+  ``id`` by value). :meth:`PipedriveConnector.list_ids` pages
+  ``GET /api/v2/deals?sort_by=id&sort_direction=asc&limit=500`` with no ``status`` (every deal
+  not deleted), followed by ``next_cursor``, a keyset position that no change shifts; the list
+  carries whole deals (v2 cannot leave fields out), so it costs a page of deals per 500 ids.
+  :meth:`PipedriveConnector.fetch_by_ids` asks ``GET /api/v2/deals?ids=<up to 100 ids>`` with the
+  read's ``status`` list: with ``include_deleted`` a deal deleted in the last 30 days comes back
+  as a tombstone; one Pipedrive no longer lists is absent, and the engine tombstones it.
 * **Moving data.** The cursor is a keyset position, the last deal's ``(update_time, id)``, not an
   offset: a deal updated while the read pages moves behind it and is read again later in the same
   read; nothing that stays in the set is skipped. Pages therefore come in ascending
@@ -44,7 +53,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -61,6 +70,7 @@ from incsync.connectors.throttle import default_throttle
 from incsync.cursor import Window
 from incsync.errors import BadResponseError, ConfigurationError
 from incsync.policy import non_negative_duration, whole_number_setting
+from incsync.reconcile import IdOrder
 from incsync.records import Page, RecordFormat, positive_integer_id
 from incsync.timestamps import parse_timestamp
 
@@ -92,6 +102,7 @@ DELETED_RETENTION = timedelta(days=30)
 """How long Pipedrive still lists a deleted deal (with ``status=deleted``)."""
 
 _DEALS = "/api/v2/deals"
+_IDS_PER_REQUEST = 100  # the most ids one ``ids`` filter takes
 _DEALS_SUMMARY = "/api/v1/deals/summary"
 _EVERY_STATUS = "open,won,lost,deleted"
 _SECOND = timedelta(seconds=1)
@@ -168,6 +179,8 @@ class PipedriveConnector(HttpConnector):
     ordered = True
     id_field = "id"
     updated_at_field = "update_time"
+    lists_ids = True
+    id_order = IdOrder.NUMERIC
 
     def __init__(
         self,
@@ -270,6 +283,46 @@ class PipedriveConnector(HttpConnector):
         total = data.get("total_count") if isinstance(data, dict) else None
         return counted(total, vendor=self.vendor, where="the deals summary's data.total_count")
 
+    def list_ids(self) -> Iterator[list[str]]:
+        """Yield the ids of every deal not deleted, a page at a time, ascending by value.
+
+        Raises:
+            BadResponseError: A page is not Pipedrive's envelope, or holds a deal without an id.
+            SourceError: Pipedrive could not be read.
+        """
+        params = {"sort_by": "id", "sort_direction": "asc", "limit": MAX_PAGE_SIZE}
+        for rows in self._pages(params):
+            ids = [row.get("id") if isinstance(row, Mapping) else None for row in rows]
+            if not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids):
+                raise BadResponseError(
+                    "pipedrive: a listing of deal ids held a deal without a positive integer id",
+                    vendor=self.vendor,
+                )
+            if ids:
+                yield [str(i) for i in ids]
+
+    def fetch_by_ids(self, ids: Sequence[str]) -> RawPage:
+        """Return the deals with these ids Pipedrive still lists, through the ``ids`` filter.
+
+        With ``include_deleted``, deals deleted in the last 30 days come back (as tombstones).
+
+        Raises:
+            BadResponseError: An answer is not Pipedrive's envelope.
+            SourceError: Pipedrive could not be read.
+        """
+        wanted = [i for i in dict.fromkeys(ids) if i.isascii() and i.isdigit()]
+        rows: list[Any] = []
+        for start in range(0, len(wanted), _IDS_PER_REQUEST):
+            params: dict[str, Any] = {
+                "ids": ",".join(wanted[start : start + _IDS_PER_REQUEST]),
+                "limit": MAX_PAGE_SIZE,
+            }
+            if self.include_deleted:
+                params["status"] = _EVERY_STATUS
+            for found in self._pages(params):
+                rows.extend(found)
+        return rows
+
     def _query(self, step: FromTime) -> Iterator[Answer]:
         """Ask for the deals updated at or after ``step.start``, following the cursor to the end.
 
@@ -299,11 +352,16 @@ class PipedriveConnector(HttpConnector):
             # Inclusive and whole seconds only (the driver asks from a second's start).
             params["updated_since"] = f"{start:%Y-%m-%dT%H:%M:%S}Z"
 
+        for rows in self._pages(params):
+            yield Answer(rows, more=False)
+
+    def _pages(self, params: Mapping[str, Any]) -> Iterator[Sequence[Any]]:
+        """Yield the pages of one deal list query, following ``next_cursor`` to its end."""
+
         def page(cursor: str | None) -> tuple[list[Any], str | None]:
             return self._page(params if cursor is None else {**params, "cursor": cursor})
 
-        for rows in cursor_pages(page):
-            yield Answer(rows, more=False)
+        return cursor_pages(page)
 
     def _warn_past_retention(self, start: datetime) -> None:
         now = self.source_time()  # Pipedrive keeps deleted deals by its own clock

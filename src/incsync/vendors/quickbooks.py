@@ -64,6 +64,12 @@ together than 1,000 changes of the entity (and 30 days) never come to that.
 ``include_deletes``; without, no delete channel is read and it is ``None``), and
 :meth:`QuickBooksConnector.count_live` counts the live entities (``SELECT COUNT(*)``) for its
 check of the host's copy.
+
+A persistent drift between the counts is reconciled by a full re-read, not by id (``lists_ids``
+is false): Intuit documents neither how ``Id > '<last>'`` compares nor the order of ``ORDERBY
+Id``, so the Ids could only be paged by ``STARTPOSITION``, an offset a delete made while they are
+listed shifts, leaving an Id out of the listing for good; and ``query`` returns whole entities, so
+listing the Ids would cost what the re-read costs (see docs/builtin/quickbooks.md).
 """
 
 from __future__ import annotations

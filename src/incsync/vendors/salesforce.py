@@ -29,9 +29,18 @@ read did not see. Without ``include_deleted`` no delete is read: only such a who
 them. :meth:`SalesforceConnector.count_live` runs ``SELECT COUNT() FROM <SObject>`` through
 ``query`` (live rows only) and reads its ``totalSize``.
 
-A drift between the counts is reconciled by id (``lists_ids``, see :mod:`incsync.reconcile`):
-:meth:`SalesforceConnector.list_ids` pages ``SELECT Id FROM <SObject> WHERE Id > '<last>' ORDER BY
-Id LIMIT n`` through ``query`` (live rows only; Ids order as they compare, see :func:`_last_id`),
+**Large reads go by Bulk API 2.0 query jobs.** When the read's first answer says it holds at
+least ``bulk_threshold`` rows (:data:`BULK_THRESHOLD`), it is not paged but exported by query
+jobs, one per span of ``SystemModstamp`` small enough to sort in memory (``bulk_window`` rows),
+its CSV turned back into the rows the REST API gives, so the records and payloads are the same.
+Why this keeps the engine's checkpoints and resume exact is :mod:`incsync.vendors._salesforce_bulk`;
+the jobs' lifecycle is :mod:`incsync.vendors._salesforce_export`. Small reads, the incremental
+ones, stay on ``query``: they cost no more request than before.
+
+A drift between the counts is reconciled by id (``lists_ids``, see :mod:`incsync.reconcile`), in
+code point order: :meth:`SalesforceConnector.list_ids` pages ``SELECT Id FROM <SObject> WHERE Id >
+'<last>' ORDER BY Id LIMIT <batch size>`` through ``query`` (live rows only; Ids order as their
+text compares, see :func:`_last_id`),
 and :meth:`SalesforceConnector.fetch_by_ids` reads ``WHERE Id IN (...)`` through the same endpoint
 and fields as the read, so a row in the recycle bin comes back as a tombstone.
 
@@ -43,6 +52,7 @@ host's ``on_refresh``). A 403
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -51,7 +61,7 @@ from typing import Any, ClassVar
 import httpx
 
 from incsync.connectors._counts import announced_total, counted
-from incsync.connectors.auth import Auth, AuthFlow, OAuthVendor, TokenSet
+from incsync.connectors.auth import TokenSet
 from incsync.connectors.base import RawPage
 from incsync.connectors.http import HttpConnector, HttpOptions
 from incsync.connectors.keyset import Answer, FromTime, WholeTick, read_by_keyset
@@ -63,9 +73,19 @@ from incsync.policy import whole_number_setting
 from incsync.protocols import TokenKeeper
 from incsync.records import Page, RecordFormat, text_id
 from incsync.timestamps import parse_timestamp
-from incsync.tokens import StoredTokens
+from incsync.vendors._salesforce_auth import SalesforceOAuth, checked_instance_url
+from incsync.vendors._salesforce_bulk import BULK_THRESHOLD, BULK_WINDOW, soql_time, wants_bulk
+from incsync.vendors._salesforce_export import BulkExport
 
-__all__ = ["DEFAULT_OPPORTUNITY_FIELDS", "RECYCLE_BIN_RETENTION", "SalesforceConnector"]
+__all__ = [
+    "BULK_THRESHOLD",
+    "BULK_WINDOW",
+    "DEFAULT_OPPORTUNITY_FIELDS",
+    "RECYCLE_BIN_RETENTION",
+    "SalesforceConnector",
+]
+
+logger = logging.getLogger("incsync")
 
 DEFAULT_OPPORTUNITY_FIELDS = (
     "Name",
@@ -88,123 +108,8 @@ _VERSION = re.compile(r"[0-9]{2}\.0")
 _RECORD_ID = re.compile(r"[0-9A-Za-z]{15}(?:[0-9A-Za-z]{3})?")
 _SYSTEM_FIELDS = ("Id", "SystemModstamp", "IsDeleted")
 _RESOLUTION = timedelta(milliseconds=1)
-
-
-_OAUTH = OAuthVendor("https://login.salesforce.com/services/oauth2/token", client_auth="body")
-# The token endpoint lives at the login host, which sandboxes and My Domains change.
-_TOKEN_PATH = httpx.URL(_OAUTH.token_url).path
-
-
-class _RefreshTokenOnly:
-    """A keeper whose saved access tokens are never reused, only its refresh token.
-
-    An access token is usable only at the instance URL its token answer named, which is not kept:
-    every process starts with a refresh, and learns the URL from its answer.
-    """
-
-    def __init__(self, keeper: TokenKeeper) -> None:
-        self._keeper = keeper
-
-    def load(self) -> StoredTokens | None:
-        kept = self._keeper.load()
-        return None if kept is None else StoredTokens(kept.refresh_token)
-
-    def check(self) -> None:
-        self._keeper.check()
-
-    def save(self, tokens: StoredTokens) -> None:
-        self._keeper.save(tokens)
-
-
-class _SalesforceOAuth(Auth):
-    """OAuth2 refresh that learns ``instance_url`` from the token answer and calls the API there.
-
-    It wraps the refresh flow every vendor uses, rather than extending it, so that flow is built
-    in one place (:meth:`OAuthVendor.refresh <incsync.connectors.auth.OAuthVendor.refresh>`).
-    """
-
-    def __init__(
-        self,
-        login_url: str,
-        client_id: str,
-        client_secret: str,
-        refresh_token: str,
-        *,
-        instance_url: str | None,
-        access_token: str | None,
-        on_refresh: Callable[[TokenSet], None] | None,
-        keeper: TokenKeeper | None,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self.instance_url = instance_url
-        self._host_on_refresh = on_refresh
-        self._tokens = _OAUTH.refresh(
-            client_id,
-            client_secret,
-            refresh_token,
-            token_url=login_url.rstrip("/") + _TOKEN_PATH,
-            access_token=access_token,
-            on_refresh=self._learn_instance,
-            keeper=None if keeper is None else _RefreshTokenOnly(keeper),
-            clock=clock,
-        )
-
-    def secrets(self) -> Sequence[str]:
-        """Return the secrets of the refresh flow."""
-        return self._tokens.secrets()
-
-    def __repr__(self) -> str:
-        return repr(self._tokens)
-
-    def _learn_instance(self, tokens: TokenSet) -> None:
-        url = tokens.extra.get("instance_url")
-        if url is not None:
-            self.instance_url = _checked_instance_url(url)
-        if self._host_on_refresh is not None:
-            self._host_on_refresh(tokens)
-
-    def auth_flow(self, request: httpx.Request) -> AuthFlow:
-        """Sign ``request`` as OAuth2Refresh does, sending it to the org's ``instance_url``."""
-        flow = self._tokens.auth_flow(request)
-        try:
-            outgoing = next(flow)
-            while True:
-                if outgoing is request and self.instance_url is not None:
-                    _rebase(outgoing, httpx.URL(self.instance_url))
-                response = yield outgoing
-                outgoing = flow.send(response)
-        except StopIteration:
-            return
-        finally:
-            # The refresh flow holds its refresh lock across a yield: close it on every path.
-            flow.close()
-
-
-def _checked_instance_url(url: object) -> str:
-    parsed = httpx.URL(url) if isinstance(url, str) else None
-    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
-        raise BadResponseError(
-            f"salesforce: the token answer's instance_url {url!r} is not an http(s) URL; check "
-            f"login_url",
-            vendor="salesforce",
-        )
-    return str(parsed.copy_with(path="/", query=None, fragment=None)).rstrip("/")
-
-
-def _rebase(request: httpx.Request, origin: httpx.URL) -> None:
-    if (request.url.scheme, request.url.host, request.url.port) == (
-        origin.scheme,
-        origin.host,
-        origin.port,
-    ):
-        return
-    request.url = request.url.copy_with(scheme=origin.scheme, host=origin.host, port=origin.port)
-    request.headers["Host"] = request.url.netloc.decode("ascii")
-
-
-def _soql_time(moment: datetime) -> str:
-    """An unquoted SOQL dateTime literal, floored to Salesforce's millisecond precision."""
-    return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+# Bulk API 2.0 query jobs came with API version 47.0.
+_BULK_SINCE = 47
 
 
 def _last_id(rows: Sequence[Any], after: str | None) -> str | None:
@@ -258,12 +163,17 @@ class SalesforceConnector(HttpConnector):
             tokens are not reused, as the instance URL they belong to is not kept.
         api_version: The REST API version, such as ``"59.0"``.
         batch_size: Records per page asked of Salesforce (200 to 2,000).
+        bulk_threshold: Reads holding at least this many rows are exported by Bulk API 2.0
+            query jobs (:data:`BULK_THRESHOLD`); ``None`` pages every read through ``query``.
+        bulk_window: Rows one query job exports at most, held and sorted in memory
+            (:data:`BULK_WINDOW`).
         options: Timeouts, retries, transport and the hooks tests inject
             (:class:`~incsync.connectors.http.HttpOptions`); the defaults otherwise. Its clock
             also times the access token's expiry.
 
     Raises:
-        ConfigurationError: A name, version or batch size is invalid, or no field list was given.
+        ConfigurationError: A name, version, batch size or bulk setting is invalid, or no field
+            list was given.
     """
 
     vendor: ClassVar[str] = "salesforce"
@@ -289,6 +199,8 @@ class SalesforceConnector(HttpConnector):
         keeper: TokenKeeper | None = None,
         api_version: str = "59.0",
         batch_size: int = 2_000,
+        bulk_threshold: int | None = BULK_THRESHOLD,
+        bulk_window: int = BULK_WINDOW,
         options: HttpOptions | None = None,
     ) -> None:
         if not _NAME.fullmatch(sobject):
@@ -303,9 +215,17 @@ class SalesforceConnector(HttpConnector):
         if not _VERSION.fullmatch(api_version):
             raise ConfigurationError(f"api_version must look like '59.0', not {api_version!r}")
         whole_number_setting(200, 2_000).check("batch_size", batch_size)
+        if bulk_threshold is not None:
+            whole_number_setting(1).check("bulk_threshold", bulk_threshold)
+            if int(api_version.split(".")[0]) < _BULK_SINCE:
+                raise ConfigurationError(
+                    f"bulk queries need api_version {_BULK_SINCE}.0 or later, not "
+                    f"{api_version!r}; pass bulk_threshold=None to page every read"
+                )
+        whole_number_setting(1).check("bulk_window", bulk_window)
         if access_token is not None and instance_url is None:
             raise ConfigurationError("an access_token needs the instance_url it belongs to")
-        instance = None if instance_url is None else _checked_instance_url(instance_url)
+        instance = None if instance_url is None else checked_instance_url(instance_url)
         options = HttpOptions() if options is None else options
         self.sobject = sobject
         self.include_deleted = include_deleted
@@ -317,7 +237,20 @@ class SalesforceConnector(HttpConnector):
         self.batch_size = batch_size
         self._api = f"/services/data/v{api_version}/{'queryAll' if include_deleted else 'query'}"
         self._count_api = f"/services/data/v{api_version}/query"
-        self._oauth = _SalesforceOAuth(
+        self.bulk_threshold = bulk_threshold
+        self._bulk = BulkExport(
+            self,
+            api=f"/services/data/v{api_version}",
+            sobject=sobject,
+            fields=self.fields,
+            operation="queryAll" if include_deleted else "query",
+            count=self._count,
+            build=self.to_record,
+            batch_size=batch_size,
+            window=bulk_window,
+            resolution=_RESOLUTION,
+        )
+        self._oauth = SalesforceOAuth(
             login_url,
             client_id,
             client_secret,
@@ -350,24 +283,52 @@ class SalesforceConnector(HttpConnector):
 
     def soql(self, start: datetime | None) -> str:
         """Return the query for every record with ``SystemModstamp >= start`` (all if ``None``)."""
-        where = "" if start is None else f" WHERE SystemModstamp >= {_soql_time(start)}"
+        where = "" if start is None else f" WHERE SystemModstamp >= {soql_time(start)}"
         return f"{self._select}{where} ORDER BY SystemModstamp, Id"
 
     def read(self, window: Window) -> Iterator[Page]:
         """Yield pages of the records with ``SystemModstamp >= window.start``, each version once.
 
+        The first query's answer decides the way: a read of at least ``bulk_threshold`` rows is
+        exported by query jobs, any other is paged on from that answer.
+
         Raises:
             BadResponseError: Salesforce did not answer in the order asked for.
+            TransientSourceError: A bulk query job failed, was aborted or did not complete.
             SourceError: Salesforce could not be read (throttled, refused, failing).
         """
-        return read_by_keyset(
+        first = self._ask(self.soql(window.start))
+        total = announced_total(first.get("totalSize"))
+        earliest = self._exportable(first, total)
+        if total is not None and earliest is not None:
+            del first  # the export holds no page of the query it replaces
+            yield from self._bulk.read(
+                window.start, total, earliest=earliest, now=self.source_time()
+            )
+            return
+        yield from read_by_keyset(
             window.start,
             resolution=_RESOLUTION,
-            query=self._query,
+            query=self._query_from(first),
             read_tick=self._read_tick,
             build=self.to_record,
             vendor=self.vendor,
         )
+
+    def _exportable(self, first: Mapping[str, Any], total: int | None) -> datetime | None:
+        """Return the oldest row's time when the read is to be exported, else ``None``."""
+        if not wants_bulk(total, self.bulk_threshold, more=not first["done"]):
+            return None
+        refusal = self._bulk.refusal()
+        try:
+            earliest: datetime | None = self.to_record(first["records"][0]).updated_at
+        except Exception as error:  # noqa: BLE001 - a row that is no record is set aside later
+            refusal = refusal or f"its first row is no record ({error})"
+            earliest = None
+        if refusal:
+            logger.info("salesforce: %s is read through query: %s", self.sobject, refusal)
+            return None
+        return earliest
 
     def count_live(self) -> int | None:
         """Return the ``totalSize`` of ``SELECT COUNT() FROM <SObject>`` (live rows: ``query``).
@@ -379,18 +340,35 @@ class SalesforceConnector(HttpConnector):
         body = self._get(self._count_api, params={"q": f"SELECT COUNT() FROM {self.sobject}"})
         return counted(body.get("totalSize"), vendor=self.vendor, where="the COUNT() totalSize")
 
-    def list_ids(self, after: str | None, limit: int) -> Sequence[str]:
-        """Return up to ``limit`` Ids of live rows after ``after``, ascending (one answer page).
+    def list_ids(self) -> Iterator[list[str]]:
+        """Yield the Ids of live rows in pages, ascending: each page one answer by Id.
+
+        Each page asks ``SELECT Id FROM <SObject> WHERE Id > '<last>' ORDER BY Id LIMIT
+        <batch size>`` through ``query`` (live rows only), so no query locator is held between
+        pages; the list ends with an answer that is done and shorter than the limit.
 
         Raises:
-            BadResponseError: An Id did not ascend past the one before.
+            BadResponseError: An Id did not ascend past the one before, or a page held none.
             SourceError: Salesforce could not be read.
         """
-        since = "" if after is None or not _RECORD_ID.fullmatch(after) else f" WHERE Id > '{after}'"
-        soql = f"SELECT Id FROM {self.sobject}{since} ORDER BY Id LIMIT {limit}"
-        rows = self._get(self._count_api, params={"q": soql})["records"]
-        _last_id(rows, after)
-        return [row["Id"] for row in rows]
+        after: str | None = None
+        while True:
+            since = "" if after is None else f" WHERE Id > '{after}'"
+            soql = f"SELECT Id FROM {self.sobject}{since} ORDER BY Id LIMIT {self.batch_size}"
+            body = self._get(self._count_api, params={"q": soql})
+            rows = body["records"]
+            ids = [row.get("Id") if isinstance(row, Mapping) else None for row in rows]
+            last = _last_id(rows, after)
+            if any(not isinstance(i, str) or not _RECORD_ID.fullmatch(i) for i in ids):
+                raise BadResponseError(
+                    f"salesforce: a listing of {self.sobject} Ids held a row without a record Id",
+                    vendor=self.vendor,
+                )
+            if ids:
+                yield [str(i) for i in ids]
+            if body["done"] and len(rows) < self.batch_size:
+                return
+            after = last
 
     def fetch_by_ids(self, ids: Sequence[str]) -> RawPage:
         """Return the rows with these Ids, through the read's endpoint and fields.
@@ -412,8 +390,17 @@ class SalesforceConnector(HttpConnector):
             rows.extend(body["records"])
         return rows
 
-    def _query(self, step: FromTime) -> Iterator[Answer]:
-        body = self._ask(self.soql(step.start))
+    def _query_from(self, first: dict[str, Any]) -> Callable[[FromTime], Iterator[Answer]]:
+        """Return the read's query plug, answering its first step with the answer already had."""
+        held = [first]
+
+        def query(step: FromTime) -> Iterator[Answer]:
+            return self._query(step, held.pop() if held else None)
+
+        return query
+
+    def _query(self, step: FromTime, body: dict[str, Any] | None = None) -> Iterator[Answer]:
+        body = self._ask(self.soql(step.start)) if body is None else body
         while True:
             total = announced_total(body.get("totalSize"))
             yield Answer(body["records"], more=not body["done"], total=total)
@@ -430,7 +417,7 @@ class SalesforceConnector(HttpConnector):
 
     def _read_tick(self, step: WholeTick) -> Iterator[Sequence[Any]]:
         # The tick is one millisecond, the grain of a SOQL literal, so "=" selects it exactly.
-        where = f"WHERE SystemModstamp = {_soql_time(step.start)}"
+        where = f"WHERE SystemModstamp = {soql_time(step.start)}"
         after: str | None = None
         while True:
             since = "" if after is None else f" AND Id > '{after}'"
@@ -449,6 +436,10 @@ class SalesforceConnector(HttpConnector):
                     vendor=self.vendor,
                 )
             after = last
+
+    def _count(self, soql: str) -> int:
+        body = self._ask(soql)
+        return counted(body.get("totalSize"), vendor=self.vendor, where="a COUNT() totalSize")
 
     def _ask(self, soql: str) -> dict[str, Any]:
         return self._get(self._api, params={"q": soql})

@@ -43,6 +43,7 @@ from incsync.integrations.cli._commands import (
     unlock_command,
 )
 from incsync.integrations.cli._config import Config, ConfigFileError, load_config
+from incsync.integrations.cli._mapped import remap_command, transactions_command
 from incsync.integrations.cli._output import CheckState, check_unknown
 from incsync.integrations.cli._parser import LOG_LEVELS, build_parser
 from incsync.integrations.cli._run import run_command
@@ -176,6 +177,10 @@ def _dispatch(args: argparse.Namespace, config: Config, secrets: list[str]) -> i
         return rejected_command(args, config, sys.stdout)
     if args.command == "history":
         return history_command(args, config, sys.stdout)
+    if args.command == "remap":
+        return remap_command(args, config, sys.stdout)
+    if args.command == "transactions":
+        return transactions_command(args, config, sys.stdout)
     if args.command == "unlock":
         return unlock_command(args, config, (sys.stdout, sys.stderr))
     if args.command == "cursor":

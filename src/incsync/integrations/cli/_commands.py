@@ -84,7 +84,12 @@ def _postgres(config: Config, environ: Mapping[str, str]) -> Store:
 
     conninfo_env = config.store.conninfo_env or ""
     conninfo = env_value(config.path, "store.conninfo_env", conninfo_env, environ)
-    store = PostgresStore(conninfo, schema=config.store.schema, history_retention=config.history)
+    store = PostgresStore(
+        conninfo,
+        schema=config.store.schema,
+        history_retention=config.history,
+        mappings=config.mappings(),
+    )
     try:
         # Idempotent and safe from every worker at once, so every command may bring the schema
         # up to date rather than fail on a first run.
@@ -129,7 +134,7 @@ def open_store(
                 "store.path",
                 f"no such database {path}; check the path (only incsync run creates one)",
             )
-        store = SQLiteStore(path, history_retention=config.history)
+        store = SQLiteStore(path, history_retention=config.history, mappings=config.mappings())
     try:
         yield store
     finally:

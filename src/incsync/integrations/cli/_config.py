@@ -32,6 +32,7 @@ from incsync.integrations.cli._connectors import (
 )
 from incsync.integrations.cli._parser import parse_interval
 from incsync.integrations.cli._tokens import TOKENS_IN_STORE, default_token_path
+from incsync.mapping import TransactionMapping, preset
 from incsync.policy import SettingRule, SyncPolicy, flag, whole_number_setting
 from incsync.views import terminal_safe
 
@@ -140,6 +141,8 @@ class SourceConfig:
         secrets: Its secret settings, each with the environment variable that holds it.
         interval: Time between the starts of two of its cycles.
         account: The vendor account whose concurrency limit it shares (default: its key).
+        mapping: The mapping its records are kept mapped by (the ``mapping`` key names a
+            preset, ``"quickbooks/Invoice"``), or ``None``.
     """
 
     key: str
@@ -148,6 +151,7 @@ class SourceConfig:
     secrets: tuple[SecretRef, ...] = ()
     interval: timedelta = timedelta(hours=1)
     account: str = attrs.field(default=attrs.Factory(lambda self: self.key, takes_self=True))
+    mapping: TransactionMapping | None = None
 
 
 @attrs.frozen
@@ -194,6 +198,28 @@ class Config:
                 raise self.no_source(key)
             chosen.append(source)
         return tuple(chosen)
+
+    def mappings(self) -> dict[str, TransactionMapping]:
+        """Return the mapping of every source that names one, by key (the store keeps them)."""
+        return {source.key: source.mapping for source in self.sources if source.mapping}
+
+    def require_mapping(self, key: str) -> TransactionMapping:
+        """Return the mapping of the source ``key``.
+
+        Raises:
+            ConfigFileError: The key names no source of the file, or one without a mapping.
+        """
+        source = self.source(key)
+        if source is None:
+            raise self.no_source(key)
+        if source.mapping is None:
+            raise ConfigFileError(
+                self.path,
+                dotted("sources", key, "mapping"),
+                "missing; name the mapping preset its records are kept mapped by, for example "
+                'mapping = "quickbooks/Invoice"',
+            )
+        return source.mapping
 
     def no_source(self, key: str) -> ConfigFileError:
         """Return the error for a key that names no source, listing the sources of the file."""
@@ -369,11 +395,31 @@ def _source(path: Path, key: str, raw: object, run: RunConfig) -> SourceConfig:
     # Scheduling keys belong to every type, so they are taken out before the type's own check.
     interval = table.pop("interval", None)
     account = table.pop("account", key)
+    mapping = table.pop("mapping", None)
     if not isinstance(account, str) or not account.strip():
         raise ConfigFileError(path, dotted("sources", key, "account"), "must be a non-empty string")
     at = dotted("sources", key, "interval")
     every = run.interval if interval is None else _interval(path, at, interval)
-    return attrs.evolve(_typed_source(path, key, table), interval=every, account=account)
+    return attrs.evolve(
+        _typed_source(path, key, table),
+        interval=every,
+        account=account,
+        mapping=None if mapping is None else _mapping(path, key, mapping),
+    )
+
+
+def _mapping(path: Path, key: str, value: object) -> TransactionMapping:
+    """Return the preset a source's ``mapping = "vendor/object"`` names."""
+    at = dotted("sources", key, "mapping")
+    vendor, _, name = value.partition("/") if isinstance(value, str) else ("", "", "")
+    if not vendor or not name:
+        raise ConfigFileError(
+            path, at, 'name a mapping preset as "vendor/object", for example "quickbooks/Invoice"'
+        )
+    try:
+        return preset(vendor, name)
+    except ConfigurationError as error:
+        raise ConfigFileError(path, at, str(error)) from None
 
 
 def _typed_source(path: Path, key: str, table: dict[str, Any]) -> SourceConfig:
@@ -431,7 +477,7 @@ def _typed_source(path: Path, key: str, table: dict[str, Any]) -> SourceConfig:
             path,
             dotted("sources", key, unknown),
             f"unknown setting for type {connector_type.name!r}; "
-            f"accepted: type, interval, account, {', '.join(accepted)}",
+            f"accepted: type, interval, account, mapping, {', '.join(accepted)}",
         )
     return SourceConfig(key, connector_type, settings, tuple(secrets))
 

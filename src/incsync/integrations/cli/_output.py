@@ -149,6 +149,8 @@ def result_json(result: CycleResult, secrets: Sequence[str] = ()) -> str:
         "already_applied": result.already_applied,
         "rejected": result.rejected,
         "swept": result.swept,
+        "reconcile_fetched": result.reconcile_fetched,
+        "reconcile_tombstoned": result.reconcile_tombstoned,
         "pages": result.pages,
         "counted": _count_json(result.counted),
         "started_at": None if started is None else started.isoformat(),
@@ -603,6 +605,11 @@ def history_text(key: str, entries: Sequence[CycleEntry], *, zone: str | tzinfo 
             f"{exact_time(entry.started, zone)}  {entry.outcome.value}: {_counts_text(entry)} "
             f"(generation {entry.generation}, {terminal_safe(entry.worker)}{cycle})"
         )
+        if entry.reconcile_fetched or entry.reconcile_tombstoned:
+            lines.append(
+                f"  reconciled by id: {entry.reconcile_fetched:,} fetched, "
+                f"{entry.reconcile_tombstoned:,} tombstoned"
+            )
         if entry.error is not None:
             lines.append(f"  error: {terminal_safe(f'{entry.error_class}: {entry.error}')}")
         if entry.retry_at is not None:
@@ -627,6 +634,8 @@ def _entry_json(entry: CycleEntry) -> dict[str, Any]:
         "already_applied": entry.already_applied,
         "rejected": entry.rejected,
         "swept": entry.swept,
+        "reconcile_fetched": entry.reconcile_fetched,
+        "reconcile_tombstoned": entry.reconcile_tombstoned,
         "error_class": entry.error_class,
         "error": entry.error,
         "retry_at": None if retry_at is None else retry_at.isoformat(),

@@ -6,11 +6,12 @@ import argparse
 import logging
 import os
 import re
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from incsync import __version__
 from incsync.errors import NaiveDatetimeError
+from incsync.mapping._kept import DEFAULT_MAPPED_PAGE
 from incsync.timestamps import parse_timestamp
 
 __all__ = ["DEFAULT_CONFIG", "LOG_LEVELS", "build_parser", "parse_interval", "parse_since"]
@@ -68,6 +69,9 @@ _COMMAND_EXIT_CODES = {
     f"{_USAGE}",
     "rejected": f"  0    the list was shown\n{_STORE}{_USAGE}",
     "history": f"  0    the cycles were shown\n{_STORE}{_USAGE}",
+    "remap": f"  0    the rows were re-mapped (or were at the mapping's version already)\n"
+    f"{_STORE}{_USAGE}",
+    "transactions": f"  0    the transactions were written\n{_STORE}{_USAGE}",
     "serve": "  0    stopped by Ctrl-C or SIGTERM\n"
     "  1    the store could not be used, or the port could not be opened\n"
     "  2    usage or config error, or INCSYNC_CONSOLE_SECRET missing or shorter than 16\n"
@@ -141,6 +145,21 @@ def parse_since(text: str) -> datetime:
             f"{text!r} is not a date (2026-11-01, midnight UTC) or a date-time with a zone "
             "(2026-11-01T08:00:00Z, 2026-11-01T10:00:00+02:00)"
         ) from None
+
+
+def parse_date(text: str) -> date:
+    """Return the business date ``--since`` or ``--until`` names (``2026-11-01``).
+
+    Raises:
+        argparse.ArgumentTypeError: The text is not a date of that form.
+    """
+    value = text.strip()
+    if _DATE.fullmatch(value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-01")
 
 
 def _positive_seconds(text: str) -> float:
@@ -412,6 +431,59 @@ def build_parser() -> argparse.ArgumentParser:
     )
     history.add_argument(
         "--zone", default="UTC", help="IANA time zone of the times shown (default: UTC)"
+    )
+
+    remap = _command(
+        commands,
+        "remap",
+        "recompute a source's mapped transactions from the stored records with its current "
+        "mapping, without calling the source; resumes where an interrupted one stopped",
+        "  incsync remap --config sources.toml hubspot-deals\n"
+        "  incsync remap --config sources.toml hubspot-deals --json | jq .written\n",
+        config,
+    )
+    remap.add_argument("key", metavar="KEY", help="the source's key in the config file")
+    remap.add_argument(
+        "--page-size",
+        type=_positive_count,
+        default=DEFAULT_MAPPED_PAGE,
+        metavar="N",
+        help=f"records re-mapped per database transaction (default: {DEFAULT_MAPPED_PAGE})",
+    )
+    remap.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    transactions = _command(
+        commands,
+        "transactions",
+        "export a source's mapped transactions by business date, as CSV or JSON Lines",
+        "  incsync transactions --config sources.toml hubspot-deals --since 2026-11-01 "
+        "--until 2026-12-01\n"
+        "  incsync transactions --config sources.toml hubspot-deals --format jsonl --live\n",
+        config,
+    )
+    transactions.add_argument("key", metavar="KEY", help="the source's key in the config file")
+    transactions.add_argument(
+        "--since",
+        type=parse_date,
+        metavar="DATE",
+        help="the first business date included (2026-11-01; default: the first)",
+    )
+    transactions.add_argument(
+        "--until",
+        type=parse_date,
+        metavar="DATE",
+        help="the first business date no longer included (default: none)",
+    )
+    transactions.add_argument(
+        "--format",
+        choices=("csv", "jsonl"),
+        default="csv",
+        help="CSV with a header line (default), or one JSON object per line",
+    )
+    transactions.add_argument(
+        "--live",
+        action="store_true",
+        help="leave out void transactions (voided, deleted or gone at the source)",
     )
 
     serve = _command(

@@ -10,6 +10,11 @@ What it serves, behind a bearer token (a private-app token or an OAuth access to
   between pages. No page may reach past result 10,000 (a 400) while ``total`` stays true.
   Writes reach the index after a lag; archived objects never appear.
 - ``GET /crm/v3/objects/{type}/{id}``: the latest version at once; 404 once archived.
+- ``POST /crm/v3/objects/{type}/batch/read``: ``inputs`` of at most 100 ``{"id": ...}`` (more is a
+  400; ``idProperty`` is not served), the latest versions at once and in no promised order
+  (``archived=true``: only archived ones). Ids it does not hold come back as one
+  ``OBJECT_NOT_FOUND`` error naming them in ``context.ids``, the answer then a 207; a merged
+  object's old id reads the object it was merged into (:meth:`FakeHubSpot.merge`).
 - ``GET /crm/v3/objects/{type}``: objects by id with an opaque cursor; ``archived=true`` lists
   the archived ones, the only place a deletion can be seen, for 90 days
   (:data:`ARCHIVED_RETENTION`): then the object is gone for good, from every endpoint.
@@ -47,6 +52,7 @@ SEARCH_RESULT_CAP = 10_000
 """No search page may reach past this many results, however many match."""
 SEARCH_PAGE_MAX = 200
 LIST_PAGE_MAX = 100
+BATCH_READ_MAX = 100
 ACCESS_TOKEN_LIFETIME = timedelta(minutes=30)
 ARCHIVED_RETENTION = timedelta(days=90)
 """How long an archived object stays restorable and listed; then it is deleted for good."""
@@ -277,6 +283,7 @@ class FakeHubSpot(FakeVendor):
         self._rng = random.Random(seed)
         self._objects: dict[str, dict[str, _Object]] = {}
         self._archived: set[tuple[str, str]] = set()  # (type, id) of every archived object kept
+        self._merged: dict[tuple[str, str], str] = {}  # (type, old id): the id it merged into
         self._next_id = 90
         self._settled_ms = _ALWAYS  # from then on every version written so far is searchable
         self._cache: dict[tuple[str, str, int | None], list[_Hit]] = {}
@@ -405,6 +412,22 @@ class FakeHubSpot(FakeVendor):
             self._archived.add((object_type, object_id))
             self._touched(_ALWAYS)
 
+    def merge(self, object_type: str, object_id: str, into: str) -> None:
+        """Merge an object into another, as HubSpot merges contacts.
+
+        The old id is gone from search and lists, and reading it by id (alone or in a batch)
+        gives the object it was merged into.
+
+        Raises:
+            KeyError: Either id is not a live object.
+        """
+        with self._lock:
+            self._live(object_type, into)
+            self._live(object_type, object_id)
+            del self._objects[object_type][object_id]
+            self._merged[(object_type, object_id)] = into
+            self._touched(_ALWAYS)
+
     def ground_truth(self, object_type: str) -> dict[str, dict[str, str]]:
         """Return every live object's latest properties (timestamps as HubSpot writes them)."""
         with self._lock:
@@ -443,11 +466,12 @@ class FakeHubSpot(FakeVendor):
         if path == "/oauth/v1/token" and request.method == "POST":
             return self._token(request)
         parts = path.strip("/").split("/")
-        if parts[:3] != ["crm", "v3", "objects"] or len(parts) not in {4, 5}:
+        batch_read = parts[4:] == ["batch", "read"]
+        if parts[:3] != ["crm", "v3", "objects"] or not (len(parts) in {4, 5} or batch_read):
             return _error(404, f"No API serves {request.method} {path}", "OBJECT_NOT_FOUND")
         object_type = _ALIASES.get(parts[3], parts[3])
         search = len(parts) == 5 and parts[4] == "search"
-        if request.method != ("POST" if search else "GET"):
+        if request.method != ("POST" if search or batch_read else "GET"):
             return _error(
                 405, f"The fake does not serve {request.method} {path}", "VALIDATION_ERROR"
             )
@@ -457,6 +481,8 @@ class FakeHubSpot(FakeVendor):
         try:
             if search:
                 response = self._search(request, object_type)
+            elif batch_read:
+                response = self._batch_read(request, object_type)
             elif len(parts) == 4:
                 response = self._list(request, object_type)
             else:
@@ -560,12 +586,7 @@ class FakeHubSpot(FakeVendor):
         return httpx.Response(200, json=body)
 
     def _search(self, request: httpx.Request, object_type: str) -> httpx.Response:
-        try:
-            body = json.loads(request.content or b"{}")
-        except ValueError:
-            raise _invalid("Invalid input JSON: the request body could not be parsed.") from None
-        if not isinstance(body, dict):
-            raise _invalid("Invalid input JSON: the request body must be an object.")
+        body = _body(request)
         if body.get("query"):
             raise _invalid("The fake does not implement free-text 'query'; use filterGroups.")
         groups = _parse_groups(object_type, body.get("filterGroups", []))
@@ -579,11 +600,7 @@ class FakeHubSpot(FakeVendor):
                 f"Search results are limited to {SEARCH_RESULT_CAP} per query: after ({after}) plus"
                 f" limit ({limit}) reaches {after + limit}. Narrow the filters instead."
             )
-        requested = body.get("properties")
-        if requested is not None and not (
-            isinstance(requested, list) and all(isinstance(n, str) for n in requested)
-        ):
-            raise _invalid("properties must be a list of property names.")
+        requested = _property_names(body)
         hits = self._hits(object_type, groups, sort, json.dumps([groups, sort], default=repr))
         page = hits[after : after + limit]
         payload: dict[str, object] = {
@@ -663,7 +680,53 @@ class FakeHubSpot(FakeVendor):
             payload["paging"] = {"next": {"after": after, "link": link}}
         return httpx.Response(200, json=payload)
 
+    def _batch_read(self, request: httpx.Request, object_type: str) -> httpx.Response:
+        body = _body(request)
+        inputs = body.get("inputs")
+        if not isinstance(inputs, list) or not all(
+            isinstance(item, dict) and isinstance(item.get("id"), str) for item in inputs
+        ):
+            raise _invalid('inputs must be a list of {"id": "..."} objects.')
+        if len(inputs) > BATCH_READ_MAX:
+            raise _invalid(f"Batch input cannot contain more than {BATCH_READ_MAX} inputs.")
+        if body.get("idProperty"):
+            raise _invalid("The fake reads by object id only; idProperty is not served.")
+        requested = _property_names(body) or None  # none named: the type's defaults
+        archived = request.url.params.get("archived", "false").lower() == "true"
+        objects = self._objects.get(object_type, {})
+        found: dict[str, dict[str, object]] = {}
+        missing: list[str] = []
+        for item in inputs:
+            object_id = self._merged.get((object_type, item["id"]), item["id"])
+            obj = objects.get(object_id)
+            if obj is None or (obj.archived_ms is not None) != archived:
+                missing.append(item["id"])
+            else:
+                found[obj.id] = obj.render(obj.versions[-1], requested)
+        results = list(found.values())
+        self._rng.shuffle(results)  # HubSpot promises no order
+        moment = _iso(self._now_ms())
+        payload: dict[str, object] = {
+            "status": "COMPLETE",
+            "results": results,
+            "startedAt": moment,
+            "completedAt": moment,
+        }
+        if not missing:
+            return httpx.Response(200, json=payload)
+        name = object_type.upper().removesuffix("S").replace("COMPANIE", "COMPANY")
+        error = {
+            "status": "error",
+            "category": "OBJECT_NOT_FOUND",
+            "message": f"Could not get some {name} objects, they may be deleted or not exist. "
+            "Check that ids are valid.",
+            "context": {"ids": missing},
+            "errors": [],
+        }
+        return httpx.Response(207, json={**payload, "numErrors": 1, "errors": [error]})
+
     def _read(self, request: httpx.Request, object_type: str, object_id: str) -> httpx.Response:
+        object_id = self._merged.get((object_type, object_id), object_id)
         found = self._objects.get(object_type, {}).get(object_id)
         archived = request.url.params.get("archived", "false").lower() == "true"
         if found is None or (found.archived_ms is not None) != archived:
@@ -725,6 +788,27 @@ class FakeHubSpot(FakeVendor):
         objects[object_id] = _Object(object_type, object_id, created_ms, [version])
         self._touched(indexed_ms)
         return object_id
+
+
+def _body(request: httpx.Request) -> dict[str, object]:
+    """The JSON object a POST sent, or the 400 HubSpot answers to anything else."""
+    try:
+        body = json.loads(request.content or b"{}")
+    except ValueError:
+        raise _invalid("Invalid input JSON: the request body could not be parsed.") from None
+    if not isinstance(body, dict):
+        raise _invalid("Invalid input JSON: the request body must be an object.")
+    return body
+
+
+def _property_names(body: Mapping[str, object]) -> list[str] | None:
+    """The ``properties`` a body names, ``None`` when it names none."""
+    requested = body.get("properties")
+    if requested is not None and not (
+        isinstance(requested, list) and all(isinstance(n, str) for n in requested)
+    ):
+        raise _invalid("properties must be a list of property names.")
+    return requested
 
 
 def _checked(object_type: str, properties: Mapping[str, str] | None) -> dict[str, str]:

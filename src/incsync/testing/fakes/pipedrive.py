@@ -7,7 +7,9 @@ What it serves:
   only for 30 days after its deletion, then it is gone), ``updated_since`` (inclusive) and
   ``updated_until`` (exclusive) in RFC 3339 to the second (a fraction of a second is refused, as
   v2's strict validation does), ``sort_by`` (``id``, ``update_time``, ``add_time``; ``id`` by
-  default) and ``sort_direction`` (``asc`` by default), ties broken by id. ``limit`` is 1 to 500
+  default) and ``sort_direction`` (``asc`` by default), ties broken by id; ``ids``, a
+  comma-separated list of at most 100 deal ids, keeps those deals only (ids it does not hold are
+  simply left out; more than 100, or one that is no id, is a 400). ``limit`` is 1 to 500
   (100 by default; more is a 400). ``additional_data.next_cursor`` is an opaque keyset position,
   the sort value and id of the page's last deal; the next page holds the deals strictly after it
   *as the data is when that page is asked for*, so a deal updated while a client pages moves
@@ -69,6 +71,7 @@ DELETED_RETENTION = timedelta(days=30)
 
 PAGE_MAX = 500
 PAGE_DEFAULT = 100
+IDS_MAX = 100
 ACCESS_TOKEN_SECONDS = 3599
 RATE_WINDOW_SECONDS = 2
 
@@ -386,6 +389,7 @@ class FakePipedrive(FakeVendor):
             if "updated_until" in params
             else None
         )
+        wanted = self._ids(params.get("ids"))
         field = params.get("sort_by", "id")
         direction = params.get("sort_direction", "asc")
         if field not in _SORTS:
@@ -409,6 +413,7 @@ class FakePipedrive(FakeVendor):
         for deal in deals[start:] if start else deals:
             if (
                 deal.status in statuses
+                and (wanted is None or deal.id in wanted)
                 and (since is None or deal.update_time >= since)
                 and (until is None or deal.update_time < until)
                 and self._kept(deal, now)
@@ -468,6 +473,17 @@ class FakePipedrive(FakeVendor):
         if not asked or not asked <= set(_STATUSES):
             raise invalid(f"status: must be a comma-separated list of {', '.join(_STATUSES)}")
         return asked
+
+    @staticmethod
+    def _ids(value: str | None) -> frozenset[int] | None:
+        if value is None:
+            return None
+        parts = value.split(",")
+        if not all(part.isascii() and part.isdigit() for part in parts):
+            raise invalid("ids: must be a comma-separated list of integers")
+        if len(parts) > IDS_MAX:
+            raise invalid(f"ids: must hold at most {IDS_MAX} ids")
+        return frozenset(int(part) for part in parts)
 
     @staticmethod
     def _kept(deal: _Deal, now: int) -> bool:

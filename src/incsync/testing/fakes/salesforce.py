@@ -1,4 +1,4 @@
-"""A fake Salesforce org behind the REST API: SOQL query/queryAll, getDeleted, OAuth, API limits.
+"""A fake Salesforce org behind the REST API: SOQL query/queryAll, getDeleted, bulk query jobs.
 
 Built from Salesforce's documentation and real payloads, and no kinder than Salesforce:
 
@@ -12,6 +12,10 @@ Built from Salesforce's documentation and real payloads, and no kinder than Sale
 - System timestamps are kept to the second by default (Salesforce stores no milliseconds), are
   written ``2021-11-06T17:38:40.000+0000``, and compare at millisecond precision in filters.
   ``SystemModstamp`` also moves on automated touches that leave ``LastModifiedDate`` alone.
+- Bulk API 2.0 query jobs (``jobs/query``) export a query's rows as CSV after a delay on the
+  org's clock; see :mod:`incsync.testing.fakes._salesforce_jobs`. ``sobjects/X/describe`` names
+  each field's type.
+- A blank text value is kept as null, and a number field as a double, as Salesforce keeps them.
 - Deleted rows are seen only by ``queryAll`` (``IsDeleted: true``) and ``sobjects/X/deleted``,
   and only for 15 days; ``getDeleted`` ignores seconds and refuses windows it cannot cover.
 - Errors are JSON arrays of ``{message, errorCode}``. Every API response carries
@@ -42,6 +46,7 @@ import attrs
 import httpx
 
 from incsync.testing import ManualClock
+from incsync.testing.fakes._salesforce_jobs import QueryJobs
 from incsync.testing.fakes._server import FakeVendor
 from incsync.testing.fakes._soql import (
     FieldType,
@@ -62,6 +67,7 @@ _DIGITS = string.digits + string.ascii_uppercase + string.ascii_lowercase  # ASC
 _API = re.compile(r"/services/data/v(?P<major>\d+)\.(?P<minor>\d)(?P<rest>/.*)?")
 _LOCATOR = re.compile(r"/(?:query|queryAll)/(?P<locator>01g[0-9A-Za-z]{15})-(?P<offset>\d+)/?")
 _DELETED = re.compile(r"/sobjects/(?P<sobject>\w+)/deleted/?")
+_DESCRIBE = re.compile(r"/sobjects/(?P<sobject>\w+)/describe/?")
 _BATCH_SIZE = re.compile(r"batchSize\s*=\s*(\d+)", re.IGNORECASE)
 _MIN_VERSION, _MAX_VERSION, _GET_DELETED_SINCE = 20, 62, 29
 # fmt: off
@@ -202,6 +208,11 @@ class FakeSalesforce(FakeVendor):
             ``EXCEEDED_ID_LIMIT``.
         deleted_coverage_lag: How far behind "now" the delete log's ``latestDateCovered`` trails.
         sleep: Used by :meth:`slow_queries` (injectable so tests need not wait).
+        bulk_job_delay: How long a bulk query job of no rows takes (queued, then running).
+        bulk_record_time: How much longer each row makes a bulk query job run.
+        bulk_results_page: Rows per page of a job's results when the client names no
+            ``maxRecords``.
+        bulk_daily_limit: Bulk query jobs the org may create in 24 hours.
     """
 
     def __init__(
@@ -224,6 +235,10 @@ class FakeSalesforce(FakeVendor):
         max_deleted_ids: int = 600_000,
         deleted_coverage_lag: timedelta = timedelta(0),
         sleep: Callable[[float], None] = time.sleep,
+        bulk_job_delay: timedelta = timedelta(seconds=2),
+        bulk_record_time: timedelta = timedelta(microseconds=20),
+        bulk_results_page: int = 100_000,
+        bulk_daily_limit: int = 10_000,
     ) -> None:
         super().__init__()
         if not 1 <= batch_size <= 2_000:
@@ -257,6 +272,17 @@ class FakeSalesforce(FakeVendor):
         self._query_delay = 0.0
         self._org_id = _salesforce_id("00D", 1)
         self._user_id = _salesforce_id("005", 1)
+        self._job_serial = 0
+        self._jobs = QueryJobs(
+            now=self._now,
+            run=self._bulk_rows,
+            make_id=self._new_job_id,
+            user_id=self._user_id,
+            job_delay=bulk_job_delay,
+            record_time=bulk_record_time,
+            results_page=bulk_results_page,
+            daily_limit=bulk_daily_limit,
+        )
         for name, (prefix, spec) in _STANDARD_OBJECTS.items():
             pairs = (pair.split(":") for pair in spec.split())
             self.define_sobject(name, {f: cast(FieldType, t) for f, t in pairs}, key_prefix=prefix)
@@ -486,7 +512,8 @@ class FakeSalesforce(FakeVendor):
             settable = name not in _SYSTEM_FIELDS or (allow_timestamps and name in _TIMESTAMPS)
             if kind is None or not settable:
                 raise ValueError(f"{table.name}.{name} is not a field a test can set")
-            if value is None:
+            if value is None or (value == "" and kind in ("string", "reference")):
+                # Salesforce keeps a blank text value as null, and answers null for it.
                 checked[name] = None
                 continue
             if not isinstance(value, _VALUE_TYPES[kind]) or (
@@ -496,6 +523,8 @@ class FakeSalesforce(FakeVendor):
                 raise TypeError(f"{table.name}.{name} is {kind}, not {type(value).__name__}")
             if isinstance(value, datetime):
                 value = _floor(ensure_utc(value, name), self._precision)
+            if kind == "double" and isinstance(value, int):
+                value = float(value)
             checked[name] = value
         return checked
 
@@ -569,6 +598,27 @@ class FakeSalesforce(FakeVendor):
         with self._lock:
             self._cursors.clear()
 
+    def fail_bulk_jobs(self, count: int = 1, *, message: str = "") -> None:
+        """Make the next ``count`` bulk query jobs end ``Failed`` with ``message`` as the error."""
+        message = message or ("Retried more than 15 times. Apply a filter criteria and try again.")
+        with self._lock:
+            self._jobs.fail_next(count, message)
+
+    def abort_bulk_jobs(self, job_id: str | None = None) -> int:
+        """Abort every queued or running bulk query job (or the one named), as an admin can.
+
+        Returns:
+            How many jobs were aborted.
+        """
+        with self._lock:
+            return self._jobs.abort_all(job_id)
+
+    @property
+    def bulk_jobs(self) -> dict[str, str]:
+        """Each bulk query job the org keeps, by Id, with its state now (oldest first)."""
+        with self._lock:
+            return self._jobs.states()
+
     @property
     def open_query_locators(self) -> int:
         """How many query locators are open (neither idle too long nor pushed out)."""
@@ -626,6 +676,8 @@ class FakeSalesforce(FakeVendor):
         if match["minor"] != "0" or not _MIN_VERSION <= major <= _MAX_VERSION:
             raise _not_found()
         version = f"{major}.0"
+        if rest.startswith("/jobs/query"):
+            return self._jobs.handle(request, version, rest)
         if request.method != "GET":
             message = f"HTTP Method '{request.method}' not allowed. Allowed are GET,HEAD"
             raise _ApiError.of(405, "METHOD_NOT_ALLOWED", message)
@@ -636,11 +688,48 @@ class FakeSalesforce(FakeVendor):
         deleted = _DELETED.fullmatch(rest)
         if deleted is not None and major >= _GET_DELETED_SINCE:
             return self._get_deleted(request, deleted["sobject"])
+        described = _DESCRIBE.fullmatch(rest)
+        if described is not None:
+            return self._describe(described["sobject"])
         if rest.rstrip("/") == "/limits":
             remaining = max(0, self._api_limit - self._api_used)
-            body = {"DailyApiRequests": {"Max": self._api_limit, "Remaining": remaining}}
+            jobs = self._jobs.daily_limit
+            body = {
+                "DailyApiRequests": {"Max": self._api_limit, "Remaining": remaining},
+                "DailyBulkV2QueryJobs": {
+                    "Max": jobs,
+                    "Remaining": max(0, jobs - self._jobs.used_today()),
+                },
+            }
             return _json_response(200, body)
         raise _not_found()
+
+    def _describe(self, sobject: str) -> httpx.Response:
+        table = self._find_table(sobject)
+        if table is None:
+            message = f"The requested resource does not exist: sObject type '{sobject}'"
+            raise _ApiError.of(404, "NOT_FOUND", message)
+        fields = [
+            {"name": name, "type": kind, "nillable": name not in ("Id", "IsDeleted")}
+            for name, kind in table.fields.items()
+        ]
+        return _json_response(200, {"name": table.name, "fields": fields})
+
+    def _bulk_rows(
+        self, soql: str, include_deleted: bool
+    ) -> tuple[str, tuple[str, ...], list[list[FieldValue]]]:
+        """Run a bulk query job's SOQL now: its object, columns and rows (copied, in no order)."""
+        schema = {table.name: table.fields for table in self._tables.values()}
+        plan = compile_query(soql, schema)
+        table = self._tables[plan.sobject]
+        rows = [r for r in table.rows.values() if include_deleted or not r["IsDeleted"]]
+        self._query_serial += 1
+        selected = plan.select(rows, salt=self._query_serial)
+        return plan.sobject, plan.fields, [[row[f] for f in plan.fields] for row in selected]
+
+    def _new_job_id(self, prefix: str) -> str:
+        self._job_serial += 1
+        return _salesforce_id(prefix, self._job_serial)
 
     def _query(
         self, request: httpx.Request, version: str, *, include_deleted: bool
@@ -658,7 +747,11 @@ class FakeSalesforce(FakeVendor):
         rows = [r for r in table.rows.values() if include_deleted or not r["IsDeleted"]]
         self._query_serial += 1
         if plan.count:
-            matched = len(plan.select(rows, salt=self._query_serial))
+            # A count needs no order: filtering alone is as Salesforce counts, and far cheaper.
+            if plan.limit is None and not plan.offset:
+                matched = sum(1 for row in rows if plan.predicate(row))
+            else:
+                matched = len(plan.select(rows, salt=self._query_serial))
             return _json_response(200, {"totalSize": matched, "done": True, "records": []})
         base = f"/services/data/v{version}/sobjects/{plan.sobject}/"
         records: list[dict[str, object]] = []

@@ -1,0 +1,247 @@
+"""The columns a store keeps a mapped row in, and the codec of its lines and custom fields.
+
+One column list and one encoding for every store and for the CLI's export: a store converts only
+what its column types cannot hold as they are (SQLite's decimal and date text).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from incsync.mapping._kept import MappedChange, MappedRow
+from incsync.mapping._value import CustomValue, Kind, Line, MappedTransaction, Party, Status
+
+__all__ = [
+    "MAPPED_COLUMNS",
+    "change_rows",
+    "custom_from_json",
+    "custom_json",
+    "lines_from_json",
+    "lines_json",
+    "mapped_row",
+    "mapped_values",
+    "party",
+]
+
+
+# -- the columns a store keeps ---------------------------------------------------------------
+
+MAPPED_COLUMNS = (
+    "source_key",
+    "record_id",
+    "business_date",
+    "kind",
+    "status",
+    "amount",
+    "currency",
+    "customer_id",
+    "customer_name",
+    "owner_id",
+    "owner_name",
+    "owner_email",
+    "lines",
+    "custom",
+    "mapping",
+    "mapping_version",
+    "updated_at",
+    "voided",
+    "void_reason",
+)
+"""The columns of a mapped row, in the order :func:`mapped_values` gives them."""
+
+
+def mapped_values(source_key: str, row: MappedRow) -> tuple[object, ...]:
+    """Return a row's values in :data:`MAPPED_COLUMNS` order, typed.
+
+    The business date is a ``date``, the amount a ``Decimal``, ``updated_at`` a datetime, lines
+    and custom fields JSON text; a store encodes what its columns cannot hold as they are.
+    """
+    value = row.transaction
+    customer, owner = value.customer or Party(), value.owner or Party()
+    return (
+        source_key,
+        value.record_id,
+        value.date,
+        value.kind.value,
+        value.status.value,
+        value.amount,
+        value.currency,
+        customer.id,
+        customer.name,
+        owner.id,
+        owner.name,
+        owner.email,
+        lines_json(value.lines),
+        custom_json(value.custom),
+        row.mapping,
+        row.mapping_version,
+        row.updated_at,
+        row.voided,
+        row.void_reason,
+    )
+
+
+def mapped_row(values: Sequence[Any]) -> MappedRow:
+    """Return the row :func:`mapped_values` gave (lines and custom as JSON text or parsed)."""
+    (
+        source_key,
+        record_id,
+        business_date,
+        kind,
+        status,
+        amount,
+        currency,
+        customer_id,
+        customer_name,
+        owner_id,
+        owner_name,
+        owner_email,
+        lines,
+        custom,
+        mapping,
+        mapping_version,
+        updated_at,
+        voided,
+        void_reason,
+    ) = values
+    return MappedRow(
+        transaction=MappedTransaction(
+            record_id=record_id,
+            kind=Kind(kind),
+            status=Status(status),
+            date=business_date,
+            amount=amount,
+            currency=currency,
+            source_key=source_key,
+            customer=party(customer_id, customer_name),
+            owner=party(owner_id, owner_name, owner_email),
+            lines=lines_from_json(lines),
+            custom=custom_from_json(custom),
+        ),
+        updated_at=updated_at,
+        mapping=mapping,
+        mapping_version=mapping_version,
+        voided=bool(voided),
+        void_reason=void_reason,
+    )
+
+
+def change_rows(
+    source_key: str,
+    changes: Sequence[tuple[MappedChange, int]],
+    encode: Callable[[tuple[object, ...]], tuple[object, ...]],
+    stamp: Callable[[datetime], object],
+) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """Return the parameters of a store's two statements: rows to write, and rows to void.
+
+    Each ends with the raw version the change holds for: source key, record id, its update time
+    (as ``stamp`` gives it), its tombstone flag and the generation given with the change.
+
+    Args:
+        source_key: The source.
+        changes: Each change with the generation its raw row was written under.
+        encode: Turns :func:`mapped_values` into what the store's columns take.
+        stamp: Turns an update time into what the raw table keeps.
+    """
+    writes: list[tuple[object, ...]] = []
+    voids: list[tuple[object, ...]] = []
+    for change, generation in changes:
+        record = change.record
+        holds = (source_key, record.id, stamp(record.updated_at), record.deleted, generation)
+        if change.row is not None:
+            writes.append((*encode(mapped_values(source_key, change.row)), *holds))
+        else:
+            voids.append((change.void, source_key, record.id, *holds))
+    return writes, voids
+
+
+# -- the codec of lines and custom fields ----------------------------------------------------
+
+# Decimals are written as JSON text, so no digit is lost on the way through a float; a reader in
+# SQL casts them ((line->>'amount')::numeric).
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _number(value: object) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def lines_json(lines: Sequence[Line]) -> str:
+    """Return ``lines`` as the JSON text a store keeps (amounts as decimal text)."""
+    return json.dumps(
+        [
+            {
+                "amount": str(line.amount),
+                "product_id": line.product_id,
+                "product_name": line.product_name,
+                "description": line.description,
+                "quantity": _text(line.quantity),
+                "unit_price": _text(line.unit_price),
+            }
+            for line in lines
+        ],
+        ensure_ascii=False,
+    )
+
+
+def lines_from_json(value: str | Sequence[Mapping[str, Any]]) -> tuple[Line, ...]:
+    """Return the lines a store kept (JSON text, or the list a ``jsonb`` column gives)."""
+    kept = json.loads(value) if isinstance(value, str) else value
+    return tuple(
+        Line(
+            amount=Decimal(str(line["amount"])),
+            product_id=line.get("product_id"),
+            product_name=line.get("product_name"),
+            description=line.get("description"),
+            quantity=_number(line.get("quantity")),
+            unit_price=_number(line.get("unit_price")),
+        )
+        for line in kept
+    )
+
+
+# Custom values keep their type: text, true/false and null as themselves, a number or a date as
+# a one-key object naming its type ({"decimal": "12.50"}), so reading them back gives the value
+# the mapping gave.
+def _custom_value(value: CustomValue) -> object:
+    if isinstance(value, Decimal):
+        return {"decimal": str(value)}
+    if isinstance(value, date):
+        return {"date": value.isoformat()}
+    return value
+
+
+def _custom_from(value: object) -> CustomValue:
+    if isinstance(value, Mapping):
+        if "decimal" in value:
+            return Decimal(value["decimal"])
+        return date.fromisoformat(value["date"])
+    assert value is None or isinstance(value, str | bool)
+    return value
+
+
+def custom_json(custom: Mapping[str, CustomValue]) -> str:
+    """Return the chosen custom fields as the JSON text a store keeps, each value typed."""
+    return json.dumps(
+        {name: _custom_value(value) for name, value in custom.items()}, ensure_ascii=False
+    )
+
+
+def custom_from_json(value: str | Mapping[str, Any]) -> dict[str, CustomValue]:
+    """Return the custom fields a store kept (JSON text, or the object ``jsonb`` gives)."""
+    kept = json.loads(value) if isinstance(value, str) else value
+    return {name: _custom_from(each) for name, each in kept.items()}
+
+
+def party(id_: str | None, name: str | None, email: str | None = None) -> Party | None:
+    """Return the party a row's columns hold, or ``None`` when they hold nothing."""
+    if id_ is None and name is None and email is None:
+        return None
+    return Party(id_, name, email)
