@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.sweep
 	$(BIN)/python -m bench.fullsync
 	$(BIN)/python -m bench.reconcile_ids
+	$(BIN)/python -m bench.console
 
 clean:
 	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache .coverage build dist

@@ -41,6 +41,7 @@ from incsync import (
     Transaction,
     TransientSourceError,
 )
+from incsync.actions import ActionEntry
 from incsync.connectors import InMemoryConnector, InMemorySource
 from incsync.connectors.memory import iso_timestamp
 from incsync.history import SUMMARY_CYCLES, CycleEntry, HistorySummary
@@ -173,6 +174,12 @@ class FaultyStore:
 
     def resume(self, source_key: str) -> SourceState:
         return self.inner.resume(source_key)
+
+    def act(self, entry: ActionEntry) -> SourceState:
+        return self.inner.act(entry)
+
+    def actions(self, source_key: str, limit: int | None = None) -> Sequence[ActionEntry]:
+        return self.inner.actions(source_key, limit)
 
 
 class FaultyAtomicStore(FaultyStore):

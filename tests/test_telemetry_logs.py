@@ -148,7 +148,7 @@ def test_a_plain_format_names_them() -> None:
     engine = SyncEngine(InMemoryStore())
     with handled(handler):
         result = engine.run_cycle("acme/items", InMemoryConnector(source()))
-        engine.reset("acme/items")
+        engine.reset("acme/items", actor="ops")
     lines = stream.getvalue().splitlines()
     assert lines[0].startswith(
         f"acme/items {result.cycle_id} INFO source acme/items: cycle completed"
@@ -156,7 +156,7 @@ def test_a_plain_format_names_them() -> None:
     # A reset runs no cycle: its line names the source, and no cycle.
     assert (
         lines[1]
-        == "acme/items None INFO source acme/items reset: the next cycle re-reads everything"
+        == "acme/items None INFO source acme/items reset by ops: the next cycle re-reads everything"
     )
 
 
@@ -201,16 +201,16 @@ def test_reset_rewind_cancel_and_resume_lines_name_their_source_without_a_cycle(
     engine.run_cycle("acme/api", InMemoryConnector(source(5), page_size=5))
     collect = Collect()
     with handled(collect):
-        engine.cancel("acme/api")
-        engine.resume("acme/api")
+        engine.cancel("acme/api", actor="ana")
+        engine.resume("acme/api", actor="ana")
         engine.rewind("acme/api", T0)
-        engine.reset("acme/api")
+        engine.reset("acme/api", actor="ana")
     actions = [r for r in collect.records if r.name.startswith("incsync")]
     assert [r.getMessage().split(" ")[2] for r in actions] == [
         "cancelled",
         "resumed",
         "rewound",
-        "reset:",
+        "reset",
     ]
     assert {(r.source_key, r.cycle_id) for r in actions} == {("acme/api", None)}  # type: ignore[attr-defined]
     assert log_context() == {"source_key": None, "cycle_id": None}

@@ -57,6 +57,7 @@ import attrs
 
 from incsync import mapped, telemetry
 from incsync._reconcile_walk import IdTally, IdWalk, reconcile_by_id
+from incsync.actions import Action, ActionEntry
 from incsync.cursor import Cursor, advance, horizon, page_high_water, window_after
 from incsync.errors import (
     ConfigurationError,
@@ -166,6 +167,14 @@ def _log_traceback(source_key: str, error: Exception, secrets: Sequence[str]) ->
     )
 
 
+# Each takes the source's key and the actor.
+_ACTION_LOG_TEXT = {
+    Action.RESET: "source %s reset by %s: the next cycle re-reads everything",
+    Action.CANCEL: "source %s cancelled by %s",
+    Action.RESUME: "source %s resumed by %s",
+}
+
+
 class SyncEngine:
     """Runs incremental cycles for sources over a state store and a transaction sink.
 
@@ -239,15 +248,49 @@ class SyncEngine:
         """
         return self.store.history(check_source_key(source_key), limit)
 
-    def reset(self, source_key: str) -> SourceState:
+    def _act(self, source_key: str, action: Action, actor: str | None) -> SourceState:
+        """Make ``action`` and keep its record (who, what, when) with it, in one transaction."""
+        entry = ActionEntry(
+            source_key=check_source_key(source_key),
+            action=action,
+            actor=self._lease_holder() if actor is None else actor,
+            at=self._now(),
+        )
+        # An action runs no cycle: its log line names the source, and no cycle.
+        with telemetry.acting_on(source_key):
+            state = self.store.act(entry)
+            logger.info(_ACTION_LOG_TEXT[action], source_key, entry.actor)
+        return state
+
+    def actions(self, source_key: str, limit: int | None = None) -> Sequence[ActionEntry]:
+        """Return the resets, cancels and resumes made on the source, newest first.
+
+        Args:
+            source_key: The source.
+            limit: At most this many (the newest); ``None`` for every one kept.
+
+        Raises:
+            ConfigurationError: ``source_key`` cannot name a source, or ``limit`` is not an
+                integer of at least 1 or ``None``.
+        """
+        return self.store.actions(check_source_key(source_key), limit)
+
+    def reset(self, source_key: str, *, actor: str | None = None) -> SourceState:
         """Make the next cycle re-read and re-apply every record; deletes no transaction.
 
-        A cycle running now has its later checkpoints refused and stops.
+        A cycle running now has its later checkpoints refused and stops. The reset is recorded
+        (see :meth:`actions`).
+
+        Args:
+            source_key: The source.
+            actor: Who asks, as the record names them; this process (``host:pid:thread``) when
+                ``None``.
+
+        Raises:
+            ConfigurationError: ``source_key`` cannot name a source, or ``actor`` is empty, longer
+                than 200 characters or holds control characters.
         """
-        check_source_key(source_key)
-        with telemetry.acting_on(source_key):
-            logger.info("source %s reset: the next cycle re-reads everything", source_key)
-            return self.store.reset(source_key)
+        return self._act(source_key, Action.RESET, actor)
 
     def rewind(self, source_key: str, since: datetime) -> SourceState:
         """Make the next cycle read again from ``since``, without a reset; deletes nothing.
@@ -274,22 +317,20 @@ class SyncEngine:
             )
         return state
 
-    def cancel(self, source_key: str) -> SourceState:
+    def cancel(self, source_key: str, *, actor: str | None = None) -> SourceState:
         """Stop syncing the source until it is resumed or reset; deletes no transaction.
 
-        A cycle running now stops after its current page is durable.
+        A cycle running now stops after its current page is durable. The cancel is recorded, with
+        ``actor`` as for :meth:`reset`.
         """
-        check_source_key(source_key)
-        with telemetry.acting_on(source_key):
-            logger.info("source %s cancelled", source_key)
-            return self.store.cancel(source_key)
+        return self._act(source_key, Action.CANCEL, actor)
 
-    def resume(self, source_key: str) -> SourceState:
-        """Let a cancelled or stopped source run again."""
-        check_source_key(source_key)
-        with telemetry.acting_on(source_key):
-            logger.info("source %s resumed", source_key)
-            return self.store.resume(source_key)
+    def resume(self, source_key: str, *, actor: str | None = None) -> SourceState:
+        """Let a cancelled or stopped source run again.
+
+        The resume is recorded, with ``actor`` as for :meth:`reset`.
+        """
+        return self._act(source_key, Action.RESUME, actor)
 
     # -- mapped transactions -----------------------------------------------------------------
 

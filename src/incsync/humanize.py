@@ -31,11 +31,13 @@ from incsync.timestamps import ensure_utc
 
 __all__ = [
     "DEFAULT_FUTURE_TOLERANCE",
+    "RelativeSpan",
     "TimeText",
     "duration_text",
     "exact_time",
     "iso_time",
     "plural",
+    "relative_span",
     "relative_time",
     "resolve_zone",
     "time_text",
@@ -126,13 +128,31 @@ def _local(when: datetime, zone: tzinfo) -> datetime:
         return when
 
 
-def _span(earlier: datetime, later: datetime, zone: tzinfo) -> str:
+@attrs.frozen(slots=True)
+class RelativeSpan:
+    """How far a time lies from ``now``, in the one whole unit :func:`relative_time` names.
+
+    A host writing times in another language words this value (``"vor 12 Tagen"``), so both
+    languages round alike.
+
+    Args:
+        count: Whole units, rounded down (at least 1).
+        unit: ``"minute"``, ``"hour"``, ``"day"``, ``"month"`` or ``"year"``.
+        future: The time lies ahead of ``now`` (further than the tolerance).
+    """
+
+    count: int
+    unit: str
+    future: bool = False
+
+
+def _whole_units(earlier: datetime, later: datetime, zone: tzinfo) -> tuple[int, str]:
     """Return the whole units from ``earlier`` to ``later`` (at least a minute apart)."""
     elapsed = later - earlier
     if elapsed < _HOUR:
-        return _plural(elapsed // _MINUTE, "minute")
+        return elapsed // _MINUTE, "minute"
     if elapsed < _DAY:
-        return _plural(elapsed // _HOUR, "hour")
+        return elapsed // _HOUR, "hour"
     if elapsed.days >= _SHORTEST_MONTH_DAYS:
         # Months and years are the reader's calendar months: compare wall-clock times in the
         # display zone, so "1 month ago" changes at local midnight, not at UTC's.
@@ -140,10 +160,45 @@ def _span(earlier: datetime, later: datetime, zone: tzinfo) -> str:
             _local(later, zone).replace(tzinfo=None), _local(earlier, zone).replace(tzinfo=None)
         )
         if calendar.years >= 1:
-            return _plural(calendar.years, "year")
+            return calendar.years, "year"
         if calendar.months >= 1:
-            return _plural(calendar.months, "month")
-    return _plural(elapsed.days, "day")
+            return calendar.months, "month"
+    return elapsed.days, "day"
+
+
+def relative_span(
+    when: datetime,
+    now: datetime,
+    *,
+    zone: str | tzinfo = "UTC",
+    future_tolerance: timedelta = DEFAULT_FUTURE_TOLERANCE,
+) -> RelativeSpan | None:
+    """Return how long ago (or ahead) ``when`` is in whole units; ``None`` for "just now".
+
+    This is :func:`relative_time`'s rule without its English words.
+
+    Args:
+        when: The time to describe (aware).
+        now: The present (aware); never read from the clock here.
+        zone: The reader's zone, whose calendar counts months and years.
+        future_tolerance: A time at most this far ahead of ``now`` is "just now".
+
+    Raises:
+        NaiveDatetimeError: ``when`` or ``now`` has no timezone.
+        ConfigurationError: ``zone`` is not a known IANA zone name.
+    """
+    when = ensure_utc(when, "when")
+    now = ensure_utc(now, "now")
+    tz = resolve_zone(zone)
+    if when > now:
+        ahead = when - now
+        # Under a minute there is no whole unit to name, whatever the tolerance.
+        if ahead <= future_tolerance or ahead < _MINUTE:
+            return None
+        return RelativeSpan(*_whole_units(now, when, tz), future=True)
+    if now - when < _MINUTE:
+        return None
+    return RelativeSpan(*_whole_units(when, now, tz))
 
 
 def relative_time(
@@ -169,18 +224,11 @@ def relative_time(
         NaiveDatetimeError: ``when`` or ``now`` has no timezone.
         ConfigurationError: ``zone`` is not a known IANA zone name.
     """
-    when = ensure_utc(when, "when")
-    now = ensure_utc(now, "now")
-    tz = resolve_zone(zone)
-    if when > now:
-        ahead = when - now
-        # Under a minute there is no whole unit to name, whatever the tolerance.
-        if ahead <= future_tolerance or ahead < _MINUTE:
-            return "just now"
-        return f"{_span(now, when, tz)} in the future"
-    if now - when < _MINUTE:
+    span = relative_span(when, now, zone=zone, future_tolerance=future_tolerance)
+    if span is None:
         return "just now"
-    return f"{_span(when, now, tz)} ago"
+    words = _plural(span.count, span.unit)
+    return f"{words} in the future" if span.future else f"{words} ago"
 
 
 def _offset_text(offset: timedelta) -> str:

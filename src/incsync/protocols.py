@@ -23,6 +23,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
+from incsync.actions import ActionEntry
 from incsync.cursor import Window
 from incsync.history import SUMMARY_CYCLES, CycleEntry, HistorySummary
 from incsync.mapping import MappedPosition, MappedRow, RemapPage, TransactionMapping
@@ -393,6 +394,19 @@ class StateStore(Protocol):
 
     def resume(self, source_key: str) -> SourceState:
         """Let a cancelled or stopped source run again (see :func:`incsync.state.resume`)."""
+        ...
+
+    def act(self, entry: ActionEntry) -> SourceState:
+        """Make a person's change to a source and keep its record, in one transaction.
+
+        ``entry.action`` is made as :meth:`reset`, :meth:`cancel` or :meth:`resume` makes it, and
+        ``entry`` is kept for :meth:`actions` (see :mod:`incsync.actions`); neither happens
+        without the other.
+        """
+        ...
+
+    def actions(self, source_key: str, limit: int | None = None) -> Sequence[ActionEntry]:
+        """Return the actions kept for the source, newest first, at most ``limit`` of them."""
         ...
 
     def list_rejected(self, source_key: str) -> Sequence[RejectedRecord]:

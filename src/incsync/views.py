@@ -33,6 +33,7 @@ __all__ = [
     "PALETTE",
     "STYLESHEET",
     "SYMBOLS",
+    "icon_svg",
     "render_html_fragment",
     "render_html_page",
     "render_text_table",
@@ -247,7 +248,8 @@ def render_text_table(
     return "\n".join(lines) + "\n"
 
 
-def _icon_svg(icon: StatusIcon) -> str:
+def icon_svg(icon: StatusIcon) -> str:
+    """Return the icon's inline SVG, hidden from screen readers (the label says it in words)."""
     return (
         '<svg viewBox="0 0 16 16" aria-hidden="true" focusable="false" fill="none" '
         'stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round">'
@@ -259,7 +261,7 @@ def _dot(color: StatusColor, icon: StatusIcon, hover: str) -> str:
     text = escape(hover, quote=True)
     return (
         f'<span class="incsync-dot incsync-dot-{color.value}" role="img" tabindex="0" '
-        f'title="{text}" aria-label="{text}">{_icon_svg(icon)}</span>'
+        f'title="{text}" aria-label="{text}">{icon_svg(icon)}</span>'
     )
 
 
@@ -314,7 +316,7 @@ def _legend() -> str:
         # The legend's circles only illustrate the text next to them: hidden from screen readers.
         items.append(
             f'<li><span class="incsync-dot incsync-dot-{color.value}" aria-hidden="true">'
-            f'{_icon_svg(icon)}</span><span class="incsync-label"><strong>{label}</strong> '
+            f'{icon_svg(icon)}</span><span class="incsync-label"><strong>{label}</strong> '
             f"({color.value}): {escape(meaning)}</span></li>"
         )
     return f'<h2>What the colours mean</h2>\n<ul class="incsync-legend">{"".join(items)}</ul>'

@@ -227,6 +227,7 @@ COMMANDS = [
     "history",
     "remap",
     "transactions",
+    "serve",
 ]
 
 

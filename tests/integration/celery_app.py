@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 from celery import Celery
 
+from incsync.actions import ActionEntry
 from incsync.connectors.auth import BearerToken
 from incsync.connectors.http import HttpOptions
 from incsync.engine import SyncPolicy
@@ -213,6 +214,12 @@ class LeaseLog:
 
     def resume(self, source_key: str) -> SourceState:
         return self.inner.resume(source_key)
+
+    def act(self, entry: ActionEntry) -> SourceState:
+        return self.inner.act(entry)
+
+    def actions(self, source_key: str, limit: int | None = None) -> Sequence[ActionEntry]:
+        return self.inner.actions(source_key, limit)
 
 
 class SharedTransport(httpx.BaseTransport):

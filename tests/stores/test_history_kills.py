@@ -167,6 +167,12 @@ class Stepping:
     def resume(self, *args: Any, **kwargs: Any) -> Any:
         return self._call("resume", *args, **kwargs)
 
+    def act(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call("act", *args, **kwargs)
+
+    def actions(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call("actions", *args, **kwargs)
+
     def apply(self, *args: Any, **kwargs: Any) -> Any:
         return self._call("apply", *args, **kwargs)
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, timedelta
 
 from incsync import state as transitions
+from incsync.actions import Action, ActionEntry
 from incsync.content import digest_of_json
 from incsync.errors import BadRecordError, ConfigurationError
 from incsync.history import SUMMARY_CYCLES, CycleEntry, HistorySummary, summary_of_cycles
@@ -91,14 +92,16 @@ class StateStoreBase(abc.ABC):
         now: datetime | None = None,
         forget_rejected: bool = False,
         entry: CycleEntry | None = None,
+        action: ActionEntry | None = None,
     ) -> SourceState:
         """Atomically replace the stored state by ``change(stored)`` and keep ``rejected``.
 
         With ``forget_rejected``, the source's set-aside records are dropped first (in the same
         transaction). With ``entry`` (a cycle's final state is being written), the entry is kept
         in the same transaction and the source's entries pruned by the store's retention
-        (:func:`incsync.history.retained`). If ``change`` raises, nothing is written and the
-        error propagates.
+        (:func:`incsync.history.retained`). With ``action`` (a person's change), the action is
+        kept in the same transaction. If ``change`` raises, nothing is written and the error
+        propagates.
         """
 
     @abc.abstractmethod
@@ -116,6 +119,20 @@ class StateStoreBase(abc.ABC):
     @abc.abstractmethod
     def _history(self, source_key: str, limit: int | None) -> Sequence[CycleEntry]:
         """Return the source's kept entries, newest first (latest start, then latest written)."""
+
+    @abc.abstractmethod
+    def _actions(self, source_key: str, limit: int | None) -> Sequence[ActionEntry]:
+        """Return the source's kept actions, newest first (latest time, then latest written)."""
+
+    def actions(self, source_key: str, limit: int | None = None) -> Sequence[ActionEntry]:
+        """Return the actions kept for the source, newest first, at most ``limit`` of them.
+
+        Raises:
+            ConfigurationError: ``limit`` is not an integer of at least 1 or ``None``.
+        """
+        check_source_key(source_key)
+        optional_positive_count.check("limit", limit)
+        return self._actions(source_key, limit)
 
     def history(self, source_key: str, limit: int | None = None) -> Sequence[CycleEntry]:
         """Return the source's kept cycle entries, newest first, at most ``limit`` of them.
@@ -266,13 +283,22 @@ class StateStoreBase(abc.ABC):
         _check_entry(source_key, entry)
         return self._update(source_key, lambda s: transitions.interrupt(s, lease), entry=entry)
 
+    def _change(self, source_key: str, action: Action, record: ActionEntry | None) -> SourceState:
+        """Make ``action`` on the source, keeping ``record`` with it when there is one."""
+        check_source_key(source_key)
+        change, forget_rejected = _CHANGES[action]
+        return self._update(source_key, change, forget_rejected=forget_rejected, action=record)
+
+    def act(self, entry: ActionEntry) -> SourceState:
+        """Make a person's change to a source and keep its record, in one transaction."""
+        return self._change(entry.source_key, entry.action, entry)
+
     def reset(self, source_key: str) -> SourceState:
         """Force a full re-sync (see :func:`incsync.state.reset`).
 
         The set-aside records are forgotten too: the full read sets aside again those still bad.
         """
-        check_source_key(source_key)
-        return self._update(source_key, transitions.reset, forget_rejected=True)
+        return self._change(source_key, Action.RESET, None)
 
     def rewind(self, source_key: str, since: datetime) -> SourceState:
         """Make the next cycle read again from ``since`` (see :func:`incsync.state.rewind`).
@@ -284,13 +310,20 @@ class StateStoreBase(abc.ABC):
 
     def cancel(self, source_key: str) -> SourceState:
         """Stop syncing the source (see :func:`incsync.state.cancel`)."""
-        check_source_key(source_key)
-        return self._update(source_key, transitions.cancel)
+        return self._change(source_key, Action.CANCEL, None)
 
     def resume(self, source_key: str) -> SourceState:
         """Let a cancelled or stopped source run again (see :func:`incsync.state.resume`)."""
-        check_source_key(source_key)
-        return self._update(source_key, transitions.resume)
+        return self._change(source_key, Action.RESUME, None)
+
+
+# Each action's transition, and whether it forgets the set-aside records: a reset's full read
+# sets aside again those still bad.
+_CHANGES: dict[Action, tuple[Transition, bool]] = {
+    Action.RESET: (transitions.reset, True),
+    Action.CANCEL: (transitions.cancel, False),
+    Action.RESUME: (transitions.resume, False),
+}
 
 
 class MappedRowsBase(abc.ABC):

@@ -18,6 +18,7 @@ from incsync.mapping import _columns
 from incsync.reconcile import IdOrder
 
 __all__ = [
+    "ACTION_LOG_VERSION",
     "CHECK_TOKENS_WRITABLE",
     "CONTENT_DIGEST_VERSION",
     "COUNT_LIVE_TRANSACTIONS",
@@ -41,6 +42,7 @@ __all__ = [
     "PRUNE_CYCLES_BY_AGE",
     "PRUNE_CYCLES_BY_COUNT",
     "RAISE_SINK_FENCE",
+    "READ_ACTIONS",
     "READ_CYCLES",
     "READ_MAPPED",
     "READ_STATE",
@@ -48,6 +50,7 @@ __all__ = [
     "RECONCILE_FIGURES_VERSION",
     "RECORDED_VERSION",
     "RECORD_VERSION",
+    "SAVE_ACTION",
     "SAVE_CYCLE",
     "SAVE_REJECTED",
     "SAVE_REMAP",
@@ -75,7 +78,10 @@ MAPPED_TRANSACTIONS_VERSION = 9
 RECONCILE_FIGURES_VERSION = 10
 """The migration that adds the history's id reconcile figures and the numeric order's index."""
 
-SCHEMA_VERSION = RECONCILE_FIGURES_VERSION
+ACTION_LOG_VERSION = 11
+"""The migration that adds each source's action log (:mod:`incsync.actions`)."""
+
+SCHEMA_VERSION = ACTION_LOG_VERSION
 """The schema version this incsync writes; :meth:`PostgresStore.migrate` brings a database to it."""
 
 CONTENT_DIGEST_VERSION = 2
@@ -321,6 +327,23 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             """,
         ),
     ),
+    # What people did to each source (reset, cancel, resume), who and when; read newest first
+    # through the index, by time, then by row.
+    (
+        ACTION_LOG_VERSION,
+        (
+            """
+            CREATE TABLE {schema}.actions (
+                id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                source_key text COLLATE "C" NOT NULL,
+                action text NOT NULL,
+                actor text NOT NULL,
+                at timestamptz NOT NULL
+            )
+            """,
+            "CREATE INDEX actions_by_time ON {schema}.actions (source_key, at, id)",
+        ),
+    ),
 )
 UNDIGESTED_TRANSACTIONS = """
 SELECT source_key, record_id, payload::text FROM {schema}.transactions
@@ -562,7 +585,12 @@ SAVE_CYCLE = (
     f"INSERT INTO {{schema}}.cycles ({', '.join(CYCLE_COLUMNS)}) "
     f"VALUES ({', '.join(['%s'] * len(CYCLE_COLUMNS))})"
 )
+SAVE_ACTION = "INSERT INTO {schema}.actions (source_key, action, actor, at) VALUES (%s, %s, %s, %s)"
 # LIMIT NULL is no limit.
+READ_ACTIONS = (
+    "SELECT source_key, action, actor, at FROM {schema}.actions WHERE source_key = %s "
+    "ORDER BY at DESC, id DESC LIMIT %s"
+)
 READ_CYCLES = (
     f"SELECT {', '.join(CYCLE_COLUMNS)} FROM {{schema}}.cycles WHERE source_key = %s "
     "ORDER BY started DESC, id DESC LIMIT %s"

@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta
 
 import attrs
 
+from incsync.actions import ActionEntry
 from incsync.content import content_digest
 from incsync.errors import BadRecordError
 from incsync.history import (
@@ -79,6 +80,7 @@ class InMemoryStore(StateStoreBase, MappedRowsBase):
         self._lock = threading.RLock()
         self._states: dict[str, SourceState] = {}
         self._cycles: dict[str, list[CycleEntry]] = {}  # each source's entries, newest first
+        self._action_log: dict[str, list[ActionEntry]] = {}  # each source's actions, newest first
         self._transactions: dict[str, dict[str, Transaction]] = {}
         self._rejected: dict[str, dict[str, RejectedRecord]] = {}
         self._fences: dict[str, int] = {}  # the highest lease token that wrote each source
@@ -109,6 +111,10 @@ class InMemoryStore(StateStoreBase, MappedRowsBase):
         with self._lock:
             return self._cycles.get(source_key, [])[:limit]
 
+    def _actions(self, source_key: str, limit: int | None) -> Sequence[ActionEntry]:
+        with self._lock:
+            return self._action_log.get(source_key, [])[:limit]
+
     def _update(
         self,
         source_key: str,
@@ -117,6 +123,7 @@ class InMemoryStore(StateStoreBase, MappedRowsBase):
         now: datetime | None = None,
         forget_rejected: bool = False,
         entry: CycleEntry | None = None,
+        action: ActionEntry | None = None,
     ) -> SourceState:
         with self._lock:
             updated = change(self.load(source_key))
@@ -126,7 +133,15 @@ class InMemoryStore(StateStoreBase, MappedRowsBase):
             self._keep_rejected(source_key, rejected, now)
             if entry is not None:
                 self._keep_entry(entry)
+            if action is not None:
+                self._keep_action(action)
             return updated
+
+    def _keep_action(self, action: ActionEntry) -> None:
+        kept = self._action_log.get(action.source_key, [])
+        # Newest first, as the SQL stores order by time, then by row.
+        at = next((place for place, done in enumerate(kept) if done.at <= action.at), len(kept))
+        self._action_log[action.source_key] = [*kept[:at], action, *kept[at:]]
 
     def _keep_entry(self, entry: CycleEntry) -> None:
         if not self.history_retention.keeps_entries:

@@ -32,6 +32,7 @@ from datetime import date, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from incsync.actions import Action, ActionEntry
 from incsync.errors import ConfigurationError, LeaseLostError, StoreError
 from incsync.history import DEFAULT_HISTORY_RETENTION, CycleEntry, HistoryRetention
 from incsync.mapping._kept import (
@@ -465,6 +466,15 @@ class PostgresStore(StateStoreBase, MappedRowsBase):
             rows = cursor.fetchall()
         return [cycle_from_row(row) for row in rows]
 
+    def _actions(self, source_key: str, limit: int | None) -> Sequence[ActionEntry]:
+        with self._transaction(f"read the actions on {source_key!r}") as cursor:
+            cursor.execute(self._sql(sql.READ_ACTIONS), (source_key, limit))
+            rows = cursor.fetchall()
+        return [
+            ActionEntry(source_key=key, action=Action(action), actor=actor, at=at)
+            for key, action, actor, at in rows
+        ]
+
     def _latest_cycles(
         self, source_keys: Sequence[str], cycles: int
     ) -> Iterable[tuple[str, Outcome, timedelta | None]]:
@@ -481,6 +491,7 @@ class PostgresStore(StateStoreBase, MappedRowsBase):
         now: datetime | None = None,
         forget_rejected: bool = False,
         entry: CycleEntry | None = None,
+        action: ActionEntry | None = None,
     ) -> SourceState:
         with self._transaction(f"update the state of {source_key!r}") as cursor:
             stored = self._locked_state(cursor, source_key, create=True)
@@ -491,6 +502,11 @@ class PostgresStore(StateStoreBase, MappedRowsBase):
             self._keep_rejected(cursor, source_key, rejected, now)
             if entry is not None:
                 self._keep_entry(cursor, entry)
+            if action is not None:
+                cursor.execute(
+                    self._sql(sql.SAVE_ACTION),
+                    (source_key, action.action.value, action.actor, action.at),
+                )
         return updated
 
     def _keep_entry(self, cursor: StoreCursor, entry: CycleEntry) -> None:

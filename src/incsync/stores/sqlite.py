@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from incsync.actions import Action, ActionEntry
 from incsync.content import escaped_text, json_form
 from incsync.cursor import Cursor
 from incsync.errors import BadRecordError, ConfigurationError, StoreError
@@ -66,13 +67,14 @@ from incsync.tokens import SealedTokens
 
 __all__ = ["SQLiteStore"]
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 """Version 2 keeps each transaction's content digest, version 3 each source's marks, version 4 the
 sink's fence per source, version 5 why a transaction was swept and each source's last count
 check, version 6 each source's OAuth2 tokens, version 7 each source's cycle history, version 8
 each history entry's cycle id, version 9 the mapped transactions and each source's re-map
 checkpoint, version 10 each history entry's id reconcile figures and an index of live ids in
-numeric order; a file of an older version is upgraded on open."""
+numeric order, version 11 each source's action log (:mod:`incsync.actions`); a file of an older
+version is upgraded on open."""
 
 _SCHEMA = (
     """
@@ -154,6 +156,14 @@ CREATE TABLE IF NOT EXISTS incsync_cycles (
     reconcile_tombstoned INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS incsync_cycles_by_start ON incsync_cycles (source_key, started_us);
+CREATE TABLE IF NOT EXISTS incsync_actions (
+    id INTEGER PRIMARY KEY,
+    source_key TEXT NOT NULL,
+    action TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    at_us INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS incsync_actions_by_time ON incsync_actions (source_key, at_us);
 CREATE TABLE IF NOT EXISTS incsync_rejected (
     source_key TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
@@ -275,6 +285,11 @@ JOIN incsync_cycles AS cycles ON cycles.id IN (
 )
 ORDER BY keys.key, cycles.started_us DESC, cycles.id DESC
 """
+_SAVE_ACTION = "INSERT INTO incsync_actions (source_key, action, actor, at_us) VALUES (?, ?, ?, ?)"
+_READ_ACTIONS = (
+    "SELECT source_key, action, actor, at_us FROM incsync_actions WHERE source_key = ? "
+    "ORDER BY at_us DESC, id DESC LIMIT ?"
+)
 # incsync.history.retained, as two deletes of one source's oldest entries: those that started
 # before the age limit, and those after the newest max_cycles (a row-value range below the last
 # one kept; without that many rows, the subquery finds none and nothing is deleted).
@@ -357,7 +372,7 @@ def _add_reconcile_figures(connection: sqlite3.Connection) -> None:
 
 # Each step brings a file written by an older incsync to the schema version it names. A version
 # that only adds tables (4: the sink's fences; 6: the tokens; 7: the cycle history; 9: the mapped
-# transactions) needs no step:
+# transactions; 11: the action log) needs no step:
 # the schema's statements, run on every open, create them.
 _UPGRADES: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     (2, _add_content_digests),
@@ -708,6 +723,20 @@ class SQLiteStore(StateStoreBase, MappedRowsBase):
         )
         return [_cycle_from_row(row) for row in rows]
 
+    def _actions(self, source_key: str, limit: int | None) -> Sequence[ActionEntry]:
+        rows = self._connection().execute(
+            _READ_ACTIONS, (source_key, -1 if limit is None else limit)
+        )
+        return [
+            ActionEntry(
+                source_key=row["source_key"],
+                action=Action(row["action"]),
+                actor=row["actor"],
+                at=from_micros(row["at_us"]),
+            )
+            for row in rows
+        ]
+
     def _latest_cycles(
         self, source_keys: Sequence[str], cycles: int
     ) -> Iterable[tuple[str, Outcome, timedelta | None]]:
@@ -725,6 +754,7 @@ class SQLiteStore(StateStoreBase, MappedRowsBase):
         now: datetime | None = None,
         forget_rejected: bool = False,
         entry: CycleEntry | None = None,
+        action: ActionEntry | None = None,
     ) -> SourceState:
         with self._write() as connection:
             updated = change(self._read_state(connection, source_key))
@@ -736,6 +766,11 @@ class SQLiteStore(StateStoreBase, MappedRowsBase):
             self._keep_rejected(connection, source_key, rejected, now)
             if entry is not None:
                 self._keep_entry(connection, entry)
+            if action is not None:
+                connection.execute(
+                    _SAVE_ACTION,
+                    (source_key, action.action.value, action.actor, to_micros(action.at)),
+                )
             return updated
 
     def _keep_entry(self, connection: sqlite3.Connection, entry: CycleEntry) -> None:

@@ -3,9 +3,9 @@
 ``incsync run`` runs the due cycles (once, or until stopped), ``incsync status`` shows
 every source's status as a table, JSON or an HTML page, ``incsync check`` tries each source's
 credentials with one read, and ``cursor``, ``reset`` (``--since``: a rewind), ``cancel``,
-``resume``, ``unlock``, ``rejected`` and ``history`` act on one source. The reference, with the
-config file's
-format and the exit codes, is docs/cli.md; :func:`main` is also callable from Python with a list
+``resume``, ``unlock``, ``rejected`` and ``history`` act on one source, and ``incsync serve``
+runs the web console (docs/console.md). The reference, with the config file's format and the exit
+codes, is docs/cli.md; :func:`main` is also callable from Python with a list
 of arguments.
 
 Exit codes: 0 success; 1 a cycle failed, a source failed its check, the store could not be used,
@@ -23,6 +23,7 @@ import argparse
 import importlib.util
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -47,6 +48,7 @@ from incsync.integrations.cli._output import CheckState, check_unknown
 from incsync.integrations.cli._parser import LOG_LEVELS, build_parser
 from incsync.integrations.cli._run import run_command
 from incsync.integrations.cli._secrets import secret_values
+from incsync.integrations.cli._serve import serve_command
 from incsync.redaction import redact, redact_lines, redacted_traceback
 from incsync.telemetry import CycleContextFilter
 from incsync.views import terminal_safe
@@ -185,6 +187,8 @@ def _dispatch(args: argparse.Namespace, config: Config, secrets: list[str]) -> i
         return cursor_command(args, config, sys.stdout)
     if args.command == "check":
         return check_command(args, config, sys.stdout, secrets)
+    if args.command == "serve":
+        return serve_command(args, config, sys.stderr, os.environ, secrets)
     return change_command(args, config, sys.stdout)
 
 

@@ -55,6 +55,7 @@ __all__ = [
     "cursor_command",
     "history_command",
     "open_store",
+    "policy_of",
     "rejected_command",
     "status_command",
     "unlock_command",
@@ -153,7 +154,7 @@ def _states(config: Config, store: Store) -> list[SourceState]:
     return configured + [state for key, state in sorted(stored.items()) if key not in names]
 
 
-def _policy_of(config: Config, key: str) -> StatusPolicy:
+def policy_of(config: Config, key: str) -> StatusPolicy:
     """Return the status policy of one source: its engine's and its interval's, as run has them."""
     source = config.source(key)
     interval = config.run.interval if source is None else source.interval
@@ -184,7 +185,7 @@ def status_command(args: argparse.Namespace, config: Config, out: IO[str]) -> in
                     state,
                     now=now,
                     history=histories[state.key],
-                    policy=_policy_of(config, state.key),
+                    policy=policy_of(config, state.key),
                     zone=args.zone,
                 ),
             )

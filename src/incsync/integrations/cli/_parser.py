@@ -72,7 +72,21 @@ _COMMAND_EXIT_CODES = {
     "remap": f"  0    the rows were re-mapped (or were at the mapping's version already)\n"
     f"{_STORE}{_USAGE}",
     "transactions": f"  0    the transactions were written\n{_STORE}{_USAGE}",
+    "serve": "  0    stopped by Ctrl-C or SIGTERM\n"
+    "  1    the store could not be used, or the port could not be opened\n"
+    "  2    usage or config error, or INCSYNC_CONSOLE_SECRET missing or shorter than 16\n"
+    "       characters, or the web extra not installed\n",
 }
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 < port < 65_536:
+        raise argparse.ArgumentTypeError(f"a port is a number from 1 to 65535, got {text!r}")
+    return port
 
 
 def parse_interval(text: str) -> timedelta:
@@ -470,5 +484,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--live",
         action="store_true",
         help="leave out void transactions (voided, deleted or gone at the source)",
+    )
+
+    serve = _command(
+        commands,
+        "serve",
+        "serve the web console: every source's status, live, with reset, cancel and resume "
+        "for whoever signs in with the secret in INCSYNC_CONSOLE_SECRET",
+        "  incsync serve --config sources.toml   # with INCSYNC_CONSOLE_SECRET set\n"
+        "  incsync serve --config sources.toml --host 0.0.0.0 --port 8080\n",
+        config,
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port", type=_port, default=8000, help="the port to listen on (default: 8000)"
+    )
+    serve.add_argument(
+        "--zone",
+        default="UTC",
+        help="IANA time zone of exact times until the viewer's browser names its own "
+        "(default: UTC)",
     )
     return parser
