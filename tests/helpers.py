@@ -29,6 +29,7 @@ __all__ = [
     "StallingSink",
     "StallingStore",
     "Store",
+    "django_settings",
     "entry_of",
     "on_page",
     "records_before",
@@ -192,3 +193,22 @@ def unwritable(path: Path) -> Iterator[None]:
         yield
     finally:
         subprocess.run([chattr, "-i", str(path)], check=True)
+
+
+@contextmanager
+def django_settings(**settings: object) -> Iterator[None]:
+    """Run the block with Django configured with ``settings`` (over Django's defaults).
+
+    Django's settings belong to the process and are configured once: they are configured empty
+    the first time, and each test gives its own for its block only, so that no test depends on
+    which one happened to configure Django first.
+    """
+    import django
+    from django.conf import settings as django_configuration
+    from django.test import override_settings
+
+    if not django_configuration.configured:
+        django_configuration.configure()
+        django.setup()
+    with override_settings(**settings):
+        yield

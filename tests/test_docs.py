@@ -148,6 +148,20 @@ def python_blocks(path: Path) -> list[CodeBlock]:
     ]
 
 
+def example_after(path: Path, heading: str, language: str = "python") -> CodeBlock:
+    """The first block of ``language`` after the Markdown heading line ``heading`` of ``path``.
+
+    Its not-run marker is dropped: a test that picks a block runs it, giving it what the page
+    could not (configured settings, a template on disk).
+    """
+    text = path.read_text(encoding="utf-8")
+    heading_line = text[: text.index(f"\n{heading}\n")].count("\n") + 2
+    block = next(
+        b for b in code_blocks(text, path) if b.line > heading_line and b.language == language
+    )
+    return attrs.evolve(block, not_run=None)
+
+
 def _close_stores(namespace: Mapping[str, object]) -> None:
     # An example that opens a SQLite file need not close it; the test does, so no connection
     # outlives the temporary directory (Python 3.13 warns about unclosed connections).

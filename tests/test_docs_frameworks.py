@@ -19,20 +19,14 @@ from incsync import SQLiteStore, SyncEngine
 from incsync.connectors import InMemoryConnector, sample_source
 from incsync.errors import TransientSourceError
 from incsync.testing import ManualClock
-from tests.test_docs import ROOT, CodeBlock, code_blocks, run_blocks
+from tests.helpers import django_settings
+from tests.test_docs import ROOT, CodeBlock, code_blocks, example_after, run_blocks
 
 PAGE = ROOT / "docs" / "status.md"
 
 
 def page_blocks() -> list[CodeBlock]:
     return code_blocks(PAGE.read_text(encoding="utf-8"), PAGE)
-
-
-def example_after(heading: str, language: str) -> CodeBlock:
-    """The first block of ``language`` after the Markdown heading ``heading``."""
-    text = PAGE.read_text(encoding="utf-8")
-    heading_line = text[: text.index(f"\n{heading}\n")].count("\n") + 2
-    return next(b for b in page_blocks() if b.line > heading_line and b.language == language)
 
 
 def prepare_database() -> None:
@@ -64,7 +58,7 @@ def run_page_twice_with(
     Path("templates", "imports.html").write_text(template.source, encoding="utf-8")
     prepare_database()
     runnable = [b for b in page_blocks() if b.is_python and b.not_run is None]
-    runnable += [CodeBlock(b.path, b.line, b.language, b.source) for b in examples]
+    runnable += examples
     return [dict(vars(run_blocks(runnable, module_name))) for _ in range(2)]
 
 
@@ -96,8 +90,8 @@ def test_the_flask_example_serves_the_status_page(
     """The Flask view renders the Jinja template: a row and a colour per source, text escaped."""
     monkeypatch.chdir(tmp_path)
     namespaces = run_page_twice_with(
-        [example_after("### Flask and Jinja", "python")],
-        example_after("### Flask and Jinja", "jinja"),
+        [example_after(PAGE, "### Flask and Jinja", "python")],
+        example_after(PAGE, "### Flask and Jinja", "jinja"),
         "incsync_docs_status_flask",
     )
     try:
@@ -113,33 +107,33 @@ def test_the_django_example_renders_the_status_page(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The Django view renders the Django template with the same rows and colours."""
-    import django
-    from django.conf import settings
     from django.test import RequestFactory
 
     monkeypatch.chdir(tmp_path)
-    if not settings.configured:
-        settings.configure(
-            ALLOWED_HOSTS=["testserver"],
-            TEMPLATES=[
-                {
-                    "BACKEND": "django.template.backends.django.DjangoTemplates",
-                    "DIRS": ["templates"],  # relative: each test's own working directory
-                }
+    with django_settings(
+        ALLOWED_HOSTS=["testserver"],
+        TEMPLATES=[
+            {
+                "BACKEND": "django.template.backends.django.DjangoTemplates",
+                "DIRS": ["templates"],  # relative: each test's own working directory
+            }
+        ],
+    ):
+        namespaces = run_page_twice_with(
+            # The Django example reuses the Flask one's store and policy, as the page reads in
+            # order.
+            [
+                example_after(PAGE, "### Flask and Jinja", "python"),
+                example_after(PAGE, "### Django", "python"),
             ],
+            example_after(PAGE, "### Django", "html"),
+            "incsync_docs_status_django",
         )
-        django.setup()
-    namespaces = run_page_twice_with(
-        # The Django example reuses the Flask one's store and policy, as the page reads in order.
-        [example_after("### Flask and Jinja", "python"), example_after("### Django", "python")],
-        example_after("### Django", "html"),
-        "incsync_docs_status_django",
-    )
-    try:
-        for namespace in namespaces:
-            view = namespace["imports"]
-            response = view(RequestFactory().get("/imports"))  # type: ignore[operator]
-            assert response.status_code == 200
-            check_page(response.content.decode())
-    finally:
-        close_stores(namespaces)
+        try:
+            for namespace in namespaces:
+                view = namespace["imports"]
+                response = view(RequestFactory().get("/imports"))  # type: ignore[operator]
+                assert response.status_code == 200
+                check_page(response.content.decode())
+        finally:
+            close_stores(namespaces)
