@@ -32,7 +32,7 @@ unit: $(STAMP)
 
 test: lint typecheck docs unit
 
-# Every benchmark (docs/performance.md), about 20 minutes, on an otherwise idle machine.
+# Every benchmark (docs/performance.md), about 50 minutes, on an otherwise idle machine.
 # BENCH_IMPORTS="before=../other-checkout/src" adds a tree to the import-time comparison.
 BENCH_IMPORTS ?=
 bench: $(STAMP)
@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.counts
 	$(BIN)/python -m bench.sweep
 	$(BIN)/python -m bench.reconcile_ids
+	$(BIN)/python -m bench.mapping
 
 clean:
 	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache .coverage build dist

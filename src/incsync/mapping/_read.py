@@ -191,8 +191,17 @@ def compile_test(path: DottedPath, operator: str, values: Sequence[object]) -> T
         wanted = values[0]
         return lambda document: (get(document) is not None) is wanted
     # Compared by type and value, as the REST connector's tombstone markers are: true is not 1.
-    typed = frozenset((type(each), each) for each in values)
     member_is_true = operator != "not_in"
+    if len(values) == 1:
+        (value,) = values
+        kind = type(value)
+
+        def equals(document: object) -> bool:
+            found = get(document)
+            return (type(found) is kind and found == value) is member_is_true
+
+        return equals
+    typed = frozenset((type(each), each) for each in values)
 
     def holds(document: object) -> bool:
         found = get(document)
@@ -319,7 +328,7 @@ def _lines(spec: LinesSpec | None) -> _Lines:
         index, fact = 0, "amount"
         try:
             for index, row in enumerate(rows):  # noqa: B007 - the index names a failing line
-                if not all(holds(row) for holds in where):
+                if where and not all(holds(row) for holds in where):
                     continue
                 fact = "amount"
                 amount = scale(_present(get_amount(row), amount_at, Decimal), currency)
