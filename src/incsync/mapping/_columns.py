@@ -260,6 +260,8 @@ def _custom_from(value: object) -> CustomValue:
 
 def custom_json(custom: Mapping[str, CustomValue]) -> str:
     """Return the chosen custom fields as the JSON text a store keeps, each value typed."""
+    if not custom:  # most mappings choose none
+        return "{}"
     return _json_text({name: _custom_value(value) for name, value in custom.items()})
 
 
