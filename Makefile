@@ -32,7 +32,7 @@ unit: $(STAMP)
 
 test: lint typecheck docs unit
 
-# Every benchmark (docs/performance.md), about 45 minutes, on an otherwise idle machine.
+# Every benchmark (docs/performance.md), about 55 minutes, on an otherwise idle machine.
 # BENCH_IMPORTS="before=../other-checkout/src" adds a tree to the import-time comparison.
 BENCH_IMPORTS ?=
 bench: $(STAMP)
@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.fullsync
 	$(BIN)/python -m bench.reconcile_ids
 	$(BIN)/python -m bench.console
+	$(BIN)/python -m bench.mapping
 
 clean:
 	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache .coverage build dist

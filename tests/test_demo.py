@@ -19,8 +19,9 @@ from pathlib import Path
 import attrs
 import pytest
 
-from incsync import Phase, SQLiteStore
+from incsync import Phase, SQLiteStore, SyncEngine
 from incsync._demo._checks import compare_hubspot, compare_sink, leaks
+from incsync._demo._commission import MAPPINGS
 from incsync._demo._console import Console, progress_line, result_line
 from incsync._demo._world import Scale
 from incsync.connectors.base import RawPage
@@ -90,9 +91,9 @@ def test_the_quick_demo_passes_every_check_and_says_where_its_files_are(quick: R
 
 
 def test_each_step_has_one_heading_in_order(quick: Run) -> None:
-    """Ten numbered headings, in order, each once."""
+    """Eleven numbered headings, in order, each once."""
     numbers = re.findall(r"^== (\d+)\. ", quick.out, re.MULTILINE)
-    assert numbers == [str(number) for number in range(1, 11)]
+    assert numbers == [str(number) for number in range(1, 12)]
 
 
 def test_the_steps_show_what_the_issue_asks_for(quick: Run) -> None:
@@ -168,6 +169,25 @@ def test_the_database_holds_what_the_steps_did(quick: Run) -> None:
         GLOBEX_QUICKBOOKS: 100,
         INITECH_HUBSPOT: 0,
     }
+
+
+def test_the_demo_ends_with_each_salespersons_month_from_the_mapped_rows(quick: Run) -> None:
+    """The last step adds up won deals and paid invoices per salesperson from the mapped rows,
+    checked against the raw payloads; the store kept a mapped row for every stored record."""
+    last = quick.out[quick.out.index("== 11. What a commission engine sees") :]
+    header = re.search(r"^  salesperson +deals won +won \(USD\)", last, re.MULTILINE)
+    assert header is not None
+    people = re.findall(r"^  ([A-Z][a-z]+ [A-Z][a-z]+) +\d+ ", last, re.MULTILINE)
+    assert people
+    assert set(people) <= {"Maya Okafor", "Jonas Weber", "Priya Raman", "Luis Ortega"}
+    assert "ok: the same figures added up again from the stored raw payloads" in last
+    with SQLiteStore(quick.output.database, mappings=MAPPINGS) as store:
+        engine = SyncEngine(store)
+        for key in (ACME_HUBSPOT, ACME_QUICKBOOKS, GLOBEX_QUICKBOOKS):
+            mapped = {row.transaction.record_id for row in engine.mapped_transactions(key)}
+            live = {t.record.id for t in store.transactions(key) if not t.record.deleted}
+            assert live
+            assert live <= mapped
 
 
 def test_the_page_is_standalone_html_with_every_source(quick: Run) -> None:

@@ -10,7 +10,9 @@ those; an API that answers 500 to everything until its source turns red; a reset
 full re-sync (green); a cancel; a company with no change for weeks (orange). Then the ``incsync``
 command takes over, in processes of its own, with a config file the demo writes: it syncs a
 fourth source whose app token was revoked until it stops (red), and shows every source's status
-(the table, the HTML status page and the monitoring check), one of each colour.
+(the table, the HTML status page and the monitoring check), one of each colour. The demo ends
+with what a commission engine would see: this month's deals won and invoices paid per
+salesperson, added up from the transactions the store kept mapped with each source's preset.
 
 Every step checks what it shows (outcomes, counts, the sink against each fake's ground truth,
 colours, the command's output and exit codes) and the run ends by checking that no credential
@@ -38,6 +40,7 @@ import attrs
 
 from incsync._demo._checks import leaks
 from incsync._demo._command import INITECH_HUBSPOT, CommandSteps
+from incsync._demo._commission import MAPPINGS, commission
 from incsync._demo._console import CheckFailedError, Console
 from incsync._demo._steps import ACME_HUBSPOT, ACME_QUICKBOOKS, GLOBEX_QUICKBOOKS, Steps
 from incsync._demo._world import Credentials, Scale, connect, load_fakes
@@ -173,7 +176,7 @@ def run(
             stack.enter_context(fakes.globex.serve()),
             stack.enter_context(fakes.initech.serve()),
         )
-        store = stack.enter_context(SQLiteStore(output.database))
+        store = stack.enter_context(SQLiteStore(output.database, mappings=MAPPINGS))
         connectors = connect(
             fakes, urls, clock=clock, credentials=credentials, scale=scale, rng=rng
         )
@@ -191,6 +194,7 @@ def run(
         command.write_config(urls)
         command.revoked_token()
         command.status()
+        commission(steps, 11)
     # The store is closed now, so everything it wrote is in the files searched.
     leaking = leaks(output.files(), credentials.seen)
     steps.check(

@@ -35,8 +35,8 @@ def _walk(parts: tuple[str, ...], document: object) -> object:
 def _getter(parts: tuple[str, ...]) -> Callable[[object], object]:
     """Compile ``parts`` into a function that reads them.
 
-    Plain dicts (what ``json`` gives) are read with ``dict.get``; any other document takes
-    :func:`_walk`, which gives the same answer for every shape.
+    Plain dicts (what ``json`` gives) are read with ``dict.get`` (one or two keys deep); any
+    other document takes :func:`_walk`, which gives the same answer for every shape.
     """
     if not parts:
         return lambda document: document
@@ -49,6 +49,21 @@ def _getter(parts: tuple[str, ...]) -> Callable[[object], object]:
             return _walk(parts, document)
 
         return get_one
+    if len(parts) == 2:
+        first, second = parts
+
+        def get_two(document: object) -> object:
+            # Most paths are an object's key inside another ("CustomerRef.value"): read through
+            # two dicts at once, and any other shape the general way.
+            if type(document) is dict:
+                inner = document.get(first)
+                if type(inner) is dict:
+                    return inner.get(second)
+                if inner is None:
+                    return None
+            return _walk(parts, document)
+
+        return get_two
     return functools.partial(_walk, parts)
 
 

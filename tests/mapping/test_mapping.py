@@ -122,3 +122,24 @@ def test_an_unknown_preset_lists_the_known_ones() -> None:
     """preset() names the presets it has."""
     with pytest.raises(ConfigurationError, match="stripe/charges"):
         preset("stripe", "payouts")
+
+
+@pytest.mark.parametrize("condition", [{"equals": "sale"}, {"in": ["sale", "bill"]}])
+def test_a_condition_on_an_object_or_a_list_does_not_hold(condition: dict[str, Any]) -> None:
+    """A value that is an object or a list equals no text, number or flag: not a transaction."""
+    mapping = TransactionMapping.from_data({**BASE, "where": [{"path": "type", **condition}]})
+    assert mapping.map({**RAW, "type": {"name": "sale"}}) is None
+    assert mapping.map({**RAW, "type": ["sale"]}) is None
+    assert mapping.map({**RAW, "type": "sale"}) is not None
+
+
+def test_a_kind_read_from_the_payload_that_is_no_kind_cannot_be_mapped() -> None:
+    """A kind (or status) taken from a path must be a known word; another is this record's
+    error, naming the field, not a failure of the whole page."""
+    mapping = TransactionMapping.from_data({**BASE, "kind": {"path": "type"}})
+    transaction = mapping.map({**RAW, "type": "credit_note"})
+    assert transaction is not None
+    assert transaction.amount == Decimal("-10.005")
+    with pytest.raises(UnmappableRecordError, match="'banana' is not a kind") as caught:
+        mapping.map({**RAW, "type": "banana"})
+    assert (caught.value.field, caught.value.record_id) == ("kind", "7")

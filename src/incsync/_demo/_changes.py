@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import attrs
 import httpx
 
-from incsync._demo._world import INVOICE, Scale, invoice_fields, spread_times
+from incsync._demo._world import INVOICE, Scale, close_date, invoice_fields, spread_times
 from incsync.testing.fakes import FakeHubSpot, FakeQuickBooks
 
 __all__ = ["Changes", "change_hubspot", "change_quickbooks", "outage"]
@@ -114,7 +114,8 @@ def change_hubspot(
     """
     moved, archived = _distinct(rng, ids, scale.changes, scale.changes // 6)
     for record_id, moment in zip(moved, _moments(rng, len(moved), since), strict=True):
-        fake.update("deals", record_id, {"dealstage": "closedwon"}, modified_at=moment)
+        won = {"dealstage": "closedwon", "closedate": close_date(moment)}
+        fake.update("deals", record_id, won, modified_at=moment)
     for record_id, moment in zip(archived, _moments(rng, len(archived), since), strict=True):
         fake.archive("deals", record_id, at=moment)
     burst = since + timedelta(minutes=4, milliseconds=250)

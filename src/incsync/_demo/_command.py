@@ -22,6 +22,7 @@ from pathlib import Path
 import attrs
 
 from incsync._demo._steps import ACME_HUBSPOT, ACME_QUICKBOOKS, GLOBEX_QUICKBOOKS, Steps
+from incsync._demo._world import DEAL_PROPERTIES
 from incsync.status import StatusColor
 from incsync.testing.fakes._serve import hubspot_settings, quickbooks_settings, source_table
 from incsync.timestamps import utc_now
@@ -47,17 +48,20 @@ def config_text(steps: Steps, database: Path, urls: tuple[str, str, str, str]) -
     """
     quickbooks, hubspot, globex, initech = urls
     fakes, page_size = steps.fakes, {"page_size": steps.scale.page_size}
+    # Each source mapped with its connector's preset, as the demo's own store maps it.
+    deals = {"properties": list(DEAL_PROPERTIES), "mapping": "hubspot/deals"}
+    invoices = {**page_size, "mapping": "quickbooks/Invoice"}
     sources = {
-        ACME_HUBSPOT: hubspot_settings(hubspot, "ACME_HUBSPOT_TOKEN"),
+        ACME_HUBSPOT: {**hubspot_settings(hubspot, "ACME_HUBSPOT_TOKEN"), **deals},
         ACME_QUICKBOOKS: {
             **quickbooks_settings(fakes.quickbooks, quickbooks, "ACME_QUICKBOOKS"),
-            **page_size,
+            **invoices,
         },
         GLOBEX_QUICKBOOKS: {
             **quickbooks_settings(fakes.globex, globex, "GLOBEX_QUICKBOOKS"),
-            **page_size,
+            **invoices,
         },
-        INITECH_HUBSPOT: hubspot_settings(initech, _INITECH_TOKEN),
+        INITECH_HUBSPOT: {**hubspot_settings(initech, _INITECH_TOKEN), **deals},
     }
     lines = [
         "# The demo's sources and store, for the incsync command. The fake servers stopped",

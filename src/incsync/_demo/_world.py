@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,11 +25,15 @@ from incsync.vendors.hubspot import HubSpotConnector
 from incsync.vendors.quickbooks import QuickBooksConnector, quickbooks_auth
 
 __all__ = [
+    "ACCOUNT_OWNERS",
+    "DEAL_PROPERTIES",
     "INVOICE",
+    "SALESPEOPLE",
     "Connectors",
     "Credentials",
     "Fakes",
     "Scale",
+    "close_date",
     "connect",
     "hubspot_connector",
     "invoice_fields",
@@ -68,6 +72,24 @@ _CUSTOMERS = (
 )
 _PRODUCTS = ("Design", "Installation", "Maintenance", "Pest Control", "Rocks", "Sprinklers")
 _STAGES = ("appointmentscheduled", "qualifiedtobuy", "presentationscheduled", "closedwon")
+_WON = "closedwon"
+
+SALESPEOPLE: Mapping[str, str] = {
+    "71340101": "Maya Okafor",
+    "71340102": "Jonas Weber",
+    "71340103": "Priya Raman",
+    "71340104": "Luis Ortega",
+}
+"""Acme's salespeople by their HubSpot owner id: the host's own table of users."""
+
+ACCOUNT_OWNERS: Mapping[str, str] = {
+    str(number + 1): list(SALESPEOPLE.values())[number % len(SALESPEOPLE)]
+    for number in range(len(_CUSTOMERS))
+}
+"""Who owns each QuickBooks customer's account, by customer id: the host's own table."""
+
+DEAL_PROPERTIES = ("dealname", "amount", "closedate", "pipeline", "dealstage", "hubspot_owner_id")
+"""The deal properties the demo reads: HubSpot's defaults and the owner, for commissions."""
 
 
 def _scaled(value: int, factor: float, minimum: int) -> int:
@@ -269,19 +291,27 @@ def load_acme_hubspot(
     times += [now - timedelta(days=14, milliseconds=-417)] * scale.deal_burst
     times.sort()
     ids: list[str] = []
+    owners = list(SALESPEOPLE)
     for moment in times:
         customer = rng.choice(_CUSTOMERS)
+        stage = rng.choice(_STAGES)
+        # A won deal closed when it was last changed; an open one expects to close later.
+        closes = moment if stage == _WON else moment + timedelta(days=rng.randrange(10, 90))
         properties = {
             "dealname": f"{customer} - {rng.choice(_PRODUCTS)}",
             "amount": str(rng.randrange(500, 250_000, 50)),
-            "dealstage": rng.choice(_STAGES),
+            "dealstage": stage,
             "pipeline": "default",
-            "closedate": (moment + timedelta(days=rng.randrange(10, 90))).strftime(
-                "%Y-%m-%dT00:00:00.000Z"
-            ),
+            "closedate": close_date(closes),
+            "hubspot_owner_id": rng.choice(owners),
         }
         ids.extend(fake.load("deals", [moment], properties))
     return fake, ids
+
+
+def close_date(moment: datetime) -> str:
+    """Return a deal's close date as HubSpot writes it: midnight UTC of the day, milliseconds."""
+    return moment.strftime("%Y-%m-%dT00:00:00.000Z")
 
 
 def load_initech_hubspot(clock: ManualClock, scale: Scale, rng: random.Random) -> FakeHubSpot:
@@ -346,6 +376,7 @@ def hubspot_connector(
         base_url,
         auth=BearerToken(fake.private_app_token),
         object_type="deals",
+        properties=DEAL_PROPERTIES,
         include_archived=True,
         options=HttpOptions(sleep=sleeping_on(clock), clock=clock, random=rng.random),
     )

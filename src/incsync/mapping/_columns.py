@@ -54,21 +54,36 @@ MAPPED_COLUMNS = (
 """The columns of a mapped row, in the order :func:`mapped_values` gives them."""
 
 
-def mapped_values(source_key: str, row: MappedRow) -> tuple[object, ...]:
-    """Return a row's values in :data:`MAPPED_COLUMNS` order, typed.
+def _same(value: Any) -> Any:
+    return value
 
-    The business date is a ``date``, the amount a ``Decimal``, ``updated_at`` a datetime, lines
-    and custom fields JSON text; a store encodes what its columns cannot hold as they are.
+
+_NOBODY = Party()
+
+
+def mapped_values(
+    source_key: str,
+    row: MappedRow,
+    *,
+    day: Callable[[date], object] = _same,
+    money: Callable[[Decimal], object] = _same,
+    stamp: Callable[[datetime], object] = _same,
+) -> tuple[object, ...]:
+    """Return a row's values in :data:`MAPPED_COLUMNS` order.
+
+    The business date is a ``date``, the amount a ``Decimal`` and ``updated_at`` a datetime,
+    each as ``day``, ``money`` and ``stamp`` encode it for a store whose columns cannot hold it
+    as it is; lines and custom fields are JSON text.
     """
     value = row.transaction
-    customer, owner = value.customer or Party(), value.owner or Party()
+    customer, owner = value.customer or _NOBODY, value.owner or _NOBODY
     return (
         source_key,
         value.record_id,
-        value.date,
+        day(value.date),
         value.kind.value,
         value.status.value,
-        value.amount,
+        money(value.amount),
         value.currency,
         customer.id,
         customer.name,
@@ -79,7 +94,7 @@ def mapped_values(source_key: str, row: MappedRow) -> tuple[object, ...]:
         custom_json(value.custom),
         row.mapping,
         row.mapping_version,
-        row.updated_at,
+        stamp(row.updated_at),
         row.voided,
         row.void_reason,
     )
@@ -133,27 +148,40 @@ def mapped_row(values: Sequence[Any]) -> MappedRow:
 def change_rows(
     source_key: str,
     changes: Sequence[tuple[MappedChange, int]],
-    encode: Callable[[tuple[object, ...]], tuple[object, ...]],
-    stamp: Callable[[datetime], object],
+    *,
+    day: Callable[[date], object] = _same,
+    money: Callable[[Decimal], object] = _same,
+    stamp: Callable[[datetime], object] = _same,
+    versioned: bool = True,
 ) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
     """Return the parameters of a store's two statements: rows to write, and rows to void.
 
-    Each ends with the raw version the change holds for: source key, record id, its update time
-    (as ``stamp`` gives it), its tombstone flag and the generation given with the change.
+    A row to write is :func:`mapped_values`; a row to void is the reason, the source key and the
+    record id. With ``versioned``, each ends with the raw version the change holds for, for the
+    store's statement to check: source key, record id, its update time (as ``stamp`` gives it),
+    its tombstone flag and the generation given with the change.
 
     Args:
         source_key: The source.
         changes: Each change with the generation its raw row was written under.
-        encode: Turns :func:`mapped_values` into what the store's columns take.
-        stamp: Turns an update time into what the raw table keeps.
+        day: Encodes a business date for the store (see :func:`mapped_values`).
+        money: Encodes an amount for the store.
+        stamp: Encodes an update time for the store.
+        versioned: Whether the rows end with the version (``False`` for a store that has
+            checked it already).
     """
     writes: list[tuple[object, ...]] = []
     voids: list[tuple[object, ...]] = []
     for change, generation in changes:
         record = change.record
-        holds = (source_key, record.id, stamp(record.updated_at), record.deleted, generation)
+        holds = (
+            (source_key, record.id, stamp(record.updated_at), record.deleted, generation)
+            if versioned
+            else ()
+        )
         if change.row is not None:
-            writes.append((*encode(mapped_values(source_key, change.row)), *holds))
+            values = mapped_values(source_key, change.row, day=day, money=money, stamp=stamp)
+            writes.append(values + holds)
         else:
             voids.append((change.void, source_key, record.id, *holds))
     return writes, voids
@@ -173,9 +201,13 @@ def _number(value: object) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
 
+# Built once: json.dumps with any option builds a new encoder on every call.
+_json_text = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def lines_json(lines: Sequence[Line]) -> str:
     """Return ``lines`` as the JSON text a store keeps (amounts as decimal text)."""
-    return json.dumps(
+    return _json_text(
         [
             {
                 "amount": str(line.amount),
@@ -186,8 +218,7 @@ def lines_json(lines: Sequence[Line]) -> str:
                 "unit_price": _text(line.unit_price),
             }
             for line in lines
-        ],
-        ensure_ascii=False,
+        ]
     )
 
 
@@ -229,9 +260,9 @@ def _custom_from(value: object) -> CustomValue:
 
 def custom_json(custom: Mapping[str, CustomValue]) -> str:
     """Return the chosen custom fields as the JSON text a store keeps, each value typed."""
-    return json.dumps(
-        {name: _custom_value(value) for name, value in custom.items()}, ensure_ascii=False
-    )
+    if not custom:  # most mappings choose none
+        return "{}"
+    return _json_text({name: _custom_value(value) for name, value in custom.items()})
 
 
 def custom_from_json(value: str | Mapping[str, Any]) -> dict[str, CustomValue]:

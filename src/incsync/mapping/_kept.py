@@ -197,10 +197,11 @@ class RemapPage:
     finished: bool = False
 
 
+_VOID_STATUSES = {Status.VOID: VOIDED_AT_SOURCE, Status.DELETED: DELETED_AT_SOURCE}
+
+
 def _row(transaction: MappedTransaction, record: Record, mapping: TransactionMapping) -> MappedRow:
-    reason = {Status.VOID: VOIDED_AT_SOURCE, Status.DELETED: DELETED_AT_SOURCE}.get(
-        transaction.status
-    )
+    reason = _VOID_STATUSES.get(transaction.status)
     return MappedRow(
         transaction=transaction,
         updated_at=record.updated_at,

@@ -13,79 +13,27 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import attrs
 
 from incsync.content import content_digest
-from incsync.errors import BadRecordError, ConfigurationError, UnmappableRecordError
+from incsync.errors import BadRecordError, ConfigurationError
 from incsync.fields import DottedPath
-from incsync.mapping._value import (
-    CustomValue,
-    Kind,
-    Line,
-    MappedTransaction,
-    Party,
-    Status,
-    from_minor_units,
-    quantize,
-    to_currency,
+from incsync.mapping._read import (
+    CONVERTERS,
+    Getter,
+    MapFunction,
+    Test,
+    compile_field,
+    compile_mapping,
+    compile_test,
 )
-from incsync.timestamps import parse_dotnet_date, parse_epoch_millis, parse_epoch_seconds
-from incsync.timestamps import parse_timestamp as _parse_timestamp
+from incsync.mapping._value import Kind, MappedTransaction, Status
 
 __all__ = ["CONVERTERS", "Condition", "Field", "LinesSpec", "TransactionMapping"]
 
 
-def _text(value: object) -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise TypeError(f"expected text or a whole number, got {value!r}")
-    return str(value)
-
-
-def _decimal(value: object) -> Decimal:
-    # A JSON float is read through its shortest repr, so 12.75 is Decimal("12.75"), not the
-    # binary fraction next to it.
-    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
-        raise TypeError(f"expected a number, got {value!r}")
-    try:
-        number = Decimal(repr(value) if isinstance(value, float) else value)
-    except InvalidOperation:
-        raise ValueError(f"expected a number, got {value!r}") from None
-    if not number.is_finite():
-        raise ValueError(f"expected a finite number, got {value!r}")
-    return number
-
-
-def _date(value: object) -> date:
-    # A calendar date as written ("2015-07-24"), or the UTC date of a timestamp; a timestamp
-    # without a zone is read as UTC, so its date is the one it shows.
-    if isinstance(value, str) and len(value) == 10:
-        return date.fromisoformat(value)
-    return _parse_timestamp(value, "date", assume_utc=True).date()
-
-
-def _boolean(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    if value in ("true", "false"):
-        return value == "true"
-    raise ValueError(f"expected true or false, got {value!r}")
-
-
-#: Every converter a field may name, by name: each takes the raw value (never ``None``).
-CONVERTERS: Mapping[str, Callable[[object], Any]] = {
-    "text": _text,
-    "decimal": _decimal,
-    "minor_units": _decimal,  # scaled by the currency's exponent once the currency is known
-    "date": _date,
-    "epoch_seconds": lambda value: parse_epoch_seconds(value, "date").date(),
-    "epoch_ms": lambda value: parse_epoch_millis(value, "date").date(),
-    "dotnet_date": lambda value: parse_dotnet_date(value, "date").date(),
-    "boolean": _boolean,
-}
 _DATE_CONVERTERS = ("date", "epoch_seconds", "epoch_ms", "dotnet_date")
 _AMOUNT_CONVERTERS = ("decimal", "minor_units")
 _FIELD_KEYS = ("path", "convert", "table", "default", "value")
@@ -122,11 +70,6 @@ class _Problems:
             return None
 
 
-def _typed(value: object) -> tuple[type, object]:
-    # Compared by type and value, as the REST connector's tombstone markers are: true is not 1.
-    return (type(value), value)
-
-
 @attrs.frozen
 class Condition:
     """A test on one value of a payload: equal to a value, one of several, or present at all.
@@ -141,14 +84,12 @@ class Condition:
     path: DottedPath
     operator: str
     values: tuple[object, ...]
+    holds: Test = attrs.field(init=False, repr=False, eq=False)
+    """Returns whether the condition holds in a document."""
 
-    def holds(self, document: object) -> bool:
-        """Return whether the condition holds in ``document``."""
-        found = self.path.get(document)
-        if self.operator == "present":
-            return (found is not None) is self.values[0]
-        member = _typed(found) in {_typed(value) for value in self.values}
-        return member if self.operator != "not_in" else not member
+    @holds.default
+    def _compile(self) -> Test:
+        return compile_test(self.path, self.operator, self.values)
 
     @classmethod
     def parse(cls, data: object, key: str, problems: _Problems) -> Condition | None:
@@ -201,33 +142,32 @@ class Field:
     default: object = None
     value: object = None
 
+    get: Getter = attrs.field(init=False, repr=False, eq=False)
+    """Returns the field's value in a document, ``None`` where it has none.
+
+    Raises ``ValueError`` when the value is there but the converter or the table refuses it, and
+    ``TypeError`` when it is of a type the converter does not read.
+    """
+
+    @get.default
+    def _compile(self) -> Getter:
+        return compile_field(self.paths, self.convert, self.table, self.default, self.value)
+
+    @property
+    def where(self) -> str:
+        """Where the field is read, as an error names it (``"TxnDate"``, ``"a or b"``)."""
+        if self.value is not None:
+            return "(constant)"
+        return " or ".join(map(str, self.paths)) or "(no path)"
+
     def read(self, document: object) -> tuple[object, str]:
-        """Return the field's value in ``document`` (``None`` when absent) and where it was read.
+        """Return the field's value in ``document`` (``None`` when absent) and where it is read.
 
         Raises:
             ValueError: The value is there but the converter or the table refuses it.
             TypeError: The value is of a type the converter does not read.
         """
-        if self.value is not None:
-            return self.value, "(constant)"
-        for path in self.paths:
-            found = path.get(document)
-            if found is None:
-                continue
-            if self.table is not None:
-                text = str(found).lower() if isinstance(found, bool) else str(found)
-                if text in self.table:
-                    return self.table[text], str(path)
-                if self.default is not None:
-                    return self.default, str(path)
-                known = ", ".join(map(repr, self.table))
-                raise ValueError(f"{found!r} at {path} is not in the table ({known})")
-            return CONVERTERS[self.convert](found), str(path)
-        where = " or ".join(map(str, self.paths)) or "(no path)"
-        if self.default is None or self.table is not None:
-            return self.default, where
-        # A default is written like the values it stands in for ("0", "USD"), and read alike.
-        return CONVERTERS[self.convert](self.default), where
+        return self.get(document), self.where
 
     @classmethod
     def parse(
@@ -364,6 +304,21 @@ class TransactionMapping:
     _lines: LinesSpec | None = attrs.field(alias="lines", repr=False)
     _custom: Mapping[str, Field] = attrs.field(alias="custom", repr=False, hash=False)
     _version: str = attrs.field(alias="version", repr=False)
+    # The mapping compiled once into the functions that read every record (see _read).
+    _compiled: tuple[Callable[[object], object], MapFunction] = attrs.field(
+        init=False, repr=False, eq=False
+    )
+
+    @_compiled.default
+    def _compile(self) -> tuple[Callable[[object], object], MapFunction]:
+        return compile_mapping(
+            self._root,
+            [condition.holds for condition in self._where],
+            [(condition.holds, status) for condition, status in self._status_when],
+            self._fields,
+            self._lines,
+            self._custom,
+        )
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> TransactionMapping:
@@ -467,7 +422,7 @@ class TransactionMapping:
 
     def applies_to(self, raw: object) -> bool:
         """Return whether ``raw`` is a transaction for this mapping (its ``where`` conditions)."""
-        document = self._document(raw)
+        document = self._compiled[0](raw)
         return all(condition.holds(document) for condition in self._where)
 
     def map(
@@ -488,144 +443,7 @@ class TransactionMapping:
             UnmappableRecordError: A fact the transaction needs is missing or unreadable; the
                 reason names the field and the path read.
         """
-        document = self._document(raw)
-        if not all(condition.holds(document) for condition in self._where):
-            return None
-        reader = _Reader(document, record_id)
-        if record_id is None:
-            record_id = reader.required(self._fields.get("record_id"), "record_id", str)
-            reader.record_id = record_id
-        kind = Kind(reader.required(self._fields["kind"], "kind", str))
-        status = next(
-            (word for condition, word in self._status_when if condition.holds(document)), None
-        ) or Status(reader.required(self._fields["status"], "status", str))
-        currency = reader.required(self._fields.get("currency"), "currency", str, to_currency)
-        amount_field = self._fields["amount"]
-        amount = reader.money(amount_field, "amount", currency, kind, required=True)
-        assert amount is not None  # required=True never gives None
-        return MappedTransaction(
-            record_id=record_id,
-            kind=kind,
-            status=status,
-            date=reader.required(self._fields["date"], "date", date),
-            amount=amount,
-            currency=currency,
-            source_key=source_key,
-            customer=_party(reader, self._fields, "customer"),
-            owner=_party(reader, self._fields, "owner"),
-            lines=self._read_lines(reader, document, currency, kind),
-            custom={
-                name: reader.optional(field, f"custom.{name}")
-                for name, field in self._custom.items()
-            },
-        )
-
-    def _document(self, raw: object) -> object:
-        # The first root that holds an object: Stripe's stored observations wrap the object in
-        # data.object, while a listed object is the object itself.
-        for path in self._root:
-            found = path.get(raw)
-            if isinstance(found, Mapping):
-                return found
-        return raw
-
-    def _read_lines(
-        self, reader: _Reader, document: object, currency: str, kind: Kind
-    ) -> tuple[Line, ...]:
-        spec = self._lines
-        if spec is None:
-            return ()
-        found = spec.path.get(document)
-        rows = found if isinstance(found, list) else []
-        lines = []
-        for index, row in enumerate(rows):
-            if not all(condition.holds(row) for condition in spec.where):
-                continue
-            line = _Reader(row, reader.record_id, prefix=f"lines[{index}].")
-            fields = spec.fields
-            amount = line.money(fields.get("amount"), "amount", currency, kind, required=True)
-            assert amount is not None
-            values = {name: line.optional(fields.get(name), name) for name in _LINE_FIELDS}
-            lines.append(
-                Line(
-                    amount=amount,
-                    product_id=_as(values["product_id"], str),
-                    product_name=_as(values["product_name"], str),
-                    description=_as(values["description"], str),
-                    quantity=_as(values["quantity"], Decimal),
-                    unit_price=_as(values["unit_price"], Decimal),
-                )
-            )
-        return tuple(lines)
-
-
-def _as(value: object, kind: type[Any]) -> Any:
-    return value if isinstance(value, kind) else None
-
-
-def _party(reader: _Reader, fields: Mapping[str, Field], role: str) -> Party | None:
-    parts = {
-        part: _as(reader.optional(fields.get(f"{role}_{part}"), f"{role}_{part}"), str)
-        for part in ("id", "name", "email")
-    }
-    return Party(**parts) if any(value is not None for value in parts.values()) else None
-
-
-class _Reader:
-    """Reads one payload's fields, turning every failure into one UnmappableRecordError."""
-
-    def __init__(self, document: object, record_id: str | None, prefix: str = "") -> None:
-        self.document = document
-        self.record_id = record_id
-        self.prefix = prefix
-
-    def _fail(self, name: str, reason: str) -> UnmappableRecordError:
-        return UnmappableRecordError(reason, field=self.prefix + name, record_id=self.record_id)
-
-    def optional(self, field: Field | None, name: str) -> CustomValue:
-        if field is None:
-            return None
-        try:
-            value, _where = field.read(self.document)
-        except (ValueError, TypeError) as error:
-            raise self._fail(name, str(error)) from None
-        return value  # type: ignore[return-value]  # converters give CustomValue values
-
-    def required(
-        self,
-        field: Field | None,
-        name: str,
-        kind: type[Any],
-        check: Callable[[Any], Any] | None = None,
-    ) -> Any:
-        if field is None:
-            raise self._fail(name, "the mapping does not say where it is, and none was given")
-        try:
-            value, where = field.read(self.document)
-            if value is None:
-                raise self._fail(name, f"no value at {where}")
-            value = check(value) if check is not None else value
-        except (ValueError, TypeError) as error:
-            raise self._fail(name, str(error)) from None
-        if not isinstance(value, kind):
-            raise self._fail(name, f"expected {kind.__name__}, got {value!r}")
-        return value
-
-    def money(
-        self, field: Field | None, name: str, currency: str, kind: Kind, *, required: bool
-    ) -> Decimal | None:
-        if field is None and not required:
-            return None
-        number: Decimal = self.required(field, name, Decimal)
-        assert field is not None
-        amount = (
-            from_minor_units(number, currency)
-            if field.convert == "minor_units"
-            else quantize(number, currency)
-        )
-        # The kind decides the sign, whatever sign the source wrote: sources write credit notes
-        # and refunds as positive totals, and a host sums amounts across kinds.
-        return -abs(amount) if kind.signed_negative else amount
+        return self._compiled[1](raw, source_key, record_id)
 
 
 def _list(value: object, key: str, problems: _Problems) -> Sequence[object]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Mapping
 from datetime import date
@@ -124,6 +125,7 @@ def currency_exponent(currency: str) -> int:
     return _EXPONENTS.get(currency, 2)
 
 
+@functools.cache  # one per currency code met: at most 26**3, and a handful in practice
 def _quantum(currency: str) -> Decimal:
     return Decimal(1).scaleb(-currency_exponent(currency))
 

@@ -50,7 +50,7 @@ def write_changes(
     in one order too.
     """
     ordered = sorted(changes, key=lambda pair: pair[0].record.id)
-    writes, voids = change_rows(source_key, ordered, lambda values: values, lambda at: at)
+    writes, voids = change_rows(source_key, ordered)
     written = voided = 0
     if writes:
         cursor.executemany(render(sql.WRITE_MAPPED), writes)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 
 from incsync.mapping._columns import (
@@ -77,21 +77,22 @@ CREATE TABLE IF NOT EXISTS incsync_remaps (
 _COLUMNS = ", ".join(name if name != "updated_at" else "updated_at_us" for name in MAPPED_COLUMNS)
 _NAMES = _COLUMNS.split(", ")
 
-# The raw row holds the version a change was computed from: only then is the change applied, so
-# an older version replayed, or a re-map racing a newer write, changes no mapped row.
-_HOLDS_VERSION = """
-EXISTS (SELECT 1 FROM incsync_transactions AS raw
-        WHERE raw.source_key = ? AND raw.record_id = ? AND raw.updated_at_us = ?
-          AND raw.deleted = ? AND raw.generation = ?)
+# A change is applied only while the raw row holds the version it was computed from, so an older
+# version replayed, or a re-map racing a newer write, changes no mapped row. The versions the raw
+# rows hold are read for a whole page at once and compared in Python (write_changes): a check in
+# each row's INSERT (INSERT ... SELECT ... WHERE EXISTS) made SQLite take its slower INSERT ...
+# SELECT path for every mapped row, about twice the cost of the plain upsert (bench/mapping.py).
+_HELD_VERSIONS = """
+SELECT record_id, updated_at_us, deleted, generation FROM incsync_transactions
+WHERE source_key = ? AND record_id IN (SELECT value FROM json_each(?))
 """
 _WRITE = (
-    f"INSERT INTO incsync_mapped ({_COLUMNS}) SELECT {', '.join('?' * len(_NAMES))} "
-    f"WHERE {_HOLDS_VERSION} ON CONFLICT (source_key, record_id) DO UPDATE SET "
+    f"INSERT INTO incsync_mapped ({_COLUMNS}) VALUES ({', '.join('?' * len(_NAMES))}) "
+    "ON CONFLICT (source_key, record_id) DO UPDATE SET "
     + ", ".join(f"{name} = excluded.{name}" for name in _NAMES[2:])
 )
 _VOID = (
-    "UPDATE incsync_mapped SET voided = 1, void_reason = ? "
-    f"WHERE source_key = ? AND record_id = ? AND {_HOLDS_VERSION}"
+    "UPDATE incsync_mapped SET voided = 1, void_reason = ? WHERE source_key = ? AND record_id = ?"
 )
 # After a sweep or an id reconcile: one set operation voids the rows of every raw row it made a
 # tombstone (under that generation, with that reason).
@@ -127,18 +128,8 @@ VALUES (?, ?, ?, ?, ?)
 """
 
 
-def _encoded(values: tuple[object, ...]) -> tuple[object, ...]:
-    # The date as ISO text, the amount as decimal text, the time in microseconds.
-    return tuple(
-        value.isoformat()
-        if isinstance(value, date) and not isinstance(value, datetime)
-        else str(value)
-        if isinstance(value, Decimal)
-        else to_micros(value)
-        if isinstance(value, datetime)
-        else value
-        for value in values
-    )
+def _iso_date(value: date) -> str:
+    return value.isoformat()
 
 
 def write_changes(
@@ -148,9 +139,29 @@ def write_changes(
 ) -> tuple[int, int]:
     """Apply each change whose raw row holds its version; return how many written and voided.
 
-    A change's version is its record under the generation given with it.
+    A change's version is its record under the generation given with it. Run in the transaction
+    that wrote the raw rows, so no other writer comes between the check and the write.
     """
-    writes, voids = change_rows(source_key, changes, _encoded, to_micros)
+    if not changes:
+        return 0, 0
+    ids = json.dumps([change.record.id for change, _generation in changes])
+    held = {
+        record_id: (updated_at_us, bool(deleted), generation)
+        for record_id, updated_at_us, deleted, generation in connection.execute(
+            _HELD_VERSIONS, (source_key, ids)
+        )
+    }
+    holding = [
+        (change, generation)
+        for change, generation in changes
+        if held.get(change.record.id)
+        == (to_micros(change.record.updated_at), change.record.deleted, generation)
+    ]
+    # The date as ISO text (it sorts as the dates do), the amount as decimal text, the time in
+    # microseconds.
+    writes, voids = change_rows(
+        source_key, holding, day=_iso_date, money=str, stamp=to_micros, versioned=False
+    )
     start = connection.total_changes
     if writes:
         connection.executemany(_WRITE, writes)
