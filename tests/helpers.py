@@ -8,7 +8,7 @@ import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,9 +21,9 @@ from incsync.connectors import InMemorySource
 from incsync.connectors.memory import iso_timestamp
 from incsync.history import CycleEntry
 from incsync.protocols import TransactionSink
-from incsync.reconcile import IdOrder
 from incsync.stores.postgres import PostgresStore
 from incsync.testing import InMemoryStore
+from tests.delegating import DelegatingSink
 
 __all__ = [
     "StallingSink",
@@ -85,7 +85,7 @@ def transactions_by_id(store: Store, source_key: str) -> dict[str, Transaction]:
     return {transaction.record.id: transaction for transaction in store.transactions(source_key)}
 
 
-class StallingSink:
+class StallingSink(DelegatingSink):
     """A sink whose writer stalls before writing a page: ``meanwhile(page)`` runs, then the write.
 
     It stalls once, on the first page ``stalls_on`` accepts (any page by default), so a test can
@@ -107,26 +107,6 @@ class StallingSink:
     ) -> ApplyResult:
         self._stall(records)
         return self.inner.apply(source_key, records, generation, token)
-
-    def sweep(self, source_key: str, generation: int, token: int, spared: Collection[str]) -> int:
-        return self.inner.sweep(source_key, generation, token, spared)
-
-    def count_live(self, source_key: str) -> int:
-        return self.inner.count_live(source_key)
-
-    def list_live_ids(
-        self,
-        source_key: str,
-        after: str | None,
-        limit: int,
-        order: IdOrder = IdOrder.CODE_POINT,
-    ) -> Sequence[str]:
-        return self.inner.list_live_ids(source_key, after, limit, order)
-
-    def tombstone(
-        self, source_key: str, ids: Collection[str], generation: int, token: int, reason: str
-    ) -> int:
-        return self.inner.tombstone(source_key, ids, generation, token, reason)
 
     def _stall(self, records: Sequence[Record]) -> None:
         if self._meanwhile is not None and self._stalls_on(records):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, cast
@@ -33,7 +33,6 @@ from incsync import (
     Outcome,
     Phase,
     Record,
-    RejectedRecord,
     SourceState,
     SQLiteStore,
     SyncEngine,
@@ -41,14 +40,12 @@ from incsync import (
     Transaction,
     TransientSourceError,
 )
-from incsync.actions import ActionEntry
 from incsync.connectors import InMemoryConnector, InMemorySource
 from incsync.connectors.memory import iso_timestamp
-from incsync.history import SUMMARY_CYCLES, CycleEntry, HistorySummary
 from incsync.policy import deletes_expired
-from incsync.reconcile import IdOrder
 from incsync.records import SWEPT
 from incsync.testing import InMemoryStore, ManualClock
+from tests.delegating import DelegatingSink, DelegatingStore
 from tests.helpers import StallingSink, StallingStore, Store, transactions_by_id
 
 START = datetime(2026, 3, 29, 0, 59, 0, tzinfo=timezone.utc)
@@ -103,29 +100,14 @@ class FaultPlan:
         raise error
 
 
-class FaultyStore:
+class FaultyStore(DelegatingStore):
     """Wraps a store (and sink) and strikes the fault plan around checkpoints and writes."""
+
+    inner: Store
 
     def __init__(self, inner: Store, plan: FaultPlan) -> None:
         self.inner = inner
         self.plan = plan
-
-    def load(self, source_key: str) -> SourceState:
-        return self.inner.load(source_key)
-
-    def list_states(self) -> Sequence[SourceState]:
-        return self.inner.list_states()
-
-    def list_rejected(self, source_key: str) -> Sequence[RejectedRecord]:
-        return self.inner.list_rejected(source_key)
-
-    def acquire_lease(
-        self, source_key: str, holder: str, now: datetime, ttl: timedelta
-    ) -> Lease | None:
-        return self.inner.acquire_lease(source_key, holder, now, ttl)
-
-    def renew_lease(self, source_key: str, lease: Lease, now: datetime, ttl: timedelta) -> Lease:
-        return self.inner.renew_lease(source_key, lease, now, ttl)
 
     def release_lease(self, source_key: str, lease: Lease) -> None:
         if self.plan.dead:
@@ -146,69 +128,11 @@ class FaultyStore:
         self.plan.passing("checkpoint_after_write")
         return saved
 
-    def complete_cycle(self, *args: Any) -> SourceState:
-        return self.inner.complete_cycle(*args)
 
-    def fail_cycle(self, *args: Any) -> SourceState:
-        return self.inner.fail_cycle(*args)
-
-    def interrupt_cycle(self, source_key: str, lease: Lease, entry: CycleEntry) -> SourceState:
-        return self.inner.interrupt_cycle(source_key, lease, entry)
-
-    def history(self, source_key: str, limit: int | None = None) -> Sequence[CycleEntry]:
-        return self.inner.history(source_key, limit)
-
-    def history_summaries(
-        self, source_keys: Iterable[str], cycles: int = SUMMARY_CYCLES
-    ) -> Mapping[str, HistorySummary]:
-        return self.inner.history_summaries(source_keys, cycles)
-
-    def reset(self, source_key: str) -> SourceState:
-        return self.inner.reset(source_key)
-
-    def rewind(self, source_key: str, since: datetime) -> SourceState:
-        return self.inner.rewind(source_key, since)
-
-    def cancel(self, source_key: str) -> SourceState:
-        return self.inner.cancel(source_key)
-
-    def resume(self, source_key: str) -> SourceState:
-        return self.inner.resume(source_key)
-
-    def act(self, entry: ActionEntry) -> SourceState:
-        return self.inner.act(entry)
-
-    def actions(self, source_key: str, limit: int | None = None) -> Sequence[ActionEntry]:
-        return self.inner.actions(source_key, limit)
-
-
-class FaultyAtomicStore(FaultyStore):
+class FaultyAtomicStore(FaultyStore, DelegatingSink):
     """A faulty store that is also the sink and commits pages atomically."""
 
-    def apply(
-        self, source_key: str, records: Sequence[Record], generation: int, token: int
-    ) -> ApplyResult:
-        return self.inner.apply(source_key, records, generation, token)
-
-    def sweep(self, source_key: str, generation: int, token: int, spared: Collection[str]) -> int:
-        return self.inner.sweep(source_key, generation, token, spared)
-
-    def count_live(self, source_key: str) -> int:
-        return self.inner.count_live(source_key)
-
-    def list_live_ids(
-        self,
-        source_key: str,
-        after: str | None,
-        limit: int,
-        order: IdOrder = IdOrder.CODE_POINT,
-    ) -> Sequence[str]:
-        return self.inner.list_live_ids(source_key, after, limit, order)
-
-    def tombstone(
-        self, source_key: str, ids: Collection[str], generation: int, token: int, reason: str
-    ) -> int:
-        return self.inner.tombstone(source_key, ids, generation, token, reason)
+    inner: Store
 
     def commit_page(
         self,
@@ -228,7 +152,7 @@ class FaultyAtomicStore(FaultyStore):
         return result
 
 
-class FaultySink:
+class FaultySink(DelegatingSink):
     """A separate sink that can die right after a page is written."""
 
     def __init__(self, inner: Store, plan: FaultPlan) -> None:
@@ -241,26 +165,6 @@ class FaultySink:
         result = self.inner.apply(source_key, records, generation, token)
         self.plan.passing("after_sink_write")
         return result
-
-    def sweep(self, source_key: str, generation: int, token: int, spared: Collection[str]) -> int:
-        return self.inner.sweep(source_key, generation, token, spared)
-
-    def count_live(self, source_key: str) -> int:
-        return self.inner.count_live(source_key)
-
-    def list_live_ids(
-        self,
-        source_key: str,
-        after: str | None,
-        limit: int,
-        order: IdOrder = IdOrder.CODE_POINT,
-    ) -> Sequence[str]:
-        return self.inner.list_live_ids(source_key, after, limit, order)
-
-    def tombstone(
-        self, source_key: str, ids: Collection[str], generation: int, token: int, reason: str
-    ) -> int:
-        return self.inner.tombstone(source_key, ids, generation, token, reason)
 
 
 KEY = "acme/invoices"

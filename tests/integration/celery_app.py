@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,19 +20,18 @@ from typing import Any
 import httpx
 from celery import Celery
 
-from incsync.actions import ActionEntry
 from incsync.connectors.auth import BearerToken
 from incsync.connectors.http import HttpOptions
 from incsync.engine import SyncPolicy
-from incsync.history import SUMMARY_CYCLES, CycleEntry, HistorySummary
+from incsync.history import CycleEntry
 from incsync.integrations.celery import CeleryDeployment, install
-from incsync.reconcile import IdOrder
-from incsync.records import ApplyResult, Record, RejectedRecord
+from incsync.records import ApplyResult, Record
 from incsync.scheduling import SourcePlan
 from incsync.state import Checkpoint, ErrorInfo, Lease, SourceState
 from incsync.stores import SQLiteStore
 from incsync.stores.postgres import PostgresStore
 from incsync.vendors.hubspot import HubSpotConnector
+from tests.delegating import DelegatingSink, DelegatingStore
 
 __all__ = ["LeaseLog", "app", "deployment", "tasks"]
 
@@ -48,7 +47,7 @@ def _config() -> dict[str, Any]:
     return loaded
 
 
-class LeaseLog:
+class LeaseLog(DelegatingStore, DelegatingSink):
     """A store that appends each lease grant, renewal and end to a JSON-lines file.
 
     Times are taken conservatively: a grant is logged after the store granted it, an end before
@@ -58,6 +57,8 @@ class LeaseLog:
         inner: The store every call goes to.
         path: The file to append to (one ``write`` per line, so processes never interleave).
     """
+
+    inner: SQLiteStore | PostgresStore
 
     def __init__(self, inner: SQLiteStore | PostgresStore, path: str) -> None:
         self.inner = inner
@@ -157,69 +158,9 @@ class LeaseLog:
         self._end(source_key, lease, "interrupt")
         return self.inner.interrupt_cycle(source_key, lease, entry)
 
-    def history(self, source_key: str, limit: int | None = None) -> Sequence[CycleEntry]:
-        return self.inner.history(source_key, limit)
-
-    def history_summaries(
-        self, source_keys: Iterable[str], cycles: int = SUMMARY_CYCLES
-    ) -> Mapping[str, HistorySummary]:
-        return self.inner.history_summaries(source_keys, cycles)
-
     def release_lease(self, source_key: str, lease: Lease) -> None:
         self._end(source_key, lease, "release")
         self.inner.release_lease(source_key, lease)
-
-    def apply(
-        self, source_key: str, records: Sequence[Record], generation: int, token: int
-    ) -> ApplyResult:
-        return self.inner.apply(source_key, records, generation, token)
-
-    def sweep(self, source_key: str, generation: int, token: int, spared: Collection[str]) -> int:
-        return self.inner.sweep(source_key, generation, token, spared)
-
-    def count_live(self, source_key: str) -> int:
-        return self.inner.count_live(source_key)
-
-    def list_live_ids(
-        self,
-        source_key: str,
-        after: str | None,
-        limit: int,
-        order: IdOrder = IdOrder.CODE_POINT,
-    ) -> Sequence[str]:
-        return self.inner.list_live_ids(source_key, after, limit, order)
-
-    def tombstone(
-        self, source_key: str, ids: Collection[str], generation: int, token: int, reason: str
-    ) -> int:
-        return self.inner.tombstone(source_key, ids, generation, token, reason)
-
-    def load(self, source_key: str) -> SourceState:
-        return self.inner.load(source_key)
-
-    def list_states(self) -> Sequence[SourceState]:
-        return self.inner.list_states()
-
-    def list_rejected(self, source_key: str) -> Sequence[RejectedRecord]:
-        return self.inner.list_rejected(source_key)
-
-    def reset(self, source_key: str) -> SourceState:
-        return self.inner.reset(source_key)
-
-    def rewind(self, source_key: str, since: datetime) -> SourceState:
-        return self.inner.rewind(source_key, since)
-
-    def cancel(self, source_key: str) -> SourceState:
-        return self.inner.cancel(source_key)
-
-    def resume(self, source_key: str) -> SourceState:
-        return self.inner.resume(source_key)
-
-    def act(self, entry: ActionEntry) -> SourceState:
-        return self.inner.act(entry)
-
-    def actions(self, source_key: str, limit: int | None = None) -> Sequence[ActionEntry]:
-        return self.inner.actions(source_key, limit)
 
 
 class SharedTransport(httpx.BaseTransport):
