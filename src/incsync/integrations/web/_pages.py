@@ -45,6 +45,7 @@ from incsync.integrations.web._view import (
 from incsync.integrations.web._words import (
     ACTION_NAMES,
     COLOR_NAMES,
+    COLUMN_NAMES,
     SORT_NAMES,
 )
 from incsync.protocols import Clock, StateStore
@@ -261,6 +262,10 @@ class Pages:
             "sorts": [(sort.value, name) for sort, name in SORT_NAMES.items()],
             "action_names": ACTION_NAMES,
             "list_url": lambda **changes: url(request, "list", query.params(**changes)),
+            "columns": [
+                (name, query.aria_sort(sort), url(request, "list", query.sorted_by(sort).params()))
+                for sort, name in COLUMN_NAMES.items()
+            ],
         }
 
     def list_page(self, request: Request) -> Response:
