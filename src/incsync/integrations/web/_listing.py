@@ -17,7 +17,7 @@ import attrs
 from incsync.state import SourceState
 from incsync.status import SourceStatus, StatusColor
 
-__all__ = ["PAGE_SIZE", "SEVERITY", "ListPage", "ListQuery", "SortKey", "select_page"]
+__all__ = ["PAGE_SIZE", "SEVERITY", "ListPage", "ListQuery", "Row", "SortKey", "select_page"]
 
 PAGE_SIZE = 50
 """Sources per page."""
@@ -137,6 +137,7 @@ class ListQuery:
 
 
 Row = tuple[SourceState, SourceStatus]
+"""A source's state and its status."""
 
 
 @attrs.frozen
