@@ -79,6 +79,13 @@ The cases the four colours do not name, and why they are decided so:
   so ("The source's clock is 10 minutes behind this host's; times are read on the source's
   clock."): the engine keeps the cursor on the source's clock, so nothing is lost, but the times
   shown are the source's. The colour does not change.
+
+**Until when**: the rows above that read the present compare it with a few instants (the next
+attempt's due time plus the slack, the last sync plus ``recent_sync``, the last change plus
+``recent_change``, a running cycle's lease end). ``SourceStatus.reason_until`` is the next of them
+after ``now``: until then, the facts staying as they are, the reason (and so the colour, icon and
+label) stays too. A screen that keeps statuses (the web console does) classifies a source again
+when its state changed or that instant has come. Only the hover's relative words change sooner.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ one source, after a threshold passes the sources it concerns.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
@@ -24,11 +25,22 @@ __all__ = ["Classified", "classify"]
 
 @attrs.frozen
 class Classified:
-    """A source's state, its status, and the present it was classified at."""
+    """A source's state, its status, the present it was classified at, and a digest of both.
+
+    ``digest`` stands for the state and its reason in the list's entity tag: kept with the
+    status, it is computed once per change, not once per poll for every source.
+    """
 
     state: SourceState
     status: SourceStatus
     at: datetime
+    digest: bytes
+
+    @classmethod
+    def of(cls, state: SourceState, status: SourceStatus, at: datetime) -> Classified:
+        """Return a state's status at ``at``, with their digest."""
+        text = f"{state!r}\0{status.reason.value}".encode("utf-8", "surrogatepass")
+        return cls(state, status, at, hashlib.sha256(text).digest())
 
     def holds(self, state: SourceState, now: datetime) -> bool:
         """Whether the status is still right for ``state`` at ``now``.
@@ -60,5 +72,5 @@ def classify(
             classified.append(before)
         else:
             status = status_of(state, now=now, policy=policy(state.key))
-            classified.append(Classified(state, status, now))
+            classified.append(Classified.of(state, status, now))
     return classified

@@ -242,11 +242,11 @@ class Pages:
         ]
         return listed + [stored[key] for key in sorted(stored)]
 
-    def _rows(self, states: Sequence[SourceState], now: datetime) -> list[Row]:
+    def _statuses(self, states: Sequence[SourceState], now: datetime) -> list[Classified]:
         """Every source with its status at ``now``; only what changed since is classified."""
         classified = classify(states, self._classified, now, self.settings.policy)
         self._classified = {entry.state.key: entry for entry in classified}
-        return [(entry.state, entry.status) for entry in classified]
+        return classified
 
     def _known(self, key: str) -> bool:
         return key in self.settings.sources or self.settings.store.load(key) != new_state(key)
@@ -256,7 +256,10 @@ class Pages:
     ) -> dict[str, Any]:
         settings = self.settings
         query = ListQuery.from_params(request.query_params)
-        rows = self._rows(self._states(), texts.now) if rows is None else rows
+        if rows is None:
+            rows = [
+                (entry.state, entry.status) for entry in self._statuses(self._states(), texts.now)
+            ]
         page = select_page(rows, query)
         histories = settings.store.history_summaries(
             [state.key for state, _status in page.rows], SUMMARY_CYCLES
@@ -304,11 +307,12 @@ class Pages:
         a page.
         """
         texts = self._texts(request)
-        rows = self._rows(self._states(), texts.now)
-        tag = self._rows_tag(request, texts, rows)
+        classified = self._statuses(self._states(), texts.now)
+        tag = self._rows_tag(request, texts, classified)
         headers = {"etag": tag, "cache-control": "no-cache", "content-language": texts.language}
         if request.headers.get("if-none-match") == tag:
             return Response(status_code=304, headers=headers)
+        rows = [(entry.state, entry.status) for entry in classified]
         context = self._list_context(request, texts, rows)
         nonce, _new = self._nonce(request)
         body = self.templates.get_template("_rows.html").render(
@@ -323,7 +327,7 @@ class Pages:
         )
         return Response(body, media_type="text/html; charset=utf-8", headers=headers)
 
-    def _rows_tag(self, request: Request, texts: Texts, rows: Sequence[Row]) -> str:
+    def _rows_tag(self, request: Request, texts: Texts, classified: Sequence[Classified]) -> str:
         """The rows' entity tag: what they are drawn from, and the minute.
 
         A cycle's end or an action changes a state, and time alone changes a status (a source
@@ -333,11 +337,11 @@ class Pages:
         digest = hashlib.sha256()
         minute = texts.now.replace(second=0, microsecond=0).isoformat()
         viewer = (request.url.query, texts.language, str(texts.zone), minute, self._can_act())
-        states = [state for state, _status in rows]
-        reasons = " ".join(status.reason.value for _state, status in rows)
-        for part in (*viewer, self._signed_in(request), states, reasons):
+        for part in (*viewer, self._signed_in(request)):
             digest.update(repr(part).encode("utf-8", "surrogatepass"))
             digest.update(b"\0")
+        # Each source's state and reason, digested when it was classified.
+        digest.update(b"".join(entry.digest for entry in classified))
         return '"' + digest.hexdigest()[:32] + '"'
 
     def source_page(self, request: Request) -> Response:
