@@ -23,20 +23,13 @@ from incsync.integrations.web._view import element_id
 from incsync.state import SourceState
 from incsync.status import DEFAULT_STATUS_POLICY, SourceStatus, StatusReason, status_of
 from incsync.stores.sqlite import SQLiteStore
+from incsync.testing import ManualClock
 from tests.helpers import records_before
 
 # Half a minute past, so that the minute does not change around the threshold.
 SYNCED = datetime(2026, 12, 6, 3, 0, 30, tzinfo=timezone.utc)
 OVERDUE = SYNCED + timedelta(hours=3)  # no attempt for 3 hours: red from just after this
 KEYS = [f"tenant-{number}/ledger" for number in range(5)]
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -64,13 +57,13 @@ def classified(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def test_an_unchanged_list_is_not_classified_again(
     store: SQLiteStore, classified: list[str]
 ) -> None:
-    clock = Clock(SYNCED + timedelta(minutes=5))
+    clock = ManualClock(SYNCED + timedelta(minutes=5))
     client = TestClient(create_app(store, sources=KEYS, clock=clock))
     assert client.get("/").status_code == 200
     assert sorted(classified) == KEYS
     classified.clear()
     tag = client.get("/rows").headers["etag"]
-    clock.now += timedelta(minutes=30)
+    clock.advance(timedelta(minutes=30))
     assert client.get("/").status_code == 200
     assert client.get("/rows", headers={"if-none-match": tag}).status_code == 200  # new minute
     assert classified == []
@@ -82,19 +75,19 @@ def test_an_unchanged_list_is_not_classified_again(
 
 def test_a_source_falling_overdue_turns_red_at_the_next_poll(store: SQLiteStore) -> None:
     """Within one minute: green before the threshold, 304 while nothing changes, then red."""
-    clock = Clock(OVERDUE - timedelta(seconds=20))
+    clock = ManualClock(OVERDUE - timedelta(seconds=20))
     client = TestClient(create_app(store, sources=KEYS, clock=clock))
     before = client.get("/rows", params={"q": KEYS[0]})
     assert f'id="{element_id(KEYS[0])}" data-color="green"' in before.text
     tag = before.headers["etag"]
-    clock.now = OVERDUE - timedelta(seconds=10)
+    clock.set(OVERDUE - timedelta(seconds=10))
     assert (
         client.get("/rows", params={"q": KEYS[0]}, headers={"if-none-match": tag}).status_code
         == 304
     )
-    clock.now = OVERDUE + timedelta(seconds=10)
+    clock.set(OVERDUE + timedelta(seconds=10))
     # The same minute: before, only a new minute changed the tag of rows with no new state.
-    assert clock.now.replace(second=0) == (OVERDUE - timedelta(seconds=20)).replace(second=0)
+    assert clock().replace(second=0) == (OVERDUE - timedelta(seconds=20)).replace(second=0)
     after = client.get("/rows", params={"q": KEYS[0]}, headers={"if-none-match": tag})
     assert after.status_code == 200
     assert f'id="{element_id(KEYS[0])}" data-color="red"' in after.text

@@ -28,6 +28,7 @@ from incsync.integrations.web._throttle import (
     wait,
 )
 from incsync.stores.sqlite import SQLiteStore
+from incsync.testing import ManualClock
 from tests.web.world import CONFIGURED, build
 
 UTC = timezone.utc
@@ -48,9 +49,11 @@ def test_a_bucket_earns_back_at_its_rate_and_never_beyond_its_burst(
     tokens: float, seconds: float
 ) -> None:
     rate = Rate(burst=5, every=timedelta(seconds=20))
-    later = refilled(Bucket(tokens, NOW), rate, NOW + timedelta(seconds=seconds))
+    elapsed = timedelta(seconds=seconds)  # to the microsecond
+    later = refilled(Bucket(tokens, NOW), rate, NOW + elapsed)
     assert tokens <= later.tokens <= rate.burst
-    assert later.tokens == pytest.approx(min(5.0, tokens + max(0.0, seconds) / 20))
+    gained = max(0.0, elapsed.total_seconds()) / 20
+    assert later.tokens == pytest.approx(min(5.0, tokens + gained))
     if later.tokens >= 1:
         assert wait(later, rate) == timedelta(0)
     else:
@@ -82,15 +85,7 @@ def store(tmp_path: Path) -> Iterator[SQLiteStore]:
         yield sqlite
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def _browser(store: SQLiteStore, clock: Clock, address: str = "192.0.2.1") -> TestClient:
+def _browser(store: SQLiteStore, clock: ManualClock, address: str = "192.0.2.1") -> TestClient:
     app = create_app(store, sources=CONFIGURED, secret=SECRET, clock=clock)
     return TestClient(app, base_url=ORIGIN, client=(address, 50000))
 
@@ -111,7 +106,7 @@ def _try(client: TestClient, secret: str) -> tuple[int, str | None, str]:
 def test_one_address_may_try_five_times_then_waits(store: SQLiteStore) -> None:
     """The sixth try in a row is answered 429 with Retry-After, the right secret too; it signs
     in nobody; once the wait has passed, the next try goes ahead."""
-    clock = Clock()
+    clock = ManualClock(NOW)
     client = _browser(store, clock)
     for _ in range(PER_ADDRESS.burst):
         assert _try(client, WRONG)[0] == 403
@@ -119,17 +114,17 @@ def test_one_address_may_try_five_times_then_waits(store: SQLiteStore) -> None:
     assert (status, retry_after) == (429, "20")
     assert "Too many tries: wait 20 seconds, then try again." in page
     assert "incsync_signed_in" not in client.cookies
-    clock.now += timedelta(seconds=19)
+    clock.advance(timedelta(seconds=19))
     assert _try(client, SECRET)[:2] == (429, "1")
     assert "Too many tries: wait 1 second, then try again." in _try(client, SECRET)[2]
-    clock.now += timedelta(seconds=1)
+    clock.advance(timedelta(seconds=1))
     assert _try(client, SECRET)[0] == 303
     assert "incsync_signed_in" in client.cookies
 
 
 def test_many_addresses_together_are_limited_too(store: SQLiteStore) -> None:
     """Thirty tries from six addresses; the seventh address is refused at its first try."""
-    clock = Clock()
+    clock = ManualClock(NOW)
     app = create_app(store, sources=CONFIGURED, secret=SECRET, clock=clock)
     addresses = [f"192.0.2.{number}" for number in range(1, 8)]
     clients = [TestClient(app, base_url=ORIGIN, client=(a, 50000)) for a in addresses]
@@ -138,13 +133,13 @@ def test_many_addresses_together_are_limited_too(store: SQLiteStore) -> None:
         for _ in range(per_address):
             assert _try(client, WRONG)[0] == 403
     assert _try(clients[-1], SECRET)[:2] == (429, "2")
-    clock.now += OVERALL.every
+    clock.advance(OVERALL.every)
     assert _try(clients[-1], SECRET)[0] == 303
 
 
 def test_a_try_refused_by_the_gate_spends_nothing(store: SQLiteStore) -> None:
     """Posts from another site (no token, a foreign origin) cannot use up a person's tries."""
-    client = _browser(store, Clock())
+    client = _browser(store, ManualClock(NOW))
     for _ in range(20):
         forged = client.post(
             "/sign-in",
@@ -156,7 +151,7 @@ def test_a_try_refused_by_the_gate_spends_nothing(store: SQLiteStore) -> None:
 
 
 def test_german_wait(store: SQLiteStore) -> None:
-    clock = Clock()
+    clock = ManualClock(NOW)
     client = _browser(store, clock)
     client.cookies.set("incsync_lang", "de")
     for _ in range(PER_ADDRESS.burst):
