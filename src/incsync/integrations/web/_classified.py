@@ -6,7 +6,8 @@ each source's hover too). A status depends on the present only through the thres
 stays right for an equal state until then (the console shows the reason, colour, icon and label;
 never the hover, whose words change with the minute). :func:`classify` re-uses such statuses and
 classifies the rest with ``status_of``, the one classifier: after a cycle's end it classifies
-one source, after a threshold passes the sources it concerns.
+one source, after a threshold passes the sources it concerns. A source's policy is taken to stay
+the same for the console's life, as ``create_app`` was given it.
 """
 
 from __future__ import annotations
