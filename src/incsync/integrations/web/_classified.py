@@ -12,6 +12,7 @@ the same for the console's life, as ``create_app`` was given it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -24,24 +25,24 @@ from incsync.status import SourceStatus, StatusPolicy, status_of
 __all__ = ["Classified", "classify"]
 
 
-@attrs.frozen
+# Not slotted, so that the digest can be kept once computed (functools.cached_property).
+@attrs.frozen(slots=False)
 class Classified:
-    """A source's state, its status, the present it was classified at, and a digest of both.
-
-    ``digest`` stands for the state and its reason in the list's entity tag: kept with the
-    status, it is computed once per change, not once per poll for every source.
-    """
+    """A source's state, its status, and the present it was classified at."""
 
     state: SourceState
     status: SourceStatus
     at: datetime
-    digest: bytes
 
-    @classmethod
-    def of(cls, state: SourceState, status: SourceStatus, at: datetime) -> Classified:
-        """Return a state's status at ``at``, with their digest."""
-        text = f"{state!r}\0{status.reason.value}".encode("utf-8", "surrogatepass")
-        return cls(state, status, at, hashlib.sha256(text).digest())
+    @functools.cached_property
+    def digest(self) -> bytes:
+        """The state and its reason, digested, for the list's entity tag.
+
+        Kept with the status, it is computed once per change, and only once a poll asks for it
+        (a first page does not): not once per poll for every source.
+        """
+        text = f"{self.state!r}\0{self.status.reason.value}"
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
     def holds(self, state: SourceState, now: datetime) -> bool:
         """Whether the status is still right for ``state`` at ``now``.
@@ -73,5 +74,5 @@ def classify(
             classified.append(before)
         else:
             status = status_of(state, now=now, policy=policy(state.key))
-            classified.append(Classified.of(state, status, now))
+            classified.append(Classified(state, status, now))
     return classified
