@@ -18,8 +18,9 @@ then measures, best of several rounds:
    first contentful paint of the console's first page, against the paint of the static status
    page of 50 of the sources (``incsync.views.render_html_page``) from the same server.
 
-Figures are ratios to the baseline of the same process (times in ms beside them), printed and
-written to ``bench/console-results.json``.
+The measures 1 to 4 take turns within each round; each keeps its best round. Figures are ratios
+to the baseline of the same process (times in ms beside them), printed and written to
+``bench/console-results.json``.
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ from incsync.views import render_html_page
 RESULTS = Path(__file__).resolve().parent / "console-results.json"
 CHANGED = 10  # sources changed before each "changed" first page
 SOURCES = 10_000
-ROUNDS = 7
-PAINTS = 5
+ROUNDS = 9
+PAINTS = 7
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -174,17 +175,6 @@ def paints(base_url: str, rounds: int) -> dict[str, float]:
     return best
 
 
-def _best_after(
-    prepare: Callable[[int], object], function: Callable[[], object], rounds: int
-) -> float:
-    """Return the fastest of ``rounds`` runs of ``function``, each after an untimed ``prepare``."""
-    best = float("inf")
-    for number in range(rounds):
-        prepare(number)
-        best = min(best, _best(function, 1))
-    return best
-
-
 def _change(store: PostgresStore, keys: Sequence[str], number: int) -> None:
     """Cancel the sources (even rounds) or resume them (odd ones): each is a new state."""
     action = Action.CANCEL if number % 2 == 0 else Action.RESUME
@@ -222,22 +212,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         # summaries would be read again too.
         changed = sorted(state.key for state in states)[count // 2 : count // 2 + CHANGED]
 
-        baseline_seconds = _best(baseline, args.rounds)
-        cold_seconds = _best_after(new_console, lambda: page(fresh[0]), args.rounds)
+        # The measures take turns within each round, so that a burst of load from other work on
+        # the machine slows each of them alike, not one measure's rounds alone.
+        best: dict[str, float] = {}
+
+        def timed(name: str, function: Callable[[], object]) -> None:
+            best[name] = min(best.get(name, float("inf")), _best(function, 1))
+
         page(client)
-        warm_seconds = _best(lambda: page(client), args.rounds)
-        changed_seconds = _best_after(
-            lambda number: _change(store, changed, number), lambda: page(client), args.rounds
+        for number in range(args.rounds):
+            _change(store, changed, number)
+            timed("changed", lambda: page(client))
+            timed("unchanged", lambda: page(client))
+            tag = client.get("/rows").headers["etag"]
+
+            def unchanged_poll(tag: str = tag) -> object:
+                response = client.get("/rows", headers={"if-none-match": tag})
+                assert response.status_code == 304
+                return response
+
+            timed("poll", unchanged_poll)
+            timed("baseline", baseline)
+            new_console(number)
+            timed("cold", lambda: page(fresh[0]))
+        _change(store, changed, 1)  # all resumed, if an even round cancelled them last
+        baseline_seconds, cold_seconds = best["baseline"], best["cold"]
+        warm_seconds, changed_seconds, poll_seconds = (
+            best["unchanged"],
+            best["changed"],
+            best["poll"],
         )
-        _change(store, changed, 1)  # all resumed
-        tag = client.get("/rows").headers["etag"]
-
-        def unchanged_poll() -> object:
-            response = client.get("/rows", headers={"if-none-match": tag})
-            assert response.status_code == 304
-            return response
-
-        poll_seconds = _best(unchanged_poll, args.rounds)
         with served_apart(store.schema) as base_url:
             painted = paints(base_url, PAINTS)
 
