@@ -9,6 +9,8 @@ building one row's record sets that row aside with the reason, so one odd row ne
 
 from __future__ import annotations
 
+import ast
+import json
 import reprlib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
@@ -34,6 +36,7 @@ __all__ = [
     "TimeParser",
     "Transaction",
     "digits_id",
+    "excerpt_row",
     "is_swept",
     "outcome_of",
     "page_of",
@@ -152,6 +155,28 @@ def raw_excerpt(raw: object) -> str:
     if len(excerpt) > _RAW_EXCERPT_CHARS:
         excerpt = excerpt[:_RAW_EXCERPT_CHARS] + "…"
     return excerpt
+
+
+def excerpt_row(excerpt: str) -> tuple[Any, bool]:
+    """Return the row an excerpt shows, and whether it could be read back exactly.
+
+    The excerpt is the row's ``repr`` (:func:`raw_excerpt`), or a JSON text (a file's line). Read
+    back, it is the row only when nothing was lost: not cut short, and holding only what JSON holds
+    (a tuple, a date or a number key would come back as something else).
+    """
+    for read in (json.loads, ast.literal_eval):
+        value, exact = _read_back(read, excerpt)
+        if exact:
+            return value, True
+    return None, False
+
+
+def _read_back(read: Callable[[str], Any], excerpt: str) -> tuple[Any, bool]:
+    try:
+        value = read(excerpt)
+        return value, json.loads(json.dumps(value, allow_nan=False)) == value
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+        return None, False
 
 
 def _bounded_repr(raw: object) -> str:

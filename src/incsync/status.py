@@ -79,6 +79,13 @@ The cases the four colours do not name, and why they are decided so:
   so ("The source's clock is 10 minutes behind this host's; times are read on the source's
   clock."): the engine keeps the cursor on the source's clock, so nothing is lost, but the times
   shown are the source's. The colour does not change.
+
+**Until when**: the rows above that read the present compare it with a few instants (the next
+attempt's due time plus the slack, the last sync plus ``recent_sync``, the last change plus
+``recent_change``, a running cycle's lease end). ``SourceStatus.reason_until`` is the next of them
+after ``now``: until then, the facts staying as they are, the reason (and so the colour, icon and
+label) stays too. A screen that keeps statuses (the web console does) classifies a source again
+when its state changed or that instant has come. Only the hover's relative words change sooner.
 """
 
 from __future__ import annotations
@@ -324,6 +331,10 @@ class SourceStatus:
             ``None`` when no change has been seen.
         last_sync: The last completed cycle likewise, or ``None`` before the first.
         notes: What the hover mentions that does not change the colour, in hover order.
+        reason_until: The first instant after ``now`` from which time alone may change the
+            reason (and so the colour, icon and label), the facts staying as they are: a
+            threshold crossed, a running cycle's lease ending. ``None`` when time alone never
+            changes it. A screen that classified at ``now`` may show the same reason until then.
     """
 
     color: StatusColor
@@ -334,6 +345,7 @@ class SourceStatus:
     last_change: TimeText | None
     last_sync: TimeText | None
     notes: tuple[StatusNote, ...] = ()
+    reason_until: datetime | None = None
 
 
 # A tooltip is no place for a stack trace: long messages are cut, whitespace is folded.
@@ -393,6 +405,7 @@ class _Facts:
     live_at_source: int | None
     live_in_host: int | None
     counted_at: datetime | None
+    running_until: datetime | None
     running: bool
 
 
@@ -428,6 +441,7 @@ def _facts(
     change_at = None if last_change is None else ensure_utc(last_change, "last_change")
     attempt_at = None if last_attempt is None else ensure_utc(last_attempt, "last_attempt")
     wait_until = None if not_before is None else ensure_utc(not_before, "not_before")
+    lease_end = None if running_until is None else ensure_utc(running_until, "running_until")
     error_count = _check_count(error_count, "error_count")
     error = last_error if error_count else None
     if attempt_at is None and error is not None:
@@ -456,7 +470,8 @@ def _facts(
         else _check_count(live_at_source, "live_at_source"),
         live_in_host=None if live_in_host is None else _check_count(live_in_host, "live_in_host"),
         counted_at=None if counted_at is None else ensure_utc(counted_at, "counted_at"),
-        running=running_until is not None and ensure_utc(running_until, "running_until") > now,
+        running_until=lease_end,
+        running=lease_end is not None and lease_end > now,
     )
 
 
@@ -516,6 +531,65 @@ def _texts(facts: _Facts, zone: tzinfo, tolerance: timedelta) -> _Texts:
     )
 
 
+def _later(when: datetime, by: timedelta) -> datetime:
+    try:
+        return when + by
+    except OverflowError:
+        return _LATEST
+
+
+@attrs.frozen(slots=True)
+class _Deadlines:
+    """The instants at which time alone moves a source from one row of the table to another.
+
+    :func:`_decide` compares ``now`` with these, and :func:`_reason_until` finds the next of them,
+    so the thresholds are applied in one place.
+    """
+
+    overdue_after: datetime | None
+    """Overdue once ``now`` is after this: the next attempt's due time plus the slack."""
+    stale_after: datetime | None
+    """Retrying once ``now`` is after this: the last completed sync plus ``recent_sync``."""
+    recent_until: datetime | None
+    """Recent changes while ``now`` is not after this: the last change plus ``recent_change``."""
+    running_until: datetime | None
+    """A running cycle (never overdue) while ``now`` is before this: its lease's end."""
+
+
+def _deadlines(facts: _Facts, next_attempt: datetime | None, policy: StatusPolicy) -> _Deadlines:
+    slack = policy.recent_sync - policy.expected_interval
+    return _Deadlines(
+        overdue_after=None if next_attempt is None else _later(next_attempt, slack),
+        stale_after=None
+        if facts.last_sync is None
+        else _later(facts.last_sync, policy.recent_sync),
+        recent_until=(
+            None if facts.last_change is None else _later(facts.last_change, policy.recent_change)
+        ),
+        running_until=facts.running_until,
+    )
+
+
+_TICK = timedelta(microseconds=1)
+
+
+def _reason_until(deadlines: _Deadlines, now: datetime) -> datetime | None:
+    """Return the first instant after ``now`` at which a comparison of :func:`_decide` may turn.
+
+    "After a deadline" turns one tick past it, "before the lease's end" at it. Every deadline
+    counts, whatever the phase, so the answer may come early, never late.
+    """
+    turns = [
+        _later(when, _TICK)
+        for when in (deadlines.overdue_after, deadlines.stale_after, deadlines.recent_until)
+        if when is not None
+    ]
+    if deadlines.running_until is not None:
+        turns.append(deadlines.running_until)
+    coming = [when for when in turns if when > now]
+    return min(coming) if coming else None
+
+
 def _is_auth(error: ErrorInfo | None) -> bool:
     return error is not None and error.auth
 
@@ -531,11 +605,9 @@ def _stop_after(facts: _Facts, policy: StatusPolicy) -> int | None:
     return policy.max_auth_failures if _is_auth(facts.error) else policy.max_consecutive_failures
 
 
-def _decide(
-    facts: _Facts, stop_after: int | None, next_attempt: datetime | None, policy: StatusPolicy
-) -> StatusReason:
+def _decide(facts: _Facts, stop_after: int | None, deadlines: _Deadlines) -> StatusReason:
     """Return the reason of the first matching row of the module's table."""
-    phase, now, sync_at, change_at = facts.phase, facts.now, facts.last_sync, facts.last_change
+    phase, now, sync_at = facts.phase, facts.now, facts.last_sync
     if phase is Phase.CANCELLED:
         return StatusReason.CANCELLED
     if phase is Phase.STOPPED or (stop_after is not None and facts.error_count >= stop_after):
@@ -546,15 +618,12 @@ def _decide(
         return StatusReason.STARTING
     # Only silence is overdue: a source whose attempts fail is retrying, whatever their number,
     # and one whose cycle holds the lease now is being attempted, however long it has run.
-    if (
-        not facts.running
-        and next_attempt is not None
-        and now - next_attempt > policy.recent_sync - policy.expected_interval
-    ):
+    overdue_after, stale_after = deadlines.overdue_after, deadlines.stale_after
+    if not facts.running and overdue_after is not None and now > overdue_after:
         return StatusReason.SYNC_OVERDUE
-    if now - sync_at > policy.recent_sync:
+    if stale_after is not None and now > stale_after:
         return StatusReason.RETRYING
-    if change_at is not None and now - change_at <= policy.recent_change:
+    if deadlines.recent_until is not None and now <= deadlines.recent_until:
         return StatusReason.RECENT_CHANGES
     return StatusReason.NO_RECENT_CHANGES
 
@@ -851,7 +920,8 @@ def classify_status(
         zone: The display zone for exact times, an IANA name or a ``tzinfo`` (default UTC).
 
     Returns:
-        The colour, reason, label, icon, hover text and both times.
+        The colour, reason, label, icon, hover text, both times, and until when time alone
+        leaves the reason as it is.
 
     Raises:
         NaiveDatetimeError: A datetime has no timezone.
@@ -876,7 +946,8 @@ def classify_status(
     next_attempt = _next_attempt(facts, policy)
     texts = _texts(facts, resolve_zone(zone), policy.future_tolerance)
     stop_after = _stop_after(facts, policy)
-    reason = _decide(facts, stop_after, next_attempt, policy)
+    deadlines = _deadlines(facts, next_attempt, policy)
+    reason = _decide(facts, stop_after, deadlines)
     color, icon, label = REASONS[reason]
     stopped = reason is StatusReason.STOPPED
     next_step, notes = _next_step(reason, facts, texts, next_attempt, policy)
@@ -917,6 +988,7 @@ def classify_status(
         last_change=texts.last_change,
         last_sync=texts.last_sync,
         notes=tuple(notes),
+        reason_until=_reason_until(deadlines, facts.now),
     )
 
 

@@ -290,3 +290,54 @@ def test_with_a_phase_only_the_engine_stops_a_source(arguments: dict[str, Any]) 
     status = classify_status(**arguments)
     assert (status.reason is StatusReason.STOPPED) is (arguments["phase"] is Phase.STOPPED)
     assert "; synchronization stops after" not in status.hover
+
+
+@settings(max_examples=300)
+@given(_arguments(), st.floats(min_value=0, max_value=1, exclude_max=True))
+def test_time_alone_leaves_the_reason_until_reason_until(
+    arguments: dict[str, Any], fraction: float
+) -> None:
+    """The facts unchanged, the reason holds at every instant before ``reason_until`` (and for
+    good when there is none), so a screen may keep a status until then."""
+    now = arguments["now"]
+    status = classify_status(**arguments)
+    until = status.reason_until
+    if until is None:
+        later = [timedelta(days=days) for days in (1, 30, 3_650)]
+    else:
+        assert until > now
+        span = until - now
+        # A fraction of a span rounds to whole microseconds: the span itself is not before it.
+        later = [
+            offset
+            for offset in (span * fraction, span - timedelta(microseconds=1))
+            if offset < span
+        ]
+    for offset in later:
+        try:
+            moment = now + offset
+        except OverflowError:
+            continue
+        assert classify_status(**{**arguments, "now": moment}).reason is status.reason, offset
+
+
+def test_reason_until_is_the_next_threshold() -> None:
+    """Synced now, changed almost 7 days ago: green for an hour, then orange (no recent change),
+    then, 3 hours after the sync with no attempt since, red (overdue)."""
+    now = datetime(2026, 11, 13, 9, 0, tzinfo=UTC)
+    tick = timedelta(microseconds=1)
+    facts: dict[str, Any] = {
+        "last_sync": now,
+        "last_attempt": now,
+        "last_change": now - timedelta(days=7, hours=-1),
+    }
+    green = classify_status(now=now, **facts)
+    assert (green.color, green.reason_until) == (StatusColor.GREEN, now + timedelta(hours=1) + tick)
+    assert classify_status(now=now + timedelta(hours=1), **facts).color is StatusColor.GREEN
+    orange = classify_status(now=now + timedelta(hours=1) + tick, **facts)
+    assert orange.reason is StatusReason.NO_RECENT_CHANGES
+    assert orange.reason_until == now + timedelta(hours=3) + tick
+    red = classify_status(now=now + timedelta(hours=3) + tick, **facts)
+    assert (red.reason, red.reason_until) == (StatusReason.SYNC_OVERDUE, None)
+    cancelled = classify_status(now=now, phase=Phase.CANCELLED, last_sync=None, last_change=None)
+    assert cancelled.reason_until is None

@@ -286,3 +286,35 @@ def test_german_with_the_viewers_zone(browser: Browser, base_url: str) -> None:
     expect(_row(page, TOUCH).locator("td.time").first).to_contain_text("vor 1 Stunde")
     assert NOW + timedelta(hours=1) > NOW
     context.close()
+
+
+def test_the_column_headings_sort_by_keyboard(browser: Browser, base_url: str) -> None:
+    """Tab reaches the Source heading; Enter sorts by name, and again the other way round."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{base_url}/?q=/")
+    heading = page.locator("thead th").first
+
+    def sort_by_keyboard() -> None:
+        link = heading.get_by_role("link", name="Source")
+        for _ in range(40):
+            page.keyboard.press("Tab")
+            if link.evaluate("element => element === document.activeElement"):
+                page.keyboard.press("Enter")
+                return
+        pytest.fail("Tab never reached the Source heading")
+
+    expect(heading).not_to_have_attribute("aria-sort", "ascending")
+    sort_by_keyboard()
+    page.wait_for_url(f"{base_url}/?q=%2F&sort=name")
+    expect(heading).to_have_attribute("aria-sort", "ascending")
+    names = page.locator("tbody th.name a")
+    ascending = names.all_inner_texts()
+    assert ascending == sorted(ascending, key=str.casefold)
+    sort_by_keyboard()
+    page.wait_for_url(f"{base_url}/?q=%2F&sort=-name")
+    expect(heading).to_have_attribute("aria-sort", "descending")
+    assert names.all_inner_texts() == list(reversed(ascending))
+    _shot(page, "list-sorted-by-name-descending")
+    page.close()

@@ -2,11 +2,13 @@
 
 Each host is built by running the page's own examples: the first mounting example (the store,
 the host's ``authorize`` and the console, mounted in Starlette), then the host's. A source of the
-page then gets a real cycle, and the host's own test client speaks to the host as a browser
-would: Starlette's client to the Starlette, FastAPI and Django ASGI applications, Flask's client
-to the Flask application, whose WSGI stack reaches the console through a2wsgi. Under every host the
-list is served at the prefix, every link, form and redirect stays under it, and a change needs
-the form's CSRF token and a user the host's ``authorize`` accepts.
+page then gets a real cycle, and a client speaks to the host as a browser would: the host's own
+test client (Starlette's to the Starlette, FastAPI and Django ASGI applications, Flask's to the
+Flask application, whose WSGI stack reaches the console through a2wsgi), and, for Django and
+Flask, real HTTP over loopback to a real server: uvicorn serving the Django ASGI application,
+waitress serving the Flask WSGI application. Under every host the list is served at the prefix,
+every link, form and redirect stays under it, and a change needs the form's CSRF token and a user
+the host's ``authorize`` accepts.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from html import unescape
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import attrs
+import httpx
 import pytest
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
@@ -32,6 +36,7 @@ from incsync.state import Phase
 from incsync.testing import InMemoryStore
 from tests.helpers import django_settings
 from tests.test_docs import ROOT, example_after, run_blocks
+from tests.web.serving import served, served_wsgi
 
 PAGE = ROOT / "docs" / "console.md"
 PREFIX = "/import"  # where the page's examples mount the console
@@ -45,6 +50,8 @@ HOSTS = {
     "django": "### Django",
     "flask": "### Flask and other WSGI hosts",
 }
+# Hosts served by a real server over loopback, and the host whose examples they serve.
+SERVED = {"django under uvicorn": "django", "flask under waitress": "flask"}
 
 
 def django_home(_request: HttpRequest) -> HttpResponse:
@@ -109,6 +116,22 @@ class FlaskBrowser:
 
 
 @attrs.frozen
+class HttpBrowser:
+    """Real HTTP to a server on loopback, keeping cookies as a browser does."""
+
+    client: httpx.Client
+    origin: str
+
+    def get(self, url: str, headers: Mapping[str, str] = {}) -> Answer:
+        response = self.client.get(url, headers=dict(headers))
+        return Answer(response.status_code, response.text, response.headers.get("location"))
+
+    def post(self, url: str, form: Mapping[str, str], headers: Mapping[str, str]) -> Answer:
+        response = self.client.post(url, data=dict(form), headers=dict(headers))
+        return Answer(response.status_code, response.text, response.headers.get("location"))
+
+
+@attrs.frozen
 class Host:
     store: InMemoryStore
     browser: Browser
@@ -138,18 +161,33 @@ def _stop_adapter_loop(namespace: dict[str, Any]) -> None:
     loop.close()
 
 
-@pytest.fixture(params=list(HOSTS))
+@contextmanager
+def _served(host: str, namespace: dict[str, Any]) -> Iterator[Browser]:
+    """The host's application on a real server over loopback, and a client speaking HTTP to it."""
+    serving = (
+        served_wsgi(namespace["flask_app"]) if host == "flask" else served(namespace["application"])
+    )
+    with serving as base_url, httpx.Client(base_url=base_url, timeout=10) as client:
+        yield HttpBrowser(client, base_url)
+
+
+@pytest.fixture(params=[*HOSTS, *SERVED])
 def host(request: pytest.FixtureRequest) -> Iterator[Host]:
-    with django_settings(ALLOWED_HOSTS=["testserver"], ROOT_URLCONF=__name__):
-        namespace = _run_examples(request.param)
+    name = SERVED.get(request.param, request.param)
+    with django_settings(ALLOWED_HOSTS=["testserver", "127.0.0.1"], ROOT_URLCONF=__name__):
+        namespace = _run_examples(name)
         store: InMemoryStore = namespace["store"]
         SyncEngine(store).run_cycle(
             SYNCED, InMemoryConnector(sample_source(20, end=datetime.now(timezone.utc)))
         )
         try:
-            yield Host(store, _browser(request.param, namespace))
+            if request.param in SERVED:
+                with _served(name, namespace) as browser:
+                    yield Host(store, browser)
+            else:
+                yield Host(store, _browser(name, namespace))
         finally:
-            if request.param == "flask":
+            if name == "flask":
                 _stop_adapter_loop(namespace)
 
 

@@ -7,14 +7,13 @@ The JSON document of ``incsync status --json`` is a stable interface for scripts
 
 from __future__ import annotations
 
-import ast
 import enum
 import json
 import re
 import shlex
 import textwrap
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, tzinfo
 from types import MappingProxyType
 from typing import Any
@@ -24,7 +23,7 @@ import attrs
 from incsync.cursor import Cursor
 from incsync.history import CycleEntry, HistorySummary
 from incsync.humanize import TimeText, exact_time, plural, time_text
-from incsync.records import RejectedRecord
+from incsync.records import RejectedRecord, excerpt_row
 from incsync.redaction import redact
 from incsync.results import CycleResult
 from incsync.state import CountCheck, Lease, SourceState, held_lease
@@ -467,30 +466,8 @@ def rejected_text(key: str, records: Sequence[RejectedRecord]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _raw_value(excerpt: str) -> tuple[Any, bool]:
-    """Return the row an excerpt shows, and whether it could be read back exactly.
-
-    The excerpt is the row's ``repr`` (:func:`incsync.records.raw_excerpt`), or a JSON text. Read
-    back, it is the row only when nothing was lost: not cut short, and holding only what JSON holds
-    (a tuple, a date or a number key would come back as something else).
-    """
-    for read in (json.loads, ast.literal_eval):
-        value, exact = _read_back(read, excerpt)
-        if exact:
-            return value, True
-    return None, False
-
-
-def _read_back(read: Callable[[str], Any], excerpt: str) -> tuple[Any, bool]:
-    try:
-        value = read(excerpt)
-        return value, json.loads(json.dumps(value, allow_nan=False)) == value
-    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
-        return None, False
-
-
 def _rejected_entry(record: RejectedRecord) -> dict[str, Any]:
-    raw, read = _raw_value(record.raw)
+    raw, read = excerpt_row(record.raw)
     return {
         "record_id": record.record_id,
         "reason": record.reason,

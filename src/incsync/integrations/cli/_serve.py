@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import IO
 
 from incsync.errors import ConfigurationError, IncsyncError
+from incsync.integrations._console_secret import SECRET_HINT, check_secret
 from incsync.integrations.cli._commands import EXIT_OK, open_store, policy_of
 from incsync.integrations.cli._config import Config
 
@@ -30,16 +31,16 @@ def console_secret(environ: Mapping[str, str]) -> str:
     """Return the console's secret from the environment.
 
     Raises:
-        ConfigurationError: It is not set.
+        ConfigurationError: It is not set, or too short.
     """
     secret = environ.get(SECRET_VARIABLE, "")
     if not secret:
         raise ConfigurationError(
             f"incsync serve needs a secret in the environment variable {SECRET_VARIABLE}: "
             "whoever gives it on the console's sign-in page may reset, cancel and resume "
-            "sources. Make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            f"sources; {SECRET_HINT}"
         )
-    return secret
+    return check_secret(secret)
 
 
 def serve_command(

@@ -99,7 +99,8 @@ def create_app(
             without it each process signs with a random key of its own.
         title: The page's title and heading.
         zone: The zone exact times are written in until the viewer's browser names its own.
-        policy: The status thresholds, or a function giving each source's by key.
+        policy: The status thresholds, or a function giving each source's by key; it must give
+            a key the same policy each time, since statuses are kept between requests.
         allowed_origins: Origins besides the request's own that may post changes
             (``"https://ops.example.com"``), for a console behind a proxy that rewrites the host.
         language: Always this language (``"en"`` or ``"de"``); by default the viewer's choice,

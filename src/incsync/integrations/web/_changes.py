@@ -9,6 +9,7 @@ change and keeps who made it in the same transaction
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from urllib.parse import parse_qs
 
@@ -24,6 +25,7 @@ from incsync.integrations.web._pages import (
     CSRF_COOKIE,
     SIGN_IN_COOKIE,
     Pages,
+    Settings,
     action_named,
     logger,
     safe_next,
@@ -34,6 +36,7 @@ from incsync.integrations.web._security import (
     same_origin,
     valid_csrf,
 )
+from incsync.integrations.web._throttle import SignInThrottle
 from incsync.integrations.web._words import (
     ACTION_CONSEQUENCES,
     ACTION_NAMES,
@@ -50,6 +53,10 @@ def _gate_message(texts: Texts, refused: str | None) -> str:
 
 class Console(Pages):
     """Every handler: the pages that read, and the requests that change."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.throttle = SignInThrottle()
 
     def confirm_page(self, request: Request) -> Response:
         texts = self._texts(request)
@@ -154,6 +161,26 @@ class Console(Pages):
         refused = self._gate(request, form)
         if refused is not None or form is None:
             return self._refuse(request, texts, _gate_message(texts, refused), 403)
+        # After the gate, so a page on another site cannot spend a person's tries.
+        address = request.client.host if request.client is not None else ""
+        delay = self.throttle.take(address, texts.now)
+        if delay is not None:
+            seconds = math.ceil(delay.total_seconds())
+            logger.warning("console: a sign-in was refused: too many tries (wait %d s)", seconds)
+            refusal = self._render(
+                request,
+                "sign_in.html",
+                texts,
+                429,
+                next_url=safe_next(form.get("next")),
+                problem=texts.ngettext(
+                    "Too many tries: wait %(num)s second, then try again.",
+                    "Too many tries: wait %(num)s seconds, then try again.",
+                    seconds,
+                ),
+            )
+            refusal.headers["retry-after"] = str(seconds)
+            return refusal
         given = form.get("secret", "").encode("utf-8")
         name = form.get("name", "").strip()
         problem = None

@@ -17,7 +17,7 @@ import attrs
 from incsync.state import SourceState
 from incsync.status import SourceStatus, StatusColor
 
-__all__ = ["PAGE_SIZE", "SEVERITY", "ListPage", "ListQuery", "SortKey", "select_page"]
+__all__ = ["PAGE_SIZE", "SEVERITY", "ListPage", "ListQuery", "Row", "SortKey", "select_page"]
 
 PAGE_SIZE = 50
 """Sources per page."""
@@ -39,6 +39,15 @@ class SortKey(enum.Enum):
     LAST_CHANGE = "last_change"
     LAST_SYNC = "last_sync"
 
+
+# The way each sort runs first, as its values go (``aria-sort``): names from A, the most urgent
+# status first, the newest time first; descending is the other way round.
+_FIRST_WAY = {
+    SortKey.NAME: "ascending",
+    SortKey.STATUS: "ascending",
+    SortKey.LAST_CHANGE: "descending",
+    SortKey.LAST_SYNC: "descending",
+}
 
 # The longest search kept: a name is never longer in practice, and a huge query costs every row.
 _SEARCH_LENGTH = 200
@@ -91,6 +100,27 @@ class ListQuery:
             page=page,
         )
 
+    def sorted_by(self, sort: SortKey) -> ListQuery:
+        """Return the query a column heading asks for: sorted by ``sort``, from the first page.
+
+        When the list is already sorted by ``sort``, the heading turns the order round.
+        """
+        descending = not self.descending if sort is self.sort else False
+        return attrs.evolve(self, sort=sort, descending=descending, page=1)
+
+    def aria_sort(self, sort: SortKey) -> str | None:
+        """Return which way the list runs by ``sort``, as ``aria-sort`` says it.
+
+        ``"ascending"`` or ``"descending"`` by the column's values; ``None`` when the list is not
+        sorted by ``sort``.
+        """
+        if sort is not self.sort:
+            return None
+        first = _FIRST_WAY[sort]
+        if not self.descending:
+            return first
+        return "descending" if first == "ascending" else "ascending"
+
     def params(self, page: int | None = None) -> dict[str, str]:
         """Return the address parameters of this query (on ``page``), defaults left out."""
         query = self if page is None else attrs.evolve(self, page=page)
@@ -107,6 +137,7 @@ class ListQuery:
 
 
 Row = tuple[SourceState, SourceStatus]
+"""A source's state and its status."""
 
 
 @attrs.frozen

@@ -7,10 +7,11 @@ a slow store never blocks the event loop.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from datetime import timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from importlib.resources import files
 from typing import Any
 from urllib.parse import urlencode
@@ -24,8 +25,9 @@ from incsync.actions import Action, check_actor
 from incsync.errors import ConfigurationError
 from incsync.history import SUMMARY_CYCLES
 from incsync.humanize import resolve_zone
+from incsync.integrations.web._classified import Classified, classify
 from incsync.integrations.web._i18n import LANGUAGES, Texts, negotiate_language
-from incsync.integrations.web._listing import SEVERITY, ListQuery, select_page
+from incsync.integrations.web._listing import SEVERITY, ListQuery, Row, select_page
 from incsync.integrations.web._security import (
     ConsoleKeys,
     SignedName,
@@ -45,6 +47,7 @@ from incsync.integrations.web._view import (
 from incsync.integrations.web._words import (
     ACTION_NAMES,
     COLOR_NAMES,
+    COLUMN_NAMES,
     SORT_NAMES,
 )
 from incsync.protocols import Clock, StateStore
@@ -108,6 +111,9 @@ class Settings:
     language: str | None
 
 
+# One environment for every console of the process: the templates are the same, and each is
+# compiled once, on first use, not once per console made.
+@functools.cache
 def _environment() -> Environment:
     environment = Environment(
         loader=PackageLoader("incsync.integrations.web", "templates"),
@@ -127,6 +133,9 @@ class Pages:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.templates = _environment()
+        # The list's statuses by key, as the last request classified them (see _classified).
+        # Replaced whole, never changed in place, so handlers in other threads read either.
+        self._classified: Mapping[str, Classified] = {}
 
     # -- the viewer ----------------------------------------------------------------------------
 
@@ -233,19 +242,24 @@ class Pages:
         ]
         return listed + [stored[key] for key in sorted(stored)]
 
+    def _statuses(self, states: Sequence[SourceState], now: datetime) -> list[Classified]:
+        """Every source with its status at ``now``; only what changed since is classified."""
+        classified = classify(states, self._classified, now, self.settings.policy)
+        self._classified = {entry.state.key: entry for entry in classified}
+        return classified
+
     def _known(self, key: str) -> bool:
         return key in self.settings.sources or self.settings.store.load(key) != new_state(key)
 
     def _list_context(
-        self, request: Request, texts: Texts, states: Sequence[SourceState] | None = None
+        self, request: Request, texts: Texts, rows: Sequence[Row] | None = None
     ) -> dict[str, Any]:
         settings = self.settings
         query = ListQuery.from_params(request.query_params)
-        now = texts.now
-        rows = [
-            (state, status_of(state, now=now, policy=settings.policy(state.key)))
-            for state in (self._states() if states is None else states)
-        ]
+        if rows is None:
+            rows = [
+                (entry.state, entry.status) for entry in self._statuses(self._states(), texts.now)
+            ]
         page = select_page(rows, query)
         histories = settings.store.history_summaries(
             [state.key for state, _status in page.rows], SUMMARY_CYCLES
@@ -261,6 +275,10 @@ class Pages:
             "sorts": [(sort.value, name) for sort, name in SORT_NAMES.items()],
             "action_names": ACTION_NAMES,
             "list_url": lambda **changes: url(request, "list", query.params(**changes)),
+            "columns": [
+                (name, query.aria_sort(sort), url(request, "list", query.sorted_by(sort).params()))
+                for sort, name in COLUMN_NAMES.items()
+            ],
         }
 
     def list_page(self, request: Request) -> Response:
@@ -284,16 +302,18 @@ class Pages:
     def rows(self, request: Request) -> Response:
         """The list's changing part alone, for the page's polling: 304 while it is unchanged.
 
-        The tag is decided before anything is classified or drawn, so an unchanged list costs a
-        read of the states, not a page.
+        The tag is decided before anything is drawn, from the states and their statuses (only
+        what changed is classified again), so an unchanged list costs a read of the states, not
+        a page.
         """
         texts = self._texts(request)
-        states = self._states()
-        tag = self._rows_tag(request, texts, states)
+        classified = self._statuses(self._states(), texts.now)
+        tag = self._rows_tag(request, texts, classified)
         headers = {"etag": tag, "cache-control": "no-cache", "content-language": texts.language}
         if request.headers.get("if-none-match") == tag:
             return Response(status_code=304, headers=headers)
-        context = self._list_context(request, texts, states)
+        rows = [(entry.state, entry.status) for entry in classified]
+        context = self._list_context(request, texts, rows)
         nonce, _new = self._nonce(request)
         body = self.templates.get_template("_rows.html").render(
             _=texts.gettext,
@@ -307,19 +327,21 @@ class Pages:
         )
         return Response(body, media_type="text/html; charset=utf-8", headers=headers)
 
-    def _rows_tag(self, request: Request, texts: Texts, states: Sequence[SourceState]) -> str:
+    def _rows_tag(self, request: Request, texts: Texts, classified: Sequence[Classified]) -> str:
         """The rows' entity tag: what they are drawn from, and the minute.
 
-        A cycle's end or an action changes a state, so the rows show it at the next poll. Times
-        are words to the minute, so the minute is part of the tag; a colour that time alone
-        changes (a source falling overdue) shows within a minute.
+        A cycle's end or an action changes a state, and time alone changes a status (a source
+        falling overdue) as it crosses a threshold, so the rows show either at the next poll.
+        Times are words to the minute, so the minute is part of the tag too.
         """
         digest = hashlib.sha256()
         minute = texts.now.replace(second=0, microsecond=0).isoformat()
         viewer = (request.url.query, texts.language, str(texts.zone), minute, self._can_act())
-        for part in (*viewer, self._signed_in(request), states):
+        for part in (*viewer, self._signed_in(request)):
             digest.update(repr(part).encode("utf-8", "surrogatepass"))
             digest.update(b"\0")
+        # Each source's state and reason, digested when it was classified.
+        digest.update(b"".join(entry.digest for entry in classified))
         return '"' + digest.hexdigest()[:32] + '"'
 
     def source_page(self, request: Request) -> Response:

@@ -23,9 +23,9 @@ import attrs
 
 from incsync.actions import check_actor
 from incsync.errors import ConfigurationError
+from incsync.integrations._console_secret import check_secret
 
 __all__ = [
-    "MINIMUM_SECRET_LENGTH",
     "ConsoleKeys",
     "SignedName",
     "csrf_token",
@@ -34,9 +34,6 @@ __all__ = [
     "same_origin",
     "valid_csrf",
 ]
-
-MINIMUM_SECRET_LENGTH = 16
-"""The shortest console secret accepted: shorter ones are guessed too easily."""
 
 
 @attrs.frozen(repr=False)
@@ -56,14 +53,10 @@ class ConsoleKeys:
         """Derive both keys from one secret, so every process given it accepts the others' tokens.
 
         Raises:
-            ConfigurationError: The secret is shorter than :data:`MINIMUM_SECRET_LENGTH`.
+            ConfigurationError: The secret is shorter than
+                :data:`~incsync.integrations._console_secret.MINIMUM_SECRET_LENGTH`.
         """
-        if len(secret) < MINIMUM_SECRET_LENGTH:
-            raise ConfigurationError(
-                f"the console secret must be at least {MINIMUM_SECRET_LENGTH} characters long; "
-                "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-            )
-        key = secret.encode("utf-8")
+        key = check_secret(secret).encode("utf-8")
         return cls(
             csrf=hmac.digest(key, b"incsync console csrf", hashlib.sha256),
             sign_in=hmac.digest(key, b"incsync console sign-in", hashlib.sha256),

@@ -9,6 +9,7 @@ Every value here is plain text (the templates escape it) or an icon drawn by
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -24,7 +25,7 @@ from incsync.integrations.web._words import (
     OUTCOME_NAMES,
     next_step,
 )
-from incsync.records import RejectedRecord
+from incsync.records import RejectedRecord, excerpt_row
 from incsync.results import Outcome
 from incsync.state import SourceState
 from incsync.status import SourceStatus, StatusColor
@@ -353,10 +354,18 @@ class SetAsideView:
 def set_aside_view(texts: Texts, record: RejectedRecord) -> SetAsideView:
     """Return a set-aside record for display.
 
-    HTML escaping (the templates') makes markup inert; :func:`incsync.views.terminal_safe` makes
-    control characters (terminal escapes, bidi overrides) visible as escapes, line breaks kept.
+    A row whose excerpt reads back exactly (:func:`incsync.records.excerpt_row`: not cut short,
+    only what JSON holds) is shown as indented JSON; any other excerpt as it was stored. Either
+    way, HTML escaping (the templates') makes markup inert, and
+    :func:`incsync.views.terminal_safe` makes control characters (terminal escapes, bidi
+    overrides) visible as escapes, line breaks kept.
     """
-    raw = "\n".join(terminal_safe(line) for line in record.raw.split("\n"))
+    row, exact = excerpt_row(record.raw)
+    text = record.raw
+    if exact and isinstance(row, (dict, list)):
+        # Not ASCII-only: names in any script stay readable; what is unsafe is escaped below.
+        text = json.dumps(row, indent=2, ensure_ascii=False)
+    raw = "\n".join(terminal_safe(line) for line in text.split("\n"))
     return SetAsideView(
         record_id=terminal_safe(record.record_id or "—"),
         reason=terminal_safe(record.reason),

@@ -20,6 +20,7 @@ __all__ = [
     "ACTION_DONE",
     "ACTION_NAMES",
     "COLOR_NAMES",
+    "COLUMN_NAMES",
     "MEANINGS",
     "OUTCOME_NAMES",
     "SORT_NAMES",
@@ -131,3 +132,13 @@ SORT_NAMES: Mapping[SortKey, str] = MappingProxyType(
         SortKey.LAST_SYNC: N_("Last sync"),
     }
 )
+
+COLUMN_NAMES: Mapping[SortKey, str] = MappingProxyType(
+    {
+        SortKey.NAME: N_("Source"),
+        SortKey.STATUS: N_("Status"),
+        SortKey.LAST_CHANGE: N_("Last change"),
+        SortKey.LAST_SYNC: N_("Last sync"),
+    }
+)
+"""The list's sortable columns, in the table's order, with their headings."""
