@@ -106,3 +106,32 @@ def test_a_heading_keeps_the_colour_filter() -> None:
         "color": "red",
         "sort": "-last_sync",
     }
+
+
+def _sort_box(page: str) -> tuple[list[tuple[str, str]], str | None]:
+    """The Sort box's options (value, text) and the selected one's value."""
+    box = re.search(r'<select id="sort" name="sort">(.*?)</select>', page, re.S)
+    assert box is not None
+    options = re.findall(r'<option value="([^"]*)"( selected)?>([^<]*)</option>', box.group(1))
+    chosen = [value for value, selected, _text in options if selected]
+    return [(value, unescape(text)) for value, _selected, text in options], (
+        chosen[0] if chosen else None
+    )
+
+
+def test_the_sort_box_offers_each_order_reversed_and_keeps_a_reversed_sort_selected(
+    client: TestClient,
+) -> None:
+    options, chosen = _sort_box(client.get("/?sort=-name").text)
+    assert ("-name", "Name, reversed") in options
+    assert chosen == "-name"
+    # Showing the list again from the box keeps the order the page was in.
+    again = client.get("/", params={"sort": chosen})
+    assert _order(again.text) == _order(client.get("/?sort=-name").text)
+    _options, chosen = _sort_box(client.get("/?sort=name").text)
+    assert chosen == "name"
+
+
+def test_the_reversed_sort_is_named_in_german_too(client: TestClient) -> None:
+    options, _chosen = _sort_box(client.get("/?sort=-name", headers={"Accept-Language": "de"}).text)
+    assert ("-name", "Name, umgekehrt") in options
