@@ -183,8 +183,12 @@ class Line:
     unit_price: Decimal | None = None
 
 
+_NO_CUSTOM: Mapping[str, CustomValue] = MappingProxyType({})
+
+
 def _frozen_custom(value: Mapping[str, CustomValue]) -> Mapping[str, CustomValue]:
-    return MappingProxyType(dict(value))
+    # Most mappings choose no custom field: their transactions share one empty mapping.
+    return MappingProxyType(dict(value)) if value else _NO_CUSTOM
 
 
 @attrs.frozen
