@@ -7,10 +7,10 @@ what its column types cannot hold as they are (SQLite's decimal and date text).
 from __future__ import annotations
 
 import json
-from json.encoder import encode_basestring
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
+from json.encoder import encode_basestring
 from typing import Any
 
 from incsync.mapping._kept import MappedChange, MappedRow
