@@ -485,21 +485,16 @@ def profile_sync(records: int, mapped: bool, workdir: Path) -> None:
 # -- the whole benchmark -----------------------------------------------------------------------
 
 
-def run(quick: bool, rounds: int, output: Path) -> dict[str, Any]:
-    scale = 10 if quick else 1
-    full, latency_records, small = (
-        FULL_RECORDS // scale,
-        LATENCY_RECORDS // scale,
-        RSS_SMALL // scale,
-    )
+def begin(title: str, **settings: Any) -> dict[str, Any]:
+    """Print the run's title, machine and load; return the figures' start (with ``settings``)."""
     info = machine()
     print(
-        f"incsync mapping benchmark{' (quick)' if quick else ''}: {info['cpu_model']}, "
-        f"{info['cpu_count']} cores, Python {info['python']}, SQLite {info['sqlite']}"
+        f"{title}: {info['cpu_model']}, {info['cpu_count']} cores, Python {info['python']}, "
+        f"SQLite {info['sqlite']}"
     )
     results: dict[str, Any] = {
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "quick": quick,
+        **settings,
         "machine": info,
         "source": "in-process: QuickBooks invoices (2 sales lines + subtotal) built in memory",
         "mapping": MAPPING.name,
@@ -508,7 +503,17 @@ def run(quick: bool, rounds: int, output: Path) -> dict[str, Any]:
     print(f"load average (1, 5, 15 min): {results['load_average']['start']}")
     if results["load_average"]["start"][0] > BUSY_LOAD:
         print("note: the machine is busy; other work skews the timings (the JSON has the load)")
+    return results
 
+
+def run(quick: bool, rounds: int, output: Path) -> dict[str, Any]:
+    scale = 10 if quick else 1
+    full, latency_records, small = (
+        FULL_RECORDS // scale,
+        LATENCY_RECORDS // scale,
+        RSS_SMALL // scale,
+    )
+    results = begin(f"incsync mapping benchmark{' (quick)' if quick else ''}", quick=quick)
     print(f"3. peak RSS of a mapped full sync, pages made lazily ({small:,} vs {full:,} records)")
     results["memory"] = measure_memory((small, full))
 
@@ -558,20 +563,7 @@ def run(quick: bool, rounds: int, output: Path) -> dict[str, Any]:
 
 def run_postgres(records: int, rounds: int, output: Path) -> dict[str, Any]:
     """Time the full sync, mapping on against off, into ``PostgresStore``; write the figures."""
-    info = machine()
-    print(
-        f"incsync mapping benchmark, PostgreSQL: {info['cpu_model']}, {info['cpu_count']} cores, "
-        f"Python {info['python']}"
-    )
-    results: dict[str, Any] = {
-        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "store": "postgres",
-        "machine": info,
-        "source": "in-process: QuickBooks invoices (2 sales lines + subtotal) built in memory",
-        "mapping": MAPPING.name,
-        "load_average": {"start": load_average()},
-    }
-    print(f"load average (1, 5, 15 min): {results['load_average']['start']}")
+    results = begin("incsync mapping benchmark, PostgreSQL", store="postgres")
     with psycopg_connection() as connection:
         results["server_version"] = connection.execute("SHOW server_version").fetchone()[0]
     pages = list(invoice_pages(records))
