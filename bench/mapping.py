@@ -16,6 +16,11 @@ sizes down 10x. Figures are printed and written to ``bench/mapping-results.json`
    same rows with the same statement, one transaction per page. The figure is the bare loop's
    time over the re-map's (1.0: the re-map costs nothing beyond the work itself).
 3. Peak RSS of a mapped full sync at two sizes, each in its own interpreter, pages made lazily.
+
+``--store postgres`` times only the first (no latency) against ``PostgresStore`` instead, at
+``--records`` (100,000 by default: a few minutes), each run in a new schema of its own on the
+server the tests use (``INCSYNC_TEST_POSTGRES``), dropped after it; the figures go to
+``bench/mapping-results-postgres.json``.
 """
 
 from __future__ import annotations
@@ -37,10 +42,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from bench.core import (
     BUSY_LOAD,
+    CONNINFO,
     ROOT,
     Timing,
     load_average,
@@ -55,13 +61,20 @@ from incsync.mapping._columns import mapped_values
 from incsync.stores._sqlite_mapped import _WRITE
 from incsync.timestamps import from_micros, to_micros
 
+if TYPE_CHECKING:
+    # Imported where used: psycopg and its pool add about 14 MB to a process's peak RSS, which
+    # the memory figures of the SQLite runs must not carry.
+    from incsync.stores.postgres import PostgresStore
+
 RESULTS = Path(__file__).resolve().parent / "mapping-results.json"
 QUICK_RESULTS = Path(__file__).resolve().parent / "mapping-results-quick.json"
+POSTGRES_RESULTS = Path(__file__).resolve().parent / "mapping-results-postgres.json"
 
 SOURCE_KEY = "bench/qbo-invoices"
 PAGE_SIZE = 1_000
 FULL_RECORDS = 1_000_000
 LATENCY_RECORDS = 100_000
+POSTGRES_RECORDS = 100_000
 LATENCY_SECONDS = 0.150
 SYNC_ROUNDS = 3
 REMAP_ROUNDS = 2
@@ -186,20 +199,70 @@ class QuickBooksPages(BaseConnector):
             yield page
 
 
+Store: TypeAlias = "SQLiteStore | PostgresStore"
+OpenStore = Callable[[bool], tuple[Store, Callable[[], None]]]
+"""Opens a new, empty store, mapping or not: the store, and what removes it once closed."""
+
+
 def store_for(path: Path, mapped: bool) -> SQLiteStore:
     return SQLiteStore(path, mappings={SOURCE_KEY: MAPPING} if mapped else None)
 
 
-def full_sync(path: Path, connector: BaseConnector, mapped: bool, records: int) -> Timing:
-    """Sync every record of ``connector`` into a new store at ``path``; time ``run_cycle``."""
-    remove_db(path)
-    store = store_for(path, mapped)
-    engine = SyncEngine(store, policy=POLICY)
-    os.sync()  # no writeback of an earlier run's files during this one
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = engine.run_cycle(SOURCE_KEY, connector)
-    timing = Timing(time.perf_counter() - wall, time.process_time() - cpu)
-    store.close()
+def sqlite_at(path: Path) -> OpenStore:
+    """Return what opens a new SQLite store at ``path`` (a file of an earlier run removed)."""
+
+    def open_store(mapped: bool) -> tuple[Store, Callable[[], None]]:
+        remove_db(path)
+        return store_for(path, mapped), lambda: remove_db(path)
+
+    return open_store
+
+
+def postgres_schemas() -> OpenStore:
+    """Return what opens a ``PostgresStore`` in a new schema of its own, dropped after the run."""
+    from incsync.stores.postgres import PostgresStore
+
+    def open_store(mapped: bool) -> tuple[Store, Callable[[], None]]:
+        schema = f"incsync_bench_mapping_{os.getpid()}_{next(_schemas)}"
+        store = PostgresStore(
+            CONNINFO, schema=schema, mappings={SOURCE_KEY: MAPPING} if mapped else None
+        )
+        store.migrate()  # the tables are made before the clock starts
+
+        def drop() -> None:
+            with psycopg_connection() as connection:
+                connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+        return store, drop
+
+    return open_store
+
+
+_schemas = itertools.count()
+
+
+def full_sync(
+    open_store: OpenStore,
+    connector: BaseConnector,
+    mapped: bool,
+    records: int,
+    keep: bool = False,
+) -> Timing:
+    """Sync every record of ``connector`` into a new store; time ``run_cycle``.
+
+    The store is removed afterwards unless ``keep`` (the re-map reads the synced file).
+    """
+    store, remove = open_store(mapped)
+    try:
+        engine = SyncEngine(store, policy=POLICY)
+        os.sync()  # no writeback of an earlier run's files during this one
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = engine.run_cycle(SOURCE_KEY, connector)
+        timing = Timing(time.perf_counter() - wall, time.process_time() - cpu)
+    finally:
+        store.close()
+        if not keep:
+            remove()
     if result.outcome is not Outcome.COMPLETED or result.applied != records:
         raise RuntimeError(f"full sync did not complete: {result}")
     return timing
@@ -213,7 +276,7 @@ def measure_sync(
     records: int,
     rounds: int,
     latency: float,
-    workdir: Path,
+    open_store: OpenStore,
 ) -> dict[str, Any]:
     """Time full syncs with the mapping off and on, in turns; return the figures."""
     runs: dict[str, list[Timing]] = {"off": [], "on": []}
@@ -222,9 +285,7 @@ def measure_sync(
         order = ("off", "on") if round_number % 2 else ("on", "off")
         for side in order:
             connector = QuickBooksPages(pages, latency)
-            path = workdir / f"sync-{side}.db"
-            runs[side].append(full_sync(path, connector, side == "on", records))
-            remove_db(path)
+            runs[side].append(full_sync(open_store, connector, side == "on", records))
         off, on = runs["off"][-1], runs["on"][-1]
         print(
             f"  round {round_number}: off {off.wall:6.1f} s ({off.cpu:5.1f} s CPU), "
@@ -355,7 +416,7 @@ def rss_run(records: int) -> None:
     """Sync ``records`` invoices made page by page, mapped; print the peak RSS as JSON (child)."""
     with tempfile.TemporaryDirectory(prefix="incsync-bench-mapping-rss-") as workdir:
         timing = full_sync(
-            Path(workdir) / "rss.db",
+            sqlite_at(Path(workdir) / "rss.db"),
             QuickBooksPages(lambda: invoice_pages(records)),
             True,
             records,
@@ -414,7 +475,7 @@ def profile_sync(records: int, mapped: bool, workdir: Path) -> None:
     gc.freeze()
     profiler = cProfile.Profile()
     profiler.enable()
-    full_sync(workdir / "profile.db", QuickBooksPages(lambda: pages), mapped, records)
+    full_sync(sqlite_at(workdir / "profile.db"), QuickBooksPages(lambda: pages), mapped, records)
     profiler.disable()
     stats = pstats.Stats(profiler)
     stats.sort_stats("tottime").print_stats(30)
@@ -424,21 +485,16 @@ def profile_sync(records: int, mapped: bool, workdir: Path) -> None:
 # -- the whole benchmark -----------------------------------------------------------------------
 
 
-def run(quick: bool, rounds: int, output: Path) -> dict[str, Any]:
-    scale = 10 if quick else 1
-    full, latency_records, small = (
-        FULL_RECORDS // scale,
-        LATENCY_RECORDS // scale,
-        RSS_SMALL // scale,
-    )
+def begin(title: str, **settings: Any) -> dict[str, Any]:
+    """Print the run's title, machine and load; return the figures' start (with ``settings``)."""
     info = machine()
     print(
-        f"incsync mapping benchmark{' (quick)' if quick else ''}: {info['cpu_model']}, "
-        f"{info['cpu_count']} cores, Python {info['python']}, SQLite {info['sqlite']}"
+        f"{title}: {info['cpu_model']}, {info['cpu_count']} cores, Python {info['python']}, "
+        f"SQLite {info['sqlite']}"
     )
     results: dict[str, Any] = {
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "quick": quick,
+        **settings,
         "machine": info,
         "source": "in-process: QuickBooks invoices (2 sales lines + subtotal) built in memory",
         "mapping": MAPPING.name,
@@ -447,7 +503,17 @@ def run(quick: bool, rounds: int, output: Path) -> dict[str, Any]:
     print(f"load average (1, 5, 15 min): {results['load_average']['start']}")
     if results["load_average"]["start"][0] > BUSY_LOAD:
         print("note: the machine is busy; other work skews the timings (the JSON has the load)")
+    return results
 
+
+def run(quick: bool, rounds: int, output: Path) -> dict[str, Any]:
+    scale = 10 if quick else 1
+    full, latency_records, small = (
+        FULL_RECORDS // scale,
+        LATENCY_RECORDS // scale,
+        RSS_SMALL // scale,
+    )
+    results = begin(f"incsync mapping benchmark{' (quick)' if quick else ''}", quick=quick)
     print(f"3. peak RSS of a mapped full sync, pages made lazily ({small:,} vs {full:,} records)")
     results["memory"] = measure_memory((small, full))
 
@@ -462,7 +528,8 @@ def run(quick: bool, rounds: int, output: Path) -> dict[str, Any]:
 
         print(f"1a. full sync of {full:,} records, mapping off and on, no latency", flush=True)
         results["load_average"]["before_sync"] = load_average()
-        results["sync"] = measure_sync(lambda kept=pages: kept, full, rounds, 0.0, workdir)
+        synced = sqlite_at(workdir / "sync.db")
+        results["sync"] = measure_sync(lambda kept=pages: kept, full, rounds, 0.0, synced)
         print(f"  ratio on/off {results['sync']['ratio']} (range {results['sync']['ratio_range']})")
 
         few = pages[: latency_records // PAGE_SIZE]
@@ -473,12 +540,14 @@ def run(quick: bool, rounds: int, output: Path) -> dict[str, Any]:
         )
         results["load_average"]["before_latency"] = load_average()
         results["sync_with_latency"] = measure_sync(
-            lambda kept=few: kept, latency_records, rounds, LATENCY_SECONDS, workdir
+            lambda kept=few: kept, latency_records, rounds, LATENCY_SECONDS, synced
         )
 
         print(f"2. re-map of {full:,} stored records against a bare loop", flush=True)
         stored = workdir / "remap.db"
-        full_sync(stored, QuickBooksPages(lambda kept=pages: kept), True, full)
+        full_sync(
+            sqlite_at(stored), QuickBooksPages(lambda kept=pages: kept), True, full, keep=True
+        )
         del pages, few
         gc.unfreeze()
         gc.collect()
@@ -490,6 +559,33 @@ def run(quick: bool, rounds: int, output: Path) -> dict[str, Any]:
     print_summary(results)
     print(f"written to {output}")
     return results
+
+
+def run_postgres(records: int, rounds: int, output: Path) -> dict[str, Any]:
+    """Time the full sync, mapping on against off, into ``PostgresStore``; write the figures."""
+    results = begin("incsync mapping benchmark, PostgreSQL", store="postgres")
+    with psycopg_connection() as connection:
+        results["server_version"] = connection.execute("SHOW server_version").fetchone()[0]
+    pages = list(invoice_pages(records))
+    gc.collect()
+    gc.freeze()
+    print(f"1. full sync of {records:,} records into PostgreSQL, mapping off and on", flush=True)
+    results["sync"] = measure_sync(lambda: pages, records, rounds, 0.0, postgres_schemas())
+    results["load_average"]["end"] = load_average()
+    output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    sync = results["sync"]
+    print(
+        f"\nPostgreSQL  mapping on/off {sync['ratio']} (range {sync['ratio_range'][0]}-"
+        f"{sync['ratio_range'][1]}, CPU {sync['ratio_cpu']}; target <= {TARGET_SYNC_RATIO})"
+    )
+    print(f"written to {output}")
+    return results
+
+
+def psycopg_connection() -> Any:
+    import psycopg
+
+    return psycopg.connect(CONNINFO, autocommit=True)
 
 
 def print_summary(results: dict[str, Any]) -> None:
@@ -532,6 +628,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, help="where to write the figures as JSON")
     parser.add_argument("--profile", type=int, metavar="N", help="profile a sync of N and exit")
     parser.add_argument("--unmapped", action="store_true", help="profile without the mapping")
+    parser.add_argument(
+        "--store",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="postgres: time only the full sync without latency, into PostgresStore",
+    )
+    parser.add_argument(
+        "--records",
+        type=int,
+        default=POSTGRES_RECORDS,
+        help=f"records of the PostgreSQL sync (default {POSTGRES_RECORDS:,})",
+    )
     parser.add_argument("--rss-run", type=int, metavar="N", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rss_run is not None:
@@ -543,6 +651,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     if args.rounds < 2:
         parser.error("--rounds must be at least 2")
+    if args.store == "postgres":
+        run_postgres(args.records, args.rounds, args.output or POSTGRES_RESULTS)
+        return
     run(args.quick, args.rounds, args.output or (QUICK_RESULTS if args.quick else RESULTS))
 
 

@@ -35,7 +35,7 @@ def _walk(parts: tuple[str, ...], document: object) -> object:
 def _getter(parts: tuple[str, ...]) -> Callable[[object], object]:
     """Compile ``parts`` into a function that reads them.
 
-    Plain dicts (what ``json`` gives) are read with ``dict.get`` (one or two keys deep); any
+    Plain dicts (what ``json`` gives) are read with ``dict.get`` (one to three keys deep); any
     other document takes :func:`_walk`, which gives the same answer for every shape.
     """
     if not parts:
@@ -64,6 +64,23 @@ def _getter(parts: tuple[str, ...]) -> Callable[[object], object]:
             return _walk(parts, document)
 
         return get_two
+    if len(parts) == 3:
+        first, second, third = parts
+
+        def get_three(document: object) -> object:
+            # Three deep, as a line's item is ("SalesItemLineDetail.ItemRef.value"): the same
+            # plain-dict reading, and any other shape the general way.
+            if type(document) is dict:
+                inner = document.get(first)
+                if type(inner) is dict:
+                    inner = inner.get(second)
+                    if type(inner) is dict:
+                        return inner.get(third)
+                if inner is None:
+                    return None
+            return _walk(parts, document)
+
+        return get_three
     return functools.partial(_walk, parts)
 
 

@@ -420,3 +420,45 @@ def test_a_sqlite_file_of_schema_8_gains_the_mapped_tables_when_opened(tmp_path:
             "SELECT value FROM incsync_meta WHERE name = 'schema_version'"
         )
         assert version.fetchone()[0] == str(SQLITE_SCHEMA_VERSION)
+
+
+def _owner_index_plan(connection: Any) -> str:
+    query = (
+        "SELECT record_id FROM incsync_mapped WHERE source_key = ? AND owner_id = ? "
+        "AND business_date >= ? ORDER BY business_date"
+    )
+    plan = connection.execute(f"EXPLAIN QUERY PLAN {query}", (KEY, "u1", "2026-05-01"))
+    return " ".join(str(row[3]) for row in plan)
+
+
+def test_a_sqlite_file_of_schema_11_keeps_only_rows_with_an_owner_in_the_owner_index(
+    tmp_path: Path,
+) -> None:
+    """Opening a schema-11 file replaces its owner index with one of the rows that have an owner
+    (a row without one is never read by owner); a query by owner still reads that index."""
+    path = tmp_path / "old.db"
+    with SQLiteStore(path) as store:
+        connection = store._connection()
+        connection.execute("DROP INDEX incsync_mapped_by_owner")
+        connection.execute(
+            "CREATE INDEX incsync_mapped_by_owner "
+            "ON incsync_mapped (source_key, owner_id, business_date)"
+        )
+        connection.execute("UPDATE incsync_meta SET value = '11' WHERE name = 'schema_version'")
+    with SQLiteStore(path, mappings={KEY: MAPPING}) as store:
+        store.apply(
+            KEY, [Record("d001", T0, deal(1)), Record("d002", T0, deal(2, owner=None))], 0, 1
+        )
+        connection = store._connection()
+        index_count = connection.execute(
+            "SELECT count(*) FROM incsync_mapped INDEXED BY incsync_mapped_by_owner "
+            "WHERE source_key = ? AND owner_id IS NOT NULL",
+            (KEY,),
+        ).fetchone()[0]
+        assert index_count == 1
+        assert "incsync_mapped_by_owner" in _owner_index_plan(connection)
+        (definition,) = connection.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'incsync_mapped_by_owner'"
+        ).fetchone()
+        assert definition.endswith("WHERE owner_id IS NOT NULL")
+        assert set(rows(store)) == {"d001", "d002"}

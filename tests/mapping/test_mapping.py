@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+import json
+from decimal import ROUND_DOWN, Context, Decimal, localcontext
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from incsync.errors import BadRecordError, ConfigurationError, UnmappableRecordError
-from incsync.mapping import Status, TransactionMapping, currency_exponent, preset
+from incsync.mapping import Line, Status, TransactionMapping, currency_exponent, preset
+from incsync.mapping._columns import lines_from_json, lines_json
 
 BASE: dict[str, Any] = {
     "kind": "invoice",
@@ -143,3 +147,51 @@ def test_a_kind_read_from_the_payload_that_is_no_kind_cannot_be_mapped() -> None
     with pytest.raises(UnmappableRecordError, match="'banana' is not a kind") as caught:
         mapping.map({**RAW, "type": "banana"})
     assert (caught.value.field, caught.value.record_id) == ("kind", "7")
+
+
+_LINE_TEXT = st.none() | st.text(max_size=6) | st.sampled_from(['"', "\\", "\n", "é", "\x7f", "€"])
+_LINE_NUMBER = st.none() | st.decimals(allow_nan=False, allow_infinity=False, places=3)
+
+
+@given(
+    st.lists(
+        st.builds(
+            Line,
+            amount=st.decimals(allow_nan=False, allow_infinity=False, places=2),
+            product_id=_LINE_TEXT,
+            product_name=_LINE_TEXT,
+            description=_LINE_TEXT,
+            quantity=_LINE_NUMBER,
+            unit_price=_LINE_NUMBER,
+        ),
+        max_size=3,
+    )
+)
+def test_lines_are_kept_as_the_json_of_one_object_per_line(lines: list[Line]) -> None:
+    """The stored text is what ``json`` writes for the lines (numbers as decimal text, quotes,
+    control characters and non-ASCII text escaped as it escapes them), and reads back the same."""
+    as_objects = [
+        {
+            "amount": str(line.amount),
+            "product_id": line.product_id,
+            "product_name": line.product_name,
+            "description": line.description,
+            "quantity": None if line.quantity is None else str(line.quantity),
+            "unit_price": None if line.unit_price is None else str(line.unit_price),
+        }
+        for line in lines
+    ]
+    text = lines_json(lines)
+    assert text == json.dumps(as_objects, ensure_ascii=False)
+    assert lines_from_json(text) == tuple(lines)
+
+
+def test_amounts_round_half_up_whatever_decimal_context_the_host_set() -> None:
+    """A host's own decimal context (a small precision, another rounding) in the mapping thread
+    changes no amount: 1234.565 is 1234.57 under every context."""
+    invoice = {"Id": "1", "TxnDate": "2026-05-04", "TotalAmt": "1234.565", "Line": []}
+    with localcontext(Context(prec=4, rounding=ROUND_DOWN)):
+        transaction = preset("quickbooks", "Invoice").map(invoice)
+    assert transaction is not None
+    assert transaction.amount == Decimal("1234.57")
+    assert str(transaction.amount) == "1234.57"

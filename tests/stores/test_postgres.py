@@ -542,3 +542,28 @@ def test_workers_writing_the_same_records_in_any_order_never_deadlock(
         assert sum(written) >= 200 * 10  # each version of each record was written at least once
         stored = {t.record.id: t.record.payload["v"] for t in store.transactions(KEY)}
         assert stored == {f"r{number:03}": 9 for number in range(200)}
+
+
+def test_migrate_keeps_only_mapped_rows_with_an_owner_in_the_owner_index(
+    postgres_schema: str,
+) -> None:
+    """Migration 12 replaces the owner index with one of the rows that have an owner (a row
+    without one is never read by owner); a query by owner still reads that index."""
+    _schema_at_version(postgres_schema, sql.OWNER_INDEX_VERSION - 1)
+    with PostgresStore(CONNINFO, schema=postgres_schema) as store:
+        assert store.migrate() == SCHEMA_VERSION
+    (definition,) = _query(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND indexname = %s",
+        postgres_schema,
+        "mapped_transactions_by_owner",
+    )[0]
+    assert definition.endswith("WHERE (owner_id IS NOT NULL)")
+    with psycopg.connect(CONNINFO) as connection:
+        connection.execute("SET enable_seqscan = off")  # the table is empty: ask for the index
+        cursor = psycopg.ClientCursor(connection)
+        plan = cursor.execute(
+            f'EXPLAIN SELECT record_id FROM "{postgres_schema}".mapped_transactions '
+            "WHERE source_key = %s AND owner_id = %s AND business_date >= %s",
+            (KEY, "u1", NOW.date()),
+        ).fetchall()
+    assert "mapped_transactions_by_owner" in " ".join(str(row[0]) for row in plan)

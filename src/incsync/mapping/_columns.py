@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
+from json.encoder import encode_basestring
 from typing import Any
 
 from incsync.mapping._kept import MappedChange, MappedRow
@@ -193,32 +194,46 @@ def change_rows(
 # SQL casts them ((line->>'amount')::numeric).
 
 
-def _text(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
-
-
 def _number(value: object) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
 
 # Built once: json.dumps with any option builds a new encoder on every call.
 _json_text = json.JSONEncoder(ensure_ascii=False).encode
+# The json module's own quoting of a string, as _json_text writes strings (ensure_ascii=False).
+_quote = encode_basestring
+
+
+def _json_string(value: str | None) -> str:
+    return "null" if value is None else _quote(value)
+
+
+def _json_number_text(value: Decimal | None) -> str:
+    return "null" if value is None else _quote(str(value))
 
 
 def lines_json(lines: Sequence[Line]) -> str:
-    """Return ``lines`` as the JSON text a store keeps (amounts as decimal text)."""
-    return _json_text(
-        [
-            {
-                "amount": str(line.amount),
-                "product_id": line.product_id,
-                "product_name": line.product_name,
-                "description": line.description,
-                "quantity": _text(line.quantity),
-                "unit_price": _text(line.unit_price),
-            }
-            for line in lines
-        ]
+    """Return ``lines`` as the JSON text a store keeps (amounts as decimal text).
+
+    The text is what ``json`` writes for a list of one object per line (keys in this order,
+    ``", "`` and ``": "`` between items), put together from the quoted values: going through
+    the encoder with an object per line took three times as long, a fifth of what keeping a
+    record mapped costs in Python (bench/mapping.py).
+    """
+    return (
+        "["
+        + ", ".join(
+            [
+                f'{{"amount": {_quote(str(line.amount))}, '
+                f'"product_id": {_json_string(line.product_id)}, '
+                f'"product_name": {_json_string(line.product_name)}, '
+                f'"description": {_json_string(line.description)}, '
+                f'"quantity": {_json_number_text(line.quantity)}, '
+                f'"unit_price": {_json_number_text(line.unit_price)}}}'
+                for line in lines
+            ]
+        )
+        + "]"
     )
 
 

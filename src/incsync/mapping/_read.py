@@ -67,6 +67,8 @@ def _text(value: object) -> str:
 def _decimal(value: object) -> Decimal:
     # A JSON float is read through its shortest repr, so 12.75 is Decimal("12.75"), not the
     # binary fraction next to it.
+    if type(value) is int:  # a quantity, a total in minor units: always finite
+        return Decimal(value)
     if type(value) is float:
         number = Decimal(repr(value))
     elif isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
@@ -301,6 +303,19 @@ def _party(fields: Mapping[str, Field], role: str) -> tuple[str, _Party]:
     return role, party
 
 
+def _all_of(tests: Sequence[Test]) -> Test | None:
+    """Return one test that holds where every one of ``tests`` does (``None`` for no tests).
+
+    A line is tested once per line of every record: one condition is called as it is, without
+    a generator around it.
+    """
+    if not tests:
+        return None
+    if len(tests) == 1:
+        return tests[0]
+    return lambda document: all(test(document) for test in tests)
+
+
 _Lines = Callable[[object, "str | None", str, bool], tuple[Line, ...]]
 
 
@@ -308,7 +323,7 @@ def _lines(spec: LinesSpec | None) -> _Lines:
     """Return the reader of a transaction's lines (none without a ``lines`` key)."""
     if spec is None:
         return lambda _document, _record_id, _currency, _negative: ()
-    get_rows, where = spec.path.get, tuple(condition.holds for condition in spec.where)
+    get_rows, kept = spec.path.get, _all_of([condition.holds for condition in spec.where])
     fields = spec.fields
     get_amount, amount_at = _required(fields.get("amount"))
     scale = _scale(fields.get("amount"))
@@ -328,7 +343,7 @@ def _lines(spec: LinesSpec | None) -> _Lines:
         index, fact = 0, "amount"
         try:
             for index, row in enumerate(rows):  # noqa: B007 - the index names a failing line
-                if where and not all(holds(row) for holds in where):
+                if kept is not None and not kept(row):
                     continue
                 fact = "amount"
                 amount = scale(_present(get_amount(row), amount_at, Decimal), currency)

@@ -81,7 +81,10 @@ RECONCILE_FIGURES_VERSION = 10
 ACTION_LOG_VERSION = 11
 """The migration that adds each source's action log (:mod:`incsync.actions`)."""
 
-SCHEMA_VERSION = ACTION_LOG_VERSION
+OWNER_INDEX_VERSION = 12
+"""The migration that keeps only mapped rows with an owner in the owner index."""
+
+SCHEMA_VERSION = OWNER_INDEX_VERSION
 """The schema version this incsync writes; :meth:`PostgresStore.migrate` brings a database to it."""
 
 CONTENT_DIGEST_VERSION = 2
@@ -342,6 +345,17 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             )
             """,
             "CREATE INDEX actions_by_time ON {schema}.actions (source_key, at, id)",
+        ),
+    ),
+    # Only rows with an owner in the owner index: a query by owner (owner_id = ...) never reads
+    # the others, and a source whose mapping names no owner (QuickBooks invoices) paid for an
+    # entry per row all the same.
+    (
+        OWNER_INDEX_VERSION,
+        (
+            "DROP INDEX {schema}.mapped_transactions_by_owner",
+            "CREATE INDEX mapped_transactions_by_owner ON {schema}.mapped_transactions "
+            "(source_key, owner_id, business_date) WHERE owner_id IS NOT NULL",
         ),
     ),
 )

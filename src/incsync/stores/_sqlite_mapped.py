@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from decimal import Decimal
 
@@ -32,13 +32,26 @@ from incsync.timestamps import from_micros, to_micros
 
 __all__ = [
     "MAPPED_SCHEMA",
+    "OWNER_INDEX",
+    "HeldVersions",
+    "held_versions",
     "read_mapped",
     "remap_page",
     "void_tombstoned",
     "write_changes",
 ]
 
-MAPPED_SCHEMA = """
+# Only rows with an owner are in the owner index: a query by owner (owner_id = ?) never reads the
+# others, and a source whose mapping names no owner (QuickBooks invoices) paid for an entry per
+# row all the same. Schema 12 made it partial: a file of an older schema is given it on open.
+_BY_OWNER = (
+    "incsync_mapped_by_owner ON incsync_mapped (source_key, owner_id, business_date) "
+    "WHERE owner_id IS NOT NULL"
+)
+OWNER_INDEX = ("DROP INDEX IF EXISTS incsync_mapped_by_owner", f"CREATE INDEX {_BY_OWNER}")
+"""The statements that replace a file's owner index with the current one."""
+
+MAPPED_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS incsync_mapped (
     source_key TEXT NOT NULL,
     record_id TEXT NOT NULL,
@@ -63,8 +76,7 @@ CREATE TABLE IF NOT EXISTS incsync_mapped (
 );
 CREATE INDEX IF NOT EXISTS incsync_mapped_by_date
     ON incsync_mapped (source_key, business_date, record_id);
-CREATE INDEX IF NOT EXISTS incsync_mapped_by_owner
-    ON incsync_mapped (source_key, owner_id, business_date);
+CREATE INDEX IF NOT EXISTS {_BY_OWNER};
 CREATE TABLE IF NOT EXISTS incsync_remaps (
     source_key TEXT PRIMARY KEY,
     mapping TEXT NOT NULL,
@@ -132,25 +144,37 @@ def _iso_date(value: date) -> str:
     return value.isoformat()
 
 
-def write_changes(
-    connection: sqlite3.Connection,
-    source_key: str,
-    changes: Sequence[tuple[MappedChange, int]],
-) -> tuple[int, int]:
-    """Apply each change whose raw row holds its version; return how many written and voided.
+HeldVersions = Mapping[str, tuple[int, bool, int]]
+"""The version each raw row holds, by record id: update time (µs), tombstone flag, generation."""
 
-    A change's version is its record under the generation given with it. Run in the transaction
-    that wrote the raw rows, so no other writer comes between the check and the write.
-    """
+
+def held_versions(
+    connection: sqlite3.Connection, source_key: str, changes: Sequence[tuple[MappedChange, int]]
+) -> HeldVersions:
+    """Return the versions the raw rows of ``changes`` hold now: one query for a whole page."""
     if not changes:
-        return 0, 0
+        return {}
     ids = json.dumps([change.record.id for change, _generation in changes])
-    held = {
+    return {
         record_id: (updated_at_us, bool(deleted), generation)
         for record_id, updated_at_us, deleted, generation in connection.execute(
             _HELD_VERSIONS, (source_key, ids)
         )
     }
+
+
+def write_changes(
+    connection: sqlite3.Connection,
+    source_key: str,
+    changes: Sequence[tuple[MappedChange, int]],
+    held: HeldVersions,
+) -> tuple[int, int]:
+    """Apply each change whose raw row holds its version; return how many written and voided.
+
+    A change's version is its record under the generation given with it; ``held`` is what the
+    raw rows hold, read in the transaction that wrote them (or that read them, for a re-map),
+    so no other writer comes between the check and the write.
+    """
     holding = [
         (change, generation)
         for change, generation in changes
@@ -232,6 +256,11 @@ def remap_page(
     rows = connection.execute(_TO_REMAP, (source_key, after, version, name, limit)).fetchall()
     changes: list[tuple[MappedChange, int]] = []
     unmappable: list[RejectedRecord] = []
+    # The rows were read in this transaction: the versions they hold are the ones just read.
+    held = {
+        row["record_id"]: (row["updated_at_us"], bool(row["deleted"]), row["generation"])
+        for row in rows
+    }
     for row in rows:
         record = Record(
             id=row["record_id"],
@@ -243,7 +272,7 @@ def remap_page(
         changes.append((change, row["generation"]))
         if refused is not None:
             unmappable.append(refused)
-    written, voided = write_changes(connection, source_key, changes)
+    written, voided = write_changes(connection, source_key, changes, held)
     finished = len(rows) < limit
     last = rows[-1]["record_id"] if rows else after
     connection.execute(_SAVE_REMAP, (source_key, name, version, last, finished))

@@ -57,6 +57,8 @@ from incsync.stores._base import (
 )
 from incsync.stores._sqlite_mapped import (
     MAPPED_SCHEMA,
+    OWNER_INDEX,
+    held_versions,
     read_mapped,
     remap_page,
     void_tombstoned,
@@ -67,14 +69,15 @@ from incsync.tokens import SealedTokens
 
 __all__ = ["SQLiteStore"]
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 """Version 2 keeps each transaction's content digest, version 3 each source's marks, version 4 the
 sink's fence per source, version 5 why a transaction was swept and each source's last count
 check, version 6 each source's OAuth2 tokens, version 7 each source's cycle history, version 8
 each history entry's cycle id, version 9 the mapped transactions and each source's re-map
 checkpoint, version 10 each history entry's id reconcile figures and an index of live ids in
-numeric order, version 11 each source's action log (:mod:`incsync.actions`); a file of an older
-version is upgraded on open."""
+numeric order, version 11 each source's action log (:mod:`incsync.actions`), version 12 keeps
+only mapped rows with an owner in the owner index; a file of an older version is upgraded on
+open."""
 
 _SCHEMA = (
     """
@@ -370,6 +373,11 @@ def _add_reconcile_figures(connection: sqlite3.Connection) -> None:
             )
 
 
+def _make_owner_index_partial(connection: sqlite3.Connection) -> None:
+    for statement in OWNER_INDEX:
+        connection.execute(statement)
+
+
 # Each step brings a file written by an older incsync to the schema version it names. A version
 # that only adds tables (4: the sink's fences; 6: the tokens; 7: the cycle history; 9: the mapped
 # transactions; 11: the action log) needs no step:
@@ -380,6 +388,7 @@ _UPGRADES: tuple[tuple[int, Callable[[sqlite3.Connection], None]], ...] = (
     (5, _add_deleted_reasons_and_count_checks),
     (8, _add_cycle_ids),
     (10, _add_reconcile_figures),
+    (12, _make_owner_index_partial),
 )
 
 
@@ -858,7 +867,8 @@ class SQLiteStore(StateStoreBase, MappedRowsBase):
                 if (change.record.id, to_micros(change.record.updated_at), change.record.deleted)
                 in written
             ]
-        write_changes(connection, source_key, [(change, generation) for change in changes])
+        kept = [(change, generation) for change in changes]
+        write_changes(connection, source_key, kept, held_versions(connection, source_key, kept))
         return ApplyResult(applied=applied, rejected=[*page.rejected, *rejected])
 
     def apply(
