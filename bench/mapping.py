@@ -21,6 +21,10 @@ sizes down 10x. Figures are printed and written to ``bench/mapping-results.json`
 ``--records`` (100,000 by default: a few minutes), each run in a new schema of its own on the
 server the tests use (``INCSYNC_TEST_POSTGRES``), dropped after it; the figures go to
 ``bench/mapping-results-postgres.json``.
+
+``--latency-only`` times only the pair with 150 ms a page, at ``--records`` (1,000,000 here by
+default: the issue's size, about 25 minutes for three rounds), into
+``bench/mapping-results-latency.json``.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ if TYPE_CHECKING:
 RESULTS = Path(__file__).resolve().parent / "mapping-results.json"
 QUICK_RESULTS = Path(__file__).resolve().parent / "mapping-results-quick.json"
 POSTGRES_RESULTS = Path(__file__).resolve().parent / "mapping-results-postgres.json"
+LATENCY_RESULTS = Path(__file__).resolve().parent / "mapping-results-latency.json"
 
 SOURCE_KEY = "bench/qbo-invoices"
 PAGE_SIZE = 1_000
@@ -506,6 +511,33 @@ def begin(title: str, **settings: Any) -> dict[str, Any]:
     return results
 
 
+def run_latency(records: int, rounds: int, output: Path) -> dict[str, Any]:
+    """Time only the full sync with a vendor's latency per page, mapping on against off."""
+    results = begin("incsync mapping benchmark, 150 ms a page", quick=False)
+    with tempfile.TemporaryDirectory(prefix="incsync-bench-mapping-") as tmp:
+        print(f"building {records:,} invoices in pages of {PAGE_SIZE:,} ...", flush=True)
+        pages = list(invoice_pages(records))
+        gc.collect()
+        gc.freeze()
+        print(
+            f"1b. full sync of {records:,} records, {LATENCY_SECONDS * 1000:.0f} ms per page",
+            flush=True,
+        )
+        synced = sqlite_at(Path(tmp) / "sync.db")
+        results["sync_with_latency"] = measure_sync(
+            lambda kept=pages: kept, records, rounds, LATENCY_SECONDS, synced
+        )
+        results["load_average"]["end"] = load_average()
+    latency = results["sync_with_latency"]
+    print(
+        f"  ratio on/off {latency['ratio']} (range {latency['ratio_range'][0]}-"
+        f"{latency['ratio_range'][1]}), CPU {latency['ratio_cpu']}"
+    )
+    output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"written to {output}")
+    return results
+
+
 def run(quick: bool, rounds: int, output: Path) -> dict[str, Any]:
     scale = 10 if quick else 1
     full, latency_records, small = (
@@ -635,10 +667,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="postgres: time only the full sync without latency, into PostgresStore",
     )
     parser.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="time only the full sync with 150 ms a page, at --records (default 1,000,000)",
+    )
+    parser.add_argument(
         "--records",
         type=int,
-        default=POSTGRES_RECORDS,
-        help=f"records of the PostgreSQL sync (default {POSTGRES_RECORDS:,})",
+        help=f"records of the PostgreSQL sync (default {POSTGRES_RECORDS:,}) or of --latency-only",
     )
     parser.add_argument("--rss-run", type=int, metavar="N", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -651,8 +687,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     if args.rounds < 2:
         parser.error("--rounds must be at least 2")
+    if args.latency_only:
+        run_latency(args.records or FULL_RECORDS, args.rounds, args.output or LATENCY_RESULTS)
+        return
     if args.store == "postgres":
-        run_postgres(args.records, args.rounds, args.output or POSTGRES_RESULTS)
+        run_postgres(args.records or POSTGRES_RECORDS, args.rounds, args.output or POSTGRES_RESULTS)
         return
     run(args.quick, args.rounds, args.output or (QUICK_RESULTS if args.quick else RESULTS))
 
