@@ -49,7 +49,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import nullcontext
 from datetime import date, datetime, timedelta
 from typing import cast
 
@@ -58,8 +59,9 @@ import attrs
 from incsync import mapped, telemetry
 from incsync._reconcile_walk import IdTally, IdWalk, reconcile_by_id
 from incsync.actions import Action, ActionEntry
-from incsync.cursor import Cursor, advance, horizon, page_high_water, window_after
+from incsync.cursor import Cursor, Window, advance, horizon, page_high_water, window_after
 from incsync.errors import (
+    BadResponseError,
     ConfigurationError,
     GenerationChangedError,
     IncsyncError,
@@ -70,7 +72,18 @@ from incsync.history import CycleEntry, cycle_entry
 from incsync.humanize import duration_text, plural
 from incsync.mapping import MappedRow, RemapPage
 from incsync.mapping._kept import DEFAULT_MAPPED_PAGE
-from incsync.pipeline import read_ahead
+from incsync.marks import Marks
+from incsync.partitions import (
+    PartitionPlan,
+    completed_prefix,
+    plan_from_marks,
+    plan_marks,
+    plan_partitions,
+    progressed,
+    resume_from,
+    to_read,
+)
+from incsync.pipeline import Ended, read_ahead_each
 from incsync.policy import (
     FailureDecision,
     SyncPolicy,
@@ -83,6 +96,7 @@ from incsync.protocols import (
     AtomicPageStore,
     Clock,
     Connector,
+    PartitionedConnector,
     ProgressCallback,
     StateStore,
     TransactionSink,
@@ -165,6 +179,57 @@ def _log_traceback(source_key: str, error: Exception, secrets: Sequence[str]) ->
         type(error).__name__,
         redacted_traceback(error, secrets),
     )
+
+
+_PARTITION_BOUND = timedelta(seconds=1)
+"""Partitions are bounded on whole seconds: every source's time filter tells those apart."""
+
+
+def _partition_plan(state: SourceState, connector: Connector) -> PartitionPlan | None:
+    """Return the partitions of the full read this cycle goes on with; ``None``: one window.
+
+    Only a full read of an ordered connector that reads several partitions at once is split: a
+    plan kept in the marks goes on; a read with no cursor yet is planned between the oldest and
+    newest times the source gives. A read that has a cursor and no plan (begun as one window)
+    goes on as one window from its cursor.
+    """
+    if not (state.reads_whole and connector.ordered):
+        return None
+    if not isinstance(connector, PartitionedConnector) or connector.partitions < 2:
+        return None
+    kept = plan_from_marks(state.marks)
+    if kept is not None or state.cursor is not None:
+        return kept
+    span = connector.time_span()
+    if span is None:
+        return None
+    plan = plan_partitions(span[0], span[1], connector.partitions, _PARTITION_BOUND)
+    return plan if len(plan.partitions) > 1 else None
+
+
+def _partition_window(plan: PartitionPlan, index: int, marks: Marks) -> Window:
+    """Return the window a reader of partition ``index`` reads: from where it resumes."""
+    partition = plan.partitions[index]
+    return Window(resume_from(partition), marks=marks, end=partition.end, partition=True)
+
+
+def _partition_high(plan: PartitionPlan, index: int, page: Page) -> Cursor | None:
+    """Return how far ``page`` takes partition ``index``; ``None``: no further than before.
+
+    Raises:
+        BadResponseError: The page holds a record outside the partition's window.
+    """
+    partition = plan.partitions[index]
+    high, _ = page_high_water(page.records)
+    if high is None:
+        return None
+    if not partition.holds(high):
+        raise BadResponseError(
+            f"the source answered a read of updates from {partition.start} until "
+            f"{partition.end} with a record updated at {high.updated_at}: its connector does "
+            "not bound a read as it declares (partitions)"
+        )
+    return high if partition.reached is None or high > partition.reached else None
 
 
 # Each takes the source's key and the actor.
@@ -581,19 +646,52 @@ class SyncEngine:
         ordered = connector.ordered
         cursor = state.cursor
         unordered_high: Cursor | None = None
-        window = window_after(cursor, connector.lookback, state.marks)
-        # The next page is fetched while this one is written: see incsync.pipeline. Each fetch is
-        # timed where it runs, in the reading thread, so its latency is the source's.
-        with read_ahead(telemetry.fetched(connector.read(window))) as pages:
-            for page in pages:
+        plan = _partition_plan(state, connector)
+        current = state
+        if plan is not None and plan_from_marks(state.marks) is None:
+            # The plan is durable before any partition is read, so a crash resumes it.
+            current = self._write(state, Page(marks=plan_marks(plan)), lease, (None, None), tally)
+        # The next page is fetched while this one is written, one reader per partition of a
+        # full read (else one): see incsync.pipeline. Each fetch is timed where it runs, in its
+        # reading thread, so its latency is the source's.
+        first: list[tuple[int, Iterable[Page]]] = []
+        if plan is None:
+            window = window_after(cursor, connector.lookback, state.marks)
+            first.append((0, telemetry.fetched(connector.read(window))))
+        else:
+            for index in to_read(plan):
+                window = _partition_window(plan, index, current.marks)
+                first.append((index, telemetry.fetched(connector.read(window))))
+        with read_ahead_each(first) as reads:
+            last_again = False  # the last partition reached its end before the others: again
+            for index, item in reads:
+                page: Page
+                if isinstance(item, Ended):
+                    if plan is None:
+                        continue
+                    if index == len(plan.partitions) - 1 and len(plan.unfinished()) > 1:
+                        last_again = True
+                        continue
+                    # The partition's end is durable with the checkpoint of an empty page.
+                    plan, page = progressed(plan, index, None, done=True), Page()
+                else:
+                    page = item
+                    tally.pages += 1
+                    if plan is not None:
+                        reached = _partition_high(plan, index, page)
+                        plan = progressed(plan, index, reached, done=False)
                 high, newest = page_high_water(page.records)
-                if ordered:
-                    cursor = advance(cursor, high, horizon(started, lag, connector.clock_skew()))
+                limit = horizon(started, lag, connector.clock_skew())
+                if plan is not None:
+                    cursor = advance(cursor, completed_prefix(plan), limit)
+                    page = attrs.evolve(page, marks={**page.marks, **plan_marks(plan)})
+                elif ordered:
+                    cursor = advance(cursor, high, limit)
                 elif high is not None and (unordered_high is None or high > unordered_high):
                     unordered_high = high
-                with telemetry.writing():
+                # A partition's end was fetched by no request: no page span of its own.
+                with nullcontext() if isinstance(item, Ended) else telemetry.writing():
                     current = self._write(state, page, lease, (cursor, newest), tally)
-                tally.pages += 1
                 tally.fetched += len(page.records) + len(page.rejected)
                 if page.total is not None:
                     # A page without one (a delete channel's, read after the rest) changes nothing.
@@ -604,6 +702,11 @@ class SyncEngine:
                 interrupted = self._ending_at(current, stop, lease, ending)
                 if interrupted is not None:
                     return interrupted, current.cursor
+                if plan is not None and last_again and len(plan.unfinished()) == 1:
+                    last_again = False
+                    last = len(plan.partitions) - 1
+                    window = _partition_window(plan, last, current.marks)
+                    reads.add(last, telemetry.fetched(connector.read(window)))
         final = advance(cursor, unordered_high, horizon(started, lag, connector.clock_skew()))
         if state.reset_pending:
             # The whole source was read under this generation: what it did not see is gone.
