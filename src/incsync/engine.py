@@ -664,6 +664,7 @@ class SyncEngine:
                 first.append((index, telemetry.fetched(connector.read(window))))
         with read_ahead_each(first) as reads:
             last_again = False  # the last partition reached its end before the others: again
+            totals: dict[int, int] = {}
             for index, item in reads:
                 page: Page
                 if isinstance(item, Ended):
@@ -694,8 +695,10 @@ class SyncEngine:
                     current = self._write(state, page, lease, (cursor, newest), tally)
                 tally.fetched += len(page.records) + len(page.rejected)
                 if page.total is not None:
-                    # A page without one (a delete channel's, read after the rest) changes nothing.
-                    tally.total = page.total
+                    # A page without one (a delete channel's, read after the rest) changes nothing;
+                    # the read's total is its partitions' first ones, added up.
+                    totals.setdefault(index, page.total)
+                    tally.total = sum(totals.values())
                 telemetry.written(tally.applied, tally.rejected)
                 if on_progress is not None:
                     self._report(on_progress, key, tally, clock_start)

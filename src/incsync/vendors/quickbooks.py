@@ -18,7 +18,8 @@ from its start (the driver drops what was read).
 
 The ``query`` answer's ``totalCount`` counts that page only, so a read learns how many entities
 it holds only by asking ``SELECT COUNT(*) FROM <entity>``, one request more. A full read asks it
-once, before its first page, and its pages carry the count (:attr:`~incsync.records.Page.total`:
+once, before its first page (each time partition of one asks for its own range, and the engine
+adds them up), and its pages carry the count (:attr:`~incsync.records.Page.total`:
 progress out of a total, and an estimate of the time left); an incremental read, which usually
 holds a few pages, does not spend the request.
 
@@ -247,6 +248,17 @@ class QuickBooksConnector(HttpConnector):
         began: list[datetime] = []  # QuickBooks' time when its first answer came
         deletes_start = self._deletes_start(window)
         below = "" if window.end is None else f"MetaData.LastUpdatedTime < '{_literal(window.end)}'"
+        total: int | None = None
+        if window.start is None and window.end is None:
+            total = self._count("")  # every entity is read: their count is the read's
+        elif window.partition:
+            # A partition counts its own; the engine adds the partitions' counts up.
+            since = (
+                ""
+                if window.start is None
+                else f"MetaData.LastUpdatedTime >= '{_literal(window.start)}'"
+            )
+            total = self._count(" AND ".join(part for part in (since, below) if part))
 
         def query(step: FromTime) -> Iterator[Answer]:
             since = (
@@ -269,8 +281,7 @@ class QuickBooksConnector(HttpConnector):
             read_tick=self._read_second,
             build=self.to_record,
             vendor=self.vendor,
-            # The count of every entity is the full read's, a partition's too (see the module).
-            total=self._count("") if window.start is None else None,
+            total=total,
         )
         if not self.include_deletes:
             yield from pages
