@@ -115,7 +115,7 @@ from incsync.state import (
     counted,
     skip_reason,
 )
-from incsync.timestamps import ensure_utc, utc_now
+from incsync.timestamps import earlier, ensure_utc, utc_now
 
 __all__ = ["SyncEngine", "SyncPolicy"]
 
@@ -185,13 +185,20 @@ _PARTITION_BOUND = timedelta(seconds=1)
 """Partitions are bounded on whole seconds: every source's time filter tells those apart."""
 
 
-def _partition_plan(state: SourceState, connector: Connector) -> PartitionPlan | None:
+def _partition_plan(
+    state: SourceState, connector: Connector, limit: Cursor
+) -> PartitionPlan | None:
     """Return the partitions of the full read this cycle goes on with; ``None``: one window.
 
     Only a full read of an ordered connector that reads several partitions at once is split: a
     plan kept in the marks goes on; a read with no cursor yet is planned between the oldest and
     newest times the source gives. A read that has a cursor and no plan (begun as one window)
     goes on as one window from its cursor.
+
+    No bound is drawn after the cycle's horizon (``limit``) less the connector's lookback: a
+    record that becomes visible late (within the safety lag or the lookback, the cases an
+    incremental read covers) is then in the last partition, which is open above and read again
+    from where it reached, less the lookback, by every cycle that reads it.
     """
     if not (state.reads_whole and connector.ordered):
         return None
@@ -203,18 +210,26 @@ def _partition_plan(state: SourceState, connector: Connector) -> PartitionPlan |
     span = connector.time_span()
     if span is None:
         return None
-    plan = plan_partitions(span[0], span[1], connector.partitions, _PARTITION_BOUND)
+    oldest, newest = span
+    newest = min(newest, earlier(limit.updated_at, connector.lookback))
+    if newest <= oldest:
+        return None
+    plan = plan_partitions(oldest, newest, connector.partitions, _PARTITION_BOUND)
     return plan if len(plan.partitions) > 1 else None
 
 
-def _partition_window(plan: PartitionPlan, index: int, marks: Marks) -> Window:
+def _partition_window(plan: PartitionPlan, index: int, marks: Marks, lookback: timedelta) -> Window:
     """Return the window a reader of partition ``index`` reads: from where it resumes."""
     partition = plan.partitions[index]
-    return Window(resume_from(partition), marks=marks, end=partition.end, partition=True)
+    start = resume_from(partition, lookback)
+    return Window(start, marks=marks, end=partition.end, partition=True)
 
 
-def _partition_high(plan: PartitionPlan, index: int, page: Page) -> Cursor | None:
+def _partition_high(plan: PartitionPlan, index: int, page: Page, limit: Cursor) -> Cursor | None:
     """Return how far ``page`` takes partition ``index``; ``None``: no further than before.
+
+    Never past the cycle's horizon (``limit``), as the cursor: a reader resuming the partition
+    reads again what may still become visible.
 
     Raises:
         BadResponseError: The page holds a record outside the partition's window.
@@ -229,7 +244,11 @@ def _partition_high(plan: PartitionPlan, index: int, page: Page) -> Cursor | Non
             f"{partition.end} with a record updated at {high.updated_at}: its connector does "
             "not bound a read as it declares (partitions)"
         )
-    return high if partition.reached is None or high > partition.reached else None
+    if high > limit:
+        high = limit if partition.holds(limit) else partition.reached
+    if high is None or (partition.reached is not None and high <= partition.reached):
+        return None
+    return high
 
 
 # Each takes the source's key and the actor.
@@ -646,7 +665,7 @@ class SyncEngine:
         ordered = connector.ordered
         cursor = state.cursor
         unordered_high: Cursor | None = None
-        plan = _partition_plan(state, connector)
+        plan = _partition_plan(state, connector, horizon(started, lag, connector.clock_skew()))
         current = state
         if plan is not None and plan_from_marks(state.marks) is None:
             # The plan is durable before any partition is read, so a crash resumes it.
@@ -660,13 +679,14 @@ class SyncEngine:
             first.append((0, telemetry.fetched(connector.read(window))))
         else:
             for index in to_read(plan):
-                window = _partition_window(plan, index, current.marks)
+                window = _partition_window(plan, index, current.marks, connector.lookback)
                 first.append((index, telemetry.fetched(connector.read(window))))
         with read_ahead_each(first) as reads:
             last_again = False  # the last partition reached its end before the others: again
             totals: dict[int, int] = {}
             for index, item in reads:
                 page: Page
+                limit = horizon(started, lag, connector.clock_skew())
                 if isinstance(item, Ended):
                     if plan is None:
                         continue
@@ -679,10 +699,9 @@ class SyncEngine:
                     page = item
                     tally.pages += 1
                     if plan is not None:
-                        reached = _partition_high(plan, index, page)
+                        reached = _partition_high(plan, index, page, limit)
                         plan = progressed(plan, index, reached, done=False)
                 high, newest = page_high_water(page.records)
-                limit = horizon(started, lag, connector.clock_skew())
                 if plan is not None:
                     cursor = advance(cursor, completed_prefix(plan), limit)
                     page = attrs.evolve(page, marks={**page.marks, **plan_marks(plan)})
@@ -708,7 +727,7 @@ class SyncEngine:
                 if plan is not None and last_again and len(plan.unfinished()) == 1:
                     last_again = False
                     last = len(plan.partitions) - 1
-                    window = _partition_window(plan, last, current.marks)
+                    window = _partition_window(plan, last, current.marks, connector.lookback)
                     reads.add(last, telemetry.fetched(connector.read(window)))
         final = advance(cursor, unordered_high, horizon(started, lag, connector.clock_skew()))
         if state.reset_pending:

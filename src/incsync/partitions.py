@@ -42,7 +42,7 @@ from incsync.cursor import Cursor
 from incsync.errors import ConfigurationError
 from incsync.marks import PARTITION_MARK, Marks
 from incsync.policy import positive_count
-from incsync.timestamps import ensure_utc, from_micros, to_micros
+from incsync.timestamps import earlier, ensure_utc, from_micros, to_micros
 
 __all__ = [
     "Partition",
@@ -228,13 +228,18 @@ def split(plan: PartitionPlan, index: int, at: datetime) -> PartitionPlan:
     return PartitionPlan((*plan.partitions[:index], first, second, *plan.partitions[index + 1 :]))
 
 
-def resume_from(partition: Partition) -> datetime | None:
+def resume_from(partition: Partition, lookback: timedelta = timedelta(0)) -> datetime | None:
     """Return where a reader of ``partition`` starts: inclusive, ``None`` for the beginning.
 
     From the time of the last durable key, so the records that share it and were not in that
-    page are read (those that were are dropped by the sink); else from the partition's start.
+    page are read (those that were are dropped by the sink), less ``lookback`` (as an
+    incremental read re-reads before its cursor, for records that become visible late) but
+    never before the partition's start; else from the partition's start.
     """
-    return partition.start if partition.reached is None else partition.reached.updated_at
+    if partition.reached is None:
+        return partition.start
+    start = earlier(partition.reached.updated_at, max(lookback, timedelta(0)))
+    return start if partition.start is None else max(start, partition.start)
 
 
 def completed_prefix(plan: PartitionPlan) -> Cursor | None:
