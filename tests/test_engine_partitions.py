@@ -8,6 +8,7 @@ durable from the first partition on. Every test runs against each built-in store
 
 from __future__ import annotations
 
+import itertools
 import threading
 import uuid
 from collections.abc import Callable, Collection, Iterator
@@ -30,8 +31,12 @@ from incsync.timestamps import parse_timestamp
 from tests.helpers import Store, transactions_by_id
 
 NOW = datetime(2026, 11, 13, 9, 41, 7, tzinfo=timezone.utc)
+KEY = "acme/invoices"
 POLICY = SyncPolicy(safety_lag=timedelta(minutes=5), max_consecutive_failures=100)
 SECOND = timedelta(seconds=1)
+# Ordered reads re-read a minute before their cursor and stop 30 s behind the cycle's start.
+LOOKBACK = timedelta(seconds=60)
+LAG = timedelta(seconds=30)
 
 
 def _source(count: int, *, span: timedelta = timedelta(days=4)) -> InMemorySource:
@@ -274,6 +279,47 @@ def test_a_record_updated_out_of_an_unread_partition_after_the_last_ended_is_sti
     _assert_sink_equals_source(store, "acme/invoices", source)
 
 
+def test_a_record_committed_late_into_a_finished_partition_is_read_by_a_later_cycle(
+    store: Store,
+) -> None:
+    """A record stamped a little in the past (inside the lookback), committed after the part of
+    the read that holds its time finished, is read: every bound lies a lookback before the
+    cycle's horizon, so it falls in the last partition, which each cycle reads again from where
+    it reached less the lookback, as an incremental read does from its cursor."""
+    source = InMemorySource()
+    for number in range(60):  # a dense minute and a half...
+        at = NOW - timedelta(seconds=100) + timedelta(seconds=number / 4)
+        source.put({"id": f"r{number:03d}", "updated_at": iso_timestamp(at)})
+    for number in range(60, 66):  # ...and a sparse minute up to 40 s ago
+        at = NOW - timedelta(seconds=85 - 8 * (number - 60))
+        source.put({"id": f"r{number:03d}", "updated_at": iso_timestamp(at)})
+    clock = ManualClock(NOW)
+    policy = SyncPolicy(safety_lag=LAG, max_consecutive_failures=100)
+    engine = SyncEngine(store, policy=policy, clock=clock)
+    late_at = NOW - timedelta(seconds=58)
+    pages = itertools.count(1)
+
+    def commit_late_then_fail(window: Window, number: int) -> bool:
+        if next(pages) == 12:
+            # The sparse minute is read by then: the late record lands behind its readers.
+            source.put({"id": "late", "updated_at": iso_timestamp(late_at)})
+            return True
+        return False
+
+    connector = Recording(
+        source, page_size=2, partitions=4, lookback=LOOKBACK, fail=commit_late_then_fail
+    )
+    assert engine.run_cycle(KEY, connector).outcome is Outcome.FAILED
+    clock.advance(timedelta(seconds=100))
+    source.update("r065", clock(), amount=1)  # the cursor will go far past the late record
+    again = Recording(source, page_size=2, partitions=4, lookback=LOOKBACK)
+    assert engine.run_cycle(KEY, again).outcome is Outcome.COMPLETED
+    clock.advance(LAG + LOOKBACK)
+    after = Recording(source, page_size=2, lookback=LOOKBACK)
+    assert engine.run_cycle(KEY, after).outcome is Outcome.COMPLETED
+    _assert_sink_equals_source(store, KEY, source)
+
+
 class _Crash(BaseException):
     """Stands for the process dying inside a page (not an error the engine records)."""
 
@@ -292,9 +338,6 @@ def _failing_at(which: int, page: int, *, crash: bool) -> Callable[[Window, int]
     return failing
 
 
-LOOKBACK = timedelta(seconds=60)
-LAG = timedelta(seconds=30)
-# Ordered reads re-read a minute before their cursor and stop 30 s behind the cycle's start.
 MODEL_POLICY = SyncPolicy(safety_lag=LAG, max_consecutive_failures=100)
 
 
