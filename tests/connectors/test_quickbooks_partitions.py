@@ -6,6 +6,8 @@ together are in flight together, and refuses an 11th concurrent one as Intuit do
 
 from __future__ import annotations
 
+import itertools
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -118,3 +120,35 @@ def test_a_partitioned_full_read_marks_deletes_from_its_start_and_a_crash_keeps_
             incremental = engine_for(fake, store).run_cycle(KEY, qbo)
         assert incremental.outcome is Outcome.COMPLETED
     assert_sink_matches(store, fake, deleted=frozenset({ids[0]}))
+
+
+def test_a_throttle_answer_to_one_partition_holds_back_the_others() -> None:
+    """QuickBooks asks one reader to wait 7 s: that reader waits in its retries, and every other
+    reader of the company waits as long before its next request, instead of being refused too."""
+    fake = make_fake()
+    fake.latency = Latency(fixed=0.02)
+    fake.bulk_load(ENTITY, bursty_timestamps(3_000))
+    queries = itertools.count(1)
+
+    def throttle_the_sixth(request: httpx.Request) -> httpx.Response | None:
+        if "/query" in request.url.path and next(queries) == 6:
+            return httpx.Response(429, headers={"Retry-After": "7"}, text="Too many requests")
+        return None
+
+    fake.add_fault(throttle_the_sixth)
+    slept: list[tuple[int, float]] = []
+    store = InMemoryStore()
+
+    def sleep(seconds: float) -> None:
+        slept.append((threading.get_ident(), seconds))
+
+    with (
+        fake.serve() as base_url,
+        connect(fake, base_url, page_size=200, partitions=4, sleep=sleep) as qbo,
+    ):
+        result = engine_for(fake, store).run_cycle(KEY, qbo)
+    assert result.outcome is Outcome.COMPLETED
+    assert_sink_matches(store, fake)
+    # The fake's clock stands still: the gate stays shut, every reader waits its 7 s.
+    assert {seconds for _, seconds in slept} == {7.0}
+    assert len({thread for thread, _ in slept}) >= 3

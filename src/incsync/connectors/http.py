@@ -45,6 +45,7 @@ from incsync.connectors.retry import (
     RetryPolicy,
     Sleep,
     Throttle,
+    ThrottleGate,
     call_with_retries,
     parse_http_date,
 )
@@ -204,6 +205,9 @@ class HttpConnector(BaseConnector):
         self._clock_samples: collections.deque[ClockSample] = collections.deque(
             maxlen=CLOCK_SAMPLES
         )
+        # A throttle answer to one request holds back every thread reading through this
+        # connector (the partitions of a full read: one account).
+        self._gate = ThrottleGate()
         self._client = httpx.Client(
             base_url=base_url,
             auth=auth,
@@ -351,6 +355,7 @@ class HttpConnector(BaseConnector):
             request = self._client.build_request(
                 method, url, params=params, json=json, headers=headers
             )
+            self._gate.wait(self.options.clock(), self.options.sleep)
             sent = self.options.clock()
             response = self._client.send(request, stream=True)
             # The server dated its answer before its headers came, not after the body was read.
@@ -439,6 +444,8 @@ class HttpConnector(BaseConnector):
                 excerpt=excerpt,
             )
             return Failure(limited, retry=False)
+        pause = self.options.retry.base_delay if wait is None else wait
+        self._gate.hold(now + timedelta(seconds=pause))
         advice = "retrying after a wait" if wait is None else f"asked to wait {wait:.0f} s"
         limited = RateLimitedError(
             redact(f"{self.vendor}: {throttle.reason}: {advice}", secrets),

@@ -25,6 +25,7 @@ import logging
 import math
 import random as _random
 import re
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -45,6 +46,7 @@ __all__ = [
     "RetryPolicy",
     "Sleep",
     "Throttle",
+    "ThrottleGate",
     "call_with_retries",
     "parse_http_date",
     "parse_retry_after",
@@ -201,6 +203,39 @@ class Failure:
     error: SourceError
     retry: bool
     wait_at_least: float = 0.0
+
+
+class ThrottleGate:
+    """Holds back every request of one connector while the vendor asked one of them to wait.
+
+    The time partitions of a full read (:mod:`incsync.partitions`) are read by several threads
+    through one connector, so one account: when the vendor answers one of them "slow down", the
+    thread that got the answer waits in its retry loop, and every other request of the connector
+    waits here until the same time, instead of being refused in turn. Only within the process:
+    workers elsewhere reading the same account have gates of their own (see
+    docs/deployment.md).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open_at: datetime | None = None
+        self._holder: int | None = None
+
+    def hold(self, until: datetime) -> None:
+        """Keep the gate shut until ``until``; the calling thread waits in its own retries."""
+        with self._lock:
+            if self._open_at is None or until > self._open_at:
+                self._open_at, self._holder = until, threading.get_ident()
+
+    def wait(self, now: datetime, sleep: Sleep) -> None:
+        """Wait until the gate opens, unless the calling thread is the one that shut it."""
+        with self._lock:
+            open_at, holder = self._open_at, self._holder
+        if open_at is None or holder == threading.get_ident():
+            return
+        seconds = (open_at - now).total_seconds()
+        if seconds > 0:
+            sleep(seconds)
 
 
 def call_with_retries(
