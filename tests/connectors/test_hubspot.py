@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from contextlib import ExitStack, closing
 from datetime import datetime, timedelta, timezone
@@ -20,7 +21,7 @@ from incsync.connectors.retry import RetryPolicy
 from incsync.cursor import Window
 from incsync.results import CycleProgress, CycleResult, Outcome
 from incsync.testing import InMemoryStore, ManualClock
-from incsync.testing.fakes import FakeVendor
+from incsync.testing.fakes import FakeVendor, RunningClock
 from incsync.testing.fakes.hubspot import FakeHubSpot, HubSpotLimits
 from incsync.timestamps import UTC, parse_timestamp, to_micros
 from incsync.vendors.hubspot import HUBSPOT_PARTITIONS, HubSpotConnector
@@ -813,3 +814,27 @@ def test_a_millisecond_read_out_of_id_order_fails_loudly_and_loses_nothing(
         healed = run(sync, source)
     assert healed.outcome is Outcome.COMPLETED, healed.error
     assert_matches(store, fake)
+
+
+def test_a_full_read_in_two_partitions_is_paced_under_the_search_limit() -> None:
+    """Two partitions read at once start their searches 1/4.75 s apart between them, on the real
+    clock the fake counts its limits by: HubSpot's 5 searches a second never refuses one, each
+    partition is bounded below the next one's start, and the sink ends equal to the portal."""
+    fake = FakeHubSpot(
+        clock=RunningClock(), index_lag=timedelta(0), limits=HubSpotLimits(daily=None)
+    )
+    load_deals(fake, 2_000, start=fake.clock() - timedelta(days=3))
+    spy = Spy(httpx.HTTPTransport())
+    store = InMemoryStore()
+    with (
+        fake.serve() as base_url,
+        closing(connector(fake, base_url, sleep=time.sleep, transport=spy, partitions=2)) as source,
+    ):
+        result = engine(store, fake).run_cycle(KEY, source)
+    assert result.outcome is Outcome.COMPLETED, result.error
+    assert_matches(store, fake)
+    assert not [r for r in fake.requests if r.status == 429]
+    bounded = [
+        f for body in spy.bodies for group in body.get("filterGroups", []) for f in group["filters"]
+    ]
+    assert [f["operator"] for f in bounded].count("LT") >= 2

@@ -186,10 +186,14 @@ class HttpConnector(BaseConnector):
     Class attributes:
         quota_retry_after: When a daily quota is used up and the vendor does not say until when,
             the source is tried again after this long.
+        requests_per_second: Start the connector's requests (all its threads together: the
+            partitions of a full read) no faster than this, below a vendor's per-second limit;
+            ``None``: as fast as answers come.
     """
 
     vendor: ClassVar[str] = "http"
     quota_retry_after: ClassVar[timedelta] = timedelta(hours=1)
+    requests_per_second: ClassVar[float | None] = None
 
     def __init__(
         self,
@@ -207,7 +211,8 @@ class HttpConnector(BaseConnector):
         )
         # A throttle answer to one request holds back every thread reading through this
         # connector (the partitions of a full read: one account).
-        self._gate = ThrottleGate()
+        rate = self.requests_per_second
+        self._gate = ThrottleGate(timedelta(0) if rate is None else timedelta(seconds=1 / rate))
         self._client = httpx.Client(
             base_url=base_url,
             auth=auth,
