@@ -32,7 +32,7 @@ run's rate-limit windows do not hold back the other) and into a fresh store:
 2. **pipelined**: the engine with one reader (:mod:`incsync.pipeline`), the connector's
    partitions set to 1;
 3. **partitioned**, for the vendors whose connector reads a full read in time partitions
-   (QuickBooks, HubSpot; :mod:`incsync.partitions`): the engine as it is, the connector's
+   (QuickBooks; :mod:`incsync.partitions`): the engine as it is, the connector's
    default number of partitions read at once (``--partitions N`` overrides it, and runs this
    mode for every vendor named).
 

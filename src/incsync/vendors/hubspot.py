@@ -11,8 +11,9 @@ which makes every paging decision; this module only sends the requests:
   offset into the result as it is *now*, so an object changed between two pages would shift
   every later one and one would be skipped for good; and no offset ever nears the 400 HubSpot
   answers past result 10,000 of one search.
-* **Time partitions of a full read** (:mod:`incsync.partitions`): the same search, also
-  filtered ``modified LT end``; :data:`HUBSPOT_PARTITIONS` of them are read at once, planned
+* **Time partitions of a full read** (:mod:`incsync.partitions`), with ``partitions`` above 1
+  (:data:`HUBSPOT_PARTITIONS` is 1: one paced reader keeps up with the search limit): the same
+  search, also filtered ``modified LT end``, that many read at once, planned
   between the oldest and newest modified times (:meth:`HubSpotConnector.time_span`, two
   searches of one object). The archived objects are read by the last partition, open above,
   which the engine reads to its end after every other.
@@ -113,12 +114,14 @@ SEARCH_PAGE_SIZE = 200
 SEARCH_RESOLUTION = timedelta(milliseconds=1)
 """The finest step of the modified property, which search filters on."""
 
-HUBSPOT_PARTITIONS = 2
-"""How many time partitions of a full read are read at once by default.
+HUBSPOT_PARTITIONS = 1
+"""How many time partitions of a full read are read at once by default: one.
 
-HubSpot's search endpoints allow 5 requests a second per account (and 100 calls per 10 seconds
-for any endpoint). One reader makes about 3 searches a second at 150 ms a request, plus its
-writes; two reach the 5, more would only be throttled (see docs/performance.md)."""
+HubSpot's search endpoints allow 5 requests a second per account. One reader, one page ahead,
+asks about 5 a second at 150 ms a request, and the connector paces its requests at 4.75 a second
+(:attr:`HubSpotConnector.requests_per_second`): a second reader would only wait for the pace, and
+spend two more searches planning (measured in docs/performance.md). Pass ``partitions=2`` where
+the latency is long enough that one reader cannot keep the pace."""
 
 ARCHIVED_PAGE_SIZE = 100
 """The largest page HubSpot's object list returns."""
