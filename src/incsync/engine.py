@@ -11,7 +11,10 @@ The whole algorithm is :meth:`SyncEngine.run_cycle`:
    checkpoint moves the cursor to the page's highest (updated_at, id), never past the cycle's
    start minus the safety lag, on the source's clock (below); unordered sources move it only
    once the cycle completes. Where the store is the sink, the page and its checkpoint are one
-   transaction. A cancel, or the host's ``stop``, ends the cycle there.
+   transaction. A cancel, or the host's ``stop``, ends the cycle there. A full read of a connector
+   that reads several time partitions at once is split into them (:mod:`incsync.partitions`):
+   one reader each, this thread the one writer, each page checkpointed with its partition's
+   progress (kept in the marks), the cursor at the completed prefix.
 4. When the read completes: after a full re-read, sweep what it did not see; when the counts
    keep disagreeing and the connector can list its ids, reconcile by id
    (:func:`incsync._reconcile_walk.reconcile_by_id`, which a cancel or a stop ends between

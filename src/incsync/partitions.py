@@ -14,6 +14,8 @@ such a read takes, as pure functions over frozen values; the engine sequences th
   whether it is finished.
 * :func:`split` cuts an unfinished partition at a time after what it has read: the rest becomes a
   partition of its own (a partition that hit a vendor's cap on results, or one to share out).
+  The engine does not split yet: the built-in partitioned readers page by keyset from the
+  newest time read, so no cap on one query's results is ever reached.
 * :func:`resume_from` is where a partition's reader starts (again), after a crash too: at the
   time of the last durable key (inclusive, so the records sharing it are read again and dropped
   by the sink), else at the partition's start.

@@ -536,7 +536,8 @@ def complete(
     """Record a completed cycle: last sync is now, failures are forgotten, the lease is released.
 
     A source that was new or resetting becomes active; a cancel that arrived meanwhile stays. The
-    checkpoint's count check replaces the stored one; without one, the stored one stays.
+    checkpoint's count check replaces the stored one; without one, the stored one stays. The
+    marks of a partitioned full read's plan are dropped: the read they kept is over.
 
     Raises:
         LeaseLostError: Another worker took the lease over.
