@@ -32,7 +32,7 @@ run's rate-limit windows do not hold back the other) and into a fresh store:
 2. **pipelined**: the engine with one reader (:mod:`incsync.pipeline`), the connector's
    partitions set to 1;
 3. **partitioned**, for the vendors whose connector reads a full read in time partitions
-   (QuickBooks; :mod:`incsync.partitions`): the engine as it is, the connector's
+   (QuickBooks, Pipedrive; :mod:`incsync.partitions`): the engine as it is, the connector's
    default number of partitions read at once (``--partitions N`` overrides it, and runs this
    mode for every vendor named).
 
@@ -95,7 +95,7 @@ from incsync.testing.fakes import (
 from incsync.testing.fakes.stripe import LIVE_READS_PER_SECOND
 from incsync.timestamps import UTC
 from incsync.vendors.hubspot import HUBSPOT_PARTITIONS, HubSpotConnector
-from incsync.vendors.pipedrive import PipedriveConnector
+from incsync.vendors.pipedrive import PIPEDRIVE_PARTITIONS, PipedriveConnector
 from incsync.vendors.quickbooks import QUICKBOOKS_PARTITIONS, QuickBooksConnector, quickbooks_auth
 from incsync.vendors.salesforce import SalesforceConnector
 from incsync.vendors.xero import XeroConnector, xero_auth
@@ -268,7 +268,14 @@ VENDORS: Mapping[str, Vendor] = {
     ),
     "xero": Vendor(_build_xero, _xero, 1, 100, "60 calls/min", XERO_RECORDS),
     "stripe": Vendor(_build_stripe, _stripe, LIVE_READS_PER_SECOND, 100, "100 reads/s"),
-    "pipedrive": Vendor(_build_pipedrive, _pipedrive, 40, 500, "80 requests/2 s"),
+    "pipedrive": Vendor(
+        _build_pipedrive,
+        _pipedrive,
+        40,
+        500,
+        "80 requests/2 s",
+        partitions=PIPEDRIVE_PARTITIONS,
+    ),
 }
 
 
