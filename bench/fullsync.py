@@ -4,8 +4,8 @@ Run ``python -m bench.fullsync`` from the project root. Options: ``--records N``
 100,000; Xero 12,000, see below), ``--vendor NAME`` (repeatable), ``--latency-ms N`` (default
 150), ``--rss-records A B`` (the peak-memory runs, default 100,000 and 1,000,000),
 ``--no-rss``, ``--repetitions N`` (rounds of runs per vendor, default 1: the report gives the
-median ratio, its range and each mode's best run), ``--partitions N``, ``--output PATH``. Figures are printed and
-written to ``bench/fullsync-results.json``.
+median ratio, its range and each mode's best run), ``--partitions N``, ``--output PATH``.
+Figures are printed and written to ``bench/fullsync-results.json``.
 
 What a user waits for when a large account is connected (or reset) is a full read: every
 record, page by page, each page written to the host's store and checkpointed. For each vendor
