@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -123,8 +124,9 @@ def test_a_partitioned_full_read_marks_deletes_from_its_start_and_a_crash_keeps_
 
 
 def test_a_throttle_answer_to_one_partition_holds_back_the_others() -> None:
-    """QuickBooks asks one reader to wait 7 s: that reader waits in its retries, and every other
-    reader of the company waits as long before its next request, instead of being refused too."""
+    """QuickBooks asks one reader to wait a second: that reader waits in its retries, and every
+    other reader of the company waits too before its next request, instead of being refused; the
+    gate opens once the vendor answers the reader it asked to wait."""
     fake = make_fake()
     fake.latency = Latency(fixed=0.02)
     fake.bulk_load(ENTITY, bursty_timestamps(3_000))
@@ -132,7 +134,7 @@ def test_a_throttle_answer_to_one_partition_holds_back_the_others() -> None:
 
     def throttle_the_sixth(request: httpx.Request) -> httpx.Response | None:
         if "/query" in request.url.path and next(queries) == 6:
-            return httpx.Response(429, headers={"Retry-After": "7"}, text="Too many requests")
+            return httpx.Response(429, headers={"Retry-After": "1"}, text="Too many requests")
         return None
 
     fake.add_fault(throttle_the_sixth)
@@ -141,6 +143,7 @@ def test_a_throttle_answer_to_one_partition_holds_back_the_others() -> None:
 
     def sleep(seconds: float) -> None:
         slept.append((threading.get_ident(), seconds))
+        time.sleep(seconds)  # the fake's clock stands still: the waits are real
 
     with (
         fake.serve() as base_url,
@@ -149,6 +152,5 @@ def test_a_throttle_answer_to_one_partition_holds_back_the_others() -> None:
         result = engine_for(fake, store).run_cycle(KEY, qbo)
     assert result.outcome is Outcome.COMPLETED
     assert_sink_matches(store, fake)
-    # The fake's clock stands still: the gate stays shut, every reader waits its 7 s.
-    assert {seconds for _, seconds in slept} == {7.0}
+    assert {seconds for _, seconds in slept} == {1.0}
     assert len({thread for thread, _ in slept}) >= 3

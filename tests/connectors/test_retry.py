@@ -326,6 +326,11 @@ def test_a_throttle_gate_holds_back_other_threads_and_keeps_a_pace() -> None:
     other.start()
     other.join()
     assert slept == [5.0]
+    gate.answered()  # the thread that shut it was answered: the gate is open
+    other = threading.Thread(target=gate.wait, args=(start, slept.append))
+    other.start()
+    other.join()
+    assert slept == [5.0]
 
     paced: list[float] = []
     steady = ThrottleGate(pace=timedelta(milliseconds=250))

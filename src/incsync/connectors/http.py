@@ -427,6 +427,7 @@ class HttpConnector(BaseConnector):
     def _judge(self, response: httpx.Response, secrets: Sequence[str]) -> httpx.Response | Failure:
         status = response.status_code
         if 200 <= status < 300 or status == 304:
+            self._gate.answered()
             return response
         throttle = self.throttle_signal(response)
         if throttle is None:

@@ -233,6 +233,12 @@ class ThrottleGate:
             if self._open_at is None or until > self._open_at:
                 self._open_at, self._holder = until, threading.get_ident()
 
+    def answered(self) -> None:
+        """Open the gate if the calling thread shut it: the vendor answered it again."""
+        with self._lock:
+            if self._holder == threading.get_ident():
+                self._open_at, self._holder = None, None
+
     def wait(self, now: datetime, sleep: Sleep) -> None:
         """Wait until the gate opens (unless the calling thread shut it) and the pace allows."""
         with self._lock:
