@@ -700,7 +700,6 @@ class SyncEngine:
                     plan, page = progressed(plan, index, None, done=True), Page()
                 else:
                     page = item
-                    tally.pages += 1
                     if plan is not None:
                         reached = _partition_high(plan, index, page, limit)
                         plan = progressed(plan, index, reached, done=False)
@@ -715,6 +714,8 @@ class SyncEngine:
                 # A partition's end was fetched by no request: no page span of its own.
                 with nullcontext() if isinstance(item, Ended) else telemetry.writing():
                     current = self._write(state, page, lease, (cursor, newest), tally)
+                # A page is counted once durable; a partition's end is no page.
+                tally.pages += not isinstance(item, Ended)
                 tally.fetched += len(page.records) + len(page.rejected)
                 if page.total is not None:
                     # A page without one (a delete channel's, read after the rest) changes nothing;
