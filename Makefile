@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck docs unit bench clean
+.PHONY: demo test test-partitions lint typecheck docs unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,16 @@ unit: $(STAMP)
 	$(BIN)/pytest --cov --cov-report=term
 
 test: lint typecheck docs unit
+
+# The scenario suites whose assertions hold for any reader order, with every in-memory
+# connector reading full reads in 4 time partitions (tests/conftest.py). The others fix page
+# numbers or cursors of one sequential reader (see docs/concepts.md).
+test-partitions: $(STAMP)
+	INCSYNC_TEST_PARTITIONS=4 $(BIN)/pytest -q -p no:randomly tests/test_model.py \
+		tests/test_sweep.py tests/test_counts.py tests/test_reconcile.py \
+		tests/test_reconcile_stop.py tests/test_fencing.py tests/test_door.py \
+		tests/test_engine_rewind.py tests/test_engine_failure_log.py \
+		tests/test_engine_partitions.py tests/connectors
 
 # Every benchmark (docs/performance.md), about 55 minutes, on an otherwise idle machine.
 # BENCH_IMPORTS="before=../other-checkout/src" adds a tree to the import-time comparison.

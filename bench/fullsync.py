@@ -3,9 +3,9 @@
 Run ``python -m bench.fullsync`` from the project root. Options: ``--records N`` (default
 100,000; Xero 12,000, see below), ``--vendor NAME`` (repeatable), ``--latency-ms N`` (default
 150), ``--rss-records A B`` (the peak-memory runs, default 100,000 and 1,000,000),
-``--no-rss``, ``--repetitions N`` (pairs of runs per vendor, default 1: the report gives the
-median ratio, its range and each side's best run), ``--output PATH``. Figures are printed and
-written to ``bench/fullsync-results.json``.
+``--no-rss``, ``--repetitions N`` (rounds of runs per vendor, default 1: the report gives the
+median ratio, its range and each mode's best run), ``--partitions N``, ``--output PATH``.
+Figures are printed and written to ``bench/fullsync-results.json``.
 
 What a user waits for when a large account is connected (or reset) is a full read: every
 record, page by page, each page written to the host's store and checkpointed. For each vendor
@@ -29,11 +29,17 @@ run's rate-limit windows do not hold back the other) and into a fresh store:
    write and checkpoint, then the next request. The library has no such path any more; this
    benchmark keeps it as the baseline, by handing the engine a read-ahead that reads in the
    caller's thread;
-2. **pipelined**: the engine as it is (:mod:`incsync.pipeline`).
+2. **pipelined**: the engine with one reader (:mod:`incsync.pipeline`), the connector's
+   partitions set to 1;
+3. **partitioned**, for the vendors whose connector reads a full read in time partitions
+   (QuickBooks, Pipedrive; :mod:`incsync.partitions`): the engine as it is, the connector's
+   default number of partitions read at once (``--partitions N`` overrides it, and runs this
+   mode for every vendor named).
 
-Reported per vendor: records/s of each run, the pipelined run's ratio to the sequential one, and
-records/s as a fraction of the vendor's ceiling, which is its documented request rate times the
-records a page holds (what no client of that vendor can exceed on one account).
+Reported per vendor: records/s of each run, each run's ratio to the sequential one, and
+records/s of the fastest mode as a fraction of the vendor's ceiling, which is its documented
+request rate times the records a page holds (what no client of that vendor can exceed on one
+account).
 
 Peak memory: the pipelined full read of ``--rss-records`` Salesforce records (a fake that serves
 a million records in reasonable time: a read that large goes by Bulk API 2.0 jobs), each in a
@@ -70,6 +76,7 @@ from bench.core import git
 from incsync import SQLiteStore, SyncEngine
 from incsync.connectors.auth import BearerToken
 from incsync.connectors.http import HttpConnector, HttpOptions
+from incsync.pipeline import Ended
 from incsync.results import Outcome
 from incsync.testing.fakes import (
     FakeHubSpot,
@@ -87,9 +94,9 @@ from incsync.testing.fakes import (
 )
 from incsync.testing.fakes.stripe import LIVE_READS_PER_SECOND
 from incsync.timestamps import UTC
-from incsync.vendors.hubspot import HubSpotConnector
-from incsync.vendors.pipedrive import PipedriveConnector
-from incsync.vendors.quickbooks import QuickBooksConnector, quickbooks_auth
+from incsync.vendors.hubspot import HUBSPOT_PARTITIONS, HubSpotConnector
+from incsync.vendors.pipedrive import PIPEDRIVE_PARTITIONS, PipedriveConnector
+from incsync.vendors.quickbooks import QUICKBOOKS_PARTITIONS, QuickBooksConnector, quickbooks_auth
 from incsync.vendors.salesforce import SalesforceConnector
 from incsync.vendors.xero import XeroConnector, xero_auth
 
@@ -236,6 +243,7 @@ class Vendor:
     page_size: int
     limit: str
     records: int = RECORDS
+    partitions: int = 1  # what its connector reads at once by default (its full reads)
 
     @property
     def ceiling(self) -> float | None:
@@ -246,12 +254,28 @@ class Vendor:
 
 
 VENDORS: Mapping[str, Vendor] = {
-    "quickbooks": Vendor(_build_quickbooks, _quickbooks, 500 / 60, 1_000, "500 requests/min"),
+    "quickbooks": Vendor(
+        _build_quickbooks,
+        _quickbooks,
+        500 / 60,
+        1_000,
+        "500 requests/min",
+        partitions=QUICKBOOKS_PARTITIONS,
+    ),
     "salesforce": Vendor(_build_salesforce, _salesforce, None, 2_000, "daily allocation only"),
-    "hubspot": Vendor(_build_hubspot, _hubspot, 5, 200, "5 searches/s"),
+    "hubspot": Vendor(
+        _build_hubspot, _hubspot, 5, 200, "5 searches/s", partitions=HUBSPOT_PARTITIONS
+    ),
     "xero": Vendor(_build_xero, _xero, 1, 100, "60 calls/min", XERO_RECORDS),
     "stripe": Vendor(_build_stripe, _stripe, LIVE_READS_PER_SECOND, 100, "100 reads/s"),
-    "pipedrive": Vendor(_build_pipedrive, _pipedrive, 40, 500, "80 requests/2 s"),
+    "pipedrive": Vendor(
+        _build_pipedrive,
+        _pipedrive,
+        40,
+        500,
+        "80 requests/2 s",
+        partitions=PIPEDRIVE_PARTITIONS,
+    ),
 }
 
 
@@ -288,25 +312,54 @@ def served(name: str, count: int, latency: float) -> Iterator[tuple[str, Credent
 # -- the runs ---------------------------------------------------------------------------------
 
 
+class _InCallersThread:
+    """The baseline's reads: each page fetched in the engine's own thread when asked for."""
+
+    def __init__(self, reads: Iterable[tuple[int, Iterable[Any]]]) -> None:
+        self._reads = [(key, iter(pages)) for key, pages in reads]
+
+    def add(self, key: int, pages: Iterable[Any]) -> None:
+        self._reads.append((key, iter(pages)))
+
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
+        return self
+
+    def __next__(self) -> tuple[int, Any]:
+        if not self._reads:
+            raise StopIteration
+        key, pages = self._reads[0]
+        try:
+            return key, next(pages)
+        except StopIteration:
+            self._reads.pop(0)
+            return key, Ended()
+
+
 @contextlib.contextmanager
-def _sequential(pages: Iterable[T]) -> Iterator[Iterator[T]]:
+def _sequential(reads: Iterable[tuple[int, Iterable[Any]]] = ()) -> Iterator[_InCallersThread]:
     """The baseline: the connector read in the engine's own thread, a page when asked for."""
-    yield iter(pages)
+    yield _InCallersThread(reads)
 
 
 @contextlib.contextmanager
 def _read_ahead_as(mode: str) -> Iterator[None]:
-    pipelined = incsync.engine.read_ahead
+    pipelined = incsync.engine.read_ahead_each
     if mode == "sequential":
-        incsync.engine.read_ahead = _sequential  # type: ignore[assignment]
+        incsync.engine.read_ahead_each = _sequential  # type: ignore[assignment]
     try:
         yield
     finally:
-        incsync.engine.read_ahead = pipelined
+        incsync.engine.read_ahead_each = pipelined
 
 
-def full_read(name: str, count: int, latency: float, mode: str) -> dict[str, Any]:
-    """Run one full read of ``count`` records from a fresh fake into a fresh SQLite store."""
+def full_read(
+    name: str, count: int, latency: float, mode: str, partitions: int | None = None
+) -> dict[str, Any]:
+    """Run one full read of ``count`` records from a fresh fake into a fresh SQLite store.
+
+    ``partitioned`` reads with the connector's partitions (or ``partitions``); the other two
+    modes with one.
+    """
     vendor = VENDORS[name]
     with (
         served(name, count, latency) as (url, given),
@@ -315,6 +368,11 @@ def full_read(name: str, count: int, latency: float, mode: str) -> dict[str, Any
     ):
         store = SQLiteStore(Path(folder) / "sync.db")
         with vendor.connect(url, given, HttpOptions()) as connector:
+            if mode != "partitioned":
+                connector.partitions = 1
+            elif partitions is not None:
+                connector.partitions = partitions
+            used = connector.partitions
             began = time.perf_counter()
             result = SyncEngine(store).run_cycle(f"bench/{name}", connector)
             seconds = time.perf_counter() - began
@@ -326,6 +384,7 @@ def full_read(name: str, count: int, latency: float, mode: str) -> dict[str, Any
     ceiling = vendor.ceiling
     return {
         "mode": mode,
+        "partitions": used,
         "seconds": round(seconds, 2),
         "records_per_second": round(per_second),
         "pages": result.pages,
@@ -375,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-rss", action="store_true")
     parser.add_argument("--rss-run", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, default=HERE / "fullsync-results.json")
+    parser.add_argument("--partitions", type=int, default=None)
     arguments = parser.parse_args(argv)
     latency = arguments.latency_ms / 1000
     if arguments.rss_run is not None:
@@ -385,17 +445,22 @@ def main(argv: list[str] | None = None) -> int:
     for name in arguments.vendor or list(VENDORS):
         vendor = VENDORS[name]
         count = arguments.records or vendor.records
+        modes = ["sequential", "pipelined"]
+        if vendor.partitions > 1 or (arguments.partitions or 1) > 1:
+            modes.append("partitioned")
         runs: list[dict[str, Any]] = []
-        ratios: list[float] = []
+        ratios: dict[str, list[float]] = {mode: [] for mode in modes[1:]}
         for _ in range(arguments.repetitions):
-            sequential, pipelined = (
-                full_read(name, count, latency, mode) for mode in ("sequential", "pipelined")
-            )
-            runs += [sequential, pipelined]
-            ratios.append(round(sequential["seconds"] / pipelined["seconds"], 3))
+            timed = {
+                mode: full_read(name, count, latency, mode, arguments.partitions) for mode in modes
+            }
+            runs += timed.values()
+            for mode in modes[1:]:
+                seconds = timed["sequential"]["seconds"] / timed[mode]["seconds"]
+                ratios[mode].append(round(seconds, 3))
         best = {
             mode: max((run for run in runs if run["mode"] == mode), key=_per_second)
-            for mode in ("sequential", "pipelined")
+            for mode in modes
         }
         rows[name] = {
             "records": count,
@@ -403,15 +468,19 @@ def main(argv: list[str] | None = None) -> int:
             "ceiling_records_per_second": vendor.ceiling,
             "runs": runs,
             "ratios_to_sequential": ratios,
-            "median_ratio": statistics.median(ratios),
+            "median_ratio": {mode: statistics.median(r) for mode, r in ratios.items()},
             "best": best,
         }
+        fastest = modes[-1]
         print(
             f"{name:<11} {count:>8,} records"
-            f"  sequential {best['sequential']['records_per_second']:>6,}/s"
-            f"  pipelined {best['pipelined']['records_per_second']:>6,}/s"
-            f"  ratio {statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
-            f"  of ceiling {best['pipelined']['of_ceiling']}  ({vendor.limit})",
+            + "".join(f"  {mode} {best[mode]['records_per_second']:>6,}/s" for mode in modes)
+            + "".join(
+                f"  {mode}/sequential {statistics.median(r):.2f} ({min(r):.2f}-{max(r):.2f})"
+                for mode, r in ratios.items()
+            )
+            + f"  of ceiling {best[fastest]['of_ceiling']} ({fastest},"
+            f" {best[fastest]['partitions']} at once; {vendor.limit})",
             flush=True,
         )
     if not arguments.no_rss:

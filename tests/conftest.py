@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from incsync import SQLiteStore
+from incsync.connectors.memory import InMemoryConnector
 from incsync.stores.postgres import PostgresStore
 from incsync.testing import InMemoryStore
 from tests.helpers import Store
@@ -58,3 +59,17 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
             yield sqlite
     else:
         yield request.getfixturevalue("postgres_store")
+
+
+@pytest.fixture(autouse=True)
+def _partitioned_full_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``INCSYNC_TEST_PARTITIONS=N``, every in-memory connector reads full reads in N parts.
+
+    The scenario suites then run with the engine's partitioned full reads (see
+    incsync.partitions) wherever a test does not choose its own count: ``make test-partitions``.
+    """
+    count = os.environ.get("INCSYNC_TEST_PARTITIONS")
+    if count:
+        defaults = InMemoryConnector.__init__.__kwdefaults__
+        assert defaults is not None
+        monkeypatch.setitem(defaults, "partitions", int(count))

@@ -61,7 +61,10 @@ def _fake() -> FakePipedrive:
 
 def _connector(fake: FakePipedrive, url: str) -> PipedriveConnector:
     options = HttpOptions(sleep=no_sleep, clock=fake.clock, retry=RetryPolicy(max_attempts=1))
-    return PipedriveConnector(url, api_token=fake.api_token, page_size=PAGE, options=options)
+    # One reader: these tests follow one read ahead page by page (see test_engine_partitions).
+    return PipedriveConnector(
+        url, api_token=fake.api_token, page_size=PAGE, partitions=1, options=options
+    )
 
 
 class _ListRequests:

@@ -34,6 +34,10 @@ def _utc_window_start(value: datetime | None) -> datetime | None:
     return None if value is None else ensure_utc(value, "window start")
 
 
+def _utc_window_end(value: datetime | None) -> datetime | None:
+    return None if value is None else ensure_utc(value, "window end")
+
+
 @attrs.frozen(slots=True, order=True)
 class Cursor:
     """The (updated_at, id) of the last applied record; cursors order by that pair.
@@ -57,24 +61,39 @@ class Window:
     """What a connector is asked to read in one cycle.
 
     A connector must return every record whose ``updated_at`` is at or after :attr:`start`
-    (everything when it is ``None``). It may return more; the engine drops what was already applied.
+    (everything when it is ``None``) and before :attr:`end` (when it is set). It may return more
+    below :attr:`start`; the engine drops what was already applied. Only a connector that declares
+    it can bound a read (:attr:`incsync.connectors.BaseConnector.partitions` above 1) is given
+    an :attr:`end`.
 
     Args:
-        start: Inclusive lower bound on ``updated_at``; ``None`` means a full read.
+        start: Inclusive lower bound on ``updated_at``; ``None`` means from the first record.
         cursor: The checkpoint the window was derived from, for information (logging, or a source
             that needs a starting point). A connector must not skip records by its id: the
             window is every record at or after ``start``.
         marks: How far each side channel of the source has been read (see :data:`Marks`).
+        end: Exclusive upper bound on ``updated_at``; ``None``: up to the last record. A record
+            at ``end`` or later belongs to another window and must not be returned.
+        partition: The window is one time partition of a full read (see
+            :mod:`incsync.partitions`), read beside the others: a side channel (a log of
+            deletes) is neither read nor counted by it; the full read sets where it starts.
     """
 
     start: datetime | None = attrs.field(default=None, converter=_utc_window_start)
     cursor: Cursor | None = None
     marks: Marks = attrs.field(factory=dict, converter=frozen_marks, hash=False)
+    end: datetime | None = attrs.field(default=None, converter=_utc_window_end, kw_only=True)
+    partition: bool = attrs.field(default=False, kw_only=True)
 
     @property
     def is_full(self) -> bool:
         """Whether this window asks for every record at the source."""
-        return self.start is None
+        return self.start is None and self.end is None
+
+    def holds(self, updated_at: datetime) -> bool:
+        """Return whether a record updated at ``updated_at`` belongs to this window."""
+        after_start = self.start is None or updated_at >= self.start
+        return after_start and (self.end is None or updated_at < self.end)
 
 
 def window_after(cursor: Cursor | None, lookback: timedelta, marks: Marks | None = None) -> Window:

@@ -11,7 +11,10 @@ The whole algorithm is :meth:`SyncEngine.run_cycle`:
    checkpoint moves the cursor to the page's highest (updated_at, id), never past the cycle's
    start minus the safety lag, on the source's clock (below); unordered sources move it only
    once the cycle completes. Where the store is the sink, the page and its checkpoint are one
-   transaction. A cancel, or the host's ``stop``, ends the cycle there.
+   transaction. A cancel, or the host's ``stop``, ends the cycle there. A full read of a connector
+   that reads several time partitions at once is split into them (:mod:`incsync.partitions`):
+   one reader each, this thread the one writer, each page checkpointed with its partition's
+   progress (kept in the marks), the cursor at the completed prefix.
 4. When the read completes: after a full re-read, sweep what it did not see; when the counts
    keep disagreeing and the connector can list its ids, reconcile by id
    (:func:`incsync._reconcile_walk.reconcile_by_id`, which a cancel or a stop ends between
@@ -49,7 +52,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import nullcontext
 from datetime import date, datetime, timedelta
 from typing import cast
 
@@ -58,8 +62,9 @@ import attrs
 from incsync import mapped, telemetry
 from incsync._reconcile_walk import IdTally, IdWalk, reconcile_by_id
 from incsync.actions import Action, ActionEntry
-from incsync.cursor import Cursor, advance, horizon, page_high_water, window_after
+from incsync.cursor import Cursor, Window, advance, horizon, page_high_water, window_after
 from incsync.errors import (
+    BadResponseError,
     ConfigurationError,
     GenerationChangedError,
     IncsyncError,
@@ -70,7 +75,18 @@ from incsync.history import CycleEntry, cycle_entry
 from incsync.humanize import duration_text, plural
 from incsync.mapping import MappedRow, RemapPage
 from incsync.mapping._kept import DEFAULT_MAPPED_PAGE
-from incsync.pipeline import read_ahead
+from incsync.marks import Marks
+from incsync.partitions import (
+    PartitionPlan,
+    completed_prefix,
+    plan_from_marks,
+    plan_marks,
+    plan_partitions,
+    progressed,
+    resume_from,
+    to_read,
+)
+from incsync.pipeline import Ended, read_ahead_each
 from incsync.policy import (
     FailureDecision,
     SyncPolicy,
@@ -83,6 +99,7 @@ from incsync.protocols import (
     AtomicPageStore,
     Clock,
     Connector,
+    PartitionedConnector,
     ProgressCallback,
     StateStore,
     TransactionSink,
@@ -101,7 +118,7 @@ from incsync.state import (
     counted,
     skip_reason,
 )
-from incsync.timestamps import ensure_utc, utc_now
+from incsync.timestamps import earlier, ensure_utc, utc_now
 
 __all__ = ["SyncEngine", "SyncPolicy"]
 
@@ -165,6 +182,76 @@ def _log_traceback(source_key: str, error: Exception, secrets: Sequence[str]) ->
         type(error).__name__,
         redacted_traceback(error, secrets),
     )
+
+
+_PARTITION_BOUND = timedelta(seconds=1)
+"""Partitions are bounded on whole seconds: every source's time filter tells those apart."""
+
+
+def _partition_plan(
+    state: SourceState, connector: Connector, limit: Cursor
+) -> PartitionPlan | None:
+    """Return the partitions of the full read this cycle goes on with; ``None``: one window.
+
+    Only a full read of an ordered connector that reads several partitions at once is split: a
+    plan kept in the marks goes on; a read with no cursor yet is planned between the oldest and
+    newest times the source gives. A read that has a cursor and no plan (begun as one window)
+    goes on as one window from its cursor.
+
+    No bound is drawn after the cycle's horizon (``limit``) less the connector's lookback: a
+    record that becomes visible late (within the safety lag or the lookback, the cases an
+    incremental read covers) is then in the last partition, which is open above and read again
+    from where it reached, less the lookback, by every cycle that reads it.
+    """
+    if not (state.reads_whole and connector.ordered):
+        return None
+    if not isinstance(connector, PartitionedConnector) or connector.partitions < 2:
+        return None
+    kept = plan_from_marks(state.marks)
+    if kept is not None or state.cursor is not None:
+        return kept
+    span = connector.time_span()
+    if span is None:
+        return None
+    oldest, newest = span
+    newest = min(newest, earlier(limit.updated_at, connector.lookback))
+    if newest <= oldest:
+        return None
+    plan = plan_partitions(oldest, newest, connector.partitions, _PARTITION_BOUND)
+    return plan if len(plan.partitions) > 1 else None
+
+
+def _partition_window(plan: PartitionPlan, index: int, marks: Marks, lookback: timedelta) -> Window:
+    """Return the window a reader of partition ``index`` reads: from where it resumes."""
+    partition = plan.partitions[index]
+    start = resume_from(partition, lookback)
+    return Window(start, marks=marks, end=partition.end, partition=True)
+
+
+def _partition_high(plan: PartitionPlan, index: int, page: Page, limit: Cursor) -> Cursor | None:
+    """Return how far ``page`` takes partition ``index``; ``None``: no further than before.
+
+    Never past the cycle's horizon (``limit``), as the cursor: a reader resuming the partition
+    reads again what may still become visible.
+
+    Raises:
+        BadResponseError: The page holds a record outside the partition's window.
+    """
+    partition = plan.partitions[index]
+    high, _ = page_high_water(page.records)
+    if high is None:
+        return None
+    if not partition.holds(high):
+        raise BadResponseError(
+            f"the source answered a read of updates from {partition.start} until "
+            f"{partition.end} with a record updated at {high.updated_at}: its connector does "
+            "not bound a read as it declares (partitions)"
+        )
+    if high > limit:
+        high = limit if partition.holds(limit) else partition.reached
+    if high is None or (partition.reached is not None and high <= partition.reached):
+        return None
+    return high
 
 
 # Each takes the source's key and the actor.
@@ -581,29 +668,71 @@ class SyncEngine:
         ordered = connector.ordered
         cursor = state.cursor
         unordered_high: Cursor | None = None
-        window = window_after(cursor, connector.lookback, state.marks)
-        # The next page is fetched while this one is written: see incsync.pipeline. Each fetch is
-        # timed where it runs, in the reading thread, so its latency is the source's.
-        with read_ahead(telemetry.fetched(connector.read(window))) as pages:
-            for page in pages:
+        plan = _partition_plan(state, connector, horizon(started, lag, connector.clock_skew()))
+        current = state
+        if plan is not None and plan_from_marks(state.marks) is None:
+            # The plan is durable before any partition is read, so a crash resumes it.
+            current = self._write(state, Page(marks=plan_marks(plan)), lease, (None, None), tally)
+        # The next page is fetched while this one is written, one reader per partition of a
+        # full read (else one): see incsync.pipeline. Each fetch is timed where it runs, in its
+        # reading thread, so its latency is the source's.
+        first: list[tuple[int, Iterable[Page]]] = []
+        if plan is None:
+            window = window_after(cursor, connector.lookback, state.marks)
+            first.append((0, telemetry.fetched(connector.read(window))))
+        else:
+            for index in to_read(plan):
+                window = _partition_window(plan, index, current.marks, connector.lookback)
+                first.append((index, telemetry.fetched(connector.read(window))))
+        with read_ahead_each(first) as reads:
+            last_again = False  # the last partition reached its end before the others: again
+            totals: dict[int, int] = {}
+            for index, item in reads:
+                page: Page
+                limit = horizon(started, lag, connector.clock_skew())
+                if isinstance(item, Ended):
+                    if plan is None:
+                        continue
+                    if index == len(plan.partitions) - 1 and len(plan.unfinished()) > 1:
+                        last_again = True
+                        continue
+                    # The partition's end is durable with the checkpoint of an empty page.
+                    plan, page = progressed(plan, index, None, done=True), Page()
+                else:
+                    page = item
+                    if plan is not None:
+                        reached = _partition_high(plan, index, page, limit)
+                        plan = progressed(plan, index, reached, done=False)
                 high, newest = page_high_water(page.records)
-                if ordered:
-                    cursor = advance(cursor, high, horizon(started, lag, connector.clock_skew()))
+                if plan is not None:
+                    cursor = advance(cursor, completed_prefix(plan), limit)
+                    page = attrs.evolve(page, marks={**page.marks, **plan_marks(plan)})
+                elif ordered:
+                    cursor = advance(cursor, high, limit)
                 elif high is not None and (unordered_high is None or high > unordered_high):
                     unordered_high = high
-                with telemetry.writing():
+                # A partition's end was fetched by no request: no page span of its own.
+                with nullcontext() if isinstance(item, Ended) else telemetry.writing():
                     current = self._write(state, page, lease, (cursor, newest), tally)
-                tally.pages += 1
+                # A page is counted once durable; a partition's end is no page.
+                tally.pages += not isinstance(item, Ended)
                 tally.fetched += len(page.records) + len(page.rejected)
                 if page.total is not None:
-                    # A page without one (a delete channel's, read after the rest) changes nothing.
-                    tally.total = page.total
+                    # A page without one (a delete channel's, read after the rest) changes nothing;
+                    # the read's total is its partitions' first ones, added up.
+                    totals.setdefault(index, page.total)
+                    tally.total = sum(totals.values())
                 telemetry.written(tally.applied, tally.rejected)
                 if on_progress is not None:
                     self._report(on_progress, key, tally, clock_start)
                 interrupted = self._ending_at(current, stop, lease, ending)
                 if interrupted is not None:
                     return interrupted, current.cursor
+                if plan is not None and last_again and len(plan.unfinished()) == 1:
+                    last_again = False
+                    last = len(plan.partitions) - 1
+                    window = _partition_window(plan, last, current.marks, connector.lookback)
+                    reads.add(last, telemetry.fetched(connector.read(window)))
         final = advance(cursor, unordered_high, horizon(started, lag, connector.clock_skew()))
         if state.reset_pending:
             # The whole source was read under this generation: what it did not see is gone.

@@ -18,7 +18,9 @@ from incsync.errors import ConfigurationError
 from incsync.timestamps import ensure_utc, from_micros, to_micros
 
 __all__ = [
+    "PARTITION_MARK",
     "Marks",
+    "finished_read_marks",
     "forward_marks",
     "frozen_marks",
     "marks_from_text",
@@ -28,6 +30,18 @@ __all__ = [
 
 Marks = Mapping[str, datetime]
 """How far each side channel of a source has been read, by name (``{"deletes": t}``)."""
+
+
+PARTITION_MARK = "partition:"
+"""How the marks that keep a full read's time partitions begin (see :mod:`incsync.partitions`).
+
+They belong to one full read: a completed cycle forgets them (:func:`finished_read_marks`).
+"""
+
+
+def finished_read_marks(marks: Marks) -> Marks:
+    """Return ``marks`` without those of a full read's partitions: the read they kept is over."""
+    return frozen_marks({n: t for n, t in marks.items() if not n.startswith(PARTITION_MARK)})
 
 
 def frozen_marks(value: Mapping[str, datetime]) -> Marks:

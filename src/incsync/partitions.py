@@ -3,8 +3,9 @@
 A full read (a first sync, a Reset, a re-read after a retention gap) waits on one request at a
 time. Split into time partitions, it can be read by several readers at once, each in order and
 checkpointed on its own, up to what the vendor allows concurrently. These are the decisions
-such a read takes, as pure functions over frozen values; the engine does not run partitions
-yet, and reads a full window with one reader (:mod:`incsync.pipeline`).
+such a read takes, as pure functions over frozen values; the engine sequences them
+(:meth:`incsync.engine.SyncEngine.run_cycle`), with one reader per partition
+(:func:`incsync.pipeline.read_ahead_each`) and one writer.
 
 * :func:`plan_partitions` splits the time between the oldest and the newest record into ranges
   of equal length; the first is open below and the last open above, so together they hold every
@@ -13,6 +14,8 @@ yet, and reads a full window with one reader (:mod:`incsync.pipeline`).
   whether it is finished.
 * :func:`split` cuts an unfinished partition at a time after what it has read: the rest becomes a
   partition of its own (a partition that hit a vendor's cap on results, or one to share out).
+  The engine does not split yet: the built-in partitioned readers page by keyset from the
+  newest time read, so no cap on one query's results is ever reached.
 * :func:`resume_from` is where a partition's reader starts (again), after a crash too: at the
   time of the last durable key (inclusive, so the records sharing it are read again and dropped
   by the sink), else at the partition's start.
@@ -20,29 +23,40 @@ yet, and reads a full window with one reader (:mod:`incsync.pipeline`).
   read: every record at or before it is durable. It moves over the finished partitions from the
   first, and into the first unfinished one as far as that one reached; it is never past an
   unfinished partition's unread records.
+* :func:`plan_marks` and :func:`plan_from_marks` keep a plan in the source's marks
+  (:mod:`incsync.marks`), so a crash resumes every partition where its durable pages reached,
+  without a change to the stores.
+* :func:`to_read` says which partitions a cycle reads now: the open-ended last one is read to
+  its end again once every other is finished, so a record updated while the read went on (it
+  moves into the last partition) is read even when that partition had been read to its end
+  before.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import attrs
 
 from incsync.cursor import Cursor
 from incsync.errors import ConfigurationError
+from incsync.marks import PARTITION_MARK, Marks
 from incsync.policy import positive_count
-from incsync.timestamps import ensure_utc
+from incsync.timestamps import earlier, ensure_utc, from_micros, to_micros
 
 __all__ = [
     "Partition",
     "PartitionPlan",
     "completed_prefix",
+    "plan_from_marks",
+    "plan_marks",
     "plan_partitions",
     "progressed",
     "resume_from",
     "split",
+    "to_read",
 ]
 
 
@@ -120,7 +134,9 @@ class PartitionPlan:
         return [index for index, p in enumerate(self.partitions) if not p.done]
 
 
-def plan_partitions(oldest: datetime, newest: datetime, count: int) -> PartitionPlan:
+def plan_partitions(
+    oldest: datetime, newest: datetime, count: int, resolution: timedelta = timedelta(0)
+) -> PartitionPlan:
     """Split the time from ``oldest`` to ``newest`` into ``count`` partitions of equal length.
 
     Fewer partitions come back when the span is too short to split (a single instant: one).
@@ -129,6 +145,9 @@ def plan_partitions(oldest: datetime, newest: datetime, count: int) -> Partition
         oldest: The earliest ``updated_at`` at the source (an estimate is enough).
         newest: The latest.
         count: How many partitions: what the vendor lets one account read concurrently.
+        resolution: Each bound is moved down to a whole multiple of it (since the epoch), so
+            a source whose filter only tells whole seconds apart is given bounds it can tell;
+            zero keeps the bounds as they fall.
 
     Raises:
         ConfigurationError: ``count`` is below 1, or ``newest`` is before ``oldest``.
@@ -139,9 +158,20 @@ def plan_partitions(oldest: datetime, newest: datetime, count: int) -> Partition
     if newest < oldest:
         raise ConfigurationError(f"newest ({newest}) is before oldest ({oldest})")
     step = (newest - oldest) / count
-    bounds = sorted({oldest + step * number for number in range(1, count)} - {oldest})
+    bounds = sorted(
+        {_floored(oldest + step * number, resolution) for number in range(1, count)} - {oldest}
+    )
+    bounds = [bound for bound in bounds if bound > oldest]
     edges: list[datetime | None] = [None, *bounds, None]
     return PartitionPlan(Partition(start, end) for start, end in itertools.pairwise(edges))
+
+
+def _floored(moment: datetime, resolution: timedelta) -> datetime:
+    if resolution <= timedelta(0):
+        return moment
+    step = resolution // timedelta(microseconds=1)
+    micros = to_micros(moment)
+    return from_micros(micros - micros % step)
 
 
 def _checked_index(plan: PartitionPlan, index: int) -> Partition:
@@ -200,13 +230,18 @@ def split(plan: PartitionPlan, index: int, at: datetime) -> PartitionPlan:
     return PartitionPlan((*plan.partitions[:index], first, second, *plan.partitions[index + 1 :]))
 
 
-def resume_from(partition: Partition) -> datetime | None:
+def resume_from(partition: Partition, lookback: timedelta = timedelta(0)) -> datetime | None:
     """Return where a reader of ``partition`` starts: inclusive, ``None`` for the beginning.
 
     From the time of the last durable key, so the records that share it and were not in that
-    page are read (those that were are dropped by the sink); else from the partition's start.
+    page are read (those that were are dropped by the sink), less ``lookback`` (as an
+    incremental read re-reads before its cursor, for records that become visible late) but
+    never before the partition's start; else from the partition's start.
     """
-    return partition.start if partition.reached is None else partition.reached.updated_at
+    if partition.reached is None:
+        return partition.start
+    start = earlier(partition.reached.updated_at, max(lookback, timedelta(0)))
+    return start if partition.start is None else max(start, partition.start)
 
 
 def completed_prefix(plan: PartitionPlan) -> Cursor | None:
@@ -226,3 +261,90 @@ def completed_prefix(plan: PartitionPlan) -> Cursor | None:
             return partition.reached or cursor
         cursor = Cursor(partition.end, "")
     return cursor
+
+
+def to_read(plan: PartitionPlan) -> Sequence[int]:
+    """Return the partitions a cycle reads now, the others first.
+
+    The last partition, open above, is where every record updated while the read goes on
+    moves to. It is read beside the others, but finished only by a read to its end made once
+    every other partition is finished (the engine reads it again from where it reached), so
+    no record leaves an unread partition for a part of the last one read already.
+    """
+    unfinished = plan.unfinished()
+    last = len(plan.partitions) - 1
+    return [*[index for index in unfinished if index != last], *[last][: last in unfinished]]
+
+
+def _bound_text(moment: datetime | None) -> str:
+    return "" if moment is None else str(to_micros(moment))
+
+
+def plan_marks(plan: PartitionPlan) -> Marks:
+    """Return the marks that keep ``plan`` in the source's state (see :mod:`incsync.marks`).
+
+    One mark per partition, named by its bounds (``partition:<start>:<end>``, microseconds
+    since the epoch, empty when open), holding how far it was read: its end once finished,
+    else the time of its last durable key, else its start. The first partition, which has no
+    start, has a mark only once it has read something; its end is the next one's start. Each
+    only moves forward, as marks do. A plan of one partition needs none.
+    """
+    if len(plan.partitions) == 1:
+        return {}
+    marks: dict[str, datetime] = {}
+    for partition in plan.partitions:
+        name = f"{PARTITION_MARK}{_bound_text(partition.start)}:{_bound_text(partition.end)}"
+        if partition.done and partition.end is not None:
+            marks[name] = partition.end
+        elif partition.reached is not None:
+            marks[name] = partition.reached.updated_at
+        elif partition.start is not None:
+            marks[name] = partition.start
+    return marks
+
+
+def _bound(text: str) -> datetime | None:
+    return None if text == "" else from_micros(int(text))
+
+
+def plan_from_marks(marks: Marks) -> PartitionPlan | None:
+    """Return the plan kept in ``marks`` by :func:`plan_marks`; ``None`` when they keep none.
+
+    A partition comes back finished when its mark reached its end, else as having reached the
+    time of its mark (``Cursor(time, "")``: before every id at that time, so its reader reads
+    that time again and the sink drops what was applied). A mark moved back before its
+    partition's start (a rewind) leaves the partition to read from its start.
+
+    Raises:
+        ConfigurationError: The marks do not make a plan (they were not written by
+            :func:`plan_marks`).
+    """
+    kept: dict[tuple[datetime | None, datetime | None], datetime] = {}
+    for name, moment in marks.items():
+        if not name.startswith(PARTITION_MARK):
+            continue
+        try:
+            start_text, end_text = name.removeprefix(PARTITION_MARK).split(":")
+            kept[_bound(start_text), _bound(end_text)] = moment
+        except ValueError as error:
+            raise ConfigurationError(f"the mark {name!r} names no partition") from error
+    if not kept:
+        return None
+    starts = sorted(start for start, _ in kept if start is not None)
+    if not starts:
+        raise ConfigurationError("the partition marks name no partition with a start")
+    edges: list[datetime | None] = [None, *starts, None]
+    partitions = []
+    for start, end in itertools.pairwise(edges):
+        mark = kept.get((start, end))
+        if mark is None:
+            partitions.append(Partition(start, end))
+        elif end is not None and mark >= end:
+            partitions.append(Partition(start, end, done=True))
+        elif start is None or mark > start:
+            partitions.append(Partition(start, end, reached=Cursor(mark, "")))
+        else:
+            partitions.append(Partition(start, end))
+    if len(kept) != len([p for p in partitions if (p.start, p.end) in kept]):
+        raise ConfigurationError("the partition marks do not follow one another")
+    return PartitionPlan(partitions)

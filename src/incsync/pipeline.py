@@ -3,8 +3,8 @@
 A cycle spends most of its time waiting for the source: each request waits 100-500 ms on the
 network and the vendor, and writing the page it brought takes some more. :func:`read_ahead` runs
 the connector's read in a thread of its own, so the request for page N+1 is on its way while
-page N is written and checkpointed. The engine reads every cycle this way; there is no other
-path.
+page N is written and checkpointed. The engine reads every cycle this way (through
+:func:`read_ahead_each`); there is no other path.
 
 What it keeps of a sequential read:
 
@@ -27,19 +27,27 @@ What it keeps of a sequential read:
 
 The reading thread runs in a copy of the cycle's context: its log lines carry the cycle's id, and
 its requests are in the cycle's trace.
+
+:func:`read_ahead_each` runs several such reads at once, one thread each (the time partitions of
+a full read, :mod:`incsync.partitions`), and hands their pages to the one caller in the order
+they arrive: each read keeps every promise above on its own (one page ahead, its hook waiting
+for its own previous page, its error raised when its page is asked for), and abandoning the
+whole abandons and joins every read. :func:`read_ahead` is that with one read.
 """
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Generic, TypeVar
 
-__all__ = ["read_ahead", "wait_for_previous_page"]
+__all__ = ["Ended", "Reads", "read_ahead", "read_ahead_each", "wait_for_previous_page"]
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 
 class _ReadAbandoned(BaseException):
@@ -49,8 +57,11 @@ class _ReadAbandoned(BaseException):
     """
 
 
-class _End:
-    """The read has no page left."""
+class Ended:
+    """What :class:`Reads` hands over in place of a page when one of its reads has no page left."""
+
+    def __repr__(self) -> str:
+        return "Ended()"
 
 
 class _Failed:
@@ -60,7 +71,7 @@ class _Failed:
         self.error = error
 
 
-_END = _End()
+_ENDED = Ended()
 _EMPTY = object()
 
 _CURRENT: contextvars.ContextVar[_Handoff[object] | None] = contextvars.ContextVar(
@@ -69,11 +80,21 @@ _CURRENT: contextvars.ContextVar[_Handoff[object] | None] = contextvars.ContextV
 
 
 class _Handoff(Generic[T]):
-    """The reading thread and the engine, passing one page at a time."""
+    """One reading thread and the engine, passing one page at a time.
 
-    def __init__(self, pages: Iterable[T]) -> None:
+    Its condition is shared by every read of one :class:`Reads`, so the engine waits for a page
+    of any of them; a filled slot joins the queue ``filled``, in the order pages arrive.
+    """
+
+    def __init__(
+        self,
+        pages: Iterable[T],
+        ready: threading.Condition,
+        filled: collections.deque[_Handoff[T]],
+    ) -> None:
         self._pages = iter(pages)
-        self._ready = threading.Condition()
+        self._ready = ready
+        self._filled = filled
         self._slot: object = _EMPTY
         self._asked = 0  # how many pages the engine has asked for
         self._fetching = 0  # the number (from 0) of the page the reading thread is fetching
@@ -94,10 +115,11 @@ class _Handoff(Generic[T]):
                     return
                 with self._ready:
                     self._slot = item
+                    self._filled.append(self)
                     self._ready.notify_all()
                     while self._slot is not _EMPTY and not self._abandoned:
                         self._ready.wait()
-                    if self._abandoned or isinstance(item, _End | _Failed):
+                    if self._abandoned or isinstance(item, Ended | _Failed):
                         return
                     self._fetching += 1
         finally:
@@ -106,11 +128,11 @@ class _Handoff(Generic[T]):
                 close()
 
     def _fetch(self) -> object | None:
-        """Return the next page, :data:`_END`, a :class:`_Failed`; ``None`` once abandoned."""
+        """Return the next page, :data:`_ENDED`, a :class:`_Failed`; ``None`` once abandoned."""
         try:
             return next(self._pages)
         except StopIteration:
-            return _END
+            return _ENDED
         except _ReadAbandoned:
             return None
         except BaseException as error:  # noqa: BLE001 - handed to the engine, which raises it
@@ -123,33 +145,104 @@ class _Handoff(Generic[T]):
             if self._abandoned:
                 raise _ReadAbandoned
 
-    # -- the engine ------------------------------------------------------------------------------
+    # -- the engine (holding the shared condition) -----------------------------------------------
 
     def start(self) -> None:
         self._thread.start()
 
-    def __iter__(self) -> Iterator[T]:
-        return self
+    def ask(self) -> None:
+        """Ask for the next page: the one before is finished (written, checkpointed)."""
+        self._asked += 1
+        self._ready.notify_all()
 
-    def __next__(self) -> T:
-        with self._ready:
-            self._asked += 1
-            self._ready.notify_all()
-            while self._slot is _EMPTY:
-                self._ready.wait()
-            item, self._slot = self._slot, _EMPTY
-            self._ready.notify_all()
-        if isinstance(item, _End):
-            raise StopIteration
-        if isinstance(item, _Failed):
-            raise item.error
-        return item  # type: ignore[return-value]  # only pages are handed over otherwise
+    def take(self) -> object:
+        item, self._slot = self._slot, _EMPTY
+        self._ready.notify_all()
+        return item
 
     def abandon(self) -> None:
         with self._ready:
             self._abandoned = True
             self._ready.notify_all()
         self._thread.join()
+
+
+class Reads(Generic[K, T]):
+    """Several reads, each in a thread of its own, one page ahead of the one caller.
+
+    Iterating yields ``(key, page)`` in the order pages arrive, and ``(key, Ended())`` once the
+    read under ``key`` has no page left (it is then over; :meth:`add` may start another under
+    the same key). A read's page is asked for (its hook released, its next fetch started) only
+    when the caller comes back for the next item after taking the one before: by then that page
+    is finished. A failed fetch is raised by the ``next()`` that takes its place, the reads
+    before it intact. Iteration ends when no read is left.
+    """
+
+    def __init__(self) -> None:
+        self._ready = threading.Condition()
+        self._filled: collections.deque[_Handoff[T]] = collections.deque()
+        self._running: dict[_Handoff[T], K] = {}
+        self._every: list[_Handoff[T]] = []
+        self._taken: _Handoff[T] | None = None
+
+    def add(self, key: K, pages: Iterable[T]) -> None:
+        """Start reading ``pages`` under ``key``; its first page is asked for at once."""
+        handoff = _Handoff(pages, self._ready, self._filled)
+        with self._ready:
+            self._running[handoff] = key
+            self._every.append(handoff)
+            handoff.ask()
+        handoff.start()
+
+    def __iter__(self) -> Iterator[tuple[K, T | Ended]]:
+        return self
+
+    def __next__(self) -> tuple[K, T | Ended]:
+        with self._ready:
+            if self._taken is not None:
+                self._taken.ask()
+                self._taken = None
+            if not self._running:
+                raise StopIteration
+            while not self._filled:
+                self._ready.wait()
+            handoff = self._filled.popleft()
+            item = handoff.take()
+            key = self._running[handoff]
+            if isinstance(item, Ended | _Failed):
+                del self._running[handoff]
+            else:
+                self._taken = handoff
+        if isinstance(item, _Failed):
+            raise item.error
+        return key, item  # type: ignore[return-value]  # only pages and Ended are handed over
+
+    def abandon(self) -> None:
+        """Abandon every read and join its thread (a fetch under way finishes first)."""
+        for handoff in self._every:
+            handoff.abandon()
+
+
+@contextmanager
+def read_ahead_each(reads: Iterable[tuple[K, Iterable[T]]] = ()) -> Iterator[Reads[K, T]]:
+    """Read each of ``reads`` in a thread of its own, one page ahead of the caller; see the module.
+
+    The reading starts at once; more may be added while iterating (:meth:`Reads.add`). However
+    the block ends, every read is abandoned and its thread joined before this returns.
+
+    Args:
+        reads: ``(key, pages)`` pairs: the keys tell the reads apart in what is handed over.
+
+    Yields:
+        The :class:`Reads`.
+    """
+    every: Reads[K, T] = Reads()
+    try:
+        for key, pages in reads:
+            every.add(key, pages)
+        yield every
+    finally:
+        every.abandon()
 
 
 @contextmanager
@@ -165,12 +258,8 @@ def read_ahead(pages: Iterable[T]) -> Iterator[Iterator[T]]:
     Yields:
         The pages, in order; a fetch's error is raised by the ``next()`` that asks for its page.
     """
-    handoff = _Handoff(pages)
-    handoff.start()
-    try:
-        yield handoff
-    finally:
-        handoff.abandon()
+    with read_ahead_each([(0, pages)]) as reads:
+        yield (page for _, page in reads if not isinstance(page, Ended))
 
 
 def wait_for_previous_page() -> None:

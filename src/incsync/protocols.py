@@ -39,6 +39,7 @@ __all__ = [
     "Clock",
     "Connector",
     "MappedStore",
+    "PartitionedConnector",
     "ProgressCallback",
     "StateStore",
     "TokenKeeper",
@@ -160,6 +161,28 @@ class Connector(Protocol):
         source's clock with it, and keeps it in the cycle's history entry.
         :class:`~incsync.connectors.BaseConnector` returns ``None``;
         :class:`~incsync.connectors.http.HttpConnector` measures it.
+        """
+        ...
+
+
+@runtime_checkable
+class PartitionedConnector(Protocol):
+    """A :class:`Connector` that can read a full read as time partitions at once.
+
+    :class:`~incsync.connectors.BaseConnector` has both members (1 partition, no time span);
+    a connector without them reads a full read as one window (see :mod:`incsync.partitions`).
+    """
+
+    @property
+    def partitions(self) -> int:
+        """How many time partitions of a full read the source lets one account read at once."""
+        ...
+
+    def time_span(self) -> tuple[datetime, datetime] | None:
+        """Return the oldest and newest ``updated_at`` at the source; ``None``: not known.
+
+        Raises:
+            SourceError: The source could not be asked.
         """
         ...
 

@@ -21,7 +21,13 @@ from incsync.errors import (
     LeaseLostError,
     StaleWriteError,
 )
-from incsync.marks import Marks, forward_marks, frozen_marks, rewound_marks
+from incsync.marks import (
+    Marks,
+    finished_read_marks,
+    forward_marks,
+    frozen_marks,
+    rewound_marks,
+)
 from incsync.records import RejectedRecord
 from incsync.timestamps import ensure_utc, later
 
@@ -530,7 +536,8 @@ def complete(
     """Record a completed cycle: last sync is now, failures are forgotten, the lease is released.
 
     A source that was new or resetting becomes active; a cancel that arrived meanwhile stays. The
-    checkpoint's count check replaces the stored one; without one, the stored one stays.
+    checkpoint's count check replaces the stored one; without one, the stored one stays. The
+    marks of a partitioned full read's plan are dropped: the read they kept is over.
 
     Raises:
         LeaseLostError: Another worker took the lease over.
@@ -546,7 +553,8 @@ def complete(
         phase=phase,
         cursor=_forward(state.cursor, checkpoint.cursor),
         last_change=_newest(state.last_change, checkpoint.last_change),
-        marks=forward_marks(state.marks, checkpoint.marks),
+        # The marks of a partitioned full read's plan are forgotten with the read they kept.
+        marks=finished_read_marks(forward_marks(state.marks, checkpoint.marks)),
         last_sync=now,
         consecutive_failures=0,
         last_error=None,

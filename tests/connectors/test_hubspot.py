@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from contextlib import ExitStack, closing
 from datetime import datetime, timedelta, timezone
@@ -20,10 +21,10 @@ from incsync.connectors.retry import RetryPolicy
 from incsync.cursor import Window
 from incsync.results import CycleProgress, CycleResult, Outcome
 from incsync.testing import InMemoryStore, ManualClock
-from incsync.testing.fakes import FakeVendor
+from incsync.testing.fakes import FakeVendor, RunningClock
 from incsync.testing.fakes.hubspot import FakeHubSpot, HubSpotLimits
 from incsync.timestamps import UTC, parse_timestamp, to_micros
-from incsync.vendors.hubspot import HubSpotConnector
+from incsync.vendors.hubspot import HUBSPOT_PARTITIONS, HubSpotConnector
 from tests.helpers import Store, transactions_by_id
 
 KEY = "hubspot-deals"
@@ -54,6 +55,7 @@ def connector(
     retry: RetryPolicy | None = None,
     transport: httpx.BaseTransport | None = None,
     lookback: timedelta | None = None,
+    partitions: int = HUBSPOT_PARTITIONS,
 ) -> HubSpotConnector:
     """A connector on the fake: over loopback HTTP when ``base_url`` is given, else in-process."""
     if base_url is None and transport is None:
@@ -66,6 +68,7 @@ def connector(
             transport=transport, sleep=sleep, clock=fake.clock, retry=retry or RetryPolicy()
         ),
         lookback=lookback,
+        partitions=partitions,
     )
 
 
@@ -524,8 +527,9 @@ def test_contacts_use_lastmodifieddate_and_full_reads_send_no_filter(fake: FakeH
 
 
 def test_a_read_counts_out_of_the_first_search_s_total_to_the_end(fake: FakeHubSpot) -> None:
-    """Every progress report of a full cycle over loopback is out of the first search's ``total``
-    (the live deals), through the re-queries and the archived pages after them, which carry none.
+    """Every progress report of a full cycle over loopback is out of the first searches' ``total``
+    (the live deals in each partition), through the re-queries and the archived pages after them,
+    which carry none.
     """
     ids = load_deals(fake, 450)
     for object_id in ids[:3]:
@@ -535,8 +539,12 @@ def test_a_read_counts_out_of_the_first_search_s_total_to_the_end(fake: FakeHubS
     with fake.serve() as base_url, closing(connector(fake, base_url)) as source:
         result = engine(InMemoryStore(), fake).run_cycle(KEY, source, on_progress=reports.append)
     assert result.outcome is Outcome.COMPLETED, result.error
-    assert len(reports) == 4  # 447 live deals in three searches of 200, then the 3 archived
-    assert [report.total for report in reports] == [447] * 4
+    # Read in two partitions, each counts its own: the total is theirs added up once both
+    # answered; the archived pages after them carry none.
+    assert None not in [report.total for report in reports]
+    totals = [report.total or 0 for report in reports]
+    assert totals[-1] == 447
+    assert totals == sorted(totals)
     assert reports[-1].fetched == 450
     assert reports[0].eta is not None
 
@@ -716,7 +724,8 @@ def test_hostile_rows_are_set_aside_and_every_good_row_applied(
     fake.clock.set(T0 + timedelta(hours=1))
     fake.add_fault(hostile_answers(fake))
     sync = engine(store, fake)
-    with fake.serve() as base_url, closing(connector(fake, base_url)) as source:
+    # One reader: the fault adds the same rows to every search, which no time filter would do.
+    with fake.serve() as base_url, closing(connector(fake, base_url, partitions=1)) as source:
         result = run(sync, source)
     assert result.outcome is Outcome.COMPLETED, result.error
     assert (result.applied, result.rejected) == (450, len(HOSTILE))
@@ -805,3 +814,27 @@ def test_a_millisecond_read_out_of_id_order_fails_loudly_and_loses_nothing(
         healed = run(sync, source)
     assert healed.outcome is Outcome.COMPLETED, healed.error
     assert_matches(store, fake)
+
+
+def test_a_full_read_in_two_partitions_is_paced_under_the_search_limit() -> None:
+    """Two partitions read at once start their searches 1/4.75 s apart between them, on the real
+    clock the fake counts its limits by: HubSpot's 5 searches a second never refuses one, each
+    partition is bounded below the next one's start, and the sink ends equal to the portal."""
+    fake = FakeHubSpot(
+        clock=RunningClock(), index_lag=timedelta(0), limits=HubSpotLimits(daily=None)
+    )
+    load_deals(fake, 2_000, start=fake.clock() - timedelta(days=3))
+    spy = Spy(httpx.HTTPTransport())
+    store = InMemoryStore()
+    with (
+        fake.serve() as base_url,
+        closing(connector(fake, base_url, sleep=time.sleep, transport=spy, partitions=2)) as source,
+    ):
+        result = engine(store, fake).run_cycle(KEY, source)
+    assert result.outcome is Outcome.COMPLETED, result.error
+    assert_matches(store, fake)
+    assert not [r for r in fake.requests if r.status == 429]
+    bounded = [
+        f for body in spy.bodies for group in body.get("filterGroups", []) for f in group["filters"]
+    ]
+    assert [f["operator"] for f in bounded].count("LT") >= 2

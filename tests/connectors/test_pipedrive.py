@@ -4,6 +4,7 @@ equal to the fake's ground truth (live deals as Pipedrive lists them, deleted on
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -31,7 +32,12 @@ from incsync.results import CycleResult, Outcome
 from incsync.testing import InMemoryStore
 from incsync.testing.fakes.pipedrive import FakePipedrive, PipedriveLimits
 from incsync.timestamps import UTC
-from incsync.vendors.pipedrive import PipedriveConnector, pipedrive_oauth, pipedrive_throttle
+from incsync.vendors.pipedrive import (
+    PIPEDRIVE_PARTITIONS,
+    PipedriveConnector,
+    pipedrive_oauth,
+    pipedrive_throttle,
+)
 from tests.helpers import Store, transactions_by_id
 
 KEY = "pipedrive-deals"
@@ -88,14 +94,20 @@ def connector(
     sleep: Callable[[float], None] = no_sleep,
     retry: RetryPolicy | None = None,
     transport: httpx.BaseTransport | None = None,
+    partitions: int = 1,
 ) -> PipedriveConnector:
-    """A connector on the served fake, with the company's api_token unless told otherwise."""
+    """A connector on the served fake, with the company's api_token unless told otherwise.
+
+    One reader unless told otherwise: most tests here count one reader's requests and pages
+    (the partitioned full reads have tests of their own, at the end).
+    """
     made = PipedriveConnector(
         base_url,
         api_token=None if auth is not None else (api_token or fake.api_token),
         token_in_query=token_in_query,
         auth=auth,
         page_size=page_size,
+        partitions=partitions,
         options=HttpOptions(
             sleep=sleep, retry=retry or RetryPolicy(), transport=transport, clock=fake.clock
         ),
@@ -667,3 +679,53 @@ def test_configuration_mistakes_are_refused() -> None:
     for arguments in cases:
         with pytest.raises(ConfigurationError):
             PipedriveConnector("http://127.0.0.1:9", **arguments)
+
+
+# -- full reads in time partitions ------------------------------------------------------------
+
+
+def test_a_full_read_in_four_partitions_reads_every_deal_bounded_by_updated_until(
+    fake: FakePipedrive, base_url: str
+) -> None:
+    """25,000 deals, 1,200 in one second, read by four readers at once (the default): each list
+    but the last partition's is bounded by ``updated_until``, and every deal arrives (the last
+    partition's last second twice, dropped by the sink)."""
+    load_deals(fake, 11_900)
+    fake.load([T0 + timedelta(hours=5)] * 1_200, {"title": "import"})
+    load_deals(fake, 11_900, T0 + timedelta(hours=6))
+    fake.clock.set(T0 + timedelta(days=1))
+    store = InMemoryStore()
+    with closing(connector(fake, base_url, partitions=PIPEDRIVE_PARTITIONS)) as source:
+        result = run(engine(store, fake), source)
+    assert result.outcome is Outcome.COMPLETED, result.error
+    assert (result.fetched - result.already_applied, result.applied) == (25_000, 25_000)
+    assert_matches(store, fake)
+    bounded = {u.params["updated_until"] for u in deal_lists(fake) if "updated_until" in u.params}
+    assert len(bounded) == PIPEDRIVE_PARTITIONS - 1
+    assert all(bound.endswith("Z") and "." not in bound for bound in bounded)  # whole seconds
+
+
+def test_changes_while_a_partitioned_read_pages_lose_nothing(
+    fake: FakePipedrive, base_url: str
+) -> None:
+    """Deals updated, deleted and created while four partitions are read move to the last one,
+    which is read to its end after the others: the sink ends equal to the company."""
+    ids = load_deals(fake, 1_000)
+    fake.clock.set(T0 + timedelta(hours=1))
+    lists = itertools.count(1)
+
+    def meddle(request: httpx.Request) -> None:
+        if request.url.path == "/api/v2/deals" and next(lists) == 7:
+            for deal_id in [*ids[:20], *ids[500:520], *ids[900:910]]:
+                fake.update(deal_id, {"value": 99})
+            for deal_id in [*ids[20:30], *ids[600:610]]:
+                fake.delete(deal_id)
+            for _ in range(15):
+                fake.create({"title": "while paging"})
+
+    fake.add_fault(meddle)
+    store = InMemoryStore()
+    with closing(connector(fake, base_url, page_size=50, partitions=4)) as source:
+        result = run(engine(store, fake), source)
+    assert result.outcome is Outcome.COMPLETED, result.error
+    assert_matches(store, fake)

@@ -22,7 +22,12 @@ from incsync.results import CycleProgress, Outcome
 from incsync.testing import InMemoryStore, ManualClock
 from incsync.testing.fakes import FakeQuickBooks
 from incsync.testing.fakes.quickbooks import CdcCut
-from incsync.vendors.quickbooks import QuickBooksConnector, quickbooks_auth
+from incsync.vendors.quickbooks import (
+    DELETES_MARK,
+    QUICKBOOKS_PARTITIONS,
+    QuickBooksConnector,
+    quickbooks_auth,
+)
 from tests.helpers import Store, transactions_by_id
 
 UTC = timezone.utc
@@ -58,6 +63,7 @@ def connect(
     retry: RetryPolicy | None = None,
     sleep: Callable[[float], None] = no_sleep,
     clock: Callable[[], datetime] | None = None,
+    partitions: int = QUICKBOOKS_PARTITIONS,
 ) -> QuickBooksConnector:
     """Return a connector to ``fake``: over loopback HTTP at ``base_url``, else in-process.
 
@@ -82,6 +88,7 @@ def connect(
         base_url=root,
         page_size=page_size,
         include_deletes=include_deletes,
+        partitions=partitions,
         options=HttpOptions(
             retry=retry or RetryPolicy(),
             transport=None if base_url else fake.transport(),
@@ -145,11 +152,16 @@ def test_full_sync_of_25000_records_with_same_second_bursts_over_http() -> None:
     with fake.serve() as base_url, connect(fake, base_url) as connector:
         result = engine_for(fake, store).run_cycle(KEY, connector)
     assert result.outcome is Outcome.COMPLETED
-    assert (result.fetched, result.applied, result.rejected) == (25_000, 25_000, 0)
+    # Read in partitions, the last is read again from where it reached: its last second twice.
+    once = result.fetched - result.already_applied
+    assert (once, result.applied, result.rejected) == (25_000, 25_000, 0)
     assert_sink_matches(store, fake)
-    statements = query_requests(fake)
+    # The first two ask for the oldest and newest update, to plan the partitions.
+    span, statements = query_requests(fake)[:2], query_requests(fake)[2:]
+    assert [s.endswith("STARTPOSITION 1 MAXRESULTS 1") for s in span] == [True, True]
     assert all("ORDERBY MetaData.LastUpdatedTime, Id" in s or "ORDERBY Id" in s for s in statements)
     assert any("MetaData.LastUpdatedTime = '" in s for s in statements), "bursts read alone"
+    assert any("MetaData.LastUpdatedTime < '" in s for s in statements), "bounded partitions"
 
 
 def count_requests(fake: FakeQuickBooks, since: int = 0) -> list[str]:
@@ -160,8 +172,8 @@ def count_requests(fake: FakeQuickBooks, since: int = 0) -> list[str]:
 
 def test_a_full_read_counts_once_for_its_progress_and_an_incremental_one_never() -> None:
     """A full read asks ``SELECT COUNT(*)`` once, before its first page, and every page carries
-    that count (the deletes' page after the entities has none, and the engine's progress keeps
-    the count through it); an incremental read spends no request on a total and has none."""
+    that count, the first with the deletes' mark (a full read reads no deletes); the engine's
+    progress keeps it; an incremental read spends no request on a total and has none."""
     fake = make_fake()
     ids = fake.bulk_load(ENTITY, bursty_timestamps(4_000))
     with (
@@ -172,12 +184,14 @@ def test_a_full_read_counts_once_for_its_progress_and_an_incremental_one_never()
         assert count_requests(fake) == [f"SELECT COUNT(*) FROM {ENTITY}"]
         first_query = next(r for r in fake.requests if "/query" in r.url)
         assert "COUNT" in httpx.URL(first_query.url).params["query"]
-        assert {page.total for page in pages[:-1]} == {4_000}
-        assert pages[-1].total is None  # the deletes' page
+        assert {page.total for page in pages} == {4_000}
+        assert [list(page.marks) for page in pages[:2]] == [[DELETES_MARK], []]
         reports: list[CycleProgress] = []
         engine = engine_for(fake, InMemoryStore())
         assert engine.run_cycle(KEY, connector, on_progress=reports.append).applied == 4_000
-        assert {report.total for report in reports} == {4_000}
+        # Read in partitions, the first carries the count: the reports from its first page on.
+        totals = [report.total for report in reports]
+        assert set(totals[totals.index(4_000) :]) == {4_000}
         assert reports[-1].fetched == 4_000
 
         fake.advance(timedelta(hours=1))
@@ -310,7 +324,9 @@ def test_throttling_mid_sync_waits_and_completes(body_format: str) -> None:
     store = InMemoryStore()
     with (
         fake.serve() as base_url,
-        connect(fake, base_url, page_size=200, sleep=slept.append) as connector,
+        # One reader, whose waits are counted; with partitions the others wait at the gate too
+        # (test_quickbooks_partitions.py).
+        connect(fake, base_url, page_size=200, sleep=slept.append, partitions=1) as connector,
     ):
         result = engine_for(fake, store).run_cycle(KEY, connector)
     assert result.outcome is Outcome.COMPLETED
@@ -328,7 +344,11 @@ def test_access_token_expiry_mid_sync_refreshes_and_rotation_reaches_the_callbac
     store = InMemoryStore()
     with (
         fake.serve() as base_url,
-        connect(fake, base_url, page_size=200, on_refresh=refreshed.append) as connector,
+        # One reader: tokens revoked twice within a few requests would catch a concurrent
+        # reader's replay with the second token (see the partitioned test below).
+        connect(
+            fake, base_url, page_size=200, on_refresh=refreshed.append, partitions=1
+        ) as connector,
     ):
         first_refresh = connector.auth.secrets() if connector.auth else ()
         result = engine_for(fake, store).run_cycle(KEY, connector)

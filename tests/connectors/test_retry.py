@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -16,6 +17,7 @@ from incsync.connectors.retry import (
     Failure,
     RetryPolicy,
     Throttle,
+    ThrottleGate,
     call_with_retries,
     parse_retry_after,
 )
@@ -309,3 +311,30 @@ def test_the_loop_respects_every_limit(
     assert sum(slept) <= max_total_wait + 1e-9
     assert len(slept) == len(calls) - 1
     assert (result == "answer") == ("answer" in made)
+
+
+def test_a_throttle_gate_holds_back_other_threads_and_keeps_a_pace() -> None:
+    """A gate shut by one thread's throttle holds back the others until it opens, never the
+    thread that shut it (its retry loop waits); with a pace, starts are spaced by it."""
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    slept: list[float] = []
+    gate = ThrottleGate()
+    gate.wait(start, slept.append)
+    gate.hold(start + timedelta(seconds=7))
+    gate.wait(start, slept.append)  # the thread that shut it
+    other = threading.Thread(target=gate.wait, args=(start + timedelta(seconds=2), slept.append))
+    other.start()
+    other.join()
+    assert slept == [5.0]
+    gate.answered()  # the thread that shut it was answered: the gate is open
+    other = threading.Thread(target=gate.wait, args=(start, slept.append))
+    other.start()
+    other.join()
+    assert slept == [5.0]
+
+    paced: list[float] = []
+    steady = ThrottleGate(pace=timedelta(milliseconds=250))
+    for _ in range(3):
+        steady.wait(start, paced.append)
+    steady.wait(start + timedelta(seconds=2), paced.append)
+    assert paced == [0.25, 0.5]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any, ClassVar
 
@@ -45,6 +45,12 @@ class BaseConnector:
         id_order: The order :meth:`list_ids` lists ids in: code point order by default,
             :attr:`IdOrder.NUMERIC <incsync.reconcile.IdOrder.NUMERIC>` for ids that are whole
             numbers the source lists by value.
+        partitions: How many time partitions of a full read the source lets one account read
+            at once (see :mod:`incsync.partitions`). 1, the default, reads a full read as one
+            window, as before. Set it above 1 only when :meth:`read` honours
+            :attr:`Window.end <incsync.cursor.Window.end>` and :attr:`Window.partition
+            <incsync.cursor.Window.partition>`, the connector is :attr:`ordered`, and
+            :meth:`time_span` answers; the engine reads partitions only then.
 
     Raises:
         TypeError: On construction, when the class implements neither :meth:`fetch` nor
@@ -59,6 +65,7 @@ class BaseConnector:
     delete_retention: timedelta | None = None
     lists_ids: bool = False
     id_order: IdOrder = IdOrder.CODE_POINT
+    partitions: int = 1
 
     def __new__(cls, *_args: Any, **_kwargs: Any) -> BaseConnector:  # noqa: D102 - see the class
         if cls.fetch is BaseConnector.fetch and cls.read is BaseConnector.read:
@@ -82,6 +89,18 @@ class BaseConnector:
         Live means not deleted, counted in this connector's scope (its entity and filters);
         ``None`` when the source cannot tell cheaply. The engine compares it with the host's live
         transactions on a schedule; a drift is shown in the status and can start a re-read.
+
+        Raises:
+            SourceError: The source could not be asked.
+        """
+        return None
+
+    def time_span(self) -> tuple[datetime, datetime] | None:
+        """Return the oldest and newest ``updated_at`` at the source, when it can tell cheaply.
+
+        The engine splits a full read into :attr:`partitions` between them; an estimate is
+        enough (the first and last partitions are open, so it only affects their balance).
+        ``None`` (the default): the full read is one window.
 
         Raises:
             SourceError: The source could not be asked.

@@ -45,6 +45,7 @@ from incsync.connectors.retry import (
     RetryPolicy,
     Sleep,
     Throttle,
+    ThrottleGate,
     call_with_retries,
     parse_http_date,
 )
@@ -185,10 +186,14 @@ class HttpConnector(BaseConnector):
     Class attributes:
         quota_retry_after: When a daily quota is used up and the vendor does not say until when,
             the source is tried again after this long.
+        requests_per_second: Start the connector's requests (all its threads together: the
+            partitions of a full read) no faster than this, below a vendor's per-second limit;
+            ``None``: as fast as answers come.
     """
 
     vendor: ClassVar[str] = "http"
     quota_retry_after: ClassVar[timedelta] = timedelta(hours=1)
+    requests_per_second: ClassVar[float | None] = None
 
     def __init__(
         self,
@@ -204,6 +209,10 @@ class HttpConnector(BaseConnector):
         self._clock_samples: collections.deque[ClockSample] = collections.deque(
             maxlen=CLOCK_SAMPLES
         )
+        # A throttle answer to one request holds back every thread reading through this
+        # connector (the partitions of a full read: one account).
+        rate = self.requests_per_second
+        self._gate = ThrottleGate(timedelta(0) if rate is None else timedelta(seconds=1 / rate))
         self._client = httpx.Client(
             base_url=base_url,
             auth=auth,
@@ -351,6 +360,7 @@ class HttpConnector(BaseConnector):
             request = self._client.build_request(
                 method, url, params=params, json=json, headers=headers
             )
+            self._gate.wait(self.options.clock(), self.options.sleep)
             sent = self.options.clock()
             response = self._client.send(request, stream=True)
             # The server dated its answer before its headers came, not after the body was read.
@@ -417,6 +427,7 @@ class HttpConnector(BaseConnector):
     def _judge(self, response: httpx.Response, secrets: Sequence[str]) -> httpx.Response | Failure:
         status = response.status_code
         if 200 <= status < 300 or status == 304:
+            self._gate.answered()
             return response
         throttle = self.throttle_signal(response)
         if throttle is None:
@@ -439,6 +450,8 @@ class HttpConnector(BaseConnector):
                 excerpt=excerpt,
             )
             return Failure(limited, retry=False)
+        pause = self.options.retry.base_delay if wait is None else wait
+        self._gate.hold(now + timedelta(seconds=pause))
         advice = "retrying after a wait" if wait is None else f"asked to wait {wait:.0f} s"
         limited = RateLimitedError(
             redact(f"{self.vendor}: {throttle.reason}: {advice}", secrets),

@@ -140,16 +140,28 @@ class InMemorySource:
         with self._lock:
             return list(self._records)
 
-    def page(self, start: datetime | None, after: Key | None, limit: int) -> list[dict[str, Any]]:
-        """Return up to ``limit`` records with ``updated_at >= start`` and key after ``after``."""
+    def page(
+        self,
+        start: datetime | None,
+        after: Key | None,
+        limit: int,
+        end: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """Return up to ``limit`` records from ``start`` until before ``end``, after ``after``."""
         with self._lock:
             position = 0
             if start is not None:
                 position = bisect.bisect_left(self._order, (start, ""))
             if after is not None:
                 position = max(position, bisect.bisect_right(self._order, after))
-            keys = self._order[position : position + limit]
+            stop = len(self._order) if end is None else bisect.bisect_left(self._order, (end, ""))
+            keys = self._order[position : min(position + limit, max(stop, position))]
             return [dict(self._records[record_id]) for _, record_id in keys]
+
+    def time_span(self) -> tuple[datetime, datetime] | None:
+        """Return the oldest and the newest ``updated_at`` held; ``None`` when empty."""
+        with self._lock:
+            return (self._order[0][0], self._order[-1][0]) if self._order else None
 
     def matching(self, start: datetime | None) -> list[dict[str, Any]]:
         """Return every record with ``updated_at >= start`` (all of them for ``None``)."""
@@ -184,6 +196,9 @@ class InMemoryConnector(BaseConnector):
         lists_ids: Let the connector list its live ids and fetch records by id, so a
             persistent count drift is reconciled by id (see :mod:`incsync.reconcile`).
         id_order: The order the ids are listed in (code point order by default).
+        partitions: How many time partitions of a full read may be read at once (see
+            :mod:`incsync.partitions`); 1 reads it as one window. An ordered read honours a
+            window's ``end`` either way.
 
     Raises:
         ConfigurationError: ``page_size`` is not an integer of at least 1, or ``lookback`` is not
@@ -206,8 +221,11 @@ class InMemoryConnector(BaseConnector):
         delete_retention: timedelta | None = None,
         lists_ids: bool = False,
         id_order: IdOrder = IdOrder.CODE_POINT,
+        partitions: int = 1,
     ) -> None:
         positive_count.check("page_size", page_size)
+        positive_count.check("partitions", partitions)
+        self.partitions = partitions
         non_negative_duration.check("lookback", lookback)
         optional_positive_duration.check("delete_retention", delete_retention)
         self.delete_retention = delete_retention
@@ -235,6 +253,10 @@ class InMemoryConnector(BaseConnector):
     def count_live(self) -> int | None:
         """Return how many records of the source are live now (not marked deleted)."""
         return self.source.count_live()
+
+    def time_span(self) -> tuple[datetime, datetime] | None:
+        """Return the oldest and the newest ``updated_at`` the source holds now."""
+        return self.source.time_span()
 
     def list_ids(self) -> Iterator[list[str]]:
         """Yield the live ids in pages of ``page_size``, each asked of the source as it is then."""
@@ -269,7 +291,7 @@ class InMemoryConnector(BaseConnector):
         number = 0
         while True:
             self._before(number)
-            page = self.source.page(window.start, after, self.page_size)
+            page = self.source.page(window.start, after, self.page_size, window.end)
             if not page:
                 return
             yield page
@@ -281,7 +303,11 @@ class InMemoryConnector(BaseConnector):
             )
 
     def _fetch_unordered(self, window: Window) -> Iterator[RawPage]:
-        matching = self.source.matching(window.start)
+        matching = [
+            raw
+            for raw in self.source.matching(window.start)
+            if window.end is None or parse_timestamp(raw[self.source.updated_at_field]) < window.end
+        ]
         self._random.shuffle(matching)
         pages = range(0, len(matching), self.page_size)
         for number, offset in enumerate(pages):

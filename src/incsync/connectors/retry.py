@@ -25,9 +25,10 @@ import logging
 import math
 import random as _random
 import re
+import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
@@ -45,6 +46,7 @@ __all__ = [
     "RetryPolicy",
     "Sleep",
     "Throttle",
+    "ThrottleGate",
     "call_with_retries",
     "parse_http_date",
     "parse_retry_after",
@@ -201,6 +203,55 @@ class Failure:
     error: SourceError
     retry: bool
     wait_at_least: float = 0.0
+
+
+class ThrottleGate:
+    """Holds back every request of one connector while the vendor asked one of them to wait.
+
+    The time partitions of a full read (:mod:`incsync.partitions`) are read by several threads
+    through one connector, so one account: when the vendor answers one of them "slow down", the
+    thread that got the answer waits in its retry loop, and every other request of the connector
+    waits here until the same time, instead of being refused in turn. With a ``pace``, requests
+    also start at least that far apart, so readers together stay under a vendor's per-second
+    limit rather than backing off after its refusals. Only within the process: workers elsewhere
+    reading the same account have gates of their own (see docs/deployment.md).
+
+    Args:
+        pace: The least time between the starts of two requests; zero: none.
+    """
+
+    def __init__(self, pace: timedelta = timedelta(0)) -> None:
+        self._lock = threading.Lock()
+        self._open_at: datetime | None = None
+        self._holder: int | None = None
+        self._pace = pace
+        self._next_start: datetime | None = None
+
+    def hold(self, until: datetime) -> None:
+        """Keep the gate shut until ``until``; the calling thread waits in its own retries."""
+        with self._lock:
+            if self._open_at is None or until > self._open_at:
+                self._open_at, self._holder = until, threading.get_ident()
+
+    def answered(self) -> None:
+        """Open the gate if the calling thread shut it: the vendor answered it again."""
+        with self._lock:
+            if self._holder == threading.get_ident():
+                self._open_at, self._holder = None, None
+
+    def wait(self, now: datetime, sleep: Sleep) -> None:
+        """Wait until the gate opens (unless the calling thread shut it) and the pace allows."""
+        with self._lock:
+            start = now
+            if self._open_at is not None and self._holder != threading.get_ident():
+                start = max(start, self._open_at)
+            if self._pace > timedelta(0):
+                # Each caller takes the next start, so waiting callers keep the pace together.
+                start = start if self._next_start is None else max(start, self._next_start)
+                self._next_start = start + self._pace
+        seconds = (start - now).total_seconds()
+        if seconds > 0:
+            sleep(seconds)
 
 
 def call_with_retries(

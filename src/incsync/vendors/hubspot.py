@@ -11,6 +11,12 @@ which makes every paging decision; this module only sends the requests:
   offset into the result as it is *now*, so an object changed between two pages would shift
   every later one and one would be skipped for good; and no offset ever nears the 400 HubSpot
   answers past result 10,000 of one search.
+* **Time partitions of a full read** (:mod:`incsync.partitions`), with ``partitions`` above 1
+  (:data:`HUBSPOT_PARTITIONS` is 1: one paced reader keeps up with the search limit): the same
+  search, also filtered ``modified LT end``, that many read at once, planned
+  between the oldest and newest modified times (:meth:`HubSpotConnector.time_span`, two
+  searches of one object). The archived objects are read by the last partition, open above,
+  which the engine reads to its end after every other.
 * **Resolution**: one millisecond, the finest the modified property holds. Objects sharing one
   come in any order (a search has one sort rule and no tie-break).
 * **Read one millisecond whole** (:class:`~incsync.connectors.keyset.WholeTick`, when more
@@ -78,7 +84,7 @@ from incsync.connectors.retry import Throttle
 from incsync.connectors.throttle import hubspot_throttle
 from incsync.cursor import Window
 from incsync.errors import BadResponseError, ConfigurationError
-from incsync.policy import non_negative_duration
+from incsync.policy import non_negative_duration, positive_count
 from incsync.reconcile import IdOrder
 from incsync.records import Page, Record, RecordFormat, digits_id
 from incsync.timestamps import parse_timestamp, to_micros
@@ -88,6 +94,7 @@ __all__ = [
     "BATCH_READ_SIZE",
     "HUBSPOT_API",
     "HUBSPOT_OAUTH",
+    "HUBSPOT_PARTITIONS",
     "HUBSPOT_TOKEN_URL",
     "HubSpotConnector",
 ]
@@ -106,6 +113,15 @@ SEARCH_PAGE_SIZE = 200
 
 SEARCH_RESOLUTION = timedelta(milliseconds=1)
 """The finest step of the modified property, which search filters on."""
+
+HUBSPOT_PARTITIONS = 1
+"""How many time partitions of a full read are read at once by default: one.
+
+HubSpot's search endpoints allow 5 requests a second per account. One reader, one page ahead,
+asks about 5 a second at 150 ms a request, and the connector paces its requests at 4.75 a second
+(:attr:`HubSpotConnector.requests_per_second`): a second reader would only wait for the pace, and
+spend two more searches planning (measured in docs/performance.md). Pass ``partitions=2`` where
+the latency is long enough that one reader cannot keep the pace."""
 
 ARCHIVED_PAGE_SIZE = 100
 """The largest page HubSpot's object list returns."""
@@ -164,6 +180,9 @@ class HubSpotConnector(HttpConnector):
             delete channel is read).
         lookback: How far before the cursor each read starts again; covers the search index lag.
         headers: Headers sent with every request.
+        partitions: How many time partitions of a full read are read at once (see
+            :mod:`incsync.partitions`); :data:`HUBSPOT_PARTITIONS` by default. Each is bounded
+            by ``modified LT end``; the last, open above, reads the archived objects.
         options: Timeouts, retries, transport and the hooks tests inject
             (:class:`~incsync.connectors.http.HttpOptions`); the defaults otherwise.
 
@@ -173,6 +192,9 @@ class HubSpotConnector(HttpConnector):
     """
 
     vendor: ClassVar[str] = "hubspot"
+    # 5% under the 5 searches a second of an account, so that the partitions of a full read
+    # together are paced under it rather than refused.
+    requests_per_second: ClassVar[float | None] = 4.75
     ordered = True
     lookback = timedelta(minutes=1)
     lists_ids = True
@@ -189,8 +211,11 @@ class HubSpotConnector(HttpConnector):
         include_archived: bool = False,
         lookback: timedelta | None = None,
         headers: Mapping[str, str] | None = None,
+        partitions: int = HUBSPOT_PARTITIONS,
         options: HttpOptions | None = None,
     ) -> None:
+        positive_count.check("partitions", partitions)
+        self.partitions = partitions
         if not object_type.strip("/ "):
             raise ConfigurationError("object_type must name a HubSpot object type, like 'deals'")
         if modified_property is None:
@@ -252,12 +277,14 @@ class HubSpotConnector(HttpConnector):
         yield from read_by_keyset(
             window.start,
             resolution=SEARCH_RESOLUTION,
-            query=self._query,
+            query=lambda step: self._query(step, window.end),
             read_tick=self._read_tick,
             build=self.to_record,
             vendor=self.vendor,
         )
-        if self.include_archived:
+        # Archived objects cannot be filtered by time: a read open above reads them all after
+        # its search, a full read's last partition too (read to its end after the others).
+        if self.include_archived and window.end is None:
             for raw_page in cursor_pages(self._archived_page):
                 yield self.page_of(raw_page)
 
@@ -332,11 +359,35 @@ class HubSpotConnector(HttpConnector):
                     )
         return rows
 
-    def _query(self, step: FromTime) -> Iterator[Answer]:
-        """Send one search for the objects modified at or after ``step.start``, oldest first."""
+    def time_span(self) -> tuple[datetime, datetime] | None:
+        """Return the oldest and newest modified time of the object type (2 searches).
+
+        ``None`` when search holds none.
+        """
+        ends = []
+        for direction in ("ASCENDING", "DESCENDING"):
+            body = {
+                "filterGroups": [],
+                "sorts": [{"propertyName": self.modified_property, "direction": direction}],
+                "properties": [self.modified_property],
+                "limit": 1,
+            }
+            answer = self.request_json(
+                "POST", f"/crm/v3/objects/{self.object_type}/search", json=body
+            )
+            results = self._results(answer, "search")
+            if not results:
+                return None
+            ends.append(self.to_record(results[0]).updated_at)
+        return ends[0], ends[1]
+
+    def _query(self, step: FromTime, end: datetime | None) -> Iterator[Answer]:
+        """Send one search for the objects modified from ``step.start`` until ``end``."""
         filters = []
         if step.start is not None:
             filters.append(self._filter(self.modified_property, "GTE", _epoch_ms(step.start)))
+        if end is not None:
+            filters.append(self._filter(self.modified_property, "LT", _epoch_ms(end)))
         answer = self._search(filters, self.modified_property)
         yield Answer(*answer)
 

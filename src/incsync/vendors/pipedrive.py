@@ -63,13 +63,13 @@ from incsync.connectors._counts import counted
 from incsync.connectors.auth import ApiKey, Auth, OAuthVendor
 from incsync.connectors.base import RawPage
 from incsync.connectors.http import HttpConnector, HttpOptions
-from incsync.connectors.keyset import Answer, FromTime, WholeTick, read_by_keyset
+from incsync.connectors.keyset import Answer, WholeTick, read_by_keyset
 from incsync.connectors.paging import cursor_pages
 from incsync.connectors.retry import Throttle
 from incsync.connectors.throttle import default_throttle
 from incsync.cursor import Window
 from incsync.errors import BadResponseError, ConfigurationError
-from incsync.policy import non_negative_duration, whole_number_setting
+from incsync.policy import non_negative_duration, positive_count, whole_number_setting
 from incsync.reconcile import IdOrder
 from incsync.records import Page, RecordFormat, positive_integer_id
 from incsync.timestamps import parse_timestamp
@@ -79,6 +79,7 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "PIPEDRIVE_API",
     "PIPEDRIVE_OAUTH",
+    "PIPEDRIVE_PARTITIONS",
     "PIPEDRIVE_TOKEN_URL",
     "PipedriveConnector",
     "pipedrive_oauth",
@@ -96,6 +97,14 @@ PIPEDRIVE_OAUTH = OAuthVendor(PIPEDRIVE_TOKEN_URL, client_auth="basic")
 connector's ``base_url``."""
 
 MAX_PAGE_SIZE = 500
+
+PIPEDRIVE_PARTITIONS = 4
+"""How many time partitions of a full read are read at once by default.
+
+Pipedrive allows a company 80 requests per 2 seconds on its larger plans (fewer on smaller
+ones), shared by every integration of the company. One reader of 500-deal pages asks about 5 a
+second at 150 ms a request; four use half the burst limit, leaving the rest to the company's
+other tools (see docs/performance.md)."""
 """The largest ``limit`` Pipedrive accepts."""
 
 DELETED_RETENTION = timedelta(days=30)
@@ -165,6 +174,9 @@ class PipedriveConnector(HttpConnector):
             ``delete_retention`` :data:`DELETED_RETENTION`. Without them a deleted deal stays in
             the sink as it was last seen until a whole re-read sweeps it.
         lookback: How far before the cursor each read starts again.
+        partitions: How many time partitions of a full read are read at once (see
+            :mod:`incsync.partitions`), each bounded by ``updated_until``;
+            :data:`PIPEDRIVE_PARTITIONS` by default, 1 reads a full read as one window.
         headers: Headers sent with every request.
         options: Timeouts, retries, transport and the hooks tests inject
             (:class:`~incsync.connectors.http.HttpOptions`); the defaults otherwise.
@@ -192,9 +204,12 @@ class PipedriveConnector(HttpConnector):
         page_size: int = MAX_PAGE_SIZE,
         include_deleted: bool = True,
         lookback: timedelta | None = None,
+        partitions: int = PIPEDRIVE_PARTITIONS,
         headers: Mapping[str, str] | None = None,
         options: HttpOptions | None = None,
     ) -> None:
+        positive_count.check("partitions", partitions)
+        self.partitions = partitions
         if (api_token is None) == (auth is None):
             raise ConfigurationError("PipedriveConnector needs exactly one of api_token= or auth=")
         if api_token is not None and not api_token.strip():
@@ -260,12 +275,12 @@ class PipedriveConnector(HttpConnector):
                 read yet.
             SourceError: Pipedrive could not be read.
         """
-        if self.include_deleted and window.start is not None:
+        if self.include_deleted and window.start is not None and not window.partition:
             self._warn_past_retention(window.start)
         return read_by_keyset(
             window.start,
             resolution=_SECOND,
-            query=self._query,
+            query=lambda step: self._deals(step.start, window.end),
             read_tick=self._read_second,
             build=self.to_record,
             vendor=self.vendor,
@@ -323,13 +338,25 @@ class PipedriveConnector(HttpConnector):
                 rows.extend(found)
         return rows
 
-    def _query(self, step: FromTime) -> Iterator[Answer]:
-        """Ask for the deals updated at or after ``step.start``, following the cursor to the end.
+    def time_span(self) -> tuple[datetime, datetime] | None:
+        """Return the oldest and newest ``update_time`` of the deals read (2 requests).
 
-        The cursor is a keyset position (the last deal's ``(update_time, id)``), which no change
-        shifts, so an answer is read whole and never cut.
+        ``None`` when there is none.
         """
-        yield from self._deals(step.start)
+        ends = []
+        for direction in ("asc", "desc"):
+            params: dict[str, Any] = {
+                "sort_by": "update_time",
+                "sort_direction": direction,
+                "limit": 1,
+            }
+            if self.include_deleted:
+                params["status"] = _EVERY_STATUS
+            rows, _ = self._page(params)
+            if not rows:
+                return None
+            ends.append(self.to_record(rows[0]).updated_at)
+        return ends[0], ends[1]
 
     def _read_second(self, step: WholeTick) -> Iterator[RawPage]:
         """Read one second whole: every deal from its start on (the driver keeps that second's).
@@ -337,10 +364,15 @@ class PipedriveConnector(HttpConnector):
         The driver asks for this only after a cut answer, and :meth:`_query` reads every answer
         whole, so it is there for completeness rather than use.
         """
-        for answer in self._deals(step.start):
+        for answer in self._deals(step.start, None):
             yield answer.rows
 
-    def _deals(self, start: datetime | None) -> Iterator[Answer]:
+    def _deals(self, start: datetime | None, end: datetime | None) -> Iterator[Answer]:
+        """Ask for the deals updated from ``start`` until before ``end``, following the cursor.
+
+        The cursor is a keyset position (the last deal's ``(update_time, id)``), which no change
+        shifts, so an answer is read whole and never cut.
+        """
         params: dict[str, Any] = {
             "sort_by": "update_time",
             "sort_direction": "asc",
@@ -351,6 +383,9 @@ class PipedriveConnector(HttpConnector):
         if start is not None:
             # Inclusive and whole seconds only (the driver asks from a second's start).
             params["updated_since"] = f"{start:%Y-%m-%dT%H:%M:%S}Z"
+        if end is not None:
+            # Exclusive; a partition's bound is a whole second.
+            params["updated_until"] = f"{end:%Y-%m-%dT%H:%M:%S}Z"
 
         for rows in self._pages(params):
             yield Answer(rows, more=False)

@@ -18,7 +18,8 @@ from its start (the driver drops what was read).
 
 The ``query`` answer's ``totalCount`` counts that page only, so a read learns how many entities
 it holds only by asking ``SELECT COUNT(*) FROM <entity>``, one request more. A full read asks it
-once, before its first page, and its pages carry the count (:attr:`~incsync.records.Page.total`:
+once, before its first page (each time partition of one asks for its own range, and the engine
+adds them up), and its pages carry the count (:attr:`~incsync.records.Page.total`:
 progress out of a total, and an estimate of the time left); an incremental read, which usually
 holds a few pages, does not spend the request.
 
@@ -97,6 +98,7 @@ __all__ = [
     "CDC_RETENTION",
     "DELETES_MARK",
     "QUICKBOOKS_OAUTH",
+    "QUICKBOOKS_PARTITIONS",
     "QUICKBOOKS_PRODUCTION_URL",
     "QUICKBOOKS_SANDBOX_URL",
     "QUICKBOOKS_TOKEN_URL",
@@ -121,6 +123,16 @@ CDC_RETENTION = timedelta(days=30)
 :attr:`~QuickBooksConnector.delete_retention`."""
 
 _MAX_PAGE_SIZE = 1000
+# Intuit: "10 concurrent requests per realm ID and app"; an 11th is refused with Fault 3001.
+_MAX_CONCURRENT = 10
+
+QUICKBOOKS_PARTITIONS = 4
+"""How many time partitions of a full read are read at once by default.
+
+Intuit allows 500 requests a minute and 10 concurrent requests per company. One reader of
+1,000-entity pages makes about 2.5 requests a second at 150 ms a request, plus its writes;
+four reach the 8.3 a second the minute allows, with room left under the 10 concurrent for the
+host's other connections to the company (see docs/performance.md)."""
 # The most objects one cdc answer holds, across the entities asked; nothing says it was cut.
 _CDC_MAX_OBJECTS = 1000
 # CDC refuses a changedSince more than 30 days back; a margin keeps a slow request inside it.
@@ -158,6 +170,9 @@ class QuickBooksConnector(HttpConnector):
             and return them as tombstones; a read that cannot see every delete since the last
             one resets the source (see the module docstring). Without it the connector has no
             delete channel, and its :attr:`delete_retention` is ``None``.
+        partitions: How many time partitions of a full read are read at once (see
+            :mod:`incsync.partitions`): 1 to 10, QuickBooks' concurrent requests per company;
+            :data:`QUICKBOOKS_PARTITIONS` by default. Incremental reads are one window.
         options: Timeouts, retries, transport and the hooks tests inject
             (:class:`~incsync.connectors.http.HttpOptions`); the defaults otherwise.
 
@@ -182,6 +197,7 @@ class QuickBooksConnector(HttpConnector):
         minor_version: int = 75,
         page_size: int = _MAX_PAGE_SIZE,
         include_deletes: bool = False,
+        partitions: int = QUICKBOOKS_PARTITIONS,
         options: HttpOptions | None = None,
     ) -> None:
         if not realm_id.isalnum():
@@ -192,6 +208,8 @@ class QuickBooksConnector(HttpConnector):
             )
         # Pages within one second overlap by a row, so a page must hold at least two.
         whole_number_setting(2, _MAX_PAGE_SIZE).check("page_size", page_size)
+        whole_number_setting(1, _MAX_CONCURRENT).check("partitions", partitions)
+        self.partitions = partitions
         super().__init__(
             base_url,
             auth=auth,
@@ -229,14 +247,26 @@ class QuickBooksConnector(HttpConnector):
         """
         began: list[datetime] = []  # QuickBooks' time when its first answer came
         deletes_start = self._deletes_start(window)
+        below = "" if window.end is None else f"MetaData.LastUpdatedTime < '{_literal(window.end)}'"
+        total: int | None = None
+        if window.start is None and window.end is None:
+            total = self._count("")  # every entity is read: their count is the read's
+        elif window.partition:
+            # A partition counts its own; the engine adds the partitions' counts up.
+            since = (
+                ""
+                if window.start is None
+                else f"MetaData.LastUpdatedTime >= '{_literal(window.start)}'"
+            )
+            total = self._count(" AND ".join(part for part in (since, below) if part))
 
         def query(step: FromTime) -> Iterator[Answer]:
-            condition = (
+            since = (
                 ""
                 if step.start is None
                 else f"MetaData.LastUpdatedTime >= '{_literal(step.start)}'"
             )
-            rows = self._query(condition, 1)
+            rows = self._query(" AND ".join(part for part in (since, below) if part), 1)
             if not began:
                 began.append(self.source_time())
                 if deletes_start is not None:
@@ -244,18 +274,36 @@ class QuickBooksConnector(HttpConnector):
                     self._check_reach(deletes_start, began[0])
             yield Answer(rows, more=len(rows) >= self.page_size)
 
-        yield from read_by_keyset(
+        pages = read_by_keyset(
             window.start,
             resolution=_SECOND,
             query=query,
             read_tick=self._read_second,
             build=self.to_record,
             vendor=self.vendor,
-            # Every entity is read: the count of them all is the read's (see the module docstring).
-            total=self._count("") if window.start is None else None,
+            total=total,
         )
-        if self.include_deletes:
-            yield self._deletes_page(deletes_start, began[0] if began else self.source_time())
+        if not self.include_deletes:
+            yield from pages
+        elif deletes_start is not None:
+            yield from pages
+            yield self._deletes_page(deletes_start)
+        else:
+            yield from self._marking_deletes(pages, window, began)
+
+    def time_span(self) -> tuple[datetime, datetime] | None:
+        """Return the oldest and newest ``MetaData.LastUpdatedTime`` of the entity (2 requests).
+
+        ``None`` when the company holds none.
+        """
+        ends = []
+        for order in ("MetaData.LastUpdatedTime", "MetaData.LastUpdatedTime DESC"):
+            body = self._ask("*", "", f" ORDERBY {order} STARTPOSITION 1 MAXRESULTS 1")
+            rows = self._entities_of(body)
+            if not rows:
+                return None
+            ends.append(self.to_record(rows[0]).updated_at)
+        return ends[0], ends[1]
 
     def _read_second(self, tick: WholeTick) -> Iterator[RawPage]:
         """Yield every entity stamped within one second, by offset checked against moves."""
@@ -279,11 +327,35 @@ class QuickBooksConnector(HttpConnector):
     def _deletes_start(self, window: Window) -> datetime | None:
         """Return the time deletes are read from: the mark, else the window's start.
 
-        ``None`` when no deletes are read: without ``include_deletes``, and on a full read.
+        ``None`` when no deletes are read: without ``include_deletes``, and on a full read or
+        one partition of it.
         """
-        if not self.include_deletes or window.start is None:
+        if not self.include_deletes or window.start is None or window.partition:
             return None
         return window.marks.get(DELETES_MARK, window.start).replace(microsecond=0)
+
+    def _marking_deletes(
+        self, pages: Iterator[Page], window: Window, began: list[datetime]
+    ) -> Iterator[Page]:
+        """Yield a full read's pages, the first setting the deletes mark to when it began.
+
+        A full read holds no deleted entity; deletes from a little before its first answer on
+        are read next time. The mark goes with the first page, so it is durable before any
+        record it covers, and a partition read after a crash (whose window carries it) keeps
+        it where the read began. With no page at all, a page of the mark alone.
+        """
+        if DELETES_MARK in window.marks:
+            yield from pages
+            return
+        marked = False
+        for page in pages:
+            if not marked:
+                page = attrs.evolve(page, marks={DELETES_MARK: began[0] - _DELETES_OVERLAP})
+                marked = True
+            yield page
+        if not marked:
+            began_at = began[0] if began else self.source_time()
+            yield Page(marks={DELETES_MARK: began_at - _DELETES_OVERLAP})
 
     def _check_reach(self, since: datetime, now: datetime) -> None:
         """Refuse deletes since ``since`` when CDC no longer reaches back that far by ``now``.
@@ -297,14 +369,8 @@ class QuickBooksConnector(HttpConnector):
                 f"{CDC_RETENTION.days} days (QuickBooks' clock reads {_literal(now)})"
             )
 
-    def _deletes_page(self, since: datetime | None, began: datetime) -> Page:
-        """Return the page of entities deleted at or after ``since``, moving the mark.
-
-        A full read (``since`` is ``None``) sets the mark to a little before it ``began``.
-        """
-        if since is None:
-            # A full read holds no deleted entity; deletes from its start on come next time.
-            return Page(marks={DELETES_MARK: began - _DELETES_OVERLAP})
+    def _deletes_page(self, since: datetime) -> Page:
+        """Return the page of entities deleted at or after ``since``, moving the mark."""
         now = self.source_time().replace(microsecond=0)
         self._check_reach(since, now)
         page = self._read_deletes(since)
