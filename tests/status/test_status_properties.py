@@ -10,7 +10,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from incsync.humanize import exact_time, relative_time
-from incsync.state import ErrorInfo, Phase
+from incsync.state import CountCheck, ErrorInfo, Lease, Phase, SourceState
 from incsync.status import (
     REASONS,
     StatusColor,
@@ -18,6 +18,8 @@ from incsync.status import (
     StatusPolicy,
     StatusReason,
     classify_status,
+    reason_of,
+    status_of,
 )
 from tests.strategies import aware_datetimes
 
@@ -290,3 +292,34 @@ def test_with_a_phase_only_the_engine_stops_a_source(arguments: dict[str, Any]) 
     status = classify_status(**arguments)
     assert (status.reason is StatusReason.STOPPED) is (arguments["phase"] is Phase.STOPPED)
     assert "; synchronization stops after" not in status.hover
+
+
+@settings(max_examples=300)
+@given(_arguments().filter(lambda arguments: arguments["phase"] is not None))
+def test_the_reason_alone_is_the_status_screens_reason(arguments: dict[str, Any]) -> None:
+    """reason_of (what the sources-per-colour gauge counts) decides as status_of does."""
+    count = None
+    if "counted_at" in arguments:
+        count = CountCheck(
+            source=arguments["live_at_source"],
+            host=arguments["live_in_host"],
+            at=arguments["counted_at"],
+        )
+    running_until = arguments["running_until"]
+    state = SourceState(
+        key="acme/invoices",
+        phase=arguments["phase"],
+        last_change=arguments["last_change"],
+        last_sync=arguments["last_sync"],
+        last_attempt=arguments["last_attempt"],
+        consecutive_failures=arguments["error_count"],
+        last_error=arguments["last_error"],
+        lease=None if running_until is None else Lease("worker-1", running_until, 1),
+        not_before=arguments["not_before"],
+        last_cycle_rejected=arguments["rejected"],
+        count_check=count,
+    )
+    now, policy = arguments["now"], arguments["policy"]
+    assert reason_of(state, now=now, policy=policy) is status_of(
+        state, now=now, policy=policy, zone=arguments["zone"]
+    ).reason
