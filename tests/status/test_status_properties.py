@@ -320,6 +320,7 @@ def test_the_reason_alone_is_the_status_screens_reason(arguments: dict[str, Any]
         count_check=count,
     )
     now, policy = arguments["now"], arguments["policy"]
-    assert reason_of(state, now=now, policy=policy) is status_of(
-        state, now=now, policy=policy, zone=arguments["zone"]
-    ).reason
+    assert (
+        reason_of(state, now=now, policy=policy)
+        is status_of(state, now=now, policy=policy, zone=arguments["zone"]).reason
+    )
