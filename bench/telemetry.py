@@ -20,8 +20,10 @@ set (so a drift of the machine's load does not favour one variant):
   every variant below);
 * ``off``: the API installed, no SDK configured: incsync calls the API's no-op tracer and meter;
 * ``on``: the SDK's tracer provider with a batch span processor (whose exporter drops the spans
-  after counting them) and a meter provider with a periodic reader: every span and metric is
-  recorded, as in production, but nothing leaves the process.
+  after counting them) and a meter provider with a periodic reader every 15 s, the SDK's default
+  exemplar filter, and the store observed by the sources-per-colour gauge
+  (:func:`incsync.telemetry.observe_sources`): every span and metric is recorded, as in
+  production, but nothing leaves the process.
 
 The ratio of a variant is its round time over the ``not_installed`` round of the same set, and
 over the ``nothing`` round (``on`` over ``nothing`` is history and telemetry together); the
@@ -51,7 +53,7 @@ import json
 import secrets
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -74,6 +76,7 @@ from incsync import telemetry
 from incsync.connectors import InMemoryConnector, InMemorySource
 from incsync.engine import SyncEngine
 from incsync.history import NO_HISTORY
+from incsync.protocols import StateStore
 from incsync.results import Outcome
 from incsync.scheduling import SourcePlan, run_due
 from incsync.stores.postgres import PostgresStore
@@ -143,7 +146,12 @@ class CollectorTally:
 
 
 class Variants:
-    """Switches incsync's telemetry between the three variants; owns the SDK providers."""
+    """Switches incsync's telemetry between the three variants; owns the SDK providers.
+
+    With ``on``, the store given to :meth:`observe` is counted by the ``incsync.sources`` gauge,
+    collected every 15 s (a common Prometheus scrape interval; the periodic reader's default is
+    60 s), so its cost falls in the ``on`` rounds; with the other variants no store is observed.
+    """
 
     def __init__(self) -> None:
         self.exporter = CountingExporter()
@@ -151,11 +159,20 @@ class Variants:
         # A queue long enough that no span is dropped: a dropped span would be work not done.
         processor = BatchSpanProcessor(self.exporter, max_queue_size=1_000_000)
         self.tracer_provider.add_span_processor(processor)
-        reader = PeriodicExportingMetricReader(DroppingMetricExporter())
+        reader = PeriodicExportingMetricReader(
+            DroppingMetricExporter(), export_interval_millis=15_000
+        )
         self.meter_provider = MeterProvider(metric_readers=[reader])
+        self.observed: StateStore | None = None
+        self._stop_observing: Callable[[], None] | None = None
 
     def use(self, variant: str) -> None:
         """Make ``variant`` the one the next cycles report through."""
+        if self._stop_observing is not None:
+            self._stop_observing()
+            self._stop_observing = None
+        if variant == "on" and self.observed is not None:
+            self._stop_observing = telemetry.observe_sources(self.observed)
         if variant in ("nothing", "not_installed"):
             telemetry.configure(enabled=False)
         elif variant == "off":
@@ -167,6 +184,7 @@ class Variants:
 
     def close(self) -> None:
         """Flush and stop the SDK; leave incsync on the global providers."""
+        self.use("off")
         telemetry.configure()
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown()
@@ -223,6 +241,7 @@ def run_rounds(args: argparse.Namespace, variants: Variants, problems: list[str]
                     history_retention=NO_HISTORY,
                 )
             )
+            variants.observed = store
             engines = dict.fromkeys(ROUND_VARIANTS, engine)
             engines["nothing"] = SyncEngine(quiet_store)
             plans = [
@@ -282,6 +301,8 @@ def run_rounds(args: argparse.Namespace, variants: Variants, problems: list[str]
                     if applied != changes:
                         problems.append(f"{variant}: applied {applied}, changed {changes}")
     finally:
+        variants.use("not_installed")  # the store is closed: observe it no more
+        variants.observed = None
         drop_schema(schema)
     return {
         "sources": sizes,

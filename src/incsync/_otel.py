@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from types import TracebackType
 from typing import TYPE_CHECKING
 
 import attrs
@@ -23,7 +23,7 @@ from incsync.results import CycleResult, Outcome
 if TYPE_CHECKING:
     from incsync.telemetry import CycleTelemetry
 
-__all__ = ["OpenSpan", "Otel", "PageFetch"]
+__all__ = ["OpenCycle", "OpenSpan", "Otel", "PageFetch"]
 
 SCOPE = "incsync"
 """The instrumentation scope of every span and instrument."""
@@ -76,6 +76,19 @@ class OpenSpan:
     token: object
 
 
+@attrs.frozen
+class OpenCycle:
+    """A cycle's span, made current, and the attributes of its metrics, built once per cycle.
+
+    The SDK reads a measurement's attributes and keeps no reference it would change, so one
+    mapping serves every update of the cycle's metrics.
+    """
+
+    opened: OpenSpan
+    vendor: Mapping[str, str]
+    fetch: Mapping[str, str]
+
+
 class Otel:
     """incsync's tracer and instruments, on the given providers or the global ones.
 
@@ -103,8 +116,8 @@ class Otel:
         self.page_duration = meter.create_histogram(
             "incsync.page.duration",
             unit="s",
-            description="How long pages took to fetch (step fetch) and to write with their "
-            "checkpoint (step write).",
+            description="How long pages took to fetch (step fetch); a page's write is timed by "
+            "its span.",
             explicit_bucket_boundaries_advisory=PAGE_BUCKETS,
         )
         self.applied = meter.create_counter(
@@ -157,41 +170,42 @@ class Otel:
         finally:
             context.detach(opened.token)  # type: ignore[arg-type]
 
-    def start_cycle(self, source_key: str, vendor: str, cycle_id: str) -> OpenSpan:
+    def start_cycle(self, source_key: str, vendor: str, cycle_id: str) -> OpenCycle:
         """Start the cycle's span and make it the current one."""
-        return self._start(
+        opened = self._start(
             "incsync.cycle", {SOURCE_KEY: source_key, VENDOR: vendor, CYCLE_ID: cycle_id}
         )
+        return OpenCycle(opened, {VENDOR: vendor}, {VENDOR: vendor, STEP: "fetch"})
 
     @staticmethod
-    def cycle_generation(opened: OpenSpan | None, generation: int) -> None:
+    def cycle_generation(cycle: OpenCycle, generation: int) -> None:
         """Put the generation on the cycle's span."""
-        if opened is not None:
-            opened.span.set_attribute(GENERATION, generation)
+        cycle.opened.span.set_attribute(GENERATION, generation)
 
-    def cycle_ended(self, opened: OpenSpan | None, vendor: str, result: CycleResult) -> None:
+    def cycle_ended(self, cycle: OpenCycle, result: CycleResult) -> None:
         """Put the result on the cycle's span and record its duration."""
-        if opened is not None:
-            span = opened.span
-            span.set_attributes(
-                {
-                    OUTCOME: result.outcome.value,
-                    "incsync.pages": result.pages,
-                    "incsync.records.fetched": result.fetched,
-                    "incsync.records.applied": result.applied,
-                    "incsync.records.already_applied": result.already_applied,
-                    "incsync.records.set_aside": result.rejected,
-                    "incsync.records.swept": result.swept,
-                }
-            )
-            if result.outcome is Outcome.FAILED:
-                # The result's error is redacted already.
-                span.set_status(Status(StatusCode.ERROR, f"{result.error_class}: {result.error}"))
+        span = cycle.opened.span
+        span.set_attributes(
+            {
+                OUTCOME: result.outcome.value,
+                "incsync.pages": result.pages,
+                "incsync.records.fetched": result.fetched,
+                "incsync.records.applied": result.applied,
+                "incsync.records.already_applied": result.already_applied,
+                "incsync.records.set_aside": result.rejected,
+                "incsync.records.swept": result.swept,
+            }
+        )
+        if result.outcome is Outcome.FAILED:
+            # The result's error is redacted already.
+            span.set_status(Status(StatusCode.ERROR, f"{result.error_class}: {result.error}"))
         self.cycle_duration.record(
-            result.duration.total_seconds(), {VENDOR: vendor, OUTCOME: result.outcome.value}
+            result.duration.total_seconds(), {**cycle.vendor, OUTCOME: result.outcome.value}
         )
 
-    def fetched_pages(self, pages: Iterable[Page], cycle: CycleTelemetry) -> Iterator[Page]:
+    def fetched_pages(
+        self, pages: Iterable[Page], cycle: CycleTelemetry, opened: OpenCycle
+    ) -> Iterator[Page]:
         """Yield ``pages``, noting when each was asked for and came; record its fetch latency.
 
         It runs where the connector reads (the reading thread, one page ahead of the writes), so
@@ -200,7 +214,7 @@ class Otel:
         ended makes none.
         """
         iterator = iter(pages)
-        latency = {VENDOR: cycle.vendor, STEP: "fetch"}
+        latency = opened.fetch
         while True:
             asked, began = time.time_ns(), time.perf_counter()
             try:
@@ -214,43 +228,16 @@ class Otel:
             )
             yield page
 
-    def page_span(self, cycle: CycleTelemetry) -> AbstractContextManager[None]:
-        """Return a context that writes the oldest page not yet written in its span, timed."""
-        return self._page(cycle)
+    def page_span(self, cycle: CycleTelemetry) -> _PageSpan:
+        """Return a context that writes the oldest page not yet written in its span."""
+        return _PageSpan(self, cycle)
 
-    @contextmanager
-    def _page(self, cycle: CycleTelemetry) -> Iterator[None]:
-        now = time.time_ns()
-        fetch = cycle.fetched.popleft() if cycle.fetched else PageFetch(cycle.pages, now, now, 0, 0)
-        span = self.tracer.start_span(
-            "incsync.page",
-            attributes={
-                PAGE: fetch.number,
-                "incsync.page.records": fetch.records,
-                "incsync.page.set_aside": fetch.set_aside,
-                # An attribute, not an event: an event costs as much again as the attributes.
-                "incsync.page.fetch_seconds": (fetch.came - fetch.asked) / 1e9,
-            },
-            start_time=fetch.asked,
-        )
-        opened = OpenSpan(span, context.attach(trace.set_span_in_context(span)))
-        began = time.perf_counter()
-        try:
-            yield
-        except BaseException as error:
-            self.end_span(opened, error)
-            raise
-        seconds = time.perf_counter() - began
-        self.end_span(opened, None)
-        self.page_duration.record(seconds, {VENDOR: cycle.vendor, STEP: "write"})
-
-    def records(self, vendor: str, applied: int, set_aside: int) -> None:
+    def records(self, cycle: OpenCycle, applied: int, set_aside: int) -> None:
         """Count records applied and set aside."""
-        attributes = {VENDOR: vendor}
         if applied:
-            self.applied.add(applied, attributes)
+            self.applied.add(applied, cycle.vendor)
         if set_aside:
-            self.set_aside.add(set_aside, attributes)
+            self.set_aside.add(set_aside, cycle.vendor)
 
     def retried(self, vendor: str, wait: float, *, throttled: bool, page: int | None) -> None:
         """Count a retry and its wait; note it on the current span (the cycle's, in a fetch)."""
@@ -262,3 +249,44 @@ class Otel:
         if page is not None:
             event[PAGE] = page
         trace.get_current_span().add_event("incsync.retry", event)
+
+
+class _PageSpan:
+    """The span of the oldest page not yet written, current while the page is written.
+
+    It starts when the page was asked for, with its fetch time as an attribute, so the trace shows
+    the fetch and the write of each page; the write's time is the rest of the span. (A class, not
+    a generator-based context manager: it is entered once per page.)
+    """
+
+    __slots__ = ("_cycle", "_opened", "_otel")
+
+    def __init__(self, otel: Otel, cycle: CycleTelemetry) -> None:
+        self._otel = otel
+        self._cycle = cycle
+        self._opened: OpenSpan | None = None
+
+    def __enter__(self) -> None:
+        cycle = self._cycle
+        now = time.time_ns()
+        fetch = cycle.fetched.popleft() if cycle.fetched else PageFetch(cycle.pages, now, now, 0, 0)
+        span = self._otel.tracer.start_span(
+            "incsync.page",
+            attributes={
+                PAGE: fetch.number,
+                "incsync.page.records": fetch.records,
+                "incsync.page.set_aside": fetch.set_aside,
+                # An attribute, not an event: an event costs as much again as the attributes.
+                "incsync.page.fetch_seconds": (fetch.came - fetch.asked) / 1e9,
+            },
+            start_time=fetch.asked,
+        )
+        self._opened = OpenSpan(span, context.attach(trace.set_span_in_context(span)))
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._otel.end_span(self._opened, error)

@@ -132,6 +132,7 @@ __all__ = [
     "StatusPolicy",
     "StatusReason",
     "classify_status",
+    "reason_of",
     "status_of",
     "statuses_of",
 ]
@@ -943,11 +944,23 @@ def classify_status(
         counted_at=counted_at,
         running_until=running_until,
     )
+    return _status(facts, history, policy, zone)
+
+
+def _decided(facts: _Facts, policy: StatusPolicy) -> tuple[StatusReason, _Deadlines]:
+    """Return the reason of ``facts`` under ``policy`` and the deadlines it was decided on."""
+    deadlines = _deadlines(facts, _next_attempt(facts, policy), policy)
+    return _decide(facts, _stop_after(facts, policy), deadlines), deadlines
+
+
+def _status(
+    facts: _Facts, history: HistorySummary | None, policy: StatusPolicy, zone: str | tzinfo
+) -> SourceStatus:
+    """Return the status of ``facts`` (see :func:`classify_status`)."""
     next_attempt = _next_attempt(facts, policy)
     texts = _texts(facts, resolve_zone(zone), policy.future_tolerance)
     stop_after = _stop_after(facts, policy)
-    deadlines = _deadlines(facts, next_attempt, policy)
-    reason = _decide(facts, stop_after, deadlines)
+    reason, deadlines = _decided(facts, policy)
     color, icon, label = REASONS[reason]
     stopped = reason is StatusReason.STOPPED
     next_step, notes = _next_step(reason, facts, texts, next_attempt, policy)
@@ -1017,8 +1030,13 @@ def status_of(
         NaiveDatetimeError: ``now`` has no timezone.
         ConfigurationError: ``zone`` is not a known IANA zone name.
     """
+    return _status(_state_facts(state, now), history, policy, zone)
+
+
+def _state_facts(state: SourceState, now: datetime) -> _Facts:
+    """Return the facts of a stored source: its state's, with its last count check if any."""
     count = state.count_check
-    return classify_status(
+    return _facts(
         last_change=state.last_change,
         last_sync=state.last_sync,
         last_attempt=state.last_attempt,
@@ -1032,10 +1050,27 @@ def status_of(
         live_in_host=None if count is None else count.host,
         counted_at=None if count is None else count.at,
         running_until=None if state.lease is None else state.lease.expires_at,
-        history=history,
-        policy=policy,
-        zone=zone,
     )
+
+
+def reason_of(
+    state: SourceState, *, now: datetime, policy: StatusPolicy = DEFAULT_STATUS_POLICY
+) -> StatusReason:
+    """Return why a stored source has its colour (:data:`REASONS` gives the colour), and no text.
+
+    The decision of :func:`status_of`, without the hover's sentences and times: what counting
+    sources per colour needs (the ``incsync.sources`` gauge of :mod:`incsync.telemetry`).
+
+    Args:
+        state: The source's state, as the store holds it.
+        now: The present (aware).
+        policy: The thresholds.
+
+    Raises:
+        NaiveDatetimeError: ``now`` has no timezone.
+    """
+    facts = _state_facts(state, now)
+    return _decided(facts, policy)[0]
 
 
 def statuses_of(

@@ -14,7 +14,7 @@ given to :func:`configure`); see ``docs/observability.md`` for the names:
   on the cycle's span;
 * counters of records applied and set aside, of retries and of the seconds waited before them;
   histograms of cycle duration and page latency; an observable gauge of sources per status colour
-  for the stores given to :func:`observe_sources` (decided by :func:`incsync.status.statuses_of`).
+  for the stores given to :func:`observe_sources` (decided by :func:`incsync.status.reason_of`).
 
 Metric attributes name the vendor, never the source: a fleet of ten thousand sources would be
 ten thousand series per metric. Spans (and log records) name the source.
@@ -50,14 +50,14 @@ from incsync.protocols import Clock, StateStore
 from incsync.records import Page
 from incsync.redaction import redacted_traceback
 from incsync.results import CycleResult
-from incsync.status import DEFAULT_STATUS_POLICY, StatusColor, StatusPolicy, statuses_of
+from incsync.status import DEFAULT_STATUS_POLICY, REASONS, StatusColor, StatusPolicy, reason_of
 from incsync.timestamps import utc_now
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
-    from incsync._otel import OpenSpan, Otel, PageFetch
+    from incsync._otel import OpenCycle, Otel, PageFetch
 
 __all__ = [
     "CycleContextFilter",
@@ -174,7 +174,7 @@ class CycleTelemetry:
         # A deque: appended in the reading thread, taken in the engine's, without a lock.
         self.fetched: deque[PageFetch] = deque()
         self._otel = otel
-        self._span: OpenSpan | None = None
+        self._span: OpenCycle | None = None
         self._applied = 0
         self._set_aside = 0
         self._token: Token[CycleTelemetry | None] | None = None
@@ -192,26 +192,26 @@ class CycleTelemetry:
         traceback: TracebackType | None,
     ) -> None:
         try:
-            if self._otel is not None:
-                self._otel.end_span(self._span, error)
+            if self._otel is not None and self._span is not None:
+                self._otel.end_span(self._span.opened, error)
         finally:
             if self._token is not None:
                 _CURRENT.reset(self._token)
 
     def generation(self, generation: int) -> None:
         """Note the generation the cycle reads under (known once the state is loaded)."""
-        if self._otel is not None:
+        if self._otel is not None and self._span is not None:
             self._otel.cycle_generation(self._span, generation)
 
     def ended(self, result: CycleResult) -> CycleResult:
         """Record how the cycle ended (outcome, counts, duration); return ``result``."""
-        if self._otel is not None:
-            self._otel.cycle_ended(self._span, self.vendor, result)
+        if self._otel is not None and self._span is not None:
+            self._otel.cycle_ended(self._span, result)
         return result
 
     def _written(self, applied: int, set_aside: int) -> None:
-        if self._otel is not None:
-            self._otel.records(self.vendor, applied - self._applied, set_aside - self._set_aside)
+        if self._otel is not None and self._span is not None:
+            self._otel.records(self._span, applied - self._applied, set_aside - self._set_aside)
         self._applied, self._set_aside = applied, set_aside
 
 
@@ -234,9 +234,9 @@ def fetched(pages: Iterable[Page]) -> Iterable[Page]:
     finds the read ended makes no span: its requests, if any, are in the cycle's.
     """
     current = _CURRENT.get()
-    if current is None or current._otel is None:
+    if current is None or current._otel is None or current._span is None:
         return pages
-    return current._otel.fetched_pages(pages, current)
+    return current._otel.fetched_pages(pages, current, current._span)
 
 
 def writing() -> AbstractContextManager[None]:
@@ -342,8 +342,9 @@ def observe_sources(
 ) -> Callable[[], None]:
     """Count ``store``'s sources per status colour in the ``incsync.sources`` gauge.
 
-    Each collection lists the store's states and asks :func:`incsync.status.statuses_of` for
-    their colours, so the gauge shows what the status screen shows. With several stores observed,
+    Each collection lists the store's states and decides their colours with
+    :func:`incsync.status.reason_of`, the status screen's decision, so the gauge shows what the
+    status screen shows. With several stores observed,
     the counts add up; observing a store again replaces its policy and clock.
 
     Args:
@@ -380,7 +381,12 @@ def _source_colours() -> Mapping[str, int] | None:
     counts: Counter[str] = Counter({colour.value: 0 for colour in StatusColor})
     for store, policy, clock in observed:
         try:
-            statuses = statuses_of(store.list_states(), now=clock(), policy=policy)
+            # The colour only: the status screen's decision without its texts (reason_of).
+            now = clock()
+            colours = [
+                REASONS[reason_of(state, now=now, policy=policy)][0]
+                for state in store.list_states()
+            ]
         except Exception as error:  # noqa: BLE001 - a collector's callback must not raise
             # A store's error says enough by its class (its text may hold a connection string);
             # anything else is a bug, located by its traceback.
@@ -391,5 +397,5 @@ def _source_colours() -> Mapping[str, int] | None:
             )
             logger.warning("the sources per status colour were not counted: %s", detail)
             return None
-        counts.update(status.color.value for _, status in statuses)
+        counts.update(colour.value for colour in colours)
     return counts

@@ -10,7 +10,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from incsync.humanize import exact_time, relative_time
-from incsync.state import ErrorInfo, Phase
+from incsync.state import CountCheck, ErrorInfo, Lease, Phase, SourceState
 from incsync.status import (
     REASONS,
     StatusColor,
@@ -18,6 +18,8 @@ from incsync.status import (
     StatusPolicy,
     StatusReason,
     classify_status,
+    reason_of,
+    status_of,
 )
 from tests.strategies import aware_datetimes
 
@@ -341,3 +343,35 @@ def test_reason_until_is_the_next_threshold() -> None:
     assert (red.reason, red.reason_until) == (StatusReason.SYNC_OVERDUE, None)
     cancelled = classify_status(now=now, phase=Phase.CANCELLED, last_sync=None, last_change=None)
     assert cancelled.reason_until is None
+
+
+@settings(max_examples=300)
+@given(_arguments().filter(lambda arguments: arguments["phase"] is not None))
+def test_the_reason_alone_is_the_status_screens_reason(arguments: dict[str, Any]) -> None:
+    """reason_of (what the sources-per-colour gauge counts) decides as status_of does."""
+    count = None
+    if "counted_at" in arguments:
+        count = CountCheck(
+            source=arguments["live_at_source"],
+            host=arguments["live_in_host"],
+            at=arguments["counted_at"],
+        )
+    running_until = arguments["running_until"]
+    state = SourceState(
+        key="acme/invoices",
+        phase=arguments["phase"],
+        last_change=arguments["last_change"],
+        last_sync=arguments["last_sync"],
+        last_attempt=arguments["last_attempt"],
+        consecutive_failures=arguments["error_count"],
+        last_error=arguments["last_error"],
+        lease=None if running_until is None else Lease("worker-1", running_until, 1),
+        not_before=arguments["not_before"],
+        last_cycle_rejected=arguments["rejected"],
+        count_check=count,
+    )
+    now, policy = arguments["now"], arguments["policy"]
+    assert (
+        reason_of(state, now=now, policy=policy)
+        is status_of(state, now=now, policy=policy, zone=arguments["zone"]).reason
+    )
