@@ -35,6 +35,7 @@ from incsync import SourceState, StoreError, SyncEngine, SyncPolicy, telemetry
 from incsync.connectors import InMemoryConnector, InMemorySource, RestConfig, RestConnector
 from incsync.connectors.http import HttpOptions
 from incsync.connectors.retry import RetryPolicy
+from incsync.records import Page, Record
 from incsync.results import CycleResult, Outcome
 from incsync.testing import InMemoryStore
 from incsync.testing.fakes.generic_rest import FakeGenericRest
@@ -457,6 +458,35 @@ def test_page_spans_time_each_fetch_at_the_source_while_the_page_before_is_writt
     ]
     assert isinstance(fetches, HistogramDataPoint)
     assert (fetches.count, fetches.min >= fetch * 0.9) == (3, True)
+
+
+def test_a_page_span_carries_its_own_fetch_whatever_order_pages_are_written_in(
+    recorded: Recorded,
+) -> None:
+    """Readers of a full read in partitions fetch side by side and the engine writes their pages
+    as they come: each page's span has that page's fetch (its records, its fetch time), not the
+    fetch of the page fetched before it by another reader."""
+
+    def pages(count: int, delay: float) -> Iterator[Page]:
+        time.sleep(delay)
+        yield Page(
+            records=[Record(f"r{n}", datetime(2026, 1, 1, tzinfo=UTC), {}) for n in range(count)]
+        )
+
+    with telemetry.cycle(KEY, InMemoryConnector(InMemorySource())):
+        first = next(iter(telemetry.fetched(pages(2, 0.0))))
+        second = next(iter(telemetry.fetched(pages(5, 0.05))))
+        # Written in the other order than fetched, as pages of two partitions may be.
+        with telemetry.writing(second):
+            pass
+        with telemetry.writing(first):
+            pass
+    spans = [s for s in recorded.spans.get_finished_spans() if s.name == "incsync.page"]
+    seen = [
+        (s.attributes["incsync.page.records"], s.attributes["incsync.page.fetch_seconds"] >= 0.045)  # type: ignore[index,operator]
+        for s in spans
+    ]
+    assert seen == [(5, True), (2, False)]
 
 
 def test_disabled_telemetry_reports_nothing(recorded: Recorded) -> None:

@@ -222,15 +222,17 @@ class Otel:
             except StopIteration:
                 return
             self.page_duration.record(time.perf_counter() - began, latency)
-            cycle.pages += 1
-            cycle.fetched.append(
-                PageFetch(cycle.pages, asked, time.time_ns(), len(page.records), len(page.rejected))
+            with cycle.counting:
+                cycle.pages += 1
+                number = cycle.pages
+            cycle.fetched[id(page)] = PageFetch(
+                number, asked, time.time_ns(), len(page.records), len(page.rejected)
             )
             yield page
 
-    def page_span(self, cycle: CycleTelemetry) -> _PageSpan:
-        """Return a context that writes the oldest page not yet written in its span."""
-        return _PageSpan(self, cycle)
+    def page_span(self, cycle: CycleTelemetry, page: Page) -> _PageSpan:
+        """Return a context that writes ``page`` in its span."""
+        return _PageSpan(self, cycle, page)
 
     def records(self, cycle: OpenCycle, applied: int, set_aside: int) -> None:
         """Count records applied and set aside."""
@@ -252,24 +254,27 @@ class Otel:
 
 
 class _PageSpan:
-    """The span of the oldest page not yet written, current while the page is written.
+    """The span of one page, current while the page is written.
 
     It starts when the page was asked for, with its fetch time as an attribute, so the trace shows
     the fetch and the write of each page; the write's time is the rest of the span. (A class, not
     a generator-based context manager: it is entered once per page.)
     """
 
-    __slots__ = ("_cycle", "_opened", "_otel")
+    __slots__ = ("_cycle", "_opened", "_otel", "_page")
 
-    def __init__(self, otel: Otel, cycle: CycleTelemetry) -> None:
+    def __init__(self, otel: Otel, cycle: CycleTelemetry, page: Page) -> None:
         self._otel = otel
         self._cycle = cycle
+        self._page = page
         self._opened: OpenSpan | None = None
 
     def __enter__(self) -> None:
         cycle = self._cycle
-        now = time.time_ns()
-        fetch = cycle.fetched.popleft() if cycle.fetched else PageFetch(cycle.pages, now, now, 0, 0)
+        fetch = cycle.fetched.pop(id(self._page), None)
+        if fetch is None:  # a page not fetched through telemetry.fetched (not timed)
+            now = time.time_ns()
+            fetch = PageFetch(cycle.pages, now, now, 0, 0)
         span = self._otel.tracer.start_span(
             "incsync.page",
             attributes={

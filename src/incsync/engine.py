@@ -712,7 +712,7 @@ class SyncEngine:
                 elif high is not None and (unordered_high is None or high > unordered_high):
                     unordered_high = high
                 # A partition's end was fetched by no request: no page span of its own.
-                with nullcontext() if isinstance(item, Ended) else telemetry.writing():
+                with nullcontext() if isinstance(item, Ended) else telemetry.writing(item):
                     current = self._write(state, page, lease, (cursor, newest), tally)
                 # A page is counted once durable; a partition's end is no page.
                 tally.pages += not isinstance(item, Ended)

@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar, Token
@@ -148,9 +148,11 @@ class CycleTelemetry:
         source_key: The source the cycle syncs.
         vendor: The connector's vendor, the attribute of its metrics.
         pages: Pages fetched so far.
-        fetched: The fetches of pages not yet written, oldest first: the reading thread adds
-            each page's as it comes (:mod:`incsync.pipeline`: it may be one page ahead), and
-            the page's span takes it when the engine writes that page.
+        fetched: The fetches of pages not yet written, by the page (its ``id``: a page is held
+            until it is written, so no other page has its id meanwhile). A reading thread adds
+            each page's as it comes (:mod:`incsync.pipeline`: one page ahead, and several
+            readers at once in a full read in partitions), and the page's span takes that
+            page's when the engine writes it, whichever reader fetched it.
     """
 
     __slots__ = (
@@ -159,6 +161,7 @@ class CycleTelemetry:
         "_set_aside",
         "_span",
         "_token",
+        "counting",
         "cycle_id",
         "fetched",
         "pages",
@@ -171,8 +174,10 @@ class CycleTelemetry:
         self.source_key = source_key
         self.vendor = vendor
         self.pages = 0
-        # A deque: appended in the reading thread, taken in the engine's, without a lock.
-        self.fetched: deque[PageFetch] = deque()
+        # Added in the reading threads, taken in the engine's: a dict's item assignment and pop
+        # are atomic; the page count, read and written, is counted under the lock.
+        self.fetched: dict[int, PageFetch] = {}
+        self.counting = threading.Lock()
         self._otel = otel
         self._span: OpenCycle | None = None
         self._applied = 0
@@ -239,8 +244,11 @@ def fetched(pages: Iterable[Page]) -> Iterable[Page]:
     return current._otel.fetched_pages(pages, current, current._span)
 
 
-def writing() -> AbstractContextManager[None]:
-    """Return a context for writing the oldest page not yet written: its span, made current.
+def writing(page: Page) -> AbstractContextManager[None]:
+    """Return a context for writing ``page``: its span, made current.
+
+    ``page`` is the page as :func:`fetched` handed it over (the engine may write a copy with
+    more marks: the fetch is found by the page that was fetched).
 
     The span starts when the page was asked for, with its fetch time as an attribute, so the
     trace shows the fetch and the write of each page (a page read ahead starts while the one
@@ -249,7 +257,7 @@ def writing() -> AbstractContextManager[None]:
     current = _CURRENT.get()
     if current is None or current._otel is None:
         return _NOTHING
-    return current._otel.page_span(current)
+    return current._otel.page_span(current, page)
 
 
 def written(applied: int, set_aside: int) -> None:
