@@ -97,6 +97,7 @@ PIPEDRIVE_OAUTH = OAuthVendor(PIPEDRIVE_TOKEN_URL, client_auth="basic")
 connector's ``base_url``."""
 
 MAX_PAGE_SIZE = 500
+"""The largest ``limit`` Pipedrive accepts."""
 
 PIPEDRIVE_PARTITIONS = 4
 """How many time partitions of a full read are read at once by default.
@@ -105,7 +106,6 @@ Pipedrive allows a company 80 requests per 2 seconds on its larger plans (fewer 
 ones), shared by every integration of the company. One reader of 500-deal pages asks about 5 a
 second at 150 ms a request; four use half the burst limit, leaving the rest to the company's
 other tools (see docs/performance.md)."""
-"""The largest ``limit`` Pipedrive accepts."""
 
 DELETED_RETENTION = timedelta(days=30)
 """How long Pipedrive still lists a deleted deal (with ``status=deleted``)."""
