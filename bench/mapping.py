@@ -52,9 +52,11 @@ from bench.core import (
     BUSY_LOAD,
     CONNINFO,
     ROOT,
+    TARGET_RSS_DELTA_MB,
     Timing,
     load_average,
     machine,
+    memory_figures,
     peak_hwm_kb,
     remove_db,
 )
@@ -86,7 +88,6 @@ REMAP_ROUNDS = 2
 REMAP_PAGE = 500  # the re-map's own default page (incsync.mapped.DEFAULT_MAPPED_PAGE)
 RSS_SMALL = 100_000
 TARGET_SYNC_RATIO = 1.3
-TARGET_RSS_DELTA_MB = 20.0
 POLICY = SyncPolicy()
 START = datetime(2020, 1, 1, tzinfo=timezone.utc)  # long before "now": no safety lag caps a read
 UPDATE_EVERY = timedelta(seconds=95)
@@ -452,22 +453,7 @@ def measure_memory(sizes: Sequence[int]) -> dict[str, Any]:
         )
         runs.append(json.loads(completed.stdout.strip().splitlines()[-1]))
         print(f"  {records:>9,} records: {runs[-1]['maxrss_kb'] / 1024:.1f} MB", flush=True)
-    small, full = runs[0]["maxrss_kb"] / 1024, runs[-1]["maxrss_kb"] / 1024
-    return {
-        "pages": "made one at a time, as from a source",
-        "runs": [
-            {
-                "records": run["records"],
-                "peak_rss_mb": round(run["maxrss_kb"] / 1024, 1),
-                "vmhwm_mb": None if run["vmhwm_kb"] is None else round(run["vmhwm_kb"] / 1024, 1),
-                "sync_seconds": run["seconds"],
-            }
-            for run in runs
-        ],
-        "delta_mb": round(full - small, 1),
-        "target_delta_mb": TARGET_RSS_DELTA_MB,
-        "met": full - small <= TARGET_RSS_DELTA_MB,
-    }
+    return memory_figures(runs, full=sizes[-1], small=sizes[0])
 
 
 # -- profile -----------------------------------------------------------------------------------
