@@ -40,6 +40,7 @@ import redis
 
 from incsync.connectors import InMemoryConnector
 from incsync.errors import ConfigurationError
+from incsync.results import Outcome
 from incsync.stores.postgres import PostgresStore
 from incsync.testing import ManualClock
 from incsync.testing.fakes import FakeHubSpot, FakeVendor, HubSpotLimits
@@ -219,19 +220,32 @@ class Beat:
         self._thread.join()
 
 
+def started_since(store: PostgresStore, keys: set[str], since: datetime) -> set[str]:
+    """Return the keys whose latest cycle in the history began after ``since`` and completed."""
+    return {
+        key
+        for key in keys
+        for entry in store.history(key, limit=1)
+        if entry.started >= since and entry.outcome is Outcome.COMPLETED
+    }
+
+
 def wait_all_synced(store: PostgresStore, since: datetime, timeout: float) -> float:
-    """Wait until every source completed a cycle after ``since``; return how long it took."""
+    """Wait until every source completed a cycle begun after ``since``; return how long it took.
+
+    A cycle that began before ``since`` may have read its portal before the change and still
+    ended after it, so its ``last_sync`` proves nothing about the change: the history's start
+    time does.
+    """
     began = time.monotonic()
-    keys = {f"{a}/{t}" for a in ACCOUNTS for t in OBJECT_TYPES}
+    waiting = {f"{a}/{t}" for a in ACCOUNTS for t in OBJECT_TYPES}
     while time.monotonic() - began < timeout:
-        synced = {s.key for s in store.list_states() if s.last_sync and s.last_sync >= since}
-        if keys <= synced:
+        waiting -= started_since(store, waiting, since)
+        if not waiting:
             return time.monotonic() - began
         time.sleep(1.0)
-    synced = {s.key for s in store.list_states() if s.last_sync and s.last_sync >= since}
-    pytest.fail(
-        f"after {timeout}s, {len(keys - synced)} sources not synced: {sorted(keys - synced)[:10]}"
-    )
+    waiting -= started_since(store, waiting, since)
+    pytest.fail(f"after {timeout}s, {len(waiting)} sources not synced: {sorted(waiting)[:10]}")
 
 
 def wait_idle(store: PostgresStore, timeout: float = 20.0) -> None:
