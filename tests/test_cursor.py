@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from incsync.cursor import Cursor, Window, advance, horizon, page_high_water, window_after
+from incsync.cursor import (
+    Cursor,
+    Window,
+    advance,
+    horizon,
+    page_high_water,
+    window_after,
+    within,
+)
 from incsync.errors import NaiveDatetimeError
 from incsync.records import Record
 from incsync.timestamps import UTC
@@ -137,3 +145,21 @@ def test_advance_never_moves_backwards_nor_past_the_limit(
     assert moved == (
         min(candidate, limit) if current is None else max(current, min(candidate, limit))
     )
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "inside", "outside"),
+    [
+        (None, None, [T0], []),
+        (T0, None, [T0, T0 + timedelta(days=9)], [T0 - timedelta(microseconds=1)]),
+        (None, T0, [T0 - timedelta(microseconds=1)], [T0]),
+        (T0, T0 + timedelta(hours=1), [T0], [T0 + timedelta(hours=1)]),
+    ],
+)
+def test_a_time_range_holds_its_start_and_not_its_end(
+    start: datetime | None, end: datetime | None, inside: list[datetime], outside: list[datetime]
+) -> None:
+    """Windows and partitions share one rule: ``[start, end)``, a missing bound open."""
+    window = Window(start, end=end)
+    assert all(within(moment, start, end) and window.holds(moment) for moment in inside)
+    assert not any(within(moment, start, end) or window.holds(moment) for moment in outside)

@@ -23,7 +23,7 @@ from incsync.marks import Marks, frozen_marks
 from incsync.records import Record
 from incsync.timestamps import earlier, ensure_utc
 
-__all__ = ["Cursor", "Window", "advance", "horizon", "page_high_water", "window_after"]
+__all__ = ["Cursor", "Window", "advance", "horizon", "page_high_water", "window_after", "within"]
 
 
 def _utc_cursor_time(value: datetime) -> datetime:
@@ -92,8 +92,16 @@ class Window:
 
     def holds(self, updated_at: datetime) -> bool:
         """Return whether a record updated at ``updated_at`` belongs to this window."""
-        after_start = self.start is None or updated_at >= self.start
-        return after_start and (self.end is None or updated_at < self.end)
+        return within(updated_at, self.start, self.end)
+
+
+def within(updated_at: datetime, start: datetime | None, end: datetime | None) -> bool:
+    """Return whether ``updated_at`` is in ``[start, end)``; a missing bound is open.
+
+    The one rule for a time range of records: a window's, and a partition's of a full read.
+    """
+    after_start = start is None or updated_at >= start
+    return after_start and (end is None or updated_at < end)
 
 
 def window_after(cursor: Cursor | None, lookback: timedelta, marks: Marks | None = None) -> Window:

@@ -40,7 +40,7 @@ from datetime import datetime, timedelta
 
 import attrs
 
-from incsync.cursor import Cursor
+from incsync.cursor import Cursor, within
 from incsync.errors import ConfigurationError
 from incsync.marks import PARTITION_MARK, Marks
 from incsync.policy import positive_count
@@ -82,8 +82,7 @@ class Partition:
 
     def holds(self, key: Cursor) -> bool:
         """Return whether a record at ``key`` belongs to this partition."""
-        after_start = self.start is None or key.updated_at >= self.start
-        return after_start and (self.end is None or key.updated_at < self.end)
+        return within(key.updated_at, self.start, self.end)
 
 
 def _partitions(value: Iterable[Partition]) -> tuple[Partition, ...]:
