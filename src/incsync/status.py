@@ -947,9 +947,14 @@ def classify_status(
     return _status(facts, history, policy, zone)
 
 
-def _decided(facts: _Facts, policy: StatusPolicy) -> tuple[StatusReason, _Deadlines]:
-    """Return the reason of ``facts`` under ``policy`` and the deadlines it was decided on."""
-    deadlines = _deadlines(facts, _next_attempt(facts, policy), policy)
+def _decided(
+    facts: _Facts, policy: StatusPolicy, next_attempt: datetime | None
+) -> tuple[StatusReason, _Deadlines]:
+    """Return the reason of ``facts`` under ``policy`` and the deadlines it was decided on.
+
+    ``next_attempt`` is ``_next_attempt(facts, policy)``, which the status screen also words.
+    """
+    deadlines = _deadlines(facts, next_attempt, policy)
     return _decide(facts, _stop_after(facts, policy), deadlines), deadlines
 
 
@@ -960,7 +965,7 @@ def _status(
     next_attempt = _next_attempt(facts, policy)
     texts = _texts(facts, resolve_zone(zone), policy.future_tolerance)
     stop_after = _stop_after(facts, policy)
-    reason, deadlines = _decided(facts, policy)
+    reason, deadlines = _decided(facts, policy, next_attempt)
     color, icon, label = REASONS[reason]
     stopped = reason is StatusReason.STOPPED
     next_step, notes = _next_step(reason, facts, texts, next_attempt, policy)
@@ -1070,7 +1075,7 @@ def reason_of(
         NaiveDatetimeError: ``now`` has no timezone.
     """
     facts = _state_facts(state, now)
-    return _decided(facts, policy)[0]
+    return _decided(facts, policy, _next_attempt(facts, policy))[0]
 
 
 def statuses_of(
