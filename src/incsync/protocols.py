@@ -169,13 +169,23 @@ class Connector(Protocol):
 class PartitionedConnector(Protocol):
     """A :class:`Connector` that can read a full read as time partitions at once.
 
-    :class:`~incsync.connectors.BaseConnector` has both members (1 partition, no time span);
-    a connector without them reads a full read as one window (see :mod:`incsync.partitions`).
+    :class:`~incsync.connectors.BaseConnector` has every member (1 partition, no documented
+    limit, no time span); a connector without them reads a full read as one window (see
+    :mod:`incsync.partitions`).
     """
 
     @property
     def partitions(self) -> int:
         """How many time partitions of a full read the source lets one account read at once."""
+        ...
+
+    @property
+    def concurrent_requests(self) -> int | None:
+        """The requests the vendor lets one account have in flight at once; ``None``: no limit.
+
+        The cycles of one account allowed to run at once share it: each reads fewer partitions
+        at once when they would together exceed it (:func:`incsync.partitions.readers_per_cycle`).
+        """
         ...
 
     def time_span(self) -> tuple[datetime, datetime] | None:

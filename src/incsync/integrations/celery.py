@@ -182,7 +182,12 @@ def _run(runtime: _Runtime, source_key: str, slot: AccountSlot) -> CycleResult:
 
     connector = runtime.deployment.connector(source_key)
     try:
-        return runtime.engine.run_cycle(source_key, connector, on_progress=renew_slot)
+        return runtime.engine.run_cycle(
+            source_key,
+            connector,
+            on_progress=renew_slot,
+            cycles_per_account=runtime.deployment.per_account_limit,
+        )
     finally:
         close = getattr(connector, "close", None)
         if callable(close):
