@@ -35,6 +35,7 @@ from incsync.state import Checkpoint, ErrorInfo, Lease, SourceState
 from incsync.tokens import SealedTokens, StoredTokens
 
 __all__ = [
+    "AccountHolds",
     "AtomicPageStore",
     "Clock",
     "Connector",
@@ -162,6 +163,26 @@ class Connector(Protocol):
         :class:`~incsync.connectors.BaseConnector` returns ``None``;
         :class:`~incsync.connectors.http.HttpConnector` measures it.
         """
+        ...
+
+
+class AccountHolds(Protocol):
+    """How long each vendor account is held back, shared by the connectors of many workers.
+
+    When a vendor asks one request to wait, the connector that got the answer holds its account
+    here, and every connector of that account sharing the holds waits as long before its next
+    request, instead of being refused in turn
+    (:meth:`HttpConnector.share_throttle <incsync.connectors.http.HttpConnector.share_throttle>`).
+    Waits, not moments, cross the boundary: workers whose clocks disagree still wait alike.
+    :class:`incsync.integrations.celery.CeleryDeployment` shares one in Redis.
+    """
+
+    def hold(self, account: str, wait: timedelta) -> None:
+        """Hold ``account`` back for ``wait`` from now, unless it is held longer already."""
+        ...
+
+    def remaining(self, account: str) -> timedelta:
+        """Return how much longer ``account`` is held back; zero when it is not."""
         ...
 
 
