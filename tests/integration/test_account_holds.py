@@ -7,15 +7,12 @@ own, and expire by themselves); without it the tests skip, except under CI, wher
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import NoReturn
 
-import attrs
 import httpx
 import pytest
 import redis
@@ -23,21 +20,14 @@ from celery import Celery
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from incsync.connectors.http import HttpOptions
 from incsync.connectors.retry import RetryPolicy
 from incsync.integrations._account_holds import RedisAccountHolds
 from incsync.integrations.celery import CeleryDeployment, install
 from incsync.testing import InMemoryStore
 from incsync.testing.fakes import FakeQuickBooks, RunningClock
-from incsync.vendors.quickbooks import QuickBooksConnector, quickbooks_auth
-
-URL = "redis://127.0.0.1:6379/12"
-
-
-def _unavailable(reason: str) -> NoReturn:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI must run the Redis tests, so they may not skip")
-    pytest.skip(reason)
+from incsync.vendors.quickbooks import QuickBooksConnector
+from tests.connectors.test_quickbooks import connect
+from tests.integration.test_account_slots import URL, _unavailable
 
 
 def _client() -> redis.Redis:
@@ -108,21 +98,13 @@ def test_an_unreachable_redis_leaves_connectors_to_go_on_alone(
     assert len([r for r in caplog.records if "acme" in r.getMessage()]) == 2
 
 
-def _connector(fake: FakeQuickBooks, base_url: str, entity: str) -> QuickBooksConnector:
-    """A connector of its own (its own client, gate and retries) to one entity of the company."""
-    tokens = fake.grant_tokens()
-    auth = quickbooks_auth(
-        fake.client_id,
-        fake.client_secret,
-        tokens.refresh_token,
-        token_url=f"{base_url}/oauth2/v1/tokens/bearer",
-        access_token=tokens.access_token,
-        expires_at=tokens.access_token_expires_at,
-        clock=fake.clock,
-    )
+def _connector(
+    fake: FakeQuickBooks, base_url: str, entity: str, sleep: Callable[[float], None]
+) -> QuickBooksConnector:
+    """A connector of its own (its own client, gate and retries) to one entity of the company;
+    a throttle answer without Retry-After asks it to wait exactly 1 s."""
     retry = RetryPolicy(base_delay=1.0, jitter=0.0)
-    options = HttpOptions(retry=retry, clock=fake.clock)
-    return QuickBooksConnector(fake.realm_id, entity, auth=auth, base_url=base_url, options=options)
+    return connect(fake, base_url, entity=entity, retry=retry, sleep=sleep)
 
 
 def test_a_throttle_answer_to_one_worker_holds_back_another_of_the_same_company(
@@ -143,8 +125,8 @@ def test_a_throttle_answer_to_one_worker_holds_back_another_of_the_same_company(
     fake.throttle_next(1)
     account = fake.realm_id
     with fake.serve() as base_url:
-        invoices = _connector(fake, base_url, "Invoice")
-        payments = _connector(fake, base_url, "Payment")
+        invoices = _connector(fake, base_url, "Invoice", time.sleep)
+        payments = _connector(fake, base_url, "Payment", time.sleep)
         invoice_holds = RedisAccountHolds(_client(), prefix=prefix)
         invoices.share_throttle(invoice_holds, account)
         payments.share_throttle(RedisAccountHolds(_client(), prefix=prefix), account)
@@ -180,9 +162,7 @@ def test_the_connectors_a_celery_deployment_builds_wait_out_their_account_s_hold
     with fake.serve() as base_url:
 
         def connector(source_key: str) -> QuickBooksConnector:
-            built = _connector(fake, base_url, entities[source_key])
-            built.options = attrs.evolve(built.options, sleep=sleeps[source_key].append)
-            return built
+            return _connector(fake, base_url, entities[source_key], sleeps[source_key].append)
 
         deployment = CeleryDeployment(
             store=InMemoryStore,
