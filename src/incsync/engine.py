@@ -13,8 +13,10 @@ The whole algorithm is :meth:`SyncEngine.run_cycle`:
    once the cycle completes. Where the store is the sink, the page and its checkpoint are one
    transaction. A cancel, or the host's ``stop``, ends the cycle there. A full read of a connector
    that reads several time partitions at once is split into them (:mod:`incsync.partitions`):
-   one reader each, this thread the one writer, each page checkpointed with its partition's
-   progress (kept in the marks), the cursor at the completed prefix.
+   one reader each, no more at once than the account's concurrent requests allow the cycles of
+   that account running together (:func:`~incsync.partitions.readers_per_cycle`), this thread
+   the one writer, each page checkpointed with its partition's progress (kept in the marks), the
+   cursor at the completed prefix.
 4. When the read completes: after a full re-read, sweep what it did not see; when the counts
    keep disagreeing and the connector can list its ids, reconcile by id
    (:func:`incsync._reconcile_walk.reconcile_by_id`, which a cancel or a stop ends between
