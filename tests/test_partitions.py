@@ -23,6 +23,7 @@ from incsync.partitions import (
     completed_prefix,
     plan_partitions,
     progressed,
+    readers_per_cycle,
     resume_from,
     split,
 )
@@ -164,3 +165,43 @@ def test_a_plan_with_a_gap_or_no_open_end_is_refused() -> None:
         PartitionPlan([Partition(_at(0), None)])
     with pytest.raises(ConfigurationError, match="at least one"):
         PartitionPlan([])
+
+
+@given(
+    partitions=st.integers(1, 20),
+    concurrent=st.integers(1, 30),
+    cycles=st.integers(1, 40),
+)
+def test_the_readers_of_every_cycle_of_an_account_stay_within_the_vendor_s_limit(
+    partitions: int, concurrent: int, cycles: int
+) -> None:
+    """A cycle reads at least one partition and at most the connector's; while one reader per
+    cycle fits, the readers of every cycle allowed at once fit the vendor's concurrent requests,
+    and no fewer than fit are taken."""
+    readers = readers_per_cycle(partitions, concurrent, cycles)
+    assert 1 <= readers <= partitions
+    if cycles <= concurrent:
+        assert readers * cycles <= concurrent
+        assert readers == partitions or (readers + 1) * cycles > concurrent
+    else:
+        assert readers == 1
+
+
+def test_quickbooks_three_cycles_of_a_company_read_three_partitions_each() -> None:
+    """10 concurrent requests per company shared by 3 cycles: 3 readers each, not the 4 asked."""
+    assert readers_per_cycle(4, 10, 3) == 3
+    assert readers_per_cycle(4, 10, 2) == 4
+    assert readers_per_cycle(4, 5, 6) == 1
+
+
+def test_without_a_documented_limit_a_cycle_reads_every_partition_it_asks_for() -> None:
+    """No vendor figure: the connector's partitions, however many cycles run."""
+    assert readers_per_cycle(4, None, 50) == 4
+
+
+@pytest.mark.parametrize(
+    ("partitions", "concurrent", "cycles"), [(0, 10, 1), (4, 0, 1), (4, 10, 0), (4, 10, True)]
+)
+def test_counts_below_one_are_refused(partitions: int, concurrent: int, cycles: int) -> None:
+    with pytest.raises(ConfigurationError):
+        readers_per_cycle(partitions, concurrent, cycles)

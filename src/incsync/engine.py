@@ -13,8 +13,10 @@ The whole algorithm is :meth:`SyncEngine.run_cycle`:
    once the cycle completes. Where the store is the sink, the page and its checkpoint are one
    transaction. A cancel, or the host's ``stop``, ends the cycle there. A full read of a connector
    that reads several time partitions at once is split into them (:mod:`incsync.partitions`):
-   one reader each, this thread the one writer, each page checkpointed with its partition's
-   progress (kept in the marks), the cursor at the completed prefix.
+   one reader each, no more at once than the account's concurrent requests allow the cycles of
+   that account running together (:func:`~incsync.partitions.readers_per_cycle`), this thread
+   the one writer, each page checkpointed with its partition's progress (kept in the marks), the
+   cursor at the completed prefix.
 4. When the read completes: after a full re-read, sweep what it did not see; when the counts
    keep disagreeing and the connector can list its ids, reconcile by id
    (:func:`incsync._reconcile_walk.reconcile_by_id`, which a cancel or a stop ends between
@@ -83,6 +85,7 @@ from incsync.partitions import (
     plan_marks,
     plan_partitions,
     progressed,
+    readers_per_cycle,
     resume_from,
     to_read,
 )
@@ -94,6 +97,7 @@ from incsync.policy import (
     decide_failure,
     deletes_expired,
     drift_to_reconcile,
+    positive_count,
 )
 from incsync.protocols import (
     AtomicPageStore,
@@ -188,15 +192,25 @@ _PARTITION_BOUND = timedelta(seconds=1)
 """Partitions are bounded on whole seconds: every source's time filter tells those apart."""
 
 
+def _readers(connector: Connector, cycles_per_account: int) -> int:
+    """Return how many partitions this cycle reads at once: 1 for a connector without any."""
+    if not isinstance(connector, PartitionedConnector) or connector.partitions < 2:
+        return 1
+    return readers_per_cycle(
+        connector.partitions, connector.concurrent_requests, cycles_per_account
+    )
+
+
 def _partition_plan(
-    state: SourceState, connector: Connector, limit: Cursor
+    state: SourceState, connector: Connector, limit: Cursor, readers: int
 ) -> PartitionPlan | None:
     """Return the partitions of the full read this cycle goes on with; ``None``: one window.
 
     Only a full read of an ordered connector that reads several partitions at once is split: a
-    plan kept in the marks goes on; a read with no cursor yet is planned between the oldest and
-    newest times the source gives. A read that has a cursor and no plan (begun as one window)
-    goes on as one window from its cursor.
+    plan kept in the marks goes on (read ``readers`` partitions at a time); a read with no cursor
+    yet is planned between the oldest and newest times the source gives, one partition per
+    reader. A read that has a cursor and no plan (begun as one window) goes on as one window
+    from its cursor.
 
     No bound is drawn after the cycle's horizon (``limit``) less the connector's lookback: a
     record that becomes visible late (within the safety lag or the lookback, the cases an
@@ -210,6 +224,8 @@ def _partition_plan(
     kept = plan_from_marks(state.marks)
     if kept is not None or state.cursor is not None:
         return kept
+    if readers < 2:
+        return None
     span = connector.time_span()
     if span is None:
         return None
@@ -217,7 +233,7 @@ def _partition_plan(
     newest = min(newest, earlier(limit.updated_at, connector.lookback))
     if newest <= oldest:
         return None
-    plan = plan_partitions(oldest, newest, connector.partitions, _PARTITION_BOUND)
+    plan = plan_partitions(oldest, newest, readers, _PARTITION_BOUND)
     return plan if len(plan.partitions) > 1 else None
 
 
@@ -486,6 +502,7 @@ class SyncEngine:
         *,
         on_progress: ProgressCallback | None = None,
         stop: threading.Event | None = None,
+        cycles_per_account: int = 1,
     ) -> CycleResult:
         """Run one incremental cycle of ``source_key`` through ``connector``.
 
@@ -502,18 +519,29 @@ class SyncEngine:
                 once the page in flight (or the first) is durable: it returns ``INTERRUPTED_STOP``
                 with its lease released, and the source's next cycle carries on from that
                 checkpoint. One event may stop any number of cycles.
+            cycles_per_account: How many cycles of the connector's vendor account may run at
+                once (the scheduler's ``per_account_limit``). They share the concurrent requests
+                the vendor allows one account (:attr:`PartitionedConnector.concurrent_requests
+                <incsync.protocols.PartitionedConnector.concurrent_requests>`), so a full read
+                in partitions reads fewer of them at once when several cycles may run (see
+                :func:`incsync.partitions.readers_per_cycle`).
 
         Returns:
             What the cycle did.
 
         Raises:
-            ConfigurationError: ``source_key`` cannot name a source (empty or blank).
+            ConfigurationError: ``source_key`` cannot name a source (empty or blank), or
+                ``cycles_per_account`` is not a positive integer.
             StoreError: The state store or sink failed while recording the outcome.
         """
         check_source_key(source_key)
+        positive_count.check("cycles_per_account", cycles_per_account)
         # The cycle's id, its log context and its span (see incsync.telemetry).
         with telemetry.cycle(source_key, connector) as cycle:
-            return cycle.ended(self._cycle(source_key, connector, cycle, on_progress, stop))
+            readers = _readers(connector, cycles_per_account)
+            return cycle.ended(
+                self._cycle(source_key, connector, cycle, on_progress, stop, readers)
+            )
 
     def _cycle(
         self,
@@ -522,8 +550,9 @@ class SyncEngine:
         cycle: telemetry.CycleTelemetry,
         on_progress: ProgressCallback | None,
         stop: threading.Event | None,
+        readers: int,
     ) -> CycleResult:
-        """Run the cycle :meth:`run_cycle` describes."""
+        """Run the cycle :meth:`run_cycle` describes, reading ``readers`` partitions at once."""
         started = self._now()
         clock_start = time.perf_counter()
         lease = self.store.acquire_lease(
@@ -583,7 +612,16 @@ class SyncEngine:
 
         try:
             outcome, cursor = self._read_and_apply(
-                state, connector, lease, started, tally, on_progress, clock_start, stop, ending
+                state,
+                connector,
+                lease,
+                started,
+                tally,
+                on_progress,
+                clock_start,
+                stop,
+                ending,
+                readers,
             )
         except GenerationChangedError as error:
             self._record_interruption(ending(Outcome.INTERRUPTED_RESET, error), lease)
@@ -659,6 +697,7 @@ class SyncEngine:
         clock_start: float,
         stop: threading.Event | None,
         ending: _Ending,
+        readers: int,
     ) -> tuple[Outcome, Cursor | None]:
         key, generation = state.key, state.generation
         resync = self._resync_reason(state, connector, started)
@@ -668,23 +707,33 @@ class SyncEngine:
         ordered = connector.ordered
         cursor = state.cursor
         unordered_high: Cursor | None = None
-        plan = _partition_plan(state, connector, horizon(started, lag, connector.clock_skew()))
+        limit = horizon(started, lag, connector.clock_skew())
+        plan = _partition_plan(state, connector, limit, readers)
         current = state
         if plan is not None and plan_from_marks(state.marks) is None:
             # The plan is durable before any partition is read, so a crash resumes it.
             current = self._write(state, Page(marks=plan_marks(plan)), lease, (None, None), tally)
         # The next page is fetched while this one is written, one reader per partition of a
-        # full read (else one): see incsync.pipeline. Each fetch is timed where it runs, in its
-        # reading thread, so its latency is the source's.
+        # full read (else one), at most ``readers`` at once, the others waiting their turn: see
+        # incsync.pipeline. Each fetch is timed where it runs, in its reading thread, so its
+        # latency is the source's.
         first: list[tuple[int, Iterable[Page]]] = []
+        waiting: list[int] = []  # the partitions whose readers have not started yet
         if plan is None:
             window = window_after(cursor, connector.lookback, state.marks)
             first.append((0, telemetry.fetched(connector.read(window))))
         else:
-            for index in to_read(plan):
-                window = _partition_window(plan, index, current.marks, connector.lookback)
-                first.append((index, telemetry.fetched(connector.read(window))))
+            waiting = list(to_read(plan))
         with read_ahead_each(first) as reads:
+
+            def start(plan: PartitionPlan, index: int) -> None:
+                window = _partition_window(plan, index, current.marks, connector.lookback)
+                reads.add(index, telemetry.fetched(connector.read(window)))
+
+            if plan is not None:
+                for index in waiting[:readers]:
+                    start(plan, index)
+                del waiting[:readers]
             last_again = False  # the last partition reached its end before the others: again
             totals: dict[int, int] = {}
             for index, item in reads:
@@ -695,6 +744,8 @@ class SyncEngine:
                         continue
                     if index == len(plan.partitions) - 1 and len(plan.unfinished()) > 1:
                         last_again = True
+                        if waiting:  # its reader's turn goes to the next partition
+                            start(plan, waiting.pop(0))
                         continue
                     # The partition's end is durable with the checkpoint of an empty page.
                     plan, page = progressed(plan, index, None, done=True), Page()
@@ -728,11 +779,13 @@ class SyncEngine:
                 interrupted = self._ending_at(current, stop, lease, ending)
                 if interrupted is not None:
                     return interrupted, current.cursor
-                if plan is not None and last_again and len(plan.unfinished()) == 1:
+                if plan is None:
+                    continue
+                if isinstance(item, Ended) and waiting:
+                    start(plan, waiting.pop(0))  # a reader's turn, its partition finished
+                if last_again and len(plan.unfinished()) == 1:
                     last_again = False
-                    last = len(plan.partitions) - 1
-                    window = _partition_window(plan, last, current.marks, connector.lookback)
-                    reads.add(last, telemetry.fetched(connector.read(window)))
+                    start(plan, len(plan.partitions) - 1)
         final = advance(cursor, unordered_high, horizon(started, lag, connector.clock_skew()))
         if state.reset_pending:
             # The whole source was read under this generation: what it did not see is gone.

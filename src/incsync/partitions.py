@@ -7,6 +7,10 @@ such a read takes, as pure functions over frozen values; the engine sequences th
 (:meth:`incsync.engine.SyncEngine.run_cycle`), with one reader per partition
 (:func:`incsync.pipeline.read_ahead_each`) and one writer.
 
+* :func:`readers_per_cycle` says how many partitions one cycle reads at once: within the
+  concurrent requests the vendor documents per account, shared by the cycles of that account
+  allowed to run at once (``per_account_limit`` of :func:`incsync.scheduling.run_due`, the CLI
+  and the Celery deployment).
 * :func:`plan_partitions` splits the time between the oldest and the newest record into ranges
   of equal length; the first is open below and the last open above, so together they hold every
   record whatever was changed since they were drawn.
@@ -54,6 +58,7 @@ __all__ = [
     "plan_marks",
     "plan_partitions",
     "progressed",
+    "readers_per_cycle",
     "resume_from",
     "split",
     "to_read",
@@ -131,6 +136,37 @@ class PartitionPlan:
     def unfinished(self) -> Sequence[int]:
         """Return the indexes of the partitions still to read."""
         return [index for index, p in enumerate(self.partitions) if not p.done]
+
+
+def readers_per_cycle(
+    partitions: int, concurrent_requests: int | None, cycles_per_account: int
+) -> int:
+    """Return how many partitions one cycle of a full read reads at once.
+
+    Each reader has one request in flight, and up to ``cycles_per_account`` cycles of one
+    account run at once, so the readers of all of them together stay within the concurrent
+    requests the vendor documents per account. At least one: a cycle reads. When even one
+    reader per cycle is over the vendor's figure (``cycles_per_account`` above it), each cycle
+    reads with one and the vendor refuses the requests over its limit, which are retried as
+    its throttles are: the limit on cycles is the deployment's, for every vendor, so no one
+    vendor's figure can refuse it.
+
+    Args:
+        partitions: What the connector asks for (:attr:`PartitionedConnector.partitions
+            <incsync.protocols.PartitionedConnector.partitions>`).
+        concurrent_requests: The requests the vendor lets one account have in flight at once;
+            ``None`` when it documents no such limit.
+        cycles_per_account: How many cycles of one account may run at once.
+
+    Raises:
+        ConfigurationError: A count is not a positive integer.
+    """
+    positive_count.check("partitions", partitions)
+    positive_count.check("cycles_per_account", cycles_per_account)
+    if concurrent_requests is None:
+        return partitions
+    positive_count.check("concurrent_requests", concurrent_requests)
+    return max(1, min(partitions, concurrent_requests // cycles_per_account))
 
 
 def plan_partitions(

@@ -35,6 +35,7 @@ from incsync.state import Checkpoint, ErrorInfo, Lease, SourceState
 from incsync.tokens import SealedTokens, StoredTokens
 
 __all__ = [
+    "AccountHolds",
     "AtomicPageStore",
     "Clock",
     "Connector",
@@ -165,17 +166,47 @@ class Connector(Protocol):
         ...
 
 
+class AccountHolds(Protocol):
+    """How long each vendor account is held back, shared by the connectors of many workers.
+
+    When a vendor asks one request to wait, the connector that got the answer holds its account
+    here, and every connector of that account sharing the holds waits as long before its next
+    request, instead of being refused in turn
+    (:meth:`HttpConnector.share_throttle <incsync.connectors.http.HttpConnector.share_throttle>`).
+    Waits, not moments, cross the boundary: workers whose clocks disagree still wait alike.
+    :class:`incsync.integrations.celery.CeleryDeployment` shares one in Redis.
+    """
+
+    def hold(self, account: str, wait: timedelta) -> None:
+        """Hold ``account`` back for ``wait`` from now, unless it is held longer already."""
+        ...
+
+    def remaining(self, account: str) -> timedelta:
+        """Return how much longer ``account`` is held back; zero when it is not."""
+        ...
+
+
 @runtime_checkable
 class PartitionedConnector(Protocol):
     """A :class:`Connector` that can read a full read as time partitions at once.
 
-    :class:`~incsync.connectors.BaseConnector` has both members (1 partition, no time span);
-    a connector without them reads a full read as one window (see :mod:`incsync.partitions`).
+    :class:`~incsync.connectors.BaseConnector` has every member (1 partition, no documented
+    limit, no time span); a connector without them reads a full read as one window (see
+    :mod:`incsync.partitions`).
     """
 
     @property
     def partitions(self) -> int:
         """How many time partitions of a full read the source lets one account read at once."""
+        ...
+
+    @property
+    def concurrent_requests(self) -> int | None:
+        """The requests the vendor lets one account have in flight at once; ``None``: no limit.
+
+        The cycles of one account allowed to run at once share it: each reads fewer partitions
+        at once when they would together exceed it (:func:`incsync.partitions.readers_per_cycle`).
+        """
         ...
 
     def time_span(self) -> tuple[datetime, datetime] | None:

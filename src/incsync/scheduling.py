@@ -248,13 +248,15 @@ def _failed_to_start(plan: SourcePlan, started: datetime, error: Exception) -> C
     )
 
 
-def _run_one(engine: SyncEngine, plan: SourcePlan, factory: ConnectorFactory) -> CycleResult:
+def _run_one(
+    engine: SyncEngine, plan: SourcePlan, factory: ConnectorFactory, per_account_limit: int
+) -> CycleResult:
     try:
         connector = factory(plan.source_key)
     except Exception as error:  # noqa: BLE001 - one source's broken set-up must not stop the others
         return _failed_to_start(plan, utc_now(), error)
     try:
-        return engine.run_cycle(plan.source_key, connector)
+        return engine.run_cycle(plan.source_key, connector, cycles_per_account=per_account_limit)
     finally:
         close = getattr(connector, "close", None)
         if callable(close):
@@ -282,7 +284,9 @@ def run_due(
         connector_factory: Builds a source's connector from its key. If it raises, that source's
             result is a failure and the others run.
         max_workers: Threads running cycles at once.
-        per_account_limit: Cycles of one vendor account running at once, in this process.
+        per_account_limit: Cycles of one vendor account running at once, in this process. They
+            share the concurrent requests the vendor allows one account: a full read in
+            partitions reads fewer at once (:func:`incsync.partitions.readers_per_cycle`).
         now: The time to decide what is due (defaults to the current time).
 
     Returns:
@@ -307,7 +311,10 @@ def run_due(
                     break
                 waiting.remove(item)
                 running[item.plan.account_key] += 1
-                in_flight[pool.submit(_run_one, engine, item.plan, connector_factory)] = item.plan
+                started = pool.submit(
+                    _run_one, engine, item.plan, connector_factory, per_account_limit
+                )
+                in_flight[started] = item.plan
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             for future in done:
                 plan = in_flight.pop(future)

@@ -64,6 +64,7 @@ def connect(
     sleep: Callable[[float], None] = no_sleep,
     clock: Callable[[], datetime] | None = None,
     partitions: int = QUICKBOOKS_PARTITIONS,
+    entity: str = ENTITY,
 ) -> QuickBooksConnector:
     """Return a connector to ``fake``: over loopback HTTP at ``base_url``, else in-process.
 
@@ -83,7 +84,7 @@ def connect(
     )
     return QuickBooksConnector(
         fake.realm_id,
-        ENTITY,
+        entity,
         auth=auth,
         base_url=root,
         page_size=page_size,

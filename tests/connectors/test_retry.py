@@ -320,7 +320,7 @@ def test_a_throttle_gate_holds_back_other_threads_and_keeps_a_pace() -> None:
     slept: list[float] = []
     gate = ThrottleGate()
     gate.wait(start, slept.append)
-    gate.hold(start + timedelta(seconds=7))
+    gate.hold(start + timedelta(seconds=7), now=start)
     gate.wait(start, slept.append)  # the thread that shut it
     other = threading.Thread(target=gate.wait, args=(start + timedelta(seconds=2), slept.append))
     other.start()

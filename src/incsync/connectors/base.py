@@ -51,6 +51,11 @@ class BaseConnector:
             :attr:`Window.end <incsync.cursor.Window.end>` and :attr:`Window.partition
             <incsync.cursor.Window.partition>`, the connector is :attr:`ordered`, and
             :meth:`time_span` answers; the engine reads partitions only then.
+        concurrent_requests: The requests the vendor documents it lets one account have in
+            flight at once (QuickBooks: 10 per company); ``None``, the default, where it
+            documents none. The cycles of one account allowed to run at once share it, so each
+            may read fewer partitions at once than :attr:`partitions` (see
+            :func:`incsync.partitions.readers_per_cycle`).
 
     Raises:
         TypeError: On construction, when the class implements neither :meth:`fetch` nor
@@ -66,6 +71,7 @@ class BaseConnector:
     lists_ids: bool = False
     id_order: IdOrder = IdOrder.CODE_POINT
     partitions: int = 1
+    concurrent_requests: ClassVar[int | None] = None
 
     def __new__(cls, *_args: Any, **_kwargs: Any) -> BaseConnector:  # noqa: D102 - see the class
         if cls.fetch is BaseConnector.fetch and cls.read is BaseConnector.read:

@@ -64,6 +64,7 @@ from incsync.errors import (
     TransientSourceError,
 )
 from incsync.policy import SettingRule, positive_count
+from incsync.protocols import AccountHolds
 from incsync.redaction import redact
 from incsync.timestamps import utc_now
 
@@ -236,6 +237,20 @@ class HttpConnector(BaseConnector):
     def close(self) -> None:
         """Close the client and its connections."""
         self._client.close()
+
+    def share_throttle(self, holds: AccountHolds, account: str) -> None:
+        """Wait, and make wait, with every connector of ``account`` that shares ``holds``.
+
+        A throttle answer to this connector holds the account back in ``holds`` for the wait the
+        vendor asked for, and this connector waits out the account's holds before each request:
+        connectors of one account in other processes or machines (the workers of a Celery
+        deployment, which calls this) slow down together instead of being refused in turn.
+
+        Args:
+            holds: The shared holds (in Redis, for a Celery deployment).
+            account: The vendor account this connector reads (its ``SourcePlan.account_key``).
+        """
+        self._gate.share(holds, account)
 
     def secrets(self) -> Sequence[str]:
         """Return the credential values of the auth flow, to be masked in every message."""
@@ -451,7 +466,7 @@ class HttpConnector(BaseConnector):
             )
             return Failure(limited, retry=False)
         pause = self.options.retry.base_delay if wait is None else wait
-        self._gate.hold(now + timedelta(seconds=pause))
+        self._gate.hold(now + timedelta(seconds=pause), now=now)
         advice = "retrying after a wait" if wait is None else f"asked to wait {wait:.0f} s"
         limited = RateLimitedError(
             redact(f"{self.vendor}: {throttle.reason}: {advice}", secrets),

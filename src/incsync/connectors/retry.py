@@ -38,6 +38,7 @@ import tenacity
 from incsync import telemetry
 from incsync.errors import RateLimitedError, SourceError
 from incsync.policy import SettingRule, positive_count
+from incsync.protocols import AccountHolds
 from incsync.timestamps import UTC, ensure_utc
 
 __all__ = [
@@ -213,8 +214,10 @@ class ThrottleGate:
     thread that got the answer waits in its retry loop, and every other request of the connector
     waits here until the same time, instead of being refused in turn. With a ``pace``, requests
     also start at least that far apart, so readers together stay under a vendor's per-second
-    limit rather than backing off after its refusals. Only within the process: workers elsewhere
-    reading the same account have gates of their own (see docs/deployment.md).
+    limit rather than backing off after its refusals. Gates that :meth:`share` one account's
+    :class:`~incsync.protocols.AccountHolds` (the connectors of every worker of a Celery
+    deployment) also hold one another back: a wait one of them is asked for is published there,
+    and each consults it before every request.
 
     Args:
         pace: The least time between the starts of two requests; zero: none.
@@ -226,12 +229,23 @@ class ThrottleGate:
         self._holder: int | None = None
         self._pace = pace
         self._next_start: datetime | None = None
+        self._shared: tuple[AccountHolds, str] | None = None
 
-    def hold(self, until: datetime) -> None:
-        """Keep the gate shut until ``until``; the calling thread waits in its own retries."""
+    def share(self, holds: AccountHolds, account: str) -> None:
+        """Publish this gate's holds to ``holds`` under ``account``, and wait for theirs."""
+        self._shared = (holds, account)
+
+    def hold(self, until: datetime, *, now: datetime) -> None:
+        """Keep the gate shut until ``until``; the calling thread waits in its own retries.
+
+        A shared gate also holds its account for the other gates (``until`` less ``now``).
+        """
         with self._lock:
             if self._open_at is None or until > self._open_at:
                 self._open_at, self._holder = until, threading.get_ident()
+        if self._shared is not None and until > now:
+            holds, account = self._shared
+            holds.hold(account, until - now)
 
     def answered(self) -> None:
         """Open the gate if the calling thread shut it: the vendor answered it again."""
@@ -241,8 +255,14 @@ class ThrottleGate:
 
     def wait(self, now: datetime, sleep: Sleep) -> None:
         """Wait until the gate opens (unless the calling thread shut it) and the pace allows."""
+        # The thread that shut the gate is the one asking the vendor again, on its own schedule.
+        holder = self._holder == threading.get_ident()
+        shared = timedelta(0)
+        if self._shared is not None and not holder:
+            holds, account = self._shared
+            shared = holds.remaining(account)  # I/O, outside the lock
         with self._lock:
-            start = now
+            start = now + shared
             if self._open_at is not None and self._holder != threading.get_ident():
                 start = max(start, self._open_at)
             if self._pace > timedelta(0):

@@ -15,6 +15,13 @@ What holds where:
   :mod:`incsync.integrations._account_slots`), renewed after every durable page. A task that
   finds its account full ends at once; the source stays due and the next fan-out enqueues it
   again.
+* **A throttle answer slows every worker reading the account**: a wait one connector is asked
+  for is kept in Redis (:mod:`incsync.integrations._account_holds`), and every HTTP connector
+  the deployment builds waits it out before its requests
+  (:meth:`~incsync.connectors.http.HttpConnector.share_throttle`).
+* **A full read in partitions stays within what the vendor allows the account**: each cycle
+  reads as many partitions at once as the vendor's concurrent requests per account allow, shared
+  by ``per_account_limit`` cycles (:func:`incsync.partitions.readers_per_cycle`).
 * **A source is queued at most once**: the fan-out sets a mark in Redis before it enqueues, and
   the task clears it when it ends; a mark left by a killed worker expires after ``queued_ttl``.
 
@@ -44,9 +51,11 @@ except ImportError as missing:  # pragma: no cover - depends on the installed ex
         "pip install 'incsync[celery]'"
     ) from missing
 
+from incsync.connectors.http import HttpConnector
 from incsync.engine import SyncEngine
 from incsync.errors import StoreError
 from incsync.humanize import plural
+from incsync.integrations._account_holds import RedisAccountHolds
 from incsync.integrations._account_slots import AccountSlot, AccountSlots
 from incsync.policy import SyncPolicy, positive_count, positive_duration
 from incsync.protocols import StateStore
@@ -84,8 +93,13 @@ class CeleryDeployment:
             worker reaches: PostgreSQL across machines, a SQLite file on one machine.
         plans: Returns the plan of every source (read by the fan-out on every tick).
         connector: Builds a source's connector from its key, with credentials the host looks up.
-        redis_url: The Redis for the per-account semaphore and the queued marks.
+        redis_url: The Redis for the per-account semaphore, the throttles' shared waits and the
+            queued marks.
         per_account_limit: Cycles of one vendor account running at once, across all workers.
+            They share the concurrent requests a vendor allows one account, so a full read in
+            partitions reads fewer at once as it grows; above that figure (QuickBooks 10 per
+            company, Xero 5 per tenant) each cycle reads with one request, and the vendor
+            refuses, and incsync retries, what is over its limit.
         policy: The engine's leases, safety lag and failure thresholds.
         queued_ttl: How long a queued mark lasts; a source whose task was lost is enqueued again
             after this. Below the time tasks wait in the queue it lets copies in (each costs
@@ -107,7 +121,7 @@ class CeleryDeployment:
 
 
 class _Runtime:
-    """What one worker process builds from the deployment, once: engine, semaphore, Redis."""
+    """What one worker process builds from the deployment, once: engine, semaphore, holds."""
 
     def __init__(self, deployment: CeleryDeployment) -> None:
         self.deployment = deployment
@@ -116,6 +130,7 @@ class _Runtime:
         self.slots = AccountSlots(
             self.redis, deployment.per_account_limit, prefix=deployment.key_prefix
         )
+        self.holds = RedisAccountHolds(self.redis, prefix=deployment.key_prefix)
 
     def queued_key(self, source_key: str) -> str:
         return f"{self.deployment.key_prefix}:queued:{source_key}"
@@ -181,8 +196,15 @@ def _run(runtime: _Runtime, source_key: str, slot: AccountSlot) -> CycleResult:
             logger.warning("source %s: its account slot expired during the cycle", source_key)
 
     connector = runtime.deployment.connector(source_key)
+    if isinstance(connector, HttpConnector):
+        connector.share_throttle(runtime.holds, slot.account_key)
     try:
-        return runtime.engine.run_cycle(source_key, connector, on_progress=renew_slot)
+        return runtime.engine.run_cycle(
+            source_key,
+            connector,
+            on_progress=renew_slot,
+            cycles_per_account=runtime.deployment.per_account_limit,
+        )
     finally:
         close = getattr(connector, "close", None)
         if callable(close):

@@ -171,8 +171,10 @@ class QuickBooksConnector(HttpConnector):
             one resets the source (see the module docstring). Without it the connector has no
             delete channel, and its :attr:`delete_retention` is ``None``.
         partitions: How many time partitions of a full read are read at once (see
-            :mod:`incsync.partitions`): 1 to 10, QuickBooks' concurrent requests per company;
-            :data:`QUICKBOOKS_PARTITIONS` by default. Incremental reads are one window.
+            :mod:`incsync.partitions`): 1 to 10, QuickBooks' concurrent requests per company
+            (:attr:`concurrent_requests`, which the cycles of one company allowed to run at once
+            share: each may read fewer at once); :data:`QUICKBOOKS_PARTITIONS` by default.
+            Incremental reads are one window.
         options: Timeouts, retries, transport and the hooks tests inject
             (:class:`~incsync.connectors.http.HttpOptions`); the defaults otherwise.
 
@@ -182,6 +184,7 @@ class QuickBooksConnector(HttpConnector):
     """
 
     vendor: ClassVar[str] = "quickbooks"
+    concurrent_requests: ClassVar[int | None] = _MAX_CONCURRENT
     ordered = True
     id_field = "Id"
     updated_at_field = "MetaData.LastUpdatedTime"

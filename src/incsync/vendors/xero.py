@@ -142,6 +142,8 @@ class XeroConnector(HttpConnector):
     """
 
     vendor: ClassVar[str] = "xero"
+    # Xero: "Concurrent Limit: 5 calls in progress at one time" per tenant.
+    concurrent_requests: ClassVar[int | None] = 5
     ordered = True
     updated_at_field = "UpdatedDateUTC"
 

@@ -106,11 +106,16 @@ def _cycle(
     board: ProgressBoard,
     finished: queue.Queue[Finished],
     stop: threading.Event,
+    cycles_per_account: int,
 ) -> None:
     display = board.cycle(plan.source_key)
     try:
         outcome: CycleResult | BaseException = engine.run_cycle(
-            plan.source_key, connector, on_progress=display.update, stop=stop
+            plan.source_key,
+            connector,
+            on_progress=display.update,
+            stop=stop,
+            cycles_per_account=cycles_per_account,
         )
     except BaseException as error:  # noqa: BLE001 - handed to the main thread, which raises it
         outcome = error
@@ -172,7 +177,11 @@ class _Loop:
             threading.Thread(
                 target=_cycle,
                 args=(self.engine, plan, self.connectors[plan.source_key], self.board),
-                kwargs={"finished": self.finished, "stop": self.stop},
+                kwargs={
+                    "finished": self.finished,
+                    "stop": self.stop,
+                    "cycles_per_account": self.schedule.per_account_limit,
+                },
                 name=f"incsync-{plan.source_key}",
                 daemon=True,
             ).start()
