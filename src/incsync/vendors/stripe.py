@@ -2,11 +2,24 @@
 
 Stripe has no filter on updates: objects carry only ``created``, and lists are newest first. So:
 
-* **A full read** (the first cycle, and after a reset) pages the list endpoint newest first with
-  ``starting_after`` (``limit=100``) until ``has_more`` is false. Objects created while it pages
-  land before the first page and are not in it, and a change to an object already read is not in
-  it either; both are caught up at the end of the same read from the events since the read
-  began.
+* **A full read** (the first cycle, and after a reset) reads the list endpoint's first page
+  (``limit=100``, newest first). When it has more, the rest of the list (objects created at or
+  before the first page's last one) is split into ``created`` ranges (see
+  :mod:`incsync.vendors._stripe_ranges`: two rounds of one-object probes, each sent at once,
+  find a lower bound of the oldest ``created``), and :attr:`StripeConnector.list_readers` readers
+  page them at once with ``starting_after`` until ``has_more`` is false, through
+  :func:`incsync.pipeline.read_ahead_each`: one thread a range, one page ahead each, pages handed
+  over as they arrive. An object's ``created`` never changes, so each object is listed by exactly
+  one range: the newest goes on after the first page, open above; the oldest is open below.
+  Objects created after the first page was read are in no range, and a change to an object
+  already read is not in its page; both are caught up at the end of the same read from the
+  events since the read began.
+* **Requests are paced** at :attr:`StripeConnector.requests_per_second`, every reader together
+  (one :class:`~incsync.connectors.retry.ThrottleGate`), under the 25 a second Stripe allows an
+  endpoint, and a sandbox account in all; a 429 one reader gets holds back every reader until it
+  may retry. An account of one page costs what one reader costs: the page and the events. A
+  larger one costs the probes besides (``list_readers - 1`` and up to six more: 13 with eight
+  readers when the first page ends after 2013) and one request for each range found empty.
 * **Later cycles** read ``/v1/events`` for the resource's event types (``types[]``) created at or
   after the window's start, newest first, and keep the latest snapshot (``data.object``) of each
   object: the first one met. ``*.deleted`` events and voided invoices become tombstones.
@@ -22,11 +35,16 @@ So the sink (:func:`incsync.records.supersedes`: a newer ``updated_at`` wins) ne
 version: an event older than the list's stamp never replaces a listed object, and an event at or
 after it is the object's latest event in its window, so never older than what the list showed.
 A change made while the list paged may be applied twice (once listed, once from its event), both
-times as the same or a newer state.
+times as the same or a newer state. The ranges change none of this: every listed object bears the
+one stamp, whichever reader listed it, and the events are read after every range is.
 
 The read is not in ``updated_at`` order, so the connector is unordered: the engine moves the
 cursor only when a cycle completes, to the newest stamp read (held back by the safety lag), and the
-next cycle reads the events from there (minus :attr:`StripeConnector.lookback`). Events are kept
+next cycle reads the events from there (minus :attr:`StripeConnector.lookback`). A range that
+fails fails the read (its error is raised when its page is asked for, the other readers are
+abandoned and joined), so nothing is checkpointed past it: the next cycle reads everything again.
+A stop or cancel abandons every reader the same way; memory holds at most one page ahead a
+reader. Events are kept
 for 30 days: when the window starts earlier than that, changes in between cannot be read any
 more, and the read raises :class:`~incsync.errors.PermanentSourceError` with
 ``resync_required``; the engine resets the source (its state shows it resetting, with the reason
