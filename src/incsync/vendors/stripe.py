@@ -294,10 +294,14 @@ class StripeConnector(HttpConnector):
                 (index, self._list_pages(span, after if index == len(ranges) - 1 else None))
                 for index, span in enumerate(ranges)
             ]
-            with read_ahead_each(reads) as pages:
-                for _, page in pages:
-                    if not isinstance(page, Ended):
-                        yield listed_page(page, stamp)
+            if len(reads) == 1:  # one reader pages in the read's own thread, as it always did
+                for page in reads[0][1]:
+                    yield listed_page(page, stamp)
+            else:
+                with read_ahead_each(reads) as handed:
+                    for _, item in handed:
+                        if not isinstance(item, Ended):
+                            yield listed_page(item, stamp)
         # What changed while the list was read: objects created after its first page was read,
         # and changes to objects after their page was read.
         yield from self._event_pages(stamp)
