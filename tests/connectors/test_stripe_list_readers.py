@@ -22,14 +22,8 @@ from incsync.results import Outcome
 from incsync.testing import InMemoryStore, ManualClock
 from incsync.testing.fakes import Latency, RunningClock
 from incsync.testing.fakes.stripe import FakeStripe
-from incsync.vendors._stripe_ranges import (
-    STRIPE_BEGAN,
-    CreatedRange,
-    bracket,
-    created_ranges,
-    first_probes,
-    probes_between,
-)
+from incsync.vendors import _stripe_ranges as plan
+from incsync.vendors._stripe_ranges import STRIPE_BEGAN, CreatedRange
 from incsync.vendors.stripe import MAX_LIST_READERS, STRIPE_LIST_READERS, StripeConnector
 from tests.connectors.test_stripe import KEY, T0, assert_matches, connector, engine, no_sleep, run
 
@@ -319,10 +313,10 @@ def test_the_first_probes_reach_back_eightfold_from_an_hour_until_stripe_began()
     """From a top in 2024 the probes reach back 1 h, 8 h, 64 h, 512 h, 4,096 h and 32,768 h;
     the next (about 30 years) is before Stripe began."""
     top = int(T0.timestamp())
-    assert [top - moment for moment in first_probes(top)] == [
+    assert [top - moment for moment in plan.first_probes(top)] == [
         3_600 * 8**power for power in range(6)
     ]
-    assert first_probes(STRIPE_BEGAN + 3_600) == []
+    assert plan.first_probes(STRIPE_BEGAN + 3_600) == []
 
 
 @given(
@@ -340,10 +334,10 @@ def test_two_rounds_of_probes_find_a_lower_bound_within_a_readers_share(
     def answers(moments: list[int]) -> dict[int, bool]:
         return {moment: oldest < moment for moment in moments}
 
-    low, high = bracket(answers(first_probes(top)), STRIPE_BEGAN, top + 1)
+    low, high = plan.bracket(answers(plan.first_probes(top)), STRIPE_BEGAN, top + 1)
     assert low <= oldest < high
     width = high - low
-    low, high = bracket(answers(probes_between(low, high, readers - 1)), low, high)
+    low, high = plan.bracket(answers(plan.probes_between(low, high, readers - 1)), low, high)
     assert low <= oldest < high
     assert high - low <= width // readers + 2
 
@@ -359,7 +353,7 @@ def test_the_ranges_hold_every_created_second_exactly_once(
 ) -> None:
     """Whatever the bounds, the ranges (at most ``count``) are contiguous, the first open
     below and the last open above: any ``created`` falls in exactly one."""
-    ranges = created_ranges(oldest, oldest + span, count)
+    ranges = plan.created_ranges(oldest, oldest + span, count)
     assert 1 <= len(ranges) <= count
     assert ranges[0].gte is None
     assert ranges[-1].lt is None
