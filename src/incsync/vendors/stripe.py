@@ -44,9 +44,10 @@ next cycle reads the events from there (minus :attr:`StripeConnector.lookback`).
 fails fails the read (its error is raised when its page is asked for, the other readers are
 abandoned and joined), so nothing is checkpointed past it: the next cycle reads everything again.
 A stop or cancel abandons every reader the same way; memory holds at most one page ahead a
-reader. Events are kept
-for 30 days: when the window starts earlier than that, changes in between cannot be read any
-more, and the read raises :class:`~incsync.errors.PermanentSourceError` with
+reader.
+
+Events are kept for 30 days: when the window starts earlier than that, changes in between cannot
+be read any more, and the read raises :class:`~incsync.errors.PermanentSourceError` with
 ``resync_required``; the engine resets the source (its state shows it resetting, with the reason
 as its last error) and the next cycle reads everything again. A draft invoice deleted during such
 a gap is not listed any more and has no event left: the re-read does not see it, so the sweep that
