@@ -18,9 +18,8 @@ process, built there (its data never sits in this process), with:
 * the vendor's documented rate limits counted on the real clock (:class:`~incsync.testing.fakes.
   RunningClock`): QuickBooks 500 requests a minute and 10 concurrent per company, HubSpot 5
   searches a second and 100 calls per 10 s, Xero 60 calls a minute and 5 concurrent per tenant,
-  Stripe 100 reads a second, Pipedrive 80 requests per 2 s (the burst limit of its larger plans).
-  Stripe also allows each endpoint 25 requests a second, which the fake does not count: its
-  connector paces its requests under it, and its ceiling below is that of one list endpoint.
+  Stripe 100 reads a second and 25 a second to each endpoint (so its ceiling below is that of
+  one list endpoint), Pipedrive 80 requests per 2 s (the burst limit of its larger plans).
   Salesforce has no per-second limit (a daily allocation, and one on requests longer than 20 s).
 
 A throttled request waits as the connector's retry policy says, on the real clock. The engine
@@ -95,7 +94,7 @@ from incsync.testing.fakes import (
     RunningClock,
     XeroLimits,
 )
-from incsync.testing.fakes.stripe import LIVE_READS_PER_SECOND
+from incsync.testing.fakes.stripe import ENDPOINT_READS_PER_SECOND, LIVE_READS_PER_SECOND
 from incsync.timestamps import UTC
 from incsync.vendors.hubspot import HUBSPOT_PARTITIONS, HubSpotConnector
 from incsync.vendors.pipedrive import PIPEDRIVE_PARTITIONS, PipedriveConnector
@@ -107,9 +106,6 @@ from incsync.vendors.xero import XeroConnector, xero_auth
 HERE = Path(__file__).resolve().parent
 RECORDS = 100_000
 XERO_RECORDS = 12_000
-# Stripe allows each endpoint 25 requests a second (docs.stripe.com/rate-limits), within an
-# account's 100 (live mode): a full read lists one endpoint, so 25 pages a second is its ceiling.
-STRIPE_ENDPOINT_READS_PER_SECOND = 25
 RSS_RECORDS = (100_000, 1_000_000)
 LATENCY_MS = 150.0
 _START_WAIT_SECONDS = 600.0
@@ -219,7 +215,11 @@ def _xero(url: str, given: Credentials, options: HttpOptions) -> HttpConnector:
 
 
 def _build_stripe(count: int, clock: RunningClock) -> tuple[FakeVendor, Credentials]:
-    fake = FakeStripe(clock=clock, reads_per_second=LIVE_READS_PER_SECOND)
+    fake = FakeStripe(
+        clock=clock,
+        reads_per_second=LIVE_READS_PER_SECOND,
+        endpoint_reads_per_second=ENDPOINT_READS_PER_SECOND,
+    )
     fake.load("invoices", _history(count))
     return fake, {"key": fake.secret_key}
 
@@ -276,7 +276,8 @@ VENDORS: Mapping[str, Vendor] = {
     "stripe": Vendor(
         _build_stripe,
         _stripe,
-        STRIPE_ENDPOINT_READS_PER_SECOND,
+        # A full read lists one endpoint: its 25 requests a second, not the account's 100.
+        ENDPOINT_READS_PER_SECOND,
         100,
         "25 reads/s a list endpoint",
         partitions=STRIPE_LIST_READERS,

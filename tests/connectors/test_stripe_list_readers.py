@@ -21,7 +21,7 @@ from incsync.errors import ConfigurationError
 from incsync.results import Outcome
 from incsync.testing import InMemoryStore, ManualClock
 from incsync.testing.fakes import Latency, RunningClock
-from incsync.testing.fakes.stripe import FakeStripe
+from incsync.testing.fakes.stripe import ENDPOINT_READS_PER_SECOND, FakeStripe
 from incsync.vendors import _stripe_ranges as plan
 from incsync.vendors._stripe_ranges import STRIPE_BEGAN, CreatedRange
 from incsync.vendors.stripe import MAX_LIST_READERS, STRIPE_LIST_READERS, StripeConnector
@@ -74,10 +74,15 @@ def is_page(query: dict[str, str]) -> bool:
 
 def test_every_invoice_is_read_once_by_the_range_that_holds_it_paced_under_the_limit() -> None:
     """Eight readers list 2,000 invoices spread over 120 days from a sandbox account that allows
-    25 reads a second on the real clock: none is refused, the ranges are disjoint and cover all
-    time (the oldest open below, the newest open above), every invoice is listed once, by the
-    range that holds its ``created``, and the sink ends equal to Stripe."""
-    fake = FakeStripe(clock=RunningClock(), reads_per_second=SANDBOX_READS_PER_SECOND)
+    25 reads a second, and 25 to each endpoint, on the real clock: none is refused, the ranges
+    are disjoint and cover all time (the oldest open below, the newest open above), every
+    invoice is listed once, by the range that holds its ``created``, and the sink ends equal to
+    Stripe."""
+    fake = FakeStripe(
+        clock=RunningClock(),
+        reads_per_second=SANDBOX_READS_PER_SECOND,
+        endpoint_reads_per_second=ENDPOINT_READS_PER_SECOND,
+    )
     fake.latency = Latency(fixed=0.02)
     ids = spread(fake, 2_000, days=120, end=fake.clock() - timedelta(days=1))
     served: Served = []
