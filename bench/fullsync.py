@@ -18,7 +18,8 @@ process, built there (its data never sits in this process), with:
 * the vendor's documented rate limits counted on the real clock (:class:`~incsync.testing.fakes.
   RunningClock`): QuickBooks 500 requests a minute and 10 concurrent per company, HubSpot 5
   searches a second and 100 calls per 10 s, Xero 60 calls a minute and 5 concurrent per tenant,
-  Stripe 100 reads a second, Pipedrive 80 requests per 2 s (the burst limit of its larger plans).
+  Stripe 100 reads a second and 25 a second to each endpoint (so its ceiling below is that of
+  one list endpoint), Pipedrive 80 requests per 2 s (the burst limit of its larger plans).
   Salesforce has no per-second limit (a daily allocation, and one on requests longer than 20 s).
 
 A throttled request waits as the connector's retry policy says, on the real clock. The engine
@@ -30,11 +31,12 @@ run's rate-limit windows do not hold back the other) and into a fresh store:
    benchmark keeps it as the baseline, by handing the engine a read-ahead that reads in the
    caller's thread;
 2. **pipelined**: the engine with one reader (:mod:`incsync.pipeline`), the connector's
-   partitions set to 1;
+   partitions (Stripe's list readers) set to 1;
 3. **partitioned**, for the vendors whose connector reads a full read in time partitions
-   (QuickBooks, Pipedrive; :mod:`incsync.partitions`): the engine as it is, the connector's
-   default number of partitions read at once (``--partitions N`` overrides it, and runs this
-   mode for every vendor named).
+   (QuickBooks, Pipedrive; :mod:`incsync.partitions`) or, for Stripe, in ``created`` ranges
+   listed at once (its ``list_readers``): the engine as it is, the connector's default number
+   of partitions or readers at once (``--partitions N`` overrides it, and runs this mode for
+   every vendor named).
 
 Reported per vendor: records/s of each run, each run's ratio to the sequential one, and
 records/s of the fastest mode as a fraction of the vendor's ceiling, which is its documented
@@ -92,12 +94,13 @@ from incsync.testing.fakes import (
     RunningClock,
     XeroLimits,
 )
-from incsync.testing.fakes.stripe import LIVE_READS_PER_SECOND
+from incsync.testing.fakes.stripe import ENDPOINT_READS_PER_SECOND, LIVE_READS_PER_SECOND
 from incsync.timestamps import UTC
 from incsync.vendors.hubspot import HUBSPOT_PARTITIONS, HubSpotConnector
 from incsync.vendors.pipedrive import PIPEDRIVE_PARTITIONS, PipedriveConnector
 from incsync.vendors.quickbooks import QUICKBOOKS_PARTITIONS, QuickBooksConnector, quickbooks_auth
 from incsync.vendors.salesforce import SalesforceConnector
+from incsync.vendors.stripe import STRIPE_LIST_READERS, StripeConnector
 from incsync.vendors.xero import XeroConnector, xero_auth
 
 HERE = Path(__file__).resolve().parent
@@ -212,14 +215,16 @@ def _xero(url: str, given: Credentials, options: HttpOptions) -> HttpConnector:
 
 
 def _build_stripe(count: int, clock: RunningClock) -> tuple[FakeVendor, Credentials]:
-    fake = FakeStripe(clock=clock, reads_per_second=LIVE_READS_PER_SECOND)
+    fake = FakeStripe(
+        clock=clock,
+        reads_per_second=LIVE_READS_PER_SECOND,
+        endpoint_reads_per_second=ENDPOINT_READS_PER_SECOND,
+    )
     fake.load("invoices", _history(count))
     return fake, {"key": fake.secret_key}
 
 
 def _stripe(url: str, given: Credentials, options: HttpOptions) -> HttpConnector:
-    from incsync.vendors.stripe import StripeConnector
-
     return StripeConnector(url, secret_key=given["key"], options=options)
 
 
@@ -244,6 +249,7 @@ class Vendor:
     limit: str
     records: int = RECORDS
     partitions: int = 1  # what its connector reads at once by default (its full reads)
+    readers: str = "partitions"  # the connector's attribute that says how many read at once
 
     @property
     def ceiling(self) -> float | None:
@@ -267,7 +273,16 @@ VENDORS: Mapping[str, Vendor] = {
         _build_hubspot, _hubspot, 5, 200, "5 searches/s", partitions=HUBSPOT_PARTITIONS
     ),
     "xero": Vendor(_build_xero, _xero, 1, 100, "60 calls/min", XERO_RECORDS),
-    "stripe": Vendor(_build_stripe, _stripe, LIVE_READS_PER_SECOND, 100, "100 reads/s"),
+    "stripe": Vendor(
+        _build_stripe,
+        _stripe,
+        # A full read lists one endpoint: its 25 requests a second, not the account's 100.
+        ENDPOINT_READS_PER_SECOND,
+        100,
+        "25 reads/s a list endpoint",
+        partitions=STRIPE_LIST_READERS,
+        readers="list_readers",
+    ),
     "pipedrive": Vendor(
         _build_pipedrive,
         _pipedrive,
@@ -369,10 +384,10 @@ def full_read(
         store = SQLiteStore(Path(folder) / "sync.db")
         with vendor.connect(url, given, HttpOptions()) as connector:
             if mode != "partitioned":
-                connector.partitions = 1
+                setattr(connector, vendor.readers, 1)
             elif partitions is not None:
-                connector.partitions = partitions
-            used = connector.partitions
+                setattr(connector, vendor.readers, partitions)
+            used = getattr(connector, vendor.readers)
             began = time.perf_counter()
             result = SyncEngine(store).run_cycle(f"bench/{name}", connector)
             seconds = time.perf_counter() - began

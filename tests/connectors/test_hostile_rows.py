@@ -719,6 +719,12 @@ class Stripe(Case):
         def first(request: httpx.Request) -> bool:
             return "starting_after" not in request.url.params
 
+        def first_of_list(request: httpx.Request) -> bool:
+            # The list's own first page: the ranges read after it and the probes are filtered.
+            return first(request) and not any(
+                name.startswith("created") for name in request.url.params
+            )
+
         def final(body: Any, _count: int) -> bool:
             return body["has_more"] is False
 
@@ -726,17 +732,19 @@ class Stripe(Case):
             value = request.url.params.get("created[gte]")
             return None if value is None else parse_epoch_seconds(value)
 
-        def answers(path: str) -> Answers:
+        def answers(path: str, first_page: Callable[[httpx.Request], bool]) -> Answers:
             return Answers(
                 wanted=lambda request: request.url.path == path,
                 rows=lambda body: body["data"],
-                first_page=first,
+                first_page=first_page,
                 final_page=final,
                 since=since,
             )
 
-        self.fake.add_fault(mixing(self.fake, answers("/v1/invoices"), self.list_hostile, ()))
-        self.fake.add_fault(mixing(self.fake, answers("/v1/events"), self.events_hostile, self.odd))
+        lists = answers("/v1/invoices", first_of_list)
+        self.fake.add_fault(mixing(self.fake, lists, self.list_hostile, ()))
+        events = answers("/v1/events", first)
+        self.fake.add_fault(mixing(self.fake, events, self.events_hostile, self.odd))
 
     def connect(self, stack: ExitStack) -> Connector:
         base_url = stack.enter_context(self.fake.serve())

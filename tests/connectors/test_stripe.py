@@ -104,7 +104,11 @@ def later(fake: FakeStripe, minutes: int = 10) -> None:
 
 
 def test_full_sync_of_25000_invoices(fake: FakeStripe) -> None:
-    """A full sync of 25,000 invoices, three a second, pages the list by 100; each applied once."""
+    """A full sync of 25,000 invoices, three a second, pages the list by 100; each read once.
+
+    The list is read as eight created ranges at once: each range may end on a page that is not
+    full, and 13 probes of one object each planned the ranges.
+    """
     load(fake, 25_000, per_second=3)
     store = InMemoryStore()
     with fake.serve() as base_url:
@@ -112,8 +116,10 @@ def test_full_sync_of_25000_invoices(fake: FakeStripe) -> None:
     assert result.outcome is Outcome.COMPLETED, result.error
     assert (result.fetched, result.applied, result.rejected) == (25_000, 25_000, 0)
     lists = [r for r in fake.requests if "/v1/invoices" in r.url]
-    assert len(lists) == 250
-    assert all("limit=100" in r.url and r.status == 200 for r in fake.requests)
+    pages = [r for r in lists if "limit=100" in r.url]
+    assert 250 <= len(pages) <= 250 + 8
+    assert len([r for r in lists if "limit=1&" in r.url]) == len(lists) - len(pages) == 13
+    assert all(r.status == 200 for r in fake.requests)
     assert_matches(store, fake)
     stamp = T0 - timedelta(minutes=5)  # the read began at T0; stamped clock_skew before it
     assert {t.record.updated_at for t in store.transactions(KEY)} == {stamp}
@@ -262,13 +268,16 @@ def test_a_31_day_gap_resets_the_source_visibly_and_re_reads_everything(
 
 
 def test_throttling_mid_sync_is_waited_out(fake: FakeStripe) -> None:
-    """429s with ``Retry-After`` on the third page are waited out as asked; nothing is lost."""
+    """429s with ``Retry-After`` on the third page are waited out as asked; nothing is lost.
+
+    The readers of the other ranges wait for the same time (besides the pace, well under 7 s).
+    """
     load(fake, 500)
     waits: list[float] = []
     pages = [0]
 
     def throttle_third_page(request: httpx.Request) -> httpx.Response | None:
-        if request.url.path == "/v1/invoices":
+        if request.url.path == "/v1/invoices" and request.url.params["limit"] == "100":
             pages[0] += 1
             if pages[0] in (3, 4):
                 body = {"error": {"type": "invalid_request_error", "code": "rate_limit"}}
@@ -280,8 +289,8 @@ def test_throttling_mid_sync_is_waited_out(fake: FakeStripe) -> None:
     with fake.serve() as base_url:
         result = run(engine(store, fake), connector(fake, base_url, sleep=waits.append))
     assert result.outcome is Outcome.COMPLETED, result.error
-    assert len(waits) == 2
-    assert all(wait >= 7 for wait in waits)
+    assert [r.status for r in fake.requests].count(429) == 2
+    assert len([wait for wait in waits if wait >= 7]) >= 2
     assert_matches(store, fake)
 
 

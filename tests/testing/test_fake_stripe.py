@@ -224,6 +224,24 @@ def test_fail_next_answers_429s_and_5xx_with_stripe_headers(fake: FakeStripe) ->
     assert fine.status_code == 200
 
 
+def test_each_endpoint_and_the_account_have_their_own_limit_a_second() -> None:
+    """Within one second of the fake's clock, a fourth read of one endpoint (limit 3) is refused
+    while another endpoint is still read, until the account's five are used; the next second
+    allows them again. A refused read counts against neither limit."""
+    clock = ManualClock(T0)
+    fake = FakeStripe(clock=clock, reads_per_second=5, endpoint_reads_per_second=3)
+    with client(fake) as http:
+        first = [http.get("/v1/invoices").status_code for _ in range(4)]
+        others = [http.get("/v1/events").status_code for _ in range(3)]
+        clock.advance(timedelta(seconds=1))
+        again = [http.get(url).status_code for url in ("/v1/invoices", "/v1/events")]
+    assert first == [200, 200, 200, 429]
+    assert others == [200, 200, 429]
+    assert again == [200, 200]
+    refused = [r for r in fake.requests if r.status == 429]
+    assert len(refused) == 2
+
+
 def test_serves_over_loopback_http(fake: FakeStripe) -> None:
     """``serve()`` answers real HTTP requests with the same behaviour."""
     made = fake.load("invoices", [T0])

@@ -2,11 +2,24 @@
 
 Stripe has no filter on updates: objects carry only ``created``, and lists are newest first. So:
 
-* **A full read** (the first cycle, and after a reset) pages the list endpoint newest first with
-  ``starting_after`` (``limit=100``) until ``has_more`` is false. Objects created while it pages
-  land before the first page and are not in it, and a change to an object already read is not in
-  it either; both are caught up at the end of the same read from the events since the read
-  began.
+* **A full read** (the first cycle, and after a reset) reads the list endpoint's first page
+  (``limit=100``, newest first). When it has more, the rest of the list (objects created at or
+  before the first page's last one) is split into ``created`` ranges (see
+  :mod:`incsync.vendors._stripe_ranges`: two rounds of one-object probes, each sent at once,
+  find a lower bound of the oldest ``created``), and :attr:`StripeConnector.list_readers` readers
+  page them at once with ``starting_after`` until ``has_more`` is false, through
+  :func:`incsync.pipeline.read_ahead_each`: one thread a range, one page ahead each, pages handed
+  over as they arrive. An object's ``created`` never changes, so each object is listed by exactly
+  one range: the newest goes on after the first page, open above; the oldest is open below.
+  Objects created after the first page was read are in no range, and a change to an object
+  already read is not in its page; both are caught up at the end of the same read from the
+  events since the read began.
+* **Requests are paced** at :attr:`StripeConnector.requests_per_second`, every reader together
+  (one :class:`~incsync.connectors.retry.ThrottleGate`), under the 25 a second Stripe allows an
+  endpoint, and a sandbox account in all; a 429 one reader gets holds back every reader until it
+  may retry. An account of one page costs what one reader costs: the page and the events. A
+  larger one costs the probes besides (``list_readers - 1`` and up to six more: 13 with eight
+  readers when the first page ends after 2013) and one request for each range found empty.
 * **Later cycles** read ``/v1/events`` for the resource's event types (``types[]``) created at or
   after the window's start, newest first, and keep the latest snapshot (``data.object``) of each
   object: the first one met. ``*.deleted`` events and voided invoices become tombstones.
@@ -22,13 +35,19 @@ So the sink (:func:`incsync.records.supersedes`: a newer ``updated_at`` wins) ne
 version: an event older than the list's stamp never replaces a listed object, and an event at or
 after it is the object's latest event in its window, so never older than what the list showed.
 A change made while the list paged may be applied twice (once listed, once from its event), both
-times as the same or a newer state.
+times as the same or a newer state. The ranges change none of this: every listed object bears the
+one stamp, whichever reader listed it, and the events are read after every range is.
 
 The read is not in ``updated_at`` order, so the connector is unordered: the engine moves the
 cursor only when a cycle completes, to the newest stamp read (held back by the safety lag), and the
-next cycle reads the events from there (minus :attr:`StripeConnector.lookback`). Events are kept
-for 30 days: when the window starts earlier than that, changes in between cannot be read any
-more, and the read raises :class:`~incsync.errors.PermanentSourceError` with
+next cycle reads the events from there (minus :attr:`StripeConnector.lookback`). A range that
+fails fails the read (its error is raised when its page is asked for, the other readers are
+abandoned and joined), so nothing is checkpointed past it: the next cycle reads everything again.
+A stop or cancel abandons every reader the same way; memory holds at most one page ahead a
+reader.
+
+Events are kept for 30 days: when the window starts earlier than that, changes in between cannot
+be read any more, and the read raises :class:`~incsync.errors.PermanentSourceError` with
 ``resync_required``; the engine resets the source (its state shows it resetting, with the reason
 as its last error) and the next cycle reads everything again. A draft invoice deleted during such
 a gap is not listed any more and has no event left: the re-read does not see it, so the sweep that
@@ -61,7 +80,8 @@ from incsync.connectors.http import HttpConnector, HttpOptions
 from incsync.connectors.retry import Failure, Throttle
 from incsync.cursor import Window
 from incsync.errors import BadResponseError, ConfigurationError, PermanentSourceError
-from incsync.policy import non_negative_duration
+from incsync.pipeline import Ended, read_ahead_each
+from incsync.policy import non_negative_duration, whole_number_setting
 from incsync.timestamps import UTC
 from incsync.vendors._stripe import (
     EVENT_TYPES,
@@ -72,8 +92,22 @@ from incsync.vendors._stripe import (
     listed_page,
     stripe_throttle,
 )
+from incsync.vendors._stripe_ranges import (
+    STRIPE_BEGAN,
+    CreatedRange,
+    bracket,
+    created_ranges,
+    first_probes,
+    probes_between,
+)
 
-__all__ = ["EVENT_RETENTION", "STRIPE_API", "StripeConnector"]
+__all__ = [
+    "EVENT_RETENTION",
+    "MAX_LIST_READERS",
+    "STRIPE_API",
+    "STRIPE_LIST_READERS",
+    "StripeConnector",
+]
 
 logger = logging.getLogger("incsync.connectors")
 
@@ -83,6 +117,19 @@ STRIPE_API = "https://api.stripe.com"
 EVENT_RETENTION = timedelta(days=30)
 """How long Stripe keeps events, the only record of deletions; a window starting earlier needs a
 full re-sync."""
+
+STRIPE_LIST_READERS = 8
+"""How many ``created`` ranges of a full read are listed at once by default.
+
+Each reader has one request in flight at a time, and the connector starts at most
+:attr:`StripeConnector.requests_per_second` (22.5) requests a second, all readers together: at
+150 ms a page four readers keep that pace, eight keep it up to about 350 ms a page."""
+
+MAX_LIST_READERS = 25
+"""The most readers a full read takes: with one request each in flight, more than the requests
+Stripe allows an endpoint in a second could only wait for the pace."""
+
+_list_readers_setting = whole_number_setting(1, MAX_LIST_READERS)
 
 # A window this close to the retention edge is treated as past it: events at the edge may be
 # purged while the read pages, and the two clocks may disagree a little.
@@ -110,15 +157,24 @@ class StripeConnector(HttpConnector):
             stamped this much before they began, so no change made during the read is hidden.
         lookback: How far before the cursor each event read starts again.
         headers: Headers sent with every request (``Stripe-Account`` for a connected account).
+        list_readers: How many ``created`` ranges of a full read are listed at once (see the
+            module), from 1 to :data:`MAX_LIST_READERS`; :data:`STRIPE_LIST_READERS` by default.
+            1 pages the list alone, as one reader.
         options: Timeouts, retries, transport and the hooks tests inject
             (:class:`~incsync.connectors.http.HttpOptions`); the defaults otherwise.
 
     Raises:
         ConfigurationError: The key does not look like a Stripe secret key, the resource is not
-            served, or a duration is negative.
+            served, a duration is negative, or ``list_readers`` is out of its range.
     """
 
     vendor: ClassVar[str] = "stripe"
+    # 10% under the 25 requests a second Stripe allows each endpoint (a list, the events) and a
+    # sandbox account in all, so that the readers of a full read together are paced under it
+    # rather than refused: 25 starts are 1.07 s apart, so a second's count stays under 25 even
+    # when some requests arrive up to 60 ms late. Under a quarter of a live account's 100,
+    # leaving the rest to its payments.
+    requests_per_second: ClassVar[float | None] = 22.5
     ordered = False
     lookback = timedelta(minutes=1)
     delete_retention = EVENT_RETENTION
@@ -132,8 +188,11 @@ class StripeConnector(HttpConnector):
         clock_skew: timedelta = timedelta(minutes=5),
         lookback: timedelta | None = None,
         headers: Mapping[str, str] | None = None,
+        list_readers: int = STRIPE_LIST_READERS,
         options: HttpOptions | None = None,
     ) -> None:
+        _list_readers_setting.check("list_readers", list_readers)
+        self.list_readers = list_readers
         if not secret_key.startswith(("sk_", "rk_")):
             # The value itself is never echoed: it may be a real key pasted in the wrong field.
             raise ConfigurationError(
@@ -222,25 +281,88 @@ class StripeConnector(HttpConnector):
         logger.info(
             "stripe: full read of %s, stamped %s", self.resource, datetime.fromtimestamp(stamp, UTC)
         )
-        for page in self._list_pages():
-            yield listed_page(page, stamp)
-        # What changed while the list paged: objects created before its first page was read,
+        answer = self._get_list(self._list_url, {"limit": LIST_PAGE_SIZE}, resumable=False)
+        assert answer is not None  # only a page after an object is resumable
+        data, has_more = answer
+        if data:
+            yield listed_page(data, stamp)
+        if has_more and data:
+            after = self._after(data)
+            if self.list_readers == 1 or after.created is None:
+                ranges: Sequence[CreatedRange] = (CreatedRange(None, None),)
+            else:
+                ranges = self._plan(after.created)
+            # The newest range goes on from the first page; the others are listed from their top.
+            reads = [
+                (index, self._list_pages(span, after if index == len(ranges) - 1 else None))
+                for index, span in enumerate(ranges)
+            ]
+            if len(reads) == 1:  # one reader pages in the read's own thread, as it always did
+                for page in reads[0][1]:
+                    yield listed_page(page, stamp)
+            else:
+                with read_ahead_each(reads) as handed:
+                    for _, item in handed:
+                        if not isinstance(item, Ended):
+                            yield listed_page(item, stamp)
+        # What changed while the list was read: objects created after its first page was read,
         # and changes to objects after their page was read.
         yield from self._event_pages(stamp)
 
-    def _list_pages(self) -> Iterator[list[Any]]:
-        """Page the list newest first; a vanished ``starting_after`` object resumes by time."""
-        params: dict[str, Any] = {"limit": LIST_PAGE_SIZE}
-        skip: set[str] = set()  # ids already read in the second a resumed page starts with
-        last_created: int | None = None
-        last_second: list[str] = []
+    @property
+    def _list_url(self) -> str:
+        return f"/v1/{self.resource}"
+
+    def _plan(self, top: int) -> Sequence[CreatedRange]:
+        """Return the ranges the rest of the list splits in: what was created up to ``top``.
+
+        ``top`` is the ``created`` of the first page's last object. Two rounds of probes, each
+        sent at once, find a lower bound of the oldest (see
+        :mod:`incsync.vendors._stripe_ranges`).
+        """
+        low, high = bracket(self._probe(first_probes(top)), STRIPE_BEGAN, top + 1)
+        between = probes_between(low, high, self.list_readers - 1)
+        low, _ = bracket(self._probe(between), low, high)
+        ranges = created_ranges(min(low, top), top, self.list_readers)
+        logger.info(
+            "stripe: the rest of the list read as %d created ranges at once, from %s",
+            len(ranges),
+            datetime.fromtimestamp(low, UTC),
+        )
+        return ranges
+
+    def _probe(self, moments: Sequence[int]) -> dict[int, bool]:
+        """Return, for each moment, whether an object was created before it; asked at once."""
+        with read_ahead_each((moment, self._older_than(moment)) for moment in moments) as reads:
+            return {moment: found for moment, found in reads if not isinstance(found, Ended)}
+
+    def _older_than(self, moment: int) -> Iterator[bool]:
+        answer = self._get_list(
+            self._list_url, {"limit": 1, "created[lt]": moment}, resumable=False
+        )
+        assert answer is not None  # only a page after an object is resumable
+        yield bool(answer[0])
+
+    def _list_pages(self, span: CreatedRange, after: _After | None) -> Iterator[list[Any]]:
+        """Page the objects of ``span`` newest first, after ``after`` if given.
+
+        An object to page after that was deleted meanwhile (Stripe answers 400
+        ``resource_missing``) is resumed from: the list starts again at its second, in the
+        range, without the objects of that second already read.
+        """
+        bounds: dict[str, Any] = span.filters()
+        skip: set[str] = set()
         while True:
-            answer = self._get_list(f"/v1/{self.resource}", params, resumable=True)
-            if answer is None:  # the cursor object was deleted: resume from its second
-                params = {"limit": LIST_PAGE_SIZE}
-                if last_created is not None:
-                    params["created[lte]"] = last_created
-                skip = set(last_second)
+            params = {"limit": LIST_PAGE_SIZE, **bounds}
+            if after is not None:
+                params["starting_after"] = after.object_id
+            answer = self._get_list(self._list_url, params, resumable=after is not None)
+            if answer is None:  # the object to page after is gone: resume from its second
+                assert after is not None  # only a page after an object is resumable
+                if after.created is not None:
+                    bounds.pop("created[lt]", None)
+                    bounds["created[lte]"] = after.created
+                skip, after = set(after.same_second), None
                 continue
             data, has_more = answer
             fresh = [raw for raw in data if _id_of(raw) not in skip] if skip else data
@@ -249,17 +371,20 @@ class StripeConnector(HttpConnector):
                 yield fresh
             if not has_more or not data:
                 return
-            last = self._last_to_page_after(data, self.object_name)
-            last_id = _id_of(last)
-            last_created = _created_of(last)
-            last_second = []
-            for raw in reversed(data):  # newest first: the page's last second is its tail
-                if _created_of(raw) != last_created:
-                    break
-                object_id = _id_of(raw)
-                if object_id is not None:
-                    last_second.append(object_id)
-            params = {"limit": LIST_PAGE_SIZE, "starting_after": last_id}
+            after = self._after(data)
+
+    def _after(self, data: Sequence[Any]) -> _After:
+        """Return where the page after ``data`` starts, and what to skip if that object is gone."""
+        last = self._last_to_page_after(data, self.object_name)
+        created = _created_of(last)
+        same_second = []
+        for raw in reversed(data):  # newest first: the page's last second is its tail
+            if _created_of(raw) != created:
+                break
+            object_id = _id_of(raw)
+            if object_id is not None:
+                same_second.append(object_id)
+        return _After(cast("str", _id_of(last)), created, tuple(same_second))
 
     def _event_pages(self, since: int) -> Iterator[RawPage]:
         """Yield each object's latest event created at or after ``since``, newest first."""
@@ -325,6 +450,19 @@ class StripeConnector(HttpConnector):
                 vendor=self.vendor,
             )
         return data, has_more
+
+
+@attrs.frozen
+class _After:
+    """Where a list goes on: after ``object_id``, created at ``created``.
+
+    ``same_second`` are the ids read of that second, to skip when the list must start again at
+    the second because the object was deleted meanwhile.
+    """
+
+    object_id: str
+    created: int | None
+    same_second: tuple[str, ...]
 
 
 def _id_of(raw: object) -> str | None:

@@ -16,9 +16,10 @@ What it serves, behind a secret key sent as a bearer token (or as the basic-auth
   ``Expired API Key provided``. Keys are shown masked in error bodies, as Stripe does.
 - Faults queued with :meth:`FakeStripe.fail_next`: 429 ``rate_limit`` with ``Retry-After``, 5xx
   ``api_error``, each with an optional ``Stripe-Should-Retry`` header.
-- Stripe's rate limit, when given one, on the fake's clock: more than ``reads_per_second`` reads
-  in one second (live mode: 100) is a 429 ``rate_limit`` (no ``Retry-After``: Stripe promises
-  none).
+- Stripe's rate limits, when given, on the fake's clock: more than ``reads_per_second`` reads
+  in one second (live mode: 100), or more than ``endpoint_reads_per_second`` to one endpoint
+  (each list, and the events, are one: 25 unless Stripe documents otherwise), is a 429
+  ``rate_limit`` (no ``Retry-After``: Stripe promises none).
 
 Tests arrange data and time through the control methods (:meth:`FakeStripe.create_invoice`,
 :meth:`~FakeStripe.load`, :attr:`~FakeStripe.clock`...) and compare a sink with
@@ -50,7 +51,14 @@ from incsync.testing.fakes._stripe_list import (
 )
 from incsync.timestamps import UTC, ensure_utc
 
-__all__ = ["EVENT_RETENTION", "LIST_LIMIT_MAX", "RESOURCES", "FakeStripe"]
+__all__ = [
+    "ENDPOINT_READS_PER_SECOND",
+    "EVENT_RETENTION",
+    "LIST_LIMIT_MAX",
+    "LIVE_READS_PER_SECOND",
+    "RESOURCES",
+    "FakeStripe",
+]
 
 EVENT_RETENTION = timedelta(days=30)
 """How long events can be listed after they happened."""
@@ -68,6 +76,10 @@ def _mask(key: str) -> str:
 
 LIVE_READS_PER_SECOND = 100
 """Stripe's basic rate limit in live mode: read operations per second per account."""
+
+ENDPOINT_READS_PER_SECOND = 25
+"""Stripe's limit on each endpoint unless documented otherwise, live or sandbox: requests per
+second per account to one API operation (``GET /v1/invoices``, ``GET /v1/events``...)."""
 
 _RATE_LIMITED = {
     "message": "Request rate limit exceeded",
@@ -90,6 +102,9 @@ class FakeStripe(FakeVendor):
         reads_per_second: Reads allowed in one second of the fake's clock; ``None`` (the default:
             the default clock stands still) for no limit. Give :data:`LIVE_READS_PER_SECOND` and
             a :class:`~incsync.testing.fakes.RunningClock` to be throttled as in live mode.
+        endpoint_reads_per_second: Reads of one endpoint allowed in one second of the fake's
+            clock, counted apart for each path; ``None`` (the default) for no limit. Give
+            :data:`ENDPOINT_READS_PER_SECOND` for Stripe's.
 
     Attributes:
         clock: Move it to move the fake's time.
@@ -102,11 +117,14 @@ class FakeStripe(FakeVendor):
         clock: ManualClock | None = None,
         seed: int = 0,
         reads_per_second: int | None = None,
+        endpoint_reads_per_second: int | None = None,
     ) -> None:
         super().__init__()
         self.clock = clock or ManualClock(datetime(2024, 6, 1, 12, tzinfo=UTC))
         self.reads_per_second = reads_per_second
+        self.endpoint_reads_per_second = endpoint_reads_per_second
         self._second = (0, 0)  # (clock second, reads in it)
+        self._endpoint_seconds: dict[str, tuple[int, int]] = {}  # the same, by path
         self._rng = random.Random(seed)
         self.secret_key = f"sk_test_{self._token(40)}"
         self._revoked: set[str] = set()
@@ -308,9 +326,9 @@ class FakeStripe(FakeVendor):
 
     def _route(self, request: httpx.Request) -> httpx.Response:
         self._authenticate(request)
-        if self._over_rate():
-            return httpx.Response(429, json={"error": _RATE_LIMITED})
         path = request.url.path.rstrip("/")
+        if self._over_rate(path):
+            return httpx.Response(429, json={"error": _RATE_LIMITED})
         if request.method != "GET":
             return error_response(
                 405, f"The fake serves GET only, not {request.method}", "api_error"
@@ -325,16 +343,22 @@ class FakeStripe(FakeVendor):
             404, f"Unrecognized request URL (GET: {path}).", "invalid_request_error"
         )
 
-    def _over_rate(self) -> bool:
-        """Count a read in the clock's second; return whether it is over the limit."""
-        limit = self.reads_per_second
-        if limit is None:
-            return False
+    def _over_rate(self, path: str) -> bool:
+        """Count a read of ``path`` in the clock's second; return whether it is over a limit.
+
+        A refused read counts against neither limit.
+        """
         second = _seconds(self.clock(), "clock()")
         reads = self._second[1] if self._second[0] == second else 0
-        if reads >= limit:
+        at, of_path = self._endpoint_seconds.get(path, (second, 0))
+        of_path = of_path if at == second else 0
+        account, endpoint = self.reads_per_second, self.endpoint_reads_per_second
+        if (account is not None and reads >= account) or (
+            endpoint is not None and of_path >= endpoint
+        ):
             return True
         self._second = (second, reads + 1)
+        self._endpoint_seconds[path] = (second, of_path + 1)
         return False
 
     def _authenticate(self, request: httpx.Request) -> None:
