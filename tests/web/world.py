@@ -56,6 +56,8 @@ def build(store: Store | InMemoryStore, now: datetime, clock: Clock | None = Non
     engine.run_cycle(GREEN, hostile)
     for _ in range(2):
         engine.run_cycle(RED, _Rejected())
-    engine.run_cycle(GREY, InMemoryConnector(records_before(now - timedelta(days=12), 5)))
+    # One reader: the page shows this cycle's counts (a read in partitions may read one twice).
+    grey = InMemoryConnector(records_before(now - timedelta(days=12), 5), partitions=1)
+    engine.run_cycle(GREY, grey)
     engine.cancel(GREY, actor="ana")
     return engine
