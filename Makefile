@@ -50,7 +50,7 @@ scenarios-partitioned: $(STAMP)
 	INCSYNC_TEST_PARTITIONS=4 $(BIN)/pytest -q -p no:randomly $(SCENARIO_SUITES)
 
 # The whole suite with 4 partitions, but for the suites that never build an in-memory connector
-# (the fake vendors, the vendor connectors, the demo, the status classifier): 40% less time.
+# (the fake vendors, the vendor connectors, the demo, the status classifier): half its test time.
 PARTITION_SUITES := $(filter-out tests/__pycache__/ tests/connectors/ tests/status/ \
 	tests/testing/ tests/test_demo.py,$(wildcard tests/*/ tests/test_*.py)) \
 	tests/connectors/test_memory.py tests/status/test_retrying.py
