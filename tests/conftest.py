@@ -62,14 +62,18 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 
 @pytest.fixture(autouse=True)
-def _partitioned_full_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+def _partitioned_full_reads(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With ``INCSYNC_TEST_PARTITIONS=N``, every in-memory connector reads full reads in N parts.
 
     The scenario suites then run with the engine's partitioned full reads (see
     incsync.partitions) wherever a test does not choose its own count: ``make test-partitions``.
+    A test marked ``one_reader`` builds its connectors where it cannot choose the count (the
+    command line's config, the documentation's examples) and states what the default shows.
     """
     count = os.environ.get("INCSYNC_TEST_PARTITIONS")
-    if count:
+    if count and request.node.get_closest_marker("one_reader") is None:
         defaults = InMemoryConnector.__init__.__kwdefaults__
         assert defaults is not None
         monkeypatch.setitem(defaults, "partitions", int(count))

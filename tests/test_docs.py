@@ -251,6 +251,8 @@ def _has_runnable_block(path: Path) -> bool:
     return any(block.not_run is None for block in python_blocks(path))
 
 
+# The pages show what a reader running them gets: the in-memory connector's one reader.
+@pytest.mark.one_reader
 @pytest.mark.parametrize(
     "document", [d for d in DOCUMENTS if _has_runnable_block(d)], ids=_document_id
 )

@@ -17,6 +17,9 @@ from incsync.connectors import BaseConnector, HttpConnector, OAuth2Refresh
 from incsync.testing.fakes import FakeGenericRest
 from tests.test_docs import ROOT, python_blocks, run_blocks
 
+# The page shows what a reader running it gets: the in-memory connector's one reader.
+pytestmark = pytest.mark.one_reader
+
 PAGE = ROOT / "docs" / "connectors.md"
 
 

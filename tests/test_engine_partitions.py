@@ -19,7 +19,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from incsync import Cursor, Outcome, SyncEngine, SyncPolicy, TransientSourceError
+from incsync import (
+    Cursor,
+    CycleProgress,
+    Outcome,
+    SyncEngine,
+    SyncPolicy,
+    TransientSourceError,
+)
 from incsync.connectors import InMemoryConnector, InMemorySource
 from incsync.connectors.base import RawPage
 from incsync.connectors.memory import iso_timestamp
@@ -146,6 +153,21 @@ def test_a_full_read_is_read_in_partitions_at_once_and_ends_equal_to_the_source(
     again = engine.run_cycle("acme/invoices", connector)
     assert (again.outcome, again.applied) == (Outcome.COMPLETED, 0)
     assert not connector.windows[-1].partition
+
+
+def test_progress_of_a_partitioned_read_ends_with_the_records_counted_once(store: Store) -> None:
+    """Each partition counts only its own records, so once every partition has answered the
+    total is the source's size, and it is never more than that before."""
+    source = _source(400)
+    connector = InMemoryConnector(source, page_size=20, partitions=4)
+    seen: list[CycleProgress] = []
+
+    result = _engine(store).run_cycle("acme/invoices", connector, on_progress=seen.append)
+
+    assert (result.outcome, result.applied) == (Outcome.COMPLETED, 400)
+    assert seen[-1].total == 400
+    assert all(progress.total is not None for progress in seen)
+    assert all((progress.total or 0) <= 400 for progress in seen)
 
 
 def test_a_connector_without_partitions_reads_a_full_read_as_one_window(store: Store) -> None:

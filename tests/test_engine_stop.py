@@ -46,7 +46,10 @@ def test_a_stop_ends_the_cycle_after_the_page_in_flight_and_the_next_carries_on(
     source = _source()
     engine, clock = _engine(store)
     stop = threading.Event()
-    connector = InMemoryConnector(source, page_size=100, before_page=on_page(1, stop.set))
+    # One reader: page 2 of the one window, read in order, ends at the 200th record.
+    connector = InMemoryConnector(
+        source, page_size=100, before_page=on_page(1, stop.set), partitions=1
+    )
 
     result = engine.run_cycle(KEY, connector, stop=stop)
 
@@ -85,7 +88,10 @@ def test_a_keyboard_interrupt_inside_a_page_releases_the_lease_and_propagates(
     being skipped for the lease's ten minutes)."""
     source = _source()
     engine, clock = _engine(store)
-    connector = InMemoryConnector(source, page_size=100, before_page=on_page(1, _interrupt))
+    # One reader: page 1 of the one window, read in order, ends at the 100th record.
+    connector = InMemoryConnector(
+        source, page_size=100, before_page=on_page(1, _interrupt), partitions=1
+    )
 
     with pytest.raises(KeyboardInterrupt):
         engine.run_cycle(KEY, connector)

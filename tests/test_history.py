@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -121,20 +121,25 @@ def test_every_way_a_cycle_ends_is_kept_newest_first_and_a_skipped_cycle_is_not(
         return result
 
     stop = threading.Event()
-    run(InMemoryConnector(source, page_size=100, before_page=on_page(0, stop.set)), stop)
-    slow_page = on_page(1, lambda: clock.advance(timedelta(seconds=3)))
-    run(InMemoryConnector(source, page_size=100, before_page=slow_page))
+
+    def one_reader(before_page: Callable[[int], None]) -> InMemoryConnector:
+        # One reader: each hook runs once, at its page of the one window (each partition has its
+        # own pages, so its own page 1 to move the clock at).
+        return InMemoryConnector(source, page_size=100, before_page=before_page, partitions=1)
+
+    run(one_reader(on_page(0, stop.set)), stop)
+    run(one_reader(on_page(1, lambda: clock.advance(timedelta(seconds=3)))))
     run(Failing(TransientSourceError(f"HTTP 503 from https://api.example.com/?key={SECRET}")))
     retry_at = clock() + timedelta(minutes=30)
     run(Failing(RateLimitedError("429 Too Many Requests", retry_at=retry_at)))
     clock.set(retry_at)
     cancel = on_page(0, lambda: engine.cancel(KEY))
-    run(InMemoryConnector(source, page_size=100, before_page=cancel))
+    run(one_reader(cancel))
     skipped = engine.run_cycle(KEY, InMemoryConnector(source))
     assert skipped.outcome is Outcome.SKIPPED_CANCELLED
     engine.resume(KEY)
     reset = on_page(0, lambda: engine.reset(KEY))
-    run(InMemoryConnector(source, page_size=100, before_page=reset))
+    run(one_reader(reset))
     run(Failing(SourceError("the change log expired", resync_required=True)))
 
     outcomes = [result.outcome for result in results]

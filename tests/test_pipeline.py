@@ -217,7 +217,10 @@ def test_hooks_see_the_page_before_durable_and_progress_before_the_next_hook() -
     def on_progress(progress: CycleProgress) -> None:
         events.append(("progress", progress.pages, stored_count(store, "k")))
 
-    connector = InMemoryConnector(source, page_size=25, page_delay=0.01, before_page=before_page)
+    # One reader: the order of one window's hooks and writes (a read in partitions has several).
+    connector = InMemoryConnector(
+        source, page_size=25, page_delay=0.01, before_page=before_page, partitions=1
+    )
     result = SyncEngine(store, clock=lambda: now).run_cycle("k", connector, on_progress=on_progress)
     assert result.pages == 4
     expected: list[tuple[str, int, int]] = []

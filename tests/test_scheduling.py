@@ -241,27 +241,31 @@ def test_next_to_start_skips_sources_whose_account_is_full() -> None:
 
 
 class ConcurrencyProbe:
-    """Counts the cycles running at once, overall and per account, from inside the reads."""
+    """Counts the cycles running at once, overall and per account, from inside the reads.
+
+    A cycle is running while any of its reads is (a full read in partitions has several at
+    once); a source's cycles never overlap (its lease), so the cycles are the sources reading.
+    """
 
     def __init__(self, account_of: dict[str, str]) -> None:
         self._lock = threading.Lock()
         self._account_of = account_of
-        self.running: Counter[str] = Counter()
+        self.reads: Counter[str] = Counter()
         self.peak_per_account: Counter[str] = Counter()
         self.peak_total = 0
 
     def enter(self, key: str) -> None:
         with self._lock:
+            self.reads[key] += 1
+            reading = [source for source, count in self.reads.items() if count]
             account = self._account_of[key]
-            self.running[account] += 1
-            self.peak_per_account[account] = max(
-                self.peak_per_account[account], self.running[account]
-            )
-            self.peak_total = max(self.peak_total, sum(self.running.values()))
+            running = sum(self._account_of[source] == account for source in reading)
+            self.peak_per_account[account] = max(self.peak_per_account[account], running)
+            self.peak_total = max(self.peak_total, len(reading))
 
     def leave(self, key: str) -> None:
         with self._lock:
-            self.running[self._account_of[key]] -= 1
+            self.reads[key] -= 1
 
 
 class ProbedConnector(InMemoryConnector):

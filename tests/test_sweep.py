@@ -150,8 +150,10 @@ def test_a_failed_full_read_sweeps_nothing_and_the_next_one_does(
         if number == 2:
             raise TransientSourceError("HTTP 503 from the source")
 
+    # One reader: the fault is scripted at the third page of the one window (a partition of
+    # fewer than 10 records has no third page).
     failing = InMemoryConnector(
-        source, page_size=5, ordered=ordered, before_page=fail_on_third_page
+        source, page_size=5, ordered=ordered, before_page=fail_on_third_page, partitions=1
     )
     failed = engine.run_cycle(KEY, failing)
     assert (failed.outcome, failed.swept) == (Outcome.FAILED, 0)

@@ -330,7 +330,9 @@ def test_spans_made_during_a_cycle_are_its_descendants(recorded: Recorded) -> No
             with host.start_as_current_span("COMMIT"):
                 return super().commit_page(*args, **kwargs)
 
-    connector = InMemoryConnector(sample(), page_size=20, before_page=request)
+    # One reader: every commit is a page's (a read in partitions also commits its plan and each
+    # partition's end, under the cycle's span).
+    connector = InMemoryConnector(sample(), page_size=20, before_page=request, partitions=1)
     with host.start_as_current_span("nightly job") as job:
         SyncEngine(TracedStore()).run_cycle(KEY, connector)
     spans = recorded.spans.get_finished_spans()
@@ -385,7 +387,8 @@ def test_an_exception_that_escapes_ends_the_spans_named_by_its_class_only(
         if page == 1:
             raise KeyboardInterrupt(f"token {TOKEN}")
 
-    connector = InMemoryConnector(sample(), page_size=20, before_page=interrupt)
+    # One reader: one page is written before the second one's fetch is interrupted.
+    connector = InMemoryConnector(sample(), page_size=20, before_page=interrupt, partitions=1)
     with pytest.raises(KeyboardInterrupt):
         SyncEngine(InMemoryStore()).run_cycle(KEY, connector)
     statuses = [
@@ -407,7 +410,9 @@ def test_a_page_that_cannot_be_written_ends_its_span_as_an_error(recorded: Recor
         def commit_page(self, *args: Any, **kwargs: Any) -> Any:
             raise StoreError(f"disk full; password={TOKEN}")
 
-    result = SyncEngine(FailingStore()).run_cycle(KEY, InMemoryConnector(sample()))
+    # One reader: the first write is a page's (a read in partitions first writes its plan).
+    connector = InMemoryConnector(sample(), partitions=1)
+    result = SyncEngine(FailingStore()).run_cycle(KEY, connector)
     assert result.outcome is Outcome.FAILED
     statuses = [
         (s.name, s.status.status_code, s.status.description)
@@ -432,7 +437,8 @@ def test_page_spans_time_each_fetch_at_the_source_while_the_page_before_is_writt
             time.sleep(write)
             return super().commit_page(*args, **kwargs)
 
-    connector = InMemoryConnector(sample(30), page_size=10, page_delay=fetch)
+    # One reader: the fetch of each page overlaps the write of the one before, and only that.
+    connector = InMemoryConnector(sample(30), page_size=10, page_delay=fetch, partitions=1)
     result = SyncEngine(SlowStore()).run_cycle(KEY, connector)
     assert (result.outcome, result.pages) == (Outcome.COMPLETED, 3)
     pages = sorted(

@@ -74,7 +74,9 @@ def test_records_of_a_cycle_carry_its_source_and_id_whoever_logged_them() -> Non
     with handled(collect):
         host_logger.info("before")
         result = engine.run_cycle(
-            "acme/items", InMemoryConnector(source(), page_size=20, before_page=before_page)
+            "acme/items",
+            # One reader: the hook logs pages 0, 1 and 2 of the one window, in order.
+            InMemoryConnector(source(), page_size=20, before_page=before_page, partitions=1),
         )
         host_logger.info("after")
     seen = [(r.name, r.getMessage()) for r in collect.records]

@@ -131,6 +131,8 @@ def test_status_zone_must_be_a_time_zone(config: Path, capsys: pytest.CaptureFix
     assert capsys.readouterr().err.startswith("incsync: error: --zone: ")
 
 
+# The config's sample source reads as one window, as a user's does: exact counts.
+@pytest.mark.one_reader
 def test_cancel_resume_and_reset_change_the_state_and_exit_0(
     config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

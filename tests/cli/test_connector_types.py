@@ -149,6 +149,8 @@ def test_a_rest_source_syncs_over_loopback_and_lists_what_it_set_aside(tmp_path:
     assert SECRET.encode() not in database
 
 
+# The config's sample source reads as one window, as a user's does: exact counts and pages.
+@pytest.mark.one_reader
 def test_a_postgres_store_is_used_when_the_config_names_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -70,6 +70,8 @@ def config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     return path
 
 
+# The config's sample source reads as one window, as a user's does: exact counts and pages.
+@pytest.mark.one_reader
 def test_history_json_is_an_array_of_the_source_cycles_newest_first(
     config: Path, tmp_path: Path
 ) -> None:
@@ -140,6 +142,8 @@ def test_history_names_the_cycle_run_reported(
     assert capsys.readouterr().out.splitlines()[1].endswith(f", cycle {ran['cycle_id']})")
 
 
+# The config's sample source reads as one window, as a user's does: exact counts and pages.
+@pytest.mark.one_reader
 def test_history_text_has_a_line_per_cycle_and_the_error_beneath(
     config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -101,6 +101,8 @@ def test_status_shows_a_held_lease_with_its_holder_and_times(
     }
 
 
+# The config's sample source reads as one window, as a user's does: exact counts and pages.
+@pytest.mark.one_reader
 def test_unlock_refuses_a_live_lease_without_force_and_releases_it_with_force(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -39,6 +39,8 @@ def database_bytes(directory: Path) -> bytes:
     return b"".join(path.read_bytes() for path in sorted(directory.glob("state.db*")))
 
 
+# The config's sample source reads as one window, as a user's does: exact counts and pages.
+@pytest.mark.one_reader
 def test_run_once_applies_the_sample_source_then_waits_for_its_interval(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -93,6 +95,8 @@ def test_progress_off_a_terminal_is_plain_lines(tmp_path: Path) -> None:
     assert lines[-1].startswith("demo: page 12, 1,200/1,200 records")
 
 
+# The config's sample source reads as one window, as a user's does: its total from the start.
+@pytest.mark.one_reader
 def test_progress_lines_are_spaced_by_the_interval(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -277,6 +277,15 @@ def test_pages_carry_the_estimated_total() -> None:
     assert [page.total for page in connector.read(Window(start=_at(1)))] == [2]
 
 
+def test_the_estimated_total_of_a_bounded_window_counts_only_the_records_before_its_end() -> None:
+    """A partition's window ends before the newest records: its total counts what it will read."""
+    source = _source(("a", 0), ("b", 1), ("c", 2), ("d", 3))
+    connector = InMemoryConnector(source, page_size=2)
+    window = Window(start=_at(1), end=_at(3), partition=True)
+    assert connector.estimated_total(window) == len(_read(connector, window)) == 2
+    assert connector.estimated_total(Window(end=_at(1), partition=True)) == 1
+
+
 def test_deleted_records_become_tombstones() -> None:
     """A record deleted at the source is read as a record with deleted=True."""
     source = _source(("a", 0), ("b", 1))

@@ -185,7 +185,10 @@ def test_a_record_the_mapping_cannot_read_is_set_aside_and_the_cycle_goes_on(
     source = source_of(4)
     source.put({**deal(9), "closed": None})
     result = cycle(engine, source, clock)
-    assert (result.applied, result.rejected) == (4, 1)
+    assert result.applied == 4
+    # Each record fetched is applied, already held, or set aside: d009 as often as it was read
+    # (twice when a read in partitions reads its last partition again).
+    assert result.rejected == result.fetched - result.applied - result.already_applied >= 1
     [refused] = engine.rejected(KEY)
     assert refused.record_id == "d009"
     assert refused.reason == f"{CANNOT_BE_MAPPED} by test/deals: date: no value at closed"

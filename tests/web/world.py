@@ -51,9 +51,13 @@ class _Rejected(BaseConnector):
 def build(store: Store | InMemoryStore, now: datetime, clock: Clock | None = None) -> SyncEngine:
     """Put the sources of :data:`CONFIGURED` (but the never-run one) into ``store``."""
     engine = SyncEngine(store, clock=clock or (lambda: now), holder="worker-1")
-    engine.run_cycle(GREEN, _WithHostileRows(records_before(now, 30), page_size=10))
+    # One reader: the two rows come once per read, and a read in partitions is several.
+    hostile = _WithHostileRows(records_before(now, 30), page_size=10, partitions=1)
+    engine.run_cycle(GREEN, hostile)
     for _ in range(2):
         engine.run_cycle(RED, _Rejected())
-    engine.run_cycle(GREY, InMemoryConnector(records_before(now - timedelta(days=12), 5)))
+    # One reader: the page shows this cycle's counts (a read in partitions may read one twice).
+    grey = InMemoryConnector(records_before(now - timedelta(days=12), 5), partitions=1)
+    engine.run_cycle(GREY, grey)
     engine.cancel(GREY, actor="ana")
     return engine

@@ -163,11 +163,12 @@ class InMemorySource:
         with self._lock:
             return (self._order[0][0], self._order[-1][0]) if self._order else None
 
-    def matching(self, start: datetime | None) -> list[dict[str, Any]]:
-        """Return every record with ``updated_at >= start`` (all of them for ``None``)."""
+    def matching(self, start: datetime | None, end: datetime | None = None) -> list[dict[str, Any]]:
+        """Return every record with ``start <= updated_at < end`` (``None``: unbounded)."""
         with self._lock:
             position = 0 if start is None else bisect.bisect_left(self._order, (start, ""))
-            return [dict(self._records[record_id]) for _, record_id in self._order[position:]]
+            stop = len(self._order) if end is None else bisect.bisect_left(self._order, (end, ""))
+            return [dict(self._records[record_id]) for _, record_id in self._order[position:stop]]
 
 
 class InMemoryConnector(BaseConnector):
@@ -247,8 +248,8 @@ class InMemoryConnector(BaseConnector):
         return bool(raw.get(self.source.deleted_field, False))
 
     def estimated_total(self, window: Window) -> int | None:
-        """Return how many records match the window right now."""
-        return len(self.source.matching(window.start))
+        """Return how many records match the window right now (a partition's: its own)."""
+        return len(self.source.matching(window.start, window.end))
 
     def count_live(self) -> int | None:
         """Return how many records of the source are live now (not marked deleted)."""
@@ -303,11 +304,7 @@ class InMemoryConnector(BaseConnector):
             )
 
     def _fetch_unordered(self, window: Window) -> Iterator[RawPage]:
-        matching = [
-            raw
-            for raw in self.source.matching(window.start)
-            if window.end is None or parse_timestamp(raw[self.source.updated_at_field]) < window.end
-        ]
+        matching = self.source.matching(window.start, window.end)
         self._random.shuffle(matching)
         pages = range(0, len(matching), self.page_size)
         for number, offset in enumerate(pages):
