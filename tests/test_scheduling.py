@@ -304,14 +304,18 @@ def test_run_due_runs_every_due_source_within_the_worker_and_account_limits(
     ]
     sources = {p.source_key: sample_source(100, end=NOW, seed=n) for n, p in enumerate(plans)}
     probe = ConcurrencyProbe({p.source_key: p.account_key for p in plans})
+    # One instant for the engine and both runs: on the real clock a source whose slot fell
+    # between its start and the second run would rightly be due again.
+    later = NOW + timedelta(minutes=5)
     with SQLiteStore(tmp_path / "incsync.db") as store:
-        engine = SyncEngine(store)
+        engine = SyncEngine(store, clock=lambda: later)
         results = run_due(
             engine,
             plans,
             lambda key: ProbedConnector(key, sources[key], probe),
             max_workers=4,
             per_account_limit=1,
+            now=later,
         )
         assert sorted(r.source_key for r in results) == sorted(sources)
         assert {r.outcome for r in results} == {Outcome.COMPLETED}
@@ -326,6 +330,7 @@ def test_run_due_runs_every_due_source_within_the_worker_and_account_limits(
                 lambda key: ProbedConnector(key, sources[key], probe),
                 max_workers=4,
                 per_account_limit=1,
+                now=later,
             )
             == []
         )
