@@ -47,6 +47,7 @@ import gc
 import json
 import os
 import random
+import re
 import secrets
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -85,6 +86,7 @@ WORKERS = 8
 SCRAPES = 5
 # Longer than any run: the reader collects only when the run tells it to.
 _NEVER_MILLISECONDS = 10**9
+_TOTALS = re.compile(r"^totals: (\d+)$", re.MULTILINE)
 
 
 def _telemetry(variant: str) -> tuple[Variants, PeriodicExportingMetricReader]:
@@ -188,11 +190,19 @@ def run_round(variant: str, per_vendor: int, scrapes: int) -> None:
 
 
 def count(variant: str, per_vendor: int, scrapes: int, profiles: Path | None) -> int:
-    """Return the instructions callgrind counts for one run; keep its profile in ``profiles``."""
+    """Return the instructions callgrind counts for one run; keep its profile in ``profiles``.
+
+    A complete profile already kept there is read instead of running again (its ``totals``).
+    """
     arguments = ("--run", variant, str(per_vendor), str(scrapes))
     name = f"callgrind.out.{variant}.{per_vendor}.{scrapes}"
-    out_file = "/dev/null" if profiles is None else str(profiles / name)
-    return callgrind_instructions("bench.round_instructions", *arguments, out_file=out_file)
+    if profiles is None:
+        return callgrind_instructions("bench.round_instructions", *arguments)
+    kept = profiles / name
+    found = _TOTALS.search(kept.read_text(encoding="utf-8")) if kept.exists() else None
+    if found is not None:
+        return int(found.group(1))
+    return callgrind_instructions("bench.round_instructions", *arguments, out_file=str(kept))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,7 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("variants", nargs="*", help=f"of {', '.join(VARIANTS)} (default: all)")
     parser.add_argument("--jobs", type=int, default=1, help="runs under valgrind at once")
     parser.add_argument(
-        "--profiles", type=Path, help="keep each run's callgrind profile in this directory"
+        "--profiles",
+        type=Path,
+        help="keep each run's callgrind profile in this directory, and reuse those found there",
+    )
+    parser.add_argument(
+        "--scrapes",
+        type=int,
+        default=SCRAPES,
+        help=f"gauge collections of the extra 'on' run (default {SCRAPES}; 0: no such run)",
     )
     args = parser.parse_args(argv)
     if args.run:
@@ -215,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[tuple[str, int, int]] = [
         (variant, size, 0) for variant in chosen for size in (FEW, MANY)
     ]
-    if "on" in chosen:
-        runs.append(("on", FEW, SCRAPES))
+    if "on" in chosen and args.scrapes:
+        runs.append(("on", FEW, args.scrapes))
     # Each run is its own process under valgrind: threads only wait for them.
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         found = dict(
@@ -229,8 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     counts = {variant: (found[variant, FEW, 0], found[variant, MANY, 0]) for variant in chosen}
     per_cycle = {variant: (many - few) // cycles for variant, (few, many) in counts.items()}
     scrape = None
-    if "on" in chosen:
-        scrape = (found["on", FEW, SCRAPES] - found["on", FEW, 0]) // SCRAPES
+    if "on" in chosen and args.scrapes:
+        scrape = (found["on", FEW, args.scrapes] - found["on", FEW, 0]) // args.scrapes
     base = per_cycle.get("nothing")
     for variant, each in per_cycle.items():
         ratio = "" if base is None else f", {each / base:.3f} of nothing"
