@@ -36,8 +36,12 @@ The metric reader collects only when told: at 15 s a collection, a run slowed 50
 valgrind would collect 50 times as often per cycle as a real round. What a collection of the
 gauge costs is counted apart (``--scrapes``): a third ``on`` run of the small round that
 collects 5 times. Spans are flushed to the exporter (which counts and drops them) before the run
-ends, so their export is counted. Threads interleave differently from run to run, which moves a
-count by about 1%.
+ends, so their export is counted. A profile already kept in ``--profiles`` is read, not run again.
+
+The counts are not exact: threads run in another order from run to run, and some of their work
+follows the clock, which valgrind slows (the interpreter's 5 ms switch interval, idle threads'
+timeouts, the connection pool growing when a thread waits). One run repeated moved by 0.5%, which
+over 150 cycles is about 4% of a cycle: as much as the differences asked about.
 """
 
 from __future__ import annotations
