@@ -39,9 +39,11 @@ collects 5 times. Spans are flushed to the exporter (which counts and drops them
 ends, so their export is counted. A profile already kept in ``--profiles`` is read, not run again.
 
 The counts are not exact: threads run in another order from run to run, and some of their work
-follows the clock, which valgrind slows (the interpreter's 5 ms switch interval, idle threads'
-timeouts, the connection pool growing when a thread waits). One run repeated moved by 0.5%, which
-over 150 cycles is about 4% of a cycle: as much as the differences asked about.
+follows the clock, which valgrind slows about fifty times. So the pool opens its 8 connections at
+the start (none is opened when a thread happens to wait), and the interpreter hands its lock over
+every 0.25 s, as often per instruction as every 5 ms at full speed. With both, one run repeated
+moved by 0.2% (without them, 0.5%), which over 150 cycles is still about 1.6% of a cycle: repeat
+the counts before reading a difference of a few per cent.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ WORKERS = 8
 SCRAPES = 5
 # Longer than any run: the reader collects only when the run tells it to.
 _NEVER_MILLISECONDS = 10**9
+_SLOWDOWN = 50  # about how much slower Python runs under callgrind
 _TOTALS = re.compile(r"^totals: (\d+)$", re.MULTILINE)
 
 
@@ -120,6 +123,9 @@ def run_round(variant: str, per_vendor: int, scrapes: int) -> None:
 
     Exits the process (status 1 when a source did not complete or a change was not applied).
     """
+    # valgrind slows the clock about fifty times: hand the interpreter lock over as often per
+    # instruction as a process running at full speed does every 5 ms.
+    sys.setswitchinterval(0.005 * _SLOWDOWN)
     variants, reader = _telemetry(variant)
     worlds: list[World] = [
         HubSpotWorld(PER_VENDOR, RECORDS),
@@ -138,7 +144,7 @@ def run_round(variant: str, per_vendor: int, scrapes: int) -> None:
                 PostgresStore(
                     CONNINFO,
                     schema=schema,
-                    min_size=2,
+                    min_size=WORKERS,  # opened whole: no run grows it at another moment
                     max_size=WORKERS,
                     history_retention=retention,
                 )
