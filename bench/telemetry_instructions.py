@@ -40,7 +40,7 @@ from incsync.connectors import InMemoryConnector, InMemorySource
 from incsync.engine import SyncEngine
 from incsync.testing import InMemoryStore
 
-__all__ = ["main"]
+__all__ = ["callgrind_instructions", "main"]
 
 VARIANTS = ("not_installed", "on", "on_no_exemplars", "on_sampled")
 FEW, MANY = 50, 250
@@ -71,24 +71,39 @@ def run_cycles(variant: str, cycles: int) -> None:
     os._exit(0)  # the providers' shutdown is not part of a cycle
 
 
-def instructions(variant: str, cycles: int) -> int:
-    """Return the instructions callgrind counts for a run of ``cycles``."""
+def callgrind_instructions(module: str, *arguments: str, out_file: str = "/dev/null") -> int:
+    """Return the instructions callgrind counts for ``python -m module arguments``.
+
+    Args:
+        module: The module to run (its ``--run`` mode does the counted work).
+        arguments: Its arguments.
+        out_file: Where callgrind writes its profile (for ``callgrind_annotate``); none kept by
+            default.
+
+    Raises:
+        SystemExit: The run failed, or callgrind printed no count.
+    """
     command = [
         "valgrind",
         "--tool=callgrind",
-        "--callgrind-out-file=/dev/null",
+        f"--callgrind-out-file={out_file}",
         sys.executable,
         "-m",
-        "bench.telemetry_instructions",
-        "--run",
-        variant,
-        str(cycles),
+        module,
+        *arguments,
     ]
-    completed = subprocess.run(command, capture_output=True, text=True, check=True)
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
     found = _COLLECTED.search(completed.stderr)
-    if found is None:
-        raise SystemExit(f"callgrind printed no count:\n{completed.stderr[-2000:]}")
+    if completed.returncode != 0 or found is None:
+        raise SystemExit(
+            f"{module} {' '.join(arguments)} failed under callgrind:\n{completed.stderr[-2000:]}"
+        )
     return int(found.group(1))
+
+
+def instructions(variant: str, cycles: int) -> int:
+    """Return the instructions callgrind counts for a run of ``cycles``."""
+    return callgrind_instructions("bench.telemetry_instructions", "--run", variant, str(cycles))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -279,6 +279,19 @@ def test_retention_keeps_the_newest_cycles_and_days_of_each_source_alone(
     assert [entry.applied for entry in store.history("acme/other")] == [99]
 
 
+def test_retention_by_count_prunes_exactly_when_an_entry_passes_the_limit(
+    kept_three: Store,
+) -> None:
+    """Each write keeps the 3 newest: the 3rd entry prunes nothing, the 4th prunes one; an entry
+    older than the 3 kept, once written, is the one that goes."""
+    store = kept_three
+    for number in range(4):
+        _write(store, NOW + timedelta(hours=number), number)
+        assert [entry.applied for entry in store.history(KEY)] == list(range(number, -1, -1))[:3]
+    _write(store, NOW + timedelta(minutes=30), 9)
+    assert [entry.applied for entry in store.history(KEY)] == [3, 2, 1]
+
+
 def test_retention_without_limits_keeps_everything(tmp_path: Path) -> None:
     """``None`` for both limits prunes nothing."""
     with SQLiteStore(
@@ -287,6 +300,26 @@ def test_retention_without_limits_keeps_everything(tmp_path: Path) -> None:
         for number in range(5):
             _write(store, NOW + timedelta(days=400 * number), number)
         assert len(store.history(KEY)) == 5
+
+
+@pytest.mark.parametrize(
+    ("retention", "kept"),
+    [
+        (HistoryRetention(max_cycles=None, max_age=None), [4, 3, 2, 1, 0]),
+        (HistoryRetention(max_cycles=2, max_age=None), [4, 3]),
+        (HistoryRetention(max_cycles=None, max_age=timedelta(days=1)), [4, 3, 2]),
+    ],
+)
+def test_the_postgres_history_prunes_by_each_limit_alone(
+    postgres_schema: str, retention: HistoryRetention, kept: list[int]
+) -> None:
+    """Without an age limit only the count prunes, without a count limit only the age (a day
+    back from the cycle of hour 40 keeps hour 20 and drops hour 10), without either nothing."""
+    with PostgresStore(CONNINFO, schema=postgres_schema, history_retention=retention) as store:
+        store.migrate()
+        for number in range(5):
+            _write(store, NOW + timedelta(hours=10 * number), number)
+        assert [entry.applied for entry in store.history(KEY)] == kept
 
 
 def test_the_sqlite_history_is_read_and_pruned_through_its_index(tmp_path: Path) -> None:

@@ -595,10 +595,6 @@ CYCLE_COLUMNS = (
     "reconcile_fetched",
     "reconcile_tombstoned",
 )
-SAVE_CYCLE = (
-    f"INSERT INTO {{schema}}.cycles ({', '.join(CYCLE_COLUMNS)}) "
-    f"VALUES ({', '.join(['%s'] * len(CYCLE_COLUMNS))})"
-)
 SAVE_ACTION = "INSERT INTO {schema}.actions (source_key, action, actor, at) VALUES (%s, %s, %s, %s)"
 # LIMIT NULL is no limit.
 READ_ACTIONS = (
@@ -624,8 +620,8 @@ CROSS JOIN LATERAL (
 ORDER BY keys.place, latest.started DESC, latest.id DESC
 """
 # incsync.history.retained, as two deletes of one source's oldest entries, each a range of the
-# index: those that started before the age limit, and those below the newest max_cycles (without
-# that many rows, the subquery finds none and nothing is deleted).
+# index: those that started before the age limit (none with a limit of NULL), and those below the
+# newest max_cycles (without that many rows, the subquery finds none and nothing is deleted).
 PRUNE_CYCLES_BY_AGE = "DELETE FROM {schema}.cycles WHERE source_key = %s AND started < %s"
 PRUNE_CYCLES_BY_COUNT = """
 DELETE FROM {schema}.cycles WHERE source_key = %s AND (started, id) < (
@@ -633,3 +629,14 @@ DELETE FROM {schema}.cycles WHERE source_key = %s AND (started, id) < (
     ORDER BY started DESC, id DESC OFFSET %s LIMIT 1
 )
 """
+# One statement a cycle: prune by age (a data-modifying WITH runs whether or not it is read; the
+# new entry is never older than the age limit, so that the DELETE does not see it changes
+# nothing), keep the entry, and answer whether the source held more entries than the given
+# number before (the subquery sees neither the deletes nor the new row, so it may answer yes when
+# the age limit already made room). PRUNE_CYCLES_BY_COUNT can delete an entry only after a yes.
+SAVE_CYCLE = (
+    f"WITH pruned AS ({PRUNE_CYCLES_BY_AGE}) "
+    f"INSERT INTO {{schema}}.cycles ({', '.join(CYCLE_COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(CYCLE_COLUMNS))}) "
+    "RETURNING EXISTS (SELECT FROM {schema}.cycles WHERE source_key = %s OFFSET %s)"
+)

@@ -513,18 +513,29 @@ class PostgresStore(StateStoreBase, MappedRowsBase):
         """Keep a cycle's entry and prune its source's history, in the caller's transaction.
 
         The source's state row is locked by then, so two writers never prune one source at once.
+        One statement prunes by age and keeps the entry; pruning by count follows only when the
+        source already held ``max_cycles`` entries, the only case in which it can delete one (a
+        source whose age limit keeps fewer, as hourly cycles keep 744 in the default 31 days,
+        never needs it).
         """
         retention, key = self.history_retention, entry.source_key
         if not retention.keeps_entries:
             return
-        cursor.execute(self._sql(sql.SAVE_CYCLE), cycle_row(entry))
-        oldest = retention.oldest_start(entry.started)
-        if oldest is not None:
-            cursor.execute(self._sql(sql.PRUNE_CYCLES_BY_AGE), (key, oldest))
-        if retention.max_cycles is not None:
-            cursor.execute(
-                self._sql(sql.PRUNE_CYCLES_BY_COUNT), (key, key, retention.max_cycles - 1)
-            )
+        limit = retention.max_cycles
+        # Without a count limit the answer (whether the source held any entry) is not used.
+        cursor.execute(
+            self._sql(sql.SAVE_CYCLE),
+            (
+                key,
+                retention.oldest_start(entry.started),
+                *cycle_row(entry),
+                key,
+                0 if limit is None else limit - 1,
+            ),
+        )
+        answer = cursor.fetchone()
+        if limit is not None and answer is not None and answer[0]:
+            cursor.execute(self._sql(sql.PRUNE_CYCLES_BY_COUNT), (key, key, limit - 1))
 
     # -- transaction sink --------------------------------------------------------------------
 
