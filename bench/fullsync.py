@@ -356,6 +356,11 @@ def _sequential(reads: Iterable[tuple[int, Iterable[Any]]] = ()) -> Iterator[_In
     yield _InCallersThread(reads)
 
 
+MODES = ("sequential", "pipelined", "partitioned")
+"""How a full read is run: one request then its write; one page read ahead; the connector's
+readers at once."""
+
+
 @contextlib.contextmanager
 def _read_ahead_as(mode: str) -> Iterator[None]:
     pipelined = incsync.engine.read_ahead_each
@@ -411,16 +416,16 @@ def _per_second(run: dict[str, Any]) -> int:
     return int(run["records_per_second"])
 
 
-def peak_rss(count: int, latency: float) -> int:
-    """Return the peak RSS (KiB) of a process that ran one pipelined Salesforce full read."""
+def peak_rss(count: int, latency: float, name: str, mode: str) -> int:
+    """Return the peak RSS (KiB) of a process that ran one full read of ``name`` in ``mode``."""
     command = [sys.executable, "-m", "bench.fullsync", "--rss-run", str(count)]
-    command += ["--latency-ms", str(latency * 1000)]
+    command += ["--latency-ms", str(latency * 1000), "--rss-vendor", name, "--rss-mode", mode]
     done = subprocess.run(command, check=True, capture_output=True, text=True)
     return int(json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_kib"])
 
 
-def _rss_run(count: int, latency: float) -> None:
-    full_read("salesforce", count, latency, "pipelined")
+def _rss_run(count: int, latency: float, name: str, mode: str) -> None:
+    full_read(name, count, latency, mode)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"peak_rss_kib": peak}))
 
@@ -448,19 +453,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repetitions", type=int, default=1)
     parser.add_argument("--no-rss", action="store_true")
     parser.add_argument("--rss-run", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--rss-vendor", choices=sorted(VENDORS), default="salesforce")
+    parser.add_argument("--rss-mode", choices=MODES, default="pipelined")
     parser.add_argument("--output", type=Path, default=HERE / "fullsync-results.json")
     parser.add_argument("--partitions", type=int, default=None)
     arguments = parser.parse_args(argv)
     latency = arguments.latency_ms / 1000
     if arguments.rss_run is not None:
-        _rss_run(arguments.rss_run, latency)
+        _rss_run(arguments.rss_run, latency, arguments.rss_vendor, arguments.rss_mode)
         return 0
     report: dict[str, Any] = {"machine": _machine(), "latency_ms": arguments.latency_ms}
     rows = report["vendors"] = {}
     for name in arguments.vendor or list(VENDORS):
         vendor = VENDORS[name]
         count = arguments.records or vendor.records
-        modes = ["sequential", "pipelined"]
+        modes = list(MODES[:2])
         if vendor.partitions > 1 or (arguments.partitions or 1) > 1:
             modes.append("partitioned")
         runs: list[dict[str, Any]] = []
@@ -500,10 +507,15 @@ def main(argv: list[str] | None = None) -> int:
         )
     if not arguments.no_rss:
         small, large = arguments.rss_records
-        peaks = {count: peak_rss(count, latency) for count in (small, large)}
-        report["peak_rss_kib"] = {"vendor": "salesforce", **{str(k): v for k, v in peaks.items()}}
+        name, mode = arguments.rss_vendor, arguments.rss_mode
+        peaks = {count: peak_rss(count, latency, name, mode) for count in (small, large)}
+        report["peak_rss_kib"] = {
+            "vendor": name,
+            "mode": mode,
+            **{str(k): v for k, v in peaks.items()},
+        }
         print(
-            f"peak RSS, salesforce: {small:,} -> {peaks[small] / 1024:.0f} MiB, "
+            f"peak RSS, {name} {mode}: {small:,} -> {peaks[small] / 1024:.0f} MiB, "
             f"{large:,} -> {peaks[large] / 1024:.0f} MiB",
             flush=True,
         )
