@@ -194,7 +194,7 @@ _PARTITION_BOUND = timedelta(seconds=1)
 
 def _readers(connector: Connector, cycles_per_account: int) -> int:
     """Return how many partitions this cycle reads at once: 1 for a connector without any."""
-    if not isinstance(connector, PartitionedConnector) or connector.partitions < 2:
+    if not isinstance(connector, PartitionedConnector):
         return 1
     return readers_per_cycle(
         connector.partitions, connector.concurrent_requests, cycles_per_account
