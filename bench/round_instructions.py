@@ -62,17 +62,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
-from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-
 from bench._round_timing import Tally
 from bench._round_world import HubSpotWorld, QuickBooksWorld, World
 from bench.core import git, machine
 from bench.round import CONNINFO, INTERVAL, RECORDS, Factory, drop_schema, outcomes, source_key
-from bench.telemetry import DroppingMetricExporter, Variants
+from bench.telemetry import Variants
 from bench.telemetry_instructions import callgrind_instructions
 from incsync.engine import SyncEngine
 from incsync.history import DEFAULT_HISTORY_RETENTION, NO_HISTORY
@@ -96,28 +90,6 @@ _SLOWDOWN = 50  # about how much slower Python runs under callgrind
 _TOTALS = re.compile(r"^totals: (\d+)$", re.MULTILINE)
 
 
-def _telemetry(variant: str) -> tuple[Variants, PeriodicExportingMetricReader]:
-    """Return the variants' switch with ``variant``'s SDK providers, and their metric reader."""
-    variants = Variants()
-    # Variants' own providers export on a clock; these replace them, so stop theirs.
-    variants.tracer_provider.shutdown()
-    variants.meter_provider.shutdown()
-    reader = PeriodicExportingMetricReader(
-        DroppingMetricExporter(), export_interval_millis=_NEVER_MILLISECONDS
-    )
-    large_fleet = variant == "on_large_fleet"
-    variants.meter_provider = (
-        MeterProvider(metric_readers=[reader], exemplar_filter=AlwaysOffExemplarFilter())
-        if large_fleet
-        else MeterProvider(metric_readers=[reader])
-    )
-    sampler = ParentBased(TraceIdRatioBased(0.1)) if large_fleet else None
-    variants.tracer_provider = TracerProvider(sampler=sampler)
-    processor = BatchSpanProcessor(variants.exporter, max_queue_size=1_000_000)
-    variants.tracer_provider.add_span_processor(processor)
-    return variants, reader
-
-
 def run_round(variant: str, per_vendor: int, scrapes: int) -> None:
     """Sync the world in full, then run one counted round of ``per_vendor`` sources a vendor.
 
@@ -126,7 +98,8 @@ def run_round(variant: str, per_vendor: int, scrapes: int) -> None:
     # valgrind slows the clock about fifty times: hand the interpreter lock over as often per
     # instruction as a process running at full speed does every 5 ms.
     sys.setswitchinterval(0.005 * _SLOWDOWN)
-    variants, reader = _telemetry(variant)
+    # The reader collects only when the run tells it to.
+    variants = Variants(export_interval_millis=_NEVER_MILLISECONDS)
     worlds: list[World] = [
         HubSpotWorld(PER_VENDOR, RECORDS),
         QuickBooksWorld(PER_VENDOR, RECORDS),
@@ -171,7 +144,7 @@ def run_round(variant: str, per_vendor: int, scrapes: int) -> None:
                 for n in range(per_vendor)
             ]
             variants.observed = store
-            variants.use("on" if variant.startswith("on") else variant)
+            variants.use(variant)
             random.seed(15)  # the trace ids, so the sampled variant samples alike from run to run
             results = run_due(
                 engine,
@@ -181,9 +154,10 @@ def run_round(variant: str, per_vendor: int, scrapes: int) -> None:
                 per_account_limit=1,
                 now=utc_now() + INTERVAL + timedelta(minutes=1),
             )
-            for _ in range(scrapes):
-                reader.collect()
-            variants.tracer_provider.force_flush()
+            if variants.reader is not None:
+                for _ in range(scrapes):
+                    variants.reader.collect()
+            variants.flush()
             if outcomes(results) != {Outcome.COMPLETED.value: len(counted)}:
                 problems.append(f"round: {outcomes(results)}")
             applied = sum(result.applied for result in results)

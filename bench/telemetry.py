@@ -41,8 +41,12 @@ and seconds per generation, so a variant that only allocates more shows as such.
 
 The fake vendors hold every account's records in this process (hundreds of thousands of objects),
 where a real worker holds none: each full collection of the garbage collector walks them, and
-whatever allocates more (the SDK's spans) pays for it out of proportion. After the first sync they
-are frozen (``gc.freeze()``) unless ``--no-freeze`` is given; the results say which.
+whatever allocates more (the SDK's spans) pays for it out of proportion. Before each timed round,
+after that round's changes are made, they are frozen (``gc.freeze()``) unless ``--no-freeze`` is
+given; the results say which. The changes of every round are new objects of the fakes, so a
+freeze after the first sync alone let them pile up in the collector's oldest generation, round
+after round, as did the fakes' logs of the requests they answered (cleared before each round:
+nothing here reads them).
 """
 
 from __future__ import annotations
@@ -59,14 +63,16 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import (
     MetricExporter,
     MetricExportResult,
+    MetricReader,
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 from bench._round_timing import Tally
 from bench._round_world import HubSpotWorld, QuickBooksWorld, World
@@ -91,8 +97,9 @@ LATENCY_RESULTS = HERE / "telemetry-results-latency.json"
 UTC = timezone.utc
 VARIANTS = ("not_installed", "off", "on")
 # The round also runs with nothing on: telemetry as where it is not installed, and the store
-# keeping no cycle history. Issue-level question: what do history and telemetry cost together?
-ROUND_VARIANTS = ("nothing", *VARIANTS)
+# keeping no cycle history (what history and telemetry cost together), and with the SDK set as
+# Observability recommends for a large fleet.
+ROUND_VARIANTS = ("nothing", *VARIANTS, "on_large_fleet")
 
 
 class CountingExporter(SpanExporter):
@@ -145,25 +152,50 @@ class CollectorTally:
         return found
 
 
-class Variants:
-    """Switches incsync's telemetry between the three variants; owns the SDK providers.
+SDK_VARIANTS = ("on", "on_large_fleet")
+"""The variants that record through OpenTelemetry's SDK."""
 
-    With ``on``, the store given to :meth:`observe` is counted by the ``incsync.sources`` gauge,
-    collected every 15 s (a common Prometheus scrape interval; the periodic reader's default is
-    60 s), so its cost falls in the ``on`` rounds; with the other variants no store is observed.
+
+def sdk_providers(
+    variant: str, exporter: SpanExporter, reader: MetricReader
+) -> tuple[TracerProvider, MeterProvider]:
+    """Return the SDK's providers of ``variant``, spans to ``exporter``, metrics to ``reader``.
+
+    ``on`` is the SDK's defaults; ``on_large_fleet`` the settings Observability recommends for a
+    large fleet: exemplars ``always_off`` and one trace in ten
+    (``ParentBased(TraceIdRatioBased(0.1))``).
+    """
+    large_fleet = variant == "on_large_fleet"
+    meter_provider = (
+        MeterProvider(metric_readers=[reader], exemplar_filter=AlwaysOffExemplarFilter())
+        if large_fleet
+        else MeterProvider(metric_readers=[reader])
+    )
+    tracer_provider = TracerProvider(
+        sampler=ParentBased(TraceIdRatioBased(0.1)) if large_fleet else None
+    )
+    # A queue long enough that no span is dropped: a dropped span would be work not done.
+    tracer_provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=1_000_000))
+    return tracer_provider, meter_provider
+
+
+class Variants:
+    """Switches incsync's telemetry between the variants; owns the SDK's providers.
+
+    Each round of an SDK variant gets providers of its own, shut down (their spans exported) when
+    the next variant is chosen: a provider left running would go on collecting the
+    ``incsync.sources`` gauge during other variants' rounds. With an SDK variant, the store given
+    to :attr:`observed` is counted by that gauge, collected every ``export_interval_millis`` (15 s
+    by default, a common Prometheus scrape interval; the periodic reader's default is 60 s), so
+    its cost falls in those rounds; with the other variants no store is observed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, export_interval_millis: int = 15_000) -> None:
         self.exporter = CountingExporter()
-        self.tracer_provider = TracerProvider()
-        # A queue long enough that no span is dropped: a dropped span would be work not done.
-        processor = BatchSpanProcessor(self.exporter, max_queue_size=1_000_000)
-        self.tracer_provider.add_span_processor(processor)
-        reader = PeriodicExportingMetricReader(
-            DroppingMetricExporter(), export_interval_millis=15_000
-        )
-        self.meter_provider = MeterProvider(metric_readers=[reader])
         self.observed: StateStore | None = None
+        self.reader: PeriodicExportingMetricReader | None = None
+        self._interval = export_interval_millis
+        self._providers: tuple[TracerProvider, MeterProvider] | None = None
         self._stop_observing: Callable[[], None] | None = None
 
     def use(self, variant: str) -> None:
@@ -171,23 +203,32 @@ class Variants:
         if self._stop_observing is not None:
             self._stop_observing()
             self._stop_observing = None
-        if variant == "on" and self.observed is not None:
-            self._stop_observing = telemetry.observe_sources(self.observed)
         if variant in ("nothing", "not_installed"):
             telemetry.configure(enabled=False)
-        elif variant == "off":
-            telemetry.configure()  # the global providers: the API's no-op ones, nothing set
         else:
-            telemetry.configure(
-                tracer_provider=self.tracer_provider, meter_provider=self.meter_provider
+            telemetry.configure()  # the global providers: the API's no-op ones, nothing set
+        if self._providers is not None:
+            for provider in self._providers:
+                provider.shutdown()
+            self._providers, self.reader = None, None
+        if variant in SDK_VARIANTS:
+            self.reader = PeriodicExportingMetricReader(
+                DroppingMetricExporter(), export_interval_millis=self._interval
             )
+            self._providers = sdk_providers(variant, self.exporter, self.reader)
+            if self.observed is not None:
+                self._stop_observing = telemetry.observe_sources(self.observed)
+            tracer_provider, meter_provider = self._providers
+            telemetry.configure(tracer_provider=tracer_provider, meter_provider=meter_provider)
+
+    def flush(self) -> None:
+        """Export every span the variant in use has ended so far."""
+        if self._providers is not None:
+            self._providers[0].force_flush()
 
     def close(self) -> None:
-        """Flush and stop the SDK; leave incsync on the global providers."""
+        """Stop the SDK, its spans exported; leave incsync on the global providers."""
         self.use("off")
-        telemetry.configure()
-        self.tracer_provider.shutdown()
-        self.meter_provider.shutdown()
 
 
 def ratios(
@@ -213,9 +254,10 @@ def run_rounds(args: argparse.Namespace, variants: Variants, problems: list[str]
         QuickBooksWorld(sizes["quickbooks"], RECORDS),
     ]
     schema = f"bench_telemetry_{secrets.token_hex(4)}"
-    wall: dict[str, list[float]] = {variant: [] for variant in ROUND_VARIANTS}
-    cpu: dict[str, list[float]] = {variant: [] for variant in ROUND_VARIANTS}
-    collector: dict[str, list[Any]] = {variant: [] for variant in ROUND_VARIANTS}
+    chosen: tuple[str, ...] = args.round_variants
+    wall: dict[str, list[float]] = {variant: [] for variant in chosen}
+    cpu: dict[str, list[float]] = {variant: [] for variant in chosen}
+    collector: dict[str, list[Any]] = {variant: [] for variant in chosen}
     tally = CollectorTally()
     try:
         with ExitStack() as stack:
@@ -242,7 +284,7 @@ def run_rounds(args: argparse.Namespace, variants: Variants, problems: list[str]
                 )
             )
             variants.observed = store
-            engines = dict.fromkeys(ROUND_VARIANTS, engine)
+            engines = dict.fromkeys(chosen, engine)
             engines["nothing"] = SyncEngine(quiet_store)
             plans = [
                 SourcePlan(source_key(world, n), INTERVAL)
@@ -253,16 +295,11 @@ def run_rounds(args: argparse.Namespace, variants: Variants, problems: list[str]
             began = time.perf_counter()
             first = run_due(engine, plans, factory, max_workers=args.workers, per_account_limit=1)
             print(f"first full sync: {outcomes(first)} in {time.perf_counter() - began:.1f} s")
-            if args.freeze:
-                # The fake vendors' records live in this process only because the bench serves
-                # them here: out of the collector's reach, as they would be in another process.
-                gc.collect()
-                gc.freeze()
             moment = utc_now()
             latency[0] = args.latency
             for number in range(args.sets):
-                turn = number % len(ROUND_VARIANTS)
-                for variant in ROUND_VARIANTS[turn:] + ROUND_VARIANTS[:turn]:
+                turn = number % len(chosen)
+                for variant in chosen[turn:] + chosen[:turn]:
                     changes = sum(
                         world.change(n, deletes=False)
                         for world in worlds
@@ -270,6 +307,15 @@ def run_rounds(args: argparse.Namespace, variants: Variants, problems: list[str]
                     )
                     for world in worlds:
                         world.advance()
+                        for account in world.router.accounts:
+                            # Nothing reads the fakes' request logs here, and no worker holds one.
+                            account.requests.clear()
+                    if args.freeze:
+                        # The fake vendors' records (and the changes just made) live in this
+                        # process only because the bench serves them here: out of the
+                        # collector's reach, as they would be in another process.
+                        gc.collect()
+                        gc.freeze()
                     moment += INTERVAL + timedelta(minutes=1)  # every hourly slot has passed
                     variants.use(variant)
                     gc.callbacks.append(tally)
@@ -310,9 +356,9 @@ def run_rounds(args: argparse.Namespace, variants: Variants, problems: list[str]
         "workers": args.workers,
         "sets": args.sets,
         "latency_seconds_per_request": args.latency,
-        "gc_frozen_after_first_sync": args.freeze,
-        "wall_seconds": {v: [round(t, 3) for t in wall[v]] for v in ROUND_VARIANTS},
-        "cpu_seconds": {v: [round(t, 3) for t in cpu[v]] for v in ROUND_VARIANTS},
+        "gc_frozen_before_each_round": args.freeze,
+        "wall_seconds": {v: [round(t, 3) for t in wall[v]] for v in chosen},
+        "cpu_seconds": {v: [round(t, 3) for t in cpu[v]] for v in chosen},
         "garbage_collector_per_generation": collector,
         "wall_ratio_to_not_installed": ratios(wall),
         "cpu_ratio_to_not_installed": ratios(cpu),
@@ -369,7 +415,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_false",
         help="leave the fake vendors' objects to the garbage collector (see the docstring)",
     )
+    parser.add_argument(
+        "--round-variants",
+        type=lambda text: tuple(text.split(",")),
+        default=ROUND_VARIANTS,
+        help=f"the round's variants, comma-separated, 'nothing' and 'not_installed' among them "
+        f"(default: {','.join(ROUND_VARIANTS)})",
+    )
     args = parser.parse_args(argv)
+    unknown = set(args.round_variants) - set(ROUND_VARIANTS)
+    if unknown or not {"nothing", "not_installed"} <= set(args.round_variants):
+        parser.error(
+            f"--round-variants: choose from {', '.join(ROUND_VARIANTS)}, with nothing "
+            "and not_installed"
+        )
     info = machine()
     print(f"machine: {info['cpu_model']}, {info['cpu_count']} cores, Python {info['python']}")
     load_start = load_average()
@@ -379,25 +438,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rounds = run_rounds(args, variants, problems)
         cycles = time_cycles(variants, args.cycles, args.sets)
-        variants.tracer_provider.force_flush()
-        spans = variants.exporter.spans
     finally:
         variants.close()
+    spans = variants.exporter.spans
 
     def show(found: dict[str, dict[str, float]]) -> str:
         return ", ".join(
             f"{v} {found[v]['median']:.3f} ({found[v]['min']:.3f}-{found[v]['max']:.3f})"
-            for v in VARIANTS[1:]
+            for v in found
+            if v not in ("nothing", "not_installed")
         )
 
     print(f"round, wall time ratio to not installed: {show(rounds['wall_ratio_to_not_installed'])}")
     print(f"round, CPU time ratio to not installed:  {show(rounds['cpu_ratio_to_not_installed'])}")
     for kind in ("wall", "cpu"):
-        both = rounds[f"{kind}_ratio_to_nothing"]["on"]
-        print(
-            f"round, history and telemetry on over both off, {kind}: {both['median']:.3f} "
-            f"({both['min']:.3f}-{both['max']:.3f})"
-        )
+        print(f"round, {kind} time ratio to both off:  {show(rounds[f'{kind}_ratio_to_nothing'])}")
     print(f"in-memory cycles, CPU ratio:             {show(cycles['cpu_ratio_to_not_installed'])}")
     print(f"spans exported by the 'on' variant: {spans:,}")
     for problem in problems:
