@@ -9,6 +9,7 @@ durable from the first partition on. Every test runs against each built-in store
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Collection, Iterator
@@ -16,13 +17,14 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from incsync import (
     Cursor,
     CycleProgress,
     Outcome,
+    ResultCapError,
     SyncEngine,
     SyncPolicy,
     TransientSourceError,
@@ -346,6 +348,180 @@ class _Crash(BaseException):
     """Stands for the process dying inside a page (not an error the engine records)."""
 
 
+def _cuts(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The log lines of the partitions cut at a cap."""
+    return [r.getMessage() for r in caplog.records if "met the source's cap" in r.getMessage()]
+
+
+def test_a_full_read_far_over_the_source_s_cap_is_cut_until_every_part_is_read(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A partition whose reader meets the cap on one read's results is cut in two, its pages
+    kept, and each half is read as any partition is, cut again when it meets the cap: the sink
+    ends equal to the source, the cursor at its newest record, and no more readers run at once
+    than the cycle's."""
+    caplog.set_level(logging.INFO, logger="incsync")
+    source = _source(400)
+    connector = Recording(source, page_size=7, page_delay=0.002, partitions=3, result_cap=25)
+
+    result = _engine(store).run_cycle(KEY, connector)
+
+    assert (result.outcome, result.applied) == (Outcome.COMPLETED, 400), result.error
+    _assert_sink_equals_source(store, KEY, source)
+    state = store.load(KEY)
+    newest = parse_timestamp(source.snapshot()["r0399"]["updated_at"])
+    assert state.cursor == Cursor(newest, "r0399")
+    assert not [name for name in state.marks if name.startswith(PARTITION_MARK)]
+    # Each window read yields at most 25 new records; one is read per cut, and one more per
+    # partition (3 planned, 1 more per cut) and the last again: 400 <= 25 * (2 * cuts + 4).
+    assert len(_cuts(caplog)) >= 6
+    assert all(KEY in line for line in _cuts(caplog))
+    assert connector.peak <= 3
+    assert all(window.partition for window in connector.windows)
+
+
+class _RefusingTheFirstAtOnce(Recording):
+    """Answers the first read of the first partition with the cap before any page."""
+
+    refused = False
+
+    def fetch(self, window: Window) -> Iterator[RawPage]:
+        if window.start is None and not self.refused:
+            self.refused = True
+            raise ResultCapError("memory: no page of this query", vendor=self.vendor)
+        return super().fetch(window)
+
+
+def test_a_first_partition_capped_before_any_page_is_cut_from_the_source_s_oldest_update(
+    store: Store,
+) -> None:
+    """Open below and with nothing reached, the first partition's time starts at the source's
+    oldest update, asked again: it is cut in the middle of that and its end."""
+    source = _source(100)
+    oldest, newest = source.time_span() or (NOW, NOW)
+    first = plan_partitions(oldest, newest, 2, SECOND).partitions[0]
+    assert first.end is not None
+    connector = _RefusingTheFirstAtOnce(source, page_size=10, partitions=2)
+
+    result = _engine(store).run_cycle(KEY, connector)
+
+    assert result.outcome is Outcome.COMPLETED, result.error
+    _assert_sink_equals_source(store, KEY, source)
+    cut = oldest + (first.end - oldest) // 2
+    assert (None, cut) in {(window.start, window.end) for window in connector.windows}
+    assert (cut, first.end) in {(window.start, window.end) for window in connector.windows}
+
+
+def test_a_cap_met_by_an_incremental_read_fails_the_cycle_and_says_what_to_do(
+    store: Store,
+) -> None:
+    """An incremental window is read whole: nothing can cut it, so the cycle fails with the
+    cap's error, its pages before the cap durable and the cursor after them only."""
+    source = _source(100)
+    engine = _engine(store)
+    assert engine.run_cycle(KEY, InMemoryConnector(source)).outcome is Outcome.COMPLETED
+    for number in range(60):
+        source.update(f"r{number:04d}", NOW - timedelta(hours=20, seconds=-number), amount=1)
+
+    failed = engine.run_cycle(
+        KEY, InMemoryConnector(source, page_size=10, partitions=3, result_cap=25)
+    )
+
+    # The window starts at the cursor's record, applied already: 24 of the 25 are new.
+    assert (failed.outcome, failed.error_class, failed.fetched, failed.applied) == (
+        Outcome.FAILED,
+        "ResultCapError",
+        25,
+        24,
+    )
+    assert failed.error is not None
+    assert "at most 25 records" in failed.error
+    assert "reset the source" in failed.error
+    _assert_cursor_covers_only_durable_records(store, KEY, source)
+    last_error = engine.state(KEY).last_error
+    assert last_error is not None
+    assert not last_error.retryable
+
+
+def test_a_cap_met_by_a_full_read_in_one_window_fails_the_cycle(store: Store) -> None:
+    """A connector that reads no partitions reads a full read as one window: it fails too."""
+    source = _source(100)
+    connector = InMemoryConnector(source, page_size=10, partitions=1, result_cap=25)
+
+    failed = _engine(store).run_cycle(KEY, connector)
+
+    assert (failed.outcome, failed.error_class, failed.applied) == (
+        Outcome.FAILED,
+        "ResultCapError",
+        25,
+    )
+    _assert_cursor_covers_only_durable_records(store, KEY, source)
+
+
+def test_more_records_at_one_instant_than_the_cap_fail_the_read_without_passing_them(
+    store: Store,
+) -> None:
+    """The partition holding them is cut until less than two microseconds are left: the cycle
+    then fails with its bounds, and the cursor stays before the records not read."""
+    source = _source(60)
+    crowded = NOW - timedelta(days=3, hours=12)
+    for number in range(30):
+        source.put({"id": f"c{number:02d}", "updated_at": iso_timestamp(crowded)})
+    connector = InMemoryConnector(source, page_size=10, partitions=2, result_cap=20)
+    engine = _engine(store)
+
+    failed = engine.run_cycle(KEY, connector)
+
+    assert (failed.outcome, failed.error_class) == (Outcome.FAILED, "SourceError")
+    assert failed.error is not None
+    assert "too short to cut" in failed.error
+    assert f"from {crowded}" in failed.error
+    _assert_cursor_covers_only_durable_records(store, KEY, source)
+    cursor = engine.state(KEY).cursor
+    assert cursor is None or cursor.updated_at <= crowded
+
+
+def test_a_crash_right_after_a_cut_resumes_both_halves(store: Store) -> None:
+    """The cut is durable with the next checkpoint's marks: after a crash, the next cycle reads
+    the first half from where it reached and the second from its start, and completes."""
+    source = _source(200)
+    oldest, newest = source.time_span() or (NOW, NOW)
+    planned_ends = {p.end for p in plan_partitions(oldest, newest, 2, SECOND).partitions}
+
+    def crash_in_a_first_half(window: Window, number: int) -> bool:
+        # Only the first half of a cut partition ends at a bound not planned.
+        if window.end not in planned_ends and number == 1:
+            raise _Crash
+        return False
+
+    engine = _engine(store)
+    crashing = Recording(
+        source, page_size=10, partitions=2, result_cap=30, fail=crash_in_a_first_half
+    )
+    with pytest.raises(_Crash):
+        engine.run_cycle(KEY, crashing)
+
+    kept = plan_from_marks(engine.state(KEY).marks)
+    assert kept is not None
+    assert len(kept.partitions) > 2, "the cut was not durable"
+    first_half = next(p for p in kept.partitions if p.end not in planned_ends)
+    assert first_half.reached is not None
+    assert not first_half.done
+    _assert_cursor_covers_only_durable_records(store, KEY, source)
+
+    again = Recording(source, page_size=10, partitions=2, result_cap=30)
+    resumed = engine.run_cycle(KEY, again)
+
+    assert resumed.outcome is Outcome.COMPLETED, resumed.error
+    _assert_sink_equals_source(store, KEY, source)
+    windows = {(window.start, window.end) for window in again.windows}
+    second_half = kept.partitions[kept.partitions.index(first_half) + 1]
+    assert (resume_from(first_half), first_half.end) in windows
+    assert second_half.done or (resume_from(second_half), second_half.end) in windows
+    for partition in kept.partitions:
+        assert partition.done or (resume_from(partition), partition.end) in windows
+
+
 def _failing_at(which: int, page: int, *, crash: bool) -> Callable[[Window, int], bool]:
     """Fail (or crash) at ``page`` of the first (0), a middle (1) or the last (2) partition."""
 
@@ -363,6 +539,18 @@ def _failing_at(which: int, page: int, *, crash: bool) -> Callable[[Window, int]
 MODEL_POLICY = SyncPolicy(safety_lag=LAG, max_consecutive_failures=100)
 
 
+def _assert_cursor_is_not_past_an_unfinished_partition(store: Store, key: str) -> None:
+    state = store.load(key)
+    plan = plan_from_marks(state.marks)
+    if plan is None or state.cursor is None:
+        return
+    for partition in plan.partitions:
+        if not partition.done:
+            reached = partition.start if partition.reached is None else partition.reached.updated_at
+            assert reached is not None, f"the cursor {state.cursor} is past an unread partition"
+            assert state.cursor.updated_at <= reached, f"the cursor is past {partition}"
+
+
 @given(
     seconds=st.lists(st.integers(0, 560), min_size=1, max_size=80),
     partitions=st.integers(2, 5),
@@ -373,6 +561,17 @@ MODEL_POLICY = SyncPolicy(safety_lag=LAG, max_consecutive_failures=100)
         max_size=6,
     ),
     gaps=st.lists(st.integers(0, 120), min_size=9, max_size=9),
+    caps=st.lists(st.none() | st.integers(1, 3), max_size=6),
+)
+# Dense enough that every cap is met: partitions are cut in each of the first cycles.
+@example(
+    seconds=list(range(0, 560, 7)),
+    partitions=3,
+    page_size=2,
+    faults=[(1, 4, True), (2, 2, False)],
+    changes=[(5, 1, 10, False), (6, 2, 30, True)],
+    gaps=[10] * 9,
+    caps=[3, 5, 4],
 )
 @settings(
     max_examples=40,
@@ -386,13 +585,18 @@ def test_partitioned_reads_with_crashes_at_any_step_end_with_the_sink_equal_to_t
     faults: list[tuple[int, int, bool]],
     changes: list[tuple[int, int, int, bool]],
     gaps: list[int],
+    caps: list[int | None],
 ) -> None:
     """Cycles of a partitioned full read, the last few minutes of records near the clock, fail
     or crash at any page of any partition while records are updated (they move to the last
     partition) and others are committed late, stamped up to the lookback in the past; time
-    passes between cycles. After every cycle no record at or before the cursor is unwritten (but
-    the late ones, which the lookback is for), and once the read completes, an incremental
-    cycle later the sink equals the source."""
+    passes between cycles. In some cycles the source answers few records to one read (a cap), so
+    that partitions are cut as they are read, as often as it takes or until a cut is too short
+    (the cycle then fails), and cuts kept from one cycle are read by the next. After every cycle
+    no record at or before the cursor is unwritten (but the late ones, which the lookback is
+    for) and the cursor is not past an unfinished partition, and once the read completes, an
+    incremental cycle later the sink equals the source. A cap fails a cycle only where it reads
+    one window: a partition that meets one is cut."""
     key = f"model/{uuid.uuid4().hex}"
     clock = ManualClock(NOW)
     source = InMemorySource()
@@ -421,14 +625,18 @@ def test_partitioned_reads_with_crashes_at_any_step_end_with_the_sink_equal_to_t
 
     def run(connector: Recording) -> Outcome | None:
         try:
-            return engine.run_cycle(key, connector).outcome
+            result = engine.run_cycle(key, connector)
         except _Crash:
             return None
+        if result.error_class == "ResultCapError":
+            assert plan_from_marks(engine.state(key).marks) is None, "a partition failed at a cap"
+        return result.outcome
 
     outcome = None
-    for cycle in range(len(faults) + 3):
+    for cycle in range(max(len(faults), len(caps)) + 3):
         clock.advance(timedelta(seconds=gaps[cycle]))
         fault = faults[cycle] if cycle < len(faults) else None
+        cap = caps[cycle] if cycle < len(caps) else None
         failing = None if fault is None else _failing_at(fault[0] % 3, fault[1], crash=fault[2])
         outcome = run(
             Recording(
@@ -438,10 +646,12 @@ def test_partitioned_reads_with_crashes_at_any_step_end_with_the_sink_equal_to_t
                 lookback=LOOKBACK,
                 on_page=on_page,
                 fail=failing,
+                result_cap=cap,
             )
         )
         _assert_cursor_covers_only_durable_records(store, key, source, but=late_ids)
-        if outcome is Outcome.COMPLETED and fault is None:
+        _assert_cursor_is_not_past_an_unfinished_partition(store, key)
+        if outcome is Outcome.COMPLETED and fault is None and cap is None:
             break
     assert outcome is Outcome.COMPLETED
     assert not [name for name in engine.state(key).marks if name.startswith(PARTITION_MARK)]

@@ -19,6 +19,7 @@ from incsync.errors import (
     NaiveDatetimeError,
     PermanentSourceError,
     RateLimitedError,
+    ResultCapError,
     SourceError,
     StaleWriteError,
     StateConflictError,
@@ -39,6 +40,7 @@ RETRYABLE: dict[type[IncsyncError], bool] = {
     AuthError: False,
     BadResponseError: True,
     PermanentSourceError: False,
+    ResultCapError: False,
     BadRecordError: False,
     UnmappableRecordError: False,
     StateConflictError: False,
@@ -128,6 +130,17 @@ def test_rate_limited_error_carries_retry_at() -> None:
     assert (error.retry_at, error.vendor, error.status_code) == (at, "hubspot", 429)
     assert isinstance(error, TransientSourceError)
     assert RateLimitedError("429").retry_at is None
+
+
+def test_result_cap_error_carries_the_cap_and_says_what_to_do() -> None:
+    """ResultCapError keeps the cap and the vendor, is a source error no wait heals, and its
+    message adds to the connector's what the engine does with it and what to do."""
+    error = ResultCapError("hubspot: the search stops at 10,000", cap=10_000, vendor="hubspot")
+    assert (error.cap, error.vendor, error.retryable) == (10_000, "hubspot", False)
+    assert isinstance(error, SourceError)
+    assert str(error).startswith("hubspot: the search stops at 10,000. The source will not page")
+    assert "partitions above 1" in str(error)
+    assert ResultCapError("capped").cap is None
 
 
 def test_bad_record_error_carries_id_and_reason() -> None:

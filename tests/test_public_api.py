@@ -45,6 +45,7 @@ EXPORTED = [
     "RateLimitedError",
     "Record",
     "RejectedRecord",
+    "ResultCapError",
     "SQLiteStore",
     "SkipReason",
     "SourceError",

@@ -16,7 +16,9 @@ The whole algorithm is :meth:`SyncEngine.run_cycle`:
    one reader each, no more at once than the account's concurrent requests allow the cycles of
    that account running together (:func:`~incsync.partitions.readers_per_cycle`), this thread
    the one writer, each page checkpointed with its partition's progress (kept in the marks), the
-   cursor at the completed prefix.
+   cursor at the completed prefix; a partition whose reader meets the source's cap on one query's
+   results (:class:`~incsync.errors.ResultCapError`) is cut in two, both halves read in turn
+   (:mod:`incsync._partition_read`).
 4. When the read completes: after a full re-read, sweep what it did not see; when the counts
    keep disagreeing and the connector can list its ids, reconcile by id
    (:func:`incsync._reconcile_walk.reconcile_by_id`, which a cancel or a stop ends between
@@ -62,33 +64,30 @@ from typing import cast
 import attrs
 
 from incsync import mapped, telemetry
+from incsync._partition_read import (
+    PartitionedRead,
+    Start,
+    cycle_readers,
+    handed_over,
+    partition_plan,
+    reader_of,
+)
 from incsync._reconcile_walk import IdTally, IdWalk, reconcile_by_id
 from incsync.actions import Action, ActionEntry
-from incsync.cursor import Cursor, Window, advance, horizon, page_high_water, window_after
+from incsync.cursor import Cursor, advance, horizon, page_high_water, window_after
 from incsync.errors import (
-    BadResponseError,
     ConfigurationError,
     GenerationChangedError,
     IncsyncError,
     LeaseLostError,
+    ResultCapError,
     SourceError,
 )
 from incsync.history import CycleEntry, cycle_entry
 from incsync.humanize import duration_text, plural
 from incsync.mapping import MappedRow, RemapPage
 from incsync.mapping._kept import DEFAULT_MAPPED_PAGE
-from incsync.marks import Marks
-from incsync.partitions import (
-    PartitionPlan,
-    completed_prefix,
-    plan_from_marks,
-    plan_marks,
-    plan_partitions,
-    progressed,
-    readers_per_cycle,
-    resume_from,
-    to_read,
-)
+from incsync.partitions import plan_from_marks, plan_marks
 from incsync.pipeline import Ended, read_ahead_each
 from incsync.policy import (
     FailureDecision,
@@ -103,7 +102,6 @@ from incsync.protocols import (
     AtomicPageStore,
     Clock,
     Connector,
-    PartitionedConnector,
     ProgressCallback,
     StateStore,
     TransactionSink,
@@ -122,7 +120,7 @@ from incsync.state import (
     counted,
     skip_reason,
 )
-from incsync.timestamps import earlier, ensure_utc, utc_now
+from incsync.timestamps import ensure_utc, utc_now
 
 __all__ = ["SyncEngine", "SyncPolicy"]
 
@@ -186,88 +184,6 @@ def _log_traceback(source_key: str, error: Exception, secrets: Sequence[str]) ->
         type(error).__name__,
         redacted_traceback(error, secrets),
     )
-
-
-_PARTITION_BOUND = timedelta(seconds=1)
-"""Partitions are bounded on whole seconds: every source's time filter tells those apart."""
-
-
-def _readers(connector: Connector, cycles_per_account: int) -> int:
-    """Return how many partitions this cycle reads at once: 1 for a connector without any."""
-    if not isinstance(connector, PartitionedConnector):
-        return 1
-    return readers_per_cycle(
-        connector.partitions, connector.concurrent_requests, cycles_per_account
-    )
-
-
-def _partition_plan(
-    state: SourceState, connector: Connector, limit: Cursor, readers: int
-) -> PartitionPlan | None:
-    """Return the partitions of the full read this cycle goes on with; ``None``: one window.
-
-    Only a full read of an ordered connector that reads several partitions at once is split: a
-    plan kept in the marks goes on (read ``readers`` partitions at a time); a read with no cursor
-    yet is planned between the oldest and newest times the source gives, one partition per
-    reader. A read that has a cursor and no plan (begun as one window) goes on as one window
-    from its cursor.
-
-    No bound is drawn after the cycle's horizon (``limit``) less the connector's lookback: a
-    record that becomes visible late (within the safety lag or the lookback, the cases an
-    incremental read covers) is then in the last partition, which is open above and read again
-    from where it reached, less the lookback, by every cycle that reads it.
-    """
-    if not (state.reads_whole and connector.ordered):
-        return None
-    if not isinstance(connector, PartitionedConnector) or connector.partitions < 2:
-        return None
-    kept = plan_from_marks(state.marks)
-    if kept is not None or state.cursor is not None:
-        return kept
-    if readers < 2:
-        return None
-    span = connector.time_span()
-    if span is None:
-        return None
-    oldest, newest = span
-    newest = min(newest, earlier(limit.updated_at, connector.lookback))
-    if newest <= oldest:
-        return None
-    plan = plan_partitions(oldest, newest, readers, _PARTITION_BOUND)
-    return plan if len(plan.partitions) > 1 else None
-
-
-def _partition_window(plan: PartitionPlan, index: int, marks: Marks, lookback: timedelta) -> Window:
-    """Return the window a reader of partition ``index`` reads: from where it resumes."""
-    partition = plan.partitions[index]
-    start = resume_from(partition, lookback)
-    return Window(start, marks=marks, end=partition.end, partition=True)
-
-
-def _partition_high(plan: PartitionPlan, index: int, page: Page, limit: Cursor) -> Cursor | None:
-    """Return how far ``page`` takes partition ``index``; ``None``: no further than before.
-
-    Never past the cycle's horizon (``limit``), as the cursor: a reader resuming the partition
-    reads again what may still become visible.
-
-    Raises:
-        BadResponseError: The page holds a record outside the partition's window.
-    """
-    partition = plan.partitions[index]
-    high, _ = page_high_water(page.records)
-    if high is None:
-        return None
-    if not partition.holds(high):
-        raise BadResponseError(
-            f"the source answered a read of updates from {partition.start} until "
-            f"{partition.end} with a record updated at {high.updated_at}: its connector does "
-            "not bound a read as it declares (partitions)"
-        )
-    if high > limit:
-        high = limit if partition.holds(limit) else partition.reached
-    if high is None or (partition.reached is not None and high <= partition.reached):
-        return None
-    return high
 
 
 # Each takes the source's key and the actor.
@@ -538,7 +454,7 @@ class SyncEngine:
         positive_count.check("cycles_per_account", cycles_per_account)
         # The cycle's id, its log context and its span (see incsync.telemetry).
         with telemetry.cycle(source_key, connector) as cycle:
-            readers = _readers(connector, cycles_per_account)
+            readers = cycle_readers(connector, cycles_per_account)
             return cycle.ended(
                 self._cycle(source_key, connector, cycle, on_progress, stop, readers)
             )
@@ -708,56 +624,53 @@ class SyncEngine:
         cursor = state.cursor
         unordered_high: Cursor | None = None
         limit = horizon(started, lag, connector.clock_skew())
-        plan = _partition_plan(state, connector, limit, readers)
+        plan = partition_plan(state, connector, limit, readers)
         current = state
         if plan is not None and plan_from_marks(state.marks) is None:
             # The plan is durable before any partition is read, so a crash resumes it.
             current = self._write(state, Page(marks=plan_marks(plan)), lease, (None, None), tally)
         # The next page is fetched while this one is written, one reader per partition of a
         # full read (else one), at most ``readers`` at once, the others waiting their turn: see
-        # incsync.pipeline. Each fetch is timed where it runs, in its reading thread, so its
-        # latency is the source's.
-        first: list[tuple[int, Iterable[Page]]] = []
-        waiting: list[int] = []  # the partitions whose readers have not started yet
+        # incsync.pipeline and incsync._partition_read. Each fetch is timed where it runs, in its
+        # reading thread, so its latency is the source's.
+        first: list[tuple[Start, Iterable[Page]]] = []
+        partitioned: PartitionedRead | None = None
         if plan is None:
             window = window_after(cursor, connector.lookback, state.marks)
-            first.append((0, telemetry.fetched(connector.read(window))))
+            first.append((None, reader_of(None, telemetry.fetched(connector.read(window)))))
         else:
-            waiting = list(to_read(plan))
+            partitioned = PartitionedRead(plan, readers, connector, key)
         with read_ahead_each(first) as reads:
-
-            def start(plan: PartitionPlan, index: int) -> None:
-                window = _partition_window(plan, index, current.marks, connector.lookback)
-                reads.add(index, telemetry.fetched(connector.read(window)))
-
-            if plan is not None:
-                for index in waiting[:readers]:
-                    start(plan, index)
-                del waiting[:readers]
-            last_again = False  # the last partition reached its end before the others: again
-            totals: dict[int, int] = {}
-            for index, item in reads:
-                page: Page
+            if partitioned is not None:
+                partitioned.start_readers(reads, current.marks)
+            totals: dict[Start, int] = {}
+            for reader, item in handed_over(reads):
                 limit = horizon(started, lag, connector.clock_skew())
-                if isinstance(item, Ended):
-                    if plan is None:
+                if partitioned is None:
+                    if isinstance(item, ResultCapError):
+                        raise item  # a window read whole cannot be cut: the cycle fails
+                    if isinstance(item, Ended):
                         continue
-                    if index == len(plan.partitions) - 1 and len(plan.unfinished()) > 1:
-                        last_again = True
-                        if waiting:  # its reader's turn goes to the next partition
-                            start(plan, waiting.pop(0))
-                        continue
-                    # The partition's end is durable with the checkpoint of an empty page.
-                    plan, page = progressed(plan, index, None, done=True), Page()
-                else:
                     page = item
-                    if plan is not None:
-                        reached = _partition_high(plan, index, page, limit)
-                        plan = progressed(plan, index, reached, done=False)
+                elif isinstance(item, ResultCapError):
+                    # Its pages are durable; its two halves are read as any partition is.
+                    half = partitioned.split(reader, item, limit)
+                    if reader in totals:  # the half's records are in the total counted already
+                        totals[half] = 0
+                    partitioned.start_readers(reads, current.marks)
+                    continue
+                elif isinstance(item, Ended):
+                    # A partition's end is durable with the checkpoint of an empty page.
+                    ended = partitioned.ended(reader)
+                    if ended is None:  # the last partition, read again once the others end
+                        partitioned.start_readers(reads, current.marks)
+                        continue
+                    page = ended
+                else:
+                    page = partitioned.took(reader, item, limit)
                 high, newest = page_high_water(page.records)
-                if plan is not None:
-                    cursor = advance(cursor, completed_prefix(plan), limit)
-                    page = attrs.evolve(page, marks={**page.marks, **plan_marks(plan)})
+                if partitioned is not None:
+                    cursor = advance(cursor, partitioned.cursor(), limit)
                 elif ordered:
                     cursor = advance(cursor, high, limit)
                 elif high is not None and (unordered_high is None or high > unordered_high):
@@ -771,7 +684,7 @@ class SyncEngine:
                 if page.total is not None:
                     # A page without one (a delete channel's, read after the rest) changes nothing;
                     # the read's total is its partitions' first ones, added up.
-                    totals.setdefault(index, page.total)
+                    totals.setdefault(reader, page.total)
                     tally.total = sum(totals.values())
                 telemetry.written(tally.applied, tally.rejected)
                 if on_progress is not None:
@@ -779,13 +692,8 @@ class SyncEngine:
                 interrupted = self._ending_at(current, stop, lease, ending)
                 if interrupted is not None:
                     return interrupted, current.cursor
-                if plan is None:
-                    continue
-                if isinstance(item, Ended) and waiting:
-                    start(plan, waiting.pop(0))  # a reader's turn, its partition finished
-                if last_again and len(plan.unfinished()) == 1:
-                    last_again = False
-                    start(plan, len(plan.partitions) - 1)
+                if partitioned is not None:
+                    partitioned.start_readers(reads, current.marks)  # a finished one's turn
         final = advance(cursor, unordered_high, horizon(started, lag, connector.clock_skew()))
         if state.reset_pending:
             # The whole source was read under this generation: what it did not see is gone.

@@ -11,7 +11,8 @@ type alone::
     │   │   └── RateLimitedError      the source asked us to wait; ``retry_at`` says until when
     │   ├── AuthError                 credentials rejected; waiting cannot heal it
     │   ├── BadResponseError          the source answered with something we cannot read
-    │   └── PermanentSourceError      the source refused the request; repeating it fails again
+    │   ├── PermanentSourceError      the source refused the request; repeating it fails again
+    │   └── ResultCapError            the source will not page this query further (a cap)
     ├── BadRecordError                one record is malformed; it is set aside and the cycle goes on
     │   └── UnmappableRecordError     a mapping cannot make a transaction of one record
     ├── StateConflictError            the state store refused a write made on stale grounds
@@ -36,6 +37,7 @@ __all__ = [
     "NaiveDatetimeError",
     "PermanentSourceError",
     "RateLimitedError",
+    "ResultCapError",
     "SourceError",
     "StaleWriteError",
     "StateConflictError",
@@ -149,6 +151,44 @@ class BadResponseError(SourceError):
 
 class PermanentSourceError(SourceError):
     """The source refused the request in a way that repeating it will not change."""
+
+
+class ResultCapError(SourceError):
+    """The source will not page this query further: it answers at most so many results to one.
+
+    A connector that pages one window by offset raises it from :meth:`read
+    <incsync.protocols.Connector.read>` after yielding the pages it could (HubSpot's search refuses
+    to page past 10,000 results of one query, Salesforce's SOQL ``OFFSET`` stops at 2,000). In a
+    full read in time partitions the engine cuts the partition that met it in two and reads both
+    halves (see :func:`incsync.partitions.split_at_cap`); anywhere else (an incremental window, a
+    full read in one window) the cycle fails with it, as with any source error: repeating the same
+    query meets the same cap.
+
+    Attributes:
+        cap: How many results the source answers to one query, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        cap: int | None = None,
+        vendor: str | None = None,
+        status_code: int | None = None,
+        excerpt: str | None = None,
+    ) -> None:
+        super().__init__(
+            f"{message}. The source will not page one query further. A full read in time "
+            "partitions is cut smaller where it meets such a cap; a window read whole (an "
+            "incremental one, or a full read in one window) cannot be. Declare partitions above 1 "
+            "and a time_span() on the connector and reset the source, to read it again in "
+            "partitions; or read the source by keyset (incsync.connectors.keyset), which meets "
+            "no cap",
+            vendor=vendor,
+            status_code=status_code,
+            excerpt=excerpt,
+        )
+        self.cap = cap
 
 
 class BadRecordError(IncsyncError):

@@ -13,13 +13,18 @@ such a read takes, as pure functions over frozen values; the engine sequences th
   and the Celery deployment).
 * :func:`plan_partitions` splits the time between the oldest and the newest record into ranges
   of equal length; the first is open below and the last open above, so together they hold every
-  record whatever was changed since they were drawn.
+  record whatever was changed since they were drawn. No bound is drawn after
+  :func:`latest_bound`, a lookback before the cycle's horizon.
+* :func:`index_of` finds a partition by its start, which names it for the whole read.
 * :func:`progressed` records how far a partition's durable pages reached (only forward) and
   whether it is finished.
 * :func:`split` cuts an unfinished partition at a time after what it has read: the rest becomes a
-  partition of its own (a partition that hit a vendor's cap on results, or one to share out).
-  The engine does not split yet: the built-in partitioned readers page by keyset from the
-  newest time read, so no cap on one query's results is ever reached.
+  partition of its own. :func:`split_at_cap` says where a partition whose reader met the
+  source's cap on one query's results (:class:`~incsync.errors.ResultCapError`) is cut: in the
+  middle of the time it has left to read, so each half holds about half of what the cap cut
+  off, and a half that meets the cap again is cut again. The built-in partitioned readers page
+  by keyset from the newest time read and never meet one; a connector that pages one window by
+  offset does.
 * :func:`resume_from` is where a partition's reader starts (again), after a crash too: at the
   time of the last durable key (inclusive, so the records sharing it are read again and dropped
   by the sink), else at the partition's start.
@@ -29,7 +34,7 @@ such a read takes, as pure functions over frozen values; the engine sequences th
   unfinished partition's unread records.
 * :func:`plan_marks` and :func:`plan_from_marks` keep a plan in the source's marks
   (:mod:`incsync.marks`), so a crash resumes every partition where its durable pages reached,
-  without a change to the stores.
+  a split one as its two halves, without a change to the stores.
 * :func:`to_read` says which partitions a cycle reads now: the open-ended last one is read to
   its end again once every other is finished, so a record updated while the read went on (it
   moves into the last partition) is read even when that partition had been read to its end
@@ -45,7 +50,7 @@ from datetime import datetime, timedelta
 import attrs
 
 from incsync.cursor import Cursor, within
-from incsync.errors import ConfigurationError
+from incsync.errors import ConfigurationError, SourceError
 from incsync.marks import PARTITION_MARK, Marks
 from incsync.policy import positive_count
 from incsync.timestamps import earlier, ensure_utc, from_micros, to_micros
@@ -54,6 +59,8 @@ __all__ = [
     "Partition",
     "PartitionPlan",
     "completed_prefix",
+    "index_of",
+    "latest_bound",
     "plan_from_marks",
     "plan_marks",
     "plan_partitions",
@@ -61,6 +68,7 @@ __all__ = [
     "readers_per_cycle",
     "resume_from",
     "split",
+    "split_at_cap",
     "to_read",
 ]
 
@@ -201,6 +209,17 @@ def plan_partitions(
     return PartitionPlan(Partition(start, end) for start, end in itertools.pairwise(edges))
 
 
+def latest_bound(horizon: Cursor, lookback: timedelta) -> datetime:
+    """Return the latest time a bound between partitions may be drawn at in a cycle.
+
+    The cycle's ``horizon`` less the connector's ``lookback``: a record that becomes visible
+    late (within the safety lag or the lookback, the cases an incremental read covers) then
+    falls in the last partition, which is open above and read again from where it reached,
+    less the lookback, by every cycle that reads it.
+    """
+    return earlier(horizon.updated_at, lookback)
+
+
 def _floored(moment: datetime, resolution: timedelta) -> datetime:
     if resolution <= timedelta(0):
         return moment
@@ -213,6 +232,22 @@ def _checked_index(plan: PartitionPlan, index: int) -> Partition:
     if not 0 <= index < len(plan.partitions):
         raise ConfigurationError(f"the plan has no partition {index}")
     return plan.partitions[index]
+
+
+def index_of(plan: PartitionPlan, start: datetime | None) -> int:
+    """Return the index of the partition starting at ``start`` (``None``: the first one).
+
+    A partition's start names it for as long as the read lasts: a split inserts a partition
+    after the one it cuts, which keeps its start, so the indexes after it shift but no start
+    changes.
+
+    Raises:
+        ConfigurationError: No partition of the plan starts there.
+    """
+    for index, partition in enumerate(plan.partitions):
+        if partition.start == start:
+            return index
+    raise ConfigurationError(f"the plan has no partition starting at {start}")
 
 
 def progressed(
@@ -263,6 +298,63 @@ def split(plan: PartitionPlan, index: int, at: datetime) -> PartitionPlan:
     first = attrs.evolve(partition, end=at)
     second = Partition(at, partition.end)
     return PartitionPlan((*plan.partitions[:index], first, second, *plan.partitions[index + 1 :]))
+
+
+_NARROWEST = timedelta(microseconds=2)
+"""The shortest time a cut leaves something on both sides of: one microsecond each."""
+
+
+def split_at_cap(
+    plan: PartitionPlan, index: int, *, oldest: datetime | None, latest: datetime
+) -> PartitionPlan:
+    """Return the plan with partition ``index``, whose reader met a cap on results, cut in two.
+
+    The cut (:func:`split`) is in the middle of the time the partition has left to read: from
+    the time it reached (else its start) to its end. The first half keeps what was read and
+    resumes from there; the second holds the rest. Each half holds about half of what the cap
+    cut off, and one that meets the cap again is cut again, so a read ends after a number of
+    cuts that grows with the logarithm of how far it is over the cap.
+
+    Args:
+        plan: The plan.
+        index: The partition whose reader met the cap, its durable pages progressed already.
+        oldest: The source's oldest update (:meth:`time_span
+            <incsync.protocols.PartitionedConnector.time_span>`, asked again): where the first
+            partition's time starts when it reached nothing. Only read then.
+        latest: Where the last partition's time ends, open above: no bound is drawn after
+            :func:`latest_bound`.
+
+    Raises:
+        ConfigurationError: No such partition, or it was read to its end already.
+        SourceError: What is left cannot be cut (less than two microseconds: more records
+            than the source answers to one query share one instant or the connector's
+            lookback, or the last partition is over the cap past ``latest``), or the first
+            partition's time has no known start.
+    """
+    partition = _checked_index(plan, index)
+    if partition.done:
+        raise ConfigurationError(f"partition {index} was read to its end already")
+    reached = None if partition.reached is None else partition.reached.updated_at
+    floor = reached or partition.start or oldest
+    ceiling = latest if partition.end is None else partition.end
+    bounds = f"updates from {partition.start or 'the first'} until {partition.end or 'the last'}"
+    if floor is None:
+        raise SourceError(
+            f"the partition of {bounds} met the source's cap on one query's results before "
+            "reading anything, and the source gave no oldest update to cut it at; the next "
+            "cycle asks again"
+        )
+    if ceiling - floor < _NARROWEST:
+        raise SourceError(
+            f"the partition of {bounds} met the source's cap on one query's results, and what "
+            f"it has left to read, from {floor} to {ceiling}, is too short to cut. More records "
+            "than the source answers to one query share that instant, or lie within the "
+            "connector's lookback before it (which each reader of the partition reads again), "
+            "or, in the last partition, are too new for this cycle to cut at (the next one "
+            "can). The cursor stays before them; a connector must read a crowded instant whole "
+            "by other means, as the keyset driver's WholeTick does"
+        )
+    return split(plan, index, floor + (ceiling - floor) // 2)
 
 
 def resume_from(partition: Partition, lookback: timedelta = timedelta(0)) -> datetime | None:
@@ -350,6 +442,11 @@ def plan_from_marks(marks: Marks) -> PartitionPlan | None:
     that time again and the sink drops what was applied). A mark moved back before its
     partition's start (a rewind) leaves the partition to read from its start.
 
+    Marks only move forward and none is removed while the read goes on, so the mark of a
+    partition that was split stays beside the marks of its halves: a mark whose range spans
+    several partitions is that, and says nothing its halves' marks do not (they were written
+    together, the first half's with what the partition had reached).
+
     Raises:
         ConfigurationError: The marks do not make a plan (they were not written by
             :func:`plan_marks`).
@@ -365,12 +462,13 @@ def plan_from_marks(marks: Marks) -> PartitionPlan | None:
             raise ConfigurationError(f"the mark {name!r} names no partition") from error
     if not kept:
         return None
-    starts = sorted(start for start, _ in kept if start is not None)
+    starts = sorted({start for start, _ in kept if start is not None})
     if not starts:
         raise ConfigurationError("the partition marks name no partition with a start")
     edges: list[datetime | None] = [None, *starts, None]
+    ranges = list(itertools.pairwise(edges))
     partitions = []
-    for start, end in itertools.pairwise(edges):
+    for start, end in ranges:
         mark = kept.get((start, end))
         if mark is None:
             partitions.append(Partition(start, end))
@@ -380,6 +478,23 @@ def plan_from_marks(marks: Marks) -> PartitionPlan | None:
             partitions.append(Partition(start, end, reached=Cursor(mark, "")))
         else:
             partitions.append(Partition(start, end))
-    if len(kept) != len([p for p in partitions if (p.start, p.end) in kept]):
+    # Every partition with a start has a mark of its own (plan_marks writes one); any other
+    # mark is that of a partition split since.
+    unmarked = [start for start, end in ranges if start is not None and (start, end) not in kept]
+    if unmarked or not all(_spans_partitions(bounds, ranges) for bounds in kept):
         raise ConfigurationError("the partition marks do not follow one another")
     return PartitionPlan(partitions)
+
+
+def _spans_partitions(
+    bounds: tuple[datetime | None, datetime | None],
+    ranges: Sequence[tuple[datetime | None, datetime | None]],
+) -> bool:
+    """Return whether ``bounds`` run from one partition's start to the same or a later one's end.
+
+    A mark of one partition does; so does the mark of a partition split since.
+    """
+    starts = [start for start, _ in ranges]
+    if bounds[0] not in starts:
+        return False
+    return bounds[1] in [end for _, end in ranges[starts.index(bounds[0]) :]]

@@ -19,8 +19,14 @@ from typing import Any
 
 from incsync.connectors.base import BaseConnector, RawPage
 from incsync.cursor import Window
+from incsync.errors import ResultCapError
 from incsync.pipeline import wait_for_previous_page
-from incsync.policy import non_negative_duration, optional_positive_duration, positive_count
+from incsync.policy import (
+    non_negative_duration,
+    optional_positive_count,
+    optional_positive_duration,
+    positive_count,
+)
 from incsync.reconcile import IdOrder
 from incsync.timestamps import ensure_utc, parse_timestamp
 
@@ -200,10 +206,15 @@ class InMemoryConnector(BaseConnector):
         partitions: How many time partitions of a full read may be read at once (see
             :mod:`incsync.partitions`); 1 reads it as one window. An ordered read honours a
             window's ``end`` either way.
+        result_cap: The most records one read of a window yields, counted from its start, as
+            a source that pages one query by offset answers (HubSpot's search stops at 10,000);
+            a read that holds more raises :class:`~incsync.errors.ResultCapError` after them.
+            ``None``: no cap.
 
     Raises:
-        ConfigurationError: ``page_size`` is not an integer of at least 1, or ``lookback`` is not
-            a ``timedelta`` of zero or more.
+        ConfigurationError: ``page_size`` is not an integer of at least 1, ``lookback`` is not
+            a ``timedelta`` of zero or more, or ``result_cap`` is neither ``None`` nor an
+            integer of at least 1.
     """
 
     vendor = "memory"
@@ -223,10 +234,13 @@ class InMemoryConnector(BaseConnector):
         lists_ids: bool = False,
         id_order: IdOrder = IdOrder.CODE_POINT,
         partitions: int = 1,
+        result_cap: int | None = None,
     ) -> None:
         positive_count.check("page_size", page_size)
         positive_count.check("partitions", partitions)
+        optional_positive_count.check("result_cap", result_cap)
         self.partitions = partitions
+        self.result_cap = result_cap
         non_negative_duration.check("lookback", lookback)
         optional_positive_duration.check("delete_retention", delete_retention)
         self.delete_retention = delete_retention
@@ -284,8 +298,31 @@ class InMemoryConnector(BaseConnector):
             self.before_page(number)
 
     def fetch(self, window: Window) -> Iterator[RawPage]:
-        """Yield the window's records page by page."""
-        return self._fetch_ordered(window) if self.ordered else self._fetch_unordered(window)
+        """Yield the window's records page by page, up to the result cap if there is one.
+
+        Raises:
+            ResultCapError: The window holds more records than ``result_cap``; raised once
+                that many were yielded.
+        """
+        pages = self._fetch_ordered(window) if self.ordered else self._fetch_unordered(window)
+        return pages if self.result_cap is None else self._capped(pages, window, self.result_cap)
+
+    def _capped(self, pages: Iterator[RawPage], window: Window, cap: int) -> Iterator[RawPage]:
+        left = cap
+        for page in pages:
+            if len(page) > left:
+                if left:
+                    yield page[:left]
+                start = "the first" if window.start is None else window.start.isoformat()
+                end = "the last" if window.end is None else window.end.isoformat()
+                raise ResultCapError(
+                    f"memory: the source answers at most {cap:,} records to one query, and the "
+                    f"read of updates from {start} until {end} holds more",
+                    cap=cap,
+                    vendor=self.vendor,
+                )
+            left -= len(page)
+            yield page
 
     def _fetch_ordered(self, window: Window) -> Iterator[RawPage]:
         after: Key | None = None

@@ -7,7 +7,8 @@ What it serves, behind a bearer token (a private-app token or an OAuth access to
   At most one sort rule and no id tie-break: records that share a sort value come in an
   arbitrary order, drawn again whenever a record is re-indexed. ``limit`` <= 200; ``after`` is
   an integer offset into the result set as it is *now*, so offsets shift when records change
-  between pages. No page may reach past result 10,000 (a 400) while ``total`` stays true.
+  between pages. No page may reach past result 10,000 (a 400) while ``total`` stays true
+  (``search_result_cap`` sets another cap, for tests that meet it without 10,000 objects).
   Writes reach the index after a lag; archived objects never appear.
 - ``GET /crm/v3/objects/{type}/{id}``: the latest version at once; 404 once archived.
 - ``POST /crm/v3/objects/{type}/batch/read``: ``inputs`` of at most 100 ``{"id": ...}`` (more is a
@@ -257,6 +258,8 @@ class FakeHubSpot(FakeVendor):
         index_lag: How long a write takes to reach search (``GET`` by id sees it at once).
         limits: The rate limits; HubSpot's for a private app when omitted.
         seed: Seeds generated ids and the order of ties, so a run can be repeated.
+        search_result_cap: How many results of one search may be paged through: HubSpot's
+            10,000 when omitted; a page reaching past it is a 400.
 
     Attributes:
         clock: Move it to move the fake's time.
@@ -274,8 +277,10 @@ class FakeHubSpot(FakeVendor):
         index_lag: timedelta = timedelta(seconds=2),
         limits: HubSpotLimits | None = None,
         seed: int = 0,
+        search_result_cap: int = SEARCH_RESULT_CAP,
     ) -> None:
         super().__init__()
+        self.search_result_cap = search_result_cap
         self.clock = clock or ManualClock(datetime(2024, 9, 13, 20, 30, tzinfo=UTC))
         self.index_lag = index_lag
         self.limits = limits or HubSpotLimits()
@@ -598,9 +603,10 @@ class FakeHubSpot(FakeVendor):
         after = _whole(body.get("after"), "after", 0)
         if not 1 <= limit <= SEARCH_PAGE_MAX:
             raise _invalid(f"limit must be between 1 and {SEARCH_PAGE_MAX}, got {limit}.")
-        if after + limit > SEARCH_RESULT_CAP:
+        cap = self.search_result_cap
+        if after + limit > cap:
             raise _invalid(
-                f"Search results are limited to {SEARCH_RESULT_CAP} per query: after ({after}) plus"
+                f"Search results are limited to {cap} per query: after ({after}) plus"
                 f" limit ({limit}) reaches {after + limit}. Narrow the filters instead."
             )
         requested = _property_names(body)
@@ -610,7 +616,7 @@ class FakeHubSpot(FakeVendor):
             "total": len(hits),
             "results": [obj.render(version, requested) for obj, version in page],
         }
-        if after + limit < min(len(hits), SEARCH_RESULT_CAP):
+        if after + limit < min(len(hits), cap):
             payload["paging"] = {"next": {"after": str(after + limit)}}
         return httpx.Response(200, json=payload)
 
