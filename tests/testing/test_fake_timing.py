@@ -158,6 +158,41 @@ def test_xero_refuses_the_sixth_call_in_progress_as_a_burst_to_retry() -> None:
     assert throttle.wait_seconds(datetime.now(UTC)) == 1
 
 
+def test_calls_arriving_together_past_the_limit_refuse_only_those_over_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ten calls counted in before any is answered: five are answered, five refused.
+
+    Each call is made to wait, once counted in progress, until all ten are: the interleaving a
+    loaded machine produces now and then. Whether a call is over the limit was decided as it
+    was counted, against the calls admitted before it, so a refused call takes no place from
+    those after it, and the first five are never refused for the calls that came after them.
+    """
+    fake = FakeXero(limits=XeroLimits(per_minute=None, per_day=None))
+    fake.latency = SLOW
+    tokens = fake.grant_tokens()
+    headers = {"Authorization": f"Bearer {tokens.access_token}", "Xero-tenant-id": fake.tenant_id}
+    request = httpx.Request("GET", "http://xero/api.xro/2.0/Invoices", headers=headers)
+    all_counted = threading.Barrier(10)
+    answer = fake._answer  # where a call counted in progress is answered
+
+    def answered_once_all_are_counted(*args: object, **kwargs: object) -> object:
+        all_counted.wait()
+        return answer(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fake, "_answer", answered_once_all_are_counted)
+    answers: list[httpx.Response] = []
+    threads = [
+        threading.Thread(target=lambda: answers.append(fake.dispatch(request))) for _ in range(10)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(answer.status_code for answer in answers) == [200] * 5 + [429] * 5
+    assert fake.in_flight_peak == 10
+
+
 def test_stripe_on_the_real_clock_refuses_the_101st_read_of_a_second() -> None:
     clock = RunningClock()
     # The start of a second, so the reads below cannot straddle two of them.

@@ -149,6 +149,7 @@ class FakeVendor(abc.ABC):
         self.requests: list[RecordedRequest] = []
         self.latency: Latency | None = None
         self._in_flight = 0
+        self._admitted = 0  # in flight and not refused as over max_concurrent
         self.in_flight_peak = 0
         self._draws: tuple[int, random.Random] | None = None
 
@@ -204,26 +205,31 @@ class FakeVendor(abc.ABC):
         """Answer ``request``: the first fault that answers, else :meth:`handle`; and record it.
 
         With a :attr:`latency`, the answer leaves only after its wait, which holds no lock; the
-        request counts as in flight from its arrival until then.
+        request counts as in flight from its arrival until then. Whether it is over
+        :attr:`max_concurrent` is decided as it arrives, in the same step that counts it, against
+        the requests admitted before it: a refused one does not count against those after it.
         """
+        limit = self.max_concurrent
         with self._lock:
             self._in_flight += 1
             self.in_flight_peak = max(self.in_flight_peak, self._in_flight)
+            refused = limit is not None and self._admitted >= limit
+            self._admitted += not refused
         try:
-            response, wait = self._answer(request)
+            response, wait = self._answer(request, refused=refused)
             if wait > 0:
                 time.sleep(wait)
         finally:
             with self._lock:
                 self._in_flight -= 1
+                self._admitted -= not refused
         return response
 
-    def _answer(self, request: httpx.Request) -> tuple[httpx.Response, float]:
+    def _answer(self, request: httpx.Request, *, refused: bool) -> tuple[httpx.Response, float]:
         """Answer ``request`` under the lock; return the answer and how long it takes to leave."""
         with self._lock:
             response = None
-            limit = self.max_concurrent
-            if limit is not None and self._in_flight > limit:
+            if refused:
                 response = self.concurrency_refusal(request)
             for fault in self._faults if response is None else ():
                 response = fault(request)
