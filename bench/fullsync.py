@@ -4,8 +4,10 @@ Run ``python -m bench.fullsync`` from the project root. Options: ``--records N``
 100,000; Xero 12,000, see below), ``--vendor NAME`` (repeatable), ``--latency-ms N`` (default
 150), ``--rss-records A B`` (the peak-memory runs, default 100,000 and 1,000,000),
 ``--no-rss``, ``--repetitions N`` (rounds of runs per vendor, default 1: the report gives the
-median ratio, its range and each mode's best run), ``--partitions N``, ``--output PATH``.
-Figures are printed and written to ``bench/fullsync-results.json``.
+median ratio, its range and each mode's best run), ``--partitions N``, ``--mode MODE``
+(repeatable: only these modes, below), ``--pace R`` (repeatable: the partitioned run once at
+each of these requests a second instead of the connector's own pace; Stripe, HubSpot),
+``--output PATH``. Figures are printed and written to ``bench/fullsync-results.json``.
 
 What a user waits for when a large account is connected (or reset) is a full read: every
 record, page by page, each page written to the host's store and checkpointed. For each vendor
@@ -36,12 +38,27 @@ run's rate-limit windows do not hold back the other) and into a fresh store:
    (QuickBooks, Pipedrive; :mod:`incsync.partitions`) or, for Stripe, in ``created`` ranges
    listed at once (its ``list_readers``): the engine as it is, the connector's default number
    of partitions or readers at once (``--partitions N`` overrides it, and runs this mode for
-   every vendor named).
+   every vendor named);
+4. **bare**, for a vendor with a bare loop (Pipedrive): what no client can avoid, beside the
+   partitioned run. As many readers as the partitioned run, over the same served fake with the
+   same latency and limits, send the vendor's requests for its pages and decode each JSON
+   answer, nothing else: no engine, no record, no store. They ask the engine's time span and
+   plan (the same bounds), and each reads its partition through the connector's own query and
+   paging (its HTTP client, auth, pacing, retries and throttle handling: some tens of
+   microseconds a request, against the milliseconds of decoding a page), then counts the
+   page's rows and drops it. It leaves out only what the engine adds: the keyset driver's
+   checks, building records, writing and checkpointing, and its second read of the last
+   partition. Its records/s is the most a Python client in this process gets from this fake
+   on this machine; it is not what the vendor allows (the ceiling), nor a client in another
+   language or process.
 
-Reported per vendor: records/s of each run, each run's ratio to the sequential one, and
-records/s of the fastest mode as a fraction of the vendor's ceiling, which is its documented
-request rate times the records a page holds (what no client of that vendor can exceed on one
-account).
+Reported per vendor: records/s of each run, each run's ratio to the sequential one, the
+partitioned run's records/s over the bare loop's, and records/s as a fraction of the vendor's
+ceiling, which is its documented request rate times the records a page holds (what no client
+of that vendor can exceed on one account). Every run also reports the CPU time of this process
+(all its threads) and of the fake's process while it served, the load average at its start, the
+fake's answers by status (a refusal is a 429), and the most requests one path received in one
+calendar second (what the fakes count a per-second limit by) and in any one second.
 
 Peak memory: the pipelined full read of ``--rss-records`` Salesforce records (a fake that serves
 a million records in reasonable time: a read that large goes by Bulk API 2.0 jobs), each in a
@@ -66,18 +83,24 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypeVar
+
+import httpx
 
 import incsync.engine
 from bench.core import git
 from incsync import SQLiteStore, SyncEngine
 from incsync.connectors.auth import BearerToken
 from incsync.connectors.http import HttpConnector, HttpOptions
+from incsync.engine import _PARTITION_BOUND
+from incsync.partitions import plan_partitions, readers_per_cycle
 from incsync.pipeline import Ended
 from incsync.results import Outcome
 from incsync.testing.fakes import (
@@ -109,6 +132,7 @@ XERO_RECORDS = 12_000
 RSS_RECORDS = (100_000, 1_000_000)
 LATENCY_MS = 150.0
 _START_WAIT_SECONDS = 600.0
+_STOP_WAIT_SECONDS = 5.0
 
 T = TypeVar("T")
 Credentials = dict[str, Any]
@@ -238,6 +262,23 @@ def _pipedrive(url: str, given: Credentials, options: HttpOptions) -> HttpConnec
     return PipedriveConnector(url, api_token=given["token"], options=options)
 
 
+def _pipedrive_pages(
+    connector: HttpConnector, start: datetime | None, end: datetime | None
+) -> Iterator[Sequence[Any]]:
+    """The deal list's pages from ``start`` until ``end`` as decoded JSON rows, no record built.
+
+    The connector's own query and paging (its requests, retries and throttle handling), without
+    the keyset driver and the records it builds.
+    """
+    if not isinstance(connector, PipedriveConnector):
+        raise TypeError(f"not a Pipedrive connector: {connector!r}")
+    return (answer.rows for answer in connector._deals(start, end))
+
+
+BarePages = Callable[[HttpConnector, datetime | None, datetime | None], Iterable[Sequence[Any]]]
+"""A vendor's pages of one time range as decoded JSON rows: what the bare loop reads."""
+
+
 @dataclass(frozen=True)
 class Vendor:
     """One vendor: its fake, its connector, and its ceiling (``None``: no per-second limit)."""
@@ -250,6 +291,8 @@ class Vendor:
     records: int = RECORDS
     partitions: int = 1  # what its connector reads at once by default (its full reads)
     readers: str = "partitions"  # the connector's attribute that says how many read at once
+    bare_pages: BarePages | None = None  # its pages without records: the bare loop, if any
+    paced: type[HttpConnector] | None = None  # the connector class whose pace --pace sets
 
     @property
     def ceiling(self) -> float | None:
@@ -270,7 +313,13 @@ VENDORS: Mapping[str, Vendor] = {
     ),
     "salesforce": Vendor(_build_salesforce, _salesforce, None, 2_000, "daily allocation only"),
     "hubspot": Vendor(
-        _build_hubspot, _hubspot, 5, 200, "5 searches/s", partitions=HUBSPOT_PARTITIONS
+        _build_hubspot,
+        _hubspot,
+        5,
+        200,
+        "5 searches/s",
+        partitions=HUBSPOT_PARTITIONS,
+        paced=HubSpotConnector,
     ),
     "xero": Vendor(_build_xero, _xero, 1, 100, "60 calls/min", XERO_RECORDS),
     "stripe": Vendor(
@@ -282,6 +331,7 @@ VENDORS: Mapping[str, Vendor] = {
         "25 reads/s a list endpoint",
         partitions=STRIPE_LIST_READERS,
         readers="list_readers",
+        paced=StripeConnector,
     ),
     "pipedrive": Vendor(
         _build_pipedrive,
@@ -290,6 +340,7 @@ VENDORS: Mapping[str, Vendor] = {
         500,
         "80 requests/2 s",
         partitions=PIPEDRIVE_PARTITIONS,
+        bare_pages=_pipedrive_pages,
     ),
 }
 
@@ -297,28 +348,82 @@ VENDORS: Mapping[str, Vendor] = {
 # -- serving a fake built in a child process --------------------------------------------------
 
 
+class _Arrivals:
+    """A fault that answers nothing and notes when each request reached the fake, by path.
+
+    The fake counts its per-second limits by the moment a request reaches it, under its lock,
+    where the faults are asked too: the busiest second of one path says how near a paced
+    client came to a limit it was not refused by.
+    """
+
+    def __init__(self) -> None:
+        self.times: dict[str, list[float]] = {}
+
+    def __call__(self, request: httpx.Request) -> httpx.Response | None:
+        self.times.setdefault(request.url.path, []).append(time.time())
+        return None
+
+    def busiest(self) -> dict[str, int]:
+        """The most requests to one path in one calendar second, and in any one second."""
+        calendar = window = 0
+        for arrived in self.times.values():
+            calendar = max([calendar, *Counter(int(moment) for moment in arrived).values()])
+            ordered, first = sorted(arrived), 0
+            for last, moment in enumerate(ordered):
+                while moment - ordered[first] >= 1.0:
+                    first += 1
+                window = max(window, last - first + 1)
+        return {"busiest_calendar_second": calendar, "busiest_one_second": window}
+
+
 def _child(name: str, count: int, latency: float, pipe: Connection) -> None:
     fake, given = VENDORS[name].build(count, RunningClock())
     fake.latency = Latency(fixed=latency, seed=1)
+    arrivals = _Arrivals()
+    fake.add_fault(arrivals)
     with fake.serve() as url:
+        began = time.process_time()
         pipe.send((url, given))
         pipe.recv()  # until told to stop
+        cpu_seconds = time.process_time() - began
+    answers = Counter(str(request.status) for request in fake.requests)
+    pipe.send(
+        {
+            "answers": dict(sorted(answers.items())),
+            "cpu_seconds": round(cpu_seconds, 2),
+            **arrivals.busiest(),
+        }
+    )
+
+
+@dataclass
+class Serving:
+    """A fake served by a child process: its URL, its credentials, and, once it stopped, what it
+    answered and the CPU time it spent serving (``report``)."""
+
+    url: str
+    credentials: Credentials
+    report: dict[str, Any] = field(default_factory=dict)
 
 
 @contextlib.contextmanager
-def served(name: str, count: int, latency: float) -> Iterator[tuple[str, Credentials]]:
-    """Build and serve the vendor's fake in a forked child; yield its URL and credentials."""
+def served(name: str, count: int, latency: float) -> Iterator[Serving]:
+    """Build and serve the vendor's fake in a forked child; yield where and what it served."""
     context = multiprocessing.get_context("fork")
     ours, theirs = context.Pipe()
     process = context.Process(target=_child, args=(name, count, latency, theirs), daemon=True)
     process.start()
+    serving: Serving | None = None
     try:
         if not ours.poll(_START_WAIT_SECONDS):
             raise RuntimeError(f"{name}: the fake did not start serving in time")
-        yield ours.recv()
+        serving = Serving(*ours.recv())
+        yield serving
     finally:
         ours.send("stop")
-        process.join(5)
+        if serving is not None and ours.poll(_STOP_WAIT_SECONDS):
+            serving.report = ours.recv()
+        process.join(_STOP_WAIT_SECONDS)
         if process.is_alive():
             process.terminate()
             process.join()
@@ -356,9 +461,12 @@ def _sequential(reads: Iterable[tuple[int, Iterable[Any]]] = ()) -> Iterator[_In
     yield _InCallersThread(reads)
 
 
-MODES = ("sequential", "pipelined", "partitioned")
-"""How a full read is run: one request then its write; one page read ahead; the connector's
-readers at once."""
+ENGINE_MODES = ("sequential", "pipelined", "partitioned")
+"""How the engine runs a full read: one request then its write; one page read ahead; the
+connector's readers at once."""
+
+MODES = (*ENGINE_MODES, "bare")
+"""The engine's modes, and the bare loop: the partitioned run's requests, decoded, nothing else."""
 
 
 @contextlib.contextmanager
@@ -372,43 +480,113 @@ def _read_ahead_as(mode: str) -> Iterator[None]:
         incsync.engine.read_ahead_each = pipelined
 
 
-def full_read(
-    name: str, count: int, latency: float, mode: str, partitions: int | None = None
-) -> dict[str, Any]:
-    """Run one full read of ``count`` records from a fresh fake into a fresh SQLite store.
+@contextlib.contextmanager
+def _paced(vendor: Vendor, pace: float | None) -> Iterator[None]:
+    """Build the vendor's connector with ``pace`` requests a second (its own when ``None``).
 
-    ``partitioned`` reads with the connector's partitions (or ``partitions``); the other two
-    modes with one.
+    The pace is a class attribute, read when a connector is built.
+    """
+    if pace is None:
+        yield
+        return
+    if vendor.paced is None:
+        raise ValueError("--pace is for a connector that paces its requests (Stripe, HubSpot)")
+    kept = vendor.paced.requests_per_second
+    vendor.paced.requests_per_second = pace
+    try:
+        yield
+    finally:
+        vendor.paced.requests_per_second = kept
+
+
+def bare_read(vendor: Vendor, connector: HttpConnector) -> tuple[int, int]:
+    """Read the partitioned run's pages with nothing but decoding them; return records, pages.
+
+    The time span and the plan are the engine's (the same two requests, the same bounds, as
+    many readers), each partition read in a thread of its own; each page is counted and dropped.
+    The engine's second read of the last partition, once the others are done, is left out.
+    """
+    pages_of = vendor.bare_pages
+    if pages_of is None:
+        raise ValueError("this vendor has no bare loop (Vendor.bare_pages)")
+    readers = readers_per_cycle(connector.partitions, connector.concurrent_requests, 1)
+    span = connector.time_span() if readers > 1 else None
+    ranges: list[tuple[datetime | None, datetime | None]] = [(None, None)]
+    if span is not None:
+        plan = plan_partitions(*span, readers, _PARTITION_BOUND)
+        ranges = [(partition.start, partition.end) for partition in plan.partitions]
+
+    def read(bounds: tuple[datetime | None, datetime | None]) -> tuple[int, int]:
+        records = pages = 0
+        for rows in pages_of(connector, *bounds):
+            records, pages = records + len(rows), pages + 1
+        return records, pages
+
+    with ThreadPoolExecutor(max_workers=len(ranges), thread_name_prefix="bare") as pool:
+        done = list(pool.map(read, ranges))
+    return sum(records for records, _ in done), sum(pages for _, pages in done)
+
+
+def full_read(
+    name: str,
+    count: int,
+    latency: float,
+    mode: str,
+    partitions: int | None = None,
+    pace: float | None = None,
+) -> dict[str, Any]:
+    """Run one full read of ``count`` records from a fresh fake (into a fresh SQLite store).
+
+    ``partitioned`` and ``bare`` read with the connector's partitions (or ``partitions``); the
+    other two modes with one. ``pace`` replaces the connector's requests a second.
     """
     vendor = VENDORS[name]
+    load = os.getloadavg()[0]
     with (
-        served(name, count, latency) as (url, given),
+        served(name, count, latency) as serving,
         tempfile.TemporaryDirectory() as folder,
         _read_ahead_as(mode),
     ):
         store = SQLiteStore(Path(folder) / "sync.db")
-        with vendor.connect(url, given, HttpOptions()) as connector:
-            if mode != "partitioned":
+        with _paced(vendor, pace):
+            connector = vendor.connect(serving.url, serving.credentials, HttpOptions())
+            rate = connector.requests_per_second
+        with connector:
+            if mode not in ("partitioned", "bare"):
                 setattr(connector, vendor.readers, 1)
             elif partitions is not None:
                 setattr(connector, vendor.readers, partitions)
             used = getattr(connector, vendor.readers)
-            began = time.perf_counter()
-            result = SyncEngine(store).run_cycle(f"bench/{name}", connector)
+            began, began_cpu = time.perf_counter(), time.process_time()
+            if mode == "bare":
+                read, pages = bare_read(vendor, connector)
+                problem = None if read == count else f"read {read} records"
+            else:
+                result = SyncEngine(store).run_cycle(f"bench/{name}", connector)
+                read, pages = result.applied, result.pages
+                problem = (
+                    None
+                    if result.outcome is Outcome.COMPLETED and read == count
+                    else f"{result.outcome.value}, {read}: {result.error}"
+                )
             seconds = time.perf_counter() - began
-    if result.outcome is not Outcome.COMPLETED or result.applied != count:
-        raise RuntimeError(
-            f"{name} {mode}: {result.outcome.value}, {result.applied}: {result.error}"
-        )
+            cpu_seconds = time.process_time() - began_cpu
+    if problem is not None:
+        raise RuntimeError(f"{name} {mode}: {problem}")
     per_second = count / seconds
     ceiling = vendor.ceiling
     return {
         "mode": mode,
         "partitions": used,
+        "requests_per_second": rate,
         "seconds": round(seconds, 2),
         "records_per_second": round(per_second),
-        "pages": result.pages,
+        "pages": pages,
         "of_ceiling": None if ceiling is None else round(per_second / ceiling, 3),
+        # This process's CPU, every thread: the engine's readers and writer, or the bare loop's.
+        "cpu_seconds": round(cpu_seconds, 2),
+        "load_average_1m_at_start": round(load, 2),
+        "fake": serving.report,
     }
 
 
@@ -443,6 +621,101 @@ def _machine() -> dict[str, Any]:
     }
 
 
+def _modes(vendor: Vendor, asked: list[str] | None, partitions: int | None) -> list[str]:
+    """The modes run: those asked for, else the two one-reader ones, and, for a connector that
+    reads at once, the partitioned one and its bare loop (where the vendor has one)."""
+    if asked:
+        return [mode for mode in MODES if mode in asked]
+    modes = list(ENGINE_MODES[:2])
+    if vendor.partitions > 1 or (partitions or 1) > 1:
+        modes.append("partitioned")
+        if vendor.bare_pages is not None:
+            modes.append("bare")
+    return modes
+
+
+def _variants(modes: list[str], paces: list[float] | None) -> list[tuple[str, str, float | None]]:
+    """Each run of a round: its label, its mode, its pace (the partitioned run once a pace)."""
+    return [
+        (mode if pace is None else f"{mode} at {pace:g}/s", mode, pace)
+        for mode in modes
+        for pace in ((paces or [None]) if mode == "partitioned" else [None])
+    ]
+
+
+def _ranged(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def _vendor_runs(name: str, arguments: argparse.Namespace, latency: float) -> dict[str, Any]:
+    """Run one vendor's rounds; print and return its figures.
+
+    Each round runs every variant once, in reverse order every other round, so a machine
+    slowing down over the rounds weighs on every variant alike. Ratios are taken within a
+    round: to the sequential run, and the partitioned runs' records/s over the bare loop's.
+    """
+    vendor = VENDORS[name]
+    count = arguments.records or vendor.records
+    variants = _variants(_modes(vendor, arguments.mode, arguments.partitions), arguments.pace)
+    labels = [label for label, _, _ in variants]
+    runs: list[dict[str, Any]] = []
+    to_sequential: dict[str, list[float]] = {}
+    to_bare: dict[str, list[float]] = {}
+    for repetition in range(arguments.repetitions):
+        timed: dict[str, dict[str, Any]] = {}
+        for label, mode, pace in variants if repetition % 2 == 0 else variants[::-1]:
+            run = full_read(name, count, latency, mode, arguments.partitions, pace)
+            timed[label] = {"label": label, **run}
+            print(f"  {name} {label}: {_summary(timed[label])}", flush=True)
+        runs += (timed[label] for label in labels)
+        for label, mode, _ in variants:
+            if "sequential" in timed and mode != "sequential":
+                ratio = timed["sequential"]["seconds"] / timed[label]["seconds"]
+                to_sequential.setdefault(label, []).append(round(ratio, 3))
+            if "bare" in timed and mode == "partitioned":
+                ratio = timed["bare"]["seconds"] / timed[label]["seconds"]
+                to_bare.setdefault(label, []).append(round(ratio, 3))
+    best = {
+        label: max((run for run in runs if run["label"] == label), key=_per_second)
+        for label in labels
+    }
+    print(
+        f"{name:<11} {count:>8,} records ({vendor.limit}; ceiling {vendor.ceiling or 0:,.0f}/s)",
+        flush=True,
+    )
+    for label in labels:
+        print(
+            f"  {label:<24} best {best[label]['records_per_second']:>6,}/s"
+            f"  of ceiling {best[label]['of_ceiling']}"
+            + (f"  /sequential {_ranged(to_sequential[label])}" if label in to_sequential else "")
+            + (f"  /bare {_ranged(to_bare[label])}" if label in to_bare else ""),
+            flush=True,
+        )
+    return {
+        "records": count,
+        "limit": vendor.limit,
+        "ceiling_records_per_second": vendor.ceiling,
+        "runs": runs,
+        "ratios_to_sequential": to_sequential,
+        "median_ratio": {label: statistics.median(r) for label, r in to_sequential.items()},
+        "ratios_to_bare": to_bare,
+        "median_ratio_to_bare": {label: statistics.median(r) for label, r in to_bare.items()},
+        "best": best,
+    }
+
+
+def _summary(run: dict[str, Any]) -> str:
+    fake = run["fake"]
+    return (
+        f"{run['records_per_second']:,}/s in {run['seconds']} s, {run['pages']} pages,"
+        f" {run['partitions']} at once, CPU {run['cpu_seconds']} s here and"
+        f" {fake.get('cpu_seconds')} s in the fake, answers {fake.get('answers')},"
+        f" busiest second of one path {fake.get('busiest_calendar_second')}"
+        f" (any one second {fake.get('busiest_one_second')}),"
+        f" load {run['load_average_1m_at_start']}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print and save the figures."""
     parser = argparse.ArgumentParser(prog="python -m bench.fullsync", description=__doc__)
@@ -454,9 +727,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-rss", action="store_true")
     parser.add_argument("--rss-run", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--rss-vendor", choices=sorted(VENDORS), default="salesforce")
-    parser.add_argument("--rss-mode", choices=MODES, default="pipelined")
+    parser.add_argument("--rss-mode", choices=ENGINE_MODES, default="pipelined")
     parser.add_argument("--output", type=Path, default=HERE / "fullsync-results.json")
     parser.add_argument("--partitions", type=int, default=None)
+    parser.add_argument("--mode", action="append", choices=MODES)
+    parser.add_argument("--pace", action="append", type=float)
     arguments = parser.parse_args(argv)
     latency = arguments.latency_ms / 1000
     if arguments.rss_run is not None:
@@ -465,46 +740,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"machine": _machine(), "latency_ms": arguments.latency_ms}
     rows = report["vendors"] = {}
     for name in arguments.vendor or list(VENDORS):
-        vendor = VENDORS[name]
-        count = arguments.records or vendor.records
-        modes = list(MODES[:2])
-        if vendor.partitions > 1 or (arguments.partitions or 1) > 1:
-            modes.append("partitioned")
-        runs: list[dict[str, Any]] = []
-        ratios: dict[str, list[float]] = {mode: [] for mode in modes[1:]}
-        for _ in range(arguments.repetitions):
-            timed = {
-                mode: full_read(name, count, latency, mode, arguments.partitions) for mode in modes
-            }
-            runs += timed.values()
-            for mode in modes[1:]:
-                seconds = timed["sequential"]["seconds"] / timed[mode]["seconds"]
-                ratios[mode].append(round(seconds, 3))
-        best = {
-            mode: max((run for run in runs if run["mode"] == mode), key=_per_second)
-            for mode in modes
-        }
-        rows[name] = {
-            "records": count,
-            "limit": vendor.limit,
-            "ceiling_records_per_second": vendor.ceiling,
-            "runs": runs,
-            "ratios_to_sequential": ratios,
-            "median_ratio": {mode: statistics.median(r) for mode, r in ratios.items()},
-            "best": best,
-        }
-        fastest = modes[-1]
-        print(
-            f"{name:<11} {count:>8,} records"
-            + "".join(f"  {mode} {best[mode]['records_per_second']:>6,}/s" for mode in modes)
-            + "".join(
-                f"  {mode}/sequential {statistics.median(r):.2f} ({min(r):.2f}-{max(r):.2f})"
-                for mode, r in ratios.items()
-            )
-            + f"  of ceiling {best[fastest]['of_ceiling']} ({fastest},"
-            f" {best[fastest]['partitions']} at once; {vendor.limit})",
-            flush=True,
-        )
+        rows[name] = _vendor_runs(name, arguments, latency)
     if not arguments.no_rss:
         small, large = arguments.rss_records
         name, mode = arguments.rss_vendor, arguments.rss_mode
