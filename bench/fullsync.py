@@ -97,9 +97,9 @@ import httpx
 import incsync.engine
 from bench.core import git
 from incsync import SQLiteStore, SyncEngine
+from incsync._partition_read import _PARTITION_BOUND
 from incsync.connectors.auth import BearerToken
 from incsync.connectors.http import HttpConnector, HttpOptions
-from incsync.engine import _PARTITION_BOUND
 from incsync.partitions import plan_partitions, readers_per_cycle
 from incsync.pipeline import Ended
 from incsync.results import Outcome
