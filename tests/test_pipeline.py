@@ -285,3 +285,9 @@ def test_an_error_of_the_read_is_raised_by_the_next_that_asks_for_its_page() -> 
         assert next(read) == 0
         with pytest.raises(RuntimeError, match="the source broke"):
             next(read)
+
+
+def test_a_read_hands_over_none_as_any_other_item() -> None:
+    """None is an item, not the end: a read yielding it goes on, and ends as any read does."""
+    with read_ahead(iter([None, 1, None])) as read:
+        assert list(read) == [None, 1, None]

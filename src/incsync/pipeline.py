@@ -73,6 +73,7 @@ class _Failed:
 
 _ENDED = Ended()
 _EMPTY = object()
+_ABANDONED = object()  # not None: a read may hand over None as any other item
 
 _CURRENT: contextvars.ContextVar[_Handoff[object] | None] = contextvars.ContextVar(
     "incsync_read_ahead", default=None
@@ -111,7 +112,7 @@ class _Handoff(Generic[T]):
         try:
             while True:
                 item = self._fetch()
-                if item is None:
+                if item is _ABANDONED:
                     return
                 with self._ready:
                     self._slot = item
@@ -127,14 +128,14 @@ class _Handoff(Generic[T]):
             if close is not None:
                 close()
 
-    def _fetch(self) -> object | None:
-        """Return the next page, :data:`_ENDED`, a :class:`_Failed`; ``None`` once abandoned."""
+    def _fetch(self) -> object:
+        """Return the next page, :data:`_ENDED`, a :class:`_Failed`, or :data:`_ABANDONED`."""
         try:
             return next(self._pages)
         except StopIteration:
             return _ENDED
         except _ReadAbandoned:
-            return None
+            return _ABANDONED
         except BaseException as error:  # noqa: BLE001 - handed to the engine, which raises it
             return _Failed(error)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing
 from datetime import datetime, timedelta
@@ -18,7 +19,7 @@ import pytest
 
 from incsync import Phase, SQLiteStore, SyncEngine, SyncPolicy
 from incsync.connectors.auth import ApiKey, Auth
-from incsync.connectors.http import HttpOptions
+from incsync.connectors.http import PACED_SHARE, HttpOptions
 from incsync.connectors.retry import RetryPolicy
 from incsync.cursor import Window
 from incsync.errors import (
@@ -30,9 +31,11 @@ from incsync.errors import (
 )
 from incsync.results import CycleResult, Outcome
 from incsync.testing import InMemoryStore
+from incsync.testing.fakes import Latency, RunningClock
 from incsync.testing.fakes.pipedrive import FakePipedrive, PipedriveLimits
 from incsync.timestamps import UTC
 from incsync.vendors.pipedrive import (
+    BURST_WINDOW,
     PIPEDRIVE_PARTITIONS,
     PipedriveConnector,
     pipedrive_oauth,
@@ -60,6 +63,14 @@ def sleeping_on(fake: FakePipedrive, waits: list[float]) -> Callable[[float], No
 
 
 OPEN: list[PipedriveConnector] = []
+
+
+class UnpacedConnector(PipedriveConnector):
+    """Ignores the limit each answer states: how the fake's refusals are met when the token's
+    limit is spent by others (the user's own clicks count against it too)."""
+
+    def pace_of(self, headers: httpx.Headers) -> timedelta | None:
+        return None
 
 
 @pytest.fixture(autouse=True)
@@ -95,13 +106,14 @@ def connector(
     retry: RetryPolicy | None = None,
     transport: httpx.BaseTransport | None = None,
     partitions: int = 1,
+    paced: bool = True,
 ) -> PipedriveConnector:
     """A connector on the served fake, with the company's api_token unless told otherwise.
 
     One reader unless told otherwise: most tests here count one reader's requests and pages
     (the partitioned full reads have tests of their own, at the end).
     """
-    made = PipedriveConnector(
+    made = (PipedriveConnector if paced else UnpacedConnector)(
         base_url,
         api_token=None if auth is not None else (api_token or fake.api_token),
         token_in_query=token_in_query,
@@ -291,7 +303,12 @@ def test_rate_limit_429s_are_waited_out_for_x_ratelimit_reset(
     waits: list[float] = []
     store = InMemoryStore()
     source = connector(
-        fake, base_url, page_size=100, sleep=sleeping_on(fake, waits), retry=RetryPolicy(jitter=0.0)
+        fake,
+        base_url,
+        page_size=100,
+        sleep=sleeping_on(fake, waits),
+        retry=RetryPolicy(jitter=0.0),
+        paced=False,
     )
     with closing(source):
         result = run(engine(store, fake), source)
@@ -684,10 +701,10 @@ def test_configuration_mistakes_are_refused() -> None:
 # -- full reads in time partitions ------------------------------------------------------------
 
 
-def test_a_full_read_in_four_partitions_reads_every_deal_bounded_by_updated_until(
+def test_a_full_read_in_the_default_partitions_reads_every_deal_bounded_by_updated_until(
     fake: FakePipedrive, base_url: str
 ) -> None:
-    """25,000 deals, 1,200 in one second, read by four readers at once (the default): each list
+    """25,000 deals, 1,200 in one second, read by the default readers at once: each list
     but the last partition's is bounded by ``updated_until``, and every deal arrives (the last
     partition's last second twice, dropped by the sink)."""
     load_deals(fake, 11_900)
@@ -703,6 +720,63 @@ def test_a_full_read_in_four_partitions_reads_every_deal_bounded_by_updated_unti
     bounded = {u.params["updated_until"] for u in deal_lists(fake) if "updated_until" in u.params}
     assert len(bounded) == PIPEDRIVE_PARTITIONS - 1
     assert all(bound.endswith("Z") and "." not in bound for bound in bounded)  # whole seconds
+
+
+def test_the_time_span_asks_both_ends_at_once(fake: FakePipedrive, base_url: str) -> None:
+    """The oldest and newest updates are asked together: the plan waits one round trip, not
+    two (each answer here takes a second, so asked one after the other they would take two)."""
+    load_deals(fake, 30)
+    fake.latency = Latency(fixed=1.0)
+    with closing(connector(fake, base_url, partitions=PIPEDRIVE_PARTITIONS)) as source:
+        began = time.monotonic()
+        span = source.time_span()
+        took = time.monotonic() - began
+    assert span == (T0, T0 + timedelta(seconds=29))
+    assert [u.params["sort_direction"] for u in deal_lists(fake)] in (
+        ["asc", "desc"],
+        ["desc", "asc"],
+    )
+    assert took < 1.9
+
+
+@pytest.mark.parametrize(
+    ("stated", "pace"),
+    [("80", 2 / (80 * PACED_SHARE)), ("20", 2 / (20 * PACED_SHARE)), ("", None), ("0", None)],
+)
+def test_the_pace_is_the_share_of_the_limit_each_answer_states(
+    fake: FakePipedrive, base_url: str, stated: str, pace: float | None
+) -> None:
+    headers = httpx.Headers({"x-ratelimit-limit": stated} if stated else {})
+    with closing(connector(fake, base_url)) as source:
+        found = source.pace_of(headers)
+    assert (None if found is None else found.total_seconds()) == pytest.approx(pace, abs=1e-6)
+    assert timedelta(seconds=2) == BURST_WINDOW
+
+
+def test_a_partitioned_read_keeps_to_the_limit_a_smaller_plan_states() -> None:
+    """Eight readers against a plan allowing 20 requests per 2 s, on the real clock: the first
+    answer states the limit, and every later request waits its turn under it, so the read takes
+    at least as long as that pace and is refused at most once (the two probes of the time span
+    go out before any answer, in a window whose start the connector cannot know)."""
+    fake = FakePipedrive(clock=RunningClock(), limits=PipedriveLimits(per_window=20, daily=None))
+    load_deals(fake, 600, start=fake.clock() - timedelta(days=2), per_second=2)
+    arrived: list[float] = []
+    fake.add_fault(lambda _request: arrived.append(time.monotonic()))
+    store = InMemoryStore()
+    with fake.serve() as base_url:
+        source = connector(fake, base_url, page_size=25, sleep=time.sleep, partitions=8)
+        result = run(engine(store, fake), source)
+    assert result.outcome is Outcome.COMPLETED, result.error
+    assert_matches(store, fake)
+    assert len([r for r in fake.requests if r.status == 429]) <= 1
+    paced = arrived[2:]  # after the time span's two probes
+    assert len(paced) > 24  # 600 deals in pages of 25, and the summary
+    assert paced[-1] - paced[0] >= 0.9 * (len(paced) - 1) * 2 / (20 * PACED_SHARE)
+
+
+def test_the_time_span_of_no_deal_is_none(fake: FakePipedrive, base_url: str) -> None:
+    with closing(connector(fake, base_url)) as source:
+        assert source.time_span() is None
 
 
 def test_changes_while_a_partitioned_read_pages_lose_nothing(

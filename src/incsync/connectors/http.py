@@ -73,6 +73,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_TIMEOUT",
+    "PACED_SHARE",
     "HttpConnector",
     "HttpOptions",
 ]
@@ -80,11 +81,18 @@ __all__ = [
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 """Seconds to connect (10) and to wait for each read, write and pooled connection (30)."""
 
-DEFAULT_LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=5, keepalive_expiry=30)
-"""Connections one connector keeps: few, since one source is read by one cycle at a time."""
+DEFAULT_LIMITS = httpx.Limits(max_connections=16, max_keepalive_connections=16, keepalive_expiry=30)
+"""Connections one connector opens and keeps: one source is read by one cycle at a time, but a
+full read's partitions are read at once, each keeping its connection from page to page (a new
+one costs the vendor's handshake, a round trip or two, every page)."""
 
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 """The largest response body a connector reads (decoded): far above any vendor's largest page."""
+
+PACED_SHARE = 0.95
+"""The share of a vendor's stated request limit a paced connector asks for (:meth:`HttpConnector.
+pace_of`): the rest allows for the vendor and the connector starting a window at different
+moments."""
 
 CLOCK_SAMPLES = 32
 """How many of its latest answers a connector measures the source's clock from.
@@ -394,6 +402,9 @@ class HttpConnector(BaseConnector):
                 error.vendor = self.vendor
             return Failure(error, retry=isinstance(error, TransientSourceError))
         self._note_source_date(sent, received, response.headers.get("date"))
+        pace = self.pace_of(response.headers)
+        if pace is not None:
+            self._gate.set_pace(pace)
         # The body was read within the cap as it came, so the answer is rebuilt around the
         # decoded copy (httpx reads a body only whole, without a limit), with the request as it
         # was sent: after the auth flow, which may have replayed or redirected it.
@@ -413,6 +424,19 @@ class HttpConnector(BaseConnector):
             },
         )
         return self._judge(answer, secrets)
+
+    def pace_of(self, headers: httpx.Headers) -> timedelta | None:
+        """Return the least time between request starts that an answer's stated limit allows.
+
+        A vendor whose limit depends on the account (its plan, its kind of token) states it on
+        every answer: a connector that reads it there paces every later request of all its
+        threads by it, under :data:`PACED_SHARE` of the limit. ``None`` (the default): the
+        answer states none, and the pace stays as it was (:attr:`requests_per_second`).
+
+        Args:
+            headers: The answer's headers, of any status.
+        """
+        return None
 
     def clock_skew(self) -> timedelta | None:
         """Return how far the source's clock runs ahead of the host's (negative: behind).

@@ -235,6 +235,11 @@ class ThrottleGate:
         """Publish this gate's holds to ``holds`` under ``account``, and wait for theirs."""
         self._shared = (holds, account)
 
+    def set_pace(self, pace: timedelta) -> None:
+        """Space the starts of the requests after this one by ``pace`` (zero: not at all)."""
+        with self._lock:
+            self._pace = pace
+
     def hold(self, until: datetime, *, now: datetime) -> None:
         """Keep the gate shut until ``until``; the calling thread waits in its own retries.
 

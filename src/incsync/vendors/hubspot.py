@@ -77,7 +77,7 @@ import httpx
 from incsync.connectors._counts import announced_total, counted
 from incsync.connectors.auth import Auth, OAuthVendor
 from incsync.connectors.base import RawPage
-from incsync.connectors.http import HttpConnector, HttpOptions
+from incsync.connectors.http import PACED_SHARE, HttpConnector, HttpOptions
 from incsync.connectors.keyset import Answer, FromTime, WholeTick, read_by_keyset
 from incsync.connectors.paging import cursor_pages
 from incsync.connectors.retry import Throttle
@@ -194,7 +194,7 @@ class HubSpotConnector(HttpConnector):
     vendor: ClassVar[str] = "hubspot"
     # 5% under the 5 searches a second of an account, so that the partitions of a full read
     # together are paced under it rather than refused.
-    requests_per_second: ClassVar[float | None] = 4.75
+    requests_per_second: ClassVar[float | None] = PACED_SHARE * 5  # 4.75
     ordered = True
     lookback = timedelta(minutes=1)
     lists_ids = True

@@ -62,19 +62,21 @@ import httpx
 from incsync.connectors._counts import counted
 from incsync.connectors.auth import ApiKey, Auth, OAuthVendor
 from incsync.connectors.base import RawPage
-from incsync.connectors.http import HttpConnector, HttpOptions
+from incsync.connectors.http import PACED_SHARE, HttpConnector, HttpOptions
 from incsync.connectors.keyset import Answer, WholeTick, read_by_keyset
 from incsync.connectors.paging import cursor_pages
 from incsync.connectors.retry import Throttle
 from incsync.connectors.throttle import default_throttle
 from incsync.cursor import Window
 from incsync.errors import BadResponseError, ConfigurationError
+from incsync.pipeline import Ended, read_ahead_each
 from incsync.policy import non_negative_duration, positive_count, whole_number_setting
 from incsync.reconcile import IdOrder
 from incsync.records import Page, RecordFormat, positive_integer_id
 from incsync.timestamps import parse_timestamp
 
 __all__ = [
+    "BURST_WINDOW",
     "DELETED_RETENTION",
     "MAX_PAGE_SIZE",
     "PIPEDRIVE_API",
@@ -99,13 +101,20 @@ connector's ``base_url``."""
 MAX_PAGE_SIZE = 500
 """The largest ``limit`` Pipedrive accepts."""
 
-PIPEDRIVE_PARTITIONS = 4
+PIPEDRIVE_PARTITIONS = 10
 """How many time partitions of a full read are read at once by default.
 
-Pipedrive allows a company 80 requests per 2 seconds on its larger plans (fewer on smaller
-ones), shared by every integration of the company. One reader of 500-deal pages asks about 5 a
-second at 150 ms a request; four use half the burst limit, leaving the rest to the company's
-other tools (see docs/performance.md)."""
+Pipedrive counts its burst limit per token (an ``api_token`` or an OAuth access token), not per
+company: 80 requests per 2 seconds for an ``api_token`` on the Professional plan, four times that
+for an OAuth token, fewer on smaller plans. Every answer states the token's limit, and the
+connector paces all its readers under it (:meth:`PipedriveConnector.pace_of`). One reader of
+500-deal pages asks about 5 a second at 150 ms a request, so ten could ask 50: more than an
+``api_token``'s 40, so the pace, not the readers, sets the speed up to about 250 ms a request.
+The user's own actions in Pipedrive count against the same token while a full read goes on; 1
+leaves the limit to them (see docs/performance.md)."""
+
+BURST_WINDOW = timedelta(seconds=2)
+"""The window Pipedrive counts a token's burst limit over (``x-ratelimit-limit`` requests)."""
 
 DELETED_RETENTION = timedelta(days=30)
 """How long Pipedrive still lists a deleted deal (with ``status=deleted``)."""
@@ -245,6 +254,17 @@ class PipedriveConnector(HttpConnector):
         """Pipedrive's 429s and the CDN's HTML 403 (see :func:`pipedrive_throttle`)."""
         return pipedrive_throttle(response)
 
+    def pace_of(self, headers: httpx.Headers) -> timedelta | None:
+        """Return the pace ``x-ratelimit-limit`` allows: that many requests per 2-second window.
+
+        Pipedrive states the limit of the token in use on every answer; it depends on the plan
+        and on the kind of token, so the connector learns it from the first answer.
+        """
+        stated = headers.get("x-ratelimit-limit", "")
+        if not stated.isdigit() or int(stated) == 0:
+            return None
+        return timedelta(seconds=BURST_WINDOW.total_seconds() / (int(stated) * PACED_SHARE))
+
     # -- records -------------------------------------------------------------------------------
 
     def is_deleted(self, raw: Mapping[str, Any]) -> bool:
@@ -339,24 +359,25 @@ class PipedriveConnector(HttpConnector):
         return rows
 
     def time_span(self) -> tuple[datetime, datetime] | None:
-        """Return the oldest and newest ``update_time`` of the deals read (2 requests).
+        """Return the oldest and newest ``update_time`` of the deals read (2 requests, at once).
 
         ``None`` when there is none.
         """
-        ends = []
-        for direction in ("asc", "desc"):
-            params: dict[str, Any] = {
-                "sort_by": "update_time",
-                "sort_direction": direction,
-                "limit": 1,
-            }
-            if self.include_deleted:
-                params["status"] = _EVERY_STATUS
-            rows, _ = self._page(params)
-            if not rows:
-                return None
-            ends.append(self.to_record(rows[0]).updated_at)
-        return ends[0], ends[1]
+        with read_ahead_each(
+            (direction, self._first_update(direction)) for direction in ("asc", "desc")
+        ) as reads:
+            ends = {key: found for key, found in reads if not isinstance(found, Ended)}
+        if not (ends.get("asc") and ends.get("desc")):
+            return None
+        return ends["asc"][0], ends["desc"][0]
+
+    def _first_update(self, direction: str) -> Iterator[list[datetime]]:
+        """Yield the ``update_time`` of the first deal in ``direction``'s order (none: empty)."""
+        params: dict[str, Any] = {"sort_by": "update_time", "sort_direction": direction, "limit": 1}
+        if self.include_deleted:
+            params["status"] = _EVERY_STATUS
+        rows, _ = self._page(params)
+        yield [self.to_record(row).updated_at for row in rows[:1]]
 
     def _read_second(self, step: WholeTick) -> Iterator[RawPage]:
         """Read one second whole: every deal from its start on (the driver keeps that second's).

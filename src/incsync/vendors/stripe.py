@@ -76,7 +76,7 @@ import httpx
 
 from incsync.connectors.auth import BearerToken
 from incsync.connectors.base import RawPage
-from incsync.connectors.http import HttpConnector, HttpOptions
+from incsync.connectors.http import PACED_SHARE, HttpConnector, HttpOptions
 from incsync.connectors.retry import Failure, Throttle
 from incsync.cursor import Window
 from incsync.errors import BadResponseError, ConfigurationError, PermanentSourceError
@@ -176,7 +176,7 @@ class StripeConnector(HttpConnector):
     # (docs/performance.md), the busiest second held 24; 25 a second was refused. A refusal
     # holds every reader back for a second. Under a quarter of a live account's 100, leaving the
     # rest to its payments.
-    requests_per_second: ClassVar[float | None] = 23.75
+    requests_per_second: ClassVar[float | None] = PACED_SHARE * 25  # 23.75
     ordered = False
     lookback = timedelta(minutes=1)
     delete_retention = EVENT_RETENTION

@@ -42,6 +42,16 @@ _AUTHORITY = re.compile(r"[\w.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
 _SECRET_HEADERS = frozenset({"authorization", "x-api-key", "x-api-token", "cookie"})
 
 
+class _Server(ThreadingHTTPServer):
+    """The standard library's threading HTTP server, with a vendor's backlog of connections."""
+
+    daemon_threads = True
+    # The standard library listens with a backlog of 5. A client that opens more connections at
+    # once than that (eight partition readers) has the rest dropped by the kernel until its SYN
+    # is sent again, a second later: a stall no vendor's load balancer causes.
+    request_queue_size = 128
+
+
 def _non_negative_seconds(
     _instance: object, attribute: attrs.Attribute[Any], value: object
 ) -> None:
@@ -315,8 +325,7 @@ class FakeVendor(abc.ABC):
             def log_message(self, format: str, *args: object) -> None:
                 """Stay quiet: tests read :attr:`FakeVendor.requests` instead."""
 
-        server = ThreadingHTTPServer((host, port), Handler)
-        server.daemon_threads = True
+        server = _Server((host, port), Handler)
         port = server.server_address[1]
         thread = threading.Thread(
             target=server.serve_forever,

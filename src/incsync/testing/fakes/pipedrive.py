@@ -109,6 +109,10 @@ class _Deal:
     def sort_value(self, field: str) -> int:
         return {"id": self.id, "add_time": self.add_time, "update_time": self.update_time}[field]
 
+    def field(self, name: str, default: Any) -> Any:
+        """One field of :meth:`render`'s, without writing the whole deal."""
+        return self.fields.get(name, default)
+
     def render(self) -> dict[str, Any]:
         """The deal as API v2 writes it."""
         deal: dict[str, Any] = {
@@ -215,7 +219,11 @@ class FakePipedrive(FakeVendor):
         """
         with self._lock:
             checked = _checked(fields)
-            return [self._insert(seconds(t, "update_times"), dict(checked)) for t in update_times]
+            ids = [self._insert(seconds(t, "update_times"), dict(checked)) for t in update_times]
+            # A vendor's index on update_time is kept as it writes: a history loaded at once is
+            # indexed now, not by the first request to list it.
+            self._sorted_view("update_time", descending=False)
+            return ids
 
     def update(
         self, deal_id: int, fields: Mapping[str, Any] | None = None, *, at: datetime | None = None
@@ -410,7 +418,12 @@ class FakePipedrive(FakeVendor):
             start = max(start, bisect.bisect_left(keys, (since, -(2**62))))
         now, more = self._now(), False
         page: list[_Deal] = []
+        # In update order, no deal after the first at or past ``until`` can be listed: a vendor
+        # stops its index scan there, and so does the fake.
+        stop = until if until is not None and field == "update_time" and not descending else None
         for deal in deals[start:] if start else deals:
+            if stop is not None and deal.update_time >= stop:
+                break
             if (
                 deal.status in statuses
                 and (wanted is None or deal.id in wanted)
@@ -442,11 +455,12 @@ class FakePipedrive(FakeVendor):
         wanted = _NOT_DELETED if status is None else frozenset({status})
         deals = [d for d in self._deals.values() if d.deleted_at is None and d.status in wanted]
         totals: dict[str, dict[str, Any]] = {}
+        # Pipedrive sums in its database; writing each deal out to sum two of its fields would
+        # hold the fake's lock for most of a second at 100,000 deals.
         for deal in deals:
-            deal_fields = deal.render()
-            currency = str(deal_fields["currency"])
+            currency = str(deal.field("currency", "USD"))
             entry = totals.setdefault(currency, {"value": 0, "count": 0})
-            entry["value"] += deal_fields["value"] or 0
+            entry["value"] += deal.field("value", 0) or 0
             entry["count"] += 1
         return httpx.Response(
             200,
@@ -497,9 +511,14 @@ class FakePipedrive(FakeVendor):
         cached = self._sorted.get((field, descending))
         if cached is not None and cached[0] == self._version:
             return cached[1], cached[2]
-        sign = -1 if descending else 1
-        keyed = sorted(((sign * d.sort_value(field), sign * d.id), d) for d in self._deals.values())
-        keys, deals = [key for key, _ in keyed], [deal for _, deal in keyed]
+        if descending:
+            # The ascending view read backwards, its keys negated: one sort per field.
+            ascending_keys, ascending = self._sorted_view(field, descending=False)
+            keys = [(-value, -deal_id) for value, deal_id in reversed(ascending_keys)]
+            deals = ascending[::-1]
+        else:
+            keyed = sorted(((d.sort_value(field), d.id), d) for d in self._deals.values())
+            keys, deals = [key for key, _ in keyed], [deal for _, deal in keyed]
         self._sorted[(field, descending)] = (self._version, keys, deals)
         return keys, deals
 
