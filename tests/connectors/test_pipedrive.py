@@ -756,8 +756,10 @@ def test_the_pace_is_the_share_of_the_limit_each_answer_states(
 def test_a_partitioned_read_keeps_to_the_limit_a_smaller_plan_states() -> None:
     """Eight readers against a plan allowing 20 requests per 2 s, on the real clock: the first
     answer states the limit, and every later request waits its turn under it, so the read takes
-    at least as long as that pace and is refused at most once (the two probes of the time span
-    go out before any answer, in a window whose start the connector cannot know)."""
+    at least as long as that pace and is refused at most twice: in the first window, whose
+    start the connector cannot know, the time span's two probes went out before any answer
+    stated the limit, and a busy machine may delay a request into the window after its own.
+    Unpaced, the eight readers are refused in every window."""
     fake = FakePipedrive(clock=RunningClock(), limits=PipedriveLimits(per_window=20, daily=None))
     load_deals(fake, 600, start=fake.clock() - timedelta(days=2), per_second=2)
     arrived: list[float] = []
@@ -768,7 +770,7 @@ def test_a_partitioned_read_keeps_to_the_limit_a_smaller_plan_states() -> None:
         result = run(engine(store, fake), source)
     assert result.outcome is Outcome.COMPLETED, result.error
     assert_matches(store, fake)
-    assert len([r for r in fake.requests if r.status == 429]) <= 1
+    assert len([r for r in fake.requests if r.status == 429]) <= 2
     paced = arrived[2:]  # after the time span's two probes
     assert len(paced) > 24  # 600 deals in pages of 25, and the summary
     assert paced[-1] - paced[0] >= 0.9 * (len(paced) - 1) * 2 / (20 * PACED_SHARE)
