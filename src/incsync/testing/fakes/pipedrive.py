@@ -97,6 +97,10 @@ class PipedriveLimits:
     daily: int | None = None
 
 
+_SUMMED_DEFAULTS: dict[str, Any] = {"value": 0, "currency": "USD"}
+"""A deal's fields the summary adds up, as a deal without them is written."""
+
+
 @attrs.define
 class _Deal:
     id: int
@@ -109,9 +113,9 @@ class _Deal:
     def sort_value(self, field: str) -> int:
         return {"id": self.id, "add_time": self.add_time, "update_time": self.update_time}[field]
 
-    def field(self, name: str, default: Any) -> Any:
-        """One field of :meth:`render`'s, without writing the whole deal."""
-        return self.fields.get(name, default)
+    def summed(self, name: str) -> Any:
+        """``value`` or ``currency`` as :meth:`render` writes it, without writing the whole deal."""
+        return self.fields.get(name, _SUMMED_DEFAULTS[name])
 
     def render(self) -> dict[str, Any]:
         """The deal as API v2 writes it."""
@@ -124,8 +128,7 @@ class _Deal:
             "org_id": None,
             "pipeline_id": 1,
             "stage_id": 1,
-            "value": 0,
-            "currency": "USD",
+            **_SUMMED_DEFAULTS,
             "add_time": rfc3339(self.add_time),
             "update_time": rfc3339(self.update_time),
             "stage_change_time": None,
@@ -458,9 +461,9 @@ class FakePipedrive(FakeVendor):
         # Pipedrive sums in its database; writing each deal out to sum two of its fields would
         # hold the fake's lock for most of a second at 100,000 deals.
         for deal in deals:
-            currency = str(deal.field("currency", "USD"))
+            currency = str(deal.summed("currency"))
             entry = totals.setdefault(currency, {"value": 0, "count": 0})
-            entry["value"] += deal.field("value", 0) or 0
+            entry["value"] += deal.summed("value") or 0
             entry["count"] += 1
         return httpx.Response(
             200,
