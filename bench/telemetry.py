@@ -36,8 +36,8 @@ them alike, where rounds run one after the other would each meet a different mac
 ``--chunks 1`` runs each round whole, as this benchmark did before. Each SDK variant keeps its
 providers for the whole run; after each of its slices, its ended spans are exported and, when 15
 s of its rounds have passed since the last, its metrics collected (the gauge's query included),
-inside the slice's time: so what the SDK does is counted in that variant's rounds, at
-the pace of production, and nowhere else.
+inside the slice's time: so what the SDK does is counted in that variant's rounds, as often as
+in production, and nowhere else.
 
 The ratio of a variant is its round time over the ``not_installed`` round of the same set, and
 over the ``nothing`` round (``on`` over ``nothing`` is history and telemetry together); the

@@ -42,10 +42,10 @@ __all__ = ["WINDOW_MARGIN", "WindowBudget", "WindowLimit", "budget_after", "next
 WINDOW_MARGIN = 0.05
 """How far into a new window, as a share of its length, its first requests start.
 
-The connector places a window's end no earlier than it can be; the margin covers a request's
-way to the vendor, which is counted when it arrives. Spending a window does not depend on it: a
-connector with more readers than the limit needs spends the window's requests well before it
-ends.
+A window's end is placed as early as its answers allow (see the module's documentation), and a
+request is counted when it arrives: the margin covers its way to the vendor. Spending a window
+does not depend on it: a connector with more readers than the limit needs spends the window's
+requests well before it ends.
 """
 
 _non_negative_count = whole_number_setting(0)
