@@ -24,7 +24,11 @@ source, in one of these variants:
   and the store observed by the sources-per-colour gauge
   (:func:`incsync.telemetry.observe_sources`): every span and metric is recorded, as in
   production, but nothing leaves the process;
-* ``on_large_fleet``: as ``on``, with the settings Observability recommends for a large fleet.
+* ``on_large_fleet``: as ``on``, with the settings Observability recommends for a large fleet;
+* ``on_uncollected`` and ``on_metrics_only`` take ``on`` apart: its spans and metric updates
+  with the metrics never collected (no gauge, no export), and its metric updates and
+  collections without spans (the API's no-op tracer). They run only when
+  ``--round-variants`` names them.
 
 **Interleaved.** A set holds one round of every variant, and the rounds of a set are interleaved:
 the fleet is dealt into ``--chunks`` slices (20 by default: 500 sources each at 10,000), and each
@@ -85,6 +89,7 @@ from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace import NoOpTracerProvider
 
 from bench._round_timing import Tally
 from bench._round_world import HubSpotWorld, QuickBooksWorld, World
@@ -111,7 +116,10 @@ VARIANTS = ("not_installed", "off", "on")
 # The round also runs with nothing on: telemetry as where it is not installed, and the store
 # keeping no cycle history (what history and telemetry cost together), and with the SDK set as
 # Observability recommends for a large fleet.
-ROUND_VARIANTS = ("nothing", *VARIANTS, "on_large_fleet")
+DEFAULT_ROUND_VARIANTS = ("nothing", *VARIANTS, "on_large_fleet")
+# Two more take the SDK's cost apart: "on" with its metrics never collected (no gauge, no
+# export), and its metrics without spans.
+ROUND_VARIANTS = (*DEFAULT_ROUND_VARIANTS, "on_uncollected", "on_metrics_only")
 
 
 class CountingExporter(SpanExporter):
@@ -161,7 +169,7 @@ class CollectorTally:
         return found
 
 
-SDK_VARIANTS = ("on", "on_large_fleet")
+SDK_VARIANTS = ("on", "on_large_fleet", "on_uncollected", "on_metrics_only")
 """The variants that record through OpenTelemetry's SDK."""
 
 
@@ -170,8 +178,9 @@ def sdk_providers(
 ) -> tuple[TracerProvider, MeterProvider]:
     """Return the SDK's providers of ``variant``, spans to ``exporter``, metrics to ``reader``.
 
-    ``on`` is the SDK's defaults; ``on_large_fleet`` the settings Observability recommends for a
-    large fleet: exemplars ``always_off`` and one trace in ten
+    ``on`` is the SDK's defaults, as are ``on_uncollected`` and ``on_metrics_only`` (whose
+    tracer provider :class:`Variants` leaves unused); ``on_large_fleet`` the settings
+    Observability recommends for a large fleet: exemplars ``always_off`` and one trace in ten
     (``ParentBased(TraceIdRatioBased(0.1))``).
     """
     large_fleet = variant == "on_large_fleet"
@@ -237,9 +246,9 @@ class Variants:
             sdk = self._sdk.get(variant)
             if sdk is None:
                 sdk = self._sdk[variant] = _Sdk(variant, self.exporter)
-            telemetry.configure(
-                tracer_provider=sdk.tracer_provider, meter_provider=sdk.meter_provider
-            )
+            # The API's no-op tracer: the metric updates alone.
+            tracer = NoOpTracerProvider() if variant == "on_metrics_only" else sdk.tracer_provider
+            telemetry.configure(tracer_provider=tracer, meter_provider=sdk.meter_provider)
         else:
             telemetry.configure()  # the global providers: the API's no-op ones, nothing set
 
@@ -250,7 +259,7 @@ class Variants:
             return
         sdk.tracer_provider.force_flush()
         sdk.since_collected += seconds
-        if sdk.since_collected >= EXPORT_INTERVAL_SECONDS:
+        if variant != "on_uncollected" and sdk.since_collected >= EXPORT_INTERVAL_SECONDS:
             sdk.reader.collect()
             sdk.since_collected -= EXPORT_INTERVAL_SECONDS
 
@@ -527,9 +536,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--round-variants",
         type=lambda text: tuple(text.split(",")),
-        default=ROUND_VARIANTS,
-        help=f"the round's variants, comma-separated, 'nothing' and 'not_installed' among them "
-        f"(default: {','.join(ROUND_VARIANTS)})",
+        default=DEFAULT_ROUND_VARIANTS,
+        help=f"the round's variants, comma-separated, 'nothing' and 'not_installed' among them: "
+        f"{', '.join(ROUND_VARIANTS)} (default: {','.join(DEFAULT_ROUND_VARIANTS)})",
     )
     args = parser.parse_args(argv)
     unknown = set(args.round_variants) - set(ROUND_VARIANTS)
@@ -575,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
     for kind in ("wall", "cpu"):
         print(f"round, {kind} time ratio to both off:  {show(rounds[f'{kind}_ratio_to_nothing'])}")
     print(f"in-memory cycles, CPU ratio:             {show(cycles['cpu_ratio_to_not_installed'])}")
-    print(f"spans exported by the 'on' variant: {spans:,}")
+    print(f"spans exported by the SDK variants: {spans:,}")
     for problem in problems:
         print(f"PROBLEM: {problem}")
     document = {
@@ -587,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_end": load_average(),
         "round": rounds,
         "in_memory_cycles": cycles,
-        "spans_exported_on": spans,
+        "spans_exported_by_sdk_variants": spans,
         "checks": {"problems": problems[:20], "passed": not problems},
     }
     results = LATENCY_RESULTS if args.latency else RESULTS
