@@ -768,15 +768,15 @@ def test_the_window_is_read_from_the_three_rate_limit_headers(
     given = httpx.Headers({f"x-ratelimit-{name}": value for name, value in headers.items()})
     with closing(connector(fake, base_url)) as source:
         assert source.window_of(given) == window
+    assert BURST_WINDOW == 2 * SECOND
 
 
 def test_a_partitioned_read_keeps_to_the_limit_a_smaller_plan_states() -> None:
     """Eight readers against a plan allowing 20 requests per 2 s, on the real clock: the first
-    answer states the window, and the readers together spend each window and wait for the next,
-    so no window is refused more than it allows and the read is refused at most twice: in the
-    first window, whose start the connector cannot know, the time span's two probes went out
-    before any answer stated the limit, and a busy machine may delay a request into the window
-    after its own. Blind to the window, the eight readers are refused in every window."""
+    answer states the window, and the readers together spend each window and wait for the next.
+    The read is refused at most twice: the time span's two probes go out before any answer has
+    stated the limit, and a busy machine may delay a request into the window after its own.
+    Blind to the window, the eight readers are refused in every window."""
     fake = FakePipedrive(clock=RunningClock(), limits=PipedriveLimits(per_window=20, daily=None))
     load_deals(fake, 600, start=fake.clock() - timedelta(days=2), per_second=2)
     arrived: list[int] = []
