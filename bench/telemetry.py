@@ -10,8 +10,7 @@ The world is ``bench/round.py``'s: half HubSpot portals, half QuickBooks compani
 each, served over loopback HTTP, synced into a :class:`~incsync.stores.postgres.PostgresStore`
 on a pool of 8 threads by :func:`incsync.scheduling.run_due`. After an untimed first full sync,
 each timed round updates 2-3 records of every account and runs one incremental cycle of every
-source. The rounds come in sets of four, one per variant, in an order that rotates from set to
-set (so a drift of the machine's load does not favour one variant):
+source, in one of these variants:
 
 * ``nothing``: as ``not_installed``, and through a store that keeps no cycle history
   (``history_retention=NO_HISTORY``): the round with both history and telemetry off;
@@ -20,15 +19,36 @@ set (so a drift of the machine's load does not favour one variant):
   every variant below);
 * ``off``: the API installed, no SDK configured: incsync calls the API's no-op tracer and meter;
 * ``on``: the SDK's tracer provider with a batch span processor (whose exporter drops the spans
-  after counting them) and a meter provider with a periodic reader every 15 s, the SDK's default
-  exemplar filter, and the store observed by the sources-per-colour gauge
+  after counting them) and a meter provider whose metrics are collected every 15 s of the
+  variant's time (a common Prometheus scrape interval), with the SDK's default exemplar filter
+  and the store observed by the sources-per-colour gauge
   (:func:`incsync.telemetry.observe_sources`): every span and metric is recorded, as in
-  production, but nothing leaves the process.
+  production, but nothing leaves the process;
+* ``on_large_fleet``: as ``on``, with the settings Observability recommends for a large fleet;
+* ``on_uncollected`` and ``on_metrics_only`` take ``on`` apart: its spans and metric updates
+  with the metrics never collected (no gauge, no export), and its metric updates and
+  collections without spans (the API's no-op tracer). They run only when
+  ``--round-variants`` names them.
+
+**Interleaved.** A set holds one round of every variant, and the rounds of a set are interleaved:
+the fleet is dealt into ``--chunks`` slices (20 by default: 500 sources each at 10,000), and each
+slice is synced once in every variant, one variant after the other, before the next slice, in an
+order that rotates from slice to slice. A variant's round is the sum of its slices. So the
+variants of a slice run within the same half-minute, and a drift of the machine's speed (on a
+shared VM a whole round moves by up to a quarter from one minute to the next) falls on all of
+them alike, where rounds run one after the other would each meet a different machine.
+``--chunks 1`` runs each round whole, as this benchmark did before. Each SDK variant keeps its
+providers for the whole run; after each of its slices, its ended spans are exported and, when 15
+s of its rounds have passed since the last, its metrics collected (the gauge's query included),
+inside the slice's time: so what the SDK does is counted in that variant's rounds, as often as
+in production, and nowhere else.
 
 The ratio of a variant is its round time over the ``not_installed`` round of the same set, and
 over the ``nothing`` round (``on`` over ``nothing`` is history and telemetry together); the
 median over the sets is reported, with the range, for wall time and for this process's CPU time
-(the round is bound by one core: the GIL). A second, smaller part times cycles with no I/O at all
+(the round is bound by one core: the GIL), and the same ratio over every set's rounds added up.
+Each slice's own ratio to ``nothing`` is reported too (median and quartiles), to show the spread
+that is left. A second, smaller part times cycles with no I/O at all
 (in-memory store and connector, 5 pages of 20 records): there telemetry has nothing to hide
 behind, so it is the worst case per cycle.
 
@@ -59,20 +79,17 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
-from opentelemetry.sdk.metrics.export import (
-    MetricExporter,
-    MetricExportResult,
-    MetricReader,
-    PeriodicExportingMetricReader,
-)
+from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace import NoOpTracerProvider
 
 from bench._round_timing import Tally
 from bench._round_world import HubSpotWorld, QuickBooksWorld, World
@@ -99,7 +116,10 @@ VARIANTS = ("not_installed", "off", "on")
 # The round also runs with nothing on: telemetry as where it is not installed, and the store
 # keeping no cycle history (what history and telemetry cost together), and with the SDK set as
 # Observability recommends for a large fleet.
-ROUND_VARIANTS = ("nothing", *VARIANTS, "on_large_fleet")
+DEFAULT_ROUND_VARIANTS = ("nothing", *VARIANTS, "on_large_fleet")
+# Two more take the SDK's cost apart: "on" with its metrics never collected (no gauge, no
+# export), and its metrics without spans.
+ROUND_VARIANTS = (*DEFAULT_ROUND_VARIANTS, "on_uncollected", "on_metrics_only")
 
 
 class CountingExporter(SpanExporter):
@@ -114,16 +134,13 @@ class CountingExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-class DroppingMetricExporter(MetricExporter):
-    """Drops what the periodic reader exports."""
+class DroppingReader(MetricReader):
+    """Collects when told to (:meth:`collect`), and drops what it collected."""
 
-    def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> Any:
+    def _receive_metrics(
+        self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> None:
         """Drop the metrics."""
-        return MetricExportResult.SUCCESS
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        """Nothing is buffered."""
-        return True
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         """Nothing to close."""
@@ -152,7 +169,7 @@ class CollectorTally:
         return found
 
 
-SDK_VARIANTS = ("on", "on_large_fleet")
+SDK_VARIANTS = ("on", "on_large_fleet", "on_uncollected", "on_metrics_only")
 """The variants that record through OpenTelemetry's SDK."""
 
 
@@ -161,8 +178,9 @@ def sdk_providers(
 ) -> tuple[TracerProvider, MeterProvider]:
     """Return the SDK's providers of ``variant``, spans to ``exporter``, metrics to ``reader``.
 
-    ``on`` is the SDK's defaults; ``on_large_fleet`` the settings Observability recommends for a
-    large fleet: exemplars ``always_off`` and one trace in ten
+    ``on`` is the SDK's defaults, as are ``on_uncollected`` and ``on_metrics_only`` (whose
+    tracer provider :class:`Variants` leaves unused); ``on_large_fleet`` the settings
+    Observability recommends for a large fleet: exemplars ``always_off`` and one trace in ten
     (``ParentBased(TraceIdRatioBased(0.1))``).
     """
     large_fleet = variant == "on_large_fleet"
@@ -179,56 +197,80 @@ def sdk_providers(
     return tracer_provider, meter_provider
 
 
-class Variants:
-    """Switches incsync's telemetry between the variants; owns the SDK's providers.
+EXPORT_INTERVAL_SECONDS = 15.0
+"""How often an SDK variant's metrics are collected: every 15 s of its rounds' time.
 
-    Each round of an SDK variant gets providers of its own, shut down (their spans exported) when
-    the next variant is chosen: a provider left running would go on collecting the
-    ``incsync.sources`` gauge during other variants' rounds. With an SDK variant, the store given
-    to :attr:`observed` is counted by that gauge, collected every ``export_interval_millis`` (15 s
-    by default, a common Prometheus scrape interval; the periodic reader's default is 60 s), so
-    its cost falls in those rounds; with the other variants no store is observed.
+A common Prometheus scrape interval; the SDK's periodic reader defaults to 60 s.
+"""
+
+
+class _Sdk:
+    """One SDK variant's providers, kept for the run, and its rounds' time since a collection."""
+
+    def __init__(self, variant: str, exporter: SpanExporter) -> None:
+        self.reader = DroppingReader()
+        self.tracer_provider, self.meter_provider = sdk_providers(variant, exporter, self.reader)
+        self.since_collected = 0.0
+
+
+class Variants:
+    """Switches incsync's telemetry between the variants; owns the SDK variants' providers.
+
+    Each SDK variant gets its providers once and keeps them for the run, so switching variants
+    slice by slice costs nothing in the rounds. What the SDK does on its own schedule is done
+    here in the variant's time instead, by :meth:`settle` at the end of each of its slices: its
+    ended spans are exported (its batch processor's thread, left alone, would export them during
+    another variant's slice), and its metrics are collected once :data:`EXPORT_INTERVAL_SECONDS`
+    of its rounds have passed since the last collection. Collecting runs the
+    ``incsync.sources`` gauge over the store given to :meth:`observe`.
     """
 
-    def __init__(self, export_interval_millis: int = 15_000) -> None:
+    def __init__(self) -> None:
         self.exporter = CountingExporter()
-        self.observed: StateStore | None = None
-        self.reader: PeriodicExportingMetricReader | None = None
-        self._interval = export_interval_millis
-        self._providers: tuple[TracerProvider, MeterProvider] | None = None
+        self._sdk: dict[str, _Sdk] = {}
         self._stop_observing: Callable[[], None] | None = None
 
-    def use(self, variant: str) -> None:
-        """Make ``variant`` the one the next cycles report through."""
+    def observe(self, store: StateStore | None) -> None:
+        """Count ``store``'s sources in the SDK variants' gauge (``None``: no store)."""
         if self._stop_observing is not None:
             self._stop_observing()
             self._stop_observing = None
+        if store is not None:
+            self._stop_observing = telemetry.observe_sources(store)
+
+    def use(self, variant: str) -> None:
+        """Make ``variant`` the one the next cycles report through."""
         if variant in ("nothing", "not_installed"):
             telemetry.configure(enabled=False)
+        elif variant in SDK_VARIANTS:
+            sdk = self._sdk.get(variant)
+            if sdk is None:
+                sdk = self._sdk[variant] = _Sdk(variant, self.exporter)
+            # The API's no-op tracer: the metric updates alone.
+            tracer = NoOpTracerProvider() if variant == "on_metrics_only" else sdk.tracer_provider
+            telemetry.configure(tracer_provider=tracer, meter_provider=sdk.meter_provider)
         else:
             telemetry.configure()  # the global providers: the API's no-op ones, nothing set
-        if self._providers is not None:
-            for provider in self._providers:
-                provider.shutdown()
-            self._providers, self.reader = None, None
-        if variant in SDK_VARIANTS:
-            self.reader = PeriodicExportingMetricReader(
-                DroppingMetricExporter(), export_interval_millis=self._interval
-            )
-            self._providers = sdk_providers(variant, self.exporter, self.reader)
-            if self.observed is not None:
-                self._stop_observing = telemetry.observe_sources(self.observed)
-            tracer_provider, meter_provider = self._providers
-            telemetry.configure(tracer_provider=tracer_provider, meter_provider=meter_provider)
 
-    def flush(self) -> None:
-        """Export every span the variant in use has ended so far."""
-        if self._providers is not None:
-            self._providers[0].force_flush()
+    def settle(self, variant: str, seconds: float) -> None:
+        """Do what ``variant``'s SDK does on its own after ``seconds`` more of its rounds."""
+        sdk = self._sdk.get(variant)
+        if sdk is None:
+            return
+        sdk.tracer_provider.force_flush()
+        sdk.since_collected += seconds
+        if variant != "on_uncollected" and sdk.since_collected >= EXPORT_INTERVAL_SECONDS:
+            sdk.reader.collect()
+            sdk.since_collected -= EXPORT_INTERVAL_SECONDS
 
     def close(self) -> None:
-        """Stop the SDK, its spans exported; leave incsync on the global providers."""
-        self.use("off")
+        """Stop the SDKs, their spans exported; leave incsync on the global providers."""
+        self.observe(None)
+        telemetry.configure()
+        for sdk in self._sdk.values():
+            sdk.tracer_provider.shutdown()
+            sdk.meter_provider.shutdown()
+        self._sdk.clear()
 
 
 def ratios(
@@ -246,6 +288,39 @@ def ratios(
     return found
 
 
+def quartiles(values: Sequence[float]) -> dict[str, float]:
+    """The median of ``values`` with their first and third quartiles, min and max."""
+    low, median, high = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+    return {
+        "median": round(median, 3),
+        "q1": round(low, 3),
+        "q3": round(high, 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+    }
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Some sources of the fleet: each as its world, its number there, and its plan."""
+
+    sources: tuple[tuple[World, int, SourcePlan], ...]
+
+    def change(self) -> int:
+        """Make a round's changes at these sources' accounts; return how many records changed."""
+        return sum(world.change(n, deletes=False) for world, n, _ in self.sources)
+
+    @property
+    def plans(self) -> list[SourcePlan]:
+        """The plans of these sources, for :func:`~incsync.scheduling.run_due`."""
+        return [plan for _, _, plan in self.sources]
+
+
+def deal(sources: Sequence[tuple[World, int, SourcePlan]], count: int) -> list[Slice]:
+    """Deal ``sources`` into ``count`` slices of (nearly) one size, every vendor in each."""
+    return [Slice(tuple(sources[start::count])) for start in range(count)]
+
+
 def run_rounds(args: argparse.Namespace, variants: Variants, problems: list[str]) -> dict[str, Any]:
     """Build the world, sync it once, then time the rounds; return their figures."""
     sizes = {"hubspot": args.sources // 2, "quickbooks": args.sources - args.sources // 2}
@@ -255,9 +330,15 @@ def run_rounds(args: argparse.Namespace, variants: Variants, problems: list[str]
     ]
     schema = f"bench_telemetry_{secrets.token_hex(4)}"
     chosen: tuple[str, ...] = args.round_variants
-    wall: dict[str, list[float]] = {variant: [] for variant in chosen}
-    cpu: dict[str, list[float]] = {variant: [] for variant in chosen}
-    collector: dict[str, list[Any]] = {variant: [] for variant in chosen}
+    # Per variant, per set: the round's wall and CPU seconds and its collector runs and seconds,
+    # each the sum over the round's slices.
+    wall = {variant: [0.0] * args.sets for variant in chosen}
+    cpu = {variant: [0.0] * args.sets for variant in chosen}
+    collector: dict[str, list[Any]] = {
+        variant: [{"runs": [0, 0, 0], "seconds": [0.0, 0.0, 0.0]} for _ in range(args.sets)]
+        for variant in chosen
+    }
+    slice_ratios: dict[str, list[float]] = {variant: [] for variant in chosen}
     tally = CollectorTally()
     try:
         with ExitStack() as stack:
@@ -283,78 +364,105 @@ def run_rounds(args: argparse.Namespace, variants: Variants, problems: list[str]
                     history_retention=NO_HISTORY,
                 )
             )
-            variants.observed = store
+            variants.observe(store)
             engines = dict.fromkeys(chosen, engine)
             engines["nothing"] = SyncEngine(quiet_store)
-            plans = [
-                SourcePlan(source_key(world, n), INTERVAL)
+            sources = [
+                (world, n, SourcePlan(source_key(world, n), INTERVAL))
                 for world in worlds
                 for n in range(sizes[world.name])
             ]
+            slices = deal(sources, args.chunks)
             variants.use("not_installed")
             began = time.perf_counter()
-            first = run_due(engine, plans, factory, max_workers=args.workers, per_account_limit=1)
+            first = run_due(
+                engine,
+                [plan for _, _, plan in sources],
+                factory,
+                max_workers=args.workers,
+                per_account_limit=1,
+            )
             print(f"first full sync: {outcomes(first)} in {time.perf_counter() - began:.1f} s")
             moment = utc_now()
             latency[0] = args.latency
             for number in range(args.sets):
-                turn = number % len(chosen)
-                for variant in chosen[turn:] + chosen[:turn]:
-                    changes = sum(
-                        world.change(n, deletes=False)
-                        for world in worlds
-                        for n in range(sizes[world.name])
-                    )
-                    for world in worlds:
-                        world.advance()
-                        for account in world.router.accounts:
-                            # Nothing reads the fakes' request logs here, and no worker holds one.
-                            account.requests.clear()
-                    if args.freeze:
-                        # The fake vendors' records (and the changes just made) live in this
-                        # process only because the bench serves them here: out of the
-                        # collector's reach, as they would be in another process.
-                        gc.collect()
-                        gc.freeze()
-                    moment += INTERVAL + timedelta(minutes=1)  # every hourly slot has passed
-                    variants.use(variant)
-                    gc.callbacks.append(tally)
-                    cpu_began, round_began = time.process_time(), time.perf_counter()
-                    results = run_due(
-                        engines[variant],
-                        plans,
-                        factory,
-                        max_workers=args.workers,
-                        per_account_limit=1,
-                        now=moment,
-                    )
-                    seconds = time.perf_counter() - round_began
-                    cpu_seconds = time.process_time() - cpu_began
-                    gc.callbacks.remove(tally)
-                    runs, collecting = tally.take()
-                    collector[variant].append({"runs": runs, "seconds": collecting})
-                    wall[variant].append(seconds)
-                    cpu[variant].append(cpu_seconds)
-                    applied = sum(result.applied for result in results)
-                    counts = outcomes(results)
+                for index, part in enumerate(slices):
+                    turn = (number * len(slices) + index) % len(chosen)
+                    slice_wall: dict[str, float] = {}
+                    for variant in chosen[turn:] + chosen[:turn]:
+                        changes = part.change()
+                        for world in worlds:
+                            world.advance()
+                            for account in world.router.accounts:
+                                # Nothing reads the fakes' request logs here, and no worker
+                                # holds one.
+                                account.requests.clear()
+                        if args.freeze:
+                            # The fake vendors' records (and the changes just made) live in
+                            # this process only because the bench serves them here: out of the
+                            # collector's reach, as they would be in another process.
+                            gc.collect()
+                            gc.freeze()
+                        moment += INTERVAL + timedelta(minutes=1)  # every hourly slot passed
+                        variants.use(variant)
+                        gc.callbacks.append(tally)
+                        cpu_began, round_began = time.process_time(), time.perf_counter()
+                        results = run_due(
+                            engines[variant],
+                            part.plans,
+                            factory,
+                            max_workers=args.workers,
+                            per_account_limit=1,
+                            now=moment,
+                        )
+                        variants.settle(variant, time.perf_counter() - round_began)
+                        seconds = time.perf_counter() - round_began
+                        cpu_seconds = time.process_time() - cpu_began
+                        gc.callbacks.remove(tally)
+                        runs, collecting = tally.take()
+                        kept = collector[variant][number]
+                        kept["runs"] = [a + b for a, b in zip(kept["runs"], runs, strict=True)]
+                        kept["seconds"] = [
+                            round(a + b, 3)
+                            for a, b in zip(kept["seconds"], collecting, strict=True)
+                        ]
+                        slice_wall[variant] = seconds
+                        wall[variant][number] += seconds
+                        cpu[variant][number] += cpu_seconds
+                        applied = sum(result.applied for result in results)
+                        counts = outcomes(results)
+                        if counts != {Outcome.COMPLETED.value: len(part.plans)}:
+                            problems.append(f"{variant}: not every source completed: {counts}")
+                        if applied != changes:
+                            problems.append(f"{variant}: applied {applied}, changed {changes}")
+                    for variant in chosen:
+                        slice_ratios[variant].append(slice_wall[variant] / slice_wall["nothing"])
                     print(
-                        f"set {number + 1} {variant:<14} {seconds:6.2f} s wall "
-                        f"{cpu_seconds:6.2f} s CPU  {counts}, {applied:,} applied, "
-                        f"collector runs {runs} taking {collecting} s"
+                        f"set {number + 1} slice {index + 1:>2}/{len(slices)}: "
+                        + "  ".join(f"{v} {slice_wall[v]:5.2f}" for v in chosen)
+                        + " s",
+                        flush=True,
                     )
-                    if counts != {Outcome.COMPLETED.value: args.sources}:
-                        problems.append(f"{variant}: not every source completed: {counts}")
-                    if applied != changes:
-                        problems.append(f"{variant}: applied {applied}, changed {changes}")
+                for variant in chosen:
+                    runs = collector[variant][number]["runs"]
+                    print(
+                        f"set {number + 1} {variant:<14} {wall[variant][number]:6.2f} s wall "
+                        f"{cpu[variant][number]:6.2f} s CPU, collector runs {runs}"
+                    )
     finally:
-        variants.use("not_installed")  # the store is closed: observe it no more
-        variants.observed = None
+        variants.observe(None)  # the store is closed: observe it no more
+        variants.use("not_installed")
         drop_schema(schema)
+
+    def pooled(times: dict[str, list[float]]) -> dict[str, float]:
+        return {v: round(sum(times[v]) / sum(times["nothing"]), 3) for v in chosen}
+
     return {
         "sources": sizes,
         "records_per_source": RECORDS,
         "workers": args.workers,
         "sets": args.sets,
+        "slices_per_round": len(slices),
         "latency_seconds_per_request": args.latency,
         "gc_frozen_before_each_round": args.freeze,
         "wall_seconds": {v: [round(t, 3) for t in wall[v]] for v in chosen},
@@ -364,6 +472,9 @@ def run_rounds(args: argparse.Namespace, variants: Variants, problems: list[str]
         "cpu_ratio_to_not_installed": ratios(cpu),
         "wall_ratio_to_nothing": ratios(wall, "nothing"),
         "cpu_ratio_to_nothing": ratios(cpu, "nothing"),
+        "wall_ratio_to_nothing_all_sets": pooled(wall),
+        "cpu_ratio_to_nothing_all_sets": pooled(cpu),
+        "slice_wall_ratio_to_nothing": {v: quartiles(slice_ratios[v]) for v in chosen},
     }
 
 
@@ -381,6 +492,7 @@ def time_cycles(variants: Variants, cycles: int, sets: int) -> dict[str, Any]:
         began = time.process_time()
         for number in range(cycles):
             engine.run_cycle(f"s{number % 50}", InMemoryConnector(source, page_size=20))
+        variants.settle(variant, 0.0)  # its spans exported in its own time
         return (time.process_time() - began) / cycles * 1e6
 
     for number in range(sets):
@@ -401,7 +513,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sources", type=int, default=1_000, help="sources in the round")
     parser.add_argument("--workers", type=int, default=8, help="threads of the round")
-    parser.add_argument("--sets", type=int, default=3, help="sets of four rounds, one a variant")
+    parser.add_argument("--sets", type=int, default=3, help="sets of rounds, one a variant")
+    parser.add_argument(
+        "--chunks",
+        type=int,
+        default=20,
+        help="slices a round is dealt into, each run in every variant in turn (1: whole rounds)",
+    )
     parser.add_argument("--cycles", type=int, default=2_000, help="in-memory cycles per run")
     parser.add_argument(
         "--latency",
@@ -418,9 +536,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--round-variants",
         type=lambda text: tuple(text.split(",")),
-        default=ROUND_VARIANTS,
-        help=f"the round's variants, comma-separated, 'nothing' and 'not_installed' among them "
-        f"(default: {','.join(ROUND_VARIANTS)})",
+        default=DEFAULT_ROUND_VARIANTS,
+        help=f"the round's variants, comma-separated, 'nothing' and 'not_installed' among them: "
+        f"{', '.join(ROUND_VARIANTS)} (default: {','.join(DEFAULT_ROUND_VARIANTS)})",
     )
     args = parser.parse_args(argv)
     unknown = set(args.round_variants) - set(ROUND_VARIANTS)
@@ -449,12 +567,24 @@ def main(argv: list[str] | None = None) -> int:
             if v not in ("nothing", "not_installed")
         )
 
+    pooled = ", ".join(
+        f"{v} {r:.3f}"
+        for v, r in rounds["wall_ratio_to_nothing_all_sets"].items()
+        if v != "nothing"
+    )
+    print(f"round, wall time over every set, ratio to both off: {pooled}")
+    slices = ", ".join(
+        f"{v} {q['median']:.3f} ({q['q1']:.3f}-{q['q3']:.3f})"
+        for v, q in rounds["slice_wall_ratio_to_nothing"].items()
+        if v != "nothing"
+    )
+    print(f"slices, wall time ratio to both off, median (quartiles): {slices}")
     print(f"round, wall time ratio to not installed: {show(rounds['wall_ratio_to_not_installed'])}")
     print(f"round, CPU time ratio to not installed:  {show(rounds['cpu_ratio_to_not_installed'])}")
     for kind in ("wall", "cpu"):
         print(f"round, {kind} time ratio to both off:  {show(rounds[f'{kind}_ratio_to_nothing'])}")
     print(f"in-memory cycles, CPU ratio:             {show(cycles['cpu_ratio_to_not_installed'])}")
-    print(f"spans exported by the 'on' variant: {spans:,}")
+    print(f"spans exported by the SDK variants: {spans:,}")
     for problem in problems:
         print(f"PROBLEM: {problem}")
     document = {
@@ -466,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_end": load_average(),
         "round": rounds,
         "in_memory_cycles": cycles,
-        "spans_exported_on": spans,
+        "spans_exported_by_sdk_variants": spans,
         "checks": {"problems": problems[:20], "passed": not problems},
     }
     results = LATENCY_RESULTS if args.latency else RESULTS

@@ -8,6 +8,7 @@ import itertools
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing
 from datetime import datetime, timedelta
@@ -19,8 +20,9 @@ import pytest
 
 from incsync import Phase, SQLiteStore, SyncEngine, SyncPolicy
 from incsync.connectors.auth import ApiKey, Auth
-from incsync.connectors.http import PACED_SHARE, HttpOptions
+from incsync.connectors.http import HttpOptions
 from incsync.connectors.retry import RetryPolicy
+from incsync.connectors.window import WindowLimit
 from incsync.cursor import Window
 from incsync.errors import (
     AuthError,
@@ -45,6 +47,7 @@ from tests.helpers import Store, transactions_by_id
 
 KEY = "pipedrive-deals"
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
+SECOND = timedelta(seconds=1)
 UNLIMITED = PipedriveLimits(per_window=None, daily=None)
 
 
@@ -65,11 +68,11 @@ def sleeping_on(fake: FakePipedrive, waits: list[float]) -> Callable[[float], No
 OPEN: list[PipedriveConnector] = []
 
 
-class UnpacedConnector(PipedriveConnector):
-    """Ignores the limit each answer states: how the fake's refusals are met when the token's
+class WindowBlindConnector(PipedriveConnector):
+    """Ignores the window each answer states: how the fake's refusals are met when the token's
     limit is spent by others (the user's own clicks count against it too)."""
 
-    def pace_of(self, headers: httpx.Headers) -> timedelta | None:
+    def window_of(self, headers: httpx.Headers) -> WindowLimit | None:
         return None
 
 
@@ -106,14 +109,14 @@ def connector(
     retry: RetryPolicy | None = None,
     transport: httpx.BaseTransport | None = None,
     partitions: int = 1,
-    paced: bool = True,
+    heeds_window: bool = True,
 ) -> PipedriveConnector:
     """A connector on the served fake, with the company's api_token unless told otherwise.
 
     One reader unless told otherwise: most tests here count one reader's requests and pages
     (the partitioned full reads have tests of their own, at the end).
     """
-    made = (PipedriveConnector if paced else UnpacedConnector)(
+    made = (PipedriveConnector if heeds_window else WindowBlindConnector)(
         base_url,
         api_token=None if auth is not None else (api_token or fake.api_token),
         token_in_query=token_in_query,
@@ -308,7 +311,7 @@ def test_rate_limit_429s_are_waited_out_for_x_ratelimit_reset(
         page_size=100,
         sleep=sleeping_on(fake, waits),
         retry=RetryPolicy(jitter=0.0),
-        paced=False,
+        heeds_window=False,
     )
     with closing(source):
         result = run(engine(store, fake), source)
@@ -740,30 +743,44 @@ def test_the_time_span_asks_both_ends_at_once(fake: FakePipedrive, base_url: str
 
 
 @pytest.mark.parametrize(
-    ("stated", "pace"),
-    [("80", 2 / (80 * PACED_SHARE)), ("20", 2 / (20 * PACED_SHARE)), ("", None), ("0", None)],
+    ("headers", "window"),
+    [
+        (
+            {"limit": "80", "remaining": "79", "reset": "2"},
+            WindowLimit(80, 79, 2 * SECOND, BURST_WINDOW),
+        ),
+        (
+            {"limit": "20", "remaining": "0", "reset": "0.5"},
+            WindowLimit(20, 0, SECOND / 2, BURST_WINDOW),
+        ),
+        ({"limit": "80", "remaining": "79"}, None),
+        ({"limit": "80", "reset": "2"}, None),
+        ({"remaining": "79", "reset": "2"}, None),
+        ({"limit": "0", "remaining": "0", "reset": "2"}, None),
+        ({"limit": "many", "remaining": "79", "reset": "2"}, None),
+        ({"limit": "80", "remaining": "79", "reset": "Wed, 21 Oct 2026 07:28:00 GMT"}, None),
+    ],
 )
-def test_the_pace_is_the_share_of_the_limit_each_answer_states(
-    fake: FakePipedrive, base_url: str, stated: str, pace: float | None
+def test_the_window_is_read_from_the_three_rate_limit_headers(
+    fake: FakePipedrive, base_url: str, headers: dict[str, str], window: WindowLimit | None
 ) -> None:
-    headers = httpx.Headers({"x-ratelimit-limit": stated} if stated else {})
+    """All three of x-ratelimit-limit, -remaining and -reset, each readable, or nothing."""
+    given = httpx.Headers({f"x-ratelimit-{name}": value for name, value in headers.items()})
     with closing(connector(fake, base_url)) as source:
-        found = source.pace_of(headers)
-    assert (None if found is None else found.total_seconds()) == pytest.approx(pace, abs=1e-6)
-    assert timedelta(seconds=2) == BURST_WINDOW
+        assert source.window_of(given) == window
+    assert BURST_WINDOW == 2 * SECOND
 
 
 def test_a_partitioned_read_keeps_to_the_limit_a_smaller_plan_states() -> None:
     """Eight readers against a plan allowing 20 requests per 2 s, on the real clock: the first
-    answer states the limit, and every later request waits its turn under it, so the read takes
-    at least as long as that pace and is refused at most twice: in the first window, whose
-    start the connector cannot know, the time span's two probes went out before any answer
+    answer states the window, and the readers together spend each window and wait for the next.
+    The read is refused at most twice: the time span's two probes go out before any answer has
     stated the limit, and a busy machine may delay a request into the window after its own.
-    Unpaced, the eight readers are refused in every window."""
+    Blind to the window, the eight readers are refused in every window."""
     fake = FakePipedrive(clock=RunningClock(), limits=PipedriveLimits(per_window=20, daily=None))
     load_deals(fake, 600, start=fake.clock() - timedelta(days=2), per_second=2)
-    arrived: list[float] = []
-    fake.add_fault(lambda _request: arrived.append(time.monotonic()))
+    arrived: list[int] = []
+    fake.add_fault(lambda _request: arrived.append(int(fake.clock().timestamp()) // 2))
     store = InMemoryStore()
     with fake.serve() as base_url:
         source = connector(fake, base_url, page_size=25, sleep=time.sleep, partitions=8)
@@ -771,9 +788,9 @@ def test_a_partitioned_read_keeps_to_the_limit_a_smaller_plan_states() -> None:
     assert result.outcome is Outcome.COMPLETED, result.error
     assert_matches(store, fake)
     assert len([r for r in fake.requests if r.status == 429]) <= 2
-    paced = arrived[2:]  # after the time span's two probes
-    assert len(paced) > 24  # 600 deals in pages of 25, and the summary
-    assert paced[-1] - paced[0] >= 0.9 * (len(paced) - 1) * 2 / (20 * PACED_SHARE)
+    assert len(arrived) > 26  # the probes, 600 deals in pages of 25, and the summary
+    per_window = Counter(arrived)
+    assert max(per_window.values()) <= 20 + 2
 
 
 def test_the_time_span_of_no_deal_is_none(fake: FakePipedrive, base_url: str) -> None:

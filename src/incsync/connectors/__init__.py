@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from incsync.connectors.rest import RestConnector
     from incsync.connectors.retry import RetryPolicy, Throttle
     from incsync.connectors.sample import generate_invoices, sample_source
+    from incsync.connectors.window import WindowLimit
 
 _EXPORTS = {
     "RestConfig": "incsync.connectors._rest_config",
@@ -72,6 +73,7 @@ _EXPORTS = {
     "Throttle": "incsync.connectors.retry",
     "generate_invoices": "incsync.connectors.sample",
     "sample_source": "incsync.connectors.sample",
+    "WindowLimit": "incsync.connectors.window",
 }
 
 __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
@@ -98,6 +100,7 @@ __all__ = [
     "Throttle",
     "TokenSet",
     "WholeTick",
+    "WindowLimit",
     "cursor_pages",
     "generate_invoices",
     "offset_pages",

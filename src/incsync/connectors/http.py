@@ -57,6 +57,7 @@ from incsync.connectors.translate import (
     translate_httpx_error,
     without_query,
 )
+from incsync.connectors.window import WindowLimit
 from incsync.errors import (
     BadResponseError,
     RateLimitedError,
@@ -90,9 +91,9 @@ DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 """The largest response body a connector reads (decoded): far above any vendor's largest page."""
 
 PACED_SHARE = 0.95
-"""The share of a vendor's stated request limit a paced connector asks for (:meth:`HttpConnector.
-pace_of`): the rest allows for the vendor and the connector starting a window at different
-moments."""
+"""The share of a vendor's per-second limit a paced connector asks for
+(:attr:`HttpConnector.requests_per_second`: HubSpot's searches, Stripe's lists): the rest allows
+for the vendor and the connector starting a second at different moments."""
 
 CLOCK_SAMPLES = 32
 """How many of its latest answers a connector measures the source's clock from.
@@ -383,7 +384,7 @@ class HttpConnector(BaseConnector):
             request = self._client.build_request(
                 method, url, params=params, json=json, headers=headers
             )
-            self._gate.wait(self.options.clock(), self.options.sleep)
+            ticket = self._gate.wait(self.options.clock(), self.options.sleep)
             sent = self.options.clock()
             response = self._client.send(request, stream=True)
             # The server dated its answer before its headers came, not after the body was read.
@@ -402,9 +403,9 @@ class HttpConnector(BaseConnector):
                 error.vendor = self.vendor
             return Failure(error, retry=isinstance(error, TransientSourceError))
         self._note_source_date(sent, received, response.headers.get("date"))
-        pace = self.pace_of(response.headers)
-        if pace is not None:
-            self._gate.set_pace(pace)
+        stated = self.window_of(response.headers)
+        if stated is not None:
+            self._gate.note_window(stated, sent=sent, ticket=ticket)
         # The body was read within the cap as it came, so the answer is rebuilt around the
         # decoded copy (httpx reads a body only whole, without a limit), with the request as it
         # was sent: after the auth flow, which may have replayed or redirected it.
@@ -425,16 +426,17 @@ class HttpConnector(BaseConnector):
         )
         return self._judge(answer, secrets)
 
-    def pace_of(self, headers: httpx.Headers) -> timedelta | None:
-        """Return the least time between request starts that an answer's stated limit allows.
+    def window_of(self, headers: httpx.Headers) -> WindowLimit | None:
+        """Return what an answer says of the vendor's fixed-window request limit, if anything.
 
-        A vendor whose limit depends on the account (its plan, its kind of token) states it on
-        every answer: a connector that reads it there paces every later request of all its
-        threads by it, under :data:`PACED_SHARE` of the limit. ``None`` (the default): the
-        answer states none, and the pace stays as it was (:attr:`requests_per_second`).
+        A vendor that counts requests in fixed windows and states on every answer what the
+        window has left (its limit depends on the account's plan): the connector's requests, all
+        its threads together, then spend each window and wait for the next
+        (:mod:`incsync.connectors.window`), instead of being refused. ``None`` (the default):
+        the answer states no such limit, and the requests keep :attr:`requests_per_second`.
 
         Args:
-            headers: The answer's headers, of any status.
+            headers: The answer's headers, of any status (a refusal states the limit too).
         """
         return None
 

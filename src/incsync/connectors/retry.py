@@ -36,6 +36,7 @@ import attrs
 import tenacity
 
 from incsync import telemetry
+from incsync.connectors.window import WindowBudget, WindowLimit, budget_after, next_start
 from incsync.errors import RateLimitedError, SourceError
 from incsync.policy import SettingRule, positive_count
 from incsync.protocols import AccountHolds
@@ -214,7 +215,10 @@ class ThrottleGate:
     thread that got the answer waits in its retry loop, and every other request of the connector
     waits here until the same time, instead of being refused in turn. With a ``pace``, requests
     also start at least that far apart, so readers together stay under a vendor's per-second
-    limit rather than backing off after its refusals. Gates that :meth:`share` one account's
+    limit rather than backing off after its refusals. Once an answer has stated the vendor's
+    fixed-window limit (:meth:`note_window`), requests also start only while the window has some
+    left, and wait for the next window when it has none (:mod:`incsync.connectors.window`).
+    Gates that :meth:`share` one account's
     :class:`~incsync.protocols.AccountHolds` (the connectors of every worker of a Celery
     deployment) also hold one another back: a wait one of them is asked for is published there,
     and each consults it before every request.
@@ -229,16 +233,26 @@ class ThrottleGate:
         self._holder: int | None = None
         self._pace = pace
         self._next_start: datetime | None = None
+        self._budget: WindowBudget | None = None
+        self._tickets = 0
         self._shared: tuple[AccountHolds, str] | None = None
 
     def share(self, holds: AccountHolds, account: str) -> None:
         """Publish this gate's holds to ``holds`` under ``account``, and wait for theirs."""
         self._shared = (holds, account)
 
-    def set_pace(self, pace: timedelta) -> None:
-        """Space the starts of the requests after this one by ``pace`` (zero: not at all)."""
+    def note_window(self, stated: WindowLimit, *, sent: datetime, ticket: int) -> None:
+        """Keep what an answer says of the vendor's window limit for the requests after it.
+
+        Args:
+            stated: What the answer says.
+            sent: When its request was sent.
+            ticket: What :meth:`wait` returned for its request.
+        """
         with self._lock:
-            self._pace = pace
+            self._budget = budget_after(
+                self._budget, stated, sent=sent, started_since=self._tickets - ticket
+            )
 
     def hold(self, until: datetime, *, now: datetime) -> None:
         """Keep the gate shut until ``until``; the calling thread waits in its own retries.
@@ -258,8 +272,12 @@ class ThrottleGate:
             if self._holder == threading.get_ident():
                 self._open_at, self._holder = None, None
 
-    def wait(self, now: datetime, sleep: Sleep) -> None:
-        """Wait until the gate opens (unless the calling thread shut it) and the pace allows."""
+    def wait(self, now: datetime, sleep: Sleep) -> int:
+        """Wait until the gate opens (unless the calling thread shut it) and the limits allow.
+
+        Returns:
+            This request's ticket: how many requests had been let through, this one included.
+        """
         # The thread that shut the gate is the one asking the vendor again, on its own schedule.
         holder = self._holder == threading.get_ident()
         shared = timedelta(0)
@@ -274,9 +292,14 @@ class ThrottleGate:
                 # Each caller takes the next start, so waiting callers keep the pace together.
                 start = start if self._next_start is None else max(start, self._next_start)
                 self._next_start = start + self._pace
+            if self._budget is not None:
+                start, self._budget = next_start(self._budget, start)
+            self._tickets += 1
+            ticket = self._tickets
         seconds = (start - now).total_seconds()
         if seconds > 0:
             sleep(seconds)
+        return ticket
 
 
 def call_with_retries(

@@ -62,11 +62,12 @@ import httpx
 from incsync.connectors._counts import counted
 from incsync.connectors.auth import ApiKey, Auth, OAuthVendor
 from incsync.connectors.base import RawPage
-from incsync.connectors.http import PACED_SHARE, HttpConnector, HttpOptions
+from incsync.connectors.http import HttpConnector, HttpOptions
 from incsync.connectors.keyset import Answer, WholeTick, read_by_keyset
 from incsync.connectors.paging import cursor_pages
-from incsync.connectors.retry import Throttle
+from incsync.connectors.retry import Throttle, parse_retry_after
 from incsync.connectors.throttle import default_throttle
+from incsync.connectors.window import WindowLimit
 from incsync.cursor import Window
 from incsync.errors import BadResponseError, ConfigurationError
 from incsync.pipeline import Ended, read_ahead_each
@@ -106,10 +107,11 @@ PIPEDRIVE_PARTITIONS = 10
 
 Pipedrive counts its burst limit per token (an ``api_token`` or an OAuth access token), not per
 company: 80 requests per 2 seconds for an ``api_token`` on the Professional plan, four times that
-for an OAuth token, fewer on smaller plans. Every answer states the token's limit, and the
-connector paces all its readers under it (:meth:`PipedriveConnector.pace_of`). One reader of
-500-deal pages asks about 5 a second at 150 ms a request, so ten could ask 50: more than an
-``api_token``'s 40, so the pace, not the readers, sets the speed up to about 250 ms a request.
+for an OAuth token, fewer on smaller plans. Every answer states the token's limit and what its
+window has left, and all the connector's readers together spend each window and then wait for the
+next (:meth:`PipedriveConnector.window_of`). One reader of 500-deal pages asks about 5 a second at
+150 ms a request, so ten could ask 50: more than an ``api_token``'s 40, so the limit, not the
+readers, sets the speed up to about 250 ms a request.
 The user's own actions in Pipedrive count against the same token while a full read goes on; 1
 leaves the limit to them (see docs/performance.md)."""
 
@@ -155,6 +157,12 @@ def pipedrive_throttle(response: httpx.Response) -> Throttle | None:
             response.headers.get("retry-after"),
         )
     return default_throttle(response)
+
+
+def _count(value: str | None) -> int | None:
+    """Read a header holding a count of requests; ``None`` when absent or not a count."""
+    text = (value or "").strip()
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def _is_html(response: httpx.Response) -> bool:
@@ -254,16 +262,21 @@ class PipedriveConnector(HttpConnector):
         """Pipedrive's 429s and the CDN's HTML 403 (see :func:`pipedrive_throttle`)."""
         return pipedrive_throttle(response)
 
-    def pace_of(self, headers: httpx.Headers) -> timedelta | None:
-        """Return the pace ``x-ratelimit-limit`` allows: that many requests per 2-second window.
+    def window_of(self, headers: httpx.Headers) -> WindowLimit | None:
+        """Return what ``x-ratelimit-limit``, ``-remaining`` and ``-reset`` say of the window.
 
-        Pipedrive states the limit of the token in use on every answer; it depends on the plan
-        and on the kind of token, so the connector learns it from the first answer.
+        Pipedrive states on every answer the limit of the token in use per 2-second window
+        (:data:`BURST_WINDOW`; it depends on the plan and on the kind of token), how many
+        requests the window has left, and the seconds until it resets. ``None`` when any of the
+        three is missing or unreadable.
         """
-        stated = headers.get("x-ratelimit-limit", "")
-        if not stated.isdigit() or int(stated) == 0:
+        limit = _count(headers.get("x-ratelimit-limit"))
+        remaining = _count(headers.get("x-ratelimit-remaining"))
+        # Read as a 429's wait is (Throttle.from_header): seconds, or a date that is no window.
+        reset = parse_retry_after(headers.get("x-ratelimit-reset"))
+        if not limit or remaining is None or not isinstance(reset, float):
             return None
-        return timedelta(seconds=BURST_WINDOW.total_seconds() / (int(stated) * PACED_SHARE))
+        return WindowLimit(limit, remaining, timedelta(seconds=reset), BURST_WINDOW)
 
     # -- records -------------------------------------------------------------------------------
 
