@@ -547,6 +547,8 @@ def main(argv: list[str] | None = None) -> int:
             f"--round-variants: choose from {', '.join(ROUND_VARIANTS)}, with nothing "
             "and not_installed"
         )
+    if not 1 <= args.chunks <= args.sources:
+        parser.error(f"--chunks: from 1 to the number of sources ({args.sources})")
     info = machine()
     print(f"machine: {info['cpu_model']}, {info['cpu_count']} cores, Python {info['python']}")
     load_start = load_average()
