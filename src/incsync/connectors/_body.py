@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 import httpx
 
+from incsync.connectors._counts import header_count
 from incsync.errors import BadResponseError
 from incsync.redaction import redact
 
@@ -50,8 +51,8 @@ def refuse_declared_oversize(
     Raises:
         BadResponseError: The declared size is over the limit.
     """
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    declared = header_count(response.headers.get("content-length"))
+    if declared is not None and declared > limit:
         raise _too_large(response, limit, secrets)
 
 

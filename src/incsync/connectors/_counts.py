@@ -1,14 +1,15 @@
 """Reading counts out of a source's answers, the same way for every connector.
 
 :func:`counted` reads a count of live records, which must be there; :func:`announced_total`
-reads how many rows a query's whole answer holds, which serves only progress and may be absent.
+reads how many rows a query's whole answer holds, which serves only progress and may be absent;
+:func:`header_count` reads a count a header holds (a size, a number of rows, requests left).
 """
 
 from __future__ import annotations
 
 from incsync.errors import BadResponseError
 
-__all__ = ["announced_total", "counted"]
+__all__ = ["announced_total", "counted", "header_count"]
 
 
 def counted(value: object, *, vendor: str, where: str) -> int:
@@ -45,3 +46,16 @@ def announced_total(value: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         return None
     return value
+
+
+def header_count(value: str | None) -> int | None:
+    """Return the whole number of zero or more a header holds, or ``None`` when it holds none.
+
+    Only ASCII digits make a count: ``str.isdigit`` also takes characters such as ``"²"``,
+    which ``int`` refuses, and a header decoded as Latin-1 can hold one.
+
+    Args:
+        value: The header's value, or ``None`` when it was absent.
+    """
+    text = (value or "").strip()
+    return int(text) if text.isascii() and text.isdigit() else None

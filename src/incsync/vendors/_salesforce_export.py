@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from incsync.connectors._counts import header_count
 from incsync.connectors.http import HttpConnector
 from incsync.errors import BadResponseError, TransientSourceError
 from incsync.records import Page, Record, RejectedRecord, outcome_of
@@ -339,5 +340,4 @@ def _text(response: httpx.Response) -> str:
 
 
 def _announced(response: httpx.Response) -> int | None:
-    value = response.headers.get("Sforce-NumberOfRecords", "").strip()
-    return int(value) if value.isdigit() else None
+    return header_count(response.headers.get("Sforce-NumberOfRecords"))

@@ -59,7 +59,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from incsync.connectors._counts import counted
+from incsync.connectors._counts import counted, header_count
 from incsync.connectors.auth import ApiKey, Auth, OAuthVendor
 from incsync.connectors.base import RawPage
 from incsync.connectors.http import HttpConnector, HttpOptions
@@ -157,12 +157,6 @@ def pipedrive_throttle(response: httpx.Response) -> Throttle | None:
             response.headers.get("retry-after"),
         )
     return default_throttle(response)
-
-
-def _count(value: str | None) -> int | None:
-    """Read a header holding a count of requests; ``None`` when absent or not a count."""
-    text = (value or "").strip()
-    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def _is_html(response: httpx.Response) -> bool:
@@ -270,8 +264,8 @@ class PipedriveConnector(HttpConnector):
         requests the window has left, and the seconds until it resets. ``None`` when any of the
         three is missing or unreadable.
         """
-        limit = _count(headers.get("x-ratelimit-limit"))
-        remaining = _count(headers.get("x-ratelimit-remaining"))
+        limit = header_count(headers.get("x-ratelimit-limit"))
+        remaining = header_count(headers.get("x-ratelimit-remaining"))
         # Read as a 429's wait is (Throttle.from_header): seconds, or a date that is no window.
         reset = parse_retry_after(headers.get("x-ratelimit-reset"))
         if not limit or remaining is None or not isinstance(reset, float):
