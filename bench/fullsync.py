@@ -91,6 +91,7 @@ from datetime import datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypeVar
+from unittest import mock
 
 import httpx
 
@@ -469,15 +470,11 @@ MODES = (*ENGINE_MODES, "bare")
 """The engine's modes, and the bare loop: the partitioned run's requests, decoded, nothing else."""
 
 
-@contextlib.contextmanager
-def _read_ahead_as(mode: str) -> Iterator[None]:
-    pipelined = incsync.engine.read_ahead_each
-    if mode == "sequential":
-        incsync.engine.read_ahead_each = _sequential  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        incsync.engine.read_ahead_each = pipelined
+def _read_ahead_as(mode: str) -> contextlib.AbstractContextManager[object]:
+    """Have the engine read in the caller's thread for the sequential mode, else as it is."""
+    if mode != "sequential":
+        return contextlib.nullcontext()
+    return mock.patch.object(incsync.engine, "read_ahead_each", _sequential)
 
 
 @contextlib.contextmanager
@@ -636,10 +633,11 @@ def _modes(vendor: Vendor, asked: list[str] | None, partitions: int | None) -> l
 
 def _variants(modes: list[str], paces: list[float] | None) -> list[tuple[str, str, float | None]]:
     """Each run of a round: its label, its mode, its pace (the partitioned run once a pace)."""
+    partitioned: list[float | None] = [*paces] if paces else [None]
     return [
         (mode if pace is None else f"{mode} at {pace:g}/s", mode, pace)
         for mode in modes
-        for pace in ((paces or [None]) if mode == "partitioned" else [None])
+        for pace in (partitioned if mode == "partitioned" else [None])
     ]
 
 
