@@ -11,8 +11,8 @@ each of these requests a second instead of the connector's own pace; Stripe, Hub
 
 What a user waits for when a large account is connected (or reset) is a full read: every
 record, page by page, each page written to the host's store and checkpointed. For each vendor
-a fake loaded with ``--records`` records is served over loopback HTTP from a forked child
-process, built there (its data never sits in this process), with:
+a fake loaded with ``--records`` records is served over loopback HTTP from a child
+process (a fresh interpreter, spawned), built there (its data never sits in this process), with:
 
 * a latency model: every answer leaves ``--latency-ms`` after the request arrived, outside the
   fake's lock, so requests in flight together wait together (:class:`~incsync.testing.fakes.
@@ -409,8 +409,13 @@ class Serving:
 
 @contextlib.contextmanager
 def served(name: str, count: int, latency: float) -> Iterator[Serving]:
-    """Build and serve the vendor's fake in a forked child; yield where and what it served."""
-    context = multiprocessing.get_context("fork")
+    """Build and serve the vendor's fake in a child process; yield where and what it served.
+
+    The child is spawned, not forked: a fork copies whatever the caller holds (another
+    library's connections, whose after-fork clean-up then talks to a server from the child, and
+    locks other threads held), where a fresh interpreter starts from nothing.
+    """
+    context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
     process = context.Process(target=_child, args=(name, count, latency, theirs), daemon=True)
     process.start()
