@@ -1,10 +1,11 @@
 """The benchmarks still run end to end, and their own checks pass, at sizes the suite can afford.
 
 A benchmark is run by hand, on an idle machine, when a figure is wanted: one that a change to the
-library broke would stay broken until then (the round of ``bench/round.py`` once refused its own
-timing store for months of changes). These runs time nothing; they only show that each benchmark
-the issues' figures come from still builds its world, syncs it and passes the checks it makes of
-what it synced. ``mypy`` checks the rest of ``bench/`` against the library's types.
+library broke stays broken until then (the round of ``bench/round.py`` once stopped at start: the
+store protocols had grown, and its timing store had not). These runs time nothing; they show that
+each benchmark the issues' figures come from still builds its world, syncs it and passes the
+checks it makes of what it synced. ``mypy`` checks the rest of ``bench/`` against the library's
+types.
 """
 
 from __future__ import annotations
