@@ -255,6 +255,11 @@ def breakdown(
     share is of the round's wall time, and the CPU the worker threads spent in it with its share
     of the workers' CPU. When the process is bound by the GIL, the wall shares mostly say where
     threads wait for it, and the CPU shares say what uses the one core the process can use.
+
+    A cycle's pages are read ahead (:mod:`incsync.pipeline`), so its requests run in its reading
+    thread: their wall time is what the worker waits for its pages, but their CPU is not the
+    worker's. It is reported apart (``reading_threads_cpu_seconds``), and the rest's CPU is the
+    workers' own less the store's and the building's.
     """
     store, http, build, cycles = (tallies[name] for name in ("store", "http", "build", "cycles"))
     worker_seconds = cycles.total() + build.total()
@@ -274,13 +279,16 @@ def breakdown(
         }
 
     rest = worker_seconds - db - http.total() - build.total()
-    rest_cpu = worker_cpu - db_cpu - http.total_cpu() - build.total_cpu()
+    rest_cpu = worker_cpu - db_cpu - build.total_cpu()
     return {
         "worker_thread_seconds": round(worker_seconds, 2),
         "worker_cpu_seconds": round(worker_cpu, 2),
         "pool_busy": round(worker_seconds / (workers * wall), 3),
         "database": part(db, db_cpu),
-        "http": part(http.total(), http.total_cpu()),
+        "http": {
+            **part(http.total(), None),
+            "reading_threads_cpu_seconds": round(http.total_cpu(), 2),
+        },
         "http_of_which_fake_server_handling": part(server_seconds, None),
         "building_connectors": part(build.total(), build.total_cpu()),
         "engine_and_connector_rest": part(rest, rest_cpu),
@@ -489,10 +497,12 @@ def print_summary(results: dict[str, Any]) -> None:
     ):
         part = split[name]
         cpu = part["worker_cpu_seconds"]
+        reading = part.get("reading_threads_cpu_seconds")
         print(
             f"  {name:<36} {part['thread_seconds']:>8.1f} thread-s  {part['share']:>6.1%}  "
             f"~{part['wall_seconds_equivalent']:.1f} s of the round"
             + ("" if cpu is None else f"  (worker CPU {cpu:.1f} s, {part['worker_cpu_share']:.0%})")
+            + ("" if reading is None else f"  (reading threads' CPU {reading:.1f} s)")
         )
     for problem in results["checks"]["problems"]:
         print(f"PROBLEM: {problem}")
