@@ -19,7 +19,9 @@ from typing import TypeVar
 
 import httpx
 
+from incsync.actions import ActionEntry
 from incsync.history import SUMMARY_CYCLES, CycleEntry, HistorySummary
+from incsync.reconcile import IdOrder
 from incsync.records import ApplyResult, Record, RejectedRecord
 from incsync.state import Checkpoint, ErrorInfo, Lease, SourceState
 from incsync.stores.postgres import PostgresStore
@@ -226,6 +228,14 @@ class TimedStore:
         """Timed :meth:`PostgresStore.resume`."""
         return self._timed("resume", lambda: self.store.resume(source_key))
 
+    def act(self, entry: ActionEntry) -> SourceState:
+        """Timed :meth:`PostgresStore.act`."""
+        return self._timed("act", lambda: self.store.act(entry))
+
+    def actions(self, source_key: str, limit: int | None = None) -> Sequence[ActionEntry]:
+        """Timed :meth:`PostgresStore.actions`."""
+        return self._timed("actions", lambda: self.store.actions(source_key, limit))
+
     def list_rejected(self, source_key: str) -> Sequence[RejectedRecord]:
         """Timed :meth:`PostgresStore.list_rejected`."""
         return self._timed("list_rejected", lambda: self.store.list_rejected(source_key))
@@ -241,6 +251,22 @@ class TimedStore:
     def sweep(self, source_key: str, generation: int, token: int, spared: Collection[str]) -> int:
         """Timed :meth:`PostgresStore.sweep`."""
         return self._timed("sweep", lambda: self.store.sweep(source_key, generation, token, spared))
+
+    def list_live_ids(
+        self, source_key: str, after: str | None, limit: int, order: IdOrder = IdOrder.CODE_POINT
+    ) -> Sequence[str]:
+        """Timed :meth:`PostgresStore.list_live_ids`."""
+        return self._timed(
+            "list_live_ids", lambda: self.store.list_live_ids(source_key, after, limit, order)
+        )
+
+    def tombstone(
+        self, source_key: str, ids: Collection[str], generation: int, token: int, reason: str
+    ) -> int:
+        """Timed :meth:`PostgresStore.tombstone`."""
+        return self._timed(
+            "tombstone", lambda: self.store.tombstone(source_key, ids, generation, token, reason)
+        )
 
     def count_live(self, source_key: str) -> int:
         """Timed :meth:`PostgresStore.count_live`."""

@@ -11,8 +11,8 @@ each of these requests a second instead of the connector's own pace; Stripe, Hub
 
 What a user waits for when a large account is connected (or reset) is a full read: every
 record, page by page, each page written to the host's store and checkpointed. For each vendor
-a fake loaded with ``--records`` records is served over loopback HTTP from a forked child
-process, built there (its data never sits in this process), with:
+a fake loaded with ``--records`` records is served over loopback HTTP from a child
+process (a fresh interpreter, spawned), built there (its data never sits in this process), with:
 
 * a latency model: every answer leaves ``--latency-ms`` after the request arrived, outside the
   fake's lock, so requests in flight together wait together (:class:`~incsync.testing.fakes.
@@ -91,6 +91,7 @@ from datetime import datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypeVar
+from unittest import mock
 
 import httpx
 
@@ -408,8 +409,13 @@ class Serving:
 
 @contextlib.contextmanager
 def served(name: str, count: int, latency: float) -> Iterator[Serving]:
-    """Build and serve the vendor's fake in a forked child; yield where and what it served."""
-    context = multiprocessing.get_context("fork")
+    """Build and serve the vendor's fake in a child process; yield where and what it served.
+
+    The child is spawned, not forked: a fork copies whatever the caller holds (another
+    library's connections, whose after-fork clean-up then talks to a server from the child, and
+    locks other threads held), where a fresh interpreter starts from nothing.
+    """
+    context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
     process = context.Process(target=_child, args=(name, count, latency, theirs), daemon=True)
     process.start()
@@ -469,15 +475,11 @@ MODES = (*ENGINE_MODES, "bare")
 """The engine's modes, and the bare loop: the partitioned run's requests, decoded, nothing else."""
 
 
-@contextlib.contextmanager
-def _read_ahead_as(mode: str) -> Iterator[None]:
-    pipelined = incsync.engine.read_ahead_each
-    if mode == "sequential":
-        incsync.engine.read_ahead_each = _sequential  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        incsync.engine.read_ahead_each = pipelined
+def _read_ahead_as(mode: str) -> contextlib.AbstractContextManager[object]:
+    """Have the engine read in the caller's thread for the sequential mode, else as it is."""
+    if mode != "sequential":
+        return contextlib.nullcontext()
+    return mock.patch.object(incsync.engine, "read_ahead_each", _sequential)
 
 
 @contextlib.contextmanager
@@ -636,10 +638,11 @@ def _modes(vendor: Vendor, asked: list[str] | None, partitions: int | None) -> l
 
 def _variants(modes: list[str], paces: list[float] | None) -> list[tuple[str, str, float | None]]:
     """Each run of a round: its label, its mode, its pace (the partitioned run once a pace)."""
+    partitioned: list[float | None] = [*paces] if paces else [None]
     return [
         (mode if pace is None else f"{mode} at {pace:g}/s", mode, pace)
         for mode in modes
-        for pace in ((paces or [None]) if mode == "partitioned" else [None])
+        for pace in (partitioned if mode == "partitioned" else [None])
     ]
 
 

@@ -180,6 +180,11 @@ def invoice(number: int) -> Invoice:
     }
 
 
+def _always(pages: list[list[Invoice]]) -> Callable[[], Iterable[RawPage]]:
+    """Return a function that hands over ``pages``, the same pages each time it is called."""
+    return lambda: pages
+
+
 def invoice_pages(count: int) -> Iterator[list[Invoice]]:
     """Yield ``count`` invoices in pages, oldest first, making each page only when asked."""
     for start in range(1, count + 1, PAGE_SIZE):
@@ -511,7 +516,7 @@ def run_latency(records: int, rounds: int, output: Path) -> dict[str, Any]:
         )
         synced = sqlite_at(Path(tmp) / "sync.db")
         results["sync_with_latency"] = measure_sync(
-            lambda kept=pages: kept, records, rounds, LATENCY_SECONDS, synced
+            _always(pages), records, rounds, LATENCY_SECONDS, synced
         )
         results["load_average"]["end"] = load_average()
     latency = results["sync_with_latency"]
@@ -547,7 +552,7 @@ def run(quick: bool, rounds: int, output: Path) -> dict[str, Any]:
         print(f"1a. full sync of {full:,} records, mapping off and on, no latency", flush=True)
         results["load_average"]["before_sync"] = load_average()
         synced = sqlite_at(workdir / "sync.db")
-        results["sync"] = measure_sync(lambda kept=pages: kept, full, rounds, 0.0, synced)
+        results["sync"] = measure_sync(_always(pages), full, rounds, 0.0, synced)
         print(f"  ratio on/off {results['sync']['ratio']} (range {results['sync']['ratio_range']})")
 
         few = pages[: latency_records // PAGE_SIZE]
@@ -558,14 +563,12 @@ def run(quick: bool, rounds: int, output: Path) -> dict[str, Any]:
         )
         results["load_average"]["before_latency"] = load_average()
         results["sync_with_latency"] = measure_sync(
-            lambda kept=few: kept, latency_records, rounds, LATENCY_SECONDS, synced
+            _always(few), latency_records, rounds, LATENCY_SECONDS, synced
         )
 
         print(f"2. re-map of {full:,} stored records against a bare loop", flush=True)
         stored = workdir / "remap.db"
-        full_sync(
-            sqlite_at(stored), QuickBooksPages(lambda kept=pages: kept), True, full, keep=True
-        )
+        full_sync(sqlite_at(stored), QuickBooksPages(_always(pages)), True, full, keep=True)
         del pages, few
         gc.unfreeze()
         gc.collect()

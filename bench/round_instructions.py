@@ -7,7 +7,7 @@ same process), so its cost is this process's CPU, and the instructions it execut
 no other job can move: ``valgrind --tool=callgrind`` counts them.
 
 Run from the project root (about half an hour: valgrind runs Python about 50 times slower; it
-needs the PostgreSQL server the tests use, ``INCSYNC_BENCH_POSTGRES``)::
+needs the PostgreSQL server the tests use, ``INCSYNC_TEST_POSTGRES``)::
 
     python -m bench.round_instructions [VARIANT ...]
 
@@ -64,8 +64,8 @@ from typing import Any
 
 from bench._round_timing import Tally
 from bench._round_world import HubSpotWorld, QuickBooksWorld, World
-from bench.core import git, machine
-from bench.round import CONNINFO, INTERVAL, RECORDS, Factory, drop_schema, outcomes, source_key
+from bench.core import CONNINFO, git, machine
+from bench.round import INTERVAL, RECORDS, Factory, drop_schema, outcomes, source_key
 from bench.telemetry import Variants
 from bench.telemetry_instructions import callgrind_instructions
 from incsync.engine import SyncEngine
@@ -84,8 +84,6 @@ PER_VENDOR = 100  # accounts of each vendor in the world, every one synced in fu
 FEW, MANY = 25, 100  # sources of each vendor in the counted round
 WORKERS = 8
 SCRAPES = 5
-# Longer than any run: the reader collects only when the run tells it to.
-_NEVER_MILLISECONDS = 10**9
 _SLOWDOWN = 50  # about how much slower Python runs under callgrind
 _TOTALS = re.compile(r"^totals: (\d+)$", re.MULTILINE)
 
@@ -98,8 +96,8 @@ def run_round(variant: str, per_vendor: int, scrapes: int) -> None:
     # valgrind slows the clock about fifty times: hand the interpreter lock over as often per
     # instruction as a process running at full speed does every 5 ms.
     sys.setswitchinterval(0.005 * _SLOWDOWN)
-    # The reader collects only when the run tells it to.
-    variants = Variants(export_interval_millis=_NEVER_MILLISECONDS)
+    # Its SDK variants' readers collect only when the run tells them to.
+    variants = Variants()
     worlds: list[World] = [
         HubSpotWorld(PER_VENDOR, RECORDS),
         QuickBooksWorld(PER_VENDOR, RECORDS),
@@ -143,7 +141,7 @@ def run_round(variant: str, per_vendor: int, scrapes: int) -> None:
                 for world in worlds
                 for n in range(per_vendor)
             ]
-            variants.observed = store
+            variants.observe(store)
             variants.use(variant)
             random.seed(15)  # the trace ids, so the sampled variant samples alike from run to run
             results = run_due(
@@ -154,17 +152,17 @@ def run_round(variant: str, per_vendor: int, scrapes: int) -> None:
                 per_account_limit=1,
                 now=utc_now() + INTERVAL + timedelta(minutes=1),
             )
-            if variants.reader is not None:
-                for _ in range(scrapes):
-                    variants.reader.collect()
-            variants.flush()
+            for _ in range(scrapes):
+                variants.collect(variant)
+            variants.flush(variant)
             if outcomes(results) != {Outcome.COMPLETED.value: len(counted)}:
                 problems.append(f"round: {outcomes(results)}")
             applied = sum(result.applied for result in results)
             if applied != changes:
                 problems.append(f"round applied {applied}, changed {changes}")
     finally:
-        variants.use("nothing")  # the store is closed: observe it no more
+        variants.observe(None)  # the store is closed: observe it no more
+        variants.use("nothing")
         drop_schema(schema)
     for problem in problems:
         print(f"PROBLEM: {problem}", file=sys.stderr)

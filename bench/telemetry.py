@@ -2,9 +2,9 @@
 
 Run ``python -m bench.telemetry`` from the project root (a few minutes with the default 1,000
 sources; ``--sources 10000`` for the full fleet of ``bench/round.py``). It needs the PostgreSQL
-server the tests use (``INCSYNC_BENCH_POSTGRES``) and works in a fresh schema
+server the tests use (``INCSYNC_TEST_POSTGRES``) and works in a fresh schema
 ``bench_telemetry_<random>``, dropped at the end. Figures are printed and written to
-``bench/telemetry-results.json``.
+``bench/telemetry-results.json`` (``--output PATH`` elsewhere).
 
 The world is ``bench/round.py``'s: half HubSpot portals, half QuickBooks companies, 20 records
 each, served over loopback HTTP, synced into a :class:`~incsync.stores.postgres.PostgresStore`
@@ -93,8 +93,8 @@ from opentelemetry.trace import NoOpTracerProvider
 
 from bench._round_timing import Tally
 from bench._round_world import HubSpotWorld, QuickBooksWorld, World
-from bench.core import git, load_average, machine
-from bench.round import CONNINFO, INTERVAL, RECORDS, Factory, drop_schema, outcomes, source_key
+from bench.core import CONNINFO, git, load_average, machine
+from bench.round import INTERVAL, RECORDS, Factory, drop_schema, outcomes, source_key
 from incsync import telemetry
 from incsync.connectors import InMemoryConnector, InMemorySource
 from incsync.engine import SyncEngine
@@ -173,24 +173,32 @@ SDK_VARIANTS = ("on", "on_large_fleet", "on_uncollected", "on_metrics_only")
 """The variants that record through OpenTelemetry's SDK."""
 
 
-def sdk_providers(
-    variant: str, exporter: SpanExporter, reader: MetricReader
-) -> tuple[TracerProvider, MeterProvider]:
-    """Return the SDK's providers of ``variant``, spans to ``exporter``, metrics to ``reader``.
+LARGE_FLEET_SAMPLED = 0.1
+"""The share of traces the large-fleet settings sample (``ParentBased(TraceIdRatioBased)``)."""
 
-    ``on`` is the SDK's defaults, as are ``on_uncollected`` and ``on_metrics_only`` (whose
-    tracer provider :class:`Variants` leaves unused); ``on_large_fleet`` the settings
-    Observability recommends for a large fleet: exemplars ``always_off`` and one trace in ten
-    (``ParentBased(TraceIdRatioBased(0.1))``).
+
+def sdk_providers(
+    exporter: SpanExporter,
+    reader: MetricReader,
+    *,
+    exemplars: bool = True,
+    sampled: float | None = None,
+) -> tuple[TracerProvider, MeterProvider]:
+    """Return the SDK's providers, spans to ``exporter``, metrics to ``reader``.
+
+    The SDK's defaults, but for ``exemplars=False`` (the exemplar filter ``always_off``) and
+    ``sampled`` (that share of traces, ``ParentBased(TraceIdRatioBased(sampled))``; ``None``:
+    every one). ``on``, ``on_uncollected`` and ``on_metrics_only`` use the defaults (the last
+    leaves its tracer provider unused, see :class:`Variants`); ``on_large_fleet`` the settings
+    Observability recommends for a large fleet: exemplars off and one trace in ten.
     """
-    large_fleet = variant == "on_large_fleet"
     meter_provider = (
-        MeterProvider(metric_readers=[reader], exemplar_filter=AlwaysOffExemplarFilter())
-        if large_fleet
-        else MeterProvider(metric_readers=[reader])
+        MeterProvider(metric_readers=[reader])
+        if exemplars
+        else MeterProvider(metric_readers=[reader], exemplar_filter=AlwaysOffExemplarFilter())
     )
     tracer_provider = TracerProvider(
-        sampler=ParentBased(TraceIdRatioBased(0.1)) if large_fleet else None
+        sampler=None if sampled is None else ParentBased(TraceIdRatioBased(sampled))
     )
     # A queue long enough that no span is dropped: a dropped span would be work not done.
     tracer_provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=1_000_000))
@@ -209,7 +217,13 @@ class _Sdk:
 
     def __init__(self, variant: str, exporter: SpanExporter) -> None:
         self.reader = DroppingReader()
-        self.tracer_provider, self.meter_provider = sdk_providers(variant, exporter, self.reader)
+        large_fleet = variant == "on_large_fleet"
+        self.tracer_provider, self.meter_provider = sdk_providers(
+            exporter,
+            self.reader,
+            exemplars=not large_fleet,
+            sampled=LARGE_FLEET_SAMPLED if large_fleet else None,
+        )
         self.since_collected = 0.0
 
 
@@ -257,11 +271,23 @@ class Variants:
         sdk = self._sdk.get(variant)
         if sdk is None:
             return
-        sdk.tracer_provider.force_flush()
+        self.flush(variant)
         sdk.since_collected += seconds
         if variant != "on_uncollected" and sdk.since_collected >= EXPORT_INTERVAL_SECONDS:
-            sdk.reader.collect()
+            self.collect(variant)
             sdk.since_collected -= EXPORT_INTERVAL_SECONDS
+
+    def flush(self, variant: str) -> None:
+        """Export ``variant``'s ended spans now (nothing for a variant without the SDK)."""
+        sdk = self._sdk.get(variant)
+        if sdk is not None:
+            sdk.tracer_provider.force_flush()
+
+    def collect(self, variant: str) -> None:
+        """Collect ``variant``'s metrics now, the gauge's query included (as a scrape does)."""
+        sdk = self._sdk.get(variant)
+        if sdk is not None:
+            sdk.reader.collect()
 
     def close(self) -> None:
         """Stop the SDKs, their spans exported; leave incsync on the global providers."""
@@ -522,6 +548,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--cycles", type=int, default=2_000, help="in-memory cycles per run")
     parser.add_argument(
+        "--output",
+        type=Path,
+        help=f"where to write the figures (default {RESULTS.name}, with --latency "
+        f"{LATENCY_RESULTS.name})",
+    )
+    parser.add_argument(
         "--latency",
         type=float,
         default=0.0,
@@ -601,9 +633,9 @@ def main(argv: list[str] | None = None) -> int:
         "spans_exported_by_sdk_variants": spans,
         "checks": {"problems": problems[:20], "passed": not problems},
     }
-    results = LATENCY_RESULTS if args.latency else RESULTS
+    results = args.output or (LATENCY_RESULTS if args.latency else RESULTS)
     results.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    print(f"written to {results.relative_to(HERE.parent)}")
+    print(f"written to {results}")
     return 0 if not problems else 1
 
 

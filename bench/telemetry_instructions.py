@@ -13,8 +13,9 @@ For each variant it runs this module twice under callgrind, with 50 and with 250
 (``InMemoryStore``, ``InMemoryConnector`` over 100 records in pages of 20, 50 sources in turn, so
 the timed cycles are quiet incremental ones of one page), after the same 60 untimed cycles; the
 difference over 200 is the instructions of one cycle, without the start-up. Variants:
-``not_installed`` and ``on`` as in ``bench/telemetry.py`` (its :class:`~bench.telemetry.Variants`:
-the SDK with a batch span processor and a periodic reader); ``on_no_exemplars``: the same with the
+``not_installed`` and ``on`` as in ``bench/telemetry.py`` (its
+:func:`~bench.telemetry.sdk_providers`: the SDK with a batch span processor and a metric reader
+that collects only when told, which these runs never do); ``on_no_exemplars``: the same with the
 SDK's exemplar filter ``always_off``; ``on_sampled``: the same with one trace in ten sampled
 (``ParentBased(TraceIdRatioBased(0.1))``). Spans are handed to the batch processor's thread, whose
 export (a count) is in the figure; the threads' interleaving moves a count by about 1%.
@@ -29,13 +30,8 @@ import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 
-from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
-from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-
-from bench.telemetry import DroppingMetricExporter, Variants
+from bench.telemetry import LARGE_FLEET_SAMPLED, CountingExporter, DroppingReader, sdk_providers
+from incsync import telemetry
 from incsync.connectors import InMemoryConnector, InMemorySource
 from incsync.engine import SyncEngine
 from incsync.testing import InMemoryStore
@@ -49,17 +45,16 @@ _COLLECTED = re.compile(r"Collected : (\d+)")
 
 def run_cycles(variant: str, cycles: int) -> None:
     """Run ``cycles`` quiet in-memory cycles with ``variant``'s telemetry (under valgrind)."""
-    variants = Variants()
-    if variant == "on_no_exemplars":
-        reader = PeriodicExportingMetricReader(DroppingMetricExporter())
-        variants.meter_provider = MeterProvider(
-            metric_readers=[reader], exemplar_filter=AlwaysOffExemplarFilter()
+    if variant == "not_installed":
+        telemetry.configure(enabled=False)
+    else:
+        tracer_provider, meter_provider = sdk_providers(
+            CountingExporter(),
+            DroppingReader(),
+            exemplars=variant != "on_no_exemplars",
+            sampled=LARGE_FLEET_SAMPLED if variant == "on_sampled" else None,
         )
-    elif variant == "on_sampled":
-        variants.tracer_provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.1)))
-        processor = BatchSpanProcessor(variants.exporter, max_queue_size=1_000_000)
-        variants.tracer_provider.add_span_processor(processor)
-    variants.use("not_installed" if variant == "not_installed" else "on")
+        telemetry.configure(tracer_provider=tracer_provider, meter_provider=meter_provider)
     source = InMemorySource()
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     for number in range(100):
