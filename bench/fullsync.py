@@ -96,14 +96,14 @@ from unittest import mock
 import httpx
 
 import incsync.engine
-from bench.core import git
+from bench.core import git, speed_probe_ms
 from incsync import SQLiteStore, SyncEngine
 from incsync._partition_read import _PARTITION_BOUND
 from incsync.connectors.auth import BearerToken
 from incsync.connectors.http import HttpConnector, HttpOptions
 from incsync.partitions import plan_partitions, readers_per_cycle
 from incsync.pipeline import Ended
-from incsync.results import Outcome
+from incsync.results import CycleProgress, Outcome
 from incsync.testing.fakes import (
     FakeHubSpot,
     FakePipedrive,
@@ -529,6 +529,50 @@ def bare_read(vendor: Vendor, connector: HttpConnector) -> tuple[int, int]:
     return sum(records for records, _ in done), sum(pages for _, pages in done)
 
 
+STEADY_SHARE = (0.1, 0.9)
+"""Between which shares of the records durable a read's steady pace is taken."""
+
+
+def durable_figures(
+    durable: Sequence[tuple[float, int]], count: int, seconds: float, ceiling: float | None
+) -> dict[str, Any]:
+    """Say where a full read's time went, from when each of its pages became durable.
+
+    A read of a few seconds spends a fair share of them on what any read costs once: the
+    requests before the first page (a partitioned read's plan, then the first pages' latency),
+    and those after the last one (the last partition's second read, the count of live records,
+    the final state). Its steady pace is the read itself, without them.
+
+    Args:
+        durable: Seconds since the read began, and records applied so far, after each durable
+            page (the engine's progress reports), in order.
+        count: The records the read holds.
+        seconds: How long the whole read took.
+        ceiling: The vendor's ceiling, records a second; ``None`` without one.
+
+    Returns:
+        ``first_page_seconds`` and ``last_page_seconds`` (when the first and the last page were
+        durable), ``after_last_page_seconds``, and ``steady_records_per_second``: the records
+        made durable between the moments a tenth and nine tenths of ``count`` were, over the
+        time between (``None`` when one page holds both), with ``steady_of_ceiling``.
+    """
+    if not durable:
+        return {}
+    low, high = (
+        next(((at, applied) for at, applied in durable if applied >= share * count), durable[-1])
+        for share in STEADY_SHARE
+    )
+    steady = (high[1] - low[1]) / (high[0] - low[0]) if high[0] > low[0] else None
+    of_ceiling = None if steady is None or ceiling is None else round(steady / ceiling, 3)
+    return {
+        "first_page_seconds": round(durable[0][0], 3),
+        "last_page_seconds": round(durable[-1][0], 3),
+        "after_last_page_seconds": round(seconds - durable[-1][0], 3),
+        "steady_records_per_second": None if steady is None else round(steady),
+        "steady_of_ceiling": of_ceiling,
+    }
+
+
 def full_read(
     name: str,
     count: int,
@@ -543,7 +587,8 @@ def full_read(
     other two modes with one. ``pace`` replaces the connector's requests a second.
     """
     vendor = VENDORS[name]
-    load = os.getloadavg()[0]
+    load, probe = os.getloadavg()[0], speed_probe_ms()
+    durable: list[tuple[float, int]] = []
     with (
         served(name, count, latency) as serving,
         tempfile.TemporaryDirectory() as folder,
@@ -564,7 +609,13 @@ def full_read(
                 read, pages = bare_read(vendor, connector)
                 problem = None if read == count else f"read {read} records"
             else:
-                result = SyncEngine(store).run_cycle(f"bench/{name}", connector)
+
+                def progressed(progress: CycleProgress) -> None:
+                    durable.append((time.perf_counter() - began, progress.applied))
+
+                result = SyncEngine(store).run_cycle(
+                    f"bench/{name}", connector, on_progress=progressed
+                )
                 read, pages = result.applied, result.pages
                 problem = (
                     None
@@ -588,6 +639,8 @@ def full_read(
         # This process's CPU, every thread: the engine's readers and writer, or the bare loop's.
         "cpu_seconds": round(cpu_seconds, 2),
         "load_average_1m_at_start": round(load, 2),
+        "speed_probe_ms_at_start": probe,
+        **durable_figures(durable, count, seconds, ceiling),
         "fake": serving.report,
     }
 
@@ -619,6 +672,7 @@ def _machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "load_average_1m_at_start": round(os.getloadavg()[0], 2),
+        "speed_probe_ms": speed_probe_ms(),
         "commit": git("rev-parse", "--short", "HEAD"),
     }
 
@@ -715,7 +769,14 @@ def _summary(run: dict[str, Any]) -> str:
         f" {fake.get('cpu_seconds')} s in the fake, answers {fake.get('answers')},"
         f" busiest second of one path {fake.get('busiest_calendar_second')}"
         f" (any one second {fake.get('busiest_one_second')}),"
-        f" load {run['load_average_1m_at_start']}"
+        f" load {run['load_average_1m_at_start']}, probe {run['speed_probe_ms_at_start']} ms"
+        + (
+            f"; pages durable from {run['first_page_seconds']} s to {run['last_page_seconds']} s"
+            f" (then {run['after_last_page_seconds']} s), steady of ceiling"
+            f" {run['steady_of_ceiling']}"
+            if "first_page_seconds" in run
+            else ""
+        )
     )
 
 

@@ -74,3 +74,32 @@ def test_a_full_read_runs_in_every_mode_and_reads_every_record(tmp_path: Path) -
     assert status == 0
     assert {run["mode"] for run in runs} == {"sequential", "pipelined", "partitioned", "bare"}
     assert all(run["fake"]["answers"].get("429", 0) == 0 for run in runs)
+    engine_runs = [run for run in runs if run["mode"] != "bare"]
+    assert all(0 < run["first_page_seconds"] <= run["last_page_seconds"] for run in engine_runs)
+    assert all(run["speed_probe_ms_at_start"] > 0 for run in runs)
+
+
+def test_a_full_reads_steady_pace_leaves_out_its_first_and_last_requests() -> None:
+    """The plan and first page before the pages, the count after them, are not the read's pace."""
+    # 10 pages of 100 records, one every 0.1 s from 0.5 s on; the read ends 0.3 s after the last.
+    durable = [(0.5 + 0.1 * page, 100 * (page + 1)) for page in range(10)]
+
+    figures = fullsync.durable_figures(durable, 1_000, seconds=1.7, ceiling=1_250.0)
+
+    assert figures == {
+        "first_page_seconds": 0.5,
+        "last_page_seconds": 1.4,
+        "after_last_page_seconds": 0.3,
+        # From 100 records durable at 0.5 s to 900 at 1.3 s.
+        "steady_records_per_second": 1_000,
+        "steady_of_ceiling": 0.8,
+    }
+
+
+def test_a_read_of_one_page_has_no_steady_pace() -> None:
+    figures = fullsync.durable_figures([(0.4, 50), (0.45, 50)], 50, seconds=0.6, ceiling=None)
+
+    assert figures["steady_records_per_second"] is None
+    assert figures["steady_of_ceiling"] is None
+    assert figures["after_last_page_seconds"] == 0.15
+    assert fullsync.durable_figures([], 0, seconds=0.1, ceiling=None) == {}

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
+import sys
 import types
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from incsync import content
 from incsync.content import (
     MAX_PAYLOAD_DEPTH,
     canonical_text,
@@ -223,3 +227,36 @@ def test_digests_are_equal_exactly_when_the_rule_says_same_content(data: st.Data
     right = data.draw(st.one_of(respelled(left), json_payloads()), label="right")
     assert (content_digest(left) == content_digest(right)) is same_content(left, right)
     assert (canonical_text(left) == canonical_text(right)) is same_content(left, right)
+
+
+_UNUSUAL_VALUES: dict[Any, Any] = {
+    "when": WHEN,
+    "day": date(2026, 11, 13),
+    "amount": Decimal("1.10"),
+    "pair": (1, 2.5),
+    "mapping": types.MappingProxyType({"b": 1, "a": [None, True]}),
+    "text": 'Zoë 東京 🧾 "quoted" \\ \n',
+    "numbers": [0.1, -0.0, 1e23, 2**70, 1.0],
+    1: "a key JSON writes as text",
+}
+
+
+@given(payload=json_payloads())
+def test_without_the_c_encoder_the_same_text_is_written(payload: dict[str, Any]) -> None:
+    """On an interpreter without the json module's C encoder, the stored and canonical texts are
+    the ones written with it, byte for byte; a NaN and a value of no JSON form are refused alike.
+    """
+    with_c = [content._json_writer(sort_keys=sort) for sort in (False, True)]
+    with mock.patch.dict(sys.modules, {"_json": None}):  # the import of its encoder fails
+        without_c = [content._json_writer(sort_keys=sort) for sort in (False, True)]
+    assert without_c[0] is not with_c[0]
+    for value in (payload, {**payload, "unusual": _UNUSUAL_VALUES}):
+        stored = with_c[0](value)
+        assert without_c[0](value) == stored
+        # The sorted writer writes the canonical text, of the stored text read back.
+        assert without_c[1](json.loads(stored)) == with_c[1](json.loads(stored))
+    for write in (*with_c, *without_c):
+        with pytest.raises(ValueError, match="not JSON compliant"):
+            write({"a": [math.nan]})
+        with pytest.raises(TypeError, match="set values have no JSON form"):
+            write({"a": {1}})
