@@ -14,6 +14,7 @@ from incsync.cursor import (
     advance,
     horizon,
     page_high_water,
+    range_text,
     window_after,
     within,
 )
@@ -163,3 +164,15 @@ def test_a_time_range_holds_its_start_and_not_its_end(
     window = Window(start, end=end)
     assert all(within(moment, start, end) and window.holds(moment) for moment in inside)
     assert not any(within(moment, start, end) or window.holds(moment) for moment in outside)
+
+
+def test_a_range_is_named_in_iso_8601_with_its_open_ends_in_words() -> None:
+    """One wording for a window's range and a partition's, in every message that names one."""
+    start = datetime(2026, 11, 13, 9, 0, tzinfo=timezone.utc)
+    end = datetime(2026, 11, 14, tzinfo=timezone.utc)
+
+    assert range_text(start, end) == (
+        "updates from 2026-11-13T09:00:00+00:00 until 2026-11-14T00:00:00+00:00"
+    )
+    assert range_text(None, end) == "updates from the first until 2026-11-14T00:00:00+00:00"
+    assert range_text(start, None) == "updates from 2026-11-13T09:00:00+00:00 until the last"

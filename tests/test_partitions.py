@@ -258,7 +258,7 @@ def test_a_cut_needs_two_microseconds_left_and_a_known_start() -> None:
     plan = plan_partitions(_at(0), _at(30), 3)
     one = timedelta(microseconds=1)
     narrow = progressed(plan, 1, Cursor(_at(20) - one, "x"), done=False)
-    with pytest.raises(SourceError, match=r"updates from 2025-01-01 00:00:10\+00:00 until .*short"):
+    with pytest.raises(SourceError, match=r"updates from 2025-01-01T00:00:10\+00:00 until .*short"):
         split_at_cap(narrow, 1, oldest=None, latest=_at(40))
     two = progressed(plan, 1, Cursor(_at(20) - 2 * one, "x"), done=False)
     assert split_at_cap(two, 1, oldest=None, latest=_at(40)).partitions[2].start == _at(20) - one

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 import attrs
 
 from incsync import telemetry
-from incsync.cursor import Cursor, Window, page_high_water
+from incsync.cursor import Cursor, Window, page_high_water, range_text
 from incsync.errors import BadResponseError, ResultCapError
 from incsync.marks import Marks
 from incsync.partitions import (
@@ -249,13 +249,12 @@ class PartitionedRead:
         )
         second = self.plan.partitions[index + 1].start
         logger.info(
-            "source %s: the partition of updates from %s until %s met the source's cap on one "
-            "query's results%s; it is cut at %s and both halves are read",
+            "source %s: the partition of %s met the source's cap on one query's results%s; it "
+            "is cut at %s and both halves are read",
             self.source_key,
-            _moment(partition.start, "the first"),
-            _moment(partition.end, "the last"),
+            range_text(partition.start, partition.end),
             "" if cap.cap is None else f" ({cap.cap:,})",
-            _moment(second, "the first"),
+            second.isoformat() if second is not None else "the first",
         )
         return second
 
@@ -272,10 +271,6 @@ def _oldest(connector: Connector) -> datetime | None:
     """Return the source's oldest update, asked now; ``None`` when it cannot tell."""
     span = connector.time_span() if isinstance(connector, PartitionedConnector) else None
     return None if span is None else span[0]
-
-
-def _moment(moment: datetime | None, open_end: str) -> str:
-    return open_end if moment is None else moment.isoformat()
 
 
 def _window(plan: PartitionPlan, index: int, marks: Marks, lookback: timedelta) -> Window:

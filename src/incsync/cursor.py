@@ -23,7 +23,16 @@ from incsync.marks import Marks, frozen_marks
 from incsync.records import Record
 from incsync.timestamps import earlier, ensure_utc
 
-__all__ = ["Cursor", "Window", "advance", "horizon", "page_high_water", "window_after", "within"]
+__all__ = [
+    "Cursor",
+    "Window",
+    "advance",
+    "horizon",
+    "page_high_water",
+    "range_text",
+    "window_after",
+    "within",
+]
 
 
 def _utc_cursor_time(value: datetime) -> datetime:
@@ -102,6 +111,17 @@ def within(updated_at: datetime, start: datetime | None, end: datetime | None) -
     """
     after_start = start is None or updated_at >= start
     return after_start and (end is None or updated_at < end)
+
+
+def range_text(start: datetime | None, end: datetime | None) -> str:
+    """Return how messages name the records of ``[start, end)``: "updates from … until …".
+
+    Bounds are written in ISO 8601; a missing one is "the first" or "the last". One wording for
+    a window's range and a partition's, wherever a message or log line names one.
+    """
+    first = "the first" if start is None else start.isoformat()
+    last = "the last" if end is None else end.isoformat()
+    return f"updates from {first} until {last}"
 
 
 def window_after(cursor: Cursor | None, lookback: timedelta, marks: Marks | None = None) -> Window:

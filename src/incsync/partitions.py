@@ -49,7 +49,7 @@ from datetime import datetime, timedelta
 
 import attrs
 
-from incsync.cursor import Cursor, within
+from incsync.cursor import Cursor, range_text, within
 from incsync.errors import ConfigurationError, SourceError
 from incsync.marks import PARTITION_MARK, Marks
 from incsync.policy import positive_count
@@ -337,7 +337,7 @@ def split_at_cap(
     reached = None if partition.reached is None else partition.reached.updated_at
     floor = reached or partition.start or oldest
     ceiling = latest if partition.end is None else partition.end
-    bounds = f"updates from {partition.start or 'the first'} until {partition.end or 'the last'}"
+    bounds = range_text(partition.start, partition.end)
     if floor is None:
         raise SourceError(
             f"the partition of {bounds} met the source's cap on one query's results before "
@@ -347,9 +347,10 @@ def split_at_cap(
     if ceiling - floor < _NARROWEST:
         raise SourceError(
             f"the partition of {bounds} met the source's cap on one query's results, and what "
-            f"it has left to read, from {floor} to {ceiling}, is too short to cut. More records "
-            "than the source answers to one query share that instant, or lie within the "
-            "connector's lookback before it (which each reader of the partition reads again), "
+            f"it has left to read, from {floor.isoformat()} to {ceiling.isoformat()}, is too "
+            "short to cut. More records than the source answers to one query share that "
+            "instant, or lie within the connector's lookback before it (which each reader of "
+            "the partition reads again), "
             "or, in the last partition, are too new for this cycle to cut at (the next one "
             "can). The cursor stays before them; a connector must read a crowded instant whole "
             "by other means, as the keyset driver's WholeTick does"

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from incsync.connectors.base import BaseConnector, RawPage
-from incsync.cursor import Window
+from incsync.cursor import Window, range_text
 from incsync.errors import ResultCapError
 from incsync.pipeline import wait_for_previous_page
 from incsync.policy import (
@@ -313,11 +313,9 @@ class InMemoryConnector(BaseConnector):
             if len(page) > left:
                 if left:
                     yield page[:left]
-                start = "the first" if window.start is None else window.start.isoformat()
-                end = "the last" if window.end is None else window.end.isoformat()
                 raise ResultCapError(
                     f"memory: the source answers at most {cap:,} records to one query, and the "
-                    f"read of updates from {start} until {end} holds more",
+                    f"read of {range_text(window.start, window.end)} holds more",
                     cap=cap,
                     vendor=self.vendor,
                 )
