@@ -347,13 +347,12 @@ def split_at_cap(
     if ceiling - floor < _NARROWEST:
         raise SourceError(
             f"the partition of {bounds} met the source's cap on one query's results, and what "
-            f"it has left to read, from {floor.isoformat()} to {ceiling.isoformat()}, is too "
-            "short to cut. More records than the source answers to one query share that "
-            "instant, or lie within the connector's lookback before it (which each reader of "
-            "the partition reads again), "
-            "or, in the last partition, are too new for this cycle to cut at (the next one "
-            "can). The cursor stays before them; a connector must read a crowded instant whole "
-            "by other means, as the keyset driver's WholeTick does"
+            f"it has left to read, the {range_text(floor, ceiling)}, is too short to cut. More "
+            "records than the source answers to one query share that instant, or lie within "
+            "the connector's lookback before it (which each reader of the partition reads "
+            "again), or, in the last partition, are too new for this cycle to cut at (the next "
+            "one can). The cursor stays before them; a connector must read a crowded instant "
+            "whole by other means, as the keyset driver's WholeTick does"
         )
     return split(plan, index, floor + (ceiling - floor) // 2)
 
