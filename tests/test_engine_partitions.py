@@ -34,7 +34,7 @@ from incsync.connectors.base import RawPage
 from incsync.connectors.memory import iso_timestamp
 from incsync.cursor import Window
 from incsync.marks import PARTITION_MARK
-from incsync.partitions import plan_from_marks, plan_partitions, resume_from
+from incsync.partitions import Partition, plan_from_marks, plan_partitions, resume_from
 from incsync.testing import ManualClock
 from incsync.timestamps import parse_timestamp
 from tests.helpers import Store, transactions_by_id
@@ -479,6 +479,49 @@ def test_more_records_at_one_instant_than_the_cap_fail_the_read_without_passing_
     _assert_cursor_covers_only_durable_records(store, KEY, source)
     cursor = engine.state(KEY).cursor
     assert cursor is None or cursor.updated_at <= crowded
+
+
+class _Straying(Recording):
+    """Answers the read of one partition with a record updated after that partition's end."""
+
+    stray_at = NOW - timedelta(hours=23)
+
+    def __init__(self, source: InMemorySource, strays: Partition, **options: Any) -> None:
+        super().__init__(source, **options)
+        self.strays = strays
+
+    def fetch(self, window: Window) -> Iterator[RawPage]:
+        for number, page in enumerate(super().fetch(window)):
+            if (window.start, window.end, number) == (self.strays.start, self.strays.end, 0):
+                page = [*page, {"id": "stray", "updated_at": iso_timestamp(self.stray_at)}]
+            yield page
+
+
+def test_a_record_outside_its_partition_fails_the_cycle_and_names_the_partition(
+    store: Store,
+) -> None:
+    """A connector that does not bound a partition's read as it declares is a broken source: the
+    cycle fails before writing that page, names the partition's range and the stray record's
+    time, and the cursor stays before every record not written."""
+    source = _source(200)
+    oldest, newest = source.time_span() or (NOW, NOW)
+    second = plan_partitions(oldest, newest, 4, SECOND).partitions[1]
+    assert second.start is not None
+    assert second.end is not None
+    connector = _Straying(source, second, page_size=20, partitions=4)
+    engine = _engine(store)
+
+    failed = engine.run_cycle(KEY, connector)
+
+    assert (failed.outcome, failed.error_class) == (Outcome.FAILED, "BadResponseError")
+    assert failed.error is not None
+    assert (
+        f"a read of the updates from {second.start.isoformat()} until "
+        f"{second.end.isoformat()} with a record updated at {_Straying.stray_at.isoformat()}"
+        in failed.error
+    )
+    assert "stray" not in transactions_by_id(store, KEY)
+    _assert_cursor_covers_only_durable_records(store, KEY, source)
 
 
 def test_a_crash_right_after_a_cut_resumes_both_halves(store: Store) -> None:

@@ -295,9 +295,9 @@ def _partition_high(plan: PartitionPlan, index: int, page: Page, limit: Cursor) 
         return None
     if not partition.holds(high):
         raise BadResponseError(
-            f"the source answered a read of updates from {partition.start} until "
-            f"{partition.end} with a record updated at {high.updated_at}: its connector does "
-            "not bound a read as it declares (partitions)"
+            f"the source answered a read of the {range_text(partition.start, partition.end)} "
+            f"with a record updated at {high.updated_at.isoformat()}: its connector does not "
+            "bound a read as it declares (partitions)"
         )
     if high > limit:
         high = limit if partition.holds(limit) else partition.reached
