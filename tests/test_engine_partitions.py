@@ -376,6 +376,7 @@ def test_a_full_read_far_over_the_source_s_cap_is_cut_until_every_part_is_read(
     # partition (3 planned, 1 more per cut) and the last again: 400 <= 25 * (2 * cuts + 4).
     assert len(_cuts(caplog)) >= 6
     assert all(KEY in line for line in _cuts(caplog))
+    assert all("it is cut in two, the updates from " in line for line in _cuts(caplog))
     assert connector.peak <= 3
     assert all(window.partition for window in connector.windows)
 

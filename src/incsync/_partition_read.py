@@ -247,16 +247,17 @@ class PartitionedRead:
             oldest=_oldest(self.connector) if needs_oldest else None,
             latest=latest_bound(limit, self.connector.lookback),
         )
-        second = self.plan.partitions[index + 1].start
+        first, second = self.plan.partitions[index : index + 2]
         logger.info(
             "source %s: the partition of %s met the source's cap on one query's results%s; it "
-            "is cut at %s and both halves are read",
+            "is cut in two, the %s and the %s, and both are read",
             self.source_key,
             range_text(partition.start, partition.end),
             "" if cap.cap is None else f" ({cap.cap:,})",
-            second.isoformat() if second is not None else "the first",
+            range_text(first.start, first.end),
+            range_text(second.start, second.end),
         )
-        return second
+        return second.start
 
     def cursor(self) -> Cursor | None:
         """Return the cursor the read allows: the plan's completed prefix."""
