@@ -20,6 +20,8 @@ from typing import Any
 import attrs
 import httpx
 import pytest
+from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     HistogramDataPoint,
@@ -29,7 +31,9 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import StatusCode
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanKind, StatusCode, TraceState
+from opentelemetry.util.types import Attributes
 
 from incsync import SourceState, StoreError, SyncEngine, SyncPolicy, telemetry
 from incsync.connectors import InMemoryConnector, InMemorySource, RestConfig, RestConnector
@@ -493,6 +497,89 @@ def test_a_page_span_carries_its_own_fetch_whatever_order_pages_are_written_in(
         for s in spans
     ]
     assert seen == [(5, True), (2, False)]
+
+
+class DropsOneSource(Sampler):
+    """Drops the cycles of ``DROPPED``, keeps the others; a child span follows its parent.
+
+    It notes each span it is asked about (a ``ParentBased`` sampler would not ask its root
+    sampler about children).
+    """
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, object]] = []
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        source = (attributes or {}).get("incsync.source_key")
+        self.asked.append((name, source))
+        parent = trace.get_current_span(parent_context).get_span_context()
+        keep = parent.trace_flags.sampled if parent.is_valid else source != DROPPED
+        if not keep:
+            return SamplingResult(Decision.DROP)
+        return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)  # the span keeps them
+
+    def get_description(self) -> str:
+        return "DropsOneSource"
+
+
+DROPPED = "acme/dropped"
+
+
+def test_a_cycle_the_sampler_drops_asks_for_no_page_spans_and_is_still_counted() -> None:
+    """Where the sampler drops a cycle, its pages ask for no span (they would follow its
+    decision), its trace is still the current one while its pages are written, and its metrics
+    count as a kept cycle's do."""
+    spans = InMemorySpanExporter()
+    sampler = DropsOneSource()
+    tracer_provider = TracerProvider(sampler=sampler)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    current: dict[str, set[int]] = {KEY: set(), DROPPED: set()}
+
+    class NotingStore(InMemoryStore):
+        def commit_page(self, source_key: str, *args: Any, **kwargs: Any) -> Any:
+            current[source_key].add(trace.get_current_span().get_span_context().trace_id)
+            return super().commit_page(source_key, *args, **kwargs)
+
+    telemetry.configure(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    try:
+        sync = SyncEngine(NotingStore())
+        # One reader: every commit is a page's.
+        kept = sync.run_cycle(KEY, InMemoryConnector(sample(), page_size=20, partitions=1))
+        dropped = sync.run_cycle(DROPPED, InMemoryConnector(sample(), page_size=20, partitions=1))
+    finally:
+        telemetry.configure()
+        tracer_provider.shutdown()
+        meter_provider.shutdown()
+    assert (kept.pages, dropped.pages) == (2, 2)
+    assert sampler.asked == [
+        ("incsync.cycle", KEY),
+        ("incsync.page", None),
+        ("incsync.page", None),
+        ("incsync.cycle", DROPPED),
+    ]
+    names = [
+        (s.name, dict(s.attributes or {}).get("incsync.page")) for s in spans.get_finished_spans()
+    ]
+    assert names == [("incsync.page", 1), ("incsync.page", 2), ("incsync.cycle", None)]
+    # The dropped cycle's trace (one id, not the invalid 0) is current while it writes its pages.
+    assert [len(ids) for ids in current.values()] == [1, 1]
+    assert 0 not in current[DROPPED] | current[KEY]
+    assert metric_points(reader) == {
+        "incsync.cycle.duration": {attrs_of(vendor="memory", outcome="completed"): 2},
+        "incsync.page.duration": {attrs_of(vendor="memory", page__step="fetch"): 4},
+        "incsync.records.applied": {attrs_of(vendor="memory"): 60},
+    }
 
 
 def test_disabled_telemetry_reports_nothing(recorded: Recorded) -> None:

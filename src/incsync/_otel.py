@@ -82,11 +82,15 @@ class OpenCycle:
 
     The SDK reads a measurement's attributes and keeps no reference it would change, so one
     mapping serves every update of the cycle's metrics.
+
+    ``recording`` is the span's ``is_recording()``, asked once: a cycle the sampler dropped makes
+    no page spans and sets no attributes (see :func:`incsync.telemetry.writing`).
     """
 
     opened: OpenSpan
     vendor: Mapping[str, str]
     fetch: Mapping[str, str]
+    recording: bool
 
 
 class Otel:
@@ -175,15 +179,26 @@ class Otel:
         opened = self._start(
             "incsync.cycle", {SOURCE_KEY: source_key, VENDOR: vendor, CYCLE_ID: cycle_id}
         )
-        return OpenCycle(opened, {VENDOR: vendor}, {VENDOR: vendor, STEP: "fetch"})
+        return OpenCycle(
+            opened,
+            {VENDOR: vendor},
+            {VENDOR: vendor, STEP: "fetch"},
+            recording=opened.span.is_recording(),
+        )
 
     @staticmethod
     def cycle_generation(cycle: OpenCycle, generation: int) -> None:
         """Put the generation on the cycle's span."""
-        cycle.opened.span.set_attribute(GENERATION, generation)
+        if cycle.recording:
+            cycle.opened.span.set_attribute(GENERATION, generation)
 
     def cycle_ended(self, cycle: OpenCycle, result: CycleResult) -> None:
         """Put the result on the cycle's span and record its duration."""
+        self.cycle_duration.record(
+            result.duration.total_seconds(), {**cycle.vendor, OUTCOME: result.outcome.value}
+        )
+        if not cycle.recording:
+            return
         span = cycle.opened.span
         span.set_attributes(
             {
@@ -199,9 +214,6 @@ class Otel:
         if result.outcome is Outcome.FAILED:
             # The result's error is redacted already.
             span.set_status(Status(StatusCode.ERROR, f"{result.error_class}: {result.error}"))
-        self.cycle_duration.record(
-            result.duration.total_seconds(), {**cycle.vendor, OUTCOME: result.outcome.value}
-        )
 
     def fetched_pages(
         self, pages: Iterable[Page], cycle: CycleTelemetry, opened: OpenCycle
@@ -214,7 +226,7 @@ class Otel:
         ended makes none.
         """
         iterator = iter(pages)
-        latency = opened.fetch
+        latency, spans = opened.fetch, opened.recording
         while True:
             asked, began = time.time_ns(), time.perf_counter()
             try:
@@ -225,9 +237,10 @@ class Otel:
             with cycle.counting:
                 cycle.pages += 1
                 number = cycle.pages
-            cycle.fetched[id(page)] = PageFetch(
-                number, asked, time.time_ns(), len(page.records), len(page.rejected)
-            )
+            if spans:  # kept for the page's span: a dropped cycle's pages make none
+                cycle.fetched[id(page)] = PageFetch(
+                    number, asked, time.time_ns(), len(page.records), len(page.rejected)
+                )
             yield page
 
     def page_span(self, cycle: CycleTelemetry, page: Page) -> _PageSpan:

@@ -252,10 +252,17 @@ def writing(page: Page) -> AbstractContextManager[None]:
 
     The span starts when the page was asked for, with its fetch time as an attribute, so the
     trace shows the fetch and the write of each page (a page read ahead starts while the one
-    before is written); the write's latency is recorded.
+    before is written); the write's latency is recorded. A cycle the sampler dropped makes no
+    page spans.
     """
     current = _CURRENT.get()
     if current is None or current._otel is None:
+        return _NOTHING
+    if current._span is not None and not current._span.recording:
+        # Where the sampler dropped the cycle, its pages' spans would follow its decision (the
+        # SDK's samplers are parent-based by default), and a span started only to be dropped costs
+        # nearly what a kept one does. The cycle's span stays current: spans made meanwhile still
+        # carry its trace.
         return _NOTHING
     return current._otel.page_span(current, page)
 
