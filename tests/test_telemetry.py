@@ -39,6 +39,7 @@ from incsync import SourceState, StoreError, SyncEngine, SyncPolicy, telemetry
 from incsync.connectors import InMemoryConnector, InMemorySource, RestConfig, RestConnector
 from incsync.connectors.http import HttpOptions
 from incsync.connectors.retry import RetryPolicy
+from incsync.errors import ConfigurationError
 from incsync.records import Page, Record
 from incsync.results import CycleResult, Outcome
 from incsync.testing import InMemoryStore
@@ -622,6 +623,81 @@ def test_the_sources_gauge_reports_nothing_while_a_store_cannot_list_its_sources
     finally:
         stop_healthy()
         stop_broken()
+
+
+class CountedStore(InMemoryStore):
+    """Counts how often its states are listed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listed = 0
+
+    def list_states(self) -> Sequence[SourceState]:
+        self.listed += 1
+        return super().list_states()
+
+
+class Timer:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_sources_gauge_keeps_a_count_for_a_minute_then_lists_the_states_again(
+    recorded: Recorded,
+) -> None:
+    """Collections within ``recount_every`` of a store's count reuse it (a source cancelled
+    meanwhile is not seen yet); the first collection after it lists the states again."""
+    store, timer = CountedStore(), Timer()
+    sync = SyncEngine(store)
+    sync.cancel("acme/first")
+    stop = telemetry.observe_sources(store, timer=timer)
+    try:
+        grey = attrs_of(status__color="grey")
+        assert metric_points(recorded.metrics)["incsync.sources"][grey] == 1
+        sync.cancel("acme/second")
+        timer.now += 59.9
+        assert metric_points(recorded.metrics)["incsync.sources"][grey] == 1
+        assert store.listed == 1
+        timer.now += 0.1
+        assert metric_points(recorded.metrics)["incsync.sources"][grey] == 2
+        assert store.listed == 2
+    finally:
+        stop()
+
+
+def test_each_collector_counts_on_its_own_schedule(recorded: Recorded) -> None:
+    """A second meter provider's first collection counts the store itself, and does not take the
+    first provider's count; ``recount_every=timedelta(0)`` counts at every collection."""
+    store, timer = CountedStore(), Timer()
+    SyncEngine(store).cancel(KEY)
+    stop = telemetry.observe_sources(store, timer=timer)
+    other = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[other])
+    try:
+        metric_points(recorded.metrics)
+        telemetry.configure(meter_provider=provider)
+        metric_points(other)
+        assert store.listed == 2
+        metric_points(recorded.metrics)  # the first provider's count is still fresh
+        assert store.listed == 2
+
+        stop = telemetry.observe_sources(store, recount_every=timedelta(0), timer=timer)
+        for _ in range(3):
+            assert metric_points(other)["incsync.sources"][attrs_of(status__color="grey")] == 1
+        assert store.listed == 5
+    finally:
+        stop()
+        provider.shutdown()
+
+
+def test_a_negative_recount_interval_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="recount_every must not be negative"):
+        telemetry.observe_sources(InMemoryStore(), recount_every=timedelta(seconds=-1))
 
 
 NOT_INSTALLED = """
