@@ -257,8 +257,8 @@ def writing(page: Page) -> AbstractContextManager[None]:
 
     The span starts when the page was asked for, with its fetch time as an attribute, so the
     trace shows the fetch and the write of each page (a page read ahead starts while the one
-    before is written); the write's latency is recorded. A cycle the sampler dropped makes no
-    page spans.
+    before is written); the write's time is the rest of the span, and no metric records it. A
+    cycle the sampler dropped makes no page spans.
     """
     current = _CURRENT.get()
     if current is None or current._otel is None:
