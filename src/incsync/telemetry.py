@@ -420,9 +420,9 @@ def observe_sources(
     return stop
 
 
-def _count_due(counted_at: float | None, now: float, recount_every: float) -> bool:
-    """Whether a store last counted at ``counted_at`` (``None``: never) is counted again now."""
-    return counted_at is None or now - counted_at >= recount_every
+def _count_due(counted_at: float, now: float, recount_every: float) -> bool:
+    """Whether a store last counted at ``counted_at`` (its timer's seconds) is counted again."""
+    return now - counted_at >= recount_every
 
 
 def _colours_of(observation: _Observation) -> Counter[str] | None:
@@ -468,11 +468,11 @@ class _SourceColours:
             counts: Counter[str] = Counter({colour.value: 0 for colour in StatusColor})
             for observation in observed:
                 now = observation.timer()
-                counted_at, colours = self._counted.get(observation, (None, None))
-                if colours is None or _count_due(counted_at, now, observation.recount_every):
+                counted = self._counted.get(observation)
+                if counted is None or _count_due(counted[0], now, observation.recount_every):
                     colours = _colours_of(observation)
                     if colours is None:
                         return None
-                    self._counted[observation] = (now, colours)
-                counts.update(colours)
+                    counted = self._counted[observation] = (now, colours)
+                counts.update(counted[1])
             return counts
