@@ -573,9 +573,11 @@ def test_a_cycle_the_sampler_drops_asks_for_no_page_spans_and_is_still_counted()
         (s.name, dict(s.attributes or {}).get("incsync.page")) for s in spans.get_finished_spans()
     ]
     assert names == [("incsync.page", 1), ("incsync.page", 2), ("incsync.cycle", None)]
-    # The dropped cycle's trace (one id, not the invalid 0) is current while it writes its pages.
+    # The dropped cycle's own trace (one id, not the invalid 0, not the kept cycle's) is current
+    # while it writes its pages.
     assert [len(ids) for ids in current.values()] == [1, 1]
     assert 0 not in current[DROPPED] | current[KEY]
+    assert current[DROPPED] != current[KEY]
     assert metric_points(reader) == {
         "incsync.cycle.duration": {attrs_of(vendor="memory", outcome="completed"): 2},
         "incsync.page.duration": {attrs_of(vendor="memory", page__step="fetch"): 4},
