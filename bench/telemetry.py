@@ -22,8 +22,9 @@ source, in one of these variants:
   after counting them) and a meter provider whose metrics are collected every 15 s of the
   variant's time (a common Prometheus scrape interval), with the SDK's default exemplar filter
   and the store observed by the sources-per-colour gauge
-  (:func:`incsync.telemetry.observe_sources`): every span and metric is recorded, as in
-  production, but nothing leaves the process;
+  (:func:`incsync.telemetry.observe_sources`, which lists the states again once a minute of the
+  variant's time): every span and metric is recorded, as in production, but nothing leaves the
+  process;
 * ``on_large_fleet``: as ``on``, with the settings Observability recommends for a large fleet;
 * ``on_uncollected`` and ``on_metrics_only`` take ``on`` apart: its spans and metric updates
   with the metrics never collected (no gauge, no export), and its metric updates and
@@ -243,17 +244,29 @@ class Variants:
         self.exporter = CountingExporter()
         self._sdk: dict[str, _Sdk] = {}
         self._stop_observing: Callable[[], None] | None = None
+        self._current = "not_installed"
+        self._rounds_seconds: dict[str, float] = {}
 
     def observe(self, store: StateStore | None) -> None:
-        """Count ``store``'s sources in the SDK variants' gauge (``None``: no store)."""
+        """Count ``store``'s sources in the SDK variants' gauge (``None``: no store).
+
+        The gauge keeps a count for its default minute (``recount_every``) of the collecting
+        variant's own rounds, not of the run's: in production the variant would run alone, and
+        on the run's clock a count of one variant would be reused by none of its next collections.
+        """
         if self._stop_observing is not None:
             self._stop_observing()
             self._stop_observing = None
         if store is not None:
-            self._stop_observing = telemetry.observe_sources(store)
+            self._stop_observing = telemetry.observe_sources(store, timer=self._rounds_time)
+
+    def _rounds_time(self) -> float:
+        """Seconds of the variant in use's rounds so far, as :meth:`settle` added them up."""
+        return self._rounds_seconds.get(self._current, 0.0)
 
     def use(self, variant: str) -> None:
         """Make ``variant`` the one the next cycles report through."""
+        self._current = variant
         if variant in ("nothing", "not_installed"):
             telemetry.configure(enabled=False)
         elif variant in SDK_VARIANTS:
@@ -273,6 +286,7 @@ class Variants:
             return
         self.flush(variant)
         sdk.since_collected += seconds
+        self._rounds_seconds[variant] = self._rounds_seconds.get(variant, 0.0) + seconds
         if variant != "on_uncollected" and sdk.since_collected >= EXPORT_INTERVAL_SECONDS:
             self.collect(variant)
             sdk.since_collected -= EXPORT_INTERVAL_SECONDS

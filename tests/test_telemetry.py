@@ -39,6 +39,7 @@ from incsync import SourceState, StoreError, SyncEngine, SyncPolicy, telemetry
 from incsync.connectors import InMemoryConnector, InMemorySource, RestConfig, RestConnector
 from incsync.connectors.http import HttpOptions
 from incsync.connectors.retry import RetryPolicy
+from incsync.errors import ConfigurationError
 from incsync.records import Page, Record
 from incsync.results import CycleResult, Outcome
 from incsync.testing import InMemoryStore
@@ -572,9 +573,11 @@ def test_a_cycle_the_sampler_drops_asks_for_no_page_spans_and_is_still_counted()
         (s.name, dict(s.attributes or {}).get("incsync.page")) for s in spans.get_finished_spans()
     ]
     assert names == [("incsync.page", 1), ("incsync.page", 2), ("incsync.cycle", None)]
-    # The dropped cycle's trace (one id, not the invalid 0) is current while it writes its pages.
+    # The dropped cycle's own trace (one id, not the invalid 0, not the kept cycle's) is current
+    # while it writes its pages.
     assert [len(ids) for ids in current.values()] == [1, 1]
     assert 0 not in current[DROPPED] | current[KEY]
+    assert current[DROPPED] != current[KEY]
     assert metric_points(reader) == {
         "incsync.cycle.duration": {attrs_of(vendor="memory", outcome="completed"): 2},
         "incsync.page.duration": {attrs_of(vendor="memory", page__step="fetch"): 4},
@@ -622,6 +625,81 @@ def test_the_sources_gauge_reports_nothing_while_a_store_cannot_list_its_sources
     finally:
         stop_healthy()
         stop_broken()
+
+
+class CountedStore(InMemoryStore):
+    """Counts how often its states are listed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listed = 0
+
+    def list_states(self) -> Sequence[SourceState]:
+        self.listed += 1
+        return super().list_states()
+
+
+class Timer:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_sources_gauge_keeps_a_count_for_a_minute_then_lists_the_states_again(
+    recorded: Recorded,
+) -> None:
+    """Collections within ``recount_every`` of a store's count reuse it (a source cancelled
+    meanwhile is not seen yet); the first collection after it lists the states again."""
+    store, timer = CountedStore(), Timer()
+    sync = SyncEngine(store)
+    sync.cancel("acme/first")
+    stop = telemetry.observe_sources(store, timer=timer)
+    try:
+        grey = attrs_of(status__color="grey")
+        assert metric_points(recorded.metrics)["incsync.sources"][grey] == 1
+        sync.cancel("acme/second")
+        timer.now += 59.9
+        assert metric_points(recorded.metrics)["incsync.sources"][grey] == 1
+        assert store.listed == 1
+        timer.now += 0.1
+        assert metric_points(recorded.metrics)["incsync.sources"][grey] == 2
+        assert store.listed == 2
+    finally:
+        stop()
+
+
+def test_each_collector_counts_on_its_own_schedule(recorded: Recorded) -> None:
+    """A second meter provider's first collection counts the store itself, and does not take the
+    first provider's count; ``recount_every=timedelta(0)`` counts at every collection."""
+    store, timer = CountedStore(), Timer()
+    SyncEngine(store).cancel(KEY)
+    stop = telemetry.observe_sources(store, timer=timer)
+    other = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[other])
+    try:
+        metric_points(recorded.metrics)
+        telemetry.configure(meter_provider=provider)
+        metric_points(other)
+        assert store.listed == 2
+        metric_points(recorded.metrics)  # the first provider's count is still fresh
+        assert store.listed == 2
+
+        stop = telemetry.observe_sources(store, recount_every=timedelta(0), timer=timer)
+        for _ in range(3):
+            assert metric_points(other)["incsync.sources"][attrs_of(status__color="grey")] == 1
+        assert store.listed == 5
+    finally:
+        stop()
+        provider.shutdown()
+
+
+def test_a_negative_recount_interval_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="recount_every must not be negative"):
+        telemetry.observe_sources(InMemoryStore(), recount_every=timedelta(seconds=-1))
 
 
 NOT_INSTALLED = """
