@@ -214,7 +214,7 @@ A common Prometheus scrape interval; the SDK's periodic reader defaults to 60 s.
 
 
 class _Sdk:
-    """One SDK variant's providers, kept for the run, and its rounds' time since a collection."""
+    """One SDK variant's providers, kept for the run, its rounds' time and its collections."""
 
     def __init__(self, variant: str, exporter: SpanExporter) -> None:
         self.reader = DroppingReader()
@@ -225,7 +225,8 @@ class _Sdk:
             exemplars=not large_fleet,
             sampled=LARGE_FLEET_SAMPLED if large_fleet else None,
         )
-        self.since_collected = 0.0
+        self.rounds_seconds = 0.0
+        self.collections = 0
 
 
 class Variants:
@@ -245,7 +246,6 @@ class Variants:
         self._sdk: dict[str, _Sdk] = {}
         self._stop_observing: Callable[[], None] | None = None
         self._current = "not_installed"
-        self._rounds_seconds: dict[str, float] = {}
 
     def observe(self, store: StateStore | None) -> None:
         """Count ``store``'s sources in the SDK variants' gauge (``None``: no store).
@@ -262,7 +262,8 @@ class Variants:
 
     def _rounds_time(self) -> float:
         """Seconds of the variant in use's rounds so far, as :meth:`settle` added them up."""
-        return self._rounds_seconds.get(self._current, 0.0)
+        sdk = self._sdk.get(self._current)
+        return 0.0 if sdk is None else sdk.rounds_seconds
 
     def use(self, variant: str) -> None:
         """Make ``variant`` the one the next cycles report through."""
@@ -285,11 +286,11 @@ class Variants:
         if sdk is None:
             return
         self.flush(variant)
-        sdk.since_collected += seconds
-        self._rounds_seconds[variant] = self._rounds_seconds.get(variant, 0.0) + seconds
-        if variant != "on_uncollected" and sdk.since_collected >= EXPORT_INTERVAL_SECONDS:
+        sdk.rounds_seconds += seconds
+        due = (sdk.collections + 1) * EXPORT_INTERVAL_SECONDS
+        if variant != "on_uncollected" and sdk.rounds_seconds >= due:
             self.collect(variant)
-            sdk.since_collected -= EXPORT_INTERVAL_SECONDS
+            sdk.collections += 1
 
     def flush(self, variant: str) -> None:
         """Export ``variant``'s ended spans now (nothing for a variant without the SDK)."""

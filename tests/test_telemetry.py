@@ -12,7 +12,7 @@ import logging
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,7 +42,7 @@ from incsync.connectors.retry import RetryPolicy
 from incsync.errors import ConfigurationError
 from incsync.records import Page, Record
 from incsync.results import CycleResult, Outcome
-from incsync.testing import InMemoryStore
+from incsync.testing import InMemoryStore, ManualClock
 from incsync.testing.fakes.generic_rest import FakeGenericRest
 from incsync.timestamps import UTC
 from tests.helpers import Store
@@ -639,14 +639,9 @@ class CountedStore(InMemoryStore):
         return super().list_states()
 
 
-class Timer:
-    """A monotonic clock the test moves."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+def seconds_of(clock: ManualClock) -> Callable[[], float]:
+    """A monotonic timer, in seconds, that moves with ``clock``."""
+    return lambda: clock().timestamp()
 
 
 def test_the_sources_gauge_keeps_a_count_for_a_minute_then_lists_the_states_again(
@@ -654,18 +649,18 @@ def test_the_sources_gauge_keeps_a_count_for_a_minute_then_lists_the_states_agai
 ) -> None:
     """Collections within ``recount_every`` of a store's count reuse it (a source cancelled
     meanwhile is not seen yet); the first collection after it lists the states again."""
-    store, timer = CountedStore(), Timer()
+    store, clock = CountedStore(), ManualClock(T0)
     sync = SyncEngine(store)
     sync.cancel("acme/first")
-    stop = telemetry.observe_sources(store, timer=timer)
+    stop = telemetry.observe_sources(store, timer=seconds_of(clock))
     try:
         grey = attrs_of(status__color="grey")
         assert metric_points(recorded.metrics)["incsync.sources"][grey] == 1
         sync.cancel("acme/second")
-        timer.now += 59.9
+        clock.advance(timedelta(seconds=59))
         assert metric_points(recorded.metrics)["incsync.sources"][grey] == 1
         assert store.listed == 1
-        timer.now += 0.1
+        clock.advance(timedelta(seconds=1))
         assert metric_points(recorded.metrics)["incsync.sources"][grey] == 2
         assert store.listed == 2
     finally:
@@ -675,7 +670,7 @@ def test_the_sources_gauge_keeps_a_count_for_a_minute_then_lists_the_states_agai
 def test_each_collector_counts_on_its_own_schedule(recorded: Recorded) -> None:
     """A second meter provider's first collection counts the store itself, and does not take the
     first provider's count; ``recount_every=timedelta(0)`` counts at every collection."""
-    store, timer = CountedStore(), Timer()
+    store, timer = CountedStore(), seconds_of(ManualClock(T0))
     SyncEngine(store).cancel(KEY)
     stop = telemetry.observe_sources(store, timer=timer)
     other = InMemoryMetricReader()
@@ -708,7 +703,7 @@ sys.modules["opentelemetry"] = None  # import opentelemetry now raises ImportErr
 from datetime import datetime, timezone
 from incsync import SyncEngine
 from incsync.connectors import InMemoryConnector, sample_source
-from incsync.testing import InMemoryStore
+from incsync.testing import InMemoryStore, ManualClock
 source = sample_source(120, end=datetime(2026, 1, 1, tzinfo=timezone.utc))
 result = SyncEngine(InMemoryStore()).run_cycle("acme/items", InMemoryConnector(source))
 print(result.outcome.value, result.applied, len(result.cycle_id or ""))
