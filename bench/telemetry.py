@@ -26,10 +26,13 @@ source, in one of these variants:
   variant's time): every span and metric is recorded, as in production, but nothing leaves the
   process;
 * ``on_large_fleet``: as ``on``, with the settings Observability recommends for a large fleet;
+* ``on_sampled``: as ``on``, with one trace in ten sampled and nothing else changed (exemplars
+  as the SDK's default): the large-fleet settings' sampling alone;
 * ``on_uncollected`` and ``on_metrics_only`` take ``on`` apart: its spans and metric updates
   with the metrics never collected (no gauge, no export), and its metric updates and
-  collections without spans (the API's no-op tracer). They run only when
-  ``--round-variants`` names them.
+  collections without spans (the API's no-op tracer).
+
+The last three run only when ``--round-variants`` names them.
 
 **Interleaved.** A set holds one round of every variant, and the rounds of a set are interleaved:
 the fleet is dealt into ``--chunks`` slices (20 by default: 500 sources each at 10,000), and each
@@ -118,9 +121,9 @@ VARIANTS = ("not_installed", "off", "on")
 # keeping no cycle history (what history and telemetry cost together), and with the SDK set as
 # Observability recommends for a large fleet.
 DEFAULT_ROUND_VARIANTS = ("nothing", *VARIANTS, "on_large_fleet")
-# Two more take the SDK's cost apart: "on" with its metrics never collected (no gauge, no
-# export), and its metrics without spans.
-ROUND_VARIANTS = (*DEFAULT_ROUND_VARIANTS, "on_uncollected", "on_metrics_only")
+# Three more take the SDK's cost apart: the large-fleet settings' sampling alone, "on" with its
+# metrics never collected (no gauge, no export), and its metrics without spans.
+ROUND_VARIANTS = (*DEFAULT_ROUND_VARIANTS, "on_sampled", "on_uncollected", "on_metrics_only")
 
 
 class CountingExporter(SpanExporter):
@@ -170,7 +173,7 @@ class CollectorTally:
         return found
 
 
-SDK_VARIANTS = ("on", "on_large_fleet", "on_uncollected", "on_metrics_only")
+SDK_VARIANTS = ("on", "on_large_fleet", "on_sampled", "on_uncollected", "on_metrics_only")
 """The variants that record through OpenTelemetry's SDK."""
 
 
@@ -191,7 +194,8 @@ def sdk_providers(
     ``sampled`` (that share of traces, ``ParentBased(TraceIdRatioBased(sampled))``; ``None``:
     every one). ``on``, ``on_uncollected`` and ``on_metrics_only`` use the defaults (the last
     leaves its tracer provider unused, see :class:`Variants`); ``on_large_fleet`` the settings
-    Observability recommends for a large fleet: exemplars off and one trace in ten.
+    Observability recommends for a large fleet: exemplars off and one trace in ten;
+    ``on_sampled`` one trace in ten alone.
     """
     meter_provider = (
         MeterProvider(metric_readers=[reader])
@@ -218,12 +222,11 @@ class _Sdk:
 
     def __init__(self, variant: str, exporter: SpanExporter) -> None:
         self.reader = DroppingReader()
-        large_fleet = variant == "on_large_fleet"
         self.tracer_provider, self.meter_provider = sdk_providers(
             exporter,
             self.reader,
-            exemplars=not large_fleet,
-            sampled=LARGE_FLEET_SAMPLED if large_fleet else None,
+            exemplars=variant != "on_large_fleet",
+            sampled=LARGE_FLEET_SAMPLED if variant in ("on_large_fleet", "on_sampled") else None,
         )
         self.rounds_seconds = 0.0
         self.collections = 0
