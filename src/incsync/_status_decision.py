@@ -211,7 +211,7 @@ def _stop_after(facts: _Facts, policy: StatusPolicy) -> int | None:
 
 
 def _decide(facts: _Facts, stop_after: int | None, deadlines: _Deadlines) -> StatusReason:
-    """Return the reason of the first matching row of the module's table."""
+    """Return the reason of the first matching row of the table in :mod:`incsync.status`."""
     phase, now, sync_at = facts.phase, facts.now, facts.last_sync
     if phase is Phase.CANCELLED:
         return StatusReason.CANCELLED
