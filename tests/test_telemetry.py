@@ -703,7 +703,7 @@ sys.modules["opentelemetry"] = None  # import opentelemetry now raises ImportErr
 from datetime import datetime, timezone
 from incsync import SyncEngine
 from incsync.connectors import InMemoryConnector, sample_source
-from incsync.testing import InMemoryStore, ManualClock
+from incsync.testing import InMemoryStore
 source = sample_source(120, end=datetime(2026, 1, 1, tzinfo=timezone.utc))
 result = SyncEngine(InMemoryStore()).run_cycle("acme/items", InMemoryConnector(source))
 print(result.outcome.value, result.applied, len(result.cycle_id or ""))
